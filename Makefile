@@ -1,0 +1,61 @@
+# gms: the two commands of the README are `make demo` and `make test`.
+# Both install what they need first (scripts/deps.sh, Debian packages).
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_SECONDS ?= 30
+CMAKE_FLAGS ?=
+
+.PHONY: all build deps test test-release test-asan test-tsan test-fuzz demo bench clean install
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build -j $(JOBS)
+
+# Every test: the normal build, ASan+UBSan, TSan on the threaded tests, and a
+# short fixed-time libFuzzer run.
+test: test-release test-asan test-tsan test-fuzz
+	@echo "make test: all suites passed"
+
+test-release: build
+	@cd build && ctest --output-on-failure -j $(JOBS)
+
+test-asan: deps
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+	  -DGMS_SANITIZE=address,undefined >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS)
+
+test-tsan: deps
+	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+	  -DGMS_SANITIZE=thread -DGMS_THREADS_ONLY=ON >/dev/null
+	@cmake --build build-tsan -j $(JOBS)
+	@cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --output-on-failure -L threads
+
+test-fuzz: deps
+	@cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+	  -DGMS_SANITIZE=address,undefined -DGMS_FUZZ=ON -DGMS_THREADS_ONLY=ON >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_api
+	@mkdir -p build-fuzz/corpus
+	@build-fuzz/fuzz_api -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  build-fuzz/corpus 2>build-fuzz/fuzz.log || (tail -50 build-fuzz/fuzz.log; exit 1)
+	@grep -E 'stat::number_of_executed_units' build-fuzz/fuzz.log
+
+demo: build
+	@build/gms-demo
+
+bench: build
+	@build/gms-bench latency --json
+	@build/gms-bench replay --json ../shared/traces/*.csv.gz
+
+install: build
+	@cmake --install build
+
+clean:
+	@rm -rf build build-asan build-tsan build-fuzz

@@ -1,0 +1,284 @@
+/*
+ * gms.h: the public C API of gms, the only thing language bindings see.
+ *
+ * gms keeps GPU memory safe when several language runtimes and tenants share
+ * one GPU: buffers are named by generational, keyed 64-bit handles that every
+ * call validates, every access is bounds-checked, pools never mix tenants,
+ * and quotas are enforced atomically.
+ *
+ * Conventions: every function returns int, GMS_OK (0) or a negative GMS_E_*
+ * code; on error nothing was changed and gms_error_last() says why in words.
+ * Out-parameters come last. Objects returned through them are the caller's
+ * to release with the matching close/free, which accept NULL.
+ *
+ * Threading: every function is thread-safe. A gms_context may be used from
+ * several threads at once. Calls on contexts of different tenants, levels or
+ * languages never wait on one lock (each has its own pool); calls on the same
+ * pool serialise on that pool's lock, and bounds-checked access calls hold it
+ * for the length of the copy. Closing an object while another thread still
+ * uses it is the caller's bug (as with free()).
+ */
+#ifndef GMS_H
+#define GMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define GMS_API
+#else
+#define GMS_API __attribute__((visibility("default")))
+#endif
+
+#define GMS_VERSION_MAJOR 0
+#define GMS_VERSION_MINOR 1
+#define GMS_VERSION_PATCH 0
+
+/* ---- errors ----------------------------------------------------------- */
+
+enum {
+    GMS_OK = 0,
+    GMS_E_INVALID_ARG = -1,    /* a NULL, out-of-range or malformed argument */
+    GMS_E_INVALID_HANDLE = -2, /* stale, freed, forged or foreign-runtime handle */
+    GMS_E_ACCESS_DENIED = -3,  /* the buffer belongs to another context */
+    GMS_E_OUT_OF_BOUNDS = -4,  /* an access not wholly inside the buffer */
+    GMS_E_QUOTA = -5,          /* the tenant's byte or allocation quota */
+    GMS_E_NO_MEMORY = -6,      /* the backend or the host ran out of memory */
+    GMS_E_READ_ONLY = -7,      /* a write to a read-only buffer or view */
+    GMS_E_CORRUPTION = -8,     /* an invariant was found broken */
+    GMS_E_BACKEND = -9,        /* the device backend failed */
+    GMS_E_UNSUPPORTED = -10,   /* not available in this build or backend */
+    GMS_E_BUSY = -11           /* the object is in use; try again later */
+};
+
+/* A static string naming the code ("GMS_E_QUOTA: quota exceeded"). */
+GMS_API const char *gms_strerror(int code);
+
+/* The message of the last failed call on this thread; never NULL ("" when
+ * there was none). Valid until the next gms call on this thread. */
+GMS_API const char *gms_error_last(void);
+
+/* ---- runtime -------------------------------------------------------- */
+
+typedef struct gms_runtime gms_runtime;
+typedef struct gms_context gms_context;
+
+typedef enum gms_backend_kind {
+    GMS_BACKEND_AUTO = 0, /* a GPU backend when a GPU is present, else host */
+    GMS_BACKEND_HOST = 1,
+    GMS_BACKEND_CUDA = 2,
+    GMS_BACKEND_HIP = 3
+} gms_backend_kind;
+
+typedef enum gms_log_level {
+    GMS_LOG_ERROR = 0,
+    GMS_LOG_WARN = 1, /* leaks reported at context close, corruption */
+    GMS_LOG_INFO = 2
+} gms_log_level;
+
+/* Receives diagnostics (leak reports, corruption). May be called from any
+ * thread that calls into gms, with no gms lock held. */
+typedef void (*gms_log_fn)(void *user, gms_log_level level, const char *msg);
+
+#define GMS_RUNTIME_OPTIONS_VERSION 1
+typedef struct gms_runtime_options {
+    uint32_t version;         /* GMS_RUNTIME_OPTIONS_VERSION */
+    gms_backend_kind backend; /* AUTO: the GMS_BACKEND variable, else auto */
+    int device;               /* GPU ordinal for GPU backends */
+    uint64_t granule_bytes;   /* unit of growth and return; power of two,
+                                 >= 4096; default 2 MiB (a GPU granule) */
+    uint64_t chunk_bytes;     /* address space reserved per pool chunk;
+                                 default 16 GiB (reserving costs no memory) */
+    uint64_t retain_bytes;    /* free granules a pool keeps mapped to avoid
+                                 remapping; default: max(8 MiB, live/32) when 0 */
+    gms_log_fn log;           /* NULL: warnings and errors go to stderr */
+    void *log_user;
+    /* Testing: the Nth fallible internal operation (a backend call or a
+     * metadata allocation) fails, counting from 1; 0 disables. */
+    uint64_t fail_nth_call;
+} gms_runtime_options;
+
+#define GMS_RUNTIME_OPTIONS_INIT \
+    { GMS_RUNTIME_OPTIONS_VERSION, GMS_BACKEND_AUTO, 0, 0, 0, 0, NULL, NULL, 0 }
+GMS_API void gms_runtime_options_init(gms_runtime_options *opts);
+
+/* With opts == NULL every caller in the process gets the same
+ * reference-counted runtime, so all languages loaded in one process share
+ * it; each open is matched by one close. With options, a private runtime. */
+GMS_API int gms_runtime_open(gms_runtime **out, const gms_runtime_options *opts);
+/* Closes contexts still open (reporting their leaks) on the last close. */
+GMS_API void gms_runtime_close(gms_runtime *rt);
+/* "host", "cuda" or "hip". */
+GMS_API const char *gms_runtime_backend_name(const gms_runtime *rt);
+
+/* ---- contexts: who is acting ------------------------------------------- */
+
+typedef enum gms_level {
+    GMS_LEVEL_PUBLIC = 0,
+    GMS_LEVEL_INTERNAL = 1,
+    GMS_LEVEL_CONFIDENTIAL = 2,
+    GMS_LEVEL_SECRET = 3
+} gms_level;
+
+typedef enum gms_language {
+    GMS_LANG_C = 0,
+    GMS_LANG_RUST = 1,
+    GMS_LANG_ELIXIR = 2,
+    GMS_LANG_JULIA = 3,
+    GMS_LANG_ZIG = 4,
+    GMS_LANG_NIM = 5,
+    GMS_LANG_PYTHON = 6,
+    GMS_LANG_OTHER = 7
+} gms_language;
+
+/* Tenant and user names: 1..GMS_NAME_MAX bytes of printable ASCII. */
+#define GMS_NAME_MAX 63
+
+#define GMS_CONTEXT_DESC_VERSION 1
+typedef struct gms_context_desc {
+    uint32_t version; /* GMS_CONTEXT_DESC_VERSION */
+    const char *tenant;
+    const char *user;
+    gms_level level;
+    gms_language language;
+} gms_context_desc;
+
+#define GMS_CONTEXT_DESC_INIT \
+    { GMS_CONTEXT_DESC_VERSION, NULL, NULL, GMS_LEVEL_INTERNAL, GMS_LANG_C }
+GMS_API void gms_context_desc_init(gms_context_desc *desc);
+
+/* Buffers live in the pool of the context's (tenant, level, language). */
+GMS_API int gms_context_open(gms_context **out, gms_runtime *rt,
+                             const gms_context_desc *desc);
+/* Buffers the context still holds are leaks: they are reported (log and
+ * stats) and reclaimed. */
+GMS_API void gms_context_close(gms_context *ctx);
+
+GMS_API const char *gms_level_name(gms_level level);
+GMS_API const char *gms_language_name(gms_language language);
+
+/* ---- quotas ---------------------------------------------------------- */
+
+#define GMS_UNLIMITED UINT64_MAX
+
+/* Limits the tenant's live bytes (allocation sizes rounded to the 256-byte
+ * alignment) and live allocations; GMS_UNLIMITED lifts a limit. A limit below
+ * current use refuses new allocations and keeps existing ones. */
+GMS_API int gms_tenant_set_quota(gms_runtime *rt, const char *tenant,
+                                 uint64_t max_bytes, uint64_t max_allocs);
+
+/* ---- buffers --------------------------------------------------------- */
+
+/* A buffer handle: slot, generation and check bits keyed by a per-runtime
+ * secret. 0 (GMS_BUF_NULL) is never a valid handle. */
+typedef uint64_t gms_buf;
+#define GMS_BUF_NULL ((gms_buf)0)
+
+/* Every allocation is aligned to GMS_ALIGNMENT bytes. */
+#define GMS_ALIGNMENT 256u
+
+enum {
+    GMS_ALLOC_ZERO = 1u << 0 /* fill with zeros before returning */
+};
+
+GMS_API int gms_alloc(gms_context *ctx, size_t size, uint32_t flags,
+                      gms_buf *out);
+GMS_API int gms_free(gms_context *ctx, gms_buf buf);
+
+typedef struct gms_buf_info {
+    uint64_t size;       /* bytes requested */
+    uint64_t block_size; /* bytes reserved (size rounded to the alignment) */
+    uint64_t device_ptr; /* device address (host address on the host backend) */
+    uint64_t pool_id;
+    uint32_t flags;      /* the GMS_ALLOC_* flags it was made with */
+    gms_level level;
+    gms_language language;
+    char tenant[GMS_NAME_MAX + 1]; /* owner */
+    char user[GMS_NAME_MAX + 1];
+} gms_buf_info;
+
+GMS_API int gms_buf_info_get(gms_context *ctx, gms_buf buf, gms_buf_info *out);
+/* The name the API contract uses. */
+#define gms_buf_info(ctx, buf, out) gms_buf_info_get((ctx), (buf), (out))
+
+/* The raw device pointer: unchecked access, for kernels and frameworks. */
+GMS_API int gms_buf_ptr(gms_context *ctx, gms_buf buf, void **out);
+
+/* Bounds-checked access. An access not wholly inside the buffer (an offset
+ * plus length that overflows included) returns GMS_E_OUT_OF_BOUNDS and
+ * touches nothing. A length of 0 is valid. gms_copy handles overlap. */
+GMS_API int gms_write(gms_context *ctx, gms_buf dst, uint64_t off,
+                      const void *src, size_t len);
+GMS_API int gms_read(gms_context *ctx, gms_buf src, uint64_t off, void *dst,
+                     size_t len);
+GMS_API int gms_copy(gms_context *ctx, gms_buf dst, uint64_t dst_off,
+                     gms_buf src, uint64_t src_off, size_t len);
+GMS_API int gms_fill(gms_context *ctx, gms_buf dst, uint64_t off, int byte,
+                     size_t len);
+
+/* ---- statistics and verification -------------------------------------- */
+
+typedef struct gms_stats {
+    uint64_t live_bytes;      /* sum of live block sizes */
+    uint64_t live_blocks;
+    uint64_t peak_live_bytes;
+    uint64_t held_bytes;      /* mapped from the backend, whole granules */
+    uint64_t peak_held_bytes;
+    uint64_t reserved_bytes;  /* address space reserved */
+    double fragmentation;     /* 1 - live/held now; 0 when nothing is held */
+    uint64_t allocs;          /* successful allocations since open */
+    uint64_t frees;
+    uint64_t quota_refusals;
+    uint64_t leaked_blocks;   /* reclaimed at context close */
+    uint64_t leaked_bytes;
+    uint64_t pools;
+    uint64_t contexts;        /* open now */
+    uint64_t tenants;         /* index range of gms_tenant_stats_get */
+} gms_stats;
+
+typedef struct gms_tenant_stats {
+    char tenant[GMS_NAME_MAX + 1];
+    uint64_t live_bytes;
+    uint64_t live_blocks;
+    uint64_t peak_live_bytes;
+    uint64_t held_bytes;
+    uint64_t max_bytes;  /* quota; GMS_UNLIMITED when none */
+    uint64_t max_allocs;
+    uint64_t quota_refusals;
+    uint64_t leaked_blocks;
+    uint64_t leaked_bytes;
+} gms_tenant_stats;
+
+GMS_API int gms_stats_get(gms_runtime *rt, gms_stats *out);
+/* The name the API contract uses. */
+#define gms_stats(rt, out) gms_stats_get((rt), (out))
+/* Tenants in the order they first appeared; index < gms_stats.tenants. */
+GMS_API int gms_tenant_stats_get(gms_runtime *rt, uint64_t index,
+                                 gms_tenant_stats *out);
+
+typedef struct gms_report {
+    uint64_t pools;
+    uint64_t chunks;
+    uint64_t live_blocks;
+    uint64_t free_blocks;
+    uint64_t live_handles;
+    uint64_t violations;
+    char first_violation[512]; /* "" when none */
+} gms_report;
+
+/* Walks all state and checks the invariants: blocks do not overlap and lie
+ * in their pool's chunks, pools hold one (tenant, level, language), every
+ * live handle names a live block and back, held granules match live blocks,
+ * quota accounting equals live blocks per tenant. Returns 0 when all hold,
+ * GMS_E_CORRUPTION otherwise (the first violation in out and the message).
+ * out may be NULL. Locks each pool in turn: a full walk, not a fast path. */
+GMS_API int gms_verify(gms_runtime *rt, gms_report *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GMS_H */

@@ -1,0 +1,75 @@
+/*
+ * backend.h: the narrow interface between the core and a device backend.
+ *
+ * A backend hands out address space in chunks and maps memory into them
+ * granule by granule; it knows nothing of pools, handles or tenants. Every
+ * call returns 0 on success or a positive errno value (ENOMEM when memory ran
+ * out, another value for any other failure); the core turns that into a
+ * GMS_E_* code and a message. Addresses are 64-bit device addresses (host
+ * addresses on the host backend). Calls on one chunk are serialised by the
+ * caller (the pool's lock); a backend must tolerate calls on different chunks
+ * from different threads at once.
+ */
+#ifndef GMS_BACKEND_H
+#define GMS_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdatomic.h>
+
+typedef struct gms_backend gms_backend;
+typedef struct gms_backend_chunk gms_backend_chunk; /* backend-defined */
+
+typedef struct gms_backend_ops {
+    const char *name;
+    /* Reserves size bytes of address space, aligned to align, with nothing
+     * mapped and guard space around it, so that an access outside any
+     * mapped granule faults. */
+    int (*reserve)(gms_backend *be, uint64_t size, uint64_t align,
+                   uint64_t *base, gms_backend_chunk **chunk);
+    /* Unmaps everything in the chunk and gives the address space back. */
+    void (*release)(gms_backend *be, gms_backend_chunk *chunk);
+    /* Maps read-write memory at [off, off+len) of the chunk; new memory
+     * reads as zeros. */
+    int (*commit)(gms_backend *be, gms_backend_chunk *chunk, uint64_t off,
+                  uint64_t len);
+    /* Unmaps [off, off+len) and returns its memory to the system. */
+    int (*decommit)(gms_backend *be, gms_backend_chunk *chunk, uint64_t off,
+                    uint64_t len);
+    /* Maps a second, read-only view of committed [off, off+len). */
+    int (*map_view_readonly)(gms_backend *be, gms_backend_chunk *chunk,
+                             uint64_t off, uint64_t len, uint64_t *view);
+    void (*unmap_view)(gms_backend *be, uint64_t view, uint64_t len);
+    /* Data movement between the host and committed device memory. */
+    int (*write)(gms_backend *be, uint64_t dst, const void *src, size_t len);
+    int (*read)(gms_backend *be, void *dst, uint64_t src, size_t len);
+    int (*copy)(gms_backend *be, uint64_t dst, uint64_t src, size_t len);
+    int (*fill)(gms_backend *be, uint64_t dst, int byte, size_t len);
+    void (*destroy)(gms_backend *be);
+} gms_backend_ops;
+
+struct gms_backend {
+    const gms_backend_ops *ops;
+};
+
+/* A shared counter of fallible operations; the Nth one fails (testing).
+ * Lives in the runtime; the failing backend and the core's metadata
+ * allocations both draw on it. */
+typedef struct gms_failpoint {
+    uint64_t nth;                 /* 0: never fail */
+    unsigned long long _Atomic calls;
+} gms_failpoint;
+
+static inline int gms_failpoint_hit(gms_failpoint *fp)
+{
+    return fp->nth != 0 && ++fp->calls == fp->nth;
+}
+
+int gms_backend_host_create(gms_backend **out);
+/* Wraps inner: each fallible call first draws on fp and fails with ENOMEM
+ * (commit, reserve) or EIO (the others) when it is the Nth. Takes ownership
+ * of inner. */
+int gms_backend_failing_create(gms_backend *inner, gms_failpoint *fp,
+                               gms_backend **out);
+
+#endif

@@ -1,0 +1,195 @@
+/*
+ * host.c: the host backend, the embedded default and what CI tests.
+ *
+ * A chunk is a sparse memfd mapped into a PROT_NONE reservation that has
+ * guard space on both sides, so a wild access near a chunk faults. Commit
+ * makes granules read-write (pages appear, zeroed, on first touch);
+ * decommit punches the pages out of the memfd, which gives the memory back
+ * to the kernel, and makes the range PROT_NONE again, so a stale pointer
+ * into returned memory faults instead of silently reading zeros. The memfd
+ * also lets the same memory be mapped a second time read-only.
+ */
+#include "backend/backend.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define HOST_GUARD_BYTES (2ull << 20)
+
+struct gms_backend_chunk {
+    int fd;
+    uint8_t *region;      /* whole reservation, guards included */
+    uint64_t region_size;
+    uint8_t *base;        /* first byte of the chunk proper */
+    uint64_t size;
+};
+
+static int host_reserve(gms_backend *be, uint64_t size, uint64_t align,
+                        uint64_t *base, gms_backend_chunk **out)
+{
+    (void)be;
+    long page = sysconf(_SC_PAGESIZE);
+    if (size == 0 || align < (uint64_t)page || (align & (align - 1)) ||
+        size % (uint64_t)page)
+        return EINVAL;
+    gms_backend_chunk *c = calloc(1, sizeof *c);
+    if (!c)
+        return ENOMEM;
+    int err = 0;
+    c->fd = memfd_create("gms-chunk", MFD_CLOEXEC);
+    if (c->fd < 0) {
+        err = errno;
+        goto fail;
+    }
+    if (ftruncate(c->fd, (off_t)size) != 0) {
+        err = errno;
+        goto fail_fd;
+    }
+    /* Guards on both sides plus slack to align the base. */
+    c->region_size = size + 2 * HOST_GUARD_BYTES + align;
+    void *r = mmap(NULL, c->region_size, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED) {
+        err = errno;
+        goto fail_fd;
+    }
+    c->region = r;
+    uintptr_t b = ((uintptr_t)r + HOST_GUARD_BYTES + align - 1) & ~(uintptr_t)(align - 1);
+    void *m = mmap((void *)b, size, PROT_NONE, MAP_SHARED | MAP_FIXED, c->fd, 0);
+    if (m == MAP_FAILED) {
+        err = errno;
+        munmap(c->region, c->region_size);
+        goto fail_fd;
+    }
+    c->base = m;
+    c->size = size;
+    *base = (uint64_t)(uintptr_t)m;
+    *out = c;
+    return 0;
+fail_fd:
+    close(c->fd);
+fail:
+    free(c);
+    return err ? err : ENOMEM;
+}
+
+static void host_release(gms_backend *be, gms_backend_chunk *c)
+{
+    (void)be;
+    if (!c)
+        return;
+    munmap(c->region, c->region_size);
+    close(c->fd);
+    free(c);
+}
+
+static int host_range_ok(const gms_backend_chunk *c, uint64_t off, uint64_t len)
+{
+    return len != 0 && off <= c->size && len <= c->size - off;
+}
+
+static int host_commit(gms_backend *be, gms_backend_chunk *c, uint64_t off,
+                       uint64_t len)
+{
+    (void)be;
+    if (!host_range_ok(c, off, len))
+        return EINVAL;
+    if (mprotect(c->base + off, len, PROT_READ | PROT_WRITE) != 0)
+        return errno;
+    return 0;
+}
+
+static int host_decommit(gms_backend *be, gms_backend_chunk *c, uint64_t off,
+                         uint64_t len)
+{
+    (void)be;
+    if (!host_range_ok(c, off, len))
+        return EINVAL;
+    if (fallocate(c->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  (off_t)off, (off_t)len) != 0)
+        return errno;
+    if (mprotect(c->base + off, len, PROT_NONE) != 0)
+        return errno;
+    return 0;
+}
+
+static int host_map_view_readonly(gms_backend *be, gms_backend_chunk *c,
+                                  uint64_t off, uint64_t len, uint64_t *view)
+{
+    (void)be;
+    if (!host_range_ok(c, off, len) || off % (uint64_t)sysconf(_SC_PAGESIZE))
+        return EINVAL;
+    void *v = mmap(NULL, len, PROT_READ, MAP_SHARED, c->fd, (off_t)off);
+    if (v == MAP_FAILED)
+        return errno;
+    *view = (uint64_t)(uintptr_t)v;
+    return 0;
+}
+
+static void host_unmap_view(gms_backend *be, uint64_t view, uint64_t len)
+{
+    (void)be;
+    munmap((void *)(uintptr_t)view, len);
+}
+
+static int host_write(gms_backend *be, uint64_t dst, const void *src, size_t len)
+{
+    (void)be;
+    memcpy((void *)(uintptr_t)dst, src, len);
+    return 0;
+}
+
+static int host_read(gms_backend *be, void *dst, uint64_t src, size_t len)
+{
+    (void)be;
+    memcpy(dst, (const void *)(uintptr_t)src, len);
+    return 0;
+}
+
+static int host_copy(gms_backend *be, uint64_t dst, uint64_t src, size_t len)
+{
+    (void)be;
+    memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len);
+    return 0;
+}
+
+static int host_fill(gms_backend *be, uint64_t dst, int byte, size_t len)
+{
+    (void)be;
+    memset((void *)(uintptr_t)dst, byte, len);
+    return 0;
+}
+
+static void host_destroy(gms_backend *be)
+{
+    free(be);
+}
+
+static const gms_backend_ops host_ops = {
+    .name = "host",
+    .reserve = host_reserve,
+    .release = host_release,
+    .commit = host_commit,
+    .decommit = host_decommit,
+    .map_view_readonly = host_map_view_readonly,
+    .unmap_view = host_unmap_view,
+    .write = host_write,
+    .read = host_read,
+    .copy = host_copy,
+    .fill = host_fill,
+    .destroy = host_destroy,
+};
+
+int gms_backend_host_create(gms_backend **out)
+{
+    gms_backend *be = malloc(sizeof *be);
+    if (!be)
+        return ENOMEM;
+    be->ops = &host_ops;
+    *out = be;
+    return 0;
+}

@@ -1,0 +1,306 @@
+/*
+ * buffer.c: the buffer API: alloc, free, info, raw pointer and the
+ * bounds-checked access calls.
+ *
+ * Fast path cost (host, 2-core machine): one uncontended pool lock per call,
+ * two atomic updates of the tenant's quota counters, one of the runtime's
+ * live gauge, two bit scans in the TLSF lists; no system call while the
+ * block's granules are mapped, which the granule cache makes the common case.
+ */
+#include "core/internal.h"
+
+#include <string.h>
+
+/* Largest request: far above any device, far below where sizes overflow. */
+#define GMS_MAX_ALLOC (1ull << 52)
+
+/* Finds the live block h names for ctx; ctx's pool lock is held. */
+static int buf_find_locked(gms_context *ctx, gms_buf h, const char *op, gms_block **out)
+{
+    if (h == GMS_BUF_NULL)
+        return gms__fail(GMS_E_INVALID_HANDLE, "%s: null handle", op);
+    gms_pool *p = NULL;
+    gms_slot *s = gms__slot_lookup(ctx->rt, h, &p);
+    if (!s)
+        return gms__fail(GMS_E_INVALID_HANDLE,
+                         "%s: handle 0x%016llx: forged or corrupted handle (not issued by this runtime)",
+                         op, (unsigned long long)h);
+    uint64_t cur = atomic_load_explicit(&s->handle, memory_order_acquire);
+    if (p != ctx->pool) {
+        /* Another pool's slot (its lock is not ours to take): name the
+         * owner only if the handle is real. */
+        if (cur == h)
+            return gms__fail(GMS_E_ACCESS_DENIED,
+                             "%s: handle 0x%016llx belongs to tenant '%s' (%s, %s), not to this context of tenant '%s' (%s, %s)",
+                             op, (unsigned long long)h, p->tenant->name, gms_level_name(p->level),
+                             gms_language_name(p->language), ctx->tenant->name,
+                             gms_level_name(ctx->level), gms_language_name(ctx->language));
+        return gms__fail(GMS_E_INVALID_HANDLE, "%s: handle 0x%016llx: stale, freed or forged handle",
+                         op, (unsigned long long)h);
+    }
+    if (cur != h)
+        return gms__fail(GMS_E_INVALID_HANDLE, "%s: handle 0x%016llx: %s", op,
+                         (unsigned long long)h, gms__handle_diagnose(ctx->rt, s, h));
+    gms_block *b = s->block;
+    if (b->u.live.owner != ctx)
+        return gms__fail(GMS_E_ACCESS_DENIED,
+                         "%s: handle 0x%016llx belongs to another context of tenant '%s' (user '%s')",
+                         op, (unsigned long long)h, p->tenant->name, b->u.live.owner->user);
+    *out = b;
+    return GMS_OK;
+}
+
+/* Finds the live block h names for ctx and returns with ctx's pool locked,
+ * or returns an error with nothing locked. */
+static int buf_lock(gms_context *ctx, gms_buf h, const char *op, gms_block **out)
+{
+    if (!ctx)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: context is NULL", op);
+    gms__pool_lock(ctx->pool);
+    int rc = buf_find_locked(ctx, h, op, out);
+    if (rc)
+        gms__pool_unlock(ctx->pool);
+    return rc;
+}
+
+/* Reserves quota for one block of size bytes (pool->lock held). */
+static int quota_take(gms_tenant *t, uint64_t size)
+{
+    uint64_t max = atomic_load_explicit(&t->max_bytes, memory_order_relaxed);
+    uint64_t cur = atomic_load_explicit(&t->live_bytes, memory_order_relaxed);
+    do {
+        if (size > max || cur > max - size)
+            goto refuse_bytes;
+    } while (!atomic_compare_exchange_weak(&t->live_bytes, &cur, cur + size));
+    max = atomic_load_explicit(&t->max_allocs, memory_order_relaxed);
+    cur = atomic_load_explicit(&t->live_allocs, memory_order_relaxed);
+    do {
+        if (cur >= max) {
+            atomic_fetch_sub(&t->live_bytes, size);
+            atomic_fetch_add(&t->quota_refusals, 1);
+            return gms__fail(GMS_E_QUOTA,
+                             "tenant '%s' allocation quota: %llu live allocations, limit %llu",
+                             t->name, (unsigned long long)cur, (unsigned long long)max);
+        }
+    } while (!atomic_compare_exchange_weak(&t->live_allocs, &cur, cur + 1));
+    gms__atomic_max(&t->peak_bytes, atomic_load_explicit(&t->live_bytes, memory_order_relaxed));
+    return GMS_OK;
+refuse_bytes:
+    atomic_fetch_add(&t->quota_refusals, 1);
+    return gms__fail(GMS_E_QUOTA,
+                     "tenant '%s' byte quota: %llu bytes live + %llu requested > limit %llu",
+                     t->name, (unsigned long long)cur, (unsigned long long)size,
+                     (unsigned long long)max);
+}
+
+static void quota_give(gms_tenant *t, uint64_t size)
+{
+    atomic_fetch_sub_explicit(&t->live_bytes, size, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&t->live_allocs, 1, memory_order_relaxed);
+}
+
+int gms_alloc(gms_context *ctx, size_t size, uint32_t flags, gms_buf *out)
+{
+    if (!out)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_alloc: out is NULL");
+    *out = GMS_BUF_NULL;
+    if (!ctx)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_alloc: context is NULL");
+    if (size == 0)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_alloc: size is 0");
+    if (flags & ~(uint32_t)GMS_ALLOC_ZERO)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_alloc: unknown flags 0x%x", flags);
+    if ((uint64_t)size > GMS_MAX_ALLOC)
+        return gms__fail(GMS_E_NO_MEMORY, "gms_alloc: %llu bytes is more than any device holds",
+                         (unsigned long long)size);
+    uint64_t bsize = ((uint64_t)size + GMS_ALIGNMENT - 1) & ~(uint64_t)(GMS_ALIGNMENT - 1);
+    gms_pool *p = ctx->pool;
+    gms_runtime *rt = ctx->rt;
+
+    gms__pool_lock(p);
+    int rc = quota_take(ctx->tenant, bsize);
+    if (rc) {
+        gms__pool_unlock(p);
+        return rc;
+    }
+    uint32_t slot;
+    if ((rc = gms__slot_take(p, &slot)) != GMS_OK) {
+        quota_give(ctx->tenant, bsize);
+        gms__pool_unlock(p);
+        return rc;
+    }
+    gms_block *b;
+    if ((rc = gms__pool_alloc(p, ctx, bsize, flags, &b)) != GMS_OK) {
+        gms__slot_put(p, slot);
+        quota_give(ctx->tenant, bsize);
+        gms__pool_unlock(p);
+        return rc;
+    }
+    b->u.live.req_size = size;
+    b->u.live.slot = slot;
+    gms_slot *s = gms__slot_at(rt, slot);
+    s->block = b;
+    gms_buf h = gms__handle_make(rt, slot, s->gen);
+    atomic_store_explicit(&s->handle, h, memory_order_release);
+    uint64_t live = atomic_fetch_add_explicit(&rt->live_bytes, bsize, memory_order_relaxed) + bsize;
+    gms__atomic_max(&rt->peak_live, live);
+    if (flags & GMS_ALLOC_ZERO) {
+        /* Under the lock: the handle is not out yet, but a racing forged
+         * free of it must not see a half-made buffer. */
+        int err = rt->backend->ops->fill(rt->backend, b->addr, 0, bsize);
+        if (err) {
+            gms__block_release(p, b);
+            gms__pool_unlock(p);
+            return gms__backend_fail(err, "zero fill", bsize);
+        }
+    }
+    gms__pool_unlock(p);
+    *out = h;
+    return GMS_OK;
+}
+
+void gms__block_release(gms_pool *p, gms_block *b)
+{
+    gms_slot *s = gms__slot_at(p->rt, b->u.live.slot);
+    atomic_store_explicit(&s->handle, 0, memory_order_release);
+    s->gen++;
+    s->block = NULL;
+    gms__slot_put(p, b->u.live.slot);
+    quota_give(p->tenant, b->size);
+    atomic_fetch_sub_explicit(&p->rt->live_bytes, b->size, memory_order_relaxed);
+    gms__pool_free(p, b);
+}
+
+int gms_free(gms_context *ctx, gms_buf buf)
+{
+    gms_block *b;
+    int rc = buf_lock(ctx, buf, "gms_free", &b);
+    if (rc)
+        return rc;
+    gms_pool *p = ctx->pool;
+    gms__block_release(p, b);
+    gms__pool_unlock(p);
+    return GMS_OK;
+}
+
+int gms_buf_info_get(gms_context *ctx, gms_buf buf, gms_buf_info *out)
+{
+    if (!out)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_buf_info: out is NULL");
+    gms_block *b;
+    int rc = buf_lock(ctx, buf, "gms_buf_info", &b);
+    if (rc)
+        return rc;
+    gms_pool *p = ctx->pool;
+    gms_buf_info i = {0};
+    i.size = b->u.live.req_size;
+    i.block_size = b->size;
+    i.device_ptr = b->addr;
+    i.pool_id = p->id;
+    i.flags = b->u.live.flags;
+    i.level = p->level;
+    i.language = p->language;
+    memcpy(i.tenant, p->tenant->name, sizeof i.tenant);
+    memcpy(i.user, b->u.live.owner->user, sizeof i.user);
+    gms__pool_unlock(p);
+    *out = i;
+    return GMS_OK;
+}
+
+int gms_buf_ptr(gms_context *ctx, gms_buf buf, void **out)
+{
+    if (!out)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_buf_ptr: out is NULL");
+    gms_block *b;
+    int rc = buf_lock(ctx, buf, "gms_buf_ptr", &b);
+    if (rc)
+        return rc;
+    *out = (void *)(uintptr_t)b->addr;
+    gms__pool_unlock(ctx->pool);
+    return GMS_OK;
+}
+
+/* Whether [off, off+len) lies in the buffer; written so nothing overflows. */
+static int range_check(const gms_block *b, uint64_t off, uint64_t len, const char *op,
+                       const char *which)
+{
+    uint64_t size = b->u.live.req_size;
+    if (off > size || len > size - off)
+        return gms__fail(GMS_E_OUT_OF_BOUNDS,
+                         "%s: %s range [%llu, %llu + %llu) is outside the buffer of %llu bytes", op,
+                         which, (unsigned long long)off, (unsigned long long)off,
+                         (unsigned long long)len, (unsigned long long)size);
+    return GMS_OK;
+}
+
+/* Locks buf's pool and checks [off, off+len); on success the caller unlocks. */
+static int access_begin(gms_context *ctx, gms_buf buf, uint64_t off, size_t len,
+                        const void *host, const char *op, gms_block **out)
+{
+    if (!host && len > 0)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: host pointer is NULL", op);
+    int rc = buf_lock(ctx, buf, op, out);
+    if (rc)
+        return rc;
+    if ((rc = range_check(*out, off, len, op, "the")) != GMS_OK)
+        gms__pool_unlock(ctx->pool);
+    return rc;
+}
+
+static int access_end(gms_context *ctx, int err, const char *op, size_t len)
+{
+    gms__pool_unlock(ctx->pool);
+    return err ? gms__backend_fail(err, op, len) : GMS_OK;
+}
+
+int gms_write(gms_context *ctx, gms_buf dst, uint64_t off, const void *src, size_t len)
+{
+    gms_block *b;
+    int rc = access_begin(ctx, dst, off, len, src, "gms_write", &b);
+    if (rc)
+        return rc;
+    gms_backend *be = ctx->rt->backend;
+    return access_end(ctx, len ? be->ops->write(be, b->addr + off, src, len) : 0, "write", len);
+}
+
+int gms_read(gms_context *ctx, gms_buf src, uint64_t off, void *dst, size_t len)
+{
+    gms_block *b;
+    int rc = access_begin(ctx, src, off, len, dst, "gms_read", &b);
+    if (rc)
+        return rc;
+    gms_backend *be = ctx->rt->backend;
+    return access_end(ctx, len ? be->ops->read(be, dst, b->addr + off, len) : 0, "read", len);
+}
+
+int gms_fill(gms_context *ctx, gms_buf dst, uint64_t off, int byte, size_t len)
+{
+    if (byte < 0 || byte > 255)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_fill: byte %d is not in 0..255", byte);
+    gms_block *b;
+    int rc = access_begin(ctx, dst, off, len, &b, "gms_fill", &b);
+    if (rc)
+        return rc;
+    gms_backend *be = ctx->rt->backend;
+    return access_end(ctx, len ? be->ops->fill(be, b->addr + off, byte, len) : 0, "fill", len);
+}
+
+int gms_copy(gms_context *ctx, gms_buf dst, uint64_t dst_off, gms_buf src, uint64_t src_off,
+             size_t len)
+{
+    gms_block *d, *s;
+    int rc = access_begin(ctx, dst, dst_off, len, &d, "gms_copy", &d);
+    if (rc)
+        return rc;
+    if ((rc = buf_find_locked(ctx, src, "gms_copy", &s)) != GMS_OK) {
+        gms__pool_unlock(ctx->pool);
+        return rc;
+    }
+    if ((rc = range_check(s, src_off, len, "gms_copy", "source")) != GMS_OK) {
+        gms__pool_unlock(ctx->pool);
+        return rc;
+    }
+    gms_backend *be = ctx->rt->backend;
+    return access_end(ctx, len ? be->ops->copy(be, d->addr + dst_off, s->addr + src_off, len) : 0,
+                      "copy", len);
+}

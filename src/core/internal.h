@@ -1,0 +1,243 @@
+/*
+ * internal.h: the core's data structures, shared by the files of src/core.
+ *
+ * Ownership and locking, in one place:
+ * - gms_runtime: rt->lock guards the lists of tenants, pools and contexts
+ *   (changed only at open/close). Never taken on the alloc/free path.
+ * - gms_pool: pool->lock guards everything in the pool: its sub-allocator,
+ *   chunks, granules, block nodes, its handle-table slots and the live lists
+ *   of its contexts. Pools of different (tenant, level, language) share no
+ *   lock. Lock order: rt->lock, then pool locks in pool-list order.
+ * - Handle-table pages are published once with release stores and never
+ *   freed before the runtime, so a handle can be looked up without a lock;
+ *   a slot's handle word is atomic for that reason.
+ * - Tenant counters are atomics: several pools draw on one tenant's quota.
+ */
+#ifndef GMS_CORE_INTERNAL_H
+#define GMS_CORE_INTERNAL_H
+
+#include "gms.h"
+#include "backend/backend.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+/* ---- errors (error.c) ---- */
+
+/* Sets this thread's message and returns code. */
+int gms__fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Maps a backend errno value to a code and message naming the operation. */
+int gms__backend_fail(int err, const char *what, uint64_t bytes);
+
+/* ---- secret and keyed check bits (secret.c) ---- */
+
+int gms__random_bytes(void *buf, size_t len);
+
+/* ---- handles (handle.c) ----
+ * A handle is slot (24 bits) | generation (20 bits) | check (20 bits). The
+ * check bits are a keyed hash of the slot and the slot's full 64-bit
+ * generation, so a handle whose 20-bit generation wrapped around is still
+ * refused except with probability 2^-20, and a random 64-bit value passes
+ * only if it names a live slot, its generation and its check bits. */
+#define GMS_SLOT_BITS 24
+#define GMS_GEN_BITS 20
+#define GMS_CHECK_BITS 20
+#define GMS_SLOTS_PER_PAGE 4096u
+#define GMS_SLOT_PAGES ((1u << GMS_SLOT_BITS) / GMS_SLOTS_PER_PAGE)
+
+typedef struct gms_block gms_block;
+typedef struct gms_pool gms_pool;
+
+typedef struct gms_slot {
+    uint64_t _Atomic handle; /* the live handle, 0 when free */
+    uint64_t gen;            /* full generation; bumped at every free */
+    gms_block *block;        /* the live block */
+    uint32_t next_free;      /* pool's free-slot list; 0 ends it */
+} gms_slot;
+
+typedef struct gms_slot_page {
+    gms_pool *pool; /* fixed at creation: every slot here is this pool's */
+    gms_slot slots[GMS_SLOTS_PER_PAGE];
+} gms_slot_page;
+
+/* ---- block nodes: host-side metadata, never inside managed memory ---- */
+
+enum { GMS_BLOCK_FREE = 1, GMS_BLOCK_LIVE = 2 };
+
+typedef struct gms_chunk gms_chunk;
+
+struct gms_block {
+    uint64_t addr; /* device address */
+    uint64_t size; /* multiple of GMS_ALIGNMENT */
+    gms_block *prev_phys, *next_phys; /* neighbours in address order */
+    gms_chunk *chunk;
+    uint32_t state;
+    union {
+        struct {
+            gms_block *next, *prev; /* segregated free list */
+        } free;
+        struct {
+            gms_block *next, *prev; /* owner context's live list */
+            gms_context *owner;
+            uint64_t req_size;
+            uint32_t slot;
+            uint32_t flags;
+        } live;
+    } u;
+};
+
+/* ---- the sub-allocator (tlsf.c): two-level segregated fit ----
+ * 64-bit sizes in GMS_ALIGNMENT units: size classes below 8 KiB are linear
+ * (256 B apart); above, each power of two is split in 32. Finding a block
+ * and freeing one are O(1): two bit scans. */
+#define GMS_TLSF_SL_SHIFT 5
+#define GMS_TLSF_SL_COUNT (1u << GMS_TLSF_SL_SHIFT)
+#define GMS_TLSF_FL_COUNT 52
+
+typedef struct gms_tlsf {
+    uint64_t fl_bitmap;
+    uint32_t sl_bitmap[GMS_TLSF_FL_COUNT];
+    gms_block *heads[GMS_TLSF_FL_COUNT][GMS_TLSF_SL_COUNT];
+} gms_tlsf;
+
+void gms_tlsf_insert(gms_tlsf *t, gms_block *b);
+void gms_tlsf_remove(gms_tlsf *t, gms_block *b);
+/* A free block of at least size bytes, still in its list; NULL if none. */
+gms_block *gms_tlsf_find(gms_tlsf *t, uint64_t size);
+/* The (fl, sl) list a free block of this size belongs in. */
+void gms_tlsf_mapping(uint64_t size, unsigned *fl, unsigned *sl);
+
+/* ---- pools, chunks and granules (pool.c) ---- */
+
+typedef struct gms_granule {
+    uint32_t live;   /* live blocks overlapping this granule */
+    bool committed;  /* mapped from the backend */
+    gms_chunk *chunk;
+    /* The pool's cache of committed granules with no live block, oldest
+     * first; trimmed back to the retain limit by decommitting. */
+    struct gms_granule *lru_prev, *lru_next;
+} gms_granule;
+
+struct gms_chunk {
+    uint64_t base, size;
+    gms_backend_chunk *be_chunk;
+    gms_pool *pool;
+    gms_block *first;   /* lowest block; blocks tile the chunk */
+    gms_granule *granules;
+    uint64_t ngranules;
+    gms_chunk *next;
+};
+
+typedef struct gms_tenant {
+    char name[GMS_NAME_MAX + 1];
+    uint64_t index;
+    uint64_t _Atomic live_bytes, live_allocs, peak_bytes;
+    uint64_t _Atomic max_bytes, max_allocs;
+    uint64_t _Atomic quota_refusals, leaked_blocks, leaked_bytes;
+    struct gms_tenant *next;
+} gms_tenant;
+
+typedef struct gms_node_slab {
+    struct gms_node_slab *next;
+    gms_block nodes[];
+} gms_node_slab;
+
+struct gms_pool {
+    pthread_mutex_t lock;
+    gms_runtime *rt;
+    gms_tenant *tenant;
+    gms_level level;
+    gms_language language;
+    uint64_t id;
+    uint64_t contexts; /* open contexts (rt->lock) */
+    gms_tlsf tlsf;
+    gms_chunk *chunks;
+    uint32_t free_slots; /* head of the free-slot list, 0 when empty */
+    gms_block *free_nodes;
+    gms_node_slab *slabs;
+    gms_granule *lru_head, *lru_tail;
+    uint64_t cached_bytes; /* committed granules with no live block */
+    uint64_t held_bytes;   /* committed granules */
+    uint64_t reserved_bytes;
+    uint64_t live_bytes, live_blocks, allocs, frees;
+    gms_pool *next;
+};
+
+struct gms_context {
+    gms_runtime *rt;
+    gms_pool *pool;
+    gms_tenant *tenant;
+    char user[GMS_NAME_MAX + 1];
+    gms_level level;
+    gms_language language;
+    uint64_t id;
+    gms_block *live; /* pool->lock */
+    uint64_t live_blocks, live_bytes;
+    gms_context *next, *prev; /* rt->lock */
+};
+
+struct gms_runtime {
+    pthread_mutex_t lock;
+    gms_backend *backend;
+    const char *backend_name;
+    gms_failpoint failpoint;
+    uint64_t key[2]; /* the handle secret */
+    uint64_t granule, chunk_bytes, retain_bytes;
+    gms_log_fn log;
+    void *log_user;
+    bool shared;  /* the process-wide runtime */
+    uint64_t refs; /* opens of the shared runtime (its static lock) */
+    gms_slot_page *_Atomic pages[GMS_SLOT_PAGES];
+    uint32_t _Atomic next_page;
+    gms_tenant *tenants, **tenants_tail;
+    uint64_t ntenants;
+    gms_pool *pools, **pools_tail;
+    uint64_t npools;
+    gms_context *contexts;
+    uint64_t ncontexts, next_id;
+    /* Runtime-wide gauges; held and reserved change only when the backend
+     * is called, live on every alloc and free. */
+    uint64_t _Atomic live_bytes, peak_live, held_bytes, peak_held, reserved_bytes;
+};
+
+/* Metadata allocation that the failpoint can fail. */
+void *gms__alloc_meta(gms_runtime *rt, size_t size);
+
+/* handle.c */
+uint64_t gms__handle_make(const gms_runtime *rt, uint32_t slot, uint64_t gen);
+/* The slot a handle names and the pool owning it; NULL if no such slot. */
+gms_slot *gms__slot_lookup(gms_runtime *rt, gms_buf h, gms_pool **pool);
+gms_slot *gms__slot_at(gms_runtime *rt, uint32_t index);
+/* Takes a free slot of the pool (pool->lock held), growing the table. */
+int gms__slot_take(gms_pool *p, uint32_t *index);
+void gms__slot_put(gms_pool *p, uint32_t index);
+/* Why h is not live in its slot, for the error message (pool->lock held). */
+const char *gms__handle_diagnose(const gms_runtime *rt, const gms_slot *s,
+                                 gms_buf h);
+
+/* pool.c (pool->lock held unless said) */
+int gms__pool_create(gms_runtime *rt, gms_tenant *t, gms_level level,
+                     gms_language lang, gms_pool **out); /* rt->lock */
+void gms__pool_destroy(gms_pool *p);
+int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size,
+                    uint32_t flags, gms_block **out);
+void gms__pool_free(gms_pool *p, gms_block *b);
+/* Decommits cached granules until at most keep bytes stay cached. */
+void gms__pool_trim(gms_pool *p, uint64_t keep);
+
+static inline void gms__pool_lock(gms_pool *p) { pthread_mutex_lock(&p->lock); }
+static inline void gms__pool_unlock(gms_pool *p) { pthread_mutex_unlock(&p->lock); }
+
+/* buffer.c: frees a live block: its handle, its memory, its accounting
+ * (pool->lock held). The one way a block dies. */
+void gms__block_release(gms_pool *p, gms_block *b);
+
+/* runtime.c */
+void gms__log(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+gms_tenant *gms__tenant_find(gms_runtime *rt, const char *name); /* rt->lock */
+void gms__atomic_max(uint64_t _Atomic *v, uint64_t x);
+
+#endif

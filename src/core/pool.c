@@ -1,0 +1,425 @@
+/*
+ * pool.c: pools, their chunks of address space, and the granules that back
+ * them.
+ *
+ * A pool serves one (tenant, level, language). It reserves address space in
+ * large chunks (reserving costs no memory) and carves blocks out of it with
+ * the TLSF lists. Memory is mapped granule by granule (2 MiB by default, the
+ * GPU's granule) only where live blocks are, so the memory held from the
+ * backend follows the memory live: a granule that loses its last block goes
+ * to a small cache of mapped-but-empty granules, and the cache is trimmed
+ * back to the retain limit (max(8 MiB, live/32) by default) by unmapping the
+ * oldest. In steady state alloc and free find their granules mapped already
+ * and make no backend call.
+ *
+ * Every function here runs with pool->lock held, except create/destroy.
+ */
+#include "core/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define NODES_PER_SLAB 1024
+
+static gms_block *node_get(gms_pool *p)
+{
+    if (!p->free_nodes) {
+        gms_node_slab *s = gms__alloc_meta(p->rt, sizeof *s + NODES_PER_SLAB * sizeof(gms_block));
+        if (!s)
+            return NULL;
+        s->next = p->slabs;
+        p->slabs = s;
+        for (unsigned i = 0; i < NODES_PER_SLAB; i++) {
+            s->nodes[i].next_phys = p->free_nodes;
+            p->free_nodes = &s->nodes[i];
+        }
+    }
+    gms_block *b = p->free_nodes;
+    p->free_nodes = b->next_phys;
+    memset(b, 0, sizeof *b);
+    return b;
+}
+
+static void node_put(gms_pool *p, gms_block *b)
+{
+    b->state = 0;
+    b->next_phys = p->free_nodes;
+    p->free_nodes = b;
+}
+
+int gms__pool_create(gms_runtime *rt, gms_tenant *t, gms_level level,
+                     gms_language lang, gms_pool **out)
+{
+    gms_pool *p = gms__alloc_meta(rt, sizeof *p);
+    if (!p)
+        return gms__fail(GMS_E_NO_MEMORY, "out of host memory for a pool");
+    memset(p, 0, sizeof *p);
+    if (pthread_mutex_init(&p->lock, NULL) != 0) {
+        free(p);
+        return gms__fail(GMS_E_NO_MEMORY, "cannot create a pool lock");
+    }
+    p->rt = rt;
+    p->tenant = t;
+    p->level = level;
+    p->language = lang;
+    *out = p;
+    return GMS_OK;
+}
+
+static void chunk_release(gms_pool *p, gms_chunk *c)
+{
+    gms_runtime *rt = p->rt;
+    rt->backend->ops->release(rt->backend, c->be_chunk);
+    atomic_fetch_sub(&rt->reserved_bytes, c->size);
+    p->reserved_bytes -= c->size;
+    free(c->granules);
+    free(c);
+}
+
+void gms__pool_destroy(gms_pool *p)
+{
+    if (!p)
+        return;
+    gms_runtime *rt = p->rt;
+    for (gms_chunk *c = p->chunks, *n; c; c = n) {
+        n = c->next;
+        uint64_t held = 0;
+        for (uint64_t g = 0; g < c->ngranules; g++)
+            held += c->granules[g].committed ? rt->granule : 0;
+        atomic_fetch_sub(&rt->held_bytes, held);
+        chunk_release(p, c);
+    }
+    for (gms_node_slab *s = p->slabs, *n; s; s = n) {
+        n = s->next;
+        free(s);
+    }
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+/* ---- granules ---- */
+
+static void lru_unlink(gms_pool *p, gms_granule *g)
+{
+    if (g->lru_prev)
+        g->lru_prev->lru_next = g->lru_next;
+    else
+        p->lru_head = g->lru_next;
+    if (g->lru_next)
+        g->lru_next->lru_prev = g->lru_prev;
+    else
+        p->lru_tail = g->lru_prev;
+    g->lru_prev = g->lru_next = NULL;
+    p->cached_bytes -= p->rt->granule;
+}
+
+static void lru_push(gms_pool *p, gms_granule *g)
+{
+    g->lru_next = NULL;
+    g->lru_prev = p->lru_tail;
+    if (p->lru_tail)
+        p->lru_tail->lru_next = g;
+    else
+        p->lru_head = g;
+    p->lru_tail = g;
+    p->cached_bytes += p->rt->granule;
+}
+
+static bool in_lru(const gms_pool *p, const gms_granule *g)
+{
+    return g->lru_prev || p->lru_head == g;
+}
+
+static void held_add(gms_pool *p, uint64_t bytes)
+{
+    p->held_bytes += bytes;
+    uint64_t now = atomic_fetch_add(&p->rt->held_bytes, bytes) + bytes;
+    gms__atomic_max(&p->rt->peak_held, now);
+}
+
+static void held_sub(gms_pool *p, uint64_t bytes)
+{
+    p->held_bytes -= bytes;
+    atomic_fetch_sub(&p->rt->held_bytes, bytes);
+}
+
+/* Unmaps granules [first, last] of a chunk, all cached; on failure they
+ * stay mapped and cached (the memory is not lost, only not returned). */
+static int granules_decommit(gms_pool *p, gms_chunk *c, uint64_t first, uint64_t last)
+{
+    gms_runtime *rt = p->rt;
+    uint64_t len = (last - first + 1) * rt->granule;
+    int err = rt->backend->ops->decommit(rt->backend, c->be_chunk, first * rt->granule, len);
+    if (err) {
+        gms__log(rt, GMS_LOG_WARN, "gms: pool %llu: returning %llu bytes to the backend failed (errno %d); kept mapped",
+                 (unsigned long long)p->id, (unsigned long long)len, err);
+        return err;
+    }
+    for (uint64_t g = first; g <= last; g++) {
+        lru_unlink(p, &c->granules[g]);
+        c->granules[g].committed = false;
+    }
+    held_sub(p, len);
+    return 0;
+}
+
+void gms__pool_trim(gms_pool *p, uint64_t keep)
+{
+    while (p->cached_bytes > keep) {
+        gms_granule *g = p->lru_head;
+        gms_chunk *c = g->chunk;
+        uint64_t i = (uint64_t)(g - c->granules);
+        /* Widen to the cached neighbours: one backend call per run. */
+        uint64_t first = i, last = i;
+        while (first > 0 && c->granules[first - 1].committed && !c->granules[first - 1].live)
+            first--;
+        while (last + 1 < c->ngranules && c->granules[last + 1].committed && !c->granules[last + 1].live)
+            last++;
+        if (granules_decommit(p, c, first, last) != 0)
+            return;
+    }
+}
+
+static uint64_t retain_limit(const gms_pool *p)
+{
+    const gms_runtime *rt = p->rt;
+    if (rt->retain_bytes)
+        return rt->retain_bytes;
+    uint64_t floor = 8ull << 20;
+    return p->live_bytes / 32 > floor ? p->live_bytes / 32 : floor;
+}
+
+/* The granule range [first, last] a block overlaps. */
+static void granule_span(const gms_pool *p, const gms_block *b, uint64_t *first, uint64_t *last)
+{
+    uint64_t off = b->addr - b->chunk->base;
+    *first = off / p->rt->granule;
+    *last = (off + b->size - 1) / p->rt->granule;
+}
+
+/* Counts a new live block on its granules, mapping those not mapped, one
+ * backend call per run of unmapped granules. Undoes itself on failure. */
+static int granules_acquire(gms_pool *p, gms_block *b)
+{
+    gms_runtime *rt = p->rt;
+    gms_chunk *c = b->chunk;
+    uint64_t first, last;
+    granule_span(p, b, &first, &last);
+    for (uint64_t g = first; g <= last;) {
+        if (c->granules[g].committed) {
+            g++;
+            continue;
+        }
+        uint64_t end = g;
+        while (end + 1 <= last && !c->granules[end + 1].committed)
+            end++;
+        uint64_t len = (end - g + 1) * rt->granule;
+        int err = rt->backend->ops->commit(rt->backend, c->be_chunk, g * rt->granule, len);
+        if (err) {
+            /* What this call mapped has no block: cache it, then trim. */
+            for (uint64_t u = first; u < g; u++)
+                if (!c->granules[u].live && !in_lru(p, &c->granules[u]))
+                    lru_push(p, &c->granules[u]);
+            gms__pool_trim(p, retain_limit(p));
+            return gms__backend_fail(err, "commit", len);
+        }
+        for (uint64_t u = g; u <= end; u++)
+            c->granules[u].committed = true;
+        held_add(p, len);
+        g = end + 1;
+    }
+    for (uint64_t g = first; g <= last; g++) {
+        gms_granule *gr = &c->granules[g];
+        if (gr->live++ == 0 && in_lru(p, gr))
+            lru_unlink(p, gr);
+    }
+    return GMS_OK;
+}
+
+static void granules_release(gms_pool *p, gms_block *b)
+{
+    gms_chunk *c = b->chunk;
+    uint64_t first, last;
+    granule_span(p, b, &first, &last);
+    for (uint64_t g = first; g <= last; g++)
+        if (--c->granules[g].live == 0)
+            lru_push(p, &c->granules[g]);
+}
+
+/* ---- chunks ---- */
+
+/* Reserves a chunk for at least need bytes; *out is its one free block. */
+static int chunk_add(gms_pool *p, uint64_t need, gms_block **out)
+{
+    gms_runtime *rt = p->rt;
+    uint64_t size = rt->chunk_bytes;
+    if (need > size)
+        size = (need + rt->granule - 1) & ~(rt->granule - 1);
+    gms_chunk *c = gms__alloc_meta(rt, sizeof *c);
+    gms_block *b = node_get(p);
+    uint64_t ngr = size / rt->granule;
+    gms_granule *gr = gms__alloc_meta(rt, ngr * sizeof *gr);
+    if (!c || !b || !gr) {
+        free(c);
+        free(gr);
+        if (b)
+            node_put(p, b);
+        return gms__fail(GMS_E_NO_MEMORY, "out of host memory for chunk metadata");
+    }
+    memset(c, 0, sizeof *c);
+    memset(gr, 0, ngr * sizeof *gr);
+    int err = rt->backend->ops->reserve(rt->backend, size, rt->granule, &c->base, &c->be_chunk);
+    if (err) {
+        free(c);
+        free(gr);
+        node_put(p, b);
+        return gms__backend_fail(err, "reserve", size);
+    }
+    c->size = size;
+    c->pool = p;
+    c->granules = gr;
+    c->ngranules = ngr;
+    for (uint64_t i = 0; i < ngr; i++)
+        gr[i].chunk = c;
+    b->addr = c->base;
+    b->size = size;
+    b->chunk = c;
+    b->state = GMS_BLOCK_FREE;
+    c->first = b;
+    gms_tlsf_insert(&p->tlsf, b);
+    c->next = p->chunks;
+    p->chunks = c;
+    p->reserved_bytes += size;
+    atomic_fetch_add(&rt->reserved_bytes, size);
+    *out = b;
+    return GMS_OK;
+}
+
+/* Gives a chunk that became wholly free back, unless it is the pool's last
+ * one (keeping one reservation costs no memory and saves a reserve). */
+static void chunk_maybe_release(gms_pool *p, gms_block *b)
+{
+    gms_chunk *c = b->chunk;
+    if (b->size != c->size || (p->chunks == c && !c->next))
+        return;
+    for (uint64_t g = 0; g < c->ngranules; g++) {
+        if (c->granules[g].committed) {
+            uint64_t last = g;
+            while (last + 1 < c->ngranules && c->granules[last + 1].committed)
+                last++;
+            if (granules_decommit(p, c, g, last) != 0)
+                return; /* keep the chunk; its granules stay cached */
+            g = last;
+        }
+    }
+    gms_tlsf_remove(&p->tlsf, b);
+    node_put(p, b);
+    gms_chunk **pp = &p->chunks;
+    while (*pp != c)
+        pp = &(*pp)->next;
+    *pp = c->next;
+    chunk_release(p, c);
+}
+
+/* ---- blocks ---- */
+
+/* Files a free block, merging it with free neighbours first. Returns the
+ * merged block. */
+static gms_block *block_file_free(gms_pool *p, gms_block *b)
+{
+    b->state = GMS_BLOCK_FREE;
+    gms_block *prev = b->prev_phys, *next = b->next_phys;
+    if (next && next->state == GMS_BLOCK_FREE) {
+        gms_tlsf_remove(&p->tlsf, next);
+        b->size += next->size;
+        b->next_phys = next->next_phys;
+        if (b->next_phys)
+            b->next_phys->prev_phys = b;
+        node_put(p, next);
+    }
+    if (prev && prev->state == GMS_BLOCK_FREE) {
+        gms_tlsf_remove(&p->tlsf, prev);
+        prev->size += b->size;
+        prev->next_phys = b->next_phys;
+        if (prev->next_phys)
+            prev->next_phys->prev_phys = prev;
+        node_put(p, b);
+        b = prev;
+    }
+    gms_tlsf_insert(&p->tlsf, b);
+    return b;
+}
+
+int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size,
+                    uint32_t flags, gms_block **out)
+{
+    gms_block *b = gms_tlsf_find(&p->tlsf, size);
+    if (!b) {
+        int rc = chunk_add(p, size, &b);
+        if (rc)
+            return rc;
+    }
+    /* A node for the remainder, taken before anything changes. */
+    gms_block *rest = NULL;
+    if (b->size - size >= GMS_ALIGNMENT) {
+        rest = node_get(p);
+        if (!rest)
+            return gms__fail(GMS_E_NO_MEMORY, "out of host memory for block metadata");
+    }
+    gms_tlsf_remove(&p->tlsf, b);
+    if (rest) {
+        rest->addr = b->addr + size;
+        rest->size = b->size - size;
+        rest->chunk = b->chunk;
+        rest->prev_phys = b;
+        rest->next_phys = b->next_phys;
+        if (rest->next_phys)
+            rest->next_phys->prev_phys = rest;
+        b->next_phys = rest;
+        b->size = size;
+        rest->state = GMS_BLOCK_FREE;
+        gms_tlsf_insert(&p->tlsf, rest);
+    }
+    int rc = granules_acquire(p, b);
+    if (rc) {
+        block_file_free(p, b);
+        return rc;
+    }
+    b->state = GMS_BLOCK_LIVE;
+    b->u.live.owner = ctx;
+    b->u.live.req_size = 0;
+    b->u.live.flags = flags;
+    b->u.live.prev = NULL;
+    b->u.live.next = ctx->live;
+    if (ctx->live)
+        ctx->live->u.live.prev = b;
+    ctx->live = b;
+    ctx->live_blocks++;
+    ctx->live_bytes += b->size;
+    p->live_bytes += b->size;
+    p->live_blocks++;
+    p->allocs++;
+    *out = b;
+    return GMS_OK;
+}
+
+void gms__pool_free(gms_pool *p, gms_block *b)
+{
+    gms_context *ctx = b->u.live.owner;
+    if (b->u.live.prev)
+        b->u.live.prev->u.live.next = b->u.live.next;
+    else
+        ctx->live = b->u.live.next;
+    if (b->u.live.next)
+        b->u.live.next->u.live.prev = b->u.live.prev;
+    ctx->live_blocks--;
+    ctx->live_bytes -= b->size;
+    p->live_bytes -= b->size;
+    p->live_blocks--;
+    p->frees++;
+    granules_release(p, b);
+    b = block_file_free(p, b);
+    chunk_maybe_release(p, b);
+    if (p->cached_bytes > retain_limit(p))
+        gms__pool_trim(p, retain_limit(p));
+}

@@ -1,0 +1,409 @@
+/*
+ * runtime.c: the runtime (backend, handle secret, tenants, pools), contexts
+ * and quotas. Everything here takes rt->lock and runs at open/close or
+ * configuration time, never on the alloc/free path.
+ */
+#include "core/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The process-wide runtime that NULL options open. */
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static gms_runtime *shared_rt;
+
+void gms__atomic_max(uint64_t _Atomic *v, uint64_t x)
+{
+    uint64_t cur = atomic_load_explicit(v, memory_order_relaxed);
+    while (x > cur && !atomic_compare_exchange_weak(v, &cur, x)) {
+    }
+}
+
+void *gms__alloc_meta(gms_runtime *rt, size_t size)
+{
+    if (gms_failpoint_hit(&rt->failpoint))
+        return NULL;
+    return malloc(size);
+}
+
+void gms__log(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (rt->log)
+        rt->log(rt->log_user, level, msg);
+    else if (level <= GMS_LOG_WARN)
+        fprintf(stderr, "%s\n", msg);
+}
+
+void gms_runtime_options_init(gms_runtime_options *opts)
+{
+    if (opts) {
+        gms_runtime_options d = GMS_RUNTIME_OPTIONS_INIT;
+        *opts = d;
+    }
+}
+
+void gms_context_desc_init(gms_context_desc *desc)
+{
+    if (desc) {
+        gms_context_desc d = GMS_CONTEXT_DESC_INIT;
+        *desc = d;
+    }
+}
+
+const char *gms_level_name(gms_level level)
+{
+    static const char *names[] = {"public", "internal", "confidential", "secret"};
+    return (unsigned)level < 4 ? names[level] : "invalid";
+}
+
+const char *gms_language_name(gms_language language)
+{
+    static const char *names[] = {"c", "rust", "elixir", "julia", "zig", "nim", "python", "other"};
+    return (unsigned)language < 8 ? names[language] : "invalid";
+}
+
+static int resolve_backend(gms_backend_kind kind, gms_backend_kind *out)
+{
+    if (kind == GMS_BACKEND_AUTO) {
+        const char *env = getenv("GMS_BACKEND");
+        if (!env || !*env || strcmp(env, "auto") == 0)
+            kind = GMS_BACKEND_AUTO;
+        else if (strcmp(env, "host") == 0)
+            kind = GMS_BACKEND_HOST;
+        else if (strcmp(env, "cuda") == 0)
+            kind = GMS_BACKEND_CUDA;
+        else if (strcmp(env, "hip") == 0)
+            kind = GMS_BACKEND_HIP;
+        else
+            return gms__fail(GMS_E_INVALID_ARG,
+                             "GMS_BACKEND=%s: expected auto, host, cuda or hip", env);
+    }
+    switch (kind) {
+    case GMS_BACKEND_AUTO: /* no GPU backend is built yet: host */
+    case GMS_BACKEND_HOST:
+        *out = GMS_BACKEND_HOST;
+        return GMS_OK;
+    case GMS_BACKEND_CUDA:
+    case GMS_BACKEND_HIP:
+        return gms__fail(GMS_E_UNSUPPORTED, "the %s backend is not built into this gms",
+                         kind == GMS_BACKEND_CUDA ? "cuda" : "hip");
+    default:
+        return gms__fail(GMS_E_INVALID_ARG, "unknown backend kind %d", (int)kind);
+    }
+}
+
+static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
+{
+    if (o->version != GMS_RUNTIME_OPTIONS_VERSION)
+        return gms__fail(GMS_E_INVALID_ARG,
+                         "runtime options version %u, this gms knows %u (use GMS_RUNTIME_OPTIONS_INIT)",
+                         o->version, GMS_RUNTIME_OPTIONS_VERSION);
+    uint64_t granule = o->granule_bytes ? o->granule_bytes : (2ull << 20);
+    uint64_t chunk = o->chunk_bytes ? o->chunk_bytes : (16ull << 30);
+    if (granule < 4096 || (granule & (granule - 1)) || granule > (1ull << 32))
+        return gms__fail(GMS_E_INVALID_ARG,
+                         "granule_bytes %llu: must be a power of two from 4096 to 4 GiB",
+                         (unsigned long long)granule);
+    if (chunk < granule || chunk % granule || chunk > (1ull << 46))
+        return gms__fail(GMS_E_INVALID_ARG,
+                         "chunk_bytes %llu: must be a multiple of the granule, at most 64 TiB",
+                         (unsigned long long)chunk);
+    gms_backend_kind kind;
+    int rc = resolve_backend(o->backend, &kind);
+    if (rc)
+        return rc;
+
+    gms_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return gms__fail(GMS_E_NO_MEMORY, "out of host memory for the runtime");
+    rt->failpoint.nth = o->fail_nth_call;
+    rt->granule = granule;
+    rt->chunk_bytes = chunk;
+    rt->retain_bytes = o->retain_bytes;
+    rt->log = o->log;
+    rt->log_user = o->log_user;
+    rt->tenants_tail = &rt->tenants;
+    rt->pools_tail = &rt->pools;
+    if ((rc = gms__random_bytes(rt->key, sizeof rt->key)) != 0)
+        goto fail;
+    if (pthread_mutex_init(&rt->lock, NULL) != 0) {
+        rc = gms__fail(GMS_E_NO_MEMORY, "cannot create the runtime lock");
+        goto fail;
+    }
+    gms_backend *be = NULL;
+    int err = gms_failpoint_hit(&rt->failpoint) ? 12 /* ENOMEM */ : gms_backend_host_create(&be);
+    if (err) {
+        rc = gms__backend_fail(err, "open", 0);
+        goto fail_lock;
+    }
+    rt->backend_name = be->ops->name;
+    if (rt->failpoint.nth) {
+        gms_backend *wrapped;
+        if (gms_backend_failing_create(be, &rt->failpoint, &wrapped) != 0) {
+            be->ops->destroy(be);
+            rc = gms__fail(GMS_E_NO_MEMORY, "out of host memory for the failing backend");
+            goto fail_lock;
+        }
+        be = wrapped;
+    }
+    rt->backend = be;
+    *out = rt;
+    return GMS_OK;
+fail_lock:
+    pthread_mutex_destroy(&rt->lock);
+fail:
+    free(rt);
+    return rc;
+}
+
+static void context_close_locked(gms_context *ctx, char *leak, size_t leak_size);
+
+/* The caller holds the last reference: no other thread uses rt. */
+static void runtime_destroy(gms_runtime *rt)
+{
+    char leak[256];
+    while (rt->contexts) {
+        context_close_locked(rt->contexts, leak, sizeof leak);
+        if (leak[0])
+            gms__log(rt, GMS_LOG_WARN, "%s", leak);
+    }
+    for (gms_pool *p = rt->pools, *n; p; p = n) {
+        n = p->next;
+        gms__pool_destroy(p);
+    }
+    for (gms_tenant *t = rt->tenants, *n; t; t = n) {
+        n = t->next;
+        free(t);
+    }
+    for (uint32_t i = 0; i < GMS_SLOT_PAGES; i++)
+        free(atomic_load(&rt->pages[i]));
+    rt->backend->ops->destroy(rt->backend);
+    pthread_mutex_destroy(&rt->lock);
+    free(rt);
+}
+
+int gms_runtime_open(gms_runtime **out, const gms_runtime_options *opts)
+{
+    if (!out)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_runtime_open: out is NULL");
+    *out = NULL;
+    if (opts)
+        return runtime_create(out, opts);
+    pthread_mutex_lock(&shared_lock);
+    int rc = GMS_OK;
+    if (!shared_rt) {
+        gms_runtime_options d = GMS_RUNTIME_OPTIONS_INIT;
+        rc = runtime_create(&shared_rt, &d);
+        if (rc == GMS_OK)
+            shared_rt->shared = true;
+    }
+    if (rc == GMS_OK) {
+        shared_rt->refs++;
+        *out = shared_rt;
+    }
+    pthread_mutex_unlock(&shared_lock);
+    return rc;
+}
+
+void gms_runtime_close(gms_runtime *rt)
+{
+    if (!rt)
+        return;
+    if (rt->shared) {
+        pthread_mutex_lock(&shared_lock);
+        bool last = --rt->refs == 0;
+        if (last)
+            shared_rt = NULL;
+        pthread_mutex_unlock(&shared_lock);
+        if (!last)
+            return;
+    }
+    runtime_destroy(rt);
+}
+
+const char *gms_runtime_backend_name(const gms_runtime *rt)
+{
+    return rt ? rt->backend_name : "none";
+}
+
+/* ---- tenants ---- */
+
+static int name_check(const char *what, const char *name)
+{
+    if (!name)
+        return gms__fail(GMS_E_INVALID_ARG, "%s is NULL", what);
+    size_t n = 0;
+    for (; name[n]; n++) {
+        if (n >= GMS_NAME_MAX)
+            return gms__fail(GMS_E_INVALID_ARG, "%s is longer than %d bytes", what, GMS_NAME_MAX);
+        if (name[n] < 0x20 || name[n] > 0x7e)
+            return gms__fail(GMS_E_INVALID_ARG,
+                             "%s has a byte 0x%02x at %zu: printable ASCII only", what,
+                             (unsigned char)name[n], n);
+    }
+    if (n == 0)
+        return gms__fail(GMS_E_INVALID_ARG, "%s is empty", what);
+    return GMS_OK;
+}
+
+gms_tenant *gms__tenant_find(gms_runtime *rt, const char *name)
+{
+    for (gms_tenant *t = rt->tenants; t; t = t->next)
+        if (strcmp(t->name, name) == 0)
+            return t;
+    return NULL;
+}
+
+/* Finds or creates a tenant (rt->lock held). */
+static int tenant_get(gms_runtime *rt, const char *name, gms_tenant **out)
+{
+    gms_tenant *t = gms__tenant_find(rt, name);
+    if (!t) {
+        t = gms__alloc_meta(rt, sizeof *t);
+        if (!t)
+            return gms__fail(GMS_E_NO_MEMORY, "out of host memory for a tenant");
+        memset(t, 0, sizeof *t);
+        strcpy(t->name, name);
+        t->index = rt->ntenants++;
+        atomic_init(&t->max_bytes, GMS_UNLIMITED);
+        atomic_init(&t->max_allocs, GMS_UNLIMITED);
+        *rt->tenants_tail = t;
+        rt->tenants_tail = &t->next;
+    }
+    *out = t;
+    return GMS_OK;
+}
+
+int gms_tenant_set_quota(gms_runtime *rt, const char *tenant, uint64_t max_bytes,
+                         uint64_t max_allocs)
+{
+    if (!rt)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_tenant_set_quota: runtime is NULL");
+    int rc = name_check("tenant", tenant);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&rt->lock);
+    gms_tenant *t;
+    rc = tenant_get(rt, tenant, &t);
+    if (rc == GMS_OK) {
+        atomic_store(&t->max_bytes, max_bytes);
+        atomic_store(&t->max_allocs, max_allocs);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return rc;
+}
+
+/* ---- contexts ---- */
+
+int gms_context_open(gms_context **out, gms_runtime *rt, const gms_context_desc *desc)
+{
+    if (!out)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_context_open: out is NULL");
+    *out = NULL;
+    if (!rt || !desc)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_context_open: %s is NULL", rt ? "desc" : "runtime");
+    if (desc->version != GMS_CONTEXT_DESC_VERSION)
+        return gms__fail(GMS_E_INVALID_ARG,
+                         "context desc version %u, this gms knows %u (use GMS_CONTEXT_DESC_INIT)",
+                         desc->version, GMS_CONTEXT_DESC_VERSION);
+    int rc;
+    if ((rc = name_check("tenant", desc->tenant)) || (rc = name_check("user", desc->user)))
+        return rc;
+    if ((unsigned)desc->level > GMS_LEVEL_SECRET)
+        return gms__fail(GMS_E_INVALID_ARG, "level %d is not a gms_level", (int)desc->level);
+    if ((unsigned)desc->language > GMS_LANG_OTHER)
+        return gms__fail(GMS_E_INVALID_ARG, "language %d is not a gms_language", (int)desc->language);
+
+    gms_context *ctx = gms__alloc_meta(rt, sizeof *ctx);
+    if (!ctx)
+        return gms__fail(GMS_E_NO_MEMORY, "out of host memory for a context");
+    memset(ctx, 0, sizeof *ctx);
+    pthread_mutex_lock(&rt->lock);
+    gms_tenant *t;
+    rc = tenant_get(rt, desc->tenant, &t);
+    gms_pool *p = NULL;
+    if (rc == GMS_OK) {
+        for (p = rt->pools; p; p = p->next)
+            if (p->tenant == t && p->level == desc->level && p->language == desc->language)
+                break;
+        if (!p && (rc = gms__pool_create(rt, t, desc->level, desc->language, &p)) == GMS_OK) {
+            p->id = ++rt->next_id;
+            *rt->pools_tail = p;
+            rt->pools_tail = &p->next;
+            rt->npools++;
+        }
+    }
+    if (rc) {
+        pthread_mutex_unlock(&rt->lock);
+        free(ctx);
+        return rc;
+    }
+    ctx->rt = rt;
+    ctx->pool = p;
+    ctx->tenant = t;
+    strcpy(ctx->user, desc->user);
+    ctx->level = desc->level;
+    ctx->language = desc->language;
+    ctx->id = ++rt->next_id;
+    p->contexts++;
+    ctx->next = rt->contexts;
+    if (rt->contexts)
+        rt->contexts->prev = ctx;
+    rt->contexts = ctx;
+    rt->ncontexts++;
+    pthread_mutex_unlock(&rt->lock);
+    *out = ctx;
+    return GMS_OK;
+}
+
+/* Reclaims what the context holds and unlinks it (rt->lock held); leak
+ * gets the report to log once no lock is held, "" when nothing leaked. */
+static void context_close_locked(gms_context *ctx, char *leak, size_t leak_size)
+{
+    gms_runtime *rt = ctx->rt;
+    gms_pool *p = ctx->pool;
+    gms__pool_lock(p);
+    uint64_t blocks = ctx->live_blocks, bytes = ctx->live_bytes;
+    while (ctx->live)
+        gms__block_release(p, ctx->live);
+    if (--p->contexts == 0)
+        gms__pool_trim(p, 0); /* nobody uses the pool: return its memory */
+    gms__pool_unlock(p);
+    leak[0] = 0;
+    if (blocks) {
+        atomic_fetch_add(&ctx->tenant->leaked_blocks, blocks);
+        atomic_fetch_add(&ctx->tenant->leaked_bytes, bytes);
+        snprintf(leak, leak_size,
+                 "gms: leak: context of tenant '%s' user '%s' (%s, %s) closed holding %llu buffer%s, %llu bytes; reclaimed",
+                 ctx->tenant->name, ctx->user, gms_language_name(ctx->language),
+                 gms_level_name(ctx->level), (unsigned long long)blocks, blocks == 1 ? "" : "s",
+                 (unsigned long long)bytes);
+    }
+    if (ctx->prev)
+        ctx->prev->next = ctx->next;
+    else
+        rt->contexts = ctx->next;
+    if (ctx->next)
+        ctx->next->prev = ctx->prev;
+    rt->ncontexts--;
+    free(ctx);
+}
+
+void gms_context_close(gms_context *ctx)
+{
+    if (!ctx)
+        return;
+    gms_runtime *rt = ctx->rt;
+    char leak[256];
+    pthread_mutex_lock(&rt->lock);
+    context_close_locked(ctx, leak, sizeof leak);
+    pthread_mutex_unlock(&rt->lock);
+    if (leak[0])
+        gms__log(rt, GMS_LOG_WARN, "%s", leak);
+}

@@ -1,0 +1,23 @@
+/*
+ * secret.c: randomness for the per-runtime handle secret.
+ */
+#include "core/internal.h"
+
+#include <errno.h>
+#include <sys/random.h>
+
+int gms__random_bytes(void *buf, size_t len)
+{
+    unsigned char *p = buf;
+    while (len > 0) {
+        ssize_t n = getrandom(p, len, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return gms__fail(GMS_E_BACKEND, "getrandom failed: errno %d", errno);
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return GMS_OK;
+}

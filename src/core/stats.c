@@ -1,0 +1,84 @@
+/*
+ * stats.c: runtime-wide and per-tenant statistics. Sums the pools under
+ * their locks one at a time: a consistent view of each pool, not a global
+ * snapshot (gms_verify takes that).
+ */
+#include "core/internal.h"
+
+#include <string.h>
+
+int gms_stats_get(gms_runtime *rt, gms_stats *out)
+{
+    if (!rt || !out)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_stats: %s is NULL", rt ? "out" : "runtime");
+    gms_stats s;
+    memset(&s, 0, sizeof s);
+    pthread_mutex_lock(&rt->lock);
+    for (gms_pool *p = rt->pools; p; p = p->next) {
+        gms__pool_lock(p);
+        s.live_bytes += p->live_bytes;
+        s.live_blocks += p->live_blocks;
+        s.held_bytes += p->held_bytes;
+        s.reserved_bytes += p->reserved_bytes;
+        s.allocs += p->allocs;
+        s.frees += p->frees;
+        gms__pool_unlock(p);
+    }
+    for (gms_tenant *t = rt->tenants; t; t = t->next) {
+        s.quota_refusals += atomic_load(&t->quota_refusals);
+        s.leaked_blocks += atomic_load(&t->leaked_blocks);
+        s.leaked_bytes += atomic_load(&t->leaked_bytes);
+    }
+    s.pools = rt->npools;
+    s.contexts = rt->ncontexts;
+    s.tenants = rt->ntenants;
+    pthread_mutex_unlock(&rt->lock);
+    s.peak_live_bytes = atomic_load(&rt->peak_live);
+    s.peak_held_bytes = atomic_load(&rt->peak_held);
+    if (s.peak_live_bytes < s.live_bytes)
+        s.peak_live_bytes = s.live_bytes;
+    if (s.peak_held_bytes < s.held_bytes)
+        s.peak_held_bytes = s.held_bytes;
+    s.fragmentation = s.held_bytes ? 1.0 - (double)s.live_bytes / (double)s.held_bytes : 0.0;
+    if (s.fragmentation < 0)
+        s.fragmentation = 0;
+    *out = s;
+    return GMS_OK;
+}
+
+int gms_tenant_stats_get(gms_runtime *rt, uint64_t index, gms_tenant_stats *out)
+{
+    if (!rt || !out)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_tenant_stats: %s is NULL", rt ? "out" : "runtime");
+    pthread_mutex_lock(&rt->lock);
+    gms_tenant *t = rt->tenants;
+    while (t && t->index != index)
+        t = t->next;
+    if (!t) {
+        uint64_t n = rt->ntenants;
+        pthread_mutex_unlock(&rt->lock);
+        return gms__fail(GMS_E_INVALID_ARG, "gms_tenant_stats: index %llu, there are %llu tenants",
+                         (unsigned long long)index, (unsigned long long)n);
+    }
+    gms_tenant_stats s;
+    memset(&s, 0, sizeof s);
+    memcpy(s.tenant, t->name, sizeof s.tenant);
+    for (gms_pool *p = rt->pools; p; p = p->next) {
+        if (p->tenant != t)
+            continue;
+        gms__pool_lock(p);
+        s.held_bytes += p->held_bytes;
+        gms__pool_unlock(p);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    s.live_bytes = atomic_load(&t->live_bytes);
+    s.live_blocks = atomic_load(&t->live_allocs);
+    s.peak_live_bytes = atomic_load(&t->peak_bytes);
+    s.max_bytes = atomic_load(&t->max_bytes);
+    s.max_allocs = atomic_load(&t->max_allocs);
+    s.quota_refusals = atomic_load(&t->quota_refusals);
+    s.leaked_blocks = atomic_load(&t->leaked_blocks);
+    s.leaked_bytes = atomic_load(&t->leaked_bytes);
+    *out = s;
+    return GMS_OK;
+}

@@ -1,0 +1,281 @@
+/*
+ * verify.c: gms_verify walks all state with every pool locked and checks
+ * the invariants of DESIGN.md §4 that exist so far:
+ *  1. blocks tile each chunk without overlap; every free block is filed in
+ *     the right TLSF list and no two free blocks touch (coalescing);
+ *  2. a pool's chunks are its own, granule-aligned, and no two chunks of the
+ *     runtime overlap;
+ *  3. every live handle names a live block of its pool and back, and each
+ *     block is on its owner context's list;
+ *  5. quota accounting equals the sum of live blocks per tenant;
+ *  plus the granule accounting: a granule is mapped iff a live block
+ *  overlaps it or it sits in the cache, and held bytes match.
+ * Cost: linear in blocks, granules and slots. Not a fast path.
+ */
+#include "core/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct vstate {
+    gms_report r;
+} vstate;
+
+static void violation(vstate *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void violation(vstate *v, const char *fmt, ...)
+{
+    if (v->r.violations++ == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(v->r.first_violation, sizeof v->r.first_violation, fmt, ap);
+        va_end(ap);
+    }
+}
+
+static int tlsf_holds(const gms_tlsf *t, const gms_block *b)
+{
+    unsigned fl, sl;
+    gms_tlsf_mapping(b->size, &fl, &sl);
+    for (const gms_block *x = t->heads[fl][sl]; x; x = x->u.free.next)
+        if (x == b)
+            return 1;
+    return 0;
+}
+
+static void verify_tlsf(vstate *v, const gms_pool *p, uint64_t free_blocks)
+{
+    const gms_tlsf *t = &p->tlsf;
+    uint64_t listed = 0;
+    for (unsigned fl = 0; fl < GMS_TLSF_FL_COUNT; fl++) {
+        if (!!(t->fl_bitmap & (1ull << fl)) != !!t->sl_bitmap[fl])
+            violation(v, "pool %llu: first-level bitmap bit %u disagrees with its lists",
+                      (unsigned long long)p->id, fl);
+        for (unsigned sl = 0; sl < GMS_TLSF_SL_COUNT; sl++) {
+            const gms_block *h = t->heads[fl][sl];
+            if (!!(t->sl_bitmap[fl] & (1u << sl)) != !!h)
+                violation(v, "pool %llu: bitmap of list (%u,%u) disagrees with the list",
+                          (unsigned long long)p->id, fl, sl);
+            for (const gms_block *b = h; b; b = b->u.free.next) {
+                listed++;
+                unsigned f2, s2;
+                gms_tlsf_mapping(b->size, &f2, &s2);
+                if (b->state != GMS_BLOCK_FREE || f2 != fl || s2 != sl)
+                    violation(v, "pool %llu: block at 0x%llx in free list (%u,%u) is not a free block of that class",
+                              (unsigned long long)p->id, (unsigned long long)b->addr, fl, sl);
+                if (listed > free_blocks + 1)
+                    return; /* a cycle: stop walking */
+            }
+        }
+    }
+    if (listed != free_blocks)
+        violation(v, "pool %llu: %llu blocks in free lists, %llu free blocks in chunks",
+                  (unsigned long long)p->id, (unsigned long long)listed,
+                  (unsigned long long)free_blocks);
+}
+
+static void verify_chunk(vstate *v, gms_pool *p, gms_chunk *c, uint64_t *live_bytes,
+                         uint64_t *live_blocks, uint64_t *free_blocks, uint32_t *gcount)
+{
+    gms_runtime *rt = p->rt;
+    unsigned long long pid = (unsigned long long)p->id;
+    if (c->pool != p || c->base % rt->granule || c->size % rt->granule)
+        violation(v, "pool %llu: chunk at 0x%llx is not a granule-aligned chunk of this pool", pid,
+                  (unsigned long long)c->base);
+    uint64_t at = c->base;
+    const gms_block *prev = NULL;
+    for (const gms_block *b = c->first; b; prev = b, b = b->next_phys) {
+        if (b->addr != at || b->chunk != c || b->prev_phys != prev || b->size == 0 ||
+            b->size % GMS_ALIGNMENT || b->size > c->base + c->size - b->addr) {
+            violation(v, "pool %llu: block at 0x%llx (size %llu) breaks the tiling of chunk 0x%llx",
+                      pid, (unsigned long long)b->addr, (unsigned long long)b->size,
+                      (unsigned long long)c->base);
+            return;
+        }
+        at += b->size;
+        if (b->state == GMS_BLOCK_FREE) {
+            (*free_blocks)++;
+            if (prev && prev->state == GMS_BLOCK_FREE)
+                violation(v, "pool %llu: free blocks at 0x%llx and 0x%llx touch (not merged)", pid,
+                          (unsigned long long)prev->addr, (unsigned long long)b->addr);
+            if (!tlsf_holds(&p->tlsf, b))
+                violation(v, "pool %llu: free block at 0x%llx is in no free list", pid,
+                          (unsigned long long)b->addr);
+            continue;
+        }
+        if (b->state != GMS_BLOCK_LIVE) {
+            violation(v, "pool %llu: block at 0x%llx has state %u", pid, (unsigned long long)b->addr,
+                      b->state);
+            continue;
+        }
+        (*live_blocks)++;
+        *live_bytes += b->size;
+        const gms_context *o = b->u.live.owner;
+        if (!o || o->pool != p)
+            violation(v, "pool %llu: live block at 0x%llx is owned by a context of another pool",
+                      pid, (unsigned long long)b->addr);
+        if (b->u.live.req_size == 0 || b->u.live.req_size > b->size)
+            violation(v, "pool %llu: live block at 0x%llx: requested size %llu, block %llu", pid,
+                      (unsigned long long)b->addr, (unsigned long long)b->u.live.req_size,
+                      (unsigned long long)b->size);
+        gms_slot *s = gms__slot_at(rt, b->u.live.slot);
+        if (!s || s->block != b ||
+            atomic_load(&s->handle) != gms__handle_make(rt, b->u.live.slot, s->gen))
+            violation(v, "pool %llu: live block at 0x%llx: its handle slot %u does not name it back",
+                      pid, (unsigned long long)b->addr, b->u.live.slot);
+        uint64_t first = (b->addr - c->base) / rt->granule;
+        uint64_t last = (b->addr + b->size - 1 - c->base) / rt->granule;
+        for (uint64_t g = first; g <= last; g++)
+            gcount[g]++;
+    }
+    if (at != c->base + c->size)
+        violation(v, "pool %llu: blocks of chunk 0x%llx end at 0x%llx, the chunk at 0x%llx", pid,
+                  (unsigned long long)c->base, (unsigned long long)at,
+                  (unsigned long long)(c->base + c->size));
+}
+
+/* Granules: live counts match the blocks; mapped iff live or cached. */
+static void verify_granules(vstate *v, gms_pool *p, gms_chunk *c, const uint32_t *gcount,
+                            uint64_t *held, uint64_t *cached)
+{
+    for (uint64_t g = 0; g < c->ngranules; g++) {
+        const gms_granule *gr = &c->granules[g];
+        int in_cache = gr->lru_prev || p->lru_head == gr;
+        if (gr->live != gcount[g] || (gr->live && in_cache) ||
+            (gr->committed != (gr->live > 0 || in_cache)))
+            violation(v, "pool %llu: granule %llu of chunk 0x%llx: %u live blocks counted, %u found, mapped %d, cached %d",
+                      (unsigned long long)p->id, (unsigned long long)g,
+                      (unsigned long long)c->base, gr->live, gcount[g], gr->committed, in_cache);
+        *held += gr->committed ? p->rt->granule : 0;
+        *cached += in_cache ? p->rt->granule : 0;
+    }
+}
+
+static void verify_pool(vstate *v, gms_pool *p, uint64_t *tenant_bytes, uint64_t *tenant_blocks)
+{
+    unsigned long long pid = (unsigned long long)p->id;
+    uint64_t live_bytes = 0, live_blocks = 0, free_blocks = 0, held = 0, cached = 0;
+    for (gms_chunk *c = p->chunks; c; c = c->next) {
+        v->r.chunks++;
+        uint32_t *gcount = calloc(c->ngranules, sizeof *gcount);
+        if (!gcount) {
+            violation(v, "verify ran out of host memory");
+            return;
+        }
+        verify_chunk(v, p, c, &live_bytes, &live_blocks, &free_blocks, gcount);
+        verify_granules(v, p, c, gcount, &held, &cached);
+        free(gcount);
+    }
+    verify_tlsf(v, p, free_blocks);
+    if (live_bytes != p->live_bytes || live_blocks != p->live_blocks)
+        violation(v, "pool %llu: counts %llu live blocks / %llu bytes, chunks hold %llu / %llu", pid,
+                  (unsigned long long)p->live_blocks, (unsigned long long)p->live_bytes,
+                  (unsigned long long)live_blocks, (unsigned long long)live_bytes);
+    if (held != p->held_bytes || cached != p->cached_bytes)
+        violation(v, "pool %llu: counts %llu held / %llu cached bytes, granules say %llu / %llu", pid,
+                  (unsigned long long)p->held_bytes, (unsigned long long)p->cached_bytes,
+                  (unsigned long long)held, (unsigned long long)cached);
+    /* Live handles of this pool's slot pages name live blocks. */
+    uint64_t handles = 0;
+    for (uint32_t pg = 0; pg < GMS_SLOT_PAGES; pg++) {
+        gms_slot_page *page = atomic_load(&p->rt->pages[pg]);
+        if (!page || page->pool != p)
+            continue;
+        for (uint32_t i = 0; i < GMS_SLOTS_PER_PAGE; i++) {
+            const gms_slot *s = &page->slots[i];
+            if (!atomic_load(&s->handle))
+                continue;
+            handles++;
+            if (!s->block || s->block->state != GMS_BLOCK_LIVE ||
+                s->block->u.live.slot != pg * GMS_SLOTS_PER_PAGE + i)
+                violation(v, "pool %llu: live handle in slot %u names no live block of it", pid,
+                          pg * GMS_SLOTS_PER_PAGE + i);
+        }
+    }
+    if (handles != live_blocks)
+        violation(v, "pool %llu: %llu live handles for %llu live blocks", pid,
+                  (unsigned long long)handles, (unsigned long long)live_blocks);
+    v->r.pools++;
+    v->r.live_blocks += live_blocks;
+    v->r.free_blocks += free_blocks;
+    v->r.live_handles += handles;
+    *tenant_bytes += live_bytes;
+    *tenant_blocks += live_blocks;
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+    const uint64_t *x = a, *y = b;
+    return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+static void verify_chunks_disjoint(vstate *v, gms_runtime *rt)
+{
+    uint64_t n = 0;
+    for (gms_pool *p = rt->pools; p; p = p->next)
+        for (gms_chunk *c = p->chunks; c; c = c->next)
+            n++;
+    if (n < 2)
+        return;
+    uint64_t(*r)[2] = malloc(n * sizeof *r);
+    if (!r) {
+        violation(v, "verify ran out of host memory");
+        return;
+    }
+    uint64_t i = 0;
+    for (gms_pool *p = rt->pools; p; p = p->next)
+        for (gms_chunk *c = p->chunks; c; c = c->next, i++) {
+            r[i][0] = c->base;
+            r[i][1] = c->base + c->size;
+        }
+    qsort(r, n, sizeof *r, cmp_range);
+    for (i = 1; i < n; i++)
+        if (r[i][0] < r[i - 1][1])
+            violation(v, "chunks at 0x%llx and 0x%llx overlap", (unsigned long long)r[i - 1][0],
+                      (unsigned long long)r[i][0]);
+    free(r);
+}
+
+int gms_verify(gms_runtime *rt, gms_report *out)
+{
+    if (!rt)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_verify: runtime is NULL");
+    vstate v;
+    memset(&v, 0, sizeof v);
+    pthread_mutex_lock(&rt->lock);
+    for (gms_pool *p = rt->pools; p; p = p->next)
+        gms__pool_lock(p);
+    for (gms_tenant *t = rt->tenants; t; t = t->next) {
+        uint64_t bytes = 0, blocks = 0;
+        for (gms_pool *p = rt->pools; p; p = p->next)
+            if (p->tenant == t)
+                verify_pool(&v, p, &bytes, &blocks);
+        if (bytes != atomic_load(&t->live_bytes) || blocks != atomic_load(&t->live_allocs))
+            violation(&v, "tenant '%s': quota counts %llu bytes / %llu allocations, its pools hold %llu / %llu",
+                      t->name, (unsigned long long)atomic_load(&t->live_bytes),
+                      (unsigned long long)atomic_load(&t->live_allocs),
+                      (unsigned long long)bytes, (unsigned long long)blocks);
+    }
+    verify_chunks_disjoint(&v, rt);
+    for (gms_context *c = rt->contexts; c; c = c->next) {
+        uint64_t n = 0;
+        for (gms_block *b = c->live; b && n <= c->live_blocks; b = b->u.live.next, n++)
+            if (b->state != GMS_BLOCK_LIVE || b->u.live.owner != c)
+                violation(&v, "context %llu: its live list holds a block it does not own",
+                          (unsigned long long)c->id);
+        if (n != c->live_blocks)
+            violation(&v, "context %llu: counts %llu live blocks, its list holds %llu",
+                      (unsigned long long)c->id, (unsigned long long)c->live_blocks,
+                      (unsigned long long)n);
+    }
+    for (gms_pool *p = rt->pools; p; p = p->next)
+        gms__pool_unlock(p);
+    pthread_mutex_unlock(&rt->lock);
+    if (out)
+        *out = v.r;
+    if (v.r.violations)
+        return gms__fail(GMS_E_CORRUPTION, "gms_verify: %llu violation%s; first: %s",
+                         (unsigned long long)v.r.violations, v.r.violations == 1 ? "" : "s",
+                         v.r.first_violation);
+    return GMS_OK;
+}
