@@ -100,10 +100,24 @@ typedef struct gms_runtime_options {
     /* Testing: the Nth fallible internal operation (a backend call or a
      * metadata allocation) fails, counting from 1; 0 disables. */
     uint64_t fail_nth_call;
+    /* The audit trail (docs/audit.md). NULL audit_dir: no trail, unless the
+     * GMS_AUDIT_DIR variable names one. The HMAC key comes from audit_key
+     * (audit_key_len bytes, at least 16) or from the file audit_key_file
+     * (or GMS_AUDIT_KEY_FILE); a trail needs one of them. */
+    const char *audit_dir;
+    const uint8_t *audit_key;
+    size_t audit_key_len;
+    const char *audit_key_file;
+    int audit_lossy;               /* 0: a full ring blocks the caller (no
+                                      record is ever lost); 1: drop and
+                                      count the drops in the trail */
+    uint64_t audit_segment_bytes;  /* rotate segments at this size; 0: 64 MiB */
+    uint32_t audit_retention_days; /* delete older segments; 0: 90 days */
 } gms_runtime_options;
 
-#define GMS_RUNTIME_OPTIONS_INIT \
-    { GMS_RUNTIME_OPTIONS_VERSION, GMS_BACKEND_AUTO, 0, 0, 0, 0, NULL, NULL, 0 }
+#define GMS_RUNTIME_OPTIONS_INIT                                              \
+    { GMS_RUNTIME_OPTIONS_VERSION, GMS_BACKEND_AUTO, 0, 0, 0, 0, NULL, NULL, \
+      0, NULL, NULL, 0, NULL, 0, 0, 0 }
 GMS_API void gms_runtime_options_init(gms_runtime_options *opts);
 
 /* With opts == NULL every caller in the process gets the same
@@ -112,6 +126,10 @@ GMS_API void gms_runtime_options_init(gms_runtime_options *opts);
 GMS_API int gms_runtime_open(gms_runtime **out, const gms_runtime_options *opts);
 /* Closes contexts still open (reporting their leaks) on the last close. */
 GMS_API void gms_runtime_close(gms_runtime *rt);
+/* Returns once every audit record of operations that returned before the
+ * call is written and sealed to disk. GMS_E_UNSUPPORTED without a trail. */
+GMS_API int gms_audit_flush(gms_runtime *rt);
+
 /* "host", "cuda" or "hip". */
 GMS_API const char *gms_runtime_backend_name(const gms_runtime *rt);
 
@@ -277,6 +295,8 @@ typedef struct gms_report {
  * GMS_E_CORRUPTION otherwise (the first violation in out and the message).
  * out may be NULL. Locks each pool in turn: a full walk, not a fast path. */
 GMS_API int gms_verify(gms_runtime *rt, gms_report *out);
+
+#include "gms/audit.h"
 
 #ifdef __cplusplus
 }

@@ -50,6 +50,15 @@ static int buf_find_locked(gms_context *ctx, gms_buf h, const char *op, gms_bloc
     return GMS_OK;
 }
 
+/* Records a refused handle use: another context's buffer, or a violation
+ * (a stale, freed or forged handle, an access out of bounds). */
+static int refused(gms_context *ctx, gms_buf h, int rc)
+{
+    gms__audit_ctx(ctx, rc == GMS_E_ACCESS_DENIED ? GMS_AUDIT_ACCESS_DENIED : GMS_AUDIT_VIOLATION,
+                   h, 0, rc, gms_error_last());
+    return rc;
+}
+
 /* Finds the live block h names for ctx and returns with ctx's pool locked,
  * or returns an error with nothing locked. */
 static int buf_lock(gms_context *ctx, gms_buf h, const char *op, gms_block **out)
@@ -58,8 +67,10 @@ static int buf_lock(gms_context *ctx, gms_buf h, const char *op, gms_block **out
         return gms__fail(GMS_E_INVALID_ARG, "%s: context is NULL", op);
     gms__pool_lock(ctx->pool);
     int rc = buf_find_locked(ctx, h, op, out);
-    if (rc)
+    if (rc) {
         gms__pool_unlock(ctx->pool);
+        refused(ctx, h, rc);
+    }
     return rc;
 }
 
@@ -121,21 +132,15 @@ int gms_alloc(gms_context *ctx, size_t size, uint32_t flags, gms_buf *out)
     int rc = quota_take(ctx->tenant, bsize);
     if (rc) {
         gms__pool_unlock(p);
+        gms__audit_ctx(ctx, GMS_AUDIT_QUOTA_REFUSED, 0, size, rc, gms_error_last());
         return rc;
     }
     uint32_t slot;
-    if ((rc = gms__slot_take(p, &slot)) != GMS_OK) {
-        quota_give(ctx->tenant, bsize);
-        gms__pool_unlock(p);
-        return rc;
-    }
     gms_block *b;
-    if ((rc = gms__pool_alloc(p, ctx, bsize, flags, &b)) != GMS_OK) {
-        gms__slot_put(p, slot);
-        quota_give(ctx->tenant, bsize);
-        gms__pool_unlock(p);
-        return rc;
-    }
+    if ((rc = gms__slot_take(p, &slot)) != GMS_OK)
+        goto fail_quota;
+    if ((rc = gms__pool_alloc(p, ctx, bsize, flags, &b)) != GMS_OK)
+        goto fail_slot;
     b->u.live.req_size = size;
     b->u.live.slot = slot;
     gms_slot *s = gms__slot_at(rt, slot);
@@ -151,12 +156,27 @@ int gms_alloc(gms_context *ctx, size_t size, uint32_t flags, gms_buf *out)
         if (err) {
             gms__block_release(p, b);
             gms__pool_unlock(p);
-            return gms__backend_fail(err, "zero fill", bsize);
+            rc = gms__backend_fail(err, "zero fill", bsize);
+            goto fail_audit;
         }
     }
     gms__pool_unlock(p);
+    gms__audit_ctx(ctx, GMS_AUDIT_ALLOC, h, size, GMS_OK, NULL);
     *out = h;
     return GMS_OK;
+fail_slot:
+    gms__slot_put(p, slot);
+fail_quota:
+    quota_give(ctx->tenant, bsize);
+    gms__pool_unlock(p);
+fail_audit:
+    gms__audit_ctx(ctx, GMS_AUDIT_ALLOC, 0, size, rc, gms_error_last());
+    return rc;
+}
+
+gms_buf gms__block_handle(gms_runtime *rt, const gms_block *b)
+{
+    return atomic_load_explicit(&gms__slot_at(rt, b->u.live.slot)->handle, memory_order_relaxed);
 }
 
 void gms__block_release(gms_pool *p, gms_block *b)
@@ -178,8 +198,10 @@ int gms_free(gms_context *ctx, gms_buf buf)
     if (rc)
         return rc;
     gms_pool *p = ctx->pool;
+    uint64_t size = b->u.live.req_size;
     gms__block_release(p, b);
     gms__pool_unlock(p);
+    gms__audit_ctx(ctx, GMS_AUDIT_FREE, buf, size, GMS_OK, NULL);
     return GMS_OK;
 }
 
@@ -242,8 +264,10 @@ static int access_begin(gms_context *ctx, gms_buf buf, uint64_t off, size_t len,
     int rc = buf_lock(ctx, buf, op, out);
     if (rc)
         return rc;
-    if ((rc = range_check(*out, off, len, op, "the")) != GMS_OK)
+    if ((rc = range_check(*out, off, len, op, "the")) != GMS_OK) {
         gms__pool_unlock(ctx->pool);
+        refused(ctx, buf, rc);
+    }
     return rc;
 }
 
@@ -292,13 +316,10 @@ int gms_copy(gms_context *ctx, gms_buf dst, uint64_t dst_off, gms_buf src, uint6
     int rc = access_begin(ctx, dst, dst_off, len, &d, "gms_copy", &d);
     if (rc)
         return rc;
-    if ((rc = buf_find_locked(ctx, src, "gms_copy", &s)) != GMS_OK) {
+    if ((rc = buf_find_locked(ctx, src, "gms_copy", &s)) != GMS_OK ||
+        (rc = range_check(s, src_off, len, "gms_copy", "source")) != GMS_OK) {
         gms__pool_unlock(ctx->pool);
-        return rc;
-    }
-    if ((rc = range_check(s, src_off, len, "gms_copy", "source")) != GMS_OK) {
-        gms__pool_unlock(ctx->pool);
-        return rc;
+        return refused(ctx, src, rc);
     }
     gms_backend *be = ctx->rt->backend;
     return access_end(ctx, len ? be->ops->copy(be, d->addr + dst_off, s->addr + src_off, len) : 0,

@@ -18,6 +18,7 @@
 
 #include "gms.h"
 #include "backend/backend.h"
+#include "audit/audit.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -187,6 +188,7 @@ struct gms_runtime {
     uint64_t granule, chunk_bytes, retain_bytes;
     gms_log_fn log;
     void *log_user;
+    gms_audit *audit; /* NULL: no trail */
     bool shared;  /* the process-wide runtime */
     uint64_t refs; /* opens of the shared runtime (its static lock) */
     gms_slot_page *_Atomic pages[GMS_SLOT_PAGES];
@@ -233,8 +235,20 @@ static inline void gms__pool_unlock(gms_pool *p) { pthread_mutex_unlock(&p->lock
 /* buffer.c: frees a live block: its handle, its memory, its accounting
  * (pool->lock held). The one way a block dies. */
 void gms__block_release(gms_pool *p, gms_block *b);
+/* The live handle of a live block (pool->lock held). */
+gms_buf gms__block_handle(gms_runtime *rt, const gms_block *b);
 
 /* runtime.c */
+/* Records an operation of ctx in the audit trail, if there is one; detail
+ * NULL on success, the error message on failure. */
+void gms__audit_ctx_record(const gms_context *ctx, gms_audit_op op, uint64_t handle,
+                           uint64_t size, int result, const char *detail);
+static inline void gms__audit_ctx(const gms_context *ctx, gms_audit_op op, uint64_t handle,
+                                  uint64_t size, int result, const char *detail)
+{
+    if (ctx->rt->audit)
+        gms__audit_ctx_record(ctx, op, handle, size, result, detail);
+}
 void gms__log(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 gms_tenant *gms__tenant_find(gms_runtime *rt, const char *name); /* rt->lock */

@@ -153,6 +153,15 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
         be = wrapped;
     }
     rt->backend = be;
+    if ((rc = gms__audit_open(&rt->audit, o)) != GMS_OK) {
+        be->ops->destroy(be);
+        goto fail_lock;
+    }
+    if (rt->audit) {
+        gms_audit_event e = {.op = GMS_AUDIT_RUNTIME_OPEN, .size = rt->granule, .level = -1,
+                             .language = -1, .detail = rt->backend_name};
+        gms__audit_emit(rt->audit, &e);
+    }
     *out = rt;
     return GMS_OK;
 fail_lock:
@@ -183,6 +192,11 @@ static void runtime_destroy(gms_runtime *rt)
     }
     for (uint32_t i = 0; i < GMS_SLOT_PAGES; i++)
         free(atomic_load(&rt->pages[i]));
+    if (rt->audit) {
+        gms_audit_event e = {.op = GMS_AUDIT_RUNTIME_CLOSE, .level = -1, .language = -1};
+        gms__audit_emit(rt->audit, &e);
+        gms__audit_close(rt->audit);
+    }
     rt->backend->ops->destroy(rt->backend);
     pthread_mutex_destroy(&rt->lock);
     free(rt);
@@ -225,6 +239,26 @@ void gms_runtime_close(gms_runtime *rt)
             return;
     }
     runtime_destroy(rt);
+}
+
+int gms_audit_flush(gms_runtime *rt)
+{
+    if (!rt)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_audit_flush: runtime is NULL");
+    if (!rt->audit)
+        return gms__fail(GMS_E_UNSUPPORTED, "gms_audit_flush: this runtime has no audit trail");
+    return gms__audit_flush(rt->audit);
+}
+
+void gms__audit_ctx_record(const gms_context *ctx, gms_audit_op op, uint64_t handle,
+                           uint64_t size, int result, const char *detail)
+{
+    gms_audit_event e = {
+        .op = op, .result = result, .handle = handle, .size = size, .context_id = ctx->id,
+        .tenant = ctx->tenant->name, .user = ctx->user, .level = (int)ctx->level,
+        .language = (int)ctx->language, .detail = detail,
+    };
+    gms__audit_emit(ctx->rt->audit, &e);
 }
 
 const char *gms_runtime_backend_name(const gms_runtime *rt)
@@ -296,6 +330,14 @@ int gms_tenant_set_quota(gms_runtime *rt, const char *tenant, uint64_t max_bytes
         atomic_store(&t->max_allocs, max_allocs);
     }
     pthread_mutex_unlock(&rt->lock);
+    if (rc == GMS_OK && rt->audit) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "quota max_bytes=%llu max_allocs=%llu",
+                 (unsigned long long)max_bytes, (unsigned long long)max_allocs);
+        gms_audit_event e = {.op = GMS_AUDIT_CONFIG, .size = max_bytes, .handle = max_allocs,
+                             .tenant = tenant, .level = -1, .language = -1, .detail = detail};
+        gms__audit_emit(rt->audit, &e);
+    }
     return rc;
 }
 
@@ -358,6 +400,7 @@ int gms_context_open(gms_context **out, gms_runtime *rt, const gms_context_desc 
     rt->contexts = ctx;
     rt->ncontexts++;
     pthread_mutex_unlock(&rt->lock);
+    gms__audit_ctx(ctx, GMS_AUDIT_CONTEXT_OPEN, 0, 0, GMS_OK, NULL);
     *out = ctx;
     return GMS_OK;
 }
@@ -370,8 +413,11 @@ static void context_close_locked(gms_context *ctx, char *leak, size_t leak_size)
     gms_pool *p = ctx->pool;
     gms__pool_lock(p);
     uint64_t blocks = ctx->live_blocks, bytes = ctx->live_bytes;
-    while (ctx->live)
+    while (ctx->live) {
+        gms__audit_ctx(ctx, GMS_AUDIT_LEAK, gms__block_handle(rt, ctx->live),
+                       ctx->live->u.live.req_size, GMS_OK, "reclaimed at context close");
         gms__block_release(p, ctx->live);
+    }
     if (--p->contexts == 0)
         gms__pool_trim(p, 0); /* nobody uses the pool: return its memory */
     gms__pool_unlock(p);
@@ -385,6 +431,7 @@ static void context_close_locked(gms_context *ctx, char *leak, size_t leak_size)
                  gms_level_name(ctx->level), (unsigned long long)blocks, blocks == 1 ? "" : "s",
                  (unsigned long long)bytes);
     }
+    gms__audit_ctx(ctx, GMS_AUDIT_CONTEXT_CLOSE, 0, blocks, GMS_OK, NULL);
     if (ctx->prev)
         ctx->prev->next = ctx->next;
     else
