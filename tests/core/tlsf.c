@@ -1,0 +1,56 @@
+/*
+ * tlsf.c: the sub-allocator's size classes and O(1) search, tested on bare
+ * block nodes: every class boundary maps to the list that holds it, a
+ * search never returns a block smaller than asked, and finds one whenever a
+ * block at least one class larger exists.
+ */
+#include "test.h"
+#include "core/internal.h"
+
+static gms_tlsf t;
+
+int main(void)
+{
+    unsigned fl, sl, pfl = 0, psl = 0;
+    /* Classes grow monotonically with size, across the whole 64-bit range. */
+    for (uint64_t size = 256; size < (1ull << 62); size += size < 65536 ? 256 : size / 37 * 8 / 256 * 256) {
+        gms_tlsf_mapping(size, &fl, &sl);
+        CHECK(fl < GMS_TLSF_FL_COUNT && sl < GMS_TLSF_SL_COUNT);
+        CHECK(fl > pfl || (fl == pfl && sl >= psl));
+        pfl = fl;
+        psl = sl;
+    }
+    gms_tlsf_mapping(256, &fl, &sl);
+    CHECK(fl == 0 && sl == 1);
+    gms_tlsf_mapping(8192, &fl, &sl);
+    CHECK(fl == 1 && sl == 0);
+    gms_tlsf_mapping(1ull << 40, &fl, &sl);
+    CHECK(fl == 40 - 13 + 1 && sl == 0);
+
+    /* One block per size; searches return large-enough blocks. */
+    static gms_block blocks[64];
+    uint64_t sizes[64];
+    for (int i = 0; i < 64; i++) {
+        sizes[i] = (uint64_t)(i + 1) * (i + 1) * 4096 + (uint64_t)i * 256;
+        blocks[i].size = sizes[i];
+        blocks[i].state = GMS_BLOCK_FREE;
+        gms_tlsf_insert(&t, &blocks[i]);
+    }
+    for (uint64_t want = 256; want < 20000000; want = want * 3 / 2 + 256) {
+        want &= ~255ull;
+        gms_block *b = gms_tlsf_find(&t, want);
+        uint64_t max = 0;
+        for (int i = 0; i < 64; i++)
+            max = sizes[i] > max ? sizes[i] : max;
+        if (b)
+            CHECK(b->size >= want);
+        else
+            CHECK(want + want / 16 > max); /* only misses near the largest */
+    }
+    CHECK(gms_tlsf_find(&t, 1ull << 50) == NULL);
+    for (int i = 0; i < 64; i++)
+        gms_tlsf_remove(&t, &blocks[i]);
+    CHECK(t.fl_bitmap == 0);
+    CHECK(gms_tlsf_find(&t, 256) == NULL);
+    return test_done();
+}
