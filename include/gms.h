@@ -84,6 +84,17 @@ typedef enum gms_log_level {
  * thread that calls into gms, with no gms lock held. */
 typedef void (*gms_log_fn)(void *user, gms_log_level level, const char *msg);
 
+typedef enum gms_safety_mode {
+    GMS_SAFETY_ON = 0,  /* redzones, poison, quarantine, wipe (default) */
+    GMS_SAFETY_OFF = 1  /* none of them: for measuring their cost only */
+} gms_safety_mode;
+
+typedef enum gms_corruption_policy {
+    GMS_ON_CORRUPTION_REPORT = 0, /* report (error, callbacks, audit, log)
+                                     and continue (default) */
+    GMS_ON_CORRUPTION_ABORT = 1   /* report, then abort() the process */
+} gms_corruption_policy;
+
 #define GMS_RUNTIME_OPTIONS_VERSION 1
 typedef struct gms_runtime_options {
     uint32_t version;         /* GMS_RUNTIME_OPTIONS_VERSION */
@@ -113,11 +124,27 @@ typedef struct gms_runtime_options {
                                       count the drops in the trail */
     uint64_t audit_segment_bytes;  /* rotate segments at this size; 0: 64 MiB */
     uint32_t audit_retention_days; /* delete older segments; 0: 90 days */
+    /* Safety (docs/safety.md). */
+    gms_safety_mode safety;
+    uint32_t redzone_bytes;      /* at least this many pattern bytes after
+                                    each buffer (and, where a neighbour
+                                    precedes it, before); 0: 32; max 4096 */
+    uint64_t quarantine_bytes;   /* freed bytes held back from reuse;
+                                    0: max(1 MiB, live/256) */
+    uint64_t quarantine_blocks;  /* freed blocks held back; 0: 1024 */
+    uint32_t scrub_batch;        /* frees checked and poisoned per device
+                                    operation; 0: 1 on the host backend */
+    uint32_t verify_interval_ms; /* background verifier period; 0: none */
+    gms_corruption_policy on_corruption;
+    int secret_multipass;        /* SECRET pools: overwrite freed memory with
+                                    zeros, ones, random, zeros before the
+                                    poison */
 } gms_runtime_options;
 
 #define GMS_RUNTIME_OPTIONS_INIT                                              \
     { GMS_RUNTIME_OPTIONS_VERSION, GMS_BACKEND_AUTO, 0, 0, 0, 0, NULL, NULL, \
-      0, NULL, NULL, 0, NULL, 0, 0, 0 }
+      0, NULL, NULL, 0, NULL, 0, 0, 0, GMS_SAFETY_ON, 0, 0, 0, 0, 0,         \
+      GMS_ON_CORRUPTION_REPORT, 0 }
 GMS_API void gms_runtime_options_init(gms_runtime_options *opts);
 
 /* With opts == NULL every caller in the process gets the same
@@ -295,6 +322,35 @@ typedef struct gms_report {
  * GMS_E_CORRUPTION otherwise (the first violation in out and the message).
  * out may be NULL. Locks each pool in turn: a full walk, not a fast path. */
 GMS_API int gms_verify(gms_runtime *rt, gms_report *out);
+
+/* ---- corruption reports ----------------------------------------------- */
+
+typedef enum gms_violation_kind {
+    GMS_VIOLATION_OVERFLOW = 1,         /* bytes after a buffer were written */
+    GMS_VIOLATION_UNDERFLOW = 2,        /* bytes before a buffer were written */
+    GMS_VIOLATION_WRITE_AFTER_FREE = 3, /* a quarantined block was written */
+    GMS_VIOLATION_FREE_MEMORY = 4,      /* free memory was written */
+    GMS_VIOLATION_WIPE_FAILED = 5,      /* a wipe did not read back */
+    GMS_VIOLATION_INVARIANT = 6         /* gms_verify found state broken */
+} gms_violation_kind;
+
+typedef struct gms_violation {
+    gms_violation_kind kind;
+    const char *tenant;   /* the pool's tenant */
+    gms_buf handle;       /* the buffer's handle (maybe no longer live) */
+    uint64_t address;     /* the first byte found changed */
+    int64_t offset;       /* of that byte from the buffer's start */
+    uint64_t size;        /* the buffer's size */
+    const char *message;  /* what was found where, with the block's history */
+} gms_violation;
+
+/* Called on every detected corruption, from the thread that found it (a
+ * caller's or the background verifier's), with no gms lock held; the
+ * pointers are valid during the call only. */
+typedef void (*gms_violation_fn)(void *user, const gms_violation *v);
+
+/* Registers a callback (at most 16 per runtime). */
+GMS_API int gms_on_violation(gms_runtime *rt, gms_violation_fn fn, void *user);
 
 #include "gms/audit.h"
 

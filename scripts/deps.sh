@@ -9,6 +9,9 @@ command -v make >/dev/null || need+=(make)
 command -v clang >/dev/null || need+=(clang)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 [ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
+[ -f /usr/include/openssl/hmac.h ] || need+=(libssl-dev)   # the audit trail's HMAC-SHA-256
+# Headless Chromium renders the audit report in tests/audit/report.c.
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
 ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 \
   || ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-aarch64.a >/dev/null 2>&1 \
   || need+=(libclang-rt-dev)

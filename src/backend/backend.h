@@ -20,8 +20,35 @@
 typedef struct gms_backend gms_backend;
 typedef struct gms_backend_chunk gms_backend_chunk; /* backend-defined */
 
+/* One block's safety work (DESIGN.md §5), executed in batches: check that
+ * the check ranges hold the poison pattern, then run the wipe passes over
+ * the fill range, overwrite it with the pattern and, if asked, read it back.
+ * The pattern byte at address a is byte (a mod 8) of the 64-bit pattern
+ * (little-endian), so any range can be checked on its own. */
+enum { GMS_SCRUB_MULTIPASS = 1 }; /* zeros, ones, random, zeros first */
+
+typedef struct gms_scrub_item {
+    uint64_t check_lo[2], check_hi[2]; /* two ranges; lo == hi: none */
+    uint64_t fill_lo[2], fill_hi[2];   /* two ranges; lo == hi: none */
+    uint32_t passes;                   /* 0 or GMS_SCRUB_MULTIPASS */
+    uint32_t verify;                   /* read the fill back */
+    uint64_t bad;        /* out: first address not holding the pattern, 0 if none */
+    uint64_t verify_bad; /* out: first address the fill did not take, 0 if none */
+} gms_scrub_item;
+
+/* Backend properties. */
+enum {
+    /* Unmapping memory and mapping fresh (zeroed) memory later is cheaper
+     * than overwriting it (the host, where writing runs at memory speed
+     * and faults pages in; not a GPU, where a fill kernel is cheap and
+     * remapping is not). Freed blocks then give back their whole granules
+     * at once instead of poisoning them. */
+    GMS_BACKEND_UNMAP_WIPES = 1
+};
+
 typedef struct gms_backend_ops {
     const char *name;
+    uint32_t props; /* GMS_BACKEND_* */
     /* Reserves size bytes of address space, aligned to align, with nothing
      * mapped and guard space around it, so that an access outside any
      * mapped granule faults. */
@@ -45,6 +72,11 @@ typedef struct gms_backend_ops {
     int (*read)(gms_backend *be, void *dst, uint64_t src, size_t len);
     int (*copy)(gms_backend *be, uint64_t dst, uint64_t src, size_t len);
     int (*fill)(gms_backend *be, uint64_t dst, int byte, size_t len);
+    /* Runs a batch of safety items; seed drives the random wipe pass. A
+     * device backend runs one operation for the whole batch and returns
+     * when the results are back. */
+    int (*scrub)(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
+                 uint64_t seed);
     void (*destroy)(gms_backend *be);
 } gms_backend_ops;
 

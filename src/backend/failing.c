@@ -99,6 +99,15 @@ static int failing_fill(gms_backend *be, uint64_t dst, int byte, size_t len)
     return in->ops->fill(in, dst, byte, len);
 }
 
+static int failing_scrub(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
+                         uint64_t seed)
+{
+    if (gms_failpoint_hit(fb(be)->fp))
+        return EIO;
+    gms_backend *in = fb(be)->inner;
+    return in->ops->scrub(in, items, n, pattern, seed);
+}
+
 static void failing_destroy(gms_backend *be)
 {
     gms_backend *in = fb(be)->inner;
@@ -108,6 +117,7 @@ static void failing_destroy(gms_backend *be)
 
 static const gms_backend_ops failing_ops = {
     .name = "failing",
+    .props = GMS_BACKEND_UNMAP_WIPES, /* wraps the host backend */
     .reserve = failing_reserve,
     .release = failing_release,
     .commit = failing_commit,
@@ -118,6 +128,7 @@ static const gms_backend_ops failing_ops = {
     .read = failing_read,
     .copy = failing_copy,
     .fill = failing_fill,
+    .scrub = failing_scrub,
     .destroy = failing_destroy,
 };
 

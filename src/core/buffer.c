@@ -8,11 +8,31 @@
  * block's granules are mapped, which the granule cache makes the common case.
  */
 #include "core/internal.h"
+#include "safety/safety.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* Largest request: far above any device, far below where sizes overflow. */
 #define GMS_MAX_ALLOC (1ull << 52)
+
+/* The verifier found this live buffer's redzone overwritten: say so once,
+ * to the next call that touches it, then arm the redzone again. (A free
+ * goes ahead: its own check reports a redzone still broken.) */
+static int corrupt_report(gms_pool *p, gms_block *b, const char *op)
+{
+    int64_t off = (int64_t)(b->corrupt_at - b->addr);
+    b->corrupt_at = 0;
+    gms_scrub_item it;
+    gms__safety_redzone_item(p, b, &it);
+    uint64_t lo = it.check_lo[1] < it.check_hi[1] ? it.check_lo[1] : b->addr + b->req_size;
+    gms__safety_poison(p, lo, b->addr);
+    gms__safety_poison(p, b->addr + b->req_size, b->addr + b->size);
+    return gms__fail(GMS_E_CORRUPTION,
+                     "%s: buffer 0x%016llx of %llu bytes: the verifier found its redzone overwritten at offset %+lld (%s)",
+                     op, (unsigned long long)b->handle, (unsigned long long)b->req_size,
+                     (long long)off, off < 0 ? "underflow" : "overflow");
+}
 
 /* Finds the live block h names for ctx; ctx's pool lock is held. */
 static int buf_find_locked(gms_context *ctx, gms_buf h, const char *op, gms_block **out)
@@ -46,6 +66,8 @@ static int buf_find_locked(gms_context *ctx, gms_buf h, const char *op, gms_bloc
         return gms__fail(GMS_E_ACCESS_DENIED,
                          "%s: handle 0x%016llx belongs to another context of tenant '%s' (user '%s')",
                          op, (unsigned long long)h, p->tenant->name, b->u.live.owner->user);
+    if (b->corrupt_at && strcmp(op, "gms_free") != 0)
+        return corrupt_report(p, b, op);
     *out = b;
     return GMS_OK;
 }
@@ -124,7 +146,9 @@ int gms_alloc(gms_context *ctx, size_t size, uint32_t flags, gms_buf *out)
     if ((uint64_t)size > GMS_MAX_ALLOC)
         return gms__fail(GMS_E_NO_MEMORY, "gms_alloc: %llu bytes is more than any device holds",
                          (unsigned long long)size);
-    uint64_t bsize = ((uint64_t)size + GMS_ALIGNMENT - 1) & ~(uint64_t)(GMS_ALIGNMENT - 1);
+    /* With safety on, at least the redzone follows the data. */
+    uint64_t span = (uint64_t)size + (ctx->rt->safety ? ctx->rt->redzone : 0);
+    uint64_t bsize = (span + GMS_ALIGNMENT - 1) & ~(uint64_t)(GMS_ALIGNMENT - 1);
     gms_pool *p = ctx->pool;
     gms_runtime *rt = ctx->rt;
 
@@ -139,24 +163,27 @@ int gms_alloc(gms_context *ctx, size_t size, uint32_t flags, gms_buf *out)
     gms_block *b;
     if ((rc = gms__slot_take(p, &slot)) != GMS_OK)
         goto fail_quota;
-    if ((rc = gms__pool_alloc(p, ctx, bsize, flags, &b)) != GMS_OK)
+    if ((rc = gms__pool_alloc(p, ctx, bsize, size, flags, &b)) != GMS_OK)
         goto fail_slot;
-    b->u.live.req_size = size;
     b->u.live.slot = slot;
     gms_slot *s = gms__slot_at(rt, slot);
     s->block = b;
     gms_buf h = gms__handle_make(rt, slot, s->gen);
+    b->handle = h;
+    b->alloc_ns = gms__now_ns();
+    b->alloc_user = ctx->user_index;
     atomic_store_explicit(&s->handle, h, memory_order_release);
     uint64_t live = atomic_fetch_add_explicit(&rt->live_bytes, bsize, memory_order_relaxed) + bsize;
     gms__atomic_max(&rt->peak_live, live);
     if (flags & GMS_ALLOC_ZERO) {
         /* Under the lock: the handle is not out yet, but a racing forged
          * free of it must not see a half-made buffer. */
-        int err = rt->backend->ops->fill(rt->backend, b->addr, 0, bsize);
+        int err = rt->backend->ops->fill(rt->backend, b->addr, 0, size);
         if (err) {
-            gms__block_release(p, b);
+            gms__block_release(p, b, ctx);
             gms__pool_unlock(p);
-            rc = gms__backend_fail(err, "zero fill", bsize);
+            gms__violations_deliver(rt);
+            rc = gms__backend_fail(err, "zero fill", size);
             goto fail_audit;
         }
     }
@@ -174,21 +201,30 @@ fail_audit:
     return rc;
 }
 
-gms_buf gms__block_handle(gms_runtime *rt, const gms_block *b)
-{
-    return atomic_load_explicit(&gms__slot_at(rt, b->u.live.slot)->handle, memory_order_relaxed);
-}
-
-void gms__block_release(gms_pool *p, gms_block *b)
+int gms__block_release(gms_pool *p, gms_block *b, const gms_context *by)
 {
     gms_slot *s = gms__slot_at(p->rt, b->u.live.slot);
     atomic_store_explicit(&s->handle, 0, memory_order_release);
     s->gen++;
     s->block = NULL;
     gms__slot_put(p, b->u.live.slot);
+    gms_context *ctx = b->u.live.owner;
+    if (b->u.live.prev)
+        b->u.live.prev->u.live.next = b->u.live.next;
+    else
+        ctx->live = b->u.live.next;
+    if (b->u.live.next)
+        b->u.live.next->u.live.prev = b->u.live.prev;
+    ctx->live_blocks--;
+    ctx->live_bytes -= b->size;
+    p->live_bytes -= b->size;
+    p->live_blocks--;
+    p->frees++;
     quota_give(p->tenant, b->size);
     atomic_fetch_sub_explicit(&p->rt->live_bytes, b->size, memory_order_relaxed);
-    gms__pool_free(p, b);
+    b->free_ns = gms__now_ns();
+    b->free_user = by->user_index;
+    return gms__safety_retire(p, b);
 }
 
 int gms_free(gms_context *ctx, gms_buf buf)
@@ -198,10 +234,16 @@ int gms_free(gms_context *ctx, gms_buf buf)
     if (rc)
         return rc;
     gms_pool *p = ctx->pool;
-    uint64_t size = b->u.live.req_size;
-    gms__block_release(p, b);
+    uint64_t size = b->req_size;
+    char msg[512];
+    rc = gms__block_release(p, b, ctx);
+    if (rc) /* our own redzones: keep the message past the deliveries */
+        snprintf(msg, sizeof msg, "%s", gms_error_last());
     gms__pool_unlock(p);
-    gms__audit_ctx(ctx, GMS_AUDIT_FREE, buf, size, GMS_OK, NULL);
+    gms__violations_deliver(ctx->rt);
+    gms__audit_ctx(ctx, GMS_AUDIT_FREE, buf, size, rc, rc ? msg : NULL);
+    if (rc)
+        return gms__fail(rc, "%s", msg);
     return GMS_OK;
 }
 
@@ -215,11 +257,11 @@ int gms_buf_info_get(gms_context *ctx, gms_buf buf, gms_buf_info *out)
         return rc;
     gms_pool *p = ctx->pool;
     gms_buf_info i = {0};
-    i.size = b->u.live.req_size;
+    i.size = b->req_size;
     i.block_size = b->size;
     i.device_ptr = b->addr;
     i.pool_id = p->id;
-    i.flags = b->u.live.flags;
+    i.flags = b->flags;
     i.level = p->level;
     i.language = p->language;
     memcpy(i.tenant, p->tenant->name, sizeof i.tenant);
@@ -246,7 +288,7 @@ int gms_buf_ptr(gms_context *ctx, gms_buf buf, void **out)
 static int range_check(const gms_block *b, uint64_t off, uint64_t len, const char *op,
                        const char *which)
 {
-    uint64_t size = b->u.live.req_size;
+    uint64_t size = b->req_size;
     if (off > size || len > size - off)
         return gms__fail(GMS_E_OUT_OF_BOUNDS,
                          "%s: %s range [%llu, %llu + %llu) is outside the buffer of %llu bytes", op,

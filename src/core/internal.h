@@ -65,7 +65,10 @@ typedef struct gms_slot_page {
 
 /* ---- block nodes: host-side metadata, never inside managed memory ---- */
 
-enum { GMS_BLOCK_FREE = 1, GMS_BLOCK_LIVE = 2 };
+/* A block is FREE (in the TLSF lists, poisoned), LIVE (a handle names it),
+ * PENDING (freed, waiting for its scrub batch) or QUARANTINE (scrubbed,
+ * waiting before reuse). Granules count every block that is not FREE. */
+enum { GMS_BLOCK_FREE = 1, GMS_BLOCK_LIVE = 2, GMS_BLOCK_PENDING = 3, GMS_BLOCK_QUARANTINE = 4 };
 
 typedef struct gms_chunk gms_chunk;
 
@@ -75,6 +78,14 @@ struct gms_block {
     gms_block *prev_phys, *next_phys; /* neighbours in address order */
     gms_chunk *chunk;
     uint32_t state;
+    uint32_t flags;       /* GMS_ALLOC_* */
+    uint64_t req_size;    /* bytes asked for; the rest is redzone */
+    /* History, kept through quarantine for corruption reports. */
+    gms_buf handle;       /* the handle it had */
+    uint64_t alloc_ns, free_ns; /* coarse monotonic clock */
+    uint32_t alloc_user, free_user; /* indices into the pool's user names */
+    uint64_t corrupt_at;  /* a broken redzone byte the verifier found, 0 if none */
+    bool hollow;          /* retired, and its whole granules already unmapped */
     union {
         struct {
             gms_block *next, *prev; /* segregated free list */
@@ -82,10 +93,11 @@ struct gms_block {
         struct {
             gms_block *next, *prev; /* owner context's live list */
             gms_context *owner;
-            uint64_t req_size;
             uint32_t slot;
-            uint32_t flags;
         } live;
+        struct {
+            gms_block *next; /* pending batch or quarantine, oldest first */
+        } retired;
     } u;
 };
 
@@ -159,6 +171,14 @@ struct gms_pool {
     gms_block *free_nodes;
     gms_node_slab *slabs;
     gms_granule *lru_head, *lru_tail;
+    /* Safety: freed blocks waiting for their scrub, then in quarantine. */
+    gms_block *pending_head, **pending_tail;
+    uint64_t pending_blocks;
+    gms_block *quarantine_head, **quarantine_tail;
+    uint64_t quarantine_bytes, quarantine_blocks;
+    /* User names of the pool's contexts, for block histories. */
+    char (*users)[GMS_NAME_MAX + 1];
+    uint32_t nusers;
     uint64_t cached_bytes; /* committed granules with no live block */
     uint64_t held_bytes;   /* committed granules */
     uint64_t reserved_bytes;
@@ -171,6 +191,7 @@ struct gms_context {
     gms_pool *pool;
     gms_tenant *tenant;
     char user[GMS_NAME_MAX + 1];
+    uint32_t user_index; /* in pool->users */
     gms_level level;
     gms_language language;
     uint64_t id;
@@ -186,6 +207,23 @@ struct gms_runtime {
     gms_failpoint failpoint;
     uint64_t key[2]; /* the handle secret */
     uint64_t granule, chunk_bytes, retain_bytes;
+    /* Safety settings (src/safety). */
+    bool safety;
+    uint64_t pattern;  /* the poison: random per runtime, no zero byte */
+    uint64_t wipe_seed;
+    uint32_t redzone;
+    uint64_t quarantine_max_bytes, quarantine_max_blocks;
+    uint32_t scrub_batch;
+    bool abort_on_corruption, secret_multipass;
+    struct {
+        gms_violation_fn fn;
+        void *user;
+    } on_violation[16];
+    uint32_t _Atomic n_on_violation;
+    pthread_t verifier;
+    bool verifier_running, verifier_stop;
+    uint32_t verify_interval_ms;
+    pthread_cond_t verifier_cond;
     gms_log_fn log;
     void *log_user;
     gms_audit *audit; /* NULL: no trail */
@@ -223,20 +261,32 @@ const char *gms__handle_diagnose(const gms_runtime *rt, const gms_slot *s,
 int gms__pool_create(gms_runtime *rt, gms_tenant *t, gms_level level,
                      gms_language lang, gms_pool **out); /* rt->lock */
 void gms__pool_destroy(gms_pool *p);
-int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size,
+/* A block of size bytes (a multiple of the alignment) for req bytes. */
+int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req,
                     uint32_t flags, gms_block **out);
+/* Returns a retired block's memory to the free lists (pool->lock held). */
 void gms__pool_free(gms_pool *p, gms_block *b);
+/* The granules wholly inside a block's data, as addresses [lo, hi); false if none. */
+bool gms__block_interior(const gms_pool *p, const gms_block *b, uint64_t *lo, uint64_t *hi);
+/* The parts of a retired block still mapped: up to two ranges, lo == hi
+ * when empty (pool->lock held). */
+void gms__block_mapped(const gms_pool *p, const gms_block *b, uint64_t lo[2], uint64_t hi[2]);
+/* Unmaps a retired block's whole granules at once, which wipes them, when
+ * the backend finds that cheaper than overwriting (pool->lock held). */
+void gms__pool_hollow(gms_pool *p, gms_block *b);
+/* The monotonic clock, coarse (a few ns to read). */
+uint64_t gms__now_ns(void);
 /* Decommits cached granules until at most keep bytes stay cached. */
 void gms__pool_trim(gms_pool *p, uint64_t keep);
 
 static inline void gms__pool_lock(gms_pool *p) { pthread_mutex_lock(&p->lock); }
 static inline void gms__pool_unlock(gms_pool *p) { pthread_mutex_unlock(&p->lock); }
 
-/* buffer.c: frees a live block: its handle, its memory, its accounting
- * (pool->lock held). The one way a block dies. */
-void gms__block_release(gms_pool *p, gms_block *b);
-/* The live handle of a live block (pool->lock held). */
-gms_buf gms__block_handle(gms_runtime *rt, const gms_block *b);
+/* buffer.c: frees a live block on behalf of context by: its handle, its
+ * accounting, then its memory goes to the safety pipeline (pool->lock
+ * held). The one way a block dies. GMS_E_CORRUPTION if its redzones were
+ * found overwritten (it is freed all the same). */
+int gms__block_release(gms_pool *p, gms_block *b, const gms_context *by);
 
 /* runtime.c */
 /* Records an operation of ctx in the audit trail, if there is one; detail

@@ -15,6 +15,7 @@
  * Every function here runs with pool->lock held, except create/destroy.
  */
 #include "core/internal.h"
+#include "safety/safety.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,8 @@ int gms__pool_create(gms_runtime *rt, gms_tenant *t, gms_level level,
     p->tenant = t;
     p->level = level;
     p->language = lang;
+    p->pending_tail = &p->pending_head;
+    p->quarantine_tail = &p->quarantine_head;
     *out = p;
     return GMS_OK;
 }
@@ -93,6 +96,7 @@ void gms__pool_destroy(gms_pool *p)
         n = s->next;
         free(s);
     }
+    free(p->users);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
@@ -197,11 +201,42 @@ static void granule_span(const gms_pool *p, const gms_block *b, uint64_t *first,
     *last = (off + b->size - 1) / p->rt->granule;
 }
 
-/* Counts a new live block on its granules, mapping those not mapped, one
+/* Maps the unmapped granules [g, end] for block b: one backend call; with
+ * safety on, poisons what of them stays free and b's redzone (new memory
+ * reads as zeros; b's own bytes need nothing). */
+static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
+{
+    gms_runtime *rt = p->rt;
+    gms_chunk *c = b->chunk;
+    uint64_t len = (end - g + 1) * rt->granule;
+    int err = rt->backend->ops->commit(rt->backend, c->be_chunk, g * rt->granule, len);
+    if (err)
+        return gms__backend_fail(err, "commit", len);
+    for (uint64_t u = g; u <= end; u++)
+        c->granules[u].committed = true;
+    held_add(p, len);
+    if (!rt->safety)
+        return GMS_OK;
+    uint64_t lo = c->base + g * rt->granule, hi = lo + len;
+    uint64_t data_lo = b->addr, data_hi = b->addr + b->req_size;
+    int rc = GMS_OK;
+    if (lo < data_lo)
+        rc = gms__safety_poison(p, lo, data_lo < hi ? data_lo : hi);
+    if (rc == GMS_OK && hi > data_hi)
+        rc = gms__safety_poison(p, data_hi > lo ? data_hi : lo, hi);
+    if (rc != GMS_OK) {
+        /* Mapped but not poisoned: give it straight back. */
+        for (uint64_t u = g; u <= end; u++)
+            lru_push(p, &c->granules[u]);
+        granules_decommit(p, c, g, end);
+    }
+    return rc;
+}
+
+/* Counts a new block on its granules, mapping those not mapped, one
  * backend call per run of unmapped granules. Undoes itself on failure. */
 static int granules_acquire(gms_pool *p, gms_block *b)
 {
-    gms_runtime *rt = p->rt;
     gms_chunk *c = b->chunk;
     uint64_t first, last;
     granule_span(p, b, &first, &last);
@@ -213,19 +248,15 @@ static int granules_acquire(gms_pool *p, gms_block *b)
         uint64_t end = g;
         while (end + 1 <= last && !c->granules[end + 1].committed)
             end++;
-        uint64_t len = (end - g + 1) * rt->granule;
-        int err = rt->backend->ops->commit(rt->backend, c->be_chunk, g * rt->granule, len);
-        if (err) {
+        int rc = granules_map(p, b, g, end);
+        if (rc) {
             /* What this call mapped has no block: cache it, then trim. */
             for (uint64_t u = first; u < g; u++)
                 if (!c->granules[u].live && !in_lru(p, &c->granules[u]))
                     lru_push(p, &c->granules[u]);
             gms__pool_trim(p, retain_limit(p));
-            return gms__backend_fail(err, "commit", len);
+            return rc;
         }
-        for (uint64_t u = g; u <= end; u++)
-            c->granules[u].committed = true;
-        held_add(p, len);
         g = end + 1;
     }
     for (uint64_t g = first; g <= last; g++) {
@@ -236,14 +267,63 @@ static int granules_acquire(gms_pool *p, gms_block *b)
     return GMS_OK;
 }
 
+bool gms__block_interior(const gms_pool *p, const gms_block *b, uint64_t *lo, uint64_t *hi)
+{
+    /* Within the data part: the redzone after it stays mapped for its check. */
+    uint64_t g = p->rt->granule, base = b->chunk->base;
+    *lo = base + (b->addr - base + g - 1) / g * g;
+    *hi = base + (b->addr + b->req_size - base) / g * g;
+    return *lo < *hi;
+}
+
+void gms__block_mapped(const gms_pool *p, const gms_block *b, uint64_t lo[2], uint64_t hi[2])
+{
+    uint64_t ilo, ihi;
+    lo[0] = b->addr;
+    hi[0] = b->addr + b->size;
+    lo[1] = hi[1] = 0;
+    if (b->hollow && gms__block_interior(p, b, &ilo, &ihi)) {
+        hi[0] = ilo;
+        lo[1] = ihi;
+        hi[1] = b->addr + b->size;
+    }
+}
+
+void gms__pool_hollow(gms_pool *p, gms_block *b)
+{
+    gms_runtime *rt = p->rt;
+    uint64_t lo, hi;
+    if (b->hollow || !(rt->backend->ops->props & GMS_BACKEND_UNMAP_WIPES) ||
+        !gms__block_interior(p, b, &lo, &hi))
+        return;
+    gms_chunk *c = b->chunk;
+    uint64_t first = (lo - c->base) / rt->granule, last = (hi - c->base) / rt->granule - 1;
+    int err = rt->backend->ops->decommit(rt->backend, c->be_chunk, lo - c->base, hi - lo);
+    if (err)
+        return; /* stays mapped: the scrub overwrites it instead */
+    for (uint64_t g = first; g <= last; g++) {
+        c->granules[g].live--; /* wholly inside b: it was b's alone */
+        c->granules[g].committed = false;
+    }
+    held_sub(p, hi - lo);
+    b->hollow = true;
+}
+
 static void granules_release(gms_pool *p, gms_block *b)
 {
     gms_chunk *c = b->chunk;
-    uint64_t first, last;
-    granule_span(p, b, &first, &last);
-    for (uint64_t g = first; g <= last; g++)
-        if (--c->granules[g].live == 0)
-            lru_push(p, &c->granules[g]);
+    uint64_t first, last, lo[2], hi[2];
+    gms__block_mapped(p, b, lo, hi);
+    for (int r = 0; r < 2; r++) {
+        if (lo[r] >= hi[r])
+            continue;
+        first = (lo[r] - c->base) / p->rt->granule;
+        last = (hi[r] - 1 - c->base) / p->rt->granule;
+        for (uint64_t g = first; g <= last; g++)
+            if (--c->granules[g].live == 0)
+                lru_push(p, &c->granules[g]);
+    }
+    b->hollow = false;
 }
 
 /* ---- chunks ---- */
@@ -350,7 +430,7 @@ static gms_block *block_file_free(gms_pool *p, gms_block *b)
     return b;
 }
 
-int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size,
+int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req,
                     uint32_t flags, gms_block **out)
 {
     gms_block *b = gms_tlsf_find(&p->tlsf, size);
@@ -380,15 +460,16 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size,
         rest->state = GMS_BLOCK_FREE;
         gms_tlsf_insert(&p->tlsf, rest);
     }
+    b->req_size = req;
     int rc = granules_acquire(p, b);
     if (rc) {
         block_file_free(p, b);
         return rc;
     }
     b->state = GMS_BLOCK_LIVE;
+    b->flags = flags;
+    b->corrupt_at = 0;
     b->u.live.owner = ctx;
-    b->u.live.req_size = 0;
-    b->u.live.flags = flags;
     b->u.live.prev = NULL;
     b->u.live.next = ctx->live;
     if (ctx->live)
@@ -405,18 +486,6 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size,
 
 void gms__pool_free(gms_pool *p, gms_block *b)
 {
-    gms_context *ctx = b->u.live.owner;
-    if (b->u.live.prev)
-        b->u.live.prev->u.live.next = b->u.live.next;
-    else
-        ctx->live = b->u.live.next;
-    if (b->u.live.next)
-        b->u.live.next->u.live.prev = b->u.live.prev;
-    ctx->live_blocks--;
-    ctx->live_bytes -= b->size;
-    p->live_bytes -= b->size;
-    p->live_blocks--;
-    p->frees++;
     granules_release(p, b);
     b = block_file_free(p, b);
     chunk_maybe_release(p, b);

@@ -4,10 +4,12 @@
  * configuration time, never on the alloc/free path.
  */
 #include "core/internal.h"
+#include "safety/safety.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* The process-wide runtime that NULL options open. */
 static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -98,6 +100,59 @@ static int resolve_backend(gms_backend_kind kind, gms_backend_kind *out)
     }
 }
 
+/* The background verifier: gms_verify every verify_interval_ms; what it
+ * finds goes to the callbacks (gms_verify delivers). */
+static void *verifier_main(void *arg)
+{
+    gms_runtime *rt = arg;
+    pthread_mutex_lock(&rt->lock);
+    while (!rt->verifier_stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)rt->verify_interval_ms * 1000000ull;
+        until.tv_sec += (time_t)(ns / 1000000000ull);
+        until.tv_nsec = (long)(ns % 1000000000ull);
+        pthread_cond_timedwait(&rt->verifier_cond, &rt->lock, &until);
+        if (rt->verifier_stop)
+            break;
+        pthread_mutex_unlock(&rt->lock);
+        gms_verify(rt, NULL);
+        pthread_mutex_lock(&rt->lock);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return NULL;
+}
+
+static int verifier_start(gms_runtime *rt)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    int err = pthread_cond_init(&rt->verifier_cond, &a);
+    pthread_condattr_destroy(&a);
+    if (err)
+        return gms__fail(GMS_E_NO_MEMORY, "cannot create the verifier's condition variable");
+    if (pthread_create(&rt->verifier, NULL, verifier_main, rt) != 0) {
+        pthread_cond_destroy(&rt->verifier_cond);
+        return gms__fail(GMS_E_NO_MEMORY, "cannot start the background verifier thread");
+    }
+    rt->verifier_running = true;
+    return GMS_OK;
+}
+
+static void verifier_stop(gms_runtime *rt)
+{
+    if (!rt->verifier_running)
+        return;
+    pthread_mutex_lock(&rt->lock);
+    rt->verifier_stop = true;
+    pthread_cond_signal(&rt->verifier_cond);
+    pthread_mutex_unlock(&rt->lock);
+    pthread_join(rt->verifier, NULL);
+    pthread_cond_destroy(&rt->verifier_cond);
+    rt->verifier_running = false;
+}
+
 static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
 {
     if (o->version != GMS_RUNTIME_OPTIONS_VERSION)
@@ -114,6 +169,16 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
         return gms__fail(GMS_E_INVALID_ARG,
                          "chunk_bytes %llu: must be a multiple of the granule, at most 64 TiB",
                          (unsigned long long)chunk);
+    if ((unsigned)o->safety > GMS_SAFETY_OFF)
+        return gms__fail(GMS_E_INVALID_ARG, "safety %d: expected GMS_SAFETY_ON or GMS_SAFETY_OFF",
+                         (int)o->safety);
+    if ((unsigned)o->on_corruption > GMS_ON_CORRUPTION_ABORT)
+        return gms__fail(GMS_E_INVALID_ARG, "on_corruption %d: expected REPORT or ABORT",
+                         (int)o->on_corruption);
+    if (o->redzone_bytes > 4096)
+        return gms__fail(GMS_E_INVALID_ARG, "redzone_bytes %u: at most 4096", o->redzone_bytes);
+    if (o->scrub_batch > 65536)
+        return gms__fail(GMS_E_INVALID_ARG, "scrub_batch %u: at most 65536", o->scrub_batch);
     gms_backend_kind kind;
     int rc = resolve_backend(o->backend, &kind);
     if (rc)
@@ -128,10 +193,27 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
     rt->retain_bytes = o->retain_bytes;
     rt->log = o->log;
     rt->log_user = o->log_user;
+    rt->safety = o->safety == GMS_SAFETY_ON;
+    rt->redzone = o->redzone_bytes ? o->redzone_bytes : 32;
+    rt->quarantine_max_bytes = o->quarantine_bytes;
+    rt->quarantine_max_blocks = o->quarantine_blocks ? o->quarantine_blocks : 1024;
+    rt->scrub_batch = o->scrub_batch ? o->scrub_batch : 1;
+    rt->verify_interval_ms = o->verify_interval_ms;
+    rt->abort_on_corruption = o->on_corruption == GMS_ON_CORRUPTION_ABORT;
+    rt->secret_multipass = o->secret_multipass != 0;
     rt->tenants_tail = &rt->tenants;
     rt->pools_tail = &rt->pools;
-    if ((rc = gms__random_bytes(rt->key, sizeof rt->key)) != 0)
+    if ((rc = gms__random_bytes(rt->key, sizeof rt->key)) != 0 ||
+        (rc = gms__random_bytes(&rt->pattern, sizeof rt->pattern)) != 0 ||
+        (rc = gms__random_bytes(&rt->wipe_seed, sizeof rt->wipe_seed)) != 0)
         goto fail;
+    /* No 0x00 or 0xff byte in the poison: zeroed or all-ones memory (the
+     * commonest stray writes, and the wipe passes) never looks poisoned. */
+    for (int i = 0; i < 8; i++) {
+        uint8_t byte = (uint8_t)(rt->pattern >> (8 * i));
+        if (byte == 0x00 || byte == 0xff)
+            rt->pattern ^= (uint64_t)0x5a << (8 * i);
+    }
     if (pthread_mutex_init(&rt->lock, NULL) != 0) {
         rc = gms__fail(GMS_E_NO_MEMORY, "cannot create the runtime lock");
         goto fail;
@@ -157,6 +239,11 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
         be->ops->destroy(be);
         goto fail_lock;
     }
+    if (rt->verify_interval_ms && (rc = verifier_start(rt)) != GMS_OK) {
+        gms__audit_close(rt->audit);
+        be->ops->destroy(be);
+        goto fail_lock;
+    }
     if (rt->audit) {
         gms_audit_event e = {.op = GMS_AUDIT_RUNTIME_OPEN, .size = rt->granule, .level = -1,
                              .language = -1, .detail = rt->backend_name};
@@ -177,10 +264,18 @@ static void context_close_locked(gms_context *ctx, char *leak, size_t leak_size)
 static void runtime_destroy(gms_runtime *rt)
 {
     char leak[256];
+    verifier_stop(rt);
     while (rt->contexts) {
         context_close_locked(rt->contexts, leak, sizeof leak);
         if (leak[0])
             gms__log(rt, GMS_LOG_WARN, "%s", leak);
+        gms__violations_deliver(rt);
+    }
+    for (gms_pool *p = rt->pools; p; p = p->next) {
+        gms__pool_lock(p);
+        gms__safety_drain(p); /* last checks of what waits in quarantine */
+        gms__pool_unlock(p);
+        gms__violations_deliver(rt);
     }
     for (gms_pool *p = rt->pools, *n; p; p = n) {
         n = p->next;
@@ -343,6 +438,30 @@ int gms_tenant_set_quota(gms_runtime *rt, const char *tenant, uint64_t max_bytes
 
 /* ---- contexts ---- */
 
+/* The index of a user name in the pool's table, added if new (pool->lock):
+ * blocks name who allocated and freed them by index. */
+static int pool_user_index(gms_pool *p, const char *user, uint32_t *out)
+{
+    for (uint32_t i = 0; i < p->nusers; i++)
+        if (strcmp(p->users[i], user) == 0) {
+            *out = i;
+            return GMS_OK;
+        }
+    if (p->nusers == 0 || (p->nusers >= 4 && !(p->nusers & (p->nusers - 1)))) {
+        /* grow: 4, 8, 16... */
+        uint32_t cap = p->nusers ? 2 * p->nusers : 4;
+        if (gms_failpoint_hit(&p->rt->failpoint))
+            return gms__fail(GMS_E_NO_MEMORY, "out of host memory for a pool's user names");
+        char(*u)[GMS_NAME_MAX + 1] = realloc(p->users, cap * sizeof *u);
+        if (!u)
+            return gms__fail(GMS_E_NO_MEMORY, "out of host memory for a pool's user names");
+        p->users = u;
+    }
+    strcpy(p->users[p->nusers], user);
+    *out = p->nusers++;
+    return GMS_OK;
+}
+
 int gms_context_open(gms_context **out, gms_runtime *rt, const gms_context_desc *desc)
 {
     if (!out)
@@ -386,6 +505,14 @@ int gms_context_open(gms_context **out, gms_runtime *rt, const gms_context_desc 
         free(ctx);
         return rc;
     }
+    gms__pool_lock(p);
+    rc = pool_user_index(p, desc->user, &ctx->user_index);
+    gms__pool_unlock(p);
+    if (rc) {
+        pthread_mutex_unlock(&rt->lock);
+        free(ctx);
+        return rc;
+    }
     ctx->rt = rt;
     ctx->pool = p;
     ctx->tenant = t;
@@ -414,12 +541,14 @@ static void context_close_locked(gms_context *ctx, char *leak, size_t leak_size)
     gms__pool_lock(p);
     uint64_t blocks = ctx->live_blocks, bytes = ctx->live_bytes;
     while (ctx->live) {
-        gms__audit_ctx(ctx, GMS_AUDIT_LEAK, gms__block_handle(rt, ctx->live),
-                       ctx->live->u.live.req_size, GMS_OK, "reclaimed at context close");
-        gms__block_release(p, ctx->live);
+        gms__audit_ctx(ctx, GMS_AUDIT_LEAK, ctx->live->handle, ctx->live->req_size, GMS_OK,
+                       "reclaimed at context close");
+        gms__block_release(p, ctx->live, ctx);
     }
-    if (--p->contexts == 0)
-        gms__pool_trim(p, 0); /* nobody uses the pool: return its memory */
+    if (--p->contexts == 0) { /* nobody uses the pool: return its memory */
+        gms__safety_drain(p);
+        gms__pool_trim(p, 0);
+    }
     gms__pool_unlock(p);
     leak[0] = 0;
     if (blocks) {
@@ -453,4 +582,5 @@ void gms_context_close(gms_context *ctx)
     pthread_mutex_unlock(&rt->lock);
     if (leak[0])
         gms__log(rt, GMS_LOG_WARN, "%s", leak);
+    gms__violations_deliver(rt);
 }

@@ -7,12 +7,16 @@
  *     runtime overlap;
  *  3. every live handle names a live block of its pool and back, and each
  *     block is on its owner context's list;
+ *  4. redzones of live blocks, quarantined blocks and all mapped free
+ *     memory hold the poison pattern (checked through the backend's scrub,
+ *     in batches; what is found goes to the violation callbacks too);
  *  5. quota accounting equals the sum of live blocks per tenant;
  *  plus the granule accounting: a granule is mapped iff a live block
  *  overlaps it or it sits in the cache, and held bytes match.
  * Cost: linear in blocks, granules and slots. Not a fast path.
  */
 #include "core/internal.h"
+#include "safety/safety.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +24,7 @@
 
 typedef struct vstate {
     gms_report r;
+    int backend_err; /* a check that could not run: not corruption */
 } vstate;
 
 static void violation(vstate *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -75,7 +80,8 @@ static void verify_tlsf(vstate *v, const gms_pool *p, uint64_t free_blocks)
 }
 
 static void verify_chunk(vstate *v, gms_pool *p, gms_chunk *c, uint64_t *live_bytes,
-                         uint64_t *live_blocks, uint64_t *free_blocks, uint32_t *gcount)
+                         uint64_t *live_blocks, uint64_t *free_blocks, uint64_t *retired,
+                         uint32_t *gcount)
 {
     gms_runtime *rt = p->rt;
     unsigned long long pid = (unsigned long long)p->id;
@@ -103,6 +109,16 @@ static void verify_chunk(vstate *v, gms_pool *p, gms_chunk *c, uint64_t *live_by
                           (unsigned long long)b->addr);
             continue;
         }
+        if (b->state == GMS_BLOCK_PENDING || b->state == GMS_BLOCK_QUARANTINE) {
+            (*retired)++;
+            uint64_t lo[2], hi[2];
+            gms__block_mapped(p, b, lo, hi);
+            for (int r = 0; r < 2; r++)
+                for (uint64_t g = (lo[r] - c->base) / rt->granule;
+                     lo[r] < hi[r] && g <= (hi[r] - 1 - c->base) / rt->granule; g++)
+                    gcount[g]++;
+            continue;
+        }
         if (b->state != GMS_BLOCK_LIVE) {
             violation(v, "pool %llu: block at 0x%llx has state %u", pid, (unsigned long long)b->addr,
                       b->state);
@@ -114,9 +130,9 @@ static void verify_chunk(vstate *v, gms_pool *p, gms_chunk *c, uint64_t *live_by
         if (!o || o->pool != p)
             violation(v, "pool %llu: live block at 0x%llx is owned by a context of another pool",
                       pid, (unsigned long long)b->addr);
-        if (b->u.live.req_size == 0 || b->u.live.req_size > b->size)
+        if (b->req_size == 0 || b->req_size > b->size)
             violation(v, "pool %llu: live block at 0x%llx: requested size %llu, block %llu", pid,
-                      (unsigned long long)b->addr, (unsigned long long)b->u.live.req_size,
+                      (unsigned long long)b->addr, (unsigned long long)b->req_size,
                       (unsigned long long)b->size);
         gms_slot *s = gms__slot_at(rt, b->u.live.slot);
         if (!s || s->block != b ||
@@ -151,10 +167,111 @@ static void verify_granules(vstate *v, gms_pool *p, gms_chunk *c, const uint32_t
     }
 }
 
+/* Invariant 4, batched: items[i] checks the memory of blocks[i]. */
+#define POISON_BATCH 256
+typedef struct poison_batch {
+    gms_scrub_item items[POISON_BATCH];
+    gms_block *blocks[POISON_BATCH];
+    size_t n;
+} poison_batch;
+
+static void poison_run(vstate *v, gms_pool *p, poison_batch *pb)
+{
+    if (pb->n == 0)
+        return;
+    gms_runtime *rt = p->rt;
+    int err = rt->backend->ops->scrub(rt->backend, pb->items, pb->n, rt->pattern, rt->wipe_seed);
+    if (err) {
+        v->backend_err = err;
+        pb->n = 0;
+        return;
+    }
+    for (size_t i = 0; i < pb->n; i++) {
+        gms_scrub_item *it = &pb->items[i];
+        gms_block *b = pb->blocks[i];
+        if (!it->bad)
+            continue;
+        if (b->state == GMS_BLOCK_LIVE) {
+            bool under = it->bad < b->addr;
+            gms__violation_note(p, under ? GMS_VIOLATION_UNDERFLOW : GMS_VIOLATION_OVERFLOW,
+                                b->handle, it->bad, b, "redzone overwritten (found by the verifier)");
+            if (!b->corrupt_at)
+                b->corrupt_at = it->bad; /* the next call on it is told */
+            violation(v, "pool %llu: buffer 0x%016llx: redzone overwritten at offset %+lld",
+                      (unsigned long long)p->id, (unsigned long long)b->handle,
+                      (long long)(it->bad - b->addr));
+            continue;
+        }
+        bool quarantined = b->state == GMS_BLOCK_QUARANTINE;
+        gms__violation_note(p, quarantined ? GMS_VIOLATION_WRITE_AFTER_FREE : GMS_VIOLATION_FREE_MEMORY,
+                            b->handle, it->bad, quarantined ? b : NULL,
+                            quarantined ? "written after it was freed (found by the verifier)"
+                                        : "free memory written (found by the verifier)");
+        violation(v, "pool %llu: %s memory at 0x%llx was written", (unsigned long long)p->id,
+                  quarantined ? "quarantined" : "free", (unsigned long long)it->bad);
+        /* Reported; poison it again so it is not reported twice. */
+        gms__safety_poison(p, it->check_lo[0], it->check_hi[0]);
+    }
+    pb->n = 0;
+}
+
+static void poison_add(vstate *v, gms_pool *p, poison_batch *pb, gms_block *b, uint64_t lo,
+                       uint64_t hi)
+{
+    gms_scrub_item *it = &pb->items[pb->n];
+    if (b->state == GMS_BLOCK_LIVE) {
+        gms__safety_redzone_item(p, b, it);
+    } else {
+        memset(it, 0, sizeof *it);
+        it->check_lo[0] = lo;
+        it->check_hi[0] = hi;
+    }
+    pb->blocks[pb->n++] = b;
+    if (pb->n == POISON_BATCH)
+        poison_run(v, p, pb);
+}
+
+static void verify_poison(vstate *v, gms_pool *p)
+{
+    poison_batch *pb = malloc(sizeof *pb);
+    if (!pb) {
+        violation(v, "verify ran out of host memory");
+        return;
+    }
+    pb->n = 0;
+    uint64_t gsize = p->rt->granule;
+    for (gms_chunk *c = p->chunks; c; c = c->next) {
+        for (gms_block *b = c->first; b; b = b->next_phys) {
+            if (b->state == GMS_BLOCK_LIVE) {
+                poison_add(v, p, pb, b, 0, 0);
+            } else if (b->state == GMS_BLOCK_QUARANTINE) {
+                uint64_t lo[2], hi[2];
+                gms__block_mapped(p, b, lo, hi);
+                for (int r = 0; r < 2; r++)
+                    if (lo[r] < hi[r])
+                        poison_add(v, p, pb, b, lo[r], hi[r]);
+            } else if (b->state == GMS_BLOCK_FREE) {
+                /* Only the mapped parts of free memory can be read. */
+                uint64_t end = b->addr + b->size;
+                for (uint64_t a = b->addr; a < end;) {
+                    uint64_t g = (a - c->base) / gsize;
+                    uint64_t gend = c->base + (g + 1) * gsize;
+                    uint64_t hi = gend < end ? gend : end;
+                    if (c->granules[g].committed)
+                        poison_add(v, p, pb, b, a, hi);
+                    a = hi;
+                }
+            }
+        }
+    }
+    poison_run(v, p, pb);
+    free(pb);
+}
+
 static void verify_pool(vstate *v, gms_pool *p, uint64_t *tenant_bytes, uint64_t *tenant_blocks)
 {
     unsigned long long pid = (unsigned long long)p->id;
-    uint64_t live_bytes = 0, live_blocks = 0, free_blocks = 0, held = 0, cached = 0;
+    uint64_t live_bytes = 0, live_blocks = 0, free_blocks = 0, held = 0, cached = 0, retired = 0;
     for (gms_chunk *c = p->chunks; c; c = c->next) {
         v->r.chunks++;
         uint32_t *gcount = calloc(c->ngranules, sizeof *gcount);
@@ -162,11 +279,21 @@ static void verify_pool(vstate *v, gms_pool *p, uint64_t *tenant_bytes, uint64_t
             violation(v, "verify ran out of host memory");
             return;
         }
-        verify_chunk(v, p, c, &live_bytes, &live_blocks, &free_blocks, gcount);
+        verify_chunk(v, p, c, &live_bytes, &live_blocks, &free_blocks, &retired, gcount);
         verify_granules(v, p, c, gcount, &held, &cached);
         free(gcount);
     }
     verify_tlsf(v, p, free_blocks);
+    uint64_t listed = 0;
+    for (const gms_block *b = p->pending_head; b && listed <= retired; b = b->u.retired.next)
+        listed += b->state == GMS_BLOCK_PENDING;
+    for (const gms_block *b = p->quarantine_head; b && listed <= retired; b = b->u.retired.next)
+        listed += b->state == GMS_BLOCK_QUARANTINE;
+    if (listed != retired || listed != p->pending_blocks + p->quarantine_blocks)
+        violation(v, "pool %llu: %llu freed blocks wait in chunks, %llu in the pending and quarantine lists",
+                  pid, (unsigned long long)retired, (unsigned long long)listed);
+    if (p->rt->safety)
+        verify_poison(v, p);
     if (live_bytes != p->live_bytes || live_blocks != p->live_blocks)
         violation(v, "pool %llu: counts %llu live blocks / %llu bytes, chunks hold %llu / %llu", pid,
                   (unsigned long long)p->live_blocks, (unsigned long long)p->live_bytes,
@@ -271,11 +398,14 @@ int gms_verify(gms_runtime *rt, gms_report *out)
     for (gms_pool *p = rt->pools; p; p = p->next)
         gms__pool_unlock(p);
     pthread_mutex_unlock(&rt->lock);
+    gms__violations_deliver(rt);
     if (out)
         *out = v.r;
     if (v.r.violations)
         return gms__fail(GMS_E_CORRUPTION, "gms_verify: %llu violation%s; first: %s",
                          (unsigned long long)v.r.violations, v.r.violations == 1 ? "" : "s",
                          v.r.first_violation);
+    if (v.backend_err)
+        return gms__backend_fail(v.backend_err, "poison check in gms_verify", 0);
     return GMS_OK;
 }

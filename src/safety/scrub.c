@@ -1,0 +1,225 @@
+/*
+ * scrub.c: the life of a freed block: pending -> scrubbed (redzones
+ * checked, wiped by level, poisoned) -> quarantine -> checked -> free.
+ *
+ * The work on device memory is expressed as gms_scrub_item batches that the
+ * backend executes (the host backend with memcmp/memset on the spot, a GPU
+ * backend with one kernel per batch), so this logic is the same for every
+ * backend. Everything here runs with pool->lock held.
+ */
+#include "safety/safety.h"
+
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#define EVICT_BATCH 64
+
+static uint64_t quarantine_limit(const gms_pool *p)
+{
+    const gms_runtime *rt = p->rt;
+    if (rt->quarantine_max_bytes)
+        return rt->quarantine_max_bytes;
+    uint64_t floor = 1ull << 20;
+    return p->live_bytes / 256 > floor ? p->live_bytes / 256 : floor;
+}
+
+/* Whether the granule holding address a is mapped. */
+static bool mapped(const gms_chunk *c, uint64_t a, uint64_t granule)
+{
+    return c->granules[(a - c->base) / granule].committed;
+}
+
+void gms__safety_redzone_item(const gms_pool *p, const gms_block *b, gms_scrub_item *it)
+{
+    memset(it, 0, sizeof *it);
+    it->check_lo[0] = b->addr + b->req_size;
+    it->check_hi[0] = b->addr + b->size;
+    const gms_block *prev = b->prev_phys;
+    if (!prev)
+        return; /* first block of its chunk: a guard precedes it */
+    /* The bytes before the block that must hold the pattern: the tail of
+     * the neighbour's redzone, or poisoned free or quarantined memory. */
+    uint64_t prev_data_end = prev->addr;
+    if (prev->state == GMS_BLOCK_LIVE || prev->state == GMS_BLOCK_PENDING)
+        prev_data_end += prev->req_size;
+    uint64_t lo = b->addr - p->rt->redzone;
+    if (lo < prev_data_end)
+        lo = prev_data_end;
+    if (lo < b->addr && mapped(b->chunk, lo, p->rt->granule) &&
+        mapped(b->chunk, b->addr - 1, p->rt->granule)) {
+        it->check_lo[1] = lo;
+        it->check_hi[1] = b->addr;
+    }
+}
+
+static int run(gms_pool *p, gms_scrub_item *items, size_t n)
+{
+    gms_runtime *rt = p->rt;
+    return rt->backend->ops->scrub(rt->backend, items, n, rt->pattern, rt->wipe_seed);
+}
+
+int gms__safety_poison(gms_pool *p, uint64_t lo, uint64_t hi)
+{
+    gms_scrub_item it;
+    memset(&it, 0, sizeof it);
+    it.fill_lo[0] = lo;
+    it.fill_hi[0] = hi;
+    int err = run(p, &it, 1);
+    return err ? gms__backend_fail(err, "poison", hi - lo) : GMS_OK;
+}
+
+/* Checks the oldest quarantined blocks while the quarantine is over its
+ * limits; a changed byte is a write after free. */
+static void quarantine_evict(gms_pool *p, uint64_t max_bytes, uint64_t max_blocks)
+{
+    while (p->quarantine_head &&
+           (p->quarantine_bytes > max_bytes || p->quarantine_blocks > max_blocks)) {
+        gms_block *batch[EVICT_BATCH];
+        gms_scrub_item items[EVICT_BATCH];
+        size_t n = 0;
+        uint64_t bytes = p->quarantine_bytes, blocks = p->quarantine_blocks;
+        for (gms_block *b = p->quarantine_head;
+             b && n < EVICT_BATCH && (bytes > max_bytes || blocks > max_blocks);
+             b = b->u.retired.next) {
+            memset(&items[n], 0, sizeof items[n]);
+            gms__block_mapped(p, b, items[n].check_lo, items[n].check_hi);
+            batch[n++] = b;
+            bytes -= b->size;
+            blocks--;
+        }
+        int err = run(p, items, n);
+        if (err) {
+            gms__log(p->rt, GMS_LOG_WARN,
+                     "gms: pool %llu: quarantine check failed (backend errno %d); blocks stay quarantined",
+                     (unsigned long long)p->id, err);
+            return;
+        }
+        p->quarantine_head = batch[n - 1]->u.retired.next;
+        if (!p->quarantine_head)
+            p->quarantine_tail = &p->quarantine_head;
+        p->quarantine_bytes = bytes;
+        p->quarantine_blocks = blocks;
+        for (size_t i = 0; i < n; i++) {
+            gms_block *b = batch[i];
+            if (items[i].bad) {
+                gms__violation_note(p, GMS_VIOLATION_WRITE_AFTER_FREE, b->handle, items[i].bad, b,
+                                    "written after it was freed (found when it left quarantine)");
+                /* Free memory must hold the pattern: poison it again. */
+                if (gms__safety_poison(p, items[i].check_lo[0], items[i].check_hi[0]) != GMS_OK ||
+                    gms__safety_poison(p, items[i].check_lo[1], items[i].check_hi[1]) != GMS_OK) {
+                    /* Cannot make it safe to reuse: keep it out of use. */
+                    b->state = GMS_BLOCK_QUARANTINE;
+                    b->u.retired.next = NULL;
+                    *p->quarantine_tail = b;
+                    p->quarantine_tail = &b->u.retired.next;
+                    p->quarantine_bytes += b->size;
+                    p->quarantine_blocks++;
+                    continue;
+                }
+            }
+            gms__pool_free(p, b);
+        }
+    }
+}
+
+int gms__safety_retire(gms_pool *p, gms_block *b)
+{
+    gms_runtime *rt = p->rt;
+    if (!rt->safety) {
+        gms__pool_free(p, b);
+        return GMS_OK;
+    }
+    b->state = GMS_BLOCK_PENDING;
+    b->u.retired.next = NULL;
+    *p->pending_tail = b;
+    p->pending_tail = &b->u.retired.next;
+    p->pending_blocks++;
+    if (p->pending_blocks >= rt->scrub_batch)
+        return gms__safety_flush(p, b);
+    return GMS_OK;
+}
+
+int gms__safety_flush(gms_pool *p, const gms_block *own)
+{
+    gms_runtime *rt = p->rt;
+    size_t n = p->pending_blocks;
+    if (n == 0)
+        return GMS_OK;
+    gms_scrub_item one, *items = n == 1 ? &one : gms__alloc_meta(rt, n * sizeof *items);
+    if (!items)
+        return GMS_OK; /* stays pending; the next flush tries again */
+    size_t i = 0;
+    for (gms_block *b = p->pending_head; b; b = b->u.retired.next, i++) {
+        gms_scrub_item *it = &items[i];
+        gms__safety_redzone_item(p, b, it);
+        gms__pool_hollow(p, b); /* the redzones lie outside what it unmaps */
+        gms__block_mapped(p, b, it->fill_lo, it->fill_hi);
+        if (it->check_lo[1] < it->check_hi[1])
+            it->fill_lo[0] = it->check_lo[1]; /* re-arm the bytes before it too */
+        it->verify = p->level >= GMS_LEVEL_CONFIDENTIAL;
+        it->passes = p->level == GMS_LEVEL_SECRET && rt->secret_multipass ? GMS_SCRUB_MULTIPASS : 0;
+    }
+    int err = run(p, items, n);
+    if (err) {
+        gms__log(rt, GMS_LOG_WARN,
+                 "gms: pool %llu: scrub of %zu freed blocks failed (backend errno %d); they stay pending",
+                 (unsigned long long)p->id, n, err);
+        if (items != &one)
+            free(items);
+        return GMS_OK;
+    }
+    int rc = GMS_OK;
+    char own_msg[400] = "";
+    uint64_t qmax = quarantine_limit(p);
+    gms_block *b = p->pending_head;
+    p->pending_head = NULL;
+    p->pending_tail = &p->pending_head;
+    p->pending_blocks = 0;
+    for (i = 0; b; i++) {
+        gms_block *next = b->u.retired.next;
+        const gms_scrub_item *it = &items[i];
+        if (it->bad) {
+            bool under = it->bad < b->addr;
+            gms__violation_note(p, under ? GMS_VIOLATION_UNDERFLOW : GMS_VIOLATION_OVERFLOW,
+                                b->handle, it->bad, b, "%s (found when it was freed)",
+                                under ? "bytes before the buffer were overwritten"
+                                      : "bytes past the end of the buffer were overwritten");
+            if (b == own) {
+                rc = GMS_E_CORRUPTION;
+                snprintf(own_msg, sizeof own_msg,
+                         "gms_free: buffer 0x%016llx of %llu bytes: %s at offset %+lld; the buffer is freed",
+                         (unsigned long long)b->handle, (unsigned long long)b->req_size,
+                         under ? "underflow: bytes before it were written"
+                               : "overflow: bytes past its end were written",
+                         (long long)(it->bad - b->addr));
+            }
+        }
+        if (it->verify_bad)
+            gms__violation_note(p, GMS_VIOLATION_WIPE_FAILED, b->handle, it->verify_bad, b,
+                                "the wipe did not read back");
+        if (b->size > qmax) {
+            gms__pool_free(p, b); /* too large to hold back: reused once checked */
+        } else {
+            b->state = GMS_BLOCK_QUARANTINE;
+            b->u.retired.next = NULL;
+            *p->quarantine_tail = b;
+            p->quarantine_tail = &b->u.retired.next;
+            p->quarantine_bytes += b->size;
+            p->quarantine_blocks++;
+        }
+        b = next;
+    }
+    if (items != &one)
+        free(items);
+    quarantine_evict(p, qmax, rt->quarantine_max_blocks);
+    if (rc)
+        gms__fail(rc, "%s", own_msg);
+    return rc;
+}
+
+void gms__safety_drain(gms_pool *p)
+{
+    gms__safety_flush(p, NULL);
+    quarantine_evict(p, 0, 0);
+}

@@ -1,0 +1,150 @@
+/*
+ * violation.c: reporting detected corruption. A violation is found with a
+ * pool lock held; it is queued on the finding thread with the block's
+ * history and delivered once the lock is gone: to the log, the audit trail,
+ * the registered callbacks, and then, if the policy says so, abort().
+ * Never silently repaired: the caller re-poisons only after noting.
+ */
+#include "safety/safety.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define QUEUE_MAX 8
+
+typedef struct vnote {
+    gms_runtime *rt;
+    gms_violation v;
+    char tenant[GMS_NAME_MAX + 1];
+    char message[480];
+} vnote;
+
+static _Thread_local vnote queue[QUEUE_MAX];
+static _Thread_local unsigned queued, lost;
+
+uint64_t gms__now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static const char *kind_name(gms_violation_kind k)
+{
+    switch (k) {
+    case GMS_VIOLATION_OVERFLOW: return "overflow";
+    case GMS_VIOLATION_UNDERFLOW: return "underflow";
+    case GMS_VIOLATION_WRITE_AFTER_FREE: return "write after free";
+    case GMS_VIOLATION_FREE_MEMORY: return "write to free memory";
+    case GMS_VIOLATION_WIPE_FAILED: return "wipe failed";
+    default: return "invariant broken";
+    }
+}
+
+static const char *user_name(const gms_pool *p, uint32_t i)
+{
+    return i < p->nusers ? p->users[i] : "?";
+}
+
+void gms__violation_note(gms_pool *p, gms_violation_kind kind, gms_buf handle, uint64_t addr,
+                         const gms_block *b, const char *fmt, ...)
+{
+    if (queued == QUEUE_MAX) {
+        lost++;
+        return;
+    }
+    vnote *n = &queue[queued++];
+    memset(n, 0, sizeof *n);
+    n->rt = p->rt;
+    snprintf(n->tenant, sizeof n->tenant, "%s", p->tenant->name);
+    char what[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    int len = snprintf(n->message, sizeof n->message, "%s: tenant '%s' (%s, %s): ",
+                       kind_name(kind), p->tenant->name, gms_language_name(p->language),
+                       gms_level_name(p->level));
+    if (b) {
+        uint64_t now = gms__now_ns();
+        len += snprintf(n->message + len, sizeof n->message - (size_t)len,
+                        "buffer 0x%016llx of %llu bytes at 0x%llx, byte at offset %+lld: %s; allocated by user '%s' %.3f s ago",
+                        (unsigned long long)handle, (unsigned long long)b->req_size,
+                        (unsigned long long)b->addr, (long long)(addr - b->addr), what,
+                        user_name(p, b->alloc_user), (double)(now - b->alloc_ns) / 1e9);
+        if (b->state != GMS_BLOCK_LIVE && len > 0 && (size_t)len < sizeof n->message)
+            snprintf(n->message + len, sizeof n->message - (size_t)len,
+                     ", freed by user '%s' %.3f s ago", user_name(p, b->free_user),
+                     (double)(now - b->free_ns) / 1e9);
+    } else {
+        snprintf(n->message + len, sizeof n->message - (size_t)len, "address 0x%llx: %s",
+                 (unsigned long long)addr, what);
+    }
+    n->v.kind = kind;
+    n->v.handle = handle;
+    n->v.address = addr;
+    n->v.offset = b ? (int64_t)(addr - b->addr) : 0;
+    n->v.size = b ? b->req_size : 0;
+}
+
+unsigned gms__violations_deliver(gms_runtime *rt)
+{
+    unsigned count = 0;
+    bool fatal = false;
+    for (unsigned i = 0; i < queued; i++) {
+        vnote *n = &queue[i];
+        if (n->rt != rt)
+            continue; /* another runtime's: delivered by its own call */
+        n->v.tenant = n->tenant;
+        n->v.message = n->message;
+        gms__log(rt, GMS_LOG_WARN, "gms: corruption: %s", n->message);
+        if (rt->audit) {
+            gms_audit_event e = {.op = GMS_AUDIT_VIOLATION, .result = GMS_E_CORRUPTION,
+                                 .handle = n->v.handle, .size = n->v.size, .tenant = n->tenant,
+                                 .level = -1, .language = -1, .detail = n->message};
+            gms__audit_emit(rt->audit, &e);
+        }
+        uint32_t cbs = atomic_load_explicit(&rt->n_on_violation, memory_order_acquire);
+        for (uint32_t c = 0; c < cbs; c++)
+            rt->on_violation[c].fn(rt->on_violation[c].user, &n->v);
+        fatal |= rt->abort_on_corruption;
+        count++;
+        n->rt = NULL;
+    }
+    /* Compact what is left (other runtimes' notes). */
+    unsigned k = 0;
+    for (unsigned i = 0; i < queued; i++)
+        if (queue[i].rt)
+            queue[k++] = queue[i];
+    queued = k;
+    if (lost && !k) {
+        gms__log(rt, GMS_LOG_WARN, "gms: corruption: %u further violation%s found at once, not itemised",
+                 lost, lost == 1 ? "" : "s");
+        count += lost;
+        lost = 0;
+    }
+    if (fatal) {
+        gms__log(rt, GMS_LOG_ERROR, "gms: aborting on corruption (GMS_ON_CORRUPTION_ABORT)");
+        abort();
+    }
+    return count;
+}
+
+int gms_on_violation(gms_runtime *rt, gms_violation_fn fn, void *user)
+{
+    if (!rt || !fn)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_on_violation: %s is NULL", rt ? "fn" : "runtime");
+    pthread_mutex_lock(&rt->lock);
+    uint32_t n = atomic_load(&rt->n_on_violation);
+    if (n == sizeof rt->on_violation / sizeof rt->on_violation[0]) {
+        pthread_mutex_unlock(&rt->lock);
+        return gms__fail(GMS_E_BUSY, "gms_on_violation: %u callbacks registered, the most there can be", n);
+    }
+    rt->on_violation[n].fn = fn;
+    rt->on_violation[n].user = user;
+    atomic_store_explicit(&rt->n_on_violation, n + 1, memory_order_release);
+    pthread_mutex_unlock(&rt->lock);
+    return GMS_OK;
+}
