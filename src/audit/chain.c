@@ -215,7 +215,8 @@ int gms_audit_seg_list(const char *dir, char ***names, uint64_t **indices, size_
         cnt++;
     }
     closedir(d);
-    qsort(v, cnt, sizeof *v, seg_cmp);
+    if (cnt > 1)
+        qsort(v, cnt, sizeof *v, seg_cmp);
     *names = calloc(cnt ? cnt : 1, sizeof **names);
     *indices = calloc(cnt ? cnt : 1, sizeof **indices);
     if (!*names || !*indices) {

@@ -23,6 +23,8 @@ typedef struct gms_backend_chunk gms_backend_chunk; /* backend-defined */
 /* One block's safety work (DESIGN.md §5), executed in batches: check that
  * the check ranges hold the poison pattern, then run the wipe passes over
  * the fill range, overwrite it with the pattern and, if asked, read it back.
+ * A check range found broken is overwritten with the pattern too (re-armed,
+ * after the caller has been told through `bad`).
  * The pattern byte at address a is byte (a mod 8) of the 64-bit pattern
  * (little-endian), so any range can be checked on its own. */
 enum { GMS_SCRUB_MULTIPASS = 1 }; /* zeros, ones, random, zeros first */

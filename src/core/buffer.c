@@ -16,18 +16,13 @@
 /* Largest request: far above any device, far below where sizes overflow. */
 #define GMS_MAX_ALLOC (1ull << 52)
 
-/* The verifier found this live buffer's redzone overwritten: say so once,
- * to the next call that touches it, then arm the redzone again. (A free
- * goes ahead: its own check reports a redzone still broken.) */
-static int corrupt_report(gms_pool *p, gms_block *b, const char *op)
+/* The verifier found this live buffer's redzone overwritten (and re-armed
+ * it): say so once, to the next call that touches it. (A free goes ahead:
+ * its own check reports a redzone broken again.) */
+static int corrupt_report(gms_block *b, const char *op)
 {
     int64_t off = (int64_t)(b->corrupt_at - b->addr);
     b->corrupt_at = 0;
-    gms_scrub_item it;
-    gms__safety_redzone_item(p, b, &it);
-    uint64_t lo = it.check_lo[1] < it.check_hi[1] ? it.check_lo[1] : b->addr + b->req_size;
-    gms__safety_poison(p, lo, b->addr);
-    gms__safety_poison(p, b->addr + b->req_size, b->addr + b->size);
     return gms__fail(GMS_E_CORRUPTION,
                      "%s: buffer 0x%016llx of %llu bytes: the verifier found its redzone overwritten at offset %+lld (%s)",
                      op, (unsigned long long)b->handle, (unsigned long long)b->req_size,
@@ -67,7 +62,7 @@ static int buf_find_locked(gms_context *ctx, gms_buf h, const char *op, gms_bloc
                          "%s: handle 0x%016llx belongs to another context of tenant '%s' (user '%s')",
                          op, (unsigned long long)h, p->tenant->name, b->u.live.owner->user);
     if (b->corrupt_at && strcmp(op, "gms_free") != 0)
-        return corrupt_report(p, b, op);
+        return corrupt_report(b, op);
     *out = b;
     return GMS_OK;
 }

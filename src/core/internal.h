@@ -207,6 +207,7 @@ struct gms_runtime {
     gms_failpoint failpoint;
     uint64_t key[2]; /* the handle secret */
     uint64_t granule, chunk_bytes, retain_bytes;
+    unsigned granule_shift; /* log2(granule): no division on fast paths */
     /* Safety settings (src/safety). */
     bool safety;
     uint64_t pattern;  /* the poison: random per runtime, no zero byte */
@@ -241,6 +242,12 @@ struct gms_runtime {
      * is called, live on every alloc and free. */
     uint64_t _Atomic live_bytes, peak_live, held_bytes, peak_held, reserved_bytes;
 };
+
+/* The index in its chunk of the granule holding address a. */
+static inline uint64_t gms__granule_of(const gms_runtime *rt, const gms_chunk *c, uint64_t a)
+{
+    return (a - c->base) >> rt->granule_shift;
+}
 
 /* Metadata allocation that the failpoint can fail. */
 void *gms__alloc_meta(gms_runtime *rt, size_t size);

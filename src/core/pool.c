@@ -196,9 +196,8 @@ static uint64_t retain_limit(const gms_pool *p)
 /* The granule range [first, last] a block overlaps. */
 static void granule_span(const gms_pool *p, const gms_block *b, uint64_t *first, uint64_t *last)
 {
-    uint64_t off = b->addr - b->chunk->base;
-    *first = off / p->rt->granule;
-    *last = (off + b->size - 1) / p->rt->granule;
+    *first = gms__granule_of(p->rt, b->chunk, b->addr);
+    *last = gms__granule_of(p->rt, b->chunk, b->addr + b->size - 1);
 }
 
 /* Maps the unmapped granules [g, end] for block b: one backend call; with
@@ -270,9 +269,9 @@ static int granules_acquire(gms_pool *p, gms_block *b)
 bool gms__block_interior(const gms_pool *p, const gms_block *b, uint64_t *lo, uint64_t *hi)
 {
     /* Within the data part: the redzone after it stays mapped for its check. */
-    uint64_t g = p->rt->granule, base = b->chunk->base;
-    *lo = base + (b->addr - base + g - 1) / g * g;
-    *hi = base + (b->addr + b->req_size - base) / g * g;
+    uint64_t mask = p->rt->granule - 1; /* chunk bases are granule-aligned */
+    *lo = (b->addr + mask) & ~mask;
+    *hi = (b->addr + b->req_size) & ~mask;
     return *lo < *hi;
 }
 
@@ -293,11 +292,11 @@ void gms__pool_hollow(gms_pool *p, gms_block *b)
 {
     gms_runtime *rt = p->rt;
     uint64_t lo, hi;
-    if (b->hollow || !(rt->backend->ops->props & GMS_BACKEND_UNMAP_WIPES) ||
+    if (b->req_size < rt->granule || b->hollow || !(rt->backend->ops->props & GMS_BACKEND_UNMAP_WIPES) ||
         !gms__block_interior(p, b, &lo, &hi))
         return;
     gms_chunk *c = b->chunk;
-    uint64_t first = (lo - c->base) / rt->granule, last = (hi - c->base) / rt->granule - 1;
+    uint64_t first = gms__granule_of(rt, c, lo), last = gms__granule_of(rt, c, hi) - 1;
     int err = rt->backend->ops->decommit(rt->backend, c->be_chunk, lo - c->base, hi - lo);
     if (err)
         return; /* stays mapped: the scrub overwrites it instead */
@@ -317,8 +316,8 @@ static void granules_release(gms_pool *p, gms_block *b)
     for (int r = 0; r < 2; r++) {
         if (lo[r] >= hi[r])
             continue;
-        first = (lo[r] - c->base) / p->rt->granule;
-        last = (hi[r] - 1 - c->base) / p->rt->granule;
+        first = gms__granule_of(p->rt, c, lo[r]);
+        last = gms__granule_of(p->rt, c, hi[r] - 1);
         for (uint64_t g = first; g <= last; g++)
             if (--c->granules[g].live == 0)
                 lru_push(p, &c->granules[g]);

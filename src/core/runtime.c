@@ -189,6 +189,7 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
         return gms__fail(GMS_E_NO_MEMORY, "out of host memory for the runtime");
     rt->failpoint.nth = o->fail_nth_call;
     rt->granule = granule;
+    rt->granule_shift = (unsigned)__builtin_ctzll(granule);
     rt->chunk_bytes = chunk;
     rt->retain_bytes = o->retain_bytes;
     rt->log = o->log;

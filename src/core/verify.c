@@ -114,8 +114,8 @@ static void verify_chunk(vstate *v, gms_pool *p, gms_chunk *c, uint64_t *live_by
             uint64_t lo[2], hi[2];
             gms__block_mapped(p, b, lo, hi);
             for (int r = 0; r < 2; r++)
-                for (uint64_t g = (lo[r] - c->base) / rt->granule;
-                     lo[r] < hi[r] && g <= (hi[r] - 1 - c->base) / rt->granule; g++)
+                for (uint64_t g = gms__granule_of(rt, c, lo[r]);
+                     lo[r] < hi[r] && g <= gms__granule_of(rt, c, hi[r] - 1); g++)
                     gcount[g]++;
             continue;
         }
@@ -139,8 +139,8 @@ static void verify_chunk(vstate *v, gms_pool *p, gms_chunk *c, uint64_t *live_by
             atomic_load(&s->handle) != gms__handle_make(rt, b->u.live.slot, s->gen))
             violation(v, "pool %llu: live block at 0x%llx: its handle slot %u does not name it back",
                       pid, (unsigned long long)b->addr, b->u.live.slot);
-        uint64_t first = (b->addr - c->base) / rt->granule;
-        uint64_t last = (b->addr + b->size - 1 - c->base) / rt->granule;
+        uint64_t first = gms__granule_of(rt, c, b->addr);
+        uint64_t last = gms__granule_of(rt, c, b->addr + b->size - 1);
         for (uint64_t g = first; g <= last; g++)
             gcount[g]++;
     }
@@ -186,6 +186,7 @@ static void poison_run(vstate *v, gms_pool *p, poison_batch *pb)
         pb->n = 0;
         return;
     }
+    /* The scrub re-armed every broken range it found: each is told once. */
     for (size_t i = 0; i < pb->n; i++) {
         gms_scrub_item *it = &pb->items[i];
         gms_block *b = pb->blocks[i];
@@ -209,8 +210,6 @@ static void poison_run(vstate *v, gms_pool *p, poison_batch *pb)
                                         : "free memory written (found by the verifier)");
         violation(v, "pool %llu: %s memory at 0x%llx was written", (unsigned long long)p->id,
                   quarantined ? "quarantined" : "free", (unsigned long long)it->bad);
-        /* Reported; poison it again so it is not reported twice. */
-        gms__safety_poison(p, it->check_lo[0], it->check_hi[0]);
     }
     pb->n = 0;
 }
@@ -246,7 +245,7 @@ static void verify_poison(vstate *v, gms_pool *p)
                 poison_add(v, p, pb, b, 0, 0);
             } else if (b->state == GMS_BLOCK_QUARANTINE) {
                 uint64_t lo[2], hi[2];
-                gms__block_mapped(p, b, lo, hi);
+                gms__block_mapped(p, b, lo, hi); /* all of it: slack included */
                 for (int r = 0; r < 2; r++)
                     if (lo[r] < hi[r])
                         poison_add(v, p, pb, b, lo[r], hi[r]);
@@ -254,7 +253,7 @@ static void verify_poison(vstate *v, gms_pool *p)
                 /* Only the mapped parts of free memory can be read. */
                 uint64_t end = b->addr + b->size;
                 for (uint64_t a = b->addr; a < end;) {
-                    uint64_t g = (a - c->base) / gsize;
+                    uint64_t g = gms__granule_of(p->rt, c, a);
                     uint64_t gend = c->base + (g + 1) * gsize;
                     uint64_t hi = gend < end ? gend : end;
                     if (c->granules[g].committed)

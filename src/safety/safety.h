@@ -39,6 +39,11 @@ int gms__safety_poison(gms_pool *p, uint64_t lo, uint64_t hi);
  * precedes it and that memory is mapped) and after its requested size. */
 void gms__safety_redzone_item(const gms_pool *p, const gms_block *b, gms_scrub_item *it);
 
+/* What of a retired block is poisoned at its free and checked when it
+ * leaves quarantine: its mapped parts up to redzone_bytes past its data. */
+void gms__safety_retired_ranges(const gms_pool *p, const gms_block *b, uint64_t lo[2],
+                                uint64_t hi[2]);
+
 /* Queues a violation found under a lock, on this thread. */
 void gms__violation_note(gms_pool *p, gms_violation_kind kind, gms_buf handle, uint64_t addr,
                          const gms_block *b, const char *fmt, ...)

@@ -25,16 +25,38 @@ static uint64_t quarantine_limit(const gms_pool *p)
 }
 
 /* Whether the granule holding address a is mapped. */
-static bool mapped(const gms_chunk *c, uint64_t a, uint64_t granule)
+static bool mapped(const gms_runtime *rt, const gms_chunk *c, uint64_t a)
 {
-    return c->granules[(a - c->base) / granule].committed;
+    return c->granules[gms__granule_of(rt, c, a)].committed;
+}
+
+/* Where a block's watched bytes end: the data and redzone_bytes after it.
+ * The slack beyond (up to the alignment) is poisoned but watched only as
+ * the next block's leading redzone and by gms_verify: checking and
+ * poisoning it at every free would double the work for small blocks. */
+static uint64_t watched_end(const gms_pool *p, const gms_block *b)
+{
+    uint64_t end = b->addr + b->req_size + p->rt->redzone;
+    return end < b->addr + b->size ? end : b->addr + b->size;
+}
+
+void gms__safety_retired_ranges(const gms_pool *p, const gms_block *b, uint64_t lo[2], uint64_t hi[2])
+{
+    gms__block_mapped(p, b, lo, hi);
+    uint64_t end = watched_end(p, b);
+    for (int r = 0; r < 2; r++) {
+        if (hi[r] > end)
+            hi[r] = end;
+        if (lo[r] > hi[r])
+            lo[r] = hi[r];
+    }
 }
 
 void gms__safety_redzone_item(const gms_pool *p, const gms_block *b, gms_scrub_item *it)
 {
     memset(it, 0, sizeof *it);
     it->check_lo[0] = b->addr + b->req_size;
-    it->check_hi[0] = b->addr + b->size;
+    it->check_hi[0] = watched_end(p, b);
     const gms_block *prev = b->prev_phys;
     if (!prev)
         return; /* first block of its chunk: a guard precedes it */
@@ -46,8 +68,7 @@ void gms__safety_redzone_item(const gms_pool *p, const gms_block *b, gms_scrub_i
     uint64_t lo = b->addr - p->rt->redzone;
     if (lo < prev_data_end)
         lo = prev_data_end;
-    if (lo < b->addr && mapped(b->chunk, lo, p->rt->granule) &&
-        mapped(b->chunk, b->addr - 1, p->rt->granule)) {
+    if (lo < b->addr && mapped(p->rt, b->chunk, lo) && mapped(p->rt, b->chunk, b->addr - 1)) {
         it->check_lo[1] = lo;
         it->check_hi[1] = b->addr;
     }
@@ -83,7 +104,7 @@ static void quarantine_evict(gms_pool *p, uint64_t max_bytes, uint64_t max_block
              b && n < EVICT_BATCH && (bytes > max_bytes || blocks > max_blocks);
              b = b->u.retired.next) {
             memset(&items[n], 0, sizeof items[n]);
-            gms__block_mapped(p, b, items[n].check_lo, items[n].check_hi);
+            gms__safety_retired_ranges(p, b, items[n].check_lo, items[n].check_hi);
             batch[n++] = b;
             bytes -= b->size;
             blocks--;
@@ -102,22 +123,10 @@ static void quarantine_evict(gms_pool *p, uint64_t max_bytes, uint64_t max_block
         p->quarantine_blocks = blocks;
         for (size_t i = 0; i < n; i++) {
             gms_block *b = batch[i];
-            if (items[i].bad) {
+            /* The scrub re-armed a broken block: free memory holds the pattern. */
+            if (items[i].bad)
                 gms__violation_note(p, GMS_VIOLATION_WRITE_AFTER_FREE, b->handle, items[i].bad, b,
                                     "written after it was freed (found when it left quarantine)");
-                /* Free memory must hold the pattern: poison it again. */
-                if (gms__safety_poison(p, items[i].check_lo[0], items[i].check_hi[0]) != GMS_OK ||
-                    gms__safety_poison(p, items[i].check_lo[1], items[i].check_hi[1]) != GMS_OK) {
-                    /* Cannot make it safe to reuse: keep it out of use. */
-                    b->state = GMS_BLOCK_QUARANTINE;
-                    b->u.retired.next = NULL;
-                    *p->quarantine_tail = b;
-                    p->quarantine_tail = &b->u.retired.next;
-                    p->quarantine_bytes += b->size;
-                    p->quarantine_blocks++;
-                    continue;
-                }
-            }
             gms__pool_free(p, b);
         }
     }
@@ -154,9 +163,7 @@ int gms__safety_flush(gms_pool *p, const gms_block *own)
         gms_scrub_item *it = &items[i];
         gms__safety_redzone_item(p, b, it);
         gms__pool_hollow(p, b); /* the redzones lie outside what it unmaps */
-        gms__block_mapped(p, b, it->fill_lo, it->fill_hi);
-        if (it->check_lo[1] < it->check_hi[1])
-            it->fill_lo[0] = it->check_lo[1]; /* re-arm the bytes before it too */
+        gms__safety_retired_ranges(p, b, it->fill_lo, it->fill_hi);
         it->verify = p->level >= GMS_LEVEL_CONFIDENTIAL;
         it->passes = p->level == GMS_LEVEL_SECRET && rt->secret_multipass ? GMS_SCRUB_MULTIPASS : 0;
     }
@@ -170,7 +177,7 @@ int gms__safety_flush(gms_pool *p, const gms_block *own)
         return GMS_OK;
     }
     int rc = GMS_OK;
-    char own_msg[400] = "";
+    char own_msg[400];
     uint64_t qmax = quarantine_limit(p);
     gms_block *b = p->pending_head;
     p->pending_head = NULL;

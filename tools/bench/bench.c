@@ -86,11 +86,12 @@ uint64_t bench_rng_range(uint64_t *state, uint64_t lo, uint64_t hi)
 
 const char *bench_fmt_size(char *buf, size_t cap, uint64_t bytes)
 {
-    /* Exact powers of two read as KiB/MiB (the latency sizes); anything
-     * else as decimal GB/MB, as the trace summaries quote them. */
-    if (bytes >= (1u << 10) && bytes % (1u << 20) == 0 && bytes < (1ull << 40))
+    /* Powers of two (the latency sizes) read as KiB/MiB; anything else as
+     * decimal GB/MB, as the trace summaries quote them. */
+    int pow2 = bytes && (bytes & (bytes - 1)) == 0;
+    if (pow2 && bytes >= (1u << 20) && bytes < (1ull << 40))
         snprintf(buf, cap, "%" PRIu64 " MiB", bytes >> 20);
-    else if (bytes >= (1u << 10) && bytes % (1u << 10) == 0 && bytes < (1u << 20))
+    else if (pow2 && bytes >= (1u << 10) && bytes < (1u << 20))
         snprintf(buf, cap, "%" PRIu64 " KiB", bytes >> 10);
     else if (bytes >= 1000000000u)
         snprintf(buf, cap, "%.2f GB", (double)bytes / 1e9);

@@ -216,13 +216,19 @@ static const size_t LIVE_COUNTS[] = {1000, 1000000};
 #define NLIVE (sizeof LIVE_COUNTS / sizeof LIVE_COUNTS[0])
 
 /* Big pairs can cost microseconds (granules mapped and returned): fewer
- * samples, 1/16 per 16x of size above 64 KiB. */
+ * samples, 1/16 per 16x of size above 64 KiB, but not under BIG_SAMPLES
+ * (or base, if smaller) so the p99 stays a percentile; LOOP_BUDGET_NS
+ * still bounds the time. */
+#define BIG_SAMPLES 200u
 static size_t iters_for(size_t size, size_t base)
 {
     size_t n = base;
     for (size_t s = 65536; s < size; s *= 16)
         n /= 16;
-    return n < MIN_SAMPLES ? MIN_SAMPLES : n;
+    size_t floor_n = base < BIG_SAMPLES ? base : BIG_SAMPLES;
+    if (floor_n < MIN_SAMPLES)
+        floor_n = MIN_SAMPLES;
+    return n < floor_n ? floor_n : n;
 }
 
 static double ratio(double a, double b)

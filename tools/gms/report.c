@@ -458,14 +458,13 @@ int gms_cli_report(const char *dir, const uint8_t *key, size_t keylen, const cha
         fprintf(f, "<div class=\"status warn\"><b>Incomplete by configuration.</b> The trail ran in lossy mode and dropped %s records when its ring was full; the drops are counted in the trail.</div>\n", buf);
     }
 
-    uint64_t allocs = 0, quota = 0, denied = 0, viol = 0, leaks = 0;
+    uint64_t allocs = 0, quota = 0, denied = 0, viol = 0;
     int64_t peak = 0;
     for (size_t i = 0; i < r->nt; i++) {
         allocs += r->t[i].allocs;
         quota += r->t[i].quota;
         denied += r->t[i].denied;
         viol += r->t[i].violations;
-        leaks += r->t[i].leaks;
         if (r->t[i].peak > peak)
             peak = r->t[i].peak;
     }

@@ -164,8 +164,19 @@ static int host_fill(gms_backend *be, uint64_t dst, int byte, size_t len)
     return 0;
 }
 
-/* The first address in [lo, hi) not holding the pattern, 0 if none. Whole
- * aligned words are compared 8 bytes at a time (memory bandwidth bound). */
+/* 16-byte vectors (GCC/Clang vector extensions: SSE2 on x86-64, NEON on
+ * Arm): the poison is checked and written 64 bytes per step. */
+typedef uint64_t v2u64 __attribute__((vector_size(16)));
+
+static inline v2u64 load16(const uint8_t *p)
+{
+    v2u64 v;
+    memcpy(&v, p, 16);
+    return v;
+}
+
+/* The first address in [lo, hi) not holding the pattern, 0 if none:
+ * memory bandwidth bound. */
 static uint64_t pattern_find_bad(uint64_t lo, uint64_t hi, uint64_t pattern)
 {
     const uint8_t *p = (const uint8_t *)(uintptr_t)lo;
@@ -173,6 +184,13 @@ static uint64_t pattern_find_bad(uint64_t lo, uint64_t hi, uint64_t pattern)
     for (; a < hi && (a & 7); a++, p++)
         if (*p != (uint8_t)(pattern >> (8 * (a & 7))))
             return a;
+    const v2u64 pat = {pattern, pattern};
+    for (; a + 64 <= hi; a += 64, p += 64) {
+        v2u64 acc = (load16(p) ^ pat) | (load16(p + 16) ^ pat) | (load16(p + 32) ^ pat) |
+                    (load16(p + 48) ^ pat);
+        if (acc[0] | acc[1])
+            break; /* find the byte below */
+    }
     for (; a + 8 <= hi; a += 8, p += 8) {
         uint64_t w;
         memcpy(&w, p, 8);
@@ -193,6 +211,13 @@ static void pattern_fill(uint64_t lo, uint64_t hi, uint64_t pattern)
     uint64_t a = lo;
     for (; a < hi && (a & 7); a++, p++)
         *p = (uint8_t)(pattern >> (8 * (a & 7)));
+    const v2u64 pat = {pattern, pattern};
+    for (; a + 64 <= hi; a += 64, p += 64) {
+        memcpy(p, &pat, 16);
+        memcpy(p + 16, &pat, 16);
+        memcpy(p + 32, &pat, 16);
+        memcpy(p + 48, &pat, 16);
+    }
     for (; a + 8 <= hi; a += 8, p += 8)
         memcpy(p, &pattern, 8);
     for (; a < hi; a++, p++)
@@ -219,9 +244,15 @@ static int host_scrub(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t
         gms_scrub_item *it = &items[i];
         it->bad = 0;
         it->verify_bad = 0;
-        for (int r = 0; r < 2 && !it->bad; r++)
-            if (it->check_lo[r] < it->check_hi[r])
-                it->bad = pattern_find_bad(it->check_lo[r], it->check_hi[r], pattern);
+        for (int r = 0; r < 2; r++) {
+            if (it->check_lo[r] >= it->check_hi[r])
+                continue;
+            uint64_t bad = pattern_find_bad(it->check_lo[r], it->check_hi[r], pattern);
+            if (bad) {
+                it->bad = it->bad ? it->bad : bad;
+                pattern_fill(it->check_lo[r], it->check_hi[r], pattern); /* re-arm */
+            }
+        }
         for (int r = 0; r < 2; r++) {
             uint64_t lo = it->fill_lo[r], hi = it->fill_hi[r];
             if (lo >= hi)
