@@ -7,6 +7,7 @@
  * measure and print in exactly the same way.
  */
 #include "bench.h"
+#include "audit.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -172,8 +173,10 @@ void bench_json_end(bench_json *j)
 
 void bench_usage(FILE *f)
 {
-    fputs("usage: gms-bench latency [--json] [--iters N]\n"
-          "       gms-bench replay [--json] FILE.csv.gz...\n"
+    fputs("usage: gms-bench latency [--json] [--iters N] [--safety on|off]\n"
+          "       gms-bench replay [--json] [--safety on|off] FILE.csv.gz...\n"
+          "       gms-bench audit [--json] [--records N] [--pairs N] [--no-replay]\n"
+          "                       [--dir DIR] [FILE.csv.gz...]\n"
           "\n"
           "latency  alloc+free pair latency on a private host runtime, sizes\n"
           "         256 B..256 MiB, against malloc/free; then per-op cost with\n"
@@ -182,6 +185,10 @@ void bench_usage(FILE *f)
           "replay   replays allocation traces (gzip CSV: seq,op,id,size,\n"
           "         stream,t_us) and reports peak live, peak held,\n"
           "         fragmentation and ns per operation.\n"
+          "audit    the audit trail: records/s the writer sustains, the pair\n"
+          "         with audit off, strict and lossy, replay at recorded pace.\n"
+          "--safety redzones, poison, quarantine, wipe: on (default) or off.\n"
+          "         latency measures both and reports the ratio either way.\n"
           "--json   one JSON object per line instead of a table.\n"
           "\n"
           "exit: 0 ok, 1 the library failed, 2 bad usage or input.\n",
@@ -217,6 +224,14 @@ int bench_parse_args(int argc, char **argv, unsigned allow, bench_args *out)
                 n > 100000000ull)
                 return usage_error("--iters: not a count in 1..1e8: %s", v);
             out->iters = n;
+        } else if ((allow & BENCH_ARG_SAFETY) && strcmp(a, "--safety") == 0) {
+            const char *v = i + 1 < argc ? argv[++i] : "";
+            if (strcmp(v, "on") == 0)
+                out->safety = GMS_SAFETY_ON;
+            else if (strcmp(v, "off") == 0)
+                out->safety = GMS_SAFETY_OFF;
+            else
+                return usage_error("--safety: expected on or off, got '%s'", v);
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             bench_usage(stdout);
             return BENCH_EXIT_USAGE;
@@ -239,11 +254,12 @@ void bench_report_gms(const char *what, int rc)
             gms_error_last());
 }
 
-int bench_open_host(gms_runtime **rt, gms_context **ctx)
+int bench_open_host(gms_runtime **rt, gms_context **ctx, gms_safety_mode safety)
 {
     gms_runtime_options o;
     gms_runtime_options_init(&o);
     o.backend = GMS_BACKEND_HOST;
+    o.safety = safety;
     *rt = NULL;
     *ctx = NULL;
     int rc = gms_runtime_open(rt, &o);
@@ -282,17 +298,19 @@ int main(int argc, char **argv)
     bench_args args;
     int rc;
     if (strcmp(cmd, "latency") == 0) {
-        if ((rc = bench_parse_args(argc - 2, argv + 2, BENCH_ARG_ITERS, &args)))
+        if ((rc = bench_parse_args(argc - 2, argv + 2, BENCH_ARG_ITERS | BENCH_ARG_SAFETY, &args)))
             return rc;
         return bench_latency(&args);
     }
     if (strcmp(cmd, "replay") == 0) {
-        if ((rc = bench_parse_args(argc - 2, argv + 2, BENCH_ARG_FILES, &args)))
+        if ((rc = bench_parse_args(argc - 2, argv + 2, BENCH_ARG_FILES | BENCH_ARG_SAFETY, &args)))
             return rc;
         if (args.nfiles == 0)
             return usage_error("%s: no trace files given", "replay");
         return bench_replay(&args);
     }
+    if (strcmp(cmd, "audit") == 0)
+        return bench_audit(argc - 1, argv + 1);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
         strcmp(cmd, "help") == 0) {
         bench_usage(stdout);

@@ -61,12 +61,13 @@ void bench_json_end(bench_json *j);
 
 typedef struct bench_args {
     int json;           /* --json */
+    gms_safety_mode safety; /* --safety on|off (default on) */
     uint64_t iters;     /* --iters N; 0 when not given */
     int nfiles;         /* positional arguments */
     char **files;
 } bench_args;
 
-enum { BENCH_ARG_ITERS = 1, BENCH_ARG_FILES = 2 };
+enum { BENCH_ARG_ITERS = 1, BENCH_ARG_FILES = 2, BENCH_ARG_SAFETY = 4 };
 
 /* Parses the arguments after the command name; `allow` is a mask of
  * BENCH_ARG_*. On a bad argument prints why and the usage, and returns
@@ -78,7 +79,7 @@ void bench_usage(FILE *f);
 
 /* A fresh private runtime on the host backend with one context: the
  * figures then count only what this bench did. Prints why on failure. */
-int bench_open_host(gms_runtime **rt, gms_context **ctx);
+int bench_open_host(gms_runtime **rt, gms_context **ctx, gms_safety_mode safety);
 void bench_close(gms_runtime *rt, gms_context *ctx);
 /* Prints "gms-bench: what: GMS_E_...: last error" on stderr. */
 void bench_report_gms(const char *what, int rc);

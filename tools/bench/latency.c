@@ -10,6 +10,8 @@
  */
 #include "bench.h"
 
+#include <stdbool.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -238,10 +240,31 @@ static double ratio(double a, double b)
 
 typedef struct results {
     const char *backend;
+    const char *safety; /* of the gms figures: "on" or "off" */
     uint64_t overhead;
     pair_result gms[NSIZES], base[NSIZES];
+    pair_result other[NSIZES]; /* gms with the other safety setting */
     live_result glive[NLIVE], blive[NLIVE];
 } results;
+
+/* Pair cost with all safety on over the pair with it off, same run. */
+#define SAFETY_RATIO_TARGET 1.5
+static double safety_ratio(const results *R, size_t i)
+{
+    bool on = strcmp(R->safety, "on") == 0;
+    const pair_result *with = on ? &R->gms[i] : &R->other[i];
+    const pair_result *without = on ? &R->other[i] : &R->gms[i];
+    return ratio((double)with->median, (double)without->median);
+}
+
+static void print_safety_json(bench_json *j, const results *R, size_t i)
+{
+    bool on = strcmp(R->safety, "on") == 0;
+    bench_json_str(j, "safety", R->safety);
+    bench_json_u64(j, "safety_on_pair_ns_median", (on ? R->gms : R->other)[i].median);
+    bench_json_u64(j, "safety_off_pair_ns_median", (on ? R->other : R->gms)[i].median);
+    bench_json_f64(j, "safety_ratio", safety_ratio(R, i));
+}
 
 static void print_json(const results *R)
 {
@@ -259,6 +282,7 @@ static void print_json(const results *R)
         bench_json_u64(&j, "baseline_pair_ns_p99", R->base[i].p99);
         bench_json_f64(&j, "ratio_vs_baseline",
                        ratio((double)R->gms[i].median, (double)R->base[i].median));
+        print_safety_json(&j, R, i);
         bench_json_end(&j);
     }
     double live_ratio = ratio(R->glive[1].live_ns, R->glive[0].live_ns);
@@ -273,6 +297,9 @@ static void print_json(const results *R)
     bench_json_u64(&j, "pair_ns_p99", R->gms[0].p99);
     bench_json_u64(&j, "baseline_pair_ns_median", R->base[0].median);
     bench_json_u64(&j, "baseline_pair_ns_p99", R->base[0].p99);
+    print_safety_json(&j, R, 0);
+    bench_json_f64(&j, "safety_ratio_target", SAFETY_RATIO_TARGET);
+    bench_json_bool(&j, "meets_safety_ratio_target", safety_ratio(R, 0) <= SAFETY_RATIO_TARGET);
     bench_json_f64(&j, "live_1k_ns_per_op", R->glive[0].live_ns);
     bench_json_f64(&j, "live_1m_ns_per_op", R->glive[1].live_ns);
     bench_json_f64(&j, "churn_1k_ns_per_op", R->glive[0].churn_ns);
@@ -298,16 +325,18 @@ static void print_table(const results *R)
     printf("gms-bench latency: backend %s vs malloc; single alloc+free pairs, "
            "ns, timer overhead %llu ns subtracted\n\n",
            R->backend, (unsigned long long)R->overhead);
-    printf("%-8s %8s %10s %10s %12s %12s %7s\n", "size", "samples",
-           "gms med", "gms p99", "malloc med", "malloc p99", "ratio");
+    printf("gms figures with safety %s; 'safety' = pair with safety on / off\n\n", R->safety);
+    printf("%-8s %8s %10s %10s %12s %12s %7s %7s\n", "size", "samples",
+           "gms med", "gms p99", "malloc med", "malloc p99", "ratio", "safety");
     for (size_t i = 0; i < NSIZES; i++)
-        printf("%-8s %8zu %10llu %10llu %12llu %12llu %7.2f\n",
+        printf("%-8s %8zu %10llu %10llu %12llu %12llu %7.2f %7.2f\n",
                bench_fmt_size(sz, sizeof sz, SIZES[i]), R->gms[i].samples,
                (unsigned long long)R->gms[i].median,
                (unsigned long long)R->gms[i].p99,
                (unsigned long long)R->base[i].median,
                (unsigned long long)R->base[i].p99,
-               ratio((double)R->gms[i].median, (double)R->base[i].median));
+               ratio((double)R->gms[i].median, (double)R->base[i].median),
+               safety_ratio(R, i));
     printf("\nns per op with N live 256 B..4 KiB blocks (live: median pair/2; "
            "churn: free random + alloc, total/2n)\n");
     printf("%-8s %10s %10s %12s %12s\n", "N", "gms live", "gms churn",
@@ -328,15 +357,22 @@ static void print_table(const results *R)
 int bench_latency(const bench_args *args)
 {
     size_t base = args->iters ? (size_t)args->iters : DEFAULT_ITERS;
-    gms_runtime *rt;
-    gms_context *ctx;
-    if (bench_open_host(&rt, &ctx) != GMS_OK)
+    gms_runtime *rt, *rt_other;
+    gms_context *ctx, *ctx_other;
+    gms_safety_mode other = args->safety == GMS_SAFETY_ON ? GMS_SAFETY_OFF : GMS_SAFETY_ON;
+    if (bench_open_host(&rt, &ctx, args->safety) != GMS_OK)
         return BENCH_EXIT_FAIL;
+    if (bench_open_host(&rt_other, &ctx_other, other) != GMS_OK) {
+        bench_close(rt, ctx);
+        return BENCH_EXIT_FAIL;
+    }
     allocator ga = {"gms", gms_alloc_op, gms_free_op, ctx};
+    allocator go = {"gms", gms_alloc_op, gms_free_op, ctx_other};
     allocator ma = {"malloc", malloc_op, free_op, NULL};
     results R;
     memset(&R, 0, sizeof R);
     R.backend = gms_runtime_backend_name(rt);
+    R.safety = args->safety == GMS_SAFETY_ON ? "on" : "off";
     int ret = BENCH_EXIT_FAIL;
     uint64_t *buf = malloc((base < MIN_SAMPLES ? MIN_SAMPLES : base) *
                            sizeof *buf);
@@ -348,6 +384,7 @@ int bench_latency(const bench_args *args)
     for (size_t i = 0; i < NSIZES; i++) {
         size_t n = iters_for(SIZES[i], base);
         if (time_pairs(&ga, SIZES[i], n, R.overhead, buf, &R.gms[i]) ||
+            time_pairs(&go, SIZES[i], n, R.overhead, buf, &R.other[i]) ||
             time_pairs(&ma, SIZES[i], n, R.overhead, buf, &R.base[i]))
             goto out;
     }
@@ -363,5 +400,6 @@ int bench_latency(const bench_args *args)
 out:
     free(buf);
     bench_close(rt, ctx);
+    bench_close(rt_other, ctx_other);
     return ret;
 }

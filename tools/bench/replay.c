@@ -226,7 +226,7 @@ typedef struct replay_result {
     const char *backend;
 } replay_result;
 
-static int trace_replay(const trace *t, replay_result *r)
+static int trace_replay(const trace *t, gms_safety_mode safety, replay_result *r)
 {
     gms_runtime *rt;
     gms_context *ctx;
@@ -236,7 +236,7 @@ static int trace_replay(const trace *t, replay_result *r)
         fprintf(stderr, "gms-bench: %s: out of host memory\n", t->name);
         return BENCH_EXIT_FAIL;
     }
-    if (bench_open_host(&rt, &ctx) != GMS_OK) {
+    if (bench_open_host(&rt, &ctx, safety) != GMS_OK) {
         free(h);
         return BENCH_EXIT_FAIL;
     }
@@ -311,6 +311,7 @@ static void print_result(const bench_args *args, const trace *t,
         bench_json_f64(&j, "frag", frag);
         bench_json_f64(&j, "ns_per_op", ns_per_op);
         bench_json_str(&j, "backend", r->backend);
+        bench_json_str(&j, "safety", args->safety == GMS_SAFETY_ON ? "on" : "off");
         bench_json_end(&j);
     } else {
         char live[32], held[32];
@@ -343,7 +344,7 @@ int bench_replay(const bench_args *args)
      * run; the exit code says one failed. */
     for (int i = 0; i < args->nfiles && ret != BENCH_EXIT_USAGE; i++) {
         replay_result r;
-        if (trace_replay(&traces[i], &r) == 0)
+        if (trace_replay(&traces[i], args->safety, &r) == 0)
             print_result(args, &traces[i], &r);
         else
             ret = BENCH_EXIT_FAIL;

@@ -1,0 +1,1179 @@
+/*
+ * inject.c: gms-inject, a fault-injection campaign that measures how much
+ * of each class of memory misuse gms detects.
+ *
+ * For each class it runs many randomized trials (buffer sizes log-uniform
+ * from 1 B to 1 MiB, random offsets, lengths, byte patterns and detection
+ * paths), each on new buffers, and counts the trials in which gms noticed:
+ * an error code, a violation callback, a leak count, or a hardware fault
+ * (counted in a child process, or caught around the one raw write that
+ * may fault). It prints, per class, the detection rate and its one-sided
+ * 95% lower confidence bound (Clopper-Pearson; with no miss in n trials
+ * that is 0.05^(1/n), so 30,000 clean trials prove 99.99%).
+ *
+ * Only the public API is used: what the campaign measures is what a
+ * language binding gets. A corrupting write always changes memory: the
+ * injected bytes are the bytes found there XOR a random non-zero mask (a
+ * write of the very bytes already there corrupts nothing).
+ *
+ *   gms-inject [--json] [--trials N] [--class NAME] [--seed S]
+ *              [--backend host|cuda|auto] [--max-size B] [--jobs N] [--verbose]
+ *
+ * Exit status: 0 when every trial of every class run was detected, 1 when
+ * some trial was missed, 2 on a usage or setup error.
+ */
+#include "gms.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_TRIALS 30000u
+#define DEFAULT_MAX_SIZE (1u << 20)
+#define GRANULE (2ull << 20)
+#define CHUNK (16ull << 30)
+#define TARGET 0.9999
+
+/* ---- options, randomness, clock -------------------------------------- */
+
+static struct {
+    uint64_t trials;
+    uint64_t seed;
+    bool json, verbose;
+    const char *only;
+    gms_backend_kind backend;
+    const char *backend_arg;
+    unsigned jobs; /* children in flight for the forking classes */
+    uint64_t max_size; /* sizes are log-uniform in [1, max_size] */
+} opt = {DEFAULT_TRIALS, 1, false, false, NULL, GMS_BACKEND_HOST, "host", 0, DEFAULT_MAX_SIZE};
+
+static uint64_t rng;
+
+static uint64_t rnd(void)
+{
+    uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [lo, hi]. */
+static uint64_t rnd_in(uint64_t lo, uint64_t hi)
+{
+    return lo + (hi - lo == UINT64_MAX ? rnd() : rnd() % (hi - lo + 1));
+}
+
+static double rnd_unit(void)
+{
+    return (double)(rnd() >> 11) * 0x1.0p-53;
+}
+
+/* Log-uniform in [1, opt.max_size]. */
+static size_t rnd_size(void)
+{
+    double top = log2((double)opt.max_size) + 1e-9;
+    size_t s = (size_t)floor(exp2(rnd_unit() * top));
+    return s < 1 ? 1 : s > opt.max_size ? (size_t)opt.max_size : s;
+}
+
+static uint8_t rnd_nonzero_byte(void)
+{
+    return (uint8_t)(1 + rnd() % 255);
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* ---- what gms tells us: violations and log lines ---------------------- */
+
+#define VMAX 64
+static struct {
+    unsigned n; /* callbacks since the last reset */
+    gms_violation_kind kind[VMAX];
+    gms_buf handle[VMAX];
+    uint64_t address[VMAX];
+    int64_t offset[VMAX];
+    bool history[VMAX]; /* the message names who allocated (and freed) */
+} V;
+static uint64_t n_logs, n_leak_logs;
+
+static void on_violation(void *user, const gms_violation *v)
+{
+    (void)user;
+    if (V.n < VMAX) {
+        V.kind[V.n] = v->kind;
+        V.handle[V.n] = v->handle;
+        V.address[V.n] = v->address;
+        V.offset[V.n] = v->offset;
+        V.history[V.n] = v->message && strstr(v->message, "allocated by user") != NULL;
+    }
+    V.n++;
+}
+
+static void quiet_log(void *user, gms_log_level level, const char *msg)
+{
+    (void)user;
+    (void)level;
+    n_logs++;
+    if (strstr(msg, "leak"))
+        n_leak_logs++;
+}
+
+static void v_reset(void)
+{
+    V.n = 0;
+}
+
+/* Whether a callback since the reset named handle h (0: any handle). */
+static bool v_for(gms_buf h)
+{
+    for (unsigned i = 0; i < V.n && i < VMAX; i++)
+        if (h == 0 || V.handle[i] == h)
+            return true;
+    return false;
+}
+
+/* Whether a callback of kind k (0: any) reported an address in [lo, hi). */
+static bool v_in(gms_violation_kind k, uint64_t lo, uint64_t hi)
+{
+    for (unsigned i = 0; i < V.n && i < VMAX; i++)
+        if ((k == 0 || V.kind[i] == k) && V.address[i] >= lo && V.address[i] < hi)
+            return true;
+    return false;
+}
+
+/* ---- runtime helpers ------------------------------------------------- */
+
+static void die(const char *what, int rc)
+{
+    fprintf(stderr, "gms-inject: %s: %s (%s)\n", what, gms_strerror(rc), gms_error_last());
+    exit(2);
+}
+
+static gms_runtime *rt_open(uint32_t redzone)
+{
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.backend = opt.backend;
+    o.granule_bytes = GRANULE;
+    o.chunk_bytes = CHUNK;
+    o.log = quiet_log;
+    o.redzone_bytes = redzone;
+    gms_runtime *rt;
+    int rc = gms_runtime_open(&rt, &o);
+    if (rc)
+        die("opening a runtime", rc);
+    if ((rc = gms_on_violation(rt, on_violation, NULL)) != GMS_OK)
+        die("registering the violation callback", rc);
+    return rt;
+}
+
+static gms_context *ctx_open(gms_runtime *rt, const char *tenant, const char *user, gms_level level,
+                             gms_language lang)
+{
+    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
+    d.tenant = tenant;
+    d.user = user;
+    d.level = level;
+    d.language = lang;
+    gms_context *c;
+    int rc = gms_context_open(&c, rt, &d);
+    if (rc)
+        die("opening a context", rc);
+    return c;
+}
+
+static gms_buf xalloc(gms_context *c, size_t size)
+{
+    gms_buf b;
+    int rc = gms_alloc(c, size, 0, &b);
+    if (rc)
+        die("gms_alloc", rc);
+    return b;
+}
+
+static uint8_t *xptr(gms_context *c, gms_buf b)
+{
+    void *p;
+    int rc = gms_buf_ptr(c, b, &p);
+    if (rc)
+        die("gms_buf_ptr", rc);
+    return p;
+}
+
+static gms_buf_info xinfo(gms_context *c, gms_buf b)
+{
+    gms_buf_info i;
+    int rc = gms_buf_info_get(c, b, &i);
+    if (rc)
+        die("gms_buf_info", rc);
+    return i;
+}
+
+/* XORs n bytes at p with random non-zero masks: every byte changes. */
+static void corrupt(uint8_t *p, size_t n)
+{
+    volatile uint8_t *q = p;
+    for (size_t i = 0; i < n; i++)
+        q[i] ^= rnd_nonzero_byte();
+}
+
+/* ---- one class's tally ----------------------------------------------- */
+
+typedef struct tally {
+    const char *cls;
+    const char *how;
+    uint64_t trials, detected, by_fault, misses_shown;
+    double seconds;
+} tally;
+
+static void miss(tally *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void miss(tally *t, const char *fmt, ...)
+{
+    if (!opt.verbose || t->misses_shown++ >= 20)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "gms-inject: %s: missed: ", t->cls);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+static void count(tally *t, bool detected)
+{
+    t->trials++;
+    t->detected += detected;
+}
+
+/* ---- statistics: the one-sided 95% Clopper-Pearson lower bound -------- */
+
+/* The continued fraction of the incomplete beta function (Lentz). */
+static double betacf(double a, double b, double x)
+{
+    const double tiny = 1e-300;
+    double qab = a + b, qap = a + 1, qam = a - 1, c = 1, d = 1 - qab * x / qap;
+    if (fabs(d) < tiny)
+        d = tiny;
+    d = 1 / d;
+    double h = d;
+    for (int m = 1; m <= 100000; m++) {
+        int m2 = 2 * m;
+        double aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+        d = 1 + aa * d;
+        if (fabs(d) < tiny)
+            d = tiny;
+        c = 1 + aa / c;
+        if (fabs(c) < tiny)
+            c = tiny;
+        d = 1 / d;
+        h *= d * c;
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+        d = 1 + aa * d;
+        if (fabs(d) < tiny)
+            d = tiny;
+        c = 1 + aa / c;
+        if (fabs(c) < tiny)
+            c = tiny;
+        d = 1 / d;
+        double del = d * c;
+        h *= del;
+        if (fabs(del - 1) < 1e-15)
+            break;
+    }
+    return h;
+}
+
+/* The regularized incomplete beta function I_x(a, b). */
+static double betai(double a, double b, double x)
+{
+    if (x <= 0)
+        return 0;
+    if (x >= 1)
+        return 1;
+    double lbt = lgamma(a + b) - lgamma(a) - lgamma(b) + a * log(x) + b * log1p(-x);
+    if (x < (a + 1) / (a + b + 2))
+        return exp(lbt) * betacf(a, b, x) / a;
+    return 1 - exp(lbt) * betacf(b, a, 1 - x) / b;
+}
+
+/* The p at which P(X >= x | n, p) = 0.05: the one-sided 95% lower bound. */
+static double lower95(uint64_t x, uint64_t n)
+{
+    if (n == 0 || x == 0)
+        return 0;
+    if (x == n)
+        return pow(0.05, 1.0 / (double)n);
+    double lo = 0, hi = (double)x / (double)n;
+    for (int i = 0; i < 200; i++) {
+        double mid = (lo + hi) / 2;
+        /* P(X >= x) = I_p(x, n - x + 1), increasing in p. */
+        if (betai((double)x, (double)(n - x + 1), mid) < 0.05)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* ---- handle misuse: one call with a handle that must be refused ------- */
+
+enum { OP_FREE, OP_READ, OP_WRITE, OP_FILL, OP_COPY_DST, OP_COPY_SRC, OP_INFO, OP_PTR, OP_COUNT };
+static const char *op_names[] = {"free", "read", "write", "fill", "copy-dst", "copy-src", "info", "ptr"};
+
+/* Calls op with handle h in ctx (mine: a live buffer of ctx for the other
+ * side of a copy; atk: the byte a write would put at offset 0). Returns
+ * the code; *touched is set if anything came back or went out anyway. */
+static int misuse(gms_context *ctx, gms_buf h, gms_buf mine, int op, uint8_t atk, bool *touched)
+{
+    uint8_t host[16];
+    memset(host, atk, sizeof host);
+    gms_buf_info info;
+    void *p = NULL;
+    int rc;
+    *touched = false;
+    switch (op) {
+    case OP_FREE: return gms_free(ctx, h);
+    case OP_READ:
+        rc = gms_read(ctx, h, 0, host, 1);
+        *touched = host[0] != atk;
+        return rc;
+    case OP_WRITE: return gms_write(ctx, h, 0, host, 1);
+    case OP_FILL: return gms_fill(ctx, h, 0, atk, 1);
+    case OP_COPY_DST:
+        if (gms_write(ctx, mine, 0, host, 1) != GMS_OK)
+            die("gms_write", GMS_E_INVALID_ARG);
+        return gms_copy(ctx, h, 0, mine, 0, 1);
+    case OP_COPY_SRC: return gms_copy(ctx, mine, 0, h, 0, 1);
+    case OP_INFO:
+        memset(&info, 0, sizeof info);
+        rc = gms_buf_info_get(ctx, h, &info);
+        *touched = info.device_ptr != 0;
+        return rc;
+    default:
+        rc = gms_buf_ptr(ctx, h, &p);
+        *touched = p != NULL;
+        return rc;
+    }
+}
+
+static bool refused(int rc)
+{
+    return rc == GMS_E_INVALID_HANDLE || rc == GMS_E_ACCESS_DENIED;
+}
+
+/* A live buffer with a known first byte, to see that misuse did not reach it. */
+typedef struct victim {
+    gms_context *ctx;
+    gms_buf h;
+    uint8_t first;
+} victim;
+
+static victim victim_new(gms_context *ctx)
+{
+    victim v = {ctx, xalloc(ctx, rnd_size()), (uint8_t)rnd()};
+    if (gms_write(ctx, v.h, 0, &v.first, 1) != GMS_OK)
+        die("gms_write", GMS_E_INVALID_ARG);
+    return v;
+}
+
+/* The victim is still live, untouched, and its redzones are intact. */
+static bool victim_intact(const victim *v)
+{
+    uint8_t b;
+    return gms_read(v->ctx, v->h, 0, &b, 1) == GMS_OK && b == v->first;
+}
+
+static bool victim_free(const victim *v)
+{
+    return gms_free(v->ctx, v->h) == GMS_OK;
+}
+
+/* ---- classes ---------------------------------------------------------- */
+
+static void run_double_free(tally *t)
+{
+    t->how = "a second gms_free of a freed handle (sometimes after its slot was reused by a new "
+             "buffer) returns GMS_E_INVALID_HANDLE, and the buffer now in the slot stays live and "
+             "untouched";
+    gms_runtime *rt = rt_open(0);
+    gms_context *c = ctx_open(rt, "df", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
+    for (uint64_t i = 0; i < opt.trials; i++) {
+        gms_buf h = xalloc(c, rnd_size());
+        victim others[4];
+        unsigned k = (unsigned)rnd_in(0, 3);
+        for (unsigned j = 0; j < k; j++)
+            others[j] = victim_new(c);
+        bool ok = gms_free(c, h) == GMS_OK;
+        bool reuse = rnd() & 1;
+        victim n = {0};
+        if (reuse)
+            n = victim_new(c);
+        int rc = gms_free(c, h);
+        bool d = ok && rc == GMS_E_INVALID_HANDLE && (!reuse || victim_intact(&n));
+        for (unsigned j = 0; j < k; j++)
+            d &= victim_intact(&others[j]) && victim_free(&others[j]);
+        if (reuse)
+            d &= victim_free(&n);
+        if (!d)
+            miss(t, "trial %" PRIu64 ": second free returned %d", i, rc);
+        count(t, d);
+    }
+    gms_runtime_close(rt);
+}
+
+static void run_stale_handle(tally *t)
+{
+    t->how = "a freed handle whose slot was reused 1..4 times by newer buffers, used in a random "
+             "call (free, read, write, fill, copy either side, info, ptr), returns "
+             "GMS_E_INVALID_HANDLE and leaves the newer buffers untouched";
+    gms_runtime *rt = rt_open(0);
+    gms_context *c = ctx_open(rt, "stale", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
+    gms_buf mine = xalloc(c, 64);
+    for (uint64_t i = 0; i < opt.trials; i++) {
+        gms_buf h = xalloc(c, rnd_size());
+        bool d = gms_free(c, h) == GMS_OK;
+        unsigned cycles = (unsigned)rnd_in(1, 4);
+        victim n = {0};
+        for (unsigned j = 0; j < cycles; j++) {
+            if (j)
+                d &= victim_free(&n);
+            n = victim_new(c);
+        }
+        int op = (int)(rnd() % OP_COUNT);
+        bool touched;
+        int rc = misuse(c, h, mine, op, (uint8_t)~n.first, &touched);
+        d &= rc == GMS_E_INVALID_HANDLE && !touched && victim_intact(&n);
+        d &= victim_free(&n);
+        if (!d)
+            miss(t, "trial %" PRIu64 ": %s with a stale handle returned %d", i, op_names[op], rc);
+        count(t, d);
+    }
+    gms_runtime_close(rt);
+}
+
+static void run_forged_handle(tally *t)
+{
+    t->how = "a random 64-bit value, a live handle with 1..3 bits flipped, or a live handle of "
+             "another runtime, used in a random call, is refused (GMS_E_INVALID_HANDLE or "
+             "GMS_E_ACCESS_DENIED) and the real buffer stays untouched";
+    gms_runtime *rt = rt_open(0), *other = rt_open(0);
+    gms_context *c = ctx_open(rt, "forge", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
+    gms_context *oc = ctx_open(other, "forge", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
+    gms_buf mine = xalloc(c, 64);
+    enum { POP = 64 };
+    victim pop[POP], opop[POP];
+    for (int j = 0; j < POP; j++) {
+        pop[j] = victim_new(c);
+        opop[j] = victim_new(oc);
+    }
+    for (uint64_t i = 0; i < opt.trials; i++) {
+        /* New buffers each trial: replace one of each population. */
+        unsigned r = (unsigned)(rnd() % POP);
+        bool d = victim_free(&pop[r]) && victim_free(&opop[r]);
+        pop[r] = victim_new(c);
+        opop[r] = victim_new(oc);
+        gms_buf h;
+        unsigned kind = (unsigned)(rnd() % 3);
+        victim *v = &pop[rnd() % POP];
+        if (kind == 0) {
+            h = rnd();
+        } else if (kind == 1) {
+            h = v->h;
+            unsigned flips = (unsigned)rnd_in(1, 3);
+            uint64_t mask = 0;
+            while ((unsigned)__builtin_popcountll(mask) < flips)
+                mask |= 1ull << (rnd() % 64);
+            h ^= mask;
+        } else {
+            /* The same slot and generation in another runtime is likely:
+             * only the keyed check bits tell them apart. */
+            h = opop[rnd() % POP].h;
+        }
+        int op = (int)(rnd() % OP_COUNT);
+        bool touched;
+        int rc = misuse(c, h, mine, op, (uint8_t)~v->first, &touched);
+        d &= refused(rc) && !touched && victim_intact(v);
+        if (!d)
+            miss(t, "trial %" PRIu64 ": %s with forged handle 0x%016" PRIx64 " (kind %u) returned %d",
+                 i, op_names[op], h, kind, rc);
+        count(t, d);
+    }
+    gms_runtime_close(rt);
+    gms_runtime_close(other);
+}
+
+static void run_cross_tenant(tally *t)
+{
+    t->how = "a live buffer of one tenant, used through a context of another tenant (random "
+             "levels and languages on both sides) in a random call, is refused "
+             "(GMS_E_ACCESS_DENIED or GMS_E_INVALID_HANDLE); the owner's buffer stays live and "
+             "untouched";
+    gms_runtime *rt = rt_open(0);
+    enum { NT = 3, NCTX = NT * 2 * 2 };
+    static const char *tenants[NT] = {"alice", "bob", "carol"};
+    gms_context *ctx[NCTX];
+    gms_buf mine[NCTX];
+    for (int j = 0; j < NCTX; j++) {
+        ctx[j] = ctx_open(rt, tenants[j / 4], "u", (j & 1) ? GMS_LEVEL_SECRET : GMS_LEVEL_INTERNAL,
+                          (j & 2) ? GMS_LANG_PYTHON : GMS_LANG_RUST);
+        mine[j] = xalloc(ctx[j], 64);
+    }
+    for (uint64_t i = 0; i < opt.trials; i++) {
+        unsigned o = (unsigned)(rnd() % NCTX), a;
+        do
+            a = (unsigned)(rnd() % NCTX);
+        while (a / 4 == o / 4);
+        victim v = victim_new(ctx[o]);
+        int op = (int)(rnd() % OP_COUNT);
+        bool touched;
+        int rc = misuse(ctx[a], v.h, mine[a], op, (uint8_t)~v.first, &touched);
+        bool d = refused(rc) && !touched && victim_intact(&v);
+        d &= victim_free(&v);
+        if (!d)
+            miss(t, "trial %" PRIu64 ": %s across tenants returned %d", i, op_names[op], rc);
+        count(t, d);
+    }
+    gms_runtime_close(rt);
+}
+
+static void run_host_oob(tally *t)
+{
+    t->how = "a bounds-checked call (write, read, fill, copy either side) just past the end, far "
+             "past it, before the start (offsets of 2^64-k), or with offset+length overflowing "
+             "64 bits returns GMS_E_OUT_OF_BOUNDS and touches nothing: the buffer's last bytes "
+             "and the host memory are unchanged and gms_free finds its redzones intact";
+    gms_runtime *rt = rt_open(0);
+    gms_context *c = ctx_open(rt, "oob", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
+    enum { TAIL = 64 };
+    static uint8_t host[TAIL], tail0[TAIL], tail1[TAIL];
+    for (uint64_t i = 0; i < opt.trials; i++) {
+        uint64_t s = rnd_size(), s2 = rnd_size();
+        gms_buf b = xalloc(c, s), other = xalloc(c, s2);
+        uint64_t tl = s < TAIL ? s : TAIL;
+        for (uint64_t j = 0; j < tl; j++)
+            tail0[j] = (uint8_t)rnd();
+        if (gms_write(c, b, s - tl, tail0, tl) != GMS_OK)
+            die("gms_write", GMS_E_INVALID_ARG);
+        uint64_t off;
+        size_t len;
+        switch (rnd() % 5) {
+        case 0: /* just past the end */
+            off = rnd_in(0, s);
+            len = (size_t)(s - off + rnd_in(1, 128));
+            break;
+        case 1: /* far past the end */
+            off = s + rnd_in(1, 1ull << 40);
+            len = (size_t)rnd_in(0, 64);
+            break;
+        case 2: /* "before the start": a negative offset as uint64 */
+            off = (uint64_t)0 - rnd_in(1, 1ull << 20);
+            len = (size_t)rnd_in(1, 64);
+            break;
+        case 3: /* off + len wraps around to a small in-bounds end */
+            off = (uint64_t)0 - rnd_in(1, 1ull << 32);
+            len = (size_t)((uint64_t)0 - off + rnd_in(0, s));
+            break;
+        default: /* a huge length */
+            off = rnd_in(0, s);
+            len = (size_t)(UINT64_MAX - rnd_in(0, 1ull << 32));
+            break;
+        }
+        memset(host, 0x5c, sizeof host);
+        int op = (int)(rnd() % 5), rc;
+        switch (op) {
+        case 0: rc = gms_write(c, b, off, host, len); break;
+        case 1: rc = gms_read(c, b, off, host, len); break;
+        case 2: rc = gms_fill(c, b, off, 0x5c, len); break;
+        case 3: rc = gms_copy(c, b, off, other, 0, len); break;
+        default: rc = gms_copy(c, other, 0, b, off, len); break;
+        }
+        bool d = rc == GMS_E_OUT_OF_BOUNDS;
+        for (size_t j = 0; j < sizeof host; j++)
+            d &= host[j] == 0x5c;
+        d &= gms_read(c, b, s - tl, tail1, tl) == GMS_OK && memcmp(tail0, tail1, tl) == 0;
+        v_reset();
+        d &= gms_free(c, b) == GMS_OK && gms_free(c, other) == GMS_OK && V.n == 0;
+        if (!d)
+            miss(t, "trial %" PRIu64 ": op %d size %" PRIu64 " off %" PRIu64 " len %zu returned %d", i,
+                 op, s, off, len, rc);
+        count(t, d);
+    }
+    gms_runtime_close(rt);
+}
+
+/* Redzone size the raw classes inject into. */
+#define REDZONE 32u
+
+static void run_overflow_raw(tally *t)
+{
+    t->how = "bytes 1..R=32 past the end (a random run inside the redzone) XORed through the raw "
+             "pointer; detected when gms_free returns GMS_E_CORRUPTION or a violation callback "
+             "names the buffer or a neighbour after it (detection path: free at once, gms_verify "
+             "first, a bounds-checked call first, or the neighbour after freed first)";
+    gms_runtime *rt = rt_open(REDZONE);
+    gms_context *c = ctx_open(rt, "over", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
+    for (uint64_t i = 0; i < opt.trials; i++) {
+        size_t s = rnd_size();
+        gms_buf b = xalloc(c, s);
+        gms_buf next = rnd() & 1 ? xalloc(c, rnd_size()) : 0; /* a neighbour after, often */
+        uint8_t *p = xptr(c, b);
+        uint64_t dist = rnd_in(0, REDZONE - 1), len = rnd_in(1, REDZONE - dist);
+        v_reset();
+        corrupt(p + s + dist, len);
+        unsigned path = (unsigned)(rnd() % 4);
+        bool early = false;
+        if (path == 1) {
+            early = gms_verify(rt, NULL) == GMS_E_CORRUPTION;
+        } else if (path == 2) {
+            uint8_t x = 1;
+            early = gms_write(c, b, 0, &x, 1) == GMS_E_CORRUPTION;
+        }
+        /* Sometimes the neighbour after goes first: the bytes just before
+         * it are its to check too. */
+        int rcn = next && path == 3 ? gms_free(c, next) : GMS_OK;
+        int rc = gms_free(c, b);
+        if (next && path != 3)
+            rcn = gms_free(c, next);
+        bool d = rc == GMS_E_CORRUPTION || rcn == GMS_E_CORRUPTION || v_for(b) || (next && v_for(next)) || early;
+        if (!d)
+            miss(t, "trial %" PRIu64 ": size %zu, bytes [%" PRIu64 ", +%" PRIu64 ") past the end, path %u: free returned %d",
+                 i, s, dist, len, path, rc);
+        count(t, d);
+    }
+    gms_runtime_close(rt);
+}
+
+/* Children of the forking trials: at most opt.jobs in flight. */
+static unsigned in_flight;
+
+static void reap_one(tally *t)
+{
+    int status;
+    pid_t pid = wait(&status);
+    if (pid < 0) {
+        perror("gms-inject: wait");
+        exit(2);
+    }
+    in_flight--;
+    bool faulted = WIFSIGNALED(status) && (WTERMSIG(status) == SIGSEGV || WTERMSIG(status) == SIGBUS);
+    if (!faulted)
+        miss(t, "child %d: %s %d", (int)pid, WIFSIGNALED(status) ? "signal" : "exit status",
+             WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    t->by_fault += faulted;
+    count(t, faulted);
+}
+
+static pid_t fork_child(tally *t)
+{
+    while (in_flight >= opt.jobs)
+        reap_one(t);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("gms-inject: fork");
+        exit(2);
+    }
+    if (pid > 0)
+        in_flight++;
+    return pid;
+}
+
+static void reap_all(tally *t)
+{
+    while (in_flight)
+        reap_one(t);
+}
+
+/* A write expected to fault, in a child: the child dies of it. */
+static void child_write(uint8_t *p, size_t n)
+{
+    /* No core files for the expected faults. */
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
+    corrupt(p, n);
+    _exit(0);
+}
+
+static void run_underflow_raw(tally *t)
+{
+    t->how = "bytes 1..R=32 before the start XORed through the raw pointer. With a neighbour "
+             "before it in its chunk (allocated first): detected when gms_free returns "
+             "GMS_E_CORRUPTION or a violation callback names the buffer or the neighbour. "
+             "1 trial in 32 targets the first block of a new chunk instead, in a child process: "
+             "detected when the write faults on the chunk's guard";
+    gms_runtime *rt = rt_open(REDZONE);
+    gms_context *c = ctx_open(rt, "under", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
+    uint64_t not_adjacent = 0;
+    for (uint64_t i = 0; i < opt.trials; i++) {
+        uint64_t dist = rnd_in(0, REDZONE - 1), len = rnd_in(1, REDZONE - dist);
+        size_t s = rnd_size();
+        if (rnd() % 32 == 0) {
+            if (fork_child(t) == 0) {
+                /* A new pool, so a new chunk: its first block sits right
+                 * after the chunk's guard. */
+                gms_context *fc = ctx_open(rt, "fresh", "u", GMS_LEVEL_PUBLIC, GMS_LANG_ZIG);
+                gms_buf b = xalloc(fc, s);
+                child_write(xptr(fc, b) - dist - len, len);
+            }
+            continue;
+        }
+        /* The neighbour first, then the buffer: retry until the buffer
+         * lands right after it (the free lists may place it elsewhere). */
+        gms_buf n, b;
+        uint8_t *pn, *pb;
+        gms_buf_info ni;
+        for (int tries = 0;; tries++) {
+            n = xalloc(c, rnd_size());
+            b = xalloc(c, s);
+            pn = xptr(c, n);
+            pb = xptr(c, b);
+            ni = xinfo(c, n);
+            if (pn + ni.block_size == pb)
+                break;
+            not_adjacent++;
+            gms_free(c, b);
+            gms_free(c, n);
+            if (tries == 100)
+                die("no adjacent pair in 100 tries", GMS_E_INVALID_ARG);
+        }
+        v_reset();
+        corrupt(pb - dist - len, len);
+        unsigned path = (unsigned)(rnd() % 4);
+        bool early = false;
+        if (path == 1)
+            early = gms_verify(rt, NULL) == GMS_E_CORRUPTION;
+        int rc = GMS_OK, rcn = GMS_OK;
+        if (path == 2) { /* the neighbour first: its own redzone check sees it */
+            rcn = gms_free(c, n);
+            rc = gms_free(c, b);
+        } else {
+            rc = gms_free(c, b);
+            rcn = gms_free(c, n);
+        }
+        bool d = rc == GMS_E_CORRUPTION || rcn == GMS_E_CORRUPTION || v_for(b) || v_for(n) || early;
+        if (!d)
+            miss(t, "trial %" PRIu64 ": size %zu, bytes [-%" PRIu64 ", -%" PRIu64 "), path %u: free returned %d",
+                 i, s, dist + len, dist, path, rc);
+        count(t, d);
+    }
+    reap_all(t);
+    if (opt.verbose)
+        fprintf(stderr, "gms-inject: underflow_raw: %" PRIu64 " pairs were not adjacent (retried)\n",
+                not_adjacent);
+    gms_runtime_close(rt);
+}
+
+/* A raw write that may fault (a hollowed freed block): caught here. */
+static sigjmp_buf fault_env;
+static volatile sig_atomic_t fault_armed;
+
+static void on_fault(int sig)
+{
+    if (fault_armed) {
+        fault_armed = 0;
+        siglongjmp(fault_env, sig);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static bool guarded_corrupt(uint8_t *p, size_t n)
+{
+    if (sigsetjmp(fault_env, 1))
+        return true;
+    fault_armed = 1;
+    corrupt(p, n);
+    fault_armed = 0;
+    return false;
+}
+
+static void run_write_after_free_raw(tally *t)
+{
+    t->how = "1..64 bytes of a buffer XORed through its raw pointer after gms_free, while the "
+             "block waits in quarantine; detected when a violation callback (write after free, or "
+             "free memory written) reports an address in the block, once forced out: by "
+             "gms_verify, by freeing other blocks until it leaves quarantine (at most 8 MiB), or "
+             "by closing the pool's last context; a write that faults counts as detected";
+    gms_runtime *rt = rt_open(0);
+    gms_context *c = ctx_open(rt, "waf", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
+    struct sigaction sa, old_segv, old_bus;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fault;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &old_segv);
+    sigaction(SIGBUS, &sa, &old_bus);
+    for (uint64_t i = 0; i < opt.trials; i++) {
+        unsigned path = (unsigned)(rnd() % 3);
+        /* Path 2 closes its context: a pool of its own, with no other. */
+        gms_context *tc = path == 2 ? ctx_open(rt, "waf-close", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C) : c;
+        size_t s = rnd_size();
+        gms_buf b = xalloc(tc, s);
+        uint8_t *p = xptr(tc, b);
+        uint64_t bsize = xinfo(tc, b).block_size;
+        uint64_t lo = (uint64_t)(uintptr_t)p;
+        bool d = gms_free(tc, b) == GMS_OK;
+        uint64_t off = rnd_in(0, s - 1), len = rnd_in(1, s - off < 64 ? s - off : 64);
+        v_reset();
+        if (guarded_corrupt(p + off, len)) {
+            t->by_fault++;
+            gms_verify(rt, NULL); /* what was written before the fault */
+            if (path == 2)
+                gms_context_close(tc);
+            count(t, d);
+            continue;
+        }
+        if (path == 0) {
+            gms_verify(rt, NULL);
+        } else if (path == 1) {
+            for (uint64_t churned = 0; churned < (8u << 20) && !v_in(0, lo, lo + bsize);) {
+                size_t cs = (size_t)rnd_in(64u << 10, 256u << 10);
+                gms_buf x = xalloc(c, cs);
+                gms_free(c, x);
+                churned += cs;
+            }
+        } else {
+            gms_context_close(tc);
+        }
+        d &= v_in(GMS_VIOLATION_WRITE_AFTER_FREE, lo, lo + bsize) ||
+             v_in(GMS_VIOLATION_FREE_MEMORY, lo, lo + bsize);
+        if (!d)
+            miss(t, "trial %" PRIu64 ": size %zu, bytes [%" PRIu64 ", +%" PRIu64 "), path %u: %u callbacks",
+                 i, s, off, len, path, V.n);
+        count(t, d);
+    }
+    sigaction(SIGSEGV, &old_segv, NULL);
+    sigaction(SIGBUS, &old_bus, NULL);
+    gms_runtime_close(rt);
+}
+
+static void run_leak(tally *t)
+{
+    t->how = "a context closed while holding 1..8 buffers (others allocated and freed around "
+             "them): gms_stats leaked_blocks and the tenant's leaked_blocks grow by exactly that "
+             "count, leaked_bytes by their block sizes, and the tenant's live count returns";
+    gms_runtime *rt = rt_open(0);
+    gms_context *anchor = ctx_open(rt, "leaky", "anchor", GMS_LEVEL_INTERNAL, GMS_LANG_C);
+    gms_buf keep = xalloc(anchor, 100); /* the pool stays in use */
+    (void)keep;
+    gms_stats st;
+    gms_tenant_stats ts;
+    uint64_t tindex = 0;
+    gms_stats_get(rt, &st);
+    for (uint64_t j = 0; j < st.tenants; j++)
+        if (gms_tenant_stats_get(rt, j, &ts) == GMS_OK && strcmp(ts.tenant, "leaky") == 0)
+            tindex = j;
+    for (uint64_t i = 0; i < opt.trials; i++) {
+        gms_stats s0, s1;
+        gms_tenant_stats t0, t1;
+        gms_stats_get(rt, &s0);
+        gms_tenant_stats_get(rt, tindex, &t0);
+        gms_context *c = ctx_open(rt, "leaky", "leaker", GMS_LEVEL_INTERNAL, GMS_LANG_C);
+        unsigned k = (unsigned)rnd_in(1, 8), extra = (unsigned)rnd_in(0, 3);
+        uint64_t bytes = 0;
+        gms_buf tmp[3];
+        for (unsigned j = 0; j < extra; j++)
+            tmp[j] = xalloc(c, rnd_size());
+        for (unsigned j = 0; j < k; j++)
+            bytes += xinfo(c, xalloc(c, rnd_size())).block_size;
+        for (unsigned j = 0; j < extra; j++)
+            gms_free(c, tmp[j]);
+        uint64_t logs = n_leak_logs;
+        gms_context_close(c);
+        gms_stats_get(rt, &s1);
+        gms_tenant_stats_get(rt, tindex, &t1);
+        bool d = s1.leaked_blocks - s0.leaked_blocks == k && s1.leaked_bytes - s0.leaked_bytes == bytes &&
+                 t1.leaked_blocks - t0.leaked_blocks == k && t1.live_blocks == t0.live_blocks &&
+                 n_leak_logs == logs + 1;
+        if (!d)
+            miss(t, "trial %" PRIu64 ": %u leaked, stats say %" PRIu64, i, k,
+                 s1.leaked_blocks - s0.leaked_blocks);
+        count(t, d);
+    }
+    gms_runtime_close(rt);
+}
+
+static void run_quota(tally *t)
+{
+    t->how = "with the tenant's byte quota set below what a request needs (live bytes + the "
+             "request rounded to 256 B, minus 1..the request), or its allocation quota at or "
+             "below the live count, gms_alloc returns GMS_E_QUOTA with a null handle and the "
+             "runtime's and tenant's live bytes and blocks are unchanged";
+    gms_runtime *rt = rt_open(0);
+    gms_context *c = ctx_open(rt, "quota", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
+    gms_stats st;
+    gms_tenant_stats ts;
+    uint64_t tindex = 0;
+    gms_stats_get(rt, &st);
+    for (uint64_t j = 0; j < st.tenants; j++)
+        if (gms_tenant_stats_get(rt, j, &ts) == GMS_OK && strcmp(ts.tenant, "quota") == 0)
+            tindex = j;
+    for (uint64_t i = 0; i < opt.trials; i++) {
+        gms_buf held[4];
+        unsigned k = (unsigned)rnd_in(0, 4);
+        for (unsigned j = 0; j < k; j++)
+            held[j] = xalloc(c, rnd_size());
+        gms_stats s0, s1;
+        gms_tenant_stats t0, t1;
+        gms_stats_get(rt, &s0);
+        gms_tenant_stats_get(rt, tindex, &t0);
+        size_t s = rnd_size();
+        uint64_t need = (s + 255) / 256 * 256;
+        uint64_t max_bytes = GMS_UNLIMITED, max_allocs = GMS_UNLIMITED;
+        if (rnd() & 1) {
+            uint64_t under = rnd_in(1, need);
+            max_bytes = t0.live_bytes + need - under;
+        } else {
+            max_allocs = t0.live_blocks - rnd_in(0, t0.live_blocks);
+        }
+        if (gms_tenant_set_quota(rt, "quota", max_bytes, max_allocs) != GMS_OK)
+            die("gms_tenant_set_quota", GMS_E_INVALID_ARG);
+        gms_buf b = (gms_buf)1;
+        int rc = gms_alloc(c, s, rnd() & 1 ? GMS_ALLOC_ZERO : 0, &b);
+        gms_stats_get(rt, &s1);
+        gms_tenant_stats_get(rt, tindex, &t1);
+        bool d = rc == GMS_E_QUOTA && b == GMS_BUF_NULL && s1.live_bytes == s0.live_bytes &&
+                 s1.live_blocks == s0.live_blocks && t1.live_bytes == t0.live_bytes &&
+                 t1.live_blocks == t0.live_blocks && t1.quota_refusals == t0.quota_refusals + 1;
+        if (rc == GMS_OK)
+            gms_free(c, b);
+        gms_tenant_set_quota(rt, "quota", GMS_UNLIMITED, GMS_UNLIMITED);
+        for (unsigned j = 0; j < k; j++)
+            gms_free(c, held[j]);
+        if (!d)
+            miss(t, "trial %" PRIu64 ": size %zu, max_bytes %" PRIu64 " max_allocs %" PRIu64 " live %" PRIu64 "/%" PRIu64 ": returned %d",
+                 i, s, max_bytes, max_allocs, t0.live_bytes, t0.live_blocks, rc);
+        count(t, d);
+    }
+    gms_runtime_close(rt);
+}
+
+static void run_wild_write(tally *t)
+{
+    t->how = "a write through a pointer outside any mapped memory of a chunk, in a forked child: "
+             "into the guard before the chunk (1 B..2 MiB before it), into the guard after it, "
+             "just past the chunk's mapped granules, or anywhere in its unmapped rest; detected "
+             "when the child dies of SIGSEGV or SIGBUS";
+    gms_runtime *rt = rt_open(0);
+    gms_context *c = ctx_open(rt, "wild", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
+    /* The first block of a new runtime's first pool sits at its chunk's base. */
+    gms_buf first = xalloc(c, 256);
+    uint64_t base = (uint64_t)(uintptr_t)xptr(c, first);
+    uint64_t high = base + GRANULE; /* mapped granules lie below this */
+    for (uint64_t i = 0; i < opt.trials; i++) {
+        size_t s = rnd_size();
+        gms_buf b = xalloc(c, s);
+        uint64_t p = (uint64_t)(uintptr_t)xptr(c, b), end = p + xinfo(c, b).block_size;
+        uint64_t mapped_end = (end + GRANULE - 1) / GRANULE * GRANULE;
+        if (mapped_end > high)
+            high = mapped_end;
+        uint64_t target;
+        switch (rnd() % 4) {
+        case 0: target = base - rnd_in(1, 2ull << 20); break;
+        case 1: target = base + CHUNK + rnd_in(0, (2ull << 20) - 1); break;
+        case 2: target = high + rnd_in(0, 4095); break;
+        default: target = rnd_in(high, base + CHUNK - 1); break;
+        }
+        size_t n = (size_t)rnd_in(1, 8);
+        if (fork_child(t) == 0)
+            child_write((uint8_t *)(uintptr_t)target, n);
+        gms_free(c, b);
+    }
+    reap_all(t);
+    gms_runtime_close(rt);
+}
+
+/* ---- driver ----------------------------------------------------------- */
+
+typedef struct cls {
+    const char *name;
+    void (*run)(tally *t);
+} cls;
+
+static const cls classes[] = {
+    {"double_free", run_double_free},
+    {"stale_handle", run_stale_handle},
+    {"forged_handle", run_forged_handle},
+    {"cross_tenant", run_cross_tenant},
+    {"host_oob", run_host_oob},
+    {"overflow_raw", run_overflow_raw},
+    {"underflow_raw", run_underflow_raw},
+    {"write_after_free_raw", run_write_after_free_raw},
+    {"leak", run_leak},
+    {"quota", run_quota},
+    {"wild_write", run_wild_write},
+};
+#define NCLASSES (sizeof classes / sizeof classes[0])
+
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            printf("\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            printf("\\u%04x", *s);
+        else
+            putchar(*s);
+    }
+    putchar('"');
+}
+
+static void report(const tally *t, const char *backend)
+{
+    double rate = t->trials ? (double)t->detected / (double)t->trials : 0;
+    double lb = lower95(t->detected, t->trials);
+    if (opt.json) {
+        printf("{\"class\":\"%s\",\"trials\":%" PRIu64 ",\"detected\":%" PRIu64
+               ",\"rate\":%.6f,\"lower95\":%.6f,\"backend\":\"%s\",\"by_fault\":%" PRIu64
+               ",\"seconds\":%.2f,\"seed\":%" PRIu64 ",\"how\":",
+               t->cls, t->trials, t->detected, rate, lb, backend, t->by_fault, t->seconds, opt.seed);
+        json_string(t->how);
+        printf("}\n");
+    } else {
+        printf("%-22s %8" PRIu64 " %8" PRIu64 " %9.5f%% %9.5f%% %8" PRIu64 " %7.1f  %s\n", t->cls,
+               t->trials, t->detected, 100 * rate, 100 * lb, t->by_fault, t->seconds,
+               lb >= TARGET ? "yes" : t->detected == t->trials ? "more trials" : "NO");
+    }
+    fflush(stdout);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: gms-inject [--json] [--trials N] [--class NAME] [--seed S]\n"
+            "                  [--backend host|cuda|auto] [--max-size B] [--jobs N] [--verbose]\n"
+            "Runs a fault-injection campaign and prints, per class, how many injected\n"
+            "faults gms detected and the one-sided 95%% lower bound on the detection rate.\n"
+            "  --trials N   trials per class (default %u)\n"
+            "  --max-size B largest buffer size; sizes are log-uniform from 1 (default 1 MiB)\n"
+            "  --class NAME run one class:",
+            DEFAULT_TRIALS);
+    for (size_t i = 0; i < NCLASSES; i++)
+        fprintf(f, " %s", classes[i].name);
+    fprintf(f, "\n  --jobs N     child processes in flight for the forking classes (default: 2 x CPUs)\n"
+               "  --verbose    describe missed trials on stderr\n");
+}
+
+static uint64_t parse_u64(const char *flag, const char *s)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (errno || !*s || *end || *s == '-') {
+        fprintf(stderr, "gms-inject: %s: '%s' is not a number\n", flag, s);
+        exit(2);
+    }
+    return v;
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has = i + 1 < argc;
+        if (strcmp(a, "--json") == 0) {
+            opt.json = true;
+        } else if (strcmp(a, "--verbose") == 0) {
+            opt.verbose = true;
+        } else if (strcmp(a, "--trials") == 0 && has) {
+            opt.trials = parse_u64(a, argv[++i]);
+        } else if (strcmp(a, "--seed") == 0 && has) {
+            opt.seed = parse_u64(a, argv[++i]);
+        } else if (strcmp(a, "--max-size") == 0 && has) {
+            opt.max_size = parse_u64(a, argv[++i]);
+            if (opt.max_size < 1 || opt.max_size > (1ull << 32)) {
+                fprintf(stderr, "gms-inject: --max-size: 1 to 4 GiB\n");
+                return 2;
+            }
+        } else if (strcmp(a, "--jobs") == 0 && has) {
+            opt.jobs = (unsigned)parse_u64(a, argv[++i]);
+        } else if (strcmp(a, "--class") == 0 && has) {
+            opt.only = argv[++i];
+        } else if (strcmp(a, "--backend") == 0 && has) {
+            opt.backend_arg = argv[++i];
+            if (strcmp(opt.backend_arg, "host") == 0)
+                opt.backend = GMS_BACKEND_HOST;
+            else if (strcmp(opt.backend_arg, "cuda") == 0)
+                opt.backend = GMS_BACKEND_CUDA;
+            else if (strcmp(opt.backend_arg, "auto") == 0)
+                opt.backend = GMS_BACKEND_AUTO;
+            else {
+                fprintf(stderr, "gms-inject: --backend %s: expected host, cuda or auto\n", opt.backend_arg);
+                return 2;
+            }
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (opt.trials == 0) {
+        fprintf(stderr, "gms-inject: --trials must be at least 1\n");
+        return 2;
+    }
+    if (opt.only) {
+        size_t i = 0;
+        while (i < NCLASSES && strcmp(classes[i].name, opt.only) != 0)
+            i++;
+        if (i == NCLASSES) {
+            fprintf(stderr, "gms-inject: unknown class '%s'\n", opt.only);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (opt.jobs == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        opt.jobs = n > 0 ? 2 * (unsigned)n : 2;
+    }
+    /* The backend first: the raw classes write through host pointers. */
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.backend = opt.backend;
+    o.log = quiet_log;
+    gms_runtime *probe;
+    int rc = gms_runtime_open(&probe, &o);
+    if (rc) {
+        fprintf(stderr, "gms-inject: backend '%s' is not available: %s\n", opt.backend_arg, gms_error_last());
+        return 2;
+    }
+    char backend[16];
+    snprintf(backend, sizeof backend, "%s", gms_runtime_backend_name(probe));
+    gms_runtime_close(probe);
+    if (strcmp(backend, "host") != 0) {
+        fprintf(stderr, "gms-inject: backend '%s': the campaign writes through raw pointers from the host and runs on the host backend only\n",
+                backend);
+        return 2;
+    }
+    if (!opt.json)
+        printf("%-22s %8s %8s %10s %10s %8s %7s  %s\n", "class", "trials", "detected", "rate",
+               "lower95", "by_fault", "seconds", ">= 99.99%");
+    bool all = true;
+    for (size_t i = 0; i < NCLASSES; i++) {
+        if (opt.only && strcmp(classes[i].name, opt.only) != 0)
+            continue;
+        /* Each class draws from its own stream: --class gives the same trials. */
+        rng = opt.seed * 0x2545f4914f6cdd1dull + i;
+        tally t = {.cls = classes[i].name};
+        double t0 = now_s();
+        classes[i].run(&t);
+        t.seconds = now_s() - t0;
+        report(&t, backend);
+        all &= t.detected == t.trials;
+    }
+    return all ? 0 : 1;
+}
