@@ -47,8 +47,18 @@ test-fuzz: deps
 	  build-fuzz/corpus 2>build-fuzz/fuzz.log || (tail -50 build-fuzz/fuzz.log; exit 1)
 	@grep -E 'stat::number_of_executed_units' build-fuzz/fuzz.log
 
+# The demo writes an audit trail, verifies it and renders its HTML report.
+DEMO_DIR ?= build/demo
 demo: build
-	@build/gms-demo
+	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)/trail
+	@build/gms audit keygen $(DEMO_DIR)/audit.key
+	@GMS_AUDIT_DIR=$(DEMO_DIR)/trail GMS_AUDIT_KEY_FILE=$(DEMO_DIR)/audit.key build/gms-demo
+	@echo
+	@echo "== Audit trail ($(DEMO_DIR)/trail)"
+	@build/gms audit verify $(DEMO_DIR)/trail --key-file $(DEMO_DIR)/audit.key
+	@build/gms audit report $(DEMO_DIR)/trail --key-file $(DEMO_DIR)/audit.key \
+	  --html $(DEMO_DIR)/report.html
+	@echo "report: $(DEMO_DIR)/report.html"
 
 bench: build
 	@build/gms-bench latency --json

@@ -210,8 +210,9 @@ GMS_API const char *gms_language_name(gms_language language);
 
 #define GMS_UNLIMITED UINT64_MAX
 
-/* Limits the tenant's live bytes (allocation sizes rounded to the 256-byte
- * alignment) and live allocations; GMS_UNLIMITED lifts a limit. A limit below
+/* Limits the tenant's live bytes (block sizes: the size asked for plus, with
+ * safety on, the redzone, rounded up to the 256-byte alignment) and live
+ * allocations; GMS_UNLIMITED lifts a limit. A limit below
  * current use refuses new allocations and keeps existing ones. */
 GMS_API int gms_tenant_set_quota(gms_runtime *rt, const char *tenant,
                                  uint64_t max_bytes, uint64_t max_allocs);
@@ -236,7 +237,8 @@ GMS_API int gms_free(gms_context *ctx, gms_buf buf);
 
 typedef struct gms_buf_info {
     uint64_t size;       /* bytes requested */
-    uint64_t block_size; /* bytes reserved (size rounded to the alignment) */
+    uint64_t block_size; /* bytes reserved: size (+ redzone with safety on),
+                            rounded up to the alignment */
     uint64_t device_ptr; /* device address (host address on the host backend) */
     uint64_t pool_id;
     uint32_t flags;      /* the GMS_ALLOC_* flags it was made with */
@@ -318,9 +320,12 @@ typedef struct gms_report {
 /* Walks all state and checks the invariants: blocks do not overlap and lie
  * in their pool's chunks, pools hold one (tenant, level, language), every
  * live handle names a live block and back, held granules match live blocks,
- * quota accounting equals live blocks per tenant. Returns 0 when all hold,
+ * redzones, quarantined and free memory hold the poison (with safety on;
+ * what is found also goes to the violation callbacks), quota accounting
+ * equals live blocks per tenant. Returns 0 when all hold,
  * GMS_E_CORRUPTION otherwise (the first violation in out and the message).
- * out may be NULL. Locks each pool in turn: a full walk, not a fast path. */
+ * out may be NULL. Holds every pool's lock for the walk, so it sees one
+ * consistent state: a full walk, not a fast path. */
 GMS_API int gms_verify(gms_runtime *rt, gms_report *out);
 
 /* ---- corruption reports ----------------------------------------------- */

@@ -5,6 +5,7 @@
  */
 #include "core/internal.h"
 #include "safety/safety.h"
+#include "backend/cuda/cuda.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,14 +88,24 @@ static int resolve_backend(gms_backend_kind kind, gms_backend_kind *out)
                              "GMS_BACKEND=%s: expected auto, host, cuda or hip", env);
     }
     switch (kind) {
-    case GMS_BACKEND_AUTO: /* no GPU backend is built yet: host */
+    case GMS_BACKEND_AUTO: /* a GPU when the driver loads and sees one */
+        *out = gms_backend_cuda_available() ? GMS_BACKEND_CUDA : GMS_BACKEND_HOST;
+        return GMS_OK;
     case GMS_BACKEND_HOST:
         *out = GMS_BACKEND_HOST;
         return GMS_OK;
     case GMS_BACKEND_CUDA:
+        if (!gms_backend_cuda_available()) {
+            gms_backend *none = NULL;
+            gms_backend_cuda_create(0, &none); /* only for its reason */
+            return gms__fail(GMS_E_UNSUPPORTED,
+                             "the cuda backend was asked for but cannot run here: %s",
+                             gms_backend_cuda_why());
+        }
+        *out = GMS_BACKEND_CUDA;
+        return GMS_OK;
     case GMS_BACKEND_HIP:
-        return gms__fail(GMS_E_UNSUPPORTED, "the %s backend is not built into this gms",
-                         kind == GMS_BACKEND_CUDA ? "cuda" : "hip");
+        return gms__fail(GMS_E_UNSUPPORTED, "the hip backend is not built into this gms");
     default:
         return gms__fail(GMS_E_INVALID_ARG, "unknown backend kind %d", (int)kind);
     }
@@ -198,7 +209,9 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
     rt->redzone = o->redzone_bytes ? o->redzone_bytes : 32;
     rt->quarantine_max_bytes = o->quarantine_bytes;
     rt->quarantine_max_blocks = o->quarantine_blocks ? o->quarantine_blocks : 1024;
-    rt->scrub_batch = o->scrub_batch ? o->scrub_batch : 1;
+    /* A GPU scrub is one kernel launch and one wait (about 10 us): batch
+     * frees there; the host scrubs on the spot. */
+    rt->scrub_batch = o->scrub_batch ? o->scrub_batch : kind == GMS_BACKEND_CUDA ? 256 : 1;
     rt->verify_interval_ms = o->verify_interval_ms;
     rt->abort_on_corruption = o->on_corruption == GMS_ON_CORRUPTION_ABORT;
     rt->secret_multipass = o->secret_multipass != 0;
@@ -220,9 +233,24 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
         goto fail;
     }
     gms_backend *be = NULL;
-    int err = gms_failpoint_hit(&rt->failpoint) ? 12 /* ENOMEM */ : gms_backend_host_create(&be);
+    int err = gms_failpoint_hit(&rt->failpoint) ? 12 /* ENOMEM */
+              : kind == GMS_BACKEND_CUDA ? gms_backend_cuda_create(o->device, &be)
+                                         : gms_backend_host_create(&be);
     if (err) {
-        rc = gms__backend_fail(err, "open", 0);
+        rc = kind == GMS_BACKEND_CUDA && *gms_backend_cuda_why()
+                 ? gms__fail(err == 12 ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
+                             "cuda backend on device %d: %s", o->device, gms_backend_cuda_why())
+                 : gms__backend_fail(err, "open", 0);
+        goto fail_lock;
+    }
+    if (kind == GMS_BACKEND_CUDA && (granule % gms_backend_cuda_granularity(be) ||
+                                     chunk % gms_backend_cuda_granularity(be))) {
+        rc = gms__fail(GMS_E_INVALID_ARG,
+                       "granule_bytes %llu and chunk_bytes %llu must be multiples of the GPU's "
+                       "mapping granularity, %llu bytes",
+                       (unsigned long long)granule, (unsigned long long)chunk,
+                       (unsigned long long)gms_backend_cuda_granularity(be));
+        be->ops->destroy(be);
         goto fail_lock;
     }
     rt->backend_name = be->ops->name;

@@ -162,6 +162,52 @@ static void round_trip(actor *a, unsigned seed)
     free(in);
 }
 
+/* Corruption reports reach the callbacks registered with gms_on_violation. */
+static unsigned violations_seen;
+static gms_violation_kind last_kind;
+
+static void on_violation(void *user, const gms_violation *v)
+{
+    (void)user;
+    violations_seen++;
+    last_kind = v->kind;
+    printf("  %-15s %s\n", "report", v->message);
+}
+
+/* Raw-pointer bugs, which no bounds check sees: caught by the redzones and
+ * the quarantine. Host memory only: on a GPU backend the raw pointer is a
+ * device address the CPU cannot write. */
+static void corruption(gms_runtime *rt, actor *a)
+{
+    section("Corruption caught (raw-pointer writes no bounds check can see)");
+    if (strcmp(gms_runtime_backend_name(rt), "host") != 0) {
+        printf("  %-15s skipped: raw device pointers are not host-writable on %s\n", "note",
+               gms_runtime_backend_name(rt));
+        return;
+    }
+    check(gms_on_violation(rt, on_violation, NULL), "gms_on_violation");
+    gms_buf b;
+    void *raw;
+    check(gms_alloc(a->ctx, 1000, 0, &b), "gms_alloc");
+    check(gms_buf_ptr(a->ctx, b, &raw), "gms_buf_ptr");
+    memset((char *)raw + 1000, 0x41, 4); /* 4 bytes past the end */
+    printf("  %-15s %s writes 4 bytes past the end of a 1000-byte buffer, then frees it\n",
+           "overflow", a->name);
+    expect_refusal(gms_free(a->ctx, b), GMS_E_CORRUPTION, "caught at free", "gms_free");
+    if (violations_seen != 1 || last_kind != GMS_VIOLATION_OVERFLOW)
+        fail("the overflow did not reach the violation callback");
+
+    check(gms_alloc(a->ctx, 512, 0, &b), "gms_alloc");
+    check(gms_buf_ptr(a->ctx, b, &raw), "gms_buf_ptr");
+    check(gms_free(a->ctx, b), "gms_free");
+    ((char *)raw)[100] = 0x42; /* the block waits in quarantine, poisoned */
+    printf("  %-15s %s frees a 512-byte buffer, then writes one byte into it\n",
+           "after free", a->name);
+    expect_refusal(gms_verify(rt, NULL), GMS_E_CORRUPTION, "caught by verify", "gms_verify");
+    if (violations_seen != 2 || last_kind != GMS_VIOLATION_WRITE_AFTER_FREE)
+        fail("the write after free did not reach the violation callback");
+}
+
 int main(void)
 {
     gms_runtime *rt;
@@ -238,6 +284,8 @@ int main(void)
     expect_refusal(gms_read(acme_rust->ctx, acme_c->buf, 0, bytes, sizeof bytes),
                    GMS_E_ACCESS_DENIED, "cross-language",
                    "acme/rust reads acme/c's buffer (no share was made)");
+
+    corruption(rt, acme_c);
 
     /* The runtime's figures, while the buffers are live. */
     section("Statistics");

@@ -1,0 +1,809 @@
+/*
+ * cuda.c: the CUDA backend, through the driver API loaded at run time.
+ *
+ * libcuda.so.1 is opened with dlopen and its entry points looked up by
+ * name (the _v2 names where the driver exports versioned ones), so libgms
+ * needs neither the toolkit nor a driver to build or to run on the host
+ * backend. Memory goes through the virtual memory API (DESIGN.md §5): a
+ * chunk is a reserved address range with 2 MiB of unmapped guard space on
+ * each side; each granule of it is its own physical allocation
+ * (cuMemCreate + cuMemMap), so single granules can be returned, as
+ * PyTorch's expandable segments do; one cuMemSetAccess covers each commit.
+ * A read-only view maps the same physical allocations at another address
+ * with read access only, so a kernel writing through it faults.
+ *
+ * Every entry point makes the device's primary context current on the
+ * calling thread (and puts back the caller's afterwards): callers come from
+ * any thread. Data movement and the scrub run on one internal non-blocking
+ * stream and return when the work is done (synchronous results). The scrub
+ * is one cooperative kernel per batch (src/kernels/scrub.cu) whose work
+ * list goes up and whose results come back through one pinned buffer.
+ */
+#include "backend/cuda/cuda.h"
+#include "kernels/scrub.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The embedded kernels (scrub_fatbin.c, generated at build time; empty
+ * when nvcc was not found). */
+extern const unsigned char gms_scrub_fatbin[];
+extern const size_t gms_scrub_fatbin_size;
+
+/* ---- the few driver API types and constants we use (cuda.h, CUDA 12/13) ---- */
+
+typedef int CUresult;
+typedef int CUdevice;
+typedef struct CUctx_st *CUcontext;
+typedef struct CUstream_st *CUstream;
+typedef struct CUmod_st *CUmodule;
+typedef struct CUfunc_st *CUfunction;
+typedef unsigned long long CUdeviceptr;
+typedef unsigned long long CUmemGenericAllocationHandle;
+
+typedef struct {
+    int type; /* CUmemLocationType */
+    int id;
+} cu_location;
+
+typedef struct {
+    int type;                 /* CUmemAllocationType */
+    int requestedHandleTypes; /* CUmemAllocationHandleType */
+    cu_location location;
+    void *win32HandleMetaData;
+    struct {
+        unsigned char compressionType;
+        unsigned char gpuDirectRDMACapable;
+        unsigned short usage;
+        unsigned char reserved[4];
+    } allocFlags;
+} cu_alloc_prop;
+
+typedef struct {
+    cu_location location;
+    int flags; /* CUmemAccess_flags */
+} cu_access_desc;
+
+enum {
+    CUDA_SUCCESS = 0,
+    CUDA_ERROR_OUT_OF_MEMORY = 2,
+    CU_MEM_ALLOCATION_TYPE_PINNED = 1,
+    CU_MEM_LOCATION_TYPE_DEVICE = 1,
+    CU_MEM_ACCESS_FLAGS_PROT_READ = 1,
+    CU_MEM_ACCESS_FLAGS_PROT_READWRITE = 3,
+    CU_MEM_ALLOC_GRANULARITY_MINIMUM = 0,
+    CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16,
+    CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH = 95,
+    CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED = 102,
+    CU_STREAM_NON_BLOCKING = 1,
+    CU_MEMHOSTALLOC_PORTABLE = 1
+};
+
+#define CU_FNS(X)                                                                          \
+    X(Init, "cuInit", (unsigned))                                                          \
+    X(DeviceGetCount, "cuDeviceGetCount", (int *))                                         \
+    X(DeviceGet, "cuDeviceGet", (CUdevice *, int))                                         \
+    X(DeviceGetAttribute, "cuDeviceGetAttribute", (int *, int, CUdevice))                  \
+    X(DevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", (CUcontext *, CUdevice))         \
+    X(DevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2", (CUdevice))                 \
+    X(CtxGetCurrent, "cuCtxGetCurrent", (CUcontext *))                                     \
+    X(CtxSetCurrent, "cuCtxSetCurrent", (CUcontext))                                       \
+    X(StreamCreate, "cuStreamCreate", (CUstream *, unsigned))                              \
+    X(StreamDestroy, "cuStreamDestroy_v2", (CUstream))                                     \
+    X(StreamSynchronize, "cuStreamSynchronize", (CUstream))                                \
+    X(MemAddressReserve, "cuMemAddressReserve",                                            \
+      (CUdeviceptr *, size_t, size_t, CUdeviceptr, unsigned long long))                    \
+    X(MemAddressFree, "cuMemAddressFree", (CUdeviceptr, size_t))                           \
+    X(MemCreate, "cuMemCreate",                                                            \
+      (CUmemGenericAllocationHandle *, size_t, const cu_alloc_prop *, unsigned long long)) \
+    X(MemRelease, "cuMemRelease", (CUmemGenericAllocationHandle))                          \
+    X(MemMap, "cuMemMap",                                                                  \
+      (CUdeviceptr, size_t, size_t, CUmemGenericAllocationHandle, unsigned long long))     \
+    X(MemUnmap, "cuMemUnmap", (CUdeviceptr, size_t))                                       \
+    X(MemSetAccess, "cuMemSetAccess", (CUdeviceptr, size_t, const cu_access_desc *, size_t)) \
+    X(MemGetAllocationGranularity, "cuMemGetAllocationGranularity",                        \
+      (size_t *, const cu_alloc_prop *, int))                                              \
+    X(MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2", (CUdeviceptr, const void *, size_t, CUstream)) \
+    X(MemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2", (void *, CUdeviceptr, size_t, CUstream))   \
+    X(MemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2", (CUdeviceptr, CUdeviceptr, size_t, CUstream)) \
+    X(MemsetD8Async, "cuMemsetD8Async", (CUdeviceptr, unsigned char, size_t, CUstream))    \
+    X(MemHostAlloc, "cuMemHostAlloc", (void **, size_t, unsigned))                         \
+    X(MemFreeHost, "cuMemFreeHost", (void *))                                              \
+    X(MemAlloc, "cuMemAlloc_v2", (CUdeviceptr *, size_t))                                  \
+    X(MemFree, "cuMemFree_v2", (CUdeviceptr))                                              \
+    X(ModuleLoadData, "cuModuleLoadData", (CUmodule *, const void *))                      \
+    X(ModuleUnload, "cuModuleUnload", (CUmodule))                                          \
+    X(ModuleGetFunction, "cuModuleGetFunction", (CUfunction *, CUmodule, const char *))    \
+    X(LaunchCooperativeKernel, "cuLaunchCooperativeKernel",                                \
+      (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,   \
+       CUstream, void **))                                                                 \
+    X(OccupancyMaxActiveBlocksPerMultiprocessor,                                           \
+      "cuOccupancyMaxActiveBlocksPerMultiprocessor", (int *, CUfunction, int, size_t))     \
+    X(GetErrorString, "cuGetErrorString", (CUresult, const char **))
+
+#define CU_DECL(field, sym, args) CUresult (*field) args;
+static struct {
+    CU_FNS(CU_DECL)
+} cu;
+#undef CU_DECL
+
+static pthread_once_t load_once = PTHREAD_ONCE_INIT;
+static int load_err;           /* errno value: 0 when the driver is usable */
+static char load_why[256];
+static int device_count;
+static _Thread_local char why[256];
+
+static void set_why(const char *fmt, const char *a, CUresult r)
+{
+    const char *s = NULL;
+    if (cu.GetErrorString)
+        cu.GetErrorString(r, &s);
+    snprintf(why, sizeof why, fmt, a, s ? s : "unknown error", r);
+}
+
+/* Maps a driver error to an errno value, noting why on this thread. */
+static int cu_fail(const char *what, CUresult r)
+{
+    set_why("cuda: %s: %s (CUresult %d)", what, r);
+    return r == CUDA_ERROR_OUT_OF_MEMORY ? ENOMEM : EIO;
+}
+
+const char *gms_backend_cuda_why(void)
+{
+    return why;
+}
+
+static void load_driver(void)
+{
+    void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        load_err = ENODEV;
+        snprintf(load_why, sizeof load_why, "cuda: no driver (libcuda.so.1 did not load: %s)",
+                 dlerror());
+        return;
+    }
+#define CU_LOAD(field, sym, args)                                                            \
+    *(void **)&cu.field = dlsym(lib, sym);                                                    \
+    if (!cu.field) {                                                                          \
+        load_err = ENODEV;                                                                    \
+        snprintf(load_why, sizeof load_why, "cuda: the driver lacks %s (too old?)", sym);    \
+        return;                                                                               \
+    }
+    CU_FNS(CU_LOAD)
+#undef CU_LOAD
+    CUresult r = cu.Init(0);
+    if (r == CUDA_SUCCESS)
+        r = cu.DeviceGetCount(&device_count);
+    if (r != CUDA_SUCCESS || device_count <= 0) {
+        const char *s = NULL;
+        cu.GetErrorString(r, &s);
+        load_err = ENODEV;
+        snprintf(load_why, sizeof load_why, "cuda: no GPU (%s)",
+                 r != CUDA_SUCCESS && s ? s : "the driver reports no device");
+        device_count = 0;
+    }
+    /* The library stays loaded for the life of the process. */
+}
+
+int gms_backend_cuda_available(void)
+{
+    pthread_once(&load_once, load_driver);
+    return load_err == 0 && device_count > 0;
+}
+
+int gms_backend_cuda_have_kernels(void)
+{
+    return gms_scrub_fatbin_size > 0;
+}
+
+/* ---- the backend ---- */
+
+typedef struct cuda_backend {
+    gms_backend base;
+    CUdevice dev;
+    CUcontext ctx;
+    CUstream stream;
+    CUmodule module;
+    CUfunction scrub_fn; /* NULL: kernels not built in or not loadable */
+    uint64_t gran;
+    unsigned max_grid;   /* co-resident blocks of the scrub kernel */
+    cu_alloc_prop prop;
+    cu_access_desc rw, ro;
+    pthread_mutex_t scrub_lock; /* the staging buffers */
+    void *stage_host;           /* pinned */
+    CUdeviceptr stage_dev;
+    size_t stage_cap;
+} cuda_backend;
+
+struct gms_backend_chunk {
+    CUdeviceptr region; /* whole reservation, guards included */
+    uint64_t region_size;
+    CUdeviceptr base;
+    uint64_t size;
+    CUmemGenericAllocationHandle *handles; /* one per granule; 0: unmapped */
+};
+
+#define CUDA_GUARD_BYTES (2ull << 20)
+
+static cuda_backend *B(gms_backend *be)
+{
+    return (cuda_backend *)be;
+}
+
+uint64_t gms_backend_cuda_granularity(const gms_backend *be)
+{
+    return ((const cuda_backend *)be)->gran;
+}
+
+/* Makes the backend's context current; *saved is the caller's, put back by
+ * leave. Cost: one thread-local read when it is current already. */
+static int enter(cuda_backend *cb, CUcontext *saved)
+{
+    CUcontext cur = NULL;
+    CUresult r = cu.CtxGetCurrent(&cur);
+    if (r != CUDA_SUCCESS)
+        return cu_fail("cuCtxGetCurrent", r);
+    *saved = cur;
+    if (cur != cb->ctx && (r = cu.CtxSetCurrent(cb->ctx)) != CUDA_SUCCESS)
+        return cu_fail("cuCtxSetCurrent", r);
+    return 0;
+}
+
+static void leave(cuda_backend *cb, CUcontext saved)
+{
+    if (saved != cb->ctx)
+        cu.CtxSetCurrent(saved);
+}
+
+static int sync_stream(cuda_backend *cb, const char *what)
+{
+    CUresult r = cu.StreamSynchronize(cb->stream);
+    return r == CUDA_SUCCESS ? 0 : cu_fail(what, r);
+}
+
+static int cuda_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t *base,
+                        gms_backend_chunk **out)
+{
+    cuda_backend *cb = B(be);
+    if (size == 0 || size % cb->gran || (align & (align - 1)))
+        return EINVAL;
+    if (align < cb->gran)
+        align = cb->gran;
+    gms_backend_chunk *c = calloc(1, sizeof *c);
+    if (!c)
+        return ENOMEM;
+    c->handles = calloc(size / cb->gran, sizeof *c->handles);
+    if (!c->handles) {
+        free(c);
+        return ENOMEM;
+    }
+    uint64_t guard = (CUDA_GUARD_BYTES + align - 1) & ~(align - 1);
+    CUcontext saved;
+    int err = enter(cb, &saved);
+    if (!err) {
+        c->region_size = size + 2 * guard;
+        CUresult r = cu.MemAddressReserve(&c->region, c->region_size, align, 0, 0);
+        if (r != CUDA_SUCCESS)
+            err = cu_fail("cuMemAddressReserve", r);
+        leave(cb, saved);
+    }
+    if (err) {
+        free(c->handles);
+        free(c);
+        return err;
+    }
+    c->base = c->region + guard;
+    c->size = size;
+    *base = c->base;
+    *out = c;
+    return 0;
+}
+
+/* Unmaps and releases granules [first, last) that are mapped. */
+static void unmap_granules(cuda_backend *cb, gms_backend_chunk *c, uint64_t first, uint64_t last)
+{
+    for (uint64_t g = first; g < last; g++) {
+        if (!c->handles[g])
+            continue;
+        cu.MemUnmap(c->base + g * cb->gran, cb->gran);
+        cu.MemRelease(c->handles[g]);
+        c->handles[g] = 0;
+    }
+}
+
+static void cuda_release(gms_backend *be, gms_backend_chunk *c)
+{
+    cuda_backend *cb = B(be);
+    if (!c)
+        return;
+    CUcontext saved;
+    if (enter(cb, &saved) == 0) {
+        unmap_granules(cb, c, 0, c->size / cb->gran);
+        cu.MemAddressFree(c->region, c->region_size);
+        leave(cb, saved);
+    }
+    free(c->handles);
+    free(c);
+}
+
+static int range_ok(const cuda_backend *cb, const gms_backend_chunk *c, uint64_t off, uint64_t len)
+{
+    return len != 0 && off <= c->size && len <= c->size - off && off % cb->gran == 0 &&
+           len % cb->gran == 0;
+}
+
+static int cuda_commit(gms_backend *be, gms_backend_chunk *c, uint64_t off, uint64_t len)
+{
+    cuda_backend *cb = B(be);
+    if (!range_ok(cb, c, off, len))
+        return EINVAL;
+    uint64_t first = off / cb->gran, last = (off + len) / cb->gran;
+    for (uint64_t g = first; g < last; g++)
+        if (c->handles[g])
+            return EINVAL; /* mapped already */
+    CUcontext saved;
+    int err = enter(cb, &saved);
+    if (err)
+        return err;
+    CUresult r;
+    uint64_t g = first;
+    for (; g < last; g++) {
+        CUmemGenericAllocationHandle h;
+        if ((r = cu.MemCreate(&h, cb->gran, &cb->prop, 0)) != CUDA_SUCCESS) {
+            err = cu_fail("cuMemCreate", r);
+            break;
+        }
+        if ((r = cu.MemMap(c->base + g * cb->gran, cb->gran, 0, h, 0)) != CUDA_SUCCESS) {
+            cu.MemRelease(h);
+            err = cu_fail("cuMemMap", r);
+            break;
+        }
+        c->handles[g] = h;
+    }
+    /* One access call for the whole range: it costs about as much as a
+     * cuMemCreate (ANCHORS.md), so never per granule. */
+    if (!err && (r = cu.MemSetAccess(c->base + off, len, &cb->rw, 1)) != CUDA_SUCCESS)
+        err = cu_fail("cuMemSetAccess", r);
+    /* backend.h: new memory reads as zeros. */
+    if (!err && (r = cu.MemsetD8Async(c->base + off, 0, len, cb->stream)) != CUDA_SUCCESS)
+        err = cu_fail("cuMemsetD8Async", r);
+    if (!err)
+        err = sync_stream(cb, "cuStreamSynchronize (commit)");
+    if (err)
+        unmap_granules(cb, c, first, g < last ? g : last);
+    leave(cb, saved);
+    return err;
+}
+
+static int cuda_decommit(gms_backend *be, gms_backend_chunk *c, uint64_t off, uint64_t len)
+{
+    cuda_backend *cb = B(be);
+    if (!range_ok(cb, c, off, len))
+        return EINVAL;
+    CUcontext saved;
+    int err = enter(cb, &saved);
+    if (err)
+        return err;
+    unmap_granules(cb, c, off / cb->gran, (off + len) / cb->gran);
+    leave(cb, saved);
+    return 0;
+}
+
+static int cuda_map_view_readonly(gms_backend *be, gms_backend_chunk *c, uint64_t off,
+                                  uint64_t len, uint64_t *view)
+{
+    cuda_backend *cb = B(be);
+    if (!range_ok(cb, c, off, len))
+        return EINVAL;
+    uint64_t first = off / cb->gran, last = (off + len) / cb->gran;
+    for (uint64_t g = first; g < last; g++)
+        if (!c->handles[g])
+            return EINVAL; /* not committed */
+    CUcontext saved;
+    int err = enter(cb, &saved);
+    if (err)
+        return err;
+    CUdeviceptr v = 0;
+    CUresult r = cu.MemAddressReserve(&v, len, cb->gran, 0, 0);
+    if (r != CUDA_SUCCESS) {
+        err = cu_fail("cuMemAddressReserve (view)", r);
+        goto out;
+    }
+    uint64_t g = first;
+    for (; g < last; g++) {
+        /* The physical allocation gains a reference per mapping: a
+         * decommit of the chunk's granule leaves the view intact. */
+        if ((r = cu.MemMap(v + (g - first) * cb->gran, cb->gran, 0, c->handles[g], 0)) !=
+            CUDA_SUCCESS) {
+            err = cu_fail("cuMemMap (view)", r);
+            break;
+        }
+    }
+    if (!err && (r = cu.MemSetAccess(v, len, &cb->ro, 1)) != CUDA_SUCCESS)
+        err = cu_fail("cuMemSetAccess (read-only view)", r);
+    if (err) {
+        for (uint64_t u = first; u < g; u++)
+            cu.MemUnmap(v + (u - first) * cb->gran, cb->gran);
+        cu.MemAddressFree(v, len);
+    } else {
+        *view = v;
+    }
+out:
+    leave(cb, saved);
+    return err;
+}
+
+static void cuda_unmap_view(gms_backend *be, uint64_t view, uint64_t len)
+{
+    cuda_backend *cb = B(be);
+    CUcontext saved;
+    if (enter(cb, &saved) != 0)
+        return;
+    for (uint64_t o = 0; o < len; o += cb->gran)
+        cu.MemUnmap(view + o, cb->gran);
+    cu.MemAddressFree(view, len);
+    leave(cb, saved);
+}
+
+/* Data movement: issued on the internal stream, then waited for. */
+static int cuda_write(gms_backend *be, uint64_t dst, const void *src, size_t len)
+{
+    cuda_backend *cb = B(be);
+    CUcontext saved;
+    int err = enter(cb, &saved);
+    if (err)
+        return err;
+    CUresult r = cu.MemcpyHtoDAsync(dst, src, len, cb->stream);
+    err = r == CUDA_SUCCESS ? sync_stream(cb, "cuStreamSynchronize (write)")
+                            : cu_fail("cuMemcpyHtoDAsync", r);
+    leave(cb, saved);
+    return err;
+}
+
+static int cuda_read(gms_backend *be, void *dst, uint64_t src, size_t len)
+{
+    cuda_backend *cb = B(be);
+    CUcontext saved;
+    int err = enter(cb, &saved);
+    if (err)
+        return err;
+    CUresult r = cu.MemcpyDtoHAsync(dst, src, len, cb->stream);
+    err = r == CUDA_SUCCESS ? sync_stream(cb, "cuStreamSynchronize (read)")
+                            : cu_fail("cuMemcpyDtoHAsync", r);
+    leave(cb, saved);
+    return err;
+}
+
+static int cuda_copy(gms_backend *be, uint64_t dst, uint64_t src, size_t len)
+{
+    cuda_backend *cb = B(be);
+    CUcontext saved;
+    int err = enter(cb, &saved);
+    if (err)
+        return err;
+    CUresult r = CUDA_SUCCESS;
+    /* gms_copy allows overlap; a device copy does not promise memmove
+     * semantics, so overlapping ranges go in pieces no longer than the
+     * distance, in the safe direction. */
+    uint64_t dist = dst > src ? dst - src : src - dst;
+    if (dist >= len || dist == 0) {
+        if (dist)
+            r = cu.MemcpyDtoDAsync(dst, src, len, cb->stream);
+    } else if (dst < src) {
+        for (uint64_t o = 0; o < len && r == CUDA_SUCCESS; o += dist)
+            r = cu.MemcpyDtoDAsync(dst + o, src + o, len - o < dist ? len - o : dist, cb->stream);
+    } else {
+        for (uint64_t end = len; end > 0 && r == CUDA_SUCCESS;) {
+            uint64_t n = end < dist ? end : dist;
+            end -= n;
+            r = cu.MemcpyDtoDAsync(dst + end, src + end, n, cb->stream);
+        }
+    }
+    err = r == CUDA_SUCCESS ? sync_stream(cb, "cuStreamSynchronize (copy)")
+                            : cu_fail("cuMemcpyDtoDAsync", r);
+    leave(cb, saved);
+    return err;
+}
+
+static int cuda_fill(gms_backend *be, uint64_t dst, int byte, size_t len)
+{
+    cuda_backend *cb = B(be);
+    CUcontext saved;
+    int err = enter(cb, &saved);
+    if (err)
+        return err;
+    CUresult r = cu.MemsetD8Async(dst, (unsigned char)byte, len, cb->stream);
+    err = r == CUDA_SUCCESS ? sync_stream(cb, "cuStreamSynchronize (fill)")
+                            : cu_fail("cuMemsetD8Async", r);
+    leave(cb, saved);
+    return err;
+}
+
+/* ---- scrub ---- */
+
+static uint64_t tiles_of(uint64_t lo, uint64_t hi)
+{
+    return ((hi - 1) >> GMS_KTILE_SHIFT) - (lo >> GMS_KTILE_SHIFT) + 1;
+}
+
+/* Grows the pinned and device staging buffers to at least need bytes. */
+static int stage_reserve(cuda_backend *cb, size_t need)
+{
+    if (need <= cb->stage_cap)
+        return 0;
+    size_t cap = cb->stage_cap ? cb->stage_cap : 64 * 1024;
+    while (cap < need)
+        cap *= 2;
+    void *h = NULL;
+    CUdeviceptr d = 0;
+    CUresult r = cu.MemHostAlloc(&h, cap, CU_MEMHOSTALLOC_PORTABLE);
+    if (r != CUDA_SUCCESS)
+        return cu_fail("cuMemHostAlloc (scrub staging)", r);
+    if ((r = cu.MemAlloc(&d, cap)) != CUDA_SUCCESS) {
+        cu.MemFreeHost(h);
+        return cu_fail("cuMemAlloc (scrub staging)", r);
+    }
+    if (cb->stage_host) {
+        cu.MemFreeHost(cb->stage_host);
+        cu.MemFree(cb->stage_dev);
+    }
+    cb->stage_host = h;
+    cb->stage_dev = d;
+    cb->stage_cap = cap;
+    return 0;
+}
+
+/* Fill segments are ordered in four runs so that the multipass ones
+ * (runs 0, 1) and the verified ones (runs 1, 2) are each contiguous. */
+static int fill_run(const gms_scrub_item *it)
+{
+    int mp = (it->passes & GMS_SCRUB_MULTIPASS) != 0, v = it->verify != 0;
+    return mp ? (v ? 1 : 0) : (v ? 2 : 3);
+}
+
+static int cuda_scrub_locked(cuda_backend *cb, gms_scrub_item *items, size_t n, uint64_t pattern,
+                             uint64_t seed)
+{
+    size_t nc = 0, nf = 0, nrun[4] = {0, 0, 0, 0};
+    for (size_t i = 0; i < n; i++) {
+        for (int r = 0; r < 2; r++) {
+            nc += items[i].check_lo[r] < items[i].check_hi[r];
+            if (items[i].fill_lo[r] < items[i].fill_hi[r]) {
+                nf++;
+                nrun[fill_run(&items[i])]++;
+            }
+        }
+    }
+    if (nc + nf == 0)
+        return 0;
+    if (!cb->scrub_fn) {
+        snprintf(why, sizeof why,
+                 "cuda: the scrub kernel is missing (gms was built without nvcc, or the driver "
+                 "could not load it)");
+        return ENOSYS;
+    }
+    if (n > UINT32_MAX)
+        return EINVAL;
+    size_t seg_bytes = (nc + nf) * sizeof(gms_kseg);
+    int err = stage_reserve(cb, seg_bytes + n * sizeof(gms_kres));
+    if (err)
+        return err;
+    gms_kseg *check = cb->stage_host, *fill = check + nc;
+    gms_kres *res = (gms_kres *)(fill + nf);
+    size_t at[4] = {0, nrun[0], nrun[0] + nrun[1], nrun[0] + nrun[1] + nrun[2]};
+    size_t run_start[4] = {at[0], at[1], at[2], at[3]};
+    size_t ci = 0;
+    for (size_t i = 0; i < n; i++) {
+        const gms_scrub_item *it = &items[i];
+        int run = fill_run(it);
+        for (int r = 0; r < 2; r++) {
+            if (it->check_lo[r] < it->check_hi[r])
+                check[ci++] = (gms_kseg){.lo = it->check_lo[r], .hi = it->check_hi[r], .item = (uint32_t)i};
+            if (it->fill_lo[r] < it->fill_hi[r])
+                fill[at[run]++] = (gms_kseg){.lo = it->fill_lo[r], .hi = it->fill_hi[r], .item = (uint32_t)i};
+        }
+        res[i].bad = res[i].vbad = ~0ull;
+    }
+    gms_kparams p;
+    memset(&p, 0, sizeof p);
+    uint64_t t = 0;
+    for (size_t i = 0; i < nc; i++) {
+        check[i].tile0 = t;
+        t += tiles_of(check[i].lo, check[i].hi);
+    }
+    p.check_tiles = t;
+    t = 0;
+    for (size_t i = 0; i < nf; i++) {
+        if (i == run_start[2])
+            p.mp_tiles = t;
+        if (i == run_start[1])
+            p.v_lo = t;
+        if (i == run_start[3])
+            p.v_hi = t;
+        fill[i].tile0 = t;
+        t += tiles_of(fill[i].lo, fill[i].hi);
+    }
+    /* Runs that end the array (or are empty at its end) close at the total. */
+    if (run_start[2] >= nf)
+        p.mp_tiles = t;
+    if (run_start[1] >= nf)
+        p.v_lo = t;
+    if (run_start[3] >= nf)
+        p.v_hi = t;
+    p.fill_tiles = t;
+    p.check = (const gms_kseg *)(uintptr_t)cb->stage_dev;
+    p.fill = p.check + nc;
+    p.res = (gms_kres *)(uintptr_t)(cb->stage_dev + seg_bytes);
+    p.ncheck = (uint32_t)nc;
+    p.nfill = (uint32_t)nf;
+    p.pattern = pattern;
+    p.seed = seed;
+
+    uint64_t work = p.check_tiles > p.fill_tiles ? p.check_tiles : p.fill_tiles;
+    unsigned grid = work < cb->max_grid ? (unsigned)work : cb->max_grid;
+    if (grid == 0)
+        grid = 1;
+    CUresult r = cu.MemcpyHtoDAsync(cb->stage_dev, cb->stage_host, seg_bytes + n * sizeof(gms_kres),
+                                    cb->stream);
+    if (r != CUDA_SUCCESS)
+        return cu_fail("cuMemcpyHtoDAsync (scrub work list)", r);
+    void *args[] = {&p};
+    r = cu.LaunchCooperativeKernel(cb->scrub_fn, grid, 1, 1, GMS_KTHREADS, 1, 1, 0, cb->stream, args);
+    if (r != CUDA_SUCCESS)
+        return cu_fail("cuLaunchCooperativeKernel (scrub)", r);
+    r = cu.MemcpyDtoHAsync(res, cb->stage_dev + seg_bytes, n * sizeof(gms_kres), cb->stream);
+    if (r != CUDA_SUCCESS)
+        return cu_fail("cuMemcpyDtoHAsync (scrub results)", r);
+    if ((err = sync_stream(cb, "scrub kernel")) != 0)
+        return err;
+    for (size_t i = 0; i < n; i++) {
+        items[i].bad = res[i].bad == ~0ull ? 0 : res[i].bad;
+        items[i].verify_bad = res[i].vbad == ~0ull ? 0 : res[i].vbad;
+    }
+    return 0;
+}
+
+static int cuda_scrub(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
+                      uint64_t seed)
+{
+    cuda_backend *cb = B(be);
+    for (size_t i = 0; i < n; i++)
+        items[i].bad = items[i].verify_bad = 0;
+    CUcontext saved;
+    int err = enter(cb, &saved);
+    if (err)
+        return err;
+    pthread_mutex_lock(&cb->scrub_lock);
+    err = cuda_scrub_locked(cb, items, n, pattern, seed);
+    pthread_mutex_unlock(&cb->scrub_lock);
+    leave(cb, saved);
+    return err;
+}
+
+static void cuda_destroy(gms_backend *be)
+{
+    cuda_backend *cb = B(be);
+    CUcontext saved;
+    if (enter(cb, &saved) == 0) {
+        /* After a device fault the context is unusable: these fail, and
+         * the driver frees everything with the context. */
+        if (cb->stage_host) {
+            cu.MemFreeHost(cb->stage_host);
+            cu.MemFree(cb->stage_dev);
+        }
+        if (cb->module)
+            cu.ModuleUnload(cb->module);
+        cu.StreamDestroy(cb->stream);
+        leave(cb, saved);
+    }
+    cu.DevicePrimaryCtxRelease(cb->dev);
+    pthread_mutex_destroy(&cb->scrub_lock);
+    free(cb);
+}
+
+static const gms_backend_ops cuda_ops = {
+    .name = "cuda",
+    .props = 0, /* a fill kernel is cheap on a GPU, remapping is not */
+    .reserve = cuda_reserve,
+    .release = cuda_release,
+    .commit = cuda_commit,
+    .decommit = cuda_decommit,
+    .map_view_readonly = cuda_map_view_readonly,
+    .unmap_view = cuda_unmap_view,
+    .write = cuda_write,
+    .read = cuda_read,
+    .copy = cuda_copy,
+    .fill = cuda_fill,
+    .scrub = cuda_scrub,
+    .destroy = cuda_destroy,
+};
+
+int gms_backend_cuda_create(int device, gms_backend **out)
+{
+    why[0] = 0;
+    if (!gms_backend_cuda_available()) {
+        snprintf(why, sizeof why, "%s", load_why);
+        return ENODEV;
+    }
+    if (device < 0 || device >= device_count) {
+        snprintf(why, sizeof why, "cuda: device %d does not exist (%d found)", device, device_count);
+        return ENODEV;
+    }
+    cuda_backend *cb = calloc(1, sizeof *cb);
+    if (!cb)
+        return ENOMEM;
+    cb->base.ops = &cuda_ops;
+    if (pthread_mutex_init(&cb->scrub_lock, NULL) != 0) {
+        free(cb);
+        return ENOMEM;
+    }
+    int err = 0, vmm = 0, coop = 0, sms = 0;
+    CUresult r;
+    if ((r = cu.DeviceGet(&cb->dev, device)) != CUDA_SUCCESS) {
+        err = cu_fail("cuDeviceGet", r);
+        goto fail;
+    }
+    cu.DeviceGetAttribute(&vmm, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, cb->dev);
+    cu.DeviceGetAttribute(&coop, CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH, cb->dev);
+    cu.DeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, cb->dev);
+    if (!vmm) {
+        snprintf(why, sizeof why, "cuda: device %d has no virtual memory management", device);
+        err = ENOTSUP;
+        goto fail;
+    }
+    if ((r = cu.DevicePrimaryCtxRetain(&cb->ctx, cb->dev)) != CUDA_SUCCESS) {
+        err = cu_fail("cuDevicePrimaryCtxRetain", r);
+        goto fail;
+    }
+    CUcontext saved;
+    if ((err = enter(cb, &saved)) != 0)
+        goto fail_ctx;
+    cb->prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+    cb->prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    cb->prop.location.id = cb->dev;
+    cb->rw.location = cb->prop.location;
+    cb->rw.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    cb->ro.location = cb->prop.location;
+    cb->ro.flags = CU_MEM_ACCESS_FLAGS_PROT_READ;
+    size_t gran = 0;
+    if ((r = cu.MemGetAllocationGranularity(&gran, &cb->prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM)) !=
+            CUDA_SUCCESS ||
+        gran == 0) {
+        err = cu_fail("cuMemGetAllocationGranularity", r);
+        goto fail_enter;
+    }
+    cb->gran = gran;
+    if ((r = cu.StreamCreate(&cb->stream, CU_STREAM_NON_BLOCKING)) != CUDA_SUCCESS) {
+        err = cu_fail("cuStreamCreate", r);
+        goto fail_enter;
+    }
+    /* The kernel: missing kernels are reported by the scrub, not here, so
+     * that a build without nvcc can still move data. */
+    if (gms_scrub_fatbin_size > 0 && coop &&
+        cu.ModuleLoadData(&cb->module, gms_scrub_fatbin) == CUDA_SUCCESS &&
+        cu.ModuleGetFunction(&cb->scrub_fn, cb->module, "gms_scrub_kernel") == CUDA_SUCCESS) {
+        int per_sm = 0;
+        if (cu.OccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, cb->scrub_fn, GMS_KTHREADS, 0) !=
+                CUDA_SUCCESS ||
+            per_sm <= 0)
+            per_sm = 1;
+        cb->max_grid = (unsigned)(per_sm * (sms > 0 ? sms : 1));
+    } else {
+        cb->scrub_fn = NULL;
+    }
+    leave(cb, saved);
+    *out = &cb->base;
+    return 0;
+fail_enter:
+    leave(cb, saved);
+fail_ctx:
+    cu.DevicePrimaryCtxRelease(cb->dev);
+fail:
+    pthread_mutex_destroy(&cb->scrub_lock);
+    free(cb);
+    return err;
+}

@@ -1,0 +1,196 @@
+/*
+ * scrub.cu: the CUDA backend's safety kernel, one cooperative launch per
+ * batch of gms_scrub_item (backend.h), in phases separated by grid-wide
+ * barriers:
+ *
+ *   1. check: every check range is compared with the poison pattern; the
+ *      lowest changed address of each item is kept (atomicMin) and each
+ *      changed 16-byte word is written back with the pattern (re-armed);
+ *   2. multipass wipe (only items that ask): zeros, ones, random, zeros,
+ *      each pass over all of its ranges before the next;
+ *   3. fill: the pattern over every fill range;
+ *   4. verify (only items that ask): the fill ranges are read back.
+ *
+ * The barrier between 1 and 3 matters: a redzone is both checked and
+ * filled, and a fill racing ahead of the check would hide the corruption.
+ * The pattern byte at address a is byte (a mod 8) of the 64-bit pattern
+ * (little-endian), so a 16-byte aligned word holds the pattern twice.
+ * Memory is moved in 16-byte words where a range covers the whole word and
+ * byte by byte at its unaligned edges. Loads use ld.global.cg (L2 only):
+ * a word may have been written by another multiprocessor in an earlier
+ * phase. The wipe passes are volatile stores so that none is dropped as a
+ * dead store; note that a write-back L2 may absorb passes over a range
+ * smaller than itself (50 MB on the H100) before they reach DRAM.
+ * Cost: bandwidth-bound; 16 KiB tiles spread over a persistent grid.
+ */
+#include <cooperative_groups.h>
+#include <stdint.h>
+
+#include "scrub.h"
+
+namespace cg = cooperative_groups;
+
+#define TILE (1ull << GMS_KTILE_SHIFT)
+#define WPT ((int)(TILE / 16 / GMS_KTHREADS)) /* words per thread per tile */
+
+enum { OP_CHECK = 0, OP_ZERO, OP_ONES, OP_RANDOM, OP_PATTERN, OP_VERIFY };
+
+__device__ __forceinline__ uint64_t mix64(uint64_t x)
+{
+    /* splitmix64's finaliser: the random pass needs varied bytes, not secrecy. */
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* The 8 bytes the operation writes at the 8-aligned address a8. */
+__device__ __forceinline__ uint64_t word_for(int op, uint64_t a8, uint64_t pattern, uint64_t seed)
+{
+    switch (op) {
+    case OP_ZERO:
+        return 0;
+    case OP_ONES:
+        return ~0ull;
+    case OP_RANDOM:
+        return mix64(seed ^ a8);
+    default:
+        return pattern;
+    }
+}
+
+__device__ __forceinline__ void store16_volatile(uint64_t a, uint64_t x0, uint64_t x1)
+{
+    asm volatile("st.global.cg.v2.u64 [%0], {%1, %2};" ::"l"(a), "l"(x0), "l"(x1) : "memory");
+}
+
+__device__ __forceinline__ void store8_byte_volatile(uint64_t a, uint8_t v)
+{
+    unsigned short w = v;
+    asm volatile("st.global.cg.u8 [%0], %1;" ::"l"(a), "h"(w) : "memory");
+}
+
+/* The index of the segment holding tile t: the last with tile0 <= t. */
+__device__ __forceinline__ uint32_t find_seg(const gms_kseg *s, uint32_t n, uint64_t t)
+{
+    uint32_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        uint32_t mid = (lo + hi) / 2;
+        if (__ldg(&s[mid].tile0) <= t)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* One tile of one segment: each thread takes WPT 16-byte words. */
+__device__ __forceinline__ void do_tile(int op, const gms_kseg *segs, uint32_t nseg, uint64_t t,
+                                        const gms_kparams &p)
+{
+    uint32_t si = find_seg(segs, nseg, t);
+    uint64_t slo = __ldg(&segs[si].lo), shi = __ldg(&segs[si].hi);
+    uint64_t tbase = ((slo >> GMS_KTILE_SHIFT) + (t - __ldg(&segs[si].tile0))) << GMS_KTILE_SHIFT;
+    uint64_t lo = slo > tbase ? slo : tbase;
+    uint64_t hi = shi < tbase + TILE ? shi : tbase + TILE;
+    uint64_t w0 = lo & ~15ull;
+    unsigned long long found = ~0ull;
+
+    if (op == OP_CHECK || op == OP_VERIFY) {
+        /* All loads first, then the comparisons: WPT loads in flight. */
+        ulonglong2 v[WPT];
+        bool full[WPT];
+#pragma unroll
+        for (int k = 0; k < WPT; k++) {
+            uint64_t a = w0 + ((uint64_t)threadIdx.x + (uint64_t)k * GMS_KTHREADS) * 16;
+            full[k] = a >= lo && a + 16 <= hi;
+            if (full[k])
+                v[k] = __ldcg((const ulonglong2 *)a);
+        }
+#pragma unroll
+        for (int k = 0; k < WPT; k++) {
+            uint64_t a = w0 + ((uint64_t)threadIdx.x + (uint64_t)k * GMS_KTHREADS) * 16;
+            if (a >= hi)
+                continue;
+            if (full[k]) {
+                uint64_t x0 = v[k].x ^ p.pattern, x1 = v[k].y ^ p.pattern;
+                if (x0 | x1) {
+                    uint64_t bad = x0 ? a + (uint64_t)((__ffsll((long long)x0) - 1) / 8)
+                                      : a + 8 + (uint64_t)((__ffsll((long long)x1) - 1) / 8);
+                    if (bad < found)
+                        found = bad;
+                    if (op == OP_CHECK) /* re-arm */
+                        __stcg((ulonglong2 *)a, make_ulonglong2(p.pattern, p.pattern));
+                }
+            } else {
+                uint64_t b = a > lo ? a : lo, e = a + 16 < hi ? a + 16 : hi;
+                for (uint64_t c = b; c < e; c++) {
+                    uint8_t want = (uint8_t)(p.pattern >> (8 * (c & 7)));
+                    uint8_t got = __ldcg((const unsigned char *)c);
+                    if (got != want) {
+                        if (c < found)
+                            found = c;
+                        if (op == OP_CHECK)
+                            __stcg((unsigned char *)c, want);
+                    }
+                }
+            }
+        }
+        if (found != ~0ull) {
+            gms_kres *r = &p.res[__ldg(&segs[si].item)];
+            atomicMin(op == OP_CHECK ? &r->bad : &r->vbad, found);
+        }
+        return;
+    }
+
+    /* Writes: the wipe passes and the pattern. */
+#pragma unroll
+    for (int k = 0; k < WPT; k++) {
+        uint64_t a = w0 + ((uint64_t)threadIdx.x + (uint64_t)k * GMS_KTHREADS) * 16;
+        if (a >= hi)
+            continue;
+        if (a >= lo && a + 16 <= hi) {
+            uint64_t x0 = word_for(op, a, p.pattern, p.seed);
+            uint64_t x1 = word_for(op, a + 8, p.pattern, p.seed);
+            if (op == OP_PATTERN)
+                __stcg((ulonglong2 *)a, make_ulonglong2(x0, x1));
+            else
+                store16_volatile(a, x0, x1);
+        } else {
+            uint64_t b = a > lo ? a : lo, e = a + 16 < hi ? a + 16 : hi;
+            for (uint64_t c = b; c < e; c++) {
+                uint8_t v = (uint8_t)(word_for(op, c & ~7ull, p.pattern, p.seed) >> (8 * (c & 7)));
+                if (op == OP_PATTERN)
+                    __stcg((unsigned char *)c, v);
+                else
+                    store8_byte_volatile(c, v);
+            }
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(GMS_KTHREADS) gms_scrub_kernel(gms_kparams p)
+{
+    cg::grid_group grid = cg::this_grid();
+    for (uint64_t t = blockIdx.x; t < p.check_tiles; t += gridDim.x)
+        do_tile(OP_CHECK, p.check, p.ncheck, t, p);
+    if (p.fill_tiles == 0)
+        return; /* uniform across the grid: every block returns here */
+    if (p.check_tiles)
+        grid.sync();
+    if (p.mp_tiles) {
+        for (int i = 0; i < 4; i++) { /* zeros, ones, random, zeros */
+            int pass = i == 1 ? OP_ONES : i == 2 ? OP_RANDOM : OP_ZERO;
+            for (uint64_t t = blockIdx.x; t < p.mp_tiles; t += gridDim.x)
+                do_tile(pass, p.fill, p.nfill, t, p);
+            grid.sync();
+        }
+    }
+    for (uint64_t t = blockIdx.x; t < p.fill_tiles; t += gridDim.x)
+        do_tile(OP_PATTERN, p.fill, p.nfill, t, p);
+    if (p.v_hi > p.v_lo) {
+        grid.sync();
+        for (uint64_t t = p.v_lo + blockIdx.x; t < p.v_hi; t += gridDim.x)
+            do_tile(OP_VERIFY, p.fill, p.nfill, t, p);
+    }
+}

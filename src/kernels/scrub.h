@@ -1,0 +1,46 @@
+/*
+ * scrub.h: the layout shared by the CUDA backend (C, src/backend/cuda/cuda.c)
+ * and its scrub kernel (CUDA C++, src/kernels/scrub.cu).
+ *
+ * The host turns a batch of gms_scrub_item into two arrays of segments (one
+ * address range each): check segments, then fill segments ordered so that
+ * the multipass ones and the verified ones each form one run. Each segment
+ * is cut into tiles of GMS_KTILE bytes aligned in absolute address; tile0 is
+ * the prefix sum of the tiles before it, so a block finds its segment by a
+ * binary search. Results come back per item as the lowest bad address,
+ * UINT64_MAX when none (atomicMin needs a neutral value above all addresses).
+ */
+#ifndef GMS_KERNELS_SCRUB_H
+#define GMS_KERNELS_SCRUB_H
+
+#include <stdint.h>
+
+#define GMS_KTILE_SHIFT 14 /* 16 KiB: 256 threads x 4 x 16-byte words */
+#define GMS_KTHREADS 256
+
+typedef struct gms_kseg {
+    uint64_t lo, hi; /* [lo, hi), lo < hi */
+    uint64_t tile0;  /* tiles of the segments before it (same array) */
+    uint32_t item;   /* index into the results */
+    uint32_t pad;
+} gms_kseg;
+
+typedef struct gms_kres {
+    unsigned long long bad;  /* UINT64_MAX: none */
+    unsigned long long vbad; /* UINT64_MAX: none */
+} gms_kres;
+
+typedef struct gms_kparams {
+    const gms_kseg *check; /* device addresses */
+    const gms_kseg *fill;
+    gms_kres *res;
+    uint32_t ncheck, nfill;
+    uint64_t check_tiles; /* all tiles of the check segments */
+    uint64_t fill_tiles;  /* all tiles of the fill segments */
+    uint64_t mp_tiles;    /* fill tiles [0, mp_tiles) get the multipass wipe */
+    uint64_t v_lo, v_hi;  /* fill tiles [v_lo, v_hi) are read back */
+    uint64_t pattern;
+    uint64_t seed;
+} gms_kparams;
+
+#endif
