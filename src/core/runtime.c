@@ -190,7 +190,7 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
         return gms__fail(GMS_E_INVALID_ARG, "redzone_bytes %u: at most 4096", o->redzone_bytes);
     if (o->scrub_batch > 65536)
         return gms__fail(GMS_E_INVALID_ARG, "scrub_batch %u: at most 65536", o->scrub_batch);
-    gms_backend_kind kind;
+    gms_backend_kind kind = GMS_BACKEND_HOST;
     int rc = resolve_backend(o->backend, &kind);
     if (rc)
         return rc;

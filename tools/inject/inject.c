@@ -1038,7 +1038,7 @@ static void report(const tally *t, const char *backend)
     double lb = lower95(t->detected, t->trials);
     if (opt.json) {
         printf("{\"class\":\"%s\",\"trials\":%" PRIu64 ",\"detected\":%" PRIu64
-               ",\"rate\":%.6f,\"lower95\":%.6f,\"backend\":\"%s\",\"by_fault\":%" PRIu64
+               ",\"rate\":%.6f,\"lower95\":%.8f,\"backend\":\"%s\",\"by_fault\":%" PRIu64
                ",\"seconds\":%.2f,\"seed\":%" PRIu64 ",\"how\":",
                t->cls, t->trials, t->detected, rate, lb, backend, t->by_fault, t->seconds, opt.seed);
         json_string(t->how);

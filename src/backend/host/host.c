@@ -164,11 +164,16 @@ static int host_fill(gms_backend *be, uint64_t dst, int byte, size_t len)
     return 0;
 }
 
+/* The scrub reads and writes memory that buggy user code may write through
+ * raw pointers at the same moment (that race is the corruption it exists to
+ * find), so ThreadSanitizer is told not to report it here. */
+#define SCRUB_RACY __attribute__((no_sanitize("thread")))
+
 /* 16-byte vectors (GCC/Clang vector extensions: SSE2 on x86-64, NEON on
  * Arm): the poison is checked and written 64 bytes per step. */
 typedef uint64_t v2u64 __attribute__((vector_size(16)));
 
-static inline v2u64 load16(const uint8_t *p)
+SCRUB_RACY static inline v2u64 load16(const uint8_t *p)
 {
     v2u64 v;
     memcpy(&v, p, 16);
@@ -177,7 +182,7 @@ static inline v2u64 load16(const uint8_t *p)
 
 /* The first address in [lo, hi) not holding the pattern, 0 if none:
  * memory bandwidth bound. */
-static uint64_t pattern_find_bad(uint64_t lo, uint64_t hi, uint64_t pattern)
+SCRUB_RACY static uint64_t pattern_find_bad(uint64_t lo, uint64_t hi, uint64_t pattern)
 {
     const uint8_t *p = (const uint8_t *)(uintptr_t)lo;
     uint64_t a = lo;
@@ -205,7 +210,7 @@ static uint64_t pattern_find_bad(uint64_t lo, uint64_t hi, uint64_t pattern)
     return 0;
 }
 
-static void pattern_fill(uint64_t lo, uint64_t hi, uint64_t pattern)
+SCRUB_RACY static void pattern_fill(uint64_t lo, uint64_t hi, uint64_t pattern)
 {
     uint8_t *p = (uint8_t *)(uintptr_t)lo;
     uint64_t a = lo;
