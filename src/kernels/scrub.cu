@@ -138,7 +138,8 @@ __device__ __forceinline__ void do_tile(int op, const gms_kseg *segs, uint32_t n
         }
         if (found != ~0ull) {
             gms_kres *r = &p.res[__ldg(&segs[si].item)];
-            atomicMin(op == OP_CHECK ? &r->bad : &r->vbad, found);
+            uint32_t range = __ldg(&segs[si].range) & 1;
+            atomicMin(op == OP_CHECK ? &r->bad[range] : &r->vbad[range], found);
         }
         return;
     }

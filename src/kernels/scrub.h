@@ -7,7 +7,7 @@
  * the multipass ones and the verified ones each form one run. Each segment
  * is cut into tiles of GMS_KTILE bytes aligned in absolute address; tile0 is
  * the prefix sum of the tiles before it, so a block finds its segment by a
- * binary search. Results come back per item as the lowest bad address,
+ * binary search. Results come back per item and range as the lowest bad address,
  * UINT64_MAX when none (atomicMin needs a neutral value above all addresses).
  */
 #ifndef GMS_KERNELS_SCRUB_H
@@ -22,12 +22,14 @@ typedef struct gms_kseg {
     uint64_t lo, hi; /* [lo, hi), lo < hi */
     uint64_t tile0;  /* tiles of the segments before it (same array) */
     uint32_t item;   /* index into the results */
-    uint32_t pad;
+    uint32_t range;  /* 0 or 1: which of the item's two ranges */
 } gms_kseg;
 
+/* Per range, so that the host can report range 0's finding first, as the
+ * host backend does. */
 typedef struct gms_kres {
-    unsigned long long bad;  /* UINT64_MAX: none */
-    unsigned long long vbad; /* UINT64_MAX: none */
+    unsigned long long bad[2];  /* UINT64_MAX: none */
+    unsigned long long vbad[2]; /* UINT64_MAX: none */
 } gms_kres;
 
 typedef struct gms_kparams {

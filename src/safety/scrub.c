@@ -57,18 +57,14 @@ void gms__safety_redzone_item(const gms_pool *p, const gms_block *b, gms_scrub_i
     memset(it, 0, sizeof *it);
     it->check_lo[0] = b->addr + b->req_size;
     it->check_hi[0] = watched_end(p, b);
-    const gms_block *prev = b->prev_phys;
-    if (!prev)
+    if (!b->prev_phys)
         return; /* first block of its chunk: a guard precedes it */
-    /* The bytes before the block that must hold the pattern: the tail of
-     * the neighbour's redzone, or poisoned free or quarantined memory. */
-    uint64_t prev_data_end = prev->addr;
-    if (prev->state == GMS_BLOCK_LIVE || prev->state == GMS_BLOCK_PENDING)
-        prev_data_end += prev->req_size;
+    /* The redzone_bytes before the block hold the pattern whatever the
+     * neighbour is: a live or pending neighbour has at least that much
+     * redzone after its data, free and quarantined memory is poisoned. So
+     * the neighbour's node need not be read (it is often cold). */
     uint64_t lo = b->addr - p->rt->redzone;
-    if (lo < prev_data_end)
-        lo = prev_data_end;
-    if (lo < b->addr && mapped(p->rt, b->chunk, lo) && mapped(p->rt, b->chunk, b->addr - 1)) {
+    if (mapped(p->rt, b->chunk, lo) && mapped(p->rt, b->chunk, b->addr - 1)) {
         it->check_lo[1] = lo;
         it->check_hi[1] = b->addr;
     }

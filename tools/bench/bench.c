@@ -190,6 +190,7 @@ void bench_usage(FILE *f)
           "--safety redzones, poison, quarantine, wipe: on (default) or off.\n"
           "         latency measures both and reports the ratio either way.\n"
           "--json   one JSON object per line instead of a table.\n"
+          "--backend host (default), cuda or auto: the runtime's backend.\n"
           "\n"
           "exit: 0 ok, 1 the library failed, 2 bad usage or input.\n",
           f);
@@ -203,6 +204,8 @@ static int usage_error(const char *fmt, const char *what)
     bench_usage(stderr);
     return BENCH_EXIT_USAGE;
 }
+
+gms_backend_kind bench_backend = GMS_BACKEND_HOST;
 
 int bench_parse_args(int argc, char **argv, unsigned allow, bench_args *out)
 {
@@ -232,6 +235,16 @@ int bench_parse_args(int argc, char **argv, unsigned allow, bench_args *out)
                 out->safety = GMS_SAFETY_OFF;
             else
                 return usage_error("--safety: expected on or off, got '%s'", v);
+        } else if (strcmp(a, "--backend") == 0) {
+            const char *v = i + 1 < argc ? argv[++i] : "";
+            if (strcmp(v, "host") == 0)
+                bench_backend = GMS_BACKEND_HOST;
+            else if (strcmp(v, "cuda") == 0)
+                bench_backend = GMS_BACKEND_CUDA;
+            else if (strcmp(v, "auto") == 0)
+                bench_backend = GMS_BACKEND_AUTO;
+            else
+                return usage_error("--backend: expected host, cuda or auto, got '%s'", v);
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             bench_usage(stdout);
             return BENCH_EXIT_USAGE;
@@ -258,13 +271,13 @@ int bench_open_host(gms_runtime **rt, gms_context **ctx, gms_safety_mode safety)
 {
     gms_runtime_options o;
     gms_runtime_options_init(&o);
-    o.backend = GMS_BACKEND_HOST;
+    o.backend = bench_backend;
     o.safety = safety;
     *rt = NULL;
     *ctx = NULL;
     int rc = gms_runtime_open(rt, &o);
     if (rc != GMS_OK) {
-        bench_report_gms("opening a host runtime", rc);
+        bench_report_gms("opening a runtime", rc);
         return rc;
     }
     gms_context_desc d;

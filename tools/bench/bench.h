@@ -80,6 +80,9 @@ void bench_usage(FILE *f);
 /* A fresh private runtime on the host backend with one context: the
  * figures then count only what this bench did. Prints why on failure. */
 int bench_open_host(gms_runtime **rt, gms_context **ctx, gms_safety_mode safety);
+/* The backend bench_open_host opens: --backend host|cuda|auto (default
+ * host, despite the name, so earlier figures stay comparable). */
+extern gms_backend_kind bench_backend;
 void bench_close(gms_runtime *rt, gms_context *ctx);
 /* Prints "gms-bench: what: GMS_E_...: last error" on stderr. */
 void bench_report_gms(const char *what, int rc);

@@ -602,11 +602,11 @@ static int cuda_scrub_locked(cuda_backend *cb, gms_scrub_item *items, size_t n, 
         int run = fill_run(it);
         for (int r = 0; r < 2; r++) {
             if (it->check_lo[r] < it->check_hi[r])
-                check[ci++] = (gms_kseg){.lo = it->check_lo[r], .hi = it->check_hi[r], .item = (uint32_t)i};
+                check[ci++] = (gms_kseg){.lo = it->check_lo[r], .hi = it->check_hi[r], .item = (uint32_t)i, .range = (uint32_t)r};
             if (it->fill_lo[r] < it->fill_hi[r])
-                fill[at[run]++] = (gms_kseg){.lo = it->fill_lo[r], .hi = it->fill_hi[r], .item = (uint32_t)i};
+                fill[at[run]++] = (gms_kseg){.lo = it->fill_lo[r], .hi = it->fill_hi[r], .item = (uint32_t)i, .range = (uint32_t)r};
         }
-        res[i].bad = res[i].vbad = ~0ull;
+        res[i].bad[0] = res[i].bad[1] = res[i].vbad[0] = res[i].vbad[1] = ~0ull;
     }
     gms_kparams p;
     memset(&p, 0, sizeof p);
@@ -661,8 +661,12 @@ static int cuda_scrub_locked(cuda_backend *cb, gms_scrub_item *items, size_t n, 
     if ((err = sync_stream(cb, "scrub kernel")) != 0)
         return err;
     for (size_t i = 0; i < n; i++) {
-        items[i].bad = res[i].bad == ~0ull ? 0 : res[i].bad;
-        items[i].verify_bad = res[i].vbad == ~0ull ? 0 : res[i].vbad;
+        /* Range 0's finding first, as the host backend reports. */
+        const gms_kres *k = &res[i];
+        uint64_t bad = k->bad[0] != ~0ull ? k->bad[0] : k->bad[1];
+        uint64_t vbad = k->vbad[0] != ~0ull ? k->vbad[0] : k->vbad[1];
+        items[i].bad = bad == ~0ull ? 0 : bad;
+        items[i].verify_bad = vbad == ~0ull ? 0 : vbad;
     }
     return 0;
 }

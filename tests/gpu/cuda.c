@@ -1,0 +1,433 @@
+/*
+ * tests/gpu/cuda.c: the CUDA backend on a real GPU (docs/gpu.md).
+ *
+ * With no driver or no GPU it prints "skipped: no GPU" and exits 0, so CI
+ * builds and runs it as a skip. On a GPU: data round trips through a
+ * runtime on GMS_BACKEND_CUDA, the scrub kernel against the host backend's
+ * reference scrub on the same layout (unaligned edges, planted corruption,
+ * multipass, verify), redzone overflow and underflow caught at free, a
+ * write after free caught, held memory following live memory, use from a
+ * second thread, gms_verify; and in child processes (a fault leaves the
+ * context unusable), a kernel writing through a read-only view and a
+ * kernel writing into a chunk's guard space must fault.
+ * GMS_GPU_NO_FAULTS=1 skips the faulting children (compute-sanitizer runs).
+ */
+#include "test.h"
+#include "backend/cuda/cuda.h"
+#include "core/internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MiB (1ull << 20)
+
+static gms_runtime *open_cuda(uint32_t scrub_batch)
+{
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.backend = GMS_BACKEND_CUDA;
+    o.scrub_batch = scrub_batch;
+    o.chunk_bytes = 1ull << 30;
+    gms_runtime *rt = NULL;
+    CHECK_OK(gms_runtime_open(&rt, &o));
+    return rt;
+}
+
+static gms_context *open_ctx(gms_runtime *rt, const char *tenant, gms_level level)
+{
+    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
+    d.tenant = tenant;
+    d.user = "gpu-test";
+    d.level = level;
+    gms_context *ctx = NULL;
+    CHECK_OK(gms_context_open(&ctx, rt, &d));
+    return ctx;
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static void test_round_trips(void)
+{
+    gms_runtime *rt = open_cuda(0);
+    if (!rt)
+        return;
+    CHECK(strcmp(gms_runtime_backend_name(rt), "cuda") == 0);
+    CHECK(rt->scrub_batch == 256);
+    gms_context *ctx = open_ctx(rt, "t1", GMS_LEVEL_INTERNAL);
+    size_t sizes[] = {1, 255, 1000, 4096, 65537, 3 * MiB + 17, 64 * MiB};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        size_t n = sizes[s];
+        uint8_t *a = malloc(n), *b = malloc(n);
+        for (size_t i = 0; i < n; i++)
+            a[i] = (uint8_t)rnd();
+        gms_buf x, y, z;
+        CHECK_OK(gms_alloc(ctx, n, 0, &x));
+        CHECK_OK(gms_alloc(ctx, n, 0, &y));
+        CHECK_OK(gms_alloc(ctx, n, GMS_ALLOC_ZERO, &z));
+        CHECK_OK(gms_read(ctx, z, 0, b, n));
+        size_t nz = 0;
+        for (size_t i = 0; i < n; i++)
+            nz += b[i] != 0;
+        CHECK(nz == 0);
+        CHECK_OK(gms_write(ctx, x, 0, a, n));
+        CHECK_OK(gms_copy(ctx, y, 0, x, 0, n));
+        memset(b, 0, n);
+        CHECK_OK(gms_read(ctx, y, 0, b, n));
+        CHECK(memcmp(a, b, n) == 0);
+        if (n > 2) { /* overlapping copy inside one buffer, both directions */
+            size_t d = n / 3 ? n / 3 : 1, len = n - d;
+            CHECK_OK(gms_copy(ctx, x, d, x, 0, len));
+            CHECK_OK(gms_read(ctx, x, 0, b, n));
+            CHECK(memcmp(b + d, a, len) == 0);
+            CHECK_OK(gms_write(ctx, x, 0, a, n));
+            CHECK_OK(gms_copy(ctx, x, 0, x, d, len));
+            CHECK_OK(gms_read(ctx, x, 0, b, n));
+            CHECK(memcmp(b, a + d, len) == 0);
+        }
+        CHECK_OK(gms_fill(ctx, y, 0, 0xab, n));
+        CHECK_OK(gms_read(ctx, y, 0, b, n));
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++)
+            bad += b[i] != 0xab;
+        CHECK(bad == 0);
+        CHECK_RC(gms_write(ctx, x, 1, a, n), GMS_E_OUT_OF_BOUNDS);
+        gms_buf_info info;
+        CHECK_OK(gms_buf_info_get(ctx, x, &info));
+        CHECK(info.device_ptr % GMS_ALIGNMENT == 0);
+        CHECK_OK(gms_free(ctx, x));
+        CHECK_OK(gms_free(ctx, y));
+        CHECK_OK(gms_free(ctx, z));
+        free(a);
+        free(b);
+    }
+    gms_report rep;
+    CHECK_OK(gms_verify(rt, &rep));
+    gms_context_close(ctx);
+    gms_runtime_close(rt);
+}
+
+/* The scrub kernel against the host backend's scrub, on the same layout:
+ * both chunks are 2 MiB aligned, so the position-dependent pattern is the
+ * same at the same offset. */
+static void test_scrub_matches_host(void)
+{
+    gms_backend *cb = NULL, *hb = NULL;
+    CHECK(gms_backend_cuda_create(0, &cb) == 0);
+    CHECK(gms_backend_host_create(&hb) == 0);
+    if (!cb || !hb)
+        return;
+    CHECK(gms_backend_cuda_have_kernels());
+    const uint64_t size = 8 * MiB;
+    uint64_t cbase = 0, hbase = 0;
+    gms_backend_chunk *cc = NULL, *hc = NULL;
+    CHECK(cb->ops->reserve(cb, size, 2 * MiB, &cbase, &cc) == 0);
+    CHECK(hb->ops->reserve(hb, size, 2 * MiB, &hbase, &hc) == 0);
+    CHECK(cc && hc && cbase % (2 * MiB) == 0 && hbase % (2 * MiB) == 0);
+    if (!cc || !hc)
+        return;
+    CHECK(cb->ops->commit(cb, cc, 0, size) == 0);
+    CHECK(hb->ops->commit(hb, hc, 0, size) == 0);
+    uint8_t *img = malloc(size), *back = malloc(size);
+    const uint64_t pattern = 0x1122334455667788ull ^ rnd();
+    enum { N = 200 };
+    gms_scrub_item hi_[N], ci_[N];
+    for (int round = 0; round < 12; round++) {
+        /* Random memory, then the pattern over all of it but a few holes. */
+        for (uint64_t i = 0; i < size; i++)
+            img[i] = (uint8_t)(pattern >> (8 * (i & 7)));
+        for (int k = 0; k < 64; k++)
+            img[rnd() % size] ^= (uint8_t)(1 + rnd() % 255);
+        memcpy((void *)(uintptr_t)hbase, img, size);
+        CHECK(cb->ops->write(cb, cbase, img, size) == 0);
+        size_t n = 1 + rnd() % N;
+        for (size_t i = 0; i < n; i++) {
+            gms_scrub_item *it = &hi_[i];
+            memset(it, 0, sizeof *it);
+            /* Disjoint slots of size/N bytes: items never overlap. */
+            uint64_t slot = size / N, s0 = i * slot;
+            uint64_t big = round % 3 == 0 ? slot : 600;
+            for (int r = 0; r < 2; r++) {
+                if (rnd() % 4) {
+                    uint64_t lo = s0 + rnd() % (slot / 2);
+                    uint64_t len = rnd() % big;
+                    it->check_lo[r] = lo;
+                    it->check_hi[r] = lo + (len < slot - (lo - s0) ? len : slot - (lo - s0));
+                }
+                if (rnd() % 4) {
+                    uint64_t lo = s0 + rnd() % (slot / 2);
+                    uint64_t len = rnd() % big;
+                    it->fill_lo[r] = lo;
+                    it->fill_hi[r] = lo + (len < slot - (lo - s0) ? len : slot - (lo - s0));
+                }
+            }
+            /* One fill range may overlap a check range of the same item:
+             * the check must see the memory before the fill. */
+            it->passes = rnd() % 3 == 0 ? GMS_SCRUB_MULTIPASS : 0;
+            it->verify = rnd() % 2;
+            ci_[i] = *it;
+            for (int r = 0; r < 2; r++) {
+                ci_[i].check_lo[r] += cbase, ci_[i].check_hi[r] += cbase;
+                ci_[i].fill_lo[r] += cbase, ci_[i].fill_hi[r] += cbase;
+                hi_[i].check_lo[r] += hbase, hi_[i].check_hi[r] += hbase;
+                hi_[i].fill_lo[r] += hbase, hi_[i].fill_hi[r] += hbase;
+            }
+        }
+        CHECK(hb->ops->scrub(hb, hi_, n, pattern, 42) == 0);
+        int err = cb->ops->scrub(cb, ci_, n, pattern, 42);
+        CHECK(err == 0);
+        if (err)
+            fprintf(stderr, "scrub: %s\n", gms_backend_cuda_why());
+        size_t mism = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t hb_ = hi_[i].bad ? hi_[i].bad - hbase : 0, cb_ = ci_[i].bad ? ci_[i].bad - cbase : 0;
+            uint64_t hv = hi_[i].verify_bad ? hi_[i].verify_bad - hbase : 0;
+            uint64_t cv = ci_[i].verify_bad ? ci_[i].verify_bad - cbase : 0;
+            if (hb_ != cb_ || hv != cv) {
+                if (mism++ < 5)
+                    fprintf(stderr, "round %d item %zu: bad host %llu cuda %llu, verify %llu %llu\n",
+                            round, i, (unsigned long long)hb_, (unsigned long long)cb_,
+                            (unsigned long long)hv, (unsigned long long)cv);
+            }
+        }
+        CHECK(mism == 0);
+        CHECK(cb->ops->read(cb, back, cbase, size) == 0);
+        size_t diff = 0;
+        for (uint64_t i = 0; i < size; i++)
+            diff += back[i] != ((uint8_t *)(uintptr_t)hbase)[i];
+        CHECK(diff == 0);
+        if (diff)
+            fprintf(stderr, "round %d: %zu bytes differ from the host scrub\n", round, diff);
+    }
+    /* A large fill (past the tile and the grid) and a check of it. */
+    gms_scrub_item one;
+    memset(&one, 0, sizeof one);
+    one.fill_lo[0] = cbase + 3;
+    one.fill_hi[0] = cbase + size - 5;
+    one.verify = 1;
+    CHECK(cb->ops->scrub(cb, &one, 1, pattern, 7) == 0 && one.verify_bad == 0);
+    memset(&one, 0, sizeof one);
+    one.check_lo[0] = cbase + 3;
+    one.check_hi[0] = cbase + size - 5;
+    CHECK(cb->ops->scrub(cb, &one, 1, pattern, 7) == 0 && one.bad == 0);
+    uint8_t z = 0;
+    CHECK(cb->ops->write(cb, cbase + size - 6, &z, 1) == 0);
+    CHECK(cb->ops->scrub(cb, &one, 1, pattern, 7) == 0 && one.bad == cbase + size - 6);
+    /* Decommit, recommit: new memory reads as zeros. */
+    CHECK(cb->ops->decommit(cb, cc, 2 * MiB, 2 * MiB) == 0);
+    CHECK(cb->ops->commit(cb, cc, 2 * MiB, 2 * MiB) == 0);
+    CHECK(cb->ops->read(cb, back, cbase + 2 * MiB, 2 * MiB) == 0);
+    size_t nz = 0;
+    for (uint64_t i = 0; i < 2 * MiB; i++)
+        nz += back[i] != 0;
+    CHECK(nz == 0);
+    /* A read-only view shows the same memory. */
+    uint64_t view = 0;
+    CHECK(cb->ops->map_view_readonly(cb, cc, 0, 2 * MiB, &view) == 0);
+    CHECK(cb->ops->write(cb, cbase + 100, "hello", 5) == 0);
+    char got[6] = {0};
+    CHECK(cb->ops->read(cb, got, view + 100, 5) == 0 && memcmp(got, "hello", 5) == 0);
+    cb->ops->unmap_view(cb, view, 2 * MiB);
+    free(img);
+    free(back);
+    cb->ops->release(cb, cc);
+    hb->ops->release(hb, hc);
+    cb->ops->destroy(cb);
+    hb->ops->destroy(hb);
+}
+
+static int violations[8];
+static void on_violation(void *user, const gms_violation *v)
+{
+    (void)user;
+    if ((unsigned)v->kind < 8)
+        violations[v->kind]++;
+}
+
+static void test_detection(void)
+{
+    gms_runtime *rt = open_cuda(1); /* every free scrubbed at once */
+    if (!rt)
+        return;
+    CHECK_OK(gms_on_violation(rt, on_violation, NULL));
+    gms_context *ctx = open_ctx(rt, "t2", GMS_LEVEL_CONFIDENTIAL);
+    gms_backend *be = rt->backend;
+    gms_buf a, b, c;
+    gms_buf_info ia, ib, ic;
+    CHECK_OK(gms_alloc(ctx, 1000, 0, &a));
+    CHECK_OK(gms_alloc(ctx, 1000, 0, &b));
+    CHECK_OK(gms_alloc(ctx, 5000, 0, &c));
+    CHECK_OK(gms_buf_info_get(ctx, a, &ia));
+    CHECK_OK(gms_buf_info_get(ctx, b, &ib));
+    CHECK_OK(gms_buf_info_get(ctx, c, &ic));
+    uint8_t x = 0x00;
+    /* One byte past a: an overflow, found when a is freed. */
+    CHECK(be->ops->write(be, ia.device_ptr + 1000, &x, 1) == 0);
+    CHECK_RC(gms_free(ctx, a), GMS_E_CORRUPTION);
+    CHECK(violations[GMS_VIOLATION_OVERFLOW] == 1);
+    /* One byte before c (c follows b): an underflow. */
+    CHECK(ic.device_ptr > ib.device_ptr);
+    CHECK(be->ops->write(be, ic.device_ptr - 1, &x, 1) == 0);
+    CHECK_RC(gms_free(ctx, c), GMS_E_CORRUPTION);
+    CHECK(violations[GMS_VIOLATION_UNDERFLOW] == 1);
+    /* A write after free into quarantined b: gms_verify finds it. */
+    CHECK_OK(gms_free(ctx, b));
+    CHECK(be->ops->write(be, ib.device_ptr + 10, &x, 1) == 0);
+    CHECK_RC(gms_verify(rt, NULL), GMS_E_CORRUPTION);
+    CHECK(violations[GMS_VIOLATION_WRITE_AFTER_FREE] + violations[GMS_VIOLATION_FREE_MEMORY] >= 1);
+    /* Re-armed: the next walk is clean. */
+    CHECK_OK(gms_verify(rt, NULL));
+    gms_context_close(ctx);
+    gms_runtime_close(rt);
+}
+
+static void test_held_follows_live(void)
+{
+    gms_runtime *rt = open_cuda(1);
+    if (!rt)
+        return;
+    gms_context *ctx = open_ctx(rt, "t3", GMS_LEVEL_SECRET);
+    enum { K = 48 };
+    gms_buf bufs[K];
+    for (int i = 0; i < K; i++)
+        CHECK_OK(gms_alloc(ctx, 16 * MiB, 0, &bufs[i]));
+    gms_stats st;
+    CHECK_OK(gms_stats_get(rt, &st));
+    CHECK(st.live_bytes == K * 16 * MiB);
+    CHECK(st.held_bytes >= st.live_bytes && st.held_bytes <= st.live_bytes + 8 * MiB);
+    for (int i = 0; i < K; i++)
+        CHECK_OK(gms_free(ctx, bufs[i]));
+    CHECK_OK(gms_stats_get(rt, &st));
+    CHECK(st.live_bytes == 0);
+    CHECK(st.held_bytes <= 24 * MiB);
+    if (st.held_bytes > 24 * MiB)
+        fprintf(stderr, "held after freeing all: %llu\n", (unsigned long long)st.held_bytes);
+    CHECK_OK(gms_verify(rt, NULL));
+    gms_context_close(ctx);
+    gms_runtime_close(rt);
+}
+
+static void *thread_main(void *arg)
+{
+    gms_context *ctx = arg;
+    char buf[64] = "from another thread", back[64] = {0};
+    gms_buf b;
+    if (gms_alloc(ctx, sizeof buf, 0, &b) != GMS_OK)
+        return (void *)1;
+    int ok = gms_write(ctx, b, 0, buf, sizeof buf) == GMS_OK &&
+             gms_read(ctx, b, 0, back, sizeof back) == GMS_OK && memcmp(buf, back, sizeof buf) == 0;
+    gms_free(ctx, b);
+    return ok ? NULL : (void *)1;
+}
+
+static void test_threads(void)
+{
+    gms_runtime *rt = open_cuda(0);
+    if (!rt)
+        return;
+    gms_context *ctx = open_ctx(rt, "t4", GMS_LEVEL_INTERNAL);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        CHECK(pthread_create(&t[i], NULL, thread_main, ctx) == 0);
+    for (int i = 0; i < 4; i++) {
+        void *r = (void *)1;
+        pthread_join(t[i], &r);
+        CHECK(r == NULL);
+    }
+    CHECK_OK(gms_verify(rt, NULL));
+    gms_context_close(ctx);
+    gms_runtime_close(rt);
+}
+
+/* ---- children that must fault ---- */
+
+static int child(const char *what)
+{
+    gms_backend *be = NULL;
+    if (gms_backend_cuda_create(0, &be) != 0)
+        return 3;
+    uint64_t base = 0;
+    gms_backend_chunk *c = NULL;
+    if (be->ops->reserve(be, 4 * MiB, 2 * MiB, &base, &c) || be->ops->commit(be, c, 0, 4 * MiB))
+        return 3;
+    gms_scrub_item it;
+    memset(&it, 0, sizeof it);
+    if (strcmp(what, "readonly") == 0) {
+        uint64_t view = 0;
+        if (be->ops->map_view_readonly(be, c, 0, 2 * MiB, &view))
+            return 3;
+        /* Reading through the view works (a check kernel). */
+        it.check_lo[0] = view;
+        it.check_hi[0] = view + 4096;
+        if (be->ops->scrub(be, &it, 1, 0, 0) != 0)
+            return 4;
+        memset(&it, 0, sizeof it);
+        it.fill_lo[0] = view;
+        it.fill_hi[0] = view + 4096;
+    } else { /* guard: just below the chunk */
+        it.fill_lo[0] = base - 4096;
+        it.fill_hi[0] = base;
+    }
+    int err = be->ops->scrub(be, &it, 1, 0x0102030405060708ull, 0);
+    printf("child %s: scrub returned %d: %s\n", what, err, gms_backend_cuda_why());
+    fflush(stdout);
+    return err != 0 ? 0 : 1; /* 0: it faulted, as it must */
+}
+
+static void test_faults(const char *self)
+{
+    const char *kinds[] = {"readonly", "guard"};
+    for (int k = 0; k < 2; k++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            execl(self, self, "--child", kinds[k], (char *)NULL);
+            _exit(5);
+        }
+        int status = 0;
+        CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fprintf(stderr, "fault child %s: status 0x%x\n", kinds[k], status);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--child") == 0)
+        return child(argv[2]);
+    if (!gms_backend_cuda_available()) {
+        /* The explicit request is refused with a reason; auto is host. */
+        gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+        o.backend = GMS_BACKEND_CUDA;
+        gms_runtime *rt = NULL;
+        CHECK_RC(gms_runtime_open(&rt, &o), GMS_E_UNSUPPORTED);
+        CHECK(strstr(gms_error_last(), "cuda") != NULL);
+        gms_backend *be = NULL;
+        CHECK(gms_backend_cuda_create(0, &be) == ENODEV && be == NULL);
+        o.backend = GMS_BACKEND_AUTO;
+        if (!getenv("GMS_BACKEND") || strcmp(getenv("GMS_BACKEND"), "cuda") != 0) {
+            CHECK_OK(gms_runtime_open(&rt, &o));
+            CHECK(rt && strcmp(gms_runtime_backend_name(rt), "host") == 0);
+            gms_runtime_close(rt);
+        }
+        if (test_failed)
+            return test_done();
+        printf("skipped: no GPU (%s)\n", gms_backend_cuda_why());
+        return 0;
+    }
+    test_round_trips();
+    test_scrub_matches_host();
+    test_detection();
+    test_held_follows_live();
+    test_threads();
+    if (!getenv("GMS_GPU_NO_FAULTS"))
+        test_faults("/proc/self/exe");
+    return test_done();
+}
