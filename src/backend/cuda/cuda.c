@@ -192,6 +192,8 @@ static void load_driver(void)
 int gms_backend_cuda_available(void)
 {
     pthread_once(&load_once, load_driver);
+    if (load_err)
+        snprintf(why, sizeof why, "%s", load_why);
     return load_err == 0 && device_count > 0;
 }
 

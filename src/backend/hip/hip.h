@@ -1,0 +1,39 @@
+/*
+ * hip.h: the HIP backend's entry points (src/backend/hip/hip.c, docs/hip.md).
+ *
+ * The backend loads the HIP runtime (libamdhip64.so) at run time, so a gms
+ * built here runs on machines with no AMD GPU and no ROCm; there, create
+ * returns ENODEV and available returns 0. Thread-safe.
+ *
+ * Status: compiled and tested only without a device (no AMD GPU was
+ * available); nothing here has run on a GPU yet.
+ */
+#ifndef GMS_BACKEND_HIP_H
+#define GMS_BACKEND_HIP_H
+
+#include "backend/backend.h"
+
+/* 1 when the HIP runtime loads and reports at least one device. Cheap
+ * after the first call (the answer is cached). */
+int gms_backend_hip_available(void);
+
+/* gms_backend_hip_create (backend.h): a backend on GPU ordinal `device`.
+ * 0, or ENODEV (no runtime, no such device), ENOTSUP (no virtual memory
+ * management), ENOMEM, EIO (another runtime failure). On failure, a
+ * message for the caller is in gms_backend_hip_why(). */
+
+/* Why the last failed create or the last failed call on this thread
+ * failed, in words; "" when none. */
+const char *gms_backend_hip_why(void);
+
+/* The backend's mapping granule (bytes): max(2 MiB, the device's minimum
+ * allocation granularity). Chunk sizes, commits and views are multiples
+ * of it. */
+uint64_t gms_backend_hip_granularity(const gms_backend *be);
+
+/* Whether this backend loaded its scrub kernel (a code object named by
+ * GMS_HIP_CODE_OBJECT). Without it, data movement works and the scrub
+ * fails with ENOSYS. */
+int gms_backend_hip_have_kernels(const gms_backend *be);
+
+#endif
