@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# tests/gpu/run.sh: everything the CUDA backend needs checked on a GPU
+# machine, in one go (docs/gpu.md): a fresh build, the GPU tests, the same
+# under compute-sanitizer memcheck (our kernels must be clean), and the GPU
+# benchmarks with their anchors measured in the same run. All output goes
+# to $OUT/gpu.log (OUT defaults to build-gpu/out).
+#
+#   bash tests/gpu/run.sh            # from the repository root
+#
+# The traces are read from .gpu-traces/ (a git-ignored copy of
+# ../shared/traces) or GMS_TRACES. Each step has its own time limit so the
+# whole run stays under ten minutes on an H100.
+set -u
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+OUT=${OUT:-$ROOT/build-gpu/out}
+mkdir -p "$OUT"
+LOG=$OUT/gpu.log
+: >"$LOG"
+exec > >(tee -a "$LOG") 2>&1
+B=$ROOT/build-gpu
+JOBS=$(nproc 2>/dev/null || echo 8)
+fails=()
+step() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
+run() { # run NAME SECONDS CMD...
+    local name=$1 secs=$2; shift 2
+    step "$name"
+    timeout "$secs" "$@"
+    local rc=$?
+    [ $rc -eq 0 ] || { echo "FAILED: $name (exit $rc)"; fails+=("$name"); }
+    return $rc
+}
+
+step "machine"
+date -u
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv 2>&1 || true
+nvcc --version | tail -2
+cmake --version | head -1
+uname -r
+
+# The build needs OpenSSL and zlib headers; a bare image may lack them:
+# then the Debian packages carried in .gpu-deps are unpacked beside us.
+CMAKE_EXTRA=()
+if [ ! -f /usr/include/openssl/hmac.h ] || [ ! -f /usr/include/zlib.h ]; then
+    if ls .gpu-deps/*.deb >/dev/null 2>&1; then
+        echo "headers missing: unpacking .gpu-deps into /tmp/gpudeps"
+        for f in .gpu-deps/*.deb; do dpkg -x "$f" /tmp/gpudeps; done
+        L=/tmp/gpudeps/usr/lib/x86_64-linux-gnu
+        CMAKE_EXTRA=(-DOPENSSL_ROOT_DIR=/tmp/gpudeps/usr -DOPENSSL_INCLUDE_DIR=/tmp/gpudeps/usr/include
+                     -DOPENSSL_CRYPTO_LIBRARY=$L/libcrypto.so -DOPENSSL_SSL_LIBRARY=$L/libssl.so
+                     -DZLIB_INCLUDE_DIR=/tmp/gpudeps/usr/include -DZLIB_LIBRARY=$L/libz.so)
+        [ -e $L/libz.so ] || ln -sf "$(ls /usr/lib/x86_64-linux-gnu/libz.so.1* /lib/x86_64-linux-gnu/libz.so.1 2>/dev/null | head -1)" $L/libz.so
+        export LD_LIBRARY_PATH=$L${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    else
+        echo "warning: OpenSSL or zlib headers missing and no .gpu-deps"
+    fi
+fi
+
+rm -rf "$B"
+run configure 120 cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${CMAKE_EXTRA[@]}" >/dev/null \
+    || { echo "configure failed"; exit 1; }
+step build
+timeout 300 cmake --build "$B" -j "$JOBS" >"$B/build.log" 2>&1 \
+    || { tail -40 "$B/build.log"; echo "build failed"; exit 1; }
+grep -E "nvcc|warning" "$B/build.log" | head -20
+
+run gpu-tests 180 "$B/tests/test_gpu_cuda"
+run ctest-gpu 120 ctest --test-dir "$B" -R '^gpu/' --output-on-failure
+
+run memcheck 240 env GMS_GPU_NO_FAULTS=1 compute-sanitizer --tool memcheck --error-exitcode 9 \
+    --print-limit 20 "$B/tests/test_gpu_cuda"
+
+step "anchors build"
+nvcc -O3 -std=c++17 -arch=sm_90 -Iinclude tests/gpu/anchors.cu -L"$B" -lgms \
+    -Xlinker -rpath="$B" -o "$B/anchors" || fails+=(anchors-build)
+run anchors 150 "$B/anchors"
+run gms-gpu-bench 180 env GMS_GPU_BENCH=1 "$B/tests/test_gpu_bench"
+
+TR=${GMS_TRACES:-$ROOT/.gpu-traces}
+if ls "$TR"/*.csv.gz >/dev/null 2>&1; then
+    run replay-cuda 150 "$B/gms-bench" replay --backend cuda "$TR"/*.csv.gz
+else
+    echo "no traces in $TR"; fails+=(replay-no-traces)
+fi
+run latency-cuda 150 "$B/gms-bench" latency --backend cuda --iters 20000
+
+step "summary"
+grep -h "^RESULT" "$LOG" | sort -u
+if [ ${#fails[@]} -eq 0 ]; then
+    echo "gpu run: all steps passed"
+else
+    echo "gpu run: failed steps: ${fails[*]}"
+    exit 1
+fi
