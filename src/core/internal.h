@@ -249,6 +249,16 @@ static inline uint64_t gms__granule_of(const gms_runtime *rt, const gms_chunk *c
     return (a - c->base) >> rt->granule_shift;
 }
 
+/* A limit that scales with a pool's live bytes: `set` when the options set
+ * one, else max(floor, live / divisor). */
+static inline uint64_t gms__scaled_limit(uint64_t set, uint64_t live, uint64_t floor,
+                                         uint64_t divisor)
+{
+    if (set)
+        return set;
+    return live / divisor > floor ? live / divisor : floor;
+}
+
 /* Metadata allocation that the failpoint can fail. */
 void *gms__alloc_meta(gms_runtime *rt, size_t size);
 

@@ -186,11 +186,7 @@ void gms__pool_trim(gms_pool *p, uint64_t keep)
 
 static uint64_t retain_limit(const gms_pool *p)
 {
-    const gms_runtime *rt = p->rt;
-    if (rt->retain_bytes)
-        return rt->retain_bytes;
-    uint64_t floor = 8ull << 20;
-    return p->live_bytes / 32 > floor ? p->live_bytes / 32 : floor;
+    return gms__scaled_limit(p->rt->retain_bytes, p->live_bytes, 8ull << 20, 32);
 }
 
 /* The granule range [first, last] a block overlaps. */

@@ -17,11 +17,7 @@
 
 static uint64_t quarantine_limit(const gms_pool *p)
 {
-    const gms_runtime *rt = p->rt;
-    if (rt->quarantine_max_bytes)
-        return rt->quarantine_max_bytes;
-    uint64_t floor = 1ull << 20;
-    return p->live_bytes / 256 > floor ? p->live_bytes / 256 : floor;
+    return gms__scaled_limit(p->rt->quarantine_max_bytes, p->live_bytes, 1ull << 20, 256);
 }
 
 /* Whether the granule holding address a is mapped. */

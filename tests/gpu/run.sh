@@ -67,7 +67,10 @@ grep -E "nvcc|warning" "$B/build.log" | head -20
 run gpu-tests 180 "$B/tests/test_gpu_cuda"
 run ctest-gpu 120 ctest --test-dir "$B" -R '^gpu/' --output-on-failure
 
-run memcheck 240 env GMS_GPU_NO_FAULTS=1 compute-sanitizer --tool memcheck --error-exitcode 9 \
+CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
+     /usr/local/cuda*/compute-sanitizer/compute-sanitizer /opt/nvidia/*/compute-sanitizer 2>/dev/null | head -1)
+echo "compute-sanitizer: ${CS:-not found}"
+run memcheck 240 env GMS_GPU_NO_FAULTS=1 "${CS:-compute-sanitizer}" --tool memcheck --error-exitcode 9 \
     --print-limit 20 "$B/tests/test_gpu_cuda"
 
 step "anchors build"
