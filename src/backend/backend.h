@@ -100,6 +100,9 @@ static inline int gms_failpoint_hit(gms_failpoint *fp)
 }
 
 int gms_backend_host_create(gms_backend **out);
+/* The HIP backend on GPU ordinal device (src/backend/hip/hip.c): ENODEV
+ * when libamdhip64 or the device is absent; hip.h has the rest. */
+int gms_backend_hip_create(int device, gms_backend **out);
 /* Wraps inner: each fallible call first draws on fp and fails with ENOMEM
  * (commit, reserve) or EIO (the others) when it is the Nth. Takes ownership
  * of inner. */

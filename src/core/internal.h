@@ -173,7 +173,7 @@ struct gms_pool {
     gms_granule *lru_head, *lru_tail;
     /* Safety: freed blocks waiting for their scrub, then in quarantine. */
     gms_block *pending_head, **pending_tail;
-    uint64_t pending_blocks;
+    uint64_t pending_blocks, pending_bytes;
     gms_block *quarantine_head, **quarantine_tail;
     uint64_t quarantine_bytes, quarantine_blocks;
     /* User names of the pool's contexts, for block histories. */

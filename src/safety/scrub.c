@@ -136,7 +136,11 @@ int gms__safety_retire(gms_pool *p, gms_block *b)
     *p->pending_tail = b;
     p->pending_tail = &b->u.retired.next;
     p->pending_blocks++;
-    if (p->pending_blocks >= rt->scrub_batch)
+    p->pending_bytes += b->size;
+    /* A batch is bounded by bytes too: pending blocks hold their memory,
+     * and on a GPU (batches of 256) a few large ones would otherwise keep
+     * gigabytes from reuse (fragmentation on the traces, docs/gpu.md). */
+    if (p->pending_blocks >= rt->scrub_batch || p->pending_bytes >= quarantine_limit(p))
         return gms__safety_flush(p, b);
     return GMS_OK;
 }
@@ -175,6 +179,7 @@ int gms__safety_flush(gms_pool *p, const gms_block *own)
     p->pending_head = NULL;
     p->pending_tail = &p->pending_head;
     p->pending_blocks = 0;
+    p->pending_bytes = 0;
     for (i = 0; b; i++) {
         gms_block *next = b->u.retired.next;
         const gms_scrub_item *it = &items[i];
