@@ -257,6 +257,15 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
                  : gms__backend_fail(err, "open", 0);
         goto fail_lock;
     }
+    if (kind == GMS_BACKEND_HIP && rt->safety && !gms_backend_hip_have_kernels(be)) {
+        /* Poisoning runs the scrub kernel, even for the first allocation. */
+        rc = gms__fail(GMS_E_UNSUPPORTED,
+                       "hip backend: the scrub kernel is missing (%s), and safety needs it: "
+                       "build src/kernels/scrub_hip.cpp and set GMS_HIP_CODE_OBJECT (docs/hip.md)",
+                       gms_backend_hip_kernels_why(be));
+        be->ops->destroy(be);
+        goto fail_lock;
+    }
     uint64_t gpu_gran = kind == GMS_BACKEND_CUDA  ? gms_backend_cuda_granularity(be)
                         : kind == GMS_BACKEND_HIP ? gms_backend_hip_granularity(be)
                                                   : 1;

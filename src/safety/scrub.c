@@ -83,17 +83,22 @@ int gms__safety_poison(gms_pool *p, uint64_t lo, uint64_t hi)
 }
 
 /* Checks the oldest quarantined blocks while the quarantine is over its
- * limits; a changed byte is a write after free. */
-static void quarantine_evict(gms_pool *p, uint64_t max_bytes, uint64_t max_blocks)
+ * limits; a changed byte is a write after free. With keep_newest, the block
+ * freed last stays whatever its size: a block larger than the byte limit
+ * still waits until the next free, which catches the commonest write after
+ * free (soon after), where it would otherwise go straight back to use. */
+static void quarantine_evict(gms_pool *p, uint64_t max_bytes, uint64_t max_blocks,
+                             bool keep_newest)
 {
-    while (p->quarantine_head &&
+    while (p->quarantine_head && !(keep_newest && p->quarantine_blocks == 1) &&
            (p->quarantine_bytes > max_bytes || p->quarantine_blocks > max_blocks)) {
         gms_block *batch[EVICT_BATCH];
         gms_scrub_item items[EVICT_BATCH];
         size_t n = 0;
         uint64_t bytes = p->quarantine_bytes, blocks = p->quarantine_blocks;
         for (gms_block *b = p->quarantine_head;
-             b && n < EVICT_BATCH && (bytes > max_bytes || blocks > max_blocks);
+             b && n < EVICT_BATCH && !(keep_newest && blocks == 1) &&
+             (bytes > max_bytes || blocks > max_blocks);
              b = b->u.retired.next) {
             memset(&items[n], 0, sizeof items[n]);
             gms__safety_retired_ranges(p, b, items[n].check_lo, items[n].check_hi);
@@ -174,7 +179,6 @@ int gms__safety_flush(gms_pool *p, const gms_block *own)
     }
     int rc = GMS_OK;
     char own_msg[400];
-    uint64_t qmax = quarantine_limit(p);
     gms_block *b = p->pending_head;
     p->pending_head = NULL;
     p->pending_tail = &p->pending_head;
@@ -202,21 +206,17 @@ int gms__safety_flush(gms_pool *p, const gms_block *own)
         if (it->verify_bad)
             gms__violation_note(p, GMS_VIOLATION_WIPE_FAILED, b->handle, it->verify_bad, b,
                                 "the wipe did not read back");
-        if (b->size > qmax) {
-            gms__pool_free(p, b); /* too large to hold back: reused once checked */
-        } else {
-            b->state = GMS_BLOCK_QUARANTINE;
-            b->u.retired.next = NULL;
-            *p->quarantine_tail = b;
-            p->quarantine_tail = &b->u.retired.next;
-            p->quarantine_bytes += b->size;
-            p->quarantine_blocks++;
-        }
+        b->state = GMS_BLOCK_QUARANTINE;
+        b->u.retired.next = NULL;
+        *p->quarantine_tail = b;
+        p->quarantine_tail = &b->u.retired.next;
+        p->quarantine_bytes += b->size;
+        p->quarantine_blocks++;
         b = next;
     }
     if (items != &one)
         free(items);
-    quarantine_evict(p, qmax, rt->quarantine_max_blocks);
+    quarantine_evict(p, quarantine_limit(p), rt->quarantine_max_blocks, true);
     if (rc)
         gms__fail(rc, "%s", own_msg);
     return rc;
@@ -225,5 +225,5 @@ int gms__safety_flush(gms_pool *p, const gms_block *own)
 void gms__safety_drain(gms_pool *p)
 {
     gms__safety_flush(p, NULL);
-    quarantine_evict(p, 0, 0);
+    quarantine_evict(p, 0, 0, false);
 }

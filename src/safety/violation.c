@@ -12,7 +12,10 @@
 #include <string.h>
 #include <time.h>
 
-#define QUEUE_MAX 8
+/* Violations found under one lock are usually few; a batch of frees or a
+ * verify can find many. The queue grows on the heap as needed (up to
+ * QUEUE_MAX, far more than any batch) and is freed when delivered. */
+#define QUEUE_MAX 65536
 
 typedef struct vnote {
     gms_runtime *rt;
@@ -21,8 +24,8 @@ typedef struct vnote {
     char message[480];
 } vnote;
 
-static _Thread_local vnote queue[QUEUE_MAX];
-static _Thread_local unsigned queued, lost;
+static _Thread_local vnote *queue;
+static _Thread_local unsigned queued, capacity, lost;
 
 uint64_t gms__now_ns(void)
 {
@@ -51,9 +54,15 @@ static const char *user_name(const gms_pool *p, uint32_t i)
 void gms__violation_note(gms_pool *p, gms_violation_kind kind, gms_buf handle, uint64_t addr,
                          const gms_block *b, const char *fmt, ...)
 {
-    if (queued == QUEUE_MAX) {
-        lost++;
-        return;
+    if (queued == capacity) {
+        unsigned cap = capacity ? 2 * capacity : 8;
+        vnote *q = cap <= QUEUE_MAX ? realloc(queue, cap * sizeof *q) : NULL;
+        if (!q) {
+            lost++; /* counted and logged at delivery */
+            return;
+        }
+        queue = q;
+        capacity = cap;
     }
     vnote *n = &queue[queued++];
     memset(n, 0, sizeof *n);
@@ -119,6 +128,11 @@ unsigned gms__violations_deliver(gms_runtime *rt)
         if (queue[i].rt)
             queue[k++] = queue[i];
     queued = k;
+    if (!k) {
+        free(queue);
+        queue = NULL;
+        capacity = 0;
+    }
     if (lost && !k) {
         gms__log(rt, GMS_LOG_WARN, "gms: corruption: %u further violation%s found at once, not itemised",
                  lost, lost == 1 ? "" : "s");

@@ -104,6 +104,21 @@ static void bench_wipe(void)
         CHECK(be->ops->scrub(be, items, 256, pattern, 1) == 0);
         tb[r] = now_ns() - s;
     }
+    /* The floor: one call with one small item (launch, copies, wait). */
+    for (int r = 0; r < 200; r++) {
+        gms_scrub_item it = items[0];
+        uint64_t s = now_ns();
+        CHECK(be->ops->scrub(be, &it, 1, pattern, 1) == 0);
+        tb[r] = now_ns() - s;
+    }
+    printf("RESULT scrub_1item_us=%.1f\n", (double)median(tb, 200) / 1e3);
+    for (int r = 0; r < 200; r++) {
+        for (int i = 0; i < 256; i++)
+            items[i].bad = items[i].verify_bad = 0;
+        uint64_t s = now_ns();
+        CHECK(be->ops->scrub(be, items, 256, pattern, 1) == 0);
+        tb[r] = now_ns() - s;
+    }
     printf("RESULT scrub_batch256_us=%.1f (%.3f us per freed block)\n",
            (double)median(tb, 200) / 1e3, (double)median(tb, 200) / 1e3 / 256);
     be->ops->release(be, c);

@@ -87,6 +87,10 @@ else
 fi
 run latency-cuda 150 "$B/gms-bench" latency --backend cuda --iters 20000
 
+# Informational: the whole suite on this machine, where `auto` picks cuda.
+step "ctest (all, informational)"
+timeout 150 ctest --test-dir "$B" -j 8 -E '^gpu/' 2>&1 | tail -15
+
 step "summary"
 grep -h "^RESULT" "$LOG" | sort -u
 if [ ${#fails[@]} -eq 0 ]; then

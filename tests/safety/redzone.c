@@ -171,13 +171,14 @@ static void verify_free_memory(void)
 {
     gms_runtime_options o = safety_opts();
     o.quarantine_blocks = 1;
-    o.quarantine_bytes = 1; /* every block is larger: none waits */
+    o.quarantine_bytes = 1; /* only the newest freed block waits */
     gms_runtime *rt = safety_open(&o);
     gms_context *c = ctx_of(rt, "t", "dave", GMS_LEVEL_INTERNAL);
     gms_buf keep = alloc_or_die(c, 4096); /* keeps the granule mapped */
     gms_buf b = alloc_or_die(c, 4096);
     uint8_t *p = raw(c, b);
     CHECK_OK(gms_free(c, b));
+    CHECK_OK(gms_free(c, alloc_or_die(c, 8192))); /* pushes b out: free memory */
     CHECK_OK(gms_verify(rt, NULL));
     p[77] ^= 0x42;
     rec_reset();

@@ -22,7 +22,7 @@ static void wipe_case(gms_level level, int multipass, size_t size)
 {
     gms_runtime_options o = safety_opts();
     o.quarantine_blocks = 1;
-    o.quarantine_bytes = 1; /* every block is larger: reused as soon as checked */
+    o.quarantine_bytes = 1; /* the newest freed block only waits */
     o.secret_multipass = multipass;
     gms_runtime *rt = safety_open(&o);
     gms_context *a = ctx_of(rt, "bank", "alice", level);
@@ -33,11 +33,16 @@ static void wipe_case(gms_level level, int multipass, size_t size)
         do
             secret[i] = next_rand();
         while (secret[i] == 0);
+    /* Made before the secret's buffer: freed after it, it pushes that block
+     * out of quarantine, and the freed block then joins the free space
+     * after it, where the next allocation of that size starts. */
+    gms_buf pusher = alloc_or_die(a, 64);
     gms_buf s = alloc_or_die(a, size);
     CHECK_OK(gms_write(a, s, 0, secret, words * 8));
     uint8_t *addr = raw(a, s);
     rec_reset();
     CHECK_OK(gms_free(a, s));
+    CHECK_OK(gms_free(a, pusher));
     /* Allocate from the other context until the address comes back. */
     gms_buf got = GMS_BUF_NULL, tries[64];
     int n = 0;

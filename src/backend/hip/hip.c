@@ -279,6 +279,11 @@ int gms_backend_hip_have_kernels(const gms_backend *be)
     return ((const hip_backend *)be)->scrub_fn != NULL;
 }
 
+const char *gms_backend_hip_kernels_why(const gms_backend *be)
+{
+    return ((const hip_backend *)be)->kernel_why;
+}
+
 /* Makes the backend's device current on this thread; *saved is the
  * caller's, put back by leave. */
 static int enter(hip_backend *hb, int *saved)

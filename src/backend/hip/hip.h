@@ -35,5 +35,7 @@ uint64_t gms_backend_hip_granularity(const gms_backend *be);
  * GMS_HIP_CODE_OBJECT). Without it, data movement works and the scrub
  * fails with ENOSYS. */
 int gms_backend_hip_have_kernels(const gms_backend *be);
+/* Why the kernel is missing, in words ("" when it is loaded). */
+const char *gms_backend_hip_kernels_why(const gms_backend *be);
 
 #endif
