@@ -62,7 +62,8 @@ demo: build
 
 bench: build
 	@build/gms-bench latency --json
-	@build/gms-bench replay --json ../shared/traces/*.csv.gz
+	@build/gms-bench replay --json --safety off ../shared/traces/*.csv.gz
+	@build/gms-bench replay --json --safety on ../shared/traces/*.csv.gz
 
 install: build
 	@cmake --install build
