@@ -288,7 +288,7 @@ static void fail(gms_audit *a, const char *what)
     bool first = !a->failed;
     if (first) {
         a->failed = 1;
-        snprintf(a->failure, sizeof a->failure, "audit trail %s: %s: %s; records are being lost",
+        snprintf(a->failure, sizeof a->failure, "audit trail %.100s: %.60s: %.40s; records are being lost",
                  a->dir, what, strerror(errno));
     }
     pthread_mutex_unlock(&a->mu);

@@ -155,7 +155,7 @@ int gms_alloc(gms_context *ctx, size_t size, uint32_t flags, gms_buf *out)
         return rc;
     }
     uint32_t slot;
-    gms_block *b;
+    gms_block *b = NULL;
     if ((rc = gms__slot_take(p, &slot)) != GMS_OK)
         goto fail_quota;
     if ((rc = gms__pool_alloc(p, ctx, bsize, size, flags, &b)) != GMS_OK)
@@ -183,6 +183,7 @@ int gms_alloc(gms_context *ctx, size_t size, uint32_t flags, gms_buf *out)
         }
     }
     gms__pool_unlock(p);
+    gms__violations_deliver(rt); /* growing may have flushed a batch of frees */
     gms__audit_ctx(ctx, GMS_AUDIT_ALLOC, h, size, GMS_OK, NULL);
     *out = h;
     return GMS_OK;
@@ -224,7 +225,7 @@ int gms__block_release(gms_pool *p, gms_block *b, const gms_context *by)
 
 int gms_free(gms_context *ctx, gms_buf buf)
 {
-    gms_block *b;
+    gms_block *b = NULL;
     int rc = buf_lock(ctx, buf, "gms_free", &b);
     if (rc)
         return rc;
@@ -246,7 +247,7 @@ int gms_buf_info_get(gms_context *ctx, gms_buf buf, gms_buf_info *out)
 {
     if (!out)
         return gms__fail(GMS_E_INVALID_ARG, "gms_buf_info: out is NULL");
-    gms_block *b;
+    gms_block *b = NULL;
     int rc = buf_lock(ctx, buf, "gms_buf_info", &b);
     if (rc)
         return rc;
@@ -270,7 +271,7 @@ int gms_buf_ptr(gms_context *ctx, gms_buf buf, void **out)
 {
     if (!out)
         return gms__fail(GMS_E_INVALID_ARG, "gms_buf_ptr: out is NULL");
-    gms_block *b;
+    gms_block *b = NULL;
     int rc = buf_lock(ctx, buf, "gms_buf_ptr", &b);
     if (rc)
         return rc;
@@ -316,7 +317,7 @@ static int access_end(gms_context *ctx, int err, const char *op, size_t len)
 
 int gms_write(gms_context *ctx, gms_buf dst, uint64_t off, const void *src, size_t len)
 {
-    gms_block *b;
+    gms_block *b = NULL;
     int rc = access_begin(ctx, dst, off, len, src, "gms_write", &b);
     if (rc)
         return rc;
@@ -326,7 +327,7 @@ int gms_write(gms_context *ctx, gms_buf dst, uint64_t off, const void *src, size
 
 int gms_read(gms_context *ctx, gms_buf src, uint64_t off, void *dst, size_t len)
 {
-    gms_block *b;
+    gms_block *b = NULL;
     int rc = access_begin(ctx, src, off, len, dst, "gms_read", &b);
     if (rc)
         return rc;
@@ -338,7 +339,7 @@ int gms_fill(gms_context *ctx, gms_buf dst, uint64_t off, int byte, size_t len)
 {
     if (byte < 0 || byte > 255)
         return gms__fail(GMS_E_INVALID_ARG, "gms_fill: byte %d is not in 0..255", byte);
-    gms_block *b;
+    gms_block *b = NULL;
     int rc = access_begin(ctx, dst, off, len, &b, "gms_fill", &b);
     if (rc)
         return rc;
@@ -349,7 +350,7 @@ int gms_fill(gms_context *ctx, gms_buf dst, uint64_t off, int byte, size_t len)
 int gms_copy(gms_context *ctx, gms_buf dst, uint64_t dst_off, gms_buf src, uint64_t src_off,
              size_t len)
 {
-    gms_block *d, *s;
+    gms_block *d = NULL, *s = NULL;
     int rc = access_begin(ctx, dst, dst_off, len, &d, "gms_copy", &d);
     if (rc)
         return rc;

@@ -221,6 +221,9 @@ struct gms_runtime {
         void *user;
     } on_violation[16];
     uint32_t _Atomic n_on_violation;
+    uint64_t _Atomic notes_queued; /* violations noted, not yet delivered,
+                                      on any thread: saves the thread-local
+                                      lookup on every call */
     pthread_t verifier;
     bool verifier_running, verifier_stop;
     uint32_t verify_interval_ms;

@@ -425,10 +425,29 @@ static gms_block *block_file_free(gms_pool *p, gms_block *b)
     return b;
 }
 
+/* Whether the first size bytes of a free block lie on mapped granules. */
+static bool range_mapped(const gms_pool *p, const gms_block *b, uint64_t size)
+{
+    const gms_chunk *c = b->chunk;
+    uint64_t last = gms__granule_of(p->rt, c, b->addr + size - 1);
+    for (uint64_t g = gms__granule_of(p->rt, c, b->addr); g <= last; g++)
+        if (!c->granules[g].committed)
+            return false;
+    return true;
+}
+
 int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req,
                     uint32_t flags, gms_block **out)
 {
     gms_block *b = gms_tlsf_find(&p->tlsf, size);
+    /* Frees waiting for their scrub (a GPU batches them) pin their blocks
+     * between free ranges. Before the pool grows, scrub them, so that the
+     * quarantine passes its oldest blocks back to the free lists and a
+     * mapped hole can serve this request. */
+    if (p->pending_blocks && (!b || !range_mapped(p, b, size))) {
+        gms__safety_flush(p, NULL);
+        b = gms_tlsf_find(&p->tlsf, size);
+    }
     if (!b) {
         int rc = chunk_add(p, size, &b);
         if (rc)

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#define EVICT_BATCH 64
+/* Blocks checked per scrub when they leave quarantine: as many as a GPU
+ * batch of frees, so that one batch of frees costs few launches. */
+#define EVICT_BATCH 256
 
 static uint64_t quarantine_limit(const gms_pool *p)
 {

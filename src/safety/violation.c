@@ -54,6 +54,7 @@ static const char *user_name(const gms_pool *p, uint32_t i)
 void gms__violation_note(gms_pool *p, gms_violation_kind kind, gms_buf handle, uint64_t addr,
                          const gms_block *b, const char *fmt, ...)
 {
+    atomic_fetch_add_explicit(&p->rt->notes_queued, 1, memory_order_relaxed);
     if (queued == capacity) {
         unsigned cap = capacity ? 2 * capacity : 8;
         vnote *q = cap <= QUEUE_MAX ? realloc(queue, cap * sizeof *q) : NULL;
@@ -100,6 +101,10 @@ void gms__violation_note(gms_pool *p, gms_violation_kind kind, gms_buf handle, u
 
 unsigned gms__violations_deliver(gms_runtime *rt)
 {
+    if (!atomic_load_explicit(&rt->notes_queued, memory_order_relaxed))
+        return 0; /* the common case, on every alloc and free */
+    if (!queued && !lost)
+        return 0; /* another thread's */
     unsigned count = 0;
     bool fatal = false;
     for (unsigned i = 0; i < queued; i++) {
@@ -121,6 +126,7 @@ unsigned gms__violations_deliver(gms_runtime *rt)
         fatal |= rt->abort_on_corruption;
         count++;
         n->rt = NULL;
+        atomic_fetch_sub_explicit(&rt->notes_queued, 1, memory_order_relaxed);
     }
     /* Compact what is left (other runtimes' notes). */
     unsigned k = 0;
@@ -136,6 +142,7 @@ unsigned gms__violations_deliver(gms_runtime *rt)
     if (lost && !k) {
         gms__log(rt, GMS_LOG_WARN, "gms: corruption: %u further violation%s found at once, not itemised",
                  lost, lost == 1 ? "" : "s");
+        atomic_fetch_sub_explicit(&rt->notes_queued, lost, memory_order_relaxed);
         count += lost;
         lost = 0;
     }
