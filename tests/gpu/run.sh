@@ -82,6 +82,7 @@ run gms-gpu-bench 180 env GMS_GPU_BENCH=1 "$B/tests/test_gpu_bench"
 TR=${GMS_TRACES:-$ROOT/.gpu-traces}
 if ls "$TR"/*.csv.gz >/dev/null 2>&1; then
     run replay-cuda 150 "$B/gms-bench" replay --backend cuda "$TR"/*.csv.gz
+    run replay-cuda-safety-off 150 "$B/gms-bench" replay --backend cuda --safety off "$TR"/*.csv.gz
 else
     echo "no traces in $TR"; fails+=(replay-no-traces)
 fi
