@@ -131,6 +131,7 @@ typedef struct gms_granule {
     /* The pool's cache of committed granules with no live block, oldest
      * first; trimmed back to the retain limit by decommitting. */
     struct gms_granule *lru_prev, *lru_next;
+    uint64_t cached_ns; /* when it joined the cache */
 } gms_granule;
 
 struct gms_chunk {

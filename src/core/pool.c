@@ -117,8 +117,12 @@ static void lru_unlink(gms_pool *p, gms_granule *g)
     p->cached_bytes -= p->rt->granule;
 }
 
-static void lru_push(gms_pool *p, gms_granule *g)
+/* How long a free keeps an empty granule mapped beyond the retain limit. */
+#define RETAIN_AGE_NS (100ull * 1000 * 1000)
+
+static void lru_push(gms_pool *p, gms_granule *g, uint64_t now)
 {
+    g->cached_ns = now;
     g->lru_next = NULL;
     g->lru_prev = p->lru_tail;
     if (p->lru_tail)
@@ -167,21 +171,28 @@ static int granules_decommit(gms_pool *p, gms_chunk *c, uint64_t first, uint64_t
     return 0;
 }
 
-void gms__pool_trim(gms_pool *p, uint64_t keep)
+/* Unmaps cached granules, oldest first, while more than keep bytes are
+ * cached and the oldest was cached before `before`. */
+static void trim(gms_pool *p, uint64_t keep, uint64_t before)
 {
-    while (p->cached_bytes > keep) {
+    while (p->cached_bytes > keep && p->lru_head->cached_ns < before) {
         gms_granule *g = p->lru_head;
         gms_chunk *c = g->chunk;
         uint64_t i = (uint64_t)(g - c->granules);
         /* Widen to the cached neighbours: one backend call per run. */
         uint64_t first = i, last = i;
-        while (first > 0 && c->granules[first - 1].committed && !c->granules[first - 1].live)
+        while (first > 0 && in_lru(p, &c->granules[first - 1]))
             first--;
-        while (last + 1 < c->ngranules && c->granules[last + 1].committed && !c->granules[last + 1].live)
+        while (last + 1 < c->ngranules && in_lru(p, &c->granules[last + 1]))
             last++;
         if (granules_decommit(p, c, first, last) != 0)
             return;
     }
+}
+
+void gms__pool_trim(gms_pool *p, uint64_t keep)
+{
+    trim(p, keep, UINT64_MAX);
 }
 
 static uint64_t retain_limit(const gms_pool *p)
@@ -222,7 +233,7 @@ static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
     if (rc != GMS_OK) {
         /* Mapped but not poisoned: give it straight back. */
         for (uint64_t u = g; u <= end; u++)
-            lru_push(p, &c->granules[u]);
+            lru_push(p, &c->granules[u], 0);
         granules_decommit(p, c, g, end);
     }
     return rc;
@@ -234,7 +245,17 @@ static int granules_acquire(gms_pool *p, gms_block *b)
 {
     gms_chunk *c = b->chunk;
     uint64_t first, last;
+    bool grows = false;
     granule_span(p, b, &first, &last);
+    /* Take the block's cached granules out of the cache first, so that the
+     * trim below cannot unmap them. */
+    for (uint64_t g = first; g <= last; g++) {
+        if (in_lru(p, &c->granules[g]))
+            lru_unlink(p, &c->granules[g]);
+        grows |= !c->granules[g].committed;
+    }
+    if (grows)
+        gms__pool_trim(p, retain_limit(p)); /* the bound on what is held */
     for (uint64_t g = first; g <= last;) {
         if (c->granules[g].committed) {
             g++;
@@ -245,20 +266,17 @@ static int granules_acquire(gms_pool *p, gms_block *b)
             end++;
         int rc = granules_map(p, b, g, end);
         if (rc) {
-            /* What this call mapped has no block: cache it, then trim. */
-            for (uint64_t u = first; u < g; u++)
-                if (!c->granules[u].live && !in_lru(p, &c->granules[u]))
-                    lru_push(p, &c->granules[u]);
-            gms__pool_trim(p, retain_limit(p));
+            /* Mapped granules with no block go (back) to the cache. */
+            uint64_t now = gms__now_ns();
+            for (uint64_t u = first; u <= last; u++)
+                if (c->granules[u].committed && !c->granules[u].live && !in_lru(p, &c->granules[u]))
+                    lru_push(p, &c->granules[u], now);
             return rc;
         }
         g = end + 1;
     }
-    for (uint64_t g = first; g <= last; g++) {
-        gms_granule *gr = &c->granules[g];
-        if (gr->live++ == 0 && in_lru(p, gr))
-            lru_unlink(p, gr);
-    }
+    for (uint64_t g = first; g <= last; g++)
+        c->granules[g].live++;
     return GMS_OK;
 }
 
@@ -307,7 +325,7 @@ void gms__pool_hollow(gms_pool *p, gms_block *b)
 static void granules_release(gms_pool *p, gms_block *b)
 {
     gms_chunk *c = b->chunk;
-    uint64_t first, last, lo[2], hi[2];
+    uint64_t first, last, lo[2], hi[2], now = 0;
     gms__block_mapped(p, b, lo, hi);
     for (int r = 0; r < 2; r++) {
         if (lo[r] >= hi[r])
@@ -316,7 +334,7 @@ static void granules_release(gms_pool *p, gms_block *b)
         last = gms__granule_of(p->rt, c, hi[r] - 1);
         for (uint64_t g = first; g <= last; g++)
             if (--c->granules[g].live == 0)
-                lru_push(p, &c->granules[g]);
+                lru_push(p, &c->granules[g], now ? now : (now = gms__now_ns()));
     }
     b->hollow = false;
 }
@@ -504,5 +522,5 @@ void gms__pool_free(gms_pool *p, gms_block *b)
     b = block_file_free(p, b);
     chunk_maybe_release(p, b);
     if (p->cached_bytes > retain_limit(p))
-        gms__pool_trim(p, retain_limit(p));
+        trim(p, retain_limit(p), gms__now_ns() - RETAIN_AGE_NS);
 }

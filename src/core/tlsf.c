@@ -59,11 +59,17 @@ void gms_tlsf_remove(gms_tlsf *t, gms_block *b)
 
 gms_block *gms_tlsf_find(gms_tlsf *t, uint64_t size)
 {
+    unsigned fl, sl;
+    /* First the head of the size's own class: a block just freed at this
+     * size (the commonest case in training loops) is reused in place, its
+     * memory still mapped, rather than skipped by the rounding below. */
+    gms_tlsf_mapping(size, &fl, &sl);
+    if (fl < GMS_TLSF_FL_COUNT && t->heads[fl][sl] && t->heads[fl][sl]->size >= size)
+        return t->heads[fl][sl];
     /* Round up to the next class boundary so that any block of the list
      * found is large enough (good fit, no list walk). */
     if (size >= LINEAR_LIMIT)
         size += (1ull << (fls64(size) - GMS_TLSF_SL_SHIFT)) - 1;
-    unsigned fl, sl;
     gms_tlsf_mapping(size, &fl, &sl);
     if (fl >= GMS_TLSF_FL_COUNT)
         return NULL;
