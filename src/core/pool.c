@@ -200,6 +200,14 @@ static uint64_t retain_limit(const gms_pool *p)
     return gms__scaled_limit(p->rt->retain_bytes, p->live_bytes, 8ull << 20, 32);
 }
 
+/* Unmaps what has aged in the cache beyond the retain limit. The clock is
+ * read only when the cache is over the limit. */
+static void trim_aged(gms_pool *p)
+{
+    if (p->cached_bytes > retain_limit(p))
+        trim(p, retain_limit(p), gms__now_ns() - RETAIN_AGE_NS);
+}
+
 /* The granule range [first, last] a block overlaps. */
 static void granule_span(const gms_pool *p, const gms_block *b, uint64_t *first, uint64_t *last)
 {
@@ -512,6 +520,7 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req,
     p->live_bytes += b->size;
     p->live_blocks++;
     p->allocs++;
+    trim_aged(p);
     *out = b;
     return GMS_OK;
 }
@@ -521,6 +530,5 @@ void gms__pool_free(gms_pool *p, gms_block *b)
     granules_release(p, b);
     b = block_file_free(p, b);
     chunk_maybe_release(p, b);
-    if (p->cached_bytes > retain_limit(p))
-        trim(p, retain_limit(p), gms__now_ns() - RETAIN_AGE_NS);
+    trim_aged(p);
 }

@@ -1,7 +1,7 @@
 /*
- * stats.c: runtime-wide and per-tenant statistics. Sums the pools under
- * their locks one at a time: a consistent view of each pool, not a global
- * snapshot (gms_verify takes that).
+ * stats.c: runtime-wide and per-tenant statistics, and gms_trim. Sums the
+ * pools under their locks one at a time: a consistent view of each pool,
+ * not a global snapshot (gms_verify takes that).
  */
 #include "core/internal.h"
 
@@ -80,5 +80,19 @@ int gms_tenant_stats_get(gms_runtime *rt, uint64_t index, gms_tenant_stats *out)
     s.leaked_blocks = atomic_load(&t->leaked_blocks);
     s.leaked_bytes = atomic_load(&t->leaked_bytes);
     *out = s;
+    return GMS_OK;
+}
+
+int gms_trim(gms_runtime *rt)
+{
+    if (!rt)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_trim: runtime is NULL");
+    pthread_mutex_lock(&rt->lock);
+    for (gms_pool *p = rt->pools; p; p = p->next) {
+        gms__pool_lock(p);
+        gms__pool_trim(p, 0);
+        gms__pool_unlock(p);
+    }
+    pthread_mutex_unlock(&rt->lock);
     return GMS_OK;
 }

@@ -162,6 +162,14 @@ int main(void)
         CHECK(s.held_bytes <= held_full / 2);
         CHECK(s.peak_held_bytes >= held_full);
         CHECK(s.peak_live_bytes >= 96 * MiB);
+        /* gms_trim returns every granule no block uses, at once: what stays
+         * held is what live and quarantined blocks occupy. */
+        CHECK_RC(gms_trim(NULL), GMS_E_INVALID_ARG);
+        CHECK_OK(gms_trim(rt));
+        gms_stats t = stats_ok();
+        CHECK(t.held_bytes <= s.held_bytes);
+        gms_report r;
+        CHECK_OK(gms_verify(rt, &r));
     }
 
     /* ---- all of it once the contexts are closed ---- */
