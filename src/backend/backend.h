@@ -84,7 +84,26 @@ typedef struct gms_backend_ops {
 
 struct gms_backend {
     const gms_backend_ops *ops;
+    uint64_t granularity;  /* the device's mapping unit: chunk sizes, commits
+                              and views are multiples of it (1: none) */
+    const char *no_scrub;  /* non-NULL: why the scrub cannot run here (its
+                              kernel is missing); safety needs the scrub */
 };
+
+/* How the runtime finds and opens a backend, the same for every kind. */
+typedef struct gms_backend_factory {
+    const char *name;
+    /* 1 when the library and a device are present (cached after the first
+     * call); host: always. */
+    int (*available)(void);
+    /* 0 or an errno value; on failure why() says why in words. */
+    int (*create)(int device, gms_backend **out);
+    const char *(*why)(void);
+} gms_backend_factory;
+
+extern const gms_backend_factory gms_backend_host_factory;
+extern const gms_backend_factory gms_backend_cuda_factory;
+extern const gms_backend_factory gms_backend_hip_factory;
 
 /* A shared counter of fallible operations; the Nth one fails (testing).
  * Lives in the runtime; the failing backend and the core's metadata

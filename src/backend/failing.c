@@ -138,6 +138,7 @@ int gms_backend_failing_create(gms_backend *inner, gms_failpoint *fp,
     failing_backend *f = malloc(sizeof *f);
     if (!f)
         return ENOMEM;
+    f->base = *inner;
     f->base.ops = &failing_ops;
     f->inner = inner;
     f->fp = fp;

@@ -5,9 +5,8 @@
  */
 #include "core/internal.h"
 #include "safety/safety.h"
-#include "backend/cuda/cuda.h"
-#include "backend/hip/hip.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +71,16 @@ const char *gms_language_name(gms_language language)
     return (unsigned)language < 8 ? names[language] : "invalid";
 }
 
+static const gms_backend_factory *factory_of(gms_backend_kind kind)
+{
+    switch (kind) {
+    case GMS_BACKEND_HOST: return &gms_backend_host_factory;
+    case GMS_BACKEND_CUDA: return &gms_backend_cuda_factory;
+    case GMS_BACKEND_HIP: return &gms_backend_hip_factory;
+    default: return NULL;
+    }
+}
+
 static int resolve_backend(gms_backend_kind kind, gms_backend_kind *out)
 {
     if (kind == GMS_BACKEND_AUTO) {
@@ -88,36 +97,20 @@ static int resolve_backend(gms_backend_kind kind, gms_backend_kind *out)
             return gms__fail(GMS_E_INVALID_ARG,
                              "GMS_BACKEND=%s: expected auto, host, cuda or hip", env);
     }
-    switch (kind) {
-    case GMS_BACKEND_AUTO: /* a GPU when the driver loads and sees one */
-        *out = gms_backend_cuda_available() ? GMS_BACKEND_CUDA : GMS_BACKEND_HOST;
-        return GMS_OK;
-    case GMS_BACKEND_HOST:
-        *out = GMS_BACKEND_HOST;
-        return GMS_OK;
-    case GMS_BACKEND_CUDA:
-        if (!gms_backend_cuda_available()) {
-            gms_backend *none = NULL;
-            gms_backend_cuda_create(0, &none); /* only for its reason */
-            return gms__fail(GMS_E_UNSUPPORTED,
-                             "the cuda backend was asked for but cannot run here: %s",
-                             gms_backend_cuda_why());
-        }
-        *out = GMS_BACKEND_CUDA;
-        return GMS_OK;
-    case GMS_BACKEND_HIP: /* only when asked for: not yet run on an AMD GPU (docs/hip.md) */
-        if (!gms_backend_hip_available()) {
-            gms_backend *none = NULL;
-            gms_backend_hip_create(0, &none); /* only for its reason */
-            return gms__fail(GMS_E_UNSUPPORTED,
-                             "the hip backend was asked for but cannot run here: %s",
-                             gms_backend_hip_why());
-        }
-        *out = GMS_BACKEND_HIP;
-        return GMS_OK;
-    default:
+    if (kind == GMS_BACKEND_AUTO) /* a GPU when the driver loads and sees one */
+        kind = gms_backend_cuda_factory.available() ? GMS_BACKEND_CUDA : GMS_BACKEND_HOST;
+    /* HIP only when asked for: not yet run on an AMD GPU (docs/hip.md). */
+    const gms_backend_factory *f = factory_of(kind);
+    if (!f)
         return gms__fail(GMS_E_INVALID_ARG, "unknown backend kind %d", (int)kind);
+    if (!f->available()) {
+        gms_backend *none = NULL;
+        f->create(0, &none); /* only for its reason */
+        return gms__fail(GMS_E_UNSUPPORTED, "the %s backend was asked for but cannot run here: %s",
+                         f->name, f->why());
     }
+    *out = kind;
+    return GMS_OK;
 }
 
 /* The background verifier: gms_verify every verify_interval_ms; what it
@@ -242,39 +235,28 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
         rc = gms__fail(GMS_E_NO_MEMORY, "cannot create the runtime lock");
         goto fail;
     }
+    const gms_backend_factory *f = factory_of(kind);
     gms_backend *be = NULL;
-    int err = gms_failpoint_hit(&rt->failpoint) ? 12 /* ENOMEM */
-              : kind == GMS_BACKEND_CUDA ? gms_backend_cuda_create(o->device, &be)
-              : kind == GMS_BACKEND_HIP  ? gms_backend_hip_create(o->device, &be)
-                                         : gms_backend_host_create(&be);
+    int err = gms_failpoint_hit(&rt->failpoint) ? ENOMEM : f->create(o->device, &be);
     if (err) {
-        rc = kind == GMS_BACKEND_CUDA && *gms_backend_cuda_why()
-                 ? gms__fail(err == 12 ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
-                             "cuda backend on device %d: %s", o->device, gms_backend_cuda_why())
-             : kind == GMS_BACKEND_HIP && *gms_backend_hip_why()
-                 ? gms__fail(err == 12 ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
-                             "hip backend on device %d: %s", o->device, gms_backend_hip_why())
-                 : gms__backend_fail(err, "open", 0);
+        rc = gms__fail(err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
+                       "%s backend on device %d: %s", f->name, o->device,
+                       err == ENOMEM && !be ? "out of memory" : f->why());
         goto fail_lock;
     }
-    if (kind == GMS_BACKEND_HIP && rt->safety && !gms_backend_hip_have_kernels(be)) {
-        /* Poisoning runs the scrub kernel, even for the first allocation. */
-        rc = gms__fail(GMS_E_UNSUPPORTED,
-                       "hip backend: the scrub kernel is missing (%s), and safety needs it: "
-                       "build src/kernels/scrub_hip.cpp and set GMS_HIP_CODE_OBJECT (docs/hip.md)",
-                       gms_backend_hip_kernels_why(be));
+    if (rt->safety && be->no_scrub) {
+        /* Poisoning runs the scrub, even for the first allocation. */
+        rc = gms__fail(GMS_E_UNSUPPORTED, "%s backend: safety needs the scrub, which cannot run: %s",
+                       f->name, be->no_scrub);
         be->ops->destroy(be);
         goto fail_lock;
     }
-    uint64_t gpu_gran = kind == GMS_BACKEND_CUDA  ? gms_backend_cuda_granularity(be)
-                        : kind == GMS_BACKEND_HIP ? gms_backend_hip_granularity(be)
-                                                  : 1;
-    if (granule % gpu_gran || chunk % gpu_gran) {
+    if (granule % be->granularity || chunk % be->granularity) {
         rc = gms__fail(GMS_E_INVALID_ARG,
-                       "granule_bytes %llu and chunk_bytes %llu must be multiples of the GPU's "
+                       "granule_bytes %llu and chunk_bytes %llu must be multiples of the device's "
                        "mapping granularity, %llu bytes",
                        (unsigned long long)granule, (unsigned long long)chunk,
-                       (unsigned long long)gpu_gran);
+                       (unsigned long long)be->granularity);
         be->ops->destroy(be);
         goto fail_lock;
     }

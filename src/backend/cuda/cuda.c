@@ -802,6 +802,9 @@ int gms_backend_cuda_create(int device, gms_backend **out)
         cb->scrub_fn = NULL;
     }
     leave(cb, saved);
+    cb->base.granularity = cb->gran;
+    cb->base.no_scrub = cb->scrub_fn ? NULL
+                                     : "the scrub kernel was not built in (nvcc was not found at build time)";
     *out = &cb->base;
     return 0;
 fail_enter:
@@ -813,3 +816,10 @@ fail:
     free(cb);
     return err;
 }
+
+const gms_backend_factory gms_backend_cuda_factory = {
+    .name = "cuda",
+    .available = gms_backend_cuda_available,
+    .create = gms_backend_cuda_create,
+    .why = gms_backend_cuda_why,
+};

@@ -891,6 +891,8 @@ int gms_backend_hip_create(int device, gms_backend **out)
     }
     load_kernels(hb);
     leave(hb, saved);
+    hb->base.granularity = hb->gran;
+    hb->base.no_scrub = hb->scrub_fn ? NULL : hb->kernel_why;
     *out = &hb->base;
     return 0;
 fail_enter:
@@ -900,3 +902,10 @@ fail:
     free(hb);
     return err;
 }
+
+const gms_backend_factory gms_backend_hip_factory = {
+    .name = "hip",
+    .available = gms_backend_hip_available,
+    .create = gms_backend_hip_create,
+    .why = gms_backend_hip_why,
+};

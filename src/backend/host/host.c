@@ -307,6 +307,31 @@ int gms_backend_host_create(gms_backend **out)
     if (!be)
         return ENOMEM;
     be->ops = &host_ops;
+    be->granularity = 1;
+    be->no_scrub = NULL;
     *out = be;
     return 0;
 }
+
+static int host_available(void)
+{
+    return 1;
+}
+
+static int host_create_on(int device, gms_backend **out)
+{
+    (void)device;
+    return gms_backend_host_create(out);
+}
+
+static const char *host_why(void)
+{
+    return "host memory could not be mapped";
+}
+
+const gms_backend_factory gms_backend_host_factory = {
+    .name = "host",
+    .available = host_available,
+    .create = host_create_on,
+    .why = host_why,
+};
