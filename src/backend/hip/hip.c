@@ -25,7 +25,7 @@
  * fails with ENOSYS and a message saying so.
  */
 #include "backend/hip/hip.h"
-#include "kernels/scrub.h"
+#include "kernels/scrub_plan.h"
 #include "kernels/scrub_hip.h"
 
 #include <dlfcn.h>
@@ -574,11 +574,6 @@ static int hip_fill(gms_backend *be, uint64_t dst, int byte, size_t len)
 
 /* ---- scrub ---- */
 
-static uint64_t tiles_of(uint64_t lo, uint64_t hi)
-{
-    return ((hi - 1) >> GMS_KTILE_SHIFT) - (lo >> GMS_KTILE_SHIFT) + 1;
-}
-
 /* Grows the host and device staging buffers to at least need bytes. */
 static int stage_reserve(hip_backend *hb, size_t need)
 {
@@ -604,14 +599,6 @@ static int stage_reserve(hip_backend *hb, size_t need)
     return 0;
 }
 
-/* Fill segments are ordered in four runs so that the multipass ones
- * (runs 0, 1) and the verified ones (runs 1, 2) are each contiguous. */
-static int fill_run(const gms_scrub_item *it)
-{
-    int mp = (it->passes & GMS_SCRUB_MULTIPASS) != 0, v = it->verify != 0;
-    return mp ? (v ? 1 : 0) : (v ? 2 : 3);
-}
-
 /* Queues one phase of the kernel over `tiles` tiles. */
 static int launch_phase(hip_backend *hb, gms_kparams *p, uint32_t op, uint64_t tiles)
 {
@@ -627,17 +614,8 @@ static int launch_phase(hip_backend *hb, gms_kparams *p, uint32_t op, uint64_t t
 static int hip_scrub_locked(hip_backend *hb, gms_scrub_item *items, size_t n, uint64_t pattern,
                             uint64_t seed)
 {
-    size_t nc = 0, nf = 0, nrun[4] = {0, 0, 0, 0};
-    for (size_t i = 0; i < n; i++) {
-        for (int r = 0; r < 2; r++) {
-            nc += items[i].check_lo[r] < items[i].check_hi[r];
-            if (items[i].fill_lo[r] < items[i].fill_hi[r]) {
-                nf++;
-                nrun[fill_run(&items[i])]++;
-            }
-        }
-    }
-    if (nc + nf == 0)
+    gms_scrub_plan plan = gms_scrub_plan_size(items, n);
+    if (plan.bytes == 0)
         return 0;
     if (!hb->scrub_fn) {
         snprintf(why, sizeof why,
@@ -648,66 +626,14 @@ static int hip_scrub_locked(hip_backend *hb, gms_scrub_item *items, size_t n, ui
     }
     if (n > UINT32_MAX)
         return EINVAL;
-    size_t seg_bytes = (nc + nf) * sizeof(gms_kseg);
-    int err = stage_reserve(hb, seg_bytes + n * sizeof(gms_kres));
+    int err = stage_reserve(hb, plan.bytes);
     if (err)
         return err;
-    gms_kseg *check = hb->stage_host, *fill = check + nc;
-    gms_kres *res = (gms_kres *)(fill + nf);
-    size_t at[4] = {0, nrun[0], nrun[0] + nrun[1], nrun[0] + nrun[1] + nrun[2]};
-    size_t run_start[4] = {at[0], at[1], at[2], at[3]};
-    size_t ci = 0;
-    for (size_t i = 0; i < n; i++) {
-        const gms_scrub_item *it = &items[i];
-        int run = fill_run(it);
-        for (int r = 0; r < 2; r++) {
-            if (it->check_lo[r] < it->check_hi[r])
-                check[ci++] = (gms_kseg){.lo = it->check_lo[r], .hi = it->check_hi[r],
-                                         .item = (uint32_t)i, .range = (uint32_t)r};
-            if (it->fill_lo[r] < it->fill_hi[r])
-                fill[at[run]++] = (gms_kseg){.lo = it->fill_lo[r], .hi = it->fill_hi[r],
-                                             .item = (uint32_t)i, .range = (uint32_t)r};
-        }
-        res[i].bad[0] = res[i].bad[1] = res[i].vbad[0] = res[i].vbad[1] = ~0ull;
-    }
-    gms_kparams p;
-    memset(&p, 0, sizeof p);
-    uint64_t t = 0;
-    for (size_t i = 0; i < nc; i++) {
-        check[i].tile0 = t;
-        t += tiles_of(check[i].lo, check[i].hi);
-    }
-    p.check_tiles = t;
-    t = 0;
-    for (size_t i = 0; i < nf; i++) {
-        if (i == run_start[2])
-            p.mp_tiles = t;
-        if (i == run_start[1])
-            p.v_lo = t;
-        if (i == run_start[3])
-            p.v_hi = t;
-        fill[i].tile0 = t;
-        t += tiles_of(fill[i].lo, fill[i].hi);
-    }
-    /* Runs that end the array (or are empty at its end) close at the total. */
-    if (run_start[2] >= nf)
-        p.mp_tiles = t;
-    if (run_start[1] >= nf)
-        p.v_lo = t;
-    if (run_start[3] >= nf)
-        p.v_hi = t;
-    p.fill_tiles = t;
     uint64_t dev = (uint64_t)(uintptr_t)hb->stage_dev;
-    p.check = (const gms_kseg *)(uintptr_t)dev;
-    p.fill = p.check + nc;
-    p.res = (gms_kres *)(uintptr_t)(dev + seg_bytes);
-    p.ncheck = (uint32_t)nc;
-    p.nfill = (uint32_t)nf;
-    p.pattern = pattern;
-    p.seed = seed;
+    gms_kparams p;
+    gms_scrub_plan_build(&plan, items, n, hb->stage_host, dev, pattern, seed, &p);
 
-    hipError_t r = hip.MemcpyHtoDAsync(hb->stage_dev, hb->stage_host,
-                                       seg_bytes + n * sizeof(gms_kres), hb->stream);
+    hipError_t r = hip.MemcpyHtoDAsync(hb->stage_dev, hb->stage_host, plan.bytes, hb->stream);
     if (r != hipSuccess)
         return hip_fail("hipMemcpyHtoDAsync (scrub work list)", r);
     /* One launch per phase; stream order is the barrier between phases, and
@@ -725,19 +651,13 @@ static int hip_scrub_locked(hip_backend *hb, gms_scrub_item *items, size_t n, ui
         return err;
     if (p.v_hi > p.v_lo && (err = launch_phase(hb, &p, GMS_HOP_VERIFY, p.v_hi - p.v_lo)) != 0)
         return err;
-    r = hip.MemcpyDtoHAsync(res, P(dev + seg_bytes), n * sizeof(gms_kres), hb->stream);
+    r = hip.MemcpyDtoHAsync((char *)hb->stage_host + plan.seg_bytes, P(dev + plan.seg_bytes),
+                            n * sizeof(gms_kres), hb->stream);
     if (r != hipSuccess)
         return hip_fail("hipMemcpyDtoHAsync (scrub results)", r);
     if ((err = sync_stream(hb, "scrub kernel")) != 0)
         return err;
-    for (size_t i = 0; i < n; i++) {
-        /* Range 0's finding first, as the host backend reports. */
-        const gms_kres *k = &res[i];
-        uint64_t bad = k->bad[0] != ~0ull ? k->bad[0] : k->bad[1];
-        uint64_t vbad = k->vbad[0] != ~0ull ? k->vbad[0] : k->vbad[1];
-        items[i].bad = bad == ~0ull ? 0 : bad;
-        items[i].verify_bad = vbad == ~0ull ? 0 : vbad;
-    }
+    gms_scrub_plan_results(&plan, hb->stage_host, items, n);
     return 0;
 }
 
