@@ -66,6 +66,9 @@ grep -E "nvcc|warning" "$B/build.log" | head -20
 
 run gpu-tests 180 "$B/tests/test_gpu_cuda"
 run ctest-gpu 120 ctest --test-dir "$B" -R '^gpu/' --output-on-failure
+# The fault-injection campaign on the CUDA backend (docs/safety.md), 30,000
+# trials per class; one JSON line per class.
+run inject-cuda 300 "$B/gms-inject" --backend cuda --json
 
 CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
      /usr/local/cuda*/compute-sanitizer/compute-sanitizer /opt/nvidia/*/compute-sanitizer 2>/dev/null | head -1)

@@ -11,6 +11,12 @@
  * 95% lower confidence bound (Clopper-Pearson; with no miss in n trials
  * that is 0.05^(1/n), so 30,000 clean trials prove 99.99%).
  *
+ * On --backend cuda the same classes run on CUDA runtimes: the raw
+ * pointers are device addresses, written with the driver's copy functions
+ * (loaded with dlopen, as the backend does), and the writes that must fault
+ * (wild_write, the chunk-guard trials of underflow_raw) are made from child
+ * processes with their own CUDA contexts (see run_device_children).
+ *
  * Only the public API is used: what the campaign measures is what a
  * language binding gets. A corrupting write always changes memory: the
  * injected bytes are the bytes found there XOR a random non-zero mask (a
@@ -24,7 +30,9 @@
  */
 #include "gms.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <math.h>
 #include <setjmp.h>
@@ -55,7 +63,12 @@ static struct {
     const char *backend_arg;
     unsigned jobs; /* children in flight for the forking classes */
     uint64_t max_size; /* sizes are log-uniform in [1, max_size] */
-} opt = {DEFAULT_TRIALS, 1, false, false, NULL, GMS_BACKEND_HOST, "host", 0, DEFAULT_MAX_SIZE};
+    const char *child; /* internal: a batch of device-fault trials (cuda) */
+} opt = {DEFAULT_TRIALS, 1, false, false, NULL, GMS_BACKEND_HOST, "host", 0, DEFAULT_MAX_SIZE, NULL};
+
+/* Whether the runtimes run on the CUDA backend: raw pointers are device
+ * addresses, written through the driver (below). */
+static bool on_cuda;
 
 static uint64_t rng;
 
@@ -164,9 +177,10 @@ static void die(const char *what, int rc)
     exit(2);
 }
 
-static gms_runtime *rt_open(uint32_t redzone)
+static gms_runtime *rt_open_batch(uint32_t redzone, uint32_t scrub_batch)
 {
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.scrub_batch = scrub_batch;
     o.backend = opt.backend;
     o.granule_bytes = GRANULE;
     o.chunk_bytes = CHUNK;
@@ -179,6 +193,12 @@ static gms_runtime *rt_open(uint32_t redzone)
     if ((rc = gms_on_violation(rt, on_violation, NULL)) != GMS_OK)
         die("registering the violation callback", rc);
     return rt;
+}
+
+/* A runtime with the backend's default scrub batch (256 on a GPU). */
+static gms_runtime *rt_open(uint32_t redzone)
+{
+    return rt_open_batch(redzone, 0);
 }
 
 static gms_context *ctx_open(gms_runtime *rt, const char *tenant, const char *user, gms_level level,
@@ -229,6 +249,119 @@ static void corrupt(uint8_t *p, size_t n)
     volatile uint8_t *q = p;
     for (size_t i = 0; i < n; i++)
         q[i] ^= rnd_nonzero_byte();
+}
+
+
+/* ---- the CUDA driver, for writes through device addresses -------------
+ *
+ * On the CUDA backend gms_buf_ptr gives a device address: the raw classes
+ * write through it with the driver's copy functions, loaded here with
+ * dlopen as the backend does (no toolkit needed to build). gms puts back
+ * the caller's context after each call, so this thread holds the primary
+ * context of device 0 (the backend's, o.device = 0) current itself; gms
+ * then finds it current and switches nothing. */
+
+typedef int CUresult;
+typedef int CUdevice;
+typedef struct CUctx_st *CUcontext;
+typedef unsigned long long CUdeviceptr;
+
+static struct {
+    CUresult (*Init)(unsigned);
+    CUresult (*DeviceGet)(CUdevice *, int);
+    CUresult (*DevicePrimaryCtxRetain)(CUcontext *, CUdevice);
+    CUresult (*CtxSetCurrent)(CUcontext);
+    CUresult (*MemcpyHtoD)(CUdeviceptr, const void *, size_t);
+    CUresult (*MemcpyDtoH)(void *, CUdeviceptr, size_t);
+    CUresult (*MemsetD8)(CUdeviceptr, unsigned char, size_t);
+    CUresult (*CtxSynchronize)(void);
+    CUresult (*GetErrorName)(CUresult, const char **);
+} cu;
+
+/* Loads the driver and makes device 0's primary context current on this
+ * thread (retained for the life of the process). */
+static void cu_attach(void)
+{
+    void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        fprintf(stderr, "gms-inject: --backend cuda: libcuda.so.1 did not load: %s\n", dlerror());
+        exit(2);
+    }
+    static const struct {
+        const char *sym;
+        void **fn;
+    } fns[] = {
+        {"cuInit", (void **)&cu.Init},
+        {"cuDeviceGet", (void **)&cu.DeviceGet},
+        {"cuDevicePrimaryCtxRetain", (void **)&cu.DevicePrimaryCtxRetain},
+        {"cuCtxSetCurrent", (void **)&cu.CtxSetCurrent},
+        {"cuMemcpyHtoD_v2", (void **)&cu.MemcpyHtoD},
+        {"cuMemcpyDtoH_v2", (void **)&cu.MemcpyDtoH},
+        {"cuMemsetD8_v2", (void **)&cu.MemsetD8},
+        {"cuCtxSynchronize", (void **)&cu.CtxSynchronize},
+        {"cuGetErrorName", (void **)&cu.GetErrorName},
+    };
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+        if (!(*fns[i].fn = dlsym(lib, fns[i].sym))) {
+            fprintf(stderr, "gms-inject: --backend cuda: the driver lacks %s\n", fns[i].sym);
+            exit(2);
+        }
+    }
+    CUdevice dev;
+    CUcontext ctx;
+    CUresult r = cu.Init(0);
+    if (!r)
+        r = cu.DeviceGet(&dev, 0);
+    if (!r)
+        r = cu.DevicePrimaryCtxRetain(&ctx, dev);
+    if (!r)
+        r = cu.CtxSetCurrent(ctx);
+    if (r) {
+        fprintf(stderr, "gms-inject: --backend cuda: entering device 0's primary context: CUresult %d\n", r);
+        exit(2);
+    }
+}
+
+static const char *cu_name(CUresult r)
+{
+    const char *s = NULL;
+    if (cu.GetErrorName)
+        cu.GetErrorName(r, &s);
+    return s ? s : "unknown CUresult";
+}
+
+/* XORs n <= 64 bytes at device address a with random non-zero masks (the
+ * bytes there are read first, so every byte changes), then waits for the
+ * copy. Returns the driver's result: non-zero when it refused or faulted. */
+static CUresult dev_corrupt(uint64_t a, size_t n)
+{
+    uint8_t buf[64];
+    if (n > sizeof buf)
+        n = sizeof buf;
+    CUresult r = cu.MemcpyDtoH(buf, (CUdeviceptr)a, n);
+    if (r)
+        return r;
+    for (size_t i = 0; i < n; i++)
+        buf[i] ^= rnd_nonzero_byte();
+    if ((r = cu.MemcpyHtoD((CUdeviceptr)a, buf, n)) != 0)
+        return r;
+    return cu.CtxSynchronize();
+}
+
+/* A corrupting write through a raw pointer that must land (in mapped
+ * memory): through the CPU on the host backend, the driver on cuda. */
+static void raw_corrupt(uint8_t *p, size_t n)
+{
+    if (!on_cuda) {
+        corrupt(p, n);
+        return;
+    }
+    CUresult r = dev_corrupt((uint64_t)(uintptr_t)p, n);
+    if (r) {
+        fprintf(stderr, "gms-inject: a write of %zu bytes at device address 0x%" PRIx64 " failed: %s (%d)\n",
+                n, (uint64_t)(uintptr_t)p, cu_name(r), r);
+        exit(2);
+    }
 }
 
 /* ---- one class's tally ----------------------------------------------- */
@@ -624,6 +757,15 @@ static void run_overflow_raw(tally *t)
              "pointer; detected when gms_free returns GMS_E_CORRUPTION or a violation callback "
              "names the buffer or a neighbour after it (detection path: free at once, gms_verify "
              "first, a bounds-checked call first, or the neighbour after freed first)";
+    if (on_cuda)
+        t->how = "bytes 1..R=32 past the end (a random run inside the redzone) XORed through the raw "
+                 "device pointer (cuMemcpyDtoH_v2 of the bytes there, cuMemcpyHtoD_v2 of them XOR a "
+                 "non-zero mask, cuCtxSynchronize); detection path as on the host (free at once, "
+                 "gms_verify first, a bounds-checked call first, or the neighbour after freed "
+                 "first). Frees are scrubbed in batches of 256 on cuda, so each trial then closes "
+                 "the pool's only context (which runs the pending batch) and opens it again; "
+                 "detected when gms_free returns GMS_E_CORRUPTION or a violation callback names the "
+                 "buffer or its neighbour";
     gms_runtime *rt = rt_open(REDZONE);
     gms_context *c = ctx_open(rt, "over", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
     for (uint64_t i = 0; i < opt.trials; i++) {
@@ -633,7 +775,7 @@ static void run_overflow_raw(tally *t)
         uint8_t *p = xptr(c, b);
         uint64_t dist = rnd_in(0, REDZONE - 1), len = rnd_in(1, REDZONE - dist);
         v_reset();
-        corrupt(p + s + dist, len);
+        raw_corrupt(p + s + dist, len);
         unsigned path = (unsigned)(rnd() % 4);
         bool early = false;
         if (path == 1) {
@@ -648,6 +790,10 @@ static void run_overflow_raw(tally *t)
         int rc = gms_free(c, b);
         if (next && path != 3)
             rcn = gms_free(c, next);
+        if (on_cuda) { /* the frees wait in a scrub batch: closing the pool's only context runs it */
+            gms_context_close(c);
+            c = ctx_open(rt, "over", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
+        }
         bool d = rc == GMS_E_CORRUPTION || rcn == GMS_E_CORRUPTION || v_for(b) || (next && v_for(next)) || early;
         if (!d)
             miss(t, "trial %" PRIu64 ": size %zu, bytes [%" PRIu64 ", +%" PRIu64 ") past the end, path %u: free returned %d",
@@ -698,6 +844,216 @@ static void reap_all(tally *t)
         reap_one(t);
 }
 
+/* ---- device faults on cuda: batches of trials in fresh processes ------
+ *
+ * A write that must fault on the GPU is made from a child process: a
+ * context that faults is lost for good, and a CUDA context cannot be used
+ * across fork. So the child is this program again (fork + exec of
+ * /proc/self/exe with --child KIND), which opens its own runtime and
+ * context, runs up to DEV_BATCH trials and reports each on a pipe: an
+ * 'A' record just before the write, an 'R' record with the driver's
+ * results after it. A trial is detected when the write (cuMemcpyHtoD_v2 or
+ * cuMemsetD8_v2) or the cuCtxSynchronize after it returns an error, or
+ * when the child dies of a signal between the two records. After a failed
+ * synchronize (the context is gone) the child exits 3 and the rest of its
+ * batch goes to a new child. */
+
+#define DEV_BATCH 1000u
+#define DEV_JOBS 8u
+
+typedef struct dev_rec {
+    char tag; /* 'A' armed, 'R' result */
+    uint8_t method; /* 0: cuMemcpyHtoD_v2, 1: cuMemsetD8_v2 */
+    uint16_t pad;
+    int32_t rw, rs; /* the write's and the synchronize's results */
+} dev_rec;
+
+static const char *dev_method[] = {"cuMemcpyHtoD_v2", "cuMemsetD8_v2"};
+
+/* Outcomes seen, for the class's `how`. */
+#define HMAX 24
+static struct {
+    int method, rw, rs, sig;
+    uint64_t n;
+} hist[HMAX];
+static unsigned nhist;
+
+static void hist_add(int method, int rw, int rs, int sig)
+{
+    for (unsigned i = 0; i < nhist; i++)
+        if (hist[i].method == method && hist[i].rw == rw && hist[i].rs == rs && hist[i].sig == sig) {
+            hist[i].n++;
+            return;
+        }
+    if (nhist < HMAX) {
+        hist[nhist].method = method;
+        hist[nhist].rw = rw;
+        hist[nhist].rs = rs;
+        hist[nhist].sig = sig;
+        hist[nhist++].n = 1;
+    }
+}
+
+/* Appends the outcomes to buf. */
+static void hist_format(char *buf, size_t size)
+{
+    size_t at = strlen(buf);
+    for (unsigned i = 0; i < nhist && at < size; i++) {
+        const char *sep = i ? "; " : " Outcomes: ";
+        int w;
+        if (hist[i].sig)
+            w = snprintf(buf + at, size - at, "%schild killed by signal %d during %s: %" PRIu64, sep,
+                         hist[i].sig, dev_method[hist[i].method], hist[i].n);
+        else if (hist[i].rw)
+            w = snprintf(buf + at, size - at, "%s%s returned %s (%d): %" PRIu64, sep,
+                         dev_method[hist[i].method], cu_name(hist[i].rw), hist[i].rw, hist[i].n);
+        else if (hist[i].rs)
+            w = snprintf(buf + at, size - at, "%s%s returned success, then cuCtxSynchronize %s (%d), the context lost: %" PRIu64,
+                         sep, dev_method[hist[i].method], cu_name(hist[i].rs), hist[i].rs, hist[i].n);
+        else
+            w = snprintf(buf + at, size - at, "%s%s succeeded (missed): %" PRIu64, sep,
+                         dev_method[hist[i].method], hist[i].n);
+        at += w > 0 ? (size_t)w : 0;
+    }
+    if (at < size)
+        snprintf(buf + at, size - at, ".");
+}
+
+static pid_t dev_spawn(const char *kind, uint64_t seed, uint64_t n, int *fd)
+{
+    int pfd[2];
+    if (pipe(pfd)) {
+        perror("gms-inject: pipe");
+        exit(2);
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("gms-inject: fork");
+        exit(2);
+    }
+    if (pid == 0) {
+        dup2(pfd[1], 1);
+        close(pfd[0]);
+        close(pfd[1]);
+        char a_seed[32], a_n[32], a_max[32];
+        snprintf(a_seed, sizeof a_seed, "%" PRIu64, seed);
+        snprintf(a_n, sizeof a_n, "%" PRIu64, n);
+        snprintf(a_max, sizeof a_max, "%" PRIu64, opt.max_size);
+        execl("/proc/self/exe", "gms-inject", "--backend", "cuda", "--child", kind, "--seed", a_seed,
+              "--trials", a_n, "--max-size", a_max, (char *)NULL);
+        _exit(127);
+    }
+    close(pfd[1]);
+    *fd = pfd[0];
+    return pid;
+}
+
+/* Runs `trials` trials of kind in children, DEV_JOBS at a time. */
+static void run_device_children(tally *t, const char *kind, uint64_t trials)
+{
+    struct {
+        pid_t pid;
+        int fd;
+        uint64_t n;
+    } kids[DEV_JOBS];
+    unsigned nk = 0, jobs = opt.jobs < DEV_JOBS ? opt.jobs : DEV_JOBS;
+    uint64_t left = trials;
+    static dev_rec recs[2 * DEV_BATCH + 2];
+    while (left || nk) {
+        while (left && nk < jobs) {
+            uint64_t n = left < DEV_BATCH ? left : DEV_BATCH;
+            kids[nk].pid = dev_spawn(kind, rnd(), n, &kids[nk].fd);
+            kids[nk].n = n;
+            nk++;
+            left -= n;
+        }
+        int status;
+        pid_t pid = wait(&status);
+        if (pid < 0) {
+            perror("gms-inject: wait");
+            exit(2);
+        }
+        unsigned k = 0;
+        while (k < nk && kids[k].pid != pid)
+            k++;
+        if (k == nk)
+            continue;
+        /* The child is gone: what it wrote (at most 24 KB) waits in the pipe. */
+        size_t got_bytes = 0;
+        for (;;) {
+            ssize_t r = read(kids[k].fd, (char *)recs + got_bytes, sizeof recs - got_bytes);
+            if (r > 0)
+                got_bytes += (size_t)r;
+            else if (r == 0 || errno != EINTR)
+                break;
+        }
+        close(kids[k].fd);
+        uint64_t done = 0;
+        bool armed = false;
+        int method = 0;
+        for (size_t i = 0; i < got_bytes / sizeof *recs; i++) {
+            const dev_rec *r = &recs[i];
+            if (r->tag == 'A') {
+                armed = true;
+                method = r->method;
+                continue;
+            }
+            armed = false;
+            done++;
+            bool d = r->rw != 0 || r->rs != 0;
+            hist_add(r->method, r->rw, r->rs, 0);
+            if (!d)
+                miss(t, "%s: %s succeeded on an address that should not be writable", kind,
+                     dev_method[r->method]);
+            t->by_fault += d;
+            count(t, d);
+        }
+        if (done < kids[k].n) {
+            if (armed && WIFSIGNALED(status)) {
+                hist_add(method, 0, 0, WTERMSIG(status));
+                t->by_fault++;
+                count(t, true);
+                done++;
+            } else if (armed || !WIFEXITED(status) || WEXITSTATUS(status) != 3) {
+                /* It failed outside a write: a miss, so each child uses up a trial. */
+                fprintf(stderr, "gms-inject: %s: a child %s %d after %" PRIu64 " of %" PRIu64 " trials\n", kind,
+                        WIFSIGNALED(status) ? "died of signal" : "exited with status",
+                        WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), done, kids[k].n);
+                count(t, false);
+                done++;
+            }
+        }
+        left += kids[k].n - done;
+        kids[k] = kids[--nk];
+    }
+}
+
+static void dev_put(const dev_rec *r)
+{
+    if (write(1, r, sizeof *r) != (ssize_t)sizeof *r)
+        _exit(2);
+}
+
+/* One write that must not land, in a child; exits 3 once the context is lost. */
+static void dev_wild(uint64_t target, size_t n)
+{
+    uint8_t buf[64];
+    if (n > sizeof buf)
+        n = sizeof buf;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = rnd_nonzero_byte();
+    dev_rec r = {'A', (uint8_t)(rnd() & 1), 0, 0, 0};
+    dev_put(&r);
+    r.tag = 'R';
+    r.rw = r.method == 0 ? cu.MemcpyHtoD((CUdeviceptr)target, buf, n)
+                         : cu.MemsetD8((CUdeviceptr)target, buf[0], n);
+    r.rs = cu.CtxSynchronize();
+    dev_put(&r);
+    if (r.rs)
+        _exit(3);
+}
+
 /* A write expected to fault, in a child: the child dies of it. */
 static void child_write(uint8_t *p, size_t n)
 {
@@ -717,11 +1073,16 @@ static void run_underflow_raw(tally *t)
              "detected when the write faults on the chunk's guard";
     gms_runtime *rt = rt_open(REDZONE);
     gms_context *c = ctx_open(rt, "under", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
-    uint64_t not_adjacent = 0;
+    uint64_t not_adjacent = 0, deferred = 0;
+    nhist = 0;
     for (uint64_t i = 0; i < opt.trials; i++) {
         uint64_t dist = rnd_in(0, REDZONE - 1), len = rnd_in(1, REDZONE - dist);
         size_t s = rnd_size();
         if (rnd() % 32 == 0) {
+            if (on_cuda) { /* in child processes, after this loop */
+                deferred++;
+                continue;
+            }
             if (fork_child(t) == 0) {
                 /* A new pool, so a new chunk: its first block sits right
                  * after the chunk's guard. */
@@ -751,7 +1112,7 @@ static void run_underflow_raw(tally *t)
                 die("no adjacent pair in 100 tries", GMS_E_INVALID_ARG);
         }
         v_reset();
-        corrupt(pb - dist - len, len);
+        raw_corrupt(pb - dist - len, len);
         unsigned path = (unsigned)(rnd() % 4);
         bool early = false;
         if (path == 1)
@@ -764,6 +1125,10 @@ static void run_underflow_raw(tally *t)
             rc = gms_free(c, b);
             rcn = gms_free(c, n);
         }
+        if (on_cuda) { /* run the pending scrub batch: close the pool's only context */
+            gms_context_close(c);
+            c = ctx_open(rt, "under", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
+        }
         bool d = rc == GMS_E_CORRUPTION || rcn == GMS_E_CORRUPTION || v_for(b) || v_for(n) || early;
         if (!d)
             miss(t, "trial %" PRIu64 ": size %zu, bytes [-%" PRIu64 ", -%" PRIu64 "), path %u: free returned %d",
@@ -771,6 +1136,25 @@ static void run_underflow_raw(tally *t)
         count(t, d);
     }
     reap_all(t);
+    if (on_cuda) {
+        run_device_children(t, "under", deferred);
+        static char how[2048];
+        snprintf(how, sizeof how,
+                 "bytes 1..R=32 before the start XORed through the raw device pointer "
+                 "(cuMemcpyDtoH_v2, cuMemcpyHtoD_v2 of the bytes XOR a non-zero mask, "
+                 "cuCtxSynchronize). With a neighbour before it in its chunk (allocated first): "
+                 "each trial's frees are then run by closing the pool's only context (frees are "
+                 "scrubbed in batches of 256 on cuda); detected when gms_free returns "
+                 "GMS_E_CORRUPTION or a violation callback names the buffer or the neighbour. "
+                 "1 trial in 32 (%" PRIu64 " here) targets the first block of a new chunk instead: "
+                 "in child processes (fork + exec, a fresh CUDA context each, up to %u trials per "
+                 "child, a new runtime per trial) the bytes before it, in the chunk's unmapped "
+                 "guard, are written with cuMemcpyHtoD_v2 or cuMemsetD8_v2 (at random); detected when the copy or the "
+                 "cuCtxSynchronize after it fails, or the child dies.",
+                 deferred, DEV_BATCH);
+        hist_format(how, sizeof how);
+        t->how = how;
+    }
     if (opt.verbose)
         fprintf(stderr, "gms-inject: underflow_raw: %" PRIu64 " pairs were not adjacent (retried)\n",
                 not_adjacent);
@@ -793,6 +1177,8 @@ static void on_fault(int sig)
 
 static bool guarded_corrupt(uint8_t *p, size_t n)
 {
+    if (on_cuda) /* a refused copy is the fault: nothing was written */
+        return dev_corrupt((uint64_t)(uintptr_t)p, n) != 0;
     if (sigsetjmp(fault_env, 1))
         return true;
     fault_armed = 1;
@@ -808,7 +1194,18 @@ static void run_write_after_free_raw(tally *t)
              "free memory written) reports an address in the block, once forced out: by "
              "gms_verify, by freeing other blocks until it leaves quarantine (at most 8 MiB), or "
              "by closing the pool's last context; a write that faults counts as detected";
-    gms_runtime *rt = rt_open(0);
+    if (on_cuda)
+        t->how = "1..64 bytes of a buffer XORed through its raw device pointer (cuMemcpyDtoH_v2, "
+                 "cuMemcpyHtoD_v2 of the bytes XOR a non-zero mask, cuCtxSynchronize) after "
+                 "gms_free, while the block waits in quarantine; detected when a violation callback "
+                 "(write after free, or free memory written) reports an address in the block, once "
+                 "forced out: by gms_verify, by freeing other blocks until it leaves quarantine (at "
+                 "most 8 MiB), or by closing the pool's last context; a copy the driver refuses "
+                 "counts as detected. Runs with scrub_batch 1: with the GPU default of 256 a freed "
+                 "block waits unpoisoned in its batch, and a write then is erased by the scrub "
+                 "unseen (a documented limit of scrub_batch > 1), so it never reaches quarantine "
+                 "as written";
+    gms_runtime *rt = rt_open_batch(0, on_cuda ? 1 : 0);
     gms_context *c = ctx_open(rt, "waf", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
     struct sigaction sa, old_segv, old_bus;
     memset(&sa, 0, sizeof sa);
@@ -967,6 +1364,23 @@ static void run_wild_write(tally *t)
              "into the guard before the chunk (1 B..2 MiB before it), into the guard after it, "
              "just past the chunk's mapped granules, or anywhere in its unmapped rest; detected "
              "when the child dies of SIGSEGV or SIGBUS";
+    if (on_cuda) {
+        static char how[2048];
+        nhist = 0;
+        run_device_children(t, "wild", opt.trials);
+        snprintf(how, sizeof how,
+                 "a write of 1..8 bytes to a device address outside any mapped memory of a chunk: "
+                 "into the guard before the chunk (1 B..2 MiB before it), into the guard after it, "
+                 "just past the chunk's mapped granules, or anywhere in its unmapped rest; made "
+                 "with cuMemcpyHtoD_v2 or cuMemsetD8_v2 (at random) then cuCtxSynchronize, in "
+                 "child processes (fork + exec, a fresh runtime and CUDA context each, up to %u "
+                 "trials per child, a new child after a lost context); detected when the write "
+                 "or the synchronize returns an error, or the child dies.",
+                 DEV_BATCH);
+        hist_format(how, sizeof how);
+        t->how = how;
+        return;
+    }
     gms_runtime *rt = rt_open(0);
     gms_context *c = ctx_open(rt, "wild", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
     /* The first block of a new runtime's first pool sits at its chunk's base. */
@@ -994,6 +1408,53 @@ static void run_wild_write(tally *t)
     }
     reap_all(t);
     gms_runtime_close(rt);
+}
+
+
+/* ---- the children of run_device_children (cuda) ----------------------- */
+
+static void child_wild(void)
+{
+    gms_runtime *rt = rt_open(0);
+    gms_context *c = ctx_open(rt, "wild", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
+    gms_buf first = xalloc(c, 256);
+    uint64_t base = (uint64_t)(uintptr_t)xptr(c, first);
+    uint64_t high = base + GRANULE;
+    for (uint64_t i = 0; i < opt.trials; i++) {
+        size_t s = rnd_size();
+        gms_buf b = xalloc(c, s);
+        uint64_t p = (uint64_t)(uintptr_t)xptr(c, b), end = p + xinfo(c, b).block_size;
+        uint64_t mapped_end = (end + GRANULE - 1) / GRANULE * GRANULE;
+        if (mapped_end > high)
+            high = mapped_end;
+        uint64_t target;
+        switch (rnd() % 4) {
+        case 0: target = base - rnd_in(1, 2ull << 20); break;
+        case 1: target = base + CHUNK + rnd_in(0, (2ull << 20) - 1); break;
+        case 2: target = high + rnd_in(0, 4095); break;
+        default: target = rnd_in(high, base + CHUNK - 1); break;
+        }
+        size_t n = (size_t)rnd_in(1, 8);
+        if (target + n > base + CHUNK && target < base + CHUNK)
+            n = (size_t)(base + CHUNK - target); /* stays in the guard after */
+        dev_wild(target, n);
+        gms_free(c, b);
+    }
+    gms_runtime_close(rt);
+}
+
+static void child_under(void)
+{
+    for (uint64_t i = 0; i < opt.trials; i++) {
+        uint64_t dist = rnd_in(0, REDZONE - 1), len = rnd_in(1, REDZONE - dist);
+        size_t s = rnd_size();
+        /* A new runtime: its first block sits right after its chunk's guard. */
+        gms_runtime *rt = rt_open(REDZONE);
+        gms_context *fc = ctx_open(rt, "fresh", "u", GMS_LEVEL_PUBLIC, GMS_LANG_ZIG);
+        gms_buf b = xalloc(fc, s);
+        dev_wild((uint64_t)(uintptr_t)xptr(fc, b) - dist - len, (size_t)len);
+        gms_runtime_close(rt);
+    }
 }
 
 /* ---- driver ----------------------------------------------------------- */
@@ -1101,6 +1562,8 @@ int main(int argc, char **argv)
             }
         } else if (strcmp(a, "--jobs") == 0 && has) {
             opt.jobs = (unsigned)parse_u64(a, argv[++i]);
+        } else if (strcmp(a, "--child") == 0 && has) {
+            opt.child = argv[++i];
         } else if (strcmp(a, "--class") == 0 && has) {
             opt.only = argv[++i];
         } else if (strcmp(a, "--backend") == 0 && has) {
@@ -1137,11 +1600,26 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (opt.child) { /* a batch of run_device_children: records on stdout */
+        if (opt.backend != GMS_BACKEND_CUDA)
+            return 2;
+        on_cuda = true;
+        cu_attach();
+        rng = opt.seed;
+        if (strcmp(opt.child, "wild") == 0)
+            child_wild();
+        else if (strcmp(opt.child, "under") == 0)
+            child_under();
+        else
+            return 2;
+        return 0;
+    }
     if (opt.jobs == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         opt.jobs = n > 0 ? 2 * (unsigned)n : 2;
     }
-    /* The backend first: the raw classes write through host pointers. */
+    /* The backend first: the raw classes write through host pointers on
+     * the host backend, through the CUDA driver on cuda. */
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
     o.backend = opt.backend;
     o.log = quiet_log;
@@ -1154,8 +1632,11 @@ int main(int argc, char **argv)
     char backend[16];
     snprintf(backend, sizeof backend, "%s", gms_runtime_backend_name(probe));
     gms_runtime_close(probe);
-    if (strcmp(backend, "host") != 0) {
-        fprintf(stderr, "gms-inject: backend '%s': the campaign writes through raw pointers from the host and runs on the host backend only\n",
+    if (strcmp(backend, "cuda") == 0) {
+        on_cuda = true;
+        cu_attach();
+    } else if (strcmp(backend, "host") != 0) {
+        fprintf(stderr, "gms-inject: backend '%s': the campaign runs on the host and cuda backends only\n",
                 backend);
         return 2;
     }
