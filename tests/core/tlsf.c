@@ -48,8 +48,22 @@ int main(void)
             CHECK(want + want / 16 > max); /* only misses near the largest */
     }
     CHECK(gms_tlsf_find(&t, 1ull << 50) == NULL);
+
+    /* A block of exactly the size asked for, in the middle of its class,
+     * is found in place (the rounded search alone would skip its class). */
+    static gms_block exact, bigger;
+    exact.size = 3ull << 20 | 256 * 3; /* 3 MiB + 768: not a class boundary */
+    exact.state = GMS_BLOCK_FREE;
+    bigger.size = 64ull << 20;
+    bigger.state = GMS_BLOCK_FREE;
     for (int i = 0; i < 64; i++)
         gms_tlsf_remove(&t, &blocks[i]);
+    gms_tlsf_insert(&t, &bigger);
+    gms_tlsf_insert(&t, &exact);
+    CHECK(gms_tlsf_find(&t, exact.size) == &exact);
+    CHECK(gms_tlsf_find(&t, exact.size + 256) == &bigger);
+    gms_tlsf_remove(&t, &exact);
+    gms_tlsf_remove(&t, &bigger);
     CHECK(t.fl_bitmap == 0);
     CHECK(gms_tlsf_find(&t, 256) == NULL);
     return test_done();
