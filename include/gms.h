@@ -234,6 +234,12 @@ enum {
 GMS_API int gms_alloc(gms_context *ctx, size_t size, uint32_t flags,
                       gms_buf *out);
 GMS_API int gms_free(gms_context *ctx, gms_buf buf);
+/* Frees buf after the device work queued on `stream` so far (a CUDA
+ * stream; NULL is the default stream), like cudaFreeAsync: the handle dies
+ * at once, and the memory is checked, wiped and reused only once that work
+ * has finished. With safety off the call waits for the stream. On the host
+ * backend, which has no streams, the same as gms_free. */
+GMS_API int gms_free_async(gms_context *ctx, gms_buf buf, void *stream);
 
 typedef struct gms_buf_info {
     uint64_t size;       /* bytes requested */

@@ -79,6 +79,11 @@ typedef struct gms_backend_ops {
      * when the results are back. */
     int (*scrub)(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
                  uint64_t seed);
+    /* Orders the backend's own later work on device memory (scrubs) after
+     * the work queued on a caller's stream so far, like cudaFreeAsync; with
+     * wait, returns only once that work has finished. NULL: the backend has
+     * no streams and nothing is ever pending (the host). */
+    int (*order_after)(gms_backend *be, void *stream, int wait);
     void (*destroy)(gms_backend *be);
 } gms_backend_ops;
 

@@ -108,6 +108,14 @@ static int failing_scrub(gms_backend *be, gms_scrub_item *items, size_t n, uint6
     return in->ops->scrub(in, items, n, pattern, seed);
 }
 
+static int failing_order_after(gms_backend *be, void *stream, int wait)
+{
+    if (gms_failpoint_hit(fb(be)->fp))
+        return EIO;
+    gms_backend *in = fb(be)->inner;
+    return in->ops->order_after ? in->ops->order_after(in, stream, wait) : 0;
+}
+
 static void failing_destroy(gms_backend *be)
 {
     gms_backend *in = fb(be)->inner;
@@ -129,6 +137,7 @@ static const gms_backend_ops failing_ops = {
     .copy = failing_copy,
     .fill = failing_fill,
     .scrub = failing_scrub,
+    .order_after = failing_order_after,
     .destroy = failing_destroy,
 };
 

@@ -223,13 +223,25 @@ int gms__block_release(gms_pool *p, gms_block *b, const gms_context *by)
     return gms__safety_retire(p, b);
 }
 
-int gms_free(gms_context *ctx, gms_buf buf)
+/* gms_free and gms_free_async: stream NULL and ordered false for gms_free. */
+static int free_ordered(gms_context *ctx, gms_buf buf, void *stream, bool ordered)
 {
+    const char *op = ordered ? "gms_free_async" : "gms_free";
     gms_block *b = NULL;
-    int rc = buf_lock(ctx, buf, "gms_free", &b);
+    int rc = buf_lock(ctx, buf, op, &b);
     if (rc)
         return rc;
     gms_pool *p = ctx->pool;
+    gms_backend *be = ctx->rt->backend;
+    if (ordered && be->ops->order_after) {
+        /* Before the handle dies: if the backend cannot order, nothing
+         * changed and the caller still owns the buffer. */
+        int err = be->ops->order_after(be, stream, !ctx->rt->safety);
+        if (err) {
+            gms__pool_unlock(p);
+            return gms__backend_fail(err, "ordering the free after the stream", b->req_size);
+        }
+    }
     uint64_t size = b->req_size;
     char msg[512];
     rc = gms__block_release(p, b, ctx);
@@ -241,6 +253,16 @@ int gms_free(gms_context *ctx, gms_buf buf)
     if (rc)
         return gms__fail(rc, "%s", msg);
     return GMS_OK;
+}
+
+int gms_free(gms_context *ctx, gms_buf buf)
+{
+    return free_ordered(ctx, buf, NULL, false);
+}
+
+int gms_free_async(gms_context *ctx, gms_buf buf, void *stream)
+{
+    return free_ordered(ctx, buf, stream, true);
 }
 
 int gms_buf_info_get(gms_context *ctx, gms_buf buf, gms_buf_info *out)

@@ -16,6 +16,7 @@
 #include "backend/cuda/cuda.h"
 #include "core/internal.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sys/wait.h>
@@ -407,6 +408,74 @@ static void test_faults(const char *self)
     }
 }
 
+/* ---- a free ordered after a stream (gms_free_async) ---- */
+
+static unsigned async_violations;
+static void count_violation(void *user, const gms_violation *v)
+{
+    (void)user;
+    (void)v;
+    async_violations++;
+}
+
+/* The caller's stream writes the buffer for a while; gms_free_async must
+ * keep the scrub (poison) and the quarantine check after those writes: a
+ * write landing after the poison would be reported as a write after free. */
+static void test_free_async(void)
+{
+    void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        CHECK(!"libcuda.so.1 loads");
+        return;
+    }
+    typedef int (*retain_fn)(void **, int);
+    typedef int (*setcur_fn)(void *);
+    typedef int (*stream_fn)(void **, unsigned);
+    typedef int (*memset_fn)(uint64_t, unsigned char, size_t, void *);
+    typedef int (*sync_fn)(void *);
+    retain_fn retain = (retain_fn)dlsym(lib, "cuDevicePrimaryCtxRetain");
+    setcur_fn setcur = (setcur_fn)dlsym(lib, "cuCtxSetCurrent");
+    stream_fn mkstream = (stream_fn)dlsym(lib, "cuStreamCreate");
+    memset_fn memset8 = (memset_fn)dlsym(lib, "cuMemsetD8Async");
+    sync_fn destroy = (sync_fn)dlsym(lib, "cuStreamDestroy_v2");
+    CHECK(retain && setcur && mkstream && memset8 && destroy);
+    if (!retain || !setcur || !mkstream || !memset8 || !destroy)
+        return;
+    gms_runtime *rt = open_cuda(0);
+    if (!rt)
+        return;
+    CHECK_OK(gms_on_violation(rt, count_violation, NULL));
+    gms_context *ctx = open_ctx(rt, "t5", GMS_LEVEL_INTERNAL);
+    void *pctx = NULL, *stream = NULL;
+    CHECK(retain(&pctx, 0) == 0 && setcur(pctx) == 0);
+    CHECK(mkstream(&stream, 1 /* non-blocking */) == 0);
+    const size_t size = 256 * MiB;
+    for (int round = 0; round < 8; round++) {
+        gms_buf b;
+        void *p = NULL;
+        CHECK_OK(gms_alloc(ctx, size, 0, &b));
+        CHECK_OK(gms_buf_ptr(ctx, b, &p));
+        CHECK(setcur(pctx) == 0); /* gms leaves the thread as it found it */
+        for (int k = 0; k < 16; k++) /* about 1.5 ms of writes */
+            CHECK(memset8((uint64_t)(uintptr_t)p, (unsigned char)(k + 1), size, stream) == 0);
+        /* GMS_GPU_UNORDERED=1 frees without the stream, to show what the
+         * ordering prevents (writes landing after the poison). */
+        if (getenv("GMS_GPU_UNORDERED"))
+            CHECK_OK(gms_free(ctx, b));
+        else
+            CHECK_OK(gms_free_async(ctx, b, stream));
+        CHECK_RC(gms_free(ctx, b), GMS_E_INVALID_HANDLE); /* dead at once */
+    }
+    gms_context_close(ctx); /* drains the quarantine: every block checked */
+    printf("free_async: %u violations over 8 %s frees of 256 MiB\n", async_violations,
+           getenv("GMS_GPU_UNORDERED") ? "UNORDERED" : "ordered");
+    if (!getenv("GMS_GPU_UNORDERED"))
+        CHECK(async_violations == 0);
+    CHECK(setcur(pctx) == 0 && destroy(stream) == 0);
+    gms_runtime_close(rt);
+    dlclose(lib);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--child") == 0)
@@ -436,6 +505,7 @@ int main(int argc, char **argv)
     test_detection();
     test_held_follows_live();
     test_threads();
+    test_free_async();
     if (!getenv("GMS_GPU_NO_FAULTS"))
         test_faults("/proc/self/exe");
     return test_done();

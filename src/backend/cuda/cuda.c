@@ -40,6 +40,7 @@ typedef int CUresult;
 typedef int CUdevice;
 typedef struct CUctx_st *CUcontext;
 typedef struct CUstream_st *CUstream;
+typedef struct CUevent_st *CUevent;
 typedef struct CUmod_st *CUmodule;
 typedef struct CUfunc_st *CUfunction;
 typedef unsigned long long CUdeviceptr;
@@ -95,6 +96,10 @@ enum {
     X(StreamCreate, "cuStreamCreate", (CUstream *, unsigned))                              \
     X(StreamDestroy, "cuStreamDestroy_v2", (CUstream))                                     \
     X(StreamSynchronize, "cuStreamSynchronize", (CUstream))                                \
+    X(StreamWaitEvent, "cuStreamWaitEvent", (CUstream, CUevent, unsigned))                 \
+    X(EventCreate, "cuEventCreate", (CUevent *, unsigned))                                 \
+    X(EventRecord, "cuEventRecord", (CUevent, CUstream))                                   \
+    X(EventDestroy, "cuEventDestroy_v2", (CUevent))                                        \
     X(MemAddressReserve, "cuMemAddressReserve",                                            \
       (CUdeviceptr *, size_t, size_t, CUdeviceptr, unsigned long long))                    \
     X(MemAddressFree, "cuMemAddressFree", (CUdeviceptr, size_t))                           \
@@ -611,6 +616,35 @@ static int cuda_scrub(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t
     return err;
 }
 
+/* A stream-ordered free: the internal stream, where every scrub runs,
+ * waits for an event recorded on the caller's stream. */
+static int cuda_order_after(gms_backend *be, void *stream, int wait)
+{
+    cuda_backend *cb = B(be);
+    CUcontext saved;
+    int err = enter(cb, &saved);
+    if (err)
+        return err;
+    CUresult r;
+    if (wait) {
+        r = cu.StreamSynchronize((CUstream)stream);
+        err = r == CUDA_SUCCESS ? 0 : cu_fail("cuStreamSynchronize (caller's stream)", r);
+    } else {
+        CUevent ev;
+        enum { CU_EVENT_DISABLE_TIMING = 2 };
+        r = cu.EventCreate(&ev, CU_EVENT_DISABLE_TIMING);
+        if (r == CUDA_SUCCESS) {
+            r = cu.EventRecord(ev, (CUstream)stream);
+            if (r == CUDA_SUCCESS)
+                r = cu.StreamWaitEvent(cb->stream, ev, 0);
+            cu.EventDestroy(ev); /* released once the wait has passed */
+        }
+        err = r == CUDA_SUCCESS ? 0 : cu_fail("ordering after the caller's stream", r);
+    }
+    leave(cb, saved);
+    return err;
+}
+
 static void cuda_destroy(gms_backend *be)
 {
     cuda_backend *cb = B(be);
@@ -646,6 +680,7 @@ static const gms_backend_ops cuda_ops = {
     .copy = cuda_copy,
     .fill = cuda_fill,
     .scrub = cuda_scrub,
+    .order_after = cuda_order_after,
     .destroy = cuda_destroy,
 };
 

@@ -64,6 +64,7 @@
 
 typedef int hipError_t;
 typedef struct ihipStream_t *hipStream_t;
+typedef struct ihipEvent_t *hipEvent_t;
 typedef struct ihipModule_t *hipModule_t;
 typedef struct ihipModuleSymbol_t *hipFunction_t;
 typedef struct ihipMemGenericAllocationHandle *hipMemGenericAllocationHandle_t;
@@ -119,6 +120,10 @@ enum {
     X(StreamCreateWithFlags, "hipStreamCreateWithFlags", (hipStream_t *, unsigned))         \
     X(StreamDestroy, "hipStreamDestroy", (hipStream_t))                                     \
     X(StreamSynchronize, "hipStreamSynchronize", (hipStream_t))                             \
+    X(StreamWaitEvent, "hipStreamWaitEvent", (hipStream_t, hipEvent_t, unsigned))           \
+    X(EventCreateWithFlags, "hipEventCreateWithFlags", (hipEvent_t *, unsigned))            \
+    X(EventRecord, "hipEventRecord", (hipEvent_t, hipStream_t))                             \
+    X(EventDestroy, "hipEventDestroy", (hipEvent_t))                                        \
     X(MemAddressReserve, "hipMemAddressReserve",                                            \
       (void **, size_t, size_t, void *, unsigned long long))                                \
     X(MemAddressFree, "hipMemAddressFree", (void *, size_t))                                \
@@ -698,6 +703,34 @@ static void hip_destroy(gms_backend *be)
     free(hb);
 }
 
+/* A stream-ordered free, as on CUDA: the internal stream waits for an
+ * event recorded on the caller's stream (hipEventDisableTiming = 2, HIP
+ * API reference). Not run on a device (docs/hip.md). */
+static int hip_order_after(gms_backend *be, void *stream, int wait)
+{
+    hip_backend *hb = B(be);
+    int saved;
+    int err = enter(hb, &saved);
+    if (err)
+        return err;
+    hipError_t r;
+    if (wait) {
+        r = hip.StreamSynchronize((hipStream_t)stream);
+    } else {
+        hipEvent_t ev;
+        r = hip.EventCreateWithFlags(&ev, 2);
+        if (r == hipSuccess) {
+            r = hip.EventRecord(ev, (hipStream_t)stream);
+            if (r == hipSuccess)
+                r = hip.StreamWaitEvent(hb->stream, ev, 0);
+            hip.EventDestroy(ev);
+        }
+    }
+    err = r == hipSuccess ? 0 : hip_fail("ordering after the caller's stream", r);
+    leave(hb, saved);
+    return err;
+}
+
 static const gms_backend_ops hip_ops = {
     .name = "hip",
     .props = 0, /* a fill kernel is cheap on a GPU, remapping is not */
@@ -712,6 +745,7 @@ static const gms_backend_ops hip_ops = {
     .copy = hip_copy,
     .fill = hip_fill,
     .scrub = hip_scrub,
+    .order_after = hip_order_after,
     .destroy = hip_destroy,
 };
 
