@@ -1358,6 +1358,23 @@ static void run_quota(tally *t)
     gms_runtime_close(rt);
 }
 
+/* A wild address for one trial: before the chunk, in the guard after it,
+ * or in its unmapped part above every mapped granule so far (`high`, which
+ * the new buffer b may raise). */
+static uint64_t wild_target(gms_context *c, gms_buf b, uint64_t base, uint64_t *high)
+{
+    uint64_t p = (uint64_t)(uintptr_t)xptr(c, b), end = p + xinfo(c, b).block_size;
+    uint64_t mapped_end = (end + GRANULE - 1) / GRANULE * GRANULE;
+    if (mapped_end > *high)
+        *high = mapped_end;
+    switch (rnd() % 4) {
+    case 0: return base - rnd_in(1, 2ull << 20);
+    case 1: return base + CHUNK + rnd_in(0, (2ull << 20) - 1);
+    case 2: return *high + rnd_in(0, 4095);
+    default: return rnd_in(*high, base + CHUNK - 1);
+    }
+}
+
 static void run_wild_write(tally *t)
 {
     t->how = "a write through a pointer outside any mapped memory of a chunk, in a forked child: "
@@ -1388,19 +1405,8 @@ static void run_wild_write(tally *t)
     uint64_t base = (uint64_t)(uintptr_t)xptr(c, first);
     uint64_t high = base + GRANULE; /* mapped granules lie below this */
     for (uint64_t i = 0; i < opt.trials; i++) {
-        size_t s = rnd_size();
-        gms_buf b = xalloc(c, s);
-        uint64_t p = (uint64_t)(uintptr_t)xptr(c, b), end = p + xinfo(c, b).block_size;
-        uint64_t mapped_end = (end + GRANULE - 1) / GRANULE * GRANULE;
-        if (mapped_end > high)
-            high = mapped_end;
-        uint64_t target;
-        switch (rnd() % 4) {
-        case 0: target = base - rnd_in(1, 2ull << 20); break;
-        case 1: target = base + CHUNK + rnd_in(0, (2ull << 20) - 1); break;
-        case 2: target = high + rnd_in(0, 4095); break;
-        default: target = rnd_in(high, base + CHUNK - 1); break;
-        }
+        gms_buf b = xalloc(c, rnd_size());
+        uint64_t target = wild_target(c, b, base, &high);
         size_t n = (size_t)rnd_in(1, 8);
         if (fork_child(t) == 0)
             child_write((uint8_t *)(uintptr_t)target, n);
@@ -1421,19 +1427,8 @@ static void child_wild(void)
     uint64_t base = (uint64_t)(uintptr_t)xptr(c, first);
     uint64_t high = base + GRANULE;
     for (uint64_t i = 0; i < opt.trials; i++) {
-        size_t s = rnd_size();
-        gms_buf b = xalloc(c, s);
-        uint64_t p = (uint64_t)(uintptr_t)xptr(c, b), end = p + xinfo(c, b).block_size;
-        uint64_t mapped_end = (end + GRANULE - 1) / GRANULE * GRANULE;
-        if (mapped_end > high)
-            high = mapped_end;
-        uint64_t target;
-        switch (rnd() % 4) {
-        case 0: target = base - rnd_in(1, 2ull << 20); break;
-        case 1: target = base + CHUNK + rnd_in(0, (2ull << 20) - 1); break;
-        case 2: target = high + rnd_in(0, 4095); break;
-        default: target = rnd_in(high, base + CHUNK - 1); break;
-        }
+        gms_buf b = xalloc(c, rnd_size());
+        uint64_t target = wild_target(c, b, base, &high);
         size_t n = (size_t)rnd_in(1, 8);
         if (target + n > base + CHUNK && target < base + CHUNK)
             n = (size_t)(base + CHUNK - target); /* stays in the guard after */
