@@ -29,8 +29,10 @@ static int corrupt_report(gms_block *b, const char *op)
                      (long long)off, off < 0 ? "underflow" : "overflow");
 }
 
-/* Finds the live block h names for ctx; ctx's pool lock is held. */
-static int buf_find_locked(gms_context *ctx, gms_buf h, const char *op, gms_block **out)
+/* Finds the live block h names for ctx; ctx's pool lock is held. A block the
+ * verifier flagged is reported to the calls that use it, not to a free. */
+static int buf_find_locked(gms_context *ctx, gms_buf h, const char *op, bool freeing,
+                           gms_block **out)
 {
     if (h == GMS_BUF_NULL)
         return gms__fail(GMS_E_INVALID_HANDLE, "%s: null handle", op);
@@ -61,7 +63,7 @@ static int buf_find_locked(gms_context *ctx, gms_buf h, const char *op, gms_bloc
         return gms__fail(GMS_E_ACCESS_DENIED,
                          "%s: handle 0x%016llx belongs to another context of tenant '%s' (user '%s')",
                          op, (unsigned long long)h, p->tenant->name, b->u.live.owner->user);
-    if (b->corrupt_at && strcmp(op, "gms_free") != 0)
+    if (b->corrupt_at && !freeing)
         return corrupt_report(b, op);
     *out = b;
     return GMS_OK;
@@ -78,12 +80,12 @@ static int refused(gms_context *ctx, gms_buf h, int rc)
 
 /* Finds the live block h names for ctx and returns with ctx's pool locked,
  * or returns an error with nothing locked. */
-static int buf_lock(gms_context *ctx, gms_buf h, const char *op, gms_block **out)
+static int buf_lock(gms_context *ctx, gms_buf h, const char *op, bool freeing, gms_block **out)
 {
     if (!ctx)
         return gms__fail(GMS_E_INVALID_ARG, "%s: context is NULL", op);
     gms__pool_lock(ctx->pool);
-    int rc = buf_find_locked(ctx, h, op, out);
+    int rc = buf_find_locked(ctx, h, op, freeing, out);
     if (rc) {
         gms__pool_unlock(ctx->pool);
         refused(ctx, h, rc);
@@ -228,7 +230,7 @@ static int free_ordered(gms_context *ctx, gms_buf buf, void *stream, bool ordere
 {
     const char *op = ordered ? "gms_free_async" : "gms_free";
     gms_block *b = NULL;
-    int rc = buf_lock(ctx, buf, op, &b);
+    int rc = buf_lock(ctx, buf, op, true, &b);
     if (rc)
         return rc;
     gms_pool *p = ctx->pool;
@@ -270,7 +272,7 @@ int gms_buf_info_get(gms_context *ctx, gms_buf buf, gms_buf_info *out)
     if (!out)
         return gms__fail(GMS_E_INVALID_ARG, "gms_buf_info: out is NULL");
     gms_block *b = NULL;
-    int rc = buf_lock(ctx, buf, "gms_buf_info", &b);
+    int rc = buf_lock(ctx, buf, "gms_buf_info", false, &b);
     if (rc)
         return rc;
     gms_pool *p = ctx->pool;
@@ -294,7 +296,7 @@ int gms_buf_ptr(gms_context *ctx, gms_buf buf, void **out)
     if (!out)
         return gms__fail(GMS_E_INVALID_ARG, "gms_buf_ptr: out is NULL");
     gms_block *b = NULL;
-    int rc = buf_lock(ctx, buf, "gms_buf_ptr", &b);
+    int rc = buf_lock(ctx, buf, "gms_buf_ptr", false, &b);
     if (rc)
         return rc;
     *out = (void *)(uintptr_t)b->addr;
@@ -321,7 +323,7 @@ static int access_begin(gms_context *ctx, gms_buf buf, uint64_t off, size_t len,
 {
     if (!host && len > 0)
         return gms__fail(GMS_E_INVALID_ARG, "%s: host pointer is NULL", op);
-    int rc = buf_lock(ctx, buf, op, out);
+    int rc = buf_lock(ctx, buf, op, false, out);
     if (rc)
         return rc;
     if ((rc = range_check(*out, off, len, op, "the")) != GMS_OK) {
@@ -376,7 +378,7 @@ int gms_copy(gms_context *ctx, gms_buf dst, uint64_t dst_off, gms_buf src, uint6
     int rc = access_begin(ctx, dst, dst_off, len, &d, "gms_copy", &d);
     if (rc)
         return rc;
-    if ((rc = buf_find_locked(ctx, src, "gms_copy", &s)) != GMS_OK ||
+    if ((rc = buf_find_locked(ctx, src, "gms_copy", false, &s)) != GMS_OK ||
         (rc = range_check(s, src_off, len, "gms_copy", "source")) != GMS_OK) {
         gms__pool_unlock(ctx->pool);
         return refused(ctx, src, rc);

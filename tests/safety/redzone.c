@@ -163,6 +163,18 @@ static void verify_live(void)
     CHECK_OK(gms_free(c, b));
     gms_free(c, n); /* may also report the bytes after it: not checked */
     CHECK_OK(gms_verify(rt, NULL));
+
+    /* A buffer the verifier flagged is still freed by either free call
+     * (the flag is for the calls that use it, not for its release). */
+    for (int async = 0; async < 2; async++) {
+        b = alloc_or_die(c, 1000);
+        raw(c, b)[1001] ^= 0x01;
+        CHECK_RC(gms_verify(rt, NULL), GMS_E_CORRUPTION);
+        int rc = async ? gms_free_async(c, b, NULL) : gms_free(c, b);
+        CHECK(rc == GMS_OK || rc == GMS_E_CORRUPTION);
+        CHECK_RC(gms_free(c, b), GMS_E_INVALID_HANDLE);
+    }
+    CHECK_OK(gms_verify(rt, NULL));
     gms_context_close(c);
     gms_runtime_close(rt);
 }
