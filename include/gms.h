@@ -139,12 +139,15 @@ typedef struct gms_runtime_options {
     int secret_multipass;        /* SECRET pools: overwrite freed memory with
                                     zeros, ones, random, zeros before the
                                     poison */
+    uint64_t max_held_bytes;     /* device memory this runtime may map, all
+                                    pools together (a process's share of a
+                                    GPU); 0: no limit but the device's */
 } gms_runtime_options;
 
 #define GMS_RUNTIME_OPTIONS_INIT                                              \
     { GMS_RUNTIME_OPTIONS_VERSION, GMS_BACKEND_AUTO, 0, 0, 0, 0, NULL, NULL, \
       0, NULL, NULL, 0, NULL, 0, 0, 0, GMS_SAFETY_ON, 0, 0, 0, 0, 0,         \
-      GMS_ON_CORRUPTION_REPORT, 0 }
+      GMS_ON_CORRUPTION_REPORT, 0, 0 }
 GMS_API void gms_runtime_options_init(gms_runtime_options *opts);
 
 /* With opts == NULL every caller in the process gets the same
@@ -231,8 +234,14 @@ enum {
     GMS_ALLOC_ZERO = 1u << 0 /* fill with zeros before returning */
 };
 
+/* When the memory or the quota is short, runs the pressure ladder first
+ * (see gms_on_pressure); GMS_E_NO_MEMORY or GMS_E_QUOTA only if that did
+ * not help. */
 GMS_API int gms_alloc(gms_context *ctx, size_t size, uint32_t flags,
                       gms_buf *out);
+/* Drops the caller's handle. A buffer shared with other holders lives on
+ * until the last of them releases it; then it is checked, wiped and freed.
+ * gms_release is the same call under the sharing API's name. */
 GMS_API int gms_free(gms_context *ctx, gms_buf buf);
 /* Frees buf after the device work queued on `stream` so far (a CUDA
  * stream; NULL is the default stream), like cudaFreeAsync: the handle dies
@@ -251,14 +260,24 @@ typedef struct gms_buf_info {
     gms_level level;
     gms_language language;
     char tenant[GMS_NAME_MAX + 1]; /* owner */
-    char user[GMS_NAME_MAX + 1];
+    char user[GMS_NAME_MAX + 1];   /* who allocated it */
+    uint32_t access;     /* this handle's gms_access: READ_WRITE for an
+                            owner of an unshared or mutable buffer */
+    uint32_t holders;    /* handles alive on the buffer, this one included */
+    uint64_t share_id;   /* its share, 0 when not shared */
+    int immutable;       /* shared immutable: nobody may write it */
+    int read_only_view;  /* gms_buf_ptr gives a read-only mapping, so a
+                            write through it faults */
 } gms_buf_info;
 
 GMS_API int gms_buf_info_get(gms_context *ctx, gms_buf buf, gms_buf_info *out);
 /* The name the API contract uses. */
 #define gms_buf_info(ctx, buf, out) gms_buf_info_get((ctx), (buf), (out))
 
-/* The raw device pointer: unchecked access, for kernels and frameworks. */
+/* The raw device pointer: unchecked access, for kernels and frameworks.
+ * The holders of an immutable share other than its owner get a read-only
+ * mapping where the block owns whole pages (granules on a GPU); see
+ * gms_share. */
 GMS_API int gms_buf_ptr(gms_context *ctx, gms_buf buf, void **out);
 
 /* Bounds-checked access. An access not wholly inside the buffer (an offset
@@ -272,6 +291,99 @@ GMS_API int gms_copy(gms_context *ctx, gms_buf dst, uint64_t dst_off,
                      gms_buf src, uint64_t src_off, size_t len);
 GMS_API int gms_fill(gms_context *ctx, gms_buf dst, uint64_t off, int byte,
                      size_t len);
+
+/* ---- sharing between contexts (docs/sharing.md) -------------------------
+ *
+ * A share makes one buffer available to other contexts: other languages,
+ * users or tenants. Every holder has its own handle, so a holder's double
+ * release or use after release is caught without hurting the others, and
+ * the buffer is wiped and freed when the last handle goes, whoever holds it.
+ * The memory stays in the owner's pool and on the owner's tenant's quota. */
+
+typedef uint64_t gms_share_id; /* keyed like handles: not guessable */
+
+typedef enum gms_access {
+    GMS_ACCESS_READ = 1,
+    GMS_ACCESS_READ_WRITE = 2
+} gms_access;
+
+#define GMS_ANY_LANGUAGE (-1)
+
+/* One entry of a share's access list: a context may acquire if its tenant,
+ * user and language match an entry, up to that entry's mode. */
+typedef struct gms_share_grant {
+    const char *tenant; /* NULL: the owner's tenant; "*": any tenant */
+    const char *user;   /* NULL: any user */
+    int language;       /* a gms_language, or GMS_ANY_LANGUAGE */
+    gms_access mode;    /* the most this entry allows */
+} gms_share_grant;
+
+#define GMS_SHARE_GRANTS_MAX 16
+
+#define GMS_SHARE_DESC_VERSION 1
+typedef struct gms_share_desc {
+    uint32_t version; /* GMS_SHARE_DESC_VERSION */
+    const gms_share_grant *grants; /* 1..GMS_SHARE_GRANTS_MAX entries */
+    size_t ngrants;
+    /* Nobody writes the buffer any more, its owner included: checked calls
+     * get GMS_E_READ_ONLY; the other holders' raw pointers are read-only
+     * mappings where the block owns whole pages (granules on a GPU), and
+     * otherwise its contents are hashed now and checked by gms_verify and at
+     * the last release (a change is a GMS_VIOLATION_IMMUTABLE_WRITE). */
+    int immutable;
+} gms_share_desc;
+
+#define GMS_SHARE_DESC_INIT { GMS_SHARE_DESC_VERSION, NULL, 0, 0 }
+GMS_API void gms_share_desc_init(gms_share_desc *desc);
+
+/* Shares buf, which the owner context holds. One share per buffer: a
+ * second gms_share gets GMS_E_BUSY. */
+GMS_API int gms_share(gms_context *owner, gms_buf buf, const gms_share_desc *desc,
+                      gms_share_id *out);
+/* Gives ctx its own handle on the shared buffer (one more holder).
+ * GMS_E_ACCESS_DENIED when no grant lets ctx in or the share was revoked,
+ * GMS_E_READ_ONLY for READ_WRITE on an immutable share, GMS_E_BUSY for
+ * READ_WRITE while another holder (the owner included) can write: a mutable
+ * share has one writer at a time. GMS_E_INVALID_HANDLE when the id is not a
+ * live share. */
+GMS_API int gms_acquire(gms_context *ctx, gms_share_id id, gms_access mode, gms_buf *out);
+/* Drops ctx's handle (gms_free under another name); gms_free_async orders
+ * the drop after a stream. */
+GMS_API int gms_release(gms_context *ctx, gms_buf buf);
+/* Moves exclusive ownership of buf, which from holds alone, to `to`: buf is
+ * dead when the call returns and *out is to's handle. Within one tenant the
+ * buffer does not move; to another tenant it is copied into to's pool (on
+ * to's quota) and the original wiped, so tenants never share a page.
+ * GMS_E_BUSY when other holders exist. */
+GMS_API int gms_transfer(gms_context *from, gms_buf buf, gms_context *to, gms_buf *out);
+/* gms_transfer once the device work queued on stream so far has finished,
+ * so the next holder never sees a half-written buffer (waits for it). */
+GMS_API int gms_transfer_async(gms_context *from, gms_buf buf, gms_context *to,
+                               void *stream, gms_buf *out);
+/* Stops new acquires of the share; holders keep their handles. Only the
+ * context that made the share may revoke it. */
+GMS_API int gms_revoke(gms_context *owner, gms_share_id id);
+
+/* ---- memory pressure -------------------------------------------------
+ *
+ * An allocation that would fail runs a ladder, retrying after each step:
+ * (1) scrub and drain the pool's quarantine, (2) return every unused mapped
+ * granule (gms_trim), (3) call the pressure callbacks, which should make
+ * their runtime release what it no longer uses (a garbage collection). */
+
+typedef struct gms_pressure {
+    const char *tenant;    /* whose allocation failed */
+    uint64_t bytes_wanted; /* the size asked for */
+    int reason;            /* GMS_E_NO_MEMORY or GMS_E_QUOTA */
+} gms_pressure;
+
+/* Called on the allocating thread with no gms lock held; it may free and
+ * release buffers of any context. An allocation made from inside a
+ * callback does not run the ladder again. */
+typedef void (*gms_pressure_fn)(void *user, const gms_pressure *p);
+
+/* Registers a callback (at most 16 per runtime). */
+GMS_API int gms_on_pressure(gms_runtime *rt, gms_pressure_fn fn, void *user);
 
 /* ---- statistics and verification -------------------------------------- */
 
@@ -291,6 +403,10 @@ typedef struct gms_stats {
     uint64_t pools;
     uint64_t contexts;        /* open now */
     uint64_t tenants;         /* index range of gms_tenant_stats_get */
+    uint64_t shares;          /* live shares */
+    uint64_t pressure_events; /* allocations that ran the pressure ladder */
+    uint64_t pressure_recovered; /* ...and then succeeded */
+    uint64_t pressure_steps;  /* ladder steps run, all events together */
 } gms_stats;
 
 typedef struct gms_tenant_stats {
@@ -349,7 +465,8 @@ typedef enum gms_violation_kind {
     GMS_VIOLATION_WRITE_AFTER_FREE = 3, /* a quarantined block was written */
     GMS_VIOLATION_FREE_MEMORY = 4,      /* free memory was written */
     GMS_VIOLATION_WIPE_FAILED = 5,      /* a wipe did not read back */
-    GMS_VIOLATION_INVARIANT = 6         /* gms_verify found state broken */
+    GMS_VIOLATION_INVARIANT = 6,        /* gms_verify found state broken */
+    GMS_VIOLATION_IMMUTABLE_WRITE = 7   /* an immutable share was changed */
 } gms_violation_kind;
 
 typedef struct gms_violation {
