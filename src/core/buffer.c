@@ -9,8 +9,10 @@
  */
 #include "core/internal.h"
 #include "safety/safety.h"
+#include "gms/dlpack.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Largest request: far above any device, far below where sizes overflow. */
@@ -29,85 +31,144 @@ static int corrupt_report(gms_block *b, const char *op)
                      (long long)off, off < 0 ? "underflow" : "overflow");
 }
 
-/* Finds the live block h names for ctx; ctx's pool lock is held. A block the
- * verifier flagged is reported to the calls that use it, not to a free. */
-static int buf_find_locked(gms_context *ctx, gms_buf h, const char *op, bool freeing,
-                           gms_block **out)
+/* Checks that h is a live handle of ctx in slot s of pool p, whose lock is
+ * held. A block the verifier flagged is reported to the calls that use it,
+ * not to a free. */
+static int buf_check_locked(gms_context *ctx, gms_buf h, const char *op, bool freeing,
+                            gms_pool *p, gms_slot *s, gms_held *out)
 {
-    if (h == GMS_BUF_NULL)
-        return gms__fail(GMS_E_INVALID_HANDLE, "%s: null handle", op);
-    gms_pool *p = NULL;
-    gms_slot *s = gms__slot_lookup(ctx->rt, h, &p);
-    if (!s)
-        return gms__fail(GMS_E_INVALID_HANDLE,
-                         "%s: handle 0x%016llx: forged or corrupted handle (not issued by this runtime)",
-                         op, (unsigned long long)h);
-    uint64_t cur = atomic_load_explicit(&s->handle, memory_order_acquire);
-    if (p != ctx->pool) {
-        /* Another pool's slot (its lock is not ours to take): name the
-         * owner only if the handle is real. */
-        if (cur == h)
-            return gms__fail(GMS_E_ACCESS_DENIED,
-                             "%s: handle 0x%016llx belongs to tenant '%s' (%s, %s), not to this context of tenant '%s' (%s, %s)",
-                             op, (unsigned long long)h, p->tenant->name, gms_level_name(p->level),
-                             gms_language_name(p->language), ctx->tenant->name,
-                             gms_level_name(ctx->level), gms_language_name(ctx->language));
-        return gms__fail(GMS_E_INVALID_HANDLE, "%s: handle 0x%016llx: stale, freed or forged handle",
-                         op, (unsigned long long)h);
-    }
-    if (cur != h)
+    if (atomic_load_explicit(&s->handle, memory_order_acquire) != h)
         return gms__fail(GMS_E_INVALID_HANDLE, "%s: handle 0x%016llx: %s", op,
                          (unsigned long long)h, gms__handle_diagnose(ctx->rt, s, h));
-    gms_block *b = s->block;
-    if (b->u.live.owner != ctx)
+    if (s->kind != GMS_SLOT_HANDLE)
+        return gms__fail(GMS_E_INVALID_HANDLE,
+                         "%s: 0x%016llx is a share id, not a buffer handle (gms_acquire one)", op,
+                         (unsigned long long)h);
+    const gms_context *holder = s->holder;
+    if (holder != ctx) {
+        if (p->tenant != ctx->tenant)
+            return gms__fail(GMS_E_ACCESS_DENIED,
+                             "%s: handle 0x%016llx belongs to tenant '%s' (%s, %s), not to this context of tenant '%s' (%s, %s)",
+                             op, (unsigned long long)h, holder->tenant->name,
+                             gms_level_name(holder->level), gms_language_name(holder->language),
+                             ctx->tenant->name, gms_level_name(ctx->level),
+                             gms_language_name(ctx->language));
         return gms__fail(GMS_E_ACCESS_DENIED,
-                         "%s: handle 0x%016llx belongs to another context of tenant '%s' (user '%s')",
-                         op, (unsigned long long)h, p->tenant->name, b->u.live.owner->user);
+                         "%s: handle 0x%016llx belongs to another context of tenant '%s' (user '%s', %s)",
+                         op, (unsigned long long)h, holder->tenant->name, holder->user,
+                         gms_language_name(holder->language));
+    }
+    gms_block *b = s->block;
     if (b->corrupt_at && !freeing)
         return corrupt_report(b, op);
-    *out = b;
+    out->pool = p;
+    out->block = b;
+    out->slot = s;
     return GMS_OK;
 }
 
-/* Records a refused handle use: another context's buffer, or a violation
- * (a stale, freed or forged handle, an access out of bounds). */
+/* The slot h names and its pool, or an error: a null or forged handle, or
+ * a dead one in another pool (whose lock is not worth taking for that). */
+static int buf_slot(gms_context *ctx, gms_buf h, const char *op, gms_pool **p, gms_slot **s)
+{
+    if (h == GMS_BUF_NULL)
+        return gms__fail(GMS_E_INVALID_HANDLE, "%s: null handle", op);
+    *s = gms__slot_lookup(ctx->rt, h, p);
+    if (!*s)
+        return gms__fail(GMS_E_INVALID_HANDLE,
+                         "%s: handle 0x%016llx: forged or corrupted handle (not issued by this runtime)",
+                         op, (unsigned long long)h);
+    if (*p != ctx->pool && atomic_load_explicit(&(*s)->handle, memory_order_acquire) != h)
+        return gms__fail(GMS_E_INVALID_HANDLE, "%s: handle 0x%016llx: stale, freed or forged handle",
+                         op, (unsigned long long)h);
+    return GMS_OK;
+}
+
+/* Records a refused handle use: another context's buffer or a write to a
+ * read-only one, or a violation (a stale, freed or forged handle, an access
+ * out of bounds). */
 static int refused(gms_context *ctx, gms_buf h, int rc)
 {
-    gms__audit_ctx(ctx, rc == GMS_E_ACCESS_DENIED ? GMS_AUDIT_ACCESS_DENIED : GMS_AUDIT_VIOLATION,
+    gms__audit_ctx(ctx,
+                   rc == GMS_E_ACCESS_DENIED || rc == GMS_E_READ_ONLY ? GMS_AUDIT_ACCESS_DENIED
+                                                                      : GMS_AUDIT_VIOLATION,
                    h, 0, rc, gms_error_last());
     return rc;
 }
 
-/* Finds the live block h names for ctx and returns with ctx's pool locked,
- * or returns an error with nothing locked. */
-static int buf_lock(gms_context *ctx, gms_buf h, const char *op, bool freeing, gms_block **out)
+int gms__buf_lock(gms_context *ctx, gms_buf h, const char *op, bool freeing, gms_held *out)
 {
     if (!ctx)
         return gms__fail(GMS_E_INVALID_ARG, "%s: context is NULL", op);
-    gms__pool_lock(ctx->pool);
-    int rc = buf_find_locked(ctx, h, op, freeing, out);
-    if (rc) {
-        gms__pool_unlock(ctx->pool);
-        refused(ctx, h, rc);
+    gms_pool *p;
+    gms_slot *s;
+    int rc = buf_slot(ctx, h, op, &p, &s);
+    if (rc == GMS_OK) {
+        gms__pool_lock(p);
+        if ((rc = buf_check_locked(ctx, h, op, freeing, p, s, out)) != GMS_OK)
+            gms__pool_unlock(p);
     }
-    return rc;
+    return rc ? refused(ctx, h, rc) : GMS_OK;
 }
 
-/* Reserves quota for one block of size bytes (pool->lock held). */
+gms_pool *gms__handle_pool(gms_runtime *rt, gms_buf h)
+{
+    gms_pool *p = NULL;
+    return gms__slot_lookup(rt, h, &p) ? p : NULL;
+}
+
+/* Locks two pools in the runtime's lock order (pool-list order, which is
+ * creation order, which is id order); one lock when they are the same. */
+static void pools_lock(gms_pool *a, gms_pool *b)
+{
+    if (a == b) {
+        gms__pool_lock(a);
+        return;
+    }
+    gms__pool_lock(a->id < b->id ? a : b);
+    gms__pool_lock(a->id < b->id ? b : a);
+}
+
+static void pools_unlock(gms_pool *a, gms_pool *b)
+{
+    gms__pool_unlock(a);
+    if (a != b)
+        gms__pool_unlock(b);
+}
+
+/* Whether the holder may write through h (pool->lock held). */
+static int writable(const gms_held *h, gms_buf buf, const char *op)
+{
+    const gms_block *b = h->block;
+    if (b->share && b->share->immutable)
+        return gms__fail(GMS_E_READ_ONLY,
+                         "%s: buffer 0x%016llx is shared immutable (share 0x%016llx): nobody writes it",
+                         op, (unsigned long long)buf, (unsigned long long)b->share->id);
+    if (h->slot->mode != GMS_ACCESS_READ_WRITE)
+        return gms__fail(GMS_E_READ_ONLY, "%s: handle 0x%016llx is read-only (%s)", op,
+                         (unsigned long long)buf,
+                         b->import ? "imported from a read-only tensor" : "acquired for reading");
+    return GMS_OK;
+}
+
+/* Reserves quota for one block of size bytes. A refusal is counted by the
+ * caller, once the pressure ladder has had its go. */
 static int quota_take(gms_tenant *t, uint64_t size)
 {
     uint64_t max = atomic_load_explicit(&t->max_bytes, memory_order_relaxed);
     uint64_t cur = atomic_load_explicit(&t->live_bytes, memory_order_relaxed);
     do {
         if (size > max || cur > max - size)
-            goto refuse_bytes;
+            return gms__fail(GMS_E_QUOTA,
+                             "tenant '%s' byte quota: %llu bytes live + %llu requested > limit %llu",
+                             t->name, (unsigned long long)cur, (unsigned long long)size,
+                             (unsigned long long)max);
     } while (!atomic_compare_exchange_weak(&t->live_bytes, &cur, cur + size));
     max = atomic_load_explicit(&t->max_allocs, memory_order_relaxed);
     cur = atomic_load_explicit(&t->live_allocs, memory_order_relaxed);
     do {
         if (cur >= max) {
             atomic_fetch_sub(&t->live_bytes, size);
-            atomic_fetch_add(&t->quota_refusals, 1);
             return gms__fail(GMS_E_QUOTA,
                              "tenant '%s' allocation quota: %llu live allocations, limit %llu",
                              t->name, (unsigned long long)cur, (unsigned long long)max);
@@ -115,18 +176,76 @@ static int quota_take(gms_tenant *t, uint64_t size)
     } while (!atomic_compare_exchange_weak(&t->live_allocs, &cur, cur + 1));
     gms__atomic_max(&t->peak_bytes, atomic_load_explicit(&t->live_bytes, memory_order_relaxed));
     return GMS_OK;
-refuse_bytes:
-    atomic_fetch_add(&t->quota_refusals, 1);
-    return gms__fail(GMS_E_QUOTA,
-                     "tenant '%s' byte quota: %llu bytes live + %llu requested > limit %llu",
-                     t->name, (unsigned long long)cur, (unsigned long long)size,
-                     (unsigned long long)max);
 }
 
 static void quota_give(gms_tenant *t, uint64_t size)
 {
     atomic_fetch_sub_explicit(&t->live_bytes, size, memory_order_relaxed);
     atomic_fetch_sub_explicit(&t->live_allocs, 1, memory_order_relaxed);
+}
+
+/* Points slot index of pool p at b for ctx and publishes the handle. */
+static gms_buf slot_fill(gms_pool *p, uint32_t index, gms_block *b, gms_context *ctx,
+                         gms_access mode)
+{
+    gms_slot *s = gms__slot_at(p->rt, index);
+    s->block = b;
+    s->holder = ctx;
+    s->kind = GMS_SLOT_HANDLE;
+    s->mode = (uint8_t)mode;
+    gms_buf h = gms__handle_make(p->rt, index, s->gen);
+    atomic_store_explicit(&s->handle, h, memory_order_release);
+    return h;
+}
+
+int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flags, gms_buf *out)
+{
+    gms_pool *p = ctx->pool;
+    gms_runtime *rt = ctx->rt;
+    gms__pool_lock(p);
+    int rc = quota_take(ctx->tenant, bsize);
+    if (rc) {
+        gms__pool_unlock(p);
+        return rc;
+    }
+    uint32_t slot;
+    gms_block *b = NULL;
+    if ((rc = gms__slot_take(p, &slot)) != GMS_OK)
+        goto fail_quota;
+    if ((rc = gms__pool_alloc(p, ctx, bsize, size, flags, &b)) != GMS_OK)
+        goto fail_slot;
+    b->u.live.slot = slot;
+    b->holders = 1;
+    b->writers = 1;
+    b->share = NULL;
+    b->import = NULL;
+    b->alloc_ns = gms__now_ns();
+    b->alloc_user = ctx->user_index;
+    b->handle = slot_fill(p, slot, b, ctx, GMS_ACCESS_READ_WRITE);
+    uint64_t live = atomic_fetch_add_explicit(&rt->live_bytes, bsize, memory_order_relaxed) + bsize;
+    gms__atomic_max(&rt->peak_live, live);
+    if (flags & GMS_ALLOC_ZERO) {
+        /* Under the lock: the handle is not out yet, but a racing forged
+         * free of it must not see a half-made buffer. */
+        int err = rt->backend->ops->fill(rt->backend, b->addr, 0, size);
+        if (err) {
+            gms_drop d;
+            gms__handle_drop(p, gms__slot_at(rt, slot), ctx, &d);
+            gms__pool_unlock(p);
+            gms__violations_deliver(rt);
+            return gms__backend_fail(err, "zero fill", size);
+        }
+    }
+    gms__pool_unlock(p);
+    gms__violations_deliver(rt); /* growing may have flushed a batch of frees */
+    *out = b->handle;
+    return GMS_OK;
+fail_slot:
+    gms__slot_put(p, slot);
+fail_quota:
+    quota_give(ctx->tenant, bsize);
+    gms__pool_unlock(p);
+    return rc;
 }
 
 int gms_alloc(gms_context *ctx, size_t size, uint32_t flags, gms_buf *out)
@@ -146,66 +265,65 @@ int gms_alloc(gms_context *ctx, size_t size, uint32_t flags, gms_buf *out)
     /* With safety on, at least the redzone follows the data. */
     uint64_t span = (uint64_t)size + (ctx->rt->safety ? ctx->rt->redzone : 0);
     uint64_t bsize = (span + GMS_ALIGNMENT - 1) & ~(uint64_t)(GMS_ALIGNMENT - 1);
-    gms_pool *p = ctx->pool;
-    gms_runtime *rt = ctx->rt;
-
-    gms__pool_lock(p);
-    int rc = quota_take(ctx->tenant, bsize);
-    if (rc) {
-        gms__pool_unlock(p);
+    gms_buf h = GMS_BUF_NULL;
+    int rc = gms__alloc_once(ctx, size, bsize, flags, &h);
+    if (rc == GMS_E_NO_MEMORY || rc == GMS_E_QUOTA)
+        rc = gms__alloc_under_pressure(ctx, size, bsize, flags, rc, &h);
+    if (rc == GMS_E_QUOTA) {
+        atomic_fetch_add(&ctx->tenant->quota_refusals, 1);
         gms__audit_ctx(ctx, GMS_AUDIT_QUOTA_REFUSED, 0, size, rc, gms_error_last());
         return rc;
     }
-    uint32_t slot;
-    gms_block *b = NULL;
-    if ((rc = gms__slot_take(p, &slot)) != GMS_OK)
-        goto fail_quota;
-    if ((rc = gms__pool_alloc(p, ctx, bsize, size, flags, &b)) != GMS_OK)
-        goto fail_slot;
-    b->u.live.slot = slot;
-    gms_slot *s = gms__slot_at(rt, slot);
-    s->block = b;
-    gms_buf h = gms__handle_make(rt, slot, s->gen);
-    b->handle = h;
-    b->alloc_ns = gms__now_ns();
-    b->alloc_user = ctx->user_index;
-    atomic_store_explicit(&s->handle, h, memory_order_release);
-    uint64_t live = atomic_fetch_add_explicit(&rt->live_bytes, bsize, memory_order_relaxed) + bsize;
-    gms__atomic_max(&rt->peak_live, live);
-    if (flags & GMS_ALLOC_ZERO) {
-        /* Under the lock: the handle is not out yet, but a racing forged
-         * free of it must not see a half-made buffer. */
-        int err = rt->backend->ops->fill(rt->backend, b->addr, 0, size);
-        if (err) {
-            gms__block_release(p, b, ctx);
-            gms__pool_unlock(p);
-            gms__violations_deliver(rt);
-            rc = gms__backend_fail(err, "zero fill", size);
-            goto fail_audit;
-        }
-    }
-    gms__pool_unlock(p);
-    gms__violations_deliver(rt); /* growing may have flushed a batch of frees */
-    gms__audit_ctx(ctx, GMS_AUDIT_ALLOC, h, size, GMS_OK, NULL);
+    gms__audit_ctx(ctx, GMS_AUDIT_ALLOC, h, size, rc, rc ? gms_error_last() : NULL);
     *out = h;
-    return GMS_OK;
-fail_slot:
-    gms__slot_put(p, slot);
-fail_quota:
-    quota_give(ctx->tenant, bsize);
-    gms__pool_unlock(p);
-fail_audit:
-    gms__audit_ctx(ctx, GMS_AUDIT_ALLOC, 0, size, rc, gms_error_last());
     return rc;
 }
 
-int gms__block_release(gms_pool *p, gms_block *b, const gms_context *by)
+/* Links s at the head of its holder's holds list. */
+static void hold_link(gms_context *ctx, gms_slot *s)
 {
-    gms_slot *s = gms__slot_at(p->rt, b->u.live.slot);
-    atomic_store_explicit(&s->handle, 0, memory_order_release);
-    s->gen++;
-    s->block = NULL;
-    gms__slot_put(p, b->u.live.slot);
+    pthread_mutex_lock(&ctx->holds_lock);
+    s->hold_prev = NULL;
+    s->hold_next = ctx->holds;
+    if (ctx->holds)
+        ctx->holds->hold_prev = s;
+    ctx->holds = s;
+    ctx->nholds++;
+    pthread_mutex_unlock(&ctx->holds_lock);
+}
+
+static void hold_unlink(gms_context *ctx, gms_slot *s)
+{
+    pthread_mutex_lock(&ctx->holds_lock);
+    if (s->hold_prev)
+        s->hold_prev->hold_next = s->hold_next;
+    else
+        ctx->holds = s->hold_next;
+    if (s->hold_next)
+        s->hold_next->hold_prev = s->hold_prev;
+    s->hold_next = s->hold_prev = NULL;
+    ctx->nholds--;
+    pthread_mutex_unlock(&ctx->holds_lock);
+}
+
+int gms__handle_add(gms_pool *p, gms_block *b, gms_context *ctx, gms_access mode, gms_buf *out)
+{
+    uint32_t index;
+    int rc = gms__slot_take(p, &index);
+    if (rc)
+        return rc;
+    gms_slot *s = gms__slot_at(p->rt, index);
+    b->holders++;
+    b->writers += mode == GMS_ACCESS_READ_WRITE;
+    hold_link(ctx, s);
+    *out = slot_fill(p, index, b, ctx, mode);
+    return GMS_OK;
+}
+
+/* Takes block b off its owner's live list: the handle gms_alloc made (or a
+ * transfer within the pool handed on) is gone. */
+static void live_unlink(gms_block *b)
+{
     gms_context *ctx = b->u.live.owner;
     if (b->u.live.prev)
         b->u.live.prev->u.live.next = b->u.live.next;
@@ -215,43 +333,146 @@ int gms__block_release(gms_pool *p, gms_block *b, const gms_context *by)
         b->u.live.next->u.live.prev = b->u.live.prev;
     ctx->live_blocks--;
     ctx->live_bytes -= b->size;
+    b->u.live.owner = NULL;
+}
+
+/* Puts b on ctx's live list, named by the handle in slot index. */
+static void live_link(gms_block *b, gms_context *ctx, uint32_t index)
+{
+    b->u.live.owner = ctx;
+    b->u.live.slot = index;
+    b->u.live.prev = NULL;
+    b->u.live.next = ctx->live;
+    if (ctx->live)
+        ctx->live->u.live.prev = b;
+    ctx->live = b;
+    ctx->live_blocks++;
+    ctx->live_bytes += b->size;
+}
+
+/* An imported block: off its pool's list, its node freed. */
+static void import_end(gms_pool *p, gms_block *b, gms_drop *d)
+{
+    if (b->u.live.prev)
+        b->u.live.prev->u.live.next = b->u.live.next;
+    else
+        p->imports = b->u.live.next;
+    if (b->u.live.next)
+        b->u.live.next->u.live.prev = b->u.live.prev;
+    d->import = *b->import;
+    free(b->import);
+    free(b);
+}
+
+int gms__handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, gms_drop *d)
+{
+    d->died = false;
+    d->import.tensor = NULL;
+    uint32_t index = (uint32_t)(atomic_load_explicit(&s->handle, memory_order_relaxed) >>
+                                (GMS_GEN_BITS + GMS_CHECK_BITS));
+    gms_block *b = s->block;
+    gms_context *holder = s->holder;
+    bool owns = b->u.live.owner && b->u.live.slot == index;
+    b->holders--;
+    b->writers -= s->mode == GMS_ACCESS_READ_WRITE;
+    atomic_store_explicit(&s->handle, 0, memory_order_release);
+    s->gen++;
+    s->block = NULL;
+    s->holder = NULL;
+    if (owns)
+        live_unlink(b);
+    else
+        hold_unlink(holder, s);
+    gms__slot_put(p, index);
+    if (b->holders)
+        return GMS_OK;
+    d->died = true;
+    int rc = b->share ? gms__share_end(p, b) : GMS_OK;
+    if (b->import) {
+        import_end(p, b, d);
+        return rc;
+    }
     p->live_bytes -= b->size;
     p->live_blocks--;
     p->frees++;
     quota_give(p->tenant, b->size);
     atomic_fetch_sub_explicit(&p->rt->live_bytes, b->size, memory_order_relaxed);
     b->free_ns = gms__now_ns();
-    b->free_user = by->user_index;
-    return gms__safety_retire(p, b);
+    b->free_user = by->pool == p ? by->user_index : GMS_USER_ELSEWHERE;
+    int safety = gms__safety_retire(p, b);
+    return rc ? rc : safety;
 }
 
-/* gms_free and gms_free_async: stream NULL and ordered false for gms_free. */
-static int free_ordered(gms_context *ctx, gms_buf buf, void *stream, bool ordered)
+void gms__drop_finish(gms_drop *d)
 {
-    const char *op = ordered ? "gms_free_async" : "gms_free";
-    gms_block *b = NULL;
-    int rc = buf_lock(ctx, buf, op, true, &b);
+    if (!d->import.tensor)
+        return;
+    if (d->import.versioned) {
+        DLManagedTensorVersioned *t = d->import.tensor;
+        if (t->deleter)
+            t->deleter(t);
+    } else {
+        DLManagedTensor *t = d->import.tensor;
+        if (t->deleter)
+            t->deleter(t);
+    }
+    d->import.tensor = NULL;
+}
+
+int gms__handle_move(gms_pool *p, gms_slot *s, gms_context *to, gms_buf *out)
+{
+    gms_block *b = s->block;
+    gms_context *from = s->holder;
+    gms_buf h;
+    int rc = gms__handle_add(p, b, to, GMS_ACCESS_READ_WRITE, &h);
     if (rc)
         return rc;
-    gms_pool *p = ctx->pool;
+    gms_drop d;
+    gms__handle_drop(p, s, from, &d); /* not the last: h holds the block */
+    if (to->pool == p && !b->import && !b->u.live.owner) {
+        /* Within one pool the new holder owns the block like an allocation
+         * of its own: off the holds list, onto the live list. */
+        gms_slot *ns;
+        gms_pool *np;
+        ns = gms__slot_lookup(p->rt, h, &np);
+        hold_unlink(to, ns);
+        live_link(b, to, (uint32_t)(h >> (GMS_GEN_BITS + GMS_CHECK_BITS)));
+        b->handle = h;
+    }
+    *out = h;
+    return GMS_OK;
+}
+
+/* gms_free, gms_free_async and gms_release: stream NULL and ordered false
+ * but for gms_free_async. */
+static int free_ordered(gms_context *ctx, gms_buf buf, void *stream, bool ordered, const char *op)
+{
+    gms_held h;
+    int rc = gms__buf_lock(ctx, buf, op, true, &h);
+    if (rc)
+        return rc;
+    gms_block *b = h.block;
     gms_backend *be = ctx->rt->backend;
     if (ordered && be->ops->order_after) {
         /* Before the handle dies: if the backend cannot order, nothing
-         * changed and the caller still owns the buffer. */
+         * changed and the caller still holds the buffer. */
         int err = be->ops->order_after(be, stream, !ctx->rt->safety);
         if (err) {
-            gms__pool_unlock(p);
+            gms__pool_unlock(h.pool);
             return gms__backend_fail(err, "ordering the free after the stream", b->req_size);
         }
     }
     uint64_t size = b->req_size;
     char msg[512];
-    rc = gms__block_release(p, b, ctx);
+    gms_drop d;
+    rc = gms__handle_drop(h.pool, h.slot, ctx, &d);
     if (rc) /* our own redzones: keep the message past the deliveries */
         snprintf(msg, sizeof msg, "%s", gms_error_last());
-    gms__pool_unlock(p);
+    gms__pool_unlock(h.pool);
+    gms__drop_finish(&d);
     gms__violations_deliver(ctx->rt);
-    gms__audit_ctx(ctx, GMS_AUDIT_FREE, buf, size, rc, rc ? msg : NULL);
+    gms__audit_ctx(ctx, d.died ? GMS_AUDIT_FREE : GMS_AUDIT_RELEASE, buf, size, rc,
+                   rc ? msg : NULL);
     if (rc)
         return gms__fail(rc, "%s", msg);
     return GMS_OK;
@@ -259,33 +480,52 @@ static int free_ordered(gms_context *ctx, gms_buf buf, void *stream, bool ordere
 
 int gms_free(gms_context *ctx, gms_buf buf)
 {
-    return free_ordered(ctx, buf, NULL, false);
+    return free_ordered(ctx, buf, NULL, false, "gms_free");
+}
+
+int gms_release(gms_context *ctx, gms_buf buf)
+{
+    return free_ordered(ctx, buf, NULL, false, "gms_release");
 }
 
 int gms_free_async(gms_context *ctx, gms_buf buf, void *stream)
 {
-    return free_ordered(ctx, buf, stream, true);
+    return free_ordered(ctx, buf, stream, true, "gms_free_async");
+}
+
+uint64_t gms__buf_address(const gms_block *b)
+{
+    const gms_share_rec *sh = b->share;
+    if (sh && sh->immutable && sh->view)
+        return sh->view + (b->addr - sh->view_base);
+    return b->addr;
 }
 
 int gms_buf_info_get(gms_context *ctx, gms_buf buf, gms_buf_info *out)
 {
     if (!out)
         return gms__fail(GMS_E_INVALID_ARG, "gms_buf_info: out is NULL");
-    gms_block *b = NULL;
-    int rc = buf_lock(ctx, buf, "gms_buf_info", false, &b);
+    gms_held h;
+    int rc = gms__buf_lock(ctx, buf, "gms_buf_info", false, &h);
     if (rc)
         return rc;
-    gms_pool *p = ctx->pool;
+    gms_pool *p = h.pool;
+    gms_block *b = h.block;
     gms_buf_info i = {0};
     i.size = b->req_size;
     i.block_size = b->size;
-    i.device_ptr = b->addr;
+    i.device_ptr = gms__buf_address(b);
     i.pool_id = p->id;
     i.flags = b->flags;
     i.level = p->level;
     i.language = p->language;
     memcpy(i.tenant, p->tenant->name, sizeof i.tenant);
-    memcpy(i.user, b->u.live.owner->user, sizeof i.user);
+    snprintf(i.user, sizeof i.user, "%s", b->import ? ctx->user : gms__user_name(p, b->alloc_user));
+    i.immutable = b->share && b->share->immutable;
+    i.access = i.immutable ? GMS_ACCESS_READ : h.slot->mode;
+    i.holders = b->holders;
+    i.share_id = b->share ? b->share->id : 0;
+    i.read_only_view = i.immutable && b->share->view;
     gms__pool_unlock(p);
     *out = i;
     return GMS_OK;
@@ -295,12 +535,12 @@ int gms_buf_ptr(gms_context *ctx, gms_buf buf, void **out)
 {
     if (!out)
         return gms__fail(GMS_E_INVALID_ARG, "gms_buf_ptr: out is NULL");
-    gms_block *b = NULL;
-    int rc = buf_lock(ctx, buf, "gms_buf_ptr", false, &b);
+    gms_held h;
+    int rc = gms__buf_lock(ctx, buf, "gms_buf_ptr", false, &h);
     if (rc)
         return rc;
-    *out = (void *)(uintptr_t)b->addr;
-    gms__pool_unlock(ctx->pool);
+    *out = (void *)(uintptr_t)gms__buf_address(h.block);
+    gms__pool_unlock(h.pool);
     return GMS_OK;
 }
 
@@ -317,73 +557,96 @@ static int range_check(const gms_block *b, uint64_t off, uint64_t len, const cha
     return GMS_OK;
 }
 
-/* Locks buf's pool and checks [off, off+len); on success the caller unlocks. */
+/* Locks buf's pool and checks [off, off+len) (and that the holder may
+ * write, for writes); on success the caller unlocks. */
 static int access_begin(gms_context *ctx, gms_buf buf, uint64_t off, size_t len,
-                        const void *host, const char *op, gms_block **out)
+                        const void *host, bool write, const char *op, gms_held *out)
 {
     if (!host && len > 0)
         return gms__fail(GMS_E_INVALID_ARG, "%s: host pointer is NULL", op);
-    int rc = buf_lock(ctx, buf, op, false, out);
+    int rc = gms__buf_lock(ctx, buf, op, false, out);
     if (rc)
         return rc;
-    if ((rc = range_check(*out, off, len, op, "the")) != GMS_OK) {
-        gms__pool_unlock(ctx->pool);
+    if ((rc = range_check(out->block, off, len, op, "the")) != GMS_OK ||
+        (write && (rc = writable(out, buf, op)) != GMS_OK)) {
+        gms__pool_unlock(out->pool);
         refused(ctx, buf, rc);
     }
     return rc;
 }
 
-static int access_end(gms_context *ctx, int err, const char *op, size_t len)
+static int access_end(gms_pool *p, int err, const char *op, size_t len)
 {
-    gms__pool_unlock(ctx->pool);
+    gms__pool_unlock(p);
     return err ? gms__backend_fail(err, op, len) : GMS_OK;
 }
 
 int gms_write(gms_context *ctx, gms_buf dst, uint64_t off, const void *src, size_t len)
 {
-    gms_block *b = NULL;
-    int rc = access_begin(ctx, dst, off, len, src, "gms_write", &b);
+    gms_held h;
+    int rc = access_begin(ctx, dst, off, len, src, true, "gms_write", &h);
     if (rc)
         return rc;
     gms_backend *be = ctx->rt->backend;
-    return access_end(ctx, len ? be->ops->write(be, b->addr + off, src, len) : 0, "write", len);
+    return access_end(h.pool, len ? be->ops->write(be, h.block->addr + off, src, len) : 0,
+                      "write", len);
 }
 
 int gms_read(gms_context *ctx, gms_buf src, uint64_t off, void *dst, size_t len)
 {
-    gms_block *b = NULL;
-    int rc = access_begin(ctx, src, off, len, dst, "gms_read", &b);
+    gms_held h;
+    int rc = access_begin(ctx, src, off, len, dst, false, "gms_read", &h);
     if (rc)
         return rc;
     gms_backend *be = ctx->rt->backend;
-    return access_end(ctx, len ? be->ops->read(be, dst, b->addr + off, len) : 0, "read", len);
+    return access_end(h.pool, len ? be->ops->read(be, dst, h.block->addr + off, len) : 0, "read",
+                      len);
 }
 
 int gms_fill(gms_context *ctx, gms_buf dst, uint64_t off, int byte, size_t len)
 {
     if (byte < 0 || byte > 255)
         return gms__fail(GMS_E_INVALID_ARG, "gms_fill: byte %d is not in 0..255", byte);
-    gms_block *b = NULL;
-    int rc = access_begin(ctx, dst, off, len, &b, "gms_fill", &b);
+    gms_held h;
+    int rc = access_begin(ctx, dst, off, len, &h, true, "gms_fill", &h);
     if (rc)
         return rc;
     gms_backend *be = ctx->rt->backend;
-    return access_end(ctx, len ? be->ops->fill(be, b->addr + off, byte, len) : 0, "fill", len);
+    return access_end(h.pool, len ? be->ops->fill(be, h.block->addr + off, byte, len) : 0, "fill",
+                      len);
 }
 
+/* The two buffers may lie in two pools (one acquired from another
+ * context): both are locked, in the runtime's order. */
 int gms_copy(gms_context *ctx, gms_buf dst, uint64_t dst_off, gms_buf src, uint64_t src_off,
              size_t len)
 {
-    gms_block *d = NULL, *s = NULL;
-    int rc = access_begin(ctx, dst, dst_off, len, &d, "gms_copy", &d);
+    const char *op = "gms_copy";
+    if (!ctx)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: context is NULL", op);
+    gms_pool *dp, *sp;
+    gms_slot *ds, *ss;
+    gms_held d, s;
+    int rc = buf_slot(ctx, dst, op, &dp, &ds);
     if (rc)
-        return rc;
-    if ((rc = buf_find_locked(ctx, src, "gms_copy", false, &s)) != GMS_OK ||
-        (rc = range_check(s, src_off, len, "gms_copy", "source")) != GMS_OK) {
-        gms__pool_unlock(ctx->pool);
+        return refused(ctx, dst, rc);
+    if ((rc = buf_slot(ctx, src, op, &sp, &ss)) != GMS_OK)
         return refused(ctx, src, rc);
+    pools_lock(dp, sp);
+    gms_buf bad = dst;
+    if ((rc = buf_check_locked(ctx, dst, op, false, dp, ds, &d)) == GMS_OK &&
+        (rc = range_check(d.block, dst_off, len, op, "the destination")) == GMS_OK &&
+        (rc = writable(&d, dst, op)) == GMS_OK) {
+        bad = src;
+        if ((rc = buf_check_locked(ctx, src, op, false, sp, ss, &s)) == GMS_OK)
+            rc = range_check(s.block, src_off, len, op, "the source");
+    }
+    if (rc) {
+        pools_unlock(dp, sp);
+        return refused(ctx, bad, rc);
     }
     gms_backend *be = ctx->rt->backend;
-    return access_end(ctx, len ? be->ops->copy(be, d->addr + dst_off, s->addr + src_off, len) : 0,
-                      "copy", len);
+    int err = len ? be->ops->copy(be, d.block->addr + dst_off, s.block->addr + src_off, len) : 0;
+    pools_unlock(dp, sp);
+    return err ? gms__backend_fail(err, "copy", len) : GMS_OK;
 }

@@ -19,6 +19,7 @@
 #include "gms.h"
 #include "backend/backend.h"
 #include "audit/audit.h"
+#include "gms/dlpack.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -51,11 +52,22 @@ int gms__random_bytes(void *buf, size_t len);
 typedef struct gms_block gms_block;
 typedef struct gms_pool gms_pool;
 
+/* A slot names a block for one holder (a buffer handle), or names a share
+ * of it (the share id is the slot's handle word). */
+enum { GMS_SLOT_HANDLE = 0, GMS_SLOT_SHARE = 1 };
+
 typedef struct gms_slot {
-    uint64_t _Atomic handle; /* the live handle, 0 when free */
+    uint64_t _Atomic handle; /* the live handle or share id, 0 when free */
     uint64_t gen;            /* full generation; bumped at every free */
     gms_block *block;        /* the live block */
+    gms_context *holder;     /* whose handle it is (HANDLE slots) */
     uint32_t next_free;      /* pool's free-slot list; 0 ends it */
+    uint8_t kind;            /* GMS_SLOT_* */
+    uint8_t mode;            /* the handle's gms_access */
+    /* The holder's list of handles on blocks it does not own through its
+     * live list (acquired, transferred across pools, exported, imported);
+     * guarded by the holder's holds_lock. */
+    struct gms_slot *hold_next, *hold_prev;
 } gms_slot;
 
 typedef struct gms_slot_page {
@@ -86,12 +98,22 @@ struct gms_block {
     uint32_t alloc_user, free_user; /* indices into the pool's user names */
     uint64_t corrupt_at;  /* a broken redzone byte the verifier found, 0 if none */
     bool hollow;          /* retired, and its whole granules already unmapped */
+    /* Live blocks: the handles alive on it (it dies with the last), how
+     * many of them may write, its share (NULL: none) and, for a block
+     * imported through DLPack, what owns its memory (NULL: the pool). */
+    uint32_t holders, writers;
+    uint32_t seen; /* gms_verify's count of handles naming it */
+    struct gms_share_rec *share;
+    struct gms_import *import;
     union {
         struct {
             gms_block *next, *prev; /* segregated free list */
         } free;
         struct {
-            gms_block *next, *prev; /* owner context's live list */
+            /* The owner context's live list, while the handle made by
+             * gms_alloc (slot) is alive; owner NULL once it is gone and
+             * other holders keep the block. */
+            gms_block *next, *prev;
             gms_context *owner;
             uint32_t slot;
         } live;
@@ -184,6 +206,8 @@ struct gms_pool {
     uint64_t held_bytes;   /* committed granules */
     uint64_t reserved_bytes;
     uint64_t live_bytes, live_blocks, allocs, frees;
+    uint64_t shares;       /* live shares of its blocks */
+    gms_block *imports;    /* blocks imported by its contexts (u.live list) */
     gms_pool *next;
 };
 
@@ -198,8 +222,42 @@ struct gms_context {
     uint64_t id;
     gms_block *live; /* pool->lock */
     uint64_t live_blocks, live_bytes;
+    /* Handles held on blocks outside the live list (gms_slot.hold_next);
+     * a leaf lock, taken under the block's pool lock. */
+    pthread_mutex_t holds_lock;
+    gms_slot *holds;
+    uint64_t nholds;
     gms_context *next, *prev; /* rt->lock */
 };
+
+/* ---- shares (share.c) ---- */
+
+typedef struct gms_share_grant_rec {
+    char tenant[GMS_NAME_MAX + 1]; /* "" any tenant */
+    char user[GMS_NAME_MAX + 1];   /* "" any user */
+    int language;                  /* GMS_ANY_LANGUAGE: any */
+    gms_access mode;
+} gms_share_grant_rec;
+
+typedef struct gms_share_rec {
+    gms_share_id id;
+    uint32_t slot;      /* the id's slot */
+    uint64_t owner_ctx; /* id of the context that made it */
+    bool revoked, immutable;
+    uint32_t ngrants;
+    gms_share_grant_rec grants[GMS_SHARE_GRANTS_MAX];
+    /* Immutable: a read-only view of the block's pages, or a hash of its
+     * bytes where it owns no whole page. */
+    uint64_t view, view_base, view_len; /* view 0: none */
+    bool hashed;
+    uint64_t hash;
+} gms_share_rec;
+
+/* A block imported through DLPack: its memory belongs to the tensor. */
+typedef struct gms_import {
+    void *tensor;
+    int versioned;
+} gms_import;
 
 struct gms_runtime {
     pthread_mutex_t lock;
@@ -231,6 +289,15 @@ struct gms_runtime {
     pthread_cond_t verifier_cond;
     gms_log_fn log;
     void *log_user;
+    uint64_t max_held; /* 0: no limit */
+    int device;        /* the GPU ordinal asked for */
+    struct {
+        gms_pressure_fn fn;
+        void *user;
+    } on_pressure[16];
+    uint32_t _Atomic n_on_pressure;
+    uint64_t _Atomic pressure_events, pressure_recovered, pressure_steps;
+    uint64_t view_unit; /* a read-only view maps whole units of this size */
     gms_audit *audit; /* NULL: no trail */
     bool shared;  /* the process-wide runtime */
     uint64_t refs; /* opens of the shared runtime (its static lock) */
@@ -303,13 +370,75 @@ void gms__pool_trim(gms_pool *p, uint64_t keep);
 static inline void gms__pool_lock(gms_pool *p) { pthread_mutex_lock(&p->lock); }
 static inline void gms__pool_unlock(gms_pool *p) { pthread_mutex_unlock(&p->lock); }
 
-/* buffer.c: frees a live block on behalf of context by: its handle, its
- * accounting, then its memory goes to the safety pipeline (pool->lock
- * held). The one way a block dies. GMS_E_CORRUPTION if its redzones were
- * found overwritten (it is freed all the same). */
-int gms__block_release(gms_pool *p, gms_block *b, const gms_context *by);
+/* buffer.c */
+
+/* What a handle resolved to: the block's pool (locked), block and slot. */
+typedef struct gms_held {
+    gms_pool *pool;
+    gms_block *block;
+    gms_slot *slot;
+} gms_held;
+
+/* Resolves handle h of ctx and returns with the block's pool locked, or an
+ * error (audited) with nothing locked. freeing: a block the verifier
+ * flagged is not reported to this call. */
+int gms__buf_lock(gms_context *ctx, gms_buf h, const char *op, bool freeing, gms_held *out);
+
+/* What dropping a handle did: whether the block died, and an imported
+ * tensor whose deleter is due (called by gms__drop_finish once no gms lock
+ * is held: a framework's deleter may take its own locks). */
+typedef struct gms_drop {
+    bool died;
+    gms_import import;
+} gms_drop;
+
+/* Drops one handle of a live block on behalf of context by (pool->lock
+ * held). The last handle's drop kills the block: its share ends, its
+ * accounting goes, then its memory goes to the safety pipeline. The one way
+ * a block dies. GMS_E_CORRUPTION if its redzones (or an immutable share's
+ * bytes) were found changed (it is freed all the same). */
+int gms__handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, gms_drop *d);
+void gms__drop_finish(gms_drop *d);
+
+/* A new handle of ctx on live block b (pool->lock held), with mode; it goes
+ * on ctx's holds list. */
+int gms__handle_add(gms_pool *p, gms_block *b, gms_context *ctx, gms_access mode, gms_buf *out);
+
+/* Moves the handle in slot s to context `to`: a new read-write handle, the
+ * old one dead (pool->lock held). */
+int gms__handle_move(gms_pool *p, gms_slot *s, gms_context *to, gms_buf *out);
+
+/* Pool of the slot a handle names, without locking; NULL if none. */
+gms_pool *gms__handle_pool(gms_runtime *rt, gms_buf h);
+
+/* The address a holder's raw pointer gets: an immutable share's read-only
+ * view when it has one. */
+uint64_t gms__buf_address(const gms_block *b);
+
+/* One allocation attempt, no pressure ladder, no audit record. */
+int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flags, gms_buf *out);
+
+/* share.c (pool->lock held) */
+/* Called as block b dies: unmaps its view, checks its hash, frees the
+ * share. GMS_E_CORRUPTION when an immutable share's bytes changed. */
+int gms__share_end(gms_pool *p, gms_block *b);
+/* Whether an immutable share's bytes changed since it was made (noting the
+ * violation if so). */
+bool gms__share_hash_broken(gms_pool *p, gms_block *b, const char *when);
+
+/* pressure.c: after an allocation failed with rc (GMS_E_NO_MEMORY or
+ * GMS_E_QUOTA), runs the ladder's steps, retrying after each; returns the
+ * last attempt's result. No lock held. */
+int gms__alloc_under_pressure(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flags,
+                              int rc, gms_buf *out);
 
 /* runtime.c */
+/* free_user of a block released by a holder in another pool. */
+#define GMS_USER_ELSEWHERE UINT32_MAX
+/* The name of user index i of the pool (pool->lock held). */
+const char *gms__user_name(const gms_pool *p, uint32_t i);
+/* 0 if name is 1..GMS_NAME_MAX printable ASCII bytes, else an error. */
+int gms__name_check(const char *what, const char *name);
 /* Records an operation of ctx in the audit trail, if there is one; detail
  * NULL on success, the error message on failure. */
 void gms__audit_ctx_record(const gms_context *ctx, gms_audit_op op, uint64_t handle,

@@ -138,11 +138,20 @@ static bool in_lru(const gms_pool *p, const gms_granule *g)
     return g->lru_prev || p->lru_head == g;
 }
 
-static void held_add(gms_pool *p, uint64_t bytes)
+/* Counts bytes about to be mapped, refused past the runtime's limit. */
+static int held_add(gms_pool *p, uint64_t bytes)
 {
+    gms_runtime *rt = p->rt;
+    uint64_t now = atomic_fetch_add(&rt->held_bytes, bytes) + bytes;
+    if (rt->max_held && now > rt->max_held) {
+        atomic_fetch_sub(&rt->held_bytes, bytes);
+        return gms__fail(GMS_E_NO_MEMORY,
+                         "mapping %llu bytes would pass the runtime's limit of %llu bytes held (max_held_bytes)",
+                         (unsigned long long)bytes, (unsigned long long)rt->max_held);
+    }
     p->held_bytes += bytes;
-    uint64_t now = atomic_fetch_add(&p->rt->held_bytes, bytes) + bytes;
-    gms__atomic_max(&p->rt->peak_held, now);
+    gms__atomic_max(&rt->peak_held, now);
+    return GMS_OK;
 }
 
 static void held_sub(gms_pool *p, uint64_t bytes)
@@ -223,17 +232,20 @@ static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
     gms_runtime *rt = p->rt;
     gms_chunk *c = b->chunk;
     uint64_t len = (end - g + 1) * rt->granule;
+    int rc = held_add(p, len);
+    if (rc)
+        return rc;
     int err = rt->backend->ops->commit(rt->backend, c->be_chunk, g * rt->granule, len);
-    if (err)
+    if (err) {
+        held_sub(p, len);
         return gms__backend_fail(err, "commit", len);
+    }
     for (uint64_t u = g; u <= end; u++)
         c->granules[u].committed = true;
-    held_add(p, len);
     if (!rt->safety)
         return GMS_OK;
     uint64_t lo = c->base + g * rt->granule, hi = lo + len;
     uint64_t data_lo = b->addr, data_hi = b->addr + b->req_size;
-    int rc = GMS_OK;
     if (lo < data_lo)
         rc = gms__safety_poison(p, lo, data_lo < hi ? data_lo : hi);
     if (rc == GMS_OK && hi > data_hi)

@@ -207,6 +207,8 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
     rt->retain_bytes = o->retain_bytes;
     rt->log = o->log;
     rt->log_user = o->log_user;
+    rt->max_held = o->max_held_bytes;
+    rt->device = o->device;
     rt->safety = o->safety == GMS_SAFETY_ON;
     rt->redzone = o->redzone_bytes ? o->redzone_bytes : 32;
     rt->quarantine_max_bytes = o->quarantine_bytes;
@@ -261,6 +263,7 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
         goto fail_lock;
     }
     rt->backend_name = be->ops->name;
+    rt->view_unit = be->granularity;
     if (rt->failpoint.nth) {
         gms_backend *wrapped;
         if (gms_backend_failing_create(be, &rt->failpoint, &wrapped) != 0) {
@@ -399,7 +402,7 @@ const char *gms_runtime_backend_name(const gms_runtime *rt)
 
 /* ---- tenants ---- */
 
-static int name_check(const char *what, const char *name)
+int gms__name_check(const char *what, const char *name)
 {
     if (!name)
         return gms__fail(GMS_E_INVALID_ARG, "%s is NULL", what);
@@ -450,7 +453,7 @@ int gms_tenant_set_quota(gms_runtime *rt, const char *tenant, uint64_t max_bytes
 {
     if (!rt)
         return gms__fail(GMS_E_INVALID_ARG, "gms_tenant_set_quota: runtime is NULL");
-    int rc = name_check("tenant", tenant);
+    int rc = gms__name_check("tenant", tenant);
     if (rc)
         return rc;
     pthread_mutex_lock(&rt->lock);
@@ -473,6 +476,13 @@ int gms_tenant_set_quota(gms_runtime *rt, const char *tenant, uint64_t max_bytes
 }
 
 /* ---- contexts ---- */
+
+const char *gms__user_name(const gms_pool *p, uint32_t i)
+{
+    if (i == GMS_USER_ELSEWHERE)
+        return "(a holder in another pool)";
+    return i < p->nusers ? p->users[i] : "?";
+}
 
 /* The index of a user name in the pool's table, added if new (pool->lock):
  * blocks name who allocated and freed them by index. */
@@ -510,7 +520,7 @@ int gms_context_open(gms_context **out, gms_runtime *rt, const gms_context_desc 
                          "context desc version %u, this gms knows %u (use GMS_CONTEXT_DESC_INIT)",
                          desc->version, GMS_CONTEXT_DESC_VERSION);
     int rc;
-    if ((rc = name_check("tenant", desc->tenant)) || (rc = name_check("user", desc->user)))
+    if ((rc = gms__name_check("tenant", desc->tenant)) || (rc = gms__name_check("user", desc->user)))
         return rc;
     if ((unsigned)desc->level > GMS_LEVEL_SECRET)
         return gms__fail(GMS_E_INVALID_ARG, "level %d is not a gms_level", (int)desc->level);
@@ -521,6 +531,10 @@ int gms_context_open(gms_context **out, gms_runtime *rt, const gms_context_desc 
     if (!ctx)
         return gms__fail(GMS_E_NO_MEMORY, "out of host memory for a context");
     memset(ctx, 0, sizeof *ctx);
+    if (pthread_mutex_init(&ctx->holds_lock, NULL) != 0) {
+        free(ctx);
+        return gms__fail(GMS_E_NO_MEMORY, "cannot create a context's lock");
+    }
     pthread_mutex_lock(&rt->lock);
     gms_tenant *t;
     rc = tenant_get(rt, desc->tenant, &t);
@@ -536,16 +550,14 @@ int gms_context_open(gms_context **out, gms_runtime *rt, const gms_context_desc 
             rt->npools++;
         }
     }
-    if (rc) {
-        pthread_mutex_unlock(&rt->lock);
-        free(ctx);
-        return rc;
+    if (rc == GMS_OK) {
+        gms__pool_lock(p);
+        rc = pool_user_index(p, desc->user, &ctx->user_index);
+        gms__pool_unlock(p);
     }
-    gms__pool_lock(p);
-    rc = pool_user_index(p, desc->user, &ctx->user_index);
-    gms__pool_unlock(p);
     if (rc) {
         pthread_mutex_unlock(&rt->lock);
+        pthread_mutex_destroy(&ctx->holds_lock);
         free(ctx);
         return rc;
     }
@@ -568,18 +580,49 @@ int gms_context_open(gms_context **out, gms_runtime *rt, const gms_context_desc 
     return GMS_OK;
 }
 
+/* Releases the handles ctx holds on blocks outside its live list
+ * (acquired, transferred, exported, imported), each under its block's pool
+ * lock; adds them to the leak counts. */
+static void context_drop_holds(gms_context *ctx, uint64_t *blocks, uint64_t *bytes)
+{
+    for (;;) {
+        pthread_mutex_lock(&ctx->holds_lock);
+        gms_slot *s = ctx->holds;
+        gms_buf h = s ? atomic_load(&s->handle) : GMS_BUF_NULL;
+        pthread_mutex_unlock(&ctx->holds_lock);
+        if (!s)
+            return;
+        gms_pool *p = gms__handle_pool(ctx->rt, h);
+        gms__pool_lock(p);
+        gms_block *b = s->block;
+        (*blocks)++;
+        *bytes += b->size;
+        gms__audit_ctx(ctx, GMS_AUDIT_LEAK, h, b->req_size, GMS_OK,
+                       "held handle released at context close");
+        gms_drop d;
+        gms__handle_drop(p, s, ctx, &d);
+        gms__pool_unlock(p);
+        gms__drop_finish(&d);
+    }
+}
+
 /* Reclaims what the context holds and unlinks it (rt->lock held); leak
  * gets the report to log once no lock is held, "" when nothing leaked. */
 static void context_close_locked(gms_context *ctx, char *leak, size_t leak_size)
 {
     gms_runtime *rt = ctx->rt;
     gms_pool *p = ctx->pool;
+    uint64_t blocks = 0, bytes = 0;
+    context_drop_holds(ctx, &blocks, &bytes);
     gms__pool_lock(p);
-    uint64_t blocks = ctx->live_blocks, bytes = ctx->live_bytes;
+    blocks += ctx->live_blocks;
+    bytes += ctx->live_bytes;
     while (ctx->live) {
-        gms__audit_ctx(ctx, GMS_AUDIT_LEAK, ctx->live->handle, ctx->live->req_size, GMS_OK,
+        gms_block *b = ctx->live;
+        gms__audit_ctx(ctx, GMS_AUDIT_LEAK, b->handle, b->req_size, GMS_OK,
                        "reclaimed at context close");
-        gms__block_release(p, ctx->live, ctx);
+        gms_drop d;
+        gms__handle_drop(p, gms__slot_at(rt, b->u.live.slot), ctx, &d);
     }
     if (--p->contexts == 0) { /* nobody uses the pool: return its memory */
         gms__safety_drain(p);
@@ -604,6 +647,7 @@ static void context_close_locked(gms_context *ctx, char *leak, size_t leak_size)
     if (ctx->next)
         ctx->next->prev = ctx->prev;
     rt->ncontexts--;
+    pthread_mutex_destroy(&ctx->holds_lock);
     free(ctx);
 }
 

@@ -22,6 +22,7 @@ int gms_stats_get(gms_runtime *rt, gms_stats *out)
         s.reserved_bytes += p->reserved_bytes;
         s.allocs += p->allocs;
         s.frees += p->frees;
+        s.shares += p->shares;
         gms__pool_unlock(p);
     }
     for (gms_tenant *t = rt->tenants; t; t = t->next) {
@@ -32,6 +33,9 @@ int gms_stats_get(gms_runtime *rt, gms_stats *out)
     s.pools = rt->npools;
     s.contexts = rt->ncontexts;
     s.tenants = rt->ntenants;
+    s.pressure_events = atomic_load(&rt->pressure_events);
+    s.pressure_recovered = atomic_load(&rt->pressure_recovered);
+    s.pressure_steps = atomic_load(&rt->pressure_steps);
     pthread_mutex_unlock(&rt->lock);
     s.peak_live_bytes = atomic_load(&rt->peak_live);
     s.peak_held_bytes = atomic_load(&rt->peak_held);

@@ -127,16 +127,16 @@ static void verify_chunk(vstate *v, gms_pool *p, gms_chunk *c, uint64_t *live_by
         (*live_blocks)++;
         *live_bytes += b->size;
         const gms_context *o = b->u.live.owner;
-        if (!o || o->pool != p)
+        if (o && o->pool != p)
             violation(v, "pool %llu: live block at 0x%llx is owned by a context of another pool",
                       pid, (unsigned long long)b->addr);
         if (b->req_size == 0 || b->req_size > b->size)
             violation(v, "pool %llu: live block at 0x%llx: requested size %llu, block %llu", pid,
                       (unsigned long long)b->addr, (unsigned long long)b->req_size,
                       (unsigned long long)b->size);
-        gms_slot *s = gms__slot_at(rt, b->u.live.slot);
-        if (!s || s->block != b ||
-            atomic_load(&s->handle) != gms__handle_make(rt, b->u.live.slot, s->gen))
+        gms_slot *s = o ? gms__slot_at(rt, b->u.live.slot) : NULL;
+        if (o && (!s || s->block != b ||
+                  atomic_load(&s->handle) != gms__handle_make(rt, b->u.live.slot, s->gen)))
             violation(v, "pool %llu: live block at 0x%llx: its handle slot %u does not name it back",
                       pid, (unsigned long long)b->addr, b->u.live.slot);
         uint64_t first = gms__granule_of(rt, c, b->addr);
@@ -267,6 +267,22 @@ static void verify_poison(vstate *v, gms_pool *p)
     free(pb);
 }
 
+/* A live block has as many handles as its holder count, at least one (the
+ * handle walk counted them in `seen`), and an immutable share's hash still
+ * matches its bytes. */
+static void verify_holders(vstate *v, gms_pool *p, gms_block *b, uint64_t *holders)
+{
+    if (b->seen != b->holders || b->holders == 0)
+        violation(v, "pool %llu: live block at 0x%llx counts %u holders, %u handles name it",
+                  (unsigned long long)p->id, (unsigned long long)b->addr, b->holders, b->seen);
+    *holders += b->holders;
+    b->seen = 0;
+    if (gms__share_hash_broken(p, b, "by gms_verify"))
+        violation(v, "pool %llu: immutable share 0x%016llx (block at 0x%llx) was written",
+                  (unsigned long long)p->id, (unsigned long long)b->share->id,
+                  (unsigned long long)b->addr);
+}
+
 static void verify_pool(vstate *v, gms_pool *p, uint64_t *tenant_bytes, uint64_t *tenant_blocks)
 {
     unsigned long long pid = (unsigned long long)p->id;
@@ -301,26 +317,48 @@ static void verify_pool(vstate *v, gms_pool *p, uint64_t *tenant_bytes, uint64_t
         violation(v, "pool %llu: counts %llu held / %llu cached bytes, granules say %llu / %llu", pid,
                   (unsigned long long)p->held_bytes, (unsigned long long)p->cached_bytes,
                   (unsigned long long)held, (unsigned long long)cached);
-    /* Live handles of this pool's slot pages name live blocks. */
-    uint64_t handles = 0;
+    /* Live handles of this pool's slot pages name live blocks, and each
+     * block has as many as it counts holders; share ids name shares. */
+    uint64_t handles = 0, shares = 0, holders = 0;
     for (uint32_t pg = 0; pg < GMS_SLOT_PAGES; pg++) {
         gms_slot_page *page = atomic_load(&p->rt->pages[pg]);
         if (!page || page->pool != p)
             continue;
         for (uint32_t i = 0; i < GMS_SLOTS_PER_PAGE; i++) {
-            const gms_slot *s = &page->slots[i];
-            if (!atomic_load(&s->handle))
+            gms_slot *s = &page->slots[i];
+            uint64_t word = atomic_load(&s->handle);
+            unsigned slot = pg * GMS_SLOTS_PER_PAGE + i;
+            if (!word)
                 continue;
+            if (!s->block || s->block->state != GMS_BLOCK_LIVE) {
+                violation(v, "pool %llu: live %s in slot %u names no live block", pid,
+                          s->kind == GMS_SLOT_SHARE ? "share id" : "handle", slot);
+                continue;
+            }
+            if (s->kind == GMS_SLOT_SHARE) {
+                shares++;
+                if (!s->block->share || s->block->share->slot != slot || s->block->share->id != word)
+                    violation(v, "pool %llu: share id in slot %u is not its block's share", pid, slot);
+                continue;
+            }
             handles++;
-            if (!s->block || s->block->state != GMS_BLOCK_LIVE ||
-                s->block->u.live.slot != pg * GMS_SLOTS_PER_PAGE + i)
-                violation(v, "pool %llu: live handle in slot %u names no live block of it", pid,
-                          pg * GMS_SLOTS_PER_PAGE + i);
+            s->block->seen++;
+            if (!s->holder)
+                violation(v, "pool %llu: handle in slot %u has no holder", pid, slot);
         }
     }
-    if (handles != live_blocks)
-        violation(v, "pool %llu: %llu live handles for %llu live blocks", pid,
-                  (unsigned long long)handles, (unsigned long long)live_blocks);
+    for (gms_chunk *c = p->chunks; c; c = c->next)
+        for (gms_block *b = c->first; b; b = b->next_phys)
+            if (b->state == GMS_BLOCK_LIVE)
+                verify_holders(v, p, b, &holders);
+    for (gms_block *b = p->imports; b; b = b->u.live.next)
+        verify_holders(v, p, b, &holders);
+    if (handles != holders)
+        violation(v, "pool %llu: %llu live handles, its blocks count %llu holders", pid,
+                  (unsigned long long)handles, (unsigned long long)holders);
+    if (shares != p->shares)
+        violation(v, "pool %llu: %llu share ids, the pool counts %llu shares", pid,
+                  (unsigned long long)shares, (unsigned long long)p->shares);
     v->r.pools++;
     v->r.live_blocks += live_blocks;
     v->r.free_blocks += free_blocks;

@@ -42,13 +42,9 @@ static const char *kind_name(gms_violation_kind k)
     case GMS_VIOLATION_WRITE_AFTER_FREE: return "write after free";
     case GMS_VIOLATION_FREE_MEMORY: return "write to free memory";
     case GMS_VIOLATION_WIPE_FAILED: return "wipe failed";
+    case GMS_VIOLATION_IMMUTABLE_WRITE: return "write to an immutable share";
     default: return "invariant broken";
     }
-}
-
-static const char *user_name(const gms_pool *p, uint32_t i)
-{
-    return i < p->nusers ? p->users[i] : "?";
 }
 
 void gms__violation_note(gms_pool *p, gms_violation_kind kind, gms_buf handle, uint64_t addr,
@@ -83,10 +79,10 @@ void gms__violation_note(gms_pool *p, gms_violation_kind kind, gms_buf handle, u
                         "buffer 0x%016llx of %llu bytes at 0x%llx, byte at offset %+lld: %s; allocated by user '%s' %.3f s ago",
                         (unsigned long long)handle, (unsigned long long)b->req_size,
                         (unsigned long long)b->addr, (long long)(addr - b->addr), what,
-                        user_name(p, b->alloc_user), (double)(now - b->alloc_ns) / 1e9);
+                        gms__user_name(p, b->alloc_user), (double)(now - b->alloc_ns) / 1e9);
         if (b->state != GMS_BLOCK_LIVE && len > 0 && (size_t)len < sizeof n->message)
             snprintf(n->message + len, sizeof n->message - (size_t)len,
-                     ", freed by user '%s' %.3f s ago", user_name(p, b->free_user),
+                     ", freed by user '%s' %.3f s ago", gms__user_name(p, b->free_user),
                      (double)(now - b->free_ns) / 1e9);
     } else {
         snprintf(n->message + len, sizeof n->message - (size_t)len, "address 0x%llx: %s",

@@ -307,7 +307,7 @@ int gms_backend_host_create(gms_backend **out)
     if (!be)
         return ENOMEM;
     be->ops = &host_ops;
-    be->granularity = 1;
+    be->granularity = (uint64_t)sysconf(_SC_PAGESIZE); /* mprotect and views work in pages */
     be->no_scrub = NULL;
     *out = be;
     return 0;

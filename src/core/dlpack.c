@@ -1,0 +1,322 @@
+/*
+ * dlpack.c: gms buffers as DLPack tensors and back (include/gms/dlpack.h).
+ *
+ * An exported tensor owns a handle of its own on the buffer (one more
+ * holder), so the buffer outlives whichever of the two goes first; its
+ * deleter releases that handle by the handle alone, so it does not touch
+ * the exporting context (which may have closed and released it already).
+ * An imported tensor becomes a block that no pool chunk holds: it has a
+ * handle like any buffer, its accesses are bounds-checked against the
+ * tensor's extent, and its last release calls the tensor's deleter.
+ */
+#include "core/internal.h"
+#include "gms/dlpack.h"
+#include "safety/safety.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* What an exported tensor points back to. */
+typedef struct export_ctx {
+    gms_runtime *rt;
+    gms_buf handle; /* the tensor's own handle */
+    int64_t shape[GMS_DLPACK_MAX_DIMS];
+    int64_t strides[GMS_DLPACK_MAX_DIMS];
+} export_ctx;
+
+static DLDevice device_of(const gms_runtime *rt)
+{
+    if (strcmp(rt->backend_name, "cuda") == 0)
+        return (DLDevice){kDLCUDA, rt->device};
+    if (strcmp(rt->backend_name, "hip") == 0)
+        return (DLDevice){kDLROCM, rt->device};
+    return (DLDevice){kDLCPU, 0};
+}
+
+/* Bytes per element of dtype, 0 if it is not whole bytes. */
+static uint64_t item_bytes(DLDataType t)
+{
+    if (t.bits == 0 || t.bits % 8 || t.lanes == 0)
+        return 0;
+    return (uint64_t)t.bits / 8 * t.lanes;
+}
+
+/* The bytes [lo, hi) a tensor's elements reach, relative to element 0;
+ * strides NULL means row-major. An error if a size overflows. */
+static int tensor_extent(int32_t ndim, const int64_t *shape, const int64_t *strides, uint64_t item,
+                         const char *op, int64_t *lo, int64_t *hi)
+{
+    if (ndim < 0 || ndim > GMS_DLPACK_MAX_DIMS)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: ndim %d is not in 0..%d", op, ndim, GMS_DLPACK_MAX_DIMS);
+    if (ndim > 0 && !shape)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: shape is NULL", op);
+    int64_t count = 1, min = 0, max = 0, row = 1;
+    for (int32_t d = ndim - 1; d >= 0; d--) {
+        if (shape[d] < 0)
+            return gms__fail(GMS_E_INVALID_ARG, "%s: shape[%d] is %lld", op, d, (long long)shape[d]);
+        if (__builtin_mul_overflow(count, shape[d], &count))
+            goto overflow;
+        int64_t stride = strides ? strides[d] : row;
+        int64_t reach;
+        if (shape[d] > 0 && __builtin_mul_overflow(stride, shape[d] - 1, &reach))
+            goto overflow;
+        if (shape[d] > 0 && __builtin_add_overflow(reach < 0 ? min : max, reach, reach < 0 ? &min : &max))
+            goto overflow;
+        if (shape[d] > 0 && __builtin_mul_overflow(row, shape[d], &row))
+            goto overflow;
+    }
+    if (count == 0) {
+        *lo = *hi = 0;
+        return GMS_OK;
+    }
+    if (__builtin_mul_overflow(min, (int64_t)item, lo) || __builtin_mul_overflow(max, (int64_t)item, hi) ||
+        __builtin_add_overflow(*hi, (int64_t)item, hi))
+        goto overflow;
+    return GMS_OK;
+overflow:
+    return gms__fail(GMS_E_INVALID_ARG, "%s: the tensor's size overflows 64 bits", op);
+}
+
+static void export_release(export_ctx *e)
+{
+    gms_pool *p = gms__handle_pool(e->rt, e->handle);
+    if (p) {
+        gms__pool_lock(p);
+        gms_pool *sp;
+        gms_slot *s = gms__slot_lookup(e->rt, e->handle, &sp);
+        gms_drop d = {0};
+        /* Dead already if its context closed (reported there as a leak). */
+        if (atomic_load(&s->handle) == e->handle && s->kind == GMS_SLOT_HANDLE)
+            gms__handle_drop(p, s, s->holder, &d);
+        gms__pool_unlock(p);
+        gms__drop_finish(&d);
+        gms__violations_deliver(e->rt);
+    }
+    free(e);
+}
+
+static void versioned_deleter(DLManagedTensorVersioned *t)
+{
+    export_release(t->manager_ctx);
+    free(t);
+}
+
+static void legacy_deleter(DLManagedTensor *t)
+{
+    export_release(t->manager_ctx);
+    free(t);
+}
+
+/* Checks desc against the buffer, takes the tensor's handle and fills the
+ * DLTensor; *read_only says whether it must not be written. */
+static int export_common(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *desc, bool legacy,
+                         const char *op, DLTensor *t, export_ctx **out_e, bool *read_only)
+{
+    gms_dlpack_desc whole = GMS_DLPACK_DESC_INIT;
+    if (desc && desc->version != GMS_DLPACK_DESC_VERSION)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: desc version %u, this gms knows %u", op,
+                         desc->version, GMS_DLPACK_DESC_VERSION);
+    uint64_t item = item_bytes(desc ? desc->dtype : whole.dtype);
+    if (!item)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: dtype of %u bits x %u lanes is not whole bytes", op,
+                         desc->dtype.bits, desc->dtype.lanes);
+    export_ctx *e = gms__alloc_meta(ctx->rt, sizeof *e);
+    if (!e)
+        return gms__fail(GMS_E_NO_MEMORY, "out of host memory for a DLPack tensor");
+    memset(e, 0, sizeof *e);
+    gms_held h;
+    int rc = gms__buf_lock(ctx, buf, op, false, &h);
+    if (rc) {
+        free(e);
+        return rc;
+    }
+    gms_block *b = h.block;
+    if (!desc) {
+        whole.ndim = 1;
+        e->shape[0] = (int64_t)b->req_size;
+        whole.shape = e->shape;
+        desc = &whole;
+    }
+    int64_t lo = 0, hi = 0;
+    rc = tensor_extent(desc->ndim, desc->shape, desc->strides, item, op, &lo, &hi);
+    if (rc == GMS_OK && desc->byte_offset > b->req_size)
+        rc = gms__fail(GMS_E_OUT_OF_BOUNDS, "%s: byte_offset %llu is past the buffer's %llu bytes", op,
+                       (unsigned long long)desc->byte_offset, (unsigned long long)b->req_size);
+    if (rc == GMS_OK && hi > lo &&
+        (lo < -(int64_t)desc->byte_offset || hi > (int64_t)(b->req_size - desc->byte_offset)))
+        rc = gms__fail(GMS_E_OUT_OF_BOUNDS,
+                       "%s: the tensor reaches bytes [%lld, %lld) of a buffer of %llu bytes", op,
+                       (long long)(lo + (int64_t)desc->byte_offset),
+                       (long long)(hi + (int64_t)desc->byte_offset), (unsigned long long)b->req_size);
+    *read_only = (b->share && b->share->immutable) || h.slot->mode != GMS_ACCESS_READ_WRITE;
+    if (rc == GMS_OK && legacy && *read_only)
+        rc = gms__fail(GMS_E_READ_ONLY,
+                       "%s: buffer 0x%016llx is read-only and a legacy DLPack tensor cannot say so: use gms_dlpack_export",
+                       op, (unsigned long long)buf);
+    if (rc == GMS_OK)
+        rc = gms__handle_add(h.pool, b, ctx, h.slot->mode, &e->handle);
+    if (rc) {
+        gms__pool_unlock(h.pool);
+        free(e);
+        return rc;
+    }
+    e->rt = ctx->rt;
+    if (desc->ndim > 0 && desc->shape != e->shape)
+        memcpy(e->shape, desc->shape, (size_t)desc->ndim * sizeof *e->shape);
+    if (desc->strides)
+        memcpy(e->strides, desc->strides, (size_t)desc->ndim * sizeof *e->strides);
+    t->data = (void *)(uintptr_t)gms__buf_address(b);
+    t->device = device_of(ctx->rt);
+    t->ndim = desc->ndim;
+    t->dtype = desc->dtype;
+    t->shape = e->shape;
+    t->strides = desc->strides ? e->strides : NULL;
+    t->byte_offset = desc->byte_offset;
+    gms__pool_unlock(h.pool);
+    *out_e = e;
+    return GMS_OK;
+}
+
+int gms_dlpack_export(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *desc,
+                      DLManagedTensorVersioned **out)
+{
+    const char *op = "gms_dlpack_export";
+    if (!out)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: out is NULL", op);
+    *out = NULL;
+    if (!ctx)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: context is NULL", op);
+    DLManagedTensorVersioned *t = gms__alloc_meta(ctx->rt, sizeof *t);
+    if (!t)
+        return gms__fail(GMS_E_NO_MEMORY, "out of host memory for a DLPack tensor");
+    memset(t, 0, sizeof *t);
+    export_ctx *e;
+    bool ro;
+    int rc = export_common(ctx, buf, desc, false, op, &t->dl_tensor, &e, &ro);
+    if (rc) {
+        free(t);
+        return rc;
+    }
+    t->version = (DLPackVersion){DLPACK_MAJOR_VERSION, DLPACK_MINOR_VERSION};
+    t->manager_ctx = e;
+    t->deleter = versioned_deleter;
+    t->flags = ro ? DLPACK_FLAG_BITMASK_READ_ONLY : 0;
+    *out = t;
+    return GMS_OK;
+}
+
+int gms_dlpack_export_legacy(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *desc,
+                             DLManagedTensor **out)
+{
+    const char *op = "gms_dlpack_export_legacy";
+    if (!out)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: out is NULL", op);
+    *out = NULL;
+    if (!ctx)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: context is NULL", op);
+    DLManagedTensor *t = gms__alloc_meta(ctx->rt, sizeof *t);
+    if (!t)
+        return gms__fail(GMS_E_NO_MEMORY, "out of host memory for a DLPack tensor");
+    memset(t, 0, sizeof *t);
+    export_ctx *e;
+    bool ro;
+    int rc = export_common(ctx, buf, desc, true, op, &t->dl_tensor, &e, &ro);
+    if (rc) {
+        free(t);
+        return rc;
+    }
+    t->manager_ctx = e;
+    t->deleter = legacy_deleter;
+    *out = t;
+    return GMS_OK;
+}
+
+/* Makes a buffer of ctx over tensor t (versioned or not). */
+static int import_common(gms_context *ctx, const DLTensor *t, void *tensor, int versioned,
+                         bool read_only, const char *op, gms_buf *out)
+{
+    DLDevice want = device_of(ctx->rt);
+    if (t->device.device_type != want.device_type || t->device.device_id != want.device_id)
+        return gms__fail(GMS_E_UNSUPPORTED,
+                         "%s: the tensor is on device type %d id %d; this runtime's %s backend is type %d id %d",
+                         op, (int)t->device.device_type, t->device.device_id, ctx->rt->backend_name,
+                         (int)want.device_type, want.device_id);
+    uint64_t item = item_bytes(t->dtype);
+    if (!item)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: dtype of %u bits x %u lanes is not whole bytes", op,
+                         t->dtype.bits, t->dtype.lanes);
+    int64_t lo, hi, compact_hi;
+    int rc = tensor_extent(t->ndim, t->shape, t->strides, item, op, &lo, &hi);
+    if (rc || (rc = tensor_extent(t->ndim, t->shape, NULL, item, op, &lo, &compact_hi)) != GMS_OK)
+        return rc;
+    if (hi != compact_hi || lo != 0)
+        return gms__fail(GMS_E_UNSUPPORTED, "%s: the tensor is not compact (its strides skip or repeat bytes)", op);
+    if (hi == 0)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: the tensor has no elements", op);
+    if (!t->data)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: the tensor's data is NULL", op);
+    gms_runtime *rt = ctx->rt;
+    gms_block *b = gms__alloc_meta(rt, sizeof *b);
+    gms_import *imp = gms__alloc_meta(rt, sizeof *imp);
+    if (!b || !imp) {
+        free(b);
+        free(imp);
+        return gms__fail(GMS_E_NO_MEMORY, "out of host memory for an imported tensor");
+    }
+    memset(b, 0, sizeof *b);
+    imp->tensor = tensor;
+    imp->versioned = versioned;
+    b->addr = (uint64_t)(uintptr_t)t->data + t->byte_offset;
+    b->size = b->req_size = (uint64_t)hi;
+    b->state = GMS_BLOCK_LIVE;
+    b->import = imp;
+    b->alloc_ns = gms__now_ns();
+    b->alloc_user = ctx->user_index;
+    gms_pool *p = ctx->pool;
+    gms__pool_lock(p);
+    gms_buf h;
+    rc = gms__handle_add(p, b, ctx, read_only ? GMS_ACCESS_READ : GMS_ACCESS_READ_WRITE, &h);
+    if (rc == GMS_OK) {
+        b->handle = h;
+        b->u.live.prev = NULL;
+        b->u.live.next = p->imports;
+        if (p->imports)
+            p->imports->u.live.prev = b;
+        p->imports = b;
+    }
+    gms__pool_unlock(p);
+    if (rc) {
+        free(b);
+        free(imp);
+        return rc;
+    }
+    gms__audit_ctx(ctx, GMS_AUDIT_ALLOC, h, b->req_size, GMS_OK, "imported from a DLPack tensor");
+    *out = h;
+    return GMS_OK;
+}
+
+int gms_dlpack_import(gms_context *ctx, DLManagedTensorVersioned *tensor, gms_buf *out)
+{
+    const char *op = "gms_dlpack_import";
+    if (!out)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: out is NULL", op);
+    *out = GMS_BUF_NULL;
+    if (!ctx || !tensor)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: %s is NULL", op, ctx ? "tensor" : "context");
+    if (tensor->version.major != 1)
+        return gms__fail(GMS_E_UNSUPPORTED, "%s: DLPack version %u.%u; this gms reads 1.x", op,
+                         tensor->version.major, tensor->version.minor);
+    return import_common(ctx, &tensor->dl_tensor, tensor, 1,
+                         (tensor->flags & DLPACK_FLAG_BITMASK_READ_ONLY) != 0, op, out);
+}
+
+int gms_dlpack_import_legacy(gms_context *ctx, DLManagedTensor *tensor, gms_buf *out)
+{
+    const char *op = "gms_dlpack_import_legacy";
+    if (!out)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: out is NULL", op);
+    *out = GMS_BUF_NULL;
+    if (!ctx || !tensor)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: %s is NULL", op, ctx ? "tensor" : "context");
+    return import_common(ctx, &tensor->dl_tensor, tensor, 0, false, op, out);
+}

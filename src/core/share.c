@@ -1,0 +1,464 @@
+/*
+ * share.c: sharing a buffer between contexts (gms_share, gms_acquire,
+ * gms_revoke, gms_transfer) and enforcing immutable shares.
+ *
+ * A share is a record on its block plus a slot of the block's pool whose
+ * handle word is the share id, so an id is as unguessable as a handle and
+ * is resolved the same way, lock-free to its pool, then under that pool's
+ * lock. Every holder gets a handle slot of its own in the block's pool; the
+ * block dies with the last of them (buffer.c, gms__handle_drop).
+ *
+ * Immutable shares: where the block owns whole pages (granules on a GPU),
+ * one read-only view is mapped and every holder's raw pointer is that view,
+ * so a write through it faults. Otherwise the bytes are hashed when shared
+ * and the hash is checked by gms_verify and when the block dies.
+ */
+#include "core/internal.h"
+#include "safety/safety.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- immutability ---- */
+
+/* A 64-bit hash of the block's bytes, read through the backend in pieces
+ * (device memory is not host-readable). 0 and an error if a read fails. */
+static int block_hash(gms_pool *p, const gms_block *b, uint64_t *out)
+{
+    gms_backend *be = p->rt->backend;
+    enum { PIECE = 1 << 16 };
+    uint64_t *buf = malloc(PIECE);
+    if (!buf)
+        return gms__fail(GMS_E_NO_MEMORY, "out of host memory to hash a share");
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ b->req_size;
+    for (uint64_t off = 0; off < b->req_size; off += PIECE) {
+        size_t n = b->req_size - off < PIECE ? (size_t)(b->req_size - off) : PIECE;
+        int err = be->ops->read(be, buf, b->addr + off, n);
+        if (err) {
+            free(buf);
+            return gms__backend_fail(err, "reading a share to hash it", n);
+        }
+        if (n % 8)
+            memset((char *)buf + n, 0, 8 - n % 8);
+        /* Multiply-xorshift per word: order-dependent, fast, no table. */
+        for (size_t i = 0; i < (n + 7) / 8; i++) {
+            h ^= buf[i] + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+            h *= 0xff51afd7ed558ccdull;
+            h ^= h >> 33;
+        }
+    }
+    free(buf);
+    *out = h;
+    return GMS_OK;
+}
+
+/* Maps a read-only view of the block's pages if it owns them all: the view
+ * must show nothing of a neighbour. Returns false (nothing mapped) if not. */
+static bool view_map(gms_pool *p, gms_block *b, gms_share_rec *sh)
+{
+    gms_runtime *rt = p->rt;
+    gms_backend *be = rt->backend;
+    uint64_t unit = rt->view_unit;
+    if (!b->chunk || !be->ops->map_view_readonly || unit == 0)
+        return false;
+    uint64_t lo = b->addr & ~(unit - 1);
+    uint64_t hi = (b->addr + b->req_size + unit - 1) & ~(unit - 1);
+    if (lo < b->addr || hi > b->addr + b->size)
+        return false;
+    uint64_t view;
+    if (be->ops->map_view_readonly(be, b->chunk->be_chunk, lo - b->chunk->base, hi - lo, &view))
+        return false; /* the hash still protects it */
+    sh->view = view;
+    sh->view_base = lo;
+    sh->view_len = hi - lo;
+    return true;
+}
+
+bool gms__share_hash_broken(gms_pool *p, gms_block *b, const char *when)
+{
+    gms_share_rec *sh = b->share;
+    uint64_t now;
+    if (!sh || !sh->hashed || block_hash(p, b, &now) != GMS_OK || now == sh->hash)
+        return false;
+    gms__violation_note(p, GMS_VIOLATION_IMMUTABLE_WRITE, b->handle, b->addr, b,
+                        "immutable share 0x%016llx of %llu bytes changed since it was shared (found %s)",
+                        (unsigned long long)sh->id, (unsigned long long)b->req_size, when);
+    return true;
+}
+
+int gms__share_end(gms_pool *p, gms_block *b)
+{
+    gms_share_rec *sh = b->share;
+    int rc = GMS_OK;
+    if (gms__share_hash_broken(p, b, "at its last release"))
+        rc = gms__fail(GMS_E_CORRUPTION,
+                       "immutable share 0x%016llx was written: its %llu bytes changed since gms_share",
+                       (unsigned long long)sh->id, (unsigned long long)b->req_size);
+    if (sh->view)
+        p->rt->backend->ops->unmap_view(p->rt->backend, sh->view, sh->view_len);
+    gms_slot *s = gms__slot_at(p->rt, sh->slot);
+    atomic_store_explicit(&s->handle, 0, memory_order_release);
+    s->gen++;
+    s->block = NULL;
+    s->kind = GMS_SLOT_HANDLE;
+    gms__slot_put(p, sh->slot);
+    p->shares--;
+    b->share = NULL;
+    free(sh);
+    return rc;
+}
+
+/* ---- gms_share ---- */
+
+void gms_share_desc_init(gms_share_desc *desc)
+{
+    if (desc)
+        *desc = (gms_share_desc)GMS_SHARE_DESC_INIT;
+}
+
+static int grants_copy(const gms_share_desc *desc, const char *owner_tenant, gms_share_rec *sh)
+{
+    if (!desc->grants || desc->ngrants == 0 || desc->ngrants > GMS_SHARE_GRANTS_MAX)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_share: %zu grants%s; 1 to %d are allowed",
+                         desc->ngrants, desc->grants ? "" : " (grants is NULL)",
+                         GMS_SHARE_GRANTS_MAX);
+    for (size_t i = 0; i < desc->ngrants; i++) {
+        const gms_share_grant *g = &desc->grants[i];
+        gms_share_grant_rec *r = &sh->grants[i];
+        int rc;
+        const char *tenant = g->tenant ? g->tenant : owner_tenant;
+        if (strcmp(tenant, "*") != 0 && (rc = gms__name_check("grant tenant", tenant)) != GMS_OK)
+            return rc;
+        if (g->user && (rc = gms__name_check("grant user", g->user)) != GMS_OK)
+            return rc;
+        if (g->language != GMS_ANY_LANGUAGE && (g->language < 0 || g->language > GMS_LANG_OTHER))
+            return gms__fail(GMS_E_INVALID_ARG, "gms_share: grant %zu: language %d is not a gms_language",
+                             i, g->language);
+        if (g->mode != GMS_ACCESS_READ && g->mode != GMS_ACCESS_READ_WRITE)
+            return gms__fail(GMS_E_INVALID_ARG, "gms_share: grant %zu: mode %d is not a gms_access", i,
+                             (int)g->mode);
+        snprintf(r->tenant, sizeof r->tenant, "%s", strcmp(tenant, "*") ? tenant : "");
+        snprintf(r->user, sizeof r->user, "%s", g->user ? g->user : "");
+        r->language = g->language;
+        r->mode = g->mode;
+    }
+    sh->ngrants = (uint32_t)desc->ngrants;
+    return GMS_OK;
+}
+
+int gms_share(gms_context *owner, gms_buf buf, const gms_share_desc *desc, gms_share_id *out)
+{
+    if (!out)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_share: out is NULL");
+    *out = 0;
+    if (!owner || !desc)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_share: %s is NULL", owner ? "desc" : "context");
+    if (desc->version != GMS_SHARE_DESC_VERSION)
+        return gms__fail(GMS_E_INVALID_ARG,
+                         "share desc version %u, this gms knows %u (use GMS_SHARE_DESC_INIT)",
+                         desc->version, GMS_SHARE_DESC_VERSION);
+    if (desc->immutable != 0 && desc->immutable != 1)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_share: immutable is %d, not 0 or 1", desc->immutable);
+    gms_share_rec *sh = gms__alloc_meta(owner->rt, sizeof *sh);
+    if (!sh)
+        return gms__fail(GMS_E_NO_MEMORY, "out of host memory for a share");
+    memset(sh, 0, sizeof *sh);
+    gms_held h;
+    int rc = gms__buf_lock(owner, buf, "gms_share", false, &h);
+    if (rc) {
+        free(sh);
+        return rc;
+    }
+    gms_pool *p = h.pool;
+    gms_block *b = h.block;
+    if ((rc = grants_copy(desc, p->tenant->name, sh)) != GMS_OK)
+        goto fail;
+    if (h.slot->mode != GMS_ACCESS_READ_WRITE) {
+        rc = gms__fail(GMS_E_READ_ONLY, "gms_share: handle 0x%016llx is read-only: only a writer shares",
+                       (unsigned long long)buf);
+        goto fail;
+    }
+    if (b->share) {
+        rc = gms__fail(GMS_E_BUSY, "gms_share: buffer 0x%016llx is already shared as 0x%016llx",
+                       (unsigned long long)buf, (unsigned long long)b->share->id);
+        goto fail;
+    }
+    if ((rc = gms__slot_take(p, &sh->slot)) != GMS_OK)
+        goto fail;
+    sh->owner_ctx = owner->id;
+    sh->immutable = desc->immutable;
+    if (sh->immutable && !view_map(p, b, sh)) {
+        if ((rc = block_hash(p, b, &sh->hash)) != GMS_OK) {
+            gms__slot_put(p, sh->slot);
+            goto fail;
+        }
+        sh->hashed = true;
+    }
+    gms_slot *s = gms__slot_at(owner->rt, sh->slot);
+    s->block = b;
+    s->holder = NULL;
+    s->kind = GMS_SLOT_SHARE;
+    sh->id = gms__handle_make(owner->rt, sh->slot, s->gen);
+    atomic_store_explicit(&s->handle, sh->id, memory_order_release);
+    b->share = sh;
+    p->shares++;
+    char detail[96];
+    snprintf(detail, sizeof detail, "share 0x%016llx, %s, %u grant%s, %s",
+             (unsigned long long)sh->id, sh->immutable ? "immutable" : "mutable", sh->ngrants,
+             sh->ngrants == 1 ? "" : "s",
+             sh->view ? "read-only view" : sh->hashed ? "hashed" : "checked calls");
+    uint64_t size = b->req_size;
+    *out = sh->id;
+    gms__pool_unlock(p);
+    gms__audit_ctx(owner, GMS_AUDIT_SHARE, buf, size, GMS_OK, detail);
+    return GMS_OK;
+fail:
+    gms__pool_unlock(p);
+    free(sh);
+    gms__audit_ctx(owner, GMS_AUDIT_SHARE, buf, 0, rc, gms_error_last());
+    return rc;
+}
+
+/* ---- gms_acquire, gms_revoke ---- */
+
+/* Resolves a share id and returns with its pool locked, or an error with
+ * nothing locked. */
+static int share_lock(gms_context *ctx, gms_share_id id, const char *op, gms_pool **pp,
+                      gms_block **out)
+{
+    gms_pool *p = NULL;
+    gms_slot *s = id ? gms__slot_lookup(ctx->rt, id, &p) : NULL;
+    if (!s || atomic_load_explicit(&s->handle, memory_order_acquire) != id)
+        return gms__fail(GMS_E_INVALID_HANDLE,
+                         "%s: share 0x%016llx does not exist (never made, forged, or its buffer is gone)",
+                         op, (unsigned long long)id);
+    gms__pool_lock(p);
+    if (atomic_load_explicit(&s->handle, memory_order_relaxed) != id) {
+        gms__pool_unlock(p);
+        return gms__fail(GMS_E_INVALID_HANDLE, "%s: share 0x%016llx: its buffer is gone", op,
+                         (unsigned long long)id);
+    }
+    if (s->kind != GMS_SLOT_SHARE) {
+        gms__pool_unlock(p);
+        return gms__fail(GMS_E_INVALID_HANDLE, "%s: 0x%016llx is a buffer handle, not a share id", op,
+                         (unsigned long long)id);
+    }
+    *pp = p;
+    *out = s->block;
+    return GMS_OK;
+}
+
+/* The most ctx may take of the share: 0 when no grant names it. */
+static gms_access granted(const gms_share_rec *sh, const gms_context *ctx)
+{
+    gms_access best = 0;
+    for (uint32_t i = 0; i < sh->ngrants; i++) {
+        const gms_share_grant_rec *g = &sh->grants[i];
+        if ((!g->tenant[0] || strcmp(g->tenant, ctx->tenant->name) == 0) &&
+            (!g->user[0] || strcmp(g->user, ctx->user) == 0) &&
+            (g->language == GMS_ANY_LANGUAGE || g->language == (int)ctx->language) && g->mode > best)
+            best = g->mode;
+    }
+    return best;
+}
+
+int gms_acquire(gms_context *ctx, gms_share_id id, gms_access mode, gms_buf *out)
+{
+    if (!out)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_acquire: out is NULL");
+    *out = GMS_BUF_NULL;
+    if (!ctx)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_acquire: context is NULL");
+    if (mode != GMS_ACCESS_READ && mode != GMS_ACCESS_READ_WRITE)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_acquire: mode %d is not a gms_access", (int)mode);
+    gms_pool *p;
+    gms_block *b;
+    int rc = share_lock(ctx, id, "gms_acquire", &p, &b);
+    if (rc) {
+        gms__audit_ctx(ctx, GMS_AUDIT_VIOLATION, id, 0, rc, gms_error_last());
+        return rc;
+    }
+    const gms_share_rec *sh = b->share;
+    gms_access may = granted(sh, ctx);
+    uint64_t size = b->req_size;
+    const char *who = ctx->tenant->name;
+    if (sh->revoked)
+        rc = gms__fail(GMS_E_ACCESS_DENIED, "gms_acquire: share 0x%016llx was revoked",
+                       (unsigned long long)id);
+    else if (!may)
+        rc = gms__fail(GMS_E_ACCESS_DENIED,
+                       "gms_acquire: tenant '%s' user '%s' (%s) is not on the access list of share 0x%016llx",
+                       who, ctx->user, gms_language_name(ctx->language), (unsigned long long)id);
+    else if (mode == GMS_ACCESS_READ_WRITE && sh->immutable)
+        rc = gms__fail(GMS_E_READ_ONLY, "gms_acquire: share 0x%016llx is immutable: read only",
+                       (unsigned long long)id);
+    else if (mode > may)
+        rc = gms__fail(GMS_E_ACCESS_DENIED,
+                       "gms_acquire: tenant '%s' user '%s' (%s) may only read share 0x%016llx", who,
+                       ctx->user, gms_language_name(ctx->language), (unsigned long long)id);
+    else if (mode == GMS_ACCESS_READ_WRITE && b->writers)
+        rc = gms__fail(GMS_E_BUSY,
+                       "gms_acquire: share 0x%016llx already has a writer (one at a time): read, or wait for its release",
+                       (unsigned long long)id);
+    gms_buf h = GMS_BUF_NULL;
+    if (rc == GMS_OK)
+        rc = gms__handle_add(p, b, ctx, mode, &h);
+    gms__pool_unlock(p);
+    if (rc) {
+        gms__audit_ctx(ctx, rc == GMS_E_NO_MEMORY ? GMS_AUDIT_ACQUIRE : GMS_AUDIT_ACCESS_DENIED, id,
+                       size, rc, gms_error_last());
+        return rc;
+    }
+    char detail[64];
+    snprintf(detail, sizeof detail, "share 0x%016llx, %s", (unsigned long long)id,
+             mode == GMS_ACCESS_READ ? "read" : "read-write");
+    gms__audit_ctx(ctx, GMS_AUDIT_ACQUIRE, h, size, GMS_OK, detail);
+    *out = h;
+    return GMS_OK;
+}
+
+int gms_revoke(gms_context *owner, gms_share_id id)
+{
+    if (!owner)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_revoke: context is NULL");
+    gms_pool *p;
+    gms_block *b;
+    int rc = share_lock(owner, id, "gms_revoke", &p, &b);
+    if (rc == GMS_OK) {
+        if (b->share->owner_ctx != owner->id)
+            rc = gms__fail(GMS_E_ACCESS_DENIED,
+                           "gms_revoke: share 0x%016llx was made by another context; only it may revoke",
+                           (unsigned long long)id);
+        else
+            b->share->revoked = true;
+        gms__pool_unlock(p);
+    }
+    gms__audit_ctx(owner, rc == GMS_E_ACCESS_DENIED ? GMS_AUDIT_ACCESS_DENIED : GMS_AUDIT_REVOKE, id,
+                   0, rc, rc ? gms_error_last() : NULL);
+    return rc;
+}
+
+/* ---- gms_transfer ---- */
+
+/* Checks that h may be handed on: the only handle of a writable, unshared
+ * buffer (pool->lock held). */
+static int transferable(const gms_held *h, gms_buf buf)
+{
+    const gms_block *b = h->block;
+    if (h->slot->mode != GMS_ACCESS_READ_WRITE)
+        return gms__fail(GMS_E_READ_ONLY, "gms_transfer: handle 0x%016llx is read-only",
+                         (unsigned long long)buf);
+    if (b->share)
+        return gms__fail(GMS_E_BUSY,
+                         "gms_transfer: buffer 0x%016llx is shared (0x%016llx): only an unshared buffer changes owner",
+                         (unsigned long long)buf, (unsigned long long)b->share->id);
+    if (b->holders != 1)
+        return gms__fail(GMS_E_BUSY, "gms_transfer: buffer 0x%016llx has %u holders; it needs to be the only one",
+                         (unsigned long long)buf, b->holders);
+    return GMS_OK;
+}
+
+/* To another tenant: a copy in to's pool, then the original dies (wiped),
+ * so no page ever holds two tenants' data. Both pools are locked for the
+ * copy, in the runtime's lock order. */
+static int transfer_copy(gms_context *from, gms_buf buf, gms_context *to, uint64_t req,
+                         uint32_t flags, gms_buf *out)
+{
+    gms_buf nb;
+    int rc = gms_alloc(to, (size_t)req, flags & ~(uint32_t)GMS_ALLOC_ZERO, &nb);
+    if (rc)
+        return rc;
+    gms_held src = {0}, dst;
+    gms_pool *fp = gms__handle_pool(from->rt, buf);
+    gms_pool *tp = to->pool;
+    gms_pool *first = fp->id < tp->id ? fp : tp, *second = fp->id < tp->id ? tp : fp;
+    gms__pool_lock(first);
+    gms__pool_lock(second);
+    /* The handle may have died while no lock was held. */
+    gms_slot *s = gms__slot_lookup(from->rt, buf, &fp);
+    if (atomic_load(&s->handle) != buf || s->holder != from) {
+        rc = gms__fail(GMS_E_INVALID_HANDLE, "gms_transfer: handle 0x%016llx died during the transfer",
+                       (unsigned long long)buf);
+    } else {
+        src = (gms_held){fp, s->block, s};
+        rc = transferable(&src, buf);
+    }
+    if (rc == GMS_OK && src.block->req_size != req)
+        rc = gms__fail(GMS_E_BUSY, "gms_transfer: buffer 0x%016llx changed during the transfer",
+                       (unsigned long long)buf);
+    gms_slot *ds = gms__slot_lookup(to->rt, nb, &tp);
+    dst = (gms_held){tp, ds->block, ds};
+    gms_backend *be = from->rt->backend;
+    int err = rc ? 0 : be->ops->copy(be, dst.block->addr, src.block->addr, req);
+    if (err)
+        rc = gms__backend_fail(err, "copy for a transfer", req);
+    int drop_rc = GMS_OK;
+    gms_drop d = {0};
+    if (rc == GMS_OK)
+        drop_rc = gms__handle_drop(fp, s, from, &d);
+    gms__pool_unlock(second);
+    gms__pool_unlock(first);
+    gms__drop_finish(&d);
+    gms__violations_deliver(from->rt);
+    if (rc) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", gms_error_last());
+        gms_free(to, nb);
+        return gms__fail(rc, "%s", msg);
+    }
+    *out = nb;
+    if (drop_rc) /* the old buffer's redzones: the data moved all the same */
+        gms__log(from->rt, GMS_LOG_WARN, "gms_transfer: %s", gms_error_last());
+    return GMS_OK;
+}
+
+static int transfer(gms_context *from, gms_buf buf, gms_context *to, void *stream, bool ordered,
+                    gms_buf *out)
+{
+    const char *op = ordered ? "gms_transfer_async" : "gms_transfer";
+    if (!out)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: out is NULL", op);
+    *out = GMS_BUF_NULL;
+    if (!from || !to)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: %s context is NULL", op, from ? "to" : "from");
+    if (from == to)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: from and to are the same context", op);
+    if (from->rt != to->rt)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: the contexts belong to different runtimes", op);
+    gms_held h;
+    int rc = gms__buf_lock(from, buf, op, false, &h);
+    if (rc)
+        return rc;
+    gms_backend *be = from->rt->backend;
+    if ((rc = transferable(&h, buf)) == GMS_OK && ordered && be->ops->order_after) {
+        /* The next holder's work runs on streams gms does not know: wait. */
+        int err = be->ops->order_after(be, stream, 1);
+        if (err)
+            rc = gms__backend_fail(err, "waiting for the stream before the transfer", h.block->req_size);
+    }
+    uint64_t req = h.block->req_size;
+    uint32_t flags = h.block->flags;
+    bool copy = rc == GMS_OK && !h.block->import && h.pool->tenant != to->tenant;
+    if (rc == GMS_OK && !copy)
+        rc = gms__handle_move(h.pool, h.slot, to, out);
+    gms__pool_unlock(h.pool);
+    if (rc == GMS_OK && copy)
+        rc = transfer_copy(from, buf, to, req, flags, out);
+    char detail[200];
+    snprintf(detail, sizeof detail, "to tenant '%s' user '%s' (%s) as 0x%016llx%s", to->tenant->name,
+             to->user, gms_language_name(to->language), (unsigned long long)*out,
+             copy ? ", copied (another tenant)" : "");
+    gms__audit_ctx(from, GMS_AUDIT_TRANSFER, buf, req, rc, rc ? gms_error_last() : detail);
+    return rc;
+}
+
+int gms_transfer(gms_context *from, gms_buf buf, gms_context *to, gms_buf *out)
+{
+    return transfer(from, buf, to, NULL, false, out);
+}
+
+int gms_transfer_async(gms_context *from, gms_buf buf, gms_context *to, void *stream, gms_buf *out)
+{
+    return transfer(from, buf, to, stream, true, out);
+}
