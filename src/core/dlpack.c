@@ -245,12 +245,22 @@ static int import_common(gms_context *ctx, const DLTensor *t, void *tensor, int 
     if (!item)
         return gms__fail(GMS_E_INVALID_ARG, "%s: dtype of %u bits x %u lanes is not whole bytes", op,
                          t->dtype.bits, t->dtype.lanes);
-    int64_t lo, hi, compact_hi;
-    int rc = tensor_extent(t->ndim, t->shape, t->strides, item, op, &lo, &hi);
-    if (rc || (rc = tensor_extent(t->ndim, t->shape, NULL, item, op, &lo, &compact_hi)) != GMS_OK)
+    int64_t lo, hi;
+    int rc = tensor_extent(t->ndim, t->shape, NULL, item, op, &lo, &hi);
+    if (rc)
         return rc;
-    if (hi != compact_hi || lo != 0)
-        return gms__fail(GMS_E_UNSUPPORTED, "%s: the tensor is not compact (its strides skip or repeat bytes)", op);
+    if (t->strides) {
+        /* Row-major or nothing: a buffer is one run of bytes. Dimensions
+         * of one element may carry any stride. */
+        int64_t row = 1;
+        for (int32_t d = t->ndim - 1; d >= 0; d--) {
+            if (t->shape[d] > 1 && t->strides[d] != row)
+                return gms__fail(GMS_E_UNSUPPORTED,
+                                 "%s: the tensor is not compact row-major (stride %lld of dimension %d, want %lld)",
+                                 op, (long long)t->strides[d], d, (long long)row);
+            row *= t->shape[d];
+        }
+    }
     if (hi == 0)
         return gms__fail(GMS_E_INVALID_ARG, "%s: the tensor has no elements", op);
     if (!t->data)
