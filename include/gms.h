@@ -231,7 +231,12 @@ typedef uint64_t gms_buf;
 #define GMS_ALIGNMENT 256u
 
 enum {
-    GMS_ALLOC_ZERO = 1u << 0 /* fill with zeros before returning */
+    GMS_ALLOC_ZERO = 1u << 0, /* fill with zeros before returning */
+    /* Start on a page boundary and own whole pages (granules on a GPU: 2
+     * MiB), at the cost of rounding the block up to them: an immutable
+     * share of the buffer is then a read-only mapping, enforced by the
+     * MMU, rather than a hash checked after the fact. */
+    GMS_ALLOC_PAGES = 1u << 1
 };
 
 /* When the memory or the quota is short, runs the pressure ladder first

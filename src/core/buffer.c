@@ -212,7 +212,8 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
     gms_block *b = NULL;
     if ((rc = gms__slot_take(p, &slot)) != GMS_OK)
         goto fail_quota;
-    if ((rc = gms__pool_alloc(p, ctx, bsize, size, flags, &b)) != GMS_OK)
+    if ((rc = gms__pool_alloc(p, ctx, bsize, size, flags & GMS_ALLOC_PAGES ? rt->view_unit : GMS_ALIGNMENT,
+                               flags, &b)) != GMS_OK)
         goto fail_slot;
     b->u.live.slot = slot;
     b->holders = 1;
@@ -257,14 +258,15 @@ int gms_alloc(gms_context *ctx, size_t size, uint32_t flags, gms_buf *out)
         return gms__fail(GMS_E_INVALID_ARG, "gms_alloc: context is NULL");
     if (size == 0)
         return gms__fail(GMS_E_INVALID_ARG, "gms_alloc: size is 0");
-    if (flags & ~(uint32_t)GMS_ALLOC_ZERO)
+    if (flags & ~(uint32_t)(GMS_ALLOC_ZERO | GMS_ALLOC_PAGES))
         return gms__fail(GMS_E_INVALID_ARG, "gms_alloc: unknown flags 0x%x", flags);
     if ((uint64_t)size > GMS_MAX_ALLOC)
         return gms__fail(GMS_E_NO_MEMORY, "gms_alloc: %llu bytes is more than any device holds",
                          (unsigned long long)size);
     /* With safety on, at least the redzone follows the data. */
     uint64_t span = (uint64_t)size + (ctx->rt->safety ? ctx->rt->redzone : 0);
-    uint64_t bsize = (span + GMS_ALIGNMENT - 1) & ~(uint64_t)(GMS_ALIGNMENT - 1);
+    uint64_t unit = flags & GMS_ALLOC_PAGES ? ctx->rt->view_unit : GMS_ALIGNMENT;
+    uint64_t bsize = (span + unit - 1) & ~(unit - 1);
     gms_buf h = GMS_BUF_NULL;
     int rc = gms__alloc_once(ctx, size, bsize, flags, &h);
     if (rc == GMS_E_NO_MEMORY || rc == GMS_E_QUOTA)

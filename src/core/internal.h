@@ -351,7 +351,7 @@ int gms__pool_create(gms_runtime *rt, gms_tenant *t, gms_level level,
 void gms__pool_destroy(gms_pool *p);
 /* A block of size bytes (a multiple of the alignment) for req bytes. */
 int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req,
-                    uint32_t flags, gms_block **out);
+                    uint64_t align, uint32_t flags, gms_block **out);
 /* Returns a retired block's memory to the free lists (pool->lock held). */
 void gms__pool_free(gms_pool *p, gms_block *b);
 /* The granules wholly inside a block's data, as addresses [lo, hi); false if none. */

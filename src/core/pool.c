@@ -474,31 +474,58 @@ static bool range_mapped(const gms_pool *p, const gms_block *b, uint64_t size)
     return true;
 }
 
-int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req,
+/* Splits the free block b (out of the free lists) at addr: the part
+ * before becomes a free block of its own; returns the part from addr. */
+static gms_block *split_front(gms_pool *p, gms_block *b, uint64_t addr, gms_block *front)
+{
+    *front = *b;
+    front->size = addr - b->addr;
+    front->next_phys = b;
+    if (front->prev_phys)
+        front->prev_phys->next_phys = front;
+    else
+        b->chunk->first = front;
+    b->prev_phys = front;
+    b->size -= front->size;
+    b->addr = addr;
+    front->state = GMS_BLOCK_FREE;
+    gms_tlsf_insert(&p->tlsf, front);
+    return b;
+}
+
+int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, uint64_t align,
                     uint32_t flags, gms_block **out)
 {
-    gms_block *b = gms_tlsf_find(&p->tlsf, size);
+    /* An alignment past the blocks' own is found by asking for the worst
+     * case of padding, then splitting the padding off the front. */
+    uint64_t want = size + (align > GMS_ALIGNMENT ? align - GMS_ALIGNMENT : 0);
+    gms_block *b = gms_tlsf_find(&p->tlsf, want);
     /* Frees waiting for their scrub (a GPU batches them) pin their blocks
      * between free ranges. Before the pool grows, scrub them, so that the
      * quarantine passes its oldest blocks back to the free lists and a
      * mapped hole can serve this request. */
-    if (p->pending_blocks && (!b || !range_mapped(p, b, size))) {
+    if (p->pending_blocks && (!b || !range_mapped(p, b, want))) {
         gms__safety_flush(p, NULL);
-        b = gms_tlsf_find(&p->tlsf, size);
+        b = gms_tlsf_find(&p->tlsf, want);
     }
     if (!b) {
-        int rc = chunk_add(p, size, &b);
+        int rc = chunk_add(p, want, &b);
         if (rc)
             return rc;
     }
-    /* A node for the remainder, taken before anything changes. */
-    gms_block *rest = NULL;
-    if (b->size - size >= GMS_ALIGNMENT) {
-        rest = node_get(p);
-        if (!rest)
-            return gms__fail(GMS_E_NO_MEMORY, "out of host memory for block metadata");
+    uint64_t pad = align > GMS_ALIGNMENT ? ((b->addr + align - 1) & ~(align - 1)) - b->addr : 0;
+    /* Nodes for the padding and the remainder, taken before anything
+     * changes. */
+    gms_block *front = NULL, *rest = NULL;
+    if ((pad && !(front = node_get(p))) ||
+        (b->size - pad - size >= GMS_ALIGNMENT && !(rest = node_get(p)))) {
+        if (front)
+            node_put(p, front);
+        return gms__fail(GMS_E_NO_MEMORY, "out of host memory for block metadata");
     }
     gms_tlsf_remove(&p->tlsf, b);
+    if (front)
+        b = split_front(p, b, b->addr + pad, front);
     if (rest) {
         rest->addr = b->addr + size;
         rest->size = b->size - size;

@@ -80,6 +80,31 @@ static void view_path(gms_runtime *rt)
     CHECK_OK(gms_release(owner, b));
     CHECK_OK(gms_release(reader, r));
     CHECK_OK(gms_verify(rt, NULL));
+
+    /* Anywhere in a used pool, GMS_ALLOC_PAGES gives a block of whole
+     * pages, hence a view. */
+    gms_buf small[5], pb[3];
+    for (int i = 0; i < 5; i++)
+        CHECK_OK(gms_alloc(owner, 300 + 1000 * (size_t)i, 0, &small[i]));
+    CHECK_OK(gms_free(owner, small[1]));
+    for (int i = 0; i < 3; i++) {
+        CHECK_OK(gms_alloc(owner, 10000 + (size_t)i * 3, GMS_ALLOC_PAGES, &pb[i]));
+        CHECK_OK(gms_buf_info(owner, pb[i], &info));
+        CHECK(info.device_ptr % 4096 == 0 && info.block_size % 4096 == 0);
+    }
+    CHECK_OK(gms_verify(rt, NULL));
+    CHECK_OK(share_one(owner, pb[1], NULL, NULL, GMS_ANY_LANGUAGE, GMS_ACCESS_READ, 1, &id));
+    CHECK_OK(gms_buf_info(owner, pb[1], &info));
+    CHECK(info.read_only_view);
+    CHECK_OK(gms_buf_ptr(owner, pb[1], (void **)&view));
+    sig = child_write(view + 9999);
+    CHECK(sig == SIGSEGV || sig == SIGBUS);
+    for (int i = 0; i < 3; i++)
+        CHECK_OK(gms_free(owner, pb[i]));
+    for (int i = 0; i < 5; i++)
+        if (i != 1)
+            CHECK_OK(gms_free(owner, small[i]));
+    CHECK_OK(gms_verify(rt, NULL));
     gms_context_close(owner);
     gms_context_close(reader);
 }
