@@ -356,10 +356,12 @@ GMS_API int gms_acquire(gms_context *ctx, gms_share_id id, gms_access mode, gms_
  * the drop after a stream. */
 GMS_API int gms_release(gms_context *ctx, gms_buf buf);
 /* Moves exclusive ownership of buf, which from holds alone, to `to`: buf is
- * dead when the call returns and *out is to's handle. Within one tenant the
- * buffer does not move; to another tenant it is copied into to's pool (on
- * to's quota) and the original wiped, so tenants never share a page.
- * GMS_E_BUSY when other holders exist. */
+ * dead when the call returns and *out is to's handle. Within one tenant, to
+ * a context of the same or a lower level, the buffer does not move (no
+ * copy, same address). To another tenant or a higher level it is copied
+ * into to's pool (on to's quota) and the original wiped, so tenants never
+ * share a page and memory is wiped as its holder's level asks.
+ * GMS_E_BUSY when other holders exist or it is shared. */
 GMS_API int gms_transfer(gms_context *from, gms_buf buf, gms_context *to, gms_buf *out);
 /* gms_transfer once the device work queued on stream so far has finished,
  * so the next holder never sees a half-written buffer (waits for it). */

@@ -359,8 +359,9 @@ static int transferable(const gms_held *h, gms_buf buf)
     return GMS_OK;
 }
 
-/* To another tenant: a copy in to's pool, then the original dies (wiped),
- * so no page ever holds two tenants' data. Both pools are locked for the
+/* To another tenant (or a higher level): a copy in to's pool, then the
+ * original dies (wiped), so no page ever holds two tenants' data and data
+ * is wiped as its owner's level asks. Both pools are locked for the
  * copy, in the runtime's lock order. */
 static int transfer_copy(gms_context *from, gms_buf buf, gms_context *to, uint64_t req,
                          uint32_t flags, gms_buf *out)
@@ -439,7 +440,10 @@ static int transfer(gms_context *from, gms_buf buf, gms_context *to, void *strea
     }
     uint64_t req = h.block->req_size;
     uint32_t flags = h.block->flags;
-    bool copy = rc == GMS_OK && !h.block->import && h.pool->tenant != to->tenant;
+    /* A copy when the buffer would otherwise sit in another tenant's pool
+     * or in a pool wiped less carefully than the new owner's level asks. */
+    bool copy = rc == GMS_OK && !h.block->import &&
+                (h.pool->tenant != to->tenant || to->level > h.pool->level);
     if (rc == GMS_OK && !copy)
         rc = gms__handle_move(h.pool, h.slot, to, out);
     gms__pool_unlock(h.pool);
@@ -448,7 +452,7 @@ static int transfer(gms_context *from, gms_buf buf, gms_context *to, void *strea
     char detail[200];
     snprintf(detail, sizeof detail, "to tenant '%s' user '%s' (%s) as 0x%016llx%s", to->tenant->name,
              to->user, gms_language_name(to->language), (unsigned long long)*out,
-             copy ? ", copied (another tenant)" : "");
+             copy ? ", copied into its pool" : "");
     gms__audit_ctx(from, GMS_AUDIT_TRANSFER, buf, req, rc, rc ? gms_error_last() : detail);
     return rc;
 }

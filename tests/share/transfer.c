@@ -57,6 +57,27 @@ static void within_tenant(gms_runtime *rt)
     CHECK_OK(gms_free(rust, t3));
     CHECK_OK(gms_verify(rt, NULL));
 
+    /* To a higher level of the same tenant: copied into its pool. */
+    gms_context_desc cd = GMS_CONTEXT_DESC_INIT;
+    cd.tenant = "acme";
+    cd.user = "vault";
+    cd.level = GMS_LEVEL_SECRET;
+    gms_context *secret;
+    CHECK_OK(gms_context_open(&secret, rt, &cd));
+    CHECK_OK(gms_alloc(rust, 5000, 0, &b));
+    CHECK_OK(gms_buf_ptr(rust, b, &p0));
+    CHECK_OK(gms_write(rust, b, 4000, "lvl", 3));
+    CHECK_OK(gms_transfer(rust, b, secret, &t1));
+    CHECK_OK(gms_buf_ptr(secret, t1, &p1));
+    CHECK(p0 != p1);
+    CHECK_OK(gms_read(secret, t1, 4000, got, 3));
+    CHECK(memcmp(got, "lvl", 3) == 0);
+    gms_buf_info li;
+    CHECK_OK(gms_buf_info(secret, t1, &li));
+    CHECK(li.level == GMS_LEVEL_SECRET);
+    CHECK_OK(gms_free(secret, t1));
+    gms_context_close(secret);
+
     /* Refusals change nothing. */
     CHECK_OK(gms_alloc(rust, 100, 0, &b));
     gms_share_id id;

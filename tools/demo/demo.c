@@ -5,15 +5,21 @@
  * (use after free, double free, out of bounds, another tenant's or another
  * language's buffer) that stand where a plain allocator would corrupt memory.
  *
+ * Then one buffer is shared read-only across languages and tenants and
+ * another changes owner.
+ *
  * Every refusal shown is also checked: if gms lets one of those calls
  * through, or refuses it with another code, the demo says so and exits 1.
  */
 #include "gms.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define KiB (1024ull)
 #define MiB (1024ull * KiB)
@@ -208,6 +214,111 @@ static void corruption(gms_runtime *rt, actor *a)
         fail("the write after free did not reach the violation callback");
 }
 
+/* Writes one byte through p in a child process; the signal that ended the
+ * child, 0 if the write went through. */
+static int write_in_child(volatile unsigned char *p)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0)
+        fail("fork: cannot start the child that writes");
+    if (pid == 0) {
+        *p = (unsigned char)(*p ^ 0xff);
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+}
+
+/* A buffer made by acme/c is shared immutable with acme/rust and with
+ * globex/python; then acme/rust hands another buffer to acme/c. */
+static void sharing(gms_runtime *rt, actor *c, actor *rust, actor *py)
+{
+    section("Sharing (one buffer, three languages, two tenants)");
+    const size_t size = 1 * MiB;
+    gms_buf model, r, p, x;
+    /* GMS_ALLOC_PAGES: whole pages, so the share can be a read-only mapping. */
+    check(gms_alloc(c->ctx, size, GMS_ALLOC_PAGES, &model), "gms_alloc");
+    unsigned char *data = malloc(size), *back = malloc(size);
+    if (!data || !back)
+        fail("out of host memory");
+    pattern(data, size, 42);
+    check(gms_write(c->ctx, model, 0, data, size), "gms_write");
+    gms_share_grant grants[2] = {{"acme", NULL, GMS_LANG_RUST, GMS_ACCESS_READ},
+                                 {"globex", "research", GMS_LANG_PYTHON, GMS_ACCESS_READ}};
+    gms_share_desc desc = GMS_SHARE_DESC_INIT;
+    desc.grants = grants;
+    desc.ngrants = 2;
+    desc.immutable = 1;
+    gms_share_id id;
+    check(gms_share(c->ctx, model, &desc, &id), "gms_share");
+    printf("  %-15s %s shares %s as 0x%016llx: immutable, read by acme/rust and globex/python\n",
+           "share", c->name, human(size), (unsigned long long)id);
+    check(gms_acquire(rust->ctx, id, GMS_ACCESS_READ, &r), "gms_acquire");
+    check(gms_acquire(py->ctx, id, GMS_ACCESS_READ, &p), "gms_acquire");
+    check(gms_read(rust->ctx, r, 0, back, size), "gms_read");
+    if (memcmp(back, data, size) != 0)
+        fail("acme/rust reads other bytes than acme/c wrote");
+    gms_buf_info info;
+    check(gms_buf_info(py->ctx, p, &info), "gms_buf_info");
+    printf("  %-15s acme/rust 0x%016llx, globex/python 0x%016llx: %u holders, own handles\n",
+           "acquire", (unsigned long long)r, (unsigned long long)p, info.holders);
+    printf("  %-15s acme/rust reads all %s: the bytes acme/c wrote\n", "read", human(size));
+    expect_refusal(gms_write(py->ctx, p, 0, "x", 1), GMS_E_READ_ONLY, "checked write",
+                   "globex/python writes one byte with gms_write");
+    expect_refusal(gms_acquire(py->ctx, id, GMS_ACCESS_READ_WRITE, &x), GMS_E_READ_ONLY,
+                   "write access", "globex/python acquires the share read-write");
+    expect_refusal(gms_acquire(c->ctx, id + 1, GMS_ACCESS_READ, &x), GMS_E_INVALID_HANDLE,
+                   "guessed id", "acme/c acquires share id + 1");
+    unsigned char *raw;
+    check(gms_buf_ptr(py->ctx, p, (void **)&raw), "gms_buf_ptr");
+    if (info.read_only_view && strcmp(gms_runtime_backend_name(rt), "host") == 0) {
+        int sig = write_in_child(raw + 4096);
+        if (sig != SIGSEGV && sig != SIGBUS)
+            fail("a write through the read-only mapping did not fault (child ended with %d)", sig);
+        printf("  %-15s globex/python writes through its raw pointer, in a child process\n",
+               "raw write");
+        printf("  %-15s -> the child dies of %s: the pointer is a read-only mapping\n", "",
+               sig == SIGSEGV ? "SIGSEGV" : "SIGBUS");
+    } else {
+        printf("  %-15s the raw pointer is a read-only device mapping: a kernel writing it faults "
+               "(tests/gpu)\n", "raw write");
+    }
+    check(gms_release(c->ctx, model), "gms_release");
+    check(gms_release(rust->ctx, r), "gms_release");
+    gms_stats s;
+    check(gms_stats(rt, &s), "gms_stats");
+    uint64_t live = s.live_blocks;
+    check(gms_release(py->ctx, p), "gms_release");
+    check(gms_stats(rt, &s), "gms_stats");
+    if (s.live_blocks != live - 1 || s.shares != 0)
+        fail("the last release did not free the shared buffer");
+    printf("  %-15s acme/c, acme/rust, then globex/python: the last release (another tenant's)\n"
+           "  %-15s frees it, wiped, back on acme's quota\n", "release", "");
+
+    section("Transfer (ownership moves; the old handle dies)");
+    gms_buf result, mine;
+    check(gms_alloc(rust->ctx, 64 * KiB, 0, &result), "gms_alloc");
+    check(gms_write(rust->ctx, result, 0, "logits", 6), "gms_write");
+    void *before, *after;
+    check(gms_buf_ptr(rust->ctx, result, &before), "gms_buf_ptr");
+    check(gms_transfer(rust->ctx, result, c->ctx, &mine), "gms_transfer");
+    check(gms_buf_ptr(c->ctx, mine, &after), "gms_buf_ptr");
+    char word[6];
+    check(gms_read(c->ctx, mine, 0, word, sizeof word), "gms_read");
+    if (memcmp(word, "logits", 6) != 0 || before != after)
+        fail("the transferred buffer moved or changed");
+    printf("  %-15s acme/rust hands 0x%016llx (%s) to acme/c as 0x%016llx: same memory, no copy\n",
+           "transfer", (unsigned long long)result, human(64 * KiB), (unsigned long long)mine);
+    expect_refusal(gms_read(rust->ctx, result, 0, word, sizeof word), GMS_E_INVALID_HANDLE,
+                   "old handle", "acme/rust reads through the handle it gave away");
+    check(gms_free(c->ctx, mine), "gms_free");
+    printf("  %-15s acme/c frees it\n", "free");
+    free(data);
+    free(back);
+}
+
 int main(void)
 {
     gms_runtime *rt;
@@ -286,6 +397,7 @@ int main(void)
                    "acme/rust reads acme/c's buffer (no share was made)");
 
     corruption(rt, acme_c);
+    sharing(rt, acme_c, acme_rust, globex_py);
 
     /* The runtime's figures, while the buffers are live. */
     section("Statistics");
