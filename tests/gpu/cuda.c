@@ -9,12 +9,17 @@
  * write after free caught, held memory following live memory, use from a
  * second thread, gms_verify; and in child processes (a fault leaves the
  * context unusable), a kernel writing through a read-only view and a
- * kernel writing into a chunk's guard space must fault.
+ * kernel writing into a chunk's guard space must fault. Sharing on the
+ * GPU: an immutable share of whole granules is a read-only device mapping
+ * (a kernel writing it through a holder's pointer faults, in a child), a
+ * small one is hashed and a raw device write is found; DLPack tensors say
+ * kDLCUDA; gms_transfer_async waits for the stream.
  * GMS_GPU_NO_FAULTS=1 skips the faulting children (compute-sanitizer runs).
  */
 #include "test.h"
 #include "backend/cuda/cuda.h"
 #include "core/internal.h"
+#include "gms/dlpack.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -356,10 +361,124 @@ static void test_threads(void)
     gms_runtime_close(rt);
 }
 
+/* ---- sharing on the GPU ---- */
+
+static unsigned immutable_reports;
+static void on_immutable(void *user, const gms_violation *v)
+{
+    (void)user;
+    immutable_reports += v->kind == GMS_VIOLATION_IMMUTABLE_WRITE;
+}
+
+static void test_sharing(void)
+{
+    gms_runtime *rt = open_cuda(0);
+    CHECK_OK(gms_on_violation(rt, on_immutable, NULL));
+    gms_context *owner = open_ctx(rt, "gpu-share", GMS_LEVEL_INTERNAL);
+    gms_context *reader = open_ctx(rt, "gpu-share", GMS_LEVEL_PUBLIC);
+    gms_share_grant g = {NULL, NULL, GMS_ANY_LANGUAGE, GMS_ACCESS_READ};
+    gms_share_desc d = GMS_SHARE_DESC_INIT;
+    d.grants = &g;
+    d.ngrants = 1;
+    d.immutable = 1;
+
+    /* Whole granules: a read-only view, readable by kernels and copies. */
+    gms_buf b, r;
+    gms_share_id id;
+    CHECK_OK(gms_alloc(owner, 5 * MiB, GMS_ALLOC_PAGES, &b));
+    CHECK_OK(gms_fill(owner, b, 0, 0x3c, 5 * MiB));
+    CHECK_OK(gms_share(owner, b, &d, &id));
+    CHECK_OK(gms_acquire(reader, id, GMS_ACCESS_READ, &r));
+    gms_buf_info info;
+    CHECK_OK(gms_buf_info(reader, r, &info));
+    CHECK(info.read_only_view && info.device_ptr % (2 * MiB) == 0);
+    CHECK_RC(gms_write(owner, b, 0, "x", 1), GMS_E_READ_ONLY);
+    unsigned char got[64];
+    CHECK_OK(gms_read(reader, r, 5 * MiB - 64, got, 64));
+    CHECK(got[0] == 0x3c && got[63] == 0x3c);
+    unsigned char host[64];
+    CHECK(rt->backend->ops->read(rt->backend, host, info.device_ptr + 4096, 64) == 0 &&
+          host[0] == 0x3c);
+    DLManagedTensorVersioned *t = NULL;
+    CHECK_OK(gms_dlpack_export(reader, r, NULL, &t));
+    CHECK(t && t->dl_tensor.device.device_type == kDLCUDA &&
+          (t->flags & DLPACK_FLAG_BITMASK_READ_ONLY) && t->dl_tensor.data == (void *)(uintptr_t)info.device_ptr);
+    CHECK_OK(gms_release(owner, b));
+    CHECK_OK(gms_release(reader, r));
+    t->deleter(t); /* the last reference: the view goes, the memory is wiped */
+    CHECK_OK(gms_verify(rt, NULL));
+
+    /* A small block: hashed; a raw device write is found. */
+    gms_buf pad, s;
+    CHECK_OK(gms_alloc(owner, 1000, 0, &pad));
+    CHECK_OK(gms_alloc(owner, 5000, 0, &s));
+    CHECK_OK(gms_fill(owner, s, 0, 0x11, 5000));
+    void *raw;
+    CHECK_OK(gms_buf_ptr(owner, s, &raw));
+    CHECK_OK(gms_share(owner, s, &d, &id));
+    CHECK_OK(gms_buf_info(owner, s, &info));
+    CHECK(info.immutable && !info.read_only_view);
+    CHECK_OK(gms_verify(rt, NULL));
+    unsigned char evil = 0x12;
+    CHECK(rt->backend->ops->write(rt->backend, (uint64_t)(uintptr_t)raw + 4321, &evil, 1) == 0);
+    unsigned before = immutable_reports;
+    CHECK_RC(gms_verify(rt, NULL), GMS_E_CORRUPTION);
+    CHECK(immutable_reports == before + 1);
+    CHECK_RC(gms_release(owner, s), GMS_E_CORRUPTION);
+    CHECK_OK(gms_free(owner, pad));
+
+    /* A transfer ordered after a stream's work: the receiver reads what
+     * the stream wrote. (The stream here is the default stream.) */
+    gms_buf a, moved;
+    CHECK_OK(gms_alloc(owner, 1 * MiB, 0, &a));
+    CHECK_OK(gms_fill(owner, a, 0, 0x5e, 1 * MiB));
+    CHECK_OK(gms_transfer_async(owner, a, reader, NULL, &moved));
+    CHECK_OK(gms_read(reader, moved, 1 * MiB - 1, got, 1));
+    CHECK(got[0] == 0x5e);
+    CHECK_OK(gms_free(reader, moved));
+    CHECK_OK(gms_verify(rt, NULL));
+    gms_context_close(owner);
+    gms_context_close(reader);
+    gms_runtime_close(rt);
+}
+
 /* ---- children that must fault ---- */
+
+/* A holder of an immutable share writes through its raw pointer with a
+ * kernel (the scrub's fill): the pointer is a read-only mapping. */
+static int child_share_view(void)
+{
+    gms_runtime *rt = open_cuda(1);
+    gms_context *owner = open_ctx(rt, "gpu-share", GMS_LEVEL_INTERNAL);
+    gms_context *reader = open_ctx(rt, "gpu-share", GMS_LEVEL_PUBLIC);
+    gms_buf b, r;
+    gms_share_id id;
+    gms_share_grant g = {NULL, NULL, GMS_ANY_LANGUAGE, GMS_ACCESS_READ};
+    gms_share_desc d = GMS_SHARE_DESC_INIT;
+    d.grants = &g;
+    d.ngrants = 1;
+    d.immutable = 1;
+    void *view;
+    gms_buf_info info;
+    if (gms_alloc(owner, 3 * MiB, GMS_ALLOC_PAGES, &b) || gms_share(owner, b, &d, &id) ||
+        gms_acquire(reader, id, GMS_ACCESS_READ, &r) || gms_buf_ptr(reader, r, &view) ||
+        gms_buf_info(reader, r, &info) || !info.read_only_view)
+        return 3;
+    gms_scrub_item it;
+    memset(&it, 0, sizeof it);
+    it.fill_lo[0] = (uint64_t)(uintptr_t)view + 8192;
+    it.fill_hi[0] = it.fill_lo[0] + 4096;
+    int err = rt->backend->ops->scrub(rt->backend, &it, 1, 0x0102030405060708ull, 0);
+    printf("child share_view: scrub through the share's pointer returned %d: %s\n", err,
+           gms_backend_cuda_why());
+    fflush(stdout);
+    return err != 0 ? 0 : 1;
+}
 
 static int child(const char *what)
 {
+    if (strcmp(what, "share_view") == 0)
+        return child_share_view();
     gms_backend *be = NULL;
     if (gms_backend_cuda_create(0, &be) != 0)
         return 3;
@@ -393,8 +512,8 @@ static int child(const char *what)
 
 static void test_faults(const char *self)
 {
-    const char *kinds[] = {"readonly", "guard"};
-    for (int k = 0; k < 2; k++) {
+    const char *kinds[] = {"readonly", "guard", "share_view"};
+    for (int k = 0; k < 3; k++) {
         pid_t pid = fork();
         if (pid == 0) {
             execl(self, self, "--child", kinds[k], (char *)NULL);
@@ -506,6 +625,7 @@ int main(int argc, char **argv)
     test_held_follows_live();
     test_threads();
     test_free_async();
+    test_sharing();
     if (!getenv("GMS_GPU_NO_FAULTS"))
         test_faults("/proc/self/exe");
     return test_done();
