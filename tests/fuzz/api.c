@@ -3,7 +3,8 @@
  * sequence of calls (open/close up to 4 contexts of 3 tenants, alloc of
  * sizes from 0 to huge, free, read/write/copy/fill at offsets and lengths
  * in bounds, at the edge, beyond it and overflowing, uses of random, stale
- * and other contexts' handles, quotas, stats, verify, info, raw pointers)
+ * and other contexts' handles, quotas, stats, verify, info, raw pointers,
+ * shares acquired, read and released by other contexts, transfers)
  * on one private runtime. A model tracks what each call must return and
  * what every live buffer holds; any disagreement traps. Everything is
  * closed at the end of each input.
@@ -71,6 +72,7 @@ typedef struct mbuf {
     int ctx;
     uint64_t size;
     uint8_t *shadow;
+    int shared; /* made a (mutable) share: a second one is BUSY, no transfer */
 } mbuf;
 
 typedef struct mtenant {
@@ -492,6 +494,86 @@ static void op_copy(reader *r)
            ((doob || soob) && rc == GMS_E_OUT_OF_BOUNDS));
 }
 
+/* A mutable share of a live buffer: another context acquires it (if the
+ * grant lets it in), reads it against the shadow, is refused a write, and
+ * releases it twice (the second is caught). Leaves the model as it was,
+ * but for the buffer being shared. */
+static void op_share(reader *r)
+{
+    int c = pick_ctx(r), d = pick_ctx(r);
+    mbuf *b = &bufs[u8(r) % NBUF];
+    uint8_t g = u8(r);
+    if (!b->h || !ctxs[c].ctx || !ctxs[d].ctx)
+        return;
+    const char *tenant = g % 3 == 0 ? NULL : g % 3 == 1 ? "*" : tenant_name[(g >> 2) % NTEN];
+    gms_share_grant grant = {tenant, NULL, (g & 0x20) ? GMS_ANY_LANGUAGE : (int)ctxs[d].lang,
+                             GMS_ACCESS_READ};
+    gms_share_desc desc = GMS_SHARE_DESC_INIT;
+    desc.grants = &grant;
+    desc.ngrants = 1;
+    gms_share_id id = 0;
+    int rc = gms_share(ctxs[c].ctx, b->h, &desc, &id);
+    int hc = handle_code(c, b->h);
+    expect_code(rc, hc ? hc : b->shared ? GMS_E_BUSY : 0, 0, 0);
+    if (rc != GMS_OK)
+        return;
+    b->shared = 1;
+    int owner_tenant = ctxs[b->ctx].tenant;
+    int match = !tenant ? ctxs[d].tenant == owner_tenant
+                        : strcmp(tenant, "*") == 0 || strcmp(tenant, tenant_name[ctxs[d].tenant]) == 0;
+    gms_buf h = 0;
+    rc = gms_acquire(ctxs[d].ctx, id, GMS_ACCESS_READ, &h);
+    expect_code(rc, match ? 0 : GMS_E_ACCESS_DENIED, 0, 0);
+    gms_buf x;
+    expect_code(gms_acquire(ctxs[d].ctx, id, GMS_ACCESS_READ_WRITE, &x), GMS_E_ACCESS_DENIED, 0,
+                0); /* the grant is read only */
+    if (rc != GMS_OK)
+        return;
+    EXPECT(gms_read(ctxs[d].ctx, h, 0, scratch, b->size) == GMS_OK);
+    EXPECT(memcmp(scratch, b->shadow, b->size) == 0);
+    expect_code(gms_write(ctxs[d].ctx, h, 0, scratch, 1), GMS_E_READ_ONLY, 0, 0);
+    EXPECT(gms_release(ctxs[d].ctx, h) == GMS_OK);
+    expect_code(gms_release(ctxs[d].ctx, h), GMS_E_INVALID_HANDLE, 0, 0);
+}
+
+/* Transfers a buffer to another context: the old handle dies, the new one
+ * reads the same bytes. A copy into another tenant's (or a higher level's)
+ * pool may meet that tenant's quota. */
+static void op_transfer(reader *r)
+{
+    int c = pick_ctx(r), d = pick_ctx(r);
+    mbuf *b = &bufs[u8(r) % NBUF];
+    if (!b->h || !ctxs[c].ctx || !ctxs[d].ctx)
+        return;
+    gms_buf h = 0;
+    int rc = gms_transfer(ctxs[c].ctx, b->h, ctxs[d].ctx, &h);
+    int hc = handle_code(c, b->h);
+    if (c == d) {
+        expect_code(rc, GMS_E_INVALID_ARG, 0, 0);
+        return;
+    }
+    if (hc || b->shared) {
+        expect_code(rc, hc ? hc : GMS_E_BUSY, 0, 0);
+        return;
+    }
+    int copy = ctxs[d].tenant != ctxs[c].tenant || ctxs[d].level > ctxs[c].level;
+    if (copy && rc == GMS_E_QUOTA) { /* nothing moved: the old handle still works */
+        EXPECT(gms_read(ctxs[c].ctx, b->h, 0, scratch, 0) == GMS_OK);
+        return;
+    }
+    expect_code(rc, 0, 0, 0);
+    dead[ndead++ % NDEAD] = b->h;
+    mtenant *from = &tenants[ctxs[c].tenant], *to = &tenants[ctxs[d].tenant];
+    from->live_bytes -= blk_size(b->size);
+    from->live_blocks--;
+    to->live_bytes += blk_size(b->size);
+    to->live_blocks++;
+    b->h = h;
+    b->ctx = d;
+    EXPECT(gms_read(ctxs[d].ctx, h, 0, scratch, b->size) == GMS_OK);
+    EXPECT(memcmp(scratch, b->shadow, b->size) == 0);
+}
+
 static void op_probe(reader *r)
 {
     /* Random, stale and other contexts' handles through the info calls. */
@@ -621,8 +703,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     for (int ops = 0; ops < MAX_OPS && r.pos < r.n; ops++) {
-        switch (u8(&r) % 12) {
+        switch (u8(&r) % 14) {
         case 0: op_open(&r); break;
+        case 12: op_share(&r); break;
+        case 13: op_transfer(&r); break;
         case 1:
         case 2: op_alloc(&r); break;
         case 3: op_free(&r); break;
