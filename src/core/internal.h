@@ -227,6 +227,7 @@ struct gms_context {
     pthread_mutex_t holds_lock;
     gms_slot *holds;
     uint64_t nholds;
+    uint64_t held_leaks, held_leak_bytes; /* holds released at close */
     gms_context *next, *prev; /* rt->lock */
 };
 

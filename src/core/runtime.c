@@ -612,8 +612,8 @@ static void context_close_locked(gms_context *ctx, char *leak, size_t leak_size)
 {
     gms_runtime *rt = ctx->rt;
     gms_pool *p = ctx->pool;
-    uint64_t blocks = 0, bytes = 0;
-    context_drop_holds(ctx, &blocks, &bytes);
+    uint64_t blocks = ctx->held_leaks, bytes = ctx->held_leak_bytes;
+    context_drop_holds(ctx, &blocks, &bytes); /* what gms_context_close left */
     gms__pool_lock(p);
     blocks += ctx->live_blocks;
     bytes += ctx->live_bytes;
@@ -657,6 +657,9 @@ void gms_context_close(gms_context *ctx)
         return;
     gms_runtime *rt = ctx->rt;
     char leak[256];
+    /* Held handles first, with no runtime lock: dropping the last handle
+     * of an imported tensor calls its framework's deleter. */
+    context_drop_holds(ctx, &ctx->held_leaks, &ctx->held_leak_bytes);
     pthread_mutex_lock(&rt->lock);
     context_close_locked(ctx, leak, sizeof leak);
     pthread_mutex_unlock(&rt->lock);
