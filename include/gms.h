@@ -280,7 +280,7 @@ GMS_API int gms_buf_info_get(gms_context *ctx, gms_buf buf, gms_buf_info *out);
 #define gms_buf_info(ctx, buf, out) gms_buf_info_get((ctx), (buf), (out))
 
 /* The raw device pointer: unchecked access, for kernels and frameworks.
- * The holders of an immutable share other than its owner get a read-only
+ * Every holder of an immutable share, its owner included, gets a read-only
  * mapping where the block owns whole pages (granules on a GPU); see
  * gms_share. */
 GMS_API int gms_buf_ptr(gms_context *ctx, gms_buf buf, void **out);
@@ -331,7 +331,7 @@ typedef struct gms_share_desc {
     const gms_share_grant *grants; /* 1..GMS_SHARE_GRANTS_MAX entries */
     size_t ngrants;
     /* Nobody writes the buffer any more, its owner included: checked calls
-     * get GMS_E_READ_ONLY; the other holders' raw pointers are read-only
+     * get GMS_E_READ_ONLY; raw pointers got after the share are read-only
      * mappings where the block owns whole pages (granules on a GPU), and
      * otherwise its contents are hashed now and checked by gms_verify and at
      * the last release (a change is a GMS_VIOLATION_IMMUTABLE_WRITE). */
@@ -376,7 +376,10 @@ GMS_API int gms_revoke(gms_context *owner, gms_share_id id);
  * An allocation that would fail runs a ladder, retrying after each step:
  * (1) scrub and drain the pool's quarantine, (2) return every unused mapped
  * granule (gms_trim), (3) call the pressure callbacks, which should make
- * their runtime release what it no longer uses (a garbage collection). */
+ * their runtime release what it no longer uses (a garbage collection).
+ * After the callbacks, steps 1-2 run again (what they released is in
+ * quarantine or cached), and the callbacks are called again, up to 8
+ * rounds, while each round releases something. */
 
 typedef struct gms_pressure {
     const char *tenant;    /* whose allocation failed */
@@ -480,7 +483,9 @@ typedef struct gms_violation {
     gms_violation_kind kind;
     const char *tenant;   /* the pool's tenant */
     gms_buf handle;       /* the buffer's handle (maybe no longer live) */
-    uint64_t address;     /* the first byte found changed */
+    uint64_t address;     /* the first byte found changed (for an
+                             immutable share, whose hash cannot say
+                             which, the buffer's start) */
     int64_t offset;       /* of that byte from the buffer's start */
     uint64_t size;        /* the buffer's size */
     const char *message;  /* what was found where, with the block's history */

@@ -7,9 +7,12 @@
  * every unused granule of every pool (gms_trim), so another pool's cache
  * does not hold the device's last bytes; (3) call the pressure callbacks,
  * where each language binding runs its garbage collector so that buffers
- * only a finalizer still holds are released. Steps that cannot help are
- * skipped: a quota refusal is helped by releases only. Nothing here runs
- * while allocations succeed.
+ * only a finalizer still holds are released. What the callbacks release
+ * lands in quarantine and in some pool's granule cache, so steps 1-2 run
+ * again after them, and the callbacks are called again (up to 8 rounds)
+ * while they keep releasing something: a collector may free a little at a
+ * time. Steps that cannot help are skipped: a quota refusal is helped by
+ * releases only. Nothing here runs while allocations succeed.
  */
 #include "core/internal.h"
 #include "safety/safety.h"
@@ -71,6 +74,15 @@ static bool ladder_step(gms_context *ctx, uint64_t size, int rc, int step)
     return true;
 }
 
+static bool under_pressure(int rc)
+{
+    return rc == GMS_E_NO_MEMORY || rc == GMS_E_QUOTA;
+}
+
+/* Rounds of callbacks while they keep freeing: a collector may release a
+ * little at a time. */
+#define PRESSURE_ROUNDS 8
+
 int gms__alloc_under_pressure(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flags,
                               int rc, gms_buf *out)
 {
@@ -78,14 +90,29 @@ int gms__alloc_under_pressure(gms_context *ctx, size_t size, uint64_t bsize, uin
         return rc;
     gms_runtime *rt = ctx->rt;
     uint64_t steps = 0;
-    for (int step = 1; step <= 3; step++) {
-        if (!ladder_step(ctx, size, rc, step))
-            continue;
-        steps++;
-        rc = gms__alloc_once(ctx, size, bsize, flags, out);
-        if (rc != GMS_E_NO_MEMORY && rc != GMS_E_QUOTA)
+    bool freed = false;
+    /* Each round: the memory steps (which also pick up what the previous
+     * round's callbacks released: their blocks sit in quarantine and their
+     * granules in some pool's cache), then the callbacks. */
+    for (int round = 0; round < PRESSURE_ROUNDS; round++) {
+        for (int step = 1; step <= 2; step++) {
+            if (!ladder_step(ctx, size, rc, step))
+                continue;
+            steps++;
+            if (!under_pressure(rc = gms__alloc_once(ctx, size, bsize, flags, out)))
+                goto done;
+        }
+        if (round > 0 && !freed)
             break;
+        uint64_t live = atomic_load(&rt->live_bytes);
+        if (!ladder_step(ctx, size, rc, 3))
+            break;
+        steps++;
+        if (!under_pressure(rc = gms__alloc_once(ctx, size, bsize, flags, out)))
+            goto done;
+        freed = atomic_load(&rt->live_bytes) < live;
     }
+done:
     if (steps) {
         atomic_fetch_add(&rt->pressure_events, 1);
         atomic_fetch_add(&rt->pressure_steps, steps);

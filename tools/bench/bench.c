@@ -1,8 +1,8 @@
 /*
  * bench.c: gms-bench's entry point and the helpers its commands share.
  *
- * `gms-bench latency` and `gms-bench replay` live in latency.c and replay.c;
- * this file picks the command and provides the clock, percentiles, RNG,
+ * `gms-bench latency`, `replay` and `pressure` live in latency.c, replay.c
+ * and pressure.c (`audit` in audit.c); this file picks the command and provides the clock, percentiles, RNG,
  * JSON lines, argument parsing and runtime setup they both use, so the two
  * measure and print in exactly the same way.
  */
@@ -177,6 +177,7 @@ void bench_usage(FILE *f)
           "       gms-bench replay [--json] [--safety on|off] FILE.csv.gz...\n"
           "       gms-bench audit [--json] [--records N] [--pairs N] [--no-replay]\n"
           "                       [--dir DIR] [FILE.csv.gz...]\n"
+          "       gms-bench pressure [--json] [--iters N] [--safety on|off]\n"
           "\n"
           "latency  alloc+free pair latency on a private host runtime, sizes\n"
           "         256 B..256 MiB, against malloc/free; then per-op cost with\n"
@@ -187,6 +188,10 @@ void bench_usage(FILE *f)
           "         fragmentation and ns per operation.\n"
           "audit    the audit trail: records/s the writer sustains, the pair\n"
           "         with audit off, strict and lossy, replay at recorded pace.\n"
+          "pressure the pressure ladder's recovery rate: allocations refused by\n"
+          "         max_held_bytes or a tenant quota while garbage waits for a\n"
+          "         gms_on_pressure callback (a simulated collector); four\n"
+          "         scenarios, --iters N allocations each (default 10000).\n"
           "--safety redzones, poison, quarantine, wipe: on (default) or off.\n"
           "         latency measures both and reports the ratio either way.\n"
           "--json   one JSON object per line instead of a table.\n"
@@ -321,6 +326,11 @@ int main(int argc, char **argv)
         if (args.nfiles == 0)
             return usage_error("%s: no trace files given", "replay");
         return bench_replay(&args);
+    }
+    if (strcmp(cmd, "pressure") == 0) {
+        if ((rc = bench_parse_args(argc - 2, argv + 2, BENCH_ARG_ITERS | BENCH_ARG_SAFETY, &args)))
+            return rc;
+        return bench_pressure(&args);
     }
     if (strcmp(cmd, "audit") == 0)
         return bench_audit(argc - 1, argv + 1);

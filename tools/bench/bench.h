@@ -3,7 +3,8 @@
  *
  * gms-bench measures gms through its public API only: `latency` times
  * alloc+free against plain malloc/free, `replay` runs recorded PyTorch
- * allocation traces and reports fragmentation. The helpers here (clock,
+ * allocation traces and reports fragmentation, `pressure` measures how
+ * many would-be failures the pressure ladder recovers. The helpers here (clock,
  * percentiles, a seeded RNG, one-line JSON, argument parsing, opening a
  * private host runtime) live once so the commands stay short.
  */
@@ -91,5 +92,6 @@ void bench_report_gms(const char *what, int rc);
 
 int bench_latency(const bench_args *args);
 int bench_replay(const bench_args *args);
+int bench_pressure(const bench_args *args);
 
 #endif /* GMS_BENCH_H */
