@@ -327,12 +327,7 @@ int gms__handle_add(gms_pool *p, gms_block *b, gms_context *ctx, gms_access mode
 static void live_unlink(gms_block *b)
 {
     gms_context *ctx = b->u.live.owner;
-    if (b->u.live.prev)
-        b->u.live.prev->u.live.next = b->u.live.next;
-    else
-        ctx->live = b->u.live.next;
-    if (b->u.live.next)
-        b->u.live.next->u.live.prev = b->u.live.prev;
+    gms__live_unlink(&ctx->live, b);
     ctx->live_blocks--;
     ctx->live_bytes -= b->size;
     b->u.live.owner = NULL;
@@ -343,11 +338,7 @@ static void live_link(gms_block *b, gms_context *ctx, uint32_t index)
 {
     b->u.live.owner = ctx;
     b->u.live.slot = index;
-    b->u.live.prev = NULL;
-    b->u.live.next = ctx->live;
-    if (ctx->live)
-        ctx->live->u.live.prev = b;
-    ctx->live = b;
+    gms__live_push(&ctx->live, b);
     ctx->live_blocks++;
     ctx->live_bytes += b->size;
 }
@@ -355,12 +346,7 @@ static void live_link(gms_block *b, gms_context *ctx, uint32_t index)
 /* An imported block: off its pool's list, its node freed. */
 static void import_end(gms_pool *p, gms_block *b, gms_drop *d)
 {
-    if (b->u.live.prev)
-        b->u.live.prev->u.live.next = b->u.live.next;
-    else
-        p->imports = b->u.live.next;
-    if (b->u.live.next)
-        b->u.live.next->u.live.prev = b->u.live.prev;
+    gms__live_unlink(&p->imports, b);
     d->import = *b->import;
     free(b->import);
     free(b);

@@ -177,58 +177,53 @@ static int export_common(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *d
     return GMS_OK;
 }
 
-int gms_dlpack_export(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *desc,
-                      DLManagedTensorVersioned **out)
+/* Both exports: a versioned or a legacy managed tensor in *out. */
+static int export_tensor(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *desc, bool legacy,
+                         const char *op, void **out)
 {
-    const char *op = "gms_dlpack_export";
     if (!out)
         return gms__fail(GMS_E_INVALID_ARG, "%s: out is NULL", op);
     *out = NULL;
     if (!ctx)
         return gms__fail(GMS_E_INVALID_ARG, "%s: context is NULL", op);
-    DLManagedTensorVersioned *t = gms__alloc_meta(ctx->rt, sizeof *t);
-    if (!t)
+    size_t size = legacy ? sizeof(DLManagedTensor) : sizeof(DLManagedTensorVersioned);
+    void *mem = gms__alloc_meta(ctx->rt, size);
+    if (!mem)
         return gms__fail(GMS_E_NO_MEMORY, "out of host memory for a DLPack tensor");
-    memset(t, 0, sizeof *t);
-    export_ctx *e;
-    bool ro;
-    int rc = export_common(ctx, buf, desc, false, op, &t->dl_tensor, &e, &ro);
+    memset(mem, 0, size);
+    DLManagedTensor *lt = mem;
+    DLManagedTensorVersioned *vt = mem;
+    export_ctx *e = NULL;
+    bool ro = false;
+    int rc = export_common(ctx, buf, desc, legacy, op, legacy ? &lt->dl_tensor : &vt->dl_tensor,
+                           &e, &ro);
     if (rc) {
-        free(t);
+        free(mem);
         return rc;
     }
-    t->version = (DLPackVersion){DLPACK_MAJOR_VERSION, DLPACK_MINOR_VERSION};
-    t->manager_ctx = e;
-    t->deleter = versioned_deleter;
-    t->flags = ro ? DLPACK_FLAG_BITMASK_READ_ONLY : 0;
-    *out = t;
+    if (legacy) {
+        lt->manager_ctx = e;
+        lt->deleter = legacy_deleter;
+    } else {
+        vt->version = (DLPackVersion){DLPACK_MAJOR_VERSION, DLPACK_MINOR_VERSION};
+        vt->manager_ctx = e;
+        vt->deleter = versioned_deleter;
+        vt->flags = ro ? DLPACK_FLAG_BITMASK_READ_ONLY : 0;
+    }
+    *out = mem;
     return GMS_OK;
+}
+
+int gms_dlpack_export(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *desc,
+                      DLManagedTensorVersioned **out)
+{
+    return export_tensor(ctx, buf, desc, false, "gms_dlpack_export", (void **)out);
 }
 
 int gms_dlpack_export_legacy(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *desc,
                              DLManagedTensor **out)
 {
-    const char *op = "gms_dlpack_export_legacy";
-    if (!out)
-        return gms__fail(GMS_E_INVALID_ARG, "%s: out is NULL", op);
-    *out = NULL;
-    if (!ctx)
-        return gms__fail(GMS_E_INVALID_ARG, "%s: context is NULL", op);
-    DLManagedTensor *t = gms__alloc_meta(ctx->rt, sizeof *t);
-    if (!t)
-        return gms__fail(GMS_E_NO_MEMORY, "out of host memory for a DLPack tensor");
-    memset(t, 0, sizeof *t);
-    export_ctx *e;
-    bool ro;
-    int rc = export_common(ctx, buf, desc, true, op, &t->dl_tensor, &e, &ro);
-    if (rc) {
-        free(t);
-        return rc;
-    }
-    t->manager_ctx = e;
-    t->deleter = legacy_deleter;
-    *out = t;
-    return GMS_OK;
+    return export_tensor(ctx, buf, desc, true, "gms_dlpack_export_legacy", (void **)out);
 }
 
 /* Makes a buffer of ctx over tensor t (versioned or not). */
@@ -288,11 +283,7 @@ static int import_common(gms_context *ctx, const DLTensor *t, void *tensor, int 
     rc = gms__handle_add(p, b, ctx, read_only ? GMS_ACCESS_READ : GMS_ACCESS_READ_WRITE, &h);
     if (rc == GMS_OK) {
         b->handle = h;
-        b->u.live.prev = NULL;
-        b->u.live.next = p->imports;
-        if (p->imports)
-            p->imports->u.live.prev = b;
-        p->imports = b;
+        gms__live_push(&p->imports, b);
     }
     gms__pool_unlock(p);
     if (rc) {

@@ -331,6 +331,27 @@ static inline uint64_t gms__scaled_limit(uint64_t set, uint64_t live, uint64_t f
     return live / divisor > floor ? live / divisor : floor;
 }
 
+/* The lists of live blocks (a context's, a pool's imports) link through
+ * u.live: push at the head, unlink anywhere. */
+static inline void gms__live_push(gms_block **head, gms_block *b)
+{
+    b->u.live.prev = NULL;
+    b->u.live.next = *head;
+    if (*head)
+        (*head)->u.live.prev = b;
+    *head = b;
+}
+
+static inline void gms__live_unlink(gms_block **head, gms_block *b)
+{
+    if (b->u.live.prev)
+        b->u.live.prev->u.live.next = b->u.live.next;
+    else
+        *head = b->u.live.next;
+    if (b->u.live.next)
+        b->u.live.next->u.live.prev = b->u.live.prev;
+}
+
 /* Metadata allocation that the failpoint can fail. */
 void *gms__alloc_meta(gms_runtime *rt, size_t size);
 

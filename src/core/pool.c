@@ -549,11 +549,7 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
     b->flags = flags;
     b->corrupt_at = 0;
     b->u.live.owner = ctx;
-    b->u.live.prev = NULL;
-    b->u.live.next = ctx->live;
-    if (ctx->live)
-        ctx->live->u.live.prev = b;
-    ctx->live = b;
+    gms__live_push(&ctx->live, b);
     ctx->live_blocks++;
     ctx->live_bytes += b->size;
     p->live_bytes += b->size;
