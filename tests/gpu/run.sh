@@ -6,6 +6,7 @@
 # to $OUT/gpu.log (OUT defaults to build-gpu/out).
 #
 #   bash tests/gpu/run.sh            # from the repository root
+#   GMS_GPU_STEPS=gpu-tests,python-gpu bash tests/gpu/run.sh   # some steps
 #
 # The traces are read from .gpu-traces/ (a git-ignored copy of
 # ../shared/traces) or GMS_TRACES. Each step has its own time limit so the
@@ -22,8 +23,12 @@ B=$ROOT/build-gpu
 JOBS=$(nproc 2>/dev/null || echo 8)
 fails=()
 step() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
+# GMS_GPU_STEPS, a comma-separated list of step names, runs only those
+# (after the build); unset runs them all.
+want() { [ -z "${GMS_GPU_STEPS:-}" ] || [[ ",$GMS_GPU_STEPS," == *",$1,"* ]]; }
 run() { # run NAME SECONDS CMD...
     local name=$1 secs=$2; shift 2
+    want "$name" || return 0
     step "$name"
     timeout "$secs" "$@"
     local rc=$?
@@ -76,9 +81,11 @@ echo "compute-sanitizer: ${CS:-not found}"
 run memcheck 240 env GMS_GPU_NO_FAULTS=1 "${CS:-compute-sanitizer}" --tool memcheck --error-exitcode 9 \
     --print-limit 20 "$B/tests/test_gpu_cuda"
 
-step "anchors build"
-nvcc -O3 -std=c++17 -arch=sm_90 -Iinclude tests/gpu/anchors.cu -L"$B" -lgms \
-    -Xlinker -rpath="$B" -o "$B/anchors" || fails+=(anchors-build)
+if want anchors; then
+    step "anchors build"
+    nvcc -O3 -std=c++17 -arch=sm_90 -Iinclude tests/gpu/anchors.cu -L"$B" -lgms \
+        -Xlinker -rpath="$B" -o "$B/anchors" || fails+=(anchors-build)
+fi
 run anchors 150 "$B/anchors"
 run gms-gpu-bench 180 env GMS_GPU_BENCH=1 "$B/tests/test_gpu_bench"
 
@@ -91,9 +98,24 @@ else
 fi
 run latency-cuda 150 "$B/gms-bench" latency --backend cuda --iters 20000
 
+# Sharing on the GPU: the immutable_write class alone (its view trials run
+# in exec'd children), and the pressure ladder's recovery on the device.
+run inject-immutable 240 "$B/gms-inject" --backend cuda --json --class immutable_write --trials 6000
+run pressure-cuda 120 "$B/gms-bench" pressure --backend cuda --json
+
+# The Python bindings under PyTorch and CuPy (bindings/python, docs/python.md):
+# DLPack both ways, read-only shares, the allocator plug-in in a training
+# step; then the training and serving benchmark against PyTorch's allocator.
+export GMS_LIBRARY="$B/libgms.so" GMS_TORCH_PLUGIN="$B/libgms_torch.so"
+export PYTHONPATH="$ROOT/bindings/python${PYTHONPATH:+:$PYTHONPATH}"
+run python-gpu 240 python3 tests/gpu/python/test_gpu.py
+run torch-bench 420 python3 tests/gpu/python/bench_torch.py --out "$OUT/torch_bench.json"
+
 # Informational: the whole suite on this machine, where `auto` picks cuda.
-step "ctest (all, informational)"
-timeout 150 ctest --test-dir "$B" -j 8 -E '^gpu/' 2>&1 | tail -15
+if want ctest-all; then
+    step "ctest (all, informational)"
+    timeout 150 ctest --test-dir "$B" -j 8 -E '^gpu/' 2>&1 | tail -15
+fi
 
 step "summary"
 grep -h "^RESULT" "$LOG" | sort -u
