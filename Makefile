@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 30
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps test test-release test-asan test-tsan test-fuzz demo bench clean install
+.PHONY: all build deps test test-release test-python test-asan test-tsan test-fuzz demo bench clean install
 
 all: build
 
@@ -17,11 +17,16 @@ build: deps
 
 # Every test: the normal build, ASan+UBSan, TSan on the threaded tests, and a
 # short fixed-time libFuzzer run.
-test: test-release test-asan test-tsan test-fuzz
+test: test-release test-python test-asan test-tsan test-fuzz
 	@echo "make test: all suites passed"
 
 test-release: build
 	@cd build && ctest --output-on-failure -j $(JOBS)
+
+# The Python bindings' tests (bindings/python/tests) on the host backend,
+# against build/libgms.so, in a virtual environment under build/pyenv.
+test-python: build
+	@scripts/pytest.sh
 
 test-asan: deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \

@@ -119,7 +119,10 @@ typedef struct gms_dlpack_desc {
  * (GMS_E_OUT_OF_BOUNDS otherwise). An immutable share's tensor has
  * DLPACK_FLAG_BITMASK_READ_ONLY set, and so does any tensor of a handle
  * acquired read-only. The device is kDLCPU on the host backend, kDLCUDA
- * on CUDA, kDLROCM on HIP. */
+ * on CUDA, kDLROCM on HIP. The deleter may run after the exporting context
+ * or even the runtime closed (the tensor's handle was then released, as a
+ * leak, at the close; the deleter only frees the tensor), but the memory is
+ * gone by then. */
 GMS_API int gms_dlpack_export(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *desc,
                               DLManagedTensorVersioned **out);
 /* The same as a legacy DLManagedTensor, for consumers older than DLPack 1.0

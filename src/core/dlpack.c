@@ -16,9 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* What an exported tensor points back to. */
+/* What an exported tensor points back to. Outstanding exports are listed
+ * in their runtime (rt->lock), so that a runtime closing before a
+ * consumer calls the deleter can cut them loose: the deleter then only
+ * frees the tensor (the handle went with its context). */
 typedef struct export_ctx {
-    gms_runtime *rt;
+    gms_runtime *rt; /* NULL once the runtime is gone */
+    struct export_ctx *prev, *next;
     gms_buf handle; /* the tensor's own handle */
     int64_t shape[GMS_DLPACK_MAX_DIMS];
     int64_t strides[GMS_DLPACK_MAX_DIMS];
@@ -79,20 +83,45 @@ overflow:
 
 static void export_release(export_ctx *e)
 {
-    gms_pool *p = gms__handle_pool(e->rt, e->handle);
+    gms_runtime *rt = e->rt;
+    if (!rt) {
+        free(e);
+        return;
+    }
+    pthread_mutex_lock(&rt->lock);
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        rt->exports = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    pthread_mutex_unlock(&rt->lock);
+    gms_pool *p = gms__handle_pool(rt, e->handle);
     if (p) {
         gms__pool_lock(p);
         gms_pool *sp;
-        gms_slot *s = gms__slot_lookup(e->rt, e->handle, &sp);
+        gms_slot *s = gms__slot_lookup(rt, e->handle, &sp);
         gms_drop d = {0};
         /* Dead already if its context closed (reported there as a leak). */
         if (atomic_load(&s->handle) == e->handle && s->kind == GMS_SLOT_HANDLE)
             gms__handle_drop(p, s, s->holder, &d);
         gms__pool_unlock(p);
         gms__drop_finish(&d);
-        gms__violations_deliver(e->rt);
+        gms__violations_deliver(rt);
     }
     free(e);
+}
+
+void gms__dlpack_orphan_all(gms_runtime *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    for (export_ctx *e = rt->exports, *n; e; e = n) {
+        n = e->next;
+        e->rt = NULL;
+        e->prev = e->next = NULL;
+    }
+    rt->exports = NULL;
+    pthread_mutex_unlock(&rt->lock);
 }
 
 static void versioned_deleter(DLManagedTensorVersioned *t)
@@ -160,7 +189,6 @@ static int export_common(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *d
         free(e);
         return rc;
     }
-    e->rt = ctx->rt;
     if (desc->ndim > 0 && desc->shape != e->shape)
         memcpy(e->shape, desc->shape, (size_t)desc->ndim * sizeof *e->shape);
     if (desc->strides)
@@ -173,6 +201,14 @@ static int export_common(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *d
     t->strides = desc->strides ? e->strides : NULL;
     t->byte_offset = desc->byte_offset;
     gms__pool_unlock(h.pool);
+    gms_runtime *rt = ctx->rt;
+    e->rt = rt;
+    pthread_mutex_lock(&rt->lock);
+    e->next = rt->exports;
+    if (e->next)
+        e->next->prev = e;
+    rt->exports = e;
+    pthread_mutex_unlock(&rt->lock);
     *out_e = e;
     return GMS_OK;
 }

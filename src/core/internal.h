@@ -299,6 +299,7 @@ struct gms_runtime {
     uint32_t _Atomic n_on_pressure;
     uint64_t _Atomic pressure_events, pressure_recovered, pressure_steps;
     uint64_t view_unit; /* a read-only view maps whole units of this size */
+    struct export_ctx *exports; /* DLPack tensors not yet deleted (lock) */
     gms_audit *audit; /* NULL: no trail */
     bool shared;  /* the process-wide runtime */
     uint64_t refs; /* opens of the shared runtime (its static lock) */
@@ -447,6 +448,10 @@ int gms__share_end(gms_pool *p, gms_block *b);
 /* Whether an immutable share's bytes changed since it was made (noting the
  * violation if so). */
 bool gms__share_hash_broken(gms_pool *p, gms_block *b, const char *when);
+
+/* dlpack.c: the runtime is closing; the deleters of tensors still out
+ * will only free them. */
+void gms__dlpack_orphan_all(gms_runtime *rt);
 
 /* pressure.c: after an allocation failed with rc (GMS_E_NO_MEMORY or
  * GMS_E_QUOTA), runs the ladder's steps, retrying after each; returns the

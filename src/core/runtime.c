@@ -304,6 +304,7 @@ static void runtime_destroy(gms_runtime *rt)
 {
     char leak[256];
     verifier_stop(rt);
+    gms__dlpack_orphan_all(rt);
     while (rt->contexts) {
         context_close_locked(rt->contexts, leak, sizeof leak);
         if (leak[0])

@@ -187,6 +187,22 @@ static void import_foreign(gms_runtime *rt)
     CHECK(deleted == 1);
 }
 
+/* A consumer may delete a tensor after the runtime closed: the deleter
+ * then only frees it (ASan would see any use of the freed runtime). */
+static void deleter_after_runtime(void)
+{
+    gms_runtime *rt = open_runtime();
+    gms_context *c = open_ctx(rt, "t", "late", GMS_LANG_PYTHON);
+    gms_buf b;
+    DLManagedTensorVersioned *t = NULL, *kept = NULL;
+    CHECK_OK(gms_alloc(c, 4096, 0, &b));
+    CHECK_OK(gms_dlpack_export(c, b, NULL, &t));
+    CHECK_OK(gms_dlpack_export(c, b, NULL, &kept));
+    kept->deleter(kept); /* one deleted while all is open */
+    gms_runtime_close(rt);
+    t->deleter(t);
+}
+
 int main(void)
 {
     gms_runtime *rt = open_runtime();
@@ -194,5 +210,6 @@ int main(void)
     export_checks(rt);
     import_foreign(rt);
     gms_runtime_close(rt);
+    deleter_after_runtime();
     return test_done();
 }

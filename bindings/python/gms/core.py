@@ -1,0 +1,658 @@
+"""Runtime, Context and Buffer: the Python face of include/gms.h.
+
+Lifetimes follow the C API's: a Runtime holds Contexts, a Context holds
+Buffers. Each Python object keeps the one it came from alive, and each has a
+weakref.finalize that closes or frees its C object when Python drops it, so
+a forgotten buffer is freed like any Python object. The finalizers do not
+hold the objects themselves; they share a small `_Owner` record (the C
+pointer and a lock) with them. Closing a Context sets its record's pointer
+to None under the lock, which turns the finalizers of its remaining Buffers
+into no-ops: no call is ever made on a closed context, whatever order the
+garbage collector runs finalizers in. Closing a Runtime closes its Python
+Contexts the same way. Buffers still live at a context's close are leaks,
+which libgms reports and reclaims.
+
+Checked calls (read, write, copy, fill) release the GIL while libgms copies.
+"""
+
+import enum
+import gc
+import threading
+import weakref
+from collections import namedtuple
+from ctypes import (POINTER, addressof, byref, c_char, c_uint64, c_void_p, cast,
+                    create_string_buffer)
+
+from . import _lib
+from .errors import GmsError, InvalidHandle, check, error_for
+
+
+class Backend(enum.IntEnum):
+    AUTO = 0
+    HOST = 1
+    CUDA = 2
+    HIP = 3
+
+
+class Level(enum.IntEnum):
+    PUBLIC = 0
+    INTERNAL = 1
+    CONFIDENTIAL = 2
+    SECRET = 3
+
+
+class Language(enum.IntEnum):
+    C = 0
+    RUST = 1
+    ELIXIR = 2
+    JULIA = 3
+    ZIG = 4
+    NIM = 5
+    PYTHON = 6
+    OTHER = 7
+
+
+ANY_LANGUAGE = -1  # GMS_ANY_LANGUAGE, for Grant.language
+
+
+class Access(enum.IntEnum):
+    READ = 1
+    READ_WRITE = 2
+
+
+class Safety(enum.IntEnum):
+    ON = 0
+    OFF = 1
+
+
+class OnCorruption(enum.IntEnum):
+    REPORT = 0
+    ABORT = 1
+
+
+UNLIMITED = (1 << 64) - 1  # GMS_UNLIMITED
+ALLOC_ZERO = 1
+ALLOC_PAGES = 2
+
+_ALIASES = {"rw": "READ_WRITE", "write": "READ_WRITE", "r": "READ", "ro": "READ"}
+
+
+def _enum(cls, value):
+    """An enum member from a member, an int or a case-insensitive name."""
+    if isinstance(value, str):
+        name = value.upper().replace("-", "_")
+        return cls[_ALIASES.get(value.lower(), name)]
+    return cls(value)
+
+
+def _name(s):
+    return None if s is None else s.encode("ascii") if isinstance(s, str) else bytes(s)
+
+
+class _Owner:
+    """A C object's pointer, shared between a Python object and the
+    finalizers that depend on it. ptr is None once the C object is closed."""
+
+    __slots__ = ("ptr", "lock", "children", "keep", "__weakref__")
+
+    def __init__(self, ptr, keep=None):
+        self.ptr = ptr
+        self.lock = threading.RLock()  # re-entered when a log callback collects
+        self.children = set()          # the _Owners of a runtime's contexts
+        self.keep = keep               # what C may call until the close (a log callback)
+
+
+def _close_context(owner, parent):
+    with owner.lock:
+        ptr, owner.ptr = owner.ptr, None  # buffers' finalizers see None from here
+    if ptr:
+        if parent is not None:
+            parent.children.discard(owner)
+        _lib.gms_context_close(ptr)
+
+
+def _close_runtime(owner, borrowed, gc_registered):
+    with owner.lock:
+        ptr, owner.ptr = owner.ptr, None
+        children = list(owner.children)
+        owner.children.clear()
+    for child in children:
+        _close_context(child, None)
+    if ptr:
+        if gc_registered:
+            _pressure_forget(ptr)
+        if not borrowed:
+            _lib.gms_runtime_close(ptr)
+
+
+def _free_buffer(owner, handle, stream_cell):
+    """A Buffer's finalizer: frees its handle unless the context is closed.
+    Errors cannot be raised from here; libgms has logged them already."""
+    with owner.lock:
+        ctx = owner.ptr
+        if ctx:
+            stream = stream_cell[0]
+            if stream is not None:  # 0: the legacy default stream
+                _lib.gms_free_async(ctx, handle, stream or None)
+            else:
+                _lib.gms_free(ctx, handle)
+
+
+# ---- memory pressure -----------------------------------------------------------------
+#
+# libgms calls its pressure callbacks when an allocation would fail, after its
+# own steps (drain the quarantine, trim). The callback that every Runtime
+# registers runs gc.collect(), so Buffers that are only garbage (reference
+# cycles) are freed and the allocation is retried. There is no call to
+# unregister a callback, so the C-callable objects live as long as the module.
+
+def _on_pressure_gc(user, p):
+    gc.collect()
+
+
+_GC_CALLBACK = _lib.pressure_fn(_on_pressure_gc)
+_gc_registered = {}   # runtime pointer -> number of open Python Runtimes on it
+_callbacks = []       # user callbacks' C-callables, kept for the module's life
+_registry_lock = threading.Lock()
+
+
+def _pressure_register_gc(ptr):
+    with _registry_lock:
+        n = _gc_registered.get(ptr, 0)
+        _gc_registered[ptr] = n + 1
+    if n == 0 and _lib.has("gms_on_pressure"):
+        rc = _lib.gms_on_pressure(ptr, _GC_CALLBACK, None)
+        if rc != 0:  # 16 callbacks already: the runtime still works without ours
+            with _registry_lock:
+                _gc_registered.pop(ptr, None)
+
+
+def _pressure_forget(ptr):
+    with _registry_lock:
+        n = _gc_registered.get(ptr, 0) - 1
+        if n > 0:
+            _gc_registered[ptr] = n
+        else:
+            _gc_registered.pop(ptr, None)
+
+
+PressureEvent = namedtuple("PressureEvent", "tenant bytes_wanted reason")
+ViolationEvent = namedtuple("ViolationEvent", "kind tenant handle address offset size message")
+BufferInfo = namedtuple("BufferInfo", "size block_size device_ptr pool_id flags level language "
+                        "tenant user access holders share_id immutable read_only_view")
+
+
+class Grant(namedtuple("Grant", "tenant user language mode")):
+    """One entry of a share's access list. tenant None: the owner's tenant,
+    "*": any tenant; user None: any user; language ANY_LANGUAGE or a
+    Language; mode the most this entry allows (Access.READ by default)."""
+
+    def __new__(cls, tenant=None, user=None, language=ANY_LANGUAGE, mode=Access.READ):
+        return super().__new__(cls, tenant, user, language, mode)
+
+
+# ---- runtime --------------------------------------------------------------------------
+
+class Runtime:
+    """A gms runtime. Runtime() with no arguments is the process-wide shared
+    runtime (reference counted: every language in the process gets the same
+    one); any option makes a private runtime. Options are the fields of
+    gms_runtime_options by name (backend="cuda", device=0, safety="off",
+    max_held_bytes=..., audit_dir=...); enum fields take names or ints; a
+    field left out keeps gms_runtime_options_init's default. log=fn(level,
+    message) receives the library's diagnostics (private runtimes only).
+    gc_on_pressure=True registers a pressure callback that runs gc.collect()."""
+
+    def __init__(self, *, gc_on_pressure=True, log=None, **options):
+        self._borrowed = False
+        self._log = None
+        opts = None
+        if options or log is not None:
+            opts = _lib.RuntimeOptions()
+            _lib.gms_runtime_options_init(byref(opts))
+            self._keep = []  # strings the options point to, alive until open returns
+            for key, value in options.items():
+                if key in ("version", "log", "log_user") or not hasattr(opts, key):
+                    raise TypeError("Runtime: unknown option %r" % key)
+                if value is None:
+                    continue
+                if key == "backend":
+                    value = _enum(Backend, value)
+                elif key == "safety":
+                    value = _enum(Safety, value)
+                elif key == "on_corruption":
+                    value = _enum(OnCorruption, value)
+                elif key == "audit_key":
+                    key_bytes = bytes(value)
+                    self._keep.append(key_bytes)
+                    opts.audit_key_len = len(key_bytes)
+                    value = cast(key_bytes, POINTER(_lib.c_uint8))
+                elif key in ("audit_dir", "audit_key_file"):
+                    value = _name(str(value))
+                setattr(opts, key, int(value) if isinstance(value, enum.IntEnum) else value)
+            if log is not None:
+                self._log = _lib.log_fn(lambda user, level, msg: log(
+                    int(level), (msg or b"").decode("utf-8", "replace")))
+                opts.log = self._log
+        ptr = c_void_p()
+        check(_lib.gms_runtime_open(byref(ptr), byref(opts) if opts is not None else None))
+        self._owner = _Owner(ptr.value, keep=self._log)
+        self._private = opts is not None
+        self._device = int(opts.device) if opts is not None else None
+        self._dl_device = None
+        if gc_on_pressure:
+            _pressure_register_gc(self._owner.ptr)
+        self._finalizer = weakref.finalize(self, _close_runtime, self._owner, False,
+                                           bool(gc_on_pressure))
+
+    @classmethod
+    def _borrow(cls, ptr):
+        """Wraps a runtime that someone else opened and closes (the torch
+        plug-in's): close() forgets it but does not close it."""
+        self = cls.__new__(cls)
+        self._borrowed, self._log, self._private = True, None, True
+        self._owner = _Owner(ptr)
+        self._device = None
+        self._dl_device = None
+        self._finalizer = weakref.finalize(self, _close_runtime, self._owner, True, False)
+        return self
+
+    @property
+    def ptr(self):
+        """The gms_runtime * as an int (for other bindings in the process)."""
+        p = self._owner.ptr
+        if not p:
+            raise InvalidHandle("the runtime is closed", code=-2)
+        return p
+
+    @property
+    def closed(self):
+        return self._owner.ptr is None
+
+    @property
+    def backend(self):
+        """"host", "cuda" or "hip"."""
+        return _lib.gms_runtime_backend_name(self.ptr).decode()
+
+    def context(self, tenant, user=None, level=Level.INTERNAL, language=Language.PYTHON):
+        """Opens a Context: who is acting."""
+        return Context(self, tenant, user, level, language)
+
+    def close(self):
+        """Closes the runtime (one reference of the shared one) and every
+        Context opened on it from Python; their live Buffers are leaks."""
+        self._finalizer()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        if self.closed:
+            return "<gms.Runtime closed>"
+        return "<gms.Runtime %s %s>" % (self.backend, "private" if self._private else "shared")
+
+    def set_quota(self, tenant, max_bytes=None, max_allocs=None):
+        """Limits a tenant's live bytes and allocations; None lifts a limit."""
+        check(_lib.gms_tenant_set_quota(self.ptr, _name(tenant),
+                                        UNLIMITED if max_bytes is None else max_bytes,
+                                        UNLIMITED if max_allocs is None else max_allocs))
+
+    def stats(self):
+        """gms_stats as a dict."""
+        s = _lib.Stats()
+        check(_lib.gms_stats_get(self.ptr, byref(s)))
+        return {name: getattr(s, name) for name, _ in s._fields_}
+
+    def tenant_stats(self):
+        """gms_tenant_stats of every tenant, as a list of dicts."""
+        out = []
+        for i in range(self.stats()["tenants"]):
+            t = _lib.TenantStats()
+            check(_lib.gms_tenant_stats_get(self.ptr, i, byref(t)))
+            d = {name: getattr(t, name) for name, _ in t._fields_}
+            d["tenant"] = d["tenant"].decode()
+            out.append(d)
+        return out
+
+    def trim(self):
+        """Returns every unused mapped granule to the backend now."""
+        check(_lib.gms_trim(self.ptr))
+
+    def verify(self, raise_on_violation=True):
+        """Runs the verifier; returns its report as a dict, or raises
+        gms.Corruption (with the report as .report) when an invariant fails."""
+        r = _lib.Report()
+        rc = _lib.gms_verify(self.ptr, byref(r))
+        d = {name: getattr(r, name) for name, _ in r._fields_}
+        d["first_violation"] = d["first_violation"].decode("utf-8", "replace")
+        if rc != 0 and (raise_on_violation or rc != -8):
+            e = error_for(rc)
+            e.report = d
+            raise e
+        return d
+
+    def audit_flush(self):
+        check(_lib.gms_audit_flush(self.ptr))
+
+    def on_pressure(self, fn):
+        """Registers fn(PressureEvent), called when an allocation would fail,
+        after the library's own steps (at most 16 callbacks per runtime, the
+        gc.collect one included; they cannot be removed)."""
+        def call(user, p):
+            p = p.contents
+            fn(PressureEvent((p.tenant or b"").decode(), p.bytes_wanted, p.reason))
+        cfn = _lib.pressure_fn(call)
+        check(_lib.gms_on_pressure(self.ptr, cfn, None))
+        _callbacks.append(cfn)
+        return fn
+
+    def on_violation(self, fn):
+        """Registers fn(ViolationEvent), called on every detected corruption."""
+        def call(user, v):
+            v = v.contents
+            fn(ViolationEvent(v.kind, (v.tenant or b"").decode(), v.handle, v.address,
+                              v.offset, v.size, (v.message or b"").decode("utf-8", "replace")))
+        cfn = _lib.violation_fn(call)
+        check(_lib.gms_on_violation(self.ptr, cfn, None))
+        _callbacks.append(cfn)
+        return fn
+
+
+# ---- contexts ---------------------------------------------------------------------------
+
+class Context:
+    """A security context: tenant, user, level and language. Buffers live in
+    the pool of its (tenant, level, language). Use it as a context manager,
+    or call close(); Python closes it when it is dropped."""
+
+    def __init__(self, runtime, tenant, user=None, level=Level.INTERNAL,
+                 language=Language.PYTHON):
+        desc = _lib.ContextDesc()
+        _lib.gms_context_desc_init(byref(desc))
+        desc.tenant = _name(tenant)
+        desc.user = _name(user if user is not None else tenant)
+        desc.level = _enum(Level, level)
+        desc.language = _enum(Language, language)
+        ptr = c_void_p()
+        check(_lib.gms_context_open(byref(ptr), runtime.ptr, byref(desc)))
+        self.runtime = runtime
+        self.tenant = tenant
+        self.user = user if user is not None else tenant
+        self.level = Level(desc.level)
+        self.language = Language(desc.language)
+        self._owner = _Owner(ptr.value)
+        parent = runtime._owner
+        with parent.lock:
+            parent.children.add(self._owner)
+        self._finalizer = weakref.finalize(self, _close_context, self._owner, parent)
+
+    @property
+    def ptr(self):
+        """The gms_context * as an int."""
+        p = self._owner.ptr
+        if not p:
+            raise InvalidHandle("the context is closed", code=-2)
+        return p
+
+    @property
+    def closed(self):
+        return self._owner.ptr is None
+
+    def close(self):
+        """Closes the context. Its Buffers still alive are leaks: libgms
+        reports and reclaims them, and their Python objects go dead."""
+        self._finalizer()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return "<gms.Context %s/%s %s %s%s>" % (self.tenant, self.user, self.level.name,
+                                              self.language.name,
+                                              " closed" if self.closed else "")
+
+    def alloc(self, size, zero=False, pages=False):
+        """A new Buffer of size bytes. zero=True fills it with zeros;
+        pages=True gives it whole pages (2 MiB granules on a GPU), so that an
+        immutable share of it is a read-only mapping the MMU enforces."""
+        h = c_uint64()
+        flags = (ALLOC_ZERO if zero else 0) | (ALLOC_PAGES if pages else 0)
+        check(_lib.gms_alloc(self.ptr, size, flags, byref(h)))
+        return Buffer(self, h.value, size)
+
+    def acquire(self, share_id, mode=Access.READ):
+        """This context's own Buffer on a shared one (see Buffer.share)."""
+        h = c_uint64()
+        check(_lib.gms_acquire(self.ptr, int(share_id), _enum(Access, mode), byref(h)))
+        return Buffer(self, h.value)
+
+    def revoke(self, share_id):
+        """Stops new acquires of a share this context made."""
+        check(_lib.gms_revoke(self.ptr, int(share_id)))
+
+    def from_dlpack(self, obj, stream=None):
+        """A Buffer of this context over another framework's tensor (no copy)."""
+        from .dlpack import import_tensor
+        return import_tensor(self, obj, stream)
+
+
+# ---- buffers --------------------------------------------------------------------------------
+
+def _as_source(data, writable=False):
+    """(address, length, keepalive) of a bytes-like object: its own memory
+    when it is contiguous and writable, else a copy (refused when the caller
+    needs to write into it)."""
+    mv = memoryview(data)
+    if writable and (mv.readonly or not mv.c_contiguous):
+        raise TypeError("need a writable, contiguous buffer")
+    if not mv.c_contiguous:
+        mv = memoryview(mv.tobytes())
+    mv = mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
+    n = mv.nbytes
+    if n == 0:
+        return None, 0, mv
+    if mv.readonly:  # ctypes cannot take the address of read-only memory
+        copy = create_string_buffer(bytes(mv), n)
+        return addressof(copy), n, copy
+    c = (c_char * n).from_buffer(mv)
+    return addressof(c), n, (c, mv)
+
+
+class Buffer:
+    """A gms buffer, seen from one Context. Its handle is freed when the
+    object is dropped (weakref.finalize), or at once by free() or the end of
+    a with block. After that every method raises gms.InvalidHandle."""
+
+    __slots__ = ("context", "handle", "_size", "_owner", "_finalizer", "_stream", "_ptr",
+                 "__weakref__")
+
+    def __init__(self, context, handle, size=None):
+        self.context = context
+        self.handle = handle
+        self._owner = context._owner
+        self._stream = [None]  # free_stream: a one-element cell the finalizer reads
+        self._ptr = None
+        self._finalizer = weakref.finalize(self, _free_buffer, self._owner, handle, self._stream)
+        self._size = size if size is not None else self.info().size
+
+    # -- identity
+    @property
+    def size(self):
+        return self._size
+
+    def __len__(self):
+        return self._size
+
+    @property
+    def alive(self):
+        """False once freed, transferred, or its context closed."""
+        return self._finalizer.alive and self._owner.ptr is not None
+
+    @property
+    def free_stream(self):
+        """A CUDA stream (an int; 0 is the legacy default stream) that the
+        finalizer orders the free after (gms_free_async); None, the default,
+        frees at once. Allocator hooks set it to the stream they hand the
+        memory to."""
+        return self._stream[0]
+
+    @free_stream.setter
+    def free_stream(self, stream):
+        self._stream[0] = None if stream is None else int(stream)
+
+    def _ctx(self):
+        return self.context.ptr
+
+    def __repr__(self):
+        return "<gms.Buffer %#x size=%d%s>" % (self.handle, self._size,
+                                                "" if self.alive else " dead")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._finalizer.alive:
+            self.free()
+
+    # -- lifetime
+    def free(self, stream=None):
+        """Drops this handle now. stream: a CUDA stream (an int, 0 for the
+        legacy default) whose queued work must finish before the memory is
+        reused (gms_free_async). A second free raises gms.InvalidHandle with
+        libgms's message."""
+        ctx = self._ctx()
+        self._finalizer.detach()
+        owner = self._owner
+        with owner.lock:
+            if owner.ptr is None:
+                raise InvalidHandle("the context is closed", code=-2)
+            if stream is not None:
+                rc = _lib.gms_free_async(ctx, self.handle, stream or None)
+            else:
+                rc = _lib.gms_free(ctx, self.handle)
+        check(rc)
+
+    release = free
+
+    def transfer(self, to, stream=None):
+        """Moves exclusive ownership to Context `to`; this Buffer dies and the
+        returned one is `to`'s. stream: a CUDA stream (int) whose queued work
+        must finish first (gms_transfer_async)."""
+        h = c_uint64()
+        if stream is not None:
+            check(_lib.gms_transfer_async(self._ctx(), self.handle, to.ptr, stream, byref(h)))
+        else:
+            check(_lib.gms_transfer(self._ctx(), self.handle, to.ptr, byref(h)))
+        self._finalizer.detach()
+        return Buffer(to, h.value, self._size)
+
+    def share(self, grants=None, immutable=False):
+        """Makes the buffer available to other contexts and returns the share
+        id (an int) for Context.acquire. grants: Grant entries (default: any
+        user and language of the owner's tenant, read only). immutable: nobody
+        writes it any more, this context included."""
+        if grants is None:
+            grants = [Grant()]
+        elif isinstance(grants, Grant):
+            grants = [grants]
+        arr = (_lib.ShareGrant * len(grants))()
+        keep = []
+        for i, g in enumerate(grants):
+            g = Grant(**g) if isinstance(g, dict) else Grant(*g) if not isinstance(g, Grant) else g
+            t, u = _name(g.tenant), _name(g.user)
+            keep += [t, u]
+            lang = ANY_LANGUAGE if g.language in (None, ANY_LANGUAGE) else _enum(Language, g.language)
+            arr[i] = _lib.ShareGrant(t, u, int(lang), int(_enum(Access, g.mode)))
+        desc = _lib.ShareDesc()
+        _lib.gms_share_desc_init(byref(desc))
+        desc.grants = arr
+        desc.ngrants = len(grants)
+        desc.immutable = 1 if immutable else 0
+        sid = c_uint64()
+        check(_lib.gms_share(self._ctx(), self.handle, byref(desc), byref(sid)))
+        return sid.value
+
+    # -- information
+    def info(self):
+        """gms_buf_info as a BufferInfo named tuple."""
+        i = _lib.BufInfo()
+        check(_lib.gms_buf_info_get(self._ctx(), self.handle, byref(i)))
+        return BufferInfo(i.size, i.block_size, i.device_ptr, i.pool_id, i.flags,
+                          Level(i.level), Language(i.language), i.tenant.decode(),
+                          i.user.decode(), i.access, i.holders, i.share_id,
+                          bool(i.immutable), bool(i.read_only_view))
+
+    @property
+    def ptr(self):
+        """The raw device address (a host address on the host backend):
+        unchecked access, for kernels and frameworks."""
+        if self._ptr is None or not self._finalizer.alive:
+            p = c_void_p()
+            check(_lib.gms_buf_ptr(self._ctx(), self.handle, byref(p)))
+            self._ptr = p.value or 0
+        return self._ptr
+
+    # -- checked access
+    def _span(self, offset, n):
+        if n is None:
+            n = self._size - offset if 0 <= offset <= self._size else 0
+        return offset, n
+
+    def read(self, n=None, offset=0):
+        """n bytes from offset (default: to the end) as bytes."""
+        offset, n = self._span(offset, n)
+        out = create_string_buffer(max(n, 1))
+        check(_lib.gms_read(self._ctx(), self.handle, offset, out, n))
+        return out.raw[:n]
+
+    def readinto(self, dst, offset=0):
+        """Fills a writable bytes-like object (bytearray, numpy array...)
+        from offset; returns the number of bytes read."""
+        addr, n, keep = _as_source(dst, writable=True)
+        check(_lib.gms_read(self._ctx(), self.handle, offset, addr, n))
+        del keep
+        return n
+
+    def write(self, data, offset=0):
+        """Copies a bytes-like object into the buffer at offset."""
+        addr, n, keep = _as_source(data)
+        check(_lib.gms_write(self._ctx(), self.handle, offset, addr, n))
+        del keep
+        return n
+
+    def fill(self, byte, offset=0, n=None):
+        offset, n = self._span(offset, n)
+        check(_lib.gms_fill(self._ctx(), self.handle, offset, byte, n))
+
+    def copy_from(self, src, offset=0, src_offset=0, n=None):
+        """Copies n bytes of Buffer src (same context) into this one."""
+        if n is None:
+            n = min(self._size - offset, src.size - src_offset)
+        check(_lib.gms_copy(self._ctx(), self.handle, offset, src.handle, src_offset, n))
+
+    # -- DLPack (the array API protocol)
+    def as_tensor(self, dtype="uint8", shape=None, strides=None, offset=0):
+        """A typed view for DLPack consumers: dtype a name ("float32",
+        "bfloat16"...), a numpy dtype or a torch dtype; shape default: as
+        many elements as fit; strides in elements; offset in bytes."""
+        from .dlpack import TensorView
+        return TensorView(self, dtype, shape, strides, offset)
+
+    def __dlpack__(self, stream=None, max_version=None, dl_device=None, copy=None):
+        from .dlpack import export
+        return export(self, None, stream, max_version, dl_device, copy)
+
+    def __dlpack_device__(self):
+        from .dlpack import device_of
+        return device_of(self)
+
+
+__all__ = ["Backend", "Level", "Language", "Access", "Safety", "OnCorruption", "ANY_LANGUAGE",
+           "UNLIMITED", "Grant", "Runtime", "Context", "Buffer", "BufferInfo", "PressureEvent",
+           "ViolationEvent", "GmsError"]

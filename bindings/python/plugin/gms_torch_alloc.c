@@ -1,0 +1,374 @@
+/*
+ * gms_torch_alloc.c: a PyTorch allocator plug-in (libgms_torch.so) that puts
+ * every CUDA tensor of a PyTorch program in gms memory.
+ *
+ * torch.cuda.memory.CUDAPluggableAllocator loads this library and calls
+ * gms_torch_alloc(size, device, stream) and gms_torch_free(ptr, size,
+ * device, stream) for every allocation (PyTorch's caching allocator is
+ * replaced, not layered: gms's pools are the cache). PyTorch speaks in raw
+ * device pointers and gms in handles, so a small open-addressing hash table
+ * maps one to the other. Frees go through gms_free_async on the stream
+ * PyTorch gives, so a block is checked, wiped and reused only after the
+ * kernels queued on that stream have finished, as with cudaFreeAsync.
+ *
+ * Each device gets its own private runtime (CUDA backend, safety on), opened
+ * at its first allocation, and one context: tenant $GMS_TENANT and user
+ * $GMS_USER (default "torch"), language Python. $GMS_TORCH_BACKEND (cuda,
+ * host, hip or auto; default cuda) exists for the host-only tests,
+ * $GMS_TORCH_SAFETY=off for measuring what safety costs, and
+ * $GMS_TORCH_QUARANTINE_BYTES, $GMS_TORCH_SCRUB_BATCH and
+ * $GMS_TORCH_MAX_HELD_BYTES set the runtime options of those names
+ * (unset: the library's defaults). The runtimes are
+ * never closed: tensors may be freed during interpreter exit, after any
+ * atexit hook, and the process's exit returns the memory.
+ *
+ * Only the public API (gms.h) is used. No CUDA header is needed: streams are
+ * opaque pointers handed to gms. Thread-safe: the table has one lock, held
+ * for a probe only, never across a gms call.
+ */
+#include <gms.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#define GMS_TORCH_API __attribute__((visibility("default")))
+#define MAX_DEVICES 64
+
+/* ---- the pointer -> handle table ------------------------------------------
+ * Linear probing with backward-shift deletion (no tombstones), grown at 70%
+ * load. A key is a device address, never 0, so 0 marks an empty slot. */
+
+typedef struct {
+    uint64_t key;
+    gms_buf buf;
+    int device;
+} slot;
+
+static pthread_mutex_t g_table_lock = PTHREAD_MUTEX_INITIALIZER;
+static slot *g_slots;
+static size_t g_cap;   /* a power of two, or 0 before the first insert */
+static size_t g_count;
+
+static size_t home(uint64_t key, size_t cap)
+{
+    /* Fibonacci hashing; blocks are 256-byte aligned, so the low bits of the
+     * address carry nothing and the multiply spreads the rest. */
+    return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
+}
+
+static void put_slot(slot *slots, size_t cap, slot s)
+{
+    size_t i = home(s.key, cap);
+    while (slots[i].key != 0)
+        i = (i + 1) & (cap - 1);
+    slots[i] = s;
+}
+
+/* Called with the lock held. */
+static int grow(void)
+{
+    size_t cap = g_cap ? g_cap * 2 : 4096;
+    slot *slots = calloc(cap, sizeof *slots);
+    if (!slots)
+        return -1;
+    for (size_t i = 0; i < g_cap; i++)
+        if (g_slots[i].key != 0)
+            put_slot(slots, cap, g_slots[i]);
+    free(g_slots);
+    g_slots = slots;
+    g_cap = cap;
+    return 0;
+}
+
+static int table_put(void *ptr, gms_buf buf, int device)
+{
+    slot s = {(uint64_t)(uintptr_t)ptr, buf, device};
+    int rc = 0;
+    pthread_mutex_lock(&g_table_lock);
+    if ((g_count + 1) * 10 > g_cap * 7)
+        rc = grow();
+    if (rc == 0) {
+        put_slot(g_slots, g_cap, s);
+        g_count++;
+    }
+    pthread_mutex_unlock(&g_table_lock);
+    return rc;
+}
+
+/* Removes ptr's entry into *out; 0 when ptr was not there. */
+static int table_take(void *ptr, slot *out)
+{
+    uint64_t key = (uint64_t)(uintptr_t)ptr;
+    int found = 0;
+    pthread_mutex_lock(&g_table_lock);
+    if (g_cap) {
+        size_t mask = g_cap - 1, i = home(key, g_cap);
+        while (g_slots[i].key != 0 && g_slots[i].key != key)
+            i = (i + 1) & mask;
+        if (g_slots[i].key == key) {
+            *out = g_slots[i];
+            found = 1;
+            g_count--;
+            /* Backward shift: pull later entries of the run into the hole
+             * when their home position allows it, so probes never need
+             * tombstones. */
+            size_t hole = i, j = i;
+            for (;;) {
+                j = (j + 1) & mask;
+                if (g_slots[j].key == 0)
+                    break;
+                size_t h = home(g_slots[j].key, g_cap);
+                /* j's entry may move to the hole unless its home lies
+                 * cyclically in (hole, j]. */
+                int stays = hole <= j ? (h > hole && h <= j) : (h > hole || h <= j);
+                if (!stays) {
+                    g_slots[hole] = g_slots[j];
+                    hole = j;
+                }
+            }
+            g_slots[hole].key = 0;
+        }
+    }
+    pthread_mutex_unlock(&g_table_lock);
+    return found;
+}
+
+/* Looks ptr up without removing it; 0 when it is not there. */
+static int table_find(const void *ptr, slot *out)
+{
+    uint64_t key = (uint64_t)(uintptr_t)ptr;
+    int found = 0;
+    pthread_mutex_lock(&g_table_lock);
+    if (g_cap) {
+        size_t i = home(key, g_cap);
+        while (g_slots[i].key != 0 && g_slots[i].key != key)
+            i = (i + 1) & (g_cap - 1);
+        if (g_slots[i].key == key) {
+            *out = g_slots[i];
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&g_table_lock);
+    return found;
+}
+
+/* ---- one runtime and context per device ------------------------------------ */
+
+static pthread_mutex_t g_open_lock = PTHREAD_MUTEX_INITIALIZER;
+static gms_runtime *g_rt[MAX_DEVICES];
+static _Atomic(gms_context *) g_ctx[MAX_DEVICES];
+static int g_open_failed[MAX_DEVICES];
+static atomic_int g_first_device = -1;
+
+static const char *env_or(const char *name, const char *dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : dflt;
+}
+
+/* A byte or count setting from the environment; 0 (the library's default)
+ * when unset or not a number. */
+static uint64_t u64_from_env(const char *name)
+{
+    const char *v = getenv(name);
+    char *end;
+    if (!v || !*v)
+        return 0;
+    unsigned long long n = strtoull(v, &end, 0);
+    return *end == '\0' ? (uint64_t)n : 0;
+}
+
+static gms_backend_kind backend_from_env(void)
+{
+    const char *b = env_or("GMS_TORCH_BACKEND", "cuda");
+    if (strcmp(b, "host") == 0)
+        return GMS_BACKEND_HOST;
+    if (strcmp(b, "hip") == 0)
+        return GMS_BACKEND_HIP;
+    if (strcmp(b, "auto") == 0)
+        return GMS_BACKEND_AUTO;
+    return GMS_BACKEND_CUDA;
+}
+
+static gms_context *context_for(int device)
+{
+    if (device < 0 || device >= MAX_DEVICES) {
+        fprintf(stderr, "gms_torch: device %d out of range\n", device);
+        return NULL;
+    }
+    gms_context *ctx = atomic_load_explicit(&g_ctx[device], memory_order_acquire);
+    if (ctx)
+        return ctx;
+    pthread_mutex_lock(&g_open_lock);
+    ctx = atomic_load_explicit(&g_ctx[device], memory_order_relaxed);
+    if (!ctx && !g_open_failed[device]) {
+        gms_runtime_options o;
+        gms_runtime_options_init(&o);
+        o.backend = backend_from_env();
+        o.device = device;
+        if (strcmp(env_or("GMS_TORCH_SAFETY", "on"), "off") == 0)
+            o.safety = GMS_SAFETY_OFF;
+        /* Tuning, with safety on: how many freed bytes and blocks wait
+         * poisoned before reuse and per scrub batch, and a cap on what the
+         * runtime maps. 0 keeps the library's defaults. */
+        o.quarantine_bytes = u64_from_env("GMS_TORCH_QUARANTINE_BYTES");
+        o.scrub_batch = (uint32_t)u64_from_env("GMS_TORCH_SCRUB_BATCH");
+        o.max_held_bytes = u64_from_env("GMS_TORCH_MAX_HELD_BYTES");
+        gms_context_desc d;
+        gms_context_desc_init(&d);
+        d.tenant = env_or("GMS_TENANT", "torch");
+        d.user = env_or("GMS_USER", "torch");
+        d.language = GMS_LANG_PYTHON;
+        gms_runtime *rt = NULL;
+        if (gms_runtime_open(&rt, &o) != GMS_OK || gms_context_open(&ctx, rt, &d) != GMS_OK) {
+            /* Said once: every later allocation on the device fails quietly. */
+            fprintf(stderr, "gms_torch: cannot open gms on device %d: %s\n", device,
+                    gms_error_last());
+            gms_runtime_close(rt);
+            ctx = NULL;
+            g_open_failed[device] = 1;
+        } else {
+            g_rt[device] = rt;
+            int none = -1;
+            atomic_compare_exchange_strong(&g_first_device, &none, device);
+            atomic_store_explicit(&g_ctx[device], ctx, memory_order_release);
+        }
+    }
+    pthread_mutex_unlock(&g_open_lock);
+    return ctx;
+}
+
+/* ---- the two functions PyTorch calls ------------------------------------------ */
+
+/* PyTorch does not check the result: a NULL for a non-empty tensor surfaces
+ * as a CUDA error at the first kernel that touches it, so a failure is
+ * always reported here, with gms's reason. */
+GMS_TORCH_API void *gms_torch_alloc(ssize_t size, int device, void *stream)
+{
+    (void)stream; /* gms memory is usable on any stream once allocated */
+    if (size <= 0)
+        return NULL; /* an empty tensor: PyTorch never dereferences it */
+    gms_context *ctx = context_for(device);
+    if (!ctx)
+        return NULL;
+    gms_buf buf;
+    void *ptr = NULL;
+    int rc = gms_alloc(ctx, (size_t)size, 0, &buf);
+    if (rc == GMS_OK) {
+        rc = gms_buf_ptr(ctx, buf, &ptr);
+        if (rc == GMS_OK && table_put(ptr, buf, device) != 0)
+            rc = GMS_E_NO_MEMORY;
+        if (rc != GMS_OK) {
+            gms_free(ctx, buf);
+            ptr = NULL;
+        }
+    }
+    if (rc != GMS_OK)
+        fprintf(stderr, "gms_torch: allocating %zd bytes on device %d failed: %s\n", size,
+                device, gms_error_last());
+    return ptr;
+}
+
+GMS_TORCH_API void gms_torch_free(void *ptr, ssize_t size, int device, void *stream)
+{
+    (void)size;
+    (void)device; /* the table knows the device the block came from */
+    if (!ptr)
+        return;
+    slot s;
+    if (!table_take(ptr, &s)) {
+        fprintf(stderr, "gms_torch: free of %p, which gms_torch did not allocate\n", ptr);
+        return;
+    }
+    gms_context *ctx = atomic_load_explicit(&g_ctx[s.device], memory_order_acquire);
+    int rc = gms_free_async(ctx, s.buf, stream);
+    if (rc == GMS_E_BACKEND) {
+        /* The ordering could not be set up and the buffer is still ours.
+         * Freeing it unordered could wipe memory a kernel still uses, so it
+         * is kept (a leak, counted in gms's statistics) rather than risked. */
+        fprintf(stderr, "gms_torch: stream-ordered free failed, block kept: %s\n",
+                gms_error_last());
+    } else if (rc != GMS_OK) {
+        /* GMS_E_CORRUPTION: a redzone was overwritten; the block is freed
+         * and the violation is also in the log and the audit trail. */
+        fprintf(stderr, "gms_torch: free: %s\n", gms_error_last());
+    }
+}
+
+/* ---- for Python (gms.torch) and the benchmark ----------------------------------- */
+
+static int pick_device(int device)
+{
+    return device < 0 ? atomic_load(&g_first_device) : device;
+}
+
+/* The runtime of a device (device < 0: the first one used), or NULL before
+ * its first allocation. It stays the plug-in's: never close it. */
+GMS_TORCH_API gms_runtime *gms_torch_runtime(int device)
+{
+    device = pick_device(device);
+    if (device < 0 || device >= MAX_DEVICES ||
+        !atomic_load_explicit(&g_ctx[device], memory_order_acquire))
+        return NULL;
+    return g_rt[device];
+}
+
+GMS_TORCH_API gms_context *gms_torch_context(int device)
+{
+    device = pick_device(device);
+    if (device < 0 || device >= MAX_DEVICES)
+        return NULL;
+    return atomic_load_explicit(&g_ctx[device], memory_order_acquire);
+}
+
+/* gms_stats of a device's runtime (device < 0: the first one used);
+ * GMS_E_INVALID_ARG before any allocation there. */
+GMS_TORCH_API int gms_torch_stats(int device, gms_stats *out)
+{
+    gms_runtime *rt = gms_torch_runtime(device);
+    if (!rt || !out)
+        return GMS_E_INVALID_ARG;
+    return gms_stats_get(rt, out);
+}
+
+/* Returns unused mapped memory of every device to the driver (gms_trim). */
+GMS_TORCH_API int gms_torch_trim(void)
+{
+    int rc = GMS_OK;
+    for (int d = 0; d < MAX_DEVICES; d++)
+        if (gms_torch_runtime(d)) {
+            int r = gms_trim(g_rt[d]);
+            if (r != GMS_OK)
+                rc = r;
+        }
+    return rc;
+}
+
+/* The gms handle (and device) of a pointer gms_torch_alloc returned and
+ * PyTorch has not freed: 1, or 0 when the pointer is not one of them (an
+ * address inside a block is not looked up). For tests and tools. */
+GMS_TORCH_API int gms_torch_lookup(const void *ptr, gms_buf *buf, int *device)
+{
+    slot s;
+    if (!ptr || !table_find(ptr, &s))
+        return 0;
+    if (buf)
+        *buf = s.buf;
+    if (device)
+        *device = s.device;
+    return 1;
+}
+
+/* Pointers allocated and not yet freed, all devices together. */
+GMS_TORCH_API uint64_t gms_torch_live_pointers(void)
+{
+    pthread_mutex_lock(&g_table_lock);
+    uint64_t n = g_count;
+    pthread_mutex_unlock(&g_table_lock);
+    return n;
+}

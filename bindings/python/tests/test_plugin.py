@@ -1,0 +1,80 @@
+"""The PyTorch allocator plug-in (libgms_torch.so) without PyTorch or a GPU:
+its alloc and free functions called directly, on the host backend
+($GMS_TORCH_BACKEND=host), checking the pointer-to-handle table through
+many allocations, frees in random order and the table's growth."""
+
+import ctypes
+import os
+import random
+
+import pytest
+
+import gms
+
+os.environ["GMS_TORCH_BACKEND"] = "host"  # read at the plug-in's first allocation
+
+try:
+    import gms.torch as gt
+    gt.plugin()
+except (OSError, FileNotFoundError) as e:  # pragma: no cover - not built
+    pytest.skip("libgms_torch.so: %s" % e, allow_module_level=True)
+
+
+def test_alloc_free_many():
+    p = gt.plugin()
+    rng = random.Random(7)
+    base = gt.live_pointers()
+    live, order = {}, []
+    for i in range(20000):  # grows the table past its first size (4096)
+        if order and rng.random() < 0.4:
+            j = rng.randrange(len(order))  # free a random one: swap-remove
+            order[j], order[-1] = order[-1], order[j]
+            ptr = order.pop()
+            p.gms_torch_free(ptr, live.pop(ptr), 0, None)
+        else:
+            size = rng.choice([1, 100, 4096, 70000, 1 << 20])
+            ptr = p.gms_torch_alloc(size, 0, None)
+            assert ptr and ptr % 256 == 0 and ptr not in live
+            ctypes.memset(ptr, i & 0xFF, size)  # all of it is ours
+            live[ptr] = size
+            order.append(ptr)
+    assert gt.live_pointers() == base + len(live)
+    for ptr in order[:100]:
+        h, dev = gt.lookup(ptr)
+        assert dev == 0 and h
+    assert gt.lookup(order[0] + 1) is None  # inside a block: not a start
+    s = gt.stats(0)
+    assert s["live_blocks"] == len(live) + base
+    rt = gt.runtime()
+    assert rt.backend == "host"
+    assert rt.verify()["violations"] == 0  # no redzone was touched
+    for ptr, size in live.items():
+        p.gms_torch_free(ptr, size, 0, None)
+    assert gt.live_pointers() == base
+    assert gt.stats()["live_blocks"] == base
+    assert gt.stats()["peak_held_bytes"] >= gt.stats()["held_bytes"]
+    gt.empty_cache()
+    rt.close()  # borrowed: the plug-in's runtime stays open
+    assert gt.stats()["contexts"] == 1
+
+
+def test_edge_cases(capfd):
+    p = gt.plugin()
+    assert not p.gms_torch_alloc(0, 0, None)  # an empty tensor
+    p.gms_torch_free(None, 0, 0, None)
+    p.gms_torch_free(0x1000, 16, 0, None)  # not ours: reported, ignored
+    assert "did not allocate" in capfd.readouterr().err
+    assert not p.gms_torch_alloc(16, 999, None)  # no such device slot
+    ptr = p.gms_torch_alloc(100, 0, None)
+    ctypes.memset(ptr + 100, 0xEE, 8)  # an overflow into the redzone
+    p.gms_torch_free(ptr, 100, 0, None)
+    err = capfd.readouterr().err
+    assert "overflow" in err and "gms_torch: free" in err  # found at the free
+    with pytest.raises(gms.InvalidArgument):
+        gt.stats(5)  # a device never used
+
+
+def test_tenant_from_environment():
+    rt = gt.runtime(0)
+    tenants = [t["tenant"] for t in rt.tenant_stats()]
+    assert tenants == [os.environ.get("GMS_TENANT", "torch")]

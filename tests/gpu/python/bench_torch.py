@@ -1,0 +1,268 @@
+"""bench_torch.py: PyTorch workloads on PyTorch's own CUDA allocator and on
+gms (the allocator plug-in, all safety on), measured in one run.
+
+Workloads (models built from their configurations, nothing downloaded):
+- resnet50_train: torchvision resnet50(weights=None), batch 64, 224x224,
+  bf16 autocast, SGD with momentum;
+- gpt2_train: transformers GPT2LMHeadModel(GPT2Config()) (124M), batch 8 x
+  512 tokens, bf16 autocast, AdamW;
+- gpt2_serve: the same model in bf16, eval, no_grad, KV cache on: requests
+  of batch 1-8 and prompt length 16-512 (random, seeded), each a prefill and
+  32 greedy decode steps.
+
+Each (workload, allocator) pair runs in a fresh child process, since the
+allocator must be chosen before the first CUDA allocation; the order of
+the two allocators alternates from one workload to the next. Same seeds,
+same inputs, warm-up steps first, then timed steps each bracketed by
+torch.cuda.synchronize(); the median step (request) time is reported, and
+the ratio gms / torch. Memory: PyTorch's torch.cuda.max_memory_reserved()
+against gms's peak_held_bytes (device memory mapped, whole 2 MiB granules)
+from the plug-in; with a pluggable allocator PyTorch's own counters do not
+apply, so each side is measured by its own allocator. Both sides also
+report the device's used memory at the end (nvidia-smi's view, which
+includes the CUDA context and library workspaces).
+
+    python tests/gpu/python/bench_torch.py [--out results.json] [--markdown]
+
+prints one JSON object (and a Markdown table with --markdown). The whole
+run takes about 3-5 minutes on an H100 and stops starting new children
+after --budget seconds (default 330).
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
+
+WORKLOADS = {  # name: (warm-up steps, timed steps)
+    "resnet50_train": (5, 20),
+    "gpt2_train": (3, 15),
+    "gpt2_serve": (3, 24),
+}
+
+
+# ---- the child: one workload on one allocator --------------------------------------------
+
+def build_resnet50(torch):
+    import torch.nn.functional as F
+    import torchvision
+    model = torchvision.models.resnet50(weights=None).cuda()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(64, 3, 224, 224, device="cuda", generator=g)
+    y = torch.randint(0, 1000, (64,), device="cuda", generator=g)
+
+    def step(i):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def _gpt2(torch, **kw):
+    from transformers import GPT2Config, GPT2LMHeadModel
+    cfg = GPT2Config(**kw)
+    return cfg, GPT2LMHeadModel(cfg).cuda()
+
+
+def build_gpt2_train(torch):
+    cfg, model = _gpt2(torch)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    ids = torch.randint(0, cfg.vocab_size, (8, 512), device="cuda", generator=g)
+
+    def step(i):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def build_gpt2_serve(torch):
+    import random
+    cfg, model = _gpt2(torch)
+    model = model.to(torch.bfloat16).eval()
+    rng = random.Random(0)
+    warm, timed = WORKLOADS["gpt2_serve"]
+    requests = [(rng.randint(1, 8), rng.randint(16, 512)) for _ in range(warm + timed)]
+    g = torch.Generator(device="cuda").manual_seed(0)
+    prompts = [torch.randint(0, cfg.vocab_size, (b, n), device="cuda", generator=g)
+               for b, n in requests]
+
+    def step(i):
+        with torch.no_grad():
+            out = model(input_ids=prompts[i], use_cache=True)
+            for _ in range(32):  # greedy decoding, one token at a time
+                nxt = out.logits[:, -1:].argmax(-1)
+                out = model(input_ids=nxt, past_key_values=out.past_key_values,
+                            use_cache=True)
+    return step
+
+
+def child(workload, alloc):
+    sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
+    import torch
+    if alloc == "gms":
+        import gms.torch
+        gms.torch.use_gms()
+    torch.manual_seed(0)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    step = {"resnet50_train": build_resnet50, "gpt2_train": build_gpt2_train,
+            "gpt2_serve": build_gpt2_serve}[workload](torch)
+    warm, timed = WORKLOADS[workload]
+    times = []
+    for i in range(warm + timed):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        step(i)
+        torch.cuda.synchronize()
+        if i >= warm:
+            times.append(time.perf_counter() - t0)
+    free, total = torch.cuda.mem_get_info()
+    res = {
+        "workload": workload, "alloc": alloc, "steps": timed, "warmup": warm,
+        "median_ms": statistics.median(times) * 1e3,
+        "mean_ms": statistics.fmean(times) * 1e3,
+        "min_ms": min(times) * 1e3,
+        "total_ms": sum(times) * 1e3,
+        "device_used_end": total - free,
+    }
+    if alloc == "gms":
+        s = gms.torch.stats()
+        res.update(peak_held_bytes=s["peak_held_bytes"], peak_live_bytes=s["peak_live_bytes"],
+                   allocs=s["allocs"], frees=s["frees"],
+                   pressure_events=s["pressure_events"])
+        res["peak_bytes"] = s["peak_held_bytes"]
+        report = gms.torch.runtime().verify(raise_on_violation=False)
+        res["violations"] = report["violations"]
+    else:
+        res.update(max_memory_reserved=torch.cuda.max_memory_reserved(),
+                   max_memory_allocated=torch.cuda.max_memory_allocated())
+        res["peak_bytes"] = res["max_memory_reserved"]
+    print("RESULT " + json.dumps(res), flush=True)
+
+
+# ---- the parent -------------------------------------------------------------------------------
+
+def run_child(workload, alloc, timeout, gms_env=()):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false")
+    env.pop("GMS_TORCH_SAFETY", None)  # gms runs with all safety on
+    if alloc == "gms":
+        env.update(kv.split("=", 1) for kv in gms_env)
+    t0 = time.time()
+    try:
+        r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", workload, alloc],
+                           env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"workload": workload, "alloc": alloc, "error": "timed out after %ds" % timeout}
+    for line in r.stdout.splitlines():
+        if line.startswith("RESULT "):
+            res = json.loads(line[7:])
+            res["child_s"] = round(time.time() - t0, 1)
+            return res
+    return {"workload": workload, "alloc": alloc,
+            "error": "exit %d: %s" % (r.returncode, r.stderr.strip()[-1500:])}
+
+
+def machine():
+    info = {"python": platform.python_version()}
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                              "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=30).stdout.strip()
+        info["gpu"] = out.splitlines()[0] if out else None
+    except (OSError, subprocess.TimeoutExpired):
+        info["gpu"] = None
+    try:
+        info["commit"] = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                        capture_output=True, text=True).stdout.strip() or None
+    except OSError:
+        info["commit"] = None
+    return info
+
+
+def markdown(summary):
+    mib = 1 << 20
+    lines = ["| workload | torch median ms | gms median ms | ratio (target <= 1.02) "
+             "| torch peak reserved MiB | gms peak held MiB | ratio (target <= 1.00) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for w in summary["workloads"]:
+        t, g = w.get("torch", {}), w.get("gms", {})
+        if "error" in t or "error" in g or not t or not g:
+            err = (t.get("error") or g.get("error") or "no result").strip().splitlines()[-1]
+            lines.append("| %s | %s |" % (w["workload"], err))
+            continue
+        lines.append("| %s | %.1f | %.1f | %.3f | %.0f | %.0f | %.3f |" % (
+            w["workload"], t["median_ms"], g["median_ms"], w["time_ratio"],
+            t["peak_bytes"] / mib, g["peak_bytes"] / mib, w["memory_ratio"]))
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--child", nargs=2, metavar=("WORKLOAD", "ALLOC"), help=argparse.SUPPRESS)
+    ap.add_argument("--out", help="also write the JSON here")
+    ap.add_argument("--markdown", action="store_true", help="also print a Markdown table")
+    ap.add_argument("--only", help="comma-separated workloads (default: all)")
+    ap.add_argument("--budget", type=float, default=330.0,
+                    help="seconds after which no new child is started")
+    ap.add_argument("--timeout", type=int, default=150, help="seconds per child")
+    ap.add_argument("--gms-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment of the gms children, e.g. "
+                         "GMS_TORCH_QUARANTINE_BYTES=268435456 (repeatable)")
+    args = ap.parse_args()
+    if args.child:
+        child(*args.child)
+        return 0
+    start = time.time()
+    names = args.only.split(",") if args.only else list(WORKLOADS)
+    summary = {"machine": machine(), "gms_env": args.gms_env, "workloads": []}
+    for n, workload in enumerate(names):
+        # Alternate which allocator goes first, so warm caches (files,
+        # clocks) favour neither.
+        order = ["torch", "gms"] if n % 2 == 0 else ["gms", "torch"]
+        entry = {"workload": workload}
+        for alloc in order:
+            left = args.budget - (time.time() - start)
+            if left <= 0:
+                entry[alloc] = {"error": "skipped: over the time budget"}
+                continue
+            entry[alloc] = run_child(workload, alloc, min(args.timeout, int(left) + 30),
+                                     args.gms_env)
+            print("%s/%s: %s" % (workload, alloc, json.dumps(entry[alloc])), file=sys.stderr,
+                  flush=True)
+        t, g = entry.get("torch", {}), entry.get("gms", {})
+        if "median_ms" in t and "median_ms" in g:
+            entry["time_ratio"] = g["median_ms"] / t["median_ms"]
+            entry["total_ratio"] = g["total_ms"] / t["total_ms"]
+            entry["memory_ratio"] = g["peak_bytes"] / t["peak_bytes"]
+            entry["time_ok"] = entry["time_ratio"] <= 1.02
+            entry["memory_ok"] = entry["memory_ratio"] <= 1.0
+        summary["workloads"].append(entry)
+    summary["seconds"] = round(time.time() - start, 1)
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    if args.markdown:
+        print(markdown(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
