@@ -62,7 +62,8 @@ if [ ! -f /usr/include/openssl/hmac.h ] || [ ! -f /usr/include/zlib.h ]; then
 fi
 
 rm -rf "$B"
-run configure 120 cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${CMAKE_EXTRA[@]}" >/dev/null \
+step configure
+timeout 120 cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${CMAKE_EXTRA[@]}" >/dev/null \
     || { echo "configure failed"; exit 1; }
 step build
 timeout 300 cmake --build "$B" -j "$JOBS" >"$B/build.log" 2>&1 \
