@@ -16,7 +16,7 @@
  * $GMS_USER (default "torch"), language Python. $GMS_TORCH_BACKEND (cuda,
  * host, hip or auto; default cuda) exists for the host-only tests,
  * $GMS_TORCH_SAFETY=off for measuring what safety costs, and
- * $GMS_TORCH_QUARANTINE_BYTES, $GMS_TORCH_SCRUB_BATCH and
+ * $GMS_TORCH_QUARANTINE_BYTES, $GMS_TORCH_SCRUB_BATCH, $GMS_TORCH_RETAIN_BYTES and
  * $GMS_TORCH_MAX_HELD_BYTES set the runtime options of those names
  * (unset: the library's defaults). The runtimes are
  * never closed: tensors may be freed during interpreter exit, after any
@@ -219,6 +219,10 @@ static gms_context *context_for(int device)
         o.quarantine_bytes = u64_from_env("GMS_TORCH_QUARANTINE_BYTES");
         o.scrub_batch = (uint32_t)u64_from_env("GMS_TORCH_SCRUB_BATCH");
         o.max_held_bytes = u64_from_env("GMS_TORCH_MAX_HELD_BYTES");
+        /* Mapped granules kept when no buffer uses them: a training step
+         * frees and reallocates gigabytes, and remapping them costs tens of
+         * microseconds per 2 MiB. */
+        o.retain_bytes = u64_from_env("GMS_TORCH_RETAIN_BYTES");
         gms_context_desc d;
         gms_context_desc_init(&d);
         d.tenant = env_or("GMS_TENANT", "torch");
