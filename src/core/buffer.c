@@ -117,9 +117,7 @@ gms_pool *gms__handle_pool(gms_runtime *rt, gms_buf h)
     return gms__slot_lookup(rt, h, &p) ? p : NULL;
 }
 
-/* Locks two pools in the runtime's lock order (pool-list order, which is
- * creation order, which is id order); one lock when they are the same. */
-static void pools_lock(gms_pool *a, gms_pool *b)
+void gms__pools_lock(gms_pool *a, gms_pool *b)
 {
     if (a == b) {
         gms__pool_lock(a);
@@ -129,7 +127,7 @@ static void pools_lock(gms_pool *a, gms_pool *b)
     gms__pool_lock(a->id < b->id ? b : a);
 }
 
-static void pools_unlock(gms_pool *a, gms_pool *b)
+void gms__pools_unlock(gms_pool *a, gms_pool *b)
 {
     gms__pool_unlock(a);
     if (a != b)
@@ -290,7 +288,6 @@ static void hold_link(gms_context *ctx, gms_slot *s)
     if (ctx->holds)
         ctx->holds->hold_prev = s;
     ctx->holds = s;
-    ctx->nholds++;
     pthread_mutex_unlock(&ctx->holds_lock);
 }
 
@@ -304,7 +301,6 @@ static void hold_unlink(gms_context *ctx, gms_slot *s)
     if (s->hold_next)
         s->hold_next->hold_prev = s->hold_prev;
     s->hold_next = s->hold_prev = NULL;
-    ctx->nholds--;
     pthread_mutex_unlock(&ctx->holds_lock);
 }
 
@@ -420,11 +416,9 @@ int gms__handle_move(gms_pool *p, gms_slot *s, gms_context *to, gms_buf *out)
     if (to->pool == p && !b->import && !b->u.live.owner) {
         /* Within one pool the new holder owns the block like an allocation
          * of its own: off the holds list, onto the live list. */
-        gms_slot *ns;
-        gms_pool *np;
-        ns = gms__slot_lookup(p->rt, h, &np);
-        hold_unlink(to, ns);
-        live_link(b, to, (uint32_t)(h >> (GMS_GEN_BITS + GMS_CHECK_BITS)));
+        uint32_t index = (uint32_t)(h >> (GMS_GEN_BITS + GMS_CHECK_BITS));
+        hold_unlink(to, gms__slot_at(p->rt, index));
+        live_link(b, to, index);
         b->handle = h;
     }
     *out = h;
@@ -620,7 +614,7 @@ int gms_copy(gms_context *ctx, gms_buf dst, uint64_t dst_off, gms_buf src, uint6
         return refused(ctx, dst, rc);
     if ((rc = buf_slot(ctx, src, op, &sp, &ss)) != GMS_OK)
         return refused(ctx, src, rc);
-    pools_lock(dp, sp);
+    gms__pools_lock(dp, sp);
     gms_buf bad = dst;
     if ((rc = buf_check_locked(ctx, dst, op, false, dp, ds, &d)) == GMS_OK &&
         (rc = range_check(d.block, dst_off, len, op, "the destination")) == GMS_OK &&
@@ -630,11 +624,11 @@ int gms_copy(gms_context *ctx, gms_buf dst, uint64_t dst_off, gms_buf src, uint6
             rc = range_check(s.block, src_off, len, op, "the source");
     }
     if (rc) {
-        pools_unlock(dp, sp);
+        gms__pools_unlock(dp, sp);
         return refused(ctx, bad, rc);
     }
     gms_backend *be = ctx->rt->backend;
     int err = len ? be->ops->copy(be, d.block->addr + dst_off, s.block->addr + src_off, len) : 0;
-    pools_unlock(dp, sp);
+    gms__pools_unlock(dp, sp);
     return err ? gms__backend_fail(err, "copy", len) : GMS_OK;
 }

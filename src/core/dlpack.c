@@ -96,11 +96,10 @@ static void export_release(export_ctx *e)
     if (e->next)
         e->next->prev = e->prev;
     pthread_mutex_unlock(&rt->lock);
-    gms_pool *p = gms__handle_pool(rt, e->handle);
-    if (p) {
+    gms_pool *p = NULL;
+    gms_slot *s = gms__slot_lookup(rt, e->handle, &p);
+    if (s) {
         gms__pool_lock(p);
-        gms_pool *sp;
-        gms_slot *s = gms__slot_lookup(rt, e->handle, &sp);
         gms_drop d = {0};
         /* Dead already if its context closed (reported there as a leak). */
         if (atomic_load(&s->handle) == e->handle && s->kind == GMS_SLOT_HANDLE)

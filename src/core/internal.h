@@ -226,7 +226,6 @@ struct gms_context {
      * a leaf lock, taken under the block's pool lock. */
     pthread_mutex_t holds_lock;
     gms_slot *holds;
-    uint64_t nholds;
     uint64_t held_leaks, held_leak_bytes; /* holds released at close */
     gms_context *next, *prev; /* rt->lock */
 };
@@ -430,6 +429,11 @@ int gms__handle_add(gms_pool *p, gms_block *b, gms_context *ctx, gms_access mode
 /* Moves the handle in slot s to context `to`: a new read-write handle, the
  * old one dead (pool->lock held). */
 int gms__handle_move(gms_pool *p, gms_slot *s, gms_context *to, gms_buf *out);
+
+/* Locks two pools in the runtime's lock order (pool-list order, which is
+ * creation order, which is id order); one lock when they are the same. */
+void gms__pools_lock(gms_pool *a, gms_pool *b);
+void gms__pools_unlock(gms_pool *a, gms_pool *b);
 
 /* Pool of the slot a handle names, without locking; NULL if none. */
 gms_pool *gms__handle_pool(gms_runtime *rt, gms_buf h);

@@ -370,14 +370,12 @@ static int transfer_copy(gms_context *from, gms_buf buf, gms_context *to, uint64
     int rc = gms_alloc(to, (size_t)req, flags & ~(uint32_t)GMS_ALLOC_ZERO, &nb);
     if (rc)
         return rc;
-    gms_held src = {0}, dst;
-    gms_pool *fp = gms__handle_pool(from->rt, buf);
-    gms_pool *tp = to->pool;
-    gms_pool *first = fp->id < tp->id ? fp : tp, *second = fp->id < tp->id ? tp : fp;
-    gms__pool_lock(first);
-    gms__pool_lock(second);
-    /* The handle may have died while no lock was held. */
+    gms_held src = {0};
+    gms_pool *fp, *tp;
     gms_slot *s = gms__slot_lookup(from->rt, buf, &fp);
+    gms_slot *ds = gms__slot_lookup(to->rt, nb, &tp);
+    gms__pools_lock(fp, tp);
+    /* The handle may have died while no lock was held. */
     if (atomic_load(&s->handle) != buf || s->holder != from) {
         rc = gms__fail(GMS_E_INVALID_HANDLE, "gms_transfer: handle 0x%016llx died during the transfer",
                        (unsigned long long)buf);
@@ -388,18 +386,15 @@ static int transfer_copy(gms_context *from, gms_buf buf, gms_context *to, uint64
     if (rc == GMS_OK && src.block->req_size != req)
         rc = gms__fail(GMS_E_BUSY, "gms_transfer: buffer 0x%016llx changed during the transfer",
                        (unsigned long long)buf);
-    gms_slot *ds = gms__slot_lookup(to->rt, nb, &tp);
-    dst = (gms_held){tp, ds->block, ds};
     gms_backend *be = from->rt->backend;
-    int err = rc ? 0 : be->ops->copy(be, dst.block->addr, src.block->addr, req);
+    int err = rc ? 0 : be->ops->copy(be, ds->block->addr, src.block->addr, req);
     if (err)
         rc = gms__backend_fail(err, "copy for a transfer", req);
     int drop_rc = GMS_OK;
     gms_drop d = {0};
     if (rc == GMS_OK)
         drop_rc = gms__handle_drop(fp, s, from, &d);
-    gms__pool_unlock(second);
-    gms__pool_unlock(first);
+    gms__pools_unlock(fp, tp);
     gms__drop_finish(&d);
     gms__violations_deliver(from->rt);
     if (rc) {
