@@ -73,6 +73,8 @@ typedef struct mbuf {
     uint64_t size;
     uint8_t *shadow;
     int shared; /* made a (mutable) share: a second one is BUSY, no transfer */
+    gms_level level;   /* of the pool it lives in: its allocator's, */
+    gms_language lang; /* until a transfer copies it elsewhere */
 } mbuf;
 
 typedef struct mtenant {
@@ -361,6 +363,8 @@ static void op_alloc(reader *r)
         EXPECT(dead[i] != h); /* never a handle given out before */
     slot->h = h;
     slot->ctx = c;
+    slot->level = ctxs[c].level;
+    slot->lang = ctxs[c].lang;
     slot->size = size;
     slot->shadow = malloc(size);
     EXPECT(slot->shadow != NULL);
@@ -570,6 +574,10 @@ static void op_transfer(reader *r)
     to->live_blocks++;
     b->h = h;
     b->ctx = d;
+    if (copy) {
+        b->level = ctxs[d].level;
+        b->lang = ctxs[d].lang;
+    }
     EXPECT(gms_read(ctxs[d].ctx, h, 0, scratch, b->size) == GMS_OK);
     EXPECT(memcmp(scratch, b->shadow, b->size) == 0);
 }
@@ -605,7 +613,7 @@ static void op_probe(reader *r)
     EXPECT(info.device_ptr == (uint64_t)(uintptr_t)p);
     EXPECT(info.device_ptr % GMS_ALIGNMENT == 0);
     EXPECT(strcmp(info.tenant, tenant_name[ctxs[c].tenant]) == 0);
-    EXPECT(info.level == ctxs[c].level && info.language == ctxs[c].lang);
+    EXPECT(info.level == b->level && info.language == b->lang);
     /* Host backend: the raw pointer shows the same bytes. */
     uint64_t n = b->size < 4096 ? b->size : 4096;
     EXPECT(memcmp(p, b->shadow, n) == 0);
