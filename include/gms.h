@@ -248,11 +248,25 @@ GMS_API int gms_alloc(gms_context *ctx, size_t size, uint32_t flags,
  * until the last of them releases it; then it is checked, wiped and freed.
  * gms_release is the same call under the sharing API's name. */
 GMS_API int gms_free(gms_context *ctx, gms_buf buf);
-/* Frees buf after the device work queued on `stream` so far (a CUDA
- * stream; NULL is the default stream), like cudaFreeAsync: the handle dies
- * at once, and the memory is checked, wiped and reused only once that work
- * has finished. With safety off the call waits for the stream. On the host
- * backend, which has no streams, the same as gms_free. */
+/* Stream-ordered allocation and free, as cudaMallocAsync/cudaFreeAsync
+ * (docs/stream-ordered.md). `stream` is a CUDA stream (CUstream, opaque
+ * here); NULL is the legacy default stream. Neither call waits for the GPU.
+ *
+ * gms_alloc_async: the buffer may be used by work queued on `stream` after
+ * the call (on another stream once that stream waits for this one). A block
+ * freed on the same stream is reused at once; one freed on another stream
+ * only once the device has passed that free (found by a query, never a
+ * wait). New memory's zeroing and poisoning are queued on `stream` too.
+ *
+ * gms_free_async: the handle dies at once; the memory's check, wipe and
+ * poison are queued on `stream` after the work queued there so far, and
+ * their results are collected later (within the bound docs/safety.md
+ * states): a corruption found then is reported through the violation
+ * callbacks, the audit trail and the log. gms_free is gms_free_async on
+ * the default stream for a buffer the device no longer uses.
+ * On the host backend, which has no streams, both are gms_alloc/gms_free. */
+GMS_API int gms_alloc_async(gms_context *ctx, size_t size, uint32_t flags,
+                            void *stream, gms_buf *out);
 GMS_API int gms_free_async(gms_context *ctx, gms_buf buf, void *stream);
 
 typedef struct gms_buf_info {

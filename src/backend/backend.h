@@ -33,10 +33,14 @@ typedef struct gms_scrub_item {
     uint64_t check_lo[2], check_hi[2]; /* two ranges; lo == hi: none */
     uint64_t fill_lo[2], fill_hi[2];   /* two ranges; lo == hi: none */
     uint32_t passes;                   /* 0 or GMS_SCRUB_MULTIPASS */
-    uint32_t verify;                   /* read the fill back */
+    uint16_t verify;                   /* read the fill back */
+    uint16_t zero;                     /* fill with zeros, not the pattern */
     uint64_t bad;        /* out: first address not holding the pattern, 0 if none */
     uint64_t verify_bad; /* out: first address the fill did not take, 0 if none */
 } gms_scrub_item;
+
+/* The most items one scrub_async batch may hold. */
+#define GMS_SCRUB_ASYNC_MAX 32
 
 /* Backend properties. */
 enum {
@@ -59,7 +63,8 @@ typedef struct gms_backend_ops {
     /* Unmaps everything in the chunk and gives the address space back. */
     void (*release)(gms_backend *be, gms_backend_chunk *chunk);
     /* Maps read-write memory at [off, off+len) of the chunk; new memory
-     * reads as zeros. */
+     * reads as zeros, except on a backend with scrub_async, where the core
+     * zeroes it in stream order (so that commit never waits). */
     int (*commit)(gms_backend *be, gms_backend_chunk *chunk, uint64_t off,
                   uint64_t len);
     /* Unmaps [off, off+len) and returns its memory to the system. */
@@ -79,11 +84,32 @@ typedef struct gms_backend_ops {
      * when the results are back. */
     int (*scrub)(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
                  uint64_t seed);
-    /* Orders the backend's own later work on device memory (scrubs) after
-     * the work queued on a caller's stream so far, like cudaFreeAsync; with
-     * wait, returns only once that work has finished. NULL: the backend has
-     * no streams and nothing is ever pending (the host). */
+    /* Orders the backend's own later work on device memory (data movement,
+     * synchronous scrubs) after the work queued on a caller's stream so
+     * far; with wait, returns only once that work has finished. NULL: the
+     * backend has no streams and nothing is ever pending (the host). */
     int (*order_after)(gms_backend *be, void *stream, int wait);
+    /* Stream-ordered safety work (docs/stream-ordered.md). NULL for a
+     * backend without streams: the core then runs `scrub` on the spot.
+     * scrub_async queues a batch of at most GMS_SCRUB_ASYNC_MAX items on
+     * `stream` (NULL: the default stream), after the work queued there so
+     * far, and returns at once with a ticket (never 0; tickets grow). n may
+     * be 0: a marker of that point in the stream. Fill ranges must not
+     * overlap check ranges (no order between them is promised). EBUSY:
+     * too many batches in flight (the caller falls back to `scrub`). It
+     * never waits for the device. */
+    int (*scrub_async)(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
+                       uint64_t seed, void *stream, uint64_t *ticket);
+    /* 0 once ticket's batch has run, with each item's bad and verify_bad
+     * set (items as given to scrub_async, n the same); EAGAIN before; EIO
+     * if the device failed. Called once per ticket; never waits. */
+    int (*scrub_collect)(gms_backend *be, uint64_t ticket, gms_scrub_item *items, size_t n);
+    /* Every ticket up to the one returned has run (a query, never a wait). */
+    uint64_t (*done_upto)(gms_backend *be);
+    /* Waits until every batch queued so far has run. Never called on the
+     * alloc/free path: by gms_verify, gms_trim, the pressure ladder's last
+     * step and close, which must read or unmap memory the device may use. */
+    int (*quiesce)(gms_backend *be);
     void (*destroy)(gms_backend *be);
 } gms_backend_ops;
 

@@ -12,6 +12,7 @@ typedef struct failing_backend {
     gms_backend base;     /* first: a gms_backend * is a failing_backend * */
     gms_backend *inner;
     gms_failpoint *fp;
+    gms_backend_ops ops;
 } failing_backend;
 
 static failing_backend *fb(gms_backend *be)
@@ -116,6 +117,34 @@ static int failing_order_after(gms_backend *be, void *stream, int wait)
     return in->ops->order_after ? in->ops->order_after(in, stream, wait) : 0;
 }
 
+static int failing_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n,
+                               uint64_t pattern, uint64_t seed, void *stream, uint64_t *ticket)
+{
+    if (gms_failpoint_hit(fb(be)->fp))
+        return EIO;
+    gms_backend *in = fb(be)->inner;
+    return in->ops->scrub_async(in, items, n, pattern, seed, stream, ticket);
+}
+
+static int failing_scrub_collect(gms_backend *be, uint64_t ticket, gms_scrub_item *items,
+                                 size_t n)
+{
+    gms_backend *in = fb(be)->inner;
+    return in->ops->scrub_collect(in, ticket, items, n);
+}
+
+static uint64_t failing_done_upto(gms_backend *be)
+{
+    gms_backend *in = fb(be)->inner;
+    return in->ops->done_upto(in);
+}
+
+static int failing_quiesce(gms_backend *be)
+{
+    gms_backend *in = fb(be)->inner;
+    return in->ops->quiesce(in);
+}
+
 static void failing_destroy(gms_backend *be)
 {
     gms_backend *in = fb(be)->inner;
@@ -125,7 +154,7 @@ static void failing_destroy(gms_backend *be)
 
 static const gms_backend_ops failing_ops = {
     .name = "failing",
-    .props = GMS_BACKEND_UNMAP_WIPES, /* wraps the host backend */
+    .props = GMS_BACKEND_UNMAP_WIPES, /* the inner backend's, in fact */
     .reserve = failing_reserve,
     .release = failing_release,
     .commit = failing_commit,
@@ -138,6 +167,10 @@ static const gms_backend_ops failing_ops = {
     .fill = failing_fill,
     .scrub = failing_scrub,
     .order_after = failing_order_after,
+    .scrub_async = failing_scrub_async,
+    .scrub_collect = failing_scrub_collect,
+    .done_upto = failing_done_upto,
+    .quiesce = failing_quiesce,
     .destroy = failing_destroy,
 };
 
@@ -148,7 +181,19 @@ int gms_backend_failing_create(gms_backend *inner, gms_failpoint *fp,
     if (!f)
         return ENOMEM;
     f->base = *inner;
-    f->base.ops = &failing_ops;
+    /* The same ops as the inner backend has: stream-ordered ones only if
+     * it has them. */
+    f->ops = failing_ops;
+    f->ops.props = inner->ops->props;
+    if (!inner->ops->scrub_async) {
+        f->ops.scrub_async = NULL;
+        f->ops.scrub_collect = NULL;
+        f->ops.done_upto = NULL;
+        f->ops.quiesce = NULL;
+    }
+    if (!inner->ops->order_after)
+        f->ops.order_after = NULL;
+    f->base.ops = &f->ops;
     f->inner = inner;
     f->fp = fp;
     *out = &f->base;

@@ -196,7 +196,8 @@ static gms_buf slot_fill(gms_pool *p, uint32_t index, gms_block *b, gms_context 
     return h;
 }
 
-int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flags, gms_buf *out)
+int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flags, void *stream,
+                    gms_buf *out)
 {
     gms_pool *p = ctx->pool;
     gms_runtime *rt = ctx->rt;
@@ -211,7 +212,7 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
     if ((rc = gms__slot_take(p, &slot)) != GMS_OK)
         goto fail_quota;
     if ((rc = gms__pool_alloc(p, ctx, bsize, size, flags & GMS_ALLOC_PAGES ? rt->view_unit : GMS_ALIGNMENT,
-                               flags, &b)) != GMS_OK)
+                               flags, stream, &b)) != GMS_OK)
         goto fail_slot;
     b->u.live.slot = slot;
     b->holders = 1;
@@ -225,8 +226,17 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
     gms__atomic_max(&rt->peak_live, live);
     if (flags & GMS_ALLOC_ZERO) {
         /* Under the lock: the handle is not out yet, but a racing forged
-         * free of it must not see a half-made buffer. */
-        int err = rt->backend->ops->fill(rt->backend, b->addr, 0, size);
+         * free of it must not see a half-made buffer. Queued on the
+         * stream like the rest of the block's preparation. */
+        gms_scrub_item z;
+        memset(&z, 0, sizeof z);
+        z.zero = 1;
+        z.fill_lo[0] = b->addr;
+        z.fill_hi[0] = b->addr + size;
+        uint64_t ticket = 0;
+        int err = gms__device_queue(p, &z, 1, stream, &ticket);
+        if (ticket > b->ticket)
+            b->ticket = ticket;
         if (err) {
             gms_drop d;
             gms__handle_drop(p, gms__slot_at(rt, slot), ctx, &d);
@@ -236,7 +246,7 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
         }
     }
     gms__pool_unlock(p);
-    gms__violations_deliver(rt); /* growing may have flushed a batch of frees */
+    gms__violations_deliver(rt);
     *out = b->handle;
     return GMS_OK;
 fail_slot:
@@ -247,28 +257,30 @@ fail_quota:
     return rc;
 }
 
-int gms_alloc(gms_context *ctx, size_t size, uint32_t flags, gms_buf *out)
+/* gms_alloc and gms_alloc_async: stream NULL for gms_alloc. */
+static int alloc_on(gms_context *ctx, size_t size, uint32_t flags, void *stream, gms_buf *out,
+                    const char *op)
 {
     if (!out)
-        return gms__fail(GMS_E_INVALID_ARG, "gms_alloc: out is NULL");
+        return gms__fail(GMS_E_INVALID_ARG, "%s: out is NULL", op);
     *out = GMS_BUF_NULL;
     if (!ctx)
-        return gms__fail(GMS_E_INVALID_ARG, "gms_alloc: context is NULL");
+        return gms__fail(GMS_E_INVALID_ARG, "%s: context is NULL", op);
     if (size == 0)
-        return gms__fail(GMS_E_INVALID_ARG, "gms_alloc: size is 0");
+        return gms__fail(GMS_E_INVALID_ARG, "%s: size is 0", op);
     if (flags & ~(uint32_t)(GMS_ALLOC_ZERO | GMS_ALLOC_PAGES))
-        return gms__fail(GMS_E_INVALID_ARG, "gms_alloc: unknown flags 0x%x", flags);
+        return gms__fail(GMS_E_INVALID_ARG, "%s: unknown flags 0x%x", op, flags);
     if ((uint64_t)size > GMS_MAX_ALLOC)
-        return gms__fail(GMS_E_NO_MEMORY, "gms_alloc: %llu bytes is more than any device holds",
+        return gms__fail(GMS_E_NO_MEMORY, "%s: %llu bytes is more than any device holds", op,
                          (unsigned long long)size);
     /* With safety on, at least the redzone follows the data. */
     uint64_t span = (uint64_t)size + (ctx->rt->safety ? ctx->rt->redzone : 0);
     uint64_t unit = flags & GMS_ALLOC_PAGES ? ctx->rt->view_unit : GMS_ALIGNMENT;
     uint64_t bsize = (span + unit - 1) & ~(unit - 1);
     gms_buf h = GMS_BUF_NULL;
-    int rc = gms__alloc_once(ctx, size, bsize, flags, &h);
+    int rc = gms__alloc_once(ctx, size, bsize, flags, stream, &h);
     if (rc == GMS_E_NO_MEMORY || rc == GMS_E_QUOTA)
-        rc = gms__alloc_under_pressure(ctx, size, bsize, flags, rc, &h);
+        rc = gms__alloc_under_pressure(ctx, size, bsize, flags, stream, rc, &h);
     if (rc == GMS_E_QUOTA) {
         atomic_fetch_add(&ctx->tenant->quota_refusals, 1);
         gms__audit_ctx(ctx, GMS_AUDIT_QUOTA_REFUSED, 0, size, rc, gms_error_last());
@@ -277,6 +289,16 @@ int gms_alloc(gms_context *ctx, size_t size, uint32_t flags, gms_buf *out)
     gms__audit_ctx(ctx, GMS_AUDIT_ALLOC, h, size, rc, rc ? gms_error_last() : NULL);
     *out = h;
     return rc;
+}
+
+int gms_alloc(gms_context *ctx, size_t size, uint32_t flags, gms_buf *out)
+{
+    return alloc_on(ctx, size, flags, NULL, out, "gms_alloc");
+}
+
+int gms_alloc_async(gms_context *ctx, size_t size, uint32_t flags, void *stream, gms_buf *out)
+{
+    return alloc_on(ctx, size, flags, stream, out, "gms_alloc_async");
 }
 
 /* Links s at the head of its holder's holds list. */
@@ -348,7 +370,10 @@ static void import_end(gms_pool *p, gms_block *b, gms_drop *d)
     free(b);
 }
 
-int gms__handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, gms_drop *d)
+/* Drops a handle; the block, if it dies, is retired on stream (ordered)
+ * or with nothing pending on it. */
+static int handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, void *stream,
+                       bool ordered, gms_drop *d)
 {
     d->died = false;
     d->import.tensor = NULL;
@@ -383,8 +408,19 @@ int gms__handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, gms_drop *
     atomic_fetch_sub_explicit(&p->rt->live_bytes, b->size, memory_order_relaxed);
     b->free_ns = gms__now_ns();
     b->free_user = by->pool == p ? by->user_index : GMS_USER_ELSEWHERE;
-    int safety = gms__safety_retire(p, b);
+    int safety = gms__safety_retire(p, b, stream, ordered);
     return rc ? rc : safety;
+}
+
+int gms__handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, gms_drop *d)
+{
+    return handle_drop(p, s, by, NULL, false, d);
+}
+
+int gms__handle_drop_on(gms_pool *p, gms_slot *s, const gms_context *by, void *stream,
+                        gms_drop *d)
+{
+    return handle_drop(p, s, by, stream, true, d);
 }
 
 void gms__drop_finish(gms_drop *d)
@@ -434,20 +470,11 @@ static int free_ordered(gms_context *ctx, gms_buf buf, void *stream, bool ordere
     if (rc)
         return rc;
     gms_block *b = h.block;
-    gms_backend *be = ctx->rt->backend;
-    if (ordered && be->ops->order_after) {
-        /* Before the handle dies: if the backend cannot order, nothing
-         * changed and the caller still holds the buffer. */
-        int err = be->ops->order_after(be, stream, !ctx->rt->safety);
-        if (err) {
-            gms__pool_unlock(h.pool);
-            return gms__backend_fail(err, "ordering the free after the stream", b->req_size);
-        }
-    }
     uint64_t size = b->req_size;
     char msg[512];
     gms_drop d;
-    rc = gms__handle_drop(h.pool, h.slot, ctx, &d);
+    rc = ordered ? gms__handle_drop_on(h.pool, h.slot, ctx, stream, &d)
+                 : gms__handle_drop(h.pool, h.slot, ctx, &d);
     if (rc) /* our own redzones: keep the message past the deliveries */
         snprintf(msg, sizeof msg, "%s", gms_error_last());
     gms__pool_unlock(h.pool);
@@ -539,6 +566,17 @@ static int range_check(const gms_block *b, uint64_t off, uint64_t len, const cha
     return GMS_OK;
 }
 
+/* Orders the backend's synchronous data movement after the device work a
+ * live block's memory still waits for (its preparation, queued on its
+ * stream). */
+static int after_pending(gms_runtime *rt, const gms_block *b)
+{
+    gms_backend *be = rt->backend;
+    if (!b->ticket || !be->ops->order_after || b->ticket <= gms__device_done(rt))
+        return 0;
+    return be->ops->order_after(be, b->stream == GMS_STREAM_MIXED ? NULL : b->stream, 0);
+}
+
 /* Locks buf's pool and checks [off, off+len) (and that the holder may
  * write, for writes); on success the caller unlocks. */
 static int access_begin(gms_context *ctx, gms_buf buf, uint64_t off, size_t len,
@@ -553,8 +591,14 @@ static int access_begin(gms_context *ctx, gms_buf buf, uint64_t off, size_t len,
         (write && (rc = writable(out, buf, op)) != GMS_OK)) {
         gms__pool_unlock(out->pool);
         refused(ctx, buf, rc);
+        return rc;
     }
-    return rc;
+    int err = after_pending(ctx->rt, out->block);
+    if (err) {
+        gms__pool_unlock(out->pool);
+        return gms__backend_fail(err, "ordering after the buffer's stream", len);
+    }
+    return GMS_OK;
 }
 
 static int access_end(gms_pool *p, int err, const char *op, size_t len)
@@ -628,7 +672,11 @@ int gms_copy(gms_context *ctx, gms_buf dst, uint64_t dst_off, gms_buf src, uint6
         return refused(ctx, bad, rc);
     }
     gms_backend *be = ctx->rt->backend;
-    int err = len ? be->ops->copy(be, d.block->addr + dst_off, s.block->addr + src_off, len) : 0;
+    int err = after_pending(ctx->rt, d.block);
+    if (!err)
+        err = after_pending(ctx->rt, s.block);
+    if (!err && len)
+        err = be->ops->copy(be, d.block->addr + dst_off, s.block->addr + src_off, len);
     gms__pools_unlock(dp, sp);
     return err ? gms__backend_fail(err, "copy", len) : GMS_OK;
 }

@@ -77,10 +77,19 @@ typedef struct gms_slot_page {
 
 /* ---- block nodes: host-side metadata, never inside managed memory ---- */
 
-/* A block is FREE (in the TLSF lists, poisoned), LIVE (a handle names it),
- * PENDING (freed, waiting for its scrub batch) or QUARANTINE (scrubbed,
- * waiting before reuse). Granules count every block that is not FREE. */
-enum { GMS_BLOCK_FREE = 1, GMS_BLOCK_LIVE = 2, GMS_BLOCK_PENDING = 3, GMS_BLOCK_QUARANTINE = 4 };
+/* A block is FREE (in the TLSF lists, poisoned), LIVE (a handle names it)
+ * or QUARANTINE (freed, its scrub queued, waiting before reuse). Granules
+ * count every block that is not FREE. */
+enum { GMS_BLOCK_FREE = 1, GMS_BLOCK_LIVE = 2, GMS_BLOCK_QUARANTINE = 4 };
+
+/* Stream order (docs/stream-ordered.md). Device work is queued on streams
+ * and named by tickets that grow; ticket 0 is work already done. A free or
+ * quarantined block carries the stream and ticket of the last device work
+ * on its memory: an allocation on that stream may use it at once, any
+ * other once the device has run every ticket up to it. A live block
+ * carries the stream it was allocated on and the last ticket its memory
+ * waits for. Blocks merged from several streams get GMS_STREAM_MIXED. */
+#define GMS_STREAM_MIXED ((void *)UINTPTR_MAX)
 
 typedef struct gms_chunk gms_chunk;
 
@@ -98,6 +107,9 @@ struct gms_block {
     uint32_t alloc_user, free_user; /* indices into the pool's user names */
     uint64_t corrupt_at;  /* a broken redzone byte the verifier found, 0 if none */
     bool hollow;          /* retired, and its whole granules already unmapped */
+    bool unscrubbed;      /* quarantined, but its scrub could not be queued */
+    void *stream;         /* stream order: see GMS_STREAM_MIXED */
+    uint64_t ticket;
     /* Live blocks: the handles alive on it (it dies with the last), how
      * many of them may write, its share (NULL: none) and, for a block
      * imported through DLPack, what owns its memory (NULL: the pool). */
@@ -154,6 +166,7 @@ typedef struct gms_granule {
      * first; trimmed back to the retain limit by decommitting. */
     struct gms_granule *lru_prev, *lru_next;
     uint64_t cached_ns; /* when it joined the cache */
+    uint64_t ticket;    /* device work on it; unmapped only once it ran */
 } gms_granule;
 
 struct gms_chunk {
@@ -194,9 +207,11 @@ struct gms_pool {
     gms_block *free_nodes;
     gms_node_slab *slabs;
     gms_granule *lru_head, *lru_tail;
-    /* Safety: freed blocks waiting for their scrub, then in quarantine. */
-    gms_block *pending_head, **pending_tail;
-    uint64_t pending_blocks, pending_bytes;
+    /* Safety: batches of device work whose results are still to come, then
+     * freed blocks waiting in quarantine (src/safety/scrub.c). */
+    struct gms_scrub_batch *inflight_head, **inflight_tail;
+    uint64_t _Atomic inflight; /* batches in that list (read unlocked by
+                                  the collector to skip idle pools) */
     gms_block *quarantine_head, **quarantine_tail;
     uint64_t quarantine_bytes, quarantine_blocks;
     /* User names of the pool's contexts, for block histories. */
@@ -204,6 +219,8 @@ struct gms_pool {
     uint32_t nusers;
     uint64_t cached_bytes; /* committed granules with no live block */
     uint64_t held_bytes;   /* committed granules */
+    /* The retain policy: a high-water mark of live bytes that decays. */
+    uint64_t peak_recent, peak_decay_ns;
     uint64_t reserved_bytes;
     uint64_t live_bytes, live_blocks, allocs, frees;
     uint64_t shares;       /* live shares of its blocks */
@@ -273,8 +290,12 @@ struct gms_runtime {
     uint64_t wipe_seed;
     uint32_t redzone;
     uint64_t quarantine_max_bytes, quarantine_max_blocks;
-    uint32_t scrub_batch;
     bool abort_on_corruption, secret_multipass;
+    /* The collector: with a stream-ordered backend, a thread that gathers
+     * the results of device work every GMS_COLLECT_MS, so that a
+     * corruption the device finds is reported without waiting for another
+     * call (runtime.c). */
+    struct gms_ticker *collector;
     struct {
         gms_violation_fn fn;
         void *user;
@@ -283,10 +304,8 @@ struct gms_runtime {
     uint64_t _Atomic notes_queued; /* violations noted, not yet delivered,
                                       on any thread: saves the thread-local
                                       lookup on every call */
-    pthread_t verifier;
-    bool verifier_running, verifier_stop;
+    struct gms_ticker *verifier; /* gms_verify every verify_interval_ms */
     uint32_t verify_interval_ms;
-    pthread_cond_t verifier_cond;
     gms_log_fn log;
     void *log_user;
     uint64_t max_held; /* 0: no limit */
@@ -368,13 +387,30 @@ const char *gms__handle_diagnose(const gms_runtime *rt, const gms_slot *s,
                                  gms_buf h);
 
 /* pool.c (pool->lock held unless said) */
+
+/* Queues a batch of safety work on stream (in stream order where the
+ * backend has streams, else at once): *ticket names it, 0 when it already
+ * ran, and then the results are in items already. Never waits for the
+ * device but where the backend has too much in flight. 0 or an errno. */
+int gms__device_queue(gms_pool *p, gms_scrub_item *items, size_t n, void *stream,
+                      uint64_t *ticket);
+/* 0 with the results in items once ticket ran; EAGAIN before. */
+int gms__device_collect(gms_pool *p, uint64_t ticket, gms_scrub_item *items, size_t n);
+/* Every ticket up to this one has run (UINT64_MAX on a backend without
+ * streams). A query, never a wait. */
+uint64_t gms__device_done(gms_runtime *rt);
+/* Waits for all device work (verify, trim, close: never alloc or free). */
+void gms__device_quiesce(gms_runtime *rt);
+
 int gms__pool_create(gms_runtime *rt, gms_tenant *t, gms_level level,
                      gms_language lang, gms_pool **out); /* rt->lock */
 void gms__pool_destroy(gms_pool *p);
-/* A block of size bytes (a multiple of the alignment) for req bytes. */
+/* A block of size bytes (a multiple of the alignment) for req bytes, used
+ * in stream order on `stream`. */
 int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req,
-                    uint64_t align, uint32_t flags, gms_block **out);
-/* Returns a retired block's memory to the free lists (pool->lock held). */
+                    uint64_t align, uint32_t flags, void *stream, gms_block **out);
+/* Returns a retired block's memory to the free lists, tagged with its
+ * stream and ticket (pool->lock held). */
 void gms__pool_free(gms_pool *p, gms_block *b);
 /* The granules wholly inside a block's data, as addresses [lo, hi); false if none. */
 bool gms__block_interior(const gms_pool *p, const gms_block *b, uint64_t *lo, uint64_t *hi);
@@ -420,6 +456,9 @@ typedef struct gms_drop {
  * a block dies. GMS_E_CORRUPTION if its redzones (or an immutable share's
  * bytes) were found changed (it is freed all the same). */
 int gms__handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, gms_drop *d);
+/* The same for a free ordered on a stream (gms_free_async). */
+int gms__handle_drop_on(gms_pool *p, gms_slot *s, const gms_context *by, void *stream,
+                        gms_drop *d);
 void gms__drop_finish(gms_drop *d);
 
 /* A new handle of ctx on live block b (pool->lock held), with mode; it goes
@@ -443,7 +482,8 @@ gms_pool *gms__handle_pool(gms_runtime *rt, gms_buf h);
 uint64_t gms__buf_address(const gms_block *b);
 
 /* One allocation attempt, no pressure ladder, no audit record. */
-int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flags, gms_buf *out);
+int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flags, void *stream,
+                    gms_buf *out);
 
 /* share.c (pool->lock held) */
 /* Called as block b dies: unmaps its view, checks its hash, frees the
@@ -461,7 +501,7 @@ void gms__dlpack_orphan_all(gms_runtime *rt);
  * GMS_E_QUOTA), runs the ladder's steps, retrying after each; returns the
  * last attempt's result. No lock held. */
 int gms__alloc_under_pressure(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flags,
-                              int rc, gms_buf *out);
+                              void *stream, int rc, gms_buf *out);
 
 /* runtime.c */
 /* free_user of a block released by a holder in another pool. */

@@ -5,17 +5,27 @@
  * A pool serves one (tenant, level, language). It reserves address space in
  * large chunks (reserving costs no memory) and carves blocks out of it with
  * the TLSF lists. Memory is mapped granule by granule (2 MiB by default, the
- * GPU's granule) only where live blocks are, so the memory held from the
- * backend follows the memory live: a granule that loses its last block goes
- * to a small cache of mapped-but-empty granules, and the cache is trimmed
- * back to the retain limit (max(8 MiB, live/32) by default) by unmapping the
- * oldest. In steady state alloc and free find their granules mapped already
- * and make no backend call.
+ * GPU's granule) where blocks are. What stays mapped follows the recent
+ * peak of live memory, not live memory itself (the retain policy below): a
+ * training step frees and re-allocates gigabytes, and remapping them every
+ * step would cost tens of microseconds a granule. A granule that loses its
+ * last block joins a cache of mapped-but-empty granules, unmapped oldest
+ * first once held memory passes what the recent peak needs. In steady state
+ * alloc and free find their granules mapped already and make no backend
+ * call.
+ *
+ * Stream order: free blocks carry the stream and ticket of the last device
+ * work on them (internal.h); an allocation takes a block that its stream
+ * may use now, and a granule is unmapped only once the device has run the
+ * work queued on it. Nothing here waits for the device.
  *
  * Every function here runs with pool->lock held, except create/destroy.
+ * The pool never calls into src/safety: freed memory flows one way, from
+ * the safety pipeline to gms__pool_free.
  */
 #include "core/internal.h"
-#include "safety/safety.h"
+
+#include <errno.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +58,73 @@ static void node_put(gms_pool *p, gms_block *b)
     p->free_nodes = b;
 }
 
+/* ---- device work ---- */
+
+uint64_t gms__device_done(gms_runtime *rt)
+{
+    gms_backend *be = rt->backend;
+    return be->ops->done_upto ? be->ops->done_upto(be) : UINT64_MAX;
+}
+
+void gms__device_quiesce(gms_runtime *rt)
+{
+    gms_backend *be = rt->backend;
+    if (be->ops->quiesce && be->ops->quiesce(be) != 0)
+        gms__log(rt, GMS_LOG_WARN, "gms: waiting for the device failed; device work may be lost");
+}
+
+/* Runs a batch now, after the work queued on stream: the fallback when the
+ * backend has no streams or too much in flight. Zero items go through the
+ * backend's fill, the others through its scrub (n <= GMS_SCRUB_ASYNC_MAX). */
+static int device_run_now(gms_pool *p, gms_scrub_item *items, size_t n, void *stream)
+{
+    gms_backend *be = p->rt->backend;
+    int err = be->ops->order_after ? be->ops->order_after(be, stream, 1) : 0;
+    gms_scrub_item rest[GMS_SCRUB_ASYNC_MAX];
+    for (size_t i = 0; i < n; i++) {
+        rest[i] = items[i];
+        if (!items[i].zero)
+            continue;
+        for (int r = 0; r < 2; r++) {
+            uint64_t lo = items[i].fill_lo[r], hi = items[i].fill_hi[r];
+            if (!err && lo < hi)
+                err = be->ops->fill(be, lo, 0, hi - lo);
+            rest[i].fill_lo[r] = rest[i].fill_hi[r] = 0;
+        }
+    }
+    if (!err)
+        err = be->ops->scrub(be, rest, n, p->rt->pattern, p->rt->wipe_seed);
+    for (size_t i = 0; i < n; i++) {
+        items[i].bad = err ? 0 : rest[i].bad;
+        items[i].verify_bad = err ? 0 : rest[i].verify_bad;
+    }
+    return err;
+}
+
+int gms__device_queue(gms_pool *p, gms_scrub_item *items, size_t n, void *stream,
+                      uint64_t *ticket)
+{
+    gms_runtime *rt = p->rt;
+    gms_backend *be = rt->backend;
+    *ticket = 0;
+    if (be->ops->scrub_async) {
+        int err = be->ops->scrub_async(be, items, n, rt->pattern, rt->wipe_seed, stream, ticket);
+        if (err != EBUSY)
+            return err;
+        gms__log(rt, GMS_LOG_WARN, "gms: pool %llu: the device has too much safety work in flight; this batch waits for its stream",
+                 (unsigned long long)p->id);
+    }
+    return n ? device_run_now(p, items, n, stream) : 0; /* a marker: nothing to order */
+}
+
+int gms__device_collect(gms_pool *p, uint64_t ticket, gms_scrub_item *items, size_t n)
+{
+    gms_backend *be = p->rt->backend;
+    if (ticket == 0)
+        return 0;
+    return be->ops->scrub_collect(be, ticket, items, n);
+}
+
 int gms__pool_create(gms_runtime *rt, gms_tenant *t, gms_level level,
                      gms_language lang, gms_pool **out)
 {
@@ -63,7 +140,7 @@ int gms__pool_create(gms_runtime *rt, gms_tenant *t, gms_level level,
     p->tenant = t;
     p->level = level;
     p->language = lang;
-    p->pending_tail = &p->pending_head;
+    p->inflight_tail = &p->inflight_head;
     p->quarantine_tail = &p->quarantine_head;
     *out = p;
     return GMS_OK;
@@ -180,19 +257,32 @@ static int granules_decommit(gms_pool *p, gms_chunk *c, uint64_t first, uint64_t
     return 0;
 }
 
+/* Whether the device work queued on granule g has run (done: the
+ * backend's gms__device_done, read once by the caller). */
+static bool granule_idle(const gms_granule *g, uint64_t done)
+{
+    return g->ticket <= done;
+}
+
 /* Unmaps cached granules, oldest first, while more than keep bytes are
- * cached and the oldest was cached before `before`. */
+ * cached and the oldest was cached before `before`. A granule that device
+ * work still uses stops the walk: unmapping it would fault that work, and
+ * waiting is not allowed here; a later call takes it. */
 static void trim(gms_pool *p, uint64_t keep, uint64_t before)
 {
-    while (p->cached_bytes > keep && p->lru_head->cached_ns < before) {
+    uint64_t done = p->cached_bytes > keep ? gms__device_done(p->rt) : 0;
+    while (p->cached_bytes > keep && p->lru_head->cached_ns < before &&
+           granule_idle(p->lru_head, done)) {
         gms_granule *g = p->lru_head;
         gms_chunk *c = g->chunk;
         uint64_t i = (uint64_t)(g - c->granules);
-        /* Widen to the cached neighbours: one backend call per run. */
+        /* Widen to the cached, idle neighbours: one backend call per run. */
         uint64_t first = i, last = i;
-        while (first > 0 && in_lru(p, &c->granules[first - 1]))
+        while (first > 0 && in_lru(p, &c->granules[first - 1]) &&
+               granule_idle(&c->granules[first - 1], done))
             first--;
-        while (last + 1 < c->ngranules && in_lru(p, &c->granules[last + 1]))
+        while (last + 1 < c->ngranules && in_lru(p, &c->granules[last + 1]) &&
+               granule_idle(&c->granules[last + 1], done))
             last++;
         if (granules_decommit(p, c, first, last) != 0)
             return;
@@ -204,17 +294,50 @@ void gms__pool_trim(gms_pool *p, uint64_t keep)
     trim(p, keep, UINT64_MAX);
 }
 
-static uint64_t retain_limit(const gms_pool *p)
+/* ---- the retain policy ----
+ * A pool keeps mapped what the recent peak of its live memory needs: the
+ * peak, plus a slack of max(8 MiB, peak/32) for the granules that blocks
+ * straddle. While the workload comes back near its peak (within 1/8) the
+ * mark holds; once it has not for PEAK_HOLD_NS, its excess over live
+ * memory halves every PEAK_HOLD_NS. So a training loop maps its memory in
+ * its first step and reuses it in every later one, and memory goes back
+ * within seconds once the workload shrinks (at once on gms_trim, under
+ * pressure, or past max_held_bytes). retain_bytes, when set, fixes the
+ * cache instead. */
+#define PEAK_HOLD_NS (2000ull * 1000 * 1000)
+
+/* After live memory grew (pool_alloc). */
+static void peak_note(gms_pool *p)
 {
-    return gms__scaled_limit(p->rt->retain_bytes, p->live_bytes, 8ull << 20, 32);
+    if (p->live_bytes >= p->peak_recent - p->peak_recent / 8) {
+        if (p->live_bytes > p->peak_recent)
+            p->peak_recent = p->live_bytes;
+        p->peak_decay_ns = gms__now_ns();
+    }
 }
 
-/* Unmaps what has aged in the cache beyond the retain limit. The clock is
- * read only when the cache is over the limit. */
+/* Bytes of empty granules the pool may keep mapped now. */
+static uint64_t retain_limit(gms_pool *p, uint64_t now)
+{
+    if (p->rt->retain_bytes)
+        return p->rt->retain_bytes;
+    if (now - p->peak_decay_ns >= PEAK_HOLD_NS && p->peak_recent > p->live_bytes) {
+        p->peak_recent = p->live_bytes + (p->peak_recent - p->live_bytes) / 2;
+        p->peak_decay_ns = now;
+    }
+    uint64_t peak = p->peak_recent > p->live_bytes ? p->peak_recent : p->live_bytes;
+    return peak - p->live_bytes + gms__scaled_limit(0, peak, 8ull << 20, 32);
+}
+
+/* Unmaps what has aged in the cache beyond the retain limit. */
 static void trim_aged(gms_pool *p)
 {
-    if (p->cached_bytes > retain_limit(p))
-        trim(p, retain_limit(p), gms__now_ns() - RETAIN_AGE_NS);
+    uint64_t floor = p->rt->retain_bytes ? p->rt->retain_bytes : 8ull << 20;
+    if (p->cached_bytes <= floor)
+        return; /* the common case: no clock read */
+    uint64_t now = gms__now_ns(), keep = retain_limit(p, now);
+    if (p->cached_bytes > keep)
+        trim(p, keep, now - RETAIN_AGE_NS);
 }
 
 /* The granule range [first, last] a block overlaps. */
@@ -224,9 +347,67 @@ static void granule_span(const gms_pool *p, const gms_block *b, uint64_t *first,
     *last = gms__granule_of(p->rt, b->chunk, b->addr + b->size - 1);
 }
 
-/* Maps the unmapped granules [g, end] for block b: one backend call; with
- * safety on, poisons what of them stays free and b's redzone (new memory
- * reads as zeros; b's own bytes need nothing). */
+/* Adds device work (stream, ticket) to what a block's memory waits for. */
+static void tag_merge(gms_block *into, void *stream, uint64_t ticket)
+{
+    if (ticket == 0)
+        return;
+    if (into->ticket == 0)
+        into->stream = stream;
+    else if (into->stream != stream)
+        into->stream = GMS_STREAM_MIXED;
+    if (ticket > into->ticket)
+        into->ticket = ticket;
+}
+
+/* Makes fresh granules [g, end] ready for block b, on b's stream: its data
+ * zeroed (new memory reads as zeros), the rest poisoned with safety on
+ * (free memory holds the pattern) or zeroed. One batch; on a backend
+ * without streams, the host backend's fresh pages read as zeros already
+ * and only the poison is written. */
+static int granules_prepare(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
+{
+    gms_runtime *rt = p->rt;
+    gms_chunk *c = b->chunk;
+    uint64_t lo = c->base + g * rt->granule, hi = c->base + (end + 1) * rt->granule;
+    uint64_t data_lo = b->addr > lo ? b->addr : lo;
+    uint64_t data_hi = b->addr + b->req_size < hi ? b->addr + b->req_size : hi;
+    bool zero_all = !rt->safety, stream_ordered = rt->backend->ops->scrub_async != NULL;
+    gms_scrub_item it[2];
+    memset(it, 0, sizeof it);
+    size_t n = 0;
+    if (stream_ordered && (zero_all || data_lo < data_hi)) {
+        it[n].zero = 1;
+        it[n].fill_lo[0] = zero_all ? lo : data_lo;
+        it[n].fill_hi[0] = zero_all ? hi : data_hi;
+        n++;
+    }
+    if (!zero_all) {
+        it[n].fill_lo[0] = lo;
+        it[n].fill_hi[0] = data_lo > lo ? data_lo : lo;
+        it[n].fill_lo[1] = data_hi > lo ? data_hi : lo;
+        it[n].fill_hi[1] = hi;
+        n++;
+    }
+    if (n == 0)
+        return GMS_OK;
+    uint64_t ticket;
+    int err = gms__device_queue(p, it, n, b->stream, &ticket);
+    if (err)
+        return gms__backend_fail(err, "preparing new memory", hi - lo);
+    for (uint64_t u = g; u <= end; u++)
+        c->granules[u].ticket = ticket;
+    /* The free neighbours hold the rest of these granules. */
+    tag_merge(b, b->stream, ticket);
+    if (b->prev_phys && b->prev_phys->state == GMS_BLOCK_FREE)
+        tag_merge(b->prev_phys, b->stream, ticket);
+    if (b->next_phys && b->next_phys->state == GMS_BLOCK_FREE)
+        tag_merge(b->next_phys, b->stream, ticket);
+    return GMS_OK;
+}
+
+/* Maps the unmapped granules [g, end] for block b: one backend call, then
+ * their preparation, queued on b's stream. */
 static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
 {
     gms_runtime *rt = p->rt;
@@ -240,18 +421,13 @@ static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
         held_sub(p, len);
         return gms__backend_fail(err, "commit", len);
     }
-    for (uint64_t u = g; u <= end; u++)
+    for (uint64_t u = g; u <= end; u++) {
         c->granules[u].committed = true;
-    if (!rt->safety)
-        return GMS_OK;
-    uint64_t lo = c->base + g * rt->granule, hi = lo + len;
-    uint64_t data_lo = b->addr, data_hi = b->addr + b->req_size;
-    if (lo < data_lo)
-        rc = gms__safety_poison(p, lo, data_lo < hi ? data_lo : hi);
-    if (rc == GMS_OK && hi > data_hi)
-        rc = gms__safety_poison(p, data_hi > lo ? data_hi : lo, hi);
+        c->granules[u].ticket = 0;
+    }
+    rc = granules_prepare(p, b, g, end);
     if (rc != GMS_OK) {
-        /* Mapped but not poisoned: give it straight back. */
+        /* Mapped but not prepared: give it straight back. */
         for (uint64_t u = g; u <= end; u++)
             lru_push(p, &c->granules[u], 0);
         granules_decommit(p, c, g, end);
@@ -259,23 +435,38 @@ static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
     return rc;
 }
 
+/* Bytes the pool may hold once `need` more are mapped: the recent peak of
+ * live memory plus its slack, or live memory plus need if more. */
+static uint64_t held_budget(gms_pool *p, uint64_t need)
+{
+    uint64_t live = p->live_bytes + need;
+    uint64_t peak = p->peak_recent > live ? p->peak_recent : live;
+    return peak + gms__scaled_limit(0, peak, 8ull << 20, 32);
+}
+
 /* Counts a new block on its granules, mapping those not mapped, one
  * backend call per run of unmapped granules. Undoes itself on failure. */
 static int granules_acquire(gms_pool *p, gms_block *b)
 {
     gms_chunk *c = b->chunk;
-    uint64_t first, last;
-    bool grows = false;
+    uint64_t first, last, need = 0;
     granule_span(p, b, &first, &last);
     /* Take the block's cached granules out of the cache first, so that the
      * trim below cannot unmap them. */
     for (uint64_t g = first; g <= last; g++) {
         if (in_lru(p, &c->granules[g]))
             lru_unlink(p, &c->granules[g]);
-        grows |= !c->granules[g].committed;
+        need += c->granules[g].committed ? 0 : p->rt->granule;
     }
-    if (grows)
-        gms__pool_trim(p, retain_limit(p)); /* the bound on what is held */
+    /* Growing: first give back cached granules beyond what the recent peak
+     * needs, so that what is held never passes it by more than its slack. */
+    uint64_t budget = held_budget(p, need);
+    if (need && p->held_bytes + need > budget && !p->rt->retain_bytes) {
+        uint64_t over = p->held_bytes + need - budget;
+        gms__pool_trim(p, p->cached_bytes > over ? p->cached_bytes - over : 0);
+    } else if (need && p->rt->retain_bytes) {
+        gms__pool_trim(p, p->rt->retain_bytes);
+    }
     for (uint64_t g = first; g <= last;) {
         if (c->granules[g].committed) {
             g++;
@@ -352,9 +543,13 @@ static void granules_release(gms_pool *p, gms_block *b)
             continue;
         first = gms__granule_of(p->rt, c, lo[r]);
         last = gms__granule_of(p->rt, c, hi[r] - 1);
-        for (uint64_t g = first; g <= last; g++)
-            if (--c->granules[g].live == 0)
-                lru_push(p, &c->granules[g], now ? now : (now = gms__now_ns()));
+        for (uint64_t g = first; g <= last; g++) {
+            gms_granule *gr = &c->granules[g];
+            if (b->ticket > gr->ticket)
+                gr->ticket = b->ticket;
+            if (--gr->live == 0)
+                lru_push(p, gr, now ? now : (now = gms__now_ns()));
+        }
     }
     b->hollow = false;
 }
@@ -415,6 +610,10 @@ static void chunk_maybe_release(gms_pool *p, gms_block *b)
     gms_chunk *c = b->chunk;
     if (b->size != c->size || (p->chunks == c && !c->next))
         return;
+    uint64_t done = gms__device_done(p->rt);
+    for (uint64_t g = 0; g < c->ngranules; g++)
+        if (c->granules[g].committed && !granule_idle(&c->granules[g], done))
+            return; /* device work still runs on it: a later free or trim */
     for (uint64_t g = 0; g < c->ngranules; g++) {
         if (c->granules[g].committed) {
             uint64_t last = g;
@@ -444,6 +643,7 @@ static gms_block *block_file_free(gms_pool *p, gms_block *b)
     gms_block *prev = b->prev_phys, *next = b->next_phys;
     if (next && next->state == GMS_BLOCK_FREE) {
         gms_tlsf_remove(&p->tlsf, next);
+        tag_merge(b, next->stream, next->ticket);
         b->size += next->size;
         b->next_phys = next->next_phys;
         if (b->next_phys)
@@ -452,6 +652,7 @@ static gms_block *block_file_free(gms_pool *p, gms_block *b)
     }
     if (prev && prev->state == GMS_BLOCK_FREE) {
         gms_tlsf_remove(&p->tlsf, prev);
+        tag_merge(prev, b->stream, b->ticket);
         prev->size += b->size;
         prev->next_phys = b->next_phys;
         if (prev->next_phys)
@@ -461,17 +662,6 @@ static gms_block *block_file_free(gms_pool *p, gms_block *b)
     }
     gms_tlsf_insert(&p->tlsf, b);
     return b;
-}
-
-/* Whether the first size bytes of a free block lie on mapped granules. */
-static bool range_mapped(const gms_pool *p, const gms_block *b, uint64_t size)
-{
-    const gms_chunk *c = b->chunk;
-    uint64_t last = gms__granule_of(p->rt, c, b->addr + size - 1);
-    for (uint64_t g = gms__granule_of(p->rt, c, b->addr); g <= last; g++)
-        if (!c->granules[g].committed)
-            return false;
-    return true;
 }
 
 /* Splits the free block b (out of the free lists) at addr: the part
@@ -493,21 +683,34 @@ static gms_block *split_front(gms_pool *p, gms_block *b, uint64_t addr, gms_bloc
     return b;
 }
 
+/* Whether a free block may serve an allocation on stream now: its last
+ * device work was queued on that stream, or has run. *done caches the
+ * backend's answer (0: not asked yet). */
+static bool usable_on(gms_pool *p, const gms_block *b, void *stream, uint64_t *done)
+{
+    if (b->ticket == 0 || b->stream == stream)
+        return true;
+    if (*done < b->ticket)
+        *done = gms__device_done(p->rt);
+    return b->ticket <= *done;
+}
+
+/* How many blocks of one size class are looked at for one that the
+ * allocating stream may use, before the pool grows instead. */
+#define STREAM_SCAN 16
+
 int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, uint64_t align,
-                    uint32_t flags, gms_block **out)
+                    uint32_t flags, void *stream, gms_block **out)
 {
     /* An alignment past the blocks' own is found by asking for the worst
      * case of padding, then splitting the padding off the front. */
     uint64_t want = size + (align > GMS_ALIGNMENT ? align - GMS_ALIGNMENT : 0);
     gms_block *b = gms_tlsf_find(&p->tlsf, want);
-    /* Frees waiting for their scrub (a GPU batches them) pin their blocks
-     * between free ranges. Before the pool grows, scrub them, so that the
-     * quarantine passes its oldest blocks back to the free lists and a
-     * mapped hole can serve this request. */
-    if (p->pending_blocks && (!b || !range_mapped(p, b, want))) {
-        gms__safety_flush(p, NULL);
-        b = gms_tlsf_find(&p->tlsf, want);
-    }
+    uint64_t done = 0;
+    /* Skip the blocks another stream's device work still uses (and, in the
+     * size's own class, those too small). */
+    for (int i = 0; b && (b->size < want || !usable_on(p, b, stream, &done)); i++)
+        b = i < STREAM_SCAN ? b->u.free.next : NULL;
     if (!b) {
         int rc = chunk_add(p, want, &b);
         if (rc)
@@ -526,6 +729,10 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
     gms_tlsf_remove(&p->tlsf, b);
     if (front)
         b = split_front(p, b, b->addr + pad, front);
+    /* From here b is the caller's, on its stream; ticket stays what its
+     * memory waits for. */
+    void *was = b->stream;
+    b->stream = stream;
     if (rest) {
         rest->addr = b->addr + size;
         rest->size = b->size - size;
@@ -537,11 +744,14 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
         b->next_phys = rest;
         b->size = size;
         rest->state = GMS_BLOCK_FREE;
+        rest->stream = was;
+        rest->ticket = b->ticket;
         gms_tlsf_insert(&p->tlsf, rest);
     }
     b->req_size = req;
     int rc = granules_acquire(p, b);
     if (rc) {
+        b->stream = was;
         block_file_free(p, b);
         return rc;
     }
@@ -555,6 +765,7 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
     p->live_bytes += b->size;
     p->live_blocks++;
     p->allocs++;
+    peak_note(p);
     trim_aged(p);
     *out = b;
     return GMS_OK;

@@ -50,7 +50,7 @@ static bool ladder_step(gms_context *ctx, uint64_t size, int rc, int step)
         if (rc != GMS_E_NO_MEMORY)
             return false;
         gms__pool_lock(p);
-        bool any = p->pending_blocks || p->quarantine_blocks;
+        bool any = p->inflight_head || p->quarantine_blocks;
         if (any)
             gms__safety_drain(p);
         gms__pool_unlock(p);
@@ -84,7 +84,7 @@ static bool under_pressure(int rc)
 #define PRESSURE_ROUNDS 8
 
 int gms__alloc_under_pressure(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flags,
-                              int rc, gms_buf *out)
+                              void *stream, int rc, gms_buf *out)
 {
     if (in_ladder)
         return rc;
@@ -99,7 +99,7 @@ int gms__alloc_under_pressure(gms_context *ctx, size_t size, uint64_t bsize, uin
             if (!ladder_step(ctx, size, rc, step))
                 continue;
             steps++;
-            if (!under_pressure(rc = gms__alloc_once(ctx, size, bsize, flags, out)))
+            if (!under_pressure(rc = gms__alloc_once(ctx, size, bsize, flags, stream, out)))
                 goto done;
         }
         if (round > 0 && !freed)
@@ -108,7 +108,7 @@ int gms__alloc_under_pressure(gms_context *ctx, size_t size, uint64_t bsize, uin
         if (!ladder_step(ctx, size, rc, 3))
             break;
         steps++;
-        if (!under_pressure(rc = gms__alloc_once(ctx, size, bsize, flags, out)))
+        if (!under_pressure(rc = gms__alloc_once(ctx, size, bsize, flags, stream, out)))
             goto done;
         freed = atomic_load(&rt->live_bytes) < live;
     }

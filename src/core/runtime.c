@@ -113,57 +113,114 @@ static int resolve_backend(gms_backend_kind kind, gms_backend_kind *out)
     return GMS_OK;
 }
 
-/* The background verifier: gms_verify every verify_interval_ms; what it
- * finds goes to the callbacks (gms_verify delivers). */
-static void *verifier_main(void *arg)
+/* A background thread that calls fn(rt) every ms milliseconds until it is
+ * stopped: the verifier and the collector. */
+typedef struct gms_ticker {
+    gms_runtime *rt;
+    void (*fn)(gms_runtime *rt);
+    uint32_t ms;
+    bool stop;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pthread_t thread;
+} gms_ticker;
+
+static void *ticker_main(void *arg)
 {
-    gms_runtime *rt = arg;
-    pthread_mutex_lock(&rt->lock);
-    while (!rt->verifier_stop) {
+    gms_ticker *t = arg;
+    pthread_mutex_lock(&t->lock);
+    while (!t->stop) {
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
-        uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)rt->verify_interval_ms * 1000000ull;
+        uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)t->ms * 1000000ull;
         until.tv_sec += (time_t)(ns / 1000000000ull);
         until.tv_nsec = (long)(ns % 1000000000ull);
-        pthread_cond_timedwait(&rt->verifier_cond, &rt->lock, &until);
-        if (rt->verifier_stop)
+        pthread_cond_timedwait(&t->cond, &t->lock, &until);
+        if (t->stop)
             break;
-        pthread_mutex_unlock(&rt->lock);
-        gms_verify(rt, NULL);
-        pthread_mutex_lock(&rt->lock);
+        pthread_mutex_unlock(&t->lock);
+        t->fn(t->rt);
+        pthread_mutex_lock(&t->lock);
     }
-    pthread_mutex_unlock(&rt->lock);
+    pthread_mutex_unlock(&t->lock);
     return NULL;
 }
 
-static int verifier_start(gms_runtime *rt)
+static int ticker_start(gms_runtime *rt, void (*fn)(gms_runtime *), uint32_t ms, const char *what,
+                        gms_ticker **out)
 {
+    gms_ticker *t = calloc(1, sizeof *t);
+    if (!t)
+        return gms__fail(GMS_E_NO_MEMORY, "out of host memory for the %s", what);
+    t->rt = rt;
+    t->fn = fn;
+    t->ms = ms;
     pthread_condattr_t a;
     pthread_condattr_init(&a);
     pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    int err = pthread_cond_init(&rt->verifier_cond, &a);
+    int err = pthread_cond_init(&t->cond, &a);
     pthread_condattr_destroy(&a);
-    if (err)
-        return gms__fail(GMS_E_NO_MEMORY, "cannot create the verifier's condition variable");
-    if (pthread_create(&rt->verifier, NULL, verifier_main, rt) != 0) {
-        pthread_cond_destroy(&rt->verifier_cond);
-        return gms__fail(GMS_E_NO_MEMORY, "cannot start the background verifier thread");
+    if (err || pthread_mutex_init(&t->lock, NULL) != 0) {
+        if (!err)
+            pthread_cond_destroy(&t->cond);
+        free(t);
+        return gms__fail(GMS_E_NO_MEMORY, "cannot create the %s's condition variable", what);
     }
-    rt->verifier_running = true;
+    if (pthread_create(&t->thread, NULL, ticker_main, t) != 0) {
+        pthread_cond_destroy(&t->cond);
+        pthread_mutex_destroy(&t->lock);
+        free(t);
+        return gms__fail(GMS_E_NO_MEMORY, "cannot start the %s thread", what);
+    }
+    *out = t;
     return GMS_OK;
 }
 
-static void verifier_stop(gms_runtime *rt)
+static void ticker_stop(gms_ticker **tp)
 {
-    if (!rt->verifier_running)
+    gms_ticker *t = *tp;
+    if (!t)
         return;
+    pthread_mutex_lock(&t->lock);
+    t->stop = true;
+    pthread_cond_signal(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+    pthread_join(t->thread, NULL);
+    pthread_cond_destroy(&t->cond);
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+    *tp = NULL;
+}
+
+static void verify_tick(gms_runtime *rt)
+{
+    gms_verify(rt, NULL); /* what it finds goes to the callbacks */
+}
+
+/* The collector's period: with the device's own time to run a batch, the
+ * bound on how late a corruption the device found is reported
+ * (docs/stream-ordered.md). */
+#define GMS_COLLECT_MS 1
+
+/* Gathers the results of every pool's device work that has run, and
+ * delivers what they found, on the collector's thread. The pool list only
+ * grows (under rt->lock) and lives as long as the runtime. */
+static void collect_tick(gms_runtime *rt)
+{
     pthread_mutex_lock(&rt->lock);
-    rt->verifier_stop = true;
-    pthread_cond_signal(&rt->verifier_cond);
+    gms_pool *p = rt->pools;
     pthread_mutex_unlock(&rt->lock);
-    pthread_join(rt->verifier, NULL);
-    pthread_cond_destroy(&rt->verifier_cond);
-    rt->verifier_running = false;
+    while (p) {
+        if (atomic_load_explicit(&p->inflight, memory_order_relaxed)) {
+            gms__pool_lock(p);
+            gms__safety_collect(p, true);
+            gms__pool_unlock(p);
+            gms__violations_deliver(rt);
+        }
+        pthread_mutex_lock(&rt->lock);
+        p = p->next;
+        pthread_mutex_unlock(&rt->lock);
+    }
 }
 
 static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
@@ -213,10 +270,6 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
     rt->redzone = o->redzone_bytes ? o->redzone_bytes : 32;
     rt->quarantine_max_bytes = o->quarantine_bytes;
     rt->quarantine_max_blocks = o->quarantine_blocks ? o->quarantine_blocks : 1024;
-    /* A GPU scrub is one kernel launch and one wait (about 10 us): batch
-     * frees there; the host scrubs on the spot. */
-    rt->scrub_batch = o->scrub_batch ? o->scrub_batch
-                     : kind == GMS_BACKEND_CUDA || kind == GMS_BACKEND_HIP ? 256 : 1;
     rt->verify_interval_ms = o->verify_interval_ms;
     rt->abort_on_corruption = o->on_corruption == GMS_ON_CORRUPTION_ABORT;
     rt->secret_multipass = o->secret_multipass != 0;
@@ -278,7 +331,13 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
         be->ops->destroy(be);
         goto fail_lock;
     }
-    if (rt->verify_interval_ms && (rc = verifier_start(rt)) != GMS_OK) {
+    if ((rt->verify_interval_ms &&
+         (rc = ticker_start(rt, verify_tick, rt->verify_interval_ms, "background verifier",
+                            &rt->verifier)) != GMS_OK) ||
+        (be->ops->scrub_async && rt->safety &&
+         (rc = ticker_start(rt, collect_tick, GMS_COLLECT_MS, "collector", &rt->collector)) !=
+             GMS_OK)) {
+        ticker_stop(&rt->verifier);
         gms__audit_close(rt->audit);
         be->ops->destroy(be);
         goto fail_lock;
@@ -303,7 +362,8 @@ static void context_close_locked(gms_context *ctx, char *leak, size_t leak_size)
 static void runtime_destroy(gms_runtime *rt)
 {
     char leak[256];
-    verifier_stop(rt);
+    ticker_stop(&rt->verifier);
+    ticker_stop(&rt->collector);
     gms__dlpack_orphan_all(rt);
     while (rt->contexts) {
         context_close_locked(rt->contexts, leak, sizeof leak);
@@ -317,6 +377,7 @@ static void runtime_destroy(gms_runtime *rt)
         gms__pool_unlock(p);
         gms__violations_deliver(rt);
     }
+    gms__device_quiesce(rt); /* nothing may run on memory about to be unmapped */
     for (gms_pool *p = rt->pools, *n; p; p = n) {
         n = p->next;
         gms__pool_destroy(p);

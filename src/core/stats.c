@@ -91,6 +91,9 @@ int gms_trim(gms_runtime *rt)
 {
     if (!rt)
         return gms__fail(GMS_E_INVALID_ARG, "gms_trim: runtime is NULL");
+    /* Device work may still use cached granules: trim is no alloc or free,
+     * so it waits for it rather than leave them mapped. */
+    gms__device_quiesce(rt);
     pthread_mutex_lock(&rt->lock);
     for (gms_pool *p = rt->pools; p; p = p->next) {
         gms__pool_lock(p);

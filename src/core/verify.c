@@ -109,7 +109,7 @@ static void verify_chunk(vstate *v, gms_pool *p, gms_chunk *c, uint64_t *live_by
                           (unsigned long long)b->addr);
             continue;
         }
-        if (b->state == GMS_BLOCK_PENDING || b->state == GMS_BLOCK_QUARANTINE) {
+        if (b->state == GMS_BLOCK_QUARANTINE) {
             (*retired)++;
             uint64_t lo[2], hi[2];
             gms__block_mapped(p, b, lo, hi);
@@ -243,6 +243,9 @@ static void verify_poison(vstate *v, gms_pool *p)
         for (gms_block *b = c->first; b; b = b->next_phys) {
             if (b->state == GMS_BLOCK_LIVE) {
                 poison_add(v, p, pb, b, 0, 0);
+            } else if (b->state == GMS_BLOCK_QUARANTINE && b->unscrubbed) {
+                /* Its scrub could not be queued: it still holds its data,
+                 * and its redzones are checked when it leaves. */
             } else if (b->state == GMS_BLOCK_QUARANTINE) {
                 uint64_t lo[2], hi[2];
                 gms__block_mapped(p, b, lo, hi); /* all of it: slack included */
@@ -300,12 +303,10 @@ static void verify_pool(vstate *v, gms_pool *p, uint64_t *tenant_bytes, uint64_t
     }
     verify_tlsf(v, p, free_blocks);
     uint64_t listed = 0;
-    for (const gms_block *b = p->pending_head; b && listed <= retired; b = b->u.retired.next)
-        listed += b->state == GMS_BLOCK_PENDING;
     for (const gms_block *b = p->quarantine_head; b && listed <= retired; b = b->u.retired.next)
         listed += b->state == GMS_BLOCK_QUARANTINE;
-    if (listed != retired || listed != p->pending_blocks + p->quarantine_blocks)
-        violation(v, "pool %llu: %llu freed blocks wait in chunks, %llu in the pending and quarantine lists",
+    if (listed != retired || listed != p->quarantine_blocks)
+        violation(v, "pool %llu: %llu freed blocks wait in chunks, %llu in the quarantine list",
                   pid, (unsigned long long)retired, (unsigned long long)listed);
     if (p->rt->safety)
         verify_poison(v, p);
@@ -409,6 +410,12 @@ int gms_verify(gms_runtime *rt, gms_report *out)
     pthread_mutex_lock(&rt->lock);
     for (gms_pool *p = rt->pools; p; p = p->next)
         gms__pool_lock(p);
+    /* Memory reads as it will once the device has run what is queued on
+     * it: wait for that (verify is no alloc or free), and take in what it
+     * found first. */
+    gms__device_quiesce(rt);
+    for (gms_pool *p = rt->pools; p; p = p->next)
+        gms__safety_collect(p, true);
     for (gms_tenant *t = rt->tenants; t; t = t->next) {
         uint64_t bytes = 0, blocks = 0;
         for (gms_pool *p = rt->pools; p; p = p->next)

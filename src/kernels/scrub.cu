@@ -195,3 +195,125 @@ extern "C" __global__ void __launch_bounds__(GMS_KTHREADS) gms_scrub_kernel(gms_
             do_tile(OP_VERIFY, p.fill, p.nfill, t, p);
     }
 }
+
+/* ---- the stream-ordered kernel (scrub.h) ---- */
+
+/* One tile of range r, for one thread: its WPT words, through every pass
+ * the range asks for, in order. Returns the lowest bad (check) or unread
+ * back (verify) address it met, ~0 when none. */
+__device__ __forceinline__ unsigned long long async_tile(const gms_krange &r, uint64_t t,
+                                                          const gms_kasync &p,
+                                                          unsigned long long *vfound)
+{
+    uint64_t tbase = ((r.lo >> GMS_KTILE_SHIFT) + t) << GMS_KTILE_SHIFT;
+    uint64_t lo = r.lo > tbase ? r.lo : tbase;
+    uint64_t hi = r.hi < tbase + TILE ? r.hi : tbase + TILE;
+    uint64_t w0 = lo & ~15ull;
+    unsigned long long found = ~0ull;
+#pragma unroll
+    for (int k = 0; k < WPT; k++) {
+        uint64_t a = w0 + ((uint64_t)threadIdx.x + (uint64_t)k * GMS_KTHREADS) * 16;
+        if (a >= hi)
+            continue;
+        bool full = a >= lo && a + 16 <= hi;
+        uint64_t b = a > lo ? a : lo, e = a + 16 < hi ? a + 16 : hi;
+        if (r.op == GMS_KOP_CHECK) {
+            if (full) {
+                ulonglong2 v = __ldcg((const ulonglong2 *)a);
+                uint64_t x0 = v.x ^ p.pattern, x1 = v.y ^ p.pattern;
+                if (x0 | x1) {
+                    uint64_t bad = x0 ? a + (uint64_t)((__ffsll((long long)x0) - 1) / 8)
+                                      : a + 8 + (uint64_t)((__ffsll((long long)x1) - 1) / 8);
+                    found = bad < found ? bad : found;
+                    __stcg((ulonglong2 *)a, make_ulonglong2(p.pattern, p.pattern)); /* re-arm */
+                }
+            } else {
+                for (uint64_t c = b; c < e; c++) {
+                    uint8_t want = (uint8_t)(p.pattern >> (8 * (c & 7)));
+                    if (__ldcg((const unsigned char *)c) != want) {
+                        found = c < found ? c : found;
+                        __stcg((unsigned char *)c, want);
+                    }
+                }
+            }
+            continue;
+        }
+        int last = r.op == GMS_KOP_ZERO ? OP_ZERO : OP_PATTERN;
+        int npass = (r.flags & GMS_KF_MULTIPASS) ? 5 : 1;
+        for (int i = 0; i < npass; i++) {
+            int op = i == npass - 1 ? last : i == 1 ? OP_ONES : i == 2 ? OP_RANDOM : OP_ZERO;
+            if (full) {
+                store16_volatile(a, word_for(op, a, p.pattern, p.seed),
+                                 word_for(op, a + 8, p.pattern, p.seed));
+            } else {
+                for (uint64_t c = b; c < e; c++)
+                    store8_byte_volatile(
+                        c, (uint8_t)(word_for(op, c & ~7ull, p.pattern, p.seed) >> (8 * (c & 7))));
+            }
+        }
+        if (r.flags & GMS_KF_VERIFY) {
+            /* Read back what this thread wrote (its own stores are ordered
+             * before its loads). */
+            for (uint64_t c = b; c < e; c++) {
+                uint8_t want = (uint8_t)(word_for(last, c & ~7ull, p.pattern, p.seed) >> (8 * (c & 7)));
+                if (__ldcg((const unsigned char *)c) != want) {
+                    *vfound = c < *vfound ? c : *vfound;
+                    break;
+                }
+            }
+        }
+    }
+    return found;
+}
+
+extern "C" __global__ void __launch_bounds__(GMS_KTHREADS) gms_scrub_async_kernel(gms_kasync p)
+{
+    __shared__ unsigned long long s_bad, s_vbad;
+    __shared__ bool s_last;
+    if (threadIdx.x == 0) {
+        s_bad = ~0ull;
+        s_vbad = ~0ull;
+    }
+    __syncthreads();
+    if (blockIdx.y < p.nranges) {
+        const gms_krange &r = p.r[blockIdx.y];
+        uint64_t tiles = ((r.hi - 1) >> GMS_KTILE_SHIFT) - (r.lo >> GMS_KTILE_SHIFT) + 1;
+        unsigned long long bad = ~0ull, vbad = ~0ull;
+        for (uint64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+            unsigned long long f = async_tile(r, t, p, &vbad);
+            bad = f < bad ? f : bad;
+        }
+        if (bad != ~0ull)
+            atomicMin(&s_bad, bad);
+        if (vbad != ~0ull)
+            atomicMin(&s_vbad, vbad);
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            if (s_bad != ~0ull)
+                atomicMin(&p.dev->bad[r.item], s_bad);
+            if (s_vbad != ~0ull)
+                atomicMin(&p.dev->vbad[r.item], s_vbad);
+        }
+    }
+    /* The last block to finish publishes the results. */
+    if (threadIdx.x == 0) {
+        __threadfence();
+        unsigned total = gridDim.x * gridDim.y;
+        s_last = atomicAdd(&p.dev->finished, 1u) == total - 1;
+    }
+    __syncthreads();
+    if (!s_last)
+        return;
+    for (uint32_t i = threadIdx.x; i < p.nitems; i += blockDim.x) {
+        unsigned long long b = atomicExch(&p.dev->bad[i], ~0ull);
+        unsigned long long v = atomicExch(&p.dev->vbad[i], ~0ull);
+        p.host->bad[i] = b;
+        p.host->vbad[i] = v;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        p.dev->finished = 0;
+        __threadfence_system();
+        *(volatile unsigned long long *)&p.host->done = p.ticket;
+    }
+}

@@ -17,6 +17,7 @@
 
 #define GMS_KTILE_SHIFT 14 /* 16 KiB: 256 threads x 4 x 16-byte words */
 #define GMS_KTHREADS 256
+#define GMS_SCRUB_ASYNC_MAX_K 32 /* GMS_SCRUB_ASYNC_MAX (backend.h) */
 
 typedef struct gms_kseg {
     uint64_t lo, hi; /* [lo, hi), lo < hi */
@@ -44,5 +45,49 @@ typedef struct gms_kparams {
     uint64_t pattern;
     uint64_t seed;
 } gms_kparams;
+
+/* ---- the stream-ordered kernel (gms_scrub_async_kernel) ----
+ * Its work list travels in the launch's parameters (no copy to queue, so a
+ * batch is one driver call), one range per grid row: blockIdx.y picks the
+ * range, blockIdx.x strides over its tiles. Check and fill ranges never
+ * overlap (backend.h), and every thread runs all passes of its own words in
+ * order, so no grid-wide barrier is needed. Each block folds its lowest bad
+ * address into the slot's device results; the last block to finish copies
+ * them to the slot's pinned host results, resets the device side for the
+ * slot's next use, and then writes the ticket into the pinned done word:
+ * the host reads done, then the results (a system-wide fence between). */
+#define GMS_KASYNC_RANGES 128 /* 2 check + 2 fill ranges per item */
+
+enum { GMS_KOP_CHECK = 0, GMS_KOP_FILL = 1, GMS_KOP_ZERO = 2 };
+enum { GMS_KF_MULTIPASS = 1, GMS_KF_VERIFY = 2 };
+
+typedef struct gms_krange {
+    uint64_t lo, hi;  /* [lo, hi), lo < hi */
+    uint16_t item;    /* index into the results */
+    uint8_t op;       /* GMS_KOP_* */
+    uint8_t flags;    /* GMS_KF_*, fills only */
+    uint32_t pad;
+} gms_krange;
+
+typedef struct gms_kslot_dev {
+    unsigned long long bad[GMS_SCRUB_ASYNC_MAX_K];  /* UINT64_MAX: none */
+    unsigned long long vbad[GMS_SCRUB_ASYNC_MAX_K];
+    unsigned int finished; /* blocks done */
+    unsigned int pad;
+} gms_kslot_dev;
+
+typedef struct gms_kslot_host {
+    unsigned long long done; /* the ticket, once its batch has run */
+    unsigned long long bad[GMS_SCRUB_ASYNC_MAX_K];
+    unsigned long long vbad[GMS_SCRUB_ASYNC_MAX_K];
+} gms_kslot_host;
+
+typedef struct gms_kasync {
+    uint64_t pattern, seed, ticket;
+    gms_kslot_dev *dev;   /* device memory */
+    gms_kslot_host *host; /* pinned, mapped into the device's address space */
+    uint32_t nranges, nitems;
+    gms_krange r[GMS_KASYNC_RANGES];
+} gms_kasync;
 
 #endif

@@ -2,13 +2,13 @@
  * safety.h: redzones, poison, quarantine and wipe (DESIGN.md §2, §5).
  *
  * Free memory is kept poisoned with the runtime's 8-byte pattern, so
- * allocation writes nothing. A free does not reuse the block at once: the
- * block becomes pending, then a batch of pending blocks goes to the backend
- * in one scrub operation (check the redzones, wipe by level, poison), then
- * the blocks wait in quarantine; when one leaves, its poison is checked
- * (a changed byte is a write after free) and it joins the free lists. The
- * host backend runs a batch of one at each free by default, so a free
- * reports its own overflow in its return code; a GPU backend batches.
+ * allocation writes nothing. A free queues the block's scrub (check the
+ * redzones, wipe by level, poison) on the stream it was freed on, and the
+ * block waits in quarantine; when it leaves, a check of its poison is
+ * queued (a changed byte is a write after free) and it joins the free
+ * lists. Results come back later (scrub.c); the host backend runs each
+ * batch on the spot, so there a free reports its own overflow in its
+ * return code.
  *
  * Corruption found under a pool lock is queued on the finding thread and
  * delivered (log, audit, callbacks, abort policy) once no lock is held.
@@ -18,22 +18,22 @@
 
 #include "core/internal.h"
 
-/* Retires a live block whose handle is gone (pool->lock held): with safety
- * off its memory is free at once; with safety on it is queued for the
- * scrub. Returns GMS_E_CORRUPTION if this block's own redzones were found
- * overwritten (its memory is retired all the same), else GMS_OK. */
-int gms__safety_retire(gms_pool *p, gms_block *b);
+/* Retires a live block whose handle is gone (pool->lock held), freed on
+ * stream when ordered (gms_free_async), else with no device work pending
+ * on it: with safety off its memory is free at once (on that stream); with
+ * safety on its scrub is queued and it waits in quarantine. Returns
+ * GMS_E_CORRUPTION if this block's own redzones were found overwritten at
+ * once (the host backend; its memory is retired all the same), else GMS_OK. */
+int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered);
 
-/* Runs the pending batch now (pool->lock held); GMS_E_CORRUPTION if `own`
- * was among the blocks found corrupt. */
-int gms__safety_flush(gms_pool *p, const gms_block *own);
+/* Gathers the results of device work that has run (pool->lock held), all
+ * of it or until the first batch still running; returns how many batches. */
+unsigned gms__safety_collect(gms_pool *p, bool all);
 
-/* Empties the quarantine and the pending batch (pool->lock held): before a
- * pool is trimmed to nothing. */
+/* Empties the quarantine and waits for the results of all device work
+ * (pool->lock held): before a pool is trimmed to nothing, and for the
+ * pressure ladder. Not on the alloc/free path. */
 void gms__safety_drain(gms_pool *p);
-
-/* Poisons [lo, hi) (pool->lock held): memory just mapped. */
-int gms__safety_poison(gms_pool *p, uint64_t lo, uint64_t hi);
 
 /* The check of a live block's redzones: bytes before it (when a neighbour
  * precedes it and that memory is mapped) and after its requested size. */

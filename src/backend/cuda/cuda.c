@@ -81,7 +81,8 @@ enum {
     CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH = 95,
     CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED = 102,
     CU_STREAM_NON_BLOCKING = 1,
-    CU_MEMHOSTALLOC_PORTABLE = 1
+    CU_MEMHOSTALLOC_PORTABLE = 1,
+    CU_MEMHOSTALLOC_DEVICEMAP = 2
 };
 
 #define CU_FNS(X)                                                                          \
@@ -128,6 +129,13 @@ enum {
        CUstream, void **))                                                                 \
     X(OccupancyMaxActiveBlocksPerMultiprocessor,                                           \
       "cuOccupancyMaxActiveBlocksPerMultiprocessor", (int *, CUfunction, int, size_t))     \
+    X(LaunchKernel, "cuLaunchKernel",                                                      \
+      (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,   \
+       CUstream, void **, void **))                                                        \
+    X(MemHostGetDevicePointer, "cuMemHostGetDevicePointer_v2",                             \
+      (CUdeviceptr *, void *, unsigned))                                                   \
+    X(MemcpyHtoD, "cuMemcpyHtoD_v2", (CUdeviceptr, const void *, size_t))                  \
+    X(CtxSynchronize, "cuCtxSynchronize", (void))                                          \
     X(GetErrorString, "cuGetErrorString", (CUresult, const char **))
 
 #define CU_DECL(field, sym, args) CUresult (*field) args;
@@ -224,7 +232,23 @@ typedef struct cuda_backend {
     void *stage_host;           /* pinned */
     CUdeviceptr stage_dev;
     size_t stage_cap;
+    /* Stream-ordered scrubs (scrub.h): ticket t uses slot t % ASYNC_SLOTS
+     * of a pinned ring (done word and results, which the kernel writes)
+     * and of a device ring (results being folded). A slot is taken again
+     * only once its last ticket was collected. */
+    CUfunction async_fn; /* NULL: stream-ordered scrubs unavailable */
+    unsigned async_grid; /* blocks per range, at most */
+    gms_kslot_host *slots_host;
+    gms_kslot_host *slots_host_dev; /* the same, as the device sees it */
+    gms_kslot_dev *slots_dev;
+    uint64_t *slot_issued; /* ticket using each slot; 0: free (async_lock) */
+    unsigned char *slot_failed;
+    pthread_mutex_t async_lock; /* next_ticket and slot_issued */
+    uint64_t next_ticket;
+    uint64_t _Atomic done_upto;
 } cuda_backend;
+
+#define ASYNC_SLOTS 8192u
 
 struct gms_backend_chunk {
     CUdeviceptr region; /* whole reservation, guards included */
@@ -375,11 +399,14 @@ static int cuda_commit(gms_backend *be, gms_backend_chunk *c, uint64_t off, uint
      * cuMemCreate (ANCHORS.md), so never per granule. */
     if (!err && (r = cu.MemSetAccess(c->base + off, len, &cb->rw, 1)) != CUDA_SUCCESS)
         err = cu_fail("cuMemSetAccess", r);
-    /* backend.h: new memory reads as zeros. */
-    if (!err && (r = cu.MemsetD8Async(c->base + off, 0, len, cb->stream)) != CUDA_SUCCESS)
-        err = cu_fail("cuMemsetD8Async", r);
-    if (!err)
-        err = sync_stream(cb, "cuStreamSynchronize (commit)");
+    /* backend.h: new memory reads as zeros; with stream-ordered scrubs the
+     * core zeroes it on the allocating stream instead, and nothing waits. */
+    if (!err && !cb->async_fn) {
+        if ((r = cu.MemsetD8Async(c->base + off, 0, len, cb->stream)) != CUDA_SUCCESS)
+            err = cu_fail("cuMemsetD8Async", r);
+        if (!err)
+            err = sync_stream(cb, "cuStreamSynchronize (commit)");
+    }
     if (err)
         unmap_granules(cb, c, first, g < last ? g : last);
     leave(cb, saved);
@@ -645,6 +672,178 @@ static int cuda_order_after(gms_backend *be, void *stream, int wait)
     return err;
 }
 
+/* ---- stream-ordered scrub ---- */
+
+static uint64_t tiles_between(uint64_t lo, uint64_t hi)
+{
+    return ((hi - 1) >> GMS_KTILE_SHIFT) - (lo >> GMS_KTILE_SHIFT) + 1;
+}
+
+static int cuda_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
+                            uint64_t seed, void *stream, uint64_t *ticket)
+{
+    cuda_backend *cb = B(be);
+    if (n > GMS_SCRUB_ASYNC_MAX)
+        return EINVAL;
+    /* Parameters first: the work list travels in them. */
+    gms_kasync p;
+    p.pattern = pattern;
+    p.seed = seed;
+    p.nranges = 0;
+    p.nitems = (uint32_t)n;
+    uint64_t most = 1;
+    for (size_t i = 0; i < n; i++) {
+        const gms_scrub_item *it = &items[i];
+        uint8_t flags = (uint8_t)(((it->passes & GMS_SCRUB_MULTIPASS) ? GMS_KF_MULTIPASS : 0) |
+                                  (it->verify && !it->zero ? GMS_KF_VERIFY : 0));
+        for (int r = 0; r < 4; r++) {
+            uint64_t lo = r < 2 ? it->check_lo[r] : it->fill_lo[r - 2];
+            uint64_t hi = r < 2 ? it->check_hi[r] : it->fill_hi[r - 2];
+            if (lo >= hi)
+                continue;
+            uint8_t op = r < 2 ? GMS_KOP_CHECK : it->zero ? GMS_KOP_ZERO : GMS_KOP_FILL;
+            p.r[p.nranges++] = (gms_krange){.lo = lo, .hi = hi, .item = (uint16_t)i, .op = op,
+                                            .flags = r < 2 ? 0 : flags};
+            uint64_t t = tiles_between(lo, hi);
+            most = t > most ? t : most;
+        }
+    }
+    pthread_mutex_lock(&cb->async_lock);
+    uint64_t t = cb->next_ticket;
+    uint32_t slot = (uint32_t)(t % ASYNC_SLOTS);
+    if (cb->slot_issued[slot]) {
+        pthread_mutex_unlock(&cb->async_lock);
+        snprintf(why, sizeof why, "cuda: %u stream-ordered scrubs in flight", ASYNC_SLOTS);
+        return EBUSY;
+    }
+    cb->slot_issued[slot] = t;
+    cb->slot_failed[slot] = 0;
+    cb->next_ticket = t + 1;
+    pthread_mutex_unlock(&cb->async_lock);
+    p.ticket = t;
+    p.dev = (gms_kslot_dev *)(uintptr_t)(cb->slots_dev + slot);
+    p.host = cb->slots_host_dev + slot;
+    unsigned gx = most < cb->async_grid ? (unsigned)most : cb->async_grid;
+    unsigned gy = p.nranges ? p.nranges : 1;
+    CUcontext saved;
+    int err = enter(cb, &saved);
+    if (!err) {
+        void *args[] = {&p};
+        CUresult r = cu.LaunchKernel(cb->async_fn, gx, gy, 1, GMS_KTHREADS, 1, 1, 0,
+                                     (CUstream)stream, args, NULL);
+        if (r != CUDA_SUCCESS)
+            err = cu_fail("cuLaunchKernel (stream-ordered scrub)", r);
+        leave(cb, saved);
+    }
+    if (err) {
+        /* Nothing was queued: the ticket completes now, as a failure, so
+         * that the tickets after it are not held up. */
+        cb->slot_failed[slot] = 1;
+        atomic_store_explicit((uint64_t _Atomic *)&cb->slots_host[slot].done, t,
+                              memory_order_release);
+        return err;
+    }
+    *ticket = t;
+    return 0;
+}
+
+static uint64_t slot_done(const cuda_backend *cb, uint32_t slot)
+{
+    return atomic_load_explicit((const uint64_t _Atomic *)&cb->slots_host[slot].done,
+                                memory_order_acquire);
+}
+
+static int cuda_scrub_collect(gms_backend *be, uint64_t ticket, gms_scrub_item *items, size_t n)
+{
+    cuda_backend *cb = B(be);
+    uint32_t slot = (uint32_t)(ticket % ASYNC_SLOTS);
+    if (slot_done(cb, slot) < ticket)
+        return EAGAIN;
+    const gms_kslot_host *h = &cb->slots_host[slot];
+    int failed = cb->slot_failed[slot];
+    for (size_t i = 0; i < n && i < GMS_SCRUB_ASYNC_MAX; i++) {
+        items[i].bad = failed || h->bad[i] == ~0ull ? 0 : h->bad[i];
+        items[i].verify_bad = failed || h->vbad[i] == ~0ull ? 0 : h->vbad[i];
+    }
+    pthread_mutex_lock(&cb->async_lock);
+    cb->slot_issued[slot] = 0;
+    pthread_mutex_unlock(&cb->async_lock);
+    if (failed) {
+        snprintf(why, sizeof why, "cuda: a stream-ordered scrub could not be queued");
+        return EIO;
+    }
+    return 0;
+}
+
+static uint64_t cuda_done_upto(gms_backend *be)
+{
+    cuda_backend *cb = B(be);
+    uint64_t w = atomic_load_explicit(&cb->done_upto, memory_order_acquire), start = w;
+    /* A slot's done word only grows, and a slot is reused only once its
+     * ticket was collected, so done >= t says that ticket t has run. */
+    while (slot_done(cb, (uint32_t)((w + 1) % ASYNC_SLOTS)) >= w + 1)
+        w++;
+    while (w > start && !atomic_compare_exchange_weak(&cb->done_upto, &start, w))
+        ; /* another thread may have gone further */
+    return atomic_load_explicit(&cb->done_upto, memory_order_acquire);
+}
+
+static int cuda_quiesce(gms_backend *be)
+{
+    cuda_backend *cb = B(be);
+    CUcontext saved;
+    int err = enter(cb, &saved);
+    if (err)
+        return err;
+    CUresult r = cu.CtxSynchronize();
+    leave(cb, saved);
+    return r == CUDA_SUCCESS ? 0 : cu_fail("cuCtxSynchronize", r);
+}
+
+/* The rings, made once at creation (a wait is fine there). */
+static int async_init(cuda_backend *cb, int sms)
+{
+    size_t hbytes = ASYNC_SLOTS * sizeof(gms_kslot_host);
+    size_t dbytes = ASYNC_SLOTS * sizeof(gms_kslot_dev);
+    void *h = NULL;
+    CUdeviceptr hd = 0, d = 0;
+    CUresult r = cu.MemHostAlloc(&h, hbytes, CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP);
+    if (r != CUDA_SUCCESS)
+        return cu_fail("cuMemHostAlloc (scrub results)", r);
+    memset(h, 0, hbytes);
+    if ((r = cu.MemHostGetDevicePointer(&hd, h, 0)) != CUDA_SUCCESS ||
+        (r = cu.MemAlloc(&d, dbytes)) != CUDA_SUCCESS) {
+        cu.MemFreeHost(h);
+        return cu_fail("stream-ordered scrub rings", r);
+    }
+    gms_kslot_dev *init = malloc(dbytes);
+    cb->slot_issued = calloc(ASYNC_SLOTS, sizeof *cb->slot_issued);
+    cb->slot_failed = calloc(ASYNC_SLOTS, 1);
+    if (!init || !cb->slot_issued || !cb->slot_failed) {
+        free(init);
+        cu.MemFree(d);
+        cu.MemFreeHost(h);
+        return ENOMEM;
+    }
+    memset(init, 0xff, dbytes);
+    for (unsigned i = 0; i < ASYNC_SLOTS; i++)
+        init[i].finished = 0;
+    r = cu.MemcpyHtoD(d, init, dbytes);
+    free(init);
+    if (r != CUDA_SUCCESS) {
+        cu.MemFree(d);
+        cu.MemFreeHost(h);
+        return cu_fail("cuMemcpyHtoD (scrub rings)", r);
+    }
+    cb->slots_host = h;
+    cb->slots_host_dev = (gms_kslot_host *)(uintptr_t)hd;
+    cb->slots_dev = (gms_kslot_dev *)(uintptr_t)d;
+    cb->next_ticket = 1;
+    /* Enough blocks per range to fill the GPU on one large free. */
+    cb->async_grid = (unsigned)(sms > 0 ? 2 * sms : 64);
+    return 0;
+}
+
 static void cuda_destroy(gms_backend *be)
 {
     cuda_backend *cb = B(be);
@@ -656,6 +855,10 @@ static void cuda_destroy(gms_backend *be)
             cu.MemFreeHost(cb->stage_host);
             cu.MemFree(cb->stage_dev);
         }
+        if (cb->slots_host) {
+            cu.MemFreeHost(cb->slots_host);
+            cu.MemFree((CUdeviceptr)(uintptr_t)cb->slots_dev);
+        }
         if (cb->module)
             cu.ModuleUnload(cb->module);
         cu.StreamDestroy(cb->stream);
@@ -663,12 +866,38 @@ static void cuda_destroy(gms_backend *be)
     }
     cu.DevicePrimaryCtxRelease(cb->dev);
     pthread_mutex_destroy(&cb->scrub_lock);
+    pthread_mutex_destroy(&cb->async_lock);
+    free(cb->slot_issued);
+    free(cb->slot_failed);
     free(cb);
 }
 
 static const gms_backend_ops cuda_ops = {
     .name = "cuda",
     .props = 0, /* a fill kernel is cheap on a GPU, remapping is not */
+    .reserve = cuda_reserve,
+    .release = cuda_release,
+    .commit = cuda_commit,
+    .decommit = cuda_decommit,
+    .map_view_readonly = cuda_map_view_readonly,
+    .unmap_view = cuda_unmap_view,
+    .write = cuda_write,
+    .read = cuda_read,
+    .copy = cuda_copy,
+    .fill = cuda_fill,
+    .scrub = cuda_scrub,
+    .order_after = cuda_order_after,
+    .scrub_async = cuda_scrub_async,
+    .scrub_collect = cuda_scrub_collect,
+    .done_upto = cuda_done_upto,
+    .quiesce = cuda_quiesce,
+    .destroy = cuda_destroy,
+};
+
+/* Without the stream-ordered kernel: every scrub waits (the old way). */
+static const gms_backend_ops cuda_sync_ops = {
+    .name = "cuda",
+    .props = 0,
     .reserve = cuda_reserve,
     .release = cuda_release,
     .commit = cuda_commit,
@@ -700,6 +929,11 @@ int gms_backend_cuda_create(int device, gms_backend **out)
         return ENOMEM;
     cb->base.ops = &cuda_ops;
     if (pthread_mutex_init(&cb->scrub_lock, NULL) != 0) {
+        free(cb);
+        return ENOMEM;
+    }
+    if (pthread_mutex_init(&cb->async_lock, NULL) != 0) {
+        pthread_mutex_destroy(&cb->scrub_lock);
         free(cb);
         return ENOMEM;
     }
@@ -754,9 +988,17 @@ int gms_backend_cuda_create(int device, gms_backend **out)
             per_sm <= 0)
             per_sm = 1;
         cb->max_grid = (unsigned)(per_sm * (sms > 0 ? sms : 1));
+        /* GMS_CUDA_SYNC_SCRUB=1: the old, waiting scrub (for comparison). */
+        const char *sync_env = getenv("GMS_CUDA_SYNC_SCRUB");
+        if (!(sync_env && sync_env[0] == '1') &&
+            cu.ModuleGetFunction(&cb->async_fn, cb->module, "gms_scrub_async_kernel") == CUDA_SUCCESS &&
+            async_init(cb, sms) != 0)
+            cb->async_fn = NULL;
     } else {
         cb->scrub_fn = NULL;
     }
+    if (!cb->async_fn)
+        cb->base.ops = &cuda_sync_ops;
     leave(cb, saved);
     cb->base.granularity = cb->gran;
     cb->base.no_scrub = cb->scrub_fn ? NULL
@@ -769,6 +1011,7 @@ fail_ctx:
     cu.DevicePrimaryCtxRelease(cb->dev);
 fail:
     pthread_mutex_destroy(&cb->scrub_lock);
+    pthread_mutex_destroy(&cb->async_lock);
     free(cb);
     return err;
 }
