@@ -459,6 +459,13 @@ GMS_API int gms_tenant_stats_get(gms_runtime *rt, uint64_t index,
  * context closes: a buffer freed and allocated again soon finds its memory
  * still mapped, which on a GPU saves tens of microseconds per 2 MiB. */
 GMS_API int gms_trim(gms_runtime *rt);
+/* Waits until the device has run the safety work queued so far (scrubs of
+ * freed buffers, quarantine checks) and reports what it found, through the
+ * violation callbacks, the audit trail and the log, before it returns.
+ * Without it such findings arrive within the bound docs/safety.md states,
+ * on the runtime's collector thread. A checkpoint for tests and audits;
+ * never needed for correctness. */
+GMS_API int gms_sync(gms_runtime *rt);
 
 typedef struct gms_report {
     uint64_t pools;

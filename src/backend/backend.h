@@ -159,4 +159,9 @@ int gms_backend_hip_create(int device, gms_backend **out);
 int gms_backend_failing_create(gms_backend *inner, gms_failpoint *fp,
                                gms_backend **out);
 
+/* Testing: when set, every runtime opened afterwards wraps its backend
+ * with it (tests/core/threads_stream_order.c runs the host backend's work
+ * later, as a device would). 0 or an errno; takes ownership of inner. */
+extern int (*gms__backend_wrap)(gms_backend *inner, gms_backend **out);
+
 #endif

@@ -695,8 +695,8 @@ static bool usable_on(gms_pool *p, const gms_block *b, void *stream, uint64_t *d
     return b->ticket <= *done;
 }
 
-/* How many blocks of one size class are looked at for one that the
- * allocating stream may use, before the pool grows instead. */
+/* How many free blocks another stream still uses are passed over, at
+ * most, before the pool grows instead. */
 #define STREAM_SCAN 16
 
 int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, uint64_t align,
@@ -705,12 +705,22 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
     /* An alignment past the blocks' own is found by asking for the worst
      * case of padding, then splitting the padding off the front. */
     uint64_t want = size + (align > GMS_ALIGNMENT ? align - GMS_ALIGNMENT : 0);
-    gms_block *b = gms_tlsf_find(&p->tlsf, want);
+    gms_block *b = gms_tlsf_find(&p->tlsf, want), *skipped[STREAM_SCAN];
     uint64_t done = 0;
-    /* Skip the blocks another stream's device work still uses (and, in the
-     * size's own class, those too small). */
-    for (int i = 0; b && (b->size < want || !usable_on(p, b, stream, &done)); i++)
-        b = i < STREAM_SCAN ? b->u.free.next : NULL;
+    /* Blocks another stream's device work still uses are taken out of the
+     * lists while the next best fit is found, then put back. */
+    int nskipped = 0;
+    while (b && !usable_on(p, b, stream, &done)) {
+        if (nskipped == STREAM_SCAN) {
+            b = NULL; /* the pool grows instead */
+            break;
+        }
+        gms_tlsf_remove(&p->tlsf, b);
+        skipped[nskipped++] = b;
+        b = gms_tlsf_find(&p->tlsf, want);
+    }
+    while (nskipped)
+        gms_tlsf_insert(&p->tlsf, skipped[--nskipped]);
     if (!b) {
         int rc = chunk_add(p, want, &b);
         if (rc)

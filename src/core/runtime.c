@@ -223,6 +223,8 @@ static void collect_tick(gms_runtime *rt)
     }
 }
 
+int (*gms__backend_wrap)(gms_backend *inner, gms_backend **out);
+
 static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
 {
     if (o->version != GMS_RUNTIME_OPTIONS_VERSION)
@@ -322,6 +324,15 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
         if (gms_backend_failing_create(be, &rt->failpoint, &wrapped) != 0) {
             be->ops->destroy(be);
             rc = gms__fail(GMS_E_NO_MEMORY, "out of host memory for the failing backend");
+            goto fail_lock;
+        }
+        be = wrapped;
+    }
+    if (gms__backend_wrap) {
+        gms_backend *wrapped;
+        if (gms__backend_wrap(be, &wrapped) != 0) {
+            be->ops->destroy(be);
+            rc = gms__fail(GMS_E_NO_MEMORY, "the test's backend wrapper failed");
             goto fail_lock;
         }
         be = wrapped;

@@ -4,6 +4,7 @@
  * not a global snapshot (gms_verify takes that).
  */
 #include "core/internal.h"
+#include "safety/safety.h"
 
 #include <string.h>
 
@@ -101,5 +102,21 @@ int gms_trim(gms_runtime *rt)
         gms__pool_unlock(p);
     }
     pthread_mutex_unlock(&rt->lock);
+    return GMS_OK;
+}
+
+int gms_sync(gms_runtime *rt)
+{
+    if (!rt)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_sync: runtime is NULL");
+    gms__device_quiesce(rt);
+    pthread_mutex_lock(&rt->lock);
+    for (gms_pool *p = rt->pools; p; p = p->next) {
+        gms__pool_lock(p);
+        gms__safety_collect(p, true);
+        gms__pool_unlock(p);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    gms__violations_deliver(rt);
     return GMS_OK;
 }

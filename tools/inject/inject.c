@@ -34,6 +34,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <math.h>
 #include <setjmp.h>
@@ -125,9 +126,13 @@ static struct {
 } V;
 static uint64_t n_logs, n_leak_logs;
 
+/* Violations the device finds arrive on the runtime's collector thread. */
+static pthread_mutex_t V_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void on_violation(void *user, const gms_violation *v)
 {
     (void)user;
+    pthread_mutex_lock(&V_lock);
     if (V.n < VMAX) {
         V.kind[V.n] = v->kind;
         V.handle[V.n] = v->handle;
@@ -136,6 +141,7 @@ static void on_violation(void *user, const gms_violation *v)
         V.history[V.n] = v->message && strstr(v->message, "allocated by user") != NULL;
     }
     V.n++;
+    pthread_mutex_unlock(&V_lock);
 }
 
 static void quiet_log(void *user, gms_log_level level, const char *msg)
@@ -149,25 +155,31 @@ static void quiet_log(void *user, gms_log_level level, const char *msg)
 
 static void v_reset(void)
 {
+    pthread_mutex_lock(&V_lock);
     V.n = 0;
+    pthread_mutex_unlock(&V_lock);
 }
 
 /* Whether a callback since the reset named handle h (0: any handle). */
 static bool v_for(gms_buf h)
 {
-    for (unsigned i = 0; i < V.n && i < VMAX; i++)
-        if (h == 0 || V.handle[i] == h)
-            return true;
-    return false;
+    pthread_mutex_lock(&V_lock);
+    bool found = false;
+    for (unsigned i = 0; i < V.n && i < VMAX && !found; i++)
+        found = h == 0 || V.handle[i] == h;
+    pthread_mutex_unlock(&V_lock);
+    return found;
 }
 
 /* Whether a callback of kind k (0: any) reported an address in [lo, hi). */
 static bool v_in(gms_violation_kind k, uint64_t lo, uint64_t hi)
 {
-    for (unsigned i = 0; i < V.n && i < VMAX; i++)
-        if ((k == 0 || V.kind[i] == k) && V.address[i] >= lo && V.address[i] < hi)
-            return true;
-    return false;
+    pthread_mutex_lock(&V_lock);
+    bool found = false;
+    for (unsigned i = 0; i < V.n && i < VMAX && !found; i++)
+        found = (k == 0 || V.kind[i] == k) && V.address[i] >= lo && V.address[i] < hi;
+    pthread_mutex_unlock(&V_lock);
+    return found;
 }
 
 /* ---- runtime helpers ------------------------------------------------- */
@@ -791,10 +803,8 @@ static void run_overflow_raw(tally *t)
         int rc = gms_free(c, b);
         if (next && path != 3)
             rcn = gms_free(c, next);
-        if (on_cuda) { /* the frees wait in a scrub batch: closing the pool's only context runs it */
-            gms_context_close(c);
-            c = ctx_open(rt, "over", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
-        }
+        if (on_cuda)
+            gms_sync(rt); /* the frees' scrubs ran on the device: gather what they found */
         bool d = rc == GMS_E_CORRUPTION || rcn == GMS_E_CORRUPTION || v_for(b) || (next && v_for(next)) || early;
         if (!d)
             miss(t, "trial %" PRIu64 ": size %zu, bytes [%" PRIu64 ", +%" PRIu64 ") past the end, path %u: free returned %d",
@@ -1126,10 +1136,8 @@ static void run_underflow_raw(tally *t)
             rc = gms_free(c, b);
             rcn = gms_free(c, n);
         }
-        if (on_cuda) { /* run the pending scrub batch: close the pool's only context */
-            gms_context_close(c);
-            c = ctx_open(rt, "under", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
-        }
+        if (on_cuda)
+            gms_sync(rt); /* the frees' scrubs ran on the device: gather what they found */
         bool d = rc == GMS_E_CORRUPTION || rcn == GMS_E_CORRUPTION || v_for(b) || v_for(n) || early;
         if (!d)
             miss(t, "trial %" PRIu64 ": size %zu, bytes [-%" PRIu64 ", -%" PRIu64 "), path %u: free returned %d",
@@ -1202,11 +1210,10 @@ static void run_write_after_free_raw(tally *t)
                  "(write after free, or free memory written) reports an address in the block, once "
                  "forced out: by gms_verify, by freeing other blocks until it leaves quarantine (at "
                  "most 8 MiB), or by closing the pool's last context; a copy the driver refuses "
-                 "counts as detected. Runs with scrub_batch 1: with the GPU default of 256 a freed "
-                 "block waits unpoisoned in its batch, and a write then is erased by the scrub "
-                 "unseen (a documented limit of scrub_batch > 1), so it never reaches quarantine "
-                 "as written";
-    gms_runtime *rt = rt_open_batch(0, on_cuda ? 1 : 0);
+                 "counts as detected. Default runtime options: the free queues its scrub on the "
+                 "default stream before it returns, so the write lands on poisoned memory; the "
+                 "device's findings are gathered by gms_sync after the churn";
+    gms_runtime *rt = rt_open(0);
     gms_context *c = ctx_open(rt, "waf", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
     struct sigaction sa, old_segv, old_bus;
     memset(&sa, 0, sizeof sa);
@@ -1243,6 +1250,7 @@ static void run_write_after_free_raw(tally *t)
                 gms_free(c, x);
                 churned += cs;
             }
+            gms_sync(rt); /* what the device found, if not yet delivered */
         } else {
             gms_context_close(tc);
         }

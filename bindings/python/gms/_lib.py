@@ -275,6 +275,7 @@ _PROTOTYPES = {
     "gms_alloc": (c_int, [_ctx, c_size_t, c_uint32, _u64p]),
     "gms_free": (c_int, [_ctx, _buf]),
     "gms_free_async": (c_int, [_ctx, _buf, c_void_p]),
+    "gms_alloc_async": (c_int, [_ctx, c_size_t, c_uint32, c_void_p, POINTER(c_uint64)]),
     "gms_buf_info_get": (c_int, [_ctx, _buf, POINTER(BufInfo)]),
     "gms_buf_ptr": (c_int, [_ctx, _buf, POINTER(c_void_p)]),
     "gms_write": (c_int, [_ctx, _buf, c_uint64, c_void_p, c_size_t]),

@@ -417,14 +417,23 @@ class Context:
                                               self.language.name,
                                               " closed" if self.closed else "")
 
-    def alloc(self, size, zero=False, pages=False):
+    def alloc(self, size, zero=False, pages=False, stream=None):
         """A new Buffer of size bytes. zero=True fills it with zeros;
         pages=True gives it whole pages (2 MiB granules on a GPU), so that an
-        immutable share of it is a read-only mapping the MMU enforces."""
+        immutable share of it is a read-only mapping the MMU enforces.
+        stream (a CUDA stream handle, as an int) makes it stream-ordered like
+        cudaMallocAsync: usable by work queued on that stream, and freed on
+        it too unless free_stream says otherwise."""
         h = c_uint64()
         flags = (ALLOC_ZERO if zero else 0) | (ALLOC_PAGES if pages else 0)
-        check(_lib.gms_alloc(self.ptr, size, flags, byref(h)))
-        return Buffer(self, h.value, size)
+        if stream is None:
+            check(_lib.gms_alloc(self.ptr, size, flags, byref(h)))
+        else:
+            check(_lib.gms_alloc_async(self.ptr, size, flags, c_void_p(stream), byref(h)))
+        buf = Buffer(self, h.value, size)
+        if stream is not None:
+            buf.free_stream = stream
+        return buf
 
     def acquire(self, share_id, mode=Access.READ):
         """This context's own Buffer on a shared one (see Buffer.share)."""

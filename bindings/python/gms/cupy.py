@@ -5,8 +5,8 @@
 
 Each allocation is a gms Buffer wrapped in cupy.cuda.UnownedMemory, with
 the Buffer as the owner: when CuPy drops the memory, the Buffer's finalizer
-frees it, ordered after the stream that was current at allocation
-(gms_free_async). CuPy's memory pool is replaced, not layered: gms's pools
+frees it. Both are ordered on the stream that was current at allocation
+(gms_alloc_async, gms_free_async), as with CuPy's own pool. CuPy's memory pool is replaced, not layered: gms's pools
 cache freed memory themselves. The default context is gms.default_context()
 (the shared runtime, which picks the CUDA backend on a GPU machine, device
 0); pass a Context of a Runtime(backend="cuda", device=n) for another GPU.
@@ -24,8 +24,9 @@ class Allocator:
 
     def __call__(self, size):
         import cupy
-        buf = self.context.alloc(max(int(size), 1))  # gms refuses 0 bytes
-        buf.free_stream = cupy.cuda.get_current_stream().ptr
+        # Stream-ordered on CuPy's current stream, freed on it too.
+        stream = cupy.cuda.get_current_stream().ptr
+        buf = self.context.alloc(max(int(size), 1), stream=stream)  # gms refuses 0 bytes
         mem = cupy.cuda.UnownedMemory(buf.ptr, size, buf)
         return cupy.cuda.MemoryPointer(mem, 0)
 

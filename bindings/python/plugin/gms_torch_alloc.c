@@ -254,7 +254,6 @@ static gms_context *context_for(int device)
  * always reported here, with gms's reason. */
 GMS_TORCH_API void *gms_torch_alloc(ssize_t size, int device, void *stream)
 {
-    (void)stream; /* gms memory is usable on any stream once allocated */
     if (size <= 0)
         return NULL; /* an empty tensor: PyTorch never dereferences it */
     gms_context *ctx = context_for(device);
@@ -262,7 +261,9 @@ GMS_TORCH_API void *gms_torch_alloc(ssize_t size, int device, void *stream)
         return NULL;
     gms_buf buf;
     void *ptr = NULL;
-    int rc = gms_alloc(ctx, (size_t)size, 0, &buf);
+    /* Stream-ordered, as PyTorch's own allocator: a block this stream freed
+     * is reused at once, and nothing waits for the GPU. */
+    int rc = gms_alloc_async(ctx, (size_t)size, 0, stream, &buf);
     if (rc == GMS_OK) {
         rc = gms_buf_ptr(ctx, buf, &ptr);
         if (rc == GMS_OK && table_put(ptr, buf, device) != 0)

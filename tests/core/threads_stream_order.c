@@ -1,0 +1,359 @@
+/*
+ * threads_stream_order.c: the stream-ordered pipeline (docs/stream-ordered.md)
+ * on a machine with no GPU. A "deferred" backend wraps the host backend and
+ * plays the device: the safety work queued on a stream runs only when the
+ * test says the device got there, so what a GPU does asynchronously happens
+ * here step by step. It checks that
+ *   - a block freed on a stream is reused at once on that stream, and by
+ *     another stream only once the device has run its work;
+ *   - the alloc and free path never waits for the device;
+ *   - a corruption the device finds is reported by the collector thread,
+ *     within a bound, with no further call from the program;
+ *   - a write after free ordered after the free on its stream is caught,
+ *     and a write ordered before it is not reported;
+ *   - with safety off a free on a stream is reusable elsewhere only once
+ *     the device has passed it.
+ * The collector runs on its own thread: the ThreadSanitizer build runs this.
+ */
+#include "test.h"
+#include "safety/util.h"
+
+#include "backend/backend.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the deferred backend ---- */
+
+typedef struct job {
+    struct job *next;
+    uint64_t ticket;
+    void *stream;
+    size_t n;
+    bool ran;
+    gms_scrub_item items[GMS_SCRUB_ASYNC_MAX];
+    uint64_t pattern, seed;
+} job;
+
+typedef struct deferred {
+    gms_backend base; /* first */
+    gms_backend_ops ops;
+    gms_backend *inner;
+    pthread_mutex_t lock;
+    job *jobs, **tail; /* in ticket order */
+    uint64_t next_ticket;
+    unsigned waits; /* quiesce, or order_after with wait */
+} deferred;
+
+static deferred *the; /* the last one made: one runtime at a time here */
+
+static int d_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
+                         uint64_t seed, void *stream, uint64_t *ticket)
+{
+    deferred *d = (deferred *)be;
+    job *j = calloc(1, sizeof *j);
+    if (!j || n > GMS_SCRUB_ASYNC_MAX) {
+        free(j);
+        return ENOMEM;
+    }
+    memcpy(j->items, items, n * sizeof *items);
+    j->n = n;
+    j->stream = stream;
+    j->pattern = pattern;
+    j->seed = seed;
+    pthread_mutex_lock(&d->lock);
+    j->ticket = *ticket = d->next_ticket++;
+    *d->tail = j;
+    d->tail = &j->next;
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
+/* The device reaches the end of what is queued on stream (all: every
+ * stream), in order. */
+static void device_run(deferred *d, void *stream, bool all)
+{
+    pthread_mutex_lock(&d->lock);
+    for (job *j = d->jobs; j; j = j->next)
+        if (!j->ran && (all || j->stream == stream)) {
+            d->inner->ops->scrub(d->inner, j->items, j->n, j->pattern, j->seed);
+            j->ran = true;
+        }
+    pthread_mutex_unlock(&d->lock);
+}
+
+static int d_collect(gms_backend *be, uint64_t ticket, gms_scrub_item *items, size_t n)
+{
+    deferred *d = (deferred *)be;
+    pthread_mutex_lock(&d->lock);
+    job **pp = &d->jobs;
+    while (*pp && (*pp)->ticket != ticket)
+        pp = &(*pp)->next;
+    job *j = *pp;
+    int rc = !j ? EIO : !j->ran ? EAGAIN : 0;
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++) {
+            items[i].bad = j->items[i].bad;
+            items[i].verify_bad = j->items[i].verify_bad;
+        }
+        *pp = j->next;
+        if (d->tail == &j->next)
+            d->tail = pp;
+        free(j);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
+static uint64_t d_done_upto(gms_backend *be)
+{
+    deferred *d = (deferred *)be;
+    pthread_mutex_lock(&d->lock);
+    uint64_t done = d->next_ticket - 1;
+    for (job *j = d->jobs; j; j = j->next)
+        if (!j->ran) {
+            done = j->ticket - 1;
+            break;
+        }
+    pthread_mutex_unlock(&d->lock);
+    return done;
+}
+
+static int d_quiesce(gms_backend *be)
+{
+    deferred *d = (deferred *)be;
+    device_run(d, NULL, true);
+    pthread_mutex_lock(&d->lock);
+    d->waits++;
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
+static int d_order_after(gms_backend *be, void *stream, int wait)
+{
+    deferred *d = (deferred *)be;
+    device_run(d, stream, false); /* data movement comes after it */
+    pthread_mutex_lock(&d->lock);
+    d->waits += wait != 0;
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
+static void d_destroy(gms_backend *be)
+{
+    deferred *d = (deferred *)be;
+    for (job *j = d->jobs, *n; j; j = n) {
+        n = j->next;
+        free(j);
+    }
+    d->inner->ops->destroy(d->inner);
+    pthread_mutex_destroy(&d->lock);
+    if (the == d)
+        the = NULL;
+    free(d);
+}
+
+static int deferred_wrap(gms_backend *inner, gms_backend **out)
+{
+    deferred *d = calloc(1, sizeof *d);
+    if (!d)
+        return ENOMEM;
+    d->base = *inner;
+    d->ops = *inner->ops;
+    d->ops.name = "deferred";
+    d->ops.scrub_async = d_scrub_async;
+    d->ops.scrub_collect = d_collect;
+    d->ops.done_upto = d_done_upto;
+    d->ops.quiesce = d_quiesce;
+    d->ops.order_after = d_order_after;
+    d->ops.destroy = d_destroy;
+    d->base.ops = &d->ops;
+    d->inner = inner;
+    d->tail = &d->jobs;
+    d->next_ticket = 1;
+    pthread_mutex_init(&d->lock, NULL);
+    the = d;
+    *out = &d->base;
+    return 0;
+}
+
+static unsigned waits(void)
+{
+    pthread_mutex_lock(&the->lock);
+    unsigned w = the->waits;
+    pthread_mutex_unlock(&the->lock);
+    return w;
+}
+
+/* ---- helpers ---- */
+
+#define S1 ((void *)0x1001)
+#define S2 ((void *)0x2002)
+
+static gms_buf alloc_on(gms_context *c, size_t size, void *stream)
+{
+    gms_buf b = GMS_BUF_NULL;
+    CHECK_OK(gms_alloc_async(c, size, 0, stream, &b));
+    return b;
+}
+
+static uint64_t addr_of(gms_context *c, gms_buf b)
+{
+    return (uint64_t)(uintptr_t)raw(c, b);
+}
+
+/* Milliseconds until the callbacks have seen n violations, -1 after 5 s. */
+static long wait_for_reports(unsigned n)
+{
+    for (long ms = 0; ms < 5000; ms++) {
+        if (rec_count() >= n)
+            return ms;
+        sleep_ms(1);
+    }
+    return -1;
+}
+
+static gms_runtime *open_deferred(gms_safety_mode safety)
+{
+    gms_runtime_options o = safety_opts();
+    o.safety = safety;
+    o.quarantine_blocks = 1; /* a block leaves quarantine at the next free */
+    o.quarantine_bytes = 1;
+    return safety_open(&o);
+}
+
+/* ---- the checks ---- */
+
+static void reuse_follows_streams(void)
+{
+    gms_runtime *rt = open_deferred(GMS_SAFETY_ON);
+    gms_context *c = ctx_of(rt, "t", "u", GMS_LEVEL_INTERNAL);
+    unsigned w0 = waits();
+    gms_buf a = alloc_on(c, 4000, S1), b = alloc_on(c, 4000, S1);
+    uint64_t a_addr = addr_of(c, a);
+    CHECK_OK(gms_free_async(c, a, S1)); /* a waits in quarantine */
+    CHECK_OK(gms_free_async(c, b, S1)); /* a leaves: its check is queued on S1 */
+    gms_buf on2 = alloc_on(c, 4000, S2);
+    CHECK(addr_of(c, on2) != a_addr); /* S2 may not have it: S1's work has not run */
+    gms_buf on1 = alloc_on(c, 4000, S1);
+    CHECK(addr_of(c, on1) == a_addr); /* S1 may: its later work follows the check */
+    CHECK(waits() == w0);             /* nobody waited for the device */
+
+    CHECK_OK(gms_free_async(c, on1, S1));
+    CHECK_OK(gms_free_async(c, on2, S2));
+
+    /* Many frees and allocations on two streams, the device behind: still
+     * no wait, and verify (which may wait) agrees with the state. Each
+     * buffer is freed on the stream it was allocated on (as with
+     * cudaMallocAsync, freeing on another stream needs that stream to wait
+     * for the first, which this device model does not do). */
+    gms_buf keep[64];
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < 64; i++)
+            keep[i] = alloc_on(c, 1000 + 37 * (size_t)i, (i + round) % 3 ? S1 : S2);
+        for (int i = 0; i < 64; i++)
+            CHECK_OK(gms_free_async(c, keep[i], (i + round) % 3 ? S1 : S2));
+        if (round % 5 == 4)
+            device_run(the, S1, false);
+    }
+    CHECK(waits() == w0);
+    CHECK_OK(gms_verify(rt, NULL));
+    for (unsigned i = 0; i < rec_count() && i < REC_MAX; i++)
+        printf("unexpected: %s\n", rec.e[i].message);
+    CHECK(rec_count() == 0);
+    gms_context_close(c);
+    gms_runtime_close(rt);
+}
+
+static void device_findings_arrive_alone(void)
+{
+    gms_runtime *rt = open_deferred(GMS_SAFETY_ON);
+    gms_context *c = ctx_of(rt, "t", "u", GMS_LEVEL_INTERNAL);
+    gms_buf x = alloc_on(c, 100, S1);
+    device_run(the, S1, false); /* the new memory's preparation */
+    raw(c, x)[100] ^= 1;        /* then a kernel overflows into the redzone */
+    rec_reset();
+    CHECK_OK(gms_free_async(c, x, S1)); /* its scrub has not run: nothing known yet */
+    CHECK(rec_count() == 0);
+    device_run(the, S1, false);
+    /* No further gms call: the collector reports it. */
+    long ms = wait_for_reports(1);
+    CHECK(ms >= 0);
+    printf("a device finding reached the callback %ld ms after the device ran it\n", ms);
+    CHECK(rec.e[0].kind == GMS_VIOLATION_OVERFLOW && rec.e[0].handle == x && rec.e[0].offset == 100);
+    CHECK(strstr(rec.e[0].message, "allocated by user 'u'") != NULL);
+    gms_context_close(c);
+    gms_runtime_close(rt);
+}
+
+static void write_after_free_in_stream_order(void)
+{
+    gms_runtime *rt = open_deferred(GMS_SAFETY_ON);
+    gms_context *c = ctx_of(rt, "t", "u", GMS_LEVEL_INTERNAL);
+    rec_reset();
+    /* A write that its stream orders before the free (the device has not
+     * reached the free yet) is the program's own: the scrub erases it and
+     * nothing is reported. */
+    gms_buf early = alloc_on(c, 1000, S1);
+    uint8_t *pe = raw(c, early);
+    CHECK_OK(gms_free_async(c, early, S1));
+    pe[10] = 0x42;
+    device_run(the, S1, false);
+    /* A write ordered after the free (a kernel queued on S1 later) lands on
+     * poisoned memory, and the check at the quarantine's exit finds it. */
+    gms_buf late = alloc_on(c, 1000, S1);
+    uint8_t *pl = raw(c, late);
+    CHECK_OK(gms_free_async(c, late, S1)); /* early leaves quarantine */
+    device_run(the, S1, false);
+    pl[20] ^= 0x5a;
+    gms_buf push = alloc_on(c, 64, S2);
+    CHECK_OK(gms_free_async(c, push, S2)); /* late leaves: its check queued on S1 */
+    device_run(the, NULL, true);
+    CHECK_OK(gms_sync(rt)); /* the findings, now */
+    CHECK(rec_count() == 1);
+    CHECK(rec.e[0].kind == GMS_VIOLATION_WRITE_AFTER_FREE && rec.e[0].handle == late &&
+          rec.e[0].offset == 20);
+    CHECK(strstr(rec.e[0].message, "freed by user 'u'") != NULL);
+    gms_context_close(c);
+    gms_runtime_close(rt);
+}
+
+static void safety_off_marks_frees(void)
+{
+    gms_runtime *rt = open_deferred(GMS_SAFETY_OFF);
+    gms_context *c = ctx_of(rt, "t", "u", GMS_LEVEL_INTERNAL);
+    unsigned w0 = waits();
+    gms_buf a = alloc_on(c, 4000, S1), b = alloc_on(c, 4000, S1);
+    uint64_t a_addr = addr_of(c, a);
+    CHECK_OK(gms_free_async(c, a, S1));
+    gms_buf on2 = alloc_on(c, 4000, S2);
+    CHECK(addr_of(c, on2) != a_addr);
+    gms_buf on1 = alloc_on(c, 4000, S1);
+    CHECK(addr_of(c, on1) == a_addr);
+    /* Once the device has passed the free, any stream may reuse it. */
+    CHECK_OK(gms_free_async(c, on1, S1));
+    device_run(the, NULL, true);
+    gms_buf later = alloc_on(c, 4000, S2);
+    CHECK(addr_of(c, later) == a_addr);
+    /* gms_free says the device is done with it: any stream, at once. */
+    CHECK_OK(gms_free(c, later));
+    gms_buf any = alloc_on(c, 4000, S2);
+    CHECK(addr_of(c, any) == a_addr);
+    CHECK(waits() == w0);
+    gms_free(c, any);
+    gms_free(c, on2);
+    gms_free(c, b);
+    gms_context_close(c);
+    gms_runtime_close(rt);
+}
+
+int main(void)
+{
+    gms__backend_wrap = deferred_wrap;
+    reuse_follows_streams();
+    device_findings_arrive_alone();
+    write_after_free_in_stream_order();
+    safety_off_marks_frees();
+    return test_done();
+}
