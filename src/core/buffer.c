@@ -245,6 +245,20 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
             return gms__backend_fail(err, "zero fill", size);
         }
     }
+    /* gms_alloc promises a buffer ready for any stream: new memory's
+     * preparation or a zero fill must have run. Only then does it wait
+     * (reused memory it takes only once its device work has run). */
+    gms_backend *be = rt->backend;
+    if (stream == GMS_STREAM_ANY && b->ticket > gms__device_done(rt) && be->ops->order_after) {
+        int err = be->ops->order_after(be, NULL, 1);
+        if (err) {
+            gms_drop d;
+            gms__handle_drop(p, gms__slot_at(rt, slot), ctx, &d);
+            gms__pool_unlock(p);
+            gms__violations_deliver(rt);
+            return gms__backend_fail(err, "preparing the buffer", size);
+        }
+    }
     gms__pool_unlock(p);
     gms__violations_deliver(rt);
     *out = b->handle;
@@ -293,7 +307,7 @@ static int alloc_on(gms_context *ctx, size_t size, uint32_t flags, void *stream,
 
 int gms_alloc(gms_context *ctx, size_t size, uint32_t flags, gms_buf *out)
 {
-    return alloc_on(ctx, size, flags, NULL, out, "gms_alloc");
+    return alloc_on(ctx, size, flags, GMS_STREAM_ANY, out, "gms_alloc");
 }
 
 int gms_alloc_async(gms_context *ctx, size_t size, uint32_t flags, void *stream, gms_buf *out)
@@ -574,7 +588,7 @@ static int after_pending(gms_runtime *rt, const gms_block *b)
     gms_backend *be = rt->backend;
     if (!b->ticket || !be->ops->order_after || b->ticket <= gms__device_done(rt))
         return 0;
-    return be->ops->order_after(be, b->stream == GMS_STREAM_MIXED ? NULL : b->stream, 0);
+    return be->ops->order_after(be, gms__queue_stream(b->stream), 0);
 }
 
 /* Locks buf's pool and checks [off, off+len) (and that the holder may

@@ -90,6 +90,16 @@ enum { GMS_BLOCK_FREE = 1, GMS_BLOCK_LIVE = 2, GMS_BLOCK_QUARANTINE = 4 };
  * carries the stream it was allocated on and the last ticket its memory
  * waits for. Blocks merged from several streams get GMS_STREAM_MIXED. */
 #define GMS_STREAM_MIXED ((void *)UINTPTR_MAX)
+/* The stream of gms_alloc: none in particular, so the buffer must be ready
+ * for any stream when the call returns. Its device work is queued on the
+ * default stream. */
+#define GMS_STREAM_ANY ((void *)(UINTPTR_MAX - 1))
+
+/* The stream device work for a block of stream s is queued on. */
+static inline void *gms__queue_stream(void *s)
+{
+    return s == GMS_STREAM_ANY || s == GMS_STREAM_MIXED ? NULL : s;
+}
 
 typedef struct gms_chunk gms_chunk;
 

@@ -108,13 +108,15 @@ int gms__device_queue(gms_pool *p, gms_scrub_item *items, size_t n, void *stream
     gms_backend *be = rt->backend;
     *ticket = 0;
     if (be->ops->scrub_async) {
-        int err = be->ops->scrub_async(be, items, n, rt->pattern, rt->wipe_seed, stream, ticket);
+        int err = be->ops->scrub_async(be, items, n, rt->pattern, rt->wipe_seed,
+                                       gms__queue_stream(stream), ticket);
         if (err != EBUSY)
             return err;
         gms__log(rt, GMS_LOG_WARN, "gms: pool %llu: the device has too much safety work in flight; this batch waits for its stream",
                  (unsigned long long)p->id);
     }
-    return n ? device_run_now(p, items, n, stream) : 0; /* a marker: nothing to order */
+    /* A marker has nothing to order. */
+    return n ? device_run_now(p, items, n, gms__queue_stream(stream)) : 0;
 }
 
 int gms__device_collect(gms_pool *p, uint64_t ticket, gms_scrub_item *items, size_t n)
@@ -276,14 +278,16 @@ static void trim(gms_pool *p, uint64_t keep, uint64_t before)
         gms_granule *g = p->lru_head;
         gms_chunk *c = g->chunk;
         uint64_t i = (uint64_t)(g - c->granules);
-        /* Widen to the cached, idle neighbours: one backend call per run. */
+        /* Widen to the cached, idle neighbours, no further than the excess
+         * over keep: one backend call per run. */
+        uint64_t excess = (p->cached_bytes - keep + p->rt->granule - 1) >> p->rt->granule_shift;
         uint64_t first = i, last = i;
-        while (first > 0 && in_lru(p, &c->granules[first - 1]) &&
+        while (last - first + 1 < excess && last + 1 < c->ngranules &&
+               in_lru(p, &c->granules[last + 1]) && granule_idle(&c->granules[last + 1], done))
+            last++;
+        while (last - first + 1 < excess && first > 0 && in_lru(p, &c->granules[first - 1]) &&
                granule_idle(&c->granules[first - 1], done))
             first--;
-        while (last + 1 < c->ngranules && in_lru(p, &c->granules[last + 1]) &&
-               granule_idle(&c->granules[last + 1], done))
-            last++;
         if (granules_decommit(p, c, first, last) != 0)
             return;
     }
@@ -392,17 +396,19 @@ static int granules_prepare(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
     if (n == 0)
         return GMS_OK;
     uint64_t ticket;
-    int err = gms__device_queue(p, it, n, b->stream, &ticket);
+    void *on = gms__queue_stream(b->stream);
+    int err = gms__device_queue(p, it, n, on, &ticket);
     if (err)
         return gms__backend_fail(err, "preparing new memory", hi - lo);
     for (uint64_t u = g; u <= end; u++)
         c->granules[u].ticket = ticket;
     /* The free neighbours hold the rest of these granules. */
-    tag_merge(b, b->stream, ticket);
+    if (ticket > b->ticket)
+        b->ticket = ticket;
     if (b->prev_phys && b->prev_phys->state == GMS_BLOCK_FREE)
-        tag_merge(b->prev_phys, b->stream, ticket);
+        tag_merge(b->prev_phys, on, ticket);
     if (b->next_phys && b->next_phys->state == GMS_BLOCK_FREE)
-        tag_merge(b->next_phys, b->stream, ticket);
+        tag_merge(b->next_phys, on, ticket);
     return GMS_OK;
 }
 

@@ -26,24 +26,46 @@ typedef struct gms_scrub_batch {
     struct gms_scrub_batch *next;
     uint64_t ticket;
     uint32_t n;
-    bool evict; /* quarantine exit checks; else frees' scrubs */
     gms_scrub_item *items;
     gms_block *snap;
+    bool *exit_check; /* a quarantine exit's check, else a free's scrub */
 } gms_scrub_batch;
 
-static gms_scrub_batch *batch_new(gms_runtime *rt, size_t n, bool evict)
+/* A batch being made, on the stack: it goes to the heap (batch_keep) only
+ * if its results are still to come. */
+typedef struct batch_build {
+    gms_scrub_batch b;
+    gms_scrub_item items[GMS_SCRUB_ASYNC_MAX];
+    gms_block snap[GMS_SCRUB_ASYNC_MAX];
+    bool exit_check[GMS_SCRUB_ASYNC_MAX];
+} batch_build;
+
+static gms_scrub_batch *build_init(batch_build *bb)
 {
-    gms_scrub_batch *bt =
-        gms__alloc_meta(rt, sizeof *bt + n * (sizeof(gms_scrub_item) + sizeof(gms_block)));
+    memset(&bb->b, 0, sizeof bb->b);
+    memset(bb->items, 0, sizeof bb->items);
+    bb->b.items = bb->items;
+    bb->b.snap = bb->snap;
+    bb->b.exit_check = bb->exit_check;
+    return &bb->b;
+}
+
+/* A heap copy of an in-flight batch, as small as its items. */
+static gms_scrub_batch *batch_keep(gms_runtime *rt, const gms_scrub_batch *from)
+{
+    size_t n = from->n;
+    gms_scrub_batch *bt = gms__alloc_meta(
+        rt, sizeof *bt + n * (sizeof(gms_scrub_item) + sizeof(gms_block) + sizeof(bool)));
     if (!bt)
         return NULL;
+    *bt = *from;
     bt->next = NULL;
-    bt->ticket = 0;
-    bt->n = (uint32_t)n;
-    bt->evict = evict;
     bt->snap = (gms_block *)(bt + 1);
     bt->items = (gms_scrub_item *)(bt->snap + n);
-    memset(bt->items, 0, n * sizeof *bt->items);
+    bt->exit_check = (bool *)(bt->items + n);
+    memcpy(bt->snap, from->snap, n * sizeof *bt->snap);
+    memcpy(bt->items, from->items, n * sizeof *bt->items);
+    memcpy(bt->exit_check, from->exit_check, n * sizeof *bt->exit_check);
     return bt;
 }
 
@@ -126,7 +148,7 @@ static int batch_report(gms_pool *p, const gms_scrub_batch *bt, char *own_msg, s
     for (uint32_t i = 0; i < bt->n; i++) {
         const gms_scrub_item *it = &bt->items[i];
         const gms_block *b = &bt->snap[i];
-        if (it->bad && bt->evict && !b->unscrubbed) {
+        if (it->bad && bt->exit_check[i]) {
             gms__violation_note(p, GMS_VIOLATION_WRITE_AFTER_FREE, b->handle, it->bad, b,
                                 "written after it was freed (found when it left quarantine)");
         } else if (it->bad) {
@@ -135,7 +157,7 @@ static int batch_report(gms_pool *p, const gms_scrub_batch *bt, char *own_msg, s
                                 b->handle, it->bad, b, "%s (found when it was freed)",
                                 under ? "bytes before the buffer were overwritten"
                                       : "bytes past the end of the buffer were overwritten");
-            if (own_msg) {
+            if (own_msg && i == 0) {
                 rc = GMS_E_CORRUPTION;
                 snprintf(own_msg, own_size,
                          "gms_free: buffer 0x%016llx of %llu bytes: %s at offset %+lld; the buffer is freed",
@@ -198,9 +220,9 @@ unsigned gms__safety_collect(gms_pool *p, bool all)
     return n;
 }
 
-/* Queues bt's items on stream and hands bt on: to the in-flight list, or,
- * on a backend that ran it at once, to the reports (own_msg as in
- * batch_report; its code in *own_rc). *ticket: the batch's ticket. */
+/* Queues the batch made in bt on stream, then hands it on: to the
+ * in-flight list, or, on a backend that ran it at once, to the reports
+ * (own_msg as in batch_report; its code in *own_rc). *ticket: its ticket. */
 static int batch_queue(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t *ticket,
                        int *own_rc, char *own_msg, size_t own_size)
 {
@@ -210,69 +232,110 @@ static int batch_queue(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t 
         gms__log(p->rt, GMS_LOG_WARN,
                  "gms: pool %llu: queuing safety work for %u blocks failed (backend errno %d); they wait in quarantine",
                  (unsigned long long)p->id, bt->n, err);
-        free(bt);
         return err;
     }
     if (bt->ticket) {
-        inflight_push(p, bt);
+        gms_scrub_batch *kept = batch_keep(p->rt, bt);
+        if (kept)
+            inflight_push(p, kept);
+        else
+            gms__log(p->rt, GMS_LOG_WARN,
+                     "gms: pool %llu: out of host memory: the findings of a safety batch of %u blocks will not be reported",
+                     (unsigned long long)p->id, bt->n);
         return 0;
     }
     int rc = batch_report(p, bt, own_msg, own_size);
     if (own_rc && rc)
         *own_rc = rc;
-    free(bt);
     return 0;
 }
 
-/* Checks the oldest quarantined blocks, in batches of one stream each,
- * while the quarantine is over its limits, and returns them to the pool.
- * A block whose scrub could not be queued at its free gets it now. With
- * keep_newest, the block freed last stays whatever its size: a block
- * larger than the byte limit still waits until the next free, which
- * catches the commonest write after free (soon after), where it would
- * otherwise go straight back to use. */
+/* Adds quarantined block b to bt as it leaves: its poison checked, or,
+ * if its scrub could not be queued at its free, that scrub. */
+static void batch_add_exit(gms_pool *p, gms_scrub_batch *bt, gms_block *b)
+{
+    uint32_t i = bt->n++;
+    bt->snap[i] = *b;
+    bt->exit_check[i] = !b->unscrubbed;
+    if (b->unscrubbed)
+        free_item(p, b, &bt->items[i]);
+    else
+        gms__safety_retired_ranges(p, b, bt->items[i].check_lo, bt->items[i].check_hi);
+}
+
+/* Whether the quarantine must let its oldest block go. With keep_newest,
+ * the block freed last stays whatever its size: a block larger than the
+ * byte limit still waits until the next free, which catches the commonest
+ * write after free (soon after), where it would otherwise go straight back
+ * to use. */
+static bool over_limits(const gms_pool *p, uint64_t max_bytes, uint64_t max_blocks,
+                        bool keep_newest)
+{
+    return p->quarantine_head && !(keep_newest && p->quarantine_blocks == 1) &&
+           (p->quarantine_bytes > max_bytes || p->quarantine_blocks > max_blocks);
+}
+
+/* Moves the oldest quarantined blocks of `stream` into bt (up to
+ * GMS_SCRUB_ASYNC_MAX items in all) while the quarantine is over its
+ * limits; they are unlinked, and returned to the pool by exits_done. */
+static void take_exits(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t max_bytes,
+                       uint64_t max_blocks, bool keep_newest, gms_block **taken)
+{
+    while (bt->n < GMS_SCRUB_ASYNC_MAX && over_limits(p, max_bytes, max_blocks, keep_newest) &&
+           p->quarantine_head->stream == stream) {
+        gms_block *b = p->quarantine_head;
+        p->quarantine_head = b->u.retired.next;
+        if (!p->quarantine_head)
+            p->quarantine_tail = &p->quarantine_head;
+        p->quarantine_bytes -= b->size;
+        p->quarantine_blocks--;
+        taken[bt->n] = b;
+        batch_add_exit(p, bt, b);
+    }
+}
+
+/* After bt was queued (ok) or not: the blocks taken from the quarantine
+ * for it, items [first, bt->n), go to the pool tagged with the batch's
+ * ticket, or back to the quarantine's head to wait for another try. */
+static void exits_done(gms_pool *p, gms_block **taken, uint32_t first, uint32_t n, bool ok,
+                       uint64_t ticket)
+{
+    for (uint32_t i = n; i-- > first;) {
+        gms_block *b = taken[i];
+        if (!ok) {
+            b->u.retired.next = p->quarantine_head;
+            if (!p->quarantine_head)
+                p->quarantine_tail = &b->u.retired.next;
+            p->quarantine_head = b;
+            p->quarantine_bytes += b->size;
+            p->quarantine_blocks++;
+            continue;
+        }
+        b->unscrubbed = false;
+        if (ticket > b->ticket)
+            b->ticket = ticket; /* same stream: the later ticket */
+    }
+    if (ok)
+        for (uint32_t i = first; i < n; i++)
+            gms__pool_free(p, taken[i]);
+}
+
+/* Lets the oldest quarantined blocks go while the quarantine is over its
+ * limits, one batch per run of blocks freed on one stream. */
 static void quarantine_evict(gms_pool *p, uint64_t max_bytes, uint64_t max_blocks,
                              bool keep_newest)
 {
-    while (p->quarantine_head && !(keep_newest && p->quarantine_blocks == 1) &&
-           (p->quarantine_bytes > max_bytes || p->quarantine_blocks > max_blocks)) {
-        gms_block *batch[GMS_SCRUB_ASYNC_MAX];
-        size_t n = 0;
-        uint64_t bytes = p->quarantine_bytes, blocks = p->quarantine_blocks;
-        void *stream = p->quarantine_head->stream;
-        for (gms_block *b = p->quarantine_head;
-             b && n < GMS_SCRUB_ASYNC_MAX && b->stream == stream &&
-             !(keep_newest && blocks == 1) && (bytes > max_bytes || blocks > max_blocks);
-             b = b->u.retired.next) {
-            batch[n++] = b;
-            bytes -= b->size;
-            blocks--;
-        }
-        gms_scrub_batch *bt = batch_new(p->rt, n, true);
-        if (!bt)
-            return; /* they stay; the next free tries again */
-        for (size_t i = 0; i < n; i++) {
-            gms_block *b = batch[i];
-            bt->snap[i] = *b;
-            if (b->unscrubbed)
-                free_item(p, b, &bt->items[i]);
-            else
-                gms__safety_retired_ranges(p, b, bt->items[i].check_lo, bt->items[i].check_hi);
-        }
+    while (over_limits(p, max_bytes, max_blocks, keep_newest)) {
+        batch_build bb;
+        gms_scrub_batch *bt = build_init(&bb);
+        gms_block *taken[GMS_SCRUB_ASYNC_MAX];
+        take_exits(p, bt, p->quarantine_head->stream, max_bytes, max_blocks, keep_newest, taken);
+        uint32_t n = bt->n;
         uint64_t ticket;
-        if (batch_queue(p, bt, stream, &ticket, NULL, NULL, 0) != 0)
+        bool ok = batch_queue(p, bt, taken[0]->stream, &ticket, NULL, NULL, 0) == 0;
+        exits_done(p, taken, 0, n, ok, ticket);
+        if (!ok)
             return;
-        p->quarantine_head = batch[n - 1]->u.retired.next;
-        if (!p->quarantine_head)
-            p->quarantine_tail = &p->quarantine_head;
-        p->quarantine_bytes = bytes;
-        p->quarantine_blocks = blocks;
-        for (size_t i = 0; i < n; i++) {
-            batch[i]->unscrubbed = false;
-            if (ticket > batch[i]->ticket)
-                batch[i]->ticket = ticket; /* same stream: the later ticket */
-            gms__pool_free(p, batch[i]);
-        }
     }
 }
 
@@ -290,27 +353,40 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered)
         gms__pool_free(p, b);
         return GMS_OK;
     }
-    int rc = GMS_OK;
-    char own_msg[400];
+    gms__safety_collect(p, false); /* room in the device's ring, first */
     /* Until its scrub is queued, its data is not poisoned: the quarantine
      * exit then scrubs it instead of checking it. */
     b->state = GMS_BLOCK_QUARANTINE;
     b->unscrubbed = true;
-    gms_scrub_batch *bt = batch_new(rt, 1, false);
-    if (bt) {
-        free_item(p, b, &bt->items[0]);
-        bt->snap[0] = *b;
-        bt->snap[0].unscrubbed = false;
-        if (batch_queue(p, bt, b->stream, &b->ticket, &rc, own_msg, sizeof own_msg) == 0)
-            b->unscrubbed = false;
-    }
     b->u.retired.next = NULL;
     *p->quarantine_tail = b;
     p->quarantine_tail = &b->u.retired.next;
     p->quarantine_bytes += b->size;
     p->quarantine_blocks++;
+    /* One batch, one launch on a GPU: this block's scrub, and the checks
+     * of the blocks it pushes out of the quarantine, when they were freed
+     * on the same stream (the commonest case). */
+    int rc = GMS_OK;
+    char own_msg[400];
+    batch_build bb;
+    gms_scrub_batch *bt = build_init(&bb);
+    gms_block *taken[GMS_SCRUB_ASYNC_MAX];
+    free_item(p, b, &bt->items[0]);
+    bt->snap[0] = *b;
+    bt->exit_check[0] = false;
+    bt->n = 1;
+    taken[0] = b;
+    take_exits(p, bt, b->stream, quarantine_limit(p), rt->quarantine_max_blocks, true, taken);
+    uint32_t n = bt->n;
+    uint64_t ticket;
+    if (batch_queue(p, bt, b->stream, &ticket, &rc, own_msg, sizeof own_msg) == 0) {
+        b->unscrubbed = false;
+        b->ticket = ticket;
+        exits_done(p, taken, 1, n, true, ticket);
+    } else {
+        exits_done(p, taken, 1, n, false, 0);
+    }
     quarantine_evict(p, quarantine_limit(p), rt->quarantine_max_blocks, true);
-    gms__safety_collect(p, false);
     if (rc)
         gms__fail(rc, "%s", own_msg);
     return rc;

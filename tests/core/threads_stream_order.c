@@ -57,7 +57,8 @@ static int d_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, uint6
         free(j);
         return ENOMEM;
     }
-    memcpy(j->items, items, n * sizeof *items);
+    if (n)
+        memcpy(j->items, items, n * sizeof *items);
     j->n = n;
     j->stream = stream;
     j->pattern = pattern;

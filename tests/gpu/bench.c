@@ -7,7 +7,8 @@
  *            fill+verify: bytes per second of the wall time of the call
  *   batch    one scrub call of 256 freed 4 KiB blocks (redzones checked,
  *            data poisoned): the latency a batch costs
- *   pair     gms_alloc+gms_free of 4 KiB on the cuda backend, safety on
+ *   pair     alloc+free of 4 KiB on the cuda backend, gms_alloc/gms_free and the
+ *            stream-ordered calls, safety on and off
  *   live     1,000,000 live allocations: per-op cost, verify, held/live
  *
  * The anchors (cudaMalloc, cudaMallocAsync, cudaMemsetAsync, a copy kernel)
@@ -135,6 +136,34 @@ static gms_context *open_ctx(gms_runtime *rt)
     return ctx;
 }
 
+/* Alloc+free pairs of 4 KiB, each timed on its own: gms_alloc/gms_free,
+ * or the stream-ordered calls on the default stream (what
+ * cudaMallocAsync/cudaFreeAsync's pair in anchors.cu does). */
+static void pairs(gms_context *ctx, bool async, const char *name)
+{
+    enum { PAIRS = 200000 };
+    uint64_t *t = malloc(PAIRS * sizeof *t);
+    for (int i = 0; i < PAIRS + 20000; i++) { /* 20,000 to warm up: pool mapped, quarantine full */
+        gms_buf b;
+        uint64_t s = now_ns();
+        int rc = async ? gms_alloc_async(ctx, 4096, 0, NULL, &b) : gms_alloc(ctx, 4096, 0, &b);
+        rc |= async ? gms_free_async(ctx, b, NULL) : gms_free(ctx, b);
+        if (i >= 20000)
+            t[i - 20000] = now_ns() - s;
+        if (rc) {
+            CHECK_OK(rc);
+            break;
+        }
+    }
+    uint64_t sum = 0;
+    for (int i = 0; i < PAIRS; i++)
+        sum += t[i];
+    double mean = (double)sum / PAIRS;
+    printf("RESULT %s median=%llu p99=%llu mean=%.0f\n", name,
+           (unsigned long long)median(t, PAIRS), (unsigned long long)pct(t, PAIRS, 0.99), mean);
+    free(t);
+}
+
 static void bench_pair_and_live(void)
 {
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
@@ -144,31 +173,23 @@ static void bench_pair_and_live(void)
     if (!rt)
         return;
     gms_context *ctx = open_ctx(rt);
-    /* Pairs, 4 KiB, each timed on its own; batch flushes land in the tail. */
-    enum { PAIRS = 1000000 };
-    uint64_t *t = malloc(PAIRS * sizeof *t);
-    for (int i = 0; i < 20000; i++) { /* warm: pool mapped, quarantine full */
-        gms_buf b;
-        gms_alloc(ctx, 4096, 0, &b);
-        gms_free(ctx, b);
-    }
-    uint64_t all = now_ns();
-    for (int i = 0; i < PAIRS; i++) {
-        gms_buf b;
-        uint64_t s = now_ns();
-        int rc = gms_alloc(ctx, 4096, 0, &b);
-        rc |= gms_free(ctx, b);
-        t[i] = now_ns() - s;
-        if (rc) {
-            CHECK_OK(rc);
-            break;
+    pairs(ctx, false, "gms_cuda_pair_4KiB_ns");
+    pairs(ctx, true, "gms_cuda_async_pair_4KiB_ns");
+    {
+        /* Safety off: the cost of the core path alone. */
+        gms_runtime_options off = GMS_RUNTIME_OPTIONS_INIT;
+        off.backend = GMS_BACKEND_CUDA;
+        off.safety = GMS_SAFETY_OFF;
+        gms_runtime *rt_off = NULL;
+        CHECK_OK(gms_runtime_open(&rt_off, &off));
+        if (rt_off) {
+            gms_context *c_off = open_ctx(rt_off);
+            pairs(c_off, false, "gms_cuda_pair_4KiB_safety_off_ns");
+            pairs(c_off, true, "gms_cuda_async_pair_4KiB_safety_off_ns");
+            gms_context_close(c_off);
+            gms_runtime_close(rt_off);
         }
     }
-    all = now_ns() - all;
-    double mean = (double)all / PAIRS;
-    printf("RESULT gms_cuda_pair_4KiB_ns median=%llu p99=%llu mean=%.0f\n",
-           (unsigned long long)median(t, PAIRS), (unsigned long long)pct(t, PAIRS, 0.99), mean);
-    free(t);
 
     /* 1,000,000 live allocations, 256 B to 4 KiB. */
     enum { LIVE = 1000000 };

@@ -90,10 +90,14 @@ fi
 run anchors 150 "$B/anchors"
 run gms-gpu-bench 180 env GMS_GPU_BENCH=1 "$B/tests/test_gpu_bench"
 
+# The replay set: ../shared/traces (carried as .gpu-traces) and the traces
+# recorded here (bench/traces), each replayed through gms and through
+# cudaMallocAsync by the same program.
 TR=${GMS_TRACES:-$ROOT/.gpu-traces}
 if ls "$TR"/*.csv.gz >/dev/null 2>&1; then
-    run replay-cuda 150 "$B/gms-bench" replay --backend cuda "$TR"/*.csv.gz
-    run replay-cuda-safety-off 150 "$B/gms-bench" replay --backend cuda --safety off "$TR"/*.csv.gz
+    TRACES=("$TR"/*.csv.gz bench/traces/*.csv.gz)
+    run replay-cuda 240 "$B/gms-bench" replay --backend cuda "${TRACES[@]}"
+    run replay-cuda-safety-off 240 "$B/gms-bench" replay --backend cuda --safety off "${TRACES[@]}"
 else
     echo "no traces in $TR"; fails+=(replay-no-traces)
 fi

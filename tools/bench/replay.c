@@ -1,14 +1,25 @@
 /*
- * replay.c: `gms-bench replay`, fragmentation on real allocation traces.
+ * replay.c: `gms-bench replay`, fragmentation and speed on real allocation
+ * traces.
  *
  * Each trace (shared/traces: gzip CSV `seq,op,id,size,stream,t_us`, op `a`
  * allocate or `f` free, id pairing a free with its allocation) is loaded and
  * checked whole first, then replayed as fast as possible through one
- * context of a fresh private host runtime. Fragmentation is
+ * context of a fresh private runtime, twice in a row: the first pass maps
+ * memory, the second is the steady state of a training loop's later steps.
+ * ns/op is a pass's wall time over its events. Fragmentation is
  * 1 - peak live / peak held, the figure shared/ANCHORS.md gives for the
  * PyTorch, cudaMallocAsync and CuPy allocators on the same traces.
+ *
+ * With --backend cuda gms is replayed through its stream-ordered calls on
+ * one stream, and then the same two passes through the driver's own
+ * stream-ordered allocator (cuMemAllocAsync, cuda_async.c) on that stream,
+ * configured as PyTorch's cudaMallocAsync backend configures it: both
+ * measured by the same clock around the same loop, the stream's
+ * synchronization included, in the same process.
  */
 #include "bench.h"
+#include "cuda_async.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -220,17 +231,95 @@ out:
     return ret;
 }
 
+/* What one trace's replay measured. [0] is the first pass, on a fresh gms
+ * runtime or an emptied pool, which also pays for mapping memory; [1] the
+ * second, warm pass right after it, the steady state of a training loop's
+ * later steps. Peaks are read after each pass, so [1] covers both. */
 typedef struct replay_result {
-    uint64_t wall_ns;
-    uint64_t peak_held;
+    uint64_t wall_ns[2];
+    uint64_t peak_held[2];
     const char *backend;
+    /* cuMemAllocAsync on the default pool (--backend cuda only). */
+    uint64_t cma_wall_ns[2];
+    uint64_t cma_reserved[2]; /* CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH */
 } replay_result;
 
-static int trace_replay(const trace *t, gms_safety_mode safety, replay_result *r)
+/* "replay NAME: event I of N (alloc id X, S bytes)", for error messages. */
+static void event_what(char *buf, size_t cap, const char *who, const trace *t, size_t i)
+{
+    const event *e = &t->ev[i];
+    snprintf(buf, cap, "%s %.100s: event %zu of %zu (%s id %u, %llu bytes)", who, t->name,
+             i + 1, t->n, e->op == 'a' ? "alloc" : "free", e->id,
+             (unsigned long long)e->size);
+}
+
+/* One timed pass through gms. `async` (--backend cuda): the stream-ordered
+ * calls on the bench's stream, whose synchronization is timed too, since
+ * the work they queued is part of their cost. Else gms_alloc/gms_free. */
+static int gms_pass(const trace *t, gms_context *ctx, int async, gms_buf *h, uint64_t *wall_ns)
+{
+    void *stream = async ? bench_cuda_stream() : NULL;
+    uint64_t live = 0;
+    int rc;
+    uint64_t t0 = bench_now_ns();
+    for (size_t i = 0; i < t->n; i++) {
+        const event *e = &t->ev[i];
+        if (e->op == 'a') {
+            rc = async ? gms_alloc_async(ctx, e->size, 0, stream, &h[e->id])
+                       : gms_alloc(ctx, e->size, 0, &h[e->id]);
+        } else {
+            rc = async ? gms_free_async(ctx, h[e->id], stream) : gms_free(ctx, h[e->id]);
+            h[e->id] = GMS_BUF_NULL;
+        }
+        if (rc == GMS_OK) {
+            /* Only for the message below; cheap beside the call. */
+            live = e->op == 'a' ? live + e->size : live - e->size;
+        } else {
+            char what[256];
+            if (e->op == 'a')
+                h[e->id] = GMS_BUF_NULL;
+            event_what(what, sizeof what, "replay", t, i);
+            bench_report_gms(what, rc);
+            if (rc == GMS_E_NO_MEMORY)
+                fprintf(stderr, "gms-bench: %s: out of memory with %.2f GB "
+                        "live allocated by the trace (peak live %.2f GB)\n",
+                        t->name, (double)live / 1e9, (double)t->peak_live / 1e9);
+            return BENCH_EXIT_FAIL;
+        }
+    }
+    if (async && bench_cuda_sync())
+        return BENCH_EXIT_FAIL;
+    *wall_ns = bench_now_ns() - t0;
+    return 0;
+}
+
+/* Frees the blocks a pass left live (the trace never frees weights or
+ * caches at exit), outside the timing, so the next pass starts as the
+ * first did; closing the context would reclaim them too, but as leaks. */
+static int gms_free_live(const trace *t, gms_context *ctx, int async, gms_buf *h)
+{
+    int rc, ret = 0;
+    for (uint32_t id = 0; id < t->ids; id++) {
+        if (h[id] == GMS_BUF_NULL)
+            continue;
+        rc = async ? gms_free_async(ctx, h[id], bench_cuda_stream()) : gms_free(ctx, h[id]);
+        h[id] = GMS_BUF_NULL;
+        if (rc != GMS_OK && ret == 0) {
+            bench_report_gms("freeing the blocks live at the end", rc);
+            ret = BENCH_EXIT_FAIL;
+        }
+    }
+    if (async && bench_cuda_sync())
+        ret = BENCH_EXIT_FAIL;
+    return ret;
+}
+
+/* Both passes through one context of a fresh private runtime. */
+static int trace_replay(const trace *t, gms_safety_mode safety, int async, replay_result *r)
 {
     gms_runtime *rt;
     gms_context *ctx;
-    int rc, ret = BENCH_EXIT_FAIL;
+    int rc, ret = 0;
     gms_buf *h = calloc(t->ids ? t->ids : 1, sizeof *h);
     if (!h) {
         fprintf(stderr, "gms-bench: %s: out of host memory\n", t->name);
@@ -241,65 +330,103 @@ static int trace_replay(const trace *t, gms_safety_mode safety, replay_result *r
         return BENCH_EXIT_FAIL;
     }
     r->backend = gms_runtime_backend_name(rt);
-    uint64_t live = 0;
-    uint64_t t0 = bench_now_ns();
-    for (size_t i = 0; i < t->n; i++) {
-        const event *e = &t->ev[i];
-        if (e->op == 'a') {
-            rc = gms_alloc(ctx, e->size, 0, &h[e->id]);
-        } else {
-            rc = gms_free(ctx, h[e->id]);
-            h[e->id] = GMS_BUF_NULL;
-        }
-        if (rc == GMS_OK) {
-            /* Only for the message below; cheap beside the call. */
-            live = e->op == 'a' ? live + e->size : live - e->size;
-        } else {
-            char what[256];
-            if (e->op == 'a')
-                h[e->id] = GMS_BUF_NULL;
-            snprintf(what, sizeof what,
-                     "replay %.100s: event %zu of %zu (%s id %u, %llu bytes)",
-                     t->name, i + 1, t->n, e->op == 'a' ? "alloc" : "free",
-                     e->id, (unsigned long long)e->size);
-            bench_report_gms(what, rc);
-            if (rc == GMS_E_NO_MEMORY)
-                fprintf(stderr, "gms-bench: %s: out of memory with %.2f GB "
-                        "live allocated by the trace (peak live %.2f GB)\n",
-                        t->name, (double)live / 1e9, (double)t->peak_live / 1e9);
-            goto out;
-        }
-    }
-    r->wall_ns = bench_now_ns() - t0;
-    gms_stats s;
-    rc = gms_stats_get(rt, &s);
-    if (rc != GMS_OK) {
-        bench_report_gms("gms_stats_get", rc);
-        goto out;
-    }
-    r->peak_held = s.peak_held_bytes;
-    ret = 0;
-out:
-    /* Blocks the trace never frees (weights, caches at exit), outside the
-     * timing; closing the context would reclaim them too, but as leaks. */
-    for (uint32_t id = 0; id < t->ids; id++)
-        if (h[id] != GMS_BUF_NULL && (rc = gms_free(ctx, h[id])) != GMS_OK &&
-            ret == 0) {
-            bench_report_gms("freeing the blocks live at the end", rc);
+    for (int pass = 0; pass < 2 && ret == 0; pass++) {
+        ret = gms_pass(t, ctx, async, h, &r->wall_ns[pass]);
+        gms_stats s;
+        if (ret == 0 && (rc = gms_stats_get(rt, &s)) != GMS_OK) {
+            bench_report_gms("gms_stats_get", rc);
             ret = BENCH_EXIT_FAIL;
         }
+        if (ret == 0)
+            r->peak_held[pass] = s.peak_held_bytes;
+        if (gms_free_live(t, ctx, async, h) && ret == 0)
+            ret = BENCH_EXIT_FAIL;
+    }
     free(h);
     bench_close(rt, ctx);
     return ret;
 }
 
-static void print_result(const bench_args *args, const trace *t,
+/* The same pass through cuMemAllocAsync/cuMemFreeAsync, timed the same
+ * way, with the same bookkeeping in the loop. */
+static int cma_pass(const trace *t, bench_cuda_ptr *p, uint64_t *wall_ns)
+{
+    uint64_t live = 0;
+    int r;
+    uint64_t t0 = bench_now_ns();
+    for (size_t i = 0; i < t->n; i++) {
+        const event *e = &t->ev[i];
+        if (e->op == 'a') {
+            r = bench_cuda_alloc(e->size, &p[e->id]);
+        } else {
+            r = bench_cuda_free(p[e->id]);
+            p[e->id] = 0;
+        }
+        if (r == 0) {
+            live = e->op == 'a' ? live + e->size : live - e->size;
+        } else {
+            char what[320];
+            event_what(what, sizeof what, "cuMemAllocAsync replay", t, i);
+            snprintf(what + strlen(what), sizeof what - strlen(what),
+                     " with %.2f GB live", (double)live / 1e9);
+            bench_cuda_report(what, r);
+            return BENCH_EXIT_FAIL;
+        }
+    }
+    if (bench_cuda_sync())
+        return BENCH_EXIT_FAIL;
+    *wall_ns = bench_now_ns() - t0;
+    return 0;
+}
+
+static int trace_replay_cma(const trace *t, replay_result *r)
+{
+    int ret, rc;
+    bench_cuda_ptr *p = calloc(t->ids ? t->ids : 1, sizeof *p);
+    if (!p) {
+        fprintf(stderr, "gms-bench: %s: out of host memory\n", t->name);
+        return BENCH_EXIT_FAIL;
+    }
+    ret = bench_cuda_pool_empty();
+    for (int pass = 0; pass < 2 && ret == 0; pass++) {
+        ret = cma_pass(t, p, &r->cma_wall_ns[pass]);
+        if (ret == 0)
+            ret = bench_cuda_pool_reserved_high(&r->cma_reserved[pass]);
+        /* What the trace left live, untimed, as for gms. */
+        for (uint32_t id = 0; id < t->ids; id++) {
+            if ((rc = bench_cuda_free(p[id])) != 0 && ret == 0) {
+                bench_cuda_report("cuMemFreeAsync (the blocks live at the end)", rc);
+                ret = BENCH_EXIT_FAIL;
+            }
+            p[id] = 0;
+        }
+        if (bench_cuda_sync())
+            ret = BENCH_EXIT_FAIL;
+    }
+    /* The next trace's gms runtime gets the whole device. */
+    if (bench_cuda_pool_empty())
+        ret = BENCH_EXIT_FAIL;
+    free(p);
+    return ret;
+}
+
+static double frag_of(uint64_t live, uint64_t held)
+{
+    return held ? 1.0 - (double)live / (double)held : 0.0;
+}
+
+static double per_op(const trace *t, uint64_t ns)
+{
+    return t->n ? (double)ns / (double)t->n : 0.0;
+}
+
+static void print_result(const bench_args *args, int cma, const trace *t,
                          const replay_result *r)
 {
-    double frag = r->peak_held ? 1.0 - (double)t->peak_live /
-                                           (double)r->peak_held
-                               : 0.0;
-    double ns_per_op = t->n ? (double)r->wall_ns / (double)t->n : 0.0;
+    double frag = frag_of(t->peak_live, r->peak_held[0]);
+    double ns[2] = {per_op(t, r->wall_ns[0]), per_op(t, r->wall_ns[1])};
+    double cma_frag = frag_of(t->peak_live, r->cma_reserved[0]);
+    double cma_ns[2] = {per_op(t, r->cma_wall_ns[0]), per_op(t, r->cma_wall_ns[1])};
     if (args->json) {
         bench_json j;
         bench_json_begin(&j, stdout);
@@ -307,28 +434,66 @@ static void print_result(const bench_args *args, const trace *t,
         bench_json_str(&j, "trace", t->name);
         bench_json_u64(&j, "events", t->n);
         bench_json_u64(&j, "peak_live", t->peak_live);
-        bench_json_u64(&j, "peak_held", r->peak_held);
+        bench_json_u64(&j, "peak_held", r->peak_held[0]);
         bench_json_f64(&j, "frag", frag);
-        bench_json_f64(&j, "ns_per_op", ns_per_op);
+        bench_json_f64(&j, "ns_per_op", ns[0]);
+        bench_json_f64(&j, "ns_per_op_warm", ns[1]);
+        bench_json_u64(&j, "peak_held_both", r->peak_held[1]);
+        if (cma) {
+            bench_json_f64(&j, "cma_ns_per_op", cma_ns[0]);
+            bench_json_f64(&j, "cma_ns_per_op_warm", cma_ns[1]);
+            bench_json_f64(&j, "ratio", ns[0] / cma_ns[0]);
+            bench_json_f64(&j, "ratio_warm", ns[1] / cma_ns[1]);
+            bench_json_u64(&j, "cma_peak_reserved", r->cma_reserved[0]);
+            bench_json_f64(&j, "cma_frag", cma_frag);
+            bench_json_u64(&j, "cma_peak_reserved_both", r->cma_reserved[1]);
+        }
         bench_json_str(&j, "backend", r->backend);
         bench_json_str(&j, "safety", args->safety == GMS_SAFETY_ON ? "on" : "off");
         bench_json_end(&j);
-    } else {
-        char live[32], held[32];
-        printf("%-24s %8zu %12s %12s %7.2f%% %9.1f  %s\n", t->name, t->n,
-               bench_fmt_size(live, sizeof live, t->peak_live),
-               bench_fmt_size(held, sizeof held, r->peak_held), frag * 100.0,
-               ns_per_op, r->backend);
-        fflush(stdout);
+        return;
     }
+    char live[32], held[32], res[32];
+    printf("%-24s %8zu %12s %12s %7.2f%% %9.1f %10.1f", t->name, t->n,
+           bench_fmt_size(live, sizeof live, t->peak_live),
+           bench_fmt_size(held, sizeof held, r->peak_held[0]), frag * 100.0, ns[0], ns[1]);
+    if (cma)
+        printf(" %9.1f %9.1f %7.3f %12.3f %12s %8.2f%%", cma_ns[0], cma_ns[1],
+               ns[0] / cma_ns[0], ns[1] / cma_ns[1],
+               bench_fmt_size(res, sizeof res, r->cma_reserved[0]), cma_frag * 100.0);
+    printf("  %s\n", r->backend);
+    fflush(stdout);
+}
+
+/* The GPU run's summary line (tests/gpu/run.sh collects lines starting
+ * RESULT): one per trace and safety setting. */
+static void print_result_line(const bench_args *args, const trace *t, const replay_result *r)
+{
+    double ns[2] = {per_op(t, r->wall_ns[0]), per_op(t, r->wall_ns[1])};
+    double cma_ns[2] = {per_op(t, r->cma_wall_ns[0]), per_op(t, r->cma_wall_ns[1])};
+    printf("RESULT replay_%s_safety_%s events=%zu gms_ns_per_op=%.1f gms_warm_ns_per_op=%.1f "
+           "cma_ns_per_op=%.1f cma_warm_ns_per_op=%.1f ratio=%.3f ratio_warm=%.3f "
+           "gms_peak_held_MB=%.1f gms_frag=%.2f%% cma_peak_reserved_MB=%.1f cma_frag=%.2f%%\n",
+           t->name, args->safety == GMS_SAFETY_ON ? "on" : "off", t->n, ns[0], ns[1], cma_ns[0],
+           cma_ns[1], ns[0] / cma_ns[0], ns[1] / cma_ns[1], (double)r->peak_held[0] / 1e6,
+           100.0 * frag_of(t->peak_live, r->peak_held[0]), (double)r->cma_reserved[0] / 1e6,
+           100.0 * frag_of(t->peak_live, r->cma_reserved[0]));
 }
 
 int bench_replay(const bench_args *args)
 {
     int ret = BENCH_EXIT_OK;
+    /* The comparison with the driver's allocator only where gms itself is
+     * asked for the CUDA backend; host and auto replay gms alone. */
+    int cuda = bench_backend == GMS_BACKEND_CUDA, cuda_open = 0;
     trace *traces = calloc((size_t)args->nfiles, sizeof *traces);
-    if (!traces) {
+    replay_result *res = calloc((size_t)args->nfiles, sizeof *res);
+    int *ok = calloc((size_t)args->nfiles, sizeof *ok);
+    if (!traces || !res || !ok) {
         fprintf(stderr, "gms-bench: out of host memory\n");
+        free(traces);
+        free(res);
+        free(ok);
         return BENCH_EXIT_FAIL;
     }
     /* Every file is read before any is replayed: a bad or missing one fails
@@ -337,20 +502,40 @@ int bench_replay(const bench_args *args)
         traces[i].path = args->files[i];
         ret = trace_load(&traces[i]);
     }
-    if (ret == BENCH_EXIT_OK && !args->json)
-        printf("%-24s %8s %12s %12s %8s %9s  %s\n", "trace", "events",
-               "peak live", "peak held", "frag", "ns/op", "backend");
+    /* No GPU or no driver: said once, before the table. Device 0, as the
+     * runtime's default options. */
+    if (ret == BENCH_EXIT_OK && cuda) {
+        ret = bench_cuda_open(0);
+        cuda_open = ret == BENCH_EXIT_OK;
+    }
+    if (ret == BENCH_EXIT_OK && !args->json) {
+        printf("%-24s %8s %12s %12s %8s %9s %10s", "trace", "events", "peak live",
+               "peak held", "frag", "ns/op", "warm ns/op");
+        if (cuda)
+            printf(" %9s %9s %7s %12s %12s %9s", "cma ns/op", "cma warm", "gms/cma",
+                   "warm gms/cma", "cma reserved", "cma frag");
+        printf("  %s\n", "backend");
+    }
     /* A trace the library cannot replay is reported and the rest still
      * run; the exit code says one failed. */
-    for (int i = 0; i < args->nfiles && ret != BENCH_EXIT_USAGE; i++) {
-        replay_result r;
-        if (trace_replay(&traces[i], args->safety, &r) == 0)
-            print_result(args, &traces[i], &r);
+    for (int i = 0; i < args->nfiles && ret != BENCH_EXIT_USAGE && (!cuda || cuda_open); i++) {
+        ok[i] = trace_replay(&traces[i], args->safety, cuda, &res[i]) == 0 &&
+                (!cuda || trace_replay_cma(&traces[i], &res[i]) == 0);
+        if (ok[i])
+            print_result(args, cuda, &traces[i], &res[i]);
         else
             ret = BENCH_EXIT_FAIL;
     }
+    /* After the table, not inside it; JSON lines carry the same figures. */
+    for (int i = 0; i < args->nfiles && cuda && !args->json; i++)
+        if (ok[i])
+            print_result_line(args, &traces[i], &res[i]);
+    if (cuda_open)
+        bench_cuda_close();
     for (int i = 0; i < args->nfiles; i++)
         free(traces[i].ev);
     free(traces);
+    free(res);
+    free(ok);
     return ret;
 }

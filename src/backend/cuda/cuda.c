@@ -242,6 +242,7 @@ typedef struct cuda_backend {
     gms_kslot_host *slots_host_dev; /* the same, as the device sees it */
     gms_kslot_dev *slots_dev;
     uint64_t *slot_issued; /* ticket using each slot; 0: free (async_lock) */
+    unsigned char *slot_marker; /* a marker: reusable once run, never collected */
     unsigned char *slot_failed;
     pthread_mutex_t async_lock; /* next_ticket and slot_issued */
     uint64_t next_ticket;
@@ -679,6 +680,12 @@ static uint64_t tiles_between(uint64_t lo, uint64_t hi)
     return ((hi - 1) >> GMS_KTILE_SHIFT) - (lo >> GMS_KTILE_SHIFT) + 1;
 }
 
+static uint64_t slot_done(const cuda_backend *cb, uint32_t slot)
+{
+    return atomic_load_explicit((const uint64_t _Atomic *)&cb->slots_host[slot].done,
+                                memory_order_acquire);
+}
+
 static int cuda_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
                             uint64_t seed, void *stream, uint64_t *ticket)
 {
@@ -711,12 +718,14 @@ static int cuda_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, ui
     pthread_mutex_lock(&cb->async_lock);
     uint64_t t = cb->next_ticket;
     uint32_t slot = (uint32_t)(t % ASYNC_SLOTS);
-    if (cb->slot_issued[slot]) {
+    uint64_t prev = cb->slot_issued[slot];
+    if (prev && !(cb->slot_marker[slot] && slot_done(cb, slot) >= prev)) {
         pthread_mutex_unlock(&cb->async_lock);
         snprintf(why, sizeof why, "cuda: %u stream-ordered scrubs in flight", ASYNC_SLOTS);
         return EBUSY;
     }
     cb->slot_issued[slot] = t;
+    cb->slot_marker[slot] = n == 0;
     cb->slot_failed[slot] = 0;
     cb->next_ticket = t + 1;
     pthread_mutex_unlock(&cb->async_lock);
@@ -747,11 +756,6 @@ static int cuda_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, ui
     return 0;
 }
 
-static uint64_t slot_done(const cuda_backend *cb, uint32_t slot)
-{
-    return atomic_load_explicit((const uint64_t _Atomic *)&cb->slots_host[slot].done,
-                                memory_order_acquire);
-}
 
 static int cuda_scrub_collect(gms_backend *be, uint64_t ticket, gms_scrub_item *items, size_t n)
 {
@@ -819,7 +823,8 @@ static int async_init(cuda_backend *cb, int sms)
     gms_kslot_dev *init = malloc(dbytes);
     cb->slot_issued = calloc(ASYNC_SLOTS, sizeof *cb->slot_issued);
     cb->slot_failed = calloc(ASYNC_SLOTS, 1);
-    if (!init || !cb->slot_issued || !cb->slot_failed) {
+    cb->slot_marker = calloc(ASYNC_SLOTS, 1);
+    if (!init || !cb->slot_issued || !cb->slot_failed || !cb->slot_marker) {
         free(init);
         cu.MemFree(d);
         cu.MemFreeHost(h);
@@ -869,6 +874,7 @@ static void cuda_destroy(gms_backend *be)
     pthread_mutex_destroy(&cb->async_lock);
     free(cb->slot_issued);
     free(cb->slot_failed);
+    free(cb->slot_marker);
     free(cb);
 }
 
