@@ -91,18 +91,23 @@ typedef struct gms_backend_ops {
     int (*order_after)(gms_backend *be, void *stream, int wait);
     /* Stream-ordered safety work (docs/stream-ordered.md). NULL for a
      * backend without streams: the core then runs `scrub` on the spot.
-     * scrub_async queues a batch of at most GMS_SCRUB_ASYNC_MAX items on
-     * `stream` (NULL: the default stream), after the work queued there so
-     * far, and returns at once with a ticket (never 0; tickets grow). n may
-     * be 0: a marker of that point in the stream. Fill ranges must not
-     * overlap check ranges (no order between them is promised). EBUSY:
-     * too many batches in flight (the caller falls back to `scrub`). It
-     * never waits for the device. */
+     * ticket_reserve names a batch before it is made: a ticket (never 0;
+     * tickets grow) that no later ticket passes in done_upto until it has
+     * run; EBUSY: too many batches in flight (the caller falls back to
+     * `scrub`). scrub_async then queues that batch, of at most
+     * GMS_SCRUB_ASYNC_MAX items, on `stream` (NULL: the default stream),
+     * after the work queued there so far, and returns at once; every
+     * reserved ticket must be queued once. n may be 0: a marker of that
+     * point in the stream. Fill ranges must not overlap check ranges (no
+     * order between them is promised). If it fails, the ticket counts as
+     * run and its collect fails. Neither waits for the device. */
+    int (*ticket_reserve)(gms_backend *be, uint64_t *ticket);
     int (*scrub_async)(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
-                       uint64_t seed, void *stream, uint64_t *ticket);
+                       uint64_t seed, void *stream, uint64_t ticket);
     /* 0 once ticket's batch has run, with each item's bad and verify_bad
      * set (items as given to scrub_async, n the same); EAGAIN before; EIO
-     * if the device failed. Called once per ticket; never waits. */
+     * if the device failed. Called once per ticket of a batch of n > 0
+     * (markers need none); never waits. */
     int (*scrub_collect)(gms_backend *be, uint64_t ticket, gms_scrub_item *items, size_t n);
     /* Every ticket up to the one returned has run (a query, never a wait). */
     uint64_t (*done_upto)(gms_backend *be);

@@ -117,11 +117,17 @@ static int failing_order_after(gms_backend *be, void *stream, int wait)
     return in->ops->order_after ? in->ops->order_after(in, stream, wait) : 0;
 }
 
-static int failing_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n,
-                               uint64_t pattern, uint64_t seed, void *stream, uint64_t *ticket)
+static int failing_ticket_reserve(gms_backend *be, uint64_t *ticket)
 {
     if (gms_failpoint_hit(fb(be)->fp))
         return EIO;
+    gms_backend *in = fb(be)->inner;
+    return in->ops->ticket_reserve(in, ticket);
+}
+
+static int failing_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n,
+                               uint64_t pattern, uint64_t seed, void *stream, uint64_t ticket)
+{
     gms_backend *in = fb(be)->inner;
     return in->ops->scrub_async(in, items, n, pattern, seed, stream, ticket);
 }
@@ -167,6 +173,7 @@ static const gms_backend_ops failing_ops = {
     .fill = failing_fill,
     .scrub = failing_scrub,
     .order_after = failing_order_after,
+    .ticket_reserve = failing_ticket_reserve,
     .scrub_async = failing_scrub_async,
     .scrub_collect = failing_scrub_collect,
     .done_upto = failing_done_upto,
@@ -186,6 +193,7 @@ int gms_backend_failing_create(gms_backend *inner, gms_failpoint *fp,
     f->ops = failing_ops;
     f->ops.props = inner->ops->props;
     if (!inner->ops->scrub_async) {
+        f->ops.ticket_reserve = NULL;
         f->ops.scrub_async = NULL;
         f->ops.scrub_collect = NULL;
         f->ops.done_upto = NULL;

@@ -51,6 +51,7 @@ int gms__random_bytes(void *buf, size_t len);
 
 typedef struct gms_block gms_block;
 typedef struct gms_pool gms_pool;
+typedef struct gms_pending gms_pending;
 
 /* A slot names a block for one holder (a buffer handle), or names a share
  * of it (the share id is the slot's handle word). */
@@ -220,6 +221,8 @@ struct gms_pool {
     /* Safety: batches of device work whose results are still to come, then
      * freed blocks waiting in quarantine (src/safety/scrub.c). */
     struct gms_scrub_batch *inflight_head, **inflight_tail;
+    struct gms_pending *pending; /* frees gathered into one launch */
+    bool _Atomic pending_open;   /* read unlocked by the collector */
     uint64_t _Atomic inflight; /* batches in that list (read unlocked by
                                   the collector to skip idle pools) */
     gms_block *quarantine_head, **quarantine_tail;
@@ -401,9 +404,14 @@ const char *gms__handle_diagnose(const gms_runtime *rt, const gms_slot *s,
 /* Queues a batch of safety work on stream (in stream order where the
  * backend has streams, else at once): *ticket names it, 0 when it already
  * ran, and then the results are in items already. Never waits for the
- * device but where the backend has too much in flight. 0 or an errno. */
+ * device but where the backend has too much in flight. 0 or an errno.
+ * The same in two steps: reserve a ticket (0: the batch will run at once;
+ * 0 and EBUSY leave *ticket 0), then launch the batch under it. */
 int gms__device_queue(gms_pool *p, gms_scrub_item *items, size_t n, void *stream,
                       uint64_t *ticket);
+int gms__device_reserve(gms_pool *p, uint64_t *ticket);
+int gms__device_launch(gms_pool *p, gms_scrub_item *items, size_t n, void *stream,
+                       uint64_t ticket);
 /* 0 with the results in items once ticket ran; EAGAIN before. */
 int gms__device_collect(gms_pool *p, uint64_t ticket, gms_scrub_item *items, size_t n);
 /* Every ticket up to this one has run (UINT64_MAX on a backend without

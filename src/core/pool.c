@@ -101,22 +101,38 @@ static int device_run_now(gms_pool *p, gms_scrub_item *items, size_t n, void *st
     return err;
 }
 
-int gms__device_queue(gms_pool *p, gms_scrub_item *items, size_t n, void *stream,
-                      uint64_t *ticket)
+int gms__device_reserve(gms_pool *p, uint64_t *ticket)
+{
+    gms_backend *be = p->rt->backend;
+    *ticket = 0;
+    if (!be->ops->ticket_reserve)
+        return 0;
+    int err = be->ops->ticket_reserve(be, ticket);
+    if (err == EBUSY)
+        gms__log(p->rt, GMS_LOG_WARN, "gms: pool %llu: the device has too much safety work in flight; a batch waits for its stream",
+                 (unsigned long long)p->id);
+    return err;
+}
+
+int gms__device_launch(gms_pool *p, gms_scrub_item *items, size_t n, void *stream,
+                       uint64_t ticket)
 {
     gms_runtime *rt = p->rt;
     gms_backend *be = rt->backend;
-    *ticket = 0;
-    if (be->ops->scrub_async) {
-        int err = be->ops->scrub_async(be, items, n, rt->pattern, rt->wipe_seed,
-                                       gms__queue_stream(stream), ticket);
-        if (err != EBUSY)
-            return err;
-        gms__log(rt, GMS_LOG_WARN, "gms: pool %llu: the device has too much safety work in flight; this batch waits for its stream",
-                 (unsigned long long)p->id);
-    }
+    if (ticket)
+        return be->ops->scrub_async(be, items, n, rt->pattern, rt->wipe_seed,
+                                    gms__queue_stream(stream), ticket);
     /* A marker has nothing to order. */
     return n ? device_run_now(p, items, n, gms__queue_stream(stream)) : 0;
+}
+
+int gms__device_queue(gms_pool *p, gms_scrub_item *items, size_t n, void *stream,
+                      uint64_t *ticket)
+{
+    int err = gms__device_reserve(p, ticket);
+    if (err && err != EBUSY)
+        return err;
+    return gms__device_launch(p, items, n, stream, *ticket);
 }
 
 int gms__device_collect(gms_pool *p, uint64_t ticket, gms_scrub_item *items, size_t n)
@@ -176,6 +192,7 @@ void gms__pool_destroy(gms_pool *p)
         free(s);
     }
     free(p->users);
+    free(p->pending);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }

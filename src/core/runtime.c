@@ -211,7 +211,9 @@ static void collect_tick(gms_runtime *rt)
     gms_pool *p = rt->pools;
     pthread_mutex_unlock(&rt->lock);
     while (p) {
-        if (atomic_load_explicit(&p->inflight, memory_order_relaxed)) {
+        /* pending: a racy peek; the lock is taken only when it may be set */
+        if (atomic_load_explicit(&p->inflight, memory_order_relaxed) ||
+            atomic_load_explicit(&p->pending_open, memory_order_relaxed)) {
             gms__pool_lock(p);
             gms__safety_collect(p, true);
             gms__pool_unlock(p);
@@ -345,7 +347,7 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
     if ((rt->verify_interval_ms &&
          (rc = ticker_start(rt, verify_tick, rt->verify_interval_ms, "background verifier",
                             &rt->verifier)) != GMS_OK) ||
-        (be->ops->scrub_async && rt->safety &&
+        (be->ops->scrub_async &&
          (rc = ticker_start(rt, collect_tick, GMS_COLLECT_MS, "collector", &rt->collector)) !=
              GMS_OK)) {
         ticker_stop(&rt->verifier);

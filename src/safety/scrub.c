@@ -197,8 +197,99 @@ static void inflight_push(gms_pool *p, gms_scrub_batch *bt)
     atomic_fetch_add_explicit(&p->inflight, 1, memory_order_relaxed);
 }
 
+/* ---- the pending batch ----
+ * On a backend with streams, a pool gathers its frees of one stream into
+ * one batch (their scrubs, and the checks of the blocks they push out of
+ * quarantine) under a ticket reserved at the first of them, and queues it
+ * as one launch: when it is full, when a free comes on another stream,
+ * when gms_free (the synchronous call) adds to it, and at the collector's
+ * next tick (GMS_COLLECT_MS) otherwise. A free's block is tagged with the
+ * ticket at once, so no other stream takes it before the batch has run;
+ * a block leaving quarantine waits for the launch before its pool may
+ * hand it out. */
+struct gms_pending {
+    void *stream;
+    uint64_t ticket; /* 0: none open */
+    uint32_t frees;
+    batch_build bb;
+    gms_block *blk[GMS_SCRUB_ASYNC_MAX]; /* item i's block */
+    bool leaving[GMS_SCRUB_ASYNC_MAX];   /* item i: a quarantine exit */
+};
+
+static void pending_flush(gms_pool *p);
+static void exits_done(gms_pool *p, gms_block **taken, uint32_t first, uint32_t n, bool ok,
+                       uint64_t ticket);
+
+/* Opens (or keeps) the pool's pending batch for stream; false when the
+ * backend runs batches at once (no streams, or too much in flight). */
+static bool pending_open(gms_pool *p, void *stream)
+{
+    gms_pending *pd = p->pending;
+    if (pd && pd->ticket && pd->stream == stream)
+        return true;
+    if (pd && pd->ticket)
+        pending_flush(p);
+    if (!p->rt->backend->ops->ticket_reserve)
+        return false;
+    if (!pd && !(pd = p->pending = gms__alloc_meta(p->rt, sizeof *pd)))
+        return false;
+    uint64_t t = 0;
+    if (gms__device_reserve(p, &t) == EBUSY) {
+        gms__safety_collect(p, false); /* room in the device's ring */
+        gms__device_reserve(p, &t);
+    }
+    if (!t)
+        return false;
+    pd->stream = stream;
+    pd->ticket = t;
+    pd->frees = 0;
+    build_init(&pd->bb);
+    atomic_store_explicit(&p->pending_open, true, memory_order_relaxed);
+    return true;
+}
+
+static void pending_flush(gms_pool *p)
+{
+    gms_pending *pd = p->pending;
+    if (!pd || !pd->ticket)
+        return;
+    gms_scrub_batch *bt = &pd->bb.b;
+    uint64_t ticket = pd->ticket;
+    pd->ticket = 0;
+    atomic_store_explicit(&p->pending_open, false, memory_order_relaxed);
+    bt->ticket = ticket;
+    int err = gms__device_launch(p, bt->items, bt->n, pd->stream, ticket);
+    if (!err && bt->n) {
+        gms_scrub_batch *kept = batch_keep(p->rt, bt);
+        if (kept)
+            inflight_push(p, kept);
+        else
+            gms__log(p->rt, GMS_LOG_WARN,
+                     "gms: pool %llu: out of host memory: the findings of a safety batch of %u blocks will not be reported",
+                     (unsigned long long)p->id, bt->n);
+    }
+    if (err)
+        gms__log(p->rt, GMS_LOG_WARN,
+                 "gms: pool %llu: queuing safety work for %u blocks failed (backend errno %d); they wait in quarantine",
+                 (unsigned long long)p->id, bt->n, err);
+    /* Freed blocks stay in quarantine (scrubbed at their exit if the
+     * launch failed); leaving ones go to the pool, or back to quarantine. */
+    gms_block *taken[GMS_SCRUB_ASYNC_MAX];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < bt->n; i++) {
+        if (pd->leaving[i])
+            taken[n++] = pd->blk[i];
+        else if (err)
+            pd->blk[i]->unscrubbed = true;
+    }
+    exits_done(p, taken, 0, n, err == 0, ticket);
+    build_init(&pd->bb);
+}
+
 unsigned gms__safety_collect(gms_pool *p, bool all)
 {
+    if (all)
+        pending_flush(p);
     unsigned n = 0;
     gms_scrub_batch **pp = &p->inflight_head;
     while (*pp) {
@@ -220,7 +311,7 @@ unsigned gms__safety_collect(gms_pool *p, bool all)
     return n;
 }
 
-/* Queues the batch made in bt on stream, then hands it on: to the
+/* Queues the batch made in bt on stream at once, then hands it on: to the
  * in-flight list, or, on a backend that ran it at once, to the reports
  * (own_msg as in batch_report; its code in *own_rc). *ticket: its ticket. */
 static int batch_queue(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t *ticket,
@@ -277,12 +368,16 @@ static bool over_limits(const gms_pool *p, uint64_t max_bytes, uint64_t max_bloc
 
 /* Moves the oldest quarantined blocks of `stream` into bt (up to
  * GMS_SCRUB_ASYNC_MAX items in all) while the quarantine is over its
- * limits; they are unlinked, and returned to the pool by exits_done. */
-static void take_exits(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t max_bytes,
-                       uint64_t max_blocks, bool keep_newest, gms_block **taken)
+ * limits, but none whose own scrub waits in batch `unlaunched` (the two
+ * would race in one launch); they are unlinked, returned to the pool by
+ * exits_done. */
+static void take_exits(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t unlaunched,
+                       uint64_t max_bytes, uint64_t max_blocks, bool keep_newest,
+                       gms_block **taken)
 {
     while (bt->n < GMS_SCRUB_ASYNC_MAX && over_limits(p, max_bytes, max_blocks, keep_newest) &&
-           p->quarantine_head->stream == stream) {
+           p->quarantine_head->stream == stream &&
+           !(unlaunched && p->quarantine_head->ticket == unlaunched)) {
         gms_block *b = p->quarantine_head;
         p->quarantine_head = b->u.retired.next;
         if (!p->quarantine_head)
@@ -294,9 +389,9 @@ static void take_exits(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t 
     }
 }
 
-/* After bt was queued (ok) or not: the blocks taken from the quarantine
- * for it, items [first, bt->n), go to the pool tagged with the batch's
- * ticket, or back to the quarantine's head to wait for another try. */
+/* After a batch with blocks taken from the quarantine was queued (ok) or
+ * not: they go to the pool tagged with the batch's ticket, or back to the
+ * quarantine's head to wait for another try. */
 static void exits_done(gms_pool *p, gms_block **taken, uint32_t first, uint32_t n, bool ok,
                        uint64_t ticket)
 {
@@ -326,10 +421,13 @@ static void quarantine_evict(gms_pool *p, uint64_t max_bytes, uint64_t max_block
                              bool keep_newest)
 {
     while (over_limits(p, max_bytes, max_blocks, keep_newest)) {
+        const gms_pending *pd = p->pending;
+        if (pd && pd->ticket && p->quarantine_head->ticket == pd->ticket)
+            pending_flush(p); /* its scrub first */
         batch_build bb;
         gms_scrub_batch *bt = build_init(&bb);
         gms_block *taken[GMS_SCRUB_ASYNC_MAX];
-        take_exits(p, bt, p->quarantine_head->stream, max_bytes, max_blocks, keep_newest, taken);
+        take_exits(p, bt, p->quarantine_head->stream, 0, max_bytes, max_blocks, keep_newest, taken);
         uint32_t n = bt->n;
         uint64_t ticket;
         bool ok = batch_queue(p, bt, taken[0]->stream, &ticket, NULL, NULL, 0) == 0;
@@ -339,35 +437,54 @@ static void quarantine_evict(gms_pool *p, uint64_t max_bytes, uint64_t max_block
     }
 }
 
-int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered)
+static void quarantine_push(gms_pool *p, gms_block *b)
 {
-    gms_runtime *rt = p->rt;
-    b->stream = ordered ? stream : NULL;
-    b->ticket = 0;
-    if (!rt->safety) {
-        /* Reusable at once on its stream; elsewhere once the device has
-         * passed this point of it (a marker). Unordered: at once. */
-        if (ordered && gms__device_queue(p, NULL, 0, stream, &b->ticket) != 0)
-            gms__log(rt, GMS_LOG_WARN, "gms: pool %llu: marking a free on its stream failed",
-                     (unsigned long long)p->id);
-        gms__pool_free(p, b);
-        return GMS_OK;
-    }
-    gms__safety_collect(p, false); /* room in the device's ring, first */
-    /* Until its scrub is queued, its data is not poisoned: the quarantine
-     * exit then scrubs it instead of checking it. */
     b->state = GMS_BLOCK_QUARANTINE;
-    b->unscrubbed = true;
     b->u.retired.next = NULL;
     *p->quarantine_tail = b;
     p->quarantine_tail = &b->u.retired.next;
     p->quarantine_bytes += b->size;
     p->quarantine_blocks++;
-    /* One batch, one launch on a GPU: this block's scrub, and the checks
-     * of the blocks it pushes out of the quarantine, when they were freed
-     * on the same stream (the commonest case). */
+}
+
+/* A free with safety on, on a backend with streams: into the pending batch. */
+static void retire_pending(gms_pool *p, gms_block *b, bool sync)
+{
+    gms_pending *pd = p->pending;
+    gms_scrub_batch *bt = &pd->bb.b;
+    uint32_t i = bt->n++;
+    free_item(p, b, &bt->items[i]);
+    b->ticket = pd->ticket;
+    b->unscrubbed = false;
+    quarantine_push(p, b);
+    bt->snap[i] = *b;
+    bt->exit_check[i] = false;
+    pd->blk[i] = b;
+    pd->leaving[i] = false;
+    pd->frees++;
+    uint32_t first = bt->n;
+    take_exits(p, bt, pd->stream, pd->ticket, quarantine_limit(p), p->rt->quarantine_max_blocks,
+               true, pd->blk);
+    for (uint32_t k = first; k < bt->n; k++)
+        pd->leaving[k] = true;
+    /* The synchronous gms_free promises that a write after it is caught:
+     * its scrub is queued before it returns. */
+    if (sync || bt->n + 2 > GMS_SCRUB_ASYNC_MAX)
+        pending_flush(p);
+}
+
+/* A free with safety on, its batch queued at once (the host backend, or a
+ * device with too much in flight): this block's scrub and the checks of
+ * the blocks it pushes out of the quarantine, when they were freed on the
+ * same stream. Returns this block's corruption, found at once. */
+static int retire_now(gms_pool *p, gms_block *b)
+{
     int rc = GMS_OK;
     char own_msg[400];
+    /* Until its scrub is queued, its data is not poisoned: the quarantine
+     * exit then scrubs it instead of checking it. */
+    b->unscrubbed = true;
+    quarantine_push(p, b);
     batch_build bb;
     gms_scrub_batch *bt = build_init(&bb);
     gms_block *taken[GMS_SCRUB_ASYNC_MAX];
@@ -376,7 +493,7 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered)
     bt->exit_check[0] = false;
     bt->n = 1;
     taken[0] = b;
-    take_exits(p, bt, b->stream, quarantine_limit(p), rt->quarantine_max_blocks, true, taken);
+    take_exits(p, bt, b->stream, 0, quarantine_limit(p), p->rt->quarantine_max_blocks, true, taken);
     uint32_t n = bt->n;
     uint64_t ticket;
     if (batch_queue(p, bt, b->stream, &ticket, &rc, own_msg, sizeof own_msg) == 0) {
@@ -386,14 +503,45 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered)
     } else {
         exits_done(p, taken, 1, n, false, 0);
     }
-    quarantine_evict(p, quarantine_limit(p), rt->quarantine_max_blocks, true);
     if (rc)
         gms__fail(rc, "%s", own_msg);
     return rc;
 }
 
+int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered)
+{
+    gms_runtime *rt = p->rt;
+    b->stream = ordered ? stream : NULL;
+    b->ticket = 0;
+    if (!rt->safety) {
+        /* Reusable at once on its stream; elsewhere once the device has
+         * passed this point of it (the pending batch is its marker).
+         * Unordered: the device is done with it, so at once anywhere. */
+        if (ordered && pending_open(p, stream)) {
+            b->ticket = p->pending->ticket;
+            if (++p->pending->frees == GMS_SCRUB_ASYNC_MAX)
+                pending_flush(p);
+        } else if (ordered && rt->backend->ops->order_after &&
+                   rt->backend->ops->order_after(rt->backend, gms__queue_stream(stream), 1)) {
+            gms__log(rt, GMS_LOG_WARN, "gms: pool %llu: waiting for a stream failed",
+                     (unsigned long long)p->id);
+        }
+        gms__pool_free(p, b);
+        return GMS_OK;
+    }
+    gms__safety_collect(p, false);
+    int rc = GMS_OK;
+    if (pending_open(p, b->stream))
+        retire_pending(p, b, !ordered);
+    else
+        rc = retire_now(p, b);
+    quarantine_evict(p, quarantine_limit(p), rt->quarantine_max_blocks, true);
+    return rc;
+}
+
 void gms__safety_drain(gms_pool *p)
 {
+    pending_flush(p);
     quarantine_evict(p, 0, 0, false);
     if (p->inflight_head) {
         gms__device_quiesce(p->rt);

@@ -31,6 +31,7 @@ typedef struct job {
     uint64_t ticket;
     void *stream;
     size_t n;
+    bool queued; /* reserved until then */
     bool ran;
     gms_scrub_item items[GMS_SCRUB_ASYNC_MAX];
     uint64_t pattern, seed;
@@ -48,21 +49,12 @@ typedef struct deferred {
 
 static deferred *the; /* the last one made: one runtime at a time here */
 
-static int d_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
-                         uint64_t seed, void *stream, uint64_t *ticket)
+static int d_ticket_reserve(gms_backend *be, uint64_t *ticket)
 {
     deferred *d = (deferred *)be;
     job *j = calloc(1, sizeof *j);
-    if (!j || n > GMS_SCRUB_ASYNC_MAX) {
-        free(j);
+    if (!j)
         return ENOMEM;
-    }
-    if (n)
-        memcpy(j->items, items, n * sizeof *items);
-    j->n = n;
-    j->stream = stream;
-    j->pattern = pattern;
-    j->seed = seed;
     pthread_mutex_lock(&d->lock);
     j->ticket = *ticket = d->next_ticket++;
     *d->tail = j;
@@ -71,17 +63,73 @@ static int d_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, uint6
     return 0;
 }
 
+static int d_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
+                         uint64_t seed, void *stream, uint64_t ticket)
+{
+    deferred *d = (deferred *)be;
+    pthread_mutex_lock(&d->lock);
+    job *j = d->jobs;
+    while (j && j->ticket != ticket)
+        j = j->next;
+    if (j && !j->queued && n <= GMS_SCRUB_ASYNC_MAX) {
+        if (n)
+            memcpy(j->items, items, n * sizeof *items);
+        j->n = n;
+        j->stream = stream;
+        j->pattern = pattern;
+        j->seed = seed;
+        j->queued = true;
+    }
+    pthread_mutex_unlock(&d->lock);
+    return j ? 0 : EINVAL;
+}
+
 /* The device reaches the end of what is queued on stream (all: every
  * stream), in order. */
 static void device_run(deferred *d, void *stream, bool all)
 {
     pthread_mutex_lock(&d->lock);
     for (job *j = d->jobs; j; j = j->next)
-        if (!j->ran && (all || j->stream == stream)) {
+        if (j->queued && !j->ran && (all || j->stream == stream)) {
             d->inner->ops->scrub(d->inner, j->items, j->n, j->pattern, j->seed);
             j->ran = true;
         }
+    /* Markers that ran are forgotten: nobody collects them. */
+    for (job **pp = &d->jobs; *pp;) {
+        job *j = *pp;
+        if (j->ran && j->n == 0) {
+            *pp = j->next;
+            free(j);
+        } else {
+            pp = &j->next;
+        }
+    }
+    d->tail = &d->jobs;
+    while (*d->tail)
+        d->tail = &(*d->tail)->next;
     pthread_mutex_unlock(&d->lock);
+}
+
+/* Whether a reserved batch is still being gathered (not yet queued). */
+static bool gathering(deferred *d)
+{
+    pthread_mutex_lock(&d->lock);
+    bool any = false;
+    for (job *j = d->jobs; j && !any; j = j->next)
+        any = !j->queued;
+    pthread_mutex_unlock(&d->lock);
+    return any;
+}
+
+/* The device catches up with stream (all: every stream): first the frees
+ * gathered into a batch are queued (the collector does it within its
+ * tick), then what is queued runs. */
+static void device_catch_up(void *stream, bool all)
+{
+    for (int ms = 0; ms < 2000 && gathering(the); ms++)
+        sleep_ms(1);
+    CHECK(!gathering(the));
+    device_run(the, stream, all);
 }
 
 static int d_collect(gms_backend *be, uint64_t ticket, gms_scrub_item *items, size_t n)
@@ -93,6 +141,8 @@ static int d_collect(gms_backend *be, uint64_t ticket, gms_scrub_item *items, si
         pp = &(*pp)->next;
     job *j = *pp;
     int rc = !j ? EIO : !j->ran ? EAGAIN : 0;
+    if (j && j->ran && j->n == 0)
+        rc = EIO; /* markers are never collected */
     if (rc == 0) {
         for (size_t i = 0; i < n; i++) {
             items[i].bad = j->items[i].bad;
@@ -163,6 +213,7 @@ static int deferred_wrap(gms_backend *inner, gms_backend **out)
     d->base = *inner;
     d->ops = *inner->ops;
     d->ops.name = "deferred";
+    d->ops.ticket_reserve = d_ticket_reserve;
     d->ops.scrub_async = d_scrub_async;
     d->ops.scrub_collect = d_collect;
     d->ops.done_upto = d_done_upto;
@@ -256,7 +307,7 @@ static void reuse_follows_streams(void)
         for (int i = 0; i < 64; i++)
             CHECK_OK(gms_free_async(c, keep[i], (i + round) % 3 ? S1 : S2));
         if (round % 5 == 4)
-            device_run(the, S1, false);
+            device_catch_up(S1, false);
     }
     CHECK(waits() == w0);
     CHECK_OK(gms_verify(rt, NULL));
@@ -272,12 +323,12 @@ static void device_findings_arrive_alone(void)
     gms_runtime *rt = open_deferred(GMS_SAFETY_ON);
     gms_context *c = ctx_of(rt, "t", "u", GMS_LEVEL_INTERNAL);
     gms_buf x = alloc_on(c, 100, S1);
-    device_run(the, S1, false); /* the new memory's preparation */
+    device_catch_up(S1, false); /* the new memory's preparation */
     raw(c, x)[100] ^= 1;        /* then a kernel overflows into the redzone */
     rec_reset();
     CHECK_OK(gms_free_async(c, x, S1)); /* its scrub has not run: nothing known yet */
     CHECK(rec_count() == 0);
-    device_run(the, S1, false);
+    device_catch_up(S1, false);
     /* No further gms call: the collector reports it. */
     long ms = wait_for_reports(1);
     CHECK(ms >= 0);
@@ -300,17 +351,17 @@ static void write_after_free_in_stream_order(void)
     uint8_t *pe = raw(c, early);
     CHECK_OK(gms_free_async(c, early, S1));
     pe[10] = 0x42;
-    device_run(the, S1, false);
+    device_catch_up(S1, false);
     /* A write ordered after the free (a kernel queued on S1 later) lands on
      * poisoned memory, and the check at the quarantine's exit finds it. */
     gms_buf late = alloc_on(c, 1000, S1);
     uint8_t *pl = raw(c, late);
     CHECK_OK(gms_free_async(c, late, S1)); /* early leaves quarantine */
-    device_run(the, S1, false);
+    device_catch_up(S1, false);
     pl[20] ^= 0x5a;
     gms_buf push = alloc_on(c, 64, S2);
     CHECK_OK(gms_free_async(c, push, S2)); /* late leaves: its check queued on S1 */
-    device_run(the, NULL, true);
+    device_catch_up(NULL, true);
     CHECK_OK(gms_sync(rt)); /* the findings, now */
     CHECK(rec_count() == 1);
     CHECK(rec.e[0].kind == GMS_VIOLATION_WRITE_AFTER_FREE && rec.e[0].handle == late &&
@@ -334,7 +385,7 @@ static void safety_off_marks_frees(void)
     CHECK(addr_of(c, on1) == a_addr);
     /* Once the device has passed the free, any stream may reuse it. */
     CHECK_OK(gms_free_async(c, on1, S1));
-    device_run(the, NULL, true);
+    device_catch_up(NULL, true);
     gms_buf later = alloc_on(c, 4000, S2);
     CHECK(addr_of(c, later) == a_addr);
     /* gms_free says the device is done with it: any stream, at once. */

@@ -686,20 +686,41 @@ static uint64_t slot_done(const cuda_backend *cb, uint32_t slot)
                                 memory_order_acquire);
 }
 
-static int cuda_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
-                            uint64_t seed, void *stream, uint64_t *ticket)
+static int cuda_ticket_reserve(gms_backend *be, uint64_t *ticket)
 {
     cuda_backend *cb = B(be);
-    if (n > GMS_SCRUB_ASYNC_MAX)
-        return EINVAL;
-    /* Parameters first: the work list travels in them. */
+    pthread_mutex_lock(&cb->async_lock);
+    uint64_t t = cb->next_ticket;
+    uint32_t slot = (uint32_t)(t % ASYNC_SLOTS);
+    uint64_t prev = cb->slot_issued[slot];
+    if (prev && !(cb->slot_marker[slot] && slot_done(cb, slot) >= prev)) {
+        pthread_mutex_unlock(&cb->async_lock);
+        snprintf(why, sizeof why, "cuda: %u stream-ordered scrubs in flight", ASYNC_SLOTS);
+        return EBUSY;
+    }
+    cb->slot_issued[slot] = t;
+    cb->slot_marker[slot] = 0;
+    cb->slot_failed[slot] = 0;
+    cb->next_ticket = t + 1;
+    pthread_mutex_unlock(&cb->async_lock);
+    *ticket = t;
+    return 0;
+}
+
+static int cuda_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
+                            uint64_t seed, void *stream, uint64_t t)
+{
+    cuda_backend *cb = B(be);
+    uint32_t slot = (uint32_t)(t % ASYNC_SLOTS);
+    int err = n > GMS_SCRUB_ASYNC_MAX ? EINVAL : 0;
+    /* The work list travels in the launch's parameters. */
     gms_kasync p;
     p.pattern = pattern;
     p.seed = seed;
     p.nranges = 0;
     p.nitems = (uint32_t)n;
     uint64_t most = 1;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !err; i++) {
         const gms_scrub_item *it = &items[i];
         uint8_t flags = (uint8_t)(((it->passes & GMS_SCRUB_MULTIPASS) ? GMS_KF_MULTIPASS : 0) |
                                   (it->verify && !it->zero ? GMS_KF_VERIFY : 0));
@@ -711,32 +732,18 @@ static int cuda_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, ui
             uint8_t op = r < 2 ? GMS_KOP_CHECK : it->zero ? GMS_KOP_ZERO : GMS_KOP_FILL;
             p.r[p.nranges++] = (gms_krange){.lo = lo, .hi = hi, .item = (uint16_t)i, .op = op,
                                             .flags = r < 2 ? 0 : flags};
-            uint64_t t = tiles_between(lo, hi);
-            most = t > most ? t : most;
+            uint64_t tiles = tiles_between(lo, hi);
+            most = tiles > most ? tiles : most;
         }
     }
-    pthread_mutex_lock(&cb->async_lock);
-    uint64_t t = cb->next_ticket;
-    uint32_t slot = (uint32_t)(t % ASYNC_SLOTS);
-    uint64_t prev = cb->slot_issued[slot];
-    if (prev && !(cb->slot_marker[slot] && slot_done(cb, slot) >= prev)) {
-        pthread_mutex_unlock(&cb->async_lock);
-        snprintf(why, sizeof why, "cuda: %u stream-ordered scrubs in flight", ASYNC_SLOTS);
-        return EBUSY;
-    }
-    cb->slot_issued[slot] = t;
-    cb->slot_marker[slot] = n == 0;
-    cb->slot_failed[slot] = 0;
-    cb->next_ticket = t + 1;
-    pthread_mutex_unlock(&cb->async_lock);
+    cb->slot_marker[slot] = n == 0; /* a marker is never collected */
     p.ticket = t;
     p.dev = (gms_kslot_dev *)(uintptr_t)(cb->slots_dev + slot);
     p.host = cb->slots_host_dev + slot;
     unsigned gx = most < cb->async_grid ? (unsigned)most : cb->async_grid;
     unsigned gy = p.nranges ? p.nranges : 1;
     CUcontext saved;
-    int err = enter(cb, &saved);
-    if (!err) {
+    if (!err && (err = enter(cb, &saved)) == 0) {
         void *args[] = {&p};
         CUresult r = cu.LaunchKernel(cb->async_fn, gx, gy, 1, GMS_KTHREADS, 1, 1, 0,
                                      (CUstream)stream, args, NULL);
@@ -752,7 +759,6 @@ static int cuda_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, ui
                               memory_order_release);
         return err;
     }
-    *ticket = t;
     return 0;
 }
 
@@ -893,6 +899,7 @@ static const gms_backend_ops cuda_ops = {
     .fill = cuda_fill,
     .scrub = cuda_scrub,
     .order_after = cuda_order_after,
+    .ticket_reserve = cuda_ticket_reserve,
     .scrub_async = cuda_scrub_async,
     .scrub_collect = cuda_scrub_collect,
     .done_upto = cuda_done_upto,
