@@ -106,8 +106,9 @@ typedef struct gms_backend_ops {
                        uint64_t seed, void *stream, uint64_t ticket);
     /* 0 once ticket's batch has run, with each item's bad and verify_bad
      * set (items as given to scrub_async, n the same); EAGAIN before; EIO
-     * if the device failed. Called once per ticket of a batch of n > 0
-     * (markers need none); never waits. */
+     * if the device failed. Called once per ticket of a batch that has
+     * something to report: a check range or a verified fill. A batch of
+     * plain fills (or none: a marker) is never collected. Never waits. */
     int (*scrub_collect)(gms_backend *be, uint64_t ticket, gms_scrub_item *items, size_t n);
     /* Every ticket up to the one returned has run (a query, never a wait). */
     uint64_t (*done_upto)(gms_backend *be);

@@ -223,6 +223,7 @@ struct gms_pool {
     struct gms_scrub_batch *inflight_head, **inflight_tail;
     struct gms_pending *pending; /* frees gathered into one launch */
     bool _Atomic pending_open;   /* read unlocked by the collector */
+    bool told_busy;              /* the device's backlog was logged */
     uint64_t _Atomic inflight; /* batches in that list (read unlocked by
                                   the collector to skip idle pools) */
     gms_block *quarantine_head, **quarantine_tail;

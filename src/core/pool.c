@@ -108,9 +108,11 @@ int gms__device_reserve(gms_pool *p, uint64_t *ticket)
     if (!be->ops->ticket_reserve)
         return 0;
     int err = be->ops->ticket_reserve(be, ticket);
-    if (err == EBUSY)
-        gms__log(p->rt, GMS_LOG_WARN, "gms: pool %llu: the device has too much safety work in flight; a batch waits for its stream",
+    if (err == EBUSY && !p->told_busy) {
+        p->told_busy = true; /* once: it can recur at every free */
+        gms__log(p->rt, GMS_LOG_WARN, "gms: pool %llu: the device has too much safety work in flight; batches wait for their stream meanwhile",
                  (unsigned long long)p->id);
+    }
     return err;
 }
 

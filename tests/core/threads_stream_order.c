@@ -33,6 +33,7 @@ typedef struct job {
     size_t n;
     bool queued; /* reserved until then */
     bool ran;
+    bool reports; /* has check ranges or verified fills: collected */
     gms_scrub_item items[GMS_SCRUB_ASYNC_MAX];
     uint64_t pattern, seed;
 } job;
@@ -79,6 +80,9 @@ static int d_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, uint6
         j->pattern = pattern;
         j->seed = seed;
         j->queued = true;
+        for (size_t i = 0; i < n; i++)
+            j->reports |= items[i].check_lo[0] < items[i].check_hi[0] ||
+                          items[i].check_lo[1] < items[i].check_hi[1] || items[i].verify;
     }
     pthread_mutex_unlock(&d->lock);
     return j ? 0 : EINVAL;
@@ -94,10 +98,11 @@ static void device_run(deferred *d, void *stream, bool all)
             d->inner->ops->scrub(d->inner, j->items, j->n, j->pattern, j->seed);
             j->ran = true;
         }
-    /* Markers that ran are forgotten: nobody collects them. */
+    /* Batches with nothing to report are forgotten once run: nobody
+     * collects them. */
     for (job **pp = &d->jobs; *pp;) {
         job *j = *pp;
-        if (j->ran && j->n == 0) {
+        if (j->ran && !j->reports) {
             *pp = j->next;
             free(j);
         } else {
@@ -141,8 +146,8 @@ static int d_collect(gms_backend *be, uint64_t ticket, gms_scrub_item *items, si
         pp = &(*pp)->next;
     job *j = *pp;
     int rc = !j ? EIO : !j->ran ? EAGAIN : 0;
-    if (j && j->ran && j->n == 0)
-        rc = EIO; /* markers are never collected */
+    if (j && j->ran && !j->reports)
+        rc = EIO; /* never collected (backend.h) */
     if (rc == 0) {
         for (size_t i = 0; i < n; i++) {
             items[i].bad = j->items[i].bad;

@@ -23,6 +23,7 @@
 #include "kernels/scrub_plan.h"
 
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -242,7 +243,7 @@ typedef struct cuda_backend {
     gms_kslot_host *slots_host_dev; /* the same, as the device sees it */
     gms_kslot_dev *slots_dev;
     uint64_t *slot_issued; /* ticket using each slot; 0: free (async_lock) */
-    unsigned char *slot_marker; /* a marker: reusable once run, never collected */
+    unsigned char *slot_marker; /* nothing to report: reusable once run */
     unsigned char *slot_failed;
     pthread_mutex_t async_lock; /* next_ticket and slot_issued */
     uint64_t next_ticket;
@@ -720,8 +721,10 @@ static int cuda_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, ui
     p.nranges = 0;
     p.nitems = (uint32_t)n;
     uint64_t most = 1;
+    bool reports = false;
     for (size_t i = 0; i < n && !err; i++) {
         const gms_scrub_item *it = &items[i];
+        reports |= it->verify && !it->zero;
         uint8_t flags = (uint8_t)(((it->passes & GMS_SCRUB_MULTIPASS) ? GMS_KF_MULTIPASS : 0) |
                                   (it->verify && !it->zero ? GMS_KF_VERIFY : 0));
         for (int r = 0; r < 4; r++) {
@@ -732,11 +735,12 @@ static int cuda_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, ui
             uint8_t op = r < 2 ? GMS_KOP_CHECK : it->zero ? GMS_KOP_ZERO : GMS_KOP_FILL;
             p.r[p.nranges++] = (gms_krange){.lo = lo, .hi = hi, .item = (uint16_t)i, .op = op,
                                             .flags = r < 2 ? 0 : flags};
+            reports |= op == GMS_KOP_CHECK;
             uint64_t tiles = tiles_between(lo, hi);
             most = tiles > most ? tiles : most;
         }
     }
-    cb->slot_marker[slot] = n == 0; /* a marker is never collected */
+    cb->slot_marker[slot] = !reports; /* never collected: reusable once run */
     p.ticket = t;
     p.dev = (gms_kslot_dev *)(uintptr_t)(cb->slots_dev + slot);
     p.host = cb->slots_host_dev + slot;

@@ -1,5 +1,6 @@
 """bench_torch.py: PyTorch workloads on PyTorch's own CUDA allocator and on
-gms (the allocator plug-in, all safety on), measured in one run.
+gms (the allocator plug-in, all safety on) and gms with safety off (the
+core path's own cost), measured in one run.
 
 Workloads (models built from their configurations, nothing downloaded):
 - resnet50_train: torchvision resnet50(weights=None), batch 64, 224x224,
@@ -114,7 +115,7 @@ def build_gpt2_serve(torch):
 def child(workload, alloc):
     sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
     import torch
-    if alloc == "gms":
+    if alloc.startswith("gms"):
         import gms.torch
         gms.torch.use_gms()
     torch.manual_seed(0)
@@ -140,7 +141,7 @@ def child(workload, alloc):
         "total_ms": sum(times) * 1e3,
         "device_used_end": total - free,
     }
-    if alloc == "gms":
+    if alloc.startswith("gms"):
         s = gms.torch.stats()
         res.update(peak_held_bytes=s["peak_held_bytes"], peak_live_bytes=s["peak_live_bytes"],
                    allocs=s["allocs"], frees=s["frees"],
@@ -160,9 +161,11 @@ def child(workload, alloc):
 def run_child(workload, alloc, timeout, gms_env=()):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false")
-    env.pop("GMS_TORCH_SAFETY", None)  # gms runs with all safety on
-    if alloc == "gms":
+    env.pop("GMS_TORCH_SAFETY", None)  # gms runs with all safety on ...
+    if alloc.startswith("gms"):
         env.update(kv.split("=", 1) for kv in gms_env)
+    if alloc == "gms_off":  # ... and gms_off without it: the core path's own cost
+        env["GMS_TORCH_SAFETY"] = "off"
     t0 = time.time()
     try:
         r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", workload, alloc],
@@ -198,16 +201,20 @@ def machine():
 def markdown(summary):
     mib = 1 << 20
     lines = ["| workload | torch median ms | gms median ms | ratio (target <= 1.02) "
-             "| torch peak reserved MiB | gms peak held MiB | ratio (target <= 1.00) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| gms safety off ms | ratio | torch peak reserved MiB | gms peak held MiB "
+             "| ratio (target <= 1.00) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for w in summary["workloads"]:
         t, g = w.get("torch", {}), w.get("gms", {})
         if "error" in t or "error" in g or not t or not g:
             err = (t.get("error") or g.get("error") or "no result").strip().splitlines()[-1]
             lines.append("| %s | %s |" % (w["workload"], err))
             continue
-        lines.append("| %s | %.1f | %.1f | %.3f | %.0f | %.0f | %.3f |" % (
-            w["workload"], t["median_ms"], g["median_ms"], w["time_ratio"],
+        o = w.get("gms_off", {})
+        off = ("%.1f | %.3f" % (o["median_ms"], w["time_ratio_safety_off"])
+               if "median_ms" in o else "- | -")
+        lines.append("| %s | %.1f | %.1f | %.3f | %s | %.0f | %.0f | %.3f |" % (
+            w["workload"], t["median_ms"], g["median_ms"], w["time_ratio"], off,
             t["peak_bytes"] / mib, g["peak_bytes"] / mib, w["memory_ratio"]))
     return "\n".join(lines)
 
@@ -218,7 +225,7 @@ def main():
     ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     ap.add_argument("--only", help="comma-separated workloads (default: all)")
-    ap.add_argument("--budget", type=float, default=330.0,
+    ap.add_argument("--budget", type=float, default=400.0,
                     help="seconds after which no new child is started")
     ap.add_argument("--timeout", type=int, default=150, help="seconds per child")
     ap.add_argument("--gms-env", action="append", default=[], metavar="KEY=VALUE",
@@ -234,7 +241,7 @@ def main():
     for n, workload in enumerate(names):
         # Alternate which allocator goes first, so warm caches (files,
         # clocks) favour neither.
-        order = ["torch", "gms"] if n % 2 == 0 else ["gms", "torch"]
+        order = ["torch", "gms", "gms_off"] if n % 2 == 0 else ["gms_off", "gms", "torch"]
         entry = {"workload": workload}
         for alloc in order:
             left = args.budget - (time.time() - start)
@@ -252,6 +259,9 @@ def main():
             entry["memory_ratio"] = g["peak_bytes"] / t["peak_bytes"]
             entry["time_ok"] = entry["time_ratio"] <= 1.02
             entry["memory_ok"] = entry["memory_ratio"] <= 1.0
+        o = entry.get("gms_off", {})
+        if "median_ms" in t and "median_ms" in o:
+            entry["time_ratio_safety_off"] = o["median_ms"] / t["median_ms"]
         summary["workloads"].append(entry)
     summary["seconds"] = round(time.time() - start, 1)
     text = json.dumps(summary, indent=2)
