@@ -431,6 +431,10 @@ typedef struct gms_stats {
     uint64_t pressure_events; /* allocations that ran the pressure ladder */
     uint64_t pressure_recovered; /* ...and then succeeded */
     uint64_t pressure_steps;  /* ladder steps run, all events together */
+    /* The slow calls a workload pays for (docs/stream-ordered.md): runs of
+     * granules mapped and unmapped, and waits for the device. In steady
+     * state all three stay still. */
+    uint64_t maps, unmaps, device_waits;
 } gms_stats;
 
 typedef struct gms_tenant_stats {

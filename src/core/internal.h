@@ -346,6 +346,7 @@ struct gms_runtime {
     /* Runtime-wide gauges; held and reserved change only when the backend
      * is called, live on every alloc and free. */
     uint64_t _Atomic live_bytes, peak_live, held_bytes, peak_held, reserved_bytes;
+    uint64_t _Atomic maps, unmaps, device_waits; /* gms_stats */
 };
 
 /* The index in its chunk of the granule holding address a. */

@@ -69,6 +69,8 @@ uint64_t gms__device_done(gms_runtime *rt)
 void gms__device_quiesce(gms_runtime *rt)
 {
     gms_backend *be = rt->backend;
+    if (be->ops->quiesce)
+        atomic_fetch_add_explicit(&rt->device_waits, 1, memory_order_relaxed);
     if (be->ops->quiesce && be->ops->quiesce(be) != 0)
         gms__log(rt, GMS_LOG_WARN, "gms: waiting for the device failed; device work may be lost");
 }
@@ -79,7 +81,11 @@ void gms__device_quiesce(gms_runtime *rt)
 static int device_run_now(gms_pool *p, gms_scrub_item *items, size_t n, void *stream)
 {
     gms_backend *be = p->rt->backend;
-    int err = be->ops->order_after ? be->ops->order_after(be, stream, 1) : 0;
+    int err = 0;
+    if (be->ops->order_after) {
+        atomic_fetch_add_explicit(&p->rt->device_waits, 1, memory_order_relaxed);
+        err = be->ops->order_after(be, stream, 1);
+    }
     gms_scrub_item rest[GMS_SCRUB_ASYNC_MAX];
     for (size_t i = 0; i < n; i++) {
         rest[i] = items[i];
@@ -265,6 +271,7 @@ static int granules_decommit(gms_pool *p, gms_chunk *c, uint64_t first, uint64_t
     gms_runtime *rt = p->rt;
     uint64_t len = (last - first + 1) * rt->granule;
     int err = rt->backend->ops->decommit(rt->backend, c->be_chunk, first * rt->granule, len);
+    atomic_fetch_add_explicit(&rt->unmaps, 1, memory_order_relaxed);
     if (err) {
         gms__log(rt, GMS_LOG_WARN, "gms: pool %llu: returning %llu bytes to the backend failed (errno %d); kept mapped",
                  (unsigned long long)p->id, (unsigned long long)len, err);
@@ -442,6 +449,7 @@ static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
     if (rc)
         return rc;
     int err = rt->backend->ops->commit(rt->backend, c->be_chunk, g * rt->granule, len);
+    atomic_fetch_add_explicit(&rt->maps, 1, memory_order_relaxed);
     if (err) {
         held_sub(p, len);
         return gms__backend_fail(err, "commit", len);
@@ -708,6 +716,17 @@ static gms_block *split_front(gms_pool *p, gms_block *b, uint64_t addr, gms_bloc
     return b;
 }
 
+/* Whether the first size bytes of a free block lie on mapped granules. */
+static bool range_mapped(const gms_pool *p, const gms_block *b, uint64_t size)
+{
+    const gms_chunk *c = b->chunk;
+    uint64_t last = gms__granule_of(p->rt, c, b->addr + size - 1);
+    for (uint64_t g = gms__granule_of(p->rt, c, b->addr); g <= last; g++)
+        if (!c->granules[g].committed)
+            return false;
+    return true;
+}
+
 /* Whether a free block may serve an allocation on stream now: its last
  * device work was queued on that stream, or has run. *done caches the
  * backend's answer (0: not asked yet). */
@@ -744,6 +763,28 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
         skipped[nskipped++] = b;
         b = gms_tlsf_find(&p->tlsf, want);
     }
+    /* A block that would need memory mapped (tens of microseconds a
+     * granule, and memory held beyond the peak) gives way to the next best
+     * fit that is mapped already, if one of the next few is. */
+    gms_block *unmapped = NULL;
+    while (b && nskipped < STREAM_SCAN && !range_mapped(p, b, want)) {
+        if (!unmapped)
+            unmapped = b;
+        gms_tlsf_remove(&p->tlsf, b);
+        skipped[nskipped++] = b;
+        b = gms_tlsf_find(&p->tlsf, want);
+        while (b && !usable_on(p, b, stream, &done) && nskipped < STREAM_SCAN) {
+            gms_tlsf_remove(&p->tlsf, b);
+            skipped[nskipped++] = b;
+            b = gms_tlsf_find(&p->tlsf, want);
+        }
+        if (b && !usable_on(p, b, stream, &done))
+            b = NULL;
+    }
+    if (b && unmapped && !range_mapped(p, b, want))
+        b = unmapped; /* none mapped: the best fit after all */
+    else if (!b)
+        b = unmapped;
     while (nskipped)
         gms_tlsf_insert(&p->tlsf, skipped[--nskipped]);
     if (!b) {

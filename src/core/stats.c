@@ -37,6 +37,9 @@ int gms_stats_get(gms_runtime *rt, gms_stats *out)
     s.pressure_events = atomic_load(&rt->pressure_events);
     s.pressure_recovered = atomic_load(&rt->pressure_recovered);
     s.pressure_steps = atomic_load(&rt->pressure_steps);
+    s.maps = atomic_load(&rt->maps);
+    s.unmaps = atomic_load(&rt->unmaps);
+    s.device_waits = atomic_load(&rt->device_waits);
     pthread_mutex_unlock(&rt->lock);
     s.peak_live_bytes = atomic_load(&rt->peak_live);
     s.peak_held_bytes = atomic_load(&rt->peak_held);

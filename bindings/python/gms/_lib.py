@@ -157,7 +157,7 @@ class Stats(Structure):
         (n, c_uint64) for n in (
             "allocs", "frees", "quota_refusals", "leaked_blocks", "leaked_bytes",
             "pools", "contexts", "tenants", "shares", "pressure_events",
-            "pressure_recovered", "pressure_steps")]
+            "pressure_recovered", "pressure_steps", "maps", "unmaps", "device_waits")]
 
 
 class TenantStats(Structure):

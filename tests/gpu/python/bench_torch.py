@@ -145,7 +145,8 @@ def child(workload, alloc):
         s = gms.torch.stats()
         res.update(peak_held_bytes=s["peak_held_bytes"], peak_live_bytes=s["peak_live_bytes"],
                    allocs=s["allocs"], frees=s["frees"],
-                   pressure_events=s["pressure_events"])
+                   pressure_events=s["pressure_events"], maps=s["maps"], unmaps=s["unmaps"],
+                   device_waits=s["device_waits"])
         res["peak_bytes"] = s["peak_held_bytes"]
         report = gms.torch.runtime().verify(raise_on_violation=False)
         res["violations"] = report["violations"]
