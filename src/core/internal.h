@@ -233,8 +233,9 @@ struct gms_pool {
     uint32_t nusers;
     uint64_t cached_bytes; /* committed granules with no live block */
     uint64_t held_bytes;   /* committed granules */
-    /* The retain policy: a high-water mark of live bytes that decays. */
-    uint64_t peak_recent, peak_decay_ns;
+    /* The retain policy: high-water marks of live and held bytes that
+     * decay together. */
+    uint64_t peak_recent, peak_held_recent, peak_decay_ns;
     uint64_t reserved_bytes;
     uint64_t live_bytes, live_blocks, allocs, frees;
     uint64_t shares;       /* live shares of its blocks */

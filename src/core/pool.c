@@ -254,6 +254,8 @@ static int held_add(gms_pool *p, uint64_t bytes)
                          (unsigned long long)bytes, (unsigned long long)rt->max_held);
     }
     p->held_bytes += bytes;
+    if (p->held_bytes > p->peak_held_recent)
+        p->peak_held_recent = p->held_bytes;
     gms__atomic_max(&rt->peak_held, now);
     return GMS_OK;
 }
@@ -327,13 +329,14 @@ void gms__pool_trim(gms_pool *p, uint64_t keep)
 /* ---- the retain policy ----
  * A pool keeps mapped what the recent peak of its live memory needs: the
  * peak, plus a slack of max(8 MiB, peak/32) for the granules that blocks
- * straddle. While the workload comes back near its peak (within 1/8) the
- * mark holds; once it has not for PEAK_HOLD_NS, its excess over live
- * memory halves every PEAK_HOLD_NS. So a training loop maps its memory in
- * its first step and reuses it in every later one, and memory goes back
- * within seconds once the workload shrinks (at once on gms_trim, under
- * pressure, or past max_held_bytes). retain_bytes, when set, fixes the
- * cache instead. */
+ * straddle, and at least what it held at that peak (the layout of a step
+ * repeats, so what a step needed mapped, the next needs again). While the
+ * workload comes back near its peak (within 1/8) the marks hold; once it
+ * has not for PEAK_HOLD_NS, their excess over what is in use halves every
+ * PEAK_HOLD_NS. So a training loop maps its memory in its first steps and
+ * reuses it in every later one, and memory goes back within seconds once
+ * the workload shrinks (at once on gms_trim, under pressure, or past
+ * max_held_bytes). retain_bytes, when set, fixes the cache instead. */
 #define PEAK_HOLD_NS (2000ull * 1000 * 1000)
 
 /* After live memory grew (pool_alloc). */
@@ -342,6 +345,8 @@ static void peak_note(gms_pool *p)
     if (p->live_bytes >= p->peak_recent - p->peak_recent / 8) {
         if (p->live_bytes > p->peak_recent)
             p->peak_recent = p->live_bytes;
+        if (p->held_bytes > p->peak_held_recent)
+            p->peak_held_recent = p->held_bytes;
         p->peak_decay_ns = gms__now_ns();
     }
 }
@@ -351,12 +356,19 @@ static uint64_t retain_limit(gms_pool *p, uint64_t now)
 {
     if (p->rt->retain_bytes)
         return p->rt->retain_bytes;
-    if (now - p->peak_decay_ns >= PEAK_HOLD_NS && p->peak_recent > p->live_bytes) {
-        p->peak_recent = p->live_bytes + (p->peak_recent - p->live_bytes) / 2;
+    uint64_t in_use = p->held_bytes - p->cached_bytes; /* granules with blocks */
+    if (now - p->peak_decay_ns >= PEAK_HOLD_NS &&
+        (p->peak_recent > p->live_bytes || p->peak_held_recent > in_use)) {
+        if (p->peak_recent > p->live_bytes)
+            p->peak_recent = p->live_bytes + (p->peak_recent - p->live_bytes) / 2;
+        if (p->peak_held_recent > in_use)
+            p->peak_held_recent = in_use + (p->peak_held_recent - in_use) / 2;
         p->peak_decay_ns = now;
     }
     uint64_t peak = p->peak_recent > p->live_bytes ? p->peak_recent : p->live_bytes;
-    return peak - p->live_bytes + gms__scaled_limit(0, peak, 8ull << 20, 32);
+    uint64_t by_live = peak - p->live_bytes + gms__scaled_limit(0, peak, 8ull << 20, 32);
+    uint64_t by_held = p->peak_held_recent > in_use ? p->peak_held_recent - in_use : 0;
+    return by_live > by_held ? by_live : by_held;
 }
 
 /* Unmaps what has aged in the cache beyond the retain limit. */
