@@ -481,12 +481,14 @@ static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
 }
 
 /* Bytes the pool may hold once `need` more are mapped: the recent peak of
- * live memory plus its slack, or live memory plus need if more. */
+ * live memory plus its slack (or live memory plus need if more), or what
+ * it held at its recent peak if more (the retain policy below). */
 static uint64_t held_budget(gms_pool *p, uint64_t need)
 {
     uint64_t live = p->live_bytes + need;
     uint64_t peak = p->peak_recent > live ? p->peak_recent : live;
-    return peak + gms__scaled_limit(0, peak, 8ull << 20, 32);
+    uint64_t by_live = peak + gms__scaled_limit(0, peak, 8ull << 20, 32);
+    return by_live > p->peak_held_recent ? by_live : p->peak_held_recent;
 }
 
 /* Counts a new block on its granules, mapping those not mapped, one
