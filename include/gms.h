@@ -457,10 +457,14 @@ GMS_API int gms_stats_get(gms_runtime *rt, gms_stats *out);
 GMS_API int gms_tenant_stats_get(gms_runtime *rt, uint64_t index,
                                  gms_tenant_stats *out);
 
-/* Returns to the backend now every mapped granule that no buffer uses.
- * Without it, such granules go back once they have been unused for 100 ms
- * (checked at the pool's next alloc or free), or when the pool's last
- * context closes: a buffer freed and allocated again soon finds its memory
+/* Returns to the backend now every mapped granule that no buffer uses; it
+ * first waits for the device work queued so far, which may still use them.
+ * Without it, a pool keeps mapped what its recent peak needed
+ * (docs/stream-ordered.md, "The retain policy"): that mark holds while the
+ * workload comes back within 1/8 of its peak, then its excess halves every
+ * 2 s. Empty granules beyond it go back once unused for 100 ms (checked at
+ * the pool's next alloc or free), when the pool must grow, or when its last
+ * context closes. So a training step finds the memory the last one freed
  * still mapped, which on a GPU saves tens of microseconds per 2 MiB. */
 GMS_API int gms_trim(gms_runtime *rt);
 /* Waits until the device has run the safety work queued so far (scrubs of

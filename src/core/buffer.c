@@ -250,6 +250,7 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
      * (reused memory it takes only once its device work has run). */
     gms_backend *be = rt->backend;
     if (stream == GMS_STREAM_ANY && b->ticket > gms__device_done(rt) && be->ops->order_after) {
+        atomic_fetch_add_explicit(&rt->device_waits, 1, memory_order_relaxed);
         int err = be->ops->order_after(be, NULL, 1);
         if (err) {
             gms_drop d;

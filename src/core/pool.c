@@ -86,6 +86,11 @@ static int device_run_now(gms_pool *p, gms_scrub_item *items, size_t n, void *st
         atomic_fetch_add_explicit(&p->rt->device_waits, 1, memory_order_relaxed);
         err = be->ops->order_after(be, stream, 1);
     }
+    bool zero = false;
+    for (size_t i = 0; i < n; i++)
+        zero |= items[i].zero;
+    if (!zero) /* the common case, and the host's: no copy */
+        return err ? err : be->ops->scrub(be, items, n, p->rt->pattern, p->rt->wipe_seed);
     gms_scrub_item rest[GMS_SCRUB_ASYNC_MAX];
     for (size_t i = 0; i < n; i++) {
         rest[i] = items[i];

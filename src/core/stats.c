@@ -91,12 +91,25 @@ int gms_tenant_stats_get(gms_runtime *rt, uint64_t index, gms_tenant_stats *out)
     return GMS_OK;
 }
 
+/* Launches every pool's pending batch: before a wait for the device. */
+static void launch_all(gms_runtime *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    for (gms_pool *p = rt->pools; p; p = p->next) {
+        gms__pool_lock(p);
+        gms__safety_launch(p);
+        gms__pool_unlock(p);
+    }
+    pthread_mutex_unlock(&rt->lock);
+}
+
 int gms_trim(gms_runtime *rt)
 {
     if (!rt)
         return gms__fail(GMS_E_INVALID_ARG, "gms_trim: runtime is NULL");
     /* Device work may still use cached granules: trim is no alloc or free,
      * so it waits for it rather than leave them mapped. */
+    launch_all(rt);
     gms__device_quiesce(rt);
     pthread_mutex_lock(&rt->lock);
     for (gms_pool *p = rt->pools; p; p = p->next) {
@@ -112,6 +125,7 @@ int gms_sync(gms_runtime *rt)
 {
     if (!rt)
         return gms__fail(GMS_E_INVALID_ARG, "gms_sync: runtime is NULL");
+    launch_all(rt);
     gms__device_quiesce(rt);
     pthread_mutex_lock(&rt->lock);
     for (gms_pool *p = rt->pools; p; p = p->next) {

@@ -413,6 +413,8 @@ int gms_verify(gms_runtime *rt, gms_report *out)
     /* Memory reads as it will once the device has run what is queued on
      * it: wait for that (verify is no alloc or free), and take in what it
      * found first. */
+    for (gms_pool *p = rt->pools; p; p = p->next)
+        gms__safety_launch(p);
     gms__device_quiesce(rt);
     for (gms_pool *p = rt->pools; p; p = p->next)
         gms__safety_collect(p, true);

@@ -27,8 +27,13 @@
 int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered);
 
 /* Gathers the results of device work that has run (pool->lock held), all
- * of it or until the first batch still running; returns how many batches. */
+ * of it (launching the pending batch first) or until the first batch still
+ * running; returns how many batches. */
 unsigned gms__safety_collect(gms_pool *p, bool all);
+
+/* Launches the pool's pending batch, if any (pool->lock held): before
+ * waiting for the device, so that the wait covers it. */
+void gms__safety_launch(gms_pool *p);
 
 /* Empties the quarantine and waits for the results of all device work
  * (pool->lock held): before a pool is trimmed to nothing, and for the

@@ -20,37 +20,42 @@
 #include <stdio.h>
 #include <string.h>
 
-/* A batch of device work whose results are still to come, with what the
- * reports need of its blocks (they may be reused before the results come). */
+/* A batch of device work: its items and, for the reports, its blocks.
+ * While it is made, blk points at the blocks; a batch whose results are
+ * still to come keeps copies of them in snap instead (the blocks may be
+ * reused before the results come). */
 typedef struct gms_scrub_batch {
     struct gms_scrub_batch *next;
     uint64_t ticket;
     uint32_t n;
     gms_scrub_item *items;
+    gms_block **blk;
     gms_block *snap;
     bool *exit_check; /* a quarantine exit's check, else a free's scrub */
 } gms_scrub_batch;
 
-/* A batch being made, on the stack: it goes to the heap (batch_keep) only
- * if its results are still to come. */
+/* A batch being made, on the stack or in the pool's pending batch. */
 typedef struct batch_build {
     gms_scrub_batch b;
     gms_scrub_item items[GMS_SCRUB_ASYNC_MAX];
-    gms_block snap[GMS_SCRUB_ASYNC_MAX];
+    gms_block *blk[GMS_SCRUB_ASYNC_MAX];
     bool exit_check[GMS_SCRUB_ASYNC_MAX];
 } batch_build;
 
+/* Items are cleared one by one as they are added (free_item, batch_add):
+ * clearing all of them at every free would cost more than the free itself
+ * on the host. */
 static gms_scrub_batch *build_init(batch_build *bb)
 {
     memset(&bb->b, 0, sizeof bb->b);
-    memset(bb->items, 0, sizeof bb->items);
     bb->b.items = bb->items;
-    bb->b.snap = bb->snap;
+    bb->b.blk = bb->blk;
     bb->b.exit_check = bb->exit_check;
     return &bb->b;
 }
 
-/* A heap copy of an in-flight batch, as small as its items. */
+/* A heap copy of an in-flight batch, as small as its items, with copies
+ * of its blocks as they are now. */
 static gms_scrub_batch *batch_keep(gms_runtime *rt, const gms_scrub_batch *from)
 {
     size_t n = from->n;
@@ -60,10 +65,12 @@ static gms_scrub_batch *batch_keep(gms_runtime *rt, const gms_scrub_batch *from)
         return NULL;
     *bt = *from;
     bt->next = NULL;
+    bt->blk = NULL;
     bt->snap = (gms_block *)(bt + 1);
     bt->items = (gms_scrub_item *)(bt->snap + n);
     bt->exit_check = (bool *)(bt->items + n);
-    memcpy(bt->snap, from->snap, n * sizeof *bt->snap);
+    for (size_t i = 0; i < n; i++)
+        bt->snap[i] = *from->blk[i];
     memcpy(bt->items, from->items, n * sizeof *bt->items);
     memcpy(bt->exit_check, from->exit_check, n * sizeof *bt->exit_check);
     return bt;
@@ -147,7 +154,7 @@ static int batch_report(gms_pool *p, const gms_scrub_batch *bt, char *own_msg, s
     int rc = GMS_OK;
     for (uint32_t i = 0; i < bt->n; i++) {
         const gms_scrub_item *it = &bt->items[i];
-        const gms_block *b = &bt->snap[i];
+        const gms_block *b = bt->snap ? &bt->snap[i] : bt->blk[i];
         if (it->bad && bt->exit_check[i]) {
             gms__violation_note(p, GMS_VIOLATION_WRITE_AFTER_FREE, b->handle, it->bad, b,
                                 "written after it was freed (found when it left quarantine)");
@@ -212,8 +219,7 @@ struct gms_pending {
     uint64_t ticket; /* 0: none open */
     uint32_t frees;
     batch_build bb;
-    gms_block *blk[GMS_SCRUB_ASYNC_MAX]; /* item i's block */
-    bool leaving[GMS_SCRUB_ASYNC_MAX];   /* item i: a quarantine exit */
+    bool leaving[GMS_SCRUB_ASYNC_MAX]; /* item i: a quarantine exit */
 };
 
 static void pending_flush(gms_pool *p);
@@ -278,12 +284,17 @@ static void pending_flush(gms_pool *p)
     uint32_t n = 0;
     for (uint32_t i = 0; i < bt->n; i++) {
         if (pd->leaving[i])
-            taken[n++] = pd->blk[i];
+            taken[n++] = pd->bb.blk[i];
         else if (err)
-            pd->blk[i]->unscrubbed = true;
+            pd->bb.blk[i]->unscrubbed = true;
     }
     exits_done(p, taken, 0, n, err == 0, ticket);
     build_init(&pd->bb);
+}
+
+void gms__safety_launch(gms_pool *p)
+{
+    pending_flush(p);
 }
 
 unsigned gms__safety_collect(gms_pool *p, bool all)
@@ -346,8 +357,9 @@ static int batch_queue(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t 
 static void batch_add_exit(gms_pool *p, gms_scrub_batch *bt, gms_block *b)
 {
     uint32_t i = bt->n++;
-    bt->snap[i] = *b;
+    bt->blk[i] = b;
     bt->exit_check[i] = !b->unscrubbed;
+    memset(&bt->items[i], 0, sizeof bt->items[i]);
     if (b->unscrubbed)
         free_item(p, b, &bt->items[i]);
     else
@@ -372,8 +384,7 @@ static bool over_limits(const gms_pool *p, uint64_t max_bytes, uint64_t max_bloc
  * would race in one launch); they are unlinked, returned to the pool by
  * exits_done. */
 static void take_exits(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t unlaunched,
-                       uint64_t max_bytes, uint64_t max_blocks, bool keep_newest,
-                       gms_block **taken)
+                       uint64_t max_bytes, uint64_t max_blocks, bool keep_newest)
 {
     while (bt->n < GMS_SCRUB_ASYNC_MAX && over_limits(p, max_bytes, max_blocks, keep_newest) &&
            p->quarantine_head->stream == stream &&
@@ -384,7 +395,6 @@ static void take_exits(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t 
             p->quarantine_tail = &p->quarantine_head;
         p->quarantine_bytes -= b->size;
         p->quarantine_blocks--;
-        taken[bt->n] = b;
         batch_add_exit(p, bt, b);
     }
 }
@@ -426,12 +436,11 @@ static void quarantine_evict(gms_pool *p, uint64_t max_bytes, uint64_t max_block
             pending_flush(p); /* its scrub first */
         batch_build bb;
         gms_scrub_batch *bt = build_init(&bb);
-        gms_block *taken[GMS_SCRUB_ASYNC_MAX];
-        take_exits(p, bt, p->quarantine_head->stream, 0, max_bytes, max_blocks, keep_newest, taken);
+        take_exits(p, bt, p->quarantine_head->stream, 0, max_bytes, max_blocks, keep_newest);
         uint32_t n = bt->n;
         uint64_t ticket;
-        bool ok = batch_queue(p, bt, taken[0]->stream, &ticket, NULL, NULL, 0) == 0;
-        exits_done(p, taken, 0, n, ok, ticket);
+        bool ok = batch_queue(p, bt, bt->blk[0]->stream, &ticket, NULL, NULL, 0) == 0;
+        exits_done(p, bt->blk, 0, n, ok, ticket);
         if (!ok)
             return;
     }
@@ -457,14 +466,13 @@ static void retire_pending(gms_pool *p, gms_block *b, bool sync)
     b->ticket = pd->ticket;
     b->unscrubbed = false;
     quarantine_push(p, b);
-    bt->snap[i] = *b;
     bt->exit_check[i] = false;
-    pd->blk[i] = b;
+    pd->bb.blk[i] = b;
     pd->leaving[i] = false;
     pd->frees++;
     uint32_t first = bt->n;
     take_exits(p, bt, pd->stream, pd->ticket, quarantine_limit(p), p->rt->quarantine_max_blocks,
-               true, pd->blk);
+               true);
     for (uint32_t k = first; k < bt->n; k++)
         pd->leaving[k] = true;
     /* The synchronous gms_free promises that a write after it is caught:
@@ -487,22 +495,19 @@ static int retire_now(gms_pool *p, gms_block *b)
     quarantine_push(p, b);
     batch_build bb;
     gms_scrub_batch *bt = build_init(&bb);
-    gms_block *taken[GMS_SCRUB_ASYNC_MAX];
     free_item(p, b, &bt->items[0]);
-    bt->snap[0] = *b;
+    bt->blk[0] = b;
     bt->exit_check[0] = false;
     bt->n = 1;
-    taken[0] = b;
-    take_exits(p, bt, b->stream, 0, quarantine_limit(p), p->rt->quarantine_max_blocks, true, taken);
+    take_exits(p, bt, b->stream, 0, quarantine_limit(p), p->rt->quarantine_max_blocks, true);
     uint32_t n = bt->n;
     uint64_t ticket;
-    if (batch_queue(p, bt, b->stream, &ticket, &rc, own_msg, sizeof own_msg) == 0) {
+    bool ok = batch_queue(p, bt, b->stream, &ticket, &rc, own_msg, sizeof own_msg) == 0;
+    if (ok) {
         b->unscrubbed = false;
         b->ticket = ticket;
-        exits_done(p, taken, 1, n, true, ticket);
-    } else {
-        exits_done(p, taken, 1, n, false, 0);
     }
+    exits_done(p, bt->blk, 1, n, ok, ticket);
     if (rc)
         gms__fail(rc, "%s", own_msg);
     return rc;

@@ -11,6 +11,7 @@
  *     within a bound, with no further call from the program;
  *   - a write after free ordered after the free on its stream is caught,
  *     and a write ordered before it is not reported;
+ *   - gms_verify and gms_sync cover frees still gathered for a launch;
  *   - with safety off a free on a stream is reusable elsewhere only once
  *     the device has passed it.
  * The collector runs on its own thread: the ThreadSanitizer build runs this.
@@ -376,6 +377,31 @@ static void write_after_free_in_stream_order(void)
     gms_runtime_close(rt);
 }
 
+/* gms_verify and gms_sync wait for the device, so they must first launch
+ * what the pool has gathered: else verify reads memory whose scrub has not
+ * run (a false write after free) and sync misses the findings. */
+static void checkpoints_cover_gathered_frees(void)
+{
+    gms_runtime *rt = open_deferred(GMS_SAFETY_ON);
+    gms_context *c = ctx_of(rt, "t", "u", GMS_LEVEL_INTERNAL);
+    rec_reset();
+    gms_buf x = alloc_on(c, 1000, S1);
+    device_catch_up(S1, false);
+    memset(raw(c, x), 0x11, 1000); /* the program's data, then a clean free */
+    CHECK_OK(gms_free_async(c, x, S1));
+    CHECK_OK(gms_verify(rt, NULL));
+    CHECK(rec_count() == 0);
+
+    gms_buf y = alloc_on(c, 100, S1);
+    device_catch_up(S1, false);
+    raw(c, y)[100] ^= 1;
+    CHECK_OK(gms_free_async(c, y, S1));
+    CHECK_OK(gms_sync(rt)); /* reported before it returns */
+    CHECK(rec_count() == 1 && rec.e[0].handle == y && rec.e[0].kind == GMS_VIOLATION_OVERFLOW);
+    gms_context_close(c);
+    gms_runtime_close(rt);
+}
+
 static void safety_off_marks_frees(void)
 {
     gms_runtime *rt = open_deferred(GMS_SAFETY_OFF);
@@ -411,6 +437,7 @@ int main(void)
     reuse_follows_streams();
     device_findings_arrive_alone();
     write_after_free_in_stream_order();
+    checkpoints_cover_gathered_frees();
     safety_off_marks_frees();
     return test_done();
 }
