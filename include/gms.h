@@ -81,7 +81,8 @@ typedef enum gms_log_level {
 } gms_log_level;
 
 /* Receives diagnostics (leak reports, corruption). May be called from any
- * thread that calls into gms, with no gms lock held. */
+ * thread that calls into gms, or from the runtime's background threads
+ * (the verifier, the collector), with no gms lock held. */
 typedef void (*gms_log_fn)(void *user, gms_log_level level, const char *msg);
 
 typedef enum gms_safety_mode {
@@ -105,7 +106,8 @@ typedef struct gms_runtime_options {
     uint64_t chunk_bytes;     /* address space reserved per pool chunk;
                                  default 16 GiB (reserving costs no memory) */
     uint64_t retain_bytes;    /* free granules a pool keeps mapped to avoid
-                                 remapping; default: max(8 MiB, live/32) when 0 */
+                                 remapping; 0: what the recent peak needs
+                                 (docs/stream-ordered.md) */
     gms_log_fn log;           /* NULL: warnings and errors go to stderr */
     void *log_user;
     /* Testing: the Nth fallible internal operation (a backend call or a
@@ -132,8 +134,9 @@ typedef struct gms_runtime_options {
     uint64_t quarantine_bytes;   /* freed bytes held back from reuse;
                                     0: max(1 MiB, live/256) */
     uint64_t quarantine_blocks;  /* freed blocks held back; 0: 1024 */
-    uint32_t scrub_batch;        /* frees checked and poisoned per device
-                                    operation; 0: 1 on the host backend */
+    uint32_t scrub_batch;        /* no longer used (frees are gathered per
+                                    stream, docs/stream-ordered.md); at
+                                    most 65536 */
     uint32_t verify_interval_ms; /* background verifier period; 0: none */
     gms_corruption_policy on_corruption;
     int secret_multipass;        /* SECRET pools: overwrite freed memory with
@@ -521,8 +524,9 @@ typedef struct gms_violation {
 } gms_violation;
 
 /* Called on every detected corruption, from the thread that found it (a
- * caller's or the background verifier's), with no gms lock held; the
- * pointers are valid during the call only. */
+ * caller's, the background verifier's, or the collector's, which gathers
+ * what the device found), with no gms lock held; the pointers are valid
+ * during the call only. */
 typedef void (*gms_violation_fn)(void *user, const gms_violation *v);
 
 /* Registers a callback (at most 16 per runtime). */

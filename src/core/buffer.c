@@ -219,7 +219,6 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
     b->writers = 1;
     b->share = NULL;
     b->import = NULL;
-    b->alloc_ns = gms__now_ns();
     b->alloc_user = ctx->user_index;
     b->handle = slot_fill(p, slot, b, ctx, GMS_ACCESS_READ_WRITE);
     uint64_t live = atomic_fetch_add_explicit(&rt->live_bytes, bsize, memory_order_relaxed) + bsize;
@@ -249,7 +248,8 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
      * preparation or a zero fill must have run. Only then does it wait
      * (reused memory it takes only once its device work has run). */
     gms_backend *be = rt->backend;
-    if (stream == GMS_STREAM_ANY && b->ticket > gms__device_done(rt) && be->ops->order_after) {
+    if (b->ticket && stream == GMS_STREAM_ANY && be->ops->order_after &&
+        b->ticket > gms__device_done(rt)) {
         atomic_fetch_add_explicit(&rt->device_waits, 1, memory_order_relaxed);
         int err = be->ops->order_after(be, NULL, 1);
         if (err) {

@@ -344,15 +344,15 @@ void gms__pool_trim(gms_pool *p, uint64_t keep)
  * max_held_bytes). retain_bytes, when set, fixes the cache instead. */
 #define PEAK_HOLD_NS (2000ull * 1000 * 1000)
 
-/* After live memory grew (pool_alloc). */
-static void peak_note(gms_pool *p)
+/* After live memory grew (pool_alloc), at now. */
+static void peak_note(gms_pool *p, uint64_t now)
 {
     if (p->live_bytes >= p->peak_recent - p->peak_recent / 8) {
         if (p->live_bytes > p->peak_recent)
             p->peak_recent = p->live_bytes;
         if (p->held_bytes > p->peak_held_recent)
             p->peak_held_recent = p->held_bytes;
-        p->peak_decay_ns = gms__now_ns();
+        p->peak_decay_ns = now;
     }
 }
 
@@ -860,7 +860,8 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
     p->live_bytes += b->size;
     p->live_blocks++;
     p->allocs++;
-    peak_note(p);
+    b->alloc_ns = gms__now_ns(); /* one clock read for the history and the mark */
+    peak_note(p, b->alloc_ns);
     trim_aged(p);
     *out = b;
     return GMS_OK;

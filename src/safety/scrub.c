@@ -534,6 +534,12 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered)
         gms__pool_free(p, b);
         return GMS_OK;
     }
+    if (!rt->backend->ops->ticket_reserve) {
+        /* No streams (the host): every batch runs on the spot. */
+        int rc = retire_now(p, b);
+        quarantine_evict(p, quarantine_limit(p), rt->quarantine_max_blocks, true);
+        return rc;
+    }
     gms__safety_collect(p, false);
     int rc = GMS_OK;
     if (pending_open(p, b->stream))

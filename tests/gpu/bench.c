@@ -120,7 +120,7 @@ static void bench_wipe(void)
         CHECK(be->ops->scrub(be, items, 256, pattern, 1) == 0);
         tb[r] = now_ns() - s;
     }
-    printf("RESULT scrub_batch256_us=%.1f (%.3f us per freed block)\n",
+    printf("RESULT scrub_sync_256_blocks_us=%.1f (%.3f us per freed block)\n",
            (double)median(tb, 200) / 1e3, (double)median(tb, 200) / 1e3 / 256);
     be->ops->release(be, c);
     be->ops->destroy(be);

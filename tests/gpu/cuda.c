@@ -29,11 +29,10 @@
 
 #define MiB (1ull << 20)
 
-static gms_runtime *open_cuda(uint32_t scrub_batch)
+static gms_runtime *open_cuda(void)
 {
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
     o.backend = GMS_BACKEND_CUDA;
-    o.scrub_batch = scrub_batch;
     o.chunk_bytes = 1ull << 30;
     gms_runtime *rt = NULL;
     CHECK_OK(gms_runtime_open(&rt, &o));
@@ -62,7 +61,7 @@ static uint64_t rnd(void)
 
 static void test_round_trips(void)
 {
-    gms_runtime *rt = open_cuda(0);
+    gms_runtime *rt = open_cuda();
     if (!rt)
         return;
     CHECK(strcmp(gms_runtime_backend_name(rt), "cuda") == 0);
@@ -259,7 +258,7 @@ static void on_violation(void *user, const gms_violation *v)
 
 static void test_detection(void)
 {
-    gms_runtime *rt = open_cuda(0);
+    gms_runtime *rt = open_cuda();
     if (!rt)
         return;
     CHECK_OK(gms_on_violation(rt, on_violation, NULL));
@@ -303,7 +302,7 @@ static void test_detection(void)
 
 static void test_held_follows_live(void)
 {
-    gms_runtime *rt = open_cuda(0);
+    gms_runtime *rt = open_cuda();
     if (!rt)
         return;
     gms_context *ctx = open_ctx(rt, "t3", GMS_LEVEL_SECRET);
@@ -355,7 +354,7 @@ static void *thread_main(void *arg)
 
 static void test_threads(void)
 {
-    gms_runtime *rt = open_cuda(0);
+    gms_runtime *rt = open_cuda();
     if (!rt)
         return;
     gms_context *ctx = open_ctx(rt, "t4", GMS_LEVEL_INTERNAL);
@@ -383,7 +382,7 @@ static void on_immutable(void *user, const gms_violation *v)
 
 static void test_sharing(void)
 {
-    gms_runtime *rt = open_cuda(0);
+    gms_runtime *rt = open_cuda();
     CHECK_OK(gms_on_violation(rt, on_immutable, NULL));
     gms_context *owner = open_ctx(rt, "gpu-share", GMS_LEVEL_INTERNAL);
     gms_context *reader = open_ctx(rt, "gpu-share", GMS_LEVEL_PUBLIC);
@@ -459,7 +458,7 @@ static void test_sharing(void)
  * kernel (the scrub's fill): the pointer is a read-only mapping. */
 static int child_share_view(void)
 {
-    gms_runtime *rt = open_cuda(1);
+    gms_runtime *rt = open_cuda();
     gms_context *owner = open_ctx(rt, "gpu-share", GMS_LEVEL_INTERNAL);
     gms_context *reader = open_ctx(rt, "gpu-share", GMS_LEVEL_PUBLIC);
     gms_buf b, r;
@@ -571,7 +570,7 @@ static void test_free_async(void)
     CHECK(retain && setcur && mkstream && memset8 && destroy);
     if (!retain || !setcur || !mkstream || !memset8 || !destroy)
         return;
-    gms_runtime *rt = open_cuda(0);
+    gms_runtime *rt = open_cuda();
     if (!rt)
         return;
     CHECK_OK(gms_on_violation(rt, count_violation, NULL));

@@ -190,10 +190,10 @@ static void die(const char *what, int rc)
     exit(2);
 }
 
-static gms_runtime *rt_open_batch(uint32_t redzone, uint32_t scrub_batch)
+/* A runtime with the default options but the given redzone. */
+static gms_runtime *rt_open(uint32_t redzone)
 {
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
-    o.scrub_batch = scrub_batch;
     o.backend = opt.backend;
     o.granule_bytes = GRANULE;
     o.chunk_bytes = CHUNK;
@@ -206,12 +206,6 @@ static gms_runtime *rt_open_batch(uint32_t redzone, uint32_t scrub_batch)
     if ((rc = gms_on_violation(rt, on_violation, NULL)) != GMS_OK)
         die("registering the violation callback", rc);
     return rt;
-}
-
-/* A runtime with the backend's default scrub batch (256 on a GPU). */
-static gms_runtime *rt_open(uint32_t redzone)
-{
-    return rt_open_batch(redzone, 0);
 }
 
 static gms_context *ctx_open(gms_runtime *rt, const char *tenant, const char *user, gms_level level,
@@ -775,10 +769,10 @@ static void run_overflow_raw(tally *t)
                  "device pointer (cuMemcpyDtoH_v2 of the bytes there, cuMemcpyHtoD_v2 of them XOR a "
                  "non-zero mask, cuCtxSynchronize); detection path as on the host (free at once, "
                  "gms_verify first, a bounds-checked call first, or the neighbour after freed "
-                 "first). Frees are scrubbed in batches of 256 on cuda, so each trial then closes "
-                 "the pool's only context (which runs the pending batch) and opens it again; "
-                 "detected when gms_free returns GMS_E_CORRUPTION or a violation callback names the "
-                 "buffer or its neighbour";
+                 "first). On cuda the frees' scrubs run on the device after gms_free returns, so "
+                 "each trial then calls gms_sync to gather what they found; detected when gms_free "
+                 "returns GMS_E_CORRUPTION or a violation callback names the buffer or its "
+                 "neighbour";
     gms_runtime *rt = rt_open(REDZONE);
     gms_context *c = ctx_open(rt, "over", "u", GMS_LEVEL_INTERNAL, GMS_LANG_C);
     for (uint64_t i = 0; i < opt.trials; i++) {
@@ -1152,8 +1146,8 @@ static void run_underflow_raw(tally *t)
                  "bytes 1..R=32 before the start XORed through the raw device pointer "
                  "(cuMemcpyDtoH_v2, cuMemcpyHtoD_v2 of the bytes XOR a non-zero mask, "
                  "cuCtxSynchronize). With a neighbour before it in its chunk (allocated first): "
-                 "each trial's frees are then run by closing the pool's only context (frees are "
-                 "scrubbed in batches of 256 on cuda); detected when gms_free returns "
+                 "each trial then calls gms_sync (the frees' scrubs run on the device after "
+                 "gms_free returns); detected when gms_free returns "
                  "GMS_E_CORRUPTION or a violation callback names the buffer or the neighbour. "
                  "1 trial in 32 (%" PRIu64 " here) targets the first block of a new chunk instead: "
                  "in child processes (fork + exec, a fresh CUDA context each, up to %u trials per "

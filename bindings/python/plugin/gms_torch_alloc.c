@@ -16,7 +16,7 @@
  * $GMS_USER (default "torch"), language Python. $GMS_TORCH_BACKEND (cuda,
  * host, hip or auto; default cuda) exists for the host-only tests,
  * $GMS_TORCH_SAFETY=off for measuring what safety costs, and
- * $GMS_TORCH_QUARANTINE_BYTES, $GMS_TORCH_SCRUB_BATCH, $GMS_TORCH_RETAIN_BYTES and
+ * $GMS_TORCH_QUARANTINE_BYTES, $GMS_TORCH_RETAIN_BYTES and
  * $GMS_TORCH_MAX_HELD_BYTES set the runtime options of those names
  * (unset: the library's defaults). The runtimes are
  * never closed: tensors may be freed during interpreter exit, after any
@@ -217,7 +217,6 @@ static gms_context *context_for(int device)
          * poisoned before reuse and per scrub batch, and a cap on what the
          * runtime maps. 0 keeps the library's defaults. */
         o.quarantine_bytes = u64_from_env("GMS_TORCH_QUARANTINE_BYTES");
-        o.scrub_batch = (uint32_t)u64_from_env("GMS_TORCH_SCRUB_BATCH");
         o.max_held_bytes = u64_from_env("GMS_TORCH_MAX_HELD_BYTES");
         /* Mapped granules kept when no buffer uses them: a training step
          * frees and reallocates gigabytes, and remapping them costs tens of
@@ -291,18 +290,11 @@ GMS_TORCH_API void gms_torch_free(void *ptr, ssize_t size, int device, void *str
         return;
     }
     gms_context *ctx = atomic_load_explicit(&g_ctx[s.device], memory_order_acquire);
-    int rc = gms_free_async(ctx, s.buf, stream);
-    if (rc == GMS_E_BACKEND) {
-        /* The ordering could not be set up and the buffer is still ours.
-         * Freeing it unordered could wipe memory a kernel still uses, so it
-         * is kept (a leak, counted in gms's statistics) rather than risked. */
-        fprintf(stderr, "gms_torch: stream-ordered free failed, block kept: %s\n",
-                gms_error_last());
-    } else if (rc != GMS_OK) {
-        /* GMS_E_CORRUPTION: a redzone was overwritten; the block is freed
-         * and the violation is also in the log and the audit trail. */
+    /* On a GPU the free's checks run on the stream later and what they
+     * find goes to the log, the audit trail and the callbacks; the host
+     * backend (tests) checks at once: GMS_E_CORRUPTION, the block freed. */
+    if (gms_free_async(ctx, s.buf, stream) != GMS_OK)
         fprintf(stderr, "gms_torch: free: %s\n", gms_error_last());
-    }
 }
 
 /* ---- for Python (gms.torch) and the benchmark ----------------------------------- */
