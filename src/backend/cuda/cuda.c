@@ -854,8 +854,15 @@ static int async_init(cuda_backend *cb, int sms)
     cb->slots_host_dev = (gms_kslot_host *)(uintptr_t)hd;
     cb->slots_dev = (gms_kslot_dev *)(uintptr_t)d;
     cb->next_ticket = 1;
-    /* Enough blocks per range to fill the GPU on one large free. */
-    cb->async_grid = (unsigned)(sms > 0 ? 2 * sms : 64);
+    /* Enough blocks per range to fill the GPU on one large free: as many
+     * as fit on it at once (the replays on the H200 ran at a fraction of
+     * the memory's bandwidth with two per multiprocessor). */
+    int per_sm = 0;
+    if (cu.OccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, cb->async_fn, GMS_KTHREADS, 0) !=
+            CUDA_SUCCESS ||
+        per_sm <= 0)
+        per_sm = 2;
+    cb->async_grid = (unsigned)(per_sm * (sms > 0 ? sms : 32));
     return 0;
 }
 
