@@ -210,17 +210,22 @@ __device__ __forceinline__ unsigned long long async_tile(const gms_krange &r, ui
     uint64_t hi = r.hi < tbase + TILE ? r.hi : tbase + TILE;
     uint64_t w0 = lo & ~15ull;
     unsigned long long found = ~0ull;
+    if (r.op == GMS_KOP_CHECK) {
+        /* All loads first, then the comparisons: WPT loads in flight. */
+        ulonglong2 v[WPT];
 #pragma unroll
-    for (int k = 0; k < WPT; k++) {
-        uint64_t a = w0 + ((uint64_t)threadIdx.x + (uint64_t)k * GMS_KTHREADS) * 16;
-        if (a >= hi)
-            continue;
-        bool full = a >= lo && a + 16 <= hi;
-        uint64_t b = a > lo ? a : lo, e = a + 16 < hi ? a + 16 : hi;
-        if (r.op == GMS_KOP_CHECK) {
-            if (full) {
-                ulonglong2 v = __ldcg((const ulonglong2 *)a);
-                uint64_t x0 = v.x ^ p.pattern, x1 = v.y ^ p.pattern;
+        for (int k = 0; k < WPT; k++) {
+            uint64_t a = w0 + ((uint64_t)threadIdx.x + (uint64_t)k * GMS_KTHREADS) * 16;
+            if (a >= lo && a + 16 <= hi)
+                v[k] = __ldcg((const ulonglong2 *)a);
+        }
+#pragma unroll
+        for (int k = 0; k < WPT; k++) {
+            uint64_t a = w0 + ((uint64_t)threadIdx.x + (uint64_t)k * GMS_KTHREADS) * 16;
+            if (a >= hi)
+                continue;
+            if (a >= lo && a + 16 <= hi) {
+                uint64_t x0 = v[k].x ^ p.pattern, x1 = v[k].y ^ p.pattern;
                 if (x0 | x1) {
                     uint64_t bad = x0 ? a + (uint64_t)((__ffsll((long long)x0) - 1) / 8)
                                       : a + 8 + (uint64_t)((__ffsll((long long)x1) - 1) / 8);
@@ -228,6 +233,7 @@ __device__ __forceinline__ unsigned long long async_tile(const gms_krange &r, ui
                     __stcg((ulonglong2 *)a, make_ulonglong2(p.pattern, p.pattern)); /* re-arm */
                 }
             } else {
+                uint64_t b = a > lo ? a : lo, e = a + 16 < hi ? a + 16 : hi;
                 for (uint64_t c = b; c < e; c++) {
                     uint8_t want = (uint8_t)(p.pattern >> (8 * (c & 7)));
                     if (__ldcg((const unsigned char *)c) != want) {
@@ -236,13 +242,26 @@ __device__ __forceinline__ unsigned long long async_tile(const gms_krange &r, ui
                     }
                 }
             }
-            continue;
         }
+        return found;
+    }
+#pragma unroll
+    for (int k = 0; k < WPT; k++) {
+        uint64_t a = w0 + ((uint64_t)threadIdx.x + (uint64_t)k * GMS_KTHREADS) * 16;
+        if (a >= hi)
+            continue;
+        bool full = a >= lo && a + 16 <= hi;
+        uint64_t b = a > lo ? a : lo, e = a + 16 < hi ? a + 16 : hi;
         int last = r.op == GMS_KOP_ZERO ? OP_ZERO : OP_PATTERN;
         int npass = (r.flags & GMS_KF_MULTIPASS) ? 5 : 1;
+        /* The wipe passes are volatile (none may be dropped as a dead
+         * store); the last, what the memory keeps, is a plain store. */
         for (int i = 0; i < npass; i++) {
             int op = i == npass - 1 ? last : i == 1 ? OP_ONES : i == 2 ? OP_RANDOM : OP_ZERO;
-            if (full) {
+            if (full && i == npass - 1) {
+                __stcg((ulonglong2 *)a, make_ulonglong2(word_for(op, a, p.pattern, p.seed),
+                                                        word_for(op, a + 8, p.pattern, p.seed)));
+            } else if (full) {
                 store16_volatile(a, word_for(op, a, p.pattern, p.seed),
                                  word_for(op, a + 8, p.pattern, p.seed));
             } else {
@@ -253,8 +272,14 @@ __device__ __forceinline__ unsigned long long async_tile(const gms_krange &r, ui
         }
         if (r.flags & GMS_KF_VERIFY) {
             /* Read back what this thread wrote (its own stores are ordered
-             * before its loads). */
-            for (uint64_t c = b; c < e; c++) {
+             * before its loads): a word at once where it can. */
+            bool same = false;
+            if (full) {
+                ulonglong2 got = __ldcg((const ulonglong2 *)a);
+                same = got.x == word_for(last, a, p.pattern, p.seed) &&
+                       got.y == word_for(last, a + 8, p.pattern, p.seed);
+            }
+            for (uint64_t c = b; c < e && !same; c++) {
                 uint8_t want = (uint8_t)(word_for(last, c & ~7ull, p.pattern, p.seed) >> (8 * (c & 7)));
                 if (__ldcg((const unsigned char *)c) != want) {
                     *vfound = c < *vfound ? c : *vfound;
