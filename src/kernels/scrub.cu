@@ -255,10 +255,12 @@ __device__ __forceinline__ unsigned long long async_tile(const gms_krange &r, ui
         int last = r.op == GMS_KOP_ZERO ? OP_ZERO : OP_PATTERN;
         int npass = (r.flags & GMS_KF_MULTIPASS) ? 5 : 1;
         /* The wipe passes are volatile (none may be dropped as a dead
-         * store); the last, what the memory keeps, is a plain store. */
+         * store); the last, what the memory keeps, is a plain store unless
+         * it is read back (then nothing may stand in for the memory). */
+        bool plain_last = !(r.flags & GMS_KF_VERIFY);
         for (int i = 0; i < npass; i++) {
             int op = i == npass - 1 ? last : i == 1 ? OP_ONES : i == 2 ? OP_RANDOM : OP_ZERO;
-            if (full && i == npass - 1) {
+            if (full && i == npass - 1 && plain_last) {
                 __stcg((ulonglong2 *)a, make_ulonglong2(word_for(op, a, p.pattern, p.seed),
                                                         word_for(op, a + 8, p.pattern, p.seed)));
             } else if (full) {
