@@ -159,6 +159,19 @@ def test_collector_order_does_not_matter():
         gc.collect()
 
 
+def test_stream_ordered_alloc(rt, ctx):
+    # On the host backend there are no streams: the buffer is an ordinary
+    # one, freed on the stream it was given, and the counters of the slow
+    # calls stay at zero waits.
+    buf = ctx.alloc(1000, zero=True, stream=0)
+    assert buf.free_stream == 0 and buf.read(8) == bytes(8)
+    buf.write(b"ok")
+    buf.free()
+    assert not buf.alive
+    s = rt.stats()
+    assert s["device_waits"] == 0 and s["maps"] >= 1 and s["unmaps"] >= 0
+
+
 def test_verify_and_stats(rt, ctx):
     bufs = [ctx.alloc(n) for n in (1, 100, 10000)]
     report = rt.verify()
