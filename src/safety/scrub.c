@@ -197,8 +197,16 @@ static bool batch_collect(gms_pool *p, gms_scrub_batch *bt)
     return true;
 }
 
-static void inflight_push(gms_pool *p, gms_scrub_batch *bt)
+/* A launched batch waits for its results in the in-flight list. */
+static void keep_in_flight(gms_pool *p, const gms_scrub_batch *made)
 {
+    gms_scrub_batch *bt = batch_keep(p->rt, made);
+    if (!bt) {
+        gms__log(p->rt, GMS_LOG_WARN,
+                 "gms: pool %llu: out of host memory: the findings of a safety batch of %u blocks will not be reported",
+                 (unsigned long long)p->id, made->n);
+        return;
+    }
     *p->inflight_tail = bt;
     p->inflight_tail = &bt->next;
     atomic_fetch_add_explicit(&p->inflight, 1, memory_order_relaxed);
@@ -265,15 +273,8 @@ static void pending_flush(gms_pool *p)
     atomic_store_explicit(&p->pending_open, false, memory_order_relaxed);
     bt->ticket = ticket;
     int err = gms__device_launch(p, bt->items, bt->n, pd->stream, ticket);
-    if (!err && bt->n) {
-        gms_scrub_batch *kept = batch_keep(p->rt, bt);
-        if (kept)
-            inflight_push(p, kept);
-        else
-            gms__log(p->rt, GMS_LOG_WARN,
-                     "gms: pool %llu: out of host memory: the findings of a safety batch of %u blocks will not be reported",
-                     (unsigned long long)p->id, bt->n);
-    }
+    if (!err && bt->n)
+        keep_in_flight(p, bt);
     if (err)
         gms__log(p->rt, GMS_LOG_WARN,
                  "gms: pool %llu: queuing safety work for %u blocks failed (backend errno %d); they wait in quarantine",
@@ -337,13 +338,7 @@ static int batch_queue(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t 
         return err;
     }
     if (bt->ticket) {
-        gms_scrub_batch *kept = batch_keep(p->rt, bt);
-        if (kept)
-            inflight_push(p, kept);
-        else
-            gms__log(p->rt, GMS_LOG_WARN,
-                     "gms: pool %llu: out of host memory: the findings of a safety batch of %u blocks will not be reported",
-                     (unsigned long long)p->id, bt->n);
+        keep_in_flight(p, bt);
         return 0;
     }
     int rc = batch_report(p, bt, own_msg, own_size);

@@ -220,6 +220,7 @@ int gms_backend_cuda_have_kernels(void)
 
 typedef struct cuda_backend {
     gms_backend base;
+    gms_backend_ops ops; /* cuda_ops, less the stream-ordered ones without their kernel */
     CUdevice dev;
     CUcontext ctx;
     CUstream stream;
@@ -918,25 +919,6 @@ static const gms_backend_ops cuda_ops = {
     .destroy = cuda_destroy,
 };
 
-/* Without the stream-ordered kernel: every scrub waits (the old way). */
-static const gms_backend_ops cuda_sync_ops = {
-    .name = "cuda",
-    .props = 0,
-    .reserve = cuda_reserve,
-    .release = cuda_release,
-    .commit = cuda_commit,
-    .decommit = cuda_decommit,
-    .map_view_readonly = cuda_map_view_readonly,
-    .unmap_view = cuda_unmap_view,
-    .write = cuda_write,
-    .read = cuda_read,
-    .copy = cuda_copy,
-    .fill = cuda_fill,
-    .scrub = cuda_scrub,
-    .order_after = cuda_order_after,
-    .destroy = cuda_destroy,
-};
-
 int gms_backend_cuda_create(int device, gms_backend **out)
 {
     why[0] = 0;
@@ -1021,8 +1003,15 @@ int gms_backend_cuda_create(int device, gms_backend **out)
     } else {
         cb->scrub_fn = NULL;
     }
-    if (!cb->async_fn)
-        cb->base.ops = &cuda_sync_ops;
+    cb->ops = cuda_ops;
+    if (!cb->async_fn) { /* without the stream-ordered kernel every scrub waits */
+        cb->ops.ticket_reserve = NULL;
+        cb->ops.scrub_async = NULL;
+        cb->ops.scrub_collect = NULL;
+        cb->ops.done_upto = NULL;
+        cb->ops.quiesce = NULL;
+    }
+    cb->base.ops = &cb->ops;
     leave(cb, saved);
     cb->base.granularity = cb->gran;
     cb->base.no_scrub = cb->scrub_fn ? NULL
