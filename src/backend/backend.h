@@ -112,6 +112,10 @@ typedef struct gms_backend_ops {
     int (*scrub_collect)(gms_backend *be, uint64_t ticket, gms_scrub_item *items, size_t n);
     /* Every ticket up to the one returned has run (a query, never a wait). */
     uint64_t (*done_upto)(gms_backend *be);
+    /* 1 once this ticket's batch has run, whatever came before it (a
+     * query): what work on one stream needs, where stream order says the
+     * rest; done_upto is for work on several streams. */
+    int (*ticket_done)(gms_backend *be, uint64_t ticket);
     /* Waits until every batch queued so far has run. Never called on the
      * alloc/free path: by gms_verify, gms_trim, the pressure ladder's last
      * step and close, which must read or unmap memory the device may use. */

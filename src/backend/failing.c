@@ -145,6 +145,12 @@ static uint64_t failing_done_upto(gms_backend *be)
     return in->ops->done_upto(in);
 }
 
+static int failing_ticket_done(gms_backend *be, uint64_t ticket)
+{
+    gms_backend *in = fb(be)->inner;
+    return in->ops->ticket_done(in, ticket);
+}
+
 static int failing_quiesce(gms_backend *be)
 {
     gms_backend *in = fb(be)->inner;
@@ -177,6 +183,7 @@ static const gms_backend_ops failing_ops = {
     .scrub_async = failing_scrub_async,
     .scrub_collect = failing_scrub_collect,
     .done_upto = failing_done_upto,
+    .ticket_done = failing_ticket_done,
     .quiesce = failing_quiesce,
     .destroy = failing_destroy,
 };
@@ -197,6 +204,7 @@ int gms_backend_failing_create(gms_backend *inner, gms_failpoint *fp,
         f->ops.scrub_async = NULL;
         f->ops.scrub_collect = NULL;
         f->ops.done_upto = NULL;
+        f->ops.ticket_done = NULL;
         f->ops.quiesce = NULL;
     }
     if (!inner->ops->order_after)

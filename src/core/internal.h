@@ -177,7 +177,10 @@ typedef struct gms_granule {
      * first; trimmed back to the retain limit by decommitting. */
     struct gms_granule *lru_prev, *lru_next;
     uint64_t cached_ns; /* when it joined the cache */
-    uint64_t ticket;    /* device work on it; unmapped only once it ran */
+    /* The last device work on it (a stream tag, as a free block's):
+     * unmapped only once it ran. */
+    void *stream;
+    uint64_t ticket;
 } gms_granule;
 
 struct gms_chunk {

@@ -292,11 +292,38 @@ static int granules_decommit(gms_pool *p, gms_chunk *c, uint64_t first, uint64_t
     return 0;
 }
 
-/* Whether the device work queued on granule g has run (done: the
- * backend's gms__device_done, read once by the caller). */
-static bool granule_idle(const gms_granule *g, uint64_t done)
+/* Adds device work (s, t) to a stream tag (*stream, *ticket): the work on
+ * some memory, the last of it t; GMS_STREAM_MIXED once it spans streams. */
+static void tag_add(void **stream, uint64_t *ticket, void *s, uint64_t t)
 {
-    return g->ticket <= done;
+    if (t == 0)
+        return;
+    if (*ticket == 0)
+        *stream = s;
+    else if (*stream != s)
+        *stream = GMS_STREAM_MIXED;
+    if (t > *ticket)
+        *ticket = t;
+}
+
+/* Whether the device has run the work a stream tag names. On one stream,
+ * its last ticket having run says so (stream order); across streams every
+ * ticket up to it must have run. *done caches the backend's watermark (0:
+ * not asked yet). A query, never a wait. */
+static bool tag_ran(gms_runtime *rt, void *stream, uint64_t ticket, uint64_t *done)
+{
+    if (ticket == 0 || ticket <= *done)
+        return true;
+    gms_backend *be = rt->backend;
+    if (stream != GMS_STREAM_MIXED && be->ops->ticket_done)
+        return be->ops->ticket_done(be, ticket);
+    *done = gms__device_done(rt);
+    return ticket <= *done;
+}
+
+static bool granule_idle(gms_runtime *rt, const gms_granule *g, uint64_t *done)
+{
+    return tag_ran(rt, g->stream, g->ticket, done);
 }
 
 /* Unmaps cached granules, oldest first, while more than keep bytes are
@@ -305,9 +332,9 @@ static bool granule_idle(const gms_granule *g, uint64_t done)
  * waiting is not allowed here; a later call takes it. */
 static void trim(gms_pool *p, uint64_t keep, uint64_t before)
 {
-    uint64_t done = p->cached_bytes > keep ? gms__device_done(p->rt) : 0;
+    uint64_t done = 0;
     while (p->cached_bytes > keep && p->lru_head->cached_ns < before &&
-           granule_idle(p->lru_head, done)) {
+           granule_idle(p->rt, p->lru_head, &done)) {
         gms_granule *g = p->lru_head;
         gms_chunk *c = g->chunk;
         uint64_t i = (uint64_t)(g - c->granules);
@@ -316,10 +343,10 @@ static void trim(gms_pool *p, uint64_t keep, uint64_t before)
         uint64_t excess = (p->cached_bytes - keep + p->rt->granule - 1) >> p->rt->granule_shift;
         uint64_t first = i, last = i;
         while (last - first + 1 < excess && last + 1 < c->ngranules &&
-               in_lru(p, &c->granules[last + 1]) && granule_idle(&c->granules[last + 1], done))
+               in_lru(p, &c->granules[last + 1]) && granule_idle(p->rt, &c->granules[last + 1], &done))
             last++;
         while (last - first + 1 < excess && first > 0 && in_lru(p, &c->granules[first - 1]) &&
-               granule_idle(&c->granules[first - 1], done))
+               granule_idle(p->rt, &c->granules[first - 1], &done))
             first--;
         if (granules_decommit(p, c, first, last) != 0)
             return;
@@ -397,14 +424,7 @@ static void granule_span(const gms_pool *p, const gms_block *b, uint64_t *first,
 /* Adds device work (stream, ticket) to what a block's memory waits for. */
 static void tag_merge(gms_block *into, void *stream, uint64_t ticket)
 {
-    if (ticket == 0)
-        return;
-    if (into->ticket == 0)
-        into->stream = stream;
-    else if (into->stream != stream)
-        into->stream = GMS_STREAM_MIXED;
-    if (ticket > into->ticket)
-        into->ticket = ticket;
+    tag_add(&into->stream, &into->ticket, stream, ticket);
 }
 
 /* Makes fresh granules [g, end] ready for block b, on b's stream: its data
@@ -443,8 +463,10 @@ static int granules_prepare(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
     int err = gms__device_queue(p, it, n, on, &ticket);
     if (err)
         return gms__backend_fail(err, "preparing new memory", hi - lo);
-    for (uint64_t u = g; u <= end; u++)
+    for (uint64_t u = g; u <= end; u++) {
+        c->granules[u].stream = on;
         c->granules[u].ticket = ticket;
+    }
     /* The free neighbours hold the rest of these granules. */
     if (ticket > b->ticket)
         b->ticket = ticket;
@@ -474,6 +496,7 @@ static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
     for (uint64_t u = g; u <= end; u++) {
         c->granules[u].committed = true;
         c->granules[u].ticket = 0;
+        c->granules[u].stream = NULL;
     }
     rc = granules_prepare(p, b, g, end);
     if (rc != GMS_OK) {
@@ -597,8 +620,7 @@ static void granules_release(gms_pool *p, gms_block *b)
         last = gms__granule_of(p->rt, c, hi[r] - 1);
         for (uint64_t g = first; g <= last; g++) {
             gms_granule *gr = &c->granules[g];
-            if (b->ticket > gr->ticket)
-                gr->ticket = b->ticket;
+            tag_add(&gr->stream, &gr->ticket, b->stream, b->ticket);
             if (--gr->live == 0)
                 lru_push(p, gr, now ? now : (now = gms__now_ns()));
         }
@@ -662,9 +684,9 @@ static void chunk_maybe_release(gms_pool *p, gms_block *b)
     gms_chunk *c = b->chunk;
     if (b->size != c->size || (p->chunks == c && !c->next))
         return;
-    uint64_t done = gms__device_done(p->rt);
+    uint64_t done = 0;
     for (uint64_t g = 0; g < c->ngranules; g++)
-        if (c->granules[g].committed && !granule_idle(&c->granules[g], done))
+        if (c->granules[g].committed && !granule_idle(p->rt, &c->granules[g], &done))
             return; /* device work still runs on it: a later free or trim */
     for (uint64_t g = 0; g < c->ngranules; g++) {
         if (c->granules[g].committed) {
@@ -751,11 +773,7 @@ static bool range_mapped(const gms_pool *p, const gms_block *b, uint64_t size)
  * backend's answer (0: not asked yet). */
 static bool usable_on(gms_pool *p, const gms_block *b, void *stream, uint64_t *done)
 {
-    if (b->ticket == 0 || b->stream == stream)
-        return true;
-    if (*done < b->ticket)
-        *done = gms__device_done(p->rt);
-    return b->ticket <= *done;
+    return b->ticket == 0 || b->stream == stream || tag_ran(p->rt, b->stream, b->ticket, done);
 }
 
 /* How many free blocks another stream still uses are passed over, at

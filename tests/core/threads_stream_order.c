@@ -177,6 +177,18 @@ static uint64_t d_done_upto(gms_backend *be)
     return done;
 }
 
+static int d_ticket_done(gms_backend *be, uint64_t ticket)
+{
+    deferred *d = (deferred *)be;
+    pthread_mutex_lock(&d->lock);
+    job *j = d->jobs;
+    while (j && j->ticket != ticket)
+        j = j->next;
+    int done = j ? j->ran : ticket < d->next_ticket; /* gone: collected */
+    pthread_mutex_unlock(&d->lock);
+    return done;
+}
+
 static int d_quiesce(gms_backend *be)
 {
     deferred *d = (deferred *)be;
@@ -223,6 +235,7 @@ static int deferred_wrap(gms_backend *inner, gms_backend **out)
     d->ops.scrub_async = d_scrub_async;
     d->ops.scrub_collect = d_collect;
     d->ops.done_upto = d_done_upto;
+    d->ops.ticket_done = d_ticket_done;
     d->ops.quiesce = d_quiesce;
     d->ops.order_after = d_order_after;
     d->ops.destroy = d_destroy;
@@ -377,6 +390,38 @@ static void write_after_free_in_stream_order(void)
     gms_runtime_close(rt);
 }
 
+/* Memory whose device work all ran on one stream is reusable elsewhere
+ * once that stream's last ticket on it has run, even while an older
+ * ticket of another stream has not (the watermark over all tickets would
+ * hold it back). */
+#define S3 ((void *)0x3003)
+static void one_stream_needs_only_its_own_work(void)
+{
+    gms_runtime *rt = open_deferred(GMS_SAFETY_ON);
+    gms_context *c = ctx_of(rt, "t", "u", GMS_LEVEL_INTERNAL);
+    rec_reset();
+    gms_buf a = alloc_on(c, 4000, S3), b = alloc_on(c, 4000, S3), x = alloc_on(c, 4000, S1);
+    uint64_t a_addr = addr_of(c, a), x_addr = addr_of(c, x);
+    device_catch_up(NULL, true);
+    CHECK_OK(gms_free_async(c, x, S1)); /* S1's work on x: never run below */
+    CHECK_OK(gms_free_async(c, a, S3));
+    CHECK_OK(gms_free_async(c, b, S3)); /* a leaves quarantine: checked on S3 */
+    for (int ms = 0; ms < 2000 && gathering(the); ms++)
+        sleep_ms(1);
+    device_run(the, S3, false);
+    gms_buf on2 = alloc_on(c, 4000, S2);
+    CHECK(addr_of(c, on2) == a_addr);
+    gms_buf again = alloc_on(c, 4000, S2);
+    CHECK(addr_of(c, again) != x_addr); /* x's check on S1 has not run */
+    device_catch_up(NULL, true);
+    CHECK_OK(gms_free_async(c, on2, S2));
+    CHECK_OK(gms_free_async(c, again, S2));
+    CHECK_OK(gms_verify(rt, NULL));
+    CHECK(rec_count() == 0);
+    gms_context_close(c);
+    gms_runtime_close(rt);
+}
+
 /* gms_verify and gms_sync wait for the device, so they must first launch
  * what the pool has gathered: else verify reads memory whose scrub has not
  * run (a false write after free) and sync misses the findings. */
@@ -438,6 +483,7 @@ int main(void)
     device_findings_arrive_alone();
     write_after_free_in_stream_order();
     checkpoints_cover_gathered_frees();
+    one_stream_needs_only_its_own_work();
     safety_off_marks_frees();
     return test_done();
 }

@@ -803,6 +803,13 @@ static uint64_t cuda_done_upto(gms_backend *be)
     return atomic_load_explicit(&cb->done_upto, memory_order_acquire);
 }
 
+static int cuda_ticket_done(gms_backend *be, uint64_t ticket)
+{
+    /* A slot is taken again only once its ticket ran: a later ticket's
+     * done word in it says so too. */
+    return slot_done(B(be), (uint32_t)(ticket % ASYNC_SLOTS)) >= ticket;
+}
+
 static int cuda_quiesce(gms_backend *be)
 {
     cuda_backend *cb = B(be);
@@ -915,6 +922,7 @@ static const gms_backend_ops cuda_ops = {
     .scrub_async = cuda_scrub_async,
     .scrub_collect = cuda_scrub_collect,
     .done_upto = cuda_done_upto,
+    .ticket_done = cuda_ticket_done,
     .quiesce = cuda_quiesce,
     .destroy = cuda_destroy,
 };
@@ -1009,6 +1017,7 @@ int gms_backend_cuda_create(int device, gms_backend **out)
         cb->ops.scrub_async = NULL;
         cb->ops.scrub_collect = NULL;
         cb->ops.done_upto = NULL;
+        cb->ops.ticket_done = NULL;
         cb->ops.quiesce = NULL;
     }
     cb->base.ops = &cb->ops;
