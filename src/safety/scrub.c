@@ -119,9 +119,11 @@ void gms__safety_redzone_item(const gms_pool *p, const gms_block *b, gms_scrub_i
     /* The redzone_bytes before the block hold the pattern whatever the
      * neighbour is: a live neighbour has at least that much redzone after
      * its data, free and quarantined memory is poisoned. So the
-     * neighbour's node need not be read (it is often cold). */
-    uint64_t lo = b->addr - p->rt->redzone;
-    if (mapped(p->rt, b->chunk, lo) && mapped(p->rt, b->chunk, b->addr - 1)) {
+     * neighbour's node need not be read (it is often cold). Small blocks
+     * near the chunk's start: up to the start (a guard precedes it). */
+    const gms_chunk *c = b->chunk;
+    uint64_t lo = b->addr - c->base >= p->rt->redzone ? b->addr - p->rt->redzone : c->base;
+    if (mapped(p->rt, c, lo) && mapped(p->rt, c, b->addr - 1)) {
         it->check_lo[1] = lo;
         it->check_hi[1] = b->addr;
     }
