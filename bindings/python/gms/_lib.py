@@ -294,6 +294,7 @@ _PROTOTYPES = {
     "gms_stats_get": (c_int, [_rt, POINTER(Stats)]),
     "gms_tenant_stats_get": (c_int, [_rt, c_uint64, POINTER(TenantStats)]),
     "gms_trim": (c_int, [_rt]),
+    "gms_sync": (c_int, [_rt]),
     "gms_verify": (c_int, [_rt, POINTER(Report)]),
     "gms_dlpack_export": (c_int, [_ctx, _buf, POINTER(DlpackDesc),
                                   POINTER(POINTER(DLManagedTensorVersioned))]),

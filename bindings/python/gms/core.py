@@ -321,6 +321,13 @@ class Runtime:
         """Returns every unused mapped granule to the backend now."""
         check(_lib.gms_trim(self.ptr))
 
+    def sync(self):
+        """Waits until the device has run the safety work queued so far and
+        reports what it found (callbacks, audit, log) before returning; on a
+        GPU such findings otherwise arrive within about a millisecond of the
+        device running that work, on the runtime's collector thread."""
+        check(_lib.gms_sync(self.ptr))
+
     def verify(self, raise_on_violation=True):
         """Runs the verifier; returns its report as a dict, or raises
         gms.Corruption (with the report as .report) when an invariant fails."""
