@@ -4,9 +4,11 @@
  *   free -> scrub queued (redzones checked, wiped by level, poisoned)
  *        -> quarantine -> check queued (poison intact?) -> pool free lists
  *
- * Each step's device work is a batch of gms_scrub_item queued on the stream
- * the block was freed on, after the caller's work there (the host backend
- * runs it on the spot). Nothing waits for the device: a batch's results
+ * Each step's device work is a gms_scrub_item in a batch queued on the
+ * stream the block was freed on, after the caller's work there: a pool
+ * gathers the frees of one stream into one launch (the pending batch
+ * below); the host backend runs each batch on the spot. Nothing waits for
+ * the device: a batch's results
  * come back later and are collected from the pool's in-flight list, on the
  * next free of the pool or by the runtime's collector thread, which reports
  * what they found with the block's history as it was at the free. A block
