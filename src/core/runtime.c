@@ -225,6 +225,13 @@ static void collect_tick(gms_runtime *rt)
     }
 }
 
+uint64_t gms__now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
 int (*gms__backend_wrap)(gms_backend *inner, gms_backend **out);
 
 static int runtime_create(gms_runtime **out, const gms_runtime_options *o)

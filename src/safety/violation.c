@@ -27,13 +27,6 @@ typedef struct vnote {
 static _Thread_local vnote *queue;
 static _Thread_local unsigned queued, capacity, lost;
 
-uint64_t gms__now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
-    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
 static const char *kind_name(gms_violation_kind k)
 {
     switch (k) {
