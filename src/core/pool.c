@@ -818,8 +818,11 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
         if (b && !usable_on(p, b, stream, &done))
             b = NULL;
     }
-    if (b && unmapped && !range_mapped(p, b, want))
-        b = unmapped; /* none mapped: the best fit after all */
+    /* None mapped, or only a much larger block (carving it would leave
+     * holes that fragment the pool more than mapping costs): the best
+     * fit after all. */
+    if (b && unmapped && (!range_mapped(p, b, want) || b->size > 2 * want))
+        b = unmapped;
     else if (!b)
         b = unmapped;
     while (nskipped)
