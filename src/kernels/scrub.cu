@@ -293,44 +293,42 @@ __device__ __forceinline__ unsigned long long async_tile(const gms_krange &r, ui
     return found;
 }
 
+/* The range holding tile t of the whole batch: the last with tile0 <= t. */
+__device__ __forceinline__ uint32_t find_range(const gms_kasync &p, uint32_t t)
+{
+    uint32_t lo = 0, hi = p.nranges;
+    while (hi - lo > 1) {
+        uint32_t mid = (lo + hi) / 2;
+        if (p.r[mid].tile0 <= t)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 extern "C" __global__ void __launch_bounds__(GMS_KTHREADS) gms_scrub_async_kernel(gms_kasync p)
 {
-    __shared__ unsigned long long s_bad, s_vbad;
     __shared__ bool s_last;
-    if (threadIdx.x == 0) {
-        s_bad = ~0ull;
-        s_vbad = ~0ull;
-    }
-    __syncthreads();
-    if (blockIdx.y < p.nranges) {
-        const gms_krange &r = p.r[blockIdx.y];
-        uint64_t tiles = ((r.hi - 1) >> GMS_KTILE_SHIFT) - (r.lo >> GMS_KTILE_SHIFT) + 1;
-        unsigned long long bad = ~0ull, vbad = ~0ull;
-        for (uint64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
-            unsigned long long f = async_tile(r, t, p, &vbad);
-            bad = f < bad ? f : bad;
-        }
-        if (bad != ~0ull)
-            atomicMin(&s_bad, bad);
+    for (uint32_t t = blockIdx.x; t < p.tiles; t += gridDim.x) {
+        const gms_krange &r = p.r[find_range(p, t)];
+        unsigned long long vbad = ~0ull;
+        unsigned long long bad = async_tile(r, t - r.tile0, p, &vbad);
+        if (bad != ~0ull) /* rare: corruption */
+            atomicMin(&p.dev->bad[r.item], bad);
         if (vbad != ~0ull)
-            atomicMin(&s_vbad, vbad);
-        __syncthreads();
-        if (threadIdx.x == 0) {
-            if (s_bad != ~0ull)
-                atomicMin(&p.dev->bad[r.item], s_bad);
-            if (s_vbad != ~0ull)
-                atomicMin(&p.dev->vbad[r.item], s_vbad);
-        }
+            atomicMin(&p.dev->vbad[r.item], vbad);
     }
-    /* The last block to finish publishes the results. */
-    if (threadIdx.x == 0) {
-        __threadfence();
-        unsigned total = gridDim.x * gridDim.y;
-        s_last = atomicAdd(&p.dev->finished, 1u) == total - 1;
-    }
+    /* Every thread's findings are in before its block counts itself done;
+     * the last block to finish publishes the results. */
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0)
+        s_last = atomicAdd(&p.dev->finished, 1u) == gridDim.x - 1;
     __syncthreads();
     if (!s_last)
         return;
+    __threadfence();
     for (uint32_t i = threadIdx.x; i < p.nitems; i += blockDim.x) {
         unsigned long long b = atomicExch(&p.dev->bad[i], ~0ull);
         unsigned long long v = atomicExch(&p.dev->vbad[i], ~0ull);

@@ -48,14 +48,18 @@ typedef struct gms_kparams {
 
 /* ---- the stream-ordered kernel (gms_scrub_async_kernel) ----
  * Its work list travels in the launch's parameters (no copy to queue, so a
- * batch is one driver call), one range per grid row: blockIdx.y picks the
- * range, blockIdx.x strides over its tiles. Check and fill ranges never
- * overlap (backend.h), and every thread runs all passes of its own words in
- * order, so no grid-wide barrier is needed. Each block folds its lowest bad
- * address into the slot's device results; the last block to finish copies
- * them to the slot's pinned host results, resets the device side for the
- * slot's next use, and then writes the ticket into the pinned done word:
- * the host reads done, then the results (a system-wide fence between). */
+ * batch is one driver call). The ranges' tiles are numbered one after the
+ * other (tile0: the tiles of the ranges before), and a one-dimensional
+ * grid, as large as fits on the GPU, strides over them all, finding each
+ * tile's range by a binary search: a batch of one large block and many
+ * small ones costs no more blocks than its tiles. Check and fill ranges
+ * never overlap (backend.h), and every thread runs all passes of its own
+ * words in order, so no grid-wide barrier is needed. A thread that finds a
+ * bad address folds it into the slot's device results (atomicMin); the
+ * last block to finish copies them to the slot's pinned host results,
+ * resets the device side for the slot's next use, and then writes the
+ * ticket into the pinned done word: the host reads done, then the results
+ * (a system-wide fence between). */
 #define GMS_KASYNC_RANGES 128 /* 2 check + 2 fill ranges per item */
 
 enum { GMS_KOP_CHECK = 0, GMS_KOP_FILL = 1, GMS_KOP_ZERO = 2 };
@@ -66,7 +70,7 @@ typedef struct gms_krange {
     uint16_t item;    /* index into the results */
     uint8_t op;       /* GMS_KOP_* */
     uint8_t flags;    /* GMS_KF_*, fills only */
-    uint32_t pad;
+    uint32_t tile0;   /* tiles of the ranges before it */
 } gms_krange;
 
 typedef struct gms_kslot_dev {
@@ -87,6 +91,7 @@ typedef struct gms_kasync {
     gms_kslot_dev *dev;   /* device memory */
     gms_kslot_host *host; /* pinned, mapped into the device's address space */
     uint32_t nranges, nitems;
+    uint32_t tiles; /* of all the ranges */
     gms_krange r[GMS_KASYNC_RANGES];
 } gms_kasync;
 

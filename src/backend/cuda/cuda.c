@@ -239,7 +239,7 @@ typedef struct cuda_backend {
      * and of a device ring (results being folded). A slot is taken again
      * only once its last ticket was collected. */
     CUfunction async_fn; /* NULL: stream-ordered scrubs unavailable */
-    unsigned async_grid; /* blocks per range, at most */
+    unsigned async_grid; /* blocks per launch, at most */
     gms_kslot_host *slots_host;
     gms_kslot_host *slots_host_dev; /* the same, as the device sees it */
     gms_kslot_dev *slots_dev;
@@ -721,7 +721,7 @@ static int cuda_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, ui
     p.seed = seed;
     p.nranges = 0;
     p.nitems = (uint32_t)n;
-    uint64_t most = 1;
+    p.tiles = 0;
     bool reports = false;
     for (size_t i = 0; i < n && !err; i++) {
         const gms_scrub_item *it = &items[i];
@@ -734,23 +734,27 @@ static int cuda_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, ui
             if (lo >= hi)
                 continue;
             uint8_t op = r < 2 ? GMS_KOP_CHECK : it->zero ? GMS_KOP_ZERO : GMS_KOP_FILL;
-            p.r[p.nranges++] = (gms_krange){.lo = lo, .hi = hi, .item = (uint16_t)i, .op = op,
-                                            .flags = r < 2 ? 0 : flags};
-            reports |= op == GMS_KOP_CHECK;
             uint64_t tiles = tiles_between(lo, hi);
-            most = tiles > most ? tiles : most;
+            if (p.tiles + tiles > UINT32_MAX) { /* 64 TiB in one batch: not a device's */
+                err = EINVAL;
+                break;
+            }
+            p.r[p.nranges++] = (gms_krange){.lo = lo, .hi = hi, .item = (uint16_t)i, .op = op,
+                                            .flags = r < 2 ? 0 : flags, .tile0 = p.tiles};
+            p.tiles += (uint32_t)tiles;
+            reports |= op == GMS_KOP_CHECK;
         }
     }
     cb->slot_marker[slot] = !reports; /* never collected: reusable once run */
     p.ticket = t;
     p.dev = (gms_kslot_dev *)(uintptr_t)(cb->slots_dev + slot);
     p.host = cb->slots_host_dev + slot;
-    unsigned gx = most < cb->async_grid ? (unsigned)most : cb->async_grid;
-    unsigned gy = p.nranges ? p.nranges : 1;
+    /* One block at least: the last one writes the done word. */
+    unsigned grid = p.tiles < cb->async_grid ? (p.tiles ? p.tiles : 1) : cb->async_grid;
     CUcontext saved;
     if (!err && (err = enter(cb, &saved)) == 0) {
         void *args[] = {&p};
-        CUresult r = cu.LaunchKernel(cb->async_fn, gx, gy, 1, GMS_KTHREADS, 1, 1, 0,
+        CUresult r = cu.LaunchKernel(cb->async_fn, grid, 1, 1, GMS_KTHREADS, 1, 1, 0,
                                      (CUstream)stream, args, NULL);
         if (r != CUDA_SUCCESS)
             err = cu_fail("cuLaunchKernel (stream-ordered scrub)", r);
@@ -862,9 +866,9 @@ static int async_init(cuda_backend *cb, int sms)
     cb->slots_host_dev = (gms_kslot_host *)(uintptr_t)hd;
     cb->slots_dev = (gms_kslot_dev *)(uintptr_t)d;
     cb->next_ticket = 1;
-    /* Enough blocks per range to fill the GPU on one large free: as many
-     * as fit on it at once (the replays on the H200 ran at a fraction of
-     * the memory's bandwidth with two per multiprocessor). */
+    /* Enough blocks to fill the GPU on one large free: as many as fit on
+     * it at once (the replays on the H200 ran at a fraction of the memory's
+     * bandwidth with two per multiprocessor and range). */
     int per_sm = 0;
     if (cu.OccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, cb->async_fn, GMS_KTHREADS, 0) !=
             CUDA_SUCCESS ||
