@@ -244,7 +244,9 @@ enum {
 
 /* When the memory or the quota is short, runs the pressure ladder first
  * (see gms_on_pressure); GMS_E_NO_MEMORY or GMS_E_QUOTA only if that did
- * not help. */
+ * not help. The buffer is ready for any stream when it returns: on a GPU
+ * this waits for the device only when new memory had to be prepared or
+ * GMS_ALLOC_ZERO was asked for (gms_alloc_async never waits). */
 GMS_API int gms_alloc(gms_context *ctx, size_t size, uint32_t flags,
                       gms_buf *out);
 /* Drops the caller's handle. A buffer shared with other holders lives on
