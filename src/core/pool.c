@@ -75,23 +75,14 @@ void gms__device_quiesce(gms_runtime *rt)
         gms__log(rt, GMS_LOG_WARN, "gms: waiting for the device failed; device work may be lost");
 }
 
-/* Runs a batch now, after the work queued on stream: the fallback when the
- * backend has no streams or too much in flight. Zero items go through the
- * backend's fill, the others through its scrub (n <= GMS_SCRUB_ASYNC_MAX). */
-static int device_run_now(gms_pool *p, gms_scrub_item *items, size_t n, void *stream)
+/* device_run_now's batch with zero items: those go through the backend's
+ * fill, the others through its scrub (kept apart: its copy of the batch
+ * would cost every other call a large stack frame). */
+static __attribute__((noinline)) int run_with_zeros(gms_pool *p, gms_scrub_item *items, size_t n)
 {
     gms_backend *be = p->rt->backend;
-    int err = 0;
-    if (be->ops->order_after) {
-        atomic_fetch_add_explicit(&p->rt->device_waits, 1, memory_order_relaxed);
-        err = be->ops->order_after(be, stream, 1);
-    }
-    bool zero = false;
-    for (size_t i = 0; i < n; i++)
-        zero |= items[i].zero;
-    if (!zero) /* the common case, and the host's: no copy */
-        return err ? err : be->ops->scrub(be, items, n, p->rt->pattern, p->rt->wipe_seed);
     gms_scrub_item rest[GMS_SCRUB_ASYNC_MAX];
+    int err = 0;
     for (size_t i = 0; i < n; i++) {
         rest[i] = items[i];
         if (!items[i].zero)
@@ -110,6 +101,23 @@ static int device_run_now(gms_pool *p, gms_scrub_item *items, size_t n, void *st
         items[i].verify_bad = err ? 0 : rest[i].verify_bad;
     }
     return err;
+}
+
+/* Runs a batch now, after the work queued on stream: the fallback when the
+ * backend has no streams or too much in flight (n <= GMS_SCRUB_ASYNC_MAX). */
+static int device_run_now(gms_pool *p, gms_scrub_item *items, size_t n, void *stream)
+{
+    gms_backend *be = p->rt->backend;
+    if (be->ops->order_after) {
+        atomic_fetch_add_explicit(&p->rt->device_waits, 1, memory_order_relaxed);
+        int err = be->ops->order_after(be, stream, 1);
+        if (err)
+            return err;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (items[i].zero)
+            return run_with_zeros(p, items, n);
+    return be->ops->scrub(be, items, n, p->rt->pattern, p->rt->wipe_seed); /* the host's case */
 }
 
 int gms__device_reserve(gms_pool *p, uint64_t *ticket)

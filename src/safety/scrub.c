@@ -536,7 +536,8 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered)
     if (!rt->backend->ops->ticket_reserve) {
         /* No streams (the host): every batch runs on the spot. */
         int rc = retire_now(p, b);
-        quarantine_evict(p, quarantine_limit(p), rt->quarantine_max_blocks, true);
+        if (over_limits(p, quarantine_limit(p), rt->quarantine_max_blocks, true))
+            quarantine_evict(p, quarantine_limit(p), rt->quarantine_max_blocks, true);
         return rc;
     }
     gms__safety_collect(p, false);
