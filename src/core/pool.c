@@ -788,53 +788,48 @@ static bool usable_on(gms_pool *p, const gms_block *b, void *stream, uint64_t *d
  * most, before the pool grows instead. */
 #define STREAM_SCAN 16
 
+/* When the best fit b is not one the allocation should take: another
+ * stream's device work still uses it, or it would need memory mapped (tens
+ * of microseconds a granule, and memory held beyond the peak). Passed-over
+ * blocks leave the lists while the next best fit is found, then go back.
+ * Returns a usable block, preferring a mapped one at most twice the
+ * request (a larger one would be carved into holes that fragment the pool
+ * more than mapping costs), or NULL: the pool grows. */
+static __attribute__((noinline)) gms_block *other_fit(gms_pool *p, gms_block *b, uint64_t want,
+                                                       void *stream)
+{
+    gms_block *skipped[STREAM_SCAN], *unmapped = NULL;
+    int nskipped = 0;
+    uint64_t done = 0;
+    while (b && nskipped < STREAM_SCAN) {
+        bool usable = usable_on(p, b, stream, &done);
+        if (usable && range_mapped(p, b, want))
+            break;
+        if (usable && !unmapped)
+            unmapped = b; /* the best fit, should no mapped one be near */
+        gms_tlsf_remove(&p->tlsf, b);
+        skipped[nskipped++] = b;
+        b = gms_tlsf_find(&p->tlsf, want);
+    }
+    if (b && !(usable_on(p, b, stream, &done) && range_mapped(p, b, want)))
+        b = NULL; /* the scan ended on one it may not take as it is */
+    if (unmapped && (!b || b->size > 2 * want))
+        b = unmapped;
+    while (nskipped)
+        gms_tlsf_insert(&p->tlsf, skipped[--nskipped]);
+    return b;
+}
+
 int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, uint64_t align,
                     uint32_t flags, void *stream, gms_block **out)
 {
     /* An alignment past the blocks' own is found by asking for the worst
      * case of padding, then splitting the padding off the front. */
     uint64_t want = size + (align > GMS_ALIGNMENT ? align - GMS_ALIGNMENT : 0);
-    gms_block *b = gms_tlsf_find(&p->tlsf, want), *skipped[STREAM_SCAN];
+    gms_block *b = gms_tlsf_find(&p->tlsf, want);
     uint64_t done = 0;
-    /* Blocks another stream's device work still uses are taken out of the
-     * lists while the next best fit is found, then put back. */
-    int nskipped = 0;
-    while (b && !usable_on(p, b, stream, &done)) {
-        if (nskipped == STREAM_SCAN) {
-            b = NULL; /* the pool grows instead */
-            break;
-        }
-        gms_tlsf_remove(&p->tlsf, b);
-        skipped[nskipped++] = b;
-        b = gms_tlsf_find(&p->tlsf, want);
-    }
-    /* A block that would need memory mapped (tens of microseconds a
-     * granule, and memory held beyond the peak) gives way to the next best
-     * fit that is mapped already, if one of the next few is. */
-    gms_block *unmapped = NULL;
-    while (b && nskipped < STREAM_SCAN && !range_mapped(p, b, want)) {
-        if (!unmapped)
-            unmapped = b;
-        gms_tlsf_remove(&p->tlsf, b);
-        skipped[nskipped++] = b;
-        b = gms_tlsf_find(&p->tlsf, want);
-        while (b && !usable_on(p, b, stream, &done) && nskipped < STREAM_SCAN) {
-            gms_tlsf_remove(&p->tlsf, b);
-            skipped[nskipped++] = b;
-            b = gms_tlsf_find(&p->tlsf, want);
-        }
-        if (b && !usable_on(p, b, stream, &done))
-            b = NULL;
-    }
-    /* None mapped, or only a much larger block (carving it would leave
-     * holes that fragment the pool more than mapping costs): the best
-     * fit after all. */
-    if (b && unmapped && (!range_mapped(p, b, want) || b->size > 2 * want))
-        b = unmapped;
-    else if (!b)
-        b = unmapped;
-    while (nskipped)
-        gms_tlsf_insert(&p->tlsf, skipped[--nskipped]);
+    if (b && !(usable_on(p, b, stream, &done) && range_mapped(p, b, want)))
+        b = other_fit(p, b, want, stream);
     if (!b) {
         int rc = chunk_add(p, want, &b);
         if (rc)
