@@ -12,6 +12,8 @@
  *   - a write after free ordered after the free on its stream is caught,
  *     and a write ordered before it is not reported;
  *   - gms_verify and gms_sync cover frees still gathered for a launch;
+ *   - memory whose work ran on one stream waits only for that stream's
+ *     ticket, not for older tickets of other streams;
  *   - with safety off a free on a stream is reusable elsewhere only once
  *     the device has passed it.
  * The collector runs on its own thread: the ThreadSanitizer build runs this.
