@@ -131,6 +131,18 @@ struct gms_backend {
                               kernel is missing); safety needs the scrub */
 };
 
+/* Clears the stream-ordered ops of a table: for a backend (or a wrapper of
+ * one) that runs every scrub on the spot. */
+static inline void gms_backend_ops_without_streams(gms_backend_ops *ops)
+{
+    ops->ticket_reserve = NULL;
+    ops->scrub_async = NULL;
+    ops->scrub_collect = NULL;
+    ops->done_upto = NULL;
+    ops->ticket_done = NULL;
+    ops->quiesce = NULL;
+}
+
 /* How the runtime finds and opens a backend, the same for every kind. */
 typedef struct gms_backend_factory {
     const char *name;

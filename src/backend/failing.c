@@ -199,14 +199,8 @@ int gms_backend_failing_create(gms_backend *inner, gms_failpoint *fp,
      * it has them. */
     f->ops = failing_ops;
     f->ops.props = inner->ops->props;
-    if (!inner->ops->scrub_async) {
-        f->ops.ticket_reserve = NULL;
-        f->ops.scrub_async = NULL;
-        f->ops.scrub_collect = NULL;
-        f->ops.done_upto = NULL;
-        f->ops.ticket_done = NULL;
-        f->ops.quiesce = NULL;
-    }
+    if (!inner->ops->scrub_async)
+        gms_backend_ops_without_streams(&f->ops);
     if (!inner->ops->order_after)
         f->ops.order_after = NULL;
     f->base.ops = &f->ops;

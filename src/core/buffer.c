@@ -223,6 +223,8 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
     b->handle = slot_fill(p, slot, b, ctx, GMS_ACCESS_READ_WRITE);
     uint64_t live = atomic_fetch_add_explicit(&rt->live_bytes, bsize, memory_order_relaxed) + bsize;
     gms__atomic_max(&rt->peak_live, live);
+    int err = 0;
+    const char *what = NULL;
     if (flags & GMS_ALLOC_ZERO) {
         /* Under the lock: the handle is not out yet, but a racing forged
          * free of it must not see a half-made buffer. Queued on the
@@ -233,32 +235,27 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
         z.fill_lo[0] = b->addr;
         z.fill_hi[0] = b->addr + size;
         uint64_t ticket = 0;
-        int err = gms__device_queue(p, &z, 1, stream, &ticket);
+        err = gms__device_queue(p, &z, 1, stream, &ticket);
         if (ticket > b->ticket)
             b->ticket = ticket;
-        if (err) {
-            gms_drop d;
-            gms__handle_drop(p, gms__slot_at(rt, slot), ctx, &d);
-            gms__pool_unlock(p);
-            gms__violations_deliver(rt);
-            return gms__backend_fail(err, "zero fill", size);
-        }
+        what = "zero fill";
     }
     /* gms_alloc promises a buffer ready for any stream: new memory's
      * preparation or a zero fill must have run. Only then does it wait
      * (reused memory it takes only once its device work has run). */
     gms_backend *be = rt->backend;
-    if (b->ticket && stream == GMS_STREAM_ANY && be->ops->order_after &&
+    if (!err && b->ticket && stream == GMS_STREAM_ANY && be->ops->order_after &&
         b->ticket > gms__device_done(rt)) {
         atomic_fetch_add_explicit(&rt->device_waits, 1, memory_order_relaxed);
-        int err = be->ops->order_after(be, NULL, 1);
-        if (err) {
-            gms_drop d;
-            gms__handle_drop(p, gms__slot_at(rt, slot), ctx, &d);
-            gms__pool_unlock(p);
-            gms__violations_deliver(rt);
-            return gms__backend_fail(err, "preparing the buffer", size);
-        }
+        err = be->ops->order_after(be, NULL, 1);
+        what = "preparing the buffer";
+    }
+    if (err) {
+        gms_drop d;
+        gms__handle_drop(p, gms__slot_at(rt, slot), ctx, &d);
+        gms__pool_unlock(p);
+        gms__violations_deliver(rt);
+        return gms__backend_fail(err, what, size);
     }
     gms__pool_unlock(p);
     gms__violations_deliver(rt);
@@ -272,7 +269,7 @@ fail_quota:
     return rc;
 }
 
-/* gms_alloc and gms_alloc_async: stream NULL for gms_alloc. */
+/* gms_alloc and gms_alloc_async: stream GMS_STREAM_ANY for gms_alloc. */
 static int alloc_on(gms_context *ctx, size_t size, uint32_t flags, void *stream, gms_buf *out,
                     const char *op)
 {

@@ -69,9 +69,10 @@ uint64_t gms__device_done(gms_runtime *rt)
 void gms__device_quiesce(gms_runtime *rt)
 {
     gms_backend *be = rt->backend;
-    if (be->ops->quiesce)
-        atomic_fetch_add_explicit(&rt->device_waits, 1, memory_order_relaxed);
-    if (be->ops->quiesce && be->ops->quiesce(be) != 0)
+    if (!be->ops->quiesce)
+        return;
+    atomic_fetch_add_explicit(&rt->device_waits, 1, memory_order_relaxed);
+    if (be->ops->quiesce(be) != 0)
         gms__log(rt, GMS_LOG_WARN, "gms: waiting for the device failed; device work may be lost");
 }
 
@@ -159,8 +160,6 @@ int gms__device_queue(gms_pool *p, gms_scrub_item *items, size_t n, void *stream
 int gms__device_collect(gms_pool *p, uint64_t ticket, gms_scrub_item *items, size_t n)
 {
     gms_backend *be = p->rt->backend;
-    if (ticket == 0)
-        return 0;
     return be->ops->scrub_collect(be, ticket, items, n);
 }
 
@@ -378,6 +377,15 @@ void gms__pool_trim(gms_pool *p, uint64_t keep)
  * the workload shrinks (at once on gms_trim, under pressure, or past
  * max_held_bytes). retain_bytes, when set, fixes the cache instead. */
 #define PEAK_HOLD_NS (2000ull * 1000 * 1000)
+/* The least a pool keeps cached, and the least slack over its peak. */
+#define RETAIN_FLOOR (8ull << 20)
+
+/* What a peak of live bytes needs mapped beyond itself: the granules its
+ * blocks straddle. */
+static uint64_t peak_slack(uint64_t peak)
+{
+    return gms__scaled_limit(0, peak, RETAIN_FLOOR, 32);
+}
 
 /* After live memory grew (pool_alloc), at now. */
 static void peak_note(gms_pool *p, uint64_t now)
@@ -406,7 +414,7 @@ static uint64_t retain_limit(gms_pool *p, uint64_t now)
         p->peak_decay_ns = now;
     }
     uint64_t peak = p->peak_recent > p->live_bytes ? p->peak_recent : p->live_bytes;
-    uint64_t by_live = peak - p->live_bytes + gms__scaled_limit(0, peak, 8ull << 20, 32);
+    uint64_t by_live = peak - p->live_bytes + peak_slack(peak);
     uint64_t by_held = p->peak_held_recent > in_use ? p->peak_held_recent - in_use : 0;
     return by_live > by_held ? by_live : by_held;
 }
@@ -414,7 +422,7 @@ static uint64_t retain_limit(gms_pool *p, uint64_t now)
 /* Unmaps what has aged in the cache beyond the retain limit. */
 static void trim_aged(gms_pool *p)
 {
-    uint64_t floor = p->rt->retain_bytes ? p->rt->retain_bytes : 8ull << 20;
+    uint64_t floor = p->rt->retain_bytes ? p->rt->retain_bytes : RETAIN_FLOOR;
     if (p->cached_bytes <= floor)
         return; /* the common case: no clock read */
     uint64_t now = gms__now_ns(), keep = retain_limit(p, now);
@@ -427,12 +435,6 @@ static void granule_span(const gms_pool *p, const gms_block *b, uint64_t *first,
 {
     *first = gms__granule_of(p->rt, b->chunk, b->addr);
     *last = gms__granule_of(p->rt, b->chunk, b->addr + b->size - 1);
-}
-
-/* Adds device work (stream, ticket) to what a block's memory waits for. */
-static void tag_merge(gms_block *into, void *stream, uint64_t ticket)
-{
-    tag_add(&into->stream, &into->ticket, stream, ticket);
 }
 
 /* Makes fresh granules [g, end] ready for block b, on b's stream: its data
@@ -479,9 +481,9 @@ static int granules_prepare(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
     if (ticket > b->ticket)
         b->ticket = ticket;
     if (b->prev_phys && b->prev_phys->state == GMS_BLOCK_FREE)
-        tag_merge(b->prev_phys, on, ticket);
+        tag_add(&b->prev_phys->stream, &b->prev_phys->ticket, on, ticket);
     if (b->next_phys && b->next_phys->state == GMS_BLOCK_FREE)
-        tag_merge(b->next_phys, on, ticket);
+        tag_add(&b->next_phys->stream, &b->next_phys->ticket, on, ticket);
     return GMS_OK;
 }
 
@@ -516,15 +518,22 @@ static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
     return rc;
 }
 
-/* Bytes the pool may hold once `need` more are mapped: the recent peak of
- * live memory plus its slack (or live memory plus need if more), or what
- * it held at its recent peak if more (the retain policy below). */
-static uint64_t held_budget(gms_pool *p, uint64_t need)
+/* Bytes of cached granules that may stay mapped when `need` more are to be
+ * mapped: what keeps the pool within the recent peak of live memory plus
+ * its slack (or live memory plus need if more), or within what it held at
+ * its recent peak if more (the retain policy above); retain_bytes, when
+ * set, instead. */
+static uint64_t growth_keep(gms_pool *p, uint64_t need)
 {
+    if (p->rt->retain_bytes)
+        return p->rt->retain_bytes;
     uint64_t live = p->live_bytes + need;
     uint64_t peak = p->peak_recent > live ? p->peak_recent : live;
-    uint64_t by_live = peak + gms__scaled_limit(0, peak, 8ull << 20, 32);
-    return by_live > p->peak_held_recent ? by_live : p->peak_held_recent;
+    uint64_t budget = peak + peak_slack(peak);
+    if (budget < p->peak_held_recent)
+        budget = p->peak_held_recent;
+    uint64_t over = p->held_bytes + need > budget ? p->held_bytes + need - budget : 0;
+    return p->cached_bytes > over ? p->cached_bytes - over : 0;
 }
 
 /* Counts a new block on its granules, mapping those not mapped, one
@@ -543,13 +552,8 @@ static int granules_acquire(gms_pool *p, gms_block *b)
     }
     /* Growing: first give back cached granules beyond what the recent peak
      * needs, so that what is held never passes it by more than its slack. */
-    uint64_t budget = held_budget(p, need);
-    if (need && p->held_bytes + need > budget && !p->rt->retain_bytes) {
-        uint64_t over = p->held_bytes + need - budget;
-        gms__pool_trim(p, p->cached_bytes > over ? p->cached_bytes - over : 0);
-    } else if (need && p->rt->retain_bytes) {
-        gms__pool_trim(p, p->rt->retain_bytes);
-    }
+    if (need)
+        gms__pool_trim(p, growth_keep(p, need));
     for (uint64_t g = first; g <= last;) {
         if (c->granules[g].committed) {
             g++;
@@ -725,7 +729,7 @@ static gms_block *block_file_free(gms_pool *p, gms_block *b)
     gms_block *prev = b->prev_phys, *next = b->next_phys;
     if (next && next->state == GMS_BLOCK_FREE) {
         gms_tlsf_remove(&p->tlsf, next);
-        tag_merge(b, next->stream, next->ticket);
+        tag_add(&b->stream, &b->ticket, next->stream, next->ticket);
         b->size += next->size;
         b->next_phys = next->next_phys;
         if (b->next_phys)
@@ -734,7 +738,7 @@ static gms_block *block_file_free(gms_pool *p, gms_block *b)
     }
     if (prev && prev->state == GMS_BLOCK_FREE) {
         gms_tlsf_remove(&p->tlsf, prev);
-        tag_merge(prev, b->stream, b->ticket);
+        tag_add(&prev->stream, &prev->ticket, b->stream, b->ticket);
         prev->size += b->size;
         prev->next_phys = b->next_phys;
         if (prev->next_phys)
@@ -744,6 +748,17 @@ static gms_block *block_file_free(gms_pool *p, gms_block *b)
     }
     gms_tlsf_insert(&p->tlsf, b);
     return b;
+}
+
+/* Whether the first size bytes of a free block lie on mapped granules. */
+static bool range_mapped(const gms_pool *p, const gms_block *b, uint64_t size)
+{
+    const gms_chunk *c = b->chunk;
+    uint64_t last = gms__granule_of(p->rt, c, b->addr + size - 1);
+    for (uint64_t g = gms__granule_of(p->rt, c, b->addr); g <= last; g++)
+        if (!c->granules[g].committed)
+            return false;
+    return true;
 }
 
 /* Splits the free block b (out of the free lists) at addr: the part
@@ -763,17 +778,6 @@ static gms_block *split_front(gms_pool *p, gms_block *b, uint64_t addr, gms_bloc
     front->state = GMS_BLOCK_FREE;
     gms_tlsf_insert(&p->tlsf, front);
     return b;
-}
-
-/* Whether the first size bytes of a free block lie on mapped granules. */
-static bool range_mapped(const gms_pool *p, const gms_block *b, uint64_t size)
-{
-    const gms_chunk *c = b->chunk;
-    uint64_t last = gms__granule_of(p->rt, c, b->addr + size - 1);
-    for (uint64_t g = gms__granule_of(p->rt, c, b->addr); g <= last; g++)
-        if (!c->granules[g].committed)
-            return false;
-    return true;
 }
 
 /* Whether a free block may serve an allocation on stream now: its last

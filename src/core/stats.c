@@ -91,8 +91,9 @@ int gms_tenant_stats_get(gms_runtime *rt, uint64_t index, gms_tenant_stats *out)
     return GMS_OK;
 }
 
-/* Launches every pool's pending batch: before a wait for the device. */
-static void launch_all(gms_runtime *rt)
+/* Launches every pool's pending batch, then waits for all device work
+ * (gms_trim and gms_sync: neither is an alloc or a free). */
+static void launch_and_wait(gms_runtime *rt)
 {
     pthread_mutex_lock(&rt->lock);
     for (gms_pool *p = rt->pools; p; p = p->next) {
@@ -101,16 +102,16 @@ static void launch_all(gms_runtime *rt)
         gms__pool_unlock(p);
     }
     pthread_mutex_unlock(&rt->lock);
+    gms__device_quiesce(rt);
 }
 
 int gms_trim(gms_runtime *rt)
 {
     if (!rt)
         return gms__fail(GMS_E_INVALID_ARG, "gms_trim: runtime is NULL");
-    /* Device work may still use cached granules: trim is no alloc or free,
-     * so it waits for it rather than leave them mapped. */
-    launch_all(rt);
-    gms__device_quiesce(rt);
+    /* Device work may still use cached granules: trim waits for it rather
+     * than leave them mapped. */
+    launch_and_wait(rt);
     pthread_mutex_lock(&rt->lock);
     for (gms_pool *p = rt->pools; p; p = p->next) {
         gms__pool_lock(p);
@@ -125,8 +126,7 @@ int gms_sync(gms_runtime *rt)
 {
     if (!rt)
         return gms__fail(GMS_E_INVALID_ARG, "gms_sync: runtime is NULL");
-    launch_all(rt);
-    gms__device_quiesce(rt);
+    launch_and_wait(rt);
     pthread_mutex_lock(&rt->lock);
     for (gms_pool *p = rt->pools; p; p = p->next) {
         gms__pool_lock(p);

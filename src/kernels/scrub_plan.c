@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-static uint64_t tiles_of(uint64_t lo, uint64_t hi)
+uint64_t gms_scrub_tiles(uint64_t lo, uint64_t hi)
 {
     return ((hi - 1) >> GMS_KTILE_SHIFT) - (lo >> GMS_KTILE_SHIFT) + 1;
 }
@@ -66,7 +66,7 @@ void gms_scrub_plan_build(const gms_scrub_plan *plan, const gms_scrub_item *item
     uint64_t t = 0;
     for (size_t i = 0; i < nc; i++) {
         check[i].tile0 = t;
-        t += tiles_of(check[i].lo, check[i].hi);
+        t += gms_scrub_tiles(check[i].lo, check[i].hi);
     }
     p->check_tiles = t;
     t = 0;
@@ -78,7 +78,7 @@ void gms_scrub_plan_build(const gms_scrub_plan *plan, const gms_scrub_item *item
         if (i == run_start[3])
             p->v_hi = t;
         fill[i].tile0 = t;
-        t += tiles_of(fill[i].lo, fill[i].hi);
+        t += gms_scrub_tiles(fill[i].lo, fill[i].hi);
     }
     /* Runs that end the array (or are empty at its end) close at the total. */
     if (run_start[2] >= nf)

@@ -20,6 +20,10 @@ typedef struct gms_scrub_plan {
     size_t bytes;         /* the whole staging buffer; 0: nothing to do */
 } gms_scrub_plan;
 
+/* The GMS_KTILE tiles, aligned in absolute address, that [lo, hi) touches
+ * (lo < hi). */
+uint64_t gms_scrub_tiles(uint64_t lo, uint64_t hi);
+
 /* Sizes the work list of a batch. */
 gms_scrub_plan gms_scrub_plan_size(const gms_scrub_item *items, size_t n);
 

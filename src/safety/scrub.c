@@ -216,6 +216,20 @@ static void keep_in_flight(gms_pool *p, const gms_scrub_batch *made)
     atomic_fetch_add_explicit(&p->inflight, 1, memory_order_relaxed);
 }
 
+/* After a batch was handed to the device (err: how that went): a launched
+ * one with something to report waits in the in-flight list; a failure is
+ * logged (its blocks wait in quarantine). Returns err. */
+static int batch_sent(gms_pool *p, const gms_scrub_batch *bt, int err)
+{
+    if (err)
+        gms__log(p->rt, GMS_LOG_WARN,
+                 "gms: pool %llu: queuing safety work for %u blocks failed (backend errno %d); they wait in quarantine",
+                 (unsigned long long)p->id, bt->n, err);
+    else if (bt->ticket && bt->n)
+        keep_in_flight(p, bt);
+    return err;
+}
+
 /* ---- the pending batch ----
  * On a backend with streams, a pool gathers its frees of one stream into
  * one batch (their scrubs, and the checks of the blocks they push out of
@@ -230,8 +244,8 @@ struct gms_pending {
     void *stream;
     uint64_t ticket; /* 0: none open */
     uint32_t frees;
-    batch_build bb;
-    bool leaving[GMS_SCRUB_ASYNC_MAX]; /* item i: a quarantine exit */
+    batch_build bb; /* the blocks freed into it carry its ticket, those
+                       leaving the quarantine an older one */
 };
 
 static void pending_flush(gms_pool *p);
@@ -276,22 +290,16 @@ static void pending_flush(gms_pool *p)
     pd->ticket = 0;
     atomic_store_explicit(&p->pending_open, false, memory_order_relaxed);
     bt->ticket = ticket;
-    int err = gms__device_launch(p, bt->items, bt->n, pd->stream, ticket);
-    if (!err && bt->n)
-        keep_in_flight(p, bt);
-    if (err)
-        gms__log(p->rt, GMS_LOG_WARN,
-                 "gms: pool %llu: queuing safety work for %u blocks failed (backend errno %d); they wait in quarantine",
-                 (unsigned long long)p->id, bt->n, err);
+    int err = batch_sent(p, bt, gms__device_launch(p, bt->items, bt->n, pd->stream, ticket));
     /* Freed blocks stay in quarantine (scrubbed at their exit if the
      * launch failed); leaving ones go to the pool, or back to quarantine. */
     gms_block *taken[GMS_SCRUB_ASYNC_MAX];
     uint32_t n = 0;
     for (uint32_t i = 0; i < bt->n; i++) {
-        if (pd->leaving[i])
-            taken[n++] = pd->bb.blk[i];
+        if (bt->blk[i]->ticket != ticket)
+            taken[n++] = bt->blk[i];
         else if (err)
-            pd->bb.blk[i]->unscrubbed = true;
+            bt->blk[i]->unscrubbed = true;
     }
     exits_done(p, taken, 0, n, err == 0, ticket);
     build_init(&pd->bb);
@@ -317,13 +325,12 @@ unsigned gms__safety_collect(gms_pool *p, bool all)
             continue;
         }
         *pp = bt->next;
+        if (!*pp)
+            p->inflight_tail = pp; /* it was the last */
         free(bt);
         atomic_fetch_sub_explicit(&p->inflight, 1, memory_order_relaxed);
         n++;
     }
-    p->inflight_tail = pp;
-    while (*p->inflight_tail)
-        p->inflight_tail = &(*p->inflight_tail)->next;
     return n;
 }
 
@@ -333,18 +340,10 @@ unsigned gms__safety_collect(gms_pool *p, bool all)
 static int batch_queue(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t *ticket,
                        int *own_rc, char *own_msg, size_t own_size)
 {
-    int err = gms__device_queue(p, bt->items, bt->n, stream, &bt->ticket);
+    int err = batch_sent(p, bt, gms__device_queue(p, bt->items, bt->n, stream, &bt->ticket));
     *ticket = bt->ticket;
-    if (err) {
-        gms__log(p->rt, GMS_LOG_WARN,
-                 "gms: pool %llu: queuing safety work for %u blocks failed (backend errno %d); they wait in quarantine",
-                 (unsigned long long)p->id, bt->n, err);
+    if (err || bt->ticket)
         return err;
-    }
-    if (bt->ticket) {
-        keep_in_flight(p, bt);
-        return 0;
-    }
     int rc = batch_report(p, bt, own_msg, own_size);
     if (own_rc && rc)
         *own_rc = rc;
@@ -424,25 +423,34 @@ static void exits_done(gms_pool *p, gms_block **taken, uint32_t first, uint32_t 
             gms__pool_free(p, taken[i]);
 }
 
+/* Lets the oldest quarantined blocks of one stream go, in one batch, while
+ * the quarantine is over its limits; false if the batch could not be
+ * queued. (Its own function: its batch is a large stack frame that the
+ * common call, under the limits, need not pay for.) */
+static __attribute__((noinline)) bool evict_batch(gms_pool *p, uint64_t max_bytes,
+                                                  uint64_t max_blocks, bool keep_newest)
+{
+    const gms_pending *pd = p->pending;
+    if (pd && pd->ticket && p->quarantine_head->ticket == pd->ticket)
+        pending_flush(p); /* its scrub first */
+    batch_build bb;
+    gms_scrub_batch *bt = build_init(&bb);
+    take_exits(p, bt, p->quarantine_head->stream, 0, max_bytes, max_blocks, keep_newest);
+    uint32_t n = bt->n;
+    uint64_t ticket;
+    bool ok = batch_queue(p, bt, bt->blk[0]->stream, &ticket, NULL, NULL, 0) == 0;
+    exits_done(p, bt->blk, 0, n, ok, ticket);
+    return ok;
+}
+
 /* Lets the oldest quarantined blocks go while the quarantine is over its
  * limits, one batch per run of blocks freed on one stream. */
 static void quarantine_evict(gms_pool *p, uint64_t max_bytes, uint64_t max_blocks,
                              bool keep_newest)
 {
-    while (over_limits(p, max_bytes, max_blocks, keep_newest)) {
-        const gms_pending *pd = p->pending;
-        if (pd && pd->ticket && p->quarantine_head->ticket == pd->ticket)
-            pending_flush(p); /* its scrub first */
-        batch_build bb;
-        gms_scrub_batch *bt = build_init(&bb);
-        take_exits(p, bt, p->quarantine_head->stream, 0, max_bytes, max_blocks, keep_newest);
-        uint32_t n = bt->n;
-        uint64_t ticket;
-        bool ok = batch_queue(p, bt, bt->blk[0]->stream, &ticket, NULL, NULL, 0) == 0;
-        exits_done(p, bt->blk, 0, n, ok, ticket);
-        if (!ok)
+    while (over_limits(p, max_bytes, max_blocks, keep_newest))
+        if (!evict_batch(p, max_bytes, max_blocks, keep_newest))
             return;
-    }
 }
 
 static void quarantine_push(gms_pool *p, gms_block *b)
@@ -466,14 +474,9 @@ static void retire_pending(gms_pool *p, gms_block *b, bool sync)
     b->unscrubbed = false;
     quarantine_push(p, b);
     bt->exit_check[i] = false;
-    pd->bb.blk[i] = b;
-    pd->leaving[i] = false;
-    pd->frees++;
-    uint32_t first = bt->n;
+    bt->blk[i] = b;
     take_exits(p, bt, pd->stream, pd->ticket, quarantine_limit(p), p->rt->quarantine_max_blocks,
                true);
-    for (uint32_t k = first; k < bt->n; k++)
-        pd->leaving[k] = true;
     /* The synchronous gms_free promises that a write after it is caught:
      * its scrub is queued before it returns. */
     if (sync || bt->n + 2 > GMS_SCRUB_ASYNC_MAX)
@@ -533,16 +536,12 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered)
         gms__pool_free(p, b);
         return GMS_OK;
     }
-    if (!rt->backend->ops->ticket_reserve) {
-        /* No streams (the host): every batch runs on the spot. */
-        int rc = retire_now(p, b);
-        if (over_limits(p, quarantine_limit(p), rt->quarantine_max_blocks, true))
-            quarantine_evict(p, quarantine_limit(p), rt->quarantine_max_blocks, true);
-        return rc;
-    }
-    gms__safety_collect(p, false);
+    /* Without streams (the host) every batch runs on the spot. */
+    bool streams = rt->backend->ops->ticket_reserve != NULL;
+    if (streams)
+        gms__safety_collect(p, false);
     int rc = GMS_OK;
-    if (pending_open(p, b->stream))
+    if (streams && pending_open(p, b->stream))
         retire_pending(p, b, !ordered);
     else
         rc = retire_now(p, b);

@@ -129,14 +129,20 @@ static bool gathering(deferred *d)
     return any;
 }
 
-/* The device catches up with stream (all: every stream): first the frees
- * gathered into a batch are queued (the collector does it within its
- * tick), then what is queued runs. */
-static void device_catch_up(void *stream, bool all)
+/* Waits until the frees gathered into a batch are queued (the collector
+ * does it within its tick). */
+static void wait_queued(void)
 {
     for (int ms = 0; ms < 2000 && gathering(the); ms++)
         sleep_ms(1);
     CHECK(!gathering(the));
+}
+
+/* The device catches up with stream (all: every stream): what the program
+ * gathered is queued, then what is queued runs. */
+static void device_catch_up(void *stream, bool all)
+{
+    wait_queued();
     device_run(the, stream, all);
 }
 
@@ -408,8 +414,7 @@ static void one_stream_needs_only_its_own_work(void)
     CHECK_OK(gms_free_async(c, x, S1)); /* S1's work on x: never run below */
     CHECK_OK(gms_free_async(c, a, S3));
     CHECK_OK(gms_free_async(c, b, S3)); /* a leaves quarantine: checked on S3 */
-    for (int ms = 0; ms < 2000 && gathering(the); ms++)
-        sleep_ms(1);
+    wait_queued();
     device_run(the, S3, false);
     gms_buf on2 = alloc_on(c, 4000, S2);
     CHECK(addr_of(c, on2) == a_addr);

@@ -253,6 +253,9 @@ typedef struct cuda_backend {
 
 #define ASYNC_SLOTS 8192u
 
+_Static_assert(GMS_SCRUB_ASYNC_MAX_K == GMS_SCRUB_ASYNC_MAX,
+               "the kernel's result slots hold one batch");
+
 struct gms_backend_chunk {
     CUdeviceptr region; /* whole reservation, guards included */
     uint64_t region_size;
@@ -677,11 +680,6 @@ static int cuda_order_after(gms_backend *be, void *stream, int wait)
 
 /* ---- stream-ordered scrub ---- */
 
-static uint64_t tiles_between(uint64_t lo, uint64_t hi)
-{
-    return ((hi - 1) >> GMS_KTILE_SHIFT) - (lo >> GMS_KTILE_SHIFT) + 1;
-}
-
 static uint64_t slot_done(const cuda_backend *cb, uint32_t slot)
 {
     return atomic_load_explicit((const uint64_t _Atomic *)&cb->slots_host[slot].done,
@@ -734,7 +732,7 @@ static int cuda_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, ui
             if (lo >= hi)
                 continue;
             uint8_t op = r < 2 ? GMS_KOP_CHECK : it->zero ? GMS_KOP_ZERO : GMS_KOP_FILL;
-            uint64_t tiles = tiles_between(lo, hi);
+            uint64_t tiles = gms_scrub_tiles(lo, hi);
             if (p.tiles + tiles > UINT32_MAX) { /* 64 TiB in one batch: not a device's */
                 err = EINVAL;
                 break;
@@ -1016,14 +1014,8 @@ int gms_backend_cuda_create(int device, gms_backend **out)
         cb->scrub_fn = NULL;
     }
     cb->ops = cuda_ops;
-    if (!cb->async_fn) { /* without the stream-ordered kernel every scrub waits */
-        cb->ops.ticket_reserve = NULL;
-        cb->ops.scrub_async = NULL;
-        cb->ops.scrub_collect = NULL;
-        cb->ops.done_upto = NULL;
-        cb->ops.ticket_done = NULL;
-        cb->ops.quiesce = NULL;
-    }
+    if (!cb->async_fn) /* without the stream-ordered kernel every scrub waits */
+        gms_backend_ops_without_streams(&cb->ops);
     cb->base.ops = &cb->ops;
     leave(cb, saved);
     cb->base.granularity = cb->gran;
