@@ -70,6 +70,12 @@ int main(void)
     printf("held at the first step's peak: %llu MiB, at the later steps': %llu MiB\n",
            (unsigned long long)(peak / MiB), (unsigned long long)(later / MiB));
     CHECK(later <= peak + 2 * 2 * MiB);
+    /* The counters of the slow calls: the first step mapped, the later ones
+     * mapped at most the two granules above and unmapped nothing. */
+    gms_stats cs;
+    CHECK_OK(gms_stats_get(rt, &cs));
+    CHECK(cs.maps >= 1 && cs.unmaps == 0 && cs.device_waits == 0);
+    uint64_t maps_after_steps = cs.maps;
     peak = later > peak ? later : peak;
     gms_stats s;
     CHECK_OK(gms_stats_get(rt, &s));
@@ -95,6 +101,8 @@ int main(void)
     /* gms_trim: what no buffer uses goes back now. */
     CHECK_OK(gms_trim(rt));
     CHECK(held(rt) <= 2 * 2 * MiB);
+    CHECK_OK(gms_stats_get(rt, &cs));
+    CHECK(cs.unmaps >= 1 && cs.maps >= maps_after_steps);
     CHECK_OK(gms_free(c, small));
     gms_context_close(c);
     gms_runtime_close(rt);

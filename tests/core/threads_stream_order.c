@@ -337,7 +337,12 @@ static void reuse_follows_streams(void)
             device_catch_up(S1, false);
     }
     CHECK(waits() == w0);
-    CHECK_OK(gms_verify(rt, NULL));
+    gms_stats st;
+    CHECK_OK(gms_stats_get(rt, &st));
+    CHECK(st.device_waits == 0); /* the counter users see says so too */
+    CHECK_OK(gms_verify(rt, NULL)); /* which does wait, and is counted */
+    CHECK_OK(gms_stats_get(rt, &st));
+    CHECK(st.device_waits == 1 && waits() == w0 + 1);
     for (unsigned i = 0; i < rec_count() && i < REC_MAX; i++)
         printf("unexpected: %s\n", rec.e[i].message);
     CHECK(rec_count() == 0);

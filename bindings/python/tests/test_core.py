@@ -170,7 +170,7 @@ def test_stream_ordered_alloc(rt, ctx):
     assert not buf.alive
     rt.sync()  # nothing queued on the host: returns at once
     s = rt.stats()
-    assert s["device_waits"] == 0 and s["maps"] >= 1 and s["unmaps"] >= 0
+    assert s["device_waits"] == 0 and s["maps"] >= 1 and "unmaps" in s
 
 
 def test_verify_and_stats(rt, ctx):
