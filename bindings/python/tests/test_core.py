@@ -189,7 +189,11 @@ def test_overflow_through_raw_pointer_is_corruption():
         rt.on_violation(seen.append)
         with rt.context("t") as c:
             buf = c.alloc(100)
-            ctypes.memset(buf.ptr + 100, 0xAB, 4)  # into the redzone
+            # Into the redzone: every byte changed (a fixed value would match
+            # the random poison one time in 256).
+            redzone = ctypes.cast(buf.ptr + 100, ctypes.POINTER(ctypes.c_uint8))
+            for i in range(4):
+                redzone[i] ^= 0xFF
             with pytest.raises(gms.Corruption):
                 buf.free()
     assert seen and seen[0].kind == 1 and seen[0].offset == 100  # OVERFLOW
