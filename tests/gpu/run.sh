@@ -101,6 +101,19 @@ if ls "$TR"/*.csv.gz >/dev/null 2>&1; then
 else
     echo "no traces in $TR"; fails+=(replay-no-traces)
 fi
+# Where a replay's time goes on the device (kernel times against the
+# wall), when Nsight Systems is installed: one trace, safety on.
+if want nsys-replay; then
+    step nsys-replay
+    NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
+    if [ -n "$NSYS" ] && ls "$TR"/gpt2_train_bf16.csv.gz >/dev/null 2>&1; then
+        timeout 200 "$NSYS" profile -q -o "$B/replay" --force-overwrite true -t cuda \
+            "$B/gms-bench" replay --backend cuda "$TR"/gpt2_train_bf16.csv.gz bench/traces/bert_serve_varlen.csv.gz
+        timeout 100 "$NSYS" stats -q -r cuda_gpu_kern_sum,cuda_api_sum -f csv "$B/replay.nsys-rep" | cut -c1-220 | head -60
+    else
+        echo "nsys not found (or no traces): skipped"
+    fi
+fi
 run latency-cuda 150 "$B/gms-bench" latency --backend cuda --iters 20000
 
 # Sharing on the GPU: the immutable_write class alone (its view trials run
