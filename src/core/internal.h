@@ -25,6 +25,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 /* ---- errors (error.c) ---- */
 
@@ -301,6 +302,7 @@ struct gms_runtime {
     gms_failpoint failpoint;
     uint64_t key[2]; /* the handle secret */
     uint64_t granule, chunk_bytes, retain_bytes;
+    FILE *map_log; /* $GMS_DEBUG_MAPS: every map and unmap, for tuning the retain policy */
     unsigned granule_shift; /* log2(granule): no division on fast paths */
     /* Safety settings (src/safety). */
     bool safety;

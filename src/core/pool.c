@@ -278,6 +278,21 @@ static void held_sub(gms_pool *p, uint64_t bytes)
     atomic_fetch_sub(&p->rt->held_bytes, bytes);
 }
 
+/* One line per map or unmap to $GMS_DEBUG_MAPS, with the marks that
+ * decided it. */
+static void map_log(const gms_pool *p, const char *what, uint64_t bytes)
+{
+    FILE *f = p->rt->map_log;
+    if (!f)
+        return;
+    fprintf(f, "%llu pool %llu %s %llu MiB: live %llu held %llu cached %llu peak %llu peak_held %llu MiB\n",
+            (unsigned long long)(gms__now_ns() / 1000000), (unsigned long long)p->id, what,
+            (unsigned long long)(bytes >> 20), (unsigned long long)(p->live_bytes >> 20),
+            (unsigned long long)(p->held_bytes >> 20), (unsigned long long)(p->cached_bytes >> 20),
+            (unsigned long long)(p->peak_recent >> 20), (unsigned long long)(p->peak_held_recent >> 20));
+    fflush(f);
+}
+
 /* Unmaps granules [first, last] of a chunk, all cached; on failure they
  * stay mapped and cached (the memory is not lost, only not returned). */
 static int granules_decommit(gms_pool *p, gms_chunk *c, uint64_t first, uint64_t last)
@@ -296,6 +311,7 @@ static int granules_decommit(gms_pool *p, gms_chunk *c, uint64_t first, uint64_t
         c->granules[g].committed = false;
     }
     held_sub(p, len);
+    map_log(p, "unmap", len);
     return 0;
 }
 
@@ -508,6 +524,7 @@ static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
         c->granules[u].ticket = 0;
         c->granules[u].stream = NULL;
     }
+    map_log(p, "map", len);
     rc = granules_prepare(p, b, g, end);
     if (rc != GMS_OK) {
         /* Mapped but not prepared: give it straight back. */
@@ -518,20 +535,25 @@ static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
     return rc;
 }
 
-/* Bytes of cached granules that may stay mapped when `need` more are to be
- * mapped: what keeps the pool within the recent peak of live memory plus
- * its slack (or live memory plus need if more), or within what it held at
- * its recent peak if more (the retain policy above); retain_bytes, when
- * set, instead. */
-static uint64_t growth_keep(gms_pool *p, uint64_t need)
+/* What the pool may hold once `need` more bytes are mapped: the recent
+ * peak of live memory plus its slack (or live memory plus need if more),
+ * or what it held at its recent peak if more (the retain policy above);
+ * with retain_bytes, what is in use plus need plus that fixed cache. */
+static uint64_t growth_budget(const gms_pool *p, uint64_t need)
 {
     if (p->rt->retain_bytes)
-        return p->rt->retain_bytes;
+        return p->held_bytes - p->cached_bytes + need + p->rt->retain_bytes;
     uint64_t live = p->live_bytes + need;
     uint64_t peak = p->peak_recent > live ? p->peak_recent : live;
     uint64_t budget = peak + peak_slack(peak);
-    if (budget < p->peak_held_recent)
-        budget = p->peak_held_recent;
+    return budget > p->peak_held_recent ? budget : p->peak_held_recent;
+}
+
+/* Bytes of cached granules that may stay mapped when `need` more are to be
+ * mapped: what keeps the pool within its growth budget. */
+static uint64_t growth_keep(gms_pool *p, uint64_t need)
+{
+    uint64_t budget = growth_budget(p, need);
     uint64_t over = p->held_bytes + need > budget ? p->held_bytes + need - budget : 0;
     return p->cached_bytes > over ? p->cached_bytes - over : 0;
 }
@@ -552,8 +574,12 @@ static int granules_acquire(gms_pool *p, gms_block *b)
     }
     /* Growing: first give back cached granules beyond what the recent peak
      * needs, so that what is held never passes it by more than its slack. */
-    if (need)
-        gms__pool_trim(p, growth_keep(p, need));
+    if (need) {
+        uint64_t keep = growth_keep(p, need);
+        if (keep < p->cached_bytes)
+            map_log(p, "growth trim, keep", keep);
+        gms__pool_trim(p, keep);
+    }
     for (uint64_t g = first; g <= last;) {
         if (c->granules[g].committed) {
             g++;
@@ -792,13 +818,18 @@ static bool usable_on(gms_pool *p, const gms_block *b, void *stream, uint64_t *d
  * most, before the pool grows instead. */
 #define STREAM_SCAN 16
 
+/* How much larger than the request a mapped fit may be, at most, when the
+ * pool is at its growth budget (other_fit). */
+#define AT_BUDGET_FIT_MAX 256
+
 /* When the best fit b is not one the allocation should take: another
  * stream's device work still uses it, or it would need memory mapped (tens
  * of microseconds a granule, and memory held beyond the peak). Passed-over
  * blocks leave the lists while the next best fit is found, then go back.
  * Returns a usable block, preferring a mapped one at most twice the
  * request (a larger one would be carved into holes that fragment the pool
- * more than mapping costs), or NULL: the pool grows. */
+ * more than mapping costs) while the pool has room to grow, any mapped one
+ * once it has not, or NULL: the pool grows. */
 static __attribute__((noinline)) gms_block *other_fit(gms_pool *p, gms_block *b, uint64_t want,
                                                        void *stream)
 {
@@ -817,7 +848,13 @@ static __attribute__((noinline)) gms_block *other_fit(gms_pool *p, gms_block *b,
     }
     if (b && !(usable_on(p, b, stream, &done) && range_mapped(p, b, want)))
         b = NULL; /* the scan ended on one it may not take as it is */
-    if (unmapped && (!b || b->size > 2 * want))
+    /* A loose mapped fit still beats mapping once the pool is at its
+     * budget: mapping would unmap cached granules elsewhere to make room,
+     * and a training loop would pay for both in every step. Not a vast
+     * one, though: a small block in the middle of a hole a thousand times
+     * its size splits what a large one needs next. */
+    if (unmapped && (!b || (b->size > 2 * want && (p->held_bytes + want <= growth_budget(p, want) ||
+                                                    b->size > AT_BUDGET_FIT_MAX * want))))
         b = unmapped;
     while (nskipped)
         gms_tlsf_insert(&p->tlsf, skipped[--nskipped]);

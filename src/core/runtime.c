@@ -367,6 +367,9 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
                              .language = -1, .detail = rt->backend_name};
         gms__audit_emit(rt->audit, &e);
     }
+    const char *map_log = getenv("GMS_DEBUG_MAPS");
+    if (map_log && *map_log)
+        rt->map_log = fopen(map_log, "a");
     *out = rt;
     return GMS_OK;
 fail_lock:
@@ -414,6 +417,8 @@ static void runtime_destroy(gms_runtime *rt)
         gms__audit_close(rt->audit);
     }
     rt->backend->ops->destroy(rt->backend);
+    if (rt->map_log)
+        fclose(rt->map_log);
     pthread_mutex_destroy(&rt->lock);
     free(rt);
 }

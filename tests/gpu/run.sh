@@ -88,6 +88,11 @@ if want anchors; then
         -Xlinker -rpath="$B" -o "$B/anchors" || fails+=(anchors-build)
 fi
 run anchors 150 "$B/anchors"
+if want vmm-sync; then
+    step "vmm-sync build"
+    nvcc -O2 -arch=sm_90 tests/gpu/vmm_sync.cu -lcuda -o "$B/vmm_sync" || fails+=(vmm-sync-build)
+fi
+run vmm-sync 60 "$B/vmm_sync"
 run gms-gpu-bench 180 env GMS_GPU_BENCH=1 "$B/tests/test_gpu_bench"
 
 # The replay set: ../shared/traces (carried as .gpu-traces) and the traces
@@ -128,6 +133,20 @@ export GMS_LIBRARY="$B/libgms.so" GMS_TORCH_PLUGIN="$B/libgms_torch.so"
 export PYTHONPATH="$ROOT/bindings/python${PYTHONPATH:+:$PYTHONPATH}"
 run python-gpu 240 python3 tests/gpu/python/test_gpu.py
 run torch-bench 420 python3 tests/gpu/python/bench_torch.py --out "$OUT/torch_bench.json"
+
+# Informational, for tuning the retain policy: the GPT-2 training child
+# with every map and unmap logged, safety off, then on.
+if want torch-maps; then
+    step torch-maps
+    for cfg in off on; do
+        set -- $cfg
+        echo "--- safety $1 ${2:-}"
+        rm -f "$OUT/maps.log"
+        env GMS_TORCH_SAFETY=$1 ${2:-} GMS_DEBUG_MAPS="$OUT/maps.log" timeout 150 \
+            python3 tests/gpu/python/bench_torch.py --child gpt2_train gms | cut -c1-400
+        wc -l <"$OUT/maps.log"; tail -30 "$OUT/maps.log"
+    done
+fi
 
 # Informational: the whole suite on this machine, where `auto` picks cuda.
 if want ctest-all; then
