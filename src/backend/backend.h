@@ -49,7 +49,12 @@ enum {
      * and faults pages in; not a GPU, where a fill kernel is cheap and
      * remapping is not). Freed blocks then give back their whole granules
      * at once instead of poisoning them. */
-    GMS_BACKEND_UNMAP_WIPES = 1
+    GMS_BACKEND_UNMAP_WIPES = 1,
+    /* A map or an unmap costs the device time (a GPU, where each one
+     * costs tens of microseconds of driver time and disturbs the work in
+     * flight): a pool that keeps unmapping what it maps again soon after
+     * may hold up to an eighth more than its peak instead (pool.c). */
+    GMS_BACKEND_REMAP_COSTLY = 2
 };
 
 typedef struct gms_backend_ops {

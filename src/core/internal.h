@@ -173,6 +173,7 @@ void gms_tlsf_mapping(uint64_t size, unsigned *fl, unsigned *sl);
 typedef struct gms_granule {
     uint32_t live;   /* live blocks overlapping this granule */
     bool committed;  /* mapped from the backend */
+    bool growth_trimmed; /* unmapped to make room for another block */
     gms_chunk *chunk;
     /* The pool's cache of committed granules with no live block, oldest
      * first; trimmed back to the retain limit by decommitting. */
@@ -240,6 +241,10 @@ struct gms_pool {
     /* The retain policy: high-water marks of live and held bytes that
      * decay together. */
     uint64_t peak_recent, peak_held_recent, peak_decay_ns;
+    /* Bytes the growth trim unmapped that were mapped again later: where
+     * remapping is costly, the growth budget's allowance for a layout
+     * that needs more than the peak's slack (pool.c's retain policy). */
+    uint64_t remapped_bytes;
     uint64_t reserved_bytes;
     uint64_t live_bytes, live_blocks, allocs, frees;
     uint64_t shares;       /* live shares of its blocks */

@@ -295,7 +295,8 @@ static void map_log(const gms_pool *p, const char *what, uint64_t bytes)
 
 /* Unmaps granules [first, last] of a chunk, all cached; on failure they
  * stay mapped and cached (the memory is not lost, only not returned). */
-static int granules_decommit(gms_pool *p, gms_chunk *c, uint64_t first, uint64_t last)
+static int granules_decommit(gms_pool *p, gms_chunk *c, uint64_t first, uint64_t last,
+                             bool for_growth)
 {
     gms_runtime *rt = p->rt;
     uint64_t len = (last - first + 1) * rt->granule;
@@ -309,6 +310,7 @@ static int granules_decommit(gms_pool *p, gms_chunk *c, uint64_t first, uint64_t
     for (uint64_t g = first; g <= last; g++) {
         lru_unlink(p, &c->granules[g]);
         c->granules[g].committed = false;
+        c->granules[g].growth_trimmed = for_growth;
     }
     held_sub(p, len);
     map_log(p, "unmap", len);
@@ -353,7 +355,7 @@ static bool granule_idle(gms_runtime *rt, const gms_granule *g, uint64_t *done)
  * cached and the oldest was cached before `before`. A granule that device
  * work still uses stops the walk: unmapping it would fault that work, and
  * waiting is not allowed here; a later call takes it. */
-static void trim(gms_pool *p, uint64_t keep, uint64_t before)
+static void trim(gms_pool *p, uint64_t keep, uint64_t before, bool for_growth)
 {
     uint64_t done = 0;
     while (p->cached_bytes > keep && p->lru_head->cached_ns < before &&
@@ -371,14 +373,14 @@ static void trim(gms_pool *p, uint64_t keep, uint64_t before)
         while (last - first + 1 < excess && first > 0 && in_lru(p, &c->granules[first - 1]) &&
                granule_idle(p->rt, &c->granules[first - 1], &done))
             first--;
-        if (granules_decommit(p, c, first, last) != 0)
+        if (granules_decommit(p, c, first, last, for_growth) != 0)
             return;
     }
 }
 
 void gms__pool_trim(gms_pool *p, uint64_t keep)
 {
-    trim(p, keep, UINT64_MAX);
+    trim(p, keep, UINT64_MAX, false);
 }
 
 /* ---- the retain policy ----
@@ -391,7 +393,12 @@ void gms__pool_trim(gms_pool *p, uint64_t keep)
  * PEAK_HOLD_NS. So a training loop maps its memory in its first steps and
  * reuses it in every later one, and memory goes back within seconds once
  * the workload shrinks (at once on gms_trim, under pressure, or past
- * max_held_bytes). retain_bytes, when set, fixes the cache instead. */
+ * max_held_bytes). Where remapping is costly (a GPU), granules that the
+ * growth trim unmapped and a later block mapped again raise the growth
+ * budget by their size, up to an eighth of the peak: a training step
+ * whose layout needs more than the slack stops moving memory each step
+ * (on the host, where remapping costs next to nothing, the budget stays
+ * tight). retain_bytes, when set, fixes the cache instead. */
 #define PEAK_HOLD_NS (2000ull * 1000 * 1000)
 /* The least a pool keeps cached, and the least slack over its peak. */
 #define RETAIN_FLOOR (8ull << 20)
@@ -427,6 +434,7 @@ static uint64_t retain_limit(gms_pool *p, uint64_t now)
             p->peak_recent = p->live_bytes + (p->peak_recent - p->live_bytes) / 2;
         if (p->peak_held_recent > in_use)
             p->peak_held_recent = in_use + (p->peak_held_recent - in_use) / 2;
+        p->remapped_bytes /= 2;
         p->peak_decay_ns = now;
     }
     uint64_t peak = p->peak_recent > p->live_bytes ? p->peak_recent : p->live_bytes;
@@ -443,7 +451,7 @@ static void trim_aged(gms_pool *p)
         return; /* the common case: no clock read */
     uint64_t now = gms__now_ns(), keep = retain_limit(p, now);
     if (p->cached_bytes > keep)
-        trim(p, keep, now - RETAIN_AGE_NS);
+        trim(p, keep, now - RETAIN_AGE_NS, false);
 }
 
 /* The granule range [first, last] a block overlaps. */
@@ -520,6 +528,9 @@ static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
         return gms__backend_fail(err, "commit", len);
     }
     for (uint64_t u = g; u <= end; u++) {
+        if (c->granules[u].growth_trimmed)
+            p->remapped_bytes += rt->granule; /* the layout needed it after all */
+        c->granules[u].growth_trimmed = false;
         c->granules[u].committed = true;
         c->granules[u].ticket = 0;
         c->granules[u].stream = NULL;
@@ -530,7 +541,7 @@ static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
         /* Mapped but not prepared: give it straight back. */
         for (uint64_t u = g; u <= end; u++)
             lru_push(p, &c->granules[u], 0);
-        granules_decommit(p, c, g, end);
+        granules_decommit(p, c, g, end, false);
     }
     return rc;
 }
@@ -546,6 +557,8 @@ static uint64_t growth_budget(const gms_pool *p, uint64_t need)
     uint64_t live = p->live_bytes + need;
     uint64_t peak = p->peak_recent > live ? p->peak_recent : live;
     uint64_t budget = peak + peak_slack(peak);
+    if (p->rt->backend->ops->props & GMS_BACKEND_REMAP_COSTLY)
+        budget += p->remapped_bytes < peak / 8 ? p->remapped_bytes : peak / 8;
     return budget > p->peak_held_recent ? budget : p->peak_held_recent;
 }
 
@@ -578,7 +591,7 @@ static int granules_acquire(gms_pool *p, gms_block *b)
         uint64_t keep = growth_keep(p, need);
         if (keep < p->cached_bytes)
             map_log(p, "growth trim, keep", keep);
-        gms__pool_trim(p, keep);
+        trim(p, keep, UINT64_MAX, true);
     }
     for (uint64_t g = first; g <= last;) {
         if (c->granules[g].committed) {
@@ -731,7 +744,7 @@ static void chunk_maybe_release(gms_pool *p, gms_block *b)
             uint64_t last = g;
             while (last + 1 < c->ngranules && c->granules[last + 1].committed)
                 last++;
-            if (granules_decommit(p, c, g, last) != 0)
+            if (granules_decommit(p, c, g, last, false) != 0)
                 return; /* keep the chunk; its granules stay cached */
             g = last;
         }

@@ -907,7 +907,7 @@ static void cuda_destroy(gms_backend *be)
 
 static const gms_backend_ops cuda_ops = {
     .name = "cuda",
-    .props = 0, /* a fill kernel is cheap on a GPU, remapping is not */
+    .props = GMS_BACKEND_REMAP_COSTLY, /* a fill kernel is cheap on a GPU, remapping is not */
     .reserve = cuda_reserve,
     .release = cuda_release,
     .commit = cuda_commit,

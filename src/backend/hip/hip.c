@@ -733,7 +733,7 @@ static int hip_order_after(gms_backend *be, void *stream, int wait)
 
 static const gms_backend_ops hip_ops = {
     .name = "hip",
-    .props = 0, /* a fill kernel is cheap on a GPU, remapping is not */
+    .props = GMS_BACKEND_REMAP_COSTLY, /* a fill kernel is cheap on a GPU, remapping is not */
     .reserve = hip_reserve,
     .release = hip_release,
     .commit = hip_commit,
