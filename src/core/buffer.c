@@ -15,9 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Largest request: far above any device, far below where sizes overflow. */
-#define GMS_MAX_ALLOC (1ull << 52)
-
 /* The verifier found this live buffer's redzone overwritten (and re-armed
  * it): say so once, to the next call that touches it. (A free goes ahead:
  * its own check reports a redzone broken again.) */

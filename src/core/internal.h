@@ -33,6 +33,10 @@ int gms__fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3
 /* Maps a backend errno value to a code and message naming the operation. */
 int gms__backend_fail(int err, const char *what, uint64_t bytes);
 
+/* Largest buffer (an allocation, an imported tensor): far above any
+ * device, far below where sizes overflow. */
+#define GMS_MAX_ALLOC (1ull << 52)
+
 /* ---- secret and keyed check bits (secret.c) ---- */
 
 int gms__random_bytes(void *buf, size_t len);
