@@ -436,9 +436,11 @@ static int transfer(gms_context *from, gms_buf buf, gms_context *to, void *strea
     uint64_t req = h.block->req_size;
     uint32_t flags = h.block->flags;
     /* A copy when the buffer would otherwise sit in another tenant's pool
-     * or in a pool wiped less carefully than the new owner's level asks. */
-    bool copy = rc == GMS_OK && !h.block->import &&
-                (h.pool->tenant != to->tenant || to->level > h.pool->level);
+     * or in a pool wiped less carefully than the new owner's level asks.
+     * An imported tensor too: its memory is the first tenant's framework's,
+     * so the new owner gets a buffer of its own (on its quota) and the
+     * tensor goes back to its framework. */
+    bool copy = rc == GMS_OK && (h.pool->tenant != to->tenant || to->level > h.pool->level);
     if (rc == GMS_OK && !copy)
         rc = gms__handle_move(h.pool, h.slot, to, out);
     gms__pool_unlock(h.pool);
