@@ -181,6 +181,9 @@ static int export_common(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *d
         rc = gms__fail(GMS_E_READ_ONLY,
                        "%s: buffer 0x%016llx is read-only and a legacy DLPack tensor cannot say so: use gms_dlpack_export",
                        op, (unsigned long long)buf);
+    uint64_t data = 0;
+    if (rc == GMS_OK)
+        rc = gms__holder_pointer(h.pool, h.slot, buf, op, &data);
     if (rc == GMS_OK)
         rc = gms__handle_add(h.pool, b, ctx, h.slot->mode, &e->handle);
     if (rc) {
@@ -192,7 +195,7 @@ static int export_common(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *d
         memcpy(e->shape, desc->shape, (size_t)desc->ndim * sizeof *e->shape);
     if (desc->strides)
         memcpy(e->strides, desc->strides, (size_t)desc->ndim * sizeof *e->strides);
-    t->data = (void *)(uintptr_t)gms__buf_address(b);
+    t->data = (void *)(uintptr_t)data;
     t->device = device_of(ctx->rt);
     t->ndim = desc->ndim;
     t->dtype = desc->dtype;
