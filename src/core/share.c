@@ -253,7 +253,7 @@ int gms_share(gms_context *owner, gms_buf buf, const gms_share_desc *desc, gms_s
     snprintf(detail, sizeof detail, "share 0x%016llx, %s, %u grant%s, %s",
              (unsigned long long)sh->id, sh->immutable ? "immutable" : "mutable", sh->ngrants,
              sh->ngrants == 1 ? "" : "s",
-             sh->view ? "read-only view" : sh->hashed ? "hashed" : "checked calls");
+             sh->view ? "read-only view" : sh->hashed ? "keyed MAC" : "checked calls");
     uint64_t size = b->req_size;
     *out = sh->id;
     gms__pool_unlock(p);
