@@ -291,7 +291,8 @@ typedef struct gms_buf_info {
     uint64_t share_id;   /* its share, 0 when not shared */
     int immutable;       /* shared immutable: nobody may write it */
     int read_only_view;  /* gms_buf_ptr gives a read-only mapping, so a
-                            write through it faults */
+                            write through it faults (device_ptr is it;
+                            0 when this handle gets no raw pointer) */
 } gms_buf_info;
 
 GMS_API int gms_buf_info_get(gms_context *ctx, gms_buf buf, gms_buf_info *out);
@@ -299,9 +300,10 @@ GMS_API int gms_buf_info_get(gms_context *ctx, gms_buf buf, gms_buf_info *out);
 #define gms_buf_info(ctx, buf, out) gms_buf_info_get((ctx), (buf), (out))
 
 /* The raw device pointer: unchecked access, for kernels and frameworks.
- * Every holder of an immutable share, its owner included, gets a read-only
- * mapping where the block owns whole pages (granules on a GPU); see
- * gms_share. */
+ * A holder that may only read (every holder of an immutable share, its
+ * owner included) gets a read-only mapping where the block owns whole pages
+ * (granules on a GPU); without one, a reader of another tenant gets no
+ * pointer (GMS_E_ACCESS_DENIED). See docs/sharing.md. */
 GMS_API int gms_buf_ptr(gms_context *ctx, gms_buf buf, void **out);
 
 /* Bounds-checked access. An access not wholly inside the buffer (an offset
@@ -352,8 +354,8 @@ typedef struct gms_share_desc {
     /* Nobody writes the buffer any more, its owner included: checked calls
      * get GMS_E_READ_ONLY; raw pointers got after the share are read-only
      * mappings where the block owns whole pages (granules on a GPU), and
-     * otherwise its contents are hashed now and checked by gms_verify and at
-     * the last release (a change is a GMS_VIOLATION_IMMUTABLE_WRITE). */
+     * otherwise its contents get a keyed MAC now, checked by gms_verify and
+     * at the last release (a change is a GMS_VIOLATION_IMMUTABLE_WRITE). */
     int immutable;
 } gms_share_desc;
 

@@ -15,9 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Largest request: far above any device, far below where sizes overflow. */
-#define GMS_MAX_ALLOC (1ull << 52)
-
 /* The verifier found this live buffer's redzone overwritten (and re-armed
  * it): say so once, to the next call that touches it. (A free goes ahead:
  * its own check reports a redzone broken again.) */
@@ -514,14 +511,6 @@ int gms_free_async(gms_context *ctx, gms_buf buf, void *stream)
     return free_ordered(ctx, buf, stream, true, "gms_free_async");
 }
 
-uint64_t gms__buf_address(const gms_block *b)
-{
-    const gms_share_rec *sh = b->share;
-    if (sh && sh->immutable && sh->view)
-        return sh->view + (b->addr - sh->view_base);
-    return b->addr;
-}
-
 int gms_buf_info_get(gms_context *ctx, gms_buf buf, gms_buf_info *out)
 {
     if (!out)
@@ -535,7 +524,8 @@ int gms_buf_info_get(gms_context *ctx, gms_buf buf, gms_buf_info *out)
     gms_buf_info i = {0};
     i.size = b->req_size;
     i.block_size = b->size;
-    i.device_ptr = gms__buf_address(b);
+    bool view;
+    i.device_ptr = gms__holder_address(p, h.slot, &view);
     i.pool_id = p->id;
     i.flags = b->flags;
     i.level = p->level;
@@ -546,7 +536,7 @@ int gms_buf_info_get(gms_context *ctx, gms_buf buf, gms_buf_info *out)
     i.access = i.immutable ? GMS_ACCESS_READ : h.slot->mode;
     i.holders = b->holders;
     i.share_id = b->share ? b->share->id : 0;
-    i.read_only_view = i.immutable && b->share->view;
+    i.read_only_view = view;
     gms__pool_unlock(p);
     *out = i;
     return GMS_OK;
@@ -560,8 +550,12 @@ int gms_buf_ptr(gms_context *ctx, gms_buf buf, void **out)
     int rc = gms__buf_lock(ctx, buf, "gms_buf_ptr", false, &h);
     if (rc)
         return rc;
-    *out = (void *)(uintptr_t)gms__buf_address(h.block);
+    uint64_t addr;
+    rc = gms__holder_pointer(h.pool, h.slot, buf, "gms_buf_ptr", &addr);
     gms__pool_unlock(h.pool);
+    if (rc)
+        return refused(ctx, buf, rc);
+    *out = (void *)(uintptr_t)addr;
     return GMS_OK;
 }
 

@@ -181,6 +181,9 @@ static int export_common(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *d
         rc = gms__fail(GMS_E_READ_ONLY,
                        "%s: buffer 0x%016llx is read-only and a legacy DLPack tensor cannot say so: use gms_dlpack_export",
                        op, (unsigned long long)buf);
+    uint64_t data = 0;
+    if (rc == GMS_OK)
+        rc = gms__holder_pointer(h.pool, h.slot, buf, op, &data);
     if (rc == GMS_OK)
         rc = gms__handle_add(h.pool, b, ctx, h.slot->mode, &e->handle);
     if (rc) {
@@ -192,7 +195,7 @@ static int export_common(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *d
         memcpy(e->shape, desc->shape, (size_t)desc->ndim * sizeof *e->shape);
     if (desc->strides)
         memcpy(e->strides, desc->strides, (size_t)desc->ndim * sizeof *e->strides);
-    t->data = (void *)(uintptr_t)gms__buf_address(b);
+    t->data = (void *)(uintptr_t)data;
     t->device = device_of(ctx->rt);
     t->ndim = desc->ndim;
     t->dtype = desc->dtype;
@@ -279,6 +282,8 @@ static int import_common(gms_context *ctx, const DLTensor *t, void *tensor, int 
     int rc = tensor_extent(t->ndim, t->shape, NULL, item, op, &lo, &hi);
     if (rc)
         return rc;
+    if (hi == 0)
+        return gms__fail(GMS_E_INVALID_ARG, "%s: the tensor has no elements", op);
     if (t->strides) {
         /* Row-major or nothing: a buffer is one run of bytes. Dimensions
          * of one element may carry any stride. */
@@ -288,13 +293,27 @@ static int import_common(gms_context *ctx, const DLTensor *t, void *tensor, int 
                 return gms__fail(GMS_E_UNSUPPORTED,
                                  "%s: the tensor is not compact row-major (stride %lld of dimension %d, want %lld)",
                                  op, (long long)t->strides[d], d, (long long)row);
-            row *= t->shape[d];
+            if (__builtin_mul_overflow(row, t->shape[d], &row))
+                return gms__fail(GMS_E_INVALID_ARG, "%s: the tensor's size overflows 64 bits", op);
         }
     }
-    if (hi == 0)
-        return gms__fail(GMS_E_INVALID_ARG, "%s: the tensor has no elements", op);
     if (!t->data)
         return gms__fail(GMS_E_INVALID_ARG, "%s: the tensor's data is NULL", op);
+    /* Its bytes are [data + byte_offset, + hi): addresses that wrap, or a
+     * reach past what any device holds, describe no memory, and a checked
+     * access would land outside the tensor. */
+    uint64_t data = (uint64_t)(uintptr_t)t->data, addr, end;
+    if (t->byte_offset > GMS_MAX_ALLOC || (uint64_t)hi > GMS_MAX_ALLOC - t->byte_offset)
+        return gms__fail(GMS_E_INVALID_ARG,
+                         "%s: the tensor's byte_offset %llu plus its %llu bytes pass %llu bytes, more than any device holds",
+                         op, (unsigned long long)t->byte_offset, (unsigned long long)hi,
+                         (unsigned long long)GMS_MAX_ALLOC);
+    if (__builtin_add_overflow(data, t->byte_offset, &addr) ||
+        __builtin_add_overflow(addr, (uint64_t)hi, &end))
+        return gms__fail(GMS_E_INVALID_ARG,
+                         "%s: the tensor's %llu bytes at data 0x%llx + byte_offset %llu run past the end of the address space",
+                         op, (unsigned long long)hi, (unsigned long long)data,
+                         (unsigned long long)t->byte_offset);
     gms_runtime *rt = ctx->rt;
     gms_block *b = gms__alloc_meta(rt, sizeof *b);
     gms_import *imp = gms__alloc_meta(rt, sizeof *imp);
@@ -306,7 +325,7 @@ static int import_common(gms_context *ctx, const DLTensor *t, void *tensor, int 
     memset(b, 0, sizeof *b);
     imp->tensor = tensor;
     imp->versioned = versioned;
-    b->addr = (uint64_t)(uintptr_t)t->data + t->byte_offset;
+    b->addr = addr;
     b->size = b->req_size = (uint64_t)hi;
     b->state = GMS_BLOCK_LIVE;
     b->import = imp;

@@ -34,6 +34,10 @@ int gms__fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3
 /* Maps a backend errno value to a code and message naming the operation. */
 int gms__backend_fail(int err, const char *what, uint64_t bytes);
 
+/* Largest buffer (an allocation, an imported tensor): far above any
+ * device, far below where sizes overflow. */
+#define GMS_MAX_ALLOC (1ull << 52)
+
 /* ---- secret and keyed check bits (secret.c) ---- */
 
 int gms__random_bytes(void *buf, size_t len);
@@ -280,6 +284,8 @@ typedef struct gms_share_grant_rec {
     gms_access mode;
 } gms_share_grant_rec;
 
+#define GMS_SHARE_MAC_BYTES 32 /* HMAC-SHA-256 */
+
 typedef struct gms_share_rec {
     gms_share_id id;
     uint32_t slot;      /* the id's slot */
@@ -287,11 +293,13 @@ typedef struct gms_share_rec {
     bool revoked, immutable;
     uint32_t ngrants;
     gms_share_grant_rec grants[GMS_SHARE_GRANTS_MAX];
-    /* Immutable: a read-only view of the block's pages, or a hash of its
-     * bytes where it owns no whole page. */
+    /* A read-only view of the block's pages where it owns them all: the
+     * raw pointer of every holder that may not write (of every holder,
+     * if immutable). An immutable share without one has a MAC of its
+     * bytes instead, keyed by the runtime's share key. */
     uint64_t view, view_base, view_len; /* view 0: none */
     bool hashed;
-    uint64_t hash;
+    uint8_t mac[GMS_SHARE_MAC_BYTES];
 } gms_share_rec;
 
 /* A block imported through DLPack: its memory belongs to the tensor. */
@@ -306,6 +314,10 @@ struct gms_runtime {
     const char *backend_name;
     gms_failpoint failpoint;
     uint64_t key[2]; /* the handle secret */
+    /* The key of immutable shares' MACs: random per runtime and never
+     * shown, so no holder can make a change the check does not see. Apart
+     * from the handle secret, whose check bits callers see. */
+    uint8_t share_key[32];
     uint64_t granule, chunk_bytes, retain_bytes;
     FILE *map_log; /* $GMS_DEBUG_MAPS: every map and unmap, for tuning the retain policy */
     unsigned granule_shift; /* log2(granule): no division on fast paths */
@@ -508,15 +520,22 @@ void gms__pools_unlock(gms_pool *a, gms_pool *b);
 /* Pool of the slot a handle names, without locking; NULL if none. */
 gms_pool *gms__handle_pool(gms_runtime *rt, gms_buf h);
 
-/* The address a holder's raw pointer gets: an immutable share's read-only
- * view when it has one. */
-uint64_t gms__buf_address(const gms_block *b);
 
 /* One allocation attempt, no pressure ladder, no audit record. */
 int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flags, void *stream,
                     gms_buf *out);
 
 /* share.c (pool->lock held) */
+/* Where the raw pointer of the handle in slot s of pool p points: for a
+ * holder that may not write, the share's read-only view if it has one;
+ * else the block's memory, but never for a holder of another tenant than
+ * the block's pool that may not write (0: it gets no pointer). *view says
+ * whether it is the read-only view. */
+uint64_t gms__holder_address(const gms_pool *p, const gms_slot *s, bool *view);
+/* The same, or GMS_E_ACCESS_DENIED (its message naming op and h) when the
+ * holder gets no pointer. */
+int gms__holder_pointer(const gms_pool *p, const gms_slot *s, gms_buf h, const char *op,
+                        uint64_t *out);
 /* Called as block b dies: unmaps its view, checks its hash, frees the
  * share. GMS_E_CORRUPTION when an immutable share's bytes changed. */
 int gms__share_end(gms_pool *p, gms_block *b);

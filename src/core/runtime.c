@@ -287,6 +287,7 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
     rt->tenants_tail = &rt->tenants;
     rt->pools_tail = &rt->pools;
     if ((rc = gms__random_bytes(rt->key, sizeof rt->key)) != 0 ||
+        (rc = gms__random_bytes(rt->share_key, sizeof rt->share_key)) != 0 ||
         (rc = gms__random_bytes(&rt->pattern, sizeof rt->pattern)) != 0 ||
         (rc = gms__random_bytes(&rt->wipe_seed, sizeof rt->wipe_seed)) != 0)
         goto fail;

@@ -1,5 +1,6 @@
 /*
- * secret.c: randomness for the per-runtime handle secret.
+ * secret.c: randomness for the per-runtime secrets (the handle secret, the
+ * key of immutable shares' MACs).
  */
 #include "core/internal.h"
 

@@ -8,49 +8,62 @@
  * lock. Every holder gets a handle slot of its own in the block's pool; the
  * block dies with the last of them (buffer.c, gms__handle_drop).
  *
- * Immutable shares: where the block owns whole pages (granules on a GPU),
- * one read-only view is mapped and every holder's raw pointer is that view,
- * so a write through it faults. Otherwise the bytes are hashed when shared
- * and the hash is checked by gms_verify and when the block dies.
+ * Raw pointers: where the block owns whole pages (granules on a GPU), a
+ * share maps one read-only view of them, and the raw pointer of every
+ * holder that may not write (every holder of an immutable share) is that
+ * view, so a write through it faults. Without a view, an immutable share's
+ * bytes get a keyed MAC, checked by gms_verify and when the block dies,
+ * and a reader of another tenant gets no raw pointer at all: through the
+ * memory itself it could change another tenant's bytes.
  */
 #include "core/internal.h"
 #include "safety/safety.h"
 
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- immutability ---- */
+/* ---- immutability and raw pointers ---- */
 
-/* A 64-bit hash of the block's bytes, read through the backend in pieces
- * (device memory is not host-readable). 0 and an error if a read fails. */
-static int block_hash(gms_pool *p, const gms_block *b, uint64_t *out)
+/* HMAC-SHA-256, under the runtime's share key, of the block's size and
+ * bytes, read through the backend in pieces (device memory is not
+ * host-readable). Keyed so that a holder who can write the bytes cannot
+ * also make a change that keeps the MAC. */
+static int block_mac(gms_pool *p, const gms_block *b, uint8_t out[GMS_SHARE_MAC_BYTES])
 {
     gms_backend *be = p->rt->backend;
     enum { PIECE = 1 << 16 };
-    uint64_t *buf = malloc(PIECE);
-    if (!buf)
-        return gms__fail(GMS_E_NO_MEMORY, "out of host memory to hash a share");
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ b->req_size;
-    for (uint64_t off = 0; off < b->req_size; off += PIECE) {
+    uint8_t *buf = malloc(PIECE);
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *c = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+                           OSSL_PARAM_construct_end()};
+    uint8_t size_le[8];
+    for (int i = 0; i < 8; i++)
+        size_le[i] = (uint8_t)(b->req_size >> (8 * i));
+    int rc = GMS_OK;
+    size_t len = 0;
+    if (!buf || !c || !EVP_MAC_init(c, p->rt->share_key, sizeof p->rt->share_key, params) ||
+        !EVP_MAC_update(c, size_le, sizeof size_le))
+        rc = gms__fail(GMS_E_NO_MEMORY, "out of host memory to check an immutable share");
+    for (uint64_t off = 0; rc == GMS_OK && off < b->req_size; off += PIECE) {
         size_t n = b->req_size - off < PIECE ? (size_t)(b->req_size - off) : PIECE;
         int err = be->ops->read(be, buf, b->addr + off, n);
-        if (err) {
-            free(buf);
-            return gms__backend_fail(err, "reading a share to hash it", n);
-        }
-        if (n % 8)
-            memset((char *)buf + n, 0, 8 - n % 8);
-        /* Multiply-xorshift per word: order-dependent, fast, no table. */
-        for (size_t i = 0; i < (n + 7) / 8; i++) {
-            h ^= buf[i] + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-            h *= 0xff51afd7ed558ccdull;
-            h ^= h >> 33;
-        }
+        if (err)
+            rc = gms__backend_fail(err, "reading an immutable share to check it", n);
+        else if (!EVP_MAC_update(c, buf, n))
+            rc = gms__fail(GMS_E_NO_MEMORY, "out of host memory to check an immutable share");
     }
+    if (rc == GMS_OK && (!EVP_MAC_final(c, out, &len, GMS_SHARE_MAC_BYTES) || len != GMS_SHARE_MAC_BYTES))
+        rc = gms__fail(GMS_E_NO_MEMORY, "out of host memory to check an immutable share");
+    EVP_MAC_CTX_free(c);
+    EVP_MAC_free(mac);
     free(buf);
-    *out = h;
-    return GMS_OK;
+    return rc;
 }
 
 /* Maps a read-only view of the block's pages if it owns them all: the view
@@ -68,18 +81,51 @@ static bool view_map(gms_pool *p, gms_block *b, gms_share_rec *sh)
         return false;
     uint64_t view;
     if (be->ops->map_view_readonly(be, b->chunk->be_chunk, lo - b->chunk->base, hi - lo, &view))
-        return false; /* the hash still protects it */
+        return false; /* the MAC still protects an immutable one */
     sh->view = view;
     sh->view_base = lo;
     sh->view_len = hi - lo;
     return true;
 }
 
+uint64_t gms__holder_address(const gms_pool *p, const gms_slot *s, bool *view)
+{
+    const gms_block *b = s->block;
+    const gms_share_rec *sh = b->share;
+    bool reader = s->mode != GMS_ACCESS_READ_WRITE || (sh && sh->immutable);
+    *view = reader && sh && sh->view;
+    if (*view)
+        return sh->view + (b->addr - sh->view_base);
+    /* Another tenant's reader would write the owner's bytes through the
+     * memory itself, which no check of ours could stop. */
+    if (reader && s->holder->tenant != p->tenant)
+        return 0;
+    return b->addr;
+}
+
+int gms__holder_pointer(const gms_pool *p, const gms_slot *s, gms_buf h, const char *op,
+                        uint64_t *out)
+{
+    bool view;
+    *out = gms__holder_address(p, s, &view);
+    if (*out)
+        return GMS_OK;
+    const gms_block *b = s->block;
+    return gms__fail(GMS_E_ACCESS_DENIED,
+                     "%s: handle 0x%016llx may only read a buffer of tenant '%s', and %s: no raw pointer "
+                     "for another tenant's reader (use gms_read%s)",
+                     op, (unsigned long long)h, p->tenant->name,
+                     b->import ? "an imported tensor cannot be mapped read-only"
+                               : "its block shares its pages, so it has no read-only mapping",
+                     b->import ? "" : "; the owner can allocate it with GMS_ALLOC_PAGES");
+}
+
 bool gms__share_hash_broken(gms_pool *p, gms_block *b, const char *when)
 {
     gms_share_rec *sh = b->share;
-    uint64_t now;
-    if (!sh || !sh->hashed || block_hash(p, b, &now) != GMS_OK || now == sh->hash)
+    uint8_t now[GMS_SHARE_MAC_BYTES];
+    if (!sh || !sh->hashed || block_mac(p, b, now) != GMS_OK ||
+        CRYPTO_memcmp(now, sh->mac, sizeof now) == 0)
         return false;
     gms__violation_note(p, GMS_VIOLATION_IMMUTABLE_WRITE, b->handle, b->addr, b,
                         "immutable share 0x%016llx of %llu bytes changed since it was shared (found %s)",
@@ -188,8 +234,8 @@ int gms_share(gms_context *owner, gms_buf buf, const gms_share_desc *desc, gms_s
         goto fail;
     sh->owner_ctx = owner->id;
     sh->immutable = desc->immutable;
-    if (sh->immutable && !view_map(p, b, sh)) {
-        if ((rc = block_hash(p, b, &sh->hash)) != GMS_OK) {
+    if (!view_map(p, b, sh) && sh->immutable) {
+        if ((rc = block_mac(p, b, sh->mac)) != GMS_OK) {
             gms__slot_put(p, sh->slot);
             goto fail;
         }
@@ -207,7 +253,7 @@ int gms_share(gms_context *owner, gms_buf buf, const gms_share_desc *desc, gms_s
     snprintf(detail, sizeof detail, "share 0x%016llx, %s, %u grant%s, %s",
              (unsigned long long)sh->id, sh->immutable ? "immutable" : "mutable", sh->ngrants,
              sh->ngrants == 1 ? "" : "s",
-             sh->view ? "read-only view" : sh->hashed ? "hashed" : "checked calls");
+             sh->view ? "read-only view" : sh->hashed ? "keyed MAC" : "checked calls");
     uint64_t size = b->req_size;
     *out = sh->id;
     gms__pool_unlock(p);
@@ -436,9 +482,11 @@ static int transfer(gms_context *from, gms_buf buf, gms_context *to, void *strea
     uint64_t req = h.block->req_size;
     uint32_t flags = h.block->flags;
     /* A copy when the buffer would otherwise sit in another tenant's pool
-     * or in a pool wiped less carefully than the new owner's level asks. */
-    bool copy = rc == GMS_OK && !h.block->import &&
-                (h.pool->tenant != to->tenant || to->level > h.pool->level);
+     * or in a pool wiped less carefully than the new owner's level asks.
+     * An imported tensor too: its memory is the first tenant's framework's,
+     * so the new owner gets a buffer of its own (on its quota) and the
+     * tensor goes back to its framework. */
+    bool copy = rc == GMS_OK && (h.pool->tenant != to->tenant || to->level > h.pool->level);
     if (rc == GMS_OK && !copy)
         rc = gms__handle_move(h.pool, h.slot, to, out);
     gms__pool_unlock(h.pool);
