@@ -65,6 +65,37 @@ int main(void)
     CHECK(count_lines(out) == 0);
     CHECK(run_tool(NULL, 0, 1, cli, "audit", "query", dir, "--op", "nonsense") == 2);
 
+    /* --limit N prints at most N records: 0 prints none. */
+    const char *limits[] = {"0", "1", "3"};
+    for (int i = 0; i < 3; i++) {
+        CHECK(run_tool(out, sizeof out, 0, cli, "audit", "query", dir, "--limit", limits[i], "--key-file", keyf) == 0);
+        CHECK(count_lines(out) == atoi(limits[i]));
+        CHECK(run_tool(out, sizeof out, 0, cli, "audit", "export", dir, "--format", "jsonl", "--limit", limits[i], "--key-file", keyf) == 0);
+        CHECK(count_lines(out) == atoi(limits[i]));
+    }
+    /* A limit that is not a count is a usage error, not 0 or "no limit". */
+    const char *bad_limits[] = {"-1", "abc", "3x", "", "99999999999999999999999"};
+    for (int i = 0; i < 5; i++)
+        CHECK(run_tool(out, sizeof out, 1, cli, "audit", "query", dir, "--limit", bad_limits[i]) == 2);
+    /* Times that are not times are usage errors too. */
+    const char *bad_times[] = {"@", "@inf", "@-5", "-s", "-nand", "2026-13-01", "2026-01-32",
+                               "2026-01-01T25:00", "2026-01-01T10:61", "2026-01-01T10:00:-5"};
+    for (int i = 0; i < 10; i++)
+        CHECK(run_tool(out, sizeof out, 1, cli, "audit", "query", dir, "--since", bad_times[i]) == 2);
+    /* -o FILE is --output FILE. */
+    char outf[320];
+    snprintf(outf, sizeof outf, "%s.out", dir);
+    CHECK(run_tool(out, sizeof out, 0, cli, "audit", "export", dir, "--format", "jsonl", "-o", outf, "--key-file", keyf) == 0);
+    FILE *of = fopen(outf, "r");
+    CHECK(of != NULL);
+    if (of) {
+        size_t n = fread(out, 1, sizeof out - 1, of);
+        out[n] = 0;
+        fclose(of);
+        CHECK(count_lines(out) == (int)s.records);
+    }
+    unlink(outf);
+
     CHECK(run_tool(out, sizeof out, 0, cli, "audit", "report", dir, "--html", html, "--key-file", keyf) == 0);
     FILE *f = fopen(html, "r");
     CHECK(f != NULL);
