@@ -200,7 +200,7 @@ static int retention_record(walk *w, const seg_info *g, uint64_t p, const gms_au
     if (b->text[0] || b->text[1] || strncmp(b->text + 2, prefix, sizeof prefix - 1) != 0)
         return 0;
     uint32_t day = (uint32_t)b->handle, today = gms_audit_day(b->time_ns);
-    if (b->handle > 99991231 ||
+    if (b->handle > 99991231 || b->context_id > UINT32_MAX || /* unverified reads see anything */
         gms_audit_day_number(day) + (int64_t)b->context_id >= gms_audit_day_number(today))
         return tampered(w, g, p, b->seq,
                         "record seq %llu says retention deleted segment %llu of day %u on %u, but it was not older than %llu days",

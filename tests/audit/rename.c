@@ -138,5 +138,32 @@ int main(void)
     printf("kept segment deleted by hand: %s\n", s.message);
     rm_rf(dir);
 
+    /* Read without the key, a forged retention record with absurd fields
+     * is refused, not computed with. */
+    tmpdir_make(dir, sizeof dir);
+    some_ops(dir, 0);
+    size_t n = seg_files(dir, seg, 16);
+    CHECK(n == 1);
+    recs rs;
+    CHECK_RC(trail_load(dir, &rs, &s), GMS_TRAIL_OK);
+    gms_audit_block b;
+    memset(&b, 0, sizeof b);
+    b.seq = s.last_seq + 1;
+    b.time_ns = rs.v[rs.n - 1].time_ns;
+    b.op = GMS_AUDIT_CONFIG;
+    b.kind = GMS_AUDIT_KIND_RECORD;
+    b.size = 1;
+    b.handle = 20260101;
+    b.context_id = (uint64_t)INT64_MAX;
+    snprintf(b.text + 2, sizeof b.text - 2, "retention: deleted segment 1");
+    free(rs.v);
+    FILE *f = fopen(seg[0], "ab");
+    CHECK(f && fwrite(&b, sizeof b, 1, f) == 1);
+    if (f)
+        fclose(f);
+    CHECK_RC(gms_trail_read(dir, NULL, 0, NULL, NULL, &s), GMS_TRAIL_TAMPERED);
+    printf("forged retention record, read without the key: %s\n", s.message);
+    rm_rf(dir);
+
     return test_done();
 }
