@@ -40,6 +40,7 @@ static void audit_free(gms_audit *a)
         free(a->shards[i].slots);
     free(a->out);
     free(a->dir);
+    free(a->runs);
     gms_hmac_wipe(&a->hmac);
     OPENSSL_cleanse(a->seg_key, sizeof a->seg_key);
     free(a);
@@ -53,6 +54,11 @@ int gms__audit_open(gms_audit **out, const gms_runtime_options *opts)
         dir = getenv("GMS_AUDIT_DIR");
     if (!dir || !*dir)
         return GMS_OK;
+
+    if (opts->audit_segment_bytes > GMS_AUDIT_SEG_BYTES_MAX) /* readers refuse larger */
+        return gms__fail(GMS_E_INVALID_ARG, "audit_segment_bytes: %llu, at most %llu (1 GiB)",
+                         (unsigned long long)opts->audit_segment_bytes,
+                         (unsigned long long)GMS_AUDIT_SEG_BYTES_MAX);
 
     uint8_t key[GMS_AUDIT_KEY_MAX];
     size_t klen = 0;

@@ -9,11 +9,14 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -86,12 +89,15 @@ void gms_audit_key_evolve(uint8_t k[GMS_AUDIT_MAC])
     OPENSSL_cleanse(next, sizeof next);
 }
 
-void gms_audit_segment_key(const uint8_t *key, size_t len, uint64_t index,
-                           uint8_t out[GMS_AUDIT_MAC])
+int gms_audit_segment_key(const uint8_t *key, size_t len, uint64_t index,
+                          uint8_t out[GMS_AUDIT_MAC])
 {
+    if (index < 1 || index > GMS_AUDIT_SEG_INDEX_MAX)
+        return -1;
     hmac_once(key, len, "gms-audit segment key", 1, out);
     for (uint64_t i = 1; i < index; i++)
         gms_audit_key_evolve(out);
+    return 0;
 }
 
 void gms_audit_key_id(const uint8_t *key, size_t len, uint8_t out[8])
@@ -101,19 +107,72 @@ void gms_audit_key_id(const uint8_t *key, size_t len, uint8_t out[8])
     memcpy(out, m, 8);
 }
 
-int gms_audit_key_load(const char *path, uint8_t *key, size_t *len, char *err, size_t errsize)
+static const char *file_kind(mode_t m)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errsize, "audit key file %s: %s", path, strerror(errno));
+    return S_ISFIFO(m) ? "a FIFO" : S_ISDIR(m) ? "a directory" : S_ISCHR(m) ? "a character device"
+         : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a plain file";
+}
+
+int gms_audit_file_open(const char *path, bool nofollow, uint64_t *size, char *err,
+                        size_t errsize)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | (nofollow ? O_NOFOLLOW : 0));
+    if (fd < 0 && nofollow && errno == ELOOP) {
+        snprintf(err, errsize, "a symbolic link, not a regular file");
+        return -2;
+    }
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int e = errno;
+        snprintf(err, errsize, "%s", strerror(e));
+        if (fd >= 0)
+            close(fd);
+        errno = e;
         return -1;
     }
-    size_t n = fread(key, 1, GMS_AUDIT_KEY_MAX, f);
-    int more = fgetc(f) != EOF;
-    fclose(f);
-    if (more) {
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errsize, "%s, not a regular file", file_kind(st.st_mode));
+        close(fd);
+        return -2;
+    }
+    *size = (uint64_t)st.st_size;
+    return fd;
+}
+
+int gms_audit_key_load(const char *path, uint8_t *key, size_t *len, char *err, size_t errsize)
+{
+    /* A key file may be a link (secrets are often mounted as links), but
+     * not a FIFO or a device: reading one could block or never end. */
+    char why[128];
+    uint64_t size;
+    int fd = gms_audit_file_open(path, false, &size, why, sizeof why);
+    if (fd < 0) {
+        snprintf(err, errsize, "audit key file %s: %s", path, why);
+        return -1;
+    }
+    size_t n = 0;
+    bool more = false, failed = false;
+    while (n < GMS_AUDIT_KEY_MAX) {
+        ssize_t r = read(fd, key + n, GMS_AUDIT_KEY_MAX - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            failed = r < 0;
+            break;
+        }
+        n += (size_t)r;
+    }
+    uint8_t extra;
+    if (n == GMS_AUDIT_KEY_MAX)
+        more = read(fd, &extra, 1) > 0;
+    int e = errno;
+    close(fd);
+    if (failed || more) {
         OPENSSL_cleanse(key, GMS_AUDIT_KEY_MAX);
-        snprintf(err, errsize, "audit key file %s: longer than %d bytes", path, GMS_AUDIT_KEY_MAX);
+        if (failed)
+            snprintf(err, errsize, "audit key file %s: %s", path, strerror(e));
+        else
+            snprintf(err, errsize, "audit key file %s: longer than %d bytes", path, GMS_AUDIT_KEY_MAX);
         return -1;
     }
     /* A key written with echo or an editor ends in a newline that the

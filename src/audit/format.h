@@ -26,6 +26,7 @@
 #endif
 #include <openssl/sha.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,7 +77,7 @@ typedef struct gms_audit_block {
 _Static_assert(sizeof(gms_audit_block) == GMS_AUDIT_BLOCK, "audit block is 256 bytes");
 
 enum { GMS_AUDIT_SEAL_FLUSH = 1, GMS_AUDIT_SEAL_INTERVAL = 2, GMS_AUDIT_SEAL_ROTATE = 3,
-       GMS_AUDIT_SEAL_CLOSE = 4 };
+       GMS_AUDIT_SEAL_CLOSE = 4, GMS_AUDIT_SEAL_RETENTION = 5 };
 
 /* HMAC-SHA-256 with the pads hashed once: a MAC of one block then costs
  * six SHA-256 compressions and no allocation (~0.2 us with SHA-NI). */
@@ -93,9 +94,10 @@ void gms_hmac_mac(const gms_hmac *h, const uint8_t *prev, const void *data, size
 void gms_audit_block_mac(const gms_hmac *h, const uint8_t prev[GMS_AUDIT_MAC],
                          const gms_audit_block *b, uint8_t out[GMS_AUDIT_MAC]);
 
-/* The key of segment index (from 1), derived from the trail's key. */
-void gms_audit_segment_key(const uint8_t *key, size_t len, uint64_t index,
-                           uint8_t out[GMS_AUDIT_MAC]);
+/* The key of segment index (from 1), derived from the trail's key: index
+ * - 1 evolutions. -1 for an index past GMS_AUDIT_SEG_INDEX_MAX. */
+int gms_audit_segment_key(const uint8_t *key, size_t len, uint64_t index,
+                          uint8_t out[GMS_AUDIT_MAC]);
 /* One step of the one-way evolution: K_{n+1} from K_n, in place. */
 void gms_audit_key_evolve(uint8_t k[GMS_AUDIT_MAC]);
 /* 8 bytes naming the key without revealing it, kept in every header so a
@@ -104,9 +106,26 @@ void gms_audit_key_id(const uint8_t *key, size_t len, uint8_t out[8]);
 
 #define GMS_AUDIT_KEY_MIN 16
 #define GMS_AUDIT_KEY_MAX 1024
-/* Reads a key file (raw bytes; trailing whitespace stripped). Returns 0, or
- * -1 with a message in err. */
+/* Reads a key file (raw bytes; trailing whitespace stripped; a regular
+ * file, or a link to one). Returns 0, or -1 with a message in err. */
 int gms_audit_key_load(const char *path, uint8_t *key, size_t *len, char *err, size_t errsize);
+
+/* What readers accept, so that no file name and no file makes them loop or
+ * read for ever. A segment's key is its index - 1 evolutions from the
+ * trail's key (0.3 us each): the largest index gms writes or reads costs
+ * about 5 s. No segment is larger than audit_segment_bytes, at most
+ * GMS_AUDIT_SEG_BYTES_MAX. */
+#define GMS_AUDIT_SEG_INDEX_MAX (1ull << 24)
+#define GMS_AUDIT_SEG_BYTES_MAX (1ull << 30)
+
+/* Opens a file of the trail, or the key file, for reading. It never blocks
+ * (a FIFO with no writer would block the open or the read for ever) and
+ * refuses all but a regular file; with nofollow, a symbolic link too (gms
+ * never makes one in a trail). Returns the descriptor and the file's size;
+ * -1 when it cannot be opened (errno), -2 when it is not a regular file;
+ * err says why: "a FIFO, not a regular file", or strerror. */
+int gms_audit_file_open(const char *path, bool nofollow, uint64_t *size, char *err,
+                        size_t errsize);
 
 /* Segment file names. */
 #define GMS_AUDIT_SEG_PREFIX "gms-audit-"

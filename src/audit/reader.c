@@ -15,6 +15,7 @@
  * reopened.
  */
 #include "audit/trail.h"
+#include "gms.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -54,8 +55,11 @@ typedef struct seg_info {
     char path[4200];
     const char *name;
     uint64_t index, size;
+    uint32_t name_day; /* the day its file name says */
     gms_audit_block header;
     bool header_ok;
+    int load;      /* GMS_TRAIL_*: whether the file could be read */
+    char why[200]; /* why not */
 } seg_info;
 
 static void say(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -108,6 +112,11 @@ typedef struct walk {
     gms_trail_fn fn;
     void *user;
     bool stopped;
+    /* The oldest kept segment follows segments deleted by retention: a
+     * record of the chain must say that retention deleted this one (the
+     * last of them). */
+    uint64_t retention_needed;
+    bool retention_seen;
 } walk;
 
 static int tampered(walk *w, const seg_info *g, uint64_t p, uint64_t seq, const char *fmt, ...)
@@ -180,14 +189,38 @@ static bool mac_ok(walk *w, const uint8_t *prev, const gms_audit_block *b)
     return CRYPTO_memcmp(m, b->mac, GMS_AUDIT_MAC) == 0;
 }
 
+/* A record retention wrote before it deleted a segment: "retention:
+ * deleted segment N ..." (no tenant, no user), size = N, handle = the
+ * segment's day as its header said, context_id = the retention in days.
+ * Notes the one the oldest kept segment needs; a deletion that breaks the
+ * rule is tampering (returns non-zero). */
+static int retention_record(walk *w, const seg_info *g, uint64_t p, const gms_audit_block *b)
+{
+    static const char prefix[] = "retention: deleted segment ";
+    if (b->text[0] || b->text[1] || strncmp(b->text + 2, prefix, sizeof prefix - 1) != 0)
+        return 0;
+    uint32_t day = (uint32_t)b->handle, today = gms_audit_day(b->time_ns);
+    if (b->handle > 99991231 || b->context_id > UINT32_MAX || /* unverified reads see anything */
+        gms_audit_day_number(day) + (int64_t)b->context_id >= gms_audit_day_number(today))
+        return tampered(w, g, p, b->seq,
+                        "record seq %llu says retention deleted segment %llu of day %u on %u, but it was not older than %llu days",
+                        (unsigned long long)b->seq, (unsigned long long)b->size, day, today,
+                        (unsigned long long)b->context_id);
+    if (b->size == w->retention_needed)
+        w->retention_seen = true;
+    return 0;
+}
+
 /* Verifies blocks 1..end of segment g (end: block count that is valid by
  * the next header; final: the whole file). */
 static int walk_segment(walk *w, seg_info *g, uint64_t end_bytes, bool final)
 {
-    int fd = open(g->path, O_RDONLY | O_CLOEXEC);
+    char why[200];
+    uint64_t size;
+    int fd = gms_audit_file_open(g->path, true, &size, why, sizeof why);
     if (fd < 0) {
         w->s->status = GMS_TRAIL_ERROR;
-        say(w->s->message, sizeof w->s->message, "cannot open %s: %s", g->path, strerror(errno));
+        say(w->s->message, sizeof w->s->message, "cannot read %s: %s", g->path, why);
         return GMS_TRAIL_ERROR;
     }
     breader r = {fd, malloc(BR_BLOCKS * GMS_AUDIT_BLOCK), UINT64_MAX, 0};
@@ -243,6 +276,10 @@ static int walk_segment(walk *w, seg_info *g, uint64_t end_bytes, bool final)
             w->s->unsealed = 0;
             continue;
         }
+        if (b->op == GMS_AUDIT_CONFIG && retention_record(w, g, p, b)) {
+            rc = GMS_TRAIL_TAMPERED;
+            break;
+        }
         w->expect++;
         w->s->records++;
         w->s->unsealed++;
@@ -275,6 +312,43 @@ static int walk_segment(walk *w, seg_info *g, uint64_t end_bytes, bool final)
     return rc;
 }
 
+/* Reads what the walk needs of a segment before walking it: its size and
+ * header. A file that is not a regular one (a FIFO would block the reader),
+ * or larger than any segment, is refused here and reported at its turn. */
+static void seg_load(const char *dir, const char *name, uint64_t index, seg_info *g)
+{
+    g->name = name;
+    g->index = index;
+    g->header_ok = false;
+    g->load = GMS_TRAIL_OK;
+    g->why[0] = 0;
+    memset(&g->header, 0, sizeof g->header);
+    snprintf(g->path, sizeof g->path, "%s/%s", dir, name);
+    uint64_t ix;
+    gms_audit_seg_parse(name, &ix, &g->name_day);
+    char why[160];
+    int fd = gms_audit_file_open(g->path, true, &g->size, why, sizeof why);
+    if (fd < 0) {
+        g->load = fd == -2 ? GMS_TRAIL_TAMPERED : GMS_TRAIL_ERROR;
+        say(g->why, sizeof g->why, fd == -2 ? "%s: the segment was replaced" : "%s", why);
+        return;
+    }
+    if (g->size > GMS_AUDIT_SEG_BYTES_MAX) {
+        g->load = GMS_TRAIL_TAMPERED;
+        say(g->why, sizeof g->why, "%llu bytes, larger than any segment gms writes (%llu)",
+            (unsigned long long)g->size, (unsigned long long)GMS_AUDIT_SEG_BYTES_MAX);
+    } else {
+        g->header_ok = pread(fd, &g->header, sizeof g->header, 0) == (ssize_t)sizeof g->header;
+    }
+    close(fd);
+}
+
+static const char *day_text(uint32_t d, char buf[16])
+{
+    snprintf(buf, 16, "%04u-%02u-%02u", d / 10000 % 10000, d / 100 % 100, d % 100);
+    return buf;
+}
+
 int gms_trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail_fn fn,
                    void *user, gms_trail_summary *out)
 {
@@ -297,7 +371,9 @@ int gms_trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail
         say(s->message, sizeof s->message, "%s holds no audit segments (gms-audit-*.seg)", dir);
         return s->status;
     }
-    seg_info *g = calloc(n, sizeof *g);
+    /* Two segments at a time: the one walked, and the next, whose header
+     * says where the walked one ends. */
+    seg_info *g = malloc(2 * sizeof *g);
     walk w;
     memset(&w, 0, sizeof w);
     w.s = s;
@@ -305,6 +381,9 @@ int gms_trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail
     w.keylen = keylen;
     w.fn = fn;
     w.user = user;
+    uint8_t k[GMS_AUDIT_MAC];
+    char d1[16], d2[16];
+    uint64_t first_seq = 0;
     if (!g) {
         s->status = GMS_TRAIL_ERROR;
         say(s->message, sizeof s->message, "out of memory");
@@ -313,42 +392,33 @@ int gms_trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail
     s->segments = n;
     s->first_segment = ix[0];
     s->last_segment = ix[n - 1];
-    /* Headers first: each says where the segment before it ends. */
-    for (size_t i = 0; i < n; i++) {
-        snprintf(g[i].path, sizeof g[i].path, "%s/%s", dir, names[i]);
-        g[i].name = names[i];
-        g[i].index = ix[i];
-        int fd = open(g[i].path, O_RDONLY | O_CLOEXEC);
-        struct stat st;
-        if (fd < 0 || fstat(fd, &st) != 0) {
-            s->status = GMS_TRAIL_ERROR;
-            say(s->message, sizeof s->message, "cannot read %s: %s", g[i].path, strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            goto done;
-        }
-        g[i].size = (uint64_t)st.st_size;
-        g[i].header_ok = pread(fd, &g[i].header, sizeof g[i].header, 0) ==
-                         (ssize_t)sizeof g[i].header;
-        close(fd);
-    }
-    if (key) {
+    seg_load(dir, names[0], ix[0], &g[0]);
+    if (key && g[0].header_ok && g[0].header.kind == GMS_AUDIT_KIND_HEADER) {
         uint8_t id[8];
         gms_audit_key_id(key, keylen, id);
-        if (g[0].header_ok && g[0].header.kind == GMS_AUDIT_KIND_HEADER &&
-            memcmp(g[0].header.text + 32, id, 8) != 0) {
+        if (memcmp(g[0].header.text + 32, id, 8) != 0) {
             s->status = GMS_TRAIL_ERROR;
             say(s->message, sizeof s->message,
                 "the key does not match this trail (key id differs): wrong --key-file?");
             goto done;
         }
     }
-    uint8_t k[GMS_AUDIT_MAC];
-    if (key)
-        gms_audit_segment_key(key, keylen, ix[0], k);
     for (size_t i = 0; i < n && !w.stopped; i++) {
-        seg_info *cur = &g[i];
+        seg_info *cur = &g[i % 2], *next = &g[(i + 1) % 2];
         const gms_audit_block *h = &cur->header;
+        /* The name is checked before anything is derived from it: the key
+         * of segment N costs N - 1 steps. */
+        if (ix[i] > GMS_AUDIT_SEG_INDEX_MAX) {
+            tampered(&w, cur, 0, w.expect,
+                     "segment index %llu is beyond any gms writes (at most %llu): the file was renamed or planted",
+                     (unsigned long long)ix[i], (unsigned long long)GMS_AUDIT_SEG_INDEX_MAX);
+            break;
+        }
+        if (i > 0 && ix[i] == ix[i - 1]) {
+            tampered(&w, cur, 0, w.expect, "%s and %s both claim to be segment %llu",
+                     names[i - 1], names[i], (unsigned long long)ix[i]);
+            break;
+        }
         if (i > 0 && ix[i] != ix[i - 1] + 1) {
             tampered(&w, cur, 0, w.expect,
                      "segment %llu follows segment %llu: %s %llu%s%.0llu %s missing (deleted)",
@@ -359,7 +429,18 @@ int gms_trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail
                      ix[i] - ix[i - 1] > 2 ? "are" : "is");
             break;
         }
-        if (i > 0 && key)
+        if (cur->load == GMS_TRAIL_TAMPERED) {
+            tampered(&w, cur, 0, w.expect, "%s", cur->why);
+            break;
+        }
+        if (cur->load != GMS_TRAIL_OK) {
+            s->status = GMS_TRAIL_ERROR;
+            say(s->message, sizeof s->message, "cannot read %s: %s", cur->path, cur->why);
+            break;
+        }
+        if (key && i == 0)
+            gms_audit_segment_key(key, keylen, ix[0], k);
+        else if (key)
             gms_audit_key_evolve(k);
         if (key) {
             gms_hmac_wipe(&w.hm);
@@ -377,10 +458,21 @@ int gms_trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail
                 cur->name, h->result, GMS_AUDIT_VERSION);
             break;
         }
+        /* The day in the name is what a person (and an old gms's
+         * retention) goes by; the header's is the authenticated one. */
+        if (cur->name_day != h->aux) {
+            tampered(&w, cur, 0, w.expect,
+                     "the file name says %s but the segment's authenticated header says %s: the file was renamed",
+                     day_text(cur->name_day, d1), day_text(h->aux, d2));
+            break;
+        }
         if (i == 0) {
-            if (h->context_id != 0)
+            first_seq = h->seq;
+            if (ix[0] > 1 && h->context_id == ix[0] - 1) {
                 s->retention_gap = true; /* older segments deleted by retention */
-            else if (!is_zero(h->text, GMS_AUDIT_MAC) || h->seq != 1) {
+                w.retention_needed = ix[0] - 1;
+            } else if (ix[0] > 1 || h->context_id != 0 || !is_zero(h->text, GMS_AUDIT_MAC) ||
+                       h->seq != 1) {
                 tampered(&w, cur, 0, 1, "the first segment does not start the trail");
                 break;
             }
@@ -394,22 +486,27 @@ int gms_trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail
         }
         memcpy(w.chain, h->mac, GMS_AUDIT_MAC);
         memcpy(w.ckpt, h->mac, GMS_AUDIT_MAC);
-        bool final = i + 1 == n;
+        bool final = i + 1 == n, bounded = false;
         uint64_t end = cur->size - cur->size % GMS_AUDIT_BLOCK, torn = 0;
         if (!final) {
             /* The next header (checked when its turn comes: a forged one
              * fails there) says where this segment ended and how many torn
              * bytes followed. Blocks are walked first, so a deleted or
-             * inserted record is named before the length is compared. */
-            const gms_audit_block *nh = &g[i + 1].header;
-            memcpy(&torn, nh->text + 40, sizeof torn);
-            if (nh->size < end)
-                end = nh->size - nh->size % GMS_AUDIT_BLOCK;
+             * inserted record is named before the length is compared. An
+             * unreadable next segment is reported at its turn. */
+            seg_load(dir, names[i + 1], ix[i + 1], next);
+            const gms_audit_block *nh = &next->header;
+            bounded = next->header_ok && nh->kind == GMS_AUDIT_KIND_HEADER;
+            if (bounded) {
+                memcpy(&torn, nh->text + 40, sizeof torn);
+                if (nh->size < end)
+                    end = nh->size - nh->size % GMS_AUDIT_BLOCK;
+            }
         }
         if (walk_segment(&w, cur, end, final))
             break;
-        if (!final) {
-            uint64_t want = g[i + 1].header.size;
+        if (bounded) {
+            uint64_t want = next->header.size;
             if (want > cur->size) {
                 tampered(&w, cur, cur->size / GMS_AUDIT_BLOCK, w.expect,
                          "the segment was %llu bytes when closed and is %llu now: records at its end were deleted",
@@ -431,6 +528,18 @@ int gms_trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail
                 "%s ends with a partial block of %llu bytes after record seq %llu: a write cut short (crash); the records before it are intact; not tampering",
                 cur->name, (unsigned long long)s->torn_bytes, (unsigned long long)(w.expect - 1));
         }
+    }
+    /* Only retention deletes the oldest segments, and it says so in the
+     * chain before it does: a start that no record explains was cut by
+     * hand. (A walk stopped early by fn cannot tell.) */
+    if (s->status == GMS_TRAIL_OK && !w.stopped && w.retention_needed && !w.retention_seen) {
+        g[0].name = names[0];
+        g[0].index = ix[0];
+        tampered(&w, &g[0], 0, first_seq > 1 ? first_seq - 1 : 1,
+                 "%s 1%s%.0llu %s missing, and no record in the trail says retention deleted segment %llu: %s deleted by hand",
+                 ix[0] > 2 ? "segments" : "segment", ix[0] > 2 ? " to " : "",
+                 ix[0] > 2 ? (unsigned long long)(ix[0] - 1) : 0ull, ix[0] > 2 ? "are" : "is",
+                 (unsigned long long)(ix[0] - 1), ix[0] > 2 ? "they were" : "it was");
     }
     if (key)
         OPENSSL_cleanse(k, sizeof k);

@@ -84,15 +84,6 @@ static int read_block(int fd, uint64_t i, gms_audit_block *b)
     return r == (ssize_t)sizeof *b ? 0 : -1;
 }
 
-static bool block_is_zero(const gms_audit_block *b)
-{
-    const uint8_t *p = (const uint8_t *)b;
-    for (size_t i = 0; i < sizeof *b; i++)
-        if (p[i])
-            return false;
-    return true;
-}
-
 static void fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -100,6 +91,26 @@ static void fsync_dir(const char *dir)
         fsync(fd);
         close(fd);
     }
+}
+
+/* Notes segment index, of day, for retention (indices only grow). */
+static int run_add(gms_audit *a, uint64_t index, uint32_t day)
+{
+    gms_audit_seg_run *r = a->nruns ? &a->runs[a->nruns - 1] : NULL;
+    if (r && r->last + 1 == index && r->day == day && day) {
+        r->last = index;
+        return 0;
+    }
+    if (a->nruns == a->runs_cap) {
+        size_t cap = a->runs_cap ? 2 * a->runs_cap : 16;
+        gms_audit_seg_run *v = realloc(a->runs, cap * sizeof *v);
+        if (!v)
+            return -1;
+        a->runs = v;
+        a->runs_cap = cap;
+    }
+    a->runs[a->nruns++] = (gms_audit_seg_run){index, index, day};
+    return 0;
 }
 
 /* Writes a new segment's header through a temporary file and opens the
@@ -130,7 +141,10 @@ static int segment_create(gms_audit *a, uint64_t index, uint64_t prev_index, uin
     char tmp[4200], path[4200];
     snprintf(tmp, sizeof tmp, "%s/.gms-audit-new", a->dir);
     seg_path(a, index, day, path, sizeof path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* A new file, never one reached through a link planted under this
+     * name (O_EXCL): what a crash left there goes first. */
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         snprintf(err, errsize, "audit trail: cannot create %.400s: %s", tmp, strerror(errno));
         return -1;
@@ -142,11 +156,10 @@ static int segment_create(gms_audit *a, uint64_t index, uint64_t prev_index, uin
         unlink(tmp);
         return -1;
     }
-    close(fd);
     fsync_dir(a->dir);
-    fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errsize, "audit trail: cannot open %.400s: %s", path, strerror(errno));
+    if (run_add(a, index, day) != 0) {
+        snprintf(err, errsize, "audit trail: out of host memory");
+        close(fd);
         return -1;
     }
     a->seg_fd = fd;
@@ -160,64 +173,128 @@ static int segment_create(gms_audit *a, uint64_t index, uint64_t prev_index, uin
     return 0;
 }
 
+/* The day segment (fd, index) was made, from its header authenticated with
+ * the segment's key hm; 0 when the header does not verify. */
+static uint32_t header_day(gms_audit *a, int fd, uint64_t index, const gms_hmac *hm,
+                           gms_audit_block *h)
+{
+    uint8_t mac[GMS_AUDIT_MAC];
+    if (read_block(fd, 0, h) != 0 || h->kind != GMS_AUDIT_KIND_HEADER || h->handle != index ||
+        memcmp(h->text + 32, a->key_id, 8) != 0)
+        return 0;
+    gms_audit_block_mac(hm, (const uint8_t *)h->text, h, mac);
+    return CRYPTO_memcmp(mac, h->mac, GMS_AUDIT_MAC) == 0 ? h->aux : 0;
+}
+
 /* Reads where the newest segment ends: its last whole block must verify
  * against the block before it (or be the header). Trailing partial or
  * zero-filled blocks are a torn tail. */
-static int resume(gms_audit *a, const char *name, uint64_t index, const uint8_t *key, size_t len,
-                  uint64_t *valid, uint64_t *torn)
+static int resume(gms_audit *a, int fd, const char *path, uint64_t size, const gms_hmac *hm,
+                  const gms_audit_block *h, uint64_t *valid, uint64_t *torn)
 {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s", a->dir, name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return gms__fail(GMS_E_BACKEND, "audit trail: cannot open %.400s: %s", path, strerror(errno));
-    struct stat st;
-    gms_audit_block h, b, prev;
-    int rc = GMS_OK;
-    if (fstat(fd, &st) != 0 || read_block(fd, 0, &h) != 0 || h.kind != GMS_AUDIT_KIND_HEADER) {
-        rc = gms__fail(GMS_E_CORRUPTION,
-                       "audit trail: %s has no valid header; run gms audit verify on %s", path,
-                       a->dir);
-        goto out;
+    gms_audit_block b, prev;
+    uint8_t mac[GMS_AUDIT_MAC];
+    /* Back over the zero-filled tail, a chunk at a time (a segment is at
+     * most GMS_AUDIT_SEG_BYTES_MAX). */
+    static const uint8_t zeros[GMS_AUDIT_BLOCK];
+    uint8_t chunk[64 * GMS_AUDIT_BLOCK];
+    uint64_t p = size / GMS_AUDIT_BLOCK - 1; /* the last whole block */
+    while (p > 0) {
+        uint64_t from = p >= 64 ? p - 63 : 1, cnt = p - from + 1;
+        if (pread(fd, chunk, cnt * GMS_AUDIT_BLOCK, (off_t)(from * GMS_AUDIT_BLOCK)) !=
+            (ssize_t)(cnt * GMS_AUDIT_BLOCK))
+            return gms__fail(GMS_E_BACKEND, "audit trail: cannot read %s: %s", path,
+                             strerror(errno));
+        uint64_t q = cnt;
+        while (q > 0 && memcmp(chunk + (q - 1) * GMS_AUDIT_BLOCK, zeros, GMS_AUDIT_BLOCK) == 0)
+            q--;
+        p = from + q - 1;
+        if (q > 0)
+            break;
     }
-    if (memcmp(h.text + 32, a->key_id, 8) != 0) {
-        rc = gms__fail(GMS_E_INVALID_ARG,
-                       "audit trail %s was written with another key; use its key or another directory",
-                       a->dir);
-        goto out;
-    }
-    uint8_t k[GMS_AUDIT_MAC], mac[GMS_AUDIT_MAC];
-    gms_audit_segment_key(key, len, index, k);
-    gms_hmac hm;
-    gms_hmac_init(&hm, k, sizeof k);
-    OPENSSL_cleanse(k, sizeof k);
-    gms_audit_block_mac(&hm, (const uint8_t *)h.text, &h, mac);
-    uint64_t n = (uint64_t)st.st_size / GMS_AUDIT_BLOCK, p = n - 1;
-    while (p > 0 && read_block(fd, p, &b) == 0 && block_is_zero(&b))
-        p--;
-    if (memcmp(mac, h.mac, GMS_AUDIT_MAC) != 0) {
-        rc = gms__fail(GMS_E_CORRUPTION, "audit trail: the header of %s does not verify; run gms audit verify on %s",
-                       path, a->dir);
-    } else if (p == 0) {
-        memcpy(a->last_mac, h.mac, GMS_AUDIT_MAC);
-        a->next_seq = h.seq;
+    if (p == 0) {
+        memcpy(a->last_mac, h->mac, GMS_AUDIT_MAC);
+        a->next_seq = h->seq;
     } else if (read_block(fd, p - 1, &prev) != 0 || read_block(fd, p, &b) != 0) {
-        rc = gms__fail(GMS_E_BACKEND, "audit trail: cannot read %s: %s", path, strerror(errno));
+        return gms__fail(GMS_E_BACKEND, "audit trail: cannot read %s: %s", path, strerror(errno));
     } else {
-        gms_audit_block_mac(&hm, prev.mac, &b, mac);
-        if (memcmp(mac, b.mac, GMS_AUDIT_MAC) != 0 ||
+        gms_audit_block_mac(hm, prev.mac, &b, mac);
+        if (CRYPTO_memcmp(mac, b.mac, GMS_AUDIT_MAC) != 0 ||
             (b.kind != GMS_AUDIT_KIND_RECORD && b.kind != GMS_AUDIT_KIND_CHECKPOINT))
-            rc = gms__fail(GMS_E_CORRUPTION,
-                           "audit trail: the last block of %s (offset %llu) does not verify: the trail was changed; run gms audit verify on %s",
-                           path, (unsigned long long)(p * GMS_AUDIT_BLOCK), a->dir);
+            return gms__fail(GMS_E_CORRUPTION,
+                             "audit trail: the last block of %s (offset %llu) does not verify: the trail was changed; run gms audit verify on %s",
+                             path, (unsigned long long)(p * GMS_AUDIT_BLOCK), a->dir);
         memcpy(a->last_mac, b.mac, GMS_AUDIT_MAC);
         a->next_seq = b.seq + 1;
     }
-    gms_hmac_wipe(&hm);
     *valid = (p + 1) * GMS_AUDIT_BLOCK;
-    *torn = (uint64_t)st.st_size - *valid;
-out:
-    close(fd);
+    *torn = size - *valid;
+    return GMS_OK;
+}
+
+/* Reads the segments already in the directory: every header is
+ * authenticated (the trail's key is at hand only now), so that retention
+ * goes by the days they say; the newest is resumed. Neither a file name
+ * nor a file type is trusted: a file that is not a regular one is never
+ * read (a FIFO would block), an index past the limit is never derived. */
+static int scan(gms_audit *a, const uint8_t *key, size_t len, char **names, const uint64_t *ix,
+                size_t n, uint64_t *valid, uint64_t *torn, uint8_t k[GMS_AUDIT_MAC])
+{
+    if (ix[n - 1] > GMS_AUDIT_SEG_INDEX_MAX)
+        return gms__fail(GMS_E_CORRUPTION,
+                         "audit trail: %s/%s has index %llu, beyond any gms writes (at most %llu); run gms audit verify on %s",
+                         a->dir, names[n - 1], (unsigned long long)ix[n - 1],
+                         (unsigned long long)GMS_AUDIT_SEG_INDEX_MAX, a->dir);
+    if (n > 1 && ix[n - 1] == ix[n - 2])
+        return gms__fail(GMS_E_CORRUPTION,
+                         "audit trail: %s and %s both claim to be segment %llu; run gms audit verify on %s",
+                         names[n - 2], names[n - 1], (unsigned long long)ix[n - 1], a->dir);
+    gms_audit_segment_key(key, len, ix[0], k);
+    int rc = GMS_OK;
+    for (size_t i = 0; i < n && rc == GMS_OK; i++) {
+        for (uint64_t j = i ? ix[i - 1] : ix[0]; j < ix[i]; j++)
+            gms_audit_key_evolve(k);
+        char path[4200], why[160];
+        snprintf(path, sizeof path, "%s/%s", a->dir, names[i]);
+        uint64_t size = 0;
+        uint32_t day = 0;
+        bool newest = i + 1 == n;
+        int fd = gms_audit_file_open(path, true, &size, why, sizeof why);
+        gms_audit_block h;
+        memset(&h, 0, sizeof h);
+        gms_hmac hm;
+        gms_hmac_init(&hm, k, GMS_AUDIT_MAC);
+        if (fd >= 0 && size <= GMS_AUDIT_SEG_BYTES_MAX)
+            day = header_day(a, fd, ix[i], &hm, &h);
+        if (newest) {
+            if (fd == -1)
+                rc = gms__fail(GMS_E_BACKEND, "audit trail: cannot open %.400s: %s", path, why);
+            else if (fd < 0)
+                rc = gms__fail(GMS_E_CORRUPTION,
+                               "audit trail: %s is %s; run gms audit verify on %s", path, why,
+                               a->dir);
+            else if (size > GMS_AUDIT_SEG_BYTES_MAX)
+                rc = gms__fail(GMS_E_CORRUPTION,
+                               "audit trail: %s is %llu bytes, larger than any segment gms writes; run gms audit verify on %s",
+                               path, (unsigned long long)size, a->dir);
+            else if (size >= GMS_AUDIT_BLOCK && h.kind == GMS_AUDIT_KIND_HEADER &&
+                     memcmp(h.text + 32, a->key_id, 8) != 0)
+                rc = gms__fail(GMS_E_INVALID_ARG,
+                               "audit trail %s was written with another key; use its key or another directory",
+                               a->dir);
+            else if (!day)
+                rc = gms__fail(GMS_E_CORRUPTION,
+                               "audit trail: the header of %s does not verify; run gms audit verify on %s",
+                               path, a->dir);
+            else
+                rc = resume(a, fd, path, size, &hm, &h, valid, torn);
+        }
+        gms_hmac_wipe(&hm);
+        if (fd >= 0)
+            close(fd);
+        if (rc == GMS_OK && (i == 0 || ix[i] != ix[i - 1]) && run_add(a, ix[i], day) != 0)
+            rc = gms__fail(GMS_E_NO_MEMORY, "out of host memory for the audit trail");
+    }
     return rc;
 }
 
@@ -229,9 +306,17 @@ int gms__audit_writer_prepare(gms_audit *a, const uint8_t *key, size_t len)
                          strerror(e));
     char path[4200], err[512];
     snprintf(path, sizeof path, "%s/.lock", a->dir);
-    a->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (a->lock_fd < 0)
-        return gms__fail(GMS_E_BACKEND, "audit trail: cannot open %.400s: %s", path, strerror(errno));
+    /* Not through a planted link, not a FIFO. */
+    a->lock_fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+    struct stat st;
+    if (a->lock_fd < 0 || fstat(a->lock_fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int loop = errno == ELOOP;
+        const char *why = a->lock_fd >= 0 ? "not a regular file"
+                          : loop         ? "a symbolic link, not a regular file"
+                                         : strerror(errno);
+        gms__audit_writer_release(a);
+        return gms__fail(GMS_E_BACKEND, "audit trail: cannot use %.400s: %s", path, why);
+    }
     if (flock(a->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         int busy = errno == EWOULDBLOCK;
         close(a->lock_fd);
@@ -253,9 +338,12 @@ int gms__audit_writer_prepare(gms_audit *a, const uint8_t *key, size_t len)
     a->next_seq = 1;
     memset(a->last_mac, 0, sizeof a->last_mac);
     if (n) {
-        int rc = resume(a, names[n - 1], ix[n - 1], key, len, &valid, &torn);
+        int rc = scan(a, key, len, names, ix, n, &valid, &torn, a->seg_key);
         prev_index = ix[n - 1];
         index = prev_index + 1;
+        if (rc == GMS_OK && index > GMS_AUDIT_SEG_INDEX_MAX)
+            rc = gms__fail(GMS_E_BACKEND, "audit trail %s: the last segment index (%llu) is used; start a new directory",
+                           a->dir, (unsigned long long)GMS_AUDIT_SEG_INDEX_MAX);
         if (rc) {
             gms_audit_seg_list_free(names, ix, n);
             gms__audit_writer_release(a);
@@ -263,7 +351,10 @@ int gms__audit_writer_prepare(gms_audit *a, const uint8_t *key, size_t len)
         }
     }
     gms_audit_seg_list_free(names, ix, n);
-    gms_audit_segment_key(key, len, index, a->seg_key);
+    if (n)
+        gms_audit_key_evolve(a->seg_key); /* the newest segment's key to the next one's */
+    else
+        gms_audit_segment_key(key, len, index, a->seg_key);
     gms_hmac_init(&a->hmac, a->seg_key, sizeof a->seg_key);
     if (segment_create(a, index, prev_index, valid, torn, err, sizeof err) != 0) {
         gms__audit_writer_release(a);
@@ -337,7 +428,7 @@ static void out_commit(gms_audit *a, gms_audit_block *b)
 
 static void seal(gms_audit *a, int reason)
 {
-    static const char *why[] = {"", "flush", "interval", "rotation", "close"};
+    static const char *why[] = {"", "flush", "interval", "rotation", "close", "retention"};
     if (!a->last_is_seal) {
         gms_audit_block *b = out_next(a);
         memset(b, 0, sizeof *b);
@@ -362,34 +453,68 @@ static void seal(gms_audit *a, int reason)
     a->last_seal_ns = gms__audit_now();
 }
 
-static void append_internal(gms_audit *a, gms_audit_op op, uint64_t size, const char *detail);
+static void append_internal(gms_audit *a, gms_audit_op op, uint64_t size, uint64_t handle,
+                            uint64_t context_id, const char *detail);
 
-/* Deletes expired segments, oldest first, never the current one; each
- * deletion is itself recorded. */
+/* Deletes expired segments, oldest first, never the current one, never
+ * past a segment whose day is not authenticated or past a gap. Each
+ * deletion is recorded in the chain and sealed before the file goes, so
+ * verify can tell retention's deletions (the oldest kept segment follows
+ * one a record names) from anyone else's, even after a crash between the
+ * two. */
 static void retention_sweep(gms_audit *a)
 {
+    if (a->sweeping || a->failed || !a->nruns)
+        return;
+    a->sweeping = true;
+    int64_t today = gms_audit_day_number(gms_audit_day(gms__audit_now()));
+    uint64_t first = a->runs[0].first, upto = first; /* [first, upto) expire */
+    for (size_t r = 0; r < a->nruns; r++) {
+        const gms_audit_seg_run *x = &a->runs[r];
+        if (x->first != upto || !x->day ||
+            gms_audit_day_number(x->day) + (int64_t)a->retention_days >= today)
+            break;
+        upto = x->last < a->seg_index ? x->last + 1 : a->seg_index;
+        if (upto == a->seg_index)
+            break;
+    }
+    for (uint64_t k = first, r = 0; k < upto; k++) {
+        while (a->runs[r].last < k)
+            r++;
+        uint32_t day = a->runs[r].day;
+        char msg[160];
+        snprintf(msg, sizeof msg, "retention: deleted segment %llu of %04u-%02u-%02u (older than %u days)",
+                 (unsigned long long)k, day / 10000, day / 100 % 100, day % 100,
+                 a->retention_days);
+        append_internal(a, GMS_AUDIT_CONFIG, k, day, a->retention_days, msg);
+    }
+    if (upto > first)
+        seal(a, GMS_AUDIT_SEAL_RETENTION);
     char **names;
     uint64_t *ix;
     size_t n;
-    if (gms_audit_seg_list(a->dir, &names, &ix, &n) != 0)
+    if (upto == first || a->failed || gms_audit_seg_list(a->dir, &names, &ix, &n) != 0) {
+        a->sweeping = false;
         return;
-    int64_t today = gms_audit_day_number(gms_audit_day(gms__audit_now()));
-    for (size_t i = 0; i < n && ix[i] < a->seg_index; i++) {
-        uint64_t index;
-        uint32_t day;
-        gms_audit_seg_parse(names[i], &index, &day);
-        if (gms_audit_day_number(day) + (int64_t)a->retention_days >= today)
-            break; /* kept segments stay contiguous: stop at the first young one */
-        char path[4200], msg[160];
+    }
+    size_t i = 0;
+    for (uint64_t k = first; k < upto; k++) {
+        while (i < n && ix[i] < k)
+            i++;
+        /* Exactly one file of this index (two: leave both to verify). */
+        if (i >= n || ix[i] != k || (i + 1 < n && ix[i + 1] == k))
+            break;
+        char path[4200];
         snprintf(path, sizeof path, "%s/%s", a->dir, names[i]);
         if (unlink(path) != 0)
             break;
-        snprintf(msg, sizeof msg, "retention: deleted segment %llu of %04u-%02u-%02u (older than %u days)",
-                 (unsigned long long)index, day / 10000, day / 100 % 100, day % 100,
-                 a->retention_days);
-        append_internal(a, GMS_AUDIT_CONFIG, index, msg);
+        a->runs[0].first = k + 1;
+        if (a->runs[0].first > a->runs[0].last)
+            memmove(a->runs, a->runs + 1, --a->nruns * sizeof *a->runs);
     }
+    fsync_dir(a->dir);
     gms_audit_seg_list_free(names, ix, n);
+    a->sweeping = false;
 }
 
 static void rotate(gms_audit *a)
@@ -405,6 +530,11 @@ static void rotate(gms_audit *a)
     gms_hmac_wipe(&a->hmac);
     gms_hmac_init(&a->hmac, a->seg_key, sizeof a->seg_key);
     char err[512];
+    if (prev + 1 > GMS_AUDIT_SEG_INDEX_MAX) {
+        errno = EFBIG;
+        fail(a, "the last segment index is used");
+        return;
+    }
     if (segment_create(a, prev + 1, prev, valid, 0, err, sizeof err) != 0) {
         errno = EIO;
         fail(a, err);
@@ -422,7 +552,8 @@ static void ensure_room(gms_audit *a, uint64_t time_ns)
         rotate(a);
 }
 
-static void append_internal(gms_audit *a, gms_audit_op op, uint64_t size, const char *detail)
+static void append_internal(gms_audit *a, gms_audit_op op, uint64_t size, uint64_t handle,
+                            uint64_t context_id, const char *detail)
 {
     uint64_t now = gms__audit_now();
     if (a->seg_bytes + 2 * GMS_AUDIT_BLOCK > a->seg_max)
@@ -432,6 +563,8 @@ static void append_internal(gms_audit *a, gms_audit_op op, uint64_t size, const 
     b->seq = a->next_seq++;
     b->time_ns = now;
     b->size = size;
+    b->handle = handle;
+    b->context_id = context_id;
     b->op = (uint16_t)op;
     b->level = b->language = -1;
     b->kind = GMS_AUDIT_KIND_RECORD;
@@ -491,7 +624,7 @@ static uint64_t drain(gms_audit *a, const uint64_t *limit)
         char msg[96];
         snprintf(msg, sizeof msg, "lossy mode: %llu records dropped (ring full)",
                  (unsigned long long)dropped);
-        append_internal(a, GMS_AUDIT_DROPPED, dropped, msg);
+        append_internal(a, GMS_AUDIT_DROPPED, dropped, 0, 0, msg);
     }
     return got;
 }

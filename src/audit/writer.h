@@ -23,6 +23,16 @@
 #define GMS_AUDIT_SHARDS 8
 #define GMS_AUDIT_SLOTS_DEFAULT 2048 /* per shard: 512 KiB, 4 MiB in all */
 
+/* What retention knows of the segments on disk, oldest first: consecutive
+ * segments of one day share a run. The day is the one the segment's MAC'd
+ * header says (read at open with the trail's key, or known from making the
+ * segment), never the file name's; 0 when it could not be authenticated:
+ * such a segment is never deleted, nor any after it. */
+typedef struct gms_audit_seg_run {
+    uint64_t first, last;
+    uint32_t day;
+} gms_audit_seg_run;
+
 /* A ring slot: a record as the caller made it, without seq and MAC. */
 typedef struct gms_audit_slot {
     uint64_t _Atomic turn; /* pos + 1: filled; pos + slots: free for the next lap */
@@ -66,6 +76,9 @@ struct gms_audit {
     uint64_t seg_index, seg_bytes, seg_records, seg_max;
     uint64_t day_end_ns; /* rotate when a record's time reaches this */
     uint32_t retention_days;
+    gms_audit_seg_run *runs;
+    size_t nruns, runs_cap;
+    bool sweeping; /* a rotation inside a sweep does not start another */
     uint8_t seg_key[GMS_AUDIT_MAC];
     gms_hmac hmac;
     uint8_t key_id[8];

@@ -14,9 +14,8 @@ static char base[256], work[300], keyf[300], cli[PATH_MAX + 8];
 
 static void copy_trail(void)
 {
-    char cmd[3 * PATH_MAX];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s'", work, base, work);
-    CHECK(system(cmd) == 0);
+    rm_rf(work);
+    CHECK(copy_dir(base, work) == 0);
 }
 
 static uint8_t *slurp(const char *path, size_t *n)
@@ -94,12 +93,10 @@ int main(void)
     CHECK_RC(trail_verify(base, &s), GMS_TRAIL_OK);
     CHECK(s.records >= 2400 && s.torn[0] == 0);
 
-    char cmd[4 * PATH_MAX], out[8192];
-    snprintf(cmd, sizeof cmd, "'%s' audit verify '%s' --key-file '%s'", cli, base, keyf);
-    CHECK(run_cmd(cmd, out, sizeof out) == 0);
+    char out[8192];
+    CHECK(run_tool(out, sizeof out, 0, cli, "audit", "verify", base, "--key-file", keyf) == 0);
     CHECK(strstr(out, "OK") != NULL);
-    snprintf(cmd, sizeof cmd, "'%s' audit verify '%s' 2>/dev/null", cli, base);
-    CHECK(run_cmd(cmd, NULL, 0) == 2); /* no key */
+    CHECK(run_tool(NULL, 0, 1, cli, "audit", "verify", base) == 2); /* no key */
 
     /* Work on segment 2 (records only, then its rotation checkpoint). */
     char wseg[PATH_MAX + 64];
@@ -116,8 +113,7 @@ int main(void)
     p[10 * B + 24] ^= 1;
     spit(wseg, p, n);
     expect_tampered("modified record", s10, "modified");
-    snprintf(cmd, sizeof cmd, "'%s' audit verify '%s' --key-file '%s'", cli, work, keyf);
-    CHECK(run_cmd(cmd, out, sizeof out) == 1);
+    CHECK(run_tool(out, sizeof out, 0, cli, "audit", "verify", work, "--key-file", keyf) == 1);
     CHECK(strstr(out, "TAMPERED") != NULL);
 
     /* 2. Deletion of record block 10. */
@@ -183,8 +179,7 @@ int main(void)
     CHECK_RC(trail_verify(work, &s), GMS_TRAIL_OK);
     CHECK(s.torn_bytes == 100 && strstr(s.torn, "not tampering") != NULL);
     printf("%-22s -> OK, %s\n", "partial last block", s.torn);
-    snprintf(cmd, sizeof cmd, "'%s' audit verify '%s' --key-file '%s'", cli, work, keyf);
-    CHECK(run_cmd(cmd, out, sizeof out) == 0);
+    CHECK(run_tool(out, sizeof out, 0, cli, "audit", "verify", work, "--key-file", keyf) == 0);
     CHECK(strstr(out, "TORN TAIL") != NULL);
 
     /* 10. Zero-filled blocks at the end (a power cut): torn. */

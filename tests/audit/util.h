@@ -1,6 +1,7 @@
 /*
  * util.h: helpers the audit tests share: temporary trail directories, key
- * files, reading a trail back into memory, running the gms CLI.
+ * files, reading a trail back into memory, running the gms CLI. No shell:
+ * paths go to the kernel as they are, whatever characters they hold.
  */
 #ifndef GMS_TEST_AUDIT_UTIL_H
 #define GMS_TEST_AUDIT_UTIL_H
@@ -9,7 +10,9 @@
 #include "audit/trail.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
 #include <sys/stat.h>
@@ -27,12 +30,54 @@ static inline void tmpdir_make(char *out, size_t size)
     }
 }
 
+static inline int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    return remove(path) != 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* rm -rf, without a shell; never follows a symbolic link. */
 static inline void rm_rf(const char *dir)
 {
-    char cmd[PATH_MAX + 16];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
+    if (nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+        fprintf(stderr, "cannot remove %s: %s\n", dir, strerror(errno));
+}
+
+/* Copies the regular files of directory from into a new directory to (a
+ * trail is flat). 0 on success. */
+static inline int copy_dir(const char *from, const char *to)
+{
+    if (mkdir(to, 0700) != 0)
+        return -1;
+    DIR *d = opendir(from);
+    if (!d)
+        return -1;
+    int rc = 0;
+    struct dirent *de;
+    static char buf[1 << 16];
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        char a[PATH_MAX], b[PATH_MAX];
+        snprintf(a, sizeof a, "%.2000s/%.1000s", from, de->d_name);
+        snprintf(b, sizeof b, "%.2000s/%.1000s", to, de->d_name);
+        struct stat st;
+        if (lstat(a, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        int in = open(a, O_RDONLY | O_CLOEXEC), out = open(b, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        ssize_t n = 0;
+        while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof buf)) > 0)
+            if (write(out, buf, (size_t)n) != n)
+                n = -1, rc = -1;
+        if (in < 0 || out < 0 || n < 0)
+            rc = -1;
+        if (in >= 0)
+            close(in);
+        if (out >= 0)
+            close(out);
+    }
+    closedir(d);
+    return rc;
 }
 
 static inline void key_file_write(const char *path)
@@ -110,24 +155,55 @@ static inline void cli_path(char *out, size_t size)
     snprintf(out, size, "%s/../gms", dirname(exe));
 }
 
-/* Runs a shell command; returns its exit status, output in out. */
-static inline int run_cmd(const char *cmd, char *out, size_t size)
+/* Runs a program (argv[0] a path, argv NULL-terminated) with no shell;
+ * returns its exit status (-1 if it did not exit: killed, or still
+ * running after 60 s), stdout in out (NULL: discarded), stderr discarded
+ * when quiet. */
+static inline int run_argv(const char *const argv[], char *out, size_t size, int quiet)
 {
-    FILE *p = popen(cmd, "r");
-    if (!p)
+    int fds[2];
+    if (pipe(fds) != 0)
         return -1;
-    size_t n = 0;
-    if (out) {
-        n = fread(out, 1, size - 1, p);
-        out[n] = 0;
-    } else {
-        char buf[4096];
-        while (fread(buf, 1, sizeof buf, p) > 0) {
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        if (quiet) {
+            int nul = open("/dev/null", O_WRONLY);
+            dup2(nul, 2);
         }
+        alarm(60); /* kept across exec: a program that hangs is killed */
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
     }
-    int st = pclose(p);
+    close(fds[1]);
+    size_t n = 0;
+    char sink[4096];
+    for (;;) {
+        ssize_t r = out && n + 1 < size ? read(fds[0], out + n, size - 1 - n)
+                                        : read(fds[0], sink, sizeof sink);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        if (out && n + 1 < size)
+            n += (size_t)r;
+    }
+    if (out)
+        out[n] = 0;
+    close(fds[0]);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+/* run_tool(out, size, quiet, "/path/prog", "arg", ...) */
+#define run_tool(out, size, quiet, ...) \
+    run_argv((const char *const[]){__VA_ARGS__, NULL}, (out), (size), (quiet))
 
 /* The segment files of a trail, sorted. */
 static inline size_t seg_files(const char *dir, char paths[][PATH_MAX], size_t max)

@@ -22,10 +22,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -39,17 +41,29 @@ static uint64_t now_ns(int clock)
 
 static const uint8_t bench_key[32] = "gms-bench audit key, not secret";
 
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    return remove(path) != 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* Removes a trail directory this bench made, in C: a name reaches no
+ * shell, whatever characters --dir or $TMPDIR hold. Links are removed,
+ * never followed. */
 static void rm_rf(const char *dir)
 {
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "gms-bench audit: cannot remove %s\n", dir);
+    if (nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        fprintf(stderr, "gms-bench audit: cannot remove %s: %s\n", dir, strerror(errno));
 }
 
 static int trail_dir(const char *base, char *out, size_t size)
 {
-    snprintf(out, size, "%s/gms-bench-audit-XXXXXX", base);
+    if ((size_t)snprintf(out, size, "%s/gms-bench-audit-XXXXXX", base) >= size) {
+        fprintf(stderr, "gms-bench audit: directory name too long: %s\n", base);
+        return -1;
+    }
     if (!mkdtemp(out)) {
         fprintf(stderr, "gms-bench audit: cannot create a directory in %s: %s\n", base,
                 strerror(errno));
@@ -317,11 +331,20 @@ static int default_traces(char ***files, int *n)
     return -1;
 }
 
+/* A positive count, or 0 for anything else ("-5" is not 2^64 - 5). */
+static uint64_t count_arg(const char *s)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    return *s >= '0' && *s <= '9' && !*end && !errno ? v : 0;
+}
+
 int bench_audit(int argc, char **argv)
 {
     int json = 0, do_replay = 1, producers = 1, nfiles = 0;
     uint64_t records = 4000000, npairs = 2000000;
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    const char *base = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     char **files = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
@@ -329,11 +352,13 @@ int bench_audit(int argc, char **argv)
         else if (strcmp(argv[i], "--no-replay") == 0)
             do_replay = 0;
         else if (strcmp(argv[i], "--records") == 0 && i + 1 < argc)
-            records = strtoull(argv[++i], NULL, 10);
+            records = count_arg(argv[++i]);
         else if (strcmp(argv[i], "--pairs") == 0 && i + 1 < argc)
-            npairs = strtoull(argv[++i], NULL, 10);
-        else if (strcmp(argv[i], "--producers") == 0 && i + 1 < argc)
-            producers = atoi(argv[++i]);
+            npairs = count_arg(argv[++i]);
+        else if (strcmp(argv[i], "--producers") == 0 && i + 1 < argc) {
+            uint64_t p = count_arg(argv[++i]);
+            producers = p <= 16 ? (int)p : 0;
+        }
         else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc)
             base = argv[++i];
         else if (argv[i][0] != '-') {

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,7 @@ static int parse_args(int argc, char **argv, args *a)
     for (int i = 0; i < argc; i++) {
         const char *s = argv[i];
         const char **slot = NULL;
-        if (s[0] != '-' || s[1] != '-') {
+        if (s[0] != '-' || !s[1]) { /* "-" alone is a name, like any word */
             if (a->dir) {
                 fprintf(stderr, "gms audit: unexpected argument '%s'\n", s);
                 return -1;
@@ -70,7 +71,15 @@ static int parse_args(int argc, char **argv, args *a)
                 fprintf(stderr, "gms audit: --limit needs a value\n");
                 return -1;
             }
-            a->limit = atoll(v);
+            /* A count: "-1", "3x" or "" is not "no limit" or 0. */
+            char *end;
+            errno = 0;
+            long long l = strtoll(v, &end, 10);
+            if (!*v || *end || errno || l < 0) {
+                fprintf(stderr, "gms audit: --limit needs a count (0 or more), not '%s'\n", v);
+                return -1;
+            }
+            a->limit = l;
             continue;
         } else {
             fprintf(stderr, "gms audit: unknown option '%s'\n", s);
@@ -185,46 +194,70 @@ static void print_jsonl(FILE *f, const gms_trail_record *r)
     fprintf(f, ",\"segment\":%llu}\n", (unsigned long long)r->segment);
 }
 
+/* Names and details come from whoever opened a context: control bytes
+ * (a newline that forges a line, a terminal escape) are shown, not sent. */
+static void put_clean(FILE *f, const char *s, bool quoted)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            fprintf(f, "\\x%02x", *p);
+        else if (quoted && (*p == '"' || *p == '\\'))
+            fprintf(f, "\\%c", *p);
+        else
+            fputc(*p, f);
+    }
+}
+
 static void print_text(FILE *f, const gms_trail_record *r)
 {
     char t[64];
     gms_cli_time(r->time_ns, t, sizeof t, 6);
     const char *op = gms_trail_op_name(r->op);
-    fprintf(f, "%8llu %s %-14s tenant=%s user=%s lang=%s handle=0x%016llx size=%llu result=%s",
-            (unsigned long long)r->seq, t, op ? op : "?", r->tenant[0] ? r->tenant : "-",
-            r->user[0] ? r->user : "-", r->language >= 0 ? gms_cli_language(r->language) : "-",
+    fprintf(f, "%8llu %s %-14s tenant=", (unsigned long long)r->seq, t, op ? op : "?");
+    put_clean(f, r->tenant[0] ? r->tenant : "-", false);
+    fputs(" user=", f);
+    put_clean(f, r->user[0] ? r->user : "-", false);
+    fprintf(f, " lang=%s handle=0x%016llx size=%llu result=%s",
+            r->language >= 0 ? gms_cli_language(r->language) : "-",
             (unsigned long long)r->handle, (unsigned long long)r->size, result_name(r->result));
-    if (r->detail[0])
-        fprintf(f, " detail=\"%s\"", r->detail);
+    if (r->detail[0]) {
+        fputs(" detail=\"", f);
+        put_clean(f, r->detail, true);
+        fputc('"', f);
+    }
     fputc('\n', f);
 }
 
 /* TIME: 2026-01-02, 2026-01-02T03:04:05[.fff][Z], "2026-01-02 03:04:05",
- * @UNIXSECONDS, or relative to now: -30s, -15m, -2h, -7d. */
+ * @UNIXSECONDS, or relative to now: -30s, -15m, -2h, -7d. Anything else is
+ * refused; times past what 64-bit nanoseconds hold (the year 2554) mean
+ * the end of time, before 1970 its start. */
+static uint64_t ns_of(double seconds)
+{
+    return seconds <= 0 ? 0 : seconds >= 1.8e10 ? UINT64_MAX : (uint64_t)(seconds * 1e9);
+}
+
 static int parse_time(const char *s, uint64_t *ns)
 {
-    if (s[0] == '@') {
+    if (s[0] == '@' || s[0] == '-') {
         char *end;
         double v = strtod(s + 1, &end);
-        if (*end || v < 0)
+        if (end == s + 1 || !isfinite(v) || v < 0)
             return -1;
-        *ns = (uint64_t)(v * 1e9);
-        return 0;
-    }
-    if (s[0] == '-') {
-        char *end;
-        double v = strtod(s + 1, &end);
+        if (s[0] == '@') {
+            if (*end)
+                return -1;
+            *ns = ns_of(v);
+            return 0;
+        }
         double mul = *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : *end == 'd' ? 86400 : -1;
         if (mul < 0 || end[1])
             return -1;
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
-        double t = (double)now.tv_sec + now.tv_nsec / 1e9 - v * mul;
-        *ns = t > 0 ? (uint64_t)(t * 1e9) : 0;
+        *ns = ns_of((double)now.tv_sec + now.tv_nsec / 1e9 - v * mul);
         return 0;
     }
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
     int y, mo, d, h = 0, mi = 0, n = 0;
     double sec = 0;
     if (sscanf(s, "%d-%d-%d%n", &y, &mo, &d, &n) != 3)
@@ -240,17 +273,20 @@ static int parse_time(const char *s, uint64_t *ns)
     }
     if (*p == 'Z')
         p++;
-    if (*p)
+    if (*p || y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 ||
+        h > 23 || mi < 0 || mi > 59 || !(sec >= 0 && sec < 60))
         return -1;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;
     tm.tm_mday = d;
     tm.tm_hour = h;
     tm.tm_min = mi;
     time_t t = timegm(&tm);
-    if (t < 0)
+    if (t < 0 || tm.tm_mday != d) /* February 30th came back as March 2nd */
         return -1;
-    *ns = (uint64_t)t * 1000000000ull + (uint64_t)(sec * 1e9);
+    *ns = t < 18000000000ll ? (uint64_t)t * 1000000000ull + (uint64_t)(sec * 1e9) : UINT64_MAX;
     return 0;
 }
 
@@ -278,11 +314,14 @@ static int query_cb(void *user, const gms_trail_record *r)
         return 0;
     if ((f->result == 1 && r->result != 0) || (f->result == 2 && r->result == 0))
         return 0;
+    if (f->limit >= 0 && f->shown >= f->limit)
+        return 1; /* --limit 0 prints nothing */
     if (f->jsonl)
         print_jsonl(f->out, r);
     else
         print_text(f->out, r);
-    return f->limit >= 0 && ++f->shown >= f->limit;
+    f->shown++;
+    return f->limit >= 0 && f->shown >= f->limit;
 }
 
 /* Reports a walk's outcome on stderr for the reading commands. */
@@ -379,17 +418,22 @@ static int cmd_read(const args *a, bool query)
         f.tenant = a->tenant;
         f.user = a->user;
         if (a->ops) {
-            char buf[512];
-            snprintf(buf, sizeof buf, "%s", a->ops);
+            char *buf = strdup(a->ops); /* whole: a cut list could name another op */
+            if (!buf) {
+                fprintf(stderr, "gms audit query: out of memory\n");
+                return 2;
+            }
             for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
                 int op = gms_trail_op_parse(t);
                 if (op < 0) {
                     fprintf(stderr, "gms audit query: unknown op '%s'\n", t);
+                    free(buf);
                     return 2;
                 }
                 f.ops[op] = true;
                 f.any_op = true;
             }
+            free(buf);
         }
         if ((a->since && parse_time(a->since, &f.since)) ||
             (a->until && parse_time(a->until, &f.until))) {

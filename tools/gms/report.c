@@ -145,7 +145,7 @@ static int collect(void *user, const gms_trail_record *rec)
         }
         t->allocs++;
         t->alloc_bytes += rec->size;
-        t->live += (int64_t)rec->size;
+        t->live = (int64_t)((uint64_t)t->live + rec->size); /* read unverified, a size is anything */
         if (t->live > t->peak) {
             t->peak = t->live;
             t->peak_t = rec->time_ns;
@@ -161,7 +161,7 @@ static int collect(void *user, const gms_trail_record *rec)
             t->frees++;
         }
         if (rec->result == 0 || rec->op == GMS_AUDIT_LEAK || rec->result == GMS_E_CORRUPTION) {
-            t->live -= (int64_t)rec->size;
+            t->live = (int64_t)((uint64_t)t->live - rec->size);
             add_point(t, rec->time_ns);
         }
         if (rec->op == GMS_AUDIT_FREE && rec->result)
@@ -327,7 +327,14 @@ static void chart(FILE *f, report *r)
         int last_col = -1;
         double col_max = 0, prev_y = T + ph;
         for (size_t j = 0; j <= t->npts; j++) {
-            int col = j < t->npts ? (int)((double)(t->pts[j].t - t0) / 1e9 / span * pw) : -2;
+            int col = -2;
+            if (j < t->npts) {
+                /* Records of two threads can be a few us out of time order:
+                 * a point before t0 (or past t1) stays on the chart's edge. */
+                uint64_t pt = t->pts[j].t;
+                double x = pt > t0 ? (double)(pt - t0) / 1e9 / span * pw : 0;
+                col = (int)(x < pw ? x : pw);
+            }
             if (col != last_col && last_col >= 0) {
                 double py = T + ph - col_max / scale / ytop * ph;
                 fprintf(f, "%.1f,%.1f %.1f,%.1f ", L + (double)last_col, prev_y, L + (double)last_col, py);
