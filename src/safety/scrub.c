@@ -125,7 +125,14 @@ void gms__safety_redzone_item(const gms_pool *p, const gms_block *b, gms_scrub_i
      * near the chunk's start: up to the start (a guard precedes it). */
     const gms_chunk *c = b->chunk;
     uint64_t lo = b->addr - c->base >= p->rt->redzone ? b->addr - p->rt->redzone : c->base;
-    if (mapped(p->rt, c, lo) && mapped(p->rt, c, b->addr - 1)) {
+    /* A redzone that starts on an unmapped granule (a free neighbour's)
+     * is checked from the next granule on: a write there faults or lands
+     * on the mapped part. */
+    if (!mapped(p->rt, c, lo)) {
+        uint64_t mask = p->rt->granule - 1; /* chunk bases are granule-aligned */
+        lo = (lo + mask) & ~mask;
+    }
+    if (lo < b->addr && mapped(p->rt, c, lo) && mapped(p->rt, c, b->addr - 1)) {
         it->check_lo[1] = lo;
         it->check_hi[1] = b->addr;
     }
