@@ -75,6 +75,8 @@ run ctest-gpu 120 ctest --test-dir "$B" -R '^gpu/' --output-on-failure
 # The fault-injection campaign on the CUDA backend (docs/safety.md), 30,000
 # trials per class; one JSON line per class.
 run inject-cuda 300 "$B/gms-inject" --backend cuda --json
+run inject-overflow 60 "$B/gms-inject" --backend cuda --json --verbose --class overflow_raw
+run inject-underflow 60 "$B/gms-inject" --backend cuda --json --verbose --class underflow_raw
 
 CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
      /usr/local/cuda*/compute-sanitizer/compute-sanitizer /opt/nvidia/*/compute-sanitizer 2>/dev/null | head -1)
