@@ -15,9 +15,11 @@ calling it on any thread, before, during or after the exporting context's
 or runtime's close, does no harm.
 
 Import: from_dlpack(obj) asks obj.__dlpack__(max_version=(1, 0)) (the
-legacy call when the producer rejects the keyword), hands the tensor to
-gms_dlpack_import, and on success renames the capsule "used_*": gms then
-owns the tensor and calls its deleter when the buffer is freed.
+legacy call when the producer rejects the keyword), renames the capsule
+"used_*" (under a lock: a capsule is consumed once, whatever the threads)
+and hands the tensor to gms_dlpack_import: gms then owns the tensor and
+calls its deleter when the buffer is freed. If the import fails the
+capsule gets its name back, and with it the tensor.
 
 Streams: gms keeps no record of which stream last wrote a buffer; its own
 copies (read, write, fill, copy) finish before they return. So there is no
@@ -256,6 +258,9 @@ def _is_capsule(obj):
     return type(obj).__name__ == "PyCapsule"
 
 
+_consume_lock = threading.Lock()
+
+
 def import_tensor(ctx, obj, stream=None):
     """A Buffer of ctx over obj's memory (an object with __dlpack__, or an
     unconsumed DLPack capsule). stream goes to the producer as is."""
@@ -268,15 +273,24 @@ def import_tensor(ctx, obj, stream=None):
             capsule = obj.__dlpack__(max_version=(1, 0), **kw)
         except TypeError:  # a producer older than DLPack 1.0
             capsule = obj.__dlpack__(**kw)
+    # Consumed (renamed) before the import and given back if it fails:
+    # checked and renamed after, two threads importing one capsule would
+    # both own its tensor, and its deleter would run twice.
+    with _consume_lock:
+        if _IsValid(capsule, _N_VERSIONED):
+            name, used, kind = _N_VERSIONED, _N_USED_VERSIONED, _lib.DLManagedTensorVersioned
+            fn = _lib.gms_dlpack_import
+        elif _IsValid(capsule, _N_LEGACY):
+            name, used, kind = _N_LEGACY, _N_USED_LEGACY, _lib.DLManagedTensor
+            fn = _lib.gms_dlpack_import_legacy
+        else:
+            raise BufferError("gms: not an unconsumed DLPack capsule")
+        t = cast(_GetPointer(capsule, name), POINTER(kind))
+        _SetName(capsule, used)
     h = c_uint64()
-    if _IsValid(capsule, _N_VERSIONED):
-        t = cast(_GetPointer(capsule, _N_VERSIONED), POINTER(_lib.DLManagedTensorVersioned))
-        ctx._owner.checked(_lib.gms_dlpack_import, t, byref(h))
-        _SetName(capsule, _N_USED_VERSIONED)
-    elif _IsValid(capsule, _N_LEGACY):
-        t = cast(_GetPointer(capsule, _N_LEGACY), POINTER(_lib.DLManagedTensor))
-        ctx._owner.checked(_lib.gms_dlpack_import_legacy, t, byref(h))
-        _SetName(capsule, _N_USED_LEGACY)
-    else:
-        raise BufferError("gms: not an unconsumed DLPack capsule")
+    try:
+        ctx._owner.checked(fn, t, byref(h))
+    except BaseException:
+        _SetName(capsule, name)  # not imported: the capsule's again
+        raise
     return Buffer(ctx, h.value)

@@ -156,6 +156,26 @@ def test_a_deleter_inside_a_call_holds_no_lock(ctx):
     assert t.result is None and u.result is not None and not isinstance(u.result, Exception)
 
 
+def test_a_capsule_is_consumed_once(rt):
+    """Two threads import the same capsule at once: one gets the tensor,
+    the other a BufferError, and the producer's deleter runs exactly once."""
+    a, b = rt.context("acme", "a"), rt.context("acme", "b")
+    for _ in range(100):
+        deleted = []
+        producer = Producer(64, lambda: deleted.append(1))
+        capsule = producer.capsule()
+        start = threading.Barrier(2)
+        t1 = run(lambda: (start.wait(), a.from_dlpack(capsule))[1])
+        t2 = run(lambda: (start.wait(), b.from_dlpack(capsule))[1])
+        assert joined(t1, t2)
+        got = [t.result for t in (t1, t2) if isinstance(t.result, gms.Buffer)]
+        refused = [t.result for t in (t1, t2) if isinstance(t.result, BufferError)]
+        assert len(got) == 1 and len(refused) == 1, (t1.result, t2.result)
+        got[0].free()
+        del got, capsule, t1, t2
+        assert deleted == [1]
+
+
 def test_contexts_that_imported_each_others_tensors(rt):
     """Each of two contexts holds a tensor the other exported; both are
     freed at once on two threads, each free running the other context's
