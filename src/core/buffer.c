@@ -393,14 +393,17 @@ static int handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, void *st
     bool owns = b->u.live.owner && b->u.live.slot == index;
     b->holders--;
     b->writers -= s->mode == GMS_ACCESS_READ_WRITE;
-    atomic_store_explicit(&s->handle, 0, memory_order_release);
-    s->gen++;
-    s->block = NULL;
-    s->holder = NULL;
+    /* Off the holder's list before the handle reads 0: a context closing
+     * walks that list under holds_lock alone and needs a slot's handle to
+     * find its pool. */
     if (owns)
         live_unlink(b);
     else
         hold_unlink(holder, s);
+    atomic_store_explicit(&s->handle, 0, memory_order_release);
+    s->gen++;
+    s->block = NULL;
+    s->holder = NULL;
     gms__slot_put(p, index);
     if (b->holders)
         return GMS_OK;

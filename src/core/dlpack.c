@@ -17,9 +17,13 @@
 #include <string.h>
 
 /* What an exported tensor points back to. Outstanding exports are listed
- * in their runtime (rt->lock), so that a runtime closing before a
- * consumer calls the deleter can cut them loose: the deleter then only
- * frees the tensor (the handle went with its context). */
+ * in their runtime, so that a runtime closing before a consumer calls the
+ * deleter can cut them loose: the deleter then only frees the tensor (the
+ * handle went with its context). A deleter may run on any thread while
+ * the runtime closes, so e->rt and the lists are guarded by exports_lock,
+ * which outlives every runtime (a lock inside the runtime could be freed
+ * under a deleter waiting for it), and the close waits for the deleters
+ * that found their runtime still there to finish with it. */
 typedef struct export_ctx {
     gms_runtime *rt; /* NULL once the runtime is gone */
     struct export_ctx *prev, *next;
@@ -27,6 +31,9 @@ typedef struct export_ctx {
     int64_t shape[GMS_DLPACK_MAX_DIMS];
     int64_t strides[GMS_DLPACK_MAX_DIMS];
 } export_ctx;
+
+static pthread_mutex_t exports_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t exports_released = PTHREAD_COND_INITIALIZER;
 
 static DLDevice device_of(const gms_runtime *rt)
 {
@@ -83,19 +90,22 @@ overflow:
 
 static void export_release(export_ctx *e)
 {
-    gms_runtime *rt = e->rt;
+    pthread_mutex_lock(&exports_lock);
+    gms_runtime *rt = e->rt; /* read under the lock: the close may be cutting it loose */
+    if (rt) {
+        if (e->prev)
+            e->prev->next = e->next;
+        else
+            rt->exports = e->next;
+        if (e->next)
+            e->next->prev = e->prev;
+        rt->export_releases++; /* the runtime's close waits for this release */
+    }
+    pthread_mutex_unlock(&exports_lock);
     if (!rt) {
         free(e);
         return;
     }
-    pthread_mutex_lock(&rt->lock);
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        rt->exports = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    pthread_mutex_unlock(&rt->lock);
     gms_pool *p = NULL;
     gms_slot *s = gms__slot_lookup(rt, e->handle, &p);
     if (s) {
@@ -108,19 +118,25 @@ static void export_release(export_ctx *e)
         gms__drop_finish(&d);
         gms__violations_deliver(rt);
     }
+    pthread_mutex_lock(&exports_lock);
+    if (--rt->export_releases == 0)
+        pthread_cond_broadcast(&exports_released);
+    pthread_mutex_unlock(&exports_lock);
     free(e);
 }
 
 void gms__dlpack_orphan_all(gms_runtime *rt)
 {
-    pthread_mutex_lock(&rt->lock);
+    pthread_mutex_lock(&exports_lock);
     for (export_ctx *e = rt->exports, *n; e; e = n) {
         n = e->next;
         e->rt = NULL;
         e->prev = e->next = NULL;
     }
     rt->exports = NULL;
-    pthread_mutex_unlock(&rt->lock);
+    while (rt->export_releases)
+        pthread_cond_wait(&exports_released, &exports_lock);
+    pthread_mutex_unlock(&exports_lock);
 }
 
 static void versioned_deleter(DLManagedTensorVersioned *t)
@@ -204,13 +220,13 @@ static int export_common(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *d
     t->byte_offset = desc->byte_offset;
     gms__pool_unlock(h.pool);
     gms_runtime *rt = ctx->rt;
+    pthread_mutex_lock(&exports_lock);
     e->rt = rt;
-    pthread_mutex_lock(&rt->lock);
     e->next = rt->exports;
     if (e->next)
         e->next->prev = e;
     rt->exports = e;
-    pthread_mutex_unlock(&rt->lock);
+    pthread_mutex_unlock(&exports_lock);
     *out_e = e;
     return GMS_OK;
 }

@@ -354,7 +354,10 @@ struct gms_runtime {
     uint32_t _Atomic n_on_pressure;
     uint64_t _Atomic pressure_events, pressure_recovered, pressure_steps;
     uint64_t view_unit; /* a read-only view maps whole units of this size */
-    struct export_ctx *exports; /* DLPack tensors not yet deleted (lock) */
+    /* DLPack tensors not yet deleted, and their deleters still working on
+     * this runtime (both under dlpack.c's exports_lock). */
+    struct export_ctx *exports;
+    uint64_t export_releases;
     gms_audit *audit; /* NULL: no trail */
     bool shared;  /* the process-wide runtime */
     uint64_t refs; /* opens of the shared runtime (its static lock) */

@@ -682,6 +682,12 @@ static void context_drop_holds(gms_context *ctx, uint64_t *blocks, uint64_t *byt
             return;
         gms_pool *p = gms__handle_pool(ctx->rt, h);
         gms__pool_lock(p);
+        /* Between the two locks another thread (a DLPack deleter) may have
+         * released it: look again before using it. */
+        if (atomic_load(&s->handle) != h || s->kind != GMS_SLOT_HANDLE || s->holder != ctx) {
+            gms__pool_unlock(p);
+            continue;
+        }
         gms_block *b = s->block;
         (*blocks)++;
         *bytes += b->size;

@@ -3,24 +3,32 @@
 Lifetimes follow the C API's: a Runtime holds Contexts, a Context holds
 Buffers. Each Python object keeps the one it came from alive, and each has a
 weakref.finalize that closes or frees its C object when Python drops it, so
-a forgotten buffer is freed like any Python object. The finalizers do not
-hold the objects themselves; they share a small `_Owner` record (the C
-pointer and a lock) with them. Closing a Context sets its record's pointer
-to None under the lock, which turns the finalizers of its remaining Buffers
-into no-ops: no call is ever made on a closed context, whatever order the
-garbage collector runs finalizers in. Closing a Runtime closes its Python
-Contexts the same way. Buffers still live at a context's close are leaks,
-which libgms reports and reclaims.
+a forgotten buffer is freed like any Python object.
+
+A Runtime's and a Context's C pointer live in an `_Owner`, shared with the
+finalizers (which must not hold the objects themselves). ctypes releases the
+GIL for every call, so another thread may close an object while a call is
+still inside libgms. So every call enters the owner first (a count of calls
+in flight, taken under its lock) and leaves it after. A close only marks
+the owner closing: from then on new calls raise gms.InvalidHandle, the
+finalizers of its Buffers do nothing, and the C object is freed by the last
+call to leave (by the close itself when none is in flight). A Context
+counts as a call on its Runtime until its C context is freed. No Python
+lock is held while libgms runs, so a call that ends in another object's
+code (a DLPack deleter, a callback) never waits for a lock its own thread
+holds. Buffers still live at a context's close are leaks, which libgms
+reports and reclaims.
 
 Checked calls (read, write, copy, fill) release the GIL while libgms copies.
 """
 
 import enum
 import gc
+import os
 import threading
 import weakref
 from collections import namedtuple
-from ctypes import (POINTER, addressof, byref, c_char, c_uint64, c_void_p, cast,
+from ctypes import (POINTER, addressof, byref, c_char, c_char_p, c_uint64, c_void_p, cast,
                     create_string_buffer)
 
 from . import _lib
@@ -78,64 +86,190 @@ _ALIASES = {"rw": "READ_WRITE", "write": "READ_WRITE", "r": "READ", "ro": "READ"
 
 
 def _enum(cls, value):
-    """An enum member from a member, an int or a case-insensitive name."""
-    if isinstance(value, str):
-        name = value.upper().replace("-", "_")
-        return cls[_ALIASES.get(value.lower(), name)]
-    return cls(value)
+    """An enum member from a member, an int or a case-insensitive name;
+    ValueError for anything else."""
+    try:
+        if isinstance(value, str):
+            name = value.upper().replace("-", "_")
+            return cls[_ALIASES.get(value.lower(), name)]
+        return cls(value)
+    except (KeyError, ValueError, TypeError):
+        raise ValueError("gms: %r is not a %s (one of %s)" % (
+            value, cls.__name__, ", ".join(m.name.lower() for m in cls))) from None
 
 
-def _name(s):
-    return None if s is None else s.encode("ascii") if isinstance(s, str) else bytes(s)
+def _no_nul(b, what, value):
+    # ctypes passes bytes to C as a char *: C would read up to the first NUL
+    # and act on a shorter name ("acme\0evil" would be tenant "acme").
+    if b"\0" in b:
+        raise ValueError("gms: the %s %r has a NUL byte; C would read it as %r"
+                         % (what, value, b.split(b"\0", 1)[0].decode("ascii", "replace")))
+    return b
+
+
+def _name(s, what="name"):
+    """A tenant or user name (a str or bytes) as bytes for C, None as None.
+    libgms checks the rest (1 to 63 bytes of printable ASCII)."""
+    if s is None:
+        return None
+    if isinstance(s, str):
+        try:
+            b = s.encode("ascii")
+        except UnicodeEncodeError:
+            raise ValueError("gms: the %s %r is not ASCII" % (what, s)) from None
+    elif isinstance(s, (bytes, bytearray, memoryview)):
+        b = bytes(s)
+    else:
+        raise TypeError("gms: the %s must be a str, not %s" % (what, type(s).__name__))
+    return _no_nul(b, what, s)
+
+
+def _path(p, what):
+    """A filesystem path (str, bytes or os.PathLike) as bytes for C."""
+    return _no_nul(os.fsencode(p), what, p)
+
+
+_OPEN, _CLOSING, _FREEING, _FREED = range(4)
 
 
 class _Owner:
-    """A C object's pointer, shared between a Python object and the
-    finalizers that depend on it. ptr is None once the C object is closed."""
+    """A Runtime's or Context's C pointer and the calls in flight on it.
 
-    __slots__ = ("ptr", "lock", "children", "keep", "__weakref__")
+    refs counts the object's own reference (dropped by close), the calls in
+    flight and, for a runtime, its open contexts; whoever drops it to zero
+    frees the C object. The lock guards only these fields and is never held
+    across a call into libgms. It is re-entrant because the cycle collector
+    may run a finalizer (which enters an owner) on a thread inside one of
+    these few lines; they do nothing that a re-entry could split."""
 
-    def __init__(self, ptr, keep=None):
+    __slots__ = ("ptr", "what", "release", "parent", "keep", "lock", "state", "refs",
+                 "children", "pending", "__weakref__")
+
+    def __init__(self, ptr, what, release, parent=None, keep=None):
         self.ptr = ptr
-        self.lock = threading.RLock()  # re-entered when a log callback collects
-        self.children = set()          # the _Owners of a runtime's contexts
-        self.keep = keep               # what C may call until the close (a log callback)
+        self.what = what          # "runtime" or "context", for messages
+        self.release = release    # release(ptr) frees the C object
+        self.parent = parent      # a context's runtime owner, entered for its life
+        self.keep = keep          # what C may call until the free (a log callback)
+        self.lock = threading.RLock()
+        self.state = _OPEN
+        self.refs = 1
+        self.children = set()     # a runtime's open contexts' owners
+        self.pending = []         # deleters that came during the close
 
+    @property
+    def open(self):
+        return self.state == _OPEN
 
-def _close_context(owner, parent):
-    with owner.lock:
-        ptr, owner.ptr = owner.ptr, None  # buffers' finalizers see None from here
-    if ptr:
-        if parent is not None:
-            parent.children.discard(owner)
-        _lib.gms_context_close(ptr)
+    def try_enter(self):
+        """The pointer, counted as a call in flight; None once closing."""
+        with self.lock:
+            if self.state != _OPEN:
+                return None
+            self.refs += 1
+            return self.ptr
 
+    def enter(self):
+        ptr = self.try_enter()
+        if ptr is None:
+            raise InvalidHandle("gms: the %s is closed" % self.what, code=-2)
+        return ptr
 
-def _close_runtime(owner, borrowed, gc_registered):
-    with owner.lock:
-        ptr, owner.ptr = owner.ptr, None
-        children = list(owner.children)
-        owner.children.clear()
-    for child in children:
-        _close_context(child, None)
-    if ptr:
-        if gc_registered:
-            _pressure_forget(ptr)
-        if not borrowed:
-            _lib.gms_runtime_close(ptr)
+    def leave(self):
+        with self.lock:
+            self.refs -= 1
+            last = self.refs == 0
+            if last:
+                self.state = _FREEING
+        if last:
+            self._free()
+
+    def call(self, fn, *args):
+        """fn(ptr, *args) as a call in flight: the C object stays alive
+        until it returns."""
+        ptr = self.enter()
+        try:
+            return fn(ptr, *args)
+        finally:
+            self.leave()
+
+    def checked(self, fn, *args):
+        """call() for a function that returns a gms code; raises its
+        exception (made before leaving: the last one out may call libgms,
+        which would overwrite this thread's gms_error_last)."""
+        ptr = self.enter()
+        try:
+            return check(fn(ptr, *args))
+        finally:
+            self.leave()
+
+    def close(self):
+        """Refuses new calls; the C object goes once the calls in flight
+        have left. A runtime closes its contexts first."""
+        with self.lock:
+            if self.state != _OPEN:
+                return
+            self.state = _CLOSING
+            children = list(self.children)
+        for child in children:
+            child.close()
+        self.leave()
+
+    def run_or_defer(self, fn):
+        """Runs fn(), a DLPack deleter of a tensor this object exported, at
+        a moment it cannot race with the free: now, as a call in flight,
+        while the object is open; just after the free while a close is
+        under way; through the parent once the object is gone (a deleter
+        needs the runtime, not the context)."""
+        with self.lock:
+            state = self.state
+            if state == _OPEN:
+                self.refs += 1
+            elif state != _FREED:
+                self.pending.append(fn)
+        if state == _OPEN:
+            try:
+                fn()
+            finally:
+                self.leave()
+        elif state == _FREED:
+            if self.parent is not None:
+                self.parent.run_or_defer(fn)
+            else:  # libgms cut the tensor loose at the runtime's close
+                fn()
+
+    def _free(self):
+        try:
+            self.release(self.ptr)
+        finally:
+            with self.lock:
+                self.state = _FREED
+                self.ptr = None
+                pending, self.pending = self.pending, None
+            for fn in pending:
+                fn()
+            parent = self.parent
+            if parent is not None:
+                with parent.lock:
+                    parent.children.discard(self)
+                parent.leave()
 
 
 def _free_buffer(owner, handle, stream_cell):
-    """A Buffer's finalizer: frees its handle unless the context is closed.
-    Errors cannot be raised from here; libgms has logged them already."""
-    with owner.lock:
-        ctx = owner.ptr
-        if ctx:
-            stream = stream_cell[0]
-            if stream is not None:  # 0: the legacy default stream
-                _lib.gms_free_async(ctx, handle, stream or None)
-            else:
-                _lib.gms_free(ctx, handle)
+    """A Buffer's finalizer: frees its handle unless the context is closed
+    or closing (its close reclaims the handle). Errors cannot be raised from
+    here; libgms has logged them already."""
+    ctx = owner.try_enter()
+    if ctx is None:
+        return
+    try:
+        stream = stream_cell[0]
+        if stream is not None:  # 0: the legacy default stream
+            _lib.gms_free_async(ctx, handle, stream or None)
+        else:
+            _lib.gms_free(ctx, handle)
+    finally:
+        owner.leave()
 
 
 # ---- memory pressure -----------------------------------------------------------------
@@ -193,6 +327,17 @@ class Grant(namedtuple("Grant", "tenant user language mode")):
 
 # ---- runtime --------------------------------------------------------------------------
 
+def _runtime_release(borrowed, gc_registered):
+    """What frees a Runtime's C object: gms_runtime_close, unless it is
+    borrowed (the torch plug-in's runtime, which the plug-in keeps)."""
+    def release(ptr):
+        if gc_registered:
+            _pressure_forget(ptr)
+        if not borrowed:
+            _lib.gms_runtime_close(ptr)
+    return release
+
+
 class Runtime:
     """A gms runtime. Runtime() with no arguments is the process-wide shared
     runtime (reference counted: every language in the process gets the same
@@ -227,8 +372,9 @@ class Runtime:
                     self._keep.append(key_bytes)
                     opts.audit_key_len = len(key_bytes)
                     value = cast(key_bytes, POINTER(_lib.c_uint8))
-                elif key in ("audit_dir", "audit_key_file"):
-                    value = _name(str(value))
+                elif dict(opts._fields_)[key] is c_char_p:  # audit_dir, audit_key_file
+                    value = _path(value, key)
+                    self._keep.append(value)
                 setattr(opts, key, int(value) if isinstance(value, enum.IntEnum) else value)
             if log is not None:
                 self._log = _lib.log_fn(lambda user, level, msg: log(
@@ -236,14 +382,14 @@ class Runtime:
                 opts.log = self._log
         ptr = c_void_p()
         check(_lib.gms_runtime_open(byref(ptr), byref(opts) if opts is not None else None))
-        self._owner = _Owner(ptr.value, keep=self._log)
+        self._owner = _Owner(ptr.value, "runtime", _runtime_release(False, gc_on_pressure),
+                             keep=self._log)
         self._private = opts is not None
         self._device = int(opts.device) if opts is not None else None
         self._dl_device = None
         if gc_on_pressure:
-            _pressure_register_gc(self._owner.ptr)
-        self._finalizer = weakref.finalize(self, _close_runtime, self._owner, False,
-                                           bool(gc_on_pressure))
+            _pressure_register_gc(ptr.value)
+        self._finalizer = weakref.finalize(self, self._owner.close)
 
     @classmethod
     def _borrow(cls, ptr):
@@ -251,28 +397,32 @@ class Runtime:
         plug-in's): close() forgets it but does not close it."""
         self = cls.__new__(cls)
         self._borrowed, self._log, self._private = True, None, True
-        self._owner = _Owner(ptr)
+        self._owner = _Owner(ptr, "runtime", _runtime_release(True, False))
         self._device = None
         self._dl_device = None
-        self._finalizer = weakref.finalize(self, _close_runtime, self._owner, True, False)
+        self._finalizer = weakref.finalize(self, self._owner.close)
         return self
 
     @property
     def ptr(self):
-        """The gms_runtime * as an int (for other bindings in the process)."""
-        p = self._owner.ptr
-        if not p:
-            raise InvalidHandle("the runtime is closed", code=-2)
+        """The gms_runtime * as an int (for other bindings in the process).
+        Nothing keeps it valid once this Runtime is closed."""
+        o = self._owner
+        p = o.ptr
+        if not o.open or not p:
+            raise InvalidHandle("gms: the runtime is closed", code=-2)
         return p
 
     @property
     def closed(self):
-        return self._owner.ptr is None
+        """True from the close on (the C runtime goes once the calls still
+        in flight on other threads have returned)."""
+        return not self._owner.open
 
     @property
     def backend(self):
         """"host", "cuda" or "hip"."""
-        return _lib.gms_runtime_backend_name(self.ptr).decode()
+        return self._owner.call(_lib.gms_runtime_backend_name).decode()
 
     def context(self, tenant, user=None, level=Level.INTERNAL, language=Language.PYTHON):
         """Opens a Context: who is acting."""
@@ -280,7 +430,10 @@ class Runtime:
 
     def close(self):
         """Closes the runtime (one reference of the shared one) and every
-        Context opened on it from Python; their live Buffers are leaks."""
+        Context opened on it from Python; their live Buffers are leaks.
+        Calls from then on raise gms.InvalidHandle; calls already inside
+        libgms on other threads finish first, and the last of them frees
+        the C runtime."""
         self._finalizer()
 
     def __enter__(self):
@@ -296,14 +449,14 @@ class Runtime:
 
     def set_quota(self, tenant, max_bytes=None, max_allocs=None):
         """Limits a tenant's live bytes and allocations; None lifts a limit."""
-        check(_lib.gms_tenant_set_quota(self.ptr, _name(tenant),
-                                        UNLIMITED if max_bytes is None else max_bytes,
-                                        UNLIMITED if max_allocs is None else max_allocs))
+        self._owner.checked(_lib.gms_tenant_set_quota, _name(tenant, "tenant"),
+                            UNLIMITED if max_bytes is None else max_bytes,
+                            UNLIMITED if max_allocs is None else max_allocs)
 
     def stats(self):
         """gms_stats as a dict."""
         s = _lib.Stats()
-        check(_lib.gms_stats_get(self.ptr, byref(s)))
+        self._owner.checked(_lib.gms_stats_get, byref(s))
         return {name: getattr(s, name) for name, _ in s._fields_}
 
     def tenant_stats(self):
@@ -311,7 +464,7 @@ class Runtime:
         out = []
         for i in range(self.stats()["tenants"]):
             t = _lib.TenantStats()
-            check(_lib.gms_tenant_stats_get(self.ptr, i, byref(t)))
+            self._owner.checked(_lib.gms_tenant_stats_get, i, byref(t))
             d = {name: getattr(t, name) for name, _ in t._fields_}
             d["tenant"] = d["tenant"].decode()
             out.append(d)
@@ -319,30 +472,36 @@ class Runtime:
 
     def trim(self):
         """Returns every unused mapped granule to the backend now."""
-        check(_lib.gms_trim(self.ptr))
+        self._owner.checked(_lib.gms_trim)
 
     def sync(self):
         """Waits until the device has run the safety work queued so far and
         reports what it found (callbacks, audit, log) before returning; on a
         GPU such findings otherwise arrive within about a millisecond of the
         device running that work, on the runtime's collector thread."""
-        check(_lib.gms_sync(self.ptr))
+        self._owner.checked(_lib.gms_sync)
 
     def verify(self, raise_on_violation=True):
         """Runs the verifier; returns its report as a dict, or raises
         gms.Corruption (with the report as .report) when an invariant fails."""
         r = _lib.Report()
-        rc = _lib.gms_verify(self.ptr, byref(r))
+        e = None
+        ptr = self._owner.enter()
+        try:
+            rc = _lib.gms_verify(ptr, byref(r))
+            if rc != 0 and (raise_on_violation or rc != -8):
+                e = error_for(rc)  # before leaving: see _Owner.checked
+        finally:
+            self._owner.leave()
         d = {name: getattr(r, name) for name, _ in r._fields_}
         d["first_violation"] = d["first_violation"].decode("utf-8", "replace")
-        if rc != 0 and (raise_on_violation or rc != -8):
-            e = error_for(rc)
+        if e is not None:
             e.report = d
             raise e
         return d
 
     def audit_flush(self):
-        check(_lib.gms_audit_flush(self.ptr))
+        self._owner.checked(_lib.gms_audit_flush)
 
     def on_pressure(self, fn):
         """Registers fn(PressureEvent), called when an allocation would fail,
@@ -352,7 +511,7 @@ class Runtime:
             p = p.contents
             fn(PressureEvent((p.tenant or b"").decode(), p.bytes_wanted, p.reason))
         cfn = _lib.pressure_fn(call)
-        check(_lib.gms_on_pressure(self.ptr, cfn, None))
+        self._owner.checked(_lib.gms_on_pressure, cfn, None)
         _callbacks.append(cfn)
         return fn
 
@@ -363,7 +522,7 @@ class Runtime:
             fn(ViolationEvent(v.kind, (v.tenant or b"").decode(), v.handle, v.address,
                               v.offset, v.size, (v.message or b"").decode("utf-8", "replace")))
         cfn = _lib.violation_fn(call)
-        check(_lib.gms_on_violation(self.ptr, cfn, None))
+        self._owner.checked(_lib.gms_on_violation, cfn, None)
         _callbacks.append(cfn)
         return fn
 
@@ -379,38 +538,59 @@ class Context:
                  language=Language.PYTHON):
         desc = _lib.ContextDesc()
         _lib.gms_context_desc_init(byref(desc))
-        desc.tenant = _name(tenant)
-        desc.user = _name(user if user is not None else tenant)
+        tenant_b = _name(tenant, "tenant")
+        user_b = _name(user, "user") if user is not None else tenant_b
+        desc.tenant, desc.user = tenant_b, user_b
         desc.level = _enum(Level, level)
         desc.language = _enum(Language, language)
         ptr = c_void_p()
-        check(_lib.gms_context_open(byref(ptr), runtime.ptr, byref(desc)))
+        parent = runtime._owner
+        # The context is a call in flight on its runtime until it is freed.
+        rt = parent.enter()
+        opened = False
+        try:
+            check(_lib.gms_context_open(byref(ptr), rt, byref(desc)))
+            opened = True
+        finally:
+            if not opened:
+                parent.leave()
         self.runtime = runtime
         self.tenant = tenant
         self.user = user if user is not None else tenant
         self.level = Level(desc.level)
         self.language = Language(desc.language)
-        self._owner = _Owner(ptr.value)
-        parent = runtime._owner
+        self._owner = _Owner(ptr.value, "context", _lib.gms_context_close, parent=parent)
         with parent.lock:
-            parent.children.add(self._owner)
-        self._finalizer = weakref.finalize(self, _close_context, self._owner, parent)
+            closing = not parent.open  # the runtime began to close meanwhile
+            if not closing:
+                parent.children.add(self._owner)
+        self._finalizer = weakref.finalize(self, self._owner.close)
+        if closing:
+            self.close()
+            raise InvalidHandle("gms: the runtime is closed", code=-2)
 
     @property
     def ptr(self):
-        """The gms_context * as an int."""
-        p = self._owner.ptr
-        if not p:
-            raise InvalidHandle("the context is closed", code=-2)
+        """The gms_context * as an int. Nothing keeps it valid once this
+        Context is closed."""
+        o = self._owner
+        p = o.ptr
+        if not o.open or not p:
+            raise InvalidHandle("gms: the context is closed", code=-2)
         return p
 
     @property
     def closed(self):
-        return self._owner.ptr is None
+        """True from the close on (the C context goes once the calls still
+        in flight on other threads have returned)."""
+        return not self._owner.open
 
     def close(self):
         """Closes the context. Its Buffers still alive are leaks: libgms
-        reports and reclaims them, and their Python objects go dead."""
+        reports and reclaims them, and their Python objects go dead. Calls
+        from then on raise gms.InvalidHandle; calls already inside libgms on
+        other threads finish first, and the last of them frees the C
+        context."""
         self._finalizer()
 
     def __enter__(self):
@@ -434,9 +614,9 @@ class Context:
         h = c_uint64()
         flags = (ALLOC_ZERO if zero else 0) | (ALLOC_PAGES if pages else 0)
         if stream is None:
-            check(_lib.gms_alloc(self.ptr, size, flags, byref(h)))
+            self._owner.checked(_lib.gms_alloc, size, flags, byref(h))
         else:
-            check(_lib.gms_alloc_async(self.ptr, size, flags, c_void_p(stream), byref(h)))
+            self._owner.checked(_lib.gms_alloc_async, size, flags, c_void_p(stream), byref(h))
         buf = Buffer(self, h.value, size)
         if stream is not None:
             buf.free_stream = stream
@@ -445,12 +625,12 @@ class Context:
     def acquire(self, share_id, mode=Access.READ):
         """This context's own Buffer on a shared one (see Buffer.share)."""
         h = c_uint64()
-        check(_lib.gms_acquire(self.ptr, int(share_id), _enum(Access, mode), byref(h)))
+        self._owner.checked(_lib.gms_acquire, int(share_id), _enum(Access, mode), byref(h))
         return Buffer(self, h.value)
 
     def revoke(self, share_id):
         """Stops new acquires of a share this context made."""
-        check(_lib.gms_revoke(self.ptr, int(share_id)))
+        self._owner.checked(_lib.gms_revoke, int(share_id))
 
     def from_dlpack(self, obj, stream=None):
         """A Buffer of this context over another framework's tensor (no copy)."""
@@ -485,17 +665,19 @@ class Buffer:
     object is dropped (weakref.finalize), or at once by free() or the end of
     a with block. After that every method raises gms.InvalidHandle."""
 
-    __slots__ = ("context", "handle", "_size", "_owner", "_finalizer", "_stream", "_ptr",
-                 "__weakref__")
+    __slots__ = ("context", "handle", "_size", "_owner", "_finalizer", "_stream", "__weakref__")
 
     def __init__(self, context, handle, size=None):
         self.context = context
         self.handle = handle
         self._owner = context._owner
         self._stream = [None]  # free_stream: a one-element cell the finalizer reads
-        self._ptr = None
         self._finalizer = weakref.finalize(self, _free_buffer, self._owner, handle, self._stream)
-        self._size = size if size is not None else self.info().size
+        try:
+            self._size = size if size is not None else self.info().size
+        except BaseException:
+            self._finalizer.detach()  # not a handle of this context's: nothing to free
+            raise
 
     # -- identity
     @property
@@ -508,7 +690,7 @@ class Buffer:
     @property
     def alive(self):
         """False once freed, transferred, or its context closed."""
-        return self._finalizer.alive and self._owner.ptr is not None
+        return self._finalizer.alive and self._owner.open
 
     @property
     def free_stream(self):
@@ -522,8 +704,10 @@ class Buffer:
     def free_stream(self, stream):
         self._stream[0] = None if stream is None else int(stream)
 
-    def _ctx(self):
-        return self.context.ptr
+    def _call(self, fn, *args):
+        """fn(context, handle, *args) as a checked call in flight on the
+        context."""
+        return self._owner.checked(fn, self.handle, *args)
 
     def __repr__(self):
         return "<gms.Buffer %#x size=%d%s>" % (self.handle, self._size,
@@ -542,17 +726,15 @@ class Buffer:
         legacy default) whose queued work must finish before the memory is
         reused (gms_free_async). A second free raises gms.InvalidHandle with
         libgms's message."""
-        ctx = self._ctx()
-        self._finalizer.detach()
-        owner = self._owner
-        with owner.lock:
-            if owner.ptr is None:
-                raise InvalidHandle("the context is closed", code=-2)
+        ctx = self._owner.enter()  # a closed context's buffers are dead already
+        try:
+            self._finalizer.detach()
             if stream is not None:
-                rc = _lib.gms_free_async(ctx, self.handle, stream or None)
+                check(_lib.gms_free_async(ctx, self.handle, stream or None))
             else:
-                rc = _lib.gms_free(ctx, self.handle)
-        check(rc)
+                check(_lib.gms_free(ctx, self.handle))
+        finally:
+            self._owner.leave()
 
     release = free
 
@@ -561,10 +743,14 @@ class Buffer:
         returned one is `to`'s. stream: a CUDA stream (int) whose queued work
         must finish first (gms_transfer_async)."""
         h = c_uint64()
-        if stream is not None:
-            check(_lib.gms_transfer_async(self._ctx(), self.handle, to.ptr, stream, byref(h)))
-        else:
-            check(_lib.gms_transfer(self._ctx(), self.handle, to.ptr, byref(h)))
+        dst = to._owner.enter()
+        try:
+            if stream is not None:
+                self._call(_lib.gms_transfer_async, dst, stream, byref(h))
+            else:
+                self._call(_lib.gms_transfer, dst, byref(h))
+        finally:
+            to._owner.leave()
         self._finalizer.detach()
         return Buffer(to, h.value, self._size)
 
@@ -581,7 +767,7 @@ class Buffer:
         keep = []
         for i, g in enumerate(grants):
             g = Grant(**g) if isinstance(g, dict) else Grant(*g) if not isinstance(g, Grant) else g
-            t, u = _name(g.tenant), _name(g.user)
+            t, u = _name(g.tenant, "grant's tenant"), _name(g.user, "grant's user")
             keep += [t, u]
             lang = ANY_LANGUAGE if g.language in (None, ANY_LANGUAGE) else _enum(Language, g.language)
             arr[i] = _lib.ShareGrant(t, u, int(lang), int(_enum(Access, g.mode)))
@@ -591,14 +777,14 @@ class Buffer:
         desc.ngrants = len(grants)
         desc.immutable = 1 if immutable else 0
         sid = c_uint64()
-        check(_lib.gms_share(self._ctx(), self.handle, byref(desc), byref(sid)))
+        self._call(_lib.gms_share, byref(desc), byref(sid))
         return sid.value
 
     # -- information
     def info(self):
         """gms_buf_info as a BufferInfo named tuple."""
         i = _lib.BufInfo()
-        check(_lib.gms_buf_info_get(self._ctx(), self.handle, byref(i)))
+        self._call(_lib.gms_buf_info_get, byref(i))
         return BufferInfo(i.size, i.block_size, i.device_ptr, i.pool_id, i.flags,
                           Level(i.level), Language(i.language), i.tenant.decode(),
                           i.user.decode(), i.access, i.holders, i.share_id,
@@ -607,12 +793,12 @@ class Buffer:
     @property
     def ptr(self):
         """The raw device address (a host address on the host backend):
-        unchecked access, for kernels and frameworks."""
-        if self._ptr is None or not self._finalizer.alive:
-            p = c_void_p()
-            check(_lib.gms_buf_ptr(self._ctx(), self.handle, byref(p)))
-            self._ptr = p.value or 0
-        return self._ptr
+        unchecked access, for kernels and frameworks. Asked of libgms each
+        time: it changes when the buffer does (an immutable share's
+        read-only view)."""
+        p = c_void_p()
+        self._call(_lib.gms_buf_ptr, byref(p))
+        return p.value or 0
 
     # -- checked access
     def _span(self, offset, n):
@@ -624,33 +810,33 @@ class Buffer:
         """n bytes from offset (default: to the end) as bytes."""
         offset, n = self._span(offset, n)
         out = create_string_buffer(max(n, 1))
-        check(_lib.gms_read(self._ctx(), self.handle, offset, out, n))
+        self._call(_lib.gms_read, offset, out, n)
         return out.raw[:n]
 
     def readinto(self, dst, offset=0):
         """Fills a writable bytes-like object (bytearray, numpy array...)
         from offset; returns the number of bytes read."""
         addr, n, keep = _as_source(dst, writable=True)
-        check(_lib.gms_read(self._ctx(), self.handle, offset, addr, n))
+        self._call(_lib.gms_read, offset, addr, n)
         del keep
         return n
 
     def write(self, data, offset=0):
         """Copies a bytes-like object into the buffer at offset."""
         addr, n, keep = _as_source(data)
-        check(_lib.gms_write(self._ctx(), self.handle, offset, addr, n))
+        self._call(_lib.gms_write, offset, addr, n)
         del keep
         return n
 
     def fill(self, byte, offset=0, n=None):
         offset, n = self._span(offset, n)
-        check(_lib.gms_fill(self._ctx(), self.handle, offset, byte, n))
+        self._call(_lib.gms_fill, offset, byte, n)
 
     def copy_from(self, src, offset=0, src_offset=0, n=None):
         """Copies n bytes of Buffer src (same context) into this one."""
         if n is None:
             n = min(self._size - offset, src.size - src_offset)
-        check(_lib.gms_copy(self._ctx(), self.handle, offset, src.handle, src_offset, n))
+        self._call(_lib.gms_copy, offset, src.handle, src_offset, n)
 
     # -- DLPack (the array API protocol)
     def as_tensor(self, dtype="uint8", shape=None, strides=None, offset=0):

@@ -11,12 +11,15 @@ that takes the tensor renames the capsule "used_dltensor_versioned" (or
 destructor calls the deleter only when the capsule was never consumed.
 
 The tensor's deleter is wrapped (see _guarded_delete) so that a consumer
-calling it after the exporting context was closed does no harm.
+calling it on any thread, before, during or after the exporting context's
+or runtime's close, does no harm.
 
 Import: from_dlpack(obj) asks obj.__dlpack__(max_version=(1, 0)) (the
-legacy call when the producer rejects the keyword), hands the tensor to
-gms_dlpack_import, and on success renames the capsule "used_*": gms then
-owns the tensor and calls its deleter when the buffer is freed.
+legacy call when the producer rejects the keyword), renames the capsule
+"used_*" (under a lock: a capsule is consumed once, whatever the threads)
+and hands the tensor to gms_dlpack_import: gms then owns the tensor and
+calls its deleter when the buffer is freed. If the import fails the
+capsule gets its name back, and with it the tensor.
 
 Streams: gms keeps no record of which stream last wrote a buffer; its own
 copies (read, write, fill, copy) finish before they return. So there is no
@@ -33,7 +36,6 @@ import threading
 from ctypes import POINTER, byref, c_int, c_int64, c_uint64, c_void_p, cast
 
 from . import _lib
-from .errors import check
 
 KDL_CPU, KDL_CUDA, KDL_ROCM = 1, 2, 10
 MAX_DIMS = 16
@@ -82,15 +84,20 @@ def _capsule_destructor(capsule):
 _DESTRUCTOR = ctypes.CFUNCTYPE(None, c_void_p)(_capsule_destructor)
 _DESTRUCTOR_ADDR = cast(_DESTRUCTOR, c_void_p).value
 
-# The deleter of an exported tensor releases a handle of the exporting
-# context. A consumer may call it after that context was closed (a torch
-# tensor that outlives a `with` block, or one freed during interpreter
-# exit, after the atexit finalizers closed everything), when the call would
-# reach a freed context. So the package hands out tensors whose deleter is
-# a guard: it calls libgms's deleter only while the context is open, under
-# the context's lock so that a close cannot run meanwhile. After a close
-# there is nothing left to release (the close dropped the tensor's handle
-# and reported it as a leak); only the tensor's small header stays allocated.
+# The deleter of an exported tensor releases the tensor's handle on the
+# buffer. A consumer may call it on any thread at any time: while the
+# exporting context or runtime is open, while another thread closes it, or
+# after (a torch tensor that outlives a `with` block, or one freed during
+# interpreter exit, after the atexit finalizers closed everything).
+# libgms's deleter copes with a closed context or runtime, but not with one
+# being freed under it. So the package hands out tensors whose deleter is a
+# guard that runs libgms's deleter through the context's _Owner
+# (run_or_defer): at once while the context is open, as a call in flight;
+# just after the free while a close is under way; through the runtime once
+# the context is gone. No Python lock is held while it runs: the deleter
+# may be called from inside another context's call (gms_free of a buffer
+# imported from this tensor), and a lock held there would deadlock two
+# contexts that imported each other's tensors.
 _exports = {}  # tensor address -> (libgms's deleter, the context's _Owner)
 _exports_lock = threading.Lock()
 
@@ -100,9 +107,7 @@ def _guarded_delete(t):
         entry = _exports.pop(cast(t, c_void_p).value, None)
     if entry is not None:
         deleter, owner = entry
-        with owner.lock:
-            if owner.ptr is not None:
-                deleter(t)
+        owner.run_or_defer(lambda: deleter(t))
 
 
 _GUARD_VERSIONED = _lib.DLManagedTensorVersioned._fields_[2][1](_guarded_delete)
@@ -189,10 +194,10 @@ def device_of(buf):
             rt._dl_device = (KDL_CPU, 0)
         elif _lib.has("gms_dlpack_export"):
             out = POINTER(_lib.DLManagedTensorVersioned)()
-            check(_lib.gms_dlpack_export(buf._ctx(), buf.handle, None, byref(out)))
+            buf._call(_lib.gms_dlpack_export, None, byref(out))
             dev = out.contents.dl_tensor.device
             rt._dl_device = (int(dev.device_type), int(dev.device_id))
-            out.contents.deleter(out)
+            out.contents.deleter(out)  # libgms's own: safe whatever happens to the context
         else:
             rt._dl_device = (KDL_CUDA if name == "cuda" else KDL_ROCM, rt._device or 0)
     return rt._dl_device
@@ -227,14 +232,14 @@ def export(buf, desc, stream=None, max_version=None, dl_device=None, copy=None):
     try:
         if versioned:
             out = POINTER(_lib.DLManagedTensorVersioned)()
-            check(_lib.gms_dlpack_export(src._ctx(), src.handle, desc_p, byref(out)))
+            src._call(_lib.gms_dlpack_export, desc_p, byref(out))
             if copy:
                 out.contents.flags |= _lib.DLPACK_FLAG_IS_COPIED
             _guard(out, src._owner, _GUARD_VERSIONED)
             name = _N_VERSIONED
         else:
             out = POINTER(_lib.DLManagedTensor)()
-            check(_lib.gms_dlpack_export_legacy(src._ctx(), src.handle, desc_p, byref(out)))
+            src._call(_lib.gms_dlpack_export_legacy, desc_p, byref(out))
             _guard(out, src._owner, _GUARD_LEGACY)
             name = _N_LEGACY
     finally:
@@ -253,6 +258,9 @@ def _is_capsule(obj):
     return type(obj).__name__ == "PyCapsule"
 
 
+_consume_lock = threading.Lock()
+
+
 def import_tensor(ctx, obj, stream=None):
     """A Buffer of ctx over obj's memory (an object with __dlpack__, or an
     unconsumed DLPack capsule). stream goes to the producer as is."""
@@ -265,15 +273,24 @@ def import_tensor(ctx, obj, stream=None):
             capsule = obj.__dlpack__(max_version=(1, 0), **kw)
         except TypeError:  # a producer older than DLPack 1.0
             capsule = obj.__dlpack__(**kw)
+    # Consumed (renamed) before the import and given back if it fails:
+    # checked and renamed after, two threads importing one capsule would
+    # both own its tensor, and its deleter would run twice.
+    with _consume_lock:
+        if _IsValid(capsule, _N_VERSIONED):
+            name, used, kind = _N_VERSIONED, _N_USED_VERSIONED, _lib.DLManagedTensorVersioned
+            fn = _lib.gms_dlpack_import
+        elif _IsValid(capsule, _N_LEGACY):
+            name, used, kind = _N_LEGACY, _N_USED_LEGACY, _lib.DLManagedTensor
+            fn = _lib.gms_dlpack_import_legacy
+        else:
+            raise BufferError("gms: not an unconsumed DLPack capsule")
+        t = cast(_GetPointer(capsule, name), POINTER(kind))
+        _SetName(capsule, used)
     h = c_uint64()
-    if _IsValid(capsule, _N_VERSIONED):
-        t = cast(_GetPointer(capsule, _N_VERSIONED), POINTER(_lib.DLManagedTensorVersioned))
-        check(_lib.gms_dlpack_import(ctx.ptr, t, byref(h)))
-        _SetName(capsule, _N_USED_VERSIONED)
-    elif _IsValid(capsule, _N_LEGACY):
-        t = cast(_GetPointer(capsule, _N_LEGACY), POINTER(_lib.DLManagedTensor))
-        check(_lib.gms_dlpack_import_legacy(ctx.ptr, t, byref(h)))
-        _SetName(capsule, _N_USED_LEGACY)
-    else:
-        raise BufferError("gms: not an unconsumed DLPack capsule")
+    try:
+        ctx._owner.checked(fn, t, byref(h))
+    except BaseException:
+        _SetName(capsule, name)  # not imported: the capsule's again
+        raise
     return Buffer(ctx, h.value)

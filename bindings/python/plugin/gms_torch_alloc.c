@@ -28,6 +28,7 @@
  */
 #include <gms.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -171,28 +172,60 @@ static const char *env_or(const char *name, const char *dflt)
     return v && *v ? v : dflt;
 }
 
-/* A byte or count setting from the environment; 0 (the library's default)
- * when unset or not a number. */
-static uint64_t u64_from_env(const char *name)
+/* A byte count from the environment into *out, left alone when unset (0:
+ * the library's default). 0 when it is a whole number (decimal, or hex
+ * with 0x), -1 otherwise: strtoull alone would take "8G" as 8, "-1" as
+ * 2^64-1 and an overflow as the largest value, and a setting that is not
+ * what it says must not be used as something else. */
+static int u64_from_env(const char *name, uint64_t *out)
 {
     const char *v = getenv(name);
-    char *end;
     if (!v || !*v)
         return 0;
+    if (*v < '0' || *v > '9') /* no sign, no leading space */
+        return -1;
+    char *end;
+    errno = 0;
     unsigned long long n = strtoull(v, &end, 0);
-    return *end == '\0' ? (uint64_t)n : 0;
+    if (*end != '\0' || errno == ERANGE)
+        return -1;
+    *out = (uint64_t)n;
+    return 0;
 }
 
-static gms_backend_kind backend_from_env(void)
+/* The runtime options the environment sets; NULL, or the name of the
+ * variable whose value is not one of those it takes. */
+static const char *options_from_env(gms_runtime_options *o)
 {
     const char *b = env_or("GMS_TORCH_BACKEND", "cuda");
-    if (strcmp(b, "host") == 0)
-        return GMS_BACKEND_HOST;
-    if (strcmp(b, "hip") == 0)
-        return GMS_BACKEND_HIP;
-    if (strcmp(b, "auto") == 0)
-        return GMS_BACKEND_AUTO;
-    return GMS_BACKEND_CUDA;
+    if (strcmp(b, "cuda") == 0)
+        o->backend = GMS_BACKEND_CUDA;
+    else if (strcmp(b, "host") == 0)
+        o->backend = GMS_BACKEND_HOST;
+    else if (strcmp(b, "hip") == 0)
+        o->backend = GMS_BACKEND_HIP;
+    else if (strcmp(b, "auto") == 0)
+        o->backend = GMS_BACKEND_AUTO;
+    else
+        return "GMS_TORCH_BACKEND";
+    const char *safety = env_or("GMS_TORCH_SAFETY", "on");
+    if (strcmp(safety, "off") == 0)
+        o->safety = GMS_SAFETY_OFF;
+    else if (strcmp(safety, "on") != 0)
+        return "GMS_TORCH_SAFETY";
+    /* Tuning, with safety on: how many freed bytes wait poisoned before
+     * reuse, and a cap on what the runtime maps. Unset keeps the library's
+     * defaults. */
+    if (u64_from_env("GMS_TORCH_QUARANTINE_BYTES", &o->quarantine_bytes))
+        return "GMS_TORCH_QUARANTINE_BYTES";
+    if (u64_from_env("GMS_TORCH_MAX_HELD_BYTES", &o->max_held_bytes))
+        return "GMS_TORCH_MAX_HELD_BYTES";
+    /* Mapped granules kept when no buffer uses them: a training step frees
+     * and reallocates gigabytes, and remapping them costs tens of
+     * microseconds per 2 MiB. */
+    if (u64_from_env("GMS_TORCH_RETAIN_BYTES", &o->retain_bytes))
+        return "GMS_TORCH_RETAIN_BYTES";
+    return NULL;
 }
 
 static gms_context *context_for(int device)
@@ -209,27 +242,21 @@ static gms_context *context_for(int device)
     if (!ctx && !g_open_failed[device]) {
         gms_runtime_options o;
         gms_runtime_options_init(&o);
-        o.backend = backend_from_env();
         o.device = device;
-        if (strcmp(env_or("GMS_TORCH_SAFETY", "on"), "off") == 0)
-            o.safety = GMS_SAFETY_OFF;
-        /* Tuning, with safety on: how many freed bytes and blocks wait
-         * poisoned before reuse and per scrub batch, and a cap on what the
-         * runtime maps. 0 keeps the library's defaults. */
-        o.quarantine_bytes = u64_from_env("GMS_TORCH_QUARANTINE_BYTES");
-        o.max_held_bytes = u64_from_env("GMS_TORCH_MAX_HELD_BYTES");
-        /* Mapped granules kept when no buffer uses them: a training step
-         * frees and reallocates gigabytes, and remapping them costs tens of
-         * microseconds per 2 MiB. */
-        o.retain_bytes = u64_from_env("GMS_TORCH_RETAIN_BYTES");
+        const char *bad = options_from_env(&o);
         gms_context_desc d;
         gms_context_desc_init(&d);
         d.tenant = env_or("GMS_TENANT", "torch");
         d.user = env_or("GMS_USER", "torch");
         d.language = GMS_LANG_PYTHON;
         gms_runtime *rt = NULL;
-        if (gms_runtime_open(&rt, &o) != GMS_OK || gms_context_open(&ctx, rt, &d) != GMS_OK) {
-            /* Said once: every later allocation on the device fails quietly. */
+        /* Said once: every later allocation on the device fails quietly. */
+        if (bad) {
+            fprintf(stderr, "gms_torch: cannot open gms on device %d: $%s=\"%s\" is not a value it takes\n",
+                    device, bad, getenv(bad));
+            ctx = NULL;
+            g_open_failed[device] = 1;
+        } else if (gms_runtime_open(&rt, &o) != GMS_OK || gms_context_open(&ctx, rt, &d) != GMS_OK) {
             fprintf(stderr, "gms_torch: cannot open gms on device %d: %s\n", device,
                     gms_error_last());
             gms_runtime_close(rt);

@@ -227,3 +227,33 @@ def test_enums_by_name(rt):
     with rt.context("t", "u", level="confidential", language="rust") as c:
         assert c.level == gms.Level.CONFIDENTIAL and c.language == gms.Language.RUST
         assert c.alloc(8).info().level == gms.Level.CONFIDENTIAL
+
+
+def test_names_with_nul_are_refused(rt, ctx, tmp_path):
+    """C reads a name up to its first NUL: "acme\\0evil" would be tenant
+    acme. Every name and path the package hands to C is refused instead,
+    with ValueError, and nothing changes."""
+    rt.set_quota("acme", max_bytes=1 << 20)
+    before = rt.stats()["contexts"]
+    for tenant, user in (("acme\0evil", None), ("acme", "alice\0root"), (b"acme\0", None)):
+        with pytest.raises(ValueError, match="NUL"):
+            rt.context(tenant, user)
+    assert rt.stats()["contexts"] == before
+    with pytest.raises(ValueError, match="NUL"):
+        rt.set_quota("acme\0evil", max_bytes=0)
+    [acme] = [t for t in rt.tenant_stats() if t["tenant"] == "acme"]
+    assert acme["max_bytes"] == 1 << 20  # untouched
+    buf = ctx.alloc(64)
+    for grant in (gms.Grant(tenant="globex\0acme"), gms.Grant(user="bob\0")):
+        with pytest.raises(ValueError, match="NUL"):
+            buf.share([grant])
+    assert buf.info().share_id == 0  # not shared
+    for option in ("audit_dir", "audit_key_file"):
+        with pytest.raises(ValueError, match="NUL"):
+            gms.Runtime(backend="host", **{option: str(tmp_path) + "\0/elsewhere"})
+    with pytest.raises(ValueError):
+        rt.context("acme", level="secret\0")
+    with pytest.raises(ValueError, match="not ASCII"):
+        rt.context("acmé")
+    with pytest.raises(TypeError):
+        rt.context(42)  # bytes(42) would be 42 NULs

@@ -78,3 +78,26 @@ def test_tenant_from_environment():
     rt = gt.runtime(0)
     tenants = [t["tenant"] for t in rt.tenant_stats()]
     assert tenants == [os.environ.get("GMS_TENANT", "torch")]
+
+
+@pytest.mark.parametrize("name,value", [("GMS_TORCH_MAX_HELD_BYTES", "8G"),
+                                        ("GMS_TORCH_RETAIN_BYTES", "-1"),
+                                        ("GMS_TORCH_QUARANTINE_BYTES", "99999999999999999999"),
+                                        ("GMS_TORCH_SAFETY", "Off"),
+                                        ("GMS_TORCH_BACKEND", "hots")])
+def test_bad_settings_are_refused(name, value):
+    """A setting the plug-in cannot read as what it says keeps gms off on
+    the device, with a message naming it: never a silent default ("8G" was
+    once 0, the library's default; "-1" was 2^64-1)."""
+    import subprocess
+    import sys
+    code = ("import gms.torch as gt\n"
+            "print(gt.plugin().gms_torch_alloc(64, 0, None))\n")
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), ".."),
+               GMS_TORCH_BACKEND="host")
+    env[name] = value
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "None"  # no memory handed out
+    assert "$%s=\"%s\"" % (name, value) in r.stderr, r.stderr

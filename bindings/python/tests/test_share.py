@@ -162,9 +162,22 @@ def test_immutable_page_share_write_faults(tmp_path):
         ctypes.memset(mine.ptr, 0x41, 1)
         print("wrote", flush=True)
     """)
+    # Under scripts/pytest.sh --asan the fault must stay a SIGSEGV too.
+    asan = (os.environ.get("ASAN_OPTIONS", "") + ":handle_segv=0").lstrip(":")
     env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), ".."),
-               PYTHONFAULTHANDLER="")
+               PYTHONFAULTHANDLER="", ASAN_OPTIONS=asan)
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        timeout=60)
     assert "mapped" in r.stdout, r.stderr
     assert "wrote" not in r.stdout and r.returncode == -11, (r.returncode, r.stderr)
+
+
+def test_ptr_follows_the_buffer(rt, ctx):
+    """Buffer.ptr is asked of libgms each time: after an immutable share of
+    a whole-page buffer it is the read-only view, not the first mapping."""
+    buf = ctx.alloc(1 << 16, pages=True)
+    first = buf.ptr
+    buf.share(immutable=True)
+    info = buf.info()
+    assert info.read_only_view
+    assert buf.ptr == info.device_ptr != first
