@@ -526,6 +526,7 @@ int gms_buf_info_get(gms_context *ctx, gms_buf buf, gms_buf_info *out)
 {
     if (!out)
         return gms__fail(GMS_E_INVALID_ARG, "gms_buf_info: out is NULL");
+    memset(out, 0, sizeof *out);
     gms_held h;
     int rc = gms__buf_lock(ctx, buf, "gms_buf_info", false, &h);
     if (rc)
@@ -556,6 +557,7 @@ int gms_buf_ptr(gms_context *ctx, gms_buf buf, void **out)
 {
     if (!out)
         return gms__fail(GMS_E_INVALID_ARG, "gms_buf_ptr: out is NULL");
+    *out = NULL; /* never a stale address after a failure */
     gms_held h;
     int rc = gms__buf_lock(ctx, buf, "gms_buf_ptr", false, &h);
     if (rc)

@@ -10,6 +10,8 @@
 
 int gms_stats_get(gms_runtime *rt, gms_stats *out)
 {
+    if (out)
+        memset(out, 0, sizeof *out);
     if (!rt || !out)
         return gms__fail(GMS_E_INVALID_ARG, "gms_stats: %s is NULL", rt ? "out" : "runtime");
     gms_stats s;
@@ -56,6 +58,8 @@ int gms_stats_get(gms_runtime *rt, gms_stats *out)
 
 int gms_tenant_stats_get(gms_runtime *rt, uint64_t index, gms_tenant_stats *out)
 {
+    if (out)
+        memset(out, 0, sizeof *out);
     if (!rt || !out)
         return gms__fail(GMS_E_INVALID_ARG, "gms_tenant_stats: %s is NULL", rt ? "out" : "runtime");
     pthread_mutex_lock(&rt->lock);

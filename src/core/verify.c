@@ -403,6 +403,8 @@ static void verify_chunks_disjoint(vstate *v, gms_runtime *rt)
 
 int gms_verify(gms_runtime *rt, gms_report *out)
 {
+    if (out)
+        memset(out, 0, sizeof *out);
     if (!rt)
         return gms__fail(GMS_E_INVALID_ARG, "gms_verify: runtime is NULL");
     vstate v;
