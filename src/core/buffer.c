@@ -266,6 +266,7 @@ fail_slot:
 fail_quota:
     quota_give(ctx->tenant, bsize);
     gms__pool_unlock(p);
+    gms__violations_deliver(rt); /* what growing logged; keeps the message */
     return rc;
 }
 

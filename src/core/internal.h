@@ -32,6 +32,11 @@
 int gms__fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Maps a backend errno value to a code and message naming the operation. */
 int gms__backend_fail(int err, const char *what, uint64_t bytes);
+/* This thread's message, kept across a call of user code (a callback's
+ * own failed calls must not replace the message of the call it runs in). */
+#define GMS_ERROR_MAX 512
+void gms__error_save(char *buf);          /* buf: GMS_ERROR_MAX bytes */
+void gms__error_restore(const char *buf);
 
 /* ---- secret and keyed check bits (secret.c) ---- */
 
@@ -319,9 +324,10 @@ struct gms_runtime {
         void *user;
     } on_violation[16];
     uint32_t _Atomic n_on_violation;
-    uint64_t _Atomic notes_queued; /* violations noted, not yet delivered,
-                                      on any thread: saves the thread-local
-                                      lookup on every call */
+    uint64_t _Atomic notes_queued; /* violations and log lines noted, not
+                                      yet delivered, on any thread: saves
+                                      the thread-local lookup on every call */
+    uint64_t _Atomic notes_lost;   /* violations that found the queue full */
     struct gms_ticker *verifier; /* gms_verify every verify_interval_ms */
     uint32_t verify_interval_ms;
     gms_log_fn log;
@@ -544,7 +550,14 @@ static inline void gms__audit_ctx(const gms_context *ctx, gms_audit_op op, uint6
     if (ctx->rt->audit)
         gms__audit_ctx_record(ctx, op, handle, size, result, detail);
 }
+/* Calls the log function now: only with no gms lock held (it may call
+ * gms). */
 void gms__log(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The same under a lock: queued on this thread and written by its next
+ * gms__violations_deliver (src/safety/violation.c), which every call that
+ * can get here makes before it returns. */
+void gms__log_later(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 gms_tenant *gms__tenant_find(gms_runtime *rt, const char *name); /* rt->lock */
 void gms__atomic_max(uint64_t _Atomic *v, uint64_t x);

@@ -73,7 +73,7 @@ void gms__device_quiesce(gms_runtime *rt)
         return;
     atomic_fetch_add_explicit(&rt->device_waits, 1, memory_order_relaxed);
     if (be->ops->quiesce(be) != 0)
-        gms__log(rt, GMS_LOG_WARN, "gms: waiting for the device failed; device work may be lost");
+        gms__log_later(rt, GMS_LOG_WARN, "gms: waiting for the device failed; device work may be lost");
 }
 
 /* device_run_now's batch with zero items: those go through the backend's
@@ -130,7 +130,7 @@ int gms__device_reserve(gms_pool *p, uint64_t *ticket)
     int err = be->ops->ticket_reserve(be, ticket);
     if (err == EBUSY && !p->told_busy) {
         p->told_busy = true; /* once: it can recur at every free */
-        gms__log(p->rt, GMS_LOG_WARN, "gms: pool %llu: the device has too much safety work in flight; batches wait for their stream meanwhile",
+        gms__log_later(p->rt, GMS_LOG_WARN, "gms: pool %llu: the device has too much safety work in flight; batches wait for their stream meanwhile",
                  (unsigned long long)p->id);
     }
     return err;
@@ -287,7 +287,7 @@ static int granules_decommit(gms_pool *p, gms_chunk *c, uint64_t first, uint64_t
     int err = rt->backend->ops->decommit(rt->backend, c->be_chunk, first * rt->granule, len);
     atomic_fetch_add_explicit(&rt->unmaps, 1, memory_order_relaxed);
     if (err) {
-        gms__log(rt, GMS_LOG_WARN, "gms: pool %llu: returning %llu bytes to the backend failed (errno %d); kept mapped",
+        gms__log_later(rt, GMS_LOG_WARN, "gms: pool %llu: returning %llu bytes to the backend failed (errno %d); kept mapped",
                  (unsigned long long)p->id, (unsigned long long)len, err);
         return err;
     }

@@ -37,9 +37,12 @@ void gms__log(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (rt->log)
+    if (rt->log) {
+        char saved[GMS_ERROR_MAX];
+        gms__error_save(saved);
         rt->log(rt->log_user, level, msg);
-    else if (level <= GMS_LOG_WARN)
+        gms__error_restore(saved);
+    } else if (level <= GMS_LOG_WARN)
         fprintf(stderr, "%s\n", msg);
 }
 
@@ -398,6 +401,7 @@ static void runtime_destroy(gms_runtime *rt)
         gms__violations_deliver(rt);
     }
     gms__device_quiesce(rt); /* nothing may run on memory about to be unmapped */
+    gms__violations_deliver(rt);
     for (gms_pool *p = rt->pools, *n; p; p = n) {
         n = p->next;
         gms__pool_destroy(p);

@@ -123,6 +123,7 @@ int gms_trim(gms_runtime *rt)
         gms__pool_unlock(p);
     }
     pthread_mutex_unlock(&rt->lock);
+    gms__violations_deliver(rt); /* what was logged under the locks */
     return GMS_OK;
 }
 
