@@ -33,6 +33,8 @@ int gms_stats_get(gms_runtime *rt, gms_stats *out)
         s.leaked_blocks += atomic_load(&t->leaked_blocks);
         s.leaked_bytes += atomic_load(&t->leaked_bytes);
     }
+    s.allocs += rt->retired_allocs;
+    s.frees += rt->retired_frees;
     s.pools = rt->npools;
     s.contexts = rt->ncontexts;
     s.tenants = rt->ntenants;
