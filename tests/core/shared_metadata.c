@@ -17,6 +17,9 @@
 
 #include "core/internal.h"
 
+/* Safety off where the metadata is under test, not the poison. */
+static gms_safety_mode safety = GMS_SAFETY_OFF;
+
 static gms_runtime *open_rt(void)
 {
     gms_runtime_options o;
@@ -24,7 +27,7 @@ static gms_runtime *open_rt(void)
     o.backend = GMS_BACKEND_HOST;
     o.granule_bytes = 64 << 10;
     o.chunk_bytes = 1 << 20;
-    o.safety = GMS_SAFETY_OFF; /* the metadata is under test, not the poison */
+    o.safety = safety;
     gms_runtime *rt = NULL;
     CHECK_OK(gms_runtime_open(&rt, &o));
     return rt;
@@ -250,6 +253,12 @@ int main(void)
     triples_one_after_another();
     triples_at_once();
     orphan_pool();
+    /* With safety on, freed blocks wait in quarantine: idle pools check
+     * and empty it before they give their memory back. */
+    safety = GMS_SAFETY_ON;
+    triples_at_once();
+    orphan_pool();
+    safety = GMS_SAFETY_OFF;
     greedy_allocator();
     greedy_acquirer();
     return test_done();
