@@ -90,6 +90,8 @@ void gms__handle_table_destroy(gms_runtime *rt)
 static int page_add(gms_runtime *rt)
 {
     uint32_t n = rt->next_page;
+    if (n >= GMS_SLOT_PAGES) /* cannot happen while slots_out < slots_max */
+        return gms__fail(GMS_E_NO_MEMORY, "handle table full");
     gms_slot_page *pg = gms__alloc_meta(rt, sizeof *pg);
     if (!pg)
         return gms__fail(GMS_E_NO_MEMORY, "out of host memory for the handle table");

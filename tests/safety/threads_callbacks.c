@@ -20,11 +20,12 @@ static atomic_uint violations, corruption_logs;
 
 static void call_back_in(void)
 {
-    if (!mine)
+    gms_context *c = mine;
+    if (!c)
         return;
-    gms_buf b;
-    if (gms_alloc(mine, 512, 0, &b) == GMS_OK)
-        gms_free(mine, b);
+    gms_buf b = GMS_BUF_NULL;
+    if (gms_alloc(c, 512, 0, &b) == GMS_OK)
+        gms_free(c, b);
     gms_stats st;
     gms_stats_get(rt, &st);
 }
