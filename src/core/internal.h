@@ -363,6 +363,16 @@ struct gms_runtime {
                                       yet delivered, on any thread: saves
                                       the thread-local lookup on every call */
     uint64_t _Atomic notes_lost;   /* violations that found the queue full */
+    /* Log lines of the audit writer's thread, which must not run the
+     * program's log function (one that calls gms could wait for that very
+     * thread): kept here, and written by the next delivery on any thread
+     * (src/safety/violation.c). */
+    pthread_mutex_t mail_lock;
+    struct gms_mail {
+        gms_log_level level;
+        char msg[256];
+    } mail[8];
+    uint32_t nmail, mail_dropped;
     struct gms_ticker *verifier; /* gms_verify every verify_interval_ms */
     uint32_t verify_interval_ms;
     gms_log_fn log;
@@ -625,6 +635,9 @@ void gms__log(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
  * can get here makes before it returns. */
 void gms__log_later(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A gms_log_fn (user: the runtime) for gms's own threads that must not
+ * call the program's log function: the line waits in rt->mail. */
+void gms__log_mail(void *rt, gms_log_level level, const char *msg);
 gms_tenant *gms__tenant_find(gms_runtime *rt, const char *name); /* rt->lock */
 void gms__atomic_max(uint64_t _Atomic *v, uint64_t x);
 

@@ -308,6 +308,12 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
         pthread_mutex_destroy(&rt->lock);
         goto fail;
     }
+    if (pthread_mutex_init(&rt->mail_lock, NULL) != 0) {
+        gms__handle_table_destroy(rt);
+        pthread_mutex_destroy(&rt->lock);
+        rc = gms__fail(GMS_E_NO_MEMORY, "cannot create the runtime's log lock");
+        goto fail;
+    }
     const gms_backend_factory *f = factory_of(kind);
     gms_backend *be = NULL;
     int err = gms_failpoint_hit(&rt->failpoint) ? ENOMEM : f->create(o->device, &be);
@@ -354,7 +360,12 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
         be = wrapped;
     }
     rt->backend = be;
-    if ((rc = gms__audit_open(&rt->audit, o)) != GMS_OK) {
+    /* The writer's thread logs through the runtime's mail: a log function
+     * that calls gms could otherwise wait there for the writer itself. */
+    gms_runtime_options audit_opts = *o;
+    audit_opts.log = gms__log_mail;
+    audit_opts.log_user = rt;
+    if ((rc = gms__audit_open(&rt->audit, &audit_opts)) != GMS_OK) {
         be->ops->destroy(be);
         goto fail_lock;
     }
@@ -377,6 +388,7 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
     *out = rt;
     return GMS_OK;
 fail_lock:
+    pthread_mutex_destroy(&rt->mail_lock);
     gms__handle_table_destroy(rt);
     pthread_mutex_destroy(&rt->lock);
 fail:
@@ -419,9 +431,13 @@ static void runtime_destroy(gms_runtime *rt)
     if (rt->audit) {
         gms_audit_event e = {.op = GMS_AUDIT_RUNTIME_CLOSE, .level = -1, .language = -1};
         gms__audit_emit(rt->audit, &e);
-        gms__audit_close(rt->audit);
+        gms_audit *a = rt->audit;
+        rt->audit = NULL; /* a log function's gms_audit_flush: unsupported now */
+        gms__audit_close(a);
+        gms__violations_deliver(rt); /* the writer's last words */
     }
     rt->backend->ops->destroy(rt->backend);
+    pthread_mutex_destroy(&rt->mail_lock);
     pthread_mutex_destroy(&rt->lock);
     free(rt);
 }

@@ -133,6 +133,40 @@ void gms__log_later(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
     va_end(ap);
 }
 
+void gms__log_mail(void *user, gms_log_level level, const char *msg)
+{
+    gms_runtime *rt = user;
+    pthread_mutex_lock(&rt->mail_lock);
+    if (rt->nmail < sizeof rt->mail / sizeof rt->mail[0]) {
+        struct gms_mail *m = &rt->mail[rt->nmail++];
+        m->level = level;
+        snprintf(m->msg, sizeof m->msg, "%s", msg);
+        atomic_fetch_add_explicit(&rt->notes_queued, 1, memory_order_relaxed);
+    } else {
+        rt->mail_dropped++; /* said with the next line that gets through */
+    }
+    pthread_mutex_unlock(&rt->mail_lock);
+}
+
+/* Writes the runtime's mail (no gms lock held); returns how many lines. */
+static unsigned mail_deliver(gms_runtime *rt)
+{
+    struct gms_mail mail[sizeof rt->mail / sizeof rt->mail[0]];
+    pthread_mutex_lock(&rt->mail_lock);
+    unsigned n = rt->nmail, dropped = rt->mail_dropped;
+    memcpy(mail, rt->mail, n * sizeof mail[0]);
+    rt->nmail = rt->mail_dropped = 0;
+    pthread_mutex_unlock(&rt->mail_lock);
+    if (n)
+        atomic_fetch_sub_explicit(&rt->notes_queued, n, memory_order_relaxed);
+    for (unsigned i = 0; i < n; i++)
+        gms__log(rt, mail[i].level, "%s", mail[i].msg);
+    if (dropped)
+        gms__log(rt, GMS_LOG_WARN, "gms: %u further log lines of the audit writer were dropped",
+                 dropped);
+    return n;
+}
+
 /* One note to the log, the audit trail and the callbacks. */
 static void deliver_one(gms_runtime *rt, vnote *n)
 {
@@ -196,6 +230,7 @@ unsigned gms__violations_deliver(gms_runtime *rt)
     unsigned count = 0;
     bool fatal = false;
     for (;;) {
+        unsigned mailed = mail_deliver(rt);
         unsigned n;
         vnote *taken = queue_take(rt, &n);
         uint64_t lost = atomic_exchange_explicit(&rt->notes_lost, 0, memory_order_relaxed);
@@ -217,7 +252,7 @@ unsigned gms__violations_deliver(gms_runtime *rt)
             count += (unsigned)lost;
             fatal |= rt->abort_on_corruption;
         }
-        if (!n && !lost)
+        if (!n && !lost && !mailed)
             break; /* nothing more: the callbacks queued nothing new */
     }
     delivering = me.outer;

@@ -6,15 +6,19 @@
  * call that found it returns). A log line written while gms holds a lock
  * reaches the log function only once the lock is gone, so a log function
  * may take gms locks itself. A callback's own failed calls do not replace
- * the message of the call that reported the corruption. Every scenario
- * runs under an alarm: a deadlock fails the test instead of hanging it.
+ * the message of the call that reported the corruption. The audit
+ * writer's log lines reach the log function on a caller's thread, so a log
+ * function may flush the trail. Every scenario runs under an alarm: a
+ * deadlock fails the test instead of hanging it.
  */
 #include "util.h"
 
 #include "backend/backend.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static gms_runtime *the_rt;
@@ -217,6 +221,71 @@ static void log_under_lock(void)
     close_all();
 }
 
+/* ---- the audit writer's log lines ---- */
+
+static unsigned audit_logs, audit_logs_elsewhere;
+static pthread_t main_thread;
+
+static void on_audit_log(void *user, gms_log_level level, const char *msg)
+{
+    (void)user;
+    (void)level;
+    if (!strstr(msg, "audit trail"))
+        return;
+    audit_logs++;
+    if (!pthread_equal(pthread_self(), main_thread))
+        audit_logs_elsewhere++;
+    if (!the_ctx)
+        return; /* the runtime is closing: not to be used (threading.md) */
+    gms_audit_flush(the_rt); /* waits for the writer: deadlocks on its thread */
+    gms_buf b;
+    if (gms_alloc(the_ctx, 100, 0, &b) == GMS_OK)
+        gms_free(the_ctx, b);
+}
+
+static void log_from_audit_writer(void)
+{
+    static const uint8_t key[32] = "reentrant-callbacks-test-key-32";
+    char dir[] = "/tmp/gms-reentrant-XXXXXX", blocker[64];
+    if (!mkdtemp(dir)) {
+        CHECK(0);
+        return;
+    }
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.backend = GMS_BACKEND_HOST;
+    o.log = on_audit_log;
+    o.audit_dir = dir;
+    o.audit_key = key;
+    o.audit_key_len = sizeof key;
+    o.audit_segment_bytes = 1; /* the smallest: rotates every few records */
+    main_thread = pthread_self();
+    the_rt = NULL;
+    CHECK_OK(gms_runtime_open(&the_rt, &o));
+    if (!the_rt)
+        return;
+    the_ctx = ctx_of(the_rt, "acme", "alice", GMS_LEVEL_INTERNAL);
+    /* The writer's next segment cannot be made: it says so in the log. */
+    snprintf(blocker, sizeof blocker, "%s/.gms-audit-new", dir);
+    CHECK(mkdir(blocker, 0700) == 0);
+    for (int i = 0; i < 200; i++) {
+        gms_buf b = alloc_or_die(the_ctx, 100);
+        gms_free(the_ctx, b);
+    }
+    gms_audit_flush(the_rt); /* fails: the trail is broken */
+    gms_buf b = alloc_or_die(the_ctx, 100); /* delivers the writer's line */
+    gms_free(the_ctx, b);
+    CHECK(audit_logs >= 1);
+    CHECK(audit_logs_elsewhere == 0);
+    gms_context_close(the_ctx);
+    the_ctx = NULL;
+    gms_runtime_close(the_rt);
+    CHECK(audit_logs_elsewhere == 0);
+    rmdir(blocker);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir); /* mkdtemp's name: no quote */
+    CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
     signal(SIGALRM, on_alarm);
@@ -229,5 +298,6 @@ int main(void)
     nested_corruption(DO_ALLOC_FREE | DO_VERIFY);
     verify_finds_many();
     log_under_lock();
+    log_from_audit_writer();
     return test_done();
 }
