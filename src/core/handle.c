@@ -190,7 +190,7 @@ int gms__slot_take_for(gms_pool *p, gms_tenant *t, uint32_t *index)
     gms_slot *s = gms__slot_at(p->rt, i);
     p->free_slots = s->next_free;
     p->nfree_slots--;
-    s->holder = NULL; /* until one is named: the pool's tenant pays */
+    s->holder = NULL; /* a handle's caller names one, of tenant t */
     atomic_fetch_add_explicit(&t->handles, 1, memory_order_relaxed);
     *index = i;
     return GMS_OK;

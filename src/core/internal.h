@@ -470,7 +470,9 @@ gms_slot *gms__slot_at(gms_runtime *rt, uint32_t index);
 /* Takes a free slot of the pool (pool->lock held) for a handle or share id
  * of tenant t (gms__slot_take: the pool's tenant), taking more from the
  * runtime when the pool has none. GMS_E_QUOTA when t holds many handles
- * and only the reserve is left, GMS_E_NO_MEMORY when the table is full. */
+ * and only the reserve is left, GMS_E_NO_MEMORY when the table is full.
+ * The slot's tenant is its holder's, else the pool's (gms__slot_put): a
+ * slot taken for another tenant gets a holder of it before it is put. */
 int gms__slot_take(gms_pool *p, uint32_t *index);
 int gms__slot_take_for(gms_pool *p, gms_tenant *t, uint32_t *index);
 /* Frees a slot (pool->lock held), whose holder (or, with none, the pool's
