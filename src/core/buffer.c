@@ -34,6 +34,9 @@ static int corrupt_report(gms_block *b, const char *op)
 static int buf_check_locked(gms_context *ctx, gms_buf h, const char *op, bool freeing,
                             gms_pool *p, gms_slot *s, gms_held *out)
 {
+    if (!gms__slot_owned(s, p)) /* moved to another pool since the lookup: h is dead */
+        return gms__fail(GMS_E_INVALID_HANDLE, "%s: handle 0x%016llx: stale, freed or forged handle",
+                         op, (unsigned long long)h);
     if (atomic_load_explicit(&s->handle, memory_order_acquire) != h)
         return gms__fail(GMS_E_INVALID_HANDLE, "%s: handle 0x%016llx: %s", op,
                          (unsigned long long)h, gms__handle_diagnose(ctx->rt, s, h));
@@ -71,10 +74,13 @@ static int buf_slot(gms_context *ctx, gms_buf h, const char *op, gms_pool **p, g
     if (h == GMS_BUF_NULL)
         return gms__fail(GMS_E_INVALID_HANDLE, "%s: null handle", op);
     *s = gms__slot_lookup(ctx->rt, h, p);
-    if (!*s)
-        return gms__fail(GMS_E_INVALID_HANDLE,
-                         "%s: handle 0x%016llx: forged or corrupted handle (not issued by this runtime)",
-                         op, (unsigned long long)h);
+    if (!*s) {
+        uint32_t index = (uint32_t)(h >> (GMS_GEN_BITS + GMS_CHECK_BITS));
+        bool issued = index && gms__slot_at(ctx->rt, index); /* a slot no pool holds now */
+        return gms__fail(GMS_E_INVALID_HANDLE, "%s: handle 0x%016llx: %s", op, (unsigned long long)h,
+                         issued ? "stale, freed or forged handle"
+                                : "forged or corrupted handle (not issued by this runtime)");
+    }
     if (*p != ctx->pool && atomic_load_explicit(&(*s)->handle, memory_order_acquire) != h)
         return gms__fail(GMS_E_INVALID_HANDLE, "%s: handle 0x%016llx: stale, freed or forged handle",
                          op, (unsigned long long)h);
@@ -120,8 +126,8 @@ void gms__pools_lock(gms_pool *a, gms_pool *b)
         gms__pool_lock(a);
         return;
     }
-    gms__pool_lock(a->id < b->id ? a : b);
-    gms__pool_lock(a->id < b->id ? b : a);
+    gms__pool_lock(a->rank < b->rank ? a : b);
+    gms__pool_lock(a->rank < b->rank ? b : a);
 }
 
 void gms__pools_unlock(gms_pool *a, gms_pool *b)
@@ -263,6 +269,7 @@ fail_slot:
 fail_quota:
     quota_give(ctx->tenant, bsize);
     gms__pool_unlock(p);
+    gms__violations_deliver(rt); /* what growing logged; keeps the message */
     return rc;
 }
 
@@ -338,7 +345,7 @@ static void hold_unlink(gms_context *ctx, gms_slot *s)
 int gms__handle_add(gms_pool *p, gms_block *b, gms_context *ctx, gms_access mode, gms_buf *out)
 {
     uint32_t index;
-    int rc = gms__slot_take(p, &index);
+    int rc = gms__slot_take_for(p, ctx->tenant, &index);
     if (rc)
         return rc;
     gms_slot *s = gms__slot_at(p->rt, index);
@@ -403,8 +410,7 @@ static int handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, void *st
     atomic_store_explicit(&s->handle, 0, memory_order_release);
     s->gen++;
     s->block = NULL;
-    s->holder = NULL;
-    gms__slot_put(p, index);
+    gms__slot_put(p, index); /* uncharges the holder's tenant; clears it */
     if (b->holders)
         return GMS_OK;
     d->died = true;
@@ -518,6 +524,7 @@ int gms_buf_info_get(gms_context *ctx, gms_buf buf, gms_buf_info *out)
 {
     if (!out)
         return gms__fail(GMS_E_INVALID_ARG, "gms_buf_info: out is NULL");
+    memset(out, 0, sizeof *out);
     gms_held h;
     int rc = gms__buf_lock(ctx, buf, "gms_buf_info", false, &h);
     if (rc)
@@ -549,6 +556,7 @@ int gms_buf_ptr(gms_context *ctx, gms_buf buf, void **out)
 {
     if (!out)
         return gms__fail(GMS_E_INVALID_ARG, "gms_buf_ptr: out is NULL");
+    *out = NULL; /* never a stale address after a failure */
     gms_held h;
     int rc = gms__buf_lock(ctx, buf, "gms_buf_ptr", false, &h);
     if (rc)

@@ -112,7 +112,8 @@ static void export_release(export_ctx *e)
         gms__pool_lock(p);
         gms_drop d = {0};
         /* Dead already if its context closed (reported there as a leak). */
-        if (atomic_load(&s->handle) == e->handle && s->kind == GMS_SLOT_HANDLE)
+        if (gms__slot_owned(s, p) && atomic_load(&s->handle) == e->handle &&
+            s->kind == GMS_SLOT_HANDLE)
             gms__handle_drop(p, s, s->holder, &d);
         gms__pool_unlock(p);
         gms__drop_finish(&d);

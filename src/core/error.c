@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static _Thread_local char last_message[512];
+static _Thread_local char last_message[GMS_ERROR_MAX];
 
 const char *gms_strerror(int code)
 {
@@ -41,6 +41,16 @@ int gms__fail(int code, const char *fmt, ...)
     vsnprintf(last_message, sizeof last_message, fmt, ap);
     va_end(ap);
     return code;
+}
+
+void gms__error_save(char *buf)
+{
+    memcpy(buf, last_message, sizeof last_message);
+}
+
+void gms__error_restore(const char *buf)
+{
+    memcpy(last_message, buf, sizeof last_message);
 }
 
 int gms__backend_fail(int err, const char *what, uint64_t bytes)

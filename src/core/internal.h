@@ -7,10 +7,19 @@
  * - gms_pool: pool->lock guards everything in the pool: its sub-allocator,
  *   chunks, granules, block nodes, its handle-table slots and the live lists
  *   of its contexts. Pools of different (tenant, level, language) share no
- *   lock. Lock order: rt->lock, then pool locks in pool-list order.
+ *   lock. Lock order: rt->lock, then pool locks in pool-list order (rank
+ *   order), then rt->slots_lock, a leaf.
  * - Handle-table pages are published once with release stores and never
  *   freed before the runtime, so a handle can be looked up without a lock;
- *   a slot's handle word is atomic for that reason.
+ *   a slot's handle word and owner are atomic for that reason. A slot
+ *   belongs to one pool at a time: pools take free slots from the
+ *   runtime's list in batches and give back what they do not need, so the
+ *   table is shared by all tenants, not carved up among them for good.
+ * - A pool record lives until the runtime closes; once nothing of it is in
+ *   use it gives everything back and waits, idle, to serve the next new
+ *   (tenant, level, language). So a stale pointer to a pool (from a slot
+ *   looked up without a lock) always names a pool record, and the caller
+ *   checks under its lock that the slot is still that pool's.
  * - Tenant counters are atomics: several pools draw on one tenant's quota.
  */
 #ifndef GMS_CORE_INTERNAL_H
@@ -33,6 +42,11 @@
 int gms__fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Maps a backend errno value to a code and message naming the operation. */
 int gms__backend_fail(int err, const char *what, uint64_t bytes);
+/* This thread's message, kept across a call of user code (a callback's
+ * own failed calls must not replace the message of the call it runs in). */
+#define GMS_ERROR_MAX 512
+void gms__error_save(char *buf);          /* buf: GMS_ERROR_MAX bytes */
+void gms__error_restore(const char *buf);
 
 /* Largest buffer (an allocation, an imported tensor): far above any
  * device, far below where sizes overflow. */
@@ -64,10 +78,13 @@ enum { GMS_SLOT_HANDLE = 0, GMS_SLOT_SHARE = 1 };
 
 typedef struct gms_slot {
     uint64_t _Atomic handle; /* the live handle or share id, 0 when free */
-    uint64_t gen;            /* full generation; bumped at every free */
+    gms_pool *_Atomic pool;  /* its pool; NULL in the runtime's free list */
+    uint64_t gen;            /* full generation; bumped at every free, never
+                                reset, whichever pool the slot serves */
     gms_block *block;        /* the live block */
     gms_context *holder;     /* whose handle it is (HANDLE slots) */
-    uint32_t next_free;      /* pool's free-slot list; 0 ends it */
+    uint32_t next_free;      /* free-slot list (its pool's or the
+                                runtime's); 0 ends it */
     uint8_t kind;            /* GMS_SLOT_* */
     uint8_t mode;            /* the handle's gms_access */
     /* The holder's list of handles on blocks it does not own through its
@@ -77,9 +94,21 @@ typedef struct gms_slot {
 } gms_slot;
 
 typedef struct gms_slot_page {
-    gms_pool *pool; /* fixed at creation: every slot here is this pool's */
     gms_slot slots[GMS_SLOTS_PER_PAGE];
 } gms_slot_page;
+
+/* Slots a pool takes from the runtime at once, and keeps free at most
+ * twice over: the runtime-wide lock is taken once per batch. */
+#define GMS_SLOT_BATCH 64u
+/* The handle table keeps its last 1/GMS_SLOT_RESERVE_SHARE slots for
+ * tenants holding fewer than GMS_SLOT_SMALL_TENANT handles, so one tenant
+ * never takes what another needs to start (api.md, "What a tenant can
+ * exhaust"). With the full table: 524,287 slots kept, 16,252,928 for any
+ * one tenant. */
+#define GMS_SLOT_RESERVE_SHARE 32u
+#define GMS_SLOT_SMALL_TENANT 1024u
+/* Testing: the slots of runtimes opened afterwards (0: the full table). */
+extern uint32_t gms__handle_slots_max;
 
 /* ---- block nodes: host-side metadata, never inside managed memory ---- */
 
@@ -203,8 +232,12 @@ typedef struct gms_tenant {
     char name[GMS_NAME_MAX + 1];
     uint64_t index;
     uint64_t _Atomic live_bytes, live_allocs, peak_bytes;
+    uint64_t _Atomic handles; /* handle-table slots it holds: its handles
+                                 (allocated, acquired, imported) and the
+                                 share ids of its buffers */
     uint64_t _Atomic max_bytes, max_allocs;
     uint64_t _Atomic quota_refusals, leaked_blocks, leaked_bytes;
+    uint64_t v_handles; /* gms_verify's count (every lock held) */
     struct gms_tenant *next;
 } gms_tenant;
 
@@ -219,11 +252,18 @@ struct gms_pool {
     gms_tenant *tenant;
     gms_level level;
     gms_language language;
-    uint64_t id;
+    uint64_t id;       /* new at every reuse: names one (tenant, level,
+                          language) in reports */
+    uint64_t rank;     /* lock order: position in the pool list, fixed */
+    bool idle;         /* holds nothing, serves no triple (rt->lock and
+                          pool->lock to change) */
+    bool orphan;       /* in use with no context open (rt->lock) */
     uint64_t contexts; /* open contexts (rt->lock) */
     gms_tlsf tlsf;
     gms_chunk *chunks;
-    uint32_t free_slots; /* head of the free-slot list, 0 when empty */
+    uint32_t free_slots; /* head of its free-slot list, 0 when empty */
+    uint32_t nfree_slots;
+    uint64_t v_handles, v_shares; /* gms_verify's counts (every lock held) */
     gms_block *free_nodes;
     gms_node_slab *slabs;
     gms_granule *lru_head, *lru_tail;
@@ -338,9 +378,20 @@ struct gms_runtime {
         void *user;
     } on_violation[16];
     uint32_t _Atomic n_on_violation;
-    uint64_t _Atomic notes_queued; /* violations noted, not yet delivered,
-                                      on any thread: saves the thread-local
-                                      lookup on every call */
+    uint64_t _Atomic notes_queued; /* violations and log lines noted, not
+                                      yet delivered, on any thread: saves
+                                      the thread-local lookup on every call */
+    uint64_t _Atomic notes_lost;   /* violations that found the queue full */
+    /* Log lines of the audit writer's thread, which must not run the
+     * program's log function (one that calls gms could wait for that very
+     * thread): kept here, and written by the next delivery on any thread
+     * (src/safety/violation.c). */
+    pthread_mutex_t mail_lock;
+    struct gms_mail {
+        gms_log_level level;
+        char msg[256];
+    } mail[8];
+    uint32_t nmail, mail_dropped;
     struct gms_ticker *verifier; /* gms_verify every verify_interval_ms */
     uint32_t verify_interval_ms;
     gms_log_fn log;
@@ -361,12 +412,22 @@ struct gms_runtime {
     gms_audit *audit; /* NULL: no trail */
     bool shared;  /* the process-wide runtime */
     uint64_t refs; /* opens of the shared runtime (its static lock) */
+    /* The handle table: pages of slots (published once, lookups take no
+     * lock); the free slots no pool holds, and the counts that bound what
+     * one tenant takes (handle.c), under slots_lock. */
     gms_slot_page *_Atomic pages[GMS_SLOT_PAGES];
-    uint32_t _Atomic next_page;
+    pthread_mutex_t slots_lock;
+    uint32_t next_page;
+    uint32_t free_slots;            /* head of the list; 0 ends it */
+    uint64_t slots_max, slots_reserve;
+    uint64_t slots_out;             /* held by pools: live or cached */
     gms_tenant *tenants, **tenants_tail;
     uint64_t ntenants;
     gms_pool *pools, **pools_tail;
-    uint64_t npools;
+    uint64_t npools;        /* in use (not idle) */
+    uint64_t orphan_pools;  /* in use with no context open: the next
+                               context open or close tries to retire them */
+    uint64_t retired_allocs, retired_frees; /* of pools gone idle */
     gms_context *contexts;
     uint64_t ncontexts, next_id;
     /* Runtime-wide gauges; held and reserved change only when the backend
@@ -416,13 +477,31 @@ static inline void gms__live_unlink(gms_block **head, gms_block *b)
 void *gms__alloc_meta(gms_runtime *rt, size_t size);
 
 /* handle.c */
+int gms__handle_table_init(gms_runtime *rt);
+void gms__handle_table_destroy(gms_runtime *rt);
 uint64_t gms__handle_make(const gms_runtime *rt, uint32_t slot, uint64_t gen);
-/* The slot a handle names and the pool owning it; NULL if no such slot. */
+/* The slot a handle names and the pool owning it now; NULL if no pool
+ * does. Takes no lock: once it holds the pool's lock, the caller checks
+ * with gms__slot_owned that the slot is still that pool's. */
 gms_slot *gms__slot_lookup(gms_runtime *rt, gms_buf h, gms_pool **pool);
+static inline bool gms__slot_owned(gms_slot *s, const gms_pool *p)
+{
+    return atomic_load_explicit(&s->pool, memory_order_relaxed) == p;
+}
 gms_slot *gms__slot_at(gms_runtime *rt, uint32_t index);
-/* Takes a free slot of the pool (pool->lock held), growing the table. */
+/* Takes a free slot of the pool (pool->lock held) for a handle or share id
+ * of tenant t (gms__slot_take: the pool's tenant), taking more from the
+ * runtime when the pool has none. GMS_E_QUOTA when t holds many handles
+ * and only the reserve is left, GMS_E_NO_MEMORY when the table is full.
+ * The slot's tenant is its holder's, else the pool's (gms__slot_put): a
+ * slot taken for another tenant gets a holder of it before it is put. */
 int gms__slot_take(gms_pool *p, uint32_t *index);
+int gms__slot_take_for(gms_pool *p, gms_tenant *t, uint32_t *index);
+/* Frees a slot (pool->lock held), whose holder (or, with none, the pool's
+ * tenant) is uncharged; the pool gives back what it does not need. */
 void gms__slot_put(gms_pool *p, uint32_t index);
+/* Gives every free slot of the pool back to the runtime (pool->lock). */
+void gms__slots_give_back(gms_pool *p);
 /* Why h is not live in its slot, for the error message (pool->lock held). */
 const char *gms__handle_diagnose(const gms_runtime *rt, const gms_slot *s,
                                  gms_buf h);
@@ -451,6 +530,11 @@ void gms__device_quiesce(gms_runtime *rt);
 int gms__pool_create(gms_runtime *rt, gms_tenant *t, gms_level level,
                      gms_language lang, gms_pool **out); /* rt->lock */
 void gms__pool_destroy(gms_pool *p);
+/* Makes an idle pool serve (t, level, lang) (rt->lock, pool->lock). */
+void gms__pool_reuse(gms_pool *p, gms_tenant *t, gms_level level, gms_language lang);
+/* Releases every wholly free chunk, the last one too, and with no chunk
+ * left the block nodes (pool->lock held). True when no chunk is left. */
+bool gms__pool_release_chunks(gms_pool *p);
 /* A block of size bytes (a multiple of the alignment) for req bytes, used
  * in stream order on `stream`. */
 int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req,
@@ -516,7 +600,7 @@ int gms__handle_add(gms_pool *p, gms_block *b, gms_context *ctx, gms_access mode
 int gms__handle_move(gms_pool *p, gms_slot *s, gms_context *to, gms_buf *out);
 
 /* Locks two pools in the runtime's lock order (pool-list order, which is
- * creation order, which is id order); one lock when they are the same. */
+ * rank order); one lock when they are the same. */
 void gms__pools_lock(gms_pool *a, gms_pool *b);
 void gms__pools_unlock(gms_pool *a, gms_pool *b);
 
@@ -573,8 +657,18 @@ static inline void gms__audit_ctx(const gms_context *ctx, gms_audit_op op, uint6
     if (ctx->rt->audit)
         gms__audit_ctx_record(ctx, op, handle, size, result, detail);
 }
+/* Calls the log function now: only with no gms lock held (it may call
+ * gms). */
 void gms__log(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same under a lock: queued on this thread and written by its next
+ * gms__violations_deliver (src/safety/violation.c), which every call that
+ * can get here makes before it returns. */
+void gms__log_later(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A gms_log_fn (user: the runtime) for gms's own threads that must not
+ * call the program's log function: the line waits in rt->mail. */
+void gms__log_mail(void *rt, gms_log_level level, const char *msg);
 gms_tenant *gms__tenant_find(gms_runtime *rt, const char *name); /* rt->lock */
 void gms__atomic_max(uint64_t _Atomic *v, uint64_t x);
 

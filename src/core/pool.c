@@ -73,7 +73,7 @@ void gms__device_quiesce(gms_runtime *rt)
         return;
     atomic_fetch_add_explicit(&rt->device_waits, 1, memory_order_relaxed);
     if (be->ops->quiesce(be) != 0)
-        gms__log(rt, GMS_LOG_WARN, "gms: waiting for the device failed; device work may be lost");
+        gms__log_later(rt, GMS_LOG_WARN, "gms: waiting for the device failed; device work may be lost");
 }
 
 /* device_run_now's batch with zero items: those go through the backend's
@@ -130,7 +130,7 @@ int gms__device_reserve(gms_pool *p, uint64_t *ticket)
     int err = be->ops->ticket_reserve(be, ticket);
     if (err == EBUSY && !p->told_busy) {
         p->told_busy = true; /* once: it can recur at every free */
-        gms__log(p->rt, GMS_LOG_WARN, "gms: pool %llu: the device has too much safety work in flight; batches wait for their stream meanwhile",
+        gms__log_later(p->rt, GMS_LOG_WARN, "gms: pool %llu: the device has too much safety work in flight; batches wait for their stream meanwhile",
                  (unsigned long long)p->id);
     }
     return err;
@@ -303,7 +303,7 @@ static int granules_decommit(gms_pool *p, gms_chunk *c, uint64_t first, uint64_t
     int err = rt->backend->ops->decommit(rt->backend, c->be_chunk, first * rt->granule, len);
     atomic_fetch_add_explicit(&rt->unmaps, 1, memory_order_relaxed);
     if (err) {
-        gms__log(rt, GMS_LOG_WARN, "gms: pool %llu: returning %llu bytes to the backend failed (errno %d); kept mapped",
+        gms__log_later(rt, GMS_LOG_WARN, "gms: pool %llu: returning %llu bytes to the backend failed (errno %d); kept mapped",
                  (unsigned long long)p->id, (unsigned long long)len, err);
         return err;
     }
@@ -728,24 +728,24 @@ static int chunk_add(gms_pool *p, uint64_t need, gms_block **out)
     return GMS_OK;
 }
 
-/* Gives a chunk that became wholly free back, unless it is the pool's last
- * one (keeping one reservation costs no memory and saves a reserve). */
-static void chunk_maybe_release(gms_pool *p, gms_block *b)
+/* Gives chunk c back if it is wholly free and no device work runs on it;
+ * true if it went. */
+static bool chunk_release_free(gms_pool *p, gms_chunk *c)
 {
-    gms_chunk *c = b->chunk;
-    if (b->size != c->size || (p->chunks == c && !c->next))
-        return;
+    gms_block *b = c->first;
+    if (b->state != GMS_BLOCK_FREE || b->size != c->size)
+        return false;
     uint64_t done = 0;
     for (uint64_t g = 0; g < c->ngranules; g++)
         if (c->granules[g].committed && !granule_idle(p->rt, &c->granules[g], &done))
-            return; /* device work still runs on it: a later free or trim */
+            return false; /* device work still runs on it: a later free or trim */
     for (uint64_t g = 0; g < c->ngranules; g++) {
         if (c->granules[g].committed) {
             uint64_t last = g;
             while (last + 1 < c->ngranules && c->granules[last + 1].committed)
                 last++;
             if (granules_decommit(p, c, g, last, false) != 0)
-                return; /* keep the chunk; its granules stay cached */
+                return false; /* keep the chunk; its granules stay cached */
             g = last;
         }
     }
@@ -756,6 +756,46 @@ static void chunk_maybe_release(gms_pool *p, gms_block *b)
         pp = &(*pp)->next;
     *pp = c->next;
     chunk_release(p, c);
+    return true;
+}
+
+/* Gives a chunk that became wholly free back, unless it is the pool's last
+ * one (keeping one reservation while the pool is in use costs no memory
+ * and saves a reserve; an idle pool gives it back too). */
+static void chunk_maybe_release(gms_pool *p, gms_block *b)
+{
+    gms_chunk *c = b->chunk;
+    if (b->size == c->size && !(p->chunks == c && !c->next))
+        chunk_release_free(p, c);
+}
+
+bool gms__pool_release_chunks(gms_pool *p)
+{
+    for (gms_chunk *c = p->chunks, *n; c; c = n) {
+        n = c->next;
+        chunk_release_free(p, c);
+    }
+    if (p->chunks)
+        return false;
+    /* No block is left: every node is free, and the slabs go too. */
+    for (gms_node_slab *s = p->slabs, *n; s; s = n) {
+        n = s->next;
+        free(s);
+    }
+    p->slabs = NULL;
+    p->free_nodes = NULL;
+    return true;
+}
+
+void gms__pool_reuse(gms_pool *p, gms_tenant *t, gms_level level, gms_language lang)
+{
+    p->tenant = t;
+    p->level = level;
+    p->language = lang;
+    p->idle = false;
+    p->told_busy = false;
+    p->nusers = 0;
+    p->peak_recent = p->peak_held_recent = p->peak_decay_ns = 0;
 }
 
 /* ---- blocks ---- */

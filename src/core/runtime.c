@@ -37,9 +37,12 @@ void gms__log(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (rt->log)
+    if (rt->log) {
+        char saved[GMS_ERROR_MAX];
+        gms__error_save(saved);
         rt->log(rt->log_user, level, msg);
-    else if (level <= GMS_LOG_WARN)
+        gms__error_restore(saved);
+    } else if (level <= GMS_LOG_WARN)
         fprintf(stderr, "%s\n", msg);
 }
 
@@ -302,6 +305,16 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
         rc = gms__fail(GMS_E_NO_MEMORY, "cannot create the runtime lock");
         goto fail;
     }
+    if ((rc = gms__handle_table_init(rt)) != GMS_OK) {
+        pthread_mutex_destroy(&rt->lock);
+        goto fail;
+    }
+    if (pthread_mutex_init(&rt->mail_lock, NULL) != 0) {
+        gms__handle_table_destroy(rt);
+        pthread_mutex_destroy(&rt->lock);
+        rc = gms__fail(GMS_E_NO_MEMORY, "cannot create the runtime's log lock");
+        goto fail;
+    }
     const gms_backend_factory *f = factory_of(kind);
     gms_backend *be = NULL;
     int err = gms_failpoint_hit(&rt->failpoint) ? ENOMEM : f->create(o->device, &be);
@@ -348,7 +361,12 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
         be = wrapped;
     }
     rt->backend = be;
-    if ((rc = gms__audit_open(&rt->audit, o)) != GMS_OK) {
+    /* The writer's thread logs through the runtime's mail: a log function
+     * that calls gms could otherwise wait there for the writer itself. */
+    gms_runtime_options audit_opts = *o;
+    audit_opts.log = gms__log_mail;
+    audit_opts.log_user = rt;
+    if ((rc = gms__audit_open(&rt->audit, &audit_opts)) != GMS_OK) {
         be->ops->destroy(be);
         goto fail_lock;
     }
@@ -374,6 +392,8 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
     *out = rt;
     return GMS_OK;
 fail_lock:
+    pthread_mutex_destroy(&rt->mail_lock);
+    gms__handle_table_destroy(rt);
     pthread_mutex_destroy(&rt->lock);
 fail:
     free(rt);
@@ -402,6 +422,7 @@ static void runtime_destroy(gms_runtime *rt)
         gms__violations_deliver(rt);
     }
     gms__device_quiesce(rt); /* nothing may run on memory about to be unmapped */
+    gms__violations_deliver(rt);
     for (gms_pool *p = rt->pools, *n; p; p = n) {
         n = p->next;
         gms__pool_destroy(p);
@@ -410,16 +431,19 @@ static void runtime_destroy(gms_runtime *rt)
         n = t->next;
         free(t);
     }
-    for (uint32_t i = 0; i < GMS_SLOT_PAGES; i++)
-        free(atomic_load(&rt->pages[i]));
+    gms__handle_table_destroy(rt);
     if (rt->audit) {
         gms_audit_event e = {.op = GMS_AUDIT_RUNTIME_CLOSE, .level = -1, .language = -1};
         gms__audit_emit(rt->audit, &e);
-        gms__audit_close(rt->audit);
+        gms_audit *a = rt->audit;
+        rt->audit = NULL; /* a log function's gms_audit_flush: unsupported now */
+        gms__audit_close(a);
+        gms__violations_deliver(rt); /* the writer's last words */
     }
     rt->backend->ops->destroy(rt->backend);
     if (rt->map_log)
         fclose(rt->map_log);
+    pthread_mutex_destroy(&rt->mail_lock);
     pthread_mutex_destroy(&rt->lock);
     free(rt);
 }
@@ -596,6 +620,95 @@ static int pool_user_index(gms_pool *p, const char *user, uint32_t *out)
     return GMS_OK;
 }
 
+/* ---- pools: made, retired, reused ---- */
+
+/* Gives back everything pool p holds once nothing of it is in use: no
+ * context, no live or imported buffer, nothing the device still runs
+ * (rt->lock and pool->lock held). Its quarantine is checked and emptied,
+ * its memory unmapped, its chunks and node slabs released, its handle
+ * slots returned to the runtime; the record then waits, idle, for the
+ * next new (tenant, level, language). False while something is in use. */
+static bool pool_retire(gms_runtime *rt, gms_pool *p)
+{
+    if (p->idle || p->contexts || p->live_blocks || p->imports)
+        return false;
+    gms__safety_drain(p);
+    gms__pool_trim(p, 0);
+    if (p->quarantine_blocks || p->inflight_head || !gms__pool_release_chunks(p))
+        return false; /* a check or an unmap failed: the next sweep tries again */
+    gms__slots_give_back(p);
+    rt->retired_allocs += p->allocs; /* gms_stats counts them still */
+    rt->retired_frees += p->frees;
+    p->allocs = p->frees = 0;
+    p->idle = true;
+    rt->npools--;
+    return true;
+}
+
+/* The last context of p closed (rt->lock and pool->lock held): its memory
+ * goes back, and the pool retires now or, while another context still
+ * holds one of its buffers, at a later sweep. */
+static void pool_unused(gms_runtime *rt, gms_pool *p)
+{
+    gms__safety_drain(p);
+    gms__pool_trim(p, 0);
+    if (!pool_retire(rt, p) && !p->orphan) {
+        p->orphan = true;
+        rt->orphan_pools++;
+    }
+}
+
+/* Retires the pools no context uses whose last buffers have gone since
+ * (rt->lock held): at every context open and close, while there are any. */
+static void pools_sweep(gms_runtime *rt)
+{
+    for (gms_pool *p = rt->pools; p && rt->orphan_pools; p = p->next) {
+        if (!p->orphan)
+            continue;
+        gms__pool_lock(p);
+        if (pool_retire(rt, p)) {
+            p->orphan = false;
+            rt->orphan_pools--;
+        }
+        gms__pool_unlock(p);
+    }
+}
+
+/* The pool serving (t, level, lang) (rt->lock held); a new triple gets an
+ * idle pool record if there is one, else a new one at the list's end. */
+static int pool_get(gms_runtime *rt, gms_tenant *t, gms_level level, gms_language lang,
+                    gms_pool **out)
+{
+    gms_pool *idle = NULL, *p;
+    for (p = rt->pools; p; p = p->next) {
+        if (p->idle) {
+            idle = idle ? idle : p;
+            continue;
+        }
+        if (p->tenant == t && p->level == level && p->language == lang) {
+            *out = p;
+            return GMS_OK;
+        }
+    }
+    if (idle) {
+        p = idle;
+        gms__pool_lock(p);
+        gms__pool_reuse(p, t, level, lang);
+        p->id = ++rt->next_id;
+        gms__pool_unlock(p);
+    } else {
+        int rc = gms__pool_create(rt, t, level, lang, &p);
+        if (rc)
+            return rc;
+        p->id = p->rank = ++rt->next_id; /* ranks grow along the list */
+        *rt->pools_tail = p;
+        rt->pools_tail = &p->next;
+    }
+    rt->npools++;
+    *out = p;
+    return GMS_OK;
+}
+
 int gms_context_open(gms_context **out, gms_runtime *rt, const gms_context_desc *desc)
 {
     if (!out)
@@ -628,15 +741,8 @@ int gms_context_open(gms_context **out, gms_runtime *rt, const gms_context_desc 
     rc = tenant_get(rt, desc->tenant, &t);
     gms_pool *p = NULL;
     if (rc == GMS_OK) {
-        for (p = rt->pools; p; p = p->next)
-            if (p->tenant == t && p->level == desc->level && p->language == desc->language)
-                break;
-        if (!p && (rc = gms__pool_create(rt, t, desc->level, desc->language, &p)) == GMS_OK) {
-            p->id = ++rt->next_id;
-            *rt->pools_tail = p;
-            rt->pools_tail = &p->next;
-            rt->npools++;
-        }
+        pools_sweep(rt);
+        rc = pool_get(rt, t, desc->level, desc->language, &p);
     }
     if (rc == GMS_OK) {
         gms__pool_lock(p);
@@ -644,9 +750,15 @@ int gms_context_open(gms_context **out, gms_runtime *rt, const gms_context_desc 
         gms__pool_unlock(p);
     }
     if (rc) {
+        if (p && p->contexts == 0) { /* made or reused for nothing */
+            gms__pool_lock(p);
+            pool_unused(rt, p);
+            gms__pool_unlock(p);
+        }
         pthread_mutex_unlock(&rt->lock);
         pthread_mutex_destroy(&ctx->holds_lock);
         free(ctx);
+        gms__violations_deliver(rt); /* what the sweep found; keeps the message */
         return rc;
     }
     ctx->rt = rt;
@@ -656,6 +768,10 @@ int gms_context_open(gms_context **out, gms_runtime *rt, const gms_context_desc 
     ctx->level = desc->level;
     ctx->language = desc->language;
     ctx->id = ++rt->next_id;
+    if (p->orphan) { /* in use again */
+        p->orphan = false;
+        rt->orphan_pools--;
+    }
     p->contexts++;
     ctx->next = rt->contexts;
     if (rt->contexts)
@@ -663,6 +779,7 @@ int gms_context_open(gms_context **out, gms_runtime *rt, const gms_context_desc 
     rt->contexts = ctx;
     rt->ncontexts++;
     pthread_mutex_unlock(&rt->lock);
+    gms__violations_deliver(rt); /* what the sweep found */
     gms__audit_ctx(ctx, GMS_AUDIT_CONTEXT_OPEN, 0, 0, GMS_OK, NULL);
     *out = ctx;
     return GMS_OK;
@@ -684,7 +801,8 @@ static void context_drop_holds(gms_context *ctx, uint64_t *blocks, uint64_t *byt
         gms__pool_lock(p);
         /* Between the two locks another thread (a DLPack deleter) may have
          * released it: look again before using it. */
-        if (atomic_load(&s->handle) != h || s->kind != GMS_SLOT_HANDLE || s->holder != ctx) {
+        if (!gms__slot_owned(s, p) || atomic_load(&s->handle) != h || s->kind != GMS_SLOT_HANDLE ||
+            s->holder != ctx) {
             gms__pool_unlock(p);
             continue;
         }
@@ -718,10 +836,8 @@ static void context_close_locked(gms_context *ctx, char *leak, size_t leak_size)
         gms_drop d;
         gms__handle_drop(p, gms__slot_at(rt, b->u.live.slot), ctx, &d);
     }
-    if (--p->contexts == 0) { /* nobody uses the pool: return its memory */
-        gms__safety_drain(p);
-        gms__pool_trim(p, 0);
-    }
+    if (--p->contexts == 0) /* nobody uses the pool: return what it holds */
+        pool_unused(rt, p);
     gms__pool_unlock(p);
     leak[0] = 0;
     if (blocks) {
@@ -756,6 +872,7 @@ void gms_context_close(gms_context *ctx)
     context_drop_holds(ctx, &ctx->held_leaks, &ctx->held_leak_bytes);
     pthread_mutex_lock(&rt->lock);
     context_close_locked(ctx, leak, sizeof leak);
+    pools_sweep(rt);
     pthread_mutex_unlock(&rt->lock);
     if (leak[0])
         gms__log(rt, GMS_LOG_WARN, "%s", leak);

@@ -280,7 +280,8 @@ static int share_lock(gms_context *ctx, gms_share_id id, const char *op, gms_poo
                          "%s: share 0x%016llx does not exist (never made, forged, or its buffer is gone)",
                          op, (unsigned long long)id);
     gms__pool_lock(p);
-    if (atomic_load_explicit(&s->handle, memory_order_relaxed) != id) {
+    /* The slot may have moved to another pool since the lookup. */
+    if (!gms__slot_owned(s, p) || atomic_load_explicit(&s->handle, memory_order_relaxed) != id) {
         gms__pool_unlock(p);
         return gms__fail(GMS_E_INVALID_HANDLE, "%s: share 0x%016llx: its buffer is gone", op,
                          (unsigned long long)id);
@@ -422,7 +423,7 @@ static int transfer_copy(gms_context *from, gms_buf buf, gms_context *to, uint64
     gms_slot *ds = gms__slot_lookup(to->rt, nb, &tp);
     gms__pools_lock(fp, tp);
     /* The handle may have died while no lock was held. */
-    if (atomic_load(&s->handle) != buf || s->holder != from) {
+    if (!gms__slot_owned(s, fp) || atomic_load(&s->handle) != buf || s->holder != from) {
         rc = gms__fail(GMS_E_INVALID_HANDLE, "gms_transfer: handle 0x%016llx died during the transfer",
                        (unsigned long long)buf);
     } else {

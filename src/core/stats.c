@@ -10,6 +10,8 @@
 
 int gms_stats_get(gms_runtime *rt, gms_stats *out)
 {
+    if (out)
+        memset(out, 0, sizeof *out);
     if (!rt || !out)
         return gms__fail(GMS_E_INVALID_ARG, "gms_stats: %s is NULL", rt ? "out" : "runtime");
     gms_stats s;
@@ -31,6 +33,8 @@ int gms_stats_get(gms_runtime *rt, gms_stats *out)
         s.leaked_blocks += atomic_load(&t->leaked_blocks);
         s.leaked_bytes += atomic_load(&t->leaked_bytes);
     }
+    s.allocs += rt->retired_allocs;
+    s.frees += rt->retired_frees;
     s.pools = rt->npools;
     s.contexts = rt->ncontexts;
     s.tenants = rt->ntenants;
@@ -56,6 +60,8 @@ int gms_stats_get(gms_runtime *rt, gms_stats *out)
 
 int gms_tenant_stats_get(gms_runtime *rt, uint64_t index, gms_tenant_stats *out)
 {
+    if (out)
+        memset(out, 0, sizeof *out);
     if (!rt || !out)
         return gms__fail(GMS_E_INVALID_ARG, "gms_tenant_stats: %s is NULL", rt ? "out" : "runtime");
     pthread_mutex_lock(&rt->lock);
@@ -119,6 +125,7 @@ int gms_trim(gms_runtime *rt)
         gms__pool_unlock(p);
     }
     pthread_mutex_unlock(&rt->lock);
+    gms__violations_deliver(rt); /* what was logged under the locks */
     return GMS_OK;
 }
 

@@ -318,36 +318,9 @@ static void verify_pool(vstate *v, gms_pool *p, uint64_t *tenant_bytes, uint64_t
         violation(v, "pool %llu: counts %llu held / %llu cached bytes, granules say %llu / %llu", pid,
                   (unsigned long long)p->held_bytes, (unsigned long long)p->cached_bytes,
                   (unsigned long long)held, (unsigned long long)cached);
-    /* Live handles of this pool's slot pages name live blocks, and each
-     * block has as many as it counts holders; share ids name shares. */
-    uint64_t handles = 0, shares = 0, holders = 0;
-    for (uint32_t pg = 0; pg < GMS_SLOT_PAGES; pg++) {
-        gms_slot_page *page = atomic_load(&p->rt->pages[pg]);
-        if (!page || page->pool != p)
-            continue;
-        for (uint32_t i = 0; i < GMS_SLOTS_PER_PAGE; i++) {
-            gms_slot *s = &page->slots[i];
-            uint64_t word = atomic_load(&s->handle);
-            unsigned slot = pg * GMS_SLOTS_PER_PAGE + i;
-            if (!word)
-                continue;
-            if (!s->block || s->block->state != GMS_BLOCK_LIVE) {
-                violation(v, "pool %llu: live %s in slot %u names no live block", pid,
-                          s->kind == GMS_SLOT_SHARE ? "share id" : "handle", slot);
-                continue;
-            }
-            if (s->kind == GMS_SLOT_SHARE) {
-                shares++;
-                if (!s->block->share || s->block->share->slot != slot || s->block->share->id != word)
-                    violation(v, "pool %llu: share id in slot %u is not its block's share", pid, slot);
-                continue;
-            }
-            handles++;
-            s->block->seen++;
-            if (!s->holder)
-                violation(v, "pool %llu: handle in slot %u has no holder", pid, slot);
-        }
-    }
+    /* Each block has as many handles as it counts holders (verify_slots
+     * counted the handles of this pool's slots). */
+    uint64_t handles = p->v_handles, shares = p->v_shares, holders = 0;
     for (gms_chunk *c = p->chunks; c; c = c->next)
         for (gms_block *b = c->first; b; b = b->next_phys)
             if (b->state == GMS_BLOCK_LIVE)
@@ -366,6 +339,113 @@ static void verify_pool(vstate *v, gms_pool *p, uint64_t *tenant_bytes, uint64_t
     v->r.live_handles += handles;
     *tenant_bytes += live_bytes;
     *tenant_blocks += live_blocks;
+}
+
+/* A free list of slots (the runtime's, or a pool's with owner p): each
+ * slot free and owned as the list says; returns its length. */
+static uint64_t verify_free_slots(vstate *v, gms_runtime *rt, uint32_t head, const gms_pool *p,
+                                  uint64_t most)
+{
+    uint64_t n = 0;
+    for (uint32_t i = head; i && n <= most; n++) {
+        gms_slot *s = gms__slot_at(rt, i);
+        if (!s || atomic_load(&s->handle) || atomic_load(&s->pool) != p) {
+            violation(v, "handle table: slot %u in the free list of %s is %s", i,
+                      p ? "a pool" : "the runtime", !s ? "not in the table" : "in use");
+            break;
+        }
+        i = s->next_free;
+    }
+    return n;
+}
+
+/* Invariant 3, the handle table's side, in one pass over it: every live
+ * handle names a live block of its slot's pool (the counts per pool are
+ * checked against the blocks by verify_pool), every share id its share;
+ * free slots are in exactly one free list, the runtime's or their pool's;
+ * each tenant is charged for the slots it holds. */
+static void verify_slots(vstate *v, gms_runtime *rt)
+{
+    for (gms_pool *p = rt->pools; p; p = p->next)
+        p->v_handles = p->v_shares = 0;
+    for (gms_tenant *t = rt->tenants; t; t = t->next)
+        t->v_handles = 0;
+    pthread_mutex_lock(&rt->slots_lock);
+    uint64_t live = 0, cached = 0, table = 0;
+    for (uint32_t pg = 0; pg < rt->next_page; pg++) {
+        gms_slot_page *page = atomic_load(&rt->pages[pg]);
+        for (uint32_t i = 0; i < GMS_SLOTS_PER_PAGE; i++) {
+            gms_slot *s = &page->slots[i];
+            unsigned slot = pg * GMS_SLOTS_PER_PAGE + i;
+            uint64_t word = atomic_load(&s->handle);
+            gms_pool *p = atomic_load(&s->pool);
+            if (slot == 0 || slot > rt->slots_max)
+                continue;
+            table++;
+            if (!p) {
+                if (word)
+                    violation(v, "handle table: live slot %u belongs to no pool", slot);
+                continue;
+            }
+            if (p->idle)
+                violation(v, "handle table: slot %u belongs to idle pool %llu", slot,
+                          (unsigned long long)p->id);
+            if (!word) {
+                cached++;
+                continue;
+            }
+            live++;
+            unsigned long long pid = (unsigned long long)p->id;
+            if (!s->block || s->block->state != GMS_BLOCK_LIVE) {
+                violation(v, "pool %llu: live %s in slot %u names no live block", pid,
+                          s->kind == GMS_SLOT_SHARE ? "share id" : "handle", slot);
+                continue;
+            }
+            if (s->kind == GMS_SLOT_SHARE) {
+                p->v_shares++;
+                p->tenant->v_handles++;
+                if (!s->block->share || s->block->share->slot != slot || s->block->share->id != word)
+                    violation(v, "pool %llu: share id in slot %u is not its block's share", pid, slot);
+                continue;
+            }
+            p->v_handles++;
+            s->block->seen++;
+            if (!s->holder) {
+                violation(v, "pool %llu: handle in slot %u has no holder", pid, slot);
+                continue;
+            }
+            s->holder->tenant->v_handles++;
+        }
+    }
+    uint64_t listed = verify_free_slots(v, rt, rt->free_slots, NULL, table);
+    uint64_t in_pools = 0;
+    for (gms_pool *p = rt->pools; p; p = p->next) {
+        uint64_t n = verify_free_slots(v, rt, p->free_slots, p, table);
+        if (n != p->nfree_slots)
+            violation(v, "pool %llu: counts %u free slots, its list holds %llu",
+                      (unsigned long long)p->id, p->nfree_slots, (unsigned long long)n);
+        in_pools += n;
+    }
+    if (in_pools != cached || live + cached != rt->slots_out ||
+        listed + rt->slots_out != table)
+        violation(v, "handle table: %llu slots, %llu live, %llu free in pools (%llu listed), %llu free in the runtime's list; the runtime counts %llu out",
+                  (unsigned long long)table, (unsigned long long)live, (unsigned long long)cached,
+                  (unsigned long long)in_pools, (unsigned long long)listed,
+                  (unsigned long long)rt->slots_out);
+    pthread_mutex_unlock(&rt->slots_lock);
+    for (gms_tenant *t = rt->tenants; t; t = t->next)
+        if (t->v_handles != atomic_load(&t->handles))
+            violation(v, "tenant '%s': charged for %llu handles and share ids, holds %llu", t->name,
+                      (unsigned long long)atomic_load(&t->handles),
+                      (unsigned long long)t->v_handles);
+}
+
+/* An idle pool holds nothing. */
+static void verify_idle(vstate *v, const gms_pool *p)
+{
+    if (p->chunks || p->nfree_slots || p->live_blocks || p->imports || p->quarantine_blocks ||
+        p->held_bytes || p->contexts || p->shares)
+        violation(v, "pool %llu: idle but holds memory, slots or blocks", (unsigned long long)p->id);
 }
 
 static int cmp_range(const void *a, const void *b)
@@ -403,6 +483,8 @@ static void verify_chunks_disjoint(vstate *v, gms_runtime *rt)
 
 int gms_verify(gms_runtime *rt, gms_report *out)
 {
+    if (out)
+        memset(out, 0, sizeof *out);
     if (!rt)
         return gms__fail(GMS_E_INVALID_ARG, "gms_verify: runtime is NULL");
     vstate v;
@@ -418,10 +500,14 @@ int gms_verify(gms_runtime *rt, gms_report *out)
     gms__device_quiesce(rt);
     for (gms_pool *p = rt->pools; p; p = p->next)
         gms__safety_collect(p, true);
+    verify_slots(&v, rt);
+    for (gms_pool *p = rt->pools; p; p = p->next)
+        if (p->idle)
+            verify_idle(&v, p);
     for (gms_tenant *t = rt->tenants; t; t = t->next) {
         uint64_t bytes = 0, blocks = 0;
         for (gms_pool *p = rt->pools; p; p = p->next)
-            if (p->tenant == t)
+            if (p->tenant == t && !p->idle)
                 verify_pool(&v, p, &bytes, &blocks);
         if (bytes != atomic_load(&t->live_bytes) || blocks != atomic_load(&t->live_allocs))
             violation(&v, "tenant '%s': quota counts %llu bytes / %llu allocations, its pools hold %llu / %llu",

@@ -53,7 +53,9 @@ void gms__safety_retired_ranges(const gms_pool *p, const gms_block *b, uint64_t 
 void gms__violation_note(gms_pool *p, gms_violation_kind kind, gms_buf handle, uint64_t addr,
                          const gms_block *b, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
-/* Delivers the queued violations (no gms lock held); returns how many. */
+/* Delivers this thread's queued violations and log lines of rt (no gms
+ * lock held); returns how many violations. Called from a callback of rt,
+ * it leaves them to the delivery under way, which takes them next. */
 unsigned gms__violations_deliver(gms_runtime *rt);
 
 #endif

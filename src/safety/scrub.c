@@ -200,7 +200,7 @@ static bool batch_collect(gms_pool *p, gms_scrub_batch *bt)
     if (err == EAGAIN)
         return false;
     if (err)
-        gms__log(p->rt, GMS_LOG_WARN,
+        gms__log_later(p->rt, GMS_LOG_WARN,
                  "gms: pool %llu: the device failed a safety batch of %u blocks (errno %d); its findings are lost",
                  (unsigned long long)p->id, bt->n, err);
     else
@@ -213,7 +213,7 @@ static void keep_in_flight(gms_pool *p, const gms_scrub_batch *made)
 {
     gms_scrub_batch *bt = batch_keep(p->rt, made);
     if (!bt) {
-        gms__log(p->rt, GMS_LOG_WARN,
+        gms__log_later(p->rt, GMS_LOG_WARN,
                  "gms: pool %llu: out of host memory: the findings of a safety batch of %u blocks will not be reported",
                  (unsigned long long)p->id, made->n);
         return;
@@ -229,7 +229,7 @@ static void keep_in_flight(gms_pool *p, const gms_scrub_batch *made)
 static int batch_sent(gms_pool *p, const gms_scrub_batch *bt, int err)
 {
     if (err)
-        gms__log(p->rt, GMS_LOG_WARN,
+        gms__log_later(p->rt, GMS_LOG_WARN,
                  "gms: pool %llu: queuing safety work for %u blocks failed (backend errno %d); they wait in quarantine",
                  (unsigned long long)p->id, bt->n, err);
     else if (bt->ticket && bt->n)
@@ -537,7 +537,7 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered)
                 pending_flush(p);
         } else if (ordered && rt->backend->ops->order_after &&
                    rt->backend->ops->order_after(rt->backend, gms__queue_stream(stream), 1)) {
-            gms__log(rt, GMS_LOG_WARN, "gms: pool %llu: waiting for a stream failed",
+            gms__log_later(rt, GMS_LOG_WARN, "gms: pool %llu: waiting for a stream failed",
                      (unsigned long long)p->id);
         }
         gms__pool_free(p, b);

@@ -2,7 +2,9 @@
  * violation.c: reporting detected corruption. A violation is found with a
  * pool lock held; it is queued on the finding thread with the block's
  * history and delivered once the lock is gone: to the log, the audit trail,
- * the registered callbacks, and then, if the policy says so, abort().
+ * the registered callbacks, and then, if the policy says so, abort(). Each
+ * note is taken off the queue before anyone is called, so callbacks that
+ * call gms (and find corruption of their own) never see a note twice.
  * Never silently repaired: the caller re-poisons only after noting.
  */
 #include "safety/safety.h"
@@ -14,18 +16,60 @@
 
 /* Violations found under one lock are usually few; a batch of frees or a
  * verify can find many. The queue grows on the heap as needed (up to
- * QUEUE_MAX, far more than any batch) and is freed when delivered. */
+ * QUEUE_MAX, far more than any batch); what does not fit is counted in the
+ * runtime's notes_lost and reported as a number. Log lines written under
+ * a lock wait in the same queue, so that the log function, like the
+ * callbacks, never runs with a gms lock held. */
 #define QUEUE_MAX 65536
 
 typedef struct vnote {
     gms_runtime *rt;
+    bool is_log;          /* a log line (level, message), not a violation */
+    gms_log_level level;
     gms_violation v;
     char tenant[GMS_NAME_MAX + 1];
     char message[480];
 } vnote;
 
 static _Thread_local vnote *queue;
-static _Thread_local unsigned queued, capacity, lost;
+static _Thread_local unsigned queued, capacity;
+
+/* The deliveries running on this thread, innermost first. A callback that
+ * calls gms makes calls that deliver too; for a runtime whose delivery is
+ * already under way here they only queue, and that delivery takes their
+ * notes when the callback returns: each note is delivered once, and
+ * nesting never goes deeper than one level per runtime. */
+typedef struct delivery {
+    gms_runtime *rt;
+    struct delivery *outer;
+} delivery;
+static _Thread_local delivery *delivering;
+
+/* A cleared entry at the queue's end, counted in notes_queued; or NULL
+ * when the queue is full: a lost violation is counted in notes_lost (and
+ * still in notes_queued), a lost log line is dropped. */
+static vnote *queue_push(gms_runtime *rt, bool is_log)
+{
+    atomic_fetch_add_explicit(&rt->notes_queued, 1, memory_order_relaxed);
+    if (queued == capacity) {
+        unsigned cap = capacity ? 2 * capacity : 8;
+        vnote *q = cap <= QUEUE_MAX ? realloc(queue, cap * sizeof *q) : NULL;
+        if (!q) {
+            if (is_log)
+                atomic_fetch_sub_explicit(&rt->notes_queued, 1, memory_order_relaxed);
+            else
+                atomic_fetch_add_explicit(&rt->notes_lost, 1, memory_order_relaxed);
+            return NULL;
+        }
+        queue = q;
+        capacity = cap;
+    }
+    vnote *n = &queue[queued++];
+    memset(n, 0, sizeof *n);
+    n->rt = rt;
+    n->is_log = is_log;
+    return n;
+}
 
 static const char *kind_name(gms_violation_kind k)
 {
@@ -43,20 +87,9 @@ static const char *kind_name(gms_violation_kind k)
 void gms__violation_note(gms_pool *p, gms_violation_kind kind, gms_buf handle, uint64_t addr,
                          const gms_block *b, const char *fmt, ...)
 {
-    atomic_fetch_add_explicit(&p->rt->notes_queued, 1, memory_order_relaxed);
-    if (queued == capacity) {
-        unsigned cap = capacity ? 2 * capacity : 8;
-        vnote *q = cap <= QUEUE_MAX ? realloc(queue, cap * sizeof *q) : NULL;
-        if (!q) {
-            lost++; /* counted and logged at delivery */
-            return;
-        }
-        queue = q;
-        capacity = cap;
-    }
-    vnote *n = &queue[queued++];
-    memset(n, 0, sizeof *n);
-    n->rt = p->rt;
+    vnote *n = queue_push(p->rt, false);
+    if (!n)
+        return;
     snprintf(n->tenant, sizeof n->tenant, "%s", p->tenant->name);
     char what[200];
     va_list ap;
@@ -88,53 +121,142 @@ void gms__violation_note(gms_pool *p, gms_violation_kind kind, gms_buf handle, u
     n->v.size = b ? b->req_size : 0;
 }
 
+void gms__log_later(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
+{
+    vnote *n = queue_push(rt, true);
+    if (!n)
+        return;
+    n->level = level;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(n->message, sizeof n->message, fmt, ap);
+    va_end(ap);
+}
+
+void gms__log_mail(void *user, gms_log_level level, const char *msg)
+{
+    gms_runtime *rt = user;
+    pthread_mutex_lock(&rt->mail_lock);
+    if (rt->nmail < sizeof rt->mail / sizeof rt->mail[0]) {
+        struct gms_mail *m = &rt->mail[rt->nmail++];
+        m->level = level;
+        snprintf(m->msg, sizeof m->msg, "%s", msg);
+        atomic_fetch_add_explicit(&rt->notes_queued, 1, memory_order_relaxed);
+    } else {
+        rt->mail_dropped++; /* said with the next line that gets through */
+    }
+    pthread_mutex_unlock(&rt->mail_lock);
+}
+
+/* Writes the runtime's mail (no gms lock held); returns how many lines. */
+static unsigned mail_deliver(gms_runtime *rt)
+{
+    struct gms_mail mail[sizeof rt->mail / sizeof rt->mail[0]];
+    pthread_mutex_lock(&rt->mail_lock);
+    unsigned n = rt->nmail, dropped = rt->mail_dropped;
+    memcpy(mail, rt->mail, n * sizeof mail[0]);
+    rt->nmail = rt->mail_dropped = 0;
+    pthread_mutex_unlock(&rt->mail_lock);
+    if (n)
+        atomic_fetch_sub_explicit(&rt->notes_queued, n, memory_order_relaxed);
+    for (unsigned i = 0; i < n; i++)
+        gms__log(rt, mail[i].level, "%s", mail[i].msg);
+    if (dropped)
+        gms__log(rt, GMS_LOG_WARN, "gms: %u further log lines of the audit writer were dropped",
+                 dropped);
+    return n;
+}
+
+/* One note to the log, the audit trail and the callbacks. */
+static void deliver_one(gms_runtime *rt, vnote *n)
+{
+    if (n->is_log) {
+        gms__log(rt, n->level, "%s", n->message);
+        return;
+    }
+    n->v.tenant = n->tenant;
+    n->v.message = n->message;
+    gms__log(rt, GMS_LOG_WARN, "gms: corruption: %s", n->message);
+    if (rt->audit) {
+        gms_audit_event e = {.op = GMS_AUDIT_VIOLATION, .result = GMS_E_CORRUPTION,
+                             .handle = n->v.handle, .size = n->v.size, .tenant = n->tenant,
+                             .level = -1, .language = -1, .detail = n->message};
+        gms__audit_emit(rt->audit, &e);
+    }
+    uint32_t cbs = atomic_load_explicit(&rt->n_on_violation, memory_order_acquire);
+    for (uint32_t c = 0; c < cbs; c++)
+        rt->on_violation[c].fn(rt->on_violation[c].user, &n->v);
+}
+
+/* Takes this thread's queue; the notes of other runtimes go back into it
+ * (a nested call on another runtime left them: that runtime's own
+ * delivery takes them). Returns the taken queue, rt's notes first, and
+ * sets *n to their count. */
+static vnote *queue_take(gms_runtime *rt, unsigned *n)
+{
+    vnote *taken = queue;
+    unsigned total = queued;
+    queue = NULL;
+    queued = capacity = 0;
+    unsigned mine = 0;
+    for (unsigned i = 0; i < total; i++) {
+        if (taken[i].rt == rt) {
+            if (i != mine)
+                taken[mine] = taken[i];
+            mine++;
+            continue;
+        }
+        gms_runtime *other = taken[i].rt;
+        vnote *back = queue_push(other, taken[i].is_log);
+        atomic_fetch_sub_explicit(&other->notes_queued, 1, memory_order_relaxed);
+        if (back)
+            *back = taken[i];
+    }
+    *n = mine;
+    return taken;
+}
+
 unsigned gms__violations_deliver(gms_runtime *rt)
 {
     if (!atomic_load_explicit(&rt->notes_queued, memory_order_relaxed))
         return 0; /* the common case, on every alloc and free */
-    if (!queued && !lost)
-        return 0; /* another thread's */
+    for (delivery *d = delivering; d; d = d->outer)
+        if (d->rt == rt)
+            return 0; /* called from a callback: the delivery under way takes them */
+    delivery me = {rt, delivering};
+    delivering = &me;
+    char saved[GMS_ERROR_MAX];
+    gms__error_save(saved);
     unsigned count = 0;
     bool fatal = false;
-    for (unsigned i = 0; i < queued; i++) {
-        vnote *n = &queue[i];
-        if (n->rt != rt)
-            continue; /* another runtime's: delivered by its own call */
-        n->v.tenant = n->tenant;
-        n->v.message = n->message;
-        gms__log(rt, GMS_LOG_WARN, "gms: corruption: %s", n->message);
-        if (rt->audit) {
-            gms_audit_event e = {.op = GMS_AUDIT_VIOLATION, .result = GMS_E_CORRUPTION,
-                                 .handle = n->v.handle, .size = n->v.size, .tenant = n->tenant,
-                                 .level = -1, .language = -1, .detail = n->message};
-            gms__audit_emit(rt->audit, &e);
+    for (;;) {
+        unsigned mailed = mail_deliver(rt);
+        unsigned n;
+        vnote *taken = queue_take(rt, &n);
+        uint64_t lost = atomic_exchange_explicit(&rt->notes_lost, 0, memory_order_relaxed);
+        if (n)
+            atomic_fetch_sub_explicit(&rt->notes_queued, n, memory_order_relaxed);
+        for (unsigned i = 0; i < n; i++) {
+            deliver_one(rt, &taken[i]);
+            if (!taken[i].is_log) {
+                count++;
+                fatal |= rt->abort_on_corruption;
+            }
         }
-        uint32_t cbs = atomic_load_explicit(&rt->n_on_violation, memory_order_acquire);
-        for (uint32_t c = 0; c < cbs; c++)
-            rt->on_violation[c].fn(rt->on_violation[c].user, &n->v);
-        fatal |= rt->abort_on_corruption;
-        count++;
-        n->rt = NULL;
-        atomic_fetch_sub_explicit(&rt->notes_queued, 1, memory_order_relaxed);
+        free(taken);
+        if (lost) {
+            atomic_fetch_sub_explicit(&rt->notes_queued, lost, memory_order_relaxed);
+            gms__log(rt, GMS_LOG_WARN,
+                     "gms: corruption: %llu further report%s found at once, not itemised",
+                     (unsigned long long)lost, lost == 1 ? "" : "s");
+            count += (unsigned)lost;
+            fatal |= rt->abort_on_corruption;
+        }
+        if (!n && !lost && !mailed)
+            break; /* nothing more: the callbacks queued nothing new */
     }
-    /* Compact what is left (other runtimes' notes). */
-    unsigned k = 0;
-    for (unsigned i = 0; i < queued; i++)
-        if (queue[i].rt)
-            queue[k++] = queue[i];
-    queued = k;
-    if (!k) {
-        free(queue);
-        queue = NULL;
-        capacity = 0;
-    }
-    if (lost && !k) {
-        gms__log(rt, GMS_LOG_WARN, "gms: corruption: %u further violation%s found at once, not itemised",
-                 lost, lost == 1 ? "" : "s");
-        atomic_fetch_sub_explicit(&rt->notes_queued, lost, memory_order_relaxed);
-        count += lost;
-        lost = 0;
-    }
+    delivering = me.outer;
+    gms__error_restore(saved);
     if (fatal) {
         gms__log(rt, GMS_LOG_ERROR, "gms: aborting on corruption (GMS_ON_CORRUPTION_ABORT)");
         abort();
