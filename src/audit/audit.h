@@ -1,7 +1,7 @@
 /*
  * audit.h: how the core hands records to the audit trail.
  *
- * The core calls gms__audit_emit on every operation (DESIGN.md §2, issue 5)
+ * The core calls gms__audit_emit on every operation (docs/audit.md)
  * from any thread, possibly holding a pool lock; the call copies a
  * fixed-size record into a ring and returns: formatting, chaining (HMAC-
  * SHA-256) and writing happen on the trail's writer thread, which takes no

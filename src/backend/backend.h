@@ -20,7 +20,7 @@
 typedef struct gms_backend gms_backend;
 typedef struct gms_backend_chunk gms_backend_chunk; /* backend-defined */
 
-/* One block's safety work (DESIGN.md §5), executed in batches: check that
+/* One block's safety work (docs/design.md#safety), executed in batches: check that
  * the check ranges hold the poison pattern, then run the wipe passes over
  * the fill range, overwrite it with the pattern and, if asked, read it back.
  * A check range found broken is overwritten with the pattern too (re-armed,

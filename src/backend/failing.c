@@ -1,6 +1,6 @@
 /*
  * failing.c: a backend wrapper that fails the Nth fallible call, so tests
- * can walk every error path of the core (issue: failing-backend sweep).
+ * can walk every error path of the core (tests/core/failing_backend.c).
  * The count is shared with the core's metadata allocations (gms_failpoint).
  */
 #include "backend/backend.h"

@@ -1,6 +1,6 @@
 /*
  * verify.c: gms_verify walks all state with every pool locked and checks
- * the invariants of DESIGN.md §4 that exist so far:
+ * the invariants (docs/design.md#invariants):
  *  1. blocks tile each chunk without overlap; every free block is filed in
  *     the right TLSF list and no two free blocks touch (coalescing);
  *  2. a pool's chunks are its own, granule-aligned, and no two chunks of the

@@ -1,5 +1,5 @@
 /*
- * safety.h: redzones, poison, quarantine and wipe (DESIGN.md §2, §5).
+ * safety.h: redzones, poison, quarantine and wipe (docs/safety.md).
  *
  * Free memory is kept poisoned with the runtime's 8-byte pattern, so
  * allocation writes nothing. A free queues the block's scrub (check the

@@ -1,5 +1,5 @@
 /*
- * rules.c: who may acquire a share and how (DESIGN.md §2, issue "sharing"):
+ * rules.c: who may acquire a share and how (docs/sharing.md):
  * access lists by tenant, user and language; read-write on an immutable
  * share; one writer at a time; distinct handles per holder; revoke; the
  * last release from another tenant's context; unguessable share ids.

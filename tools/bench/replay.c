@@ -2,14 +2,14 @@
  * replay.c: `gms-bench replay`, fragmentation and speed on real allocation
  * traces.
  *
- * Each trace (shared/traces: gzip CSV `seq,op,id,size,stream,t_us`, op `a`
- * allocate or `f` free, id pairing a free with its allocation) is loaded and
- * checked whole first, then replayed as fast as possible through one
+ * Each trace (bench/traces/README.md: gzip CSV `seq,op,id,size,stream,t_us`,
+ * op `a` allocate or `f` free, id pairing a free with its allocation) is
+ * loaded and checked whole first, then replayed as fast as possible through one
  * context of a fresh private runtime, twice in a row: the first pass maps
  * memory, the second is the steady state of a training loop's later steps.
  * ns/op is a pass's wall time over its events. Fragmentation is
- * 1 - peak live / peak held, the figure shared/ANCHORS.md gives for the
- * PyTorch, cudaMallocAsync and CuPy allocators on the same traces.
+ * 1 - peak live / peak held, the figure bench/RESULTS.md compares with
+ * PyTorch's and cudaMallocAsync's allocators on the same traces.
  *
  * With --backend cuda gms is replayed through its stream-ordered calls on
  * one stream, and then the same two passes through the driver's own

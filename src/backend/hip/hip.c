@@ -7,7 +7,7 @@
  * name, so libgms needs neither ROCm nor a GPU to build or to run on the
  * host backend. The few HIP types, enums and prototypes used are declared
  * below from the HIP API reference (no HIP headers are needed). The design
- * is the CUDA backend's (src/backend/cuda/cuda.c, DESIGN.md §5): a chunk is
+ * is the CUDA backend's (src/backend/cuda/cuda.c, docs/gpu.md): a chunk is
  * a reserved address range with unmapped guard space on each side; each
  * granule of it is its own physical allocation (hipMemCreate + hipMemMap),
  * so single granules can be returned; one hipMemSetAccess covers each
@@ -236,7 +236,7 @@ int gms_backend_hip_available(void)
 
 /* ---- the backend ---- */
 
-#define HIP_MIN_GRANULE (2ull << 20) /* DESIGN.md §5: 2 MiB physical granules */
+#define HIP_MIN_GRANULE (2ull << 20) /* docs/design.md#memory: 2 MiB granules */
 #define HIP_GUARD_BYTES (2ull << 20)
 #define HIP_MAX_GRID 2048u /* blocks per scrub launch; each strides over its tiles */
 
