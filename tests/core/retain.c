@@ -7,6 +7,7 @@
  */
 #include "test.h"
 
+#include <stdbool.h>
 #include <time.h>
 
 #define MiB ((uint64_t)1 << 20)
@@ -36,6 +37,13 @@ static uint64_t step(gms_runtime *rt, gms_context *c)
     return at_peak;
 }
 
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
 static void sleep_s(double s)
 {
     struct timespec t = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
@@ -61,12 +69,23 @@ int main(void)
      * holds back from the last step: at most 1 MiB and the newest block,
      * two granules). */
     uint64_t later = 0;
+    /* The marks hold for 2 s without the peak: on a machine so loaded
+     * that a step came more than a second after the last, the checks of
+     * what stays mapped would test the scheduler, not the policy. */
+    bool on_time = true;
+    double last_peak = now_s();
     for (int i = 0; i < 5; i++) {
         sleep_s(0.15);
         uint64_t h = step(rt, c);
+        double t = now_s();
+        on_time = on_time && t - last_peak < 1.0;
+        last_peak = t;
         later = h > later ? h : later;
-        CHECK(held(rt) >= peak - peak / 8);
+        if (on_time)
+            CHECK(held(rt) >= peak - peak / 8);
     }
+    if (!on_time)
+        printf("note: a step came more than 1 s after the last (a loaded machine): what stays mapped is not checked\n");
     printf("held at the first step's peak: %llu MiB, at the later steps': %llu MiB\n",
            (unsigned long long)(peak / MiB), (unsigned long long)(later / MiB));
     CHECK(later <= peak + 2 * 2 * MiB);
@@ -74,7 +93,7 @@ int main(void)
      * mapped at most the two granules above and unmapped nothing. */
     gms_stats cs;
     CHECK_OK(gms_stats_get(rt, &cs));
-    CHECK(cs.maps >= 1 && cs.unmaps == 0 && cs.device_waits == 0);
+    CHECK(cs.maps >= 1 && (cs.unmaps == 0 || !on_time) && cs.device_waits == 0);
     uint64_t maps_after_steps = cs.maps;
     peak = later > peak ? later : peak;
     gms_stats s;
