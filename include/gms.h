@@ -11,6 +11,21 @@
  * Out-parameters come last. Objects returned through them are the caller's
  * to release with the matching close/free, which accept NULL.
  *
+ * Versioned structs: the structs a caller fills in for gms
+ * (gms_runtime_options, gms_context_desc, gms_share_desc, gms_dlpack_desc)
+ * start with a uint32_t version, which says which fields the caller's struct
+ * has. They only grow, and only at the end: version N + 1 is version N with
+ * fields appended. gms accepts every version from 1 to its own, reads only
+ * the fields that version has and gives the others their defaults, so a
+ * program built against an older gms.h runs with a newer libgms. Version 0,
+ * or one newer than the library's, is GMS_E_INVALID_ARG. Set the version
+ * with the struct's _INIT macro or _init function. The structs gms fills in
+ * for the caller (gms_buf_info, gms_stats, gms_tenant_stats, gms_report)
+ * carry no version and do not change: new fields come in a new struct with
+ * a new function. Those gms hands to callbacks (gms_violation, gms_pressure)
+ * may grow at the end. Knobs for testing gms itself are in gms/testing.h,
+ * which is not a stable API.
+ *
  * Threading: every function is thread-safe. A gms_context may be used from
  * several threads at once. Calls on contexts of different tenants, levels or
  * languages never wait on one lock (each has its own pool); calls on the same
@@ -37,6 +52,12 @@ extern "C" {
 #define GMS_VERSION_MAJOR 0
 #define GMS_VERSION_MINOR 1
 #define GMS_VERSION_PATCH 0
+/* The version as one number: major * 10000 + minor * 100 + patch. */
+#define GMS_VERSION (GMS_VERSION_MAJOR * 10000 + GMS_VERSION_MINOR * 100 + GMS_VERSION_PATCH)
+
+/* The version of the libgms running, as GMS_VERSION counts it; it may be
+ * newer than the gms.h the program was built with. */
+GMS_API uint32_t gms_version(void);
 
 /* ---- errors ----------------------------------------------------------- */
 
@@ -110,9 +131,8 @@ typedef struct gms_runtime_options {
                                  (docs/stream-ordered.md) */
     gms_log_fn log;           /* NULL: warnings and errors go to stderr */
     void *log_user;
-    /* Testing: the Nth fallible internal operation (a backend call or a
-     * metadata allocation) fails, counting from 1; 0 disables. */
-    uint64_t fail_nth_call;
+    uint64_t reserved;        /* must be 0 (it held a testing knob, now in
+                                 gms/testing.h) */
     /* The audit trail (docs/audit.md). NULL audit_dir: no trail, unless the
      * GMS_AUDIT_DIR variable names one. The HMAC key comes from audit_key
      * (audit_key_len bytes, at least 16) or from the file audit_key_file
@@ -151,7 +171,17 @@ typedef struct gms_runtime_options {
     { GMS_RUNTIME_OPTIONS_VERSION, GMS_BACKEND_AUTO, 0, 0, 0, 0, NULL, NULL, \
       0, NULL, NULL, 0, NULL, 0, 0, 0, GMS_SAFETY_ON, 0, 0, 0, 0, 0,         \
       GMS_ON_CORRUPTION_REPORT, 0, 0 }
+/* Sets *opts to the defaults of `version` (GMS_RUNTIME_OPTIONS_VERSION),
+ * as GMS_RUNTIME_OPTIONS_INIT does, writing only that version's fields.
+ * GMS_E_INVALID_ARG for a NULL opts or an unknown version. In C,
+ * gms_runtime_options_init(opts) calls it with the header's version; the
+ * function of that name, for bindings that call it by name, fills version
+ * 1 and does nothing for NULL. gms_context_desc_init and
+ * gms_share_desc_init work the same way. */
+GMS_API int gms_runtime_options_init_version(gms_runtime_options *opts, uint32_t version);
 GMS_API void gms_runtime_options_init(gms_runtime_options *opts);
+#define gms_runtime_options_init(opts) \
+    ((void)gms_runtime_options_init_version((opts), GMS_RUNTIME_OPTIONS_VERSION))
 
 /* With opts == NULL every caller in the process gets the same
  * reference-counted runtime, so all languages loaded in one process share
@@ -200,7 +230,10 @@ typedef struct gms_context_desc {
 
 #define GMS_CONTEXT_DESC_INIT \
     { GMS_CONTEXT_DESC_VERSION, NULL, NULL, GMS_LEVEL_INTERNAL, GMS_LANG_C }
+GMS_API int gms_context_desc_init_version(gms_context_desc *desc, uint32_t version);
 GMS_API void gms_context_desc_init(gms_context_desc *desc);
+#define gms_context_desc_init(desc) \
+    ((void)gms_context_desc_init_version((desc), GMS_CONTEXT_DESC_VERSION))
 
 /* Buffers live in the pool of the context's (tenant, level, language). */
 GMS_API int gms_context_open(gms_context **out, gms_runtime *rt,
@@ -360,7 +393,10 @@ typedef struct gms_share_desc {
 } gms_share_desc;
 
 #define GMS_SHARE_DESC_INIT { GMS_SHARE_DESC_VERSION, NULL, 0, 0 }
+GMS_API int gms_share_desc_init_version(gms_share_desc *desc, uint32_t version);
 GMS_API void gms_share_desc_init(gms_share_desc *desc);
+#define gms_share_desc_init(desc) \
+    ((void)gms_share_desc_init_version((desc), GMS_SHARE_DESC_VERSION))
 
 /* Shares buf, which the owner context holds. One share per buffer: a
  * second gms_share gets GMS_E_BUSY. */

@@ -11,6 +11,7 @@
  */
 #include "audit/writer.h"
 #include "core/internal.h"
+#include "gms/testing.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -21,6 +22,21 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+
+void gms_testing_audit_clock_skew(int64_t ns)
+{
+    atomic_store_explicit(&gms__audit_clock_skew_ns, ns, memory_order_relaxed);
+}
+
+int gms_testing_audit_ring_slots(uint32_t slots)
+{
+    if (slots == 1 || (slots & (slots - 1)))
+        return gms__fail(GMS_E_INVALID_ARG,
+                         "gms_testing_audit_ring_slots: %u is not a power of two from 2 (0: the default)",
+                         slots);
+    gms__audit_ring_slots = slots;
+    return GMS_OK;
+}
 
 uint64_t gms__audit_now(void)
 {

@@ -145,10 +145,12 @@ void gms_audit_seg_list_free(char **names, uint64_t *indices, size_t n);
 void gms_audit_text_split(const gms_audit_block *b, char tenant[64], char user[64],
                           char detail[GMS_AUDIT_TEXT]);
 
-/* Test hook: added to the trail's clock (records and segment days), so
- * tests can write segments dated in the past. */
+/* Test hooks, set through gms/testing.h (audit.c). Added to the trail's
+ * clock (records and segment days), so tests can write segments dated in
+ * the past. */
 extern int64_t _Atomic gms__audit_clock_skew_ns;
-/* Test hook: ring slots per shard (a power of two); 0: the default. */
+/* Ring slots per shard (a power of two), read when a trail opens; 0: the
+ * default. */
 extern uint32_t gms__audit_ring_slots;
 
 #endif

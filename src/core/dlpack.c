@@ -10,6 +10,7 @@
  * tensor's extent, and its last release calls the tensor's deleter.
  */
 #include "core/internal.h"
+#include "core/version.h"
 #include "gms/dlpack.h"
 #include "safety/safety.h"
 
@@ -157,10 +158,13 @@ static void legacy_deleter(DLManagedTensor *t)
 static int export_common(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *desc, bool legacy,
                          const char *op, DLTensor *t, export_ctx **out_e, bool *read_only)
 {
-    gms_dlpack_desc whole = GMS_DLPACK_DESC_INIT;
-    if (desc && desc->version != GMS_DLPACK_DESC_VERSION)
-        return gms__fail(GMS_E_INVALID_ARG, "%s: desc version %u, this gms knows %u", op,
-                         desc->version, GMS_DLPACK_DESC_VERSION);
+    gms_dlpack_desc whole = GMS_DLPACK_DESC_INIT, given = GMS_DLPACK_DESC_INIT;
+    if (desc) {
+        int rc = gms__struct_read(&gms__dlpack_desc_versions, op, desc, &given);
+        if (rc)
+            return rc;
+        desc = &given;
+    }
     uint64_t item = item_bytes(desc ? desc->dtype : whole.dtype);
     if (!item)
         return gms__fail(GMS_E_INVALID_ARG, "%s: dtype of %u bits x %u lanes is not whole bytes", op,

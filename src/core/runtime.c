@@ -4,6 +4,8 @@
  * configuration time, never on the alloc/free path.
  */
 #include "core/internal.h"
+#include "core/version.h"
+#include "gms/testing.h"
 #include "safety/safety.h"
 
 #include <errno.h>
@@ -44,22 +46,6 @@ void gms__log(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
         gms__error_restore(saved);
     } else if (level <= GMS_LOG_WARN)
         fprintf(stderr, "%s\n", msg);
-}
-
-void gms_runtime_options_init(gms_runtime_options *opts)
-{
-    if (opts) {
-        gms_runtime_options d = GMS_RUNTIME_OPTIONS_INIT;
-        *opts = d;
-    }
-}
-
-void gms_context_desc_init(gms_context_desc *desc)
-{
-    if (desc) {
-        gms_context_desc d = GMS_CONTEXT_DESC_INIT;
-        *desc = d;
-    }
 }
 
 const char *gms_level_name(gms_level level)
@@ -237,12 +223,14 @@ uint64_t gms__now_ns(void)
 
 int (*gms__backend_wrap)(gms_backend *inner, gms_backend **out);
 
-static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
+/* o: options of the current version (gms__struct_read). */
+static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint64_t fail_nth_call)
 {
-    if (o->version != GMS_RUNTIME_OPTIONS_VERSION)
+    if (o->reserved)
         return gms__fail(GMS_E_INVALID_ARG,
-                         "runtime options version %u, this gms knows %u (use GMS_RUNTIME_OPTIONS_INIT)",
-                         o->version, GMS_RUNTIME_OPTIONS_VERSION);
+                         "gms_runtime_options.reserved is %llu: must be 0 (fail_nth_call moved to "
+                         "gms/testing.h, gms_testing_runtime_open)",
+                         (unsigned long long)o->reserved);
     uint64_t granule = o->granule_bytes ? o->granule_bytes : (2ull << 20);
     uint64_t chunk = o->chunk_bytes ? o->chunk_bytes : (16ull << 30);
     if (granule < 4096 || (granule & (granule - 1)) || granule > (1ull << 32))
@@ -271,7 +259,7 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o)
     gms_runtime *rt = calloc(1, sizeof *rt);
     if (!rt)
         return gms__fail(GMS_E_NO_MEMORY, "out of host memory for the runtime");
-    rt->failpoint.nth = o->fail_nth_call;
+    rt->failpoint.nth = fail_nth_call;
     rt->granule = granule;
     rt->granule_shift = (unsigned)__builtin_ctzll(granule);
     rt->chunk_bytes = chunk;
@@ -448,18 +436,38 @@ static void runtime_destroy(gms_runtime *rt)
     free(rt);
 }
 
+/* A private runtime: the caller's options of any version, read into the
+ * current one's shape. */
+static int runtime_open_private(const char *fn, gms_runtime **out, const gms_runtime_options *opts,
+                                uint64_t fail_nth_call)
+{
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    int rc = opts ? gms__struct_read(&gms__runtime_options_versions, fn, opts, &o) : GMS_OK;
+    return rc ? rc : runtime_create(out, &o, fail_nth_call);
+}
+
+int gms_testing_runtime_open(gms_runtime **out, const gms_runtime_options *opts,
+                             const gms_testing_options *testing)
+{
+    if (!out)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_testing_runtime_open: out is NULL");
+    *out = NULL;
+    return runtime_open_private("gms_testing_runtime_open", out, opts,
+                                testing ? testing->fail_nth_call : 0);
+}
+
 int gms_runtime_open(gms_runtime **out, const gms_runtime_options *opts)
 {
     if (!out)
         return gms__fail(GMS_E_INVALID_ARG, "gms_runtime_open: out is NULL");
     *out = NULL;
     if (opts)
-        return runtime_create(out, opts);
+        return runtime_open_private("gms_runtime_open", out, opts, 0);
     pthread_mutex_lock(&shared_lock);
     int rc = GMS_OK;
     if (!shared_rt) {
         gms_runtime_options d = GMS_RUNTIME_OPTIONS_INIT;
-        rc = runtime_create(&shared_rt, &d);
+        rc = runtime_create(&shared_rt, &d, 0);
         if (rc == GMS_OK)
             shared_rt->shared = true;
     }
@@ -709,18 +717,18 @@ static int pool_get(gms_runtime *rt, gms_tenant *t, gms_level level, gms_languag
     return GMS_OK;
 }
 
-int gms_context_open(gms_context **out, gms_runtime *rt, const gms_context_desc *desc)
+int gms_context_open(gms_context **out, gms_runtime *rt, const gms_context_desc *given)
 {
     if (!out)
         return gms__fail(GMS_E_INVALID_ARG, "gms_context_open: out is NULL");
     *out = NULL;
-    if (!rt || !desc)
+    if (!rt || !given)
         return gms__fail(GMS_E_INVALID_ARG, "gms_context_open: %s is NULL", rt ? "desc" : "runtime");
-    if (desc->version != GMS_CONTEXT_DESC_VERSION)
-        return gms__fail(GMS_E_INVALID_ARG,
-                         "context desc version %u, this gms knows %u (use GMS_CONTEXT_DESC_INIT)",
-                         desc->version, GMS_CONTEXT_DESC_VERSION);
-    int rc;
+    gms_context_desc current = GMS_CONTEXT_DESC_INIT;
+    const gms_context_desc *desc = &current;
+    int rc = gms__struct_read(&gms__context_desc_versions, "gms_context_open", given, &current);
+    if (rc)
+        return rc;
     if ((rc = gms__name_check("tenant", desc->tenant)) || (rc = gms__name_check("user", desc->user)))
         return rc;
     if ((unsigned)desc->level > GMS_LEVEL_SECRET)

@@ -17,6 +17,7 @@
  * memory itself it could change another tenant's bytes.
  */
 #include "core/internal.h"
+#include "core/version.h"
 #include "safety/safety.h"
 
 #include <openssl/core_names.h>
@@ -157,12 +158,6 @@ int gms__share_end(gms_pool *p, gms_block *b)
 
 /* ---- gms_share ---- */
 
-void gms_share_desc_init(gms_share_desc *desc)
-{
-    if (desc)
-        *desc = (gms_share_desc)GMS_SHARE_DESC_INIT;
-}
-
 static int grants_copy(const gms_share_desc *desc, const char *owner_tenant, gms_share_rec *sh)
 {
     if (!desc->grants || desc->ngrants == 0 || desc->ngrants > GMS_SHARE_GRANTS_MAX)
@@ -193,17 +188,17 @@ static int grants_copy(const gms_share_desc *desc, const char *owner_tenant, gms
     return GMS_OK;
 }
 
-int gms_share(gms_context *owner, gms_buf buf, const gms_share_desc *desc, gms_share_id *out)
+int gms_share(gms_context *owner, gms_buf buf, const gms_share_desc *given, gms_share_id *out)
 {
     if (!out)
         return gms__fail(GMS_E_INVALID_ARG, "gms_share: out is NULL");
     *out = 0;
-    if (!owner || !desc)
+    if (!owner || !given)
         return gms__fail(GMS_E_INVALID_ARG, "gms_share: %s is NULL", owner ? "desc" : "context");
-    if (desc->version != GMS_SHARE_DESC_VERSION)
-        return gms__fail(GMS_E_INVALID_ARG,
-                         "share desc version %u, this gms knows %u (use GMS_SHARE_DESC_INIT)",
-                         desc->version, GMS_SHARE_DESC_VERSION);
+    gms_share_desc current = GMS_SHARE_DESC_INIT;
+    const gms_share_desc *desc = &current;
+    if (gms__struct_read(&gms__share_desc_versions, "gms_share", given, &current))
+        return GMS_E_INVALID_ARG;
     if (desc->immutable != 0 && desc->immutable != 1)
         return gms__fail(GMS_E_INVALID_ARG, "gms_share: immutable is %d, not 0 or 1", desc->immutable);
     gms_share_rec *sh = gms__alloc_meta(owner->rt, sizeof *sh);

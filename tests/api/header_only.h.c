@@ -2,6 +2,7 @@
 #include "gms.h"
 #include "gms.h" /* include guard holds */
 #include "gms/dlpack.h"
+#include "gms/testing.h"
 
 int main(void)
 {
@@ -9,9 +10,16 @@ int main(void)
     gms_context_desc d = GMS_CONTEXT_DESC_INIT;
     gms_share_desc s = GMS_SHARE_DESC_INIT;
     gms_dlpack_desc t = GMS_DLPACK_DESC_INIT;
+    gms_testing_options k = {0};
+    if (0) { /* the initialiser macros expand to valid C */
+        gms_runtime_options_init(&o);
+        gms_context_desc_init(&d);
+        gms_share_desc_init(&s);
+    }
     (void)o;
     (void)d;
     (void)s;
     (void)t;
+    (void)k;
     return 0;
 }

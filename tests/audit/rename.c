@@ -11,8 +11,8 @@
  *   before it said "removed by retention".
  */
 #include "util.h"
+#include "gms/testing.h"
 
-#include <stdatomic.h>
 #include <time.h>
 
 #define DAY_NS (86400ll * 1000000000ll)
@@ -95,9 +95,9 @@ int main(void)
 
     /* A segment 100 days old renamed to look new: still deleted. */
     tmpdir_make(dir, sizeof dir);
-    atomic_store(&gms__audit_clock_skew_ns, -100 * DAY_NS);
+    gms_testing_audit_clock_skew(-100 * DAY_NS);
     some_ops(dir, 1000);
-    atomic_store(&gms__audit_clock_skew_ns, 0);
+    gms_testing_audit_clock_skew(0);
     some_ops(dir, 1000);
     CHECK(has_segment(dir, 1));
     rename_day(dir, 1, day_ago(0));
@@ -123,11 +123,11 @@ int main(void)
 
     /* After a real retention run, deleting the oldest kept segment too. */
     tmpdir_make(dir, sizeof dir);
-    atomic_store(&gms__audit_clock_skew_ns, -100 * DAY_NS);
+    gms_testing_audit_clock_skew(-100 * DAY_NS);
     some_ops(dir, 0);
-    atomic_store(&gms__audit_clock_skew_ns, -10 * DAY_NS);
+    gms_testing_audit_clock_skew(-10 * DAY_NS);
     some_ops(dir, 0);
-    atomic_store(&gms__audit_clock_skew_ns, 0);
+    gms_testing_audit_clock_skew(0);
     some_ops(dir, 0); /* deletes segment 1, says so in segment 3 */
     some_ops(dir, 0);
     CHECK(seg_files(dir, seg, 16) == 3);

@@ -4,8 +4,8 @@
  * the chain stays verifiable from the oldest kept segment.
  */
 #include "util.h"
+#include "gms/testing.h"
 
-#include <stdatomic.h>
 #include <time.h>
 
 #define DAY_NS (86400ll * 1000000000ll)
@@ -47,12 +47,12 @@ int main(void)
     char seg[64][PATH_MAX];
 
     /* Segments written 100 and 50 days ago, then today with 90 days kept. */
-    atomic_store(&gms__audit_clock_skew_ns, -100 * DAY_NS);
+    gms_testing_audit_clock_skew(-100 * DAY_NS);
     some_ops(dir, 0, 10);
-    atomic_store(&gms__audit_clock_skew_ns, -50 * DAY_NS);
+    gms_testing_audit_clock_skew(-50 * DAY_NS);
     some_ops(dir, 0, 10);
     CHECK(seg_files(dir, seg, 64) == 2);
-    atomic_store(&gms__audit_clock_skew_ns, 0);
+    gms_testing_audit_clock_skew(0);
     some_ops(dir, 0, 10);
     size_t n = seg_files(dir, seg, 64);
     CHECK(n == 2); /* the 100-day-old segment is gone */
@@ -81,7 +81,7 @@ int main(void)
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t now = (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
     int64_t midnight = (now / DAY_NS + 1) * DAY_NS;
-    atomic_store(&gms__audit_clock_skew_ns, midnight - now - 300000000ll);
+    gms_testing_audit_clock_skew(midnight - now - 300000000ll);
     gms_runtime *rt = trail_open(dir, 0, 0);
     CHECK(rt != NULL);
     gms_context *c = ctx_open(rt, "acme", "alice", GMS_LANG_C);
@@ -94,7 +94,7 @@ int main(void)
     }
     gms_context_close(c);
     gms_runtime_close(rt);
-    atomic_store(&gms__audit_clock_skew_ns, 0);
+    gms_testing_audit_clock_skew(0);
     n = seg_files(dir, seg, 64);
     CHECK(n == 2);
     if (n == 2)

@@ -5,6 +5,7 @@
  * Lossy mode: what was dropped is counted in the trail, exactly.
  */
 #include "util.h"
+#include "gms/testing.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -67,7 +68,7 @@ int main(void)
     const uint64_t expected = 1 + THREADS * (2 + 2 * PAIRS) + 1;
 
     /* Strict: 8 slots per shard, so callers hit a full ring constantly. */
-    gms__audit_ring_slots = 8;
+    CHECK_OK(gms_testing_audit_ring_slots(8));
     gms_runtime *rt = trail_open(dir, 256 * 1024, 0);
     CHECK(rt != NULL);
     run(rt, true);
@@ -99,7 +100,7 @@ int main(void)
 
     /* Lossy: 2 slots per shard; recorded + dropped == emitted. */
     tmpdir_make(dir, sizeof dir);
-    gms__audit_ring_slots = 2;
+    CHECK_OK(gms_testing_audit_ring_slots(2));
     rt = trail_open(dir, 0, 1);
     CHECK(rt != NULL);
     run(rt, false);
@@ -117,6 +118,6 @@ int main(void)
     CHECK(kept + dropped == expected);
     free(rs.v);
     rm_rf(dir);
-    gms__audit_ring_slots = 0;
+    CHECK_OK(gms_testing_audit_ring_slots(0));
     return test_done();
 }

@@ -10,6 +10,7 @@
  * the scenario never reaches; at least 5 values of N must produce a failure.
  */
 #include "test.h"
+#include "gms/testing.h"
 
 /* For the failpoint's call counter: whether the scenario reached call N. */
 #include "core/internal.h"
@@ -177,7 +178,6 @@ static int scenario(uint64_t n)
     gms_runtime_options o;
     gms_runtime_options_init(&o);
     o.backend = GMS_BACKEND_HOST;
-    o.fail_nth_call = n;
     o.granule_bytes = 64 * KiB;
     o.chunk_bytes = 1 * MiB;
     /* Return freed memory soon: more backend calls to fail, and less
@@ -186,8 +186,9 @@ static int scenario(uint64_t n)
     o.quarantine_bytes = 64 * KiB;
     o.quarantine_blocks = 4;
     o.log = quiet_log;
+    gms_testing_options t = {.fail_nth_call = n};
     gms_runtime *rt = (gms_runtime *)(uintptr_t)1;
-    int rc = gms_runtime_open(&rt, &o);
+    int rc = gms_testing_runtime_open(&rt, &o, &t);
     if (step(NULL, rc, "gms_runtime_open")) {
         CHECK(rt == NULL);
         return 1;

@@ -72,7 +72,7 @@ class RuntimeOptions(Structure):
         ("retain_bytes", c_uint64),
         ("log", log_fn),
         ("log_user", c_void_p),
-        ("fail_nth_call", c_uint64),
+        ("reserved", c_uint64),  # must be 0 (it held fail_nth_call: gms/testing.h)
         ("audit_dir", c_char_p),
         ("audit_key", POINTER(c_uint8)),
         ("audit_key_len", c_size_t),

@@ -1,0 +1,43 @@
+/*
+ * gms/testing.h: knobs for testing gms itself (its tests, gms-inject, the
+ * failure paths of a binding's tests).
+ *
+ * NOT A STABLE API. What is here may change or go in any release, with no
+ * version to check and no notice; gms.h's promises do not cover it. A
+ * program in production has no use for it.
+ */
+#ifndef GMS_TESTING_H
+#define GMS_TESTING_H
+
+#include "gms.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gms_testing_options {
+    /* The Nth fallible internal operation (a backend call or a metadata
+     * allocation) fails, counting from 1 at the open; 0: none does. */
+    uint64_t fail_nth_call;
+} gms_testing_options;
+
+/* gms_runtime_open with the testing knobs: always a private runtime (opts
+ * NULL: the defaults). testing NULL: none. */
+GMS_API int gms_testing_runtime_open(gms_runtime **out, const gms_runtime_options *opts,
+                                     const gms_testing_options *testing);
+
+/* Shifts the clock that dates audit records and names and ages trail
+ * segments, for every runtime of the process, by ns nanoseconds (negative:
+ * into the past), so tests see rotation and retention without waiting
+ * days; 0 puts it back. */
+GMS_API void gms_testing_audit_clock_skew(int64_t ns);
+
+/* Record slots per thread shard of the audit ring, for trails opened from
+ * now on: a power of two from 2, or 0 for the default. A small ring makes
+ * callers meet a full ring (waits in strict mode, drops in lossy mode). */
+GMS_API int gms_testing_audit_ring_slots(uint32_t slots);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GMS_TESTING_H */
