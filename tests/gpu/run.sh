@@ -97,7 +97,8 @@ if want vmm-sync; then
     nvcc -O2 -arch=sm_90 tests/gpu/vmm_sync.cu -lcuda -o "$B/vmm_sync" || fails+=(vmm-sync-build)
 fi
 run vmm-sync 60 "$B/vmm_sync"
-run gms-gpu-bench 180 env GMS_GPU_BENCH=1 "$B/tests/test_gpu_bench"
+# A benchmark, not a CTest test (tests/gpu/bench.c).
+run gms-gpu-bench 180 "$B/tests/test_gpu_bench"
 
 # The replay set: ../shared/traces (carried as .gpu-traces) and the traces
 # recorded here (bench/traces), each replayed through gms and through
