@@ -73,7 +73,9 @@ timeout 300 cmake --build "$B" -j "$JOBS" >"$B/build.log" 2>&1 \
 grep -E "nvcc|warning" "$B/build.log" | head -20
 
 run gpu-tests 180 "$B/tests/test_gpu_cuda"
-run ctest-gpu 120 ctest --test-dir "$B" -R '^gpu/' --output-on-failure
+# The backend contract's suite (tests/backend/conformance.c) on the GPU.
+run conformance-cuda 120 "$B/tests/test_backend_conformance" cuda
+run ctest-gpu 120 ctest --test-dir "$B" -R '^(gpu/|backend/conformance/cuda$)' --output-on-failure
 # The fault-injection campaign on the CUDA backend (docs/safety.md), 30,000
 # trials per class; one JSON line per class.
 run inject-cuda 300 "$B/gms-inject" --backend cuda --json
