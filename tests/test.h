@@ -1,7 +1,10 @@
 /*
  * test.h: the few assertion macros the C tests share. Each test program
  * counts its checks and ends with "N passed, N failed"; a failed check
- * prints where and why and makes the program exit non-zero.
+ * prints where and why and makes the program exit non-zero, and so does a
+ * program that made no check at all (it tested nothing). A test that
+ * cannot run here (no GPU, no browser) ends with test_skip: CTest's skip
+ * code, 77, which tests/CMakeLists.txt registers as SKIP_RETURN_CODE.
  */
 #ifndef GMS_TEST_H
 #define GMS_TEST_H
@@ -41,11 +44,31 @@ static int test_passed, test_failed;
 
 #define CHECK_OK(expr) CHECK_RC((expr), GMS_OK)
 
-/* Prints the closing line and returns the exit status. */
+/* CTest's code for "this test did not run" (SKIP_RETURN_CODE). */
+#define TEST_SKIP 77
+
+/* Prints the closing line and returns the exit status: 0 only when at
+ * least one check ran and none failed. */
 static inline int test_done(void)
 {
     printf("%d passed, %d failed\n", test_passed, test_failed);
+    if (test_passed + test_failed == 0) {
+        fprintf(stderr, "no check ran: the test tested nothing\n");
+        return 1;
+    }
     return test_failed ? 1 : 0;
+}
+
+/* Ends a test that cannot run here, saying why: the skip code, unless a
+ * check made before it (a precondition) failed. */
+static inline int test_skip(const char *why)
+{
+    printf("SKIP: %s\n", why);
+    if (test_failed) {
+        printf("%d passed, %d failed\n", test_passed, test_failed);
+        return 1;
+    }
+    return TEST_SKIP;
 }
 
 #endif

@@ -4,8 +4,9 @@
  * seconds (with a quota refusal, an access denial and a double free),
  * makes the report with the gms CLI, screenshots it in headless Chromium
  * and checks the picture is not blank: its PNG must be several times
- * larger than a screenshot of an empty page of the same size. Skips, with
- * a message, when Chromium is not installed (scripts/deps.sh installs it).
+ * larger than a screenshot of an empty page of the same size. Skips (exit
+ * 77, with a message) when Chromium is not installed (scripts/deps.sh
+ * installs it).
  *
  * GMS_REPORT_KEEP=DIR keeps the HTML and the PNG there, to look at.
  */
@@ -51,8 +52,7 @@ int main(void)
 {
     const char *chromium = find_chromium();
     if (!chromium) {
-        printf("SKIP: chromium is not installed (scripts/deps.sh installs it); the report was not rendered\n");
-        return test_done();
+        return test_skip("chromium is not installed (scripts/deps.sh installs it); the report was not rendered");
     }
     char dir[256], keyf[300], cli[PATH_MAX + 8], html[PATH_MAX], png[PATH_MAX], blank[PATH_MAX];
     static char out[8192];

@@ -1,9 +1,9 @@
 /*
  * threads_stream_order.c: the stream-ordered pipeline (docs/stream-ordered.md)
- * on a machine with no GPU. A "deferred" backend wraps the host backend and
- * plays the device: the safety work queued on a stream runs only when the
- * test says the device got there, so what a GPU does asynchronously happens
- * here step by step. It checks that
+ * on a machine with no GPU. A "deferred" backend (backend/deferred.h) wraps
+ * the host backend and plays the device: the safety work queued on a stream
+ * runs only when the test says the device got there, so what a GPU does
+ * asynchronously happens here step by step. It checks that
  *   - a block freed on a stream is reused at once on that stream, and by
  *     another stream only once the device has run its work;
  *   - the alloc and free path never waits for the device;
@@ -21,113 +21,9 @@
 #include "test.h"
 #include "safety/util.h"
 
-#include "backend/backend.h"
+#include "backend/deferred.h"
 
-#include <errno.h>
-#include <stdlib.h>
-#include <string.h>
-
-/* ---- the deferred backend ---- */
-
-typedef struct job {
-    struct job *next;
-    uint64_t ticket;
-    void *stream;
-    size_t n;
-    bool queued; /* reserved until then */
-    bool ran;
-    bool reports; /* has check ranges or verified fills: collected */
-    gms_scrub_item items[GMS_SCRUB_ASYNC_MAX];
-    uint64_t pattern, seed;
-} job;
-
-typedef struct deferred {
-    gms_backend base; /* first */
-    gms_backend_ops ops;
-    gms_backend *inner;
-    pthread_mutex_t lock;
-    job *jobs, **tail; /* in ticket order */
-    uint64_t next_ticket;
-    unsigned waits; /* quiesce, or order_after with wait */
-} deferred;
-
-static deferred *the; /* the last one made: one runtime at a time here */
-
-static int d_ticket_reserve(gms_backend *be, uint64_t *ticket)
-{
-    deferred *d = (deferred *)be;
-    job *j = calloc(1, sizeof *j);
-    if (!j)
-        return ENOMEM;
-    pthread_mutex_lock(&d->lock);
-    j->ticket = *ticket = d->next_ticket++;
-    *d->tail = j;
-    d->tail = &j->next;
-    pthread_mutex_unlock(&d->lock);
-    return 0;
-}
-
-static int d_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
-                         uint64_t seed, void *stream, uint64_t ticket)
-{
-    deferred *d = (deferred *)be;
-    pthread_mutex_lock(&d->lock);
-    job *j = d->jobs;
-    while (j && j->ticket != ticket)
-        j = j->next;
-    if (j && !j->queued && n <= GMS_SCRUB_ASYNC_MAX) {
-        if (n)
-            memcpy(j->items, items, n * sizeof *items);
-        j->n = n;
-        j->stream = stream;
-        j->pattern = pattern;
-        j->seed = seed;
-        j->queued = true;
-        for (size_t i = 0; i < n; i++)
-            j->reports |= items[i].check_lo[0] < items[i].check_hi[0] ||
-                          items[i].check_lo[1] < items[i].check_hi[1] || items[i].verify;
-    }
-    pthread_mutex_unlock(&d->lock);
-    return j ? 0 : EINVAL;
-}
-
-/* The device reaches the end of what is queued on stream (all: every
- * stream), in order. */
-static void device_run(deferred *d, void *stream, bool all)
-{
-    pthread_mutex_lock(&d->lock);
-    for (job *j = d->jobs; j; j = j->next)
-        if (j->queued && !j->ran && (all || j->stream == stream)) {
-            d->inner->ops->scrub(d->inner, j->items, j->n, j->pattern, j->seed);
-            j->ran = true;
-        }
-    /* Batches with nothing to report are forgotten once run: nobody
-     * collects them. */
-    for (job **pp = &d->jobs; *pp;) {
-        job *j = *pp;
-        if (j->ran && !j->reports) {
-            *pp = j->next;
-            free(j);
-        } else {
-            pp = &j->next;
-        }
-    }
-    d->tail = &d->jobs;
-    while (*d->tail)
-        d->tail = &(*d->tail)->next;
-    pthread_mutex_unlock(&d->lock);
-}
-
-/* Whether a reserved batch is still being gathered (not yet queued). */
-static bool gathering(deferred *d)
-{
-    pthread_mutex_lock(&d->lock);
-    bool any = false;
-    for (job *j = d->jobs; j && !any; j = j->next)
-        any = !j->queued;
-    pthread_mutex_unlock(&d->lock);
-    return any;
-}
+/* ---- the device: the deferred backend (backend/deferred.h) ---- */
 
 /* Waits until the frees gathered into a batch are queued (the collector
  * does it within its tick). */
@@ -144,125 +40,6 @@ static void device_catch_up(void *stream, bool all)
 {
     wait_queued();
     device_run(the, stream, all);
-}
-
-static int d_collect(gms_backend *be, uint64_t ticket, gms_scrub_item *items, size_t n)
-{
-    deferred *d = (deferred *)be;
-    pthread_mutex_lock(&d->lock);
-    job **pp = &d->jobs;
-    while (*pp && (*pp)->ticket != ticket)
-        pp = &(*pp)->next;
-    job *j = *pp;
-    int rc = !j ? EIO : !j->ran ? EAGAIN : 0;
-    if (j && j->ran && !j->reports)
-        rc = EIO; /* never collected (backend.h) */
-    if (rc == 0) {
-        for (size_t i = 0; i < n; i++) {
-            items[i].bad = j->items[i].bad;
-            items[i].verify_bad = j->items[i].verify_bad;
-        }
-        *pp = j->next;
-        if (d->tail == &j->next)
-            d->tail = pp;
-        free(j);
-    }
-    pthread_mutex_unlock(&d->lock);
-    return rc;
-}
-
-static uint64_t d_done_upto(gms_backend *be)
-{
-    deferred *d = (deferred *)be;
-    pthread_mutex_lock(&d->lock);
-    uint64_t done = d->next_ticket - 1;
-    for (job *j = d->jobs; j; j = j->next)
-        if (!j->ran) {
-            done = j->ticket - 1;
-            break;
-        }
-    pthread_mutex_unlock(&d->lock);
-    return done;
-}
-
-static int d_ticket_done(gms_backend *be, uint64_t ticket)
-{
-    deferred *d = (deferred *)be;
-    pthread_mutex_lock(&d->lock);
-    job *j = d->jobs;
-    while (j && j->ticket != ticket)
-        j = j->next;
-    int done = j ? j->ran : ticket < d->next_ticket; /* gone: collected */
-    pthread_mutex_unlock(&d->lock);
-    return done;
-}
-
-static int d_quiesce(gms_backend *be)
-{
-    deferred *d = (deferred *)be;
-    device_run(d, NULL, true);
-    pthread_mutex_lock(&d->lock);
-    d->waits++;
-    pthread_mutex_unlock(&d->lock);
-    return 0;
-}
-
-static int d_order_after(gms_backend *be, void *stream, int wait)
-{
-    deferred *d = (deferred *)be;
-    device_run(d, stream, false); /* data movement comes after it */
-    pthread_mutex_lock(&d->lock);
-    d->waits += wait != 0;
-    pthread_mutex_unlock(&d->lock);
-    return 0;
-}
-
-static void d_destroy(gms_backend *be)
-{
-    deferred *d = (deferred *)be;
-    for (job *j = d->jobs, *n; j; j = n) {
-        n = j->next;
-        free(j);
-    }
-    d->inner->ops->destroy(d->inner);
-    pthread_mutex_destroy(&d->lock);
-    if (the == d)
-        the = NULL;
-    free(d);
-}
-
-static int deferred_wrap(gms_backend *inner, gms_backend **out)
-{
-    deferred *d = calloc(1, sizeof *d);
-    if (!d)
-        return ENOMEM;
-    d->base = *inner;
-    d->ops = *inner->ops;
-    d->ops.name = "deferred";
-    d->ops.ticket_reserve = d_ticket_reserve;
-    d->ops.scrub_async = d_scrub_async;
-    d->ops.scrub_collect = d_collect;
-    d->ops.done_upto = d_done_upto;
-    d->ops.ticket_done = d_ticket_done;
-    d->ops.quiesce = d_quiesce;
-    d->ops.order_after = d_order_after;
-    d->ops.destroy = d_destroy;
-    d->base.ops = &d->ops;
-    d->inner = inner;
-    d->tail = &d->jobs;
-    d->next_ticket = 1;
-    pthread_mutex_init(&d->lock, NULL);
-    the = d;
-    *out = &d->base;
-    return 0;
-}
-
-static unsigned waits(void)
-{
-    pthread_mutex_lock(&the->lock);
-    unsigned w = the->waits;
-    pthread_mutex_unlock(&the->lock);
-    return w;
 }
 
 /* ---- helpers ---- */

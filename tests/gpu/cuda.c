@@ -1,10 +1,11 @@
 /*
  * tests/gpu/cuda.c: the CUDA backend on a real GPU (docs/gpu.md).
  *
- * With no driver or no GPU it prints "skipped: no GPU" and exits 0, so CI
- * builds and runs it as a skip. On a GPU: data round trips through a
- * runtime on GMS_BACKEND_CUDA, the scrub kernel against the host backend's
- * reference scrub on the same layout (unaligned edges, planted corruption,
+ * With no driver or no GPU it checks that the cuda backend is refused
+ * with a reason, then exits with the skip code (77): CTest reports it as
+ * not run. On a GPU: data round trips through a runtime on
+ * GMS_BACKEND_CUDA, the scrub kernel against the host backend's reference
+ * scrub on the same layout (unaligned edges, planted corruption,
  * multipass, verify), redzone overflow and underflow caught at free, a
  * write after free caught, held memory following live memory, use from a
  * second thread, gms_verify; and in child processes (a fault leaves the
@@ -624,10 +625,9 @@ int main(int argc, char **argv)
             CHECK(rt && strcmp(gms_runtime_backend_name(rt), "host") == 0);
             gms_runtime_close(rt);
         }
-        if (test_failed)
-            return test_done();
-        printf("skipped: no GPU (%s)\n", gms_backend_cuda_why());
-        return 0;
+        char why[512];
+        snprintf(why, sizeof why, "no GPU (%s)", gms_backend_cuda_why());
+        return test_skip(why);
     }
     test_round_trips();
     test_scrub_matches_host();

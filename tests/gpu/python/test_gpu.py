@@ -17,7 +17,8 @@ machine without pytest, as a script (`python tests/gpu/python/test_gpu.py`),
 which prints 'N passed, N failed, N skipped' (tests/gpu/run.sh does this in
 its python-gpu step). libgms comes from $GMS_LIBRARY (tests/gpu/run.sh sets
 it to build-gpu/libgms.so), the plug-in from beside it or $GMS_TORCH_PLUGIN.
-Everything skips cleanly where torch.cuda is not available.
+Everything skips cleanly where torch.cuda is not available (script mode
+then exits 77, the skip code).
 """
 
 import gc
@@ -321,7 +322,7 @@ def main():
     """Script mode: run every test_* function, print a closing count."""
     if not HAVE_CUDA:
         print("0 passed, 0 failed, 1 skipped (torch.cuda is not available)")
-        return 0
+        return 77  # the skip code: nothing ran (tests/gpu/run.sh counts it a failure)
     passed = failed = skipped = 0
     for name, fn in sorted(globals().items()):
         if not name.startswith("test_") or not callable(fn):
@@ -337,7 +338,9 @@ def main():
             failed += 1
             print("FAIL", name, type(e).__name__, e)
     print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
-    return 1 if failed else 0
+    if failed:
+        return 1
+    return 0 if passed else 77  # every test skipped: nothing ran
 
 
 if __name__ == "__main__":
