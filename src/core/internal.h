@@ -382,6 +382,7 @@ struct gms_runtime {
                                       yet delivered, on any thread: saves
                                       the thread-local lookup on every call */
     uint64_t _Atomic notes_lost;   /* violations that found the queue full */
+    uint64_t _Atomic notes_delivering; /* taken off a queue, callbacks running */
     /* Log lines of the audit writer's thread, which must not run the
      * program's log function (one that calls gms could wait for that very
      * thread): kept here, and written by the next delivery on any thread

@@ -141,6 +141,6 @@ int gms_sync(gms_runtime *rt)
         gms__pool_unlock(p);
     }
     pthread_mutex_unlock(&rt->lock);
-    gms__violations_deliver(rt);
+    gms__violations_settle(rt); /* the collector's findings too */
     return GMS_OK;
 }

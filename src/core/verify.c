@@ -530,7 +530,7 @@ int gms_verify(gms_runtime *rt, gms_report *out)
     for (gms_pool *p = rt->pools; p; p = p->next)
         gms__pool_unlock(p);
     pthread_mutex_unlock(&rt->lock);
-    gms__violations_deliver(rt);
+    gms__violations_settle(rt); /* and what the collector found meanwhile */
     if (out)
         *out = v.r;
     if (v.r.violations)

@@ -57,5 +57,10 @@ void gms__violation_note(gms_pool *p, gms_violation_kind kind, gms_buf handle, u
  * lock held); returns how many violations. Called from a callback of rt,
  * it leaves them to the delivery under way, which takes them next. */
 unsigned gms__violations_deliver(gms_runtime *rt);
+/* Delivers this thread's notes, then waits (a second at most) until the
+ * notes other threads took (the collector's, the verifier's) have reached
+ * the callbacks too: gms_sync and gms_verify report what they gathered
+ * before they return. Does not wait when called from a callback. */
+void gms__violations_settle(gms_runtime *rt);
 
 #endif

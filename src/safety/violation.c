@@ -234,8 +234,11 @@ unsigned gms__violations_deliver(gms_runtime *rt)
         unsigned n;
         vnote *taken = queue_take(rt, &n);
         uint64_t lost = atomic_exchange_explicit(&rt->notes_lost, 0, memory_order_relaxed);
+        /* Counted as delivering before they stop counting as queued, so
+         * that a settling thread never sees both at 0 in between. */
+        atomic_fetch_add_explicit(&rt->notes_delivering, n, memory_order_seq_cst);
         if (n)
-            atomic_fetch_sub_explicit(&rt->notes_queued, n, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&rt->notes_queued, n, memory_order_seq_cst);
         for (unsigned i = 0; i < n; i++) {
             deliver_one(rt, &taken[i]);
             if (!taken[i].is_log) {
@@ -244,6 +247,7 @@ unsigned gms__violations_deliver(gms_runtime *rt)
             }
         }
         free(taken);
+        atomic_fetch_sub_explicit(&rt->notes_delivering, n, memory_order_seq_cst);
         if (lost) {
             atomic_fetch_sub_explicit(&rt->notes_queued, lost, memory_order_relaxed);
             gms__log(rt, GMS_LOG_WARN,
@@ -279,4 +283,19 @@ int gms_on_violation(gms_runtime *rt, gms_violation_fn fn, void *user)
     atomic_store_explicit(&rt->n_on_violation, n + 1, memory_order_release);
     pthread_mutex_unlock(&rt->lock);
     return GMS_OK;
+}
+
+void gms__violations_settle(gms_runtime *rt)
+{
+    gms__violations_deliver(rt);
+    if (delivering)
+        return; /* from a callback: the delivery it is part of may be the one waited for */
+    struct timespec pause = {0, 50 * 1000};
+    for (int i = 0; i < 20000; i++) { /* 20,000 pauses of 50 us: a second */
+        if (!atomic_load_explicit(&rt->notes_queued, memory_order_seq_cst) &&
+            !atomic_load_explicit(&rt->notes_delivering, memory_order_seq_cst))
+            return;
+        nanosleep(&pause, NULL);
+        gms__violations_deliver(rt);
+    }
 }

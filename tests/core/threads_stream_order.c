@@ -23,6 +23,8 @@
 
 #include "backend/deferred.h"
 
+#include <stdatomic.h>
+
 /* ---- the device: the deferred backend (backend/deferred.h) ---- */
 
 /* Waits until the frees gathered into a batch are queued (the collector
@@ -144,6 +146,36 @@ static void device_findings_arrive_alone(void)
     printf("a device finding reached the callback %ld ms after the device ran it\n", ms);
     CHECK(rec.e[0].kind == GMS_VIOLATION_OVERFLOW && rec.e[0].handle == x && rec.e[0].offset == 100);
     CHECK(strstr(rec.e[0].message, "allocated by user 'u'") != NULL);
+    gms_context_close(c);
+    gms_runtime_close(rt);
+}
+
+/* A violation callback slow enough that the collector is still inside it
+ * when the program asks for what the device found. */
+static void slow_callback(void *user, const gms_violation *v)
+{
+    (void)v;
+    sleep_ms(200);
+    atomic_fetch_add((atomic_uint *)user, 1);
+}
+
+static void sync_reports_what_the_collector_took(void)
+{
+    gms_runtime *rt = open_deferred(GMS_SAFETY_ON);
+    static atomic_uint slow_done;
+    CHECK_OK(gms_on_violation(rt, slow_callback, &slow_done));
+    gms_context *c = ctx_of(rt, "t", "u", GMS_LEVEL_INTERNAL);
+    gms_buf x = alloc_on(c, 100, S1);
+    device_catch_up(S1, false);
+    raw(c, x)[100] ^= 1;
+    rec_reset();
+    CHECK_OK(gms_free_async(c, x, S1));
+    device_catch_up(S1, false);
+    /* The collector's tick takes the finding and starts delivering it;
+     * gms_sync must not return before the callbacks have it. */
+    sleep_ms(50);
+    CHECK_OK(gms_sync(rt));
+    CHECK(atomic_load(&slow_done) == 1);
     gms_context_close(c);
     gms_runtime_close(rt);
 }
@@ -270,6 +302,7 @@ int main(void)
     gms__backend_wrap = deferred_wrap;
     reuse_follows_streams();
     device_findings_arrive_alone();
+    sync_reports_what_the_collector_took();
     write_after_free_in_stream_order();
     checkpoints_cover_gathered_frees();
     one_stream_needs_only_its_own_work();
