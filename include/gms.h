@@ -8,8 +8,11 @@
  *
  * Conventions: every function returns int, GMS_OK (0) or a negative GMS_E_*
  * code; on error nothing was changed and gms_error_last() says why in words.
- * Out-parameters come last. Objects returned through them are the caller's
- * to release with the matching close/free, which accept NULL.
+ * Out-parameters come last, except in gms_runtime_open and
+ * gms_context_open, where the object made comes first; a failed call sets
+ * them to NULL, GMS_BUF_NULL or 0, or zeroes the struct. Objects returned
+ * through them are the caller's to release with the matching close/free;
+ * the closes accept NULL.
  *
  * Versioned structs: the structs a caller fills in for gms
  * (gms_runtime_options, gms_context_desc, gms_share_desc, gms_dlpack_desc)
@@ -144,7 +147,8 @@ typedef struct gms_runtime_options {
     int audit_lossy;               /* 0: a full ring blocks the caller (no
                                       record is ever lost); 1: drop and
                                       count the drops in the trail */
-    uint64_t audit_segment_bytes;  /* rotate segments at this size; 0: 64 MiB */
+    uint64_t audit_segment_bytes;  /* rotate segments at this size; 0: 64 MiB;
+                                      at most 1 GiB (GMS_E_INVALID_ARG above) */
     uint32_t audit_retention_days; /* delete older segments; 0: 90 days */
     /* Safety (docs/safety.md). */
     gms_safety_mode safety;

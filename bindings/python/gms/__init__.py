@@ -30,6 +30,15 @@ from .errors import (AccessDenied, BackendError, Busy, Corruption, GmsError, Inv
 __version__ = "0.1.0"
 library_path = _lib.path
 
+
+def version():
+    """The version of the libgms loaded, "major.minor.patch" (gms_version()).
+    __version__ is this package's; the two may differ. Raises gms.Unsupported
+    with a libgms older than gms_version()."""
+    v = _lib.gms_version()
+    return "%d.%d.%d" % (v // 10000, v // 100 % 100, v % 100)
+
+
 _default = None
 _default_lock = threading.Lock()
 
@@ -77,4 +86,4 @@ __all__ = ["Runtime", "Context", "Buffer", "TensorView", "Grant", "BufferInfo",
            "InvalidArgument", "InvalidHandle", "AccessDenied", "OutOfBounds", "QuotaExceeded",
            "NoMemory", "ReadOnly", "Corruption", "BackendError", "Unsupported", "Busy",
            "default_context", "from_dlpack", "torch_plugin_path", "parse_dtype",
-           "library_path"]
+           "library_path", "version"]

@@ -259,6 +259,7 @@ _rt, _ctx, _buf = c_void_p, c_void_p, c_uint64
 _u64p = POINTER(c_uint64)
 
 _PROTOTYPES = {
+    "gms_version": (c_uint32, []),
     "gms_strerror": (c_char_p, [c_int]),
     "gms_error_last": (c_char_p, []),
     "gms_runtime_options_init": (None, [POINTER(RuntimeOptions)]),

@@ -1,9 +1,11 @@
 """The ctypes mirrors of gms.h's structs against the C compiler: the size of
 every struct and the offset of every field must be the same, or the package
-would read and write the wrong bytes. Skipped where there is no C compiler."""
+would read and write the wrong bytes. Skipped where there is no C compiler.
+Also: gms.version() is the version gms.h declares."""
 
 import ctypes
 import os
+import re
 import shutil
 import subprocess
 
@@ -66,3 +68,12 @@ def test_every_error_code_has_a_class():
         assert gms.errors.BY_CODE[code].code == code
         assert _lib.strerror(code).startswith("GMS_E_")
     assert _lib.strerror(-12).startswith("GMS_E_UNKNOWN")
+
+
+def test_version_is_the_headers():
+    import gms
+    text = open(os.path.join(INCLUDE, "gms.h")).read()
+    want = ".".join(re.search(r"#define GMS_VERSION_%s (\d+)" % part, text).group(1)
+                    for part in ("MAJOR", "MINOR", "PATCH"))
+    assert gms.version() == want
+    assert _lib.gms_version() == sum(int(n) * m for n, m in zip(want.split("."), (10000, 100, 1)))
