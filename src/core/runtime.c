@@ -806,6 +806,8 @@ static void context_drop_holds(gms_context *ctx, uint64_t *blocks, uint64_t *byt
         if (!s)
             return;
         gms_pool *p = gms__handle_pool(ctx->rt, h);
+        if (!p)
+            continue; /* dropped meanwhile (a DLPack deleter) and its slot given back */
         gms__pool_lock(p);
         /* Between the two locks another thread (a DLPack deleter) may have
          * released it: look again before using it. */
