@@ -3,7 +3,7 @@
  * on one runtime (host backend), for as long as it is given, that counts
  * every fault it injects and every one gms missed.
  *
- *   gms-soak [--seconds N] [--threads N] [--seed N] [--tenants N]
+ *   gms-soak [--seconds N | --epochs N] [--threads N] [--seed N] [--tenants N]
  *            [--max-size B] [--progress S] [--verify-ms MS]
  *            [--without FEATURE,...] [--verbose]
  *
@@ -81,8 +81,22 @@
 
 /* ---- options ---------------------------------------------------------- */
 
+/* Under TSan the background verifier is off by default: it reads the
+ * raw corruptions' memory with no order the soak can give it. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SOAK_TSAN 1
+#endif
+#endif
+#ifdef SOAK_TSAN
+#define DEFAULT_VERIFY_MS 0
+#else
+#define DEFAULT_VERIFY_MS 500
+#endif
+
 static struct {
     double seconds;
+    uint64_t epochs; /* stop after this many checkpoints instead (0: by time) */
     unsigned threads;
     uint64_t seed;
     unsigned tenants;
@@ -90,7 +104,7 @@ static struct {
     double progress;
     uint32_t verify_ms;
     bool verbose;
-} opt = {60, 4, 1, 6, 1u << 20, 5, 500, false};
+} opt = {60, 0, 4, 1, 6, 1u << 20, 5, DEFAULT_VERIFY_MS, false};
 
 /* What --without can turn off; all on by default. */
 enum {
@@ -1352,12 +1366,14 @@ static void op_stats(worker *w)
             "gms_tenant_stats_get past the last tenant");
 }
 
+static int verify_now(gms_report *rep);
+
 static void op_verify(worker *w)
 {
     /* Another thread's fault may be in flight: a finding here is checked
      * by the callbacks, and the checkpoints' verify is the strict one. */
     gms_report rep;
-    int rc = gms_verify(rt, &rep);
+    int rc = verify_now(&rep);
     if (rc == GMS_E_CORRUPTION)
         w->verify_found++;
     else
@@ -1478,11 +1494,32 @@ static void op_probe(worker *w)
 
 /* ---- injected raw corruptions ----------------------------------------------- */
 
-static void corrupt(rng *r, uint8_t *p, size_t n)
+/* A raw write races, by design, with whatever reads that memory: only
+ * gms_verify of another thread does (and the background verifier, which
+ * is off under TSan). The write and this thread's verifies are ordered
+ * with this lock, so that TSan sees the library's races, not the fault's. */
+static pthread_rwlock_t raw_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+static int verify_now(gms_report *rep)
+{
+    pthread_rwlock_rdlock(&raw_lock);
+    int rc = gms_verify(rt, rep);
+    pthread_rwlock_unlock(&raw_lock);
+    return rc;
+}
+
+static void corrupt_unlocked(rng *r, uint8_t *p, size_t n)
 {
     volatile uint8_t *q = p;
     for (size_t i = 0; i < n; i++)
         q[i] ^= (uint8_t)(1 + rnd_below(r, 255));
+}
+
+static void corrupt(rng *r, uint8_t *p, size_t n)
+{
+    pthread_rwlock_wrlock(&raw_lock);
+    corrupt_unlocked(r, p, n);
+    pthread_rwlock_unlock(&raw_lock);
 }
 
 /* A write that faults (memory already given back) is caught here, on
@@ -1502,12 +1539,17 @@ static void on_fault(int sig)
 
 static bool guarded_corrupt(rng *r, uint8_t *p, size_t n)
 {
-    if (sigsetjmp(fault_env, 1))
-        return true;
-    fault_armed = 1;
-    corrupt(r, p, n);
-    fault_armed = 0;
-    return false;
+    pthread_rwlock_wrlock(&raw_lock);
+    volatile bool faulted = false;
+    if (sigsetjmp(fault_env, 1)) {
+        faulted = true;
+    } else {
+        fault_armed = 1;
+        corrupt_unlocked(r, p, n);
+        fault_armed = 0;
+    }
+    pthread_rwlock_unlock(&raw_lock);
+    return faulted;
 }
 
 static void fault_arm(worker *w, uint64_t lo, uint64_t hi, unsigned kinds)
@@ -1606,7 +1648,7 @@ static void inject_overflow(worker *w)
     unsigned path = (unsigned)rnd_below(r, 4);
     uint8_t x = 1;
     if (path == 1)
-        may_report(gms_verify(rt, NULL), "gms_verify");
+        may_report(verify_now(NULL), "gms_verify");
     else if (path == 2)
         may_report(gms_write(w->inj, b, 0, &x, 1), "gms_write");
     if (next && path == 3)
@@ -1647,7 +1689,7 @@ static void inject_underflow(worker *w)
     corrupt(r, pb - dist - len, len);
     unsigned path = (unsigned)rnd_below(r, 3);
     if (path == 1)
-        may_report(gms_verify(rt, NULL), "gms_verify");
+        may_report(verify_now(NULL), "gms_verify");
     int rc;
     if (path == 2) {
         may_report(gms_free(w->inj, n), "gms_free (the neighbour)");
@@ -1684,7 +1726,7 @@ static void inject_waf(worker *w)
     fault_arm(w, lo, lo + len, KIND(GMS_VIOLATION_WRITE_AFTER_FREE) | KIND(GMS_VIOLATION_FREE_MEMORY));
     bool faulted = guarded_corrupt(r, p + off, len);
     if (faulted || path == 0) {
-        may_report(gms_verify(rt, NULL), "gms_verify"); /* what landed before a fault, too */
+        may_report(verify_now(NULL), "gms_verify"); /* what landed before a fault, too */
     } else if (path == 1) {
         for (uint64_t churned = 0; churned < 8 * MiB && !fault_reports(w);) {
             size_t cs = (size_t)rnd_in(r, 64 * KiB, 256 * KiB);
@@ -1732,7 +1774,7 @@ static void inject_immutable(worker *w)
     corrupt(r, p + off, 1);
     unsigned path = (unsigned)rnd_below(r, 3);
     if (path == 0)
-        may_report(gms_verify(rt, NULL), "gms_verify");
+        may_report(verify_now(NULL), "gms_verify");
     int rc;
     if (path == 2) { /* the owner first: the reader's release is the last */
         may_report(gms_free(w->inj, b), "gms_free");
@@ -1906,11 +1948,13 @@ static uint64_t problems_total(void)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: gms-soak [--seconds N] [--threads N] [--seed N] [--tenants N] [--max-size B]\n"
-            "                [--progress S] [--verify-ms MS] [--without FEATURE,...] [--verbose]\n"
-            "Random multi-tenant, multi-thread work on one host runtime for N seconds (default 60),\n"
-            "with injected raw corruptions and backend failures; exits 1 if any fault was missed or\n"
-            "any check failed. Features (all on): ");
+            "usage: gms-soak [--seconds N | --epochs N] [--threads N] [--seed N] [--tenants N]\n"
+            "                [--max-size B] [--progress S] [--verify-ms MS] [--without FEATURE,...]\n"
+            "                [--verbose]\n"
+            "Random multi-tenant, multi-thread work on one host runtime for N seconds (default 60)\n"
+            "or N epochs of %u operations per thread, with injected raw corruptions and backend\n"
+            "failures; exits 1 if any fault was missed or any check failed. Features (all on): ",
+            EPOCH_OPS);
     for (unsigned f = 0; f < NFEATURES; f++)
         fprintf(stderr, "%s%s", f ? ", " : "", feature_name[f]);
     fprintf(stderr, "\n");
@@ -1950,6 +1994,8 @@ static void parse(int argc, char **argv)
                 usage();
         } else if (strcmp(a, "--threads") == 0 && parse_u64(v, &n) && n >= 1 && n <= MAX_THREADS) {
             opt.threads = (unsigned)n;
+        } else if (strcmp(a, "--epochs") == 0 && parse_u64(v, &n) && n >= 1) {
+            opt.epochs = n;
         } else if (strcmp(a, "--seed") == 0 && parse_u64(v, &n)) {
             opt.seed = n;
         } else if (strcmp(a, "--tenants") == 0 && parse_u64(v, &n) && n >= 1 && n <= MAX_SHARED_TENANTS) {
@@ -2049,7 +2095,7 @@ int main(int argc, char **argv)
         pthread_barrier_wait(&barrier);
         checkpoint(contexts);
         double t = now_s();
-        bool stop = t - start >= opt.seconds;
+        bool stop = opt.epochs ? checkpoints >= opt.epochs : t - start >= opt.seconds;
         if (t - last >= opt.progress || stop) {
             uint64_t ops, inj, det, miss;
             totals(&ops, &inj, &det, &miss);
