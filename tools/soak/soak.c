@@ -390,9 +390,43 @@ static gms_context *cb_ctx;
 static _Thread_local int cb_depth;
 static _Atomic uint64_t reentries, log_lines, leak_lines, pressure_calls;
 
+/* The corruptions whose report this thread is delivering now, outermost
+ * first (a hash of each message): one delivered again from inside a
+ * callback's own call is a report told twice. */
+static _Thread_local uint64_t delivering[8];
+static _Thread_local unsigned ndelivering;
+
+static uint64_t text_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    while (*s)
+        h = (h ^ (uint8_t)*s++) * 0x100000001b3ull;
+    return h;
+}
+
+/* Notes the report of message; false if it is being delivered already. */
+static bool delivering_push(const char *message)
+{
+    uint64_t h = text_hash(message);
+    for (unsigned i = 0; i < ndelivering; i++)
+        if (delivering[i] == h) {
+            soak_problem("redelivered", "a violation delivered again from inside a callback's own gms call "
+                         "(known defect 1): %s", message);
+            return false;
+        }
+    if (ndelivering < sizeof delivering / sizeof delivering[0])
+        delivering[ndelivering] = h;
+    ndelivering++;
+    return true;
+}
+
+static void delivering_pop(void)
+{
+    ndelivering--;
+}
+
 /* A callback's call back into gms: an allocation and a free in the
- * callbacks' context. Nothing there is ever corrupt, so a violation
- * delivered from inside it is one delivered again. */
+ * callbacks' context. */
 static void reenter(void)
 {
     if (!on[F_REENTRANT] || cb_depth >= 4 || pthread_rwlock_tryrdlock(&cb_lock) != 0)
@@ -419,10 +453,8 @@ static bool fault_matches(const fault *f, const gms_violation *v)
 static void on_violation(void *user, const gms_violation *v)
 {
     (void)user;
-    if (cb_depth > 0)
-        soak_problem("redelivered",
-                     "a violation delivered from inside a callback's own gms call (known defect 1): %s",
-                     v->message);
+    if (!delivering_push(v->message))
+        return; /* counted once, when it was first delivered */
     bool found = false;
     pthread_mutex_lock(&vlock);
     for (unsigned i = 0; i < opt.threads && !found; i++)
@@ -441,6 +473,7 @@ static void on_violation(void *user, const gms_violation *v)
     else if (late && opt.verbose)
         fprintf(stderr, "gms-soak: a late report of a settled fault: %s\n", v->message);
     reenter();
+    delivering_pop();
 }
 
 static void on_log(void *user, gms_log_level level, const char *msg)
@@ -454,8 +487,14 @@ static void on_log(void *user, gms_log_level level, const char *msg)
         fprintf(stderr, "gms-soak: log: %s\n", msg);
         pthread_mutex_unlock(&print_lock);
     }
+    static const char corruption[] = "gms: corruption: ";
+    bool report = strncmp(msg, corruption, sizeof corruption - 1) == 0;
+    if (report && !delivering_push(msg + sizeof corruption - 1))
+        return;
     if (level <= GMS_LOG_WARN)
         reenter();
+    if (report)
+        delivering_pop();
 }
 
 static void on_pressure(void *user, const gms_pressure *p)
