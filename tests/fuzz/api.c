@@ -4,12 +4,16 @@
  * sizes from 0 to huge, free, read/write/copy/fill at offsets and lengths
  * in bounds, at the edge, beyond it and overflowing, uses of random, stale
  * and other contexts' handles, quotas, stats, verify, info, raw pointers,
- * shares acquired, read and released by other contexts, transfers)
- * on one private runtime. A model tracks what each call must return and
- * what every live buffer holds; any disagreement traps. Everything is
- * closed at the end of each input.
+ * shares acquired, read and released by other contexts, transfers, DLPack
+ * exports imported by another context, hostile DLPack tensors, raw
+ * corruptions that must be reported, pools of many tenants) on one private
+ * runtime, whose violation and log callbacks call back into gms. A model
+ * tracks what each call must return and what every live buffer holds; any
+ * disagreement traps. Everything is closed at the end of each input.
+
  */
 #include "gms.h"
+#include "gms/dlpack.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -90,11 +94,35 @@ static gms_buf dead[NDEAD];
 static unsigned ndead;
 static uint8_t *scratch, *scratch2;
 
-static void quiet_log(void *user, gms_log_level level, const char *msg)
+/* ---- callbacks that call back into gms ----
+ * The violation and log callbacks run with no gms lock held and may call
+ * gms (docs/threading.md): each does what cb_mode, set from the input by
+ * the operation that may trigger it, says, in a context of its own. It
+ * leaves nothing behind, so the model needs no account of it. */
+
+static gms_context *cb_ctx;
+static uint8_t cb_mode;
+static int cb_depth;
+static gms_buf cb_busy;  /* the buffer being freed or closed: not for the callbacks */
+static int cb_busy_ctx = -1;
+static unsigned violations_seen;
+
+static void reenter(void);
+
+static void fuzz_log(void *user, gms_log_level level, const char *msg)
 {
     (void)user;
-    (void)level;
     (void)msg;
+    if (level <= GMS_LOG_WARN)
+        reenter();
+}
+
+static void on_violation(void *user, const gms_violation *v)
+{
+    (void)user;
+    EXPECT(v->message != NULL && v->tenant != NULL);
+    violations_seen++;
+    reenter();
 }
 
 /* Block size (docs/api.md): request plus the redzone (default 32 bytes;
@@ -235,8 +263,8 @@ static void check_stats(void)
     EXPECT(s.live_blocks == blocks);
     EXPECT(s.held_bytes >= s.live_bytes);
     EXPECT(s.fragmentation >= 0.0 && s.fragmentation <= 1.0);
-    EXPECT(s.tenants == NTEN);
-    uint64_t open = 0;
+    EXPECT(s.tenants >= NTEN + 1); /* the model's, the callbacks', op_many's */
+    uint64_t open = cb_ctx != NULL;
     for (int c = 0; c < NCTX; c++)
         open += ctxs[c].ctx != NULL;
     EXPECT(s.contexts == open);
@@ -257,11 +285,57 @@ static void check_verify(void)
     EXPECT(rep.violations == 0);
 }
 
+/* A callback's calls into gms: an allocation and a free of its own, the
+ * statistics, a nested gms_verify, or a read of a model buffer (not the
+ * one whose call is reporting) checked against its shadow. */
+static void reenter(void)
+{
+    if (!cb_ctx || cb_depth >= 3)
+        return;
+    cb_depth++;
+    switch (cb_mode % 6) {
+    case 0:
+        break;
+    case 1:
+    case 2: {
+        gms_buf h = GMS_BUF_NULL;
+        EXPECT(gms_alloc(cb_ctx, 1 + (size_t)cb_mode * 37, cb_mode & 8 ? GMS_ALLOC_ZERO : 0, &h) == GMS_OK);
+        EXPECT(gms_free(cb_ctx, h) == GMS_OK);
+        break;
+    }
+    case 3: {
+        gms_stats st;
+        EXPECT(gms_stats_get(rt, &st) == GMS_OK);
+        break;
+    }
+    case 4: {
+        int rc = gms_verify(rt, NULL);
+        EXPECT(rc == GMS_OK || rc == GMS_E_CORRUPTION);
+        break;
+    }
+    default:
+        for (int i = 0; i < NBUF; i++) {
+            mbuf *b = &bufs[(i + cb_mode) % NBUF];
+            if (!b->h || b->h == cb_busy || b->ctx == cb_busy_ctx || !ctxs[b->ctx].ctx)
+                continue;
+            uint64_t n = b->size < 64 ? b->size : 64;
+            uint8_t tmp[64];
+            EXPECT(gms_read(ctxs[b->ctx].ctx, b->h, 0, tmp, n) == GMS_OK);
+            EXPECT(memcmp(tmp, b->shadow, n) == 0);
+            break;
+        }
+        break;
+    }
+    cb_depth--;
+}
+
 static void close_ctx(int c)
 {
     if (!ctxs[c].ctx)
         return;
+    cb_busy_ctx = c; /* its leaks are logged while it closes */
     gms_context_close(ctxs[c].ctx);
+    cb_busy_ctx = -1;
     ctxs[c].ctx = NULL;
     for (int i = 0; i < NBUF; i++)
         if (bufs[i].h && bufs[i].ctx == c)
@@ -646,7 +720,9 @@ static void op_misc(reader *r)
         EXPECT(gms_read(NULL, 1, 0, scratch, 1) == GMS_E_INVALID_ARG);
         EXPECT(gms_stats_get(rt, NULL) == GMS_E_INVALID_ARG);
         EXPECT(gms_tenant_set_quota(rt, NULL, 1, 1) == GMS_E_INVALID_ARG);
-        EXPECT(gms_tenant_stats_get(rt, NTEN + u8(r), (gms_tenant_stats *)scratch) ==
+        gms_stats st;
+        EXPECT(gms_stats_get(rt, &st) == GMS_OK);
+        EXPECT(gms_tenant_stats_get(rt, st.tenants + u8(r), (gms_tenant_stats *)scratch) ==
                GMS_E_INVALID_ARG);
         if (x) {
             mbuf *b;
@@ -670,6 +746,351 @@ static void op_misc(reader *r)
     }
 }
 
+/* A raw corruption of a live buffer, as a bug in a kernel would make
+ * one: bytes of its redzone, found by its free (or a gms_verify first),
+ * or bytes of it after its free, found by gms_verify. Either way a
+ * violation callback must be called, and the buffer is gone after. */
+static void op_corrupt(reader *r)
+{
+    mbuf *b = &bufs[u8(r) % NBUF];
+    uint8_t how = u8(r);
+    uint64_t a = u64(r);
+    if (!b->h)
+        return;
+    gms_context *x = ctxs[b->ctx].ctx;
+    uint8_t *p = NULL;
+    EXPECT(gms_buf_ptr(x, b->h, (void **)&p) == GMS_OK);
+    unsigned before = violations_seen;
+    cb_busy = b->h;
+    if (how % 3 != 2) {
+        uint64_t dist = a % 32, len = 1 + (a >> 8) % (32 - dist);
+        for (uint64_t i = 0; i < len; i++)
+            p[b->size + dist + i] ^= (uint8_t)(1 + ((a >> 16) + i * 7) % 255);
+        int early = how % 3 == 1;
+        if (early)
+            EXPECT(gms_verify(rt, NULL) == GMS_E_CORRUPTION);
+        int rc = gms_free(x, b->h);
+        /* Found by the verify: the free may report it again, once. */
+        EXPECT(rc == GMS_E_CORRUPTION || (early && rc == GMS_OK));
+    } else {
+        /* Below a granule (64 KiB here), a freed block stays mapped. */
+        if (blk_size(b->size) > (32u << 10)) {
+            cb_busy = GMS_BUF_NULL;
+            return;
+        }
+        EXPECT(gms_free(x, b->h) == GMS_OK);
+        p[a % b->size] ^= (uint8_t)(1 + (a >> 32) % 255);
+        EXPECT(gms_verify(rt, NULL) == GMS_E_CORRUPTION);
+    }
+    EXPECT(violations_seen > before);
+    cb_busy = GMS_BUF_NULL;
+    kill_buf(b);
+}
+
+/* A buffer exported as a DLPack tensor (whole or a range) and imported by
+ * another context, which reads and writes it through the import (the
+ * same memory), maybe transfers the import to a third context, and frees
+ * it: its deleter runs, and the buffer has one holder again. */
+static void op_dlpack(reader *r)
+{
+    int c = pick_ctx(r), d = pick_ctx(r), e = pick_ctx(r);
+    mbuf *b;
+    gms_buf h = pick_handle(r, &b);
+    uint8_t m = u8(r);
+    uint64_t a = u64(r), n = u64(r);
+    if (!ctxs[c].ctx || !ctxs[d].ctx)
+        return;
+    int hc = handle_code(c, h);
+    uint64_t size = b ? b->size : 4096, off = 0, len = size;
+    int64_t shape[1];
+    gms_dlpack_desc desc = GMS_DLPACK_DESC_INIT;
+    int whole = m & 1, legacy = (m & 2) != 0;
+    if (!whole) {
+        off = a % (size + 1 + (m & 4 ? 64 : 0));
+        len = n % (size + 2);
+        shape[0] = (int64_t)len;
+        desc.ndim = 1;
+        desc.shape = shape;
+        desc.byte_offset = off;
+    }
+    void *t = (void *)&t;
+    int rc = legacy ? gms_dlpack_export_legacy(ctxs[c].ctx, h, whole ? NULL : &desc, (DLManagedTensor **)&t)
+                    : gms_dlpack_export(ctxs[c].ctx, h, whole ? NULL : &desc, (DLManagedTensorVersioned **)&t);
+    if (hc || (!whole && !in_bounds(size, off, len))) {
+        expect_code(rc, hc ? hc : GMS_E_OUT_OF_BOUNDS, 0, 0);
+        EXPECT(t == NULL);
+        return;
+    }
+    EXPECT(rc == GMS_OK);
+    DLTensor *dl = legacy ? &((DLManagedTensor *)t)->dl_tensor : &((DLManagedTensorVersioned *)t)->dl_tensor;
+    void *p = NULL;
+    EXPECT(gms_buf_ptr(ctxs[c].ctx, h, &p) == GMS_OK);
+    EXPECT((uint8_t *)dl->data + dl->byte_offset == (uint8_t *)p + off);
+    gms_buf ih = 5;
+    rc = legacy ? gms_dlpack_import_legacy(ctxs[d].ctx, t, &ih) : gms_dlpack_import(ctxs[d].ctx, t, &ih);
+    if (len == 0) { /* no elements: refused, the tensor still ours */
+        expect_code(rc, GMS_E_INVALID_ARG, 0, 0);
+        EXPECT(ih == GMS_BUF_NULL);
+        if (legacy)
+            ((DLManagedTensor *)t)->deleter(t);
+        else
+            ((DLManagedTensorVersioned *)t)->deleter(t);
+        return;
+    }
+    EXPECT(rc == GMS_OK);
+    EXPECT(gms_read(ctxs[d].ctx, ih, 0, scratch, len) == GMS_OK);
+    EXPECT(memcmp(scratch, b->shadow + off, len) == 0);
+    expect_code(gms_read(ctxs[d].ctx, ih, len, scratch, 1), GMS_E_OUT_OF_BOUNDS, 0, 0);
+    if (m & 8) {
+        uint64_t k = a % len;
+        scratch[0] = (uint8_t)(n >> 8);
+        EXPECT(gms_write(ctxs[d].ctx, ih, k, scratch, 1) == GMS_OK);
+        b->shadow[off + k] = scratch[0];
+    }
+    int holder = d;
+    if ((m & 16) && e != d && ctxs[e].ctx) {
+        gms_buf th = 7;
+        rc = gms_transfer(ctxs[d].ctx, ih, ctxs[e].ctx, &th);
+        int other = ctxs[e].tenant != ctxs[d].tenant;
+        if (other && rc == GMS_E_QUOTA) { /* the copy did not fit e's quota: nothing moved */
+            EXPECT(th == GMS_BUF_NULL);
+            EXPECT(gms_read(ctxs[d].ctx, ih, 0, scratch, 0) == GMS_OK);
+        } else {
+            EXPECT(rc == GMS_OK);
+            gms_buf_info info;
+            EXPECT(gms_buf_info_get(ctxs[e].ctx, th, &info) == GMS_OK);
+            /* Known defect 7: an import moved to another tenant with no
+             * copy, still reported as the old tenant's. */
+            EXPECT(strcmp(info.tenant, tenant_name[ctxs[e].tenant]) == 0);
+            EXPECT(!other || info.device_ptr != (uint64_t)(uintptr_t)p + off);
+            EXPECT(gms_read(ctxs[e].ctx, th, 0, scratch2, len) == GMS_OK);
+            EXPECT(memcmp(scratch2, b->shadow + off, len) == 0);
+            ih = th;
+            holder = e;
+            /* A copy may wipe what it copied from, the exporter's bytes:
+             * take them as they are now. */
+            if (other)
+                EXPECT(gms_read(ctxs[c].ctx, h, 0, b->shadow, b->size) == GMS_OK);
+        }
+    }
+    EXPECT(gms_free(ctxs[holder].ctx, ih) == GMS_OK);
+    expect_code(gms_free(ctxs[holder].ctx, ih), GMS_E_INVALID_HANDLE, 0, 0);
+    gms_buf_info info;
+    EXPECT(gms_buf_info_get(ctxs[c].ctx, h, &info) == GMS_OK);
+    EXPECT(info.holders == 1);
+}
+
+/* ---- hostile DLPack tensors ----
+ * Built from the input: any data pointer (NULL, inside a canary-guarded
+ * buffer, near the top of the address space), device, dtype, ndim, shape
+ * (negative, zero, huge), strides (negative, zero, not compact) and byte
+ * offset (wrapping). A reference says which ones gms must refuse; a
+ * refused tensor is still the caller's (its deleter not called). An
+ * accepted one must say exactly the address and size the tensor does,
+ * and checked writes through it must stay inside it. */
+
+#define HOSTILE_DIMS 24
+#define HOSTILE_BYTES 4096u
+#define CANARY 64u
+static uint8_t backing[CANARY + HOSTILE_BYTES + CANARY];
+
+typedef struct hostile {
+    DLManagedTensorVersioned v;
+    DLManagedTensor l;
+    int deleted;
+    int64_t shape[HOSTILE_DIMS], strides[HOSTILE_DIMS];
+} hostile;
+static hostile H;
+
+static void hostile_deleter_v(DLManagedTensorVersioned *t)
+{
+    ((hostile *)t->manager_ctx)->deleted++;
+}
+
+static void hostile_deleter_l(DLManagedTensor *t)
+{
+    ((hostile *)t->manager_ctx)->deleted++;
+}
+
+/* Whether gms may accept the tensor; *wraps when only its address range
+ * (past 2^64) says no; *extent its size in bytes. */
+static int hostile_valid(const DLTensor *t, int versioned, uint32_t major, int *wraps, uint64_t *extent)
+{
+    *wraps = 0;
+    if (versioned && major != 1)
+        return 0;
+    if (t->device.device_type != kDLCPU || t->device.device_id != 0)
+        return 0;
+    if (t->dtype.bits == 0 || t->dtype.bits % 8 || t->dtype.lanes == 0)
+        return 0;
+    if (t->ndim < 0 || t->ndim > GMS_DLPACK_MAX_DIMS || (t->ndim > 0 && !t->shape))
+        return 0;
+    int64_t count = 1, item = (int64_t)t->dtype.bits / 8 * t->dtype.lanes, row = 1;
+    for (int32_t d = t->ndim - 1; d >= 0; d--) {
+        if (t->shape[d] <= 0 || __builtin_mul_overflow(count, t->shape[d], &count))
+            return 0;
+        if (t->strides && t->shape[d] > 1 && t->strides[d] != row)
+            return 0;
+        row = count;
+    }
+    int64_t bytes;
+    if (__builtin_mul_overflow(count, item, &bytes) || !t->data)
+        return 0;
+    *extent = (uint64_t)bytes;
+    uint64_t start, end;
+    *wraps = __builtin_add_overflow((uint64_t)(uintptr_t)t->data, t->byte_offset, &start) ||
+             __builtin_add_overflow(start, *extent - 1, &end);
+    return !*wraps;
+}
+
+static void op_hostile(reader *r)
+{
+    static const int64_t shapes[] = {1, 2, 3, 16, 64, 0, -1, INT64_MAX, INT64_MAX / 2 + 1, (int64_t)1 << 32,
+                                     4096, INT64_MIN, (int64_t)1 << 62, 5};
+    static const uint8_t bits[] = {8, 8, 16, 32, 64, 0, 1, 7, 12, 248, 128};
+    static const uint16_t lanes[] = {1, 1, 1, 2, 4, 0, 65535, 3};
+    int c = pick_ctx(r);
+    uint8_t m = u8(r), dm = u8(r), pm = u8(r), om = u8(r), tm = u8(r);
+    uint64_t k = u64(r), k2 = u64(r);
+    if (!ctxs[c].ctx)
+        return;
+    memset(&H, 0, sizeof H);
+    memset(backing, 0xca, sizeof backing);
+    uint8_t *base = backing + CANARY;
+    DLTensor t;
+    memset(&t, 0, sizeof t);
+    switch (pm % 8) {
+    case 0: t.data = NULL; break;
+    case 1: t.data = (void *)(uintptr_t)(UINTPTR_MAX - k % 8192); break;
+    case 2: t.data = (void *)(uintptr_t)((uint64_t)1 << 63); break;
+    case 3: t.data = (void *)(uintptr_t)k; break;
+    case 4: t.data = base + k % HOSTILE_BYTES; break;
+    default: t.data = base; break;
+    }
+    t.device = (DLDevice){kDLCPU, 0};
+    if (dm % 4 == 0)
+        t.device.device_type = (DLDeviceType)((dm >> 2) % 20);
+    if (dm % 8 == 1)
+        t.device.device_id = (int32_t)k2;
+    t.dtype = (DLDataType){(uint8_t)(tm % 8), bits[(tm >> 3) % sizeof bits],
+                           lanes[(tm >> 5) % (sizeof lanes / sizeof lanes[0])]};
+    if (m % 8 == 7)
+        t.ndim = (int32_t)(int8_t)u8(r) % HOSTILE_DIMS; /* negative, or past the limit */
+    else
+        t.ndim = m % 4;
+    t.shape = m & 0x40 && t.ndim > 0 ? NULL : H.shape;
+    for (int i = 0; i < HOSTILE_DIMS; i++) {
+        uint8_t s = u8(r);
+        H.shape[i] = s & 0x80 ? shapes[s % (sizeof shapes / sizeof shapes[0])] : 1 + s % 24;
+    }
+    if (m & 0x20) {
+        t.strides = H.strides;
+        int64_t row = 1;
+        for (int i = t.ndim > 0 ? t.ndim - 1 : -1; i >= 0 && i < HOSTILE_DIMS; i--) {
+            H.strides[i] = row;
+            if (__builtin_mul_overflow(row, H.shape[i] > 0 ? H.shape[i] : 1, &row))
+                row = 1;
+        }
+        if (m & 0x10 && t.ndim > 0) /* not compact: negative, zero, huge */
+            H.strides[k2 % (uint64_t)(t.ndim > 0 ? t.ndim : 1) % HOSTILE_DIMS] =
+                (int64_t[]){-1, 0, INT64_MAX, -(int64_t)k2, 2}[(k2 >> 8) % 5];
+    }
+    switch (om % 6) {
+    case 0:
+    case 1: t.byte_offset = 0; break;
+    case 2: t.byte_offset = k % HOSTILE_BYTES; break;
+    case 3: t.byte_offset = UINT64_MAX - k % HOSTILE_BYTES; break; /* wraps: before data */
+    case 4: t.byte_offset = (uint64_t)1 << 63; break;
+    default: t.byte_offset = k; break;
+    }
+    int versioned = !(om & 0x40);
+    uint32_t major = om & 0x80 ? (uint32_t)(k2 % 3) : 1;
+    H.v = (DLManagedTensorVersioned){{major, 1}, &H, hostile_deleter_v,
+                                     dm & 0x80 ? DLPACK_FLAG_BITMASK_READ_ONLY : 0, t};
+    H.l = (DLManagedTensor){t, &H, hostile_deleter_l};
+    int wraps;
+    uint64_t extent = 0;
+    int valid = hostile_valid(&t, versioned, major, &wraps, &extent);
+    gms_buf h = 9;
+    int rc = versioned ? gms_dlpack_import(ctxs[c].ctx, &H.v, &h) : gms_dlpack_import_legacy(ctxs[c].ctx, &H.l, &h);
+    EXPECT(H.deleted == 0);
+    if (rc != GMS_OK) {
+        EXPECT(h == GMS_BUF_NULL);
+        EXPECT(rc == GMS_E_INVALID_ARG || rc == GMS_E_UNSUPPORTED || rc == GMS_E_OUT_OF_BOUNDS);
+        EXPECT(gms_error_last()[0] != 0);
+        return;
+    }
+    if (!valid)
+        fprintf(stderr, "fuzz_api: accepted a tensor at %p + byte_offset %llu, %llu bytes%s\n", t.data,
+                (unsigned long long)t.byte_offset, (unsigned long long)extent, wraps ? ", past 2^64" : "");
+    EXPECT(valid);
+    gms_buf_info info;
+    EXPECT(gms_buf_info_get(ctxs[c].ctx, h, &info) == GMS_OK);
+    EXPECT(info.size == extent);
+    EXPECT(info.device_ptr == (uint64_t)(uintptr_t)t.data + t.byte_offset);
+    uint64_t lo = (uint64_t)(uintptr_t)base, at = info.device_ptr;
+    if (valid && at >= lo && at - lo <= HOSTILE_BYTES && extent <= HOSTILE_BYTES - (at - lo)) {
+        /* Inside our buffer: checked writes stay inside the tensor. */
+        int ro = versioned && (dm & 0x80);
+        uint8_t byte = (uint8_t)(k2 | 1);
+        int frc = gms_fill(ctxs[c].ctx, h, 0, byte, extent);
+        EXPECT(frc == (ro ? GMS_E_READ_ONLY : GMS_OK));
+        expect_code(gms_fill(ctxs[c].ctx, h, extent, byte, 1), GMS_E_OUT_OF_BOUNDS, ro ? GMS_E_READ_ONLY : 0, 0);
+        expect_code(gms_write(ctxs[c].ctx, h, UINT64_MAX - 3, scratch, 8), GMS_E_OUT_OF_BOUNDS,
+                    ro ? GMS_E_READ_ONLY : 0, 0);
+        for (uint64_t i = 0; i < sizeof backing; i++) {
+            uint64_t ai = (uint64_t)(uintptr_t)backing + i;
+            int inside = !ro && ai >= at && ai < at + extent;
+            EXPECT(backing[i] == (inside ? byte : 0xca));
+        }
+        EXPECT(gms_read(ctxs[c].ctx, h, 0, scratch2, extent) == GMS_OK);
+    }
+    EXPECT(gms_free(ctxs[c].ctx, h) == GMS_OK);
+    EXPECT(H.deleted == 1);
+}
+
+/* ---- pools of many tenants ----
+ * New (tenant, level, language) triples, each with one buffer at a time
+ * (up to 4608 of them, more than the 4096 pages of the handle table) or
+ * up to 64 alive together, then freed and closed. Shared metadata must
+ * not run out for ever (known defect 3): every allocation succeeds. */
+static unsigned many_counter;
+
+static void op_many(reader *r)
+{
+    uint8_t m = u8(r);
+    uint64_t n = u64(r);
+    int together = (m & 1) != 0;
+    unsigned count = together ? 1 + (unsigned)(n % 64) : 1 + (unsigned)(n % 4608);
+    gms_context *held[64];
+    gms_buf hb[64];
+    for (unsigned i = 0; i < count; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "m%u", many_counter++);
+        gms_context_desc desc;
+        gms_context_desc_init(&desc);
+        desc.tenant = name;
+        desc.user = "many";
+        desc.level = (gms_level)((m >> 1) % 4);
+        desc.language = (gms_language)((m >> 3) % 8);
+        gms_context *x = NULL;
+        EXPECT(gms_context_open(&x, rt, &desc) == GMS_OK);
+        gms_buf h = GMS_BUF_NULL;
+        EXPECT(gms_alloc(x, 1 + (size_t)((n >> 10) + i) % 4096, 0, &h) == GMS_OK);
+        if (together) {
+            held[i] = x;
+            hb[i] = h;
+            continue;
+        }
+        EXPECT(gms_free(x, h) == GMS_OK);
+        gms_context_close(x);
+    }
+    for (unsigned i = 0; together && i < count; i++) {
+        EXPECT(gms_free(held[i], hb[i]) == GMS_OK);
+        gms_context_close(held[i]);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -685,8 +1106,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.backend = GMS_BACKEND_HOST;
     o.granule_bytes = 64u << 10;
     o.chunk_bytes = 4u << 20;
-    o.log = quiet_log;
+    o.log = fuzz_log;
     EXPECT(gms_runtime_open(&rt, &o) == GMS_OK);
+    EXPECT(gms_on_violation(rt, on_violation, NULL) == GMS_OK);
+    many_counter = 0;
+    cb_mode = 0;
     memset(ctxs, 0, sizeof ctxs);
     memset(bufs, 0, sizeof bufs);
     memset(dead, 0, sizeof dead);
@@ -698,6 +1122,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         EXPECT(gms_tenant_set_quota(rt, tenant_name[t], tenants[t].max_bytes,
                                     tenants[t].max_allocs) == GMS_OK);
     }
+    gms_context_desc cd;
+    gms_context_desc_init(&cd);
+    cd.tenant = "callbacks";
+    cd.user = "cb";
+    EXPECT(gms_context_open(&cb_ctx, rt, &cd) == GMS_OK);
     /* Two contexts to start with, so short inputs do something. */
     for (int c = 0; c < 2; c++) {
         gms_context_desc d;
@@ -711,7 +1140,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     for (int ops = 0; ops < MAX_OPS && r.pos < r.n; ops++) {
-        switch (u8(&r) % 14) {
+        uint8_t op = u8(&r);
+        cb_mode = (uint8_t)(op * 0x9d) >> 3; /* what the callbacks do meanwhile */
+        switch (op % 19) {
+        case 14: op_corrupt(&r); break;
+        case 15: op_dlpack(&r); break;
+        case 16: op_hostile(&r); break;
+        case 17: op_many(&r); break;
+        case 18: op_corrupt(&r); break;
         case 0: op_open(&r); break;
         case 12: op_share(&r); break;
         case 13: op_transfer(&r); break;
@@ -736,6 +1172,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         EXPECT(tenants[t].live_blocks == 0 && tenants[t].live_bytes == 0);
     check_stats();
     check_verify();
+    gms_context *x = cb_ctx;
+    cb_ctx = NULL;
+    gms_context_close(x);
     gms_runtime_close(rt);
     rt = NULL;
     return 0;
