@@ -113,16 +113,17 @@ typedef struct gms_dlpack_desc {
 #define GMS_DLPACK_DESC_INIT { GMS_DLPACK_DESC_VERSION, { 1, 8, 1 }, 0, NULL, NULL, 0 }
 
 /* Exports buf as a versioned DLPack tensor. The tensor holds a reference of
- * its own (a new handle of ctx on buf), which its deleter releases: buf may
- * be freed before or after the consumer calls the deleter. Every element
+ * its own (a new handle on buf), which its deleter releases: the memory
+ * stays valid until the consumer calls the deleter, whether buf is freed
+ * or its context closes before (the tensor's handle then stays, charged to
+ * the buffer's pool, as DLPack asks of a producer). Every element
  * the shape and strides reach must lie inside the buffer
  * (GMS_E_OUT_OF_BOUNDS otherwise). An immutable share's tensor has
  * DLPACK_FLAG_BITMASK_READ_ONLY set, and so does any tensor of a handle
  * acquired read-only. The device is kDLCPU on the host backend, kDLCUDA
  * on CUDA, kDLROCM on HIP. The deleter may run after the exporting context
- * or even the runtime closed (the tensor's handle was then released, as a
- * leak, at the close; the deleter only frees the tensor), but the memory is
- * gone by then. */
+ * or even the runtime closed; a runtime's close does reclaim the memory
+ * (the deleter then only frees the tensor). */
 GMS_API int gms_dlpack_export(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *desc,
                               DLManagedTensorVersioned **out);
 /* The same as a legacy DLManagedTensor, for consumers older than DLPack 1.0

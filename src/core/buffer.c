@@ -194,6 +194,7 @@ static gms_buf slot_fill(gms_pool *p, uint32_t index, gms_block *b, gms_context 
     s->holder = ctx;
     s->kind = GMS_SLOT_HANDLE;
     s->mode = (uint8_t)mode;
+    s->exported = false;
     gms_buf h = gms__handle_make(p->rt, index, s->gen);
     atomic_store_explicit(&s->handle, h, memory_order_release);
     return h;
@@ -405,7 +406,7 @@ static int handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, void *st
      * find its pool. */
     if (owns)
         live_unlink(b);
-    else
+    else if (holder) /* none: an export whose context closed */
         hold_unlink(holder, s);
     atomic_store_explicit(&s->handle, 0, memory_order_release);
     s->gen++;
@@ -425,9 +426,20 @@ static int handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, void *st
     quota_give(p->tenant, b->size);
     atomic_fetch_sub_explicit(&p->rt->live_bytes, b->size, memory_order_relaxed);
     b->free_ns = gms__now_ns();
-    b->free_user = by->pool == p ? by->user_index : GMS_USER_ELSEWHERE;
+    b->free_user = by && by->pool == p ? by->user_index : GMS_USER_ELSEWHERE;
     int safety = gms__safety_retire(p, b, stream, ordered);
     return rc ? rc : safety;
+}
+
+void gms__handle_orphan(gms_pool *p, gms_slot *s)
+{
+    gms_context *holder = s->holder;
+    hold_unlink(holder, s);
+    /* Charged from now on to the pool's tenant, as gms__slot_put will
+     * uncharge it. */
+    atomic_fetch_sub_explicit(&holder->tenant->handles, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->tenant->handles, 1, memory_order_relaxed);
+    s->holder = NULL;
 }
 
 int gms__handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, gms_drop *d)

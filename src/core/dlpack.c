@@ -2,9 +2,10 @@
  * dlpack.c: gms buffers as DLPack tensors and back (include/gms/dlpack.h).
  *
  * An exported tensor owns a handle of its own on the buffer (one more
- * holder), so the buffer outlives whichever of the two goes first; its
- * deleter releases that handle by the handle alone, so it does not touch
- * the exporting context (which may have closed and released it already).
+ * holder), so the buffer outlives whichever of the two goes first, and
+ * the exporting context too: at its close the handle is orphaned (no
+ * holder), not released (gms__handle_orphan). Its deleter releases it by
+ * the handle alone, never touching the exporting context.
  * An imported tensor becomes a block that no pool chunk holds: it has a
  * handle like any buffer, its accesses are bounds-checked against the
  * tensor's extent, and its last release calls the tensor's deleter.
@@ -207,6 +208,8 @@ static int export_common(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *d
         rc = gms__holder_pointer(h.pool, h.slot, buf, op, &data);
     if (rc == GMS_OK)
         rc = gms__handle_add(h.pool, b, ctx, h.slot->mode, &e->handle);
+    if (rc == GMS_OK) /* it outlives ctx: the consumer reads until the deleter */
+        gms__slot_at(ctx->rt, (uint32_t)(e->handle >> (GMS_GEN_BITS + GMS_CHECK_BITS)))->exported = true;
     if (rc) {
         gms__pool_unlock(h.pool);
         free(e);

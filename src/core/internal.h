@@ -87,6 +87,9 @@ typedef struct gms_slot {
                                 runtime's); 0 ends it */
     uint8_t kind;            /* GMS_SLOT_* */
     uint8_t mode;            /* the handle's gms_access */
+    bool exported;           /* a DLPack export's own handle: it outlives
+                                its context (holder NULL once that closed,
+                                charged to the pool's tenant) */
     /* The holder's list of handles on blocks it does not own through its
      * live list (acquired, transferred across pools, exported, imported);
      * guarded by the holder's holds_lock. */
@@ -587,6 +590,9 @@ typedef struct gms_drop {
  * a block dies. GMS_E_CORRUPTION if its redzones (or an immutable share's
  * bytes) were found changed (it is freed all the same). */
 int gms__handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, gms_drop *d);
+/* A DLPack export's own handle outlives its closing context: off the
+ * context's holds, holder NULL (pool lock held). Its deleter drops it. */
+void gms__handle_orphan(gms_pool *p, gms_slot *s);
 /* The same for a free ordered on a stream (gms_free_async). */
 int gms__handle_drop_on(gms_pool *p, gms_slot *s, const gms_context *by, void *stream,
                         gms_drop *d);

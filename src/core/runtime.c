@@ -816,6 +816,13 @@ static void context_drop_holds(gms_context *ctx, uint64_t *blocks, uint64_t *byt
             gms__pool_unlock(p);
             continue;
         }
+        if (s->exported) {
+            /* The tensor's consumer still reads the buffer: it lives until
+             * the tensor's deleter runs, not a leak. */
+            gms__handle_orphan(p, s);
+            gms__pool_unlock(p);
+            continue;
+        }
         gms_block *b = s->block;
         (*blocks)++;
         *bytes += b->size;

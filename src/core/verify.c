@@ -410,11 +410,11 @@ static void verify_slots(vstate *v, gms_runtime *rt)
             }
             p->v_handles++;
             s->block->seen++;
-            if (!s->holder) {
+            if (!s->holder && !s->exported) {
                 violation(v, "pool %llu: handle in slot %u has no holder", pid, slot);
                 continue;
             }
-            s->holder->tenant->v_handles++;
+            (s->holder ? s->holder->tenant : p->tenant)->v_handles++;
         }
     }
     uint64_t listed = verify_free_slots(v, rt, rt->free_slots, NULL, table);

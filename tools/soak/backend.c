@@ -1,7 +1,7 @@
 /*
  * backend.c: gms-soak's backend-failure episodes. Each opens a private
  * runtime whose Nth fallible internal operation (a backend call or a
- * metadata allocation: gms_runtime_options.fail_nth_call, as in
+ * metadata allocation: gms_testing_options.fail_nth_call (gms/testing.h), as in
  * tests/core/failing_backend.c) fails, with N drawn at random over the
  * calls a run makes, and runs a short random scenario on it: contexts of
  * two tenants, allocations (some past a chunk), checked writes and reads,
@@ -15,6 +15,7 @@
  * context is closed. Anything else is a mishandled fault.
  */
 #include "soak.h"
+#include "gms/testing.h"
 
 /* The failpoint's call counter: whether the run reached its Nth call. */
 #include "core/internal.h"
@@ -304,7 +305,6 @@ void backend_episode(rng *r, episode_tally *t)
     gms_runtime_options o;
     gms_runtime_options_init(&o);
     o.backend = GMS_BACKEND_HOST;
-    o.fail_nth_call = e.n;
     o.granule_bytes = 64 * KiB;
     o.chunk_bytes = 1 * MiB;
     o.retain_bytes = 64 * KiB;
@@ -312,7 +312,8 @@ void backend_episode(rng *r, episode_tally *t)
     o.quarantine_blocks = 4;
     o.log = quiet_log;
     gms_runtime *rt = (gms_runtime *)(uintptr_t)1;
-    int rc = gms_runtime_open(&rt, &o);
+    gms_testing_options fail = {.fail_nth_call = e.n};
+    int rc = gms_testing_runtime_open(&rt, &o, &fail);
     if (step(&e, rc, "gms_runtime_open")) {
         if (rt)
             mishandled(&e, "a failed gms_runtime_open left its output set");
