@@ -187,6 +187,39 @@ static void import_foreign(gms_runtime *rt)
     CHECK(deleted == 1);
 }
 
+/* The exporting context closes while another reads the tensor (through
+ * an import, or its raw pointer): the memory stays until the deleter, it
+ * is not reclaimed as a leak, and then it goes. */
+static void export_outlives_its_context(gms_runtime *rt)
+{
+    gms_context *c = open_ctx(rt, "t", "producer", GMS_LANG_RUST);
+    gms_context *py = open_ctx(rt, "t", "consumer", GMS_LANG_PYTHON);
+    gms_buf b, in;
+    uint8_t data[4096], got[4096];
+    memset(data, 0x5a, sizeof data);
+    CHECK_OK(gms_alloc(c, sizeof data, 0, &b));
+    CHECK_OK(gms_write(c, b, 0, data, sizeof data));
+    DLManagedTensorVersioned *t = NULL;
+    CHECK_OK(gms_dlpack_export(c, b, NULL, &t));
+    const uint8_t *raw = (const uint8_t *)t->dl_tensor.data;
+    CHECK_OK(gms_dlpack_import(py, t, &in));
+    gms_stats st;
+    CHECK_OK(gms_stats(rt, &st));
+    uint64_t leaks = st.leaked_blocks;
+    gms_context_close(c); /* with b live: b is a leak, the tensor's handle is not */
+    CHECK_OK(gms_read(py, in, 0, got, sizeof got));
+    CHECK(memcmp(got, data, sizeof data) == 0);
+    CHECK(raw[100] == 0x5a); /* not scrubbed: still the tensor's */
+    CHECK_OK(gms_stats(rt, &st));
+    CHECK(st.live_blocks == 1 && st.leaked_blocks == leaks + 1);
+    CHECK_OK(gms_verify(rt, NULL));
+    CHECK_OK(gms_free(py, in)); /* the deleter: now the memory goes */
+    CHECK_OK(gms_stats(rt, &st));
+    CHECK(st.live_blocks == 0);
+    CHECK_OK(gms_verify(rt, NULL));
+    gms_context_close(py);
+}
+
 /* A consumer may delete a tensor after the runtime closed: the deleter
  * then only frees it (ASan would see any use of the freed runtime). */
 static void deleter_after_runtime(void)
@@ -209,6 +242,7 @@ int main(void)
     export_roundtrip(rt);
     export_checks(rt);
     import_foreign(rt);
+    export_outlives_its_context(rt);
     gms_runtime_close(rt);
     deleter_after_runtime();
     return test_done();
