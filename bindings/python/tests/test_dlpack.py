@@ -181,7 +181,7 @@ def test_tensor_outlives_its_context(rt):
     arr = np.from_dlpack(buf)
     cap = buf.__dlpack__(max_version=(1, 0))
     legacy = buf.__dlpack__()
-    ctx.close()  # the tensors' handles are released here, as leaks
+    ctx.close()  # the tensors keep the buffer: their deleters release it
     del arr, cap, legacy, buf
     gc.collect()
 
