@@ -796,6 +796,7 @@ void gms__pool_reuse(gms_pool *p, gms_tenant *t, gms_level level, gms_language l
     p->told_busy = false;
     p->nusers = 0;
     p->peak_recent = p->peak_held_recent = p->peak_decay_ns = 0;
+    p->remapped_bytes = 0;
 }
 
 /* ---- blocks ---- */
