@@ -1107,6 +1107,11 @@ static void op_export(worker *w)
     void *t = (void *)(uintptr_t)1;
     int rc = legacy ? gms_dlpack_export_legacy(ctx_of(w, x), x->h, whole ? NULL : &d, (DLManagedTensor **)&t)
                     : gms_dlpack_export(ctx_of(w, x), x->h, whole ? NULL : &d, (DLManagedTensorVersioned **)&t);
+    /* A reader of another tenant's buffer gets no pointer to it where the
+     * block shares its pages (no read-only mapping of it alone). */
+    bool other_reader = !x->owner && !x->write && x->b->tenant >= 0 && x->b->tenant != w->ctx[x->ctx].tenant;
+    if (other_reader && rc == GMS_E_ACCESS_DENIED)
+        return;
     if (legacy && read_only && x->b->immutable) {
         want_rc(rc, GMS_E_READ_ONLY, "gms_dlpack_export_legacy of an immutable share");
         return;
