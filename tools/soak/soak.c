@@ -52,6 +52,7 @@
 
 #include "gms/dlpack.h"
 
+#include <execinfo.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -1580,6 +1581,12 @@ static void on_fault(int sig)
         fault_armed = 0;
         siglongjmp(fault_env, sig);
     }
+    /* A crash of its own: say where, for the report, then die of it. */
+    static const char msg[] = "gms-soak: fatal signal; the stack:\n";
+    if (write(2, msg, sizeof msg - 1) < 0) {
+    }
+    void *frames[64];
+    backtrace_symbols_fd(frames, backtrace(frames, 64), 2);
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -2106,6 +2113,7 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, NULL);
     sigaction(SIGBUS, &sa, NULL);
+    sigaction(SIGABRT, &sa, NULL);
 
     nshared = opt.tenants;
     for (unsigned t = 0; t < nshared; t++) {
