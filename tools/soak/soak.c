@@ -52,6 +52,7 @@
 
 #include "gms/dlpack.h"
 
+#include <execinfo.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -75,7 +76,10 @@
 #define EPOCH_OPS 200   /* operations per thread between checkpoints */
 #define REDZONE 32      /* the runtime's redzone_bytes */
 #define BOARD 32        /* entries of each board */
-#define SETTLE_MS 2000  /* how long a fault's report may take to arrive */
+/* How long a fault's report may take to arrive: one found by another
+ * thread is delivered there once it runs again, which on a loaded machine
+ * (the 2-core CI, helpers building) can take seconds. */
+#define SETTLE_MS 10000
 #define INJECT_MAX_SIZE (1u << 20) /* below a granule: a freed block stays mapped */
 #define HASH_MAX_SIZE 3800u /* an immutable share's block stays below a page */
 
@@ -1107,6 +1111,11 @@ static void op_export(worker *w)
     void *t = (void *)(uintptr_t)1;
     int rc = legacy ? gms_dlpack_export_legacy(ctx_of(w, x), x->h, whole ? NULL : &d, (DLManagedTensor **)&t)
                     : gms_dlpack_export(ctx_of(w, x), x->h, whole ? NULL : &d, (DLManagedTensorVersioned **)&t);
+    /* A reader of another tenant's buffer gets no pointer to it where the
+     * block shares its pages (no read-only mapping of it alone). */
+    bool other_reader = !x->owner && !x->write && x->b->tenant >= 0 && x->b->tenant != w->ctx[x->ctx].tenant;
+    if (other_reader && rc == GMS_E_ACCESS_DENIED)
+        return;
     if (legacy && read_only && x->b->immutable) {
         want_rc(rc, GMS_E_READ_ONLY, "gms_dlpack_export_legacy of an immutable share");
         return;
@@ -1575,6 +1584,12 @@ static void on_fault(int sig)
         fault_armed = 0;
         siglongjmp(fault_env, sig);
     }
+    /* A crash of its own: say where, for the report, then die of it. */
+    static const char msg[] = "gms-soak: fatal signal; the stack:\n";
+    if (write(2, msg, sizeof msg - 1) < 0) {
+    }
+    void *frames[64];
+    backtrace_symbols_fd(frames, backtrace(frames, 64), 2);
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -2101,6 +2116,7 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, NULL);
     sigaction(SIGBUS, &sa, NULL);
+    sigaction(SIGABRT, &sa, NULL);
 
     nshared = opt.tenants;
     for (unsigned t = 0; t < nshared; t++) {
