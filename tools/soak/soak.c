@@ -1122,8 +1122,6 @@ static void op_export(worker *w)
     }
     if (legacy && read_only && rc == GMS_E_READ_ONLY)
         return; /* a read-only handle: a legacy tensor cannot say so */
-    if (read_only && rc == GMS_E_ACCESS_DENIED && x->b->tenant != w->ctx[x->ctx].tenant)
-        return; /* another tenant's reader gets no raw pointer where no read-only view can be mapped */
     if (!ok(rc, legacy ? "gms_dlpack_export_legacy" : "gms_dlpack_export"))
         return;
     texport *te = tensor_new(x->b, ctx_of(w, x));
