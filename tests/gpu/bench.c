@@ -6,6 +6,8 @@
  *
  *   wipe     scrub fill (the poison) over 4 GiB, one item; also check and
  *            fill+verify: bytes per second of the wall time of the call
+ *   async    the stream-ordered kernel on batches shaped like the free
+ *            path's (31 fills and 31 exit checks of one size), back to back
  *   batch    one scrub call of 256 freed 4 KiB blocks (redzones checked,
  *            data poisoned): the latency a batch costs
  *   pair     alloc+free of 4 KiB on the cuda backend, gms_alloc/gms_free and the
@@ -19,6 +21,7 @@
 #include "backend/cuda/cuda.h"
 #include "core/internal.h"
 
+#include <errno.h>
 #include <time.h>
 
 #define MiB (1ull << 20)
@@ -123,6 +126,70 @@ static void bench_wipe(void)
     }
     printf("RESULT scrub_sync_256_blocks_us=%.1f (%.3f us per freed block)\n",
            (double)median(tb, 200) / 1e3, (double)median(tb, 200) / 1e3 / 256);
+    be->ops->release(be, c);
+    be->ops->destroy(be);
+}
+
+/* The stream-ordered kernel on the batch shapes the free path makes: n
+ * items, each a freed block's fill (the poison) and an earlier block's exit
+ * check, both of `size` bytes, launched back to back on the default stream
+ * as the pool does (no wait between), then collected. Bytes per second of
+ * the wall time over 40 launches: what the device spends on the safety
+ * work of a training step. */
+static void bench_async_shapes(void)
+{
+    gms_backend *be = NULL;
+    if (gms_backend_cuda_create(0, &be) != 0) {
+        printf("async shapes: cannot create the backend: %s\n", gms_backend_cuda_why());
+        test_failed++;
+        return;
+    }
+    const uint64_t span = 4 * GiB;
+    uint64_t base = 0;
+    gms_backend_chunk *c = NULL;
+    CHECK(be->ops->reserve(be, span, 2 * MiB, &base, &c) == 0);
+    CHECK(c && be->ops->commit(be, c, 0, span) == 0);
+    const uint64_t pattern = 0x5a1b2c3d4e5f6a7bull;
+    gms_scrub_item all;
+    memset(&all, 0, sizeof all);
+    all.fill_lo[0] = base, all.fill_hi[0] = base + span;
+    CHECK(be->ops->scrub(be, &all, 1, pattern, 1) == 0); /* checks find the pattern */
+    static const struct {
+        uint32_t n;
+        uint64_t size;
+    } shapes[] = {{31, 64 << 10}, {31, 1 * MiB}, {31, 16 * MiB}, {31, 64 * MiB}, {1, 2 * GiB}};
+    enum { LAUNCHES = 40 };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        uint32_t n = shapes[s].n;
+        uint64_t size = shapes[s].size;
+        gms_scrub_item items[32];
+        uint64_t tickets[LAUNCHES];
+        uint64_t t[5];
+        for (int rep = 0; rep < 5; rep++) {
+            uint64_t start = now_ns();
+            for (int l = 0; l < LAUNCHES; l++) {
+                for (uint32_t i = 0; i < n; i++) {
+                    uint64_t a = base + (uint64_t)i * 2 * size;
+                    memset(&items[i], 0, sizeof items[i]);
+                    items[i].fill_lo[0] = a, items[i].fill_hi[0] = a + size;
+                    items[i].check_lo[0] = a + size, items[i].check_hi[0] = a + 2 * size;
+                }
+                CHECK(be->ops->ticket_reserve(be, &tickets[l]) == 0);
+                CHECK(be->ops->scrub_async(be, items, n, pattern, 1, NULL, tickets[l]) == 0);
+            }
+            for (int l = 0; l < LAUNCHES; l++) {
+                int err;
+                while ((err = be->ops->scrub_collect(be, tickets[l], items, n)) == EAGAIN)
+                    ;
+                CHECK(err == 0 && items[0].bad == 0);
+            }
+            t[rep] = now_ns() - start;
+        }
+        uint64_t med = median(t, 5);
+        double bytes = (double)LAUNCHES * n * 2 * (double)size;
+        printf("RESULT scrub_async_%ux%lluKiB us_per_launch=%.1f gbps=%.1f\n", n,
+               (unsigned long long)(size >> 10), (double)med / 1e3 / LAUNCHES, bytes / (double)med);
+    }
     be->ops->release(be, c);
     be->ops->destroy(be);
 }
@@ -234,14 +301,27 @@ static void bench_pair_and_live(void)
     gms_runtime_close(rt);
 }
 
-int main(void)
+/* Parts to run: the arguments (wipe, async, pair), all when none. */
+static bool part(int argc, char **argv, const char *name)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return true;
+    return argc < 2;
+}
+
+int main(int argc, char **argv)
 {
     if (!gms_backend_cuda_available()) {
         char why[512];
         snprintf(why, sizeof why, "no GPU (%s)", gms_backend_cuda_why());
         return test_skip(why);
     }
-    bench_wipe();
-    bench_pair_and_live();
+    if (part(argc, argv, "wipe"))
+        bench_wipe();
+    if (part(argc, argv, "async"))
+        bench_async_shapes();
+    if (part(argc, argv, "pair"))
+        bench_pair_and_live();
     return test_done();
 }

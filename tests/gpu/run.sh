@@ -101,6 +101,8 @@ fi
 run vmm-sync 60 "$B/vmm_sync"
 # A benchmark, not a CTest test (tests/gpu/bench.c).
 run gms-gpu-bench 180 "$B/tests/test_gpu_bench"
+# The stream-ordered kernel alone, on the batch shapes of the free path.
+run async-bench 60 "$B/tests/test_gpu_bench" async
 
 # The replay set: ../shared/traces (carried as .gpu-traces) and the traces
 # recorded here (bench/traces), each replayed through gms and through
@@ -140,6 +142,9 @@ export GMS_LIBRARY="$B/libgms.so" GMS_TORCH_PLUGIN="$B/libgms_torch.so"
 export PYTHONPATH="$ROOT/bindings/python${PYTHONPATH:+:$PYTHONPATH}"
 run python-gpu 240 python3 tests/gpu/python/test_gpu.py
 run torch-bench 420 python3 tests/gpu/python/bench_torch.py --out "$OUT/torch_bench.json"
+# Where the training steps' device time goes, kernel by kernel.
+run torch-profile 300 python3 tests/gpu/python/bench_torch.py --profile --only resnet50_train,gpt2_train \
+    --out "$OUT/torch_profile.json"
 
 # Informational, for tuning the retain policy: the GPT-2 training child
 # with every map and unmap logged, safety off, then on.

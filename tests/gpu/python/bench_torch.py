@@ -133,6 +133,7 @@ def child(workload, alloc):
         if i >= warm:
             times.append(time.perf_counter() - t0)
     free, total = torch.cuda.mem_get_info()
+    prof = profile_steps(torch, step, warm) if os.environ.get("GMS_BENCH_PROFILE") else None
     res = {
         "workload": workload, "alloc": alloc, "steps": timed, "warmup": warm,
         "median_ms": statistics.median(times) * 1e3,
@@ -154,7 +155,48 @@ def child(workload, alloc):
         res.update(max_memory_reserved=torch.cuda.max_memory_reserved(),
                    max_memory_allocated=torch.cuda.max_memory_allocated())
         res["peak_bytes"] = res["max_memory_reserved"]
+    if prof:
+        res["profile"] = prof
     print("RESULT " + json.dumps(res), flush=True)
+
+
+def profile_steps(torch, step, first, steps=3):
+    """Where a step's device time goes (--profile): kernels by name, summed
+    over a few more steps under the profiler, and the time the device was
+    busy (the union of kernel intervals) against the step's wall time."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as p:
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for i in range(first, first + steps):
+            step(i)
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    kernels, spans = {}, []
+    for e in p.events():
+        if str(e.device_type).endswith("CUDA") and e.time_range.end > e.time_range.start:
+            us = e.time_range.end - e.time_range.start
+            k = kernels.setdefault(e.name[:80], [0, 0.0])
+            k[0] += 1
+            k[1] += us
+            spans.append((e.time_range.start, e.time_range.end))
+    spans.sort()
+    busy, end = 0.0, None
+    for a, b in spans:
+        if end is None or a >= end:
+            busy += b - a
+            end = b
+        elif b > end:
+            busy += b - end
+            end = b
+    top = sorted(kernels.items(), key=lambda kv: -kv[1][1])[:12]
+    gms_us = sum(v[1] for k, v in kernels.items() if k.startswith("gms_"))
+    gms_n = sum(v[0] for k, v in kernels.items() if k.startswith("gms_"))
+    return {"steps": steps, "wall_ms_per_step": wall * 1e3 / steps,
+            "busy_ms_per_step": busy / 1e3 / steps,
+            "gms_kernel_ms_per_step": gms_us / 1e3 / steps,
+            "gms_launches_per_step": gms_n / steps,
+            "top": [[k, v[0] // steps, round(v[1] / 1e3 / steps, 3)] for k, v in top]}
 
 
 # ---- the parent -------------------------------------------------------------------------------
@@ -232,7 +274,12 @@ def main():
     ap.add_argument("--gms-env", action="append", default=[], metavar="KEY=VALUE",
                     help="environment of the gms children, e.g. "
                          "GMS_TORCH_QUARANTINE_BYTES=268435456 (repeatable)")
+    ap.add_argument("--profile", action="store_true",
+                    help="after the timed steps, profile a few more: kernel time by name, "
+                         "device busy time, gms's kernels apart")
     args = ap.parse_args()
+    if args.profile:
+        os.environ["GMS_BENCH_PROFILE"] = "1"
     if args.child:
         child(*args.child)
         return 0
