@@ -251,9 +251,16 @@ struct gms_pending {
     void *stream;
     uint64_t ticket; /* 0: none open */
     uint32_t frees;
+    uint64_t bytes; /* freed and leaving: what the launch will read or write */
     batch_build bb; /* the blocks freed into it carry its ticket, those
                        leaving the quarantine an older one */
 };
+
+/* A pending batch is launched once it moves this many bytes (or holds
+ * GMS_SCRUB_ASYNC_MAX items, or at the collector's tick): large enough that
+ * the launch's fixed cost on the device (about 5 us on an H200, the time
+ * to move 20 MB) stays small, small enough to bound what waits unchecked. */
+#define GMS_PENDING_BYTES (64ull << 20)
 
 static void pending_flush(gms_pool *p);
 static void exits_done(gms_pool *p, gms_block **taken, uint32_t first, uint32_t n, bool ok,
@@ -282,6 +289,7 @@ static bool pending_open(gms_pool *p, void *stream)
     pd->stream = stream;
     pd->ticket = t;
     pd->frees = 0;
+    pd->bytes = 0;
     build_init(&pd->bb);
     atomic_store_explicit(&p->pending_open, true, memory_order_relaxed);
     return true;
@@ -460,6 +468,23 @@ static void quarantine_evict(gms_pool *p, uint64_t max_bytes, uint64_t max_block
             return;
 }
 
+/* After a free into the pending batch: blocks of that batch at the
+ * quarantine's head wait for it to be launched (they leave with the next
+ * batch), rather than launching it early and their checks apart. A launch
+ * costs the device about as much as moving 20 MB, so one per free of a
+ * large block would cost a training step hundreds of them. The quarantine
+ * then exceeds its limits by at most the pending batch, which is launched
+ * by GMS_PENDING_BYTES. */
+static void quarantine_evict_after_pending(gms_pool *p)
+{
+    const gms_pending *pd = p->pending;
+    uint64_t max_bytes = quarantine_limit(p), max_blocks = p->rt->quarantine_max_blocks;
+    while (over_limits(p, max_bytes, max_blocks, true) &&
+           !(pd->ticket && p->quarantine_head->ticket == pd->ticket))
+        if (!evict_batch(p, max_bytes, max_blocks, true))
+            return;
+}
+
 static void quarantine_push(gms_pool *p, gms_block *b)
 {
     b->state = GMS_BLOCK_QUARANTINE;
@@ -482,11 +507,13 @@ static void retire_pending(gms_pool *p, gms_block *b, bool sync)
     quarantine_push(p, b);
     bt->exit_check[i] = false;
     bt->blk[i] = b;
+    uint64_t queued = p->quarantine_bytes; /* b's included */
     take_exits(p, bt, pd->stream, pd->ticket, quarantine_limit(p), p->rt->quarantine_max_blocks,
                true);
+    pd->bytes += b->size + (queued - p->quarantine_bytes);
     /* The synchronous gms_free promises that a write after it is caught:
      * its scrub is queued before it returns. */
-    if (sync || bt->n + 2 > GMS_SCRUB_ASYNC_MAX)
+    if (sync || bt->n + 2 > GMS_SCRUB_ASYNC_MAX || pd->bytes >= GMS_PENDING_BYTES)
         pending_flush(p);
 }
 
@@ -547,11 +574,12 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered)
     bool streams = rt->backend->ops->ticket_reserve != NULL;
     if (streams)
         gms__safety_collect(p, false);
-    int rc = GMS_OK;
-    if (streams && pending_open(p, b->stream))
+    if (streams && pending_open(p, b->stream)) {
         retire_pending(p, b, !ordered);
-    else
-        rc = retire_now(p, b);
+        quarantine_evict_after_pending(p);
+        return GMS_OK;
+    }
+    int rc = retire_now(p, b);
     quarantine_evict(p, quarantine_limit(p), rt->quarantine_max_blocks, true);
     return rc;
 }

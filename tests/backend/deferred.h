@@ -38,7 +38,8 @@ typedef struct deferred {
     pthread_mutex_t lock;
     job *jobs, **tail; /* in ticket order */
     uint64_t next_ticket;
-    unsigned waits; /* quiesce, or order_after with wait */
+    unsigned waits;    /* quiesce, or order_after with wait */
+    unsigned launches; /* batches queued with scrub_async */
 } deferred;
 
 static deferred *the; /* the last one made: one at a time in a test */
@@ -78,6 +79,7 @@ static int d_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, uint6
         j->pattern = pattern;
         j->seed = seed;
         j->queued = true;
+        d->launches++;
         for (size_t i = 0; i < n; i++)
             j->reports |= items[i].check_lo[0] < items[i].check_hi[0] ||
                           items[i].check_lo[1] < items[i].check_hi[1] || items[i].verify;
