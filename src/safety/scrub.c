@@ -257,11 +257,10 @@ struct gms_pending {
 };
 
 /* A pending batch is launched once it moves this many bytes (or holds
- * GMS_SCRUB_ASYNC_MAX items, or at the collector's tick): enough that a
- * launch's fixed cost (about 4 us of the host's time on an H200, as long
- * as the device takes to move 15 MB) stays near a tenth of its work, little
- * enough to bound what waits in quarantine for the launch. */
-#define GMS_PENDING_BYTES (128ull << 20)
+ * GMS_SCRUB_ASYNC_MAX items, or at the collector's tick): large enough that
+ * the launch's fixed cost on the device (about 5 us on an H200, the time
+ * to move 20 MB) stays small, small enough to bound what waits unchecked. */
+#define GMS_PENDING_BYTES (64ull << 20)
 
 static void pending_flush(gms_pool *p);
 static void exits_done(gms_pool *p, gms_block **taken, uint32_t first, uint32_t n, bool ok,
