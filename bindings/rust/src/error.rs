@@ -101,7 +101,7 @@ impl Error {
 }
 
 /// `gms_strerror(code)`: the code's name and meaning, as
-/// `"GMS_E_QUOTA: quota exceeded"`.
+/// `"GMS_E_QUOTA: tenant quota exceeded"`.
 pub fn strerror(code: i32) -> String {
     // SAFETY: gms_strerror returns a static, NUL-terminated string for any code.
     unsafe { CStr::from_ptr(sys::gms_strerror(code)) }.to_string_lossy().into_owned()
