@@ -29,6 +29,14 @@ pub trait Access: sealed::Sealed + Send + Sync + 'static {
 pub enum ReadWrite {}
 /// The access of a handle that may only read: a read acquire, or any
 /// holder of an immutable share (its owner included).
+///
+/// Such a buffer has no write method:
+///
+/// ```compile_fail,E0599
+/// fn try_to_write(theirs: gms::Buffer<gms::ReadOnly>) {
+///     theirs.write(0, b"no").unwrap();
+/// }
+/// ```
 #[derive(Debug)]
 pub enum ReadOnly {}
 
@@ -149,6 +157,22 @@ pub struct BufInfo {
 /// All access is bounds-checked by libgms; the data never becomes a Rust
 /// reference, so a `Buffer` is `Send + Sync` (gms serialises the calls on
 /// the pool's lock, docs/threading.md).
+///
+/// A buffer cannot be copied, and once freed, transferred or shared
+/// immutably it is gone:
+///
+/// ```compile_fail,E0599
+/// fn twice(buf: gms::Buffer) {
+///     let copy = buf.clone();
+/// }
+/// ```
+///
+/// ```compile_fail,E0382
+/// fn use_after_free(buf: gms::Buffer) {
+///     buf.free().unwrap();
+///     buf.write(0, b"after free").unwrap();
+/// }
+/// ```
 pub struct Buffer<A: Access = ReadWrite> {
     ctx: Context,
     handle: sys::gms_buf,

@@ -97,7 +97,10 @@ fn stale_handles_are_refused() {
         assert_eq!(e.kind(), ErrorKind::InvalidHandle);
         assert!(e.message().contains("freed") || e.message().contains("stale"), "{e}");
         assert_eq!(Buffer::<ReadOnly>::from_raw(&ctx, 0).unwrap_err().kind(), ErrorKind::InvalidHandle);
-        assert_eq!(Buffer::<ReadOnly>::from_raw(&ctx, raw ^ 0x40).unwrap_err().kind(), ErrorKind::InvalidHandle);
+        assert_eq!(
+            Buffer::<ReadOnly>::from_raw(&ctx, raw ^ 0x40).unwrap_err().kind(),
+            ErrorKind::InvalidHandle
+        );
         // Another tenant's context cannot use the handle.
         let buf = ctx.alloc(64).unwrap();
         let other = rt.context("globex").open().unwrap();
@@ -138,7 +141,10 @@ fn drop_frees_and_reports_what_it_cannot_return() {
     twin.free().unwrap();
     drop(buf);
     let lines = fx.log_lines();
-    assert!(lines.iter().any(|l| l.contains("dropping buffer") && l.contains("GMS_E_INVALID_HANDLE")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("dropping buffer") && l.contains("GMS_E_INVALID_HANDLE")),
+        "{lines:?}"
+    );
     fx.log.lock().unwrap().clear();
     drop(ctx);
     fx.assert_clean();
@@ -175,11 +181,20 @@ fn buffers_keep_their_context_and_runtime_open() {
 #[test]
 fn info_describes_the_buffer() {
     Fixture::run(|rt| {
-        let ctx = rt.context("acme").user("alice").level(Level::Confidential).language(Language::Zig).open().unwrap();
+        let ctx = rt
+            .context("acme")
+            .user("alice")
+            .level(Level::Confidential)
+            .language(Language::Zig)
+            .open()
+            .unwrap();
         let buf = ctx.alloc(1000).unwrap();
         let i = buf.info().unwrap();
         assert_eq!((i.size, i.tenant.as_str(), i.user.as_str()), (1000, "acme", "alice"));
-        assert_eq!((i.level, i.language, i.access), (Some(Level::Confidential), Some(Language::Zig), Some(Mode::ReadWrite)));
+        assert_eq!(
+            (i.level, i.language, i.access),
+            (Some(Level::Confidential), Some(Language::Zig), Some(Mode::ReadWrite))
+        );
         assert!(i.block_size >= 1000 && i.holders == 1 && i.share_id.is_none() && !i.immutable);
         assert_eq!(buf.as_ptr().unwrap() as u64, i.device_ptr);
         assert_eq!(buf.as_mut_ptr().unwrap() as u64, i.device_ptr);
@@ -334,7 +349,8 @@ fn runtime_options() {
     assert!(e.message().contains("NUL"));
     let e = Runtime::builder().backend(Backend::Host).audit_dir(&dir).open().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArg, "{e}"); // a trail needs a key
-    let e = Runtime::builder().backend(Backend::Host).audit_dir(&dir).audit_key_file("/nonexistent/key").open();
+    let e =
+        Runtime::builder().backend(Backend::Host).audit_dir(&dir).audit_key_file("/nonexistent/key").open();
     assert!(e.is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -372,7 +388,10 @@ fn pressure_callbacks_run_and_can_free() {
     let big = ctx.alloc(40 << 10).unwrap(); // fits only once the cache is gone
     let calls = calls.lock().unwrap();
     assert!(!calls.is_empty());
-    assert_eq!((calls[0].tenant.as_str(), calls[0].bytes_wanted, calls[0].reason), ("tight", 40 << 10, ErrorKind::Quota));
+    assert_eq!(
+        (calls[0].tenant.as_str(), calls[0].bytes_wanted, calls[0].reason),
+        ("tight", 40 << 10, ErrorKind::Quota)
+    );
     let s = fx.rt.stats().unwrap();
     assert!(s.pressure_events >= 1 && s.pressure_recovered >= 1);
     drop((big, ctx));

@@ -14,7 +14,9 @@ pub struct Fixture {
 
 pub fn builder(log: &Arc<Mutex<Vec<(LogLevel, String)>>>) -> RuntimeBuilder {
     let log = Arc::clone(log);
-    Runtime::builder().backend(Backend::Host).log(move |level, msg| log.lock().unwrap().push((level, msg.to_owned())))
+    Runtime::builder()
+        .backend(Backend::Host)
+        .log(move |level, msg| log.lock().unwrap().push((level, msg.to_owned())))
 }
 
 impl Fixture {
