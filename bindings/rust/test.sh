@@ -119,7 +119,7 @@ test -s "$tmp/app/src/main.rs"
   PKG_CONFIG_PATH=$pc cargo build --offline -q -j "$JOBS"
   # The link came from pkg-config, not from a build of the source tree.
   grep -q "rustc-link-search=native=$tmp/prefix" target/debug/build/gms-*/output
-  LD_LIBRARY_PATH=$(pkg-config --variable=libdir "$pc/gms.pc") ./target/debug/gms-readme-example >out.txt
+  LD_LIBRARY_PATH=$(PKG_CONFIG_PATH=$pc pkg-config --variable=libdir gms) ./target/debug/gms-readme-example >out.txt
   cat out.txt
   grep -q '^read back: hello, gms$' out.txt && grep -q '^shared:    4096 bytes, read-only: true$' out.txt
 )

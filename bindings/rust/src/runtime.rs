@@ -669,3 +669,25 @@ impl RuntimeBuilder {
         Ok(Runtime::from_open(ptr, false, self.log.take()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runtime_dropped_inside_a_callback_stays_open() {
+        let rt = Runtime::builder().backend(Backend::Host).open().unwrap();
+        let ptr = rt.as_ptr();
+        {
+            let _inside = CallbackGuard::enter(); // as a callback libgms called
+            drop(rt);
+        }
+        // SAFETY: the runtime was left open, so the pointer is still valid;
+        // it is closed here, once.
+        unsafe {
+            let mut s = std::mem::zeroed();
+            assert_eq!(sys::gms_stats_get(ptr, &mut s), sys::GMS_OK);
+            sys::gms_runtime_close(ptr);
+        }
+    }
+}

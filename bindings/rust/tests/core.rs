@@ -273,6 +273,7 @@ fn runtime_calls() {
         assert_eq!(rt.backend(), Backend::Host);
         assert!(!rt.is_shared() && !rt.as_ptr().is_null());
         let ctx = rt.context("acme").open().unwrap();
+        assert_eq!(ctx.runtime().as_ptr(), rt.as_ptr());
         let buf = ctx.alloc(1 << 16).unwrap();
         let s = rt.stats().unwrap();
         assert!(s.live_blocks == 1 && s.live_bytes >= 1 << 16 && s.allocs >= 1 && s.contexts == 1);
@@ -405,6 +406,9 @@ fn stream_ordered_calls() {
         let buf = ctx.alloc_async(4096, AllocFlags::ZERO, Stream::DEFAULT).unwrap();
         buf.write(0, b"async").unwrap();
         assert!(Stream::default().as_raw().is_null());
+        // SAFETY: NULL is the legacy default stream.
+        let null = unsafe { Stream::from_raw(std::ptr::null_mut()) };
+        assert_eq!(null, Stream::DEFAULT);
         buf.free_async(Stream::DEFAULT).unwrap();
         let e = ctx.alloc_async(16, AllocFlags::from_bits(1 << 30), Stream::DEFAULT).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArg);
