@@ -4,6 +4,7 @@
 #  1. cargo test: the crate's unit, integration and doc tests; every test
 #     runtime checks at its end that gms reported no leak;
 #  2. clippy with its FFI and unsafe lints, and rustfmt, where installed;
+#     rustdoc with warnings as errors (broken links);
 #  3. the tests again under AddressSanitizer (nightly -Zsanitizer=address;
 #     LeakSanitizer sees every malloc of the process, libgms's included),
 #     where a nightly toolchain is installed;
@@ -58,7 +59,7 @@ cd "$CRATE"
 echo "== rust: cargo test"
 cargo test --offline -j "$JOBS" 2>&1 | { grep -vE '^\s+(Compiling|Running|Doc-tests|Finished)|^$' || true; }
 
-echo "== rust: clippy and rustfmt"
+echo "== rust: clippy, rustfmt and rustdoc"
 lints=(-D warnings -W clippy::undocumented_unsafe_blocks -W clippy::missing_safety_doc)
 if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --offline -q --all-targets -- "${lints[@]}"
@@ -72,6 +73,7 @@ if cargo fmt --version >/dev/null 2>&1; then
 else
   echo "rustfmt: SKIP: not installed with this toolchain"
 fi
+RUSTDOCFLAGS="-D warnings" cargo doc --offline -q --no-deps && echo "rustdoc: clean"
 
 echo "== rust: cargo test under AddressSanitizer"
 host=$(rustc -vV | sed -n 's/^host: //p')
