@@ -438,7 +438,8 @@ impl Runtime {
     /// language may keep the runtime open after the last Rust handle).
     ///
     /// `f` may call gms (docs/threading.md, "Callbacks that call gms"); if
-    /// it owns a clone of this runtime, the runtime is never closed.
+    /// it owns a clone of this runtime, the runtime is never closed. A panic
+    /// in `f` cannot unwind through libgms: it aborts the process.
     pub fn on_violation<F: Fn(&Violation) + Send + Sync + 'static>(&self, f: F) -> Result<()> {
         let boxed: Box<Box<ViolationFn>> = Box::new(Box::new(f));
         let user = &*boxed as *const Box<ViolationFn> as *mut c_void;
@@ -575,7 +576,9 @@ impl RuntimeBuilder {
 
     /// Receives the library's diagnostics (leak reports at context close,
     /// corruption) instead of stderr, and the errors this crate cannot
-    /// return (a free that failed in `Drop`). Called from any thread.
+    /// return (a free that failed in `Drop`). Called from any thread. Like
+    /// every callback, it must not panic: a panic cannot unwind through
+    /// libgms and aborts the process.
     pub fn log<F: Fn(LogLevel, &str) + Send + Sync + 'static>(mut self, f: F) -> Self {
         self.log = Some(Box::new(Box::new(f)));
         self

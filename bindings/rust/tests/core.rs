@@ -60,6 +60,8 @@ fn bounds_are_checked_and_nothing_is_touched() {
         let mut big = [0u8; 8];
         assert_eq!(buf.read(u64::MAX - 2, &mut big).unwrap_err().kind(), ErrorKind::OutOfBounds);
         assert_eq!(buf.fill(4000, 1, 97).unwrap_err().kind(), ErrorKind::OutOfBounds);
+        assert_eq!(ctx.alloc(0).unwrap_err().kind(), ErrorKind::InvalidArg);
+        assert_eq!(ctx.alloc(usize::MAX).unwrap_err().kind(), ErrorKind::NoMemory);
     });
 }
 
