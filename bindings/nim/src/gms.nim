@@ -620,19 +620,25 @@ proc handle*(b: AnyBuffer): uint64 = b.h
 proc isNil*(b: AnyBuffer): bool = b.h == GMS_BUF_NULL
   ## True once freed, transferred or disowned.
 
+proc freed(b: var AnyBuffer, rc: cint) =
+  # CorruptionError from a free (a redzone found overwritten) comes after
+  # the buffer was freed all the same: the handle is dead either way.
+  if rc == GMS_OK or rc == GMS_E_CORRUPTION:
+    b.h = GMS_BUF_NULL
+    `=destroy`(b)
+  if rc != GMS_OK:
+    raiseCode(rc)
+
 proc free*(b: var AnyBuffer) =
   ## Drops this handle now (gms_free). A buffer shared with other holders
-  ## lives until the last of them releases it.
-  check gms_free(b.live, b.h)
-  b.h = GMS_BUF_NULL
-  `=destroy`(b)
+  ## lives until the last of them releases it. CorruptionError: its
+  ## redzones were overwritten through a raw pointer (it is freed anyway).
+  freed(b, gms_free(b.live, b.h))
 
 proc free*(b: var AnyBuffer, stream: Stream) =
   ## gms_free_async: the handle dies now; the memory's check and wipe are
   ## queued on stream after its work so far.
-  check gms_free_async(b.live, b.h, pointer(stream))
-  b.h = GMS_BUF_NULL
-  `=destroy`(b)
+  freed(b, gms_free_async(b.live, b.h, pointer(stream)))
 
 proc release*(b: var AnyBuffer) = free(b)
   ## The sharing API's name for free.
