@@ -23,5 +23,7 @@ task test, "Runs the tests under --mm:refc and --mm:orc":
   mkDir outDir
   for mm in ["refc", "orc"]:
     echo "== tests, --mm:", mm
-    exec "nim c --hints:off --mm:" & mm & gmsDefines() & " -o:" &
-      quoteShell(outDir & "/tgms_" & mm) & " -r " & quoteShell(thisDir() & "/tests/tgms.nim")
+    exec "nim c --hints:off --mm:" & mm & gmsDefines() &
+      " --nimcache:" & quoteShell(outDir & "/cache_" & mm) &
+      " -o:" & quoteShell(outDir & "/tgms_" & mm) &
+      " -r " & quoteShell(thisDir() & "/tests/tgms.nim")
