@@ -153,6 +153,14 @@ proc violationTrampoline(user: pointer, v: ptr CViolation) {.cdecl.} =
       handle: v.handle, address: v.address, offset: v.offset, size: v.size,
       message: $v.message))
 
+template asC(T: typedesc, fn: proc): untyped =
+  # Nim has no const: the C callback types take const pointers where the
+  # trampolines' signatures say plain ones. The cast through a pointer makes
+  # the C compiler see the callback's own type.
+  block:
+    let address = cast[pointer](fn)
+    cast[T](address)
+
 proc collectOnPressure(user: pointer, p: ptr CPressure) {.cdecl.} =
   # Buffers that only garbage holds are freed by their destructors; libgms
   # then retries the allocation.
@@ -184,7 +192,7 @@ proc registerGc(p: ptr CRuntime): bool =
     if entry[0] == p:
       inc entry[1]
       return true
-  if gms_on_pressure(p, collectOnPressure, nil) != GMS_OK:
+  if gms_on_pressure(p, asC(CPressureFn, collectOnPressure), nil) != GMS_OK:
     return false # 16 callbacks already: the runtime works without ours
   gcRegistered.add (pointer(p), 1)
   true
@@ -288,7 +296,7 @@ proc toC(o: RuntimeOptions, log: LogBox): CRuntimeOptions =
   result.secret_multipass = cint(o.secretMultipass)
   result.max_held_bytes = o.maxHeldBytes
   if log != nil:
-    result.log = logTrampoline
+    result.log = asC(CLogFn, logTrampoline)
     result.log_user = cast[pointer](log)
 
 type Opener = proc (res: ptr ptr CRuntime, opts: ptr CRuntimeOptions): cint {.closure.}
@@ -420,7 +428,8 @@ proc onPressure*(rt: Runtime, handler: PressureHandler) =
   if handler == nil:
     invalidArg("nil pressure handler")
   let box = PressureBox(fn: handler)
-  check gms_on_pressure(rt.live, pressureTrampoline, cast[pointer](box))
+  check gms_on_pressure(rt.live, asC(CPressureFn, pressureTrampoline),
+                        cast[pointer](box))
   GC_ref(box) # libgms may call it as long as the runtime lives
 
 proc onViolation*(rt: Runtime, handler: ViolationHandler) =
@@ -428,7 +437,8 @@ proc onViolation*(rt: Runtime, handler: ViolationHandler) =
   if handler == nil:
     invalidArg("nil violation handler")
   let box = ViolationBox(fn: handler)
-  check gms_on_violation(rt.live, violationTrampoline, cast[pointer](box))
+  check gms_on_violation(rt.live, asC(CViolationFn, violationTrampoline),
+                         cast[pointer](box))
   GC_ref(box)
 
 # ---- Context ------------------------------------------------------------------------

@@ -107,13 +107,15 @@ type
   CBuf* = uint64      ## gms_buf
   CShareId* = uint64  ## gms_share_id
 
-  CLogFn* = proc (user: pointer, level: LogLevel, msg: cstring) {.cdecl.}
+  CLogFn* {.importc: "gms_log_fn", header: gmsHeader.} = proc (user: pointer,
+    level: LogLevel, msg: cstring) {.cdecl.}
 
   CPressure* {.importc: "gms_pressure", header: gmsHeader, bycopy.} = object
     tenant*: cstring
     bytes_wanted*: uint64
     reason*: cint
-  CPressureFn* = proc (user: pointer, p: ptr CPressure) {.cdecl.}
+  CPressureFn* {.importc: "gms_pressure_fn", header: gmsHeader.} = proc (
+    user: pointer, p: ptr CPressure) {.cdecl.}
 
   CViolation* {.importc: "gms_violation", header: gmsHeader, bycopy.} = object
     kind*: ViolationKind
@@ -123,7 +125,8 @@ type
     offset*: int64
     size*: uint64
     message*: cstring
-  CViolationFn* = proc (user: pointer, v: ptr CViolation) {.cdecl.}
+  CViolationFn* {.importc: "gms_violation_fn", header: gmsHeader.} = proc (
+    user: pointer, v: ptr CViolation) {.cdecl.}
 
 # ---- structs ------------------------------------------------------------------
 
