@@ -178,7 +178,7 @@ type
     refs: int
     p: ptr CRuntime
     gcCallback: bool  # counted in gcRegistered
-    log: LogBox
+    log: pointer      # its LogBox, GC_ref'd until the C runtime is closed
   ContextCore = object
     refs: int
     p: ptr CContext   # nil once closed
@@ -214,7 +214,7 @@ proc release(c: ptr RuntimeCore) =
       forgetGc(c.p)
     gms_runtime_close(c.p)
     if c.log != nil:
-      GC_unref(c.log)
+      GC_unref(cast[LogBox](c.log))
     deallocShared(c)
 
 proc release(c: ptr ContextCore) =
@@ -316,7 +316,7 @@ proc openWith(opener: Opener, options: ptr RuntimeOptions,
   core.p = p
   if log != nil:
     GC_ref(log)
-    core.log = log
+    core.log = cast[pointer](log)
   if gcOnPressure:
     core.gcCallback = registerGc(p)
   Runtime(core: core)
@@ -381,7 +381,15 @@ proc stats*(rt: Runtime): Stats =
   ## The runtime's counters (gms_stats_get).
   var s: CStats
   check gms_stats_get(rt.live, addr s)
-  Stats(liveBytes: s.live_bytes, liveBlocks: s.live_blocks, peakLiveBytes: s.peak_live_bytes, heldBytes: s.held_bytes, peakHeldBytes: s.peak_held_bytes, reservedBytes: s.reserved_bytes, fragmentation: s.fragmentation, allocs: s.allocs, frees: s.frees, quotaRefusals: s.quota_refusals, leakedBlocks: s.leaked_blocks, leakedBytes: s.leaked_bytes, pools: s.pools, contexts: s.contexts, tenants: s.tenants, shares: s.shares, pressureEvents: s.pressure_events, pressureRecovered: s.pressure_recovered, pressureSteps: s.pressure_steps, maps: s.maps, unmaps: s.unmaps, deviceWaits: s.device_waits)
+  Stats(liveBytes: s.live_bytes, liveBlocks: s.live_blocks,
+    peakLiveBytes: s.peak_live_bytes, heldBytes: s.held_bytes,
+    peakHeldBytes: s.peak_held_bytes, reservedBytes: s.reserved_bytes,
+    fragmentation: s.fragmentation, allocs: s.allocs, frees: s.frees,
+    quotaRefusals: s.quota_refusals, leakedBlocks: s.leaked_blocks,
+    leakedBytes: s.leaked_bytes, pools: s.pools, contexts: s.contexts,
+    tenants: s.tenants, shares: s.shares, pressureEvents: s.pressure_events,
+    pressureRecovered: s.pressure_recovered, pressureSteps: s.pressure_steps,
+    maps: s.maps, unmaps: s.unmaps, deviceWaits: s.device_waits)
 
 proc toString(chars: openArray[char]): string =
   for c in chars:
