@@ -62,7 +62,7 @@ for f in src/gms.nim src/gms/testing.nim tests/tgms.nim tests/xlang/nimside.nim;
 done
 
 echo "== nimble test"
-nimble test >"$WORK/nimble-test.log" 2>&1
+nimble test --nimbleDir:"$WORK/nimble-test" >"$WORK/nimble-test.log" 2>&1
 rc=$?
 cat "$WORK/nimble-test.log"
 before=$failed
