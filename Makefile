@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 30
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps test test-release test-python test-rust test-asan test-tsan test-fuzz demo bench clean install
+.PHONY: all build deps test test-release test-python test-rust test-nim test-asan test-tsan test-fuzz demo bench clean install
 
 all: build
 
@@ -17,7 +17,7 @@ build: deps
 
 # Every test: the normal build, ASan+UBSan, TSan on the threaded tests, and a
 # short fixed-time libFuzzer run.
-test: test-release test-python test-rust test-asan test-tsan test-fuzz
+test: test-release test-python test-rust test-nim test-asan test-tsan test-fuzz
 	@echo "make test: all suites passed"
 
 test-release: build
@@ -33,6 +33,12 @@ test-python: build
 # installed libgms.
 test-rust: build
 	@JOBS=$(JOBS) bindings/rust/test.sh
+
+# The Nim binding's tests (bindings/nim/test.sh; installs nim from Debian's
+# packages): nimble test under --mm:refc and --mm:orc, a Nim library and the
+# Python package sharing buffers in one process, and an offline install.
+test-nim: build
+	@JOBS=$(JOBS) bindings/nim/test.sh
 
 test-asan: deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \

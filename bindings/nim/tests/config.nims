@@ -1,0 +1,2 @@
+# The tests build against the package's own sources.
+switch("path", thisDir() & "/../src")
