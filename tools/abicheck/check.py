@@ -64,7 +64,7 @@ class Checker:
     def header_struct(self, b, name):
         """The header's name for a struct the binding names."""
         s = b.structs.get(name)
-        if s is not None and s.c_name:
+        if s is not None and s.c_name and (s.c_name in self.h.structs or s.c_name in self.h.opaque):
             return s.c_name
         return name if name in self.h.structs or name in self.h.opaque else \
             self.h.struct_by_key(model.struct_key(name))
@@ -171,12 +171,16 @@ class Checker:
             if len(s.fields) != len(hs["fields"]):
                 self.problem(b, s.where, "%s: %d fields, header has %d"
                              % (label, len(s.fields), len(hs["fields"])))
+            shifted = 0  # fields after a misplaced one: counted, not listed
             for i, ((fname, t), off, fsize, (hf, ht, hoff, hsize)) in enumerate(
                     zip(s.fields, offsets, sizes, hs["fields"]), 1):
                 what = "%s: field %d (%s)" % (label, i, hf)
                 if model.norm(fname) != model.norm(hf):
                     self.problem(b, s.where, "%s is named %s" % (what, fname))
-                if off != hoff:
+                if off != hoff and shifted:
+                    shifted += 1
+                elif off != hoff:
+                    shifted = 1
                     self.problem(b, s.where, "%s at offset %d, header says %d" % (what, off, hoff))
                 if fsize != hsize:
                     self.problem(b, s.where, "%s has size %d, header says %d"
@@ -184,6 +188,9 @@ class Checker:
                 if not self.same(b, ht, t):
                     self.problem(b, s.where, "%s is %s, header says %s"
                                  % (what, model.render(t), model.render(ht)))
+            if shifted > 1:
+                self.problem(b, s.where, "%s: %d more fields after it are misplaced"
+                             % (label, shifted - 1))
 
     # ---- enums and constants ---------------------------------------------------
 
@@ -211,14 +218,14 @@ class Checker:
                 if c is None:
                     self.problem(b, where, "enum %s: %s is not a member of the header's %s"
                                  % (bname, m, hname))
-                elif value != self.h.constants[c]:
+                elif (value - self.h.constants[c]) % 2**64:
                     self.problem(b, where, "enum %s: %s is %d, header says %s = %d"
                                  % (bname, m, value, c, self.h.constants[c]))
         by_norm = {model.norm(c): c for c in self.h.constants}
         for bname, value, where in b.constants:
             n = model.norm(bname)
             c = by_norm.get(n) or by_norm.get("gms" + n)
-            if c is not None and value != self.h.constants[c]:
+            if c is not None and (value - self.h.constants[c]) % 2**64:  # !0 is UINT64_MAX
                 self.problem(b, where, "%s is %d, header says %s = %d"
                              % (bname, value, c, self.h.constants[c]))
         for what, prefix, values in b.value_sets:

@@ -10,6 +10,7 @@ BY_CODE {code: exception class} table.
 import ctypes
 import enum
 import importlib
+import inspect
 import importlib.util
 import os
 import pkgutil
@@ -57,6 +58,7 @@ def _load(path):
         return importlib.import_module(package + "." + fname[:-3]), package
     spec = importlib.util.spec_from_file_location("abicheck_" + fname[:-3], path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # for inspect to find its source
     spec.loader.exec_module(mod)
     return mod, None
 
@@ -96,7 +98,8 @@ def extract(path):
                 layout = (ctypes.sizeof(value), ctypes.alignment(value),
                           [getattr(value, f).offset for f, _ in fields],
                           [getattr(value, f).size for f, _ in fields])
-                b.structs[name] = Struct(name, fields, mwhere, layout=layout)
+                line = inspect.getsourcelines(value)[1]
+                b.structs[name] = Struct(name, fields, "%s:%d" % (mwhere, line), layout=layout)
             elif isinstance(value, type) and issubclass(value, enum.IntEnum):
                 b.enums[name] = ([(e.name, int(e)) for e in value], mwhere)
             elif type(value) is int and name.isupper():
