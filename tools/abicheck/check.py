@@ -28,7 +28,7 @@ class Binding:
         self.structs = {}     # binding name -> Struct
         self.enums = {}       # binding name -> ([(member, value)], where)
         self.constants = []   # [(binding name, value, where)]
-        self.value_sets = []  # [(what, C name prefix, {values})]: must equal the header's
+        self.value_sets = []  # [(what, C name prefix, {values}, where)]: must equal the header's
         self.aliases = set()  # {(header int kind, binding int kind)} the language cannot tell apart
         self.notes = []
 
@@ -36,6 +36,17 @@ class Binding:
 def _words(name):
     name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
     return [w for w in name.lower().split("_") if w]
+
+
+def _common_prefix(word_lists):
+    """How many leading words all names share (Nim's lvlPublic, lvlSecret:
+    1), leaving each at least one."""
+    if len(word_lists) < 2:
+        return 0
+    n = 0
+    while all(len(w) > n + 1 and w[n] == word_lists[0][n] for w in word_lists):
+        n += 1
+    return n
 
 
 def resolve_member(name, members):
@@ -108,7 +119,7 @@ class Checker:
             if params is None:
                 continue
             if len(params) != len(hparams):
-                self.problem(b, where, "%s: %d parameters, header has %d"
+                self.problem(b, where, "%s: takes %d parameters, header says %d"
                              % (name, len(params), len(hparams)))
             for i, ((pname, t), (hname, ht)) in enumerate(zip(params, hparams), 1):
                 if not self.same(b, ht, t):
@@ -213,8 +224,10 @@ class Checker:
             if hname is None:
                 b.notes.append("enum %s: no enum of the header matches it (not checked)" % bname)
                 continue
+            prefix = _common_prefix([_words(m) for m, _ in members])
             for m, value in members:
-                c = resolve_member(m, self.h.enums[hname])
+                c = resolve_member(m, self.h.enums[hname]) or \
+                    resolve_member("_".join(_words(m)[prefix:]), self.h.enums[hname])
                 if c is None:
                     self.problem(b, where, "enum %s: %s is not a member of the header's %s"
                                  % (bname, m, hname))
@@ -228,13 +241,13 @@ class Checker:
             if c is not None and (value - self.h.constants[c]) % 2**64:  # !0 is UINT64_MAX
                 self.problem(b, where, "%s is %d, header says %s = %d"
                              % (bname, value, c, self.h.constants[c]))
-        for what, prefix, values in b.value_sets:
+        for what, prefix, values, where in b.value_sets:
             want = {v for c, v in self.h.constants.items() if c.startswith(prefix)}
             for v in sorted(want - values):
-                self.problem(b, "", "%s: no entry for %s (%d)" % (what, " ".join(
+                self.problem(b, where, "%s: no entry for %s (%d)" % (what, " ".join(
                     c for c, x in self.h.constants.items() if c.startswith(prefix) and x == v), v))
             for v in sorted(values - want):
-                self.problem(b, "", "%s: %d is not a %s* value of the header" % (what, v, prefix))
+                self.problem(b, where, "%s: %d is not a %s* value of the header" % (what, v, prefix))
 
     def check(self, b):
         before = len(self.problems)

@@ -105,6 +105,5 @@ def extract(path):
             elif type(value) is int and name.isupper():
                 b.constants.append((name, value, mwhere))
             elif name == "BY_CODE" and isinstance(value, dict):
-                b.value_sets.append(("%s BY_CODE (error classes)" % m.__name__, "GMS_E_",
-                                     set(value)))
+                b.value_sets.append(("BY_CODE (error classes)", "GMS_E_", set(value), mwhere))
     return b

@@ -31,11 +31,13 @@ class ZigTypes:
         s = re.sub(r"^\?\s*", "", s)  # optional pointers are pointers
         if s in ("void", "anyopaque", "noreturn"):
             return model.VOID
-        m = re.match(r"^(?:\*\s*const\s+|\*\s*)?fn\s*\((.*)\)\s*(?:callconv\([^)]*\)\s*)?(.+)$", s)
+        m = re.match(r"^(?:\*\s*const\s+|\*\s*)?fn\s*\(", s)
         if m:
+            close = matching(s, m.end() - 1)
+            ret = re.sub(r"callconv\([^)]*\)", "", s[close + 1:])
             params = [self.parse(re.sub(r"^\w+\s*:\s*", "", p), depth + 1)
-                      for p in split_top(m.group(1))]
-            return model.ptr(("fn", self.parse(m.group(2), depth + 1), tuple(params)))
+                      for p in split_top(s[m.end():close])]
+            return model.ptr(("fn", self.parse(ret, depth + 1), tuple(params)))
         m = re.match(r"^(?:\*|\[\*c?\]|\[\*:[^\]]*\])\s*(?:allowzero\s+)?(?:const\s+)?"
                      r"(?:volatile\s+)?(?:align\([^)]*\)\s*)?(.+)$", s)
         if m:
