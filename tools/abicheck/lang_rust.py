@@ -20,9 +20,10 @@ PRIMITIVES = {
 
 
 class RustTypes:
-    def __init__(self, aliases, enums):
+    def __init__(self, aliases, enums, consts):
         self.aliases = aliases  # name -> type text
         self.enums = enums
+        self.consts = consts    # name -> value, for array lengths
 
     def parse(self, s, depth=0):
         s = " ".join(s.split())
@@ -37,15 +38,13 @@ class RustTypes:
         if m:
             params = [self.parse(_param_type(p), depth + 1) for p in split_top(m.group(1))]
             return model.ptr(("fn", self.parse(m.group(2) or "", depth + 1), tuple(params)))
-        m = re.match(r"^(?:\*\s*(?:mut|const)|&\s*(?:mut\s+)?|(?:[\w:]*::)?NonNull\s*<)\s*(.*?)>?$", s)
-        if m and not s.startswith("["):
-            inner = m.group(1)
-            if s.startswith(("NonNull", "core::ptr::NonNull", "std::ptr::NonNull")):
-                inner = s[s.index("<") + 1:-1]
-            return model.ptr(self.parse(inner, depth + 1))
+        m = re.match(r"^(?:\*\s*(?:mut|const)|&\s*(?:mut\s+)?)\s*(.*)$", s) or \
+            re.match(r"^(?:[\w:]*::)?NonNull\s*<(.*)>$", s)
+        if m:
+            return model.ptr(self.parse(m.group(1), depth + 1))
         m = re.match(r"^\[\s*(.*)\s*;\s*(.*)\]$", s)
         if m:
-            n = eval_int(m.group(2), {k: v for k, v in self.consts.items()})
+            n = eval_int(m.group(2), self.consts)
             return ("array", self.parse(m.group(1), depth + 1), n)
         name = s.split("::")[-1]
         if name in ("c_void", "core::ffi::c_void"):
@@ -119,8 +118,7 @@ def extract(root):
         if v is not None:
             values[name] = v
             b.constants.append((name, v, where))
-    types = RustTypes(aliases, enums)
-    types.consts = values
+    types = RustTypes(aliases, enums, values)
     for name, (body, where) in enums.items():
         members, nxt = [], 0
         for item in split_top(body):
