@@ -8,6 +8,9 @@ command -v cc >/dev/null || need+=(gcc)
 command -v make >/dev/null || need+=(make)
 command -v clang >/dev/null || need+=(clang)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+# Python with venv and pip: the Python package's tests and its pip install test.
+command -v python3 >/dev/null || need+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv python3-pip)
 [ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
 [ -f /usr/include/openssl/hmac.h ] || need+=(libssl-dev)   # the audit trail's HMAC-SHA-256
 # Headless Chromium renders the audit report in tests/audit/report.c.

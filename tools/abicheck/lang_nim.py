@@ -1,0 +1,193 @@
+"""Nim: procs with an importc pragma (or inside a {.push importc.} block),
+objects with an importc, bycopy or incompleteStruct pragma, enums, type
+aliases and distinct types, and consts, in the package's .nim files, read
+as text. Nim compares names style-insensitively, and so does this."""
+
+import os
+import re
+
+import model
+from check import Binding, Struct
+from textparse import eval_int, line_of, matching, split_top, strip_comments
+
+PRIMITIVES = {
+    "int8": "i8", "uint8": "u8", "byte": "u8", "int16": "i16", "uint16": "u16",
+    "int32": "i32", "uint32": "u32", "int64": "i64", "uint64": "u64", "int": "i64",
+    "uint": "u64", "bool": "bool", "char": "char", "float32": "f32", "float64": "f64",
+    "float": "f64", "cchar": "char", "cschar": "i8", "cuchar": "u8", "cshort": "i16",
+    "cushort": "u16", "cint": "i32", "cuint": "u32", "clong": "i64", "culong": "u64",
+    "clonglong": "i64", "culonglong": "u64", "csize_t": "size_t", "cfloat": "f32",
+    "cdouble": "f64",
+}
+
+
+class NimTypes:
+    def __init__(self, aliases, enums, consts):
+        self.aliases, self.enums, self.consts = aliases, enums, consts
+
+    def parse(self, s, depth=0):
+        s = " ".join(s.split())
+        if depth > 20:
+            raise ValueError("alias loop at %r" % s)
+        if s in ("", "void"):
+            return model.VOID
+        if s == "pointer":
+            return model.ptr(model.VOID)
+        if s == "cstring":
+            return model.ptr(("int", "char"))
+        m = re.match(r"^proc\s*\((.*)\)\s*(?::\s*([^{]+?))?\s*(\{\..*\.\})?$", s)
+        if m:
+            params = [t for _, t in _params(m.group(1), self)]
+            return model.ptr(("fn", self.parse(m.group(2) or "", depth + 1), tuple(params)))
+        m = re.match(r"^(?:ptr|var|ref)\s+(.+)$", s)
+        if m:
+            return model.ptr(self.parse(m.group(1), depth + 1))
+        m = re.match(r"^UncheckedArray\[(.+)\]$", s)
+        if m:  # ptr UncheckedArray[T] is T*
+            return self.parse(m.group(1), depth + 1)
+        m = re.match(r"^array\[(.+)\]$", s)
+        if m:
+            n, elem = split_top(m.group(1))
+            r = re.match(r"^(.+?)\s*\.\.[<]?\s*(.+)$", n)
+            if r:  # array[0..63, char]: 64 elements; 0..<64 too
+                lo, hi = eval_int(r.group(1), self.consts), eval_int(r.group(2), self.consts)
+                count = None if lo is None or hi is None else hi - lo + (0 if "..<" in n else 1)
+            else:
+                count = eval_int(n, self.consts)
+            return ("array", self.parse(elem, depth + 1), count)
+        if s in PRIMITIVES:
+            return ("int", PRIMITIVES[s])
+        if s in self.aliases:
+            return self.parse(self.aliases[s], depth + 1)
+        if s in self.enums:
+            return ("enum", s)
+        return ("struct", s)
+
+
+def _params(text, types):
+    """"a: T, b, c: U; d: V" -> [(a, T), (b, U), (c, U), (d, V)]."""
+    out, pending = [], []
+    for part in split_top(text.replace(";", ",")):
+        m = re.match(r"^(\w+)\s*:\s*(.+?)(?:\s*=\s*.+)?$", part, re.S)
+        if m:
+            t = types.parse(m.group(2))
+            out += [(n, t) for n in pending + [m.group(1)]]
+            pending = []
+        else:
+            pending.append(part.strip())
+    return out
+
+
+def _files(root):
+    if os.path.isfile(root):
+        return [root]
+    out = []
+    for d, dirs, files in os.walk(root):
+        dirs[:] = [x for x in dirs if x not in ("nimcache", ".git", "tests")]
+        out += [os.path.join(d, f) for f in sorted(files) if f.endswith(".nim")]
+    return sorted(out)
+
+
+def _pragma_name(pragma, default):
+    m = re.search(r"importc\s*:\s*\"(\w+)\"", pragma or "")
+    return m.group(1) if m else default
+
+
+def extract(root):
+    b = Binding("nim")
+    procs, objects, aliases, enums, consts = [], [], {}, {}, []
+    for path in _files(root):
+        text = strip_comments(open(path, encoding="utf-8").read(), line="#",
+                              block=("#[", "]#"))
+        rel = os.path.relpath(path)
+        # procs; a {.push importc.} region makes every proc in it imported
+        pushed = [(m.start(), m.end()) for m in re.finditer(
+            r"\{\.\s*push\b[^}]*\bimportc\b.*?\.\}(.*?)(\{\.\s*pop\s*\.\}|$)", text, re.S)]
+        for m in re.finditer(r"\bproc\s+`?(\w+)`?\s*\*?\s*\(", text):
+            close = matching(text, m.end() - 1)
+            tail = re.match(r"\s*(?::\s*([^{=\n]+?))?\s*(\{\..*?\.\})?\s*(=|\n|$)",
+                            text[close + 1:], re.S)
+            pragma = tail.group(2) or ""
+            if "importc" not in pragma and not any(a <= m.start() < e for a, e in pushed):
+                continue
+            procs.append((_pragma_name(pragma, m.group(1)), text[m.end():close],
+                          (tail.group(1) or "").strip(), "%s:%d" % (rel, line_of(text, m.start()))))
+        # type and const sections, by indentation
+        lines = text.split("\n")
+        section, entry_indent, current = None, None, None
+        for no, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            indent = len(line) - len(line.lstrip())
+            km = re.match(r"^\s*(type|const|let|var|proc|func|template|macro|import|when|"
+                          r"include|export|from|iterator|converter|method)\b(.*)$", line)
+            if km and (entry_indent is None or indent < entry_indent or section is None):
+                section, entry_indent, current = km.group(1), None, None
+                line = " " * (indent + len(km.group(1)) + 1) + km.group(2)
+                if not km.group(2).strip():
+                    continue
+                indent = len(line) - len(line.lstrip())
+            if section not in ("type", "const"):
+                continue
+            if entry_indent is None:
+                entry_indent = indent
+            at = "%s:%d" % (rel, no)
+            if indent > entry_indent:  # an object's field or an enum's members
+                if current is not None:
+                    current[1].append(line.strip())
+                continue
+            if indent < entry_indent:
+                section = None
+                continue
+            if section == "const":
+                cm = re.match(r"^\s*(\w+)\*?\s*(?::\s*[\w\[\], ]+)?\s*=\s*(.+)$", line)
+                if cm:
+                    consts.append((cm.group(1), cm.group(2), at))
+                continue
+            tm = re.match(r"^\s*(\w+)\*?\s*(\{\..*?\.\})?\s*=\s*(.*)$", line)
+            if not tm:
+                continue
+            name, pragma, rhs = tm.group(1), tm.group(2) or "", tm.group(3).strip()
+            current = None
+            if rhs.startswith("object"):
+                if re.search(r"\b(importc|bycopy|incompleteStruct|exportc)\b", pragma):
+                    current = (name, [], pragma, at)
+                    objects.append(current)
+            elif rhs.startswith("enum"):
+                current = (name, [rhs[4:].strip()] if rhs[4:].strip() else [], pragma, at)
+                enums[name] = current
+            else:
+                aliases[name] = re.sub(r"^distinct\s+", "", rhs)
+
+    values = {}
+    for name, expr, at in consts:
+        v = eval_int(expr, values)
+        if v is not None:
+            values[name] = v
+            b.constants.append((name, v, at))
+    types = NimTypes(aliases, enums, values)
+    for name, (_, body, _, at) in enums.items():
+        members, nxt = [], 0
+        for item in split_top(",".join(body)):
+            vm = re.match(r"^(\w+)\s*(?:=\s*(.+))?$", item.strip())
+            if vm:
+                val = vm.group(2)
+                if val and val.startswith("("):  # a = (0, "text")
+                    val = split_top(val[1:-1])[0]
+                nxt = eval_int(val, values) if val else nxt
+                members.append((vm.group(1), nxt))
+                nxt += 1
+        b.enums[name] = (members, at)
+    for name, params, ret, at in procs:
+        b.functions[name] = (types.parse(ret), _params(params, types), at)
+    for name, body, pragma, at in objects:
+        fields = []
+        for line in body:
+            fm = re.match(r"^(.+?)\s*:\s*(.+)$", line)
+            if fm:
+                t = types.parse(re.sub(r"\{\..*?\.\}", "", fm.group(2)))
+                for f in fm.group(1).split(","):
+                    fields.append((re.sub(r"[*\s]|\{\..*?\.\}", "", f), t))
+        b.structs[name] = Struct(name, fields, at, c_name=_pragma_name(pragma, None),
+                                 opaque=not fields)
+    return b
