@@ -610,15 +610,16 @@ fn rawPtr(ctx: Context, handle: Handle) Error![*]u8 {
     return @ptrCast(p.?);
 }
 
-/// Drops one handle; `handle.*` becomes .none only once gms took it.
+/// Drops one handle; `handle.*` becomes .none once gms took it.
 fn releaseHandle(ctx: Context, handle: *Handle, stream: ?Stream) Error!void {
     if (handle.* == .none) return;
     const rc = if (stream) |s|
         c.gms_free_async(ctx.ptr, @intFromEnum(handle.*), s)
     else
         c.gms_free(ctx.ptr, @intFromEnum(handle.*));
+    // A free that finds the redzones overwritten frees all the same.
+    if (rc == c.GMS_OK or rc == c.GMS_E_CORRUPTION) handle.* = .none;
     try check(rc);
-    handle.* = .none;
 }
 
 fn deinitHandle(ctx: Context, handle: *Handle) void {
@@ -829,8 +830,8 @@ pub const testing = struct {
     }
 
     fn isGmsError(err: anyerror) bool {
-        inline for (@typeInfo(Error).error_set.?) |e| {
-            if (err == @field(anyerror, e.name)) return true;
+        inline for (@typeInfo(Error).error_set.error_names.?) |name| {
+            if (err == @field(anyerror, name)) return true;
         }
         return false;
     }
