@@ -132,7 +132,7 @@ pub const Level = enum(c_uint) {
 
     /// gms_level_name: "public", "internal", ...
     pub fn name(level: Level) [:0]const u8 {
-        return std.mem.span(c.gms_level_name(@intFromEnum(level)));
+        return std.mem.span(c.gms_level_name(@backingInt(level)));
     }
 };
 
@@ -148,7 +148,7 @@ pub const Language = enum(c_uint) {
 
     /// gms_language_name: "c", "rust", ...
     pub fn name(language: Language) [:0]const u8 {
-        return std.mem.span(c.gms_language_name(@intFromEnum(language)));
+        return std.mem.span(c.gms_language_name(@backingInt(language)));
     }
 };
 
@@ -179,16 +179,22 @@ pub const AllocFlags = packed struct(u32) {
 // The enums above must say what gms.h says; a mismatch does not compile.
 comptime {
     const pairs = .{
-        .{ Backend.host, c.GMS_BACKEND_HOST },             .{ Backend.hip, c.GMS_BACKEND_HIP },
-        .{ Safety.off, c.GMS_SAFETY_OFF },                 .{ OnCorruption.abort, c.GMS_ON_CORRUPTION_ABORT },
-        .{ Level.public, c.GMS_LEVEL_PUBLIC },             .{ Level.secret, c.GMS_LEVEL_SECRET },
-        .{ Language.zig, c.GMS_LANG_ZIG },                 .{ Language.python, c.GMS_LANG_PYTHON },
-        .{ Language.other, c.GMS_LANG_OTHER },             .{ Access.read, c.GMS_ACCESS_READ },
-        .{ Access.read_write, c.GMS_ACCESS_READ_WRITE },   .{ ViolationKind.overflow, c.GMS_VIOLATION_OVERFLOW },
+        .{ Backend.host, c.GMS_BACKEND_HOST },
+        .{ Backend.hip, c.GMS_BACKEND_HIP },
+        .{ Safety.off, c.GMS_SAFETY_OFF },
+        .{ OnCorruption.abort, c.GMS_ON_CORRUPTION_ABORT },
+        .{ Level.public, c.GMS_LEVEL_PUBLIC },
+        .{ Level.secret, c.GMS_LEVEL_SECRET },
+        .{ Language.zig, c.GMS_LANG_ZIG },
+        .{ Language.python, c.GMS_LANG_PYTHON },
+        .{ Language.other, c.GMS_LANG_OTHER },
+        .{ Access.read, c.GMS_ACCESS_READ },
+        .{ Access.read_write, c.GMS_ACCESS_READ_WRITE },
+        .{ ViolationKind.overflow, c.GMS_VIOLATION_OVERFLOW },
         .{ ViolationKind.immutable_write, c.GMS_VIOLATION_IMMUTABLE_WRITE },
     };
     for (pairs) |p| {
-        if (@intFromEnum(p[0]) != p[1]) @compileError("gms.zig disagrees with gms.h on " ++ @tagName(p[0]));
+        if (@backingInt(p[0]) != p[1]) @compileError("gms.zig disagrees with gms.h on " ++ @tagName(p[0]));
     }
     if (@as(u32, @bitCast(AllocFlags{ .zero = true })) != c.GMS_ALLOC_ZERO or
         @as(u32, @bitCast(AllocFlags{ .pages = true })) != c.GMS_ALLOC_PAGES)
@@ -254,7 +260,7 @@ pub const Options = struct {
     fn toC(o: Options) Error!c.gms_runtime_options {
         var out: c.gms_runtime_options = undefined;
         try check(c.gms_runtime_options_init_version(&out, c.GMS_RUNTIME_OPTIONS_VERSION));
-        out.backend = @intFromEnum(o.backend);
+        out.backend = @backingInt(o.backend);
         out.device = o.device;
         out.granule_bytes = o.granule_bytes;
         out.chunk_bytes = o.chunk_bytes;
@@ -268,12 +274,12 @@ pub const Options = struct {
         out.audit_lossy = @intFromBool(o.audit_lossy);
         out.audit_segment_bytes = o.audit_segment_bytes;
         out.audit_retention_days = o.audit_retention_days;
-        out.safety = @intFromEnum(o.safety);
+        out.safety = @backingInt(o.safety);
         out.redzone_bytes = o.redzone_bytes;
         out.quarantine_bytes = o.quarantine_bytes;
         out.quarantine_blocks = o.quarantine_blocks;
         out.verify_interval_ms = o.verify_interval_ms;
-        out.on_corruption = @intFromEnum(o.on_corruption);
+        out.on_corruption = @backingInt(o.on_corruption);
         out.secret_multipass = @intFromBool(o.secret_multipass);
         out.max_held_bytes = o.max_held_bytes;
         return out;
@@ -368,8 +374,8 @@ pub const Runtime = struct {
         try check(c.gms_context_desc_init_version(&desc, c.GMS_CONTEXT_DESC_VERSION));
         desc.tenant = try cName(options.tenant);
         desc.user = try cName(options.user orelse options.tenant);
-        desc.level = @intFromEnum(options.level);
-        desc.language = @intFromEnum(options.language);
+        desc.level = @backingInt(options.level);
+        desc.language = @backingInt(options.language);
         var ptr: ?*c.gms_context = null;
         try check(c.gms_context_open(&ptr, rt.ptr, &desc));
         return .{ .ptr = ptr.? };
@@ -431,9 +437,9 @@ pub const Runtime = struct {
         const trampoline = struct {
             fn call(user: ?*anyopaque, v: [*c]const c.gms_violation) callconv(.c) void {
                 handler(fromUser(Context_, user), .{
-                    .kind = @enumFromInt(v.*.kind),
+                    .kind = @fromBackingInt(v.*.kind),
                     .tenant = span(v.*.tenant),
-                    .handle = @enumFromInt(v.*.handle),
+                    .handle = @fromBackingInt(v.*.handle),
                     .address = v.*.address,
                     .offset = v.*.offset,
                     .size = v.*.size,
@@ -509,7 +515,7 @@ pub const Context = struct {
     pub fn alloc(ctx: Context, size: usize, flags: AllocFlags) Error!Buffer {
         var h: c.gms_buf = c.GMS_BUF_NULL;
         try check(c.gms_alloc(ctx.ptr, size, @bitCast(flags), &h));
-        return .{ .ctx = ctx, .handle = @enumFromInt(h) };
+        return .{ .ctx = ctx, .handle = @fromBackingInt(h) };
     }
 
     /// gms_alloc_async: a buffer for work queued on `stream` after the call
@@ -517,7 +523,7 @@ pub const Context = struct {
     pub fn allocAsync(ctx: Context, size: usize, flags: AllocFlags, stream: Stream) Error!Buffer {
         var h: c.gms_buf = c.GMS_BUF_NULL;
         try check(c.gms_alloc_async(ctx.ptr, size, @bitCast(flags), stream, &h));
-        return .{ .ctx = ctx, .handle = @enumFromInt(h) };
+        return .{ .ctx = ctx, .handle = @fromBackingInt(h) };
     }
 
     /// A new buffer holding a copy of `bytes`.
@@ -531,8 +537,8 @@ pub const Context = struct {
     /// This context's own read-only handle on a shared buffer.
     pub fn acquire(ctx: Context, id: ShareId) Error!View {
         var h: c.gms_buf = c.GMS_BUF_NULL;
-        try check(c.gms_acquire(ctx.ptr, @intFromEnum(id), c.GMS_ACCESS_READ, &h));
-        return .{ .ctx = ctx, .handle = @enumFromInt(h) };
+        try check(c.gms_acquire(ctx.ptr, @backingInt(id), c.GMS_ACCESS_READ, &h));
+        return .{ .ctx = ctx, .handle = @fromBackingInt(h) };
     }
 
     /// This context's own writable handle on a mutable share: one writer at
@@ -540,13 +546,13 @@ pub const Context = struct {
     /// for an immutable share).
     pub fn acquireWrite(ctx: Context, id: ShareId) Error!Buffer {
         var h: c.gms_buf = c.GMS_BUF_NULL;
-        try check(c.gms_acquire(ctx.ptr, @intFromEnum(id), c.GMS_ACCESS_READ_WRITE, &h));
-        return .{ .ctx = ctx, .handle = @enumFromInt(h) };
+        try check(c.gms_acquire(ctx.ptr, @backingInt(id), c.GMS_ACCESS_READ_WRITE, &h));
+        return .{ .ctx = ctx, .handle = @fromBackingInt(h) };
     }
 
     /// Stops new acquires of a share this context made; holders keep theirs.
     pub fn revoke(ctx: Context, id: ShareId) Error!void {
-        try check(c.gms_revoke(ctx.ptr, @intFromEnum(id)));
+        try check(c.gms_revoke(ctx.ptr, @backingInt(id)));
     }
 };
 
@@ -581,18 +587,18 @@ pub const Info = struct {
 
 fn getInfo(ctx: Context, handle: Handle) Error!Info {
     var i: c.gms_buf_info = undefined;
-    try check(c.gms_buf_info_get(ctx.ptr, @intFromEnum(handle), &i));
+    try check(c.gms_buf_info_get(ctx.ptr, @backingInt(handle), &i));
     return .{
         .size = i.size,
         .block_size = i.block_size,
         .device_ptr = i.device_ptr,
         .pool_id = i.pool_id,
         .flags = @bitCast(i.flags),
-        .level = @enumFromInt(i.level),
-        .language = @enumFromInt(i.language),
-        .access = @enumFromInt(i.access),
+        .level = @fromBackingInt(i.level),
+        .language = @fromBackingInt(i.language),
+        .access = @fromBackingInt(i.access),
         .holders = i.holders,
-        .share_id = if (i.share_id == 0) null else @enumFromInt(i.share_id),
+        .share_id = if (i.share_id == 0) null else @fromBackingInt(i.share_id),
         .immutable = i.immutable != 0,
         .read_only_view = i.read_only_view != 0,
         .tenant_bytes = i.tenant,
@@ -601,12 +607,12 @@ fn getInfo(ctx: Context, handle: Handle) Error!Info {
 }
 
 fn readInto(ctx: Context, handle: Handle, offset: u64, dest: []u8) Error!void {
-    try check(c.gms_read(ctx.ptr, @intFromEnum(handle), offset, dest.ptr, dest.len));
+    try check(c.gms_read(ctx.ptr, @backingInt(handle), offset, dest.ptr, dest.len));
 }
 
 fn rawPtr(ctx: Context, handle: Handle) Error![*]u8 {
     var p: ?*anyopaque = null;
-    try check(c.gms_buf_ptr(ctx.ptr, @intFromEnum(handle), &p));
+    try check(c.gms_buf_ptr(ctx.ptr, @backingInt(handle), &p));
     return @ptrCast(p.?);
 }
 
@@ -614,9 +620,9 @@ fn rawPtr(ctx: Context, handle: Handle) Error![*]u8 {
 fn releaseHandle(ctx: Context, handle: *Handle, stream: ?Stream) Error!void {
     if (handle.* == .none) return;
     const rc = if (stream) |s|
-        c.gms_free_async(ctx.ptr, @intFromEnum(handle.*), s)
+        c.gms_free_async(ctx.ptr, @backingInt(handle.*), s)
     else
-        c.gms_free(ctx.ptr, @intFromEnum(handle.*));
+        c.gms_free(ctx.ptr, @backingInt(handle.*));
     // A free that finds the redzones overwritten frees all the same.
     if (rc == c.GMS_OK or rc == c.GMS_E_CORRUPTION) handle.* = .none;
     try check(rc);
@@ -625,7 +631,7 @@ fn releaseHandle(ctx: Context, handle: *Handle, stream: ?Stream) Error!void {
 fn deinitHandle(ctx: Context, handle: *Handle) void {
     releaseHandle(ctx, handle, null) catch |err| {
         // deinit cannot fail; say why the handle was refused instead.
-        log.warn("release of handle 0x{x} refused: {t}: {s}", .{ @intFromEnum(handle.*), err, lastMessage() });
+        log.warn("release of handle 0x{x} refused: {t}: {s}", .{ @backingInt(handle.*), err, lastMessage() });
     };
     handle.* = .none;
 }
@@ -636,8 +642,8 @@ fn shareDesc(grants: []const Grant, immutable: bool, storage: *[share_grants_max
         out.* = .{
             .tenant = try cOptionalName(g.tenant),
             .user = try cOptionalName(g.user),
-            .language = if (g.language) |l| @intCast(@intFromEnum(l)) else c.GMS_ANY_LANGUAGE,
-            .mode = @intFromEnum(g.mode),
+            .language = if (g.language) |l| @intCast(@backingInt(l)) else c.GMS_ANY_LANGUAGE,
+            .mode = @backingInt(g.mode),
         };
     }
     var desc: c.gms_share_desc = undefined;
@@ -676,7 +682,7 @@ pub const Buffer = struct {
     }
 
     pub fn write(buf: Buffer, offset: u64, bytes: []const u8) Error!void {
-        try check(c.gms_write(buf.ctx.ptr, @intFromEnum(buf.handle), offset, bytes.ptr, bytes.len));
+        try check(c.gms_write(buf.ctx.ptr, @backingInt(buf.handle), offset, bytes.ptr, bytes.len));
     }
 
     /// Fills `dest` from the buffer at `offset`.
@@ -685,13 +691,13 @@ pub const Buffer = struct {
     }
 
     pub fn fill(buf: Buffer, offset: u64, byte: u8, len: usize) Error!void {
-        try check(c.gms_fill(buf.ctx.ptr, @intFromEnum(buf.handle), offset, byte, len));
+        try check(c.gms_fill(buf.ctx.ptr, @backingInt(buf.handle), offset, byte, len));
     }
 
     /// Copies `len` bytes of `src` (a handle of the same context: a
     /// Buffer's or a View's) at `src_offset` to `offset`; overlap is fine.
     pub fn copyFrom(buf: Buffer, offset: u64, src: Handle, src_offset: u64, len: usize) Error!void {
-        try check(c.gms_copy(buf.ctx.ptr, @intFromEnum(buf.handle), offset, @intFromEnum(src), src_offset, len));
+        try check(c.gms_copy(buf.ctx.ptr, @backingInt(buf.handle), offset, @backingInt(src), src_offset, len));
     }
 
     pub fn info(buf: Buffer) Error!Info {
@@ -712,8 +718,8 @@ pub const Buffer = struct {
         var storage: [share_grants_max]c.gms_share_grant = undefined;
         const desc = try shareDesc(grants, false, &storage);
         var id: c.gms_share_id = 0;
-        try check(c.gms_share(buf.ctx.ptr, @intFromEnum(buf.handle), &desc, &id));
-        return @enumFromInt(id);
+        try check(c.gms_share(buf.ctx.ptr, @backingInt(buf.handle), &desc, &id));
+        return @fromBackingInt(id);
     }
 
     /// Shares the buffer immutably: nobody writes it any more, this context
@@ -722,9 +728,9 @@ pub const Buffer = struct {
         var storage: [share_grants_max]c.gms_share_grant = undefined;
         const desc = try shareDesc(grants, true, &storage);
         var id: c.gms_share_id = 0;
-        try check(c.gms_share(buf.ctx.ptr, @intFromEnum(buf.handle), &desc, &id));
+        try check(c.gms_share(buf.ctx.ptr, @backingInt(buf.handle), &desc, &id));
         defer buf.handle = .none;
-        return .{ .id = @enumFromInt(id), .view = .{ .ctx = buf.ctx, .handle = buf.handle } };
+        return .{ .id = @fromBackingInt(id), .view = .{ .ctx = buf.ctx, .handle = buf.handle } };
     }
 
     /// Moves exclusive ownership to `to` (gms_transfer): `buf` is spent and
@@ -732,17 +738,17 @@ pub const Buffer = struct {
     /// buffer is shared or has other holders.
     pub fn transfer(buf: *Buffer, to: Context) Error!Buffer {
         var h: c.gms_buf = c.GMS_BUF_NULL;
-        try check(c.gms_transfer(buf.ctx.ptr, @intFromEnum(buf.handle), to.ptr, &h));
+        try check(c.gms_transfer(buf.ctx.ptr, @backingInt(buf.handle), to.ptr, &h));
         buf.handle = .none;
-        return .{ .ctx = to, .handle = @enumFromInt(h) };
+        return .{ .ctx = to, .handle = @fromBackingInt(h) };
     }
 
     /// `transfer` once the work queued on `stream` has finished.
     pub fn transferAsync(buf: *Buffer, to: Context, stream: Stream) Error!Buffer {
         var h: c.gms_buf = c.GMS_BUF_NULL;
-        try check(c.gms_transfer_async(buf.ctx.ptr, @intFromEnum(buf.handle), to.ptr, stream, &h));
+        try check(c.gms_transfer_async(buf.ctx.ptr, @backingInt(buf.handle), to.ptr, stream, &h));
         buf.handle = .none;
-        return .{ .ctx = to, .handle = @enumFromInt(h) };
+        return .{ .ctx = to, .handle = @fromBackingInt(h) };
     }
 };
 

@@ -207,7 +207,7 @@ test "a released handle is dead; deinit after release does nothing" {
     stale.deinit(); // refused too: logged, and the handle is dropped
     try expectEqual(gms.Handle.none, stale.handle);
     // A forged handle is refused like a stale one.
-    var forged: gms.Buffer = .{ .ctx = f.ctx, .handle = @enumFromInt(@intFromEnum(copy.handle) ^ 0x10) };
+    var forged: gms.Buffer = .{ .ctx = f.ctx, .handle = @fromBackingInt(@backingInt(copy.handle) ^ 0x10) };
     try expectError(error.InvalidHandle, forged.release());
     const s = try f.rt.stats();
     try expectEqual(@as(u64, 0), s.live_blocks);
@@ -235,7 +235,7 @@ test "stream-ordered alloc and release" {
     try buf.write(0, "async");
     try buf.releaseAsync(null);
     try expectEqual(gms.Handle.none, buf.handle);
-    var stale: gms.Buffer = .{ .ctx = f.ctx, .handle = @enumFromInt(1) };
+    var stale: gms.Buffer = .{ .ctx = f.ctx, .handle = @fromBackingInt(1) };
     try expectError(error.InvalidHandle, stale.releaseAsync(null));
     try expectError(error.InvalidArgument, f.ctx.allocAsync(0, .{}, null));
     try f.rt.sync();
@@ -391,10 +391,10 @@ test "share, acquire, one writer, revoke, last release frees" {
     try expectEqual(@as(u32, 2), rinfo.holders);
     try expect(reader.handle != owner.handle);
     // A reader's handle cannot write, even through the C call.
-    try expectEqual(c.GMS_E_READ_ONLY, c.gms_write(py.ptr, @intFromEnum(reader.handle), 0, "x", 1));
+    try expectEqual(c.GMS_E_READ_ONLY, c.gms_write(py.ptr, @backingInt(reader.handle), 0, "x", 1));
     try expectError(error.AccessDenied, py.acquireWrite(id)); // beyond its grant
     try expectError(error.AccessDenied, eve.acquire(id)); // no grant
-    try expectError(error.InvalidHandle, eve.acquire(@enumFromInt(@intFromEnum(id) ^ 0x40))); // forged
+    try expectError(error.InvalidHandle, eve.acquire(@fromBackingInt(@backingInt(id) ^ 0x40))); // forged
 
     // Another tenant's reader may read, with no raw pointer (no page of its own).
     var far = try carol.acquire(id);
@@ -453,7 +453,7 @@ test "an immutable share is a read-only view for everybody" {
     try expect(info.immutable and info.read_only_view);
     try expectEqual(gms.Access.read, info.access);
     // The owner's own handle cannot write any more.
-    try expectEqual(c.GMS_E_READ_ONLY, c.gms_write(f.ctx.ptr, @intFromEnum(view.handle), 0, "x", 1));
+    try expectEqual(c.GMS_E_READ_ONLY, c.gms_write(f.ctx.ptr, @backingInt(view.handle), 0, "x", 1));
     const mem = try view.slice(); // a read-only mapping: []const u8
     try expectEqualStrings("frozen", mem[0..6]);
 

@@ -62,11 +62,11 @@ fn makeShare(text: []const u8, immutable: bool, id: *u64, handle: *u64) gms.Erro
     const grants = [_]gms.Grant{.{ .language = .python, .mode = .read }};
     if (immutable) {
         const frozen = try buf.freeze(&grants);
-        id.* = @intFromEnum(frozen.id);
-        handle.* = @intFromEnum(frozen.view.handle);
+        id.* = @backingInt(frozen.id);
+        handle.* = @backingInt(frozen.view.handle);
     } else {
-        id.* = @intFromEnum(try buf.share(&grants));
-        handle.* = @intFromEnum(buf.handle);
+        id.* = @backingInt(try buf.share(&grants));
+        handle.* = @backingInt(buf.handle);
     }
 }
 
@@ -81,32 +81,32 @@ export fn gms_zig_share(text: [*]const u8, len: usize, immutable: c_int, id: *u6
 export fn gms_zig_acquire(id: u64, write: c_int, handle: *u64) c_int {
     const ctx = context() catch |err| return code(err);
     if (write != 0) {
-        const buf = ctx.acquireWrite(@enumFromInt(id)) catch |err| return code(err);
-        handle.* = @intFromEnum(buf.handle);
+        const buf = ctx.acquireWrite(@fromBackingInt(id)) catch |err| return code(err);
+        handle.* = @backingInt(buf.handle);
     } else {
-        const view = ctx.acquire(@enumFromInt(id)) catch |err| return code(err);
-        handle.* = @intFromEnum(view.handle);
+        const view = ctx.acquire(@fromBackingInt(id)) catch |err| return code(err);
+        handle.* = @backingInt(view.handle);
     }
     return 0;
 }
 
 export fn gms_zig_read(handle: u64, offset: u64, out: [*]u8, len: usize) c_int {
     const ctx = context() catch |err| return code(err);
-    const view: gms.View = .{ .ctx = ctx, .handle = @enumFromInt(handle) };
+    const view: gms.View = .{ .ctx = ctx, .handle = @fromBackingInt(handle) };
     view.read(offset, out[0..len]) catch |err| return code(err);
     return 0;
 }
 
 export fn gms_zig_write(handle: u64, offset: u64, bytes: [*]const u8, len: usize) c_int {
     const ctx = context() catch |err| return code(err);
-    const buf: gms.Buffer = .{ .ctx = ctx, .handle = @enumFromInt(handle) };
+    const buf: gms.Buffer = .{ .ctx = ctx, .handle = @fromBackingInt(handle) };
     buf.write(offset, bytes[0..len]) catch |err| return code(err);
     return 0;
 }
 
 export fn gms_zig_release(handle: u64) c_int {
     const ctx = context() catch |err| return code(err);
-    var buf: gms.Buffer = .{ .ctx = ctx, .handle = @enumFromInt(handle) };
+    var buf: gms.Buffer = .{ .ctx = ctx, .handle = @fromBackingInt(handle) };
     buf.release() catch |err| return code(err);
     return 0;
 }
@@ -117,8 +117,8 @@ export fn gms_zig_give(text: [*]const u8, len: usize, to: *anyopaque, old: *u64,
     const ctx = context() catch |err| return code(err);
     var buf = ctx.allocCopy(text[0..len]) catch |err| return code(err);
     defer buf.deinit(); // nothing left to drop once the transfer took it
-    old.* = @intFromEnum(buf.handle);
+    old.* = @backingInt(buf.handle);
     const theirs = buf.transfer(.{ .ptr = @ptrCast(to) }) catch |err| return code(err);
-    new.* = @intFromEnum(theirs.handle);
+    new.* = @backingInt(theirs.handle);
     return 0;
 }
