@@ -12,11 +12,13 @@ const expectError = std.testing.expectError;
 
 const host: gms.Options = .{ .backend = .host };
 
-/// A private runtime and one context (tenant acme, user alice), closed in
-/// order by deinit after checking that the test left nothing behind.
+/// A private runtime and one context (tenant acme, user alice). A test
+/// runs its body in a block (whose defers release its buffers), then
+/// `try f.expectNoLeaks()`; `defer f.deinit()` closes the rest.
 const Fixture = struct {
     rt: gms.Runtime,
     ctx: gms.Context,
+    ctx_open: bool = true,
 
     fn init() !Fixture {
         var rt = try gms.Runtime.open(host);
@@ -24,11 +26,22 @@ const Fixture = struct {
         return .{ .rt = rt, .ctx = try rt.openContext(.{ .tenant = "acme", .user = "alice" }) };
     }
 
+    /// Closes the context: a buffer the test did not release is reclaimed
+    /// now, as a leak.
+    fn expectNoLeaks(f: *Fixture) !void {
+        f.closeContext();
+        const s = try f.rt.stats();
+        try expectEqual(@as(u64, 0), s.leaked_blocks);
+        try expectEqual(@as(u64, 0), s.live_blocks);
+    }
+
+    fn closeContext(f: *Fixture) void {
+        if (f.ctx_open) f.ctx.deinit();
+        f.ctx_open = false;
+    }
+
     fn deinit(f: *Fixture) void {
-        f.ctx.deinit();
-        const s = f.rt.stats() catch unreachable;
-        // A buffer a test forgot would be reclaimed at the close as a leak.
-        std.testing.expectEqual(@as(u64, 0), s.leaked_blocks) catch @panic("a test leaked a gms buffer");
+        f.closeContext();
         f.rt.deinit();
     }
 };
@@ -136,157 +149,175 @@ test "contexts: names, defaults and refusals" {
 test "write, read, fill, copy, info and the raw slice" {
     var f = try Fixture.init();
     defer f.deinit();
-    var buf = try f.ctx.alloc(64, .{ .zero = true });
-    defer buf.deinit();
-    try buf.write(0, "hello, gms");
-    var back: [10]u8 = undefined;
-    try buf.read(0, &back);
-    try expectEqualStrings("hello, gms", &back);
+    {
+        var buf = try f.ctx.alloc(64, .{ .zero = true });
+        defer buf.deinit();
+        try buf.write(0, "hello, gms");
+        var back: [10]u8 = undefined;
+        try buf.read(0, &back);
+        try expectEqualStrings("hello, gms", &back);
 
-    try buf.fill(20, 'x', 4);
-    try buf.copyFrom(30, buf.handle, 0, 5); // within one buffer
-    var more: [16]u8 = undefined;
-    try buf.read(19, &more);
-    try expectEqualStrings("\x00xxxx\x00\x00\x00\x00\x00\x00hello", &more);
+        try buf.fill(20, 'x', 4);
+        try buf.copyFrom(30, buf.handle, 0, 5); // within one buffer
+        var more: [16]u8 = undefined;
+        try buf.read(19, &more);
+        try expectEqualStrings("\x00xxxx\x00\x00\x00\x00\x00\x00hello", &more);
 
-    const info = try buf.info();
-    try expectEqual(@as(u64, 64), info.size);
-    try expect(info.block_size >= 64);
-    try expect(info.flags.zero and !info.flags.pages);
-    try expectEqual(gms.Access.read_write, info.access);
-    try expectEqual(@as(u32, 1), info.holders);
-    try expectEqual(@as(?gms.ShareId, null), info.share_id);
-    try expect(!info.immutable);
-    try expectEqualStrings("alice", info.user());
+        const info = try buf.info();
+        try expectEqual(@as(u64, 64), info.size);
+        try expect(info.block_size >= 64);
+        try expect(info.flags.zero and !info.flags.pages);
+        try expectEqual(gms.Access.read_write, info.access);
+        try expectEqual(@as(u32, 1), info.holders);
+        try expectEqual(@as(?gms.ShareId, null), info.share_id);
+        try expect(!info.immutable);
+        try expectEqualStrings("alice", info.user());
 
-    const raw = try buf.slice();
-    try expectEqual(@as(usize, 64), raw.len);
-    try expectEqualStrings("hello, gms", raw[0..10]);
-    try expectEqual(info.device_ptr, @intFromPtr(raw.ptr));
+        const raw = try buf.slice();
+        try expectEqual(@as(usize, 64), raw.len);
+        try expectEqualStrings("hello, gms", raw[0..10]);
+        try expectEqual(info.device_ptr, @intFromPtr(raw.ptr));
 
-    var other = try f.ctx.allocCopy("copied");
-    defer other.deinit();
-    try buf.copyFrom(50, other.handle, 0, 6);
-    try buf.read(50, more[0..6]);
-    try expectEqualStrings("copied", more[0..6]);
-    try expectEqual(@as(u64, 6), (try other.info()).size);
+        var other = try f.ctx.allocCopy("copied");
+        defer other.deinit();
+        try buf.copyFrom(50, other.handle, 0, 6);
+        try buf.read(50, more[0..6]);
+        try expectEqualStrings("copied", more[0..6]);
+        try expectEqual(@as(u64, 6), (try other.info()).size);
+    }
+    try f.expectNoLeaks();
 }
 
 test "accesses outside the buffer are refused and change nothing" {
     var f = try Fixture.init();
     defer f.deinit();
-    var buf = try f.ctx.allocCopy("0123456789");
-    defer buf.deinit();
-    try expectError(error.OutOfBounds, buf.write(8, "abc"));
-    var three: [3]u8 = undefined;
-    try expectError(error.OutOfBounds, buf.read(8, &three));
-    try expectError(error.OutOfBounds, buf.fill(0, 0, 11));
-    try expectError(error.OutOfBounds, buf.copyFrom(9, buf.handle, 0, 2));
-    try expectError(error.OutOfBounds, buf.write(std.math.maxInt(u64), "a")); // offset + length overflows
-    try expect(gms.lastMessage().len > 0);
-    var all: [10]u8 = undefined;
-    try buf.read(0, &all);
-    try expectEqualStrings("0123456789", &all);
-    try buf.write(10, ""); // a length of 0 at the end is valid
+    {
+        var buf = try f.ctx.allocCopy("0123456789");
+        defer buf.deinit();
+        try expectError(error.OutOfBounds, buf.write(8, "abc"));
+        var three: [3]u8 = undefined;
+        try expectError(error.OutOfBounds, buf.read(8, &three));
+        try expectError(error.OutOfBounds, buf.fill(0, 0, 11));
+        try expectError(error.OutOfBounds, buf.copyFrom(9, buf.handle, 0, 2));
+        try expectError(error.OutOfBounds, buf.write(std.math.maxInt(u64), "a")); // offset + length overflows
+        try expect(gms.lastMessage().len > 0);
+        var all: [10]u8 = undefined;
+        try buf.read(0, &all);
+        try expectEqualStrings("0123456789", &all);
+        try buf.write(10, ""); // a length of 0 at the end is valid
+    }
+    try f.expectNoLeaks();
 }
 
 test "a released handle is dead; deinit after release does nothing" {
     var f = try Fixture.init();
     defer f.deinit();
-    var buf = try f.ctx.alloc(32, .{});
-    const copy = buf; // the same handle, as a second owner would hold it
-    try buf.release();
-    try expectEqual(gms.Handle.none, buf.handle);
-    buf.deinit(); // no-op
-    try buf.release(); // no-op
-    var stale = copy;
-    try expectError(error.InvalidHandle, stale.info());
-    try expectError(error.InvalidHandle, stale.write(0, "x"));
-    try expectError(error.InvalidHandle, stale.release()); // a double release
-    try expectEqual(copy.handle, stale.handle); // kept: it was refused
-    stale.deinit(); // refused too: logged, and the handle is dropped
-    try expectEqual(gms.Handle.none, stale.handle);
-    // A forged handle is refused like a stale one.
-    var forged: gms.Buffer = .{ .ctx = f.ctx, .handle = @fromBackingInt(@backingInt(copy.handle) ^ 0x10) };
-    try expectError(error.InvalidHandle, forged.release());
-    const s = try f.rt.stats();
-    try expectEqual(@as(u64, 0), s.live_blocks);
-    try expectEqual(@as(u64, 1), s.frees);
+    {
+        var buf = try f.ctx.alloc(32, .{});
+        const copy = buf; // the same handle, as a second owner would hold it
+        try buf.release();
+        try expectEqual(gms.Handle.none, buf.handle);
+        buf.deinit(); // no-op
+        try buf.release(); // no-op
+        var stale = copy;
+        try expectError(error.InvalidHandle, stale.info());
+        try expectError(error.InvalidHandle, stale.write(0, "x"));
+        try expectError(error.InvalidHandle, stale.release()); // a double release
+        try expectEqual(copy.handle, stale.handle); // kept: it was refused
+        stale.deinit(); // refused too: logged, and the handle is dropped
+        try expectEqual(gms.Handle.none, stale.handle);
+        // A forged handle is refused like a stale one.
+        var forged: gms.Buffer = .{ .ctx = f.ctx, .handle = @fromBackingInt(@backingInt(copy.handle) ^ 0x10) };
+        try expectError(error.InvalidHandle, forged.release());
+        const s = try f.rt.stats();
+        try expectEqual(@as(u64, 0), s.live_blocks);
+        try expectEqual(@as(u64, 1), s.frees);
+    }
+    try f.expectNoLeaks();
 }
 
 test "another context's buffer is not ours" {
     var f = try Fixture.init();
     defer f.deinit();
-    var bob = try f.rt.openContext(.{ .tenant = "acme", .user = "bob" });
-    defer bob.deinit();
-    var buf = try f.ctx.alloc(16, .{});
-    defer buf.deinit();
-    var theirs: gms.Buffer = .{ .ctx = bob, .handle = buf.handle };
-    try expectError(error.AccessDenied, theirs.write(0, "x"));
-    try expectError(error.AccessDenied, theirs.release());
+    {
+        var bob = try f.rt.openContext(.{ .tenant = "acme", .user = "bob" });
+        defer bob.deinit();
+        var buf = try f.ctx.alloc(16, .{});
+        defer buf.deinit();
+        var theirs: gms.Buffer = .{ .ctx = bob, .handle = buf.handle };
+        try expectError(error.AccessDenied, theirs.write(0, "x"));
+        try expectError(error.AccessDenied, theirs.release());
+    }
+    try f.expectNoLeaks();
 }
 
 test "stream-ordered alloc and release" {
     var f = try Fixture.init();
     defer f.deinit();
-    // On the host backend there are no streams: any stream value is the
-    // plain call.
-    var buf = try f.ctx.allocAsync(128, .{ .zero = true }, null);
-    try buf.write(0, "async");
-    try buf.releaseAsync(null);
-    try expectEqual(gms.Handle.none, buf.handle);
-    var stale: gms.Buffer = .{ .ctx = f.ctx, .handle = @fromBackingInt(1) };
-    try expectError(error.InvalidHandle, stale.releaseAsync(null));
-    try expectError(error.InvalidArgument, f.ctx.allocAsync(0, .{}, null));
-    try f.rt.sync();
-    try expectEqual(@as(u64, 0), (try f.rt.stats()).live_blocks);
+    {
+        // On the host backend there are no streams: any stream value is the
+        // plain call.
+        var buf = try f.ctx.allocAsync(128, .{ .zero = true }, null);
+        try buf.write(0, "async");
+        try buf.releaseAsync(null);
+        try expectEqual(gms.Handle.none, buf.handle);
+        var stale: gms.Buffer = .{ .ctx = f.ctx, .handle = @fromBackingInt(1) };
+        try expectError(error.InvalidHandle, stale.releaseAsync(null));
+        try expectError(error.InvalidArgument, f.ctx.allocAsync(0, .{}, null));
+        try f.rt.sync();
+        try expectEqual(@as(u64, 0), (try f.rt.stats()).live_blocks);
+    }
+    try f.expectNoLeaks();
 }
 
 test "quota, tenant stats and the pressure callback" {
     var f = try Fixture.init();
     defer f.deinit();
-    try f.rt.setQuota("acme", .{ .max_allocs = 2 });
-    var a = try f.ctx.alloc(100, .{});
-    defer a.deinit();
-    var b = try f.ctx.alloc(100, .{});
-    try expectError(error.QuotaExceeded, f.ctx.alloc(100, .{}));
+    {
+        try f.rt.setQuota("acme", .{ .max_allocs = 2 });
+        var a = try f.ctx.alloc(100, .{});
+        defer a.deinit();
+        var b = try f.ctx.alloc(100, .{});
+        try expectError(error.QuotaExceeded, f.ctx.alloc(100, .{}));
 
-    var t = try f.rt.tenantStats(0);
-    try expectEqualStrings("acme", t.tenant());
-    try expectEqual(@as(u64, 2), t.raw.max_allocs);
-    try expectEqual(@as(u64, c.GMS_UNLIMITED), t.raw.max_bytes);
-    try expectEqual(@as(u64, 1), t.raw.quota_refusals);
-    try expectError(error.InvalidArgument, f.rt.tenantStats(1));
-    try expectError(error.InvalidArgument, f.rt.setQuota("a\x00", .{}));
+        var t = try f.rt.tenantStats(0);
+        try expectEqualStrings("acme", t.tenant());
+        try expectEqual(@as(u64, 2), t.raw.max_allocs);
+        try expectEqual(@as(u64, c.GMS_UNLIMITED), t.raw.max_bytes);
+        try expectEqual(@as(u64, 1), t.raw.quota_refusals);
+        try expectError(error.InvalidArgument, f.rt.tenantStats(1));
+        try expectError(error.InvalidArgument, f.rt.setQuota("a\x00", .{}));
 
-    // The callback releases what "its runtime no longer uses": b.
-    const Releaser = struct {
-        victim: *gms.Buffer,
-        calls: usize = 0,
-        reason: ?gms.Error = null,
-        tenant: [8]u8 = undefined,
-        fn onPressure(self: *@This(), p: gms.Pressure) void {
-            self.calls += 1;
-            self.reason = p.reason;
-            @memcpy(self.tenant[0..4], p.tenant[0..4]);
-            self.victim.deinit();
-        }
-    };
-    var releaser: Releaser = .{ .victim = &b };
-    try f.rt.onPressure(&releaser, Releaser.onPressure);
-    var c3 = try f.ctx.alloc(100, .{});
-    defer c3.deinit();
-    try expect(releaser.calls >= 1);
-    try expectEqual(@as(?gms.Error, error.QuotaExceeded), releaser.reason);
-    try expectEqualStrings("acme", releaser.tenant[0..4]);
-    const s = try f.rt.stats();
-    try expectEqual(@as(u64, 1), s.pressure_recovered);
+        // The callback releases what "its runtime no longer uses": b.
+        const Releaser = struct {
+            victim: *gms.Buffer,
+            calls: usize = 0,
+            reason: ?gms.Error = null,
+            tenant: [8]u8 = undefined,
+            fn onPressure(self: *@This(), p: gms.Pressure) void {
+                self.calls += 1;
+                self.reason = p.reason;
+                @memcpy(self.tenant[0..4], p.tenant[0..4]);
+                self.victim.deinit();
+            }
+        };
+        var releaser: Releaser = .{ .victim = &b };
+        try f.rt.onPressure(&releaser, Releaser.onPressure);
+        var c3 = try f.ctx.alloc(100, .{});
+        defer c3.deinit();
+        try expect(releaser.calls >= 1);
+        try expectEqual(@as(?gms.Error, error.QuotaExceeded), releaser.reason);
+        try expectEqualStrings("acme", releaser.tenant[0..4]);
+        const s = try f.rt.stats();
+        try expectEqual(@as(u64, 1), s.pressure_recovered);
 
-    try f.rt.setQuota("acme", .{}); // lifted
-    var d = try f.ctx.alloc(100, .{});
-    defer d.deinit();
-    t = try f.rt.tenantStats(0);
-    try expectEqual(@as(u64, c.GMS_UNLIMITED), t.raw.max_allocs);
+        try f.rt.setQuota("acme", .{}); // lifted
+        var d = try f.ctx.alloc(100, .{});
+        defer d.deinit();
+        t = try f.rt.tenantStats(0);
+        try expectEqual(@as(u64, c.GMS_UNLIMITED), t.raw.max_allocs);
+    }
+    try f.expectNoLeaks();
 }
 
 test "out of memory, trim and stats" {
@@ -363,110 +394,119 @@ test "audit flush without a trail is unsupported" {
 test "share, acquire, one writer, revoke, last release frees" {
     var f = try Fixture.init();
     defer f.deinit();
-    var owner = try f.ctx.allocCopy("weights");
-    const id = try owner.share(&.{
-        .{ .language = .python, .mode = .read },
-        .{ .user = "bob", .mode = .read_write },
-        .{ .tenant = "research", .user = "carol" },
-    });
-    try expectEqual(@as(?gms.ShareId, id), (try owner.info()).share_id);
-    try expectError(error.Busy, owner.share(&.{.{}})); // one share per buffer
+    {
+        var owner = try f.ctx.allocCopy("weights");
+        const id = try owner.share(&.{
+            .{ .language = .python, .mode = .read },
+            .{ .user = "bob", .mode = .read_write },
+            .{ .tenant = "research", .user = "carol" },
+        });
+        try expectEqual(@as(?gms.ShareId, id), (try owner.info()).share_id);
+        try expectError(error.Busy, owner.share(&.{.{}})); // one share per buffer
 
-    var py = try f.rt.openContext(.{ .tenant = "acme", .user = "pat", .language = .python });
-    defer py.deinit();
-    var bob = try f.rt.openContext(.{ .tenant = "acme", .user = "bob" });
-    defer bob.deinit();
-    var eve = try f.rt.openContext(.{ .tenant = "acme", .user = "eve" });
-    defer eve.deinit();
-    var carol = try f.rt.openContext(.{ .tenant = "research", .user = "carol" });
-    defer carol.deinit();
+        var py = try f.rt.openContext(.{ .tenant = "acme", .user = "pat", .language = .python });
+        defer py.deinit();
+        var bob = try f.rt.openContext(.{ .tenant = "acme", .user = "bob" });
+        defer bob.deinit();
+        var eve = try f.rt.openContext(.{ .tenant = "acme", .user = "eve" });
+        defer eve.deinit();
+        var carol = try f.rt.openContext(.{ .tenant = "research", .user = "carol" });
+        defer carol.deinit();
 
-    var reader = try py.acquire(id);
-    defer reader.deinit();
-    var seven: [7]u8 = undefined;
-    try reader.read(0, &seven);
-    try expectEqualStrings("weights", &seven);
-    const rinfo = try reader.info();
-    try expectEqual(gms.Access.read, rinfo.access);
-    try expectEqual(@as(u32, 2), rinfo.holders);
-    try expect(reader.handle != owner.handle);
-    // A reader's handle cannot write, even through the C call.
-    try expectEqual(c.GMS_E_READ_ONLY, c.gms_write(py.ptr, @backingInt(reader.handle), 0, "x", 1));
-    try expectError(error.AccessDenied, py.acquireWrite(id)); // beyond its grant
-    try expectError(error.AccessDenied, eve.acquire(id)); // no grant
-    try expectError(error.InvalidHandle, eve.acquire(@fromBackingInt(@backingInt(id) ^ 0x40))); // forged
+        var reader = try py.acquire(id);
+        defer reader.deinit();
+        var seven: [7]u8 = undefined;
+        try reader.read(0, &seven);
+        try expectEqualStrings("weights", &seven);
+        const rinfo = try reader.info();
+        try expectEqual(gms.Access.read, rinfo.access);
+        try expectEqual(@as(u32, 2), rinfo.holders);
+        try expect(reader.handle != owner.handle);
+        // A reader's handle cannot write, even through the C call.
+        try expectEqual(c.GMS_E_READ_ONLY, c.gms_write(py.ptr, @backingInt(reader.handle), 0, "x", 1));
+        try expectError(error.AccessDenied, py.acquireWrite(id)); // beyond its grant
+        try expectError(error.AccessDenied, eve.acquire(id)); // no grant
+        try expectError(error.InvalidHandle, eve.acquire(@fromBackingInt(@backingInt(id) ^ 0x40))); // forged
 
-    // Another tenant's reader may read, with no raw pointer (no page of its own).
-    var far = try carol.acquire(id);
-    defer far.deinit();
-    try far.read(0, &seven);
-    try expectError(error.AccessDenied, far.slice());
+        // Another tenant's reader may read, with no raw pointer (no page of its own).
+        var far = try carol.acquire(id);
+        defer far.deinit();
+        try far.read(0, &seven);
+        try expectError(error.AccessDenied, far.slice());
 
-    try expectError(error.Busy, bob.acquireWrite(id)); // the owner still writes
-    try owner.release();
-    var writer = try bob.acquireWrite(id);
-    try writer.write(0, "W");
-    try reader.read(0, &seven);
-    try expectEqualStrings("Weights", &seven);
-    try writer.release();
+        try expectError(error.Busy, bob.acquireWrite(id)); // the owner still writes
+        try owner.release();
+        var writer = try bob.acquireWrite(id);
+        try writer.write(0, "W");
+        try reader.read(0, &seven);
+        try expectEqualStrings("Weights", &seven);
+        try writer.release();
 
-    try expectError(error.AccessDenied, eve.revoke(id)); // only the owner's context
-    try f.ctx.revoke(id);
-    try expectError(error.AccessDenied, bob.acquire(id));
-    try reader.read(0, &seven); // holders keep their handles
+        try expectError(error.AccessDenied, eve.revoke(id)); // only the owner's context
+        try f.ctx.revoke(id);
+        try expectError(error.AccessDenied, bob.acquire(id));
+        try reader.read(0, &seven); // holders keep their handles
 
-    try reader.release();
-    try expectEqual(@as(u64, 1), (try f.rt.stats()).live_blocks);
-    try far.release(); // the last holder: freed, whoever it is
-    const s = try f.rt.stats();
-    try expectEqual(@as(u64, 0), s.live_blocks);
-    try expectEqual(@as(u64, 0), s.shares);
+        try reader.release();
+        try expectEqual(@as(u64, 1), (try f.rt.stats()).live_blocks);
+        try far.release(); // the last holder: freed, whoever it is
+        const s = try f.rt.stats();
+        try expectEqual(@as(u64, 0), s.live_blocks);
+        try expectEqual(@as(u64, 0), s.shares);
+    }
+    try f.expectNoLeaks();
 }
 
 test "share grants are checked here and by gms" {
     var f = try Fixture.init();
     defer f.deinit();
-    var buf = try f.ctx.alloc(8, .{});
-    defer buf.deinit();
-    const many: [gms.share_grants_max + 1]gms.Grant = @splat(.{});
-    try expectError(error.InvalidArgument, buf.share(&many));
-    try expectMessage("16");
-    try expectError(error.InvalidArgument, buf.share(&.{.{ .tenant = "ac\x00me" }}));
-    try expectMessage("NUL");
-    try expectError(error.InvalidArgument, buf.freeze(&.{.{ .user = "x\x00" }}));
-    try expectError(error.InvalidArgument, buf.share(&.{})); // gms wants 1..16
-    try expect(buf.handle != .none); // a refused freeze spends nothing
-    try expectEqual(@as(u64, 0), (try f.rt.stats()).shares);
-    _ = try buf.share(&many[0..gms.share_grants_max].*);
+    {
+        var buf = try f.ctx.alloc(8, .{});
+        defer buf.deinit();
+        const many: [gms.share_grants_max + 1]gms.Grant = @splat(.{});
+        try expectError(error.InvalidArgument, buf.share(&many));
+        try expectMessage("16");
+        try expectError(error.InvalidArgument, buf.share(&.{.{ .tenant = "ac\x00me" }}));
+        try expectMessage("NUL");
+        try expectError(error.InvalidArgument, buf.freeze(&.{.{ .user = "x\x00" }}));
+        try expectError(error.InvalidArgument, buf.share(&.{})); // gms wants 1..16
+        try expect(buf.handle != .none); // a refused freeze spends nothing
+        try expectEqual(@as(u64, 0), (try f.rt.stats()).shares);
+        _ = try buf.share(&many[0..gms.share_grants_max].*);
+    }
+    try f.expectNoLeaks();
 }
 
 test "an immutable share is a read-only view for everybody" {
     var f = try Fixture.init();
     defer f.deinit();
-    var buf = try f.ctx.alloc(4096, .{ .pages = true });
-    try buf.write(0, "frozen");
-    const frozen = try buf.freeze(&.{.{ .tenant = "*", .mode = .read_write }});
-    try expectEqual(gms.Handle.none, buf.handle); // spent
-    var view = frozen.view;
-    defer view.deinit();
-    const info = try view.info();
-    try expect(info.immutable and info.read_only_view);
-    try expectEqual(gms.Access.read, info.access);
-    // The owner's own handle cannot write any more.
-    try expectEqual(c.GMS_E_READ_ONLY, c.gms_write(f.ctx.ptr, @backingInt(view.handle), 0, "x", 1));
-    const mem = try view.slice(); // a read-only mapping: []const u8
-    try expectEqualStrings("frozen", mem[0..6]);
+    {
+        var buf = try f.ctx.alloc(4096, .{ .pages = true });
+        try buf.write(0, "frozen");
+        const frozen = try buf.freeze(&.{.{ .tenant = "*", .mode = .read_write }});
+        try expectEqual(gms.Handle.none, buf.handle); // spent
+        var view = frozen.view;
+        defer view.deinit();
+        const info = try view.info();
+        try expect(info.immutable and info.read_only_view);
+        try expectEqual(gms.Access.read, info.access);
+        // The owner's own handle cannot write any more.
+        try expectEqual(c.GMS_E_READ_ONLY, c.gms_write(f.ctx.ptr, @backingInt(view.handle), 0, "x", 1));
+        const mem = try view.slice(); // a read-only mapping: []const u8
+        try expectEqualStrings("frozen", mem[0..6]);
 
-    var other = try f.rt.openContext(.{ .tenant = "lab", .language = .rust });
-    defer other.deinit();
-    try expectError(error.ReadOnly, other.acquireWrite(frozen.id));
-    var theirs = try other.acquire(frozen.id);
-    defer theirs.deinit();
-    var six: [6]u8 = undefined;
-    try theirs.read(0, &six);
-    try expectEqualStrings("frozen", &six);
-    try expect((try theirs.slice()).len == 4096); // a page of its own: readable
-    try f.rt.verify(null); // the share is intact
+        var other = try f.rt.openContext(.{ .tenant = "lab", .language = .rust });
+        defer other.deinit();
+        try expectError(error.ReadOnly, other.acquireWrite(frozen.id));
+        var theirs = try other.acquire(frozen.id);
+        defer theirs.deinit();
+        var six: [6]u8 = undefined;
+        try theirs.read(0, &six);
+        try expectEqualStrings("frozen", &six);
+        try expect((try theirs.slice()).len == 4096); // a page of its own: readable
+        try f.rt.verify(null); // the share is intact
+    }
+    try f.expectNoLeaks();
 }
 
 // ---- transfers -----------------------------------------------------------------------
@@ -474,40 +514,43 @@ test "an immutable share is a read-only view for everybody" {
 test "transfer kills the giver's handle" {
     var f = try Fixture.init();
     defer f.deinit();
-    var same = try f.rt.openContext(.{ .tenant = "acme", .user = "bob" });
-    defer same.deinit();
-    var lab = try f.rt.openContext(.{ .tenant = "lab", .user = "carol" });
-    defer lab.deinit();
+    {
+        var same = try f.rt.openContext(.{ .tenant = "acme", .user = "bob" });
+        defer same.deinit();
+        var lab = try f.rt.openContext(.{ .tenant = "lab", .user = "carol" });
+        defer lab.deinit();
 
-    var buf = try f.ctx.allocCopy("moving");
-    const old = buf;
-    const addr = (try buf.info()).device_ptr;
-    var mine = try buf.transfer(same);
-    defer mine.deinit();
-    try expectEqual(gms.Handle.none, buf.handle);
-    var dead = old;
-    try expectError(error.InvalidHandle, dead.info());
-    try expectEqual(addr, (try mine.info()).device_ptr); // same tenant: not moved
+        var buf = try f.ctx.allocCopy("moving");
+        const old = buf;
+        const addr = (try buf.info()).device_ptr;
+        var mine = try buf.transfer(same);
+        defer mine.deinit();
+        try expectEqual(gms.Handle.none, buf.handle);
+        var dead = old;
+        try expectError(error.InvalidHandle, dead.info());
+        try expectEqual(addr, (try mine.info()).device_ptr); // same tenant: not moved
 
-    // To another tenant: copied into its pool, same bytes.
-    const kept = mine;
-    var theirs = try mine.transferAsync(lab, null);
-    defer theirs.deinit();
-    try expectEqual(gms.Handle.none, mine.handle);
-    dead = kept;
-    try expectError(error.InvalidHandle, dead.read(0, &.{}));
-    const tinfo = try theirs.info();
-    try expectEqualStrings("lab", tinfo.tenant());
-    try expect(tinfo.device_ptr != addr);
-    var six: [6]u8 = undefined;
-    try theirs.read(0, &six);
-    try expectEqualStrings("moving", &six);
+        // To another tenant: copied into its pool, same bytes.
+        const kept = mine;
+        var theirs = try mine.transferAsync(lab, null);
+        defer theirs.deinit();
+        try expectEqual(gms.Handle.none, mine.handle);
+        dead = kept;
+        try expectError(error.InvalidHandle, dead.read(0, &.{}));
+        const tinfo = try theirs.info();
+        try expectEqualStrings("lab", tinfo.tenant());
+        try expect(tinfo.device_ptr != addr);
+        var six: [6]u8 = undefined;
+        try theirs.read(0, &six);
+        try expectEqualStrings("moving", &six);
 
-    // A shared buffer cannot move; a refused transfer spends nothing.
-    _ = try theirs.share(&.{.{}});
-    try expectError(error.Busy, theirs.transfer(f.ctx));
-    try expect(theirs.handle != .none);
-    try theirs.read(0, &six);
+        // A shared buffer cannot move; a refused transfer spends nothing.
+        _ = try theirs.share(&.{.{}});
+        try expectError(error.Busy, theirs.transfer(f.ctx));
+        try expect(theirs.handle != .none);
+        try theirs.read(0, &six);
+    }
+    try f.expectNoLeaks();
 }
 
 // ---- every failure path: gms's fail_nth_call ------------------------------------------
