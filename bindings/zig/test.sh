@@ -22,6 +22,11 @@ BUILD=$ROOT/build
 JOBS=${JOBS:-2}
 export GMS_BACKEND=host
 export ZIG_GLOBAL_CACHE_DIR=$BUILD/zig-cache
+# Zig compiles its own tools (the build runner, translate-c) on first use,
+# optimised unless ZIG_DEBUG_CMD is set. Built for debugging they compile
+# in under a minute instead of several on 2 cores, and they have little to
+# do here.
+export ZIG_DEBUG_CMD=1
 
 # ---- the compiler --------------------------------------------------------------
 PY=${PYTHON:-python3}

@@ -389,6 +389,34 @@ test "audit flush without a trail is unsupported" {
     try expect(gms.lastMessage().len > 0);
 }
 
+test "an audit trail: the options reach gms and flush writes it" {
+    const io = std.testing.io;
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    var path: [128]u8 = undefined;
+    const trail = try std.fmt.bufPrintSentinel(&path, ".zig-cache/tmp/{s}/trail", .{&tmp.sub_path}, 0);
+    // A key shorter than 16 bytes is refused.
+    try expectError(error.InvalidArgument, gms.Runtime.open(.{ .backend = .host, .audit_dir = trail, .audit_key = "short" }));
+    var rt = try gms.Runtime.open(.{
+        .backend = .host,
+        .audit_dir = trail,
+        .audit_key = "a key of at least sixteen bytes",
+        .audit_lossy = true,
+    });
+    defer rt.deinit();
+    var ctx = try rt.openContext(.{ .tenant = "acme" });
+    defer ctx.deinit();
+    var buf = try ctx.alloc(16, .{});
+    try buf.release();
+    try rt.auditFlush();
+    var dir = try tmp.dir.openDir(io, "trail", .{ .iterate = true });
+    defer dir.close(io);
+    var it = dir.iterate();
+    var files: usize = 0;
+    while (try it.next(io)) |_| files += 1;
+    try expect(files >= 1); // a sealed segment
+}
+
 // ---- sharing -------------------------------------------------------------------------
 
 test "share, acquire, one writer, revoke, last release frees" {
@@ -503,6 +531,9 @@ test "an immutable share is a read-only view for everybody" {
         var six: [6]u8 = undefined;
         try theirs.read(0, &six);
         try expectEqualStrings("frozen", &six);
+        var again = try other.acquire(frozen.id);
+        try again.releaseAsync(null);
+        try expectEqual(gms.Handle.none, again.handle);
         try expect((try theirs.slice()).len == 4096); // a page of its own: readable
         try f.rt.verify(null); // the share is intact
     }
