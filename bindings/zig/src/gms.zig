@@ -76,8 +76,8 @@ pub fn errorFromCode(code: c_int) Error {
     return error.Unexpected;
 }
 
-/// The GMS_E_* code of an error (`Unexpected` has none: GMS_E_INVALID_ARG's
-/// neighbour -1000 stands for it, which gms never returns).
+/// The GMS_E_* code of an error. `Unexpected` has none and gives -1000,
+/// a code gms never returns.
 pub fn codeOf(err: Error) c_int {
     inline for (code_errors) |e| {
         if (err == e.err) return e.code;
@@ -472,19 +472,14 @@ pub const Runtime = struct {
     }
 };
 
+// A callback's context is any pointer; it travels through C as void *.
 fn toUser(context: anytype) ?*anyopaque {
-    return switch (@typeInfo(@TypeOf(context))) {
-        .pointer => @ptrCast(@constCast(context)),
-        .null => null,
-        else => @compileError("a callback's context is a pointer or null"),
-    };
+    if (@typeInfo(@TypeOf(context)) != .pointer) @compileError("a callback's context is a pointer");
+    return @ptrCast(@constCast(context));
 }
 
 fn fromUser(comptime T: type, user: ?*anyopaque) T {
-    return switch (@typeInfo(T)) {
-        .pointer => @ptrCast(@alignCast(user)),
-        else => null,
-    };
+    return @ptrCast(@alignCast(user));
 }
 
 // ---- contexts ----------------------------------------------------------------
