@@ -113,7 +113,7 @@ int main(void)
     uint64_t addr_a = trial(0, "a", true);
     pthread_join(tb, NULL);
     if (addr_a != addr_b) {
-        printf("a %#" PRIx64 " b %#" PRIx64 "\n", addr_a, addr_b);
+        printf("the blocks lie at %#" PRIx64 " and %#" PRIx64 "\n", addr_a, addr_b);
         gms_runtime_close(rt);
         return test_skip("the second pool's chunk was not mapped where the first's was");
     }
