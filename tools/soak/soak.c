@@ -26,8 +26,8 @@
  *   raw pointer (the hash path). Each goes into a pool of the worker's own
  *   (no other thread's buffer is blamed) and is forced out by a free,
  *   gms_verify, churn or a context close; it is detected when a violation
- *   callback reports an address in it (on whatever thread found it), and
- *   missed otherwise.
+ *   callback reports an address in it, in its tenant's memory (on whatever
+ *   thread found it; fault.h), and missed otherwise.
  * - backend failures (backend.c): private runtimes whose Nth fallible
  *   call fails, which must fail only cleanly.
  *
@@ -50,6 +50,7 @@
  */
 #include "soak.h"
 
+#include "fault.h"
 #include "gms/dlpack.h"
 
 #include <execinfo.h>
@@ -370,15 +371,8 @@ static gms_context *open_ctx(const char *tenant_name, const char *user, gms_leve
 enum { C_OVERFLOW, C_UNDERFLOW, C_WAF, C_IMMUTABLE, NCLASS };
 static const char *class_name[NCLASS] = {"overflow", "underflow", "write_after_free", "immutable_write"};
 
-/* One worker's fault in flight: the addresses a report may name, and the
- * kinds that count. */
-typedef struct fault {
-    bool active;
-    uint64_t lo, hi;
-    unsigned kinds; /* 1 << gms_violation_kind */
-    unsigned reports;
-} fault;
-
+/* One worker's fault in flight (fault.h): the tenant, buffer and addresses
+ * a report must name, and the kinds that count. */
 static pthread_mutex_t vlock = PTHREAD_MUTEX_INITIALIZER;
 static fault faults[MAX_THREADS];
 /* Faults settled lately, so a report arriving after its trial is told
@@ -449,24 +443,16 @@ static void reenter(void)
     pthread_rwlock_unlock(&cb_lock);
 }
 
-static bool fault_matches(const fault *f, const gms_violation *v)
-{
-    return (f->kinds & (1u << v->kind)) && v->address >= f->lo && v->address < f->hi;
-}
-
 static void on_violation(void *user, const gms_violation *v)
 {
     (void)user;
     if (!delivering_push(v->message))
         return; /* counted once, when it was first delivered */
-    bool found = false;
     pthread_mutex_lock(&vlock);
-    for (unsigned i = 0; i < opt.threads && !found; i++)
-        if (faults[i].active && fault_matches(&faults[i], v)) {
-            faults[i].reports++;
-            found = true;
-        }
-    bool late = false;
+    int mine = fault_find(faults, opt.threads, v);
+    bool found = mine >= 0, late = false;
+    if (found)
+        faults[mine].reports++;
     for (unsigned i = 0; i < sizeof settled / sizeof settled[0] && !found && !late; i++)
         late = settled[i].kinds && fault_matches(&settled[i], v);
     late_reports += late;
@@ -1607,10 +1593,12 @@ static bool guarded_corrupt(rng *r, uint8_t *p, size_t n)
     return faulted;
 }
 
-static void fault_arm(worker *w, uint64_t lo, uint64_t hi, unsigned kinds)
+/* Arms the worker's fault: bytes [lo, hi) of tenant t's memory (of
+ * buffer h, if reports must name it). */
+static void fault_arm(worker *w, int t, gms_buf h, uint64_t lo, uint64_t hi, unsigned kinds)
 {
     pthread_mutex_lock(&vlock);
-    faults[w->id] = (fault){true, lo, hi, kinds, 0};
+    faults[w->id] = (fault){true, tenants[t].name, h, lo, hi, kinds, 0};
     pthread_mutex_unlock(&vlock);
 }
 
@@ -1698,7 +1686,7 @@ static void inject_overflow(worker *w)
         next = GMS_BUF_NULL;
     uint64_t dist = rnd_below(r, REDZONE), len = rnd_in(r, 1, REDZONE - dist);
     uint64_t lo = (uint64_t)(uintptr_t)p + s + dist;
-    fault_arm(w, lo, lo + len, KIND(GMS_VIOLATION_OVERFLOW) | KIND(GMS_VIOLATION_UNDERFLOW));
+    fault_arm(w, w->inj_tenant, GMS_BUF_NULL, lo, lo + len, KIND(GMS_VIOLATION_OVERFLOW) | KIND(GMS_VIOLATION_UNDERFLOW));
     corrupt(r, p + s + dist, len);
     unsigned path = (unsigned)rnd_below(r, 4);
     uint8_t x = 1;
@@ -1744,7 +1732,7 @@ static void inject_underflow(worker *w)
      * a verifier that gets there first reports them as written after its
      * free, rightly (docs/safety.md: a byte between two blocks is blamed
      * on whichever is checked first). */
-    fault_arm(w, lo, lo + len,
+    fault_arm(w, w->inj_tenant, GMS_BUF_NULL, lo, lo + len,
               KIND(GMS_VIOLATION_OVERFLOW) | KIND(GMS_VIOLATION_UNDERFLOW) |
                   KIND(GMS_VIOLATION_WRITE_AFTER_FREE) | KIND(GMS_VIOLATION_FREE_MEMORY));
     corrupt(r, pb - dist - len, len);
@@ -1784,7 +1772,8 @@ static void inject_waf(worker *w)
     ok(gms_free(c, b), "gms_free");
     uint64_t off = rnd_below(r, s), len = rnd_in(r, 1, s - off < 64 ? s - off : 64);
     uint64_t lo = (uint64_t)(uintptr_t)p + off;
-    fault_arm(w, lo, lo + len, KIND(GMS_VIOLATION_WRITE_AFTER_FREE) | KIND(GMS_VIOLATION_FREE_MEMORY));
+    fault_arm(w, path == 2 ? w->injc_tenant : w->inj_tenant, b, lo, lo + len,
+              KIND(GMS_VIOLATION_WRITE_AFTER_FREE) | KIND(GMS_VIOLATION_FREE_MEMORY));
     bool faulted = guarded_corrupt(r, p + off, len);
     if (faulted || path == 0) {
         may_report(verify_now(NULL), "gms_verify"); /* what landed before a fault, too */
@@ -1831,7 +1820,7 @@ static void inject_immutable(worker *w)
         return;
     }
     uint64_t off = rnd_below(r, s), lo = (uint64_t)(uintptr_t)p;
-    fault_arm(w, lo, lo + s, KIND(GMS_VIOLATION_IMMUTABLE_WRITE));
+    fault_arm(w, w->inj_tenant, GMS_BUF_NULL, lo, lo + s, KIND(GMS_VIOLATION_IMMUTABLE_WRITE));
     corrupt(r, p + off, 1);
     unsigned path = (unsigned)rnd_below(r, 3);
     if (path == 0)
