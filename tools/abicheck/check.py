@@ -27,6 +27,7 @@ class Binding:
         self.functions = {}   # C name -> (ret, [(param name, type)], where)
         self.structs = {}     # binding name -> Struct
         self.enums = {}       # binding name -> ([(member, value)], where)
+        self.enum_c_names = {}  # binding name -> the C name, where the binding says it
         self.constants = []   # [(binding name, value, where)]
         self.value_sets = []  # [(what, C name prefix, {values}, where)]: must equal the header's
         self.aliases = set()  # {(header int kind, binding int kind)} the language cannot tell apart
@@ -75,8 +76,8 @@ class Checker:
     def header_struct(self, b, name):
         """The header's name for a struct the binding names."""
         s = b.structs.get(name)
-        if s is not None and s.c_name and (s.c_name in self.h.structs or s.c_name in self.h.opaque):
-            return s.c_name
+        if s is not None and s.c_name:  # the binding says which; no guessing
+            return s.c_name if s.c_name in self.h.structs or s.c_name in self.h.opaque else None
         return name if name in self.h.structs or name in self.h.opaque else \
             self.h.struct_by_key(model.struct_key(name))
 
@@ -158,8 +159,8 @@ class Checker:
         for bname, s in sorted(b.structs.items()):
             hname = self.header_struct(b, bname)
             if hname is None:
-                b.notes.append("struct %s: no struct of the header matches its name (not checked)"
-                               % bname)
+                self.problem(b, s.where, "struct %s: the header has no struct %s" % (
+                    bname, s.c_name or "of that name"))
                 continue
             label = "struct %s" % bname + ("" if bname == hname else " (%s)" % hname)
             if hname in self.h.opaque or s.opaque:
@@ -205,13 +206,18 @@ class Checker:
 
     # ---- enums and constants ---------------------------------------------------
 
-    def header_enum(self, bname, members):
+    def header_enum(self, b, bname, members):
+        c_name = b.enum_c_names.get(bname)
+        if c_name:  # the binding says which; no guessing
+            return c_name if c_name in self.h.enums else None
         for hname in self.h.enums:
             if not hname.startswith("(") and model.struct_key(hname) == model.struct_key(bname):
                 return hname
         best, count = [], 0
+        prefix = _common_prefix([_words(m) for m, _ in members])
         for hname, hmembers in self.h.enums.items():
-            n = sum(1 for m, _ in members if resolve_member(m, hmembers))
+            n = sum(1 for m, _ in members if resolve_member(m, hmembers) or
+                    resolve_member("_".join(_words(m)[prefix:]), hmembers))
             if n > count:
                 best, count = [hname], n
             elif n == count and n:
@@ -220,8 +226,12 @@ class Checker:
 
     def constants(self, b):
         for bname, (members, where) in sorted(b.enums.items()):
-            hname = self.header_enum(bname, members)
-            if hname is None:
+            hname = self.header_enum(b, bname, members)
+            if hname is None and bname in b.enum_c_names:
+                self.problem(b, where, "enum %s: the header has no enum %s"
+                             % (bname, b.enum_c_names[bname]))
+                continue
+            if hname is None:  # may be the binding's own, not the header's
                 b.notes.append("enum %s: no enum of the header matches it (not checked)" % bname)
                 continue
             prefix = _common_prefix([_words(m) for m, _ in members])

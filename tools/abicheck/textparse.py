@@ -124,3 +124,24 @@ def eval_int(expr, names=None):
         return None
 
     return ev(tree)
+
+
+def logical_lines(text, continues=(",", "=")):
+    """[(line number, line)] of text with each line that leaves a bracket
+    open, or ends in one of `continues`, joined with the lines after it
+    (Nim's multi-line pragmas and proc types). A joined line keeps the
+    first line's number and indentation; brackets in string and character
+    literals are not counted."""
+    out, cur, start, depth = [], [], 0, 0
+    for no, line in enumerate(text.split("\n"), 1):
+        if not cur:
+            start = no
+        cur.append(line if not cur else line.strip())
+        depth += sum(1 if c in "([{" else -1 if c in ")]}" else 0
+                     for c in re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])\'', '""', line))
+        if depth <= 0 and not line.rstrip().endswith(continues):
+            out.append((start, " ".join(cur)))
+            cur, depth = [], 0
+    if cur:
+        out.append((start, " ".join(cur)))
+    return out
