@@ -55,6 +55,15 @@ EXPECTED = {
         "struct GmsContextDesc (gms_context_desc): field 5 (language) at offset 32, header says 28",
         "enum GmsLevel: lvlSecret is 4, header says GMS_LEVEL_SECRET = 3",
         "gmsEQuota is -4, header says GMS_E_QUOTA = -5",
+        # the shapes of the real binding (callbacks.nim)
+        "gms_on_violation: parameter 2 (fn) is fn(void*, struct GmsPressure*) -> void, "
+        "header says fn(void*, struct gms_violation*) -> void",
+        "gms_on_pressure: parameter 2 (fn) is closure fn(void*, struct GmsPressure*) -> void",
+        "struct GmsPressure: the header has no struct gms_pressur",
+        "struct GmsTestingOptions (gms_testing_options): field 1 (fail_nth_call) is u32, "
+        "header says u64",
+        "struct GmsViolation (gms_violation): field 1 (kind) is u8, "
+        "header says enum gms_violation_kind",
     ],
 }
 
