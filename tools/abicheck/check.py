@@ -26,9 +26,12 @@ class Binding:
         self.lang = lang
         self.functions = {}   # C name -> (ret, [(param name, type)], where)
         self.structs = {}     # binding name -> Struct
+        # A value is an int, or the name of the header's constant the binding
+        # takes it from (Zig's `c.GMS_LEVEL_SECRET`).
         self.enums = {}       # binding name -> ([(member, value)], where)
         self.enum_c_names = {}  # binding name -> the C name, where the binding says it
         self.constants = []   # [(binding name, value, where)]
+        self.matched_constants = 0  # how many constants meet the header's (set by check)
         self.value_sets = []  # [(what, C name prefix, {values}, where)]: must equal the header's
         self.aliases = set()  # {(header int kind, binding int kind)} the language cannot tell apart
         self.notes = []
@@ -110,6 +113,10 @@ class Checker:
     def functions(self, b):
         for name, (ret, params, where) in sorted(b.functions.items()):
             decl = self.h.functions.get(name)
+            if decl is None and not name.startswith("gms_"):
+                # another library's (libc, a test's helper): not gms's to check
+                b.notes.append("%s: not a gms function (not checked)  [%s]" % (name, where))
+                continue
             if decl is None:
                 self.problem(b, where, "%s: not in the header" % name)
                 continue
@@ -241,13 +248,24 @@ class Checker:
                 if c is None:
                     self.problem(b, where, "enum %s: %s is not a member of the header's %s"
                                  % (bname, m, hname))
-                elif (value - self.h.constants[c]) % 2**64:
+                elif isinstance(value, str) and value != c:
+                    self.problem(b, where, "enum %s: %s is %s, header says %s"
+                                 % (bname, m, value, c))
+                elif isinstance(value, int) and (value - self.h.constants[c]) % 2**64:
                     self.problem(b, where, "enum %s: %s is %d, header says %s = %d"
                                  % (bname, m, value, c, self.h.constants[c]))
         by_norm = {model.norm(c): c for c in self.h.constants}
         for bname, value, where in b.constants:
             n = model.norm(bname)
             c = by_norm.get(n) or by_norm.get("gms" + n)
+            b.matched_constants += c is not None or isinstance(value, str)
+            if isinstance(value, str):  # the header's constant, by name
+                if value not in self.h.constants:
+                    self.problem(b, where, "%s is %s, which the header does not define"
+                                 % (bname, value))
+                elif c is not None and value != c:
+                    self.problem(b, where, "%s is %s, header says %s" % (bname, value, c))
+                continue
             if c is not None and (value - self.h.constants[c]) % 2**64:  # !0 is UINT64_MAX
                 self.problem(b, where, "%s is %d, header says %s = %d"
                              % (bname, value, c, self.h.constants[c]))

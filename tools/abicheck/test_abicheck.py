@@ -48,6 +48,10 @@ EXPECTED = {
         "struct gms_pressure: field 3 (reason) at offset 12, header says 16",
         "enum gms_level: GMS_LEVEL_SECRET is 4, header says GMS_LEVEL_SECRET = 3",
         "GMS_ALLOC_ZERO is 2, header says GMS_ALLOC_ZERO = 1",
+        # wrapper types over a translate-c module (wrap.zig)
+        "enum Level: secret is GMS_LEVEL_CONFIDENTIAL, header says GMS_LEVEL_SECRET",
+        "alloc_zero is GMS_ALLOC_PAGES, header says GMS_ALLOC_ZERO",
+        "struct Pressure (gms_pressure): field 3 (reason) is u64, header says i32",
     ],
     "nim": [
         "gms_alloc: parameter 2 (size) is u32, header says size_t",
@@ -96,6 +100,15 @@ class Fixtures(unittest.TestCase):
                 self.assertEqual(code, 1, out)
                 for line in wanted:
                     self.assertIn("%s: %s" % (lang, line), out)
+
+    def test_translate_c_binding_has_nothing_to_check(self):
+        # Zig's declarations from b.addTranslateC; its own enum, a libc
+        # function and brackets in strings are no concern of abicheck.
+        code, out = run("--zig", fixture("zig", "translatec"))
+        self.assertEqual(code, 0, out)
+        self.assertIn("zig (%s): nothing hand-written to check"
+                      % os.path.relpath(fixture("zig", "translatec")), out)
+        self.assertIn("through b.addTranslateC", out)
 
     def test_missing_binding_is_skipped(self):
         code, out = run("--rust", os.path.join(FIX, "no-such-crate"))

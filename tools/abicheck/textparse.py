@@ -37,17 +37,26 @@ def line_of(text, pos):
     return text.count("\n", 0, pos) + 1
 
 
+_LITERAL = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])\'|\\\\[^\n]*')
+
+
 def matching(text, start, pairs="(){}[]"):
-    """The index of the bracket closing the one at text[start]."""
+    """The index of the bracket closing the one at text[start]; brackets in
+    string and character literals (Zig's \\ lines too) are not counted."""
     opens, closes = pairs[0::2], pairs[1::2]
-    depth = 0
-    for i in range(start, len(text)):
+    depth, i = 0, start
+    while i < len(text):
+        lit = _LITERAL.match(text, i) if text[i] in "\"'\\" else None
+        if lit:
+            i = lit.end()
+            continue
         if text[i] in opens:
             depth += 1
         elif text[i] in closes:
             depth -= 1
             if depth == 0:
                 return i
+        i += 1
     raise ValueError("unbalanced bracket at offset %d" % start)
 
 
