@@ -34,6 +34,7 @@ class Binding:
         self.matched_constants = 0  # how many constants meet the header's (set by check)
         self.value_sets = []  # [(what, C name prefix, {values}, where)]: must equal the header's
         self.aliases = set()  # {(header int kind, binding int kind)} the language cannot tell apart
+        self.calls = {}       # C name -> where: functions the binding calls (Python)
         self.notes = []
 
 
@@ -133,6 +134,9 @@ class Checker:
                 if not self.same(b, ht, t):
                     self.problem(b, where, "%s: parameter %d (%s) is %s, header says %s"
                                  % (name, i, hname, model.render(t), model.render(ht)))
+        for name, where in sorted(b.calls.items()):
+            if name in self.h.functions and name not in b.functions:
+                self.problem(b, where, "%s: called without a declaration of its types" % name)
         unbound = sorted(set(self.h.functions) - set(b.functions))
         if unbound:
             b.notes.append("%d header functions not declared: %s"

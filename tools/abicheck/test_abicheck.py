@@ -31,6 +31,7 @@ EXPECTED = {
         "enum Level: SECRET is 4, header says GMS_LEVEL_SECRET = 3",
         "ALLOC_ZERO is 2, header says GMS_ALLOC_ZERO = 1",
         "BY_CODE (error classes): no entry for GMS_E_BUSY (-11)",
+        "gms_free: called without a declaration of its types",
     ],
     "rust": [
         "gms_alloc: parameter 2 (size) is u32, header says size_t",
