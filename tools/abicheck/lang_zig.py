@@ -79,6 +79,21 @@ def _value(expr, values):
     return eval_int(expr, values)
 
 
+def _flag_bits(name, body, where):
+    """A packed struct of bools standing for C flags (`AllocFlags`, field
+    `zero` at bit 0): the constant each field is (`Alloc_zero`, 1 << 0),
+    to be checked against the header's (GMS_ALLOC_ZERO)."""
+    prefix, bit, out = re.sub(r"_?[Ff]lags$", "", name), 0, []
+    for item in split_top(body):
+        fm = re.match(r"^(\w+)\s*:\s*(bool|u(\d+))\b", item.strip())
+        if not fm:
+            break  # a field of another type: the bits after it are not known
+        if fm.group(2) == "bool" and not fm.group(1).startswith("_"):
+            out.append(("%s_%s" % (prefix, fm.group(1)), str(1 << bit), where))
+        bit += 1 if fm.group(2) == "bool" else int(fm.group(3))
+    return out
+
+
 def extract(root):
     b = Binding("zig")
     fns, structs, aliases, enums, consts = [], [], {}, {}, []
@@ -113,6 +128,8 @@ def extract(root):
                     enums[name] = (body, where(m.start(1)))
                 elif sm.group(1) == "extern" and "struct" in sm.group(0):
                     structs.append((name, body, where(m.start(1))))
+                elif sm.group(1) == "packed" and "struct" in sm.group(0):
+                    consts += _flag_bits(name, body, where(m.start(1)))
                 continue
             rhs = rest[:rest.index(";")] if ";" in rest else rest
             if m.group(2) is None and not re.match(r"^\s*[-(\d@~]|^\s*std\.math", rhs) \

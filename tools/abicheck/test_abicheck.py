@@ -53,6 +53,7 @@ EXPECTED = {
         "enum Level: secret is GMS_LEVEL_CONFIDENTIAL, header says GMS_LEVEL_SECRET",
         "alloc_zero is GMS_ALLOC_PAGES, header says GMS_ALLOC_ZERO",
         "struct Pressure (gms_pressure): field 3 (reason) is u64, header says i32",
+        "Alloc_zero is 2, header says GMS_ALLOC_ZERO = 1",
     ],
     "nim": [
         "gms_alloc: parameter 2 (size) is u32, header says size_t",
