@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 30
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps test test-release test-python test-rust test-nim test-asan test-tsan test-fuzz demo bench clean install
+.PHONY: all build deps test test-release test-python test-rust test-nim test-zig test-asan test-tsan test-fuzz demo bench clean install
 
 all: build
 
@@ -15,9 +15,9 @@ build: deps
 	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
 	@cmake --build build -j $(JOBS)
 
-# Every test: the normal build, ASan+UBSan, TSan on the threaded tests, and a
-# short fixed-time libFuzzer run.
-test: test-release test-python test-rust test-nim test-asan test-tsan test-fuzz
+# Every test: the normal build, the language bindings, ASan+UBSan, TSan on
+# the threaded tests, and a short fixed-time libFuzzer run.
+test: test-release test-python test-rust test-nim test-zig test-asan test-tsan test-fuzz
 	@echo "make test: all suites passed"
 
 test-release: build
@@ -39,6 +39,12 @@ test-rust: build
 # Python package sharing buffers in one process, and an offline install.
 test-nim: build
 	@JOBS=$(JOBS) bindings/nim/test.sh
+
+# The Zig binding (bindings/zig): lint, its tests against build/libgms.so, a
+# Zig/Python test in one process and an install test; the compiler comes
+# from the ziglang package (pip, into build/zigenv).
+test-zig: build
+	@JOBS=$(JOBS) bindings/zig/test.sh
 
 test-asan: deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \

@@ -257,10 +257,18 @@ struct gms_pending {
 };
 
 /* A pending batch is launched once it moves this many bytes (or holds
- * GMS_SCRUB_ASYNC_MAX items, or at the collector's tick): large enough that
- * the launch's fixed cost on the device (about 5 us on an H200, the time
- * to move 20 MB) stays small, small enough to bound what waits unchecked. */
-#define GMS_PENDING_BYTES (64ull << 20)
+ * GMS_SCRUB_ASYNC_MAX items, or at the collector's tick): eight times the
+ * quarantine's byte limit (by default a thirty-second of what the pool has
+ * live), at most 64 MiB. Enough that a launch's fixed cost (about 4 us of
+ * the host's time on an H200, as long as the device takes to move 15 MB)
+ * stays small on a pool whose frees are large; little enough that what
+ * waits in quarantine for the launch stays small beside what the pool
+ * holds. */
+static uint64_t pending_bytes_max(const gms_pool *p)
+{
+    uint64_t q = quarantine_limit(p);
+    return q < (8ull << 20) ? 8 * q : (64ull << 20);
+}
 
 static void pending_flush(gms_pool *p);
 static void exits_done(gms_pool *p, gms_block **taken, uint32_t first, uint32_t n, bool ok,
@@ -474,7 +482,7 @@ static void quarantine_evict(gms_pool *p, uint64_t max_bytes, uint64_t max_block
  * costs the device about as much as moving 20 MB, so one per free of a
  * large block would cost a training step hundreds of them. The quarantine
  * then exceeds its limits by at most the pending batch, which is launched
- * by GMS_PENDING_BYTES. */
+ * by pending_bytes_max. */
 static void quarantine_evict_after_pending(gms_pool *p)
 {
     const gms_pending *pd = p->pending;
@@ -513,7 +521,7 @@ static void retire_pending(gms_pool *p, gms_block *b, bool sync)
     pd->bytes += b->size + (queued - p->quarantine_bytes);
     /* The synchronous gms_free promises that a write after it is caught:
      * its scrub is queued before it returns. */
-    if (sync || bt->n + 2 > GMS_SCRUB_ASYNC_MAX || pd->bytes >= GMS_PENDING_BYTES)
+    if (sync || bt->n + 2 > GMS_SCRUB_ASYNC_MAX || pd->bytes >= pending_bytes_max(p))
         pending_flush(p);
 }
 

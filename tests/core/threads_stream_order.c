@@ -275,11 +275,13 @@ static void checkpoints_cover_gathered_frees(void)
 /* Frees of large blocks share launches: the blocks of the batch being
  * gathered wait in quarantine for its launch instead of launching it early
  * (then their exit checks apart), which cost a training step hundreds of
- * launches on a GPU. A batch is launched once it moves GMS_PENDING_BYTES. */
+ * launches on a GPU. A batch is launched once it moves eight times the
+ * quarantine's byte limit, at most 64 MiB. */
 static void large_frees_share_launches(void)
 {
     gms_runtime_options o = safety_opts();
-    gms_runtime *rt = safety_open(&o); /* the default quarantine limits */
+    o.quarantine_bytes = 8u << 20; /* a pool of about 2 GiB live, by default */
+    gms_runtime *rt = safety_open(&o);
     gms_context *c = ctx_of(rt, "t", "u", GMS_LEVEL_INTERNAL);
     rec_reset();
     enum { N = 96 };
