@@ -8,7 +8,7 @@ import re
 
 import model
 from check import Binding, Struct
-from textparse import eval_int, line_of, logical_lines, matching, split_top, strip_comments
+from textparse import eval_int, line_of, logical_lines, matching, read, split_top, strip_comments
 
 PRIMITIVES = {
     "int8": "i8", "uint8": "u8", "byte": "u8", "int16": "i16", "uint16": "u16",
@@ -150,8 +150,7 @@ def extract(root):
     b = Binding("nim")
     procs, objects, aliases, enums, consts = [], [], {}, {}, []
     for path in _files(root):
-        text = strip_comments(open(path, encoding="utf-8").read(), line="#",
-                              block=("#[", "]#"))
+        text = strip_comments(read(path), line="#", block=("#[", "]#"))
         rel = os.path.relpath(path)
         # procs; a {.push importc.} region makes every proc in it imported, and
         # so does a pragma of {.pragma: name, importc...} that names it

@@ -19,6 +19,7 @@ import sys
 
 import model
 from check import Binding, Struct
+from textparse import read
 
 _SIMPLE = {"b": "i8", "B": "u8", "h": "i16", "H": "u16", "i": "i32", "I": "u32",
            "q": "i64", "Q": "u64", "c": "char", "?": "bool", "f": "f32", "d": "f64"}
@@ -91,7 +92,7 @@ def extract(path):
     # A call such as lib.gms_x(...) with no prototype behind it: ctypes would
     # pass and return C ints (a size_t or a pointer cut to 32 bits).
     for m in modules:
-        text = open(m.__file__, encoding="utf-8").read()
+        text = read(m.__file__)
         for c in re.finditer(r"\.(gms_\w+)\s*\(", text):
             b.calls.setdefault(c.group(1), "%s:%d" % (os.path.relpath(m.__file__),
                                                       text.count("\n", 0, c.start()) + 1))

@@ -11,7 +11,7 @@ import re
 
 import model
 from check import Binding, Struct
-from textparse import eval_int, line_of, matching, split_top, strip_comments
+from textparse import eval_int, line_of, matching, read, split_top, strip_comments
 
 PRIMITIVES = {
     "u8": "u8", "i8": "i8", "u16": "u16", "i16": "i16", "u32": "u32", "i32": "i32",
@@ -99,11 +99,11 @@ def extract(root):
     fns, structs, aliases, enums, consts = [], [], {}, {}, []
     for path in _files(root):
         if os.path.basename(path) == "build.zig":
-            if "addTranslateC" in open(path, encoding="utf-8").read():
+            if "addTranslateC" in read(path):
                 b.notes.append("%s: the declarations come from the header through "
                                "b.addTranslateC" % os.path.relpath(path))
             continue
-        text = strip_comments(open(path, encoding="utf-8").read(), block=None)
+        text = strip_comments(read(path), block=None)
         rel = os.path.relpath(path)
 
         def where(pos):

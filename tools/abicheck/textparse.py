@@ -154,3 +154,8 @@ def logical_lines(text, continues=(",", "=")):
     if cur:
         out.append((start, " ".join(cur)))
     return out
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
