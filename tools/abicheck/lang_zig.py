@@ -79,18 +79,22 @@ def _value(expr, values):
     return eval_int(expr, values)
 
 
-def _flag_bits(name, body, where):
+def _flag_bits(b, name, body, where):
     """A packed struct of bools standing for C flags (`AllocFlags`, field
     `zero` at bit 0): the constant each field is (`Alloc_zero`, 1 << 0),
-    to be checked against the header's (GMS_ALLOC_ZERO)."""
+    to be checked against the header's (GMS_ALLOC_ZERO); and, for a
+    `...Flags`, its bits must be all of the header's GMS_ALLOC_*."""
     prefix, bit, out = re.sub(r"_?[Ff]lags$", "", name), 0, []
     for item in split_top(body):
         fm = re.match(r"^(\w+)\s*:\s*(bool|u(\d+))\b", item.strip())
         if not fm:
-            break  # a field of another type: the bits after it are not known
+            return out  # a field of another type: the bits after it are not known
         if fm.group(2) == "bool" and not fm.group(1).startswith("_"):
             out.append(("%s_%s" % (prefix, fm.group(1)), str(1 << bit), where))
         bit += 1 if fm.group(2) == "bool" else int(fm.group(3))
+    if out and prefix != name:
+        family = "GMS_%s_" % re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", prefix).upper()
+        b.value_sets.append(("%s (bits)" % name, family, {int(v) for _, v, _ in out}, where))
     return out
 
 
@@ -129,7 +133,7 @@ def extract(root):
                 elif sm.group(1) == "extern" and "struct" in sm.group(0):
                     structs.append((name, body, where(m.start(1))))
                 elif sm.group(1) == "packed" and "struct" in sm.group(0):
-                    consts += _flag_bits(name, body, where(m.start(1)))
+                    consts += _flag_bits(b, name, body, where(m.start(1)))
                 continue
             rhs = rest[:rest.index(";")] if ";" in rest else rest
             if m.group(2) is None and not re.match(r"^\s*[-(\d@~]|^\s*std\.math", rhs) \

@@ -54,6 +54,7 @@ EXPECTED = {
         "alloc_zero is GMS_ALLOC_PAGES, header says GMS_ALLOC_ZERO",
         "struct Pressure (gms_pressure): field 3 (reason) is u64, header says i32",
         "Alloc_zero is 2, header says GMS_ALLOC_ZERO = 1",
+        "AllocFlags (bits): 4 is not a GMS_ALLOC_* value of the header",
     ],
     "nim": [
         "gms_alloc: parameter 2 (size) is u32, header says size_t",
