@@ -1,7 +1,9 @@
 """Nim: procs with an importc pragma (or inside a {.push importc.} block),
 objects with an importc, bycopy or incompleteStruct pragma, enums, type
 aliases and distinct types, and consts, in the package's .nim files, read
-as text. Nim compares names style-insensitively, and so does this."""
+as text (tests/ and nimcache/ left out). A declaration may run over
+several lines; `importc: "gms_x"` gives a type's or an enum's C name. Nim
+compares names style-insensitively, and so does this."""
 
 import os
 import re
