@@ -26,10 +26,15 @@ class Binding:
         self.lang = lang
         self.functions = {}   # C name -> (ret, [(param name, type)], where)
         self.structs = {}     # binding name -> Struct
+        # A value is an int, or the name of the header's constant the binding
+        # takes it from (Zig's `c.GMS_LEVEL_SECRET`).
         self.enums = {}       # binding name -> ([(member, value)], where)
+        self.enum_c_names = {}  # binding name -> the C name, where the binding says it
         self.constants = []   # [(binding name, value, where)]
+        self.matched_constants = 0  # how many constants meet the header's (set by check)
         self.value_sets = []  # [(what, C name prefix, {values}, where)]: must equal the header's
         self.aliases = set()  # {(header int kind, binding int kind)} the language cannot tell apart
+        self.calls = {}       # C name -> where: functions the binding calls (Python)
         self.notes = []
 
 
@@ -75,8 +80,8 @@ class Checker:
     def header_struct(self, b, name):
         """The header's name for a struct the binding names."""
         s = b.structs.get(name)
-        if s is not None and s.c_name and (s.c_name in self.h.structs or s.c_name in self.h.opaque):
-            return s.c_name
+        if s is not None and s.c_name:  # the binding says which; no guessing
+            return s.c_name if s.c_name in self.h.structs or s.c_name in self.h.opaque else None
         return name if name in self.h.structs or name in self.h.opaque else \
             self.h.struct_by_key(model.struct_key(name))
 
@@ -109,6 +114,10 @@ class Checker:
     def functions(self, b):
         for name, (ret, params, where) in sorted(b.functions.items()):
             decl = self.h.functions.get(name)
+            if decl is None and not name.startswith("gms_"):
+                # another library's (libc, a test's helper): not gms's to check
+                b.notes.append("%s: not a gms function (not checked)  [%s]" % (name, where))
+                continue
             if decl is None:
                 self.problem(b, where, "%s: not in the header" % name)
                 continue
@@ -125,6 +134,9 @@ class Checker:
                 if not self.same(b, ht, t):
                     self.problem(b, where, "%s: parameter %d (%s) is %s, header says %s"
                                  % (name, i, hname, model.render(t), model.render(ht)))
+        for name, where in sorted(b.calls.items()):
+            if name in self.h.functions and name not in b.functions:
+                self.problem(b, where, "%s: called without a declaration of its types" % name)
         unbound = sorted(set(self.h.functions) - set(b.functions))
         if unbound:
             b.notes.append("%d header functions not declared: %s"
@@ -158,8 +170,8 @@ class Checker:
         for bname, s in sorted(b.structs.items()):
             hname = self.header_struct(b, bname)
             if hname is None:
-                b.notes.append("struct %s: no struct of the header matches its name (not checked)"
-                               % bname)
+                self.problem(b, s.where, "struct %s: the header has no struct %s" % (
+                    bname, s.c_name or "of that name"))
                 continue
             label = "struct %s" % bname + ("" if bname == hname else " (%s)" % hname)
             if hname in self.h.opaque or s.opaque:
@@ -205,13 +217,18 @@ class Checker:
 
     # ---- enums and constants ---------------------------------------------------
 
-    def header_enum(self, bname, members):
+    def header_enum(self, b, bname, members):
+        c_name = b.enum_c_names.get(bname)
+        if c_name:  # the binding says which; no guessing
+            return c_name if c_name in self.h.enums else None
         for hname in self.h.enums:
             if not hname.startswith("(") and model.struct_key(hname) == model.struct_key(bname):
                 return hname
         best, count = [], 0
+        prefix = _common_prefix([_words(m) for m, _ in members])
         for hname, hmembers in self.h.enums.items():
-            n = sum(1 for m, _ in members if resolve_member(m, hmembers))
+            n = sum(1 for m, _ in members if resolve_member(m, hmembers) or
+                    resolve_member("_".join(_words(m)[prefix:]), hmembers))
             if n > count:
                 best, count = [hname], n
             elif n == count and n:
@@ -220,8 +237,12 @@ class Checker:
 
     def constants(self, b):
         for bname, (members, where) in sorted(b.enums.items()):
-            hname = self.header_enum(bname, members)
-            if hname is None:
+            hname = self.header_enum(b, bname, members)
+            if hname is None and bname in b.enum_c_names:
+                self.problem(b, where, "enum %s: the header has no enum %s"
+                             % (bname, b.enum_c_names[bname]))
+                continue
+            if hname is None:  # may be the binding's own, not the header's
                 b.notes.append("enum %s: no enum of the header matches it (not checked)" % bname)
                 continue
             prefix = _common_prefix([_words(m) for m, _ in members])
@@ -231,13 +252,24 @@ class Checker:
                 if c is None:
                     self.problem(b, where, "enum %s: %s is not a member of the header's %s"
                                  % (bname, m, hname))
-                elif (value - self.h.constants[c]) % 2**64:
+                elif isinstance(value, str) and value != c:
+                    self.problem(b, where, "enum %s: %s is %s, header says %s"
+                                 % (bname, m, value, c))
+                elif isinstance(value, int) and (value - self.h.constants[c]) % 2**64:
                     self.problem(b, where, "enum %s: %s is %d, header says %s = %d"
                                  % (bname, m, value, c, self.h.constants[c]))
         by_norm = {model.norm(c): c for c in self.h.constants}
         for bname, value, where in b.constants:
             n = model.norm(bname)
             c = by_norm.get(n) or by_norm.get("gms" + n)
+            b.matched_constants += c is not None or isinstance(value, str)
+            if isinstance(value, str):  # the header's constant, by name
+                if value not in self.h.constants:
+                    self.problem(b, where, "%s is %s, which the header does not define"
+                                 % (bname, value))
+                elif c is not None and value != c:
+                    self.problem(b, where, "%s is %s, header says %s" % (bname, value, c))
+                continue
             if c is not None and (value - self.h.constants[c]) % 2**64:  # !0 is UINT64_MAX
                 self.problem(b, where, "%s is %d, header says %s = %d"
                              % (bname, value, c, self.h.constants[c]))

@@ -14,10 +14,12 @@ import inspect
 import importlib.util
 import os
 import pkgutil
+import re
 import sys
 
 import model
 from check import Binding, Struct
+from textparse import read
 
 _SIMPLE = {"b": "i8", "B": "u8", "h": "i16", "H": "u16", "i": "i32", "I": "u32",
            "q": "i64", "Q": "u64", "c": "char", "?": "bool", "f": "f32", "d": "f64"}
@@ -87,6 +89,13 @@ def extract(path):
                 modules.append(importlib.import_module(package + "." + info.name))
             except Exception as e:  # an optional framework's module
                 b.notes.append("module %s not imported (%s)" % (info.name, e))
+    # A call such as lib.gms_x(...) with no prototype behind it: ctypes would
+    # pass and return C ints (a size_t or a pointer cut to 32 bits).
+    for m in modules:
+        text = read(m.__file__)
+        for c in re.finditer(r"\.(gms_\w+)\s*\(", text):
+            b.calls.setdefault(c.group(1), "%s:%d" % (os.path.relpath(m.__file__),
+                                                      text.count("\n", 0, c.start()) + 1))
     for m in modules:
         mwhere = os.path.relpath(m.__file__)
         for name, value in vars(m).items():

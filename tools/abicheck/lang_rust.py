@@ -7,7 +7,7 @@ import re
 
 import model
 from check import Binding, Struct
-from textparse import eval_int, line_of, matching, split_top, strip_comments
+from textparse import eval_int, line_of, matching, read, split_top, strip_comments
 
 PRIMITIVES = {
     "u8": "u8", "i8": "i8", "u16": "u16", "i16": "i16", "u32": "u32", "i32": "i32",
@@ -81,7 +81,7 @@ def extract(root):
     b = Binding("rust")
     raw_fns, raw_structs, aliases, enums, consts = [], [], {}, {}, []
     for path in _files(root):
-        text = strip_comments(open(path, encoding="utf-8").read())
+        text = strip_comments(read(path))
         rel = os.path.relpath(path)
         for m in re.finditer(r"(?:unsafe\s+)?extern\s+\"C\"\s*\{", text):
             end = matching(text, m.end() - 1)

@@ -1,15 +1,17 @@
-"""Zig: `extern fn` declarations, `extern struct`s, `opaque {}`s, `enum(c_int)`s
-and `const`s (aliases and integer values) in the package's .zig files
-(.zig-cache and zig-out left out), read as text. A binding that takes its
-declarations from the header through translate-c has nothing here to check,
-which is also fine."""
+"""Zig: `extern fn` declarations, `extern struct`s, `opaque {}`s, enums with
+an integer tag (`enum(c_int)`) and `const`s (aliases and integer values) in
+the package's .zig files (.zig-cache and zig-out left out), read as text.
+What a binding takes from the header through translate-c (`b.addTranslateC`
+in build.zig, then `c.gms_alloc`) is right by construction; a value written
+as the header's constant (`secret = c.GMS_LEVEL_SECRET`) is checked by that
+name. A binding with nothing hand-written has nothing here to check."""
 
 import os
 import re
 
 import model
 from check import Binding, Struct
-from textparse import eval_int, line_of, matching, split_top, strip_comments
+from textparse import eval_int, line_of, matching, read, split_top, strip_comments
 
 PRIMITIVES = {
     "u8": "u8", "i8": "i8", "u16": "u16", "i16": "i16", "u32": "u32", "i32": "i32",
@@ -65,13 +67,47 @@ def _files(root):
     return sorted(out)
 
 
+# `c.GMS_LEVEL_SECRET`: the header's constant, by name (a translate-c module)
+HEADER_NAME = re.compile(r"^\s*\w+\.(GMS_[A-Z0-9_]*)\s*$")
+
+
+def _value(expr, values):
+    """An integer, the name of the header's constant it is, or None."""
+    m = HEADER_NAME.match(expr or "")
+    if m and m.group(1) not in values:
+        return m.group(1)
+    return eval_int(expr, values)
+
+
+def _flag_bits(b, name, body, where):
+    """A packed struct of bools standing for C flags (`AllocFlags`, field
+    `zero` at bit 0): the constant each field is (`Alloc_zero`, 1 << 0),
+    to be checked against the header's (GMS_ALLOC_ZERO); and, for a
+    `...Flags`, its bits must be all of the header's GMS_ALLOC_*."""
+    prefix, bit, out = re.sub(r"_?[Ff]lags$", "", name), 0, []
+    for item in split_top(body):
+        fm = re.match(r"^(\w+)\s*:\s*(bool|u(\d+))\b", item.strip())
+        if not fm:
+            return out  # a field of another type: the bits after it are not known
+        if fm.group(2) == "bool" and not fm.group(1).startswith("_"):
+            out.append(("%s_%s" % (prefix, fm.group(1)), str(1 << bit), where))
+        bit += 1 if fm.group(2) == "bool" else int(fm.group(3))
+    if out and prefix != name:
+        family = "GMS_%s_" % re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", prefix).upper()
+        b.value_sets.append(("%s (bits)" % name, family, {int(v) for _, v, _ in out}, where))
+    return out
+
+
 def extract(root):
     b = Binding("zig")
     fns, structs, aliases, enums, consts = [], [], {}, {}, []
     for path in _files(root):
-        if os.path.basename(path) in ("build.zig",):
+        if os.path.basename(path) == "build.zig":
+            if "addTranslateC" in read(path):
+                b.notes.append("%s: the declarations come from the header through "
+                               "b.addTranslateC" % os.path.relpath(path))
             continue
-        text = strip_comments(open(path, encoding="utf-8").read(), block=None)
+        text = strip_comments(read(path), block=None)
         rel = os.path.relpath(path)
 
         def where(pos):
@@ -85,39 +121,48 @@ def extract(root):
         for m in re.finditer(r"\bconst\s+(\w+)\s*(?::\s*([^=]+?))?\s*=\s*", text):
             name, rhs_at = m.group(1), m.end()
             rest = text[rhs_at:]
-            sm = re.match(r"(extern|packed)?\s*struct\s*\{|opaque\s*\{|enum\s*(\([^)]*\))?\s*\{", rest)
+            sm = re.match(r"(extern|packed)?\s*(?:struct|union)\s*(?:\([^)]*\))?\s*\{|opaque\s*\{|"
+                          r"enum\s*(\([^)]*\))?\s*\{", rest)
             if sm:
                 end = matching(text, rhs_at + sm.end() - 1)
                 body = text[rhs_at + sm.end():end]
                 if rest.startswith("opaque"):
                     structs.append((name, None, where(m.start(1))))
-                elif rest.startswith("enum"):
+                elif rest.startswith("enum") and sm.group(2):  # enum(c_int): a C enum
                     enums[name] = (body, where(m.start(1)))
-                elif sm.group(1) == "extern":
+                elif sm.group(1) == "extern" and "struct" in sm.group(0):
                     structs.append((name, body, where(m.start(1))))
+                elif sm.group(1) == "packed" and "struct" in sm.group(0):
+                    consts += _flag_bits(b, name, body, where(m.start(1)))
                 continue
             rhs = rest[:rest.index(";")] if ";" in rest else rest
             if m.group(2) is None and not re.match(r"^\s*[-(\d@~]|^\s*std\.math", rhs) \
-                    and not rhs.strip().startswith(("@import", "@cImport")):
+                    and not rhs.strip().startswith(("@import", "@cImport")) \
+                    and not HEADER_NAME.match(rhs):
                 aliases[name] = rhs.strip()  # a type: `const gms_buf = u64;`
             else:
                 consts.append((name, rhs, where(m.start(1))))
 
     values = {}
     for name, expr, at in consts:
-        v = eval_int(expr, values)
-        if v is not None:
+        v = _value(expr, values)
+        if isinstance(v, int):
             values[name] = v
+        if v is not None:
             b.constants.append((name, v, at))
     types = ZigTypes(aliases, enums, values)
     for name, (body, at) in enums.items():
         members, nxt = [], 0
         for item in split_top(body):
-            vm = re.match(r"^@?\"?(\w+)\"?\s*(?:=\s*(.+))?$", item.strip())
+            vm = re.match(r"^@?\"?(\w+)\"?\s*(?:=\s*(.+))?$", item.strip(), re.S)
             if vm and vm.group(1) not in ("pub", "fn", "const", "_"):
-                nxt = eval_int(vm.group(2), values) if vm.group(2) else nxt
+                nxt = _value(vm.group(2), values) if vm.group(2) else nxt
+                if nxt is None:
+                    b.notes.append("enum %s: cannot read the value of %s" % (name, vm.group(1)))
+                    break
                 members.append((vm.group(1), nxt))
-                nxt += 1
+                # after `x = c.GMS_X` an unnumbered member is X + 1: not known here
+                nxt = nxt + 1 if isinstance(nxt, int) else None
         b.enums[name] = (members, at)
     for name, params, ret, at in fns:
         ps = []

@@ -8,6 +8,8 @@ A type is a tuple:
   ("struct", name)    a record, by its C name (or the binding's name for it)
   ("enum", name)      an enum type; passed as a C int
   ("fn", R, (P, ...)) a function pointer's target
+  ("closure", F)      a Nim proc type without a C calling convention: a
+                      function and its environment, two pointers
 Types are for LP64 (Linux x86-64 and arm64), where gms runs.
 """
 
@@ -50,6 +52,8 @@ def render(t):
         return "%s %s" % (kind, t[1])
     if kind == "fn":
         return "fn(%s) -> %s" % (", ".join(render(p) for p in t[2]), render(t[1]))
+    if kind == "closure":
+        return "closure " + render(t[1])
     return repr(t)
 
 
@@ -64,6 +68,8 @@ def layout_of(t, structs):
         return 8, 8
     if kind == "enum":
         return 4, 4
+    if kind == "closure":
+        return 16, 8
     if kind == "array":
         inner = layout_of(t[1], structs)
         return None if inner is None else (inner[0] * t[2], inner[1])

@@ -31,6 +31,7 @@ EXPECTED = {
         "enum Level: SECRET is 4, header says GMS_LEVEL_SECRET = 3",
         "ALLOC_ZERO is 2, header says GMS_ALLOC_ZERO = 1",
         "BY_CODE (error classes): no entry for GMS_E_BUSY (-11)",
+        "gms_free: called without a declaration of its types",
     ],
     "rust": [
         "gms_alloc: parameter 2 (size) is u32, header says size_t",
@@ -48,6 +49,12 @@ EXPECTED = {
         "struct gms_pressure: field 3 (reason) at offset 12, header says 16",
         "enum gms_level: GMS_LEVEL_SECRET is 4, header says GMS_LEVEL_SECRET = 3",
         "GMS_ALLOC_ZERO is 2, header says GMS_ALLOC_ZERO = 1",
+        # wrapper types over a translate-c module (wrap.zig)
+        "enum Level: secret is GMS_LEVEL_CONFIDENTIAL, header says GMS_LEVEL_SECRET",
+        "alloc_zero is GMS_ALLOC_PAGES, header says GMS_ALLOC_ZERO",
+        "struct Pressure (gms_pressure): field 3 (reason) is u64, header says i32",
+        "Alloc_zero is 2, header says GMS_ALLOC_ZERO = 1",
+        "AllocFlags (bits): 4 is not a GMS_ALLOC_* value of the header",
     ],
     "nim": [
         "gms_alloc: parameter 2 (size) is u32, header says size_t",
@@ -55,6 +62,15 @@ EXPECTED = {
         "struct GmsContextDesc (gms_context_desc): field 5 (language) at offset 32, header says 28",
         "enum GmsLevel: lvlSecret is 4, header says GMS_LEVEL_SECRET = 3",
         "gmsEQuota is -4, header says GMS_E_QUOTA = -5",
+        # the shapes of the real binding (callbacks.nim)
+        "gms_on_violation: parameter 2 (fn) is fn(void*, struct GmsPressure*) -> void, "
+        "header says fn(void*, struct gms_violation*) -> void",
+        "gms_on_pressure: parameter 2 (fn) is closure fn(void*, struct GmsPressure*) -> void",
+        "struct GmsPressure: the header has no struct gms_pressur",
+        "struct GmsTestingOptions (gms_testing_options): field 1 (fail_nth_call) is u32, "
+        "header says u64",
+        "struct GmsViolation (gms_violation): field 1 (kind) is u8, "
+        "header says enum gms_violation_kind",
     ],
 }
 
@@ -87,6 +103,15 @@ class Fixtures(unittest.TestCase):
                 self.assertEqual(code, 1, out)
                 for line in wanted:
                     self.assertIn("%s: %s" % (lang, line), out)
+
+    def test_translate_c_binding_has_nothing_to_check(self):
+        # Zig's declarations from b.addTranslateC; its own enum, a libc
+        # function and brackets in strings are no concern of abicheck.
+        code, out = run("--zig", fixture("zig", "translatec"))
+        self.assertEqual(code, 0, out)
+        self.assertIn("zig (%s): nothing hand-written to check"
+                      % os.path.relpath(fixture("zig", "translatec")), out)
+        self.assertIn("through b.addTranslateC", out)
 
     def test_missing_binding_is_skipped(self):
         code, out = run("--rust", os.path.join(FIX, "no-such-crate"))

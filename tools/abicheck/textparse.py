@@ -37,17 +37,26 @@ def line_of(text, pos):
     return text.count("\n", 0, pos) + 1
 
 
+_LITERAL = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])\'|\\\\[^\n]*')
+
+
 def matching(text, start, pairs="(){}[]"):
-    """The index of the bracket closing the one at text[start]."""
+    """The index of the bracket closing the one at text[start]; brackets in
+    string and character literals (Zig's \\ lines too) are not counted."""
     opens, closes = pairs[0::2], pairs[1::2]
-    depth = 0
-    for i in range(start, len(text)):
+    depth, i = 0, start
+    while i < len(text):
+        lit = _LITERAL.match(text, i) if text[i] in "\"'\\" else None
+        if lit:
+            i = lit.end()
+            continue
         if text[i] in opens:
             depth += 1
         elif text[i] in closes:
             depth -= 1
             if depth == 0:
                 return i
+        i += 1
     raise ValueError("unbalanced bracket at offset %d" % start)
 
 
@@ -124,3 +133,29 @@ def eval_int(expr, names=None):
         return None
 
     return ev(tree)
+
+
+def logical_lines(text, continues=(",", "=")):
+    """[(line number, line)] of text with each line that leaves a bracket
+    open, or ends in one of `continues`, joined with the lines after it
+    (Nim's multi-line pragmas and proc types). A joined line keeps the
+    first line's number and indentation; brackets in string and character
+    literals are not counted."""
+    out, cur, start, depth = [], [], 0, 0
+    for no, line in enumerate(text.split("\n"), 1):
+        if not cur:
+            start = no
+        cur.append(line if not cur else line.strip())
+        depth += sum(1 if c in "([{" else -1 if c in ")]}" else 0
+                     for c in re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])\'', '""', line))
+        if depth <= 0 and not line.rstrip().endswith(continues):
+            out.append((start, " ".join(cur)))
+            cur, depth = [], 0
+    if cur:
+        out.append((start, " ".join(cur)))
+    return out
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
