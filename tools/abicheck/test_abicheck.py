@@ -9,6 +9,7 @@ import io
 import os
 import shutil
 import sys
+import tempfile
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -56,6 +57,19 @@ EXPECTED = {
         "enum GmsLevel: lvlSecret is 4, header says GMS_LEVEL_SECRET = 3",
         "gmsEQuota is -4, header says GMS_E_QUOTA = -5",
     ],
+    "julia": [
+        "gms_alloc: parameter 2 (size) is u32, header says size_t",
+        "gms_buf_size: not in the header",
+        "gms_free: takes 1 parameters, header says 2",
+        "gms_on_pressure: parameter 2 (fn) is fn(void*, struct gms_violation*) -> void, "
+        "header says fn(void*, struct gms_pressure*) -> void",
+        "gms_on_violation: parameter 2 (fn) is void*, header says fn(void*, struct gms_violation*)",
+        "struct gms_pressure: field 3 (reason) at offset 12, header says 16",
+        "struct gms_share_grant: field 4 (mode) has size 1, header says 4",
+        "enum Level: LEVEL_SECRET is 4, header says GMS_LEVEL_SECRET = 3",
+        "GMS_ALLOC_ZERO is 2, header says GMS_ALLOC_ZERO = 1",
+        "ERROR_NAMES (error classes): no entry for GMS_E_BUSY (-11)",
+    ],
 }
 
 
@@ -87,6 +101,15 @@ class Fixtures(unittest.TestCase):
                 self.assertEqual(code, 1, out)
                 for line in wanted:
                     self.assertIn("%s: %s" % (lang, line), out)
+
+    def test_julia_call_with_two_signatures_is_refused(self):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "two.jl"), "w") as f:
+                f.write("a(c, b) = @ccall libgms().gms_free(c::Ptr{Cvoid}, b::UInt64)::Cint\n"
+                        "b(c, b) = @ccall libgms().gms_free(c::Ptr{Cvoid}, b::UInt32)::Cint\n")
+            code, out = run("--julia", d)
+        self.assertEqual(code, 1, out)
+        self.assertIn("gms_free is called with two signatures", out)
 
     def test_missing_binding_is_skipped(self):
         code, out = run("--rust", os.path.join(FIX, "no-such-crate"))
