@@ -29,7 +29,7 @@ module Gms
 using Libdl
 
 export GmsError, Runtime, Context, Buffer, Grant, ShareId,
-    alloc, unsafe_free!, share, acquire, revoke, transfer, info
+    alloc, unsafe_free!, write!, share, acquire, revoke, transfer, info
 
 # ---- finding libgms -------------------------------------------------------------
 
@@ -189,6 +189,16 @@ function drain()
     end
 end
 
+"""    pending_releases() -> Int: how many releases are queued now (for tests)."""
+function pending_releases()
+    n, node = 0, @atomic PENDING.head
+    while node !== nothing
+        n += 1
+        node = node.next
+    end
+    n
+end
+
 """
     drop_error_hook[]
 
@@ -225,7 +235,6 @@ mutable struct Runtime
     @atomic ptr::Ptr{gms_runtime}
     refs::Threads.Atomic{Int}      # this object (until closed or collected) + its Contexts
     @atomic own_ref::Bool          # this object's reference not yet dropped
-    handlers::Vector{Any}          # rooted while libgms may call them (as long as the runtime)
 end
 
 """
@@ -285,7 +294,7 @@ function Runtime(; gc_on_pressure::Bool = true)
     drain()
     out = Ref{Ptr{gms_runtime}}(C_NULL)
     check(gms_runtime_open(out, Ptr{gms_runtime_options}(C_NULL)))
-    wrap_runtime(out[], Any[], gc_on_pressure)
+    wrap_runtime(out[], gc_on_pressure)
 end
 
 function Runtime(options::RuntimeOptions; gc_on_pressure::Bool = true)
@@ -296,25 +305,19 @@ end
 
 function open_with(opener, options::RuntimeOptions, gc_on_pressure::Bool)
     drain()
-    handlers = Any[]
-    log_user = C_NULL
-    if options.log !== nothing
-        box = EventHandler(options.log)
-        push!(handlers, box)
-        log_user = pointer_from_objref(box)
-    end
+    log_user = options.log === nothing ? C_NULL : rooted_handler(options.log)
     out = Ref{Ptr{gms_runtime}}(C_NULL)
     with_c_options(options, log_user) do opts
         check(opener(out, opts))
     end
-    wrap_runtime(out[], handlers, gc_on_pressure)
+    wrap_runtime(out[], gc_on_pressure)
 end
 
 const GC_RUNTIMES = Dict{Ptr{gms_runtime},Int}()   # C runtime => Runtimes with the GC callback
-const GC_RUNTIMES_LOCK = ReentrantLock()            # never taken by a finalizer or a callback
+const GC_RUNTIMES_LOCK = ReentrantLock()            # never taken by a finalizer
 
-function wrap_runtime(p::Ptr{gms_runtime}, handlers, gc_on_pressure::Bool)
-    rt = Runtime(p, Threads.Atomic{Int}(1), true, handlers)
+function wrap_runtime(p::Ptr{gms_runtime}, gc_on_pressure::Bool)
+    rt = Runtime(p, Threads.Atomic{Int}(1), true)
     if gc_on_pressure
         lock(GC_RUNTIMES_LOCK) do
             n = get(GC_RUNTIMES, p, 0)
@@ -464,8 +467,19 @@ mutable struct EventList
 end
 const EVENTS = EventList(nothing)
 
-struct EventHandler
-    f::Function
+mutable struct EventHandler   # mutable: libgms holds a pointer to it
+    const f::Function
+end
+
+# libgms cannot unregister a callback, and the shared runtime outlives any
+# one Runtime object: a handler it may call stays rooted for the process.
+const ROOTED = EventHandler[]
+const ROOTED_LOCK = ReentrantLock()
+
+function rooted_handler(f::Function)
+    box = EventHandler(f)
+    lock(() -> push!(ROOTED, box), ROOTED_LOCK)
+    pointer_from_objref(box)
 end
 
 function post_event(user::Ptr{Cvoid}, payload)
@@ -539,9 +553,7 @@ runtime's life). `Gms.deliver_events()` delivers what is queued now.
 """
 function on_violation(handler::Function, rt::Runtime)
     drain()
-    box = EventHandler(handler)
-    push!(rt.handlers, box)   # rooted: libgms keeps the pointer
-    check(gms_on_violation(live(rt), violation_callback(), pointer_from_objref(box)))
+    check(gms_on_violation(live(rt), violation_callback(), rooted_handler(handler)))
 end
 
 # ---- Context ------------------------------------------------------------------------
@@ -559,6 +571,9 @@ mutable struct Context
     refs::Threads.Atomic{Int}   # this object + its live Buffers
     @atomic own_ref::Bool
     const runtime::Runtime
+    # Held by the frees drain() makes and by close: drain may run on
+    # another thread (the reaper, a pressure callback) than a close.
+    const closing::Threads.SpinLock
 end
 
 function Context(rt::Runtime, tenant::AbstractString; user::AbstractString = tenant,
@@ -573,7 +588,7 @@ function Context(rt::Runtime, tenant::AbstractString; user::AbstractString = ten
         check(gms_context_open(out, live(rt), desc))
     end
     Threads.atomic_add!(rt.refs, 1)
-    ctx = Context(out[], Threads.Atomic{Int}(1), true, rt)
+    ctx = Context(out[], Threads.Atomic{Int}(1), true, rt, Threads.SpinLock())
     finalizer(c -> (@atomicswap c.own_ref = false) && defer(c, GMS_BUF_NULL), ctx)
 end
 
@@ -598,8 +613,10 @@ them (log and stats) and reclaims them, and they go dead.
 """
 function Base.close(ctx::Context)
     drain()
-    p = @atomicswap ctx.ptr = Ptr{gms_context}(C_NULL)
-    p == C_NULL || gms_context_close(p)
+    lock(ctx.closing) do
+        p = @atomicswap ctx.ptr = Ptr{gms_context}(C_NULL)
+        p == C_NULL || gms_context_close(p)
+    end
     (@atomicswap ctx.own_ref = false) && unref(ctx)
     return nothing
 end
@@ -611,8 +628,10 @@ raw(ctx::Context) = live(ctx)
 
 function release_pending(target::Context, handle::UInt64)
     if handle != GMS_BUF_NULL
-        p = @atomic target.ptr
-        rc = p == C_NULL ? GMS_OK : gms_free(p, handle)   # a closed context reclaimed it
+        rc = lock(target.closing) do
+            p = @atomic target.ptr
+            p == C_NULL ? GMS_OK : gms_free(p, handle)   # a closed context reclaimed it
+        end
         unref(target)
         # CORRUPTION: the free found a redzone overwritten; freed all the same
         rc == GMS_OK || throw_code(rc)
