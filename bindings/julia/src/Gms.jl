@@ -140,8 +140,8 @@ version() = Int(gms_version())
 # the package makes first, and by the reaper.
 
 mutable struct Pending
-    const target::Any        # a Context (handle != 0: free it; 0: drop a reference) or a Runtime
-    const handle::UInt64
+    target::Any        # a Context (handle != 0: free it; 0: drop a reference) or a Runtime
+    handle::UInt64
     next::Union{Pending,Nothing}
 end
 
@@ -458,8 +458,8 @@ pressure_callback()::gms_pressure_fn =
 
 """One event for a handler: a `Violation`, or a log line (level, message)."""
 mutable struct Event
-    const handler::Any
-    const payload::Any
+    handler::Any
+    payload::Any
     next::Union{Event,Nothing}
 end
 mutable struct EventList
@@ -468,7 +468,7 @@ end
 const EVENTS = EventList(nothing)
 
 mutable struct EventHandler   # mutable: libgms holds a pointer to it
-    const f::Function
+    f::Function
 end
 
 # libgms cannot unregister a callback, and the shared runtime outlives any
@@ -570,10 +570,10 @@ mutable struct Context
     @atomic ptr::Ptr{gms_context}
     refs::Threads.Atomic{Int}   # this object + its live Buffers
     @atomic own_ref::Bool
-    const runtime::Runtime
+    runtime::Runtime
     # Held by the frees drain() makes and by close: drain may run on
     # another thread (the reaper, a pressure callback) than a close.
-    const closing::Threads.SpinLock
+    closing::Threads.SpinLock
 end
 
 function Context(rt::Runtime, tenant::AbstractString; user::AbstractString = tenant,
@@ -651,10 +651,10 @@ A handle of a context on a gms buffer: from `alloc`, `acquire` or
 when the GC collects it. Offsets are 0-based byte offsets, as in C.
 """
 mutable struct Buffer
-    const ctx::Context
+    ctx::Context
     @atomic handle::UInt64
-    const size::Int
-    const writable::Bool     # false for a read acquire
+    size::Int
+    writable::Bool     # false for a read acquire
 end
 
 function make_buffer(ctx::Context, h::UInt64, size::Integer, writable::Bool)

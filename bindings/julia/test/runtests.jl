@@ -168,7 +168,7 @@ end
     Gms.deliver_events()
     @test any(entry -> occursin("leak", entry[2]), LOGS)
     empty!(LOGS)
-    expect_code(() -> Gms.read(b, 1), Gms.InvalidHandleError, Gms.GMS_E_INVALID_HANDLE)
+    expect_code(() -> read(b, 1), Gms.InvalidHandleError, Gms.GMS_E_INVALID_HANDLE)
     expect_code(() -> Gms.alloc(ctx, 1), Gms.InvalidHandleError, Gms.GMS_E_INVALID_HANDLE)
     Gms.unsafe_free!(b)   # quietly: the close reclaimed it
     @test Gms.isfreed(b)
@@ -180,24 +180,24 @@ end
     ctx = Gms.Context(rt, "acme")
     b = Gms.alloc(ctx, 4096; zero = true)
     @test length(b) == 4096
-    @test all(iszero, Gms.read(b, 4096))
+    @test all(iszero, read(b, 4096))
     Gms.write!(b, "hello"; offset = 10)
-    @test String(Gms.read(b, 5; offset = 10)) == "hello"
+    @test String(read(b, 5; offset = 10)) == "hello"
     dst = zeros(UInt8, 3)
     read!(b, dst; offset = 11)
     @test dst == b"ell"
     fill!(b, 0x7f; offset = 100, len = 10)
-    @test Gms.read(b, 12; offset = 99) == [0x00; fill(0x7f, 10); 0x00]
+    @test read(b, 12; offset = 99) == [0x00; fill(0x7f, 10); 0x00]
     c = Gms.alloc(ctx, 64)
     Gms.copybytes!(c, b; src_offset = 10, len = 5)
-    @test String(Gms.read(c, 5)) == "hello"
-    @test Gms.read(b, 0; offset = 4096) == UInt8[]   # a length of 0 at the end is valid
-    expect_code(() -> Gms.read(b, 10; offset = 4090), Gms.OutOfBoundsError, Gms.GMS_E_OUT_OF_BOUNDS)
+    @test String(read(c, 5)) == "hello"
+    @test read(b, 0; offset = 4096) == UInt8[]   # a length of 0 at the end is valid
+    expect_code(() -> read(b, 10; offset = 4090), Gms.OutOfBoundsError, Gms.GMS_E_OUT_OF_BOUNDS)
     expect_code(() -> Gms.write!(b, zeros(UInt8, 2); offset = 4095), Gms.OutOfBoundsError,
                 Gms.GMS_E_OUT_OF_BOUNDS)
-    expect_code(() -> Gms.read(b, 1; offset = typemax(Int)), Gms.OutOfBoundsError,
+    expect_code(() -> read(b, 1; offset = typemax(Int)), Gms.OutOfBoundsError,
                 Gms.GMS_E_OUT_OF_BOUNDS)
-    expect_code(() -> Gms.read(b, 1; offset = -1), Gms.InvalidArgError, Gms.GMS_E_INVALID_ARG)
+    expect_code(() -> read(b, 1; offset = -1), Gms.InvalidArgError, Gms.GMS_E_INVALID_ARG)
     expect_code(() -> Gms.alloc(ctx, -1), Gms.InvalidArgError, Gms.GMS_E_INVALID_ARG)
     expect_code(() -> fill!(b, 256), Gms.InvalidArgError, Gms.GMS_E_INVALID_ARG)
     other = Gms.Context(rt, "acme")
@@ -210,7 +210,7 @@ end
         Gms.unsafe_free!(x)
     end
     Gms.unsafe_free!(b)   # twice is nothing
-    expect_code(() -> Gms.read(b, 1), Gms.InvalidHandleError, Gms.GMS_E_INVALID_HANDLE)
+    expect_code(() -> read(b, 1), Gms.InvalidHandleError, Gms.GMS_E_INVALID_HANDLE)
     leak_check(rt)
 end
 
@@ -292,7 +292,7 @@ end
     id = Gms.share(b, [Gms.Grant(language = Gms.LANG_PYTHON)]; immutable = true)
     expect_code(() -> Gms.share(b, Gms.Grant()), Gms.BusyError, Gms.GMS_E_BUSY)
     v = Gms.acquire(reader, id)
-    @test String(Gms.read(v, 7)) == "weights"
+    @test String(read(v, 7)) == "weights"
     @test !Gms.iswritable(v) && Gms.info(v).holders == 2 && Gms.info(v).immutable
     @test Gms.info(v).share_id == id.id
     expect_code(() -> Gms.write!(v, "x"), Gms.ReadOnlyError, Gms.GMS_E_READ_ONLY)
@@ -304,7 +304,7 @@ end
     Gms.revoke(owner, id)
     expect_code(() -> Gms.acquire(reader, id), Gms.AccessDeniedError, Gms.GMS_E_ACCESS_DENIED)
     Gms.unsafe_free!(b)   # the owner goes; the reader's handle keeps the buffer
-    @test String(Gms.read(v, 7)) == "weights"
+    @test String(read(v, 7)) == "weights"
     Gms.unsafe_free!(v)
     expect_code(() -> Gms.share(Gms.alloc(owner, 8), Gms.Grant[]), Gms.InvalidArgError,
                 Gms.GMS_E_INVALID_ARG)
@@ -339,9 +339,9 @@ end
     m = Gms.transfer(b, same)
     @test Gms.isfreed(b)
     @test Gms.info(m).device_ptr == addr   # same tenant: no copy
-    expect_code(() -> Gms.read(b, 1), Gms.InvalidHandleError, Gms.GMS_E_INVALID_HANDLE)
+    expect_code(() -> read(b, 1), Gms.InvalidHandleError, Gms.GMS_E_INVALID_HANDLE)
     f = Gms.transfer(m, far)
-    @test String(Gms.read(f, 4)) == "xfer" && Gms.info(f).tenant == "globex"
+    @test String(read(f, 4)) == "xfer" && Gms.info(f).tenant == "globex"
     s = Gms.alloc(a, 8)
     Gms.share(s, Gms.Grant())
     expect_code(() -> Gms.transfer(s, far), Gms.BusyError, Gms.GMS_E_BUSY)
@@ -408,7 +408,7 @@ end
             b = Gms.alloc(a, 3 << 20; zero = true)
             Gms.write!(b, "data")
             v = Gms.acquire(Gms.Context(rt, "globex"), Gms.share(b, Gms.Grant(tenant = "globex")))
-            @test String(Gms.read(v, 4)) == "data"
+            @test String(read(v, 4)) == "data"
             Gms.trim!(rt)
             true
         catch e
