@@ -235,6 +235,7 @@ mutable struct Runtime
     @atomic ptr::Ptr{gms_runtime}
     refs::Threads.Atomic{Int}      # this object (until closed or collected) + its Contexts
     @atomic own_ref::Bool          # this object's reference not yet dropped
+    gc_callback::Bool              # counted in GC_RUNTIMES
 end
 
 """
@@ -317,14 +318,16 @@ const GC_RUNTIMES = Dict{Ptr{gms_runtime},Int}()   # C runtime => Runtimes with 
 const GC_RUNTIMES_LOCK = ReentrantLock()            # never taken by a finalizer
 
 function wrap_runtime(p::Ptr{gms_runtime}, gc_on_pressure::Bool)
-    rt = Runtime(p, Threads.Atomic{Int}(1), true)
+    rt = Runtime(p, Threads.Atomic{Int}(1), true, false)
     if gc_on_pressure
         lock(GC_RUNTIMES_LOCK) do
             n = get(GC_RUNTIMES, p, 0)
             # Once per C runtime: the shared one is the same pointer for
-            # every Runtime(); libgms cannot unregister a callback.
+            # every Runtime(); libgms cannot unregister a callback. With 16
+            # callbacks there already, the runtime works without this one.
             if n > 0 || gms_on_pressure(p, pressure_callback(), C_NULL) == GMS_OK
                 GC_RUNTIMES[p] = n + 1
+                rt.gc_callback = true
             end
         end
     end
@@ -335,9 +338,11 @@ function unref(rt::Runtime)
     Threads.atomic_sub!(rt.refs, 1) == 1 || return nothing
     p = @atomicswap rt.ptr = Ptr{gms_runtime}(C_NULL)
     p == C_NULL && return nothing
-    lock(GC_RUNTIMES_LOCK) do
-        n = get(GC_RUNTIMES, p, 0)
-        n > 1 ? (GC_RUNTIMES[p] = n - 1) : delete!(GC_RUNTIMES, p)
+    if rt.gc_callback
+        lock(GC_RUNTIMES_LOCK) do
+            n = get(GC_RUNTIMES, p, 0)
+            n > 1 ? (GC_RUNTIMES[p] = n - 1) : delete!(GC_RUNTIMES, p)
+        end
     end
     gms_runtime_close(p)
     return nothing
