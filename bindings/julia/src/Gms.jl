@@ -29,7 +29,7 @@ module Gms
 using Libdl
 
 export GmsError, Runtime, Context, Buffer, Grant, ShareId,
-    alloc, unsafe_free!, write!, share, acquire, revoke, transfer, info
+    alloc, unsafe_free!, write!, share, acquire, revoke, transfer, info, adopt
 
 # ---- finding libgms -------------------------------------------------------------
 
@@ -939,6 +939,137 @@ function transfer(b::Buffer, to::Context)
     # libgms killed b's handle: drop it without a free
     (@atomicswap b.handle = GMS_BUF_NULL) == GMS_BUF_NULL || unref(b.ctx)
     make_buffer(to, out[], b.size, true)
+end
+
+# ---- DLPack (gms/dlpack.h): Julia Arrays over gms buffers, and back ----------------
+
+const DL_TYPE_CODES = Dict{DataType,DLDataTypeCode}(
+    Int8 => kDLInt, Int16 => kDLInt, Int32 => kDLInt, Int64 => kDLInt,
+    UInt8 => kDLUInt, UInt16 => kDLUInt, UInt32 => kDLUInt, UInt64 => kDLUInt,
+    Float16 => kDLFloat, Float32 => kDLFloat, Float64 => kDLFloat,
+    ComplexF32 => kDLComplex, ComplexF64 => kDLComplex, Bool => kDLBool,
+)
+
+function dl_dtype(T::Type)
+    code = get(DL_TYPE_CODES, T, nothing)
+    code === nothing && invalid_arg("no DLPack type for $T")
+    DLDataType(UInt8(Integer(code)), UInt8(8 * sizeof(T)), UInt16(1))
+end
+
+# A tensor gms exported for a Julia Array: its deleter gives the tensor's
+# handle back, from the release list once the Array is collected.
+mutable struct Exported
+    tensor::Ptr{DLManagedTensorVersioned}
+end
+
+call_deleter(t::Ptr{DLManagedTensorVersioned}) =
+    ccall(unsafe_load(t).deleter, Cvoid, (Ptr{DLManagedTensorVersioned},), t)
+release_pending(e::Exported, ::UInt64) = call_deleter(e.tensor)
+
+"""
+    array(b::Buffer, T, dims; offset = 0) -> Array{T}
+
+The buffer's bytes from `offset` as a Julia `Array{T}` of size `dims`,
+without a copy, through a DLPack tensor of gms (gms_dlpack_export; shape
+reversed, as Julia is column-major). The tensor holds a handle of its own:
+the Array stays valid after `unsafe_free!(b)` until the GC collects it.
+Host memory only (`UnsupportedError` on a GPU); `ReadOnlyError` for a
+read-only handle or an immutable share, as a Julia Array is writable;
+`OutOfBoundsError` when the elements do not lie inside the buffer.
+"""
+function array(b::Buffer, ::Type{T}, dims::Dims{N}; offset::Integer = 0) where {T,N}
+    drain()
+    N <= GMS_DLPACK_MAX_DIMS || invalid_arg("more than $GMS_DLPACK_MAX_DIMS dimensions")
+    shape = Int64[reverse(dims)...]
+    out = Ref{Ptr{DLManagedTensorVersioned}}(C_NULL)
+    GC.@preserve shape begin
+        desc = gms_dlpack_desc(GMS_DLPACK_DESC_VERSION, dl_dtype(T), Int32(N), pointer(shape),
+            Ptr{Int64}(C_NULL), checked_offset(offset))
+        check(gms_dlpack_export(live(b.ctx), handle_of(b), desc, out))
+    end
+    t = out[]
+    m = unsafe_load(t)
+    if m.flags & DLPACK_FLAG_BITMASK_READ_ONLY != 0 || m.dl_tensor.device.device_type != kDLCPU
+        call_deleter(t)
+        m.dl_tensor.device.device_type != kDLCPU &&
+            throw(UnsupportedError("Gms: only host memory can be a Julia Array"))
+        throw(ReadOnlyError("Gms: a read-only buffer cannot be a (writable) Julia Array"))
+    end
+    a = unsafe_wrap(Array, Ptr{T}(m.dl_tensor.data + m.dl_tensor.byte_offset), dims; own = false)
+    exported = Exported(t)
+    finalizer(_ -> defer(exported, GMS_BUF_NULL), a)
+end
+array(b::Buffer, ::Type{T}, dims::Integer...; offset::Integer = 0) where {T} =
+    array(b, T, map(Int, dims); offset)
+
+# A Julia Array lent to gms (adopt): rooted until gms calls the deleter.
+mutable struct Adopted
+    array::Array
+    tensor::Ptr{DLManagedTensorVersioned}
+    shape::Ptr{Int64}
+end
+
+const ADOPTED = Set{Adopted}()
+const ADOPTED_LOCK = ReentrantLock()
+
+# libgms calls the deleter when the buffer's last handle goes, from
+# whatever thread frees it: queue the unrooting, as a finalizer does.
+function release_adopted(t::Ptr{DLManagedTensorVersioned})
+    try
+        defer(unsafe_pointer_to_objref(unsafe_load(t).manager_ctx)::Adopted, GMS_BUF_NULL)
+    catch
+    end
+    return nothing
+end
+
+dlpack_deleter()::DLManagedTensorVersionedDeleter =
+    @cfunction(release_adopted, Cvoid, (Ptr{DLManagedTensorVersioned},))
+
+function release_pending(box::Adopted, ::UInt64)
+    lock(() -> delete!(ADOPTED, box), ADOPTED_LOCK)
+    Libc.free(box.shape)
+    Libc.free(box.tensor)
+end
+
+"""    adopted_count() -> Int: Arrays lent to gms by `adopt` and not yet given back."""
+adopted_count() = lock(() -> length(ADOPTED), ADOPTED_LOCK)
+
+"""
+    adopt(ctx, a::Array) -> Buffer
+
+Lends the memory of `a` to gms as a buffer of `ctx` (gms_dlpack_import),
+for other languages to use through gms's handles and shares, bounds-checked
+like any buffer. `a` is kept alive until the buffer's last handle is freed;
+do not resize it meanwhile. Host backend only (`UnsupportedError` otherwise).
+"""
+function adopt(ctx::Context, a::Array{T}) where {T}
+    drain()
+    dtype = dl_dtype(T)
+    p = live(ctx)
+    dims = reverse(size(a))
+    shape = Ptr{Int64}(Libc.malloc(sizeof(Int64) * max(length(dims), 1)))
+    tensor = Ptr{DLManagedTensorVersioned}(Libc.malloc(sizeof(DLManagedTensorVersioned)))
+    (shape == C_NULL || tensor == C_NULL) && (Libc.free(shape); Libc.free(tensor); throw(OutOfMemoryError()))
+    for (i, d) in enumerate(dims)
+        unsafe_store!(shape, d, i)
+    end
+    box = Adopted(a, tensor, shape)
+    lock(() -> push!(ADOPTED, box), ADOPTED_LOCK)
+    unsafe_store!(tensor, DLManagedTensorVersioned(DLPackVersion(1, 1), pointer_from_objref(box),
+        dlpack_deleter(), 0, DLTensor(pointer(a), DLDevice(kDLCPU, 0), Int32(ndims(a)), dtype,
+        shape, Ptr{Int64}(C_NULL), 0)))
+    out = Ref{UInt64}(GMS_BUF_NULL)
+    rc = gms_dlpack_import(p, tensor, out)
+    if rc != GMS_OK
+        err = try
+            throw_code(rc)
+        catch e
+            e
+        end
+        release_pending(box, GMS_BUF_NULL)   # refused: the tensor is still ours
+        throw(err)
+    end
+    make_buffer(ctx, out[], sizeof(a), true)
 end
 
 # ---- testing (gms/testing.h: not a stable API) ------------------------------------

@@ -211,6 +211,85 @@ struct gms_violation
     message::Cstring
 end
 
+# ---- DLPack (gms/dlpack.h) --------------------------------------------------------
+
+const GMS_DLPACK_DESC_VERSION = UInt32(1)
+const GMS_DLPACK_MAX_DIMS = 16
+const DLPACK_FLAG_BITMASK_READ_ONLY = UInt64(1) << 0
+
+@enum DLDeviceType::Cint begin
+    kDLCPU = 1
+    kDLCUDA = 2
+    kDLCUDAHost = 3
+    kDLOpenCL = 4
+    kDLVulkan = 7
+    kDLMetal = 8
+    kDLVPI = 9
+    kDLROCM = 10
+    kDLROCMHost = 11
+    kDLExtDev = 12
+    kDLCUDAManaged = 13
+    kDLOneAPI = 14
+    kDLWebGPU = 15
+    kDLHexagon = 16
+end
+@enum DLDataTypeCode::Cint begin
+    kDLInt = 0
+    kDLUInt = 1
+    kDLFloat = 2
+    kDLOpaqueHandle = 3
+    kDLBfloat = 4
+    kDLComplex = 5
+    kDLBool = 6
+end
+
+const DLManagedTensorVersionedDeleter = Ptr{Cvoid}
+
+struct DLPackVersion
+    major::UInt32
+    minor::UInt32
+end
+
+struct DLDevice
+    device_type::DLDeviceType
+    device_id::Int32
+end
+
+struct DLDataType
+    code::UInt8
+    bits::UInt8
+    lanes::UInt16
+end
+
+struct DLTensor
+    data::Ptr{Cvoid}
+    device::DLDevice
+    ndim::Int32
+    dtype::DLDataType
+    shape::Ptr{Int64}
+    strides::Ptr{Int64}
+    byte_offset::UInt64
+end
+
+struct DLManagedTensorVersioned
+    version::DLPackVersion
+    manager_ctx::Ptr{Cvoid}
+    deleter::DLManagedTensorVersionedDeleter
+    flags::UInt64
+    dl_tensor::DLTensor
+end
+
+struct gms_dlpack_desc
+    version::UInt32
+    dtype::DLDataType
+    ndim::Int32
+    shape::Ptr{Int64}
+    strides::Ptr{Int64}
+    byte_offset::UInt64
+end
+
+# ---- testing (gms/testing.h) -----------------------------------------------------
+
 struct gms_testing_options
     fail_nth_call::UInt64
 end
@@ -294,4 +373,10 @@ gms_tenant_stats_get(rt, index, out) =
         out::Ref{gms_tenant_stats})::Cint
 gms_trim(rt) = @ccall libgms().gms_trim(rt::Ptr{gms_runtime})::Cint
 gms_sync(rt) = @ccall libgms().gms_sync(rt::Ptr{gms_runtime})::Cint
+gms_dlpack_export(ctx, buf, desc, out) =
+    @ccall libgms().gms_dlpack_export(ctx::Ptr{gms_context}, buf::UInt64,
+        desc::Ref{gms_dlpack_desc}, out::Ref{Ptr{DLManagedTensorVersioned}})::Cint
+gms_dlpack_import(ctx, tensor, out) =
+    @ccall libgms().gms_dlpack_import(ctx::Ptr{gms_context}, tensor::Ptr{DLManagedTensorVersioned},
+        out::Ref{UInt64})::Cint
 gms_verify(rt, out) = @ccall libgms().gms_verify(rt::Ptr{gms_runtime}, out::Ref{gms_report})::Cint

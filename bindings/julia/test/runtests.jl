@@ -389,6 +389,61 @@ end
     leak_check(rt)
 end
 
+@noinline function wrap_and_drop(ctx)
+    b = Gms.alloc(ctx, 8)
+    @test Gms.array(b, Float32, 2) isa Vector{Float32}   # dims as integers too
+    return nothing
+end
+
+@testset "DLPack: a buffer as a Julia Array, without a copy" begin
+    rt = Gms.Runtime(host_options())
+    ctx = Gms.Context(rt, "acme")
+    b = Gms.alloc(ctx, 64; zero = true)
+    Gms.write!(b, reinterpret(UInt8, UInt32[1, 2, 3, 4]))
+    a = Gms.array(b, UInt32, (2, 2))
+    @test a == UInt32[1 3; 2 4]   # column-major over the same bytes
+    a[2, 2] = 40
+    @test reinterpret(UInt32, read(b, 4; offset = 12)) == UInt32[40]
+    @test Gms.info(b).holders == 2   # the tensor's own handle
+    Gms.unsafe_free!(b)
+    @test a[1, 1] == 1               # still valid: the tensor keeps the buffer
+    c = Gms.alloc(ctx, 16)
+    expect_code(() -> Gms.array(c, UInt64, (3,)), Gms.OutOfBoundsError, Gms.GMS_E_OUT_OF_BOUNDS)
+    expect_code(() -> Gms.array(c, UInt8, (8,); offset = 12), Gms.OutOfBoundsError,
+                Gms.GMS_E_OUT_OF_BOUNDS)
+    expect_code(() -> Gms.array(c, String, (1,)), Gms.InvalidArgError, Gms.GMS_E_INVALID_ARG)
+    Gms.share(c, Gms.Grant(); immutable = true)
+    expect_code(() -> Gms.array(c, UInt8, (16,)), Gms.ReadOnlyError, Gms.GMS_E_READ_ONLY)
+    Gms.unsafe_free!(c)
+    wrap_and_drop(ctx)
+    a = nothing
+    leak_check(rt)   # the Arrays' finalizers queued their tensors' release
+end
+
+@testset "DLPack: a Julia Array lent to gms" begin
+    rt = Gms.Runtime(host_options())
+    ctx = Gms.Context(rt, "acme")
+    v = collect(UInt8, 1:16)
+    before = Gms.adopted_count()
+    b = Gms.adopt(ctx, v)
+    @test length(b) == 16 && Gms.adopted_count() == before + 1
+    @test read(b, 4) == UInt8[1, 2, 3, 4]
+    Gms.write!(b, UInt8[99])
+    @test v[1] == 99                 # the same memory
+    expect_code(() -> read(b, 1; offset = 16), Gms.OutOfBoundsError, Gms.GMS_E_OUT_OF_BOUNDS)
+    Gms.unsafe_free!(b)                       # the last handle: gms calls the deleter...
+    Gms.drain()                               # ...which queued the unrooting
+    @test Gms.adopted_count() == before
+    m = Gms.adopt(ctx, Float64[1.5 2.5; 3.5 4.5])
+    @test reinterpret(Float64, read(m, 16)) == [1.5, 3.5]   # column-major
+    Gms.unsafe_free!(m)
+    Gms.drain()
+    @test Gms.adopted_count() == before
+    expect_code(() -> Gms.adopt(ctx, ["x"]), Gms.InvalidArgError, Gms.GMS_E_INVALID_ARG)
+    @test Gms.adopted_count() == before       # a refusal keeps nothing
+    leak_check(rt)
+end
+
 @testset "disown! hands a handle to another binding" begin
     rt = Gms.Runtime(host_options())
     ctx = Gms.Context(rt, "acme")
