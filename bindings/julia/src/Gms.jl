@@ -10,7 +10,7 @@ rt = Gms.Runtime()                          # the process-wide runtime
 ctx = Gms.Context(rt, "acme"; user = "alice")
 buf = Gms.alloc(ctx, 4096; zero = true)
 Gms.write!(buf, b"hello")
-String(Gms.read(buf, 5))                    # "hello"
+String(read(buf, 5))                        # "hello"
 Gms.unsafe_free!(buf)                       # now; or leave it to the GC
 ```
 
