@@ -577,8 +577,9 @@ mutable struct Context
     @atomic own_ref::Bool
     runtime::Runtime
     # Held by the frees drain() makes and by close: drain may run on
-    # another thread (the reaper, a pressure callback) than a close.
-    closing::Threads.SpinLock
+    # another thread (the reaper, a pressure callback) than a close. Not a
+    # SpinLock: a close may call back into Julia (the log), which allocates.
+    closing::ReentrantLock
 end
 
 function Context(rt::Runtime, tenant::AbstractString; user::AbstractString = tenant,
@@ -593,7 +594,7 @@ function Context(rt::Runtime, tenant::AbstractString; user::AbstractString = ten
         check(gms_context_open(out, live(rt), desc))
     end
     Threads.atomic_add!(rt.refs, 1)
-    ctx = Context(out[], Threads.Atomic{Int}(1), true, rt, Threads.SpinLock())
+    ctx = Context(out[], Threads.Atomic{Int}(1), true, rt, ReentrantLock())
     finalizer(c -> (@atomicswap c.own_ref = false) && defer(c, GMS_BUF_NULL), ctx)
 end
 
