@@ -73,11 +73,13 @@ check lint "${FATOU[@]}" lint $JL_FILES
 # shellcheck disable=SC2086
 check parse "$VENV/bin/python" "$PKG/test/parse_check.py" $JL_FILES "${READMES[@]}"
 check names "$PY" "$PKG/test/check_names.py" "$PKG" "$PKG/test/runtests.jl" "$WORK"/*.jl
-check sanity sh -c '
-  ! "$1" --no-config --color never lint "$4/broken/broken.jl" &&
-  ! "$2" "$3/test/parse_check.py" "$4/broken/broken.jl" &&
-  ! python3 "$3/test/check_names.py" "$3" "$4/broken/broken.jl"' \
-  sanity "$VENV/bin/fatou" "$VENV/bin/python" "$PKG" "$WORK"
+# Each of the three must refuse the broken file.
+sanity() {
+  ! "${FATOU[@]}" lint "$WORK/broken/broken.jl" &&
+    ! "$VENV/bin/python" "$PKG/test/parse_check.py" "$WORK/broken/broken.jl" &&
+    ! "$PY" "$PKG/test/check_names.py" "$PKG" "$WORK/broken/broken.jl"
+}
+check sanity sanity
 
 echo "Julia itself did not run: julia --project=bindings/julia -e 'using Pkg; Pkg.test()' runs the tests"
 echo "$passed passed, $failed failed"
