@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 30
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps test test-release test-python test-rust test-nim test-zig test-asan test-tsan test-fuzz demo bench clean install
+.PHONY: all build deps test test-release test-python test-rust test-nim test-zig test-julia test-asan test-tsan test-fuzz demo bench clean install
 
 all: build
 
@@ -17,7 +17,7 @@ build: deps
 
 # Every test: the normal build, the language bindings, ASan+UBSan, TSan on
 # the threaded tests, and a short fixed-time libFuzzer run.
-test: test-release test-python test-rust test-nim test-zig test-asan test-tsan test-fuzz
+test: test-release test-python test-rust test-nim test-zig test-julia test-asan test-tsan test-fuzz
 	@echo "make test: all suites passed"
 
 test-release: build
@@ -45,6 +45,12 @@ test-nim: build
 # from the ziglang package (pip, into build/zigenv).
 test-zig: build
 	@JOBS=$(JOBS) bindings/zig/test.sh
+
+# The Julia binding (bindings/julia), checked without Julia (none can be
+# installed here): abicheck against the header, the fatou linter and a
+# second parser clean, the names the tests use defined. Takes seconds.
+test-julia: deps
+	@bindings/julia/test.sh
 
 test-asan: deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \

@@ -2,7 +2,7 @@
 """abicheck: checks each language binding's declarations against the public
 headers of gms (include/gms.h, include/gms/*.h). See README.md.
 
-  abicheck.py [--python [MODULE]] [--rust DIR] [--zig DIR] [--nim DIR]
+  abicheck.py [--python [MODULE]] [--rust DIR] [--zig DIR] [--nim DIR] [--julia DIR]
               [--include DIR] [--dump FILE] [--verbose]
 
 With no language named, every binding of the repository is checked and one
@@ -28,6 +28,7 @@ LANGS = {  # language -> (extractor module, the repository's binding)
     "rust": ("lang_rust", "bindings/rust"),
     "zig": ("lang_zig", "bindings/zig"),
     "nim": ("lang_nim", "bindings/nim"),
+    "julia": ("lang_julia", "bindings/julia"),
 }
 
 

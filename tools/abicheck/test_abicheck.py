@@ -9,6 +9,7 @@ import io
 import os
 import shutil
 import sys
+import tempfile
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -72,6 +73,19 @@ EXPECTED = {
         "struct GmsViolation (gms_violation): field 1 (kind) is u8, "
         "header says enum gms_violation_kind",
     ],
+    "julia": [
+        "gms_alloc: parameter 2 (size) is u32, header says size_t",
+        "gms_buf_size: not in the header",
+        "gms_free: takes 1 parameters, header says 2",
+        "gms_on_pressure: parameter 2 (fn) is fn(void*, struct gms_violation*) -> void, "
+        "header says fn(void*, struct gms_pressure*) -> void",
+        "gms_on_violation: parameter 2 (fn) is void*, header says fn(void*, struct gms_violation*)",
+        "struct gms_pressure: field 3 (reason) at offset 12, header says 16",
+        "struct gms_share_grant: field 4 (mode) has size 1, header says 4",
+        "enum Level: LEVEL_SECRET is 4, header says GMS_LEVEL_SECRET = 3",
+        "GMS_ALLOC_ZERO is 2, header says GMS_ALLOC_ZERO = 1",
+        "ERROR_NAMES (error classes): no entry for GMS_E_BUSY (-11)",
+    ],
 }
 
 
@@ -112,6 +126,15 @@ class Fixtures(unittest.TestCase):
         self.assertIn("zig (%s): nothing hand-written to check"
                       % os.path.relpath(fixture("zig", "translatec")), out)
         self.assertIn("through b.addTranslateC", out)
+
+    def test_julia_call_with_two_signatures_is_refused(self):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "two.jl"), "w") as f:
+                f.write("a(c, b) = @ccall libgms().gms_free(c::Ptr{Cvoid}, b::UInt64)::Cint\n"
+                        "b(c, b) = @ccall libgms().gms_free(c::Ptr{Cvoid}, b::UInt32)::Cint\n")
+            code, out = run("--julia", d)
+        self.assertEqual(code, 1, out)
+        self.assertIn("gms_free is called with two signatures", out)
 
     def test_missing_binding_is_skipped(self):
         code, out = run("--rust", os.path.join(FIX, "no-such-crate"))
