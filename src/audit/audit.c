@@ -10,7 +10,7 @@
  * waking the writer, and never holds anything the writer needs.
  */
 #include "audit/writer.h"
-#include "core/internal.h"
+#include "base/base.h"
 #include "gms/testing.h"
 
 #include <errno.h>

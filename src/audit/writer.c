@@ -19,7 +19,7 @@
  * verifier accepts exactly those torn bytes and no others.
  */
 #include "audit/writer.h"
-#include "core/internal.h"
+#include "base/base.h"
 
 #include <errno.h>
 #include <fcntl.h>

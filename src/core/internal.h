@@ -26,6 +26,7 @@
 #define GMS_CORE_INTERNAL_H
 
 #include "gms.h"
+#include "base/base.h"
 #include "backend/backend.h"
 #include "audit/audit.h"
 #include "gms/dlpack.h"
@@ -36,25 +37,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-/* ---- errors (error.c) ---- */
-
-/* Sets this thread's message and returns code. */
-int gms__fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Maps a backend errno value to a code and message naming the operation. */
-int gms__backend_fail(int err, const char *what, uint64_t bytes);
-/* This thread's message, kept across a call of user code (a callback's
- * own failed calls must not replace the message of the call it runs in). */
-#define GMS_ERROR_MAX 512
-void gms__error_save(char *buf);          /* buf: GMS_ERROR_MAX bytes */
-void gms__error_restore(const char *buf);
-
 /* Largest buffer (an allocation, an imported tensor): far above any
  * device, far below where sizes overflow. */
 #define GMS_MAX_ALLOC (1ull << 52)
-
-/* ---- secret and keyed check bits (secret.c) ---- */
-
-int gms__random_bytes(void *buf, size_t len);
 
 /* ---- handles (handle.c) ----
  * A handle is slot (24 bits) | generation (20 bits) | check (20 bits). The
@@ -554,8 +539,6 @@ void gms__block_mapped(const gms_pool *p, const gms_block *b, uint64_t lo[2], ui
 /* Unmaps a retired block's whole granules at once, which wipes them, when
  * the backend finds that cheaper than overwriting (pool->lock held). */
 void gms__pool_hollow(gms_pool *p, gms_block *b);
-/* The monotonic clock, coarse (a few ns to read). */
-uint64_t gms__now_ns(void);
 /* Decommits cached granules until at most keep bytes stay cached. */
 void gms__pool_trim(gms_pool *p, uint64_t keep);
 
@@ -652,8 +635,6 @@ int gms__alloc_under_pressure(gms_context *ctx, size_t size, uint64_t bsize, uin
 #define GMS_USER_ELSEWHERE UINT32_MAX
 /* The name of user index i of the pool (pool->lock held). */
 const char *gms__user_name(const gms_pool *p, uint32_t i);
-/* 0 if name is 1..GMS_NAME_MAX printable ASCII bytes, else an error. */
-int gms__name_check(const char *what, const char *name);
 /* Records an operation of ctx in the audit trail, if there is one; detail
  * NULL on success, the error message on failure. */
 void gms__audit_ctx_record(const gms_context *ctx, gms_audit_op op, uint64_t handle,
@@ -677,6 +658,5 @@ void gms__log_later(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
  * call the program's log function: the line waits in rt->mail. */
 void gms__log_mail(void *rt, gms_log_level level, const char *msg);
 gms_tenant *gms__tenant_find(gms_runtime *rt, const char *name); /* rt->lock */
-void gms__atomic_max(uint64_t _Atomic *v, uint64_t x);
 
 #endif

@@ -18,13 +18,6 @@
 static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
 static gms_runtime *shared_rt;
 
-void gms__atomic_max(uint64_t _Atomic *v, uint64_t x)
-{
-    uint64_t cur = atomic_load_explicit(v, memory_order_relaxed);
-    while (x > cur && !atomic_compare_exchange_weak(v, &cur, x)) {
-    }
-}
-
 void *gms__alloc_meta(gms_runtime *rt, size_t size)
 {
     if (gms_failpoint_hit(&rt->failpoint))
@@ -39,25 +32,7 @@ void gms__log(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (rt->log) {
-        char saved[GMS_ERROR_MAX];
-        gms__error_save(saved);
-        rt->log(rt->log_user, level, msg);
-        gms__error_restore(saved);
-    } else if (level <= GMS_LOG_WARN)
-        fprintf(stderr, "%s\n", msg);
-}
-
-const char *gms_level_name(gms_level level)
-{
-    static const char *names[] = {"public", "internal", "confidential", "secret"};
-    return (unsigned)level < 4 ? names[level] : "invalid";
-}
-
-const char *gms_language_name(gms_language language)
-{
-    static const char *names[] = {"c", "rust", "elixir", "julia", "zig", "nim", "python", "other"};
-    return (unsigned)language < 8 ? names[language] : "invalid";
+    gms__log_write(rt->log, rt->log_user, level, msg);
 }
 
 static const gms_backend_factory *factory_of(gms_backend_kind kind)
@@ -212,13 +187,6 @@ static void collect_tick(gms_runtime *rt)
         p = p->next;
         pthread_mutex_unlock(&rt->lock);
     }
-}
-
-uint64_t gms__now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
-    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
 int (*gms__backend_wrap)(gms_backend *inner, gms_backend **out);
@@ -521,24 +489,6 @@ const char *gms_runtime_backend_name(const gms_runtime *rt)
 }
 
 /* ---- tenants ---- */
-
-int gms__name_check(const char *what, const char *name)
-{
-    if (!name)
-        return gms__fail(GMS_E_INVALID_ARG, "%s is NULL", what);
-    size_t n = 0;
-    for (; name[n]; n++) {
-        if (n >= GMS_NAME_MAX)
-            return gms__fail(GMS_E_INVALID_ARG, "%s is longer than %d bytes", what, GMS_NAME_MAX);
-        if (name[n] < 0x20 || name[n] > 0x7e)
-            return gms__fail(GMS_E_INVALID_ARG,
-                             "%s has a byte 0x%02x at %zu: printable ASCII only", what,
-                             (unsigned char)name[n], n);
-    }
-    if (n == 0)
-        return gms__fail(GMS_E_INVALID_ARG, "%s is empty", what);
-    return GMS_OK;
-}
 
 gms_tenant *gms__tenant_find(gms_runtime *rt, const char *name)
 {
