@@ -630,11 +630,27 @@ void gms__dlpack_orphan_all(gms_runtime *rt);
 int gms__alloc_under_pressure(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flags,
                               void *stream, int rc, gms_buf *out);
 
-/* runtime.c */
+/* context.c */
 /* free_user of a block released by a holder in another pool. */
 #define GMS_USER_ELSEWHERE UINT32_MAX
 /* The name of user index i of the pool (pool->lock held). */
 const char *gms__user_name(const gms_pool *p, uint32_t i);
+/* Reclaims what the context holds and unlinks it (rt->lock held); leak
+ * gets the report to log once no lock is held, "" when nothing leaked. */
+void gms__context_close_locked(gms_context *ctx, char *leak, size_t leak_size);
+
+/* tenant.c (rt->lock held) */
+gms_tenant *gms__tenant_find(gms_runtime *rt, const char *name);
+/* Finds or creates a tenant. */
+int gms__tenant_get(gms_runtime *rt, const char *name, gms_tenant **out);
+
+/* background.c: starts the verifier (with verify_interval_ms) and the
+ * collector (with a stream-ordered backend); on failure neither runs.
+ * Stop joins them: no lock held. */
+int gms__background_start(gms_runtime *rt);
+void gms__background_stop(gms_runtime *rt);
+
+/* runtime.c */
 /* Records an operation of ctx in the audit trail, if there is one; detail
  * NULL on success, the error message on failure. */
 void gms__audit_ctx_record(const gms_context *ctx, gms_audit_op op, uint64_t handle,
@@ -657,6 +673,5 @@ void gms__log_later(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
 /* A gms_log_fn (user: the runtime) for gms's own threads that must not
  * call the program's log function: the line waits in rt->mail. */
 void gms__log_mail(void *rt, gms_log_level level, const char *msg);
-gms_tenant *gms__tenant_find(gms_runtime *rt, const char *name); /* rt->lock */
 
 #endif
