@@ -124,6 +124,20 @@ static inline void *gms__queue_stream(void *s)
     return s == GMS_STREAM_ANY || s == GMS_STREAM_MIXED ? NULL : s;
 }
 
+/* Adds device work (s, t) to a stream tag (*stream, *ticket): the work on
+ * some memory, the last of it t; GMS_STREAM_MIXED once it spans streams. */
+static inline void gms__tag_add(void **stream, uint64_t *ticket, void *s, uint64_t t)
+{
+    if (t == 0)
+        return;
+    if (*ticket == 0)
+        *stream = s;
+    else if (*stream != s)
+        *stream = GMS_STREAM_MIXED;
+    if (t > *ticket)
+        *ticket = t;
+}
+
 typedef struct gms_chunk gms_chunk;
 
 struct gms_block {
@@ -188,6 +202,17 @@ void gms_tlsf_remove(gms_tlsf *t, gms_block *b);
 gms_block *gms_tlsf_find(gms_tlsf *t, uint64_t size);
 /* The (fl, sl) list a free block of this size belongs in. */
 void gms_tlsf_mapping(uint64_t size, unsigned *fl, unsigned *sl);
+/* Splits the free block b (out of the lists) at addr: the part before,
+ * in node front, becomes a free block of its own, filed; returns the part
+ * from addr. */
+gms_block *gms__tlsf_split_front(gms_tlsf *t, gms_block *b, uint64_t addr, gms_block *front);
+/* Splits block b (out of the lists) after size bytes: the rest, in node
+ * rest, becomes a free block with b's stream tag, filed. */
+void gms__tlsf_split_back(gms_tlsf *t, gms_block *b, uint64_t size, gms_block *rest);
+/* Files b as free, merged with its free neighbours first; the nodes
+ * merged away are left in gone (NULL where none) for the caller to give
+ * back. Returns the merged block. */
+gms_block *gms__tlsf_file_free(gms_tlsf *t, gms_block *b, gms_block *gone[2]);
 
 /* ---- pools, chunks and granules (pool.c) ---- */
 

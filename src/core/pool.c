@@ -317,20 +317,6 @@ static int granules_decommit(gms_pool *p, gms_chunk *c, uint64_t first, uint64_t
     return 0;
 }
 
-/* Adds device work (s, t) to a stream tag (*stream, *ticket): the work on
- * some memory, the last of it t; GMS_STREAM_MIXED once it spans streams. */
-static void tag_add(void **stream, uint64_t *ticket, void *s, uint64_t t)
-{
-    if (t == 0)
-        return;
-    if (*ticket == 0)
-        *stream = s;
-    else if (*stream != s)
-        *stream = GMS_STREAM_MIXED;
-    if (t > *ticket)
-        *ticket = t;
-}
-
 /* Whether the device has run the work a stream tag names. On one stream,
  * its last ticket having run says so (stream order); across streams every
  * ticket up to it must have run. *done caches the backend's watermark (0:
@@ -505,9 +491,9 @@ static int granules_prepare(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
     if (ticket > b->ticket)
         b->ticket = ticket;
     if (b->prev_phys && b->prev_phys->state == GMS_BLOCK_FREE)
-        tag_add(&b->prev_phys->stream, &b->prev_phys->ticket, on, ticket);
+        gms__tag_add(&b->prev_phys->stream, &b->prev_phys->ticket, on, ticket);
     if (b->next_phys && b->next_phys->state == GMS_BLOCK_FREE)
-        tag_add(&b->next_phys->stream, &b->next_phys->ticket, on, ticket);
+        gms__tag_add(&b->next_phys->stream, &b->next_phys->ticket, on, ticket);
     return GMS_OK;
 }
 
@@ -671,7 +657,7 @@ static void granules_release(gms_pool *p, gms_block *b)
         last = gms__granule_of(p->rt, c, hi[r] - 1);
         for (uint64_t g = first; g <= last; g++) {
             gms_granule *gr = &c->granules[g];
-            tag_add(&gr->stream, &gr->ticket, b->stream, b->ticket);
+            gms__tag_add(&gr->stream, &gr->ticket, b->stream, b->ticket);
             if (--gr->live == 0)
                 lru_push(p, gr, now ? now : (now = gms__now_ns()));
         }
@@ -801,32 +787,15 @@ void gms__pool_reuse(gms_pool *p, gms_tenant *t, gms_level level, gms_language l
 
 /* ---- blocks ---- */
 
-/* Files a free block, merging it with free neighbours first. Returns the
- * merged block. */
+/* Files a free block, merging it with free neighbours first (the nodes
+ * merged away go back to the pool). Returns the merged block. */
 static gms_block *block_file_free(gms_pool *p, gms_block *b)
 {
-    b->state = GMS_BLOCK_FREE;
-    gms_block *prev = b->prev_phys, *next = b->next_phys;
-    if (next && next->state == GMS_BLOCK_FREE) {
-        gms_tlsf_remove(&p->tlsf, next);
-        tag_add(&b->stream, &b->ticket, next->stream, next->ticket);
-        b->size += next->size;
-        b->next_phys = next->next_phys;
-        if (b->next_phys)
-            b->next_phys->prev_phys = b;
-        node_put(p, next);
-    }
-    if (prev && prev->state == GMS_BLOCK_FREE) {
-        gms_tlsf_remove(&p->tlsf, prev);
-        tag_add(&prev->stream, &prev->ticket, b->stream, b->ticket);
-        prev->size += b->size;
-        prev->next_phys = b->next_phys;
-        if (prev->next_phys)
-            prev->next_phys->prev_phys = prev;
-        node_put(p, b);
-        b = prev;
-    }
-    gms_tlsf_insert(&p->tlsf, b);
+    gms_block *gone[2];
+    b = gms__tlsf_file_free(&p->tlsf, b, gone);
+    for (int i = 0; i < 2; i++)
+        if (gone[i])
+            node_put(p, gone[i]);
     return b;
 }
 
@@ -839,25 +808,6 @@ static bool range_mapped(const gms_pool *p, const gms_block *b, uint64_t size)
         if (!c->granules[g].committed)
             return false;
     return true;
-}
-
-/* Splits the free block b (out of the free lists) at addr: the part
- * before becomes a free block of its own; returns the part from addr. */
-static gms_block *split_front(gms_pool *p, gms_block *b, uint64_t addr, gms_block *front)
-{
-    *front = *b;
-    front->size = addr - b->addr;
-    front->next_phys = b;
-    if (front->prev_phys)
-        front->prev_phys->next_phys = front;
-    else
-        b->chunk->first = front;
-    b->prev_phys = front;
-    b->size -= front->size;
-    b->addr = addr;
-    front->state = GMS_BLOCK_FREE;
-    gms_tlsf_insert(&p->tlsf, front);
-    return b;
 }
 
 /* Whether a free block may serve an allocation on stream now: its last
@@ -942,26 +892,13 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
     }
     gms_tlsf_remove(&p->tlsf, b);
     if (front)
-        b = split_front(p, b, b->addr + pad, front);
+        b = gms__tlsf_split_front(&p->tlsf, b, b->addr + pad, front);
+    if (rest)
+        gms__tlsf_split_back(&p->tlsf, b, size, rest);
     /* From here b is the caller's, on its stream; ticket stays what its
      * memory waits for. */
     void *was = b->stream;
     b->stream = stream;
-    if (rest) {
-        rest->addr = b->addr + size;
-        rest->size = b->size - size;
-        rest->chunk = b->chunk;
-        rest->prev_phys = b;
-        rest->next_phys = b->next_phys;
-        if (rest->next_phys)
-            rest->next_phys->prev_phys = rest;
-        b->next_phys = rest;
-        b->size = size;
-        rest->state = GMS_BLOCK_FREE;
-        rest->stream = was;
-        rest->ticket = b->ticket;
-        gms_tlsf_insert(&p->tlsf, rest);
-    }
     b->req_size = req;
     int rc = granules_acquire(p, b);
     if (rc) {
