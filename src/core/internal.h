@@ -196,12 +196,12 @@ typedef struct gms_tlsf {
     gms_block *heads[GMS_TLSF_FL_COUNT][GMS_TLSF_SL_COUNT];
 } gms_tlsf;
 
-void gms_tlsf_insert(gms_tlsf *t, gms_block *b);
-void gms_tlsf_remove(gms_tlsf *t, gms_block *b);
+void gms__tlsf_insert(gms_tlsf *t, gms_block *b);
+void gms__tlsf_remove(gms_tlsf *t, gms_block *b);
 /* A free block of at least size bytes, still in its list; NULL if none. */
-gms_block *gms_tlsf_find(gms_tlsf *t, uint64_t size);
+gms_block *gms__tlsf_find(gms_tlsf *t, uint64_t size);
 /* The (fl, sl) list a free block of this size belongs in. */
-void gms_tlsf_mapping(uint64_t size, unsigned *fl, unsigned *sl);
+void gms__tlsf_mapping(uint64_t size, unsigned *fl, unsigned *sl);
 /* Splits the free block b (out of the lists) at addr: the part before,
  * in node front, becomes a free block of its own, filed; returns the part
  * from addr. */

@@ -705,7 +705,7 @@ static int chunk_add(gms_pool *p, uint64_t need, gms_block **out)
     b->chunk = c;
     b->state = GMS_BLOCK_FREE;
     c->first = b;
-    gms_tlsf_insert(&p->tlsf, b);
+    gms__tlsf_insert(&p->tlsf, b);
     c->next = p->chunks;
     p->chunks = c;
     p->reserved_bytes += size;
@@ -735,7 +735,7 @@ static bool chunk_release_free(gms_pool *p, gms_chunk *c)
             g = last;
         }
     }
-    gms_tlsf_remove(&p->tlsf, b);
+    gms__tlsf_remove(&p->tlsf, b);
     node_put(p, b);
     gms_chunk **pp = &p->chunks;
     while (*pp != c)
@@ -846,9 +846,9 @@ static __attribute__((noinline)) gms_block *other_fit(gms_pool *p, gms_block *b,
             break;
         if (usable && !unmapped)
             unmapped = b; /* the best fit, should no mapped one be near */
-        gms_tlsf_remove(&p->tlsf, b);
+        gms__tlsf_remove(&p->tlsf, b);
         skipped[nskipped++] = b;
-        b = gms_tlsf_find(&p->tlsf, want);
+        b = gms__tlsf_find(&p->tlsf, want);
     }
     if (b && !(usable_on(p, b, stream, &done) && range_mapped(p, b, want)))
         b = NULL; /* the scan ended on one it may not take as it is */
@@ -861,7 +861,7 @@ static __attribute__((noinline)) gms_block *other_fit(gms_pool *p, gms_block *b,
                                                     b->size > AT_BUDGET_FIT_MAX * want))))
         b = unmapped;
     while (nskipped)
-        gms_tlsf_insert(&p->tlsf, skipped[--nskipped]);
+        gms__tlsf_insert(&p->tlsf, skipped[--nskipped]);
     return b;
 }
 
@@ -871,7 +871,7 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
     /* An alignment past the blocks' own is found by asking for the worst
      * case of padding, then splitting the padding off the front. */
     uint64_t want = size + (align > GMS_ALIGNMENT ? align - GMS_ALIGNMENT : 0);
-    gms_block *b = gms_tlsf_find(&p->tlsf, want);
+    gms_block *b = gms__tlsf_find(&p->tlsf, want);
     uint64_t done = 0;
     if (b && !(usable_on(p, b, stream, &done) && range_mapped(p, b, want)))
         b = other_fit(p, b, want, stream);
@@ -890,7 +890,7 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
             node_put(p, front);
         return gms__fail(GMS_E_NO_MEMORY, "out of host memory for block metadata");
     }
-    gms_tlsf_remove(&p->tlsf, b);
+    gms__tlsf_remove(&p->tlsf, b);
     if (front)
         b = gms__tlsf_split_front(&p->tlsf, b, b->addr + pad, front);
     if (rest)

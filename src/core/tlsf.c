@@ -16,7 +16,7 @@ static inline unsigned fls64(uint64_t x)
     return 63u - (unsigned)__builtin_clzll(x);
 }
 
-void gms_tlsf_mapping(uint64_t size, unsigned *fl, unsigned *sl)
+void gms__tlsf_mapping(uint64_t size, unsigned *fl, unsigned *sl)
 {
     if (size < LINEAR_LIMIT) {
         *fl = 0;
@@ -28,10 +28,10 @@ void gms_tlsf_mapping(uint64_t size, unsigned *fl, unsigned *sl)
     }
 }
 
-void gms_tlsf_insert(gms_tlsf *t, gms_block *b)
+void gms__tlsf_insert(gms_tlsf *t, gms_block *b)
 {
     unsigned fl, sl;
-    gms_tlsf_mapping(b->size, &fl, &sl);
+    gms__tlsf_mapping(b->size, &fl, &sl);
     gms_block *head = t->heads[fl][sl];
     b->u.free.prev = NULL;
     b->u.free.next = head;
@@ -42,10 +42,10 @@ void gms_tlsf_insert(gms_tlsf *t, gms_block *b)
     t->sl_bitmap[fl] |= 1u << sl;
 }
 
-void gms_tlsf_remove(gms_tlsf *t, gms_block *b)
+void gms__tlsf_remove(gms_tlsf *t, gms_block *b)
 {
     unsigned fl, sl;
-    gms_tlsf_mapping(b->size, &fl, &sl);
+    gms__tlsf_mapping(b->size, &fl, &sl);
     if (b->u.free.prev)
         b->u.free.prev->u.free.next = b->u.free.next;
     else
@@ -59,20 +59,20 @@ void gms_tlsf_remove(gms_tlsf *t, gms_block *b)
     }
 }
 
-gms_block *gms_tlsf_find(gms_tlsf *t, uint64_t size)
+gms_block *gms__tlsf_find(gms_tlsf *t, uint64_t size)
 {
     unsigned fl, sl;
     /* First the head of the size's own class: a block just freed at this
      * size (the commonest case in training loops) is reused in place, its
      * memory still mapped, rather than skipped by the rounding below. */
-    gms_tlsf_mapping(size, &fl, &sl);
+    gms__tlsf_mapping(size, &fl, &sl);
     if (fl < GMS_TLSF_FL_COUNT && t->heads[fl][sl] && t->heads[fl][sl]->size >= size)
         return t->heads[fl][sl];
     /* Round up to the next class boundary so that any block of the list
      * found is large enough (good fit, no list walk). */
     if (size >= LINEAR_LIMIT)
         size += (1ull << (fls64(size) - GMS_TLSF_SL_SHIFT)) - 1;
-    gms_tlsf_mapping(size, &fl, &sl);
+    gms__tlsf_mapping(size, &fl, &sl);
     if (fl >= GMS_TLSF_FL_COUNT)
         return NULL;
     uint32_t sl_map = sl < GMS_TLSF_SL_COUNT ? t->sl_bitmap[fl] & (~0u << sl) : 0;
@@ -103,7 +103,7 @@ gms_block *gms__tlsf_split_front(gms_tlsf *t, gms_block *b, uint64_t addr, gms_b
     b->size -= front->size;
     b->addr = addr;
     front->state = GMS_BLOCK_FREE;
-    gms_tlsf_insert(t, front);
+    gms__tlsf_insert(t, front);
     return b;
 }
 
@@ -121,7 +121,7 @@ void gms__tlsf_split_back(gms_tlsf *t, gms_block *b, uint64_t size, gms_block *r
     rest->state = GMS_BLOCK_FREE;
     rest->stream = b->stream;
     rest->ticket = b->ticket;
-    gms_tlsf_insert(t, rest);
+    gms__tlsf_insert(t, rest);
 }
 
 gms_block *gms__tlsf_file_free(gms_tlsf *t, gms_block *b, gms_block *gone[2])
@@ -130,7 +130,7 @@ gms_block *gms__tlsf_file_free(gms_tlsf *t, gms_block *b, gms_block *gone[2])
     b->state = GMS_BLOCK_FREE;
     gms_block *prev = b->prev_phys, *next = b->next_phys;
     if (next && next->state == GMS_BLOCK_FREE) {
-        gms_tlsf_remove(t, next);
+        gms__tlsf_remove(t, next);
         gms__tag_add(&b->stream, &b->ticket, next->stream, next->ticket);
         b->size += next->size;
         b->next_phys = next->next_phys;
@@ -139,7 +139,7 @@ gms_block *gms__tlsf_file_free(gms_tlsf *t, gms_block *b, gms_block *gone[2])
         gone[0] = next;
     }
     if (prev && prev->state == GMS_BLOCK_FREE) {
-        gms_tlsf_remove(t, prev);
+        gms__tlsf_remove(t, prev);
         gms__tag_add(&prev->stream, &prev->ticket, b->stream, b->ticket);
         prev->size += b->size;
         prev->next_phys = b->next_phys;
@@ -148,6 +148,6 @@ gms_block *gms__tlsf_file_free(gms_tlsf *t, gms_block *b, gms_block *gone[2])
         gone[1] = b;
         b = prev;
     }
-    gms_tlsf_insert(t, b);
+    gms__tlsf_insert(t, b);
     return b;
 }

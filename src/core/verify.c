@@ -41,7 +41,7 @@ static void violation(vstate *v, const char *fmt, ...)
 static int tlsf_holds(const gms_tlsf *t, const gms_block *b)
 {
     unsigned fl, sl;
-    gms_tlsf_mapping(b->size, &fl, &sl);
+    gms__tlsf_mapping(b->size, &fl, &sl);
     for (const gms_block *x = t->heads[fl][sl]; x; x = x->u.free.next)
         if (x == b)
             return 1;
@@ -64,7 +64,7 @@ static void verify_tlsf(vstate *v, const gms_pool *p, uint64_t free_blocks)
             for (const gms_block *b = h; b; b = b->u.free.next) {
                 listed++;
                 unsigned f2, s2;
-                gms_tlsf_mapping(b->size, &f2, &s2);
+                gms__tlsf_mapping(b->size, &f2, &s2);
                 if (b->state != GMS_BLOCK_FREE || f2 != fl || s2 != sl)
                     violation(v, "pool %llu: block at 0x%llx in free list (%u,%u) is not a free block of that class",
                               (unsigned long long)p->id, (unsigned long long)b->addr, fl, sl);
