@@ -211,11 +211,11 @@ static inline size_t seg_files(const char *dir, char paths[][PATH_MAX], size_t m
     char **names;
     uint64_t *ix;
     size_t n;
-    if (gms_audit_seg_list(dir, &names, &ix, &n) != 0)
+    if (gms__audit_seg_list(dir, &names, &ix, &n) != 0)
         return 0;
     for (size_t i = 0; i < n && i < max; i++)
         snprintf(paths[i], PATH_MAX, "%.1000s/%.1000s", dir, names[i]);
-    gms_audit_seg_list_free(names, ix, n);
+    gms__audit_seg_list_free(names, ix, n);
     return n < max ? n : max;
 }
 

@@ -106,7 +106,7 @@ static int load_key(const args *a, uint8_t *key, size_t *len)
     if (!kf || !*kf)
         return 1;
     char err[512];
-    if (gms_audit_key_load(kf, key, len, err, sizeof err) != 0) {
+    if (gms__audit_key_load(kf, key, len, err, sizeof err) != 0) {
         fprintf(stderr, "gms audit: %s\n", err);
         return -1;
     }
