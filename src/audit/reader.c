@@ -34,12 +34,12 @@ static const char *op_names[] = {
     "violation", "leak", "wipe", "config", "dropped"};
 #define NOPS ((int)(sizeof op_names / sizeof op_names[0]))
 
-const char *gms_trail_op_name(int op)
+const char *gms__trail_op_name(int op)
 {
     return op > 0 && op < NOPS ? op_names[op] : NULL;
 }
 
-int gms_trail_op_parse(const char *name)
+int gms__trail_op_parse(const char *name)
 {
     for (int i = 1; i < NOPS; i++)
         if (strcmp(name, op_names[i]) == 0)
@@ -349,7 +349,7 @@ static const char *day_text(uint32_t d, char buf[16])
     return buf;
 }
 
-int gms_trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail_fn fn,
+int gms__trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail_fn fn,
                    void *user, gms_trail_summary *out)
 {
     gms_trail_summary dummy;

@@ -49,12 +49,12 @@ typedef int (*gms_trail_fn)(void *user, const gms_trail_record *r);
 /* Walks the trail in dir. With a key every block's MAC is checked and the
  * walk stops at the first broken one; without (key NULL) the structure and
  * sequence only. fn may be NULL. Returns the status (also in out). */
-int gms_trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail_fn fn,
+int gms__trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail_fn fn,
                    void *user, gms_trail_summary *out);
 
 /* Names for the stored enums: "alloc", "quota_refused", ...; NULL if none. */
-const char *gms_trail_op_name(int op);
+const char *gms__trail_op_name(int op);
 /* The op for a name (or a number); -1 if none. */
-int gms_trail_op_parse(const char *name);
+int gms__trail_op_parse(const char *name);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * hostile.c: the trail's readers (gms_runtime_open, gms_trail_read, the
+ * hostile.c: the trail's readers (gms_runtime_open, gms__trail_read, the
  * gms CLI) trust neither file names nor file types. A FIFO, a symbolic
  * link or a directory where a segment or the key file should be, a segment
  * named with an enormous index, a sparse segment of a terabyte: each is

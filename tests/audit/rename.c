@@ -161,7 +161,7 @@ int main(void)
     CHECK(f && fwrite(&b, sizeof b, 1, f) == 1);
     if (f)
         fclose(f);
-    CHECK_RC(gms_trail_read(dir, NULL, 0, NULL, NULL, &s), GMS_TRAIL_TAMPERED);
+    CHECK_RC(gms__trail_read(dir, NULL, 0, NULL, NULL, &s), GMS_TRAIL_TAMPERED);
     printf("forged retention record, read without the key: %s\n", s.message);
     rm_rf(dir);
 

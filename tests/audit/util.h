@@ -138,12 +138,12 @@ static inline int recs_add(void *user, const gms_trail_record *r)
 static inline int trail_load(const char *dir, recs *rs, gms_trail_summary *s)
 {
     memset(rs, 0, sizeof *rs);
-    return gms_trail_read(dir, test_key, sizeof test_key, recs_add, rs, s);
+    return gms__trail_read(dir, test_key, sizeof test_key, recs_add, rs, s);
 }
 
 static inline int trail_verify(const char *dir, gms_trail_summary *s)
 {
-    return gms_trail_read(dir, test_key, sizeof test_key, NULL, NULL, s);
+    return gms__trail_read(dir, test_key, sizeof test_key, NULL, NULL, s);
 }
 
 /* The gms CLI next to the test binaries: build/gms. */
