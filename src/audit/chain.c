@@ -49,7 +49,7 @@ void gms__hmac_wipe(gms_hmac *h)
 }
 
 void gms__hmac_mac(const gms_hmac *h, const uint8_t *prev, const void *data, size_t len,
-                  uint8_t out[GMS_AUDIT_MAC])
+                   uint8_t out[GMS_AUDIT_MAC])
 {
     SHA256_CTX c = h->inner; /* a struct copy: the pads are already hashed */
     uint8_t inner[32];
@@ -63,7 +63,7 @@ void gms__hmac_mac(const gms_hmac *h, const uint8_t *prev, const void *data, siz
 }
 
 void gms__audit_block_mac(const gms_hmac *h, const uint8_t prev[GMS_AUDIT_MAC],
-                         const gms_audit_block *b, uint8_t out[GMS_AUDIT_MAC])
+                          const gms_audit_block *b, uint8_t out[GMS_AUDIT_MAC])
 {
     gms__hmac_mac(h, prev, b, GMS_AUDIT_BODY, out);
 }
@@ -90,7 +90,7 @@ void gms__audit_key_evolve(uint8_t k[GMS_AUDIT_MAC])
 }
 
 int gms__audit_segment_key(const uint8_t *key, size_t len, uint64_t index,
-                          uint8_t out[GMS_AUDIT_MAC])
+                           uint8_t out[GMS_AUDIT_MAC])
 {
     if (index < 1 || index > GMS_AUDIT_SEG_INDEX_MAX)
         return -1;
@@ -114,7 +114,7 @@ static const char *file_kind(mode_t m)
 }
 
 int gms__audit_file_open(const char *path, bool nofollow, uint64_t *size, char *err,
-                        size_t errsize)
+                         size_t errsize)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | (nofollow ? O_NOFOLLOW : 0));
     if (fd < 0 && nofollow && errno == ELOOP) {
@@ -312,7 +312,7 @@ void gms__audit_seg_list_free(char **names, uint64_t *indices, size_t n)
 }
 
 void gms__audit_text_split(const gms_audit_block *b, char tenant[64], char user[64],
-                          char detail[GMS_AUDIT_TEXT])
+                           char detail[GMS_AUDIT_TEXT])
 {
     const char *p = b->text, *end = b->text + GMS_AUDIT_TEXT;
     char *outs[3] = {tenant, user, detail};

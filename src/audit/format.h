@@ -89,15 +89,15 @@ void gms__hmac_init(gms_hmac *h, const uint8_t *key, size_t len);
 void gms__hmac_wipe(gms_hmac *h);
 /* HMAC(prev || data). prev may be NULL (nothing before data). */
 void gms__hmac_mac(const gms_hmac *h, const uint8_t *prev, const void *data, size_t len,
-                  uint8_t out[GMS_AUDIT_MAC]);
+                   uint8_t out[GMS_AUDIT_MAC]);
 /* The MAC of a block chained to prev. */
 void gms__audit_block_mac(const gms_hmac *h, const uint8_t prev[GMS_AUDIT_MAC],
-                         const gms_audit_block *b, uint8_t out[GMS_AUDIT_MAC]);
+                          const gms_audit_block *b, uint8_t out[GMS_AUDIT_MAC]);
 
 /* The key of segment index (from 1), derived from the trail's key: index
  * - 1 evolutions. -1 for an index past GMS_AUDIT_SEG_INDEX_MAX. */
 int gms__audit_segment_key(const uint8_t *key, size_t len, uint64_t index,
-                          uint8_t out[GMS_AUDIT_MAC]);
+                           uint8_t out[GMS_AUDIT_MAC]);
 /* One step of the one-way evolution: K_{n+1} from K_n, in place. */
 void gms__audit_key_evolve(uint8_t k[GMS_AUDIT_MAC]);
 /* 8 bytes naming the key without revealing it, kept in every header so a
@@ -125,7 +125,7 @@ int gms__audit_key_load(const char *path, uint8_t *key, size_t *len, char *err, 
  * -1 when it cannot be opened (errno), -2 when it is not a regular file;
  * err says why: "a FIFO, not a regular file", or strerror. */
 int gms__audit_file_open(const char *path, bool nofollow, uint64_t *size, char *err,
-                        size_t errsize);
+                         size_t errsize);
 
 /* Segment file names. */
 #define GMS_AUDIT_SEG_PREFIX "gms-audit-"
@@ -143,7 +143,7 @@ void gms__audit_seg_list_free(char **names, uint64_t *indices, size_t n);
 
 /* Splits a record's text into its three strings (copied, NUL-terminated). */
 void gms__audit_text_split(const gms_audit_block *b, char tenant[64], char user[64],
-                          char detail[GMS_AUDIT_TEXT]);
+                           char detail[GMS_AUDIT_TEXT]);
 
 /* Test hooks, set through gms/testing.h (audit.c). Added to the trail's
  * clock (records and segment days), so tests can write segments dated in

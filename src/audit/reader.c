@@ -350,7 +350,7 @@ static const char *day_text(uint32_t d, char buf[16])
 }
 
 int gms__trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail_fn fn,
-                   void *user, gms_trail_summary *out)
+                    void *user, gms_trail_summary *out)
 {
     gms_trail_summary dummy;
     gms_trail_summary *s = out ? out : &dummy;

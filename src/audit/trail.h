@@ -50,7 +50,7 @@ typedef int (*gms_trail_fn)(void *user, const gms_trail_record *r);
  * walk stops at the first broken one; without (key NULL) the structure and
  * sequence only. fn may be NULL. Returns the status (also in out). */
 int gms__trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail_fn fn,
-                   void *user, gms_trail_summary *out);
+                    void *user, gms_trail_summary *out);
 
 /* Names for the stored enums: "alloc", "quota_refused", ...; NULL if none. */
 const char *gms__trail_op_name(int op);
