@@ -13,13 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *gms__user_name(const gms_pool *p, uint32_t i)
-{
-    if (i == GMS_USER_ELSEWHERE)
-        return "(a holder in another pool)";
-    return i < p->nusers ? p->users[i] : "?";
-}
-
 /* The index of a user name in the pool's table, added if new (pool->lock):
  * blocks name who allocated and freed them by index. */
 static int pool_user_index(gms_pool *p, const char *user, uint32_t *out)

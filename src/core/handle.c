@@ -14,7 +14,7 @@
  * tenants holding few handles: one tenant cannot leave another without a
  * slot to start with.
  */
-#include "core/internal.h"
+#include "core/pool.h"
 
 #include <stdlib.h>
 #include <string.h>

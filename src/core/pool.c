@@ -23,7 +23,7 @@
  * The pool never calls into src/safety: freed memory flows one way, from
  * the safety pipeline to gms__pool_free.
  */
-#include "core/internal.h"
+#include "core/pool.h"
 
 #include <errno.h>
 
@@ -56,6 +56,13 @@ static void node_put(gms_pool *p, gms_block *b)
     b->state = 0;
     b->next_phys = p->free_nodes;
     p->free_nodes = b;
+}
+
+const char *gms__user_name(const gms_pool *p, uint32_t i)
+{
+    if (i == GMS_USER_ELSEWHERE)
+        return "(a holder in another pool)";
+    return i < p->nusers ? p->users[i] : "?";
 }
 
 /* ---- device work ---- */

@@ -19,23 +19,6 @@
 static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
 static gms_runtime *shared_rt;
 
-void *gms__alloc_meta(gms_runtime *rt, size_t size)
-{
-    if (gms_failpoint_hit(&rt->failpoint))
-        return NULL;
-    return malloc(size);
-}
-
-void gms__log(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    gms__log_write(rt->log, rt->log_user, level, msg);
-}
-
 static const gms_backend_factory *factory_of(gms_backend_kind kind)
 {
     switch (kind) {

@@ -6,7 +6,7 @@
  * Splitting a block and merging freed neighbours keep the blocks tiling
  * their chunk; the pool supplies and takes back the nodes.
  */
-#include "core/internal.h"
+#include "core/pool.h"
 
 #define ALIGN_SHIFT 8 /* log2(GMS_ALIGNMENT) */
 #define LINEAR_LIMIT (1ull << (ALIGN_SHIFT + GMS_TLSF_SL_SHIFT)) /* 8 KiB */
