@@ -126,18 +126,18 @@ static void collect_tick(gms_runtime *rt)
 int gms__background_start(gms_runtime *rt)
 {
     int rc = GMS_OK;
-    if ((rt->verify_interval_ms &&
-         (rc = ticker_start(rt, verify_tick, rt->verify_interval_ms, "background verifier",
-                            &rt->verifier)) != GMS_OK) ||
+    if ((rt->background.verify_interval_ms &&
+         (rc = ticker_start(rt, verify_tick, rt->background.verify_interval_ms, "background verifier",
+                            &rt->background.verifier)) != GMS_OK) ||
         (rt->backend->ops->scrub_async &&
-         (rc = ticker_start(rt, collect_tick, GMS_COLLECT_MS, "collector", &rt->collector)) !=
+         (rc = ticker_start(rt, collect_tick, GMS_COLLECT_MS, "collector", &rt->background.collector)) !=
              GMS_OK))
-        ticker_stop(&rt->verifier);
+        ticker_stop(&rt->background.verifier);
     return rc;
 }
 
 void gms__background_stop(gms_runtime *rt)
 {
-    ticker_stop(&rt->verifier);
-    ticker_stop(&rt->collector);
+    ticker_stop(&rt->background.verifier);
+    ticker_stop(&rt->background.collector);
 }

@@ -54,8 +54,8 @@ static bool pool_retire(gms_runtime *rt, gms_pool *p)
     if (p->quarantine_blocks || p->inflight_head || !gms__pool_release_chunks(p))
         return false; /* a check or an unmap failed: the next sweep tries again */
     gms__slots_give_back(p);
-    rt->retired_allocs += p->allocs; /* gms_stats counts them still */
-    rt->retired_frees += p->frees;
+    rt->gauges.retired_allocs += p->allocs; /* gms_stats counts them still */
+    rt->gauges.retired_frees += p->frees;
     p->allocs = p->frees = 0;
     p->idle = true;
     rt->npools--;

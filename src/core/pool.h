@@ -14,7 +14,7 @@
  *   chunks, granules, block nodes, its handle-table slots and the live lists
  *   of its contexts. Pools of different (tenant, level, language) share no
  *   lock. Lock order: rt->lock, then pool locks in pool-list order (rank
- *   order), then rt->slots_lock, a leaf.
+ *   order), then rt->handles.lock, a leaf.
  * - Handle-table pages are published once with release stores and never
  *   freed before the runtime, so a handle can be looked up without a lock;
  *   a slot's handle word and owner are atomic for that reason. A slot
@@ -368,98 +368,126 @@ typedef struct gms_import {
 } gms_import;
 
 struct gms_runtime {
-    pthread_mutex_t lock;
+    pthread_mutex_t lock; /* the lists below and the callback tables */
     gms_backend *backend;
     const char *backend_name;
     gms_failpoint failpoint;
-    uint64_t key[2]; /* the handle secret */
-    /* The key of immutable shares' MACs: random per runtime and never
-     * shown, so no holder can make a change the check does not see. Apart
-     * from the handle secret, whose check bits callers see. */
-    uint8_t share_key[32];
-    uint64_t granule, chunk_bytes, retain_bytes;
-    FILE *map_log; /* $GMS_DEBUG_MAPS: every map and unmap, for tuning the retain policy */
-    unsigned granule_shift; /* log2(granule): no division on fast paths */
-    /* Safety settings (src/safety). */
-    bool safety;
-    uint64_t pattern;  /* the poison: random per runtime, no zero byte */
-    uint64_t wipe_seed;
-    uint32_t redzone;
-    uint64_t quarantine_max_bytes, quarantine_max_blocks;
-    bool abort_on_corruption, secret_multipass;
-    /* The collector: with a stream-ordered backend, a thread that gathers
-     * the results of device work every GMS_COLLECT_MS, so that a
-     * corruption the device finds is reported without waiting for another
-     * call (runtime.c). */
-    struct gms_ticker *collector;
-    struct {
-        gms_violation_fn fn;
-        void *user;
-    } on_violation[16];
-    uint32_t _Atomic n_on_violation;
-    uint64_t _Atomic notes_queued; /* violations and log lines noted, not
-                                      yet delivered, on any thread: saves
-                                      the thread-local lookup on every call */
-    uint64_t _Atomic notes_lost;   /* violations that found the queue full */
-    uint64_t _Atomic notes_delivering; /* taken off a queue, callbacks running */
-    /* Log lines of the audit writer's thread, which must not run the
-     * program's log function (one that calls gms could wait for that very
-     * thread): kept here, and written by the next delivery on any thread
-     * (src/safety/violation.c). */
-    pthread_mutex_t mail_lock;
-    struct gms_mail {
-        gms_log_level level;
-        char msg[256];
-    } mail[8];
-    uint32_t nmail, mail_dropped;
-    struct gms_ticker *verifier; /* gms_verify every verify_interval_ms */
-    uint32_t verify_interval_ms;
-    gms_log_fn log;
-    void *log_user;
-    uint64_t max_held; /* 0: no limit */
-    int device;        /* the GPU ordinal asked for */
-    struct {
-        gms_pressure_fn fn;
-        void *user;
-    } on_pressure[16];
-    uint32_t _Atomic n_on_pressure;
-    uint64_t _Atomic pressure_events, pressure_recovered, pressure_steps;
-    uint64_t view_unit; /* a read-only view maps whole units of this size */
-    /* DLPack tensors not yet deleted, and their deleters still working on
-     * this runtime (both under dlpack.c's exports_lock). */
-    struct export_ctx *exports;
-    uint64_t export_releases;
     gms_audit *audit; /* NULL: no trail */
-    bool shared;  /* the process-wide runtime */
-    uint64_t refs; /* opens of the shared runtime (its static lock) */
-    /* The handle table: pages of slots (published once, lookups take no
-     * lock); the free slots no pool holds, and the counts that bound what
-     * one tenant takes (handle.c), under slots_lock. */
-    gms_slot_page *_Atomic pages[GMS_SLOT_PAGES];
-    pthread_mutex_t slots_lock;
-    uint32_t next_page;
-    uint32_t free_slots;            /* head of the list; 0 ends it */
-    uint64_t slots_max, slots_reserve;
-    uint64_t slots_out;             /* held by pools: live or cached */
+    bool shared;      /* the process-wide runtime */
+    uint64_t refs;    /* opens of the shared runtime (its static lock) */
+
+    /* Settings from the options, fixed once the runtime is open. */
+    struct {
+        uint64_t granule, chunk_bytes, retain_bytes;
+        unsigned granule_shift; /* log2(granule): no division on fast paths */
+        uint64_t max_held;      /* 0: no limit */
+        int device;             /* the GPU ordinal asked for */
+        uint64_t view_unit;     /* a read-only view maps whole units of this size */
+        FILE *map_log; /* $GMS_DEBUG_MAPS: every map and unmap, for tuning the retain policy */
+    } config;
+
+    /* Safety settings (src/safety), fixed at open. */
+    struct {
+        bool on;
+        uint64_t pattern;  /* the poison: random per runtime, no zero byte */
+        uint64_t wipe_seed;
+        uint32_t redzone;
+        uint64_t quarantine_max_bytes, quarantine_max_blocks;
+        bool abort_on_corruption, secret_multipass;
+        /* The key of immutable shares' MACs: random per runtime and never
+         * shown, so no holder can make a change the check does not see.
+         * Apart from the handle secret, whose check bits callers see. */
+        uint8_t share_key[32];
+    } safety;
+
+    /* The background threads (background.c): the verifier runs gms_verify
+     * every verify_interval_ms; the collector, with a stream-ordered
+     * backend, gathers the results of device work every GMS_COLLECT_MS, so
+     * that a corruption the device finds is reported without waiting for
+     * another call. */
+    struct {
+        struct gms_ticker *verifier, *collector;
+        uint32_t verify_interval_ms;
+    } background;
+
+    /* The program's functions that gms calls: with no gms lock held. */
+    struct {
+        gms_log_fn log;
+        void *log_user;
+        struct {
+            gms_violation_fn fn;
+            void *user;
+        } on_violation[16];
+        uint32_t _Atomic n_on_violation;
+        struct {
+            gms_pressure_fn fn;
+            void *user;
+        } on_pressure[16];
+        uint32_t _Atomic n_on_pressure;
+    } callbacks;
+
+    /* What waits to be delivered to those functions (src/safety/violation.c). */
+    struct {
+        uint64_t _Atomic queued; /* violations and log lines noted, not yet
+                                    delivered, on any thread: saves the
+                                    thread-local lookup on every call */
+        uint64_t _Atomic lost;   /* violations that found the queue full */
+        uint64_t _Atomic delivering; /* taken off a queue, callbacks running */
+        /* Log lines of the audit writer's thread, which must not run the
+         * program's log function (one that calls gms could wait for that
+         * very thread): kept here, and written by the next delivery on any
+         * thread. */
+        pthread_mutex_t mail_lock;
+        struct gms_mail {
+            gms_log_level level;
+            char msg[256];
+        } mail[8];
+        uint32_t nmail, mail_dropped;
+    } notes;
+
+    /* The handle table (handle.c): pages of slots (published once, lookups
+     * take no lock); under lock, the free slots no pool holds, and the
+     * counts that bound what one tenant takes. */
+    struct {
+        uint64_t key[2]; /* the handle secret */
+        gms_slot_page *_Atomic pages[GMS_SLOT_PAGES];
+        pthread_mutex_t lock;
+        uint32_t next_page;
+        uint32_t free_slots; /* head of the list; 0 ends it */
+        uint64_t slots_max, slots_reserve;
+        uint64_t slots_out;  /* held by pools: live or cached */
+    } handles;
+
+    /* Tenants, pools and contexts (rt->lock). */
     gms_tenant *tenants, **tenants_tail;
     uint64_t ntenants;
     gms_pool *pools, **pools_tail;
     uint64_t npools;        /* in use (not idle) */
     uint64_t orphan_pools;  /* in use with no context open: the next
                                context open or close tries to retire them */
-    uint64_t retired_allocs, retired_frees; /* of pools gone idle */
     gms_context *contexts;
     uint64_t ncontexts, next_id;
-    /* Runtime-wide gauges; held and reserved change only when the backend
-     * is called, live on every alloc and free. */
-    uint64_t _Atomic live_bytes, peak_live, held_bytes, peak_held, reserved_bytes;
-    uint64_t _Atomic maps, unmaps, device_waits; /* gms_stats */
+
+    /* DLPack tensors not yet deleted, and their deleters still working on
+     * this runtime (both under dlpack.c's exports_lock). */
+    struct export_ctx *exports;
+    uint64_t export_releases;
+
+    /* Runtime-wide gauges (gms_stats); held and reserved change only when
+     * the backend is called, live on every alloc and free; retired_* are
+     * the counts of pools gone idle (rt->lock). */
+    struct {
+        uint64_t _Atomic live_bytes, peak_live, held_bytes, peak_held, reserved_bytes;
+        uint64_t _Atomic maps, unmaps, device_waits;
+        uint64_t _Atomic pressure_events, pressure_recovered, pressure_steps;
+        uint64_t retired_allocs, retired_frees;
+    } gauges;
 };
 
 /* The index in its chunk of the granule holding address a. */
 static inline uint64_t gms__granule_of(const gms_runtime *rt, const gms_chunk *c, uint64_t a)
 {
-    return (a - c->base) >> rt->granule_shift;
+    return (a - c->base) >> rt->config.granule_shift;
 }
 
 /* A limit that scales with a pool's live bytes: `set` when the options set

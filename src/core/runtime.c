@@ -100,34 +100,34 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
     if (!rt)
         return gms__fail(GMS_E_NO_MEMORY, "out of host memory for the runtime");
     rt->failpoint.nth = fail_nth_call;
-    rt->granule = granule;
-    rt->granule_shift = (unsigned)__builtin_ctzll(granule);
-    rt->chunk_bytes = chunk;
-    rt->retain_bytes = o->retain_bytes;
-    rt->log = o->log;
-    rt->log_user = o->log_user;
-    rt->max_held = o->max_held_bytes;
-    rt->device = o->device;
-    rt->safety = o->safety == GMS_SAFETY_ON;
-    rt->redzone = o->redzone_bytes ? o->redzone_bytes : 32;
-    rt->quarantine_max_bytes = o->quarantine_bytes;
-    rt->quarantine_max_blocks = o->quarantine_blocks ? o->quarantine_blocks : 1024;
-    rt->verify_interval_ms = o->verify_interval_ms;
-    rt->abort_on_corruption = o->on_corruption == GMS_ON_CORRUPTION_ABORT;
-    rt->secret_multipass = o->secret_multipass != 0;
+    rt->config.granule = granule;
+    rt->config.granule_shift = (unsigned)__builtin_ctzll(granule);
+    rt->config.chunk_bytes = chunk;
+    rt->config.retain_bytes = o->retain_bytes;
+    rt->callbacks.log = o->log;
+    rt->callbacks.log_user = o->log_user;
+    rt->config.max_held = o->max_held_bytes;
+    rt->config.device = o->device;
+    rt->safety.on = o->safety == GMS_SAFETY_ON;
+    rt->safety.redzone = o->redzone_bytes ? o->redzone_bytes : 32;
+    rt->safety.quarantine_max_bytes = o->quarantine_bytes;
+    rt->safety.quarantine_max_blocks = o->quarantine_blocks ? o->quarantine_blocks : 1024;
+    rt->background.verify_interval_ms = o->verify_interval_ms;
+    rt->safety.abort_on_corruption = o->on_corruption == GMS_ON_CORRUPTION_ABORT;
+    rt->safety.secret_multipass = o->secret_multipass != 0;
     rt->tenants_tail = &rt->tenants;
     rt->pools_tail = &rt->pools;
-    if ((rc = gms__random_bytes(rt->key, sizeof rt->key)) != 0 ||
-        (rc = gms__random_bytes(rt->share_key, sizeof rt->share_key)) != 0 ||
-        (rc = gms__random_bytes(&rt->pattern, sizeof rt->pattern)) != 0 ||
-        (rc = gms__random_bytes(&rt->wipe_seed, sizeof rt->wipe_seed)) != 0)
+    if ((rc = gms__random_bytes(rt->handles.key, sizeof rt->handles.key)) != 0 ||
+        (rc = gms__random_bytes(rt->safety.share_key, sizeof rt->safety.share_key)) != 0 ||
+        (rc = gms__random_bytes(&rt->safety.pattern, sizeof rt->safety.pattern)) != 0 ||
+        (rc = gms__random_bytes(&rt->safety.wipe_seed, sizeof rt->safety.wipe_seed)) != 0)
         goto fail;
     /* No 0x00 or 0xff byte in the poison: zeroed or all-ones memory (the
      * commonest stray writes, and the wipe passes) never looks poisoned. */
     for (int i = 0; i < 8; i++) {
-        uint8_t byte = (uint8_t)(rt->pattern >> (8 * i));
+        uint8_t byte = (uint8_t)(rt->safety.pattern >> (8 * i));
         if (byte == 0x00 || byte == 0xff)
-            rt->pattern ^= (uint64_t)0x5a << (8 * i);
+            rt->safety.pattern ^= (uint64_t)0x5a << (8 * i);
     }
     if (pthread_mutex_init(&rt->lock, NULL) != 0) {
         rc = gms__fail(GMS_E_NO_MEMORY, "cannot create the runtime lock");
@@ -137,7 +137,7 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
         pthread_mutex_destroy(&rt->lock);
         goto fail;
     }
-    if (pthread_mutex_init(&rt->mail_lock, NULL) != 0) {
+    if (pthread_mutex_init(&rt->notes.mail_lock, NULL) != 0) {
         gms__handle_table_destroy(rt);
         pthread_mutex_destroy(&rt->lock);
         rc = gms__fail(GMS_E_NO_MEMORY, "cannot create the runtime's log lock");
@@ -152,7 +152,7 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
                        err == ENOMEM && !be ? "out of memory" : f->why());
         goto fail_lock;
     }
-    if (rt->safety && be->no_scrub) {
+    if (rt->safety.on && be->no_scrub) {
         /* Poisoning runs the scrub, even for the first allocation. */
         rc = gms__fail(GMS_E_UNSUPPORTED, "%s backend: safety needs the scrub, which cannot run: %s",
                        f->name, be->no_scrub);
@@ -169,7 +169,7 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
         goto fail_lock;
     }
     rt->backend_name = be->ops->name;
-    rt->view_unit = be->granularity;
+    rt->config.view_unit = be->granularity;
     if (rt->failpoint.nth) {
         gms_backend *wrapped;
         if (gms_backend_failing_create(be, &rt->failpoint, &wrapped) != 0) {
@@ -204,17 +204,17 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
         goto fail_lock;
     }
     if (rt->audit) {
-        gms_audit_event e = {.op = GMS_AUDIT_RUNTIME_OPEN, .size = rt->granule, .level = -1,
+        gms_audit_event e = {.op = GMS_AUDIT_RUNTIME_OPEN, .size = rt->config.granule, .level = -1,
                              .language = -1, .detail = rt->backend_name};
         gms__audit_emit(rt->audit, &e);
     }
     const char *map_log = getenv("GMS_DEBUG_MAPS");
     if (map_log && *map_log)
-        rt->map_log = fopen(map_log, "a");
+        rt->config.map_log = fopen(map_log, "a");
     *out = rt;
     return GMS_OK;
 fail_lock:
-    pthread_mutex_destroy(&rt->mail_lock);
+    pthread_mutex_destroy(&rt->notes.mail_lock);
     gms__handle_table_destroy(rt);
     pthread_mutex_destroy(&rt->lock);
 fail:
@@ -260,9 +260,9 @@ static void runtime_destroy(gms_runtime *rt)
         gms__violations_deliver(rt); /* the writer's last words */
     }
     rt->backend->ops->destroy(rt->backend);
-    if (rt->map_log)
-        fclose(rt->map_log);
-    pthread_mutex_destroy(&rt->mail_lock);
+    if (rt->config.map_log)
+        fclose(rt->config.map_log);
+    pthread_mutex_destroy(&rt->notes.mail_lock);
     pthread_mutex_destroy(&rt->lock);
     free(rt);
 }

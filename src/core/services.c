@@ -22,5 +22,5 @@ void gms__log(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    gms__log_write(rt->log, rt->log_user, level, msg);
+    gms__log_write(rt->callbacks.log, rt->callbacks.log_user, level, msg);
 }

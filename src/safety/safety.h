@@ -64,7 +64,7 @@ unsigned gms__violations_deliver(gms_runtime *rt);
 void gms__violations_settle(gms_runtime *rt);
 
 /* A gms_log_fn (user: the runtime) for gms's own threads that must not
- * call the program's log function: the line waits in rt->mail. */
+ * call the program's log function: the line waits in rt->notes.mail. */
 void gms__log_mail(void *rt, gms_log_level level, const char *msg);
 
 #endif
