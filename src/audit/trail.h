@@ -1,7 +1,8 @@
 /*
  * trail.h: reading an audit trail back: walk every record of a trail
  * directory in order, verifying the chain as it goes. The gms CLI (verify,
- * export, query, report) and the tests use it; it is not public API.
+ * export, query, report) and the tests use it; it is not public API, and
+ * not part of libgms: reader.c and chain.c build the gms_trail library.
  */
 #ifndef GMS_AUDIT_TRAIL_H
 #define GMS_AUDIT_TRAIL_H
