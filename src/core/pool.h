@@ -6,7 +6,6 @@
  * (src/safety) builds on this header; the rest of the core
  * (core/internal.h) builds on both (docs/design.md, "Layers").
  *
- *
  * Ownership and locking, in one place:
  * - gms_runtime: rt->lock guards the lists of tenants, pools and contexts
  *   (changed only at open/close). Never taken on the alloc/free path.
