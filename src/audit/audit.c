@@ -10,7 +10,7 @@
  * waking the writer, and never holds anything the writer needs.
  */
 #include "audit/writer.h"
-#include "core/internal.h"
+#include "base/base.h"
 #include "gms/testing.h"
 
 #include <errno.h>
@@ -57,7 +57,7 @@ static void audit_free(gms_audit *a)
     free(a->out);
     free(a->dir);
     free(a->runs);
-    gms_hmac_wipe(&a->hmac);
+    gms__hmac_wipe(&a->hmac);
     OPENSSL_cleanse(a->seg_key, sizeof a->seg_key);
     free(a);
 }
@@ -93,7 +93,7 @@ int gms__audit_open(gms_audit **out, const gms_runtime_options *opts)
                              "audit trail %s: no key (set audit_key, audit_key_file or GMS_AUDIT_KEY_FILE)",
                              dir);
         char err[512];
-        if (gms_audit_key_load(kf, key, &klen, err, sizeof err) != 0)
+        if (gms__audit_key_load(kf, key, &klen, err, sizeof err) != 0)
             return gms__fail(GMS_E_INVALID_ARG, "%s", err);
     }
 

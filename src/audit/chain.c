@@ -23,7 +23,7 @@
 int64_t _Atomic gms__audit_clock_skew_ns;
 uint32_t gms__audit_ring_slots;
 
-void gms_hmac_init(gms_hmac *h, const uint8_t *key, size_t len)
+void gms__hmac_init(gms_hmac *h, const uint8_t *key, size_t len)
 {
     uint8_t k[64] = {0}, pad[64];
     if (len > 64) {
@@ -43,13 +43,13 @@ void gms_hmac_init(gms_hmac *h, const uint8_t *key, size_t len)
     OPENSSL_cleanse(pad, sizeof pad);
 }
 
-void gms_hmac_wipe(gms_hmac *h)
+void gms__hmac_wipe(gms_hmac *h)
 {
     OPENSSL_cleanse(h, sizeof *h);
 }
 
-void gms_hmac_mac(const gms_hmac *h, const uint8_t *prev, const void *data, size_t len,
-                  uint8_t out[GMS_AUDIT_MAC])
+void gms__hmac_mac(const gms_hmac *h, const uint8_t *prev, const void *data, size_t len,
+                   uint8_t out[GMS_AUDIT_MAC])
 {
     SHA256_CTX c = h->inner; /* a struct copy: the pads are already hashed */
     uint8_t inner[32];
@@ -62,10 +62,10 @@ void gms_hmac_mac(const gms_hmac *h, const uint8_t *prev, const void *data, size
     SHA256_Final(out, &c);
 }
 
-void gms_audit_block_mac(const gms_hmac *h, const uint8_t prev[GMS_AUDIT_MAC],
-                         const gms_audit_block *b, uint8_t out[GMS_AUDIT_MAC])
+void gms__audit_block_mac(const gms_hmac *h, const uint8_t prev[GMS_AUDIT_MAC],
+                          const gms_audit_block *b, uint8_t out[GMS_AUDIT_MAC])
 {
-    gms_hmac_mac(h, prev, b, GMS_AUDIT_BODY, out);
+    gms__hmac_mac(h, prev, b, GMS_AUDIT_BODY, out);
 }
 
 static void hmac_once(const uint8_t *key, size_t len, const char *label, uint64_t n,
@@ -76,12 +76,12 @@ static void hmac_once(const uint8_t *key, size_t len, const char *label, uint64_
     size_t l = strlen(label);
     memcpy(msg, label, l);
     memcpy(msg + l, &n, sizeof n);
-    gms_hmac_init(&h, key, len);
-    gms_hmac_mac(&h, NULL, msg, l + sizeof n, out);
-    gms_hmac_wipe(&h);
+    gms__hmac_init(&h, key, len);
+    gms__hmac_mac(&h, NULL, msg, l + sizeof n, out);
+    gms__hmac_wipe(&h);
 }
 
-void gms_audit_key_evolve(uint8_t k[GMS_AUDIT_MAC])
+void gms__audit_key_evolve(uint8_t k[GMS_AUDIT_MAC])
 {
     uint8_t next[GMS_AUDIT_MAC];
     hmac_once(k, GMS_AUDIT_MAC, "gms-audit evolve", 0, next);
@@ -89,18 +89,18 @@ void gms_audit_key_evolve(uint8_t k[GMS_AUDIT_MAC])
     OPENSSL_cleanse(next, sizeof next);
 }
 
-int gms_audit_segment_key(const uint8_t *key, size_t len, uint64_t index,
-                          uint8_t out[GMS_AUDIT_MAC])
+int gms__audit_segment_key(const uint8_t *key, size_t len, uint64_t index,
+                           uint8_t out[GMS_AUDIT_MAC])
 {
     if (index < 1 || index > GMS_AUDIT_SEG_INDEX_MAX)
         return -1;
     hmac_once(key, len, "gms-audit segment key", 1, out);
     for (uint64_t i = 1; i < index; i++)
-        gms_audit_key_evolve(out);
+        gms__audit_key_evolve(out);
     return 0;
 }
 
-void gms_audit_key_id(const uint8_t *key, size_t len, uint8_t out[8])
+void gms__audit_key_id(const uint8_t *key, size_t len, uint8_t out[8])
 {
     uint8_t m[GMS_AUDIT_MAC];
     hmac_once(key, len, "gms-audit key id", 0, m);
@@ -113,8 +113,8 @@ static const char *file_kind(mode_t m)
          : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a plain file";
 }
 
-int gms_audit_file_open(const char *path, bool nofollow, uint64_t *size, char *err,
-                        size_t errsize)
+int gms__audit_file_open(const char *path, bool nofollow, uint64_t *size, char *err,
+                         size_t errsize)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | (nofollow ? O_NOFOLLOW : 0));
     if (fd < 0 && nofollow && errno == ELOOP) {
@@ -139,13 +139,13 @@ int gms_audit_file_open(const char *path, bool nofollow, uint64_t *size, char *e
     return fd;
 }
 
-int gms_audit_key_load(const char *path, uint8_t *key, size_t *len, char *err, size_t errsize)
+int gms__audit_key_load(const char *path, uint8_t *key, size_t *len, char *err, size_t errsize)
 {
     /* A key file may be a link (secrets are often mounted as links), but
      * not a FIFO or a device: reading one could block or never end. */
     char why[128];
     uint64_t size;
-    int fd = gms_audit_file_open(path, false, &size, why, sizeof why);
+    int fd = gms__audit_file_open(path, false, &size, why, sizeof why);
     if (fd < 0) {
         snprintf(err, errsize, "audit key file %s: %s", path, why);
         return -1;
@@ -190,7 +190,7 @@ int gms_audit_key_load(const char *path, uint8_t *key, size_t *len, char *err, s
     return 0;
 }
 
-int gms_audit_seg_parse(const char *name, uint64_t *index, uint32_t *day)
+int gms__audit_seg_parse(const char *name, uint64_t *index, uint32_t *day)
 {
     size_t pl = strlen(GMS_AUDIT_SEG_PREFIX);
     if (strncmp(name, GMS_AUDIT_SEG_PREFIX, pl) != 0)
@@ -213,7 +213,7 @@ int gms_audit_seg_parse(const char *name, uint64_t *index, uint32_t *day)
     return 0;
 }
 
-uint32_t gms_audit_day(uint64_t time_ns)
+uint32_t gms__audit_day(uint64_t time_ns)
 {
     time_t s = (time_t)(time_ns / 1000000000ull);
     struct tm tm;
@@ -221,7 +221,7 @@ uint32_t gms_audit_day(uint64_t time_ns)
     return (uint32_t)((tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday);
 }
 
-int64_t gms_audit_day_number(uint32_t d)
+int64_t gms__audit_day_number(uint32_t d)
 {
     /* Days from civil (proleptic Gregorian), after H. Hinnant's method. */
     int64_t y = d / 10000, m = (d / 100) % 100, dd = d % 100;
@@ -244,7 +244,7 @@ static int seg_cmp(const void *a, const void *b)
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-int gms_audit_seg_list(const char *dir, char ***names, uint64_t **indices, size_t *n)
+int gms__audit_seg_list(const char *dir, char ***names, uint64_t **indices, size_t *n)
 {
     *names = NULL;
     *indices = NULL;
@@ -258,7 +258,7 @@ int gms_audit_seg_list(const char *dir, char ***names, uint64_t **indices, size_
     while ((de = readdir(d)) != NULL) {
         uint64_t ix;
         uint32_t day;
-        if (gms_audit_seg_parse(de->d_name, &ix, &day) != 0)
+        if (gms__audit_seg_parse(de->d_name, &ix, &day) != 0)
             continue;
         if (cnt == cap) {
             cap = cap ? cap * 2 : 16;
@@ -303,7 +303,7 @@ fail:
     return -1;
 }
 
-void gms_audit_seg_list_free(char **names, uint64_t *indices, size_t n)
+void gms__audit_seg_list_free(char **names, uint64_t *indices, size_t n)
 {
     for (size_t i = 0; names && i < n; i++)
         free(names[i]);
@@ -311,8 +311,8 @@ void gms_audit_seg_list_free(char **names, uint64_t *indices, size_t n)
     free(indices);
 }
 
-void gms_audit_text_split(const gms_audit_block *b, char tenant[64], char user[64],
-                          char detail[GMS_AUDIT_TEXT])
+void gms__audit_text_split(const gms_audit_block *b, char tenant[64], char user[64],
+                           char detail[GMS_AUDIT_TEXT])
 {
     const char *p = b->text, *end = b->text + GMS_AUDIT_TEXT;
     char *outs[3] = {tenant, user, detail};

@@ -85,30 +85,30 @@ typedef struct gms_hmac {
     SHA256_CTX inner, outer;
 } gms_hmac;
 
-void gms_hmac_init(gms_hmac *h, const uint8_t *key, size_t len);
-void gms_hmac_wipe(gms_hmac *h);
+void gms__hmac_init(gms_hmac *h, const uint8_t *key, size_t len);
+void gms__hmac_wipe(gms_hmac *h);
 /* HMAC(prev || data). prev may be NULL (nothing before data). */
-void gms_hmac_mac(const gms_hmac *h, const uint8_t *prev, const void *data, size_t len,
-                  uint8_t out[GMS_AUDIT_MAC]);
+void gms__hmac_mac(const gms_hmac *h, const uint8_t *prev, const void *data, size_t len,
+                   uint8_t out[GMS_AUDIT_MAC]);
 /* The MAC of a block chained to prev. */
-void gms_audit_block_mac(const gms_hmac *h, const uint8_t prev[GMS_AUDIT_MAC],
-                         const gms_audit_block *b, uint8_t out[GMS_AUDIT_MAC]);
+void gms__audit_block_mac(const gms_hmac *h, const uint8_t prev[GMS_AUDIT_MAC],
+                          const gms_audit_block *b, uint8_t out[GMS_AUDIT_MAC]);
 
 /* The key of segment index (from 1), derived from the trail's key: index
  * - 1 evolutions. -1 for an index past GMS_AUDIT_SEG_INDEX_MAX. */
-int gms_audit_segment_key(const uint8_t *key, size_t len, uint64_t index,
-                          uint8_t out[GMS_AUDIT_MAC]);
+int gms__audit_segment_key(const uint8_t *key, size_t len, uint64_t index,
+                           uint8_t out[GMS_AUDIT_MAC]);
 /* One step of the one-way evolution: K_{n+1} from K_n, in place. */
-void gms_audit_key_evolve(uint8_t k[GMS_AUDIT_MAC]);
+void gms__audit_key_evolve(uint8_t k[GMS_AUDIT_MAC]);
 /* 8 bytes naming the key without revealing it, kept in every header so a
  * wrong key is told apart from tampering. */
-void gms_audit_key_id(const uint8_t *key, size_t len, uint8_t out[8]);
+void gms__audit_key_id(const uint8_t *key, size_t len, uint8_t out[8]);
 
 #define GMS_AUDIT_KEY_MIN 16
 #define GMS_AUDIT_KEY_MAX 1024
 /* Reads a key file (raw bytes; trailing whitespace stripped; a regular
  * file, or a link to one). Returns 0, or -1 with a message in err. */
-int gms_audit_key_load(const char *path, uint8_t *key, size_t *len, char *err, size_t errsize);
+int gms__audit_key_load(const char *path, uint8_t *key, size_t *len, char *err, size_t errsize);
 
 /* What readers accept, so that no file name and no file makes them loop or
  * read for ever. A segment's key is its index - 1 evolutions from the
@@ -124,26 +124,26 @@ int gms_audit_key_load(const char *path, uint8_t *key, size_t *len, char *err, s
  * never makes one in a trail). Returns the descriptor and the file's size;
  * -1 when it cannot be opened (errno), -2 when it is not a regular file;
  * err says why: "a FIFO, not a regular file", or strerror. */
-int gms_audit_file_open(const char *path, bool nofollow, uint64_t *size, char *err,
-                        size_t errsize);
+int gms__audit_file_open(const char *path, bool nofollow, uint64_t *size, char *err,
+                         size_t errsize);
 
 /* Segment file names. */
 #define GMS_AUDIT_SEG_PREFIX "gms-audit-"
 #define GMS_AUDIT_SEG_SUFFIX ".seg"
 /* Parses a segment file name; 0 when it is one. */
-int gms_audit_seg_parse(const char *name, uint64_t *index, uint32_t *day);
+int gms__audit_seg_parse(const char *name, uint64_t *index, uint32_t *day);
 /* YYYYMMDD of a time in ns since the epoch, UTC; and days since the epoch. */
-uint32_t gms_audit_day(uint64_t time_ns);
-int64_t gms_audit_day_number(uint32_t yyyymmdd);
+uint32_t gms__audit_day(uint64_t time_ns);
+int64_t gms__audit_day_number(uint32_t yyyymmdd);
 
 /* Lists a directory's segments sorted by index: *names is an array of n
- * malloc'd names (free with gms_audit_seg_list_free). -1 on error. */
-int gms_audit_seg_list(const char *dir, char ***names, uint64_t **indices, size_t *n);
-void gms_audit_seg_list_free(char **names, uint64_t *indices, size_t n);
+ * malloc'd names (free with gms__audit_seg_list_free). -1 on error. */
+int gms__audit_seg_list(const char *dir, char ***names, uint64_t **indices, size_t *n);
+void gms__audit_seg_list_free(char **names, uint64_t *indices, size_t n);
 
 /* Splits a record's text into its three strings (copied, NUL-terminated). */
-void gms_audit_text_split(const gms_audit_block *b, char tenant[64], char user[64],
-                          char detail[GMS_AUDIT_TEXT]);
+void gms__audit_text_split(const gms_audit_block *b, char tenant[64], char user[64],
+                           char detail[GMS_AUDIT_TEXT]);
 
 /* Test hooks, set through gms/testing.h (audit.c). Added to the trail's
  * clock (records and segment days), so tests can write segments dated in

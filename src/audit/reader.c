@@ -34,12 +34,12 @@ static const char *op_names[] = {
     "violation", "leak", "wipe", "config", "dropped"};
 #define NOPS ((int)(sizeof op_names / sizeof op_names[0]))
 
-const char *gms_trail_op_name(int op)
+const char *gms__trail_op_name(int op)
 {
     return op > 0 && op < NOPS ? op_names[op] : NULL;
 }
 
-int gms_trail_op_parse(const char *name)
+int gms__trail_op_parse(const char *name)
 {
     for (int i = 1; i < NOPS; i++)
         if (strcmp(name, op_names[i]) == 0)
@@ -185,7 +185,7 @@ static bool mac_ok(walk *w, const uint8_t *prev, const gms_audit_block *b)
     if (!w->key)
         return true;
     uint8_t m[GMS_AUDIT_MAC];
-    gms_audit_block_mac(&w->hm, prev, b, m);
+    gms__audit_block_mac(&w->hm, prev, b, m);
     return CRYPTO_memcmp(m, b->mac, GMS_AUDIT_MAC) == 0;
 }
 
@@ -199,9 +199,9 @@ static int retention_record(walk *w, const seg_info *g, uint64_t p, const gms_au
     static const char prefix[] = "retention: deleted segment ";
     if (b->text[0] || b->text[1] || strncmp(b->text + 2, prefix, sizeof prefix - 1) != 0)
         return 0;
-    uint32_t day = (uint32_t)b->handle, today = gms_audit_day(b->time_ns);
+    uint32_t day = (uint32_t)b->handle, today = gms__audit_day(b->time_ns);
     if (b->handle > 99991231 || b->context_id > UINT32_MAX || /* unverified reads see anything */
-        gms_audit_day_number(day) + (int64_t)b->context_id >= gms_audit_day_number(today))
+        gms__audit_day_number(day) + (int64_t)b->context_id >= gms__audit_day_number(today))
         return tampered(w, g, p, b->seq,
                         "record seq %llu says retention deleted segment %llu of day %u on %u, but it was not older than %llu days",
                         (unsigned long long)b->seq, (unsigned long long)b->size, day, today,
@@ -217,7 +217,7 @@ static int walk_segment(walk *w, seg_info *g, uint64_t end_bytes, bool final)
 {
     char why[200];
     uint64_t size;
-    int fd = gms_audit_file_open(g->path, true, &size, why, sizeof why);
+    int fd = gms__audit_file_open(g->path, true, &size, why, sizeof why);
     if (fd < 0) {
         w->s->status = GMS_TRAIL_ERROR;
         say(w->s->message, sizeof w->s->message, "cannot read %s: %s", g->path, why);
@@ -300,7 +300,7 @@ static int walk_segment(walk *w, seg_info *g, uint64_t end_bytes, bool final)
             rec.op = b->op;
             rec.level = b->level;
             rec.language = b->language;
-            gms_audit_text_split(b, rec.tenant, rec.user, rec.detail);
+            gms__audit_text_split(b, rec.tenant, rec.user, rec.detail);
             rec.segment = g->index;
             rec.offset = p * GMS_AUDIT_BLOCK;
             if (w->fn(w->user, &rec))
@@ -325,9 +325,9 @@ static void seg_load(const char *dir, const char *name, uint64_t index, seg_info
     memset(&g->header, 0, sizeof g->header);
     snprintf(g->path, sizeof g->path, "%s/%s", dir, name);
     uint64_t ix;
-    gms_audit_seg_parse(name, &ix, &g->name_day);
+    gms__audit_seg_parse(name, &ix, &g->name_day);
     char why[160];
-    int fd = gms_audit_file_open(g->path, true, &g->size, why, sizeof why);
+    int fd = gms__audit_file_open(g->path, true, &g->size, why, sizeof why);
     if (fd < 0) {
         g->load = fd == -2 ? GMS_TRAIL_TAMPERED : GMS_TRAIL_ERROR;
         say(g->why, sizeof g->why, fd == -2 ? "%s: the segment was replaced" : "%s", why);
@@ -349,8 +349,8 @@ static const char *day_text(uint32_t d, char buf[16])
     return buf;
 }
 
-int gms_trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail_fn fn,
-                   void *user, gms_trail_summary *out)
+int gms__trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail_fn fn,
+                    void *user, gms_trail_summary *out)
 {
     gms_trail_summary dummy;
     gms_trail_summary *s = out ? out : &dummy;
@@ -359,14 +359,14 @@ int gms_trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail
     char **names;
     uint64_t *ix;
     size_t n;
-    if (gms_audit_seg_list(dir, &names, &ix, &n) != 0) {
+    if (gms__audit_seg_list(dir, &names, &ix, &n) != 0) {
         s->status = GMS_TRAIL_ERROR;
         say(s->message, sizeof s->message, "cannot read the trail directory %s: %s", dir,
             strerror(errno));
         return s->status;
     }
     if (n == 0) {
-        gms_audit_seg_list_free(names, ix, n);
+        gms__audit_seg_list_free(names, ix, n);
         s->status = GMS_TRAIL_ERROR;
         say(s->message, sizeof s->message, "%s holds no audit segments (gms-audit-*.seg)", dir);
         return s->status;
@@ -395,7 +395,7 @@ int gms_trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail
     seg_load(dir, names[0], ix[0], &g[0]);
     if (key && g[0].header_ok && g[0].header.kind == GMS_AUDIT_KIND_HEADER) {
         uint8_t id[8];
-        gms_audit_key_id(key, keylen, id);
+        gms__audit_key_id(key, keylen, id);
         if (memcmp(g[0].header.text + 32, id, 8) != 0) {
             s->status = GMS_TRAIL_ERROR;
             say(s->message, sizeof s->message,
@@ -439,12 +439,12 @@ int gms_trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail
             break;
         }
         if (key && i == 0)
-            gms_audit_segment_key(key, keylen, ix[0], k);
+            gms__audit_segment_key(key, keylen, ix[0], k);
         else if (key)
-            gms_audit_key_evolve(k);
+            gms__audit_key_evolve(k);
         if (key) {
-            gms_hmac_wipe(&w.hm);
-            gms_hmac_init(&w.hm, k, sizeof k);
+            gms__hmac_wipe(&w.hm);
+            gms__hmac_init(&w.hm, k, sizeof k);
         }
         if (!cur->header_ok || h->kind != GMS_AUDIT_KIND_HEADER || h->handle != cur->index ||
             !mac_ok(&w, (const uint8_t *)h->text, h)) {
@@ -544,8 +544,8 @@ int gms_trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail
     if (key)
         OPENSSL_cleanse(k, sizeof k);
 done:
-    gms_hmac_wipe(&w.hm);
+    gms__hmac_wipe(&w.hm);
     free(g);
-    gms_audit_seg_list_free(names, ix, n);
+    gms__audit_seg_list_free(names, ix, n);
     return s->status;
 }

@@ -1,7 +1,8 @@
 /*
  * trail.h: reading an audit trail back: walk every record of a trail
  * directory in order, verifying the chain as it goes. The gms CLI (verify,
- * export, query, report) and the tests use it; it is not public API.
+ * export, query, report) and the tests use it; it is not public API, and
+ * not part of libgms: reader.c and chain.c build the gms_trail library.
  */
 #ifndef GMS_AUDIT_TRAIL_H
 #define GMS_AUDIT_TRAIL_H
@@ -49,12 +50,12 @@ typedef int (*gms_trail_fn)(void *user, const gms_trail_record *r);
 /* Walks the trail in dir. With a key every block's MAC is checked and the
  * walk stops at the first broken one; without (key NULL) the structure and
  * sequence only. fn may be NULL. Returns the status (also in out). */
-int gms_trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail_fn fn,
-                   void *user, gms_trail_summary *out);
+int gms__trail_read(const char *dir, const uint8_t *key, size_t keylen, gms_trail_fn fn,
+                    void *user, gms_trail_summary *out);
 
 /* Names for the stored enums: "alloc", "quota_refused", ...; NULL if none. */
-const char *gms_trail_op_name(int op);
+const char *gms__trail_op_name(int op);
 /* The op for a name (or a number); -1 if none. */
-int gms_trail_op_parse(const char *name);
+int gms__trail_op_parse(const char *name);
 
 #endif

@@ -19,7 +19,7 @@
  * verifier accepts exactly those torn bytes and no others.
  */
 #include "audit/writer.h"
-#include "core/internal.h"
+#include "base/base.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -119,7 +119,7 @@ static int segment_create(gms_audit *a, uint64_t index, uint64_t prev_index, uin
                           uint64_t torn, char *err, size_t errsize)
 {
     uint64_t now = gms__audit_now();
-    uint32_t day = gms_audit_day(now);
+    uint32_t day = gms__audit_day(now);
     gms_audit_block h;
     memset(&h, 0, sizeof h);
     h.seq = a->next_seq;
@@ -136,7 +136,7 @@ static int segment_create(gms_audit *a, uint64_t index, uint64_t prev_index, uin
     memcpy(h.text + 40, &torn, 8);
     snprintf(h.text + 48, GMS_AUDIT_TEXT - 48, "gms audit trail, segment %llu",
              (unsigned long long)index);
-    gms_audit_block_mac(&a->hmac, a->last_mac, &h, h.mac);
+    gms__audit_block_mac(&a->hmac, a->last_mac, &h, h.mac);
 
     char tmp[4200], path[4200];
     snprintf(tmp, sizeof tmp, "%s/.gms-audit-new", a->dir);
@@ -182,7 +182,7 @@ static uint32_t header_day(gms_audit *a, int fd, uint64_t index, const gms_hmac 
     if (read_block(fd, 0, h) != 0 || h->kind != GMS_AUDIT_KIND_HEADER || h->handle != index ||
         memcmp(h->text + 32, a->key_id, 8) != 0)
         return 0;
-    gms_audit_block_mac(hm, (const uint8_t *)h->text, h, mac);
+    gms__audit_block_mac(hm, (const uint8_t *)h->text, h, mac);
     return CRYPTO_memcmp(mac, h->mac, GMS_AUDIT_MAC) == 0 ? h->aux : 0;
 }
 
@@ -218,7 +218,7 @@ static int resume(gms_audit *a, int fd, const char *path, uint64_t size, const g
     } else if (read_block(fd, p - 1, &prev) != 0 || read_block(fd, p, &b) != 0) {
         return gms__fail(GMS_E_BACKEND, "audit trail: cannot read %s: %s", path, strerror(errno));
     } else {
-        gms_audit_block_mac(hm, prev.mac, &b, mac);
+        gms__audit_block_mac(hm, prev.mac, &b, mac);
         if (CRYPTO_memcmp(mac, b.mac, GMS_AUDIT_MAC) != 0 ||
             (b.kind != GMS_AUDIT_KIND_RECORD && b.kind != GMS_AUDIT_KIND_CHECKPOINT))
             return gms__fail(GMS_E_CORRUPTION,
@@ -249,21 +249,21 @@ static int scan(gms_audit *a, const uint8_t *key, size_t len, char **names, cons
         return gms__fail(GMS_E_CORRUPTION,
                          "audit trail: %s and %s both claim to be segment %llu; run gms audit verify on %s",
                          names[n - 2], names[n - 1], (unsigned long long)ix[n - 1], a->dir);
-    gms_audit_segment_key(key, len, ix[0], k);
+    gms__audit_segment_key(key, len, ix[0], k);
     int rc = GMS_OK;
     for (size_t i = 0; i < n && rc == GMS_OK; i++) {
         for (uint64_t j = i ? ix[i - 1] : ix[0]; j < ix[i]; j++)
-            gms_audit_key_evolve(k);
+            gms__audit_key_evolve(k);
         char path[4200], why[160];
         snprintf(path, sizeof path, "%s/%s", a->dir, names[i]);
         uint64_t size = 0;
         uint32_t day = 0;
         bool newest = i + 1 == n;
-        int fd = gms_audit_file_open(path, true, &size, why, sizeof why);
+        int fd = gms__audit_file_open(path, true, &size, why, sizeof why);
         gms_audit_block h;
         memset(&h, 0, sizeof h);
         gms_hmac hm;
-        gms_hmac_init(&hm, k, GMS_AUDIT_MAC);
+        gms__hmac_init(&hm, k, GMS_AUDIT_MAC);
         if (fd >= 0 && size <= GMS_AUDIT_SEG_BYTES_MAX)
             day = header_day(a, fd, ix[i], &hm, &h);
         if (newest) {
@@ -289,7 +289,7 @@ static int scan(gms_audit *a, const uint8_t *key, size_t len, char **names, cons
             else
                 rc = resume(a, fd, path, size, &hm, &h, valid, torn);
         }
-        gms_hmac_wipe(&hm);
+        gms__hmac_wipe(&hm);
         if (fd >= 0)
             close(fd);
         if (rc == GMS_OK && (i == 0 || ix[i] != ix[i - 1]) && run_add(a, ix[i], day) != 0)
@@ -326,11 +326,11 @@ int gms__audit_writer_prepare(gms_audit *a, const uint8_t *key, size_t len)
                          busy ? "in use by another runtime (one writer per directory)"
                               : strerror(errno));
     }
-    gms_audit_key_id(key, len, a->key_id);
+    gms__audit_key_id(key, len, a->key_id);
     char **names;
     uint64_t *ix;
     size_t n;
-    if (gms_audit_seg_list(a->dir, &names, &ix, &n) != 0) {
+    if (gms__audit_seg_list(a->dir, &names, &ix, &n) != 0) {
         gms__audit_writer_release(a);
         return gms__fail(GMS_E_BACKEND, "audit trail: cannot list %s: %s", a->dir, strerror(errno));
     }
@@ -345,17 +345,17 @@ int gms__audit_writer_prepare(gms_audit *a, const uint8_t *key, size_t len)
             rc = gms__fail(GMS_E_BACKEND, "audit trail %s: the last segment index (%llu) is used; start a new directory",
                            a->dir, (unsigned long long)GMS_AUDIT_SEG_INDEX_MAX);
         if (rc) {
-            gms_audit_seg_list_free(names, ix, n);
+            gms__audit_seg_list_free(names, ix, n);
             gms__audit_writer_release(a);
             return rc;
         }
     }
-    gms_audit_seg_list_free(names, ix, n);
+    gms__audit_seg_list_free(names, ix, n);
     if (n)
-        gms_audit_key_evolve(a->seg_key); /* the newest segment's key to the next one's */
+        gms__audit_key_evolve(a->seg_key); /* the newest segment's key to the next one's */
     else
-        gms_audit_segment_key(key, len, index, a->seg_key);
-    gms_hmac_init(&a->hmac, a->seg_key, sizeof a->seg_key);
+        gms__audit_segment_key(key, len, index, a->seg_key);
+    gms__hmac_init(&a->hmac, a->seg_key, sizeof a->seg_key);
     if (segment_create(a, index, prev_index, valid, torn, err, sizeof err) != 0) {
         gms__audit_writer_release(a);
         return gms__fail(GMS_E_BACKEND, "%s", err);
@@ -420,7 +420,7 @@ static gms_audit_block *out_next(gms_audit *a)
 /* Chains the block being built at out[nout] and commits it. */
 static void out_commit(gms_audit *a, gms_audit_block *b)
 {
-    gms_audit_block_mac(&a->hmac, a->last_mac, b, b->mac);
+    gms__audit_block_mac(&a->hmac, a->last_mac, b, b->mac);
     memcpy(a->last_mac, b->mac, GMS_AUDIT_MAC);
     a->nout++;
     a->seg_bytes += GMS_AUDIT_BLOCK;
@@ -467,12 +467,12 @@ static void retention_sweep(gms_audit *a)
     if (a->sweeping || a->failed || !a->nruns)
         return;
     a->sweeping = true;
-    int64_t today = gms_audit_day_number(gms_audit_day(gms__audit_now()));
+    int64_t today = gms__audit_day_number(gms__audit_day(gms__audit_now()));
     uint64_t first = a->runs[0].first, upto = first; /* [first, upto) expire */
     for (size_t r = 0; r < a->nruns; r++) {
         const gms_audit_seg_run *x = &a->runs[r];
         if (x->first != upto || !x->day ||
-            gms_audit_day_number(x->day) + (int64_t)a->retention_days >= today)
+            gms__audit_day_number(x->day) + (int64_t)a->retention_days >= today)
             break;
         upto = x->last < a->seg_index ? x->last + 1 : a->seg_index;
         if (upto == a->seg_index)
@@ -493,7 +493,7 @@ static void retention_sweep(gms_audit *a)
     char **names;
     uint64_t *ix;
     size_t n;
-    if (upto == first || a->failed || gms_audit_seg_list(a->dir, &names, &ix, &n) != 0) {
+    if (upto == first || a->failed || gms__audit_seg_list(a->dir, &names, &ix, &n) != 0) {
         a->sweeping = false;
         return;
     }
@@ -513,7 +513,7 @@ static void retention_sweep(gms_audit *a)
             memmove(a->runs, a->runs + 1, --a->nruns * sizeof *a->runs);
     }
     fsync_dir(a->dir);
-    gms_audit_seg_list_free(names, ix, n);
+    gms__audit_seg_list_free(names, ix, n);
     a->sweeping = false;
 }
 
@@ -526,9 +526,9 @@ static void rotate(gms_audit *a)
     a->seg_fd = -1;
     uint64_t prev = a->seg_index, valid = a->seg_bytes;
     /* Forward security: the old segment's key is gone once this returns. */
-    gms_audit_key_evolve(a->seg_key);
-    gms_hmac_wipe(&a->hmac);
-    gms_hmac_init(&a->hmac, a->seg_key, sizeof a->seg_key);
+    gms__audit_key_evolve(a->seg_key);
+    gms__hmac_wipe(&a->hmac);
+    gms__hmac_init(&a->hmac, a->seg_key, sizeof a->seg_key);
     char err[512];
     if (prev + 1 > GMS_AUDIT_SEG_INDEX_MAX) {
         errno = EFBIG;

@@ -215,7 +215,7 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
     gms_block *b = NULL;
     if ((rc = gms__slot_take(p, &slot)) != GMS_OK)
         goto fail_quota;
-    if ((rc = gms__pool_alloc(p, ctx, bsize, size, flags & GMS_ALLOC_PAGES ? rt->view_unit : GMS_ALIGNMENT,
+    if ((rc = gms__pool_alloc(p, ctx, bsize, size, flags & GMS_ALLOC_PAGES ? rt->config.view_unit : GMS_ALIGNMENT,
                                flags, stream, &b)) != GMS_OK)
         goto fail_slot;
     b->u.live.slot = slot;
@@ -225,8 +225,8 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
     b->import = NULL;
     b->alloc_user = ctx->user_index;
     b->handle = slot_fill(p, slot, b, ctx, GMS_ACCESS_READ_WRITE);
-    uint64_t live = atomic_fetch_add_explicit(&rt->live_bytes, bsize, memory_order_relaxed) + bsize;
-    gms__atomic_max(&rt->peak_live, live);
+    uint64_t live = atomic_fetch_add_explicit(&rt->gauges.live_bytes, bsize, memory_order_relaxed) + bsize;
+    gms__atomic_max(&rt->gauges.peak_live, live);
     int err = 0;
     const char *what = NULL;
     if (flags & GMS_ALLOC_ZERO) {
@@ -250,7 +250,7 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
     gms_backend *be = rt->backend;
     if (!err && b->ticket && stream == GMS_STREAM_ANY && be->ops->order_after &&
         b->ticket > gms__device_done(rt)) {
-        atomic_fetch_add_explicit(&rt->device_waits, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&rt->gauges.device_waits, 1, memory_order_relaxed);
         err = be->ops->order_after(be, NULL, 1);
         what = "preparing the buffer";
     }
@@ -291,8 +291,8 @@ static int alloc_on(gms_context *ctx, size_t size, uint32_t flags, void *stream,
         return gms__fail(GMS_E_NO_MEMORY, "%s: %llu bytes is more than any device holds", op,
                          (unsigned long long)size);
     /* With safety on, at least the redzone follows the data. */
-    uint64_t span = (uint64_t)size + (ctx->rt->safety ? ctx->rt->redzone : 0);
-    uint64_t unit = flags & GMS_ALLOC_PAGES ? ctx->rt->view_unit : GMS_ALIGNMENT;
+    uint64_t span = (uint64_t)size + (ctx->rt->safety.on ? ctx->rt->safety.redzone : 0);
+    uint64_t unit = flags & GMS_ALLOC_PAGES ? ctx->rt->config.view_unit : GMS_ALIGNMENT;
     uint64_t bsize = (span + unit - 1) & ~(unit - 1);
     gms_buf h = GMS_BUF_NULL;
     int rc = gms__alloc_once(ctx, size, bsize, flags, stream, &h);
@@ -424,7 +424,7 @@ static int handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, void *st
     p->live_blocks--;
     p->frees++;
     quota_give(p->tenant, b->size);
-    atomic_fetch_sub_explicit(&p->rt->live_bytes, b->size, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&p->rt->gauges.live_bytes, b->size, memory_order_relaxed);
     b->free_ns = gms__now_ns();
     b->free_user = by && by->pool == p ? by->user_index : GMS_USER_ELSEWHERE;
     int safety = gms__safety_retire(p, b, stream, ordered);

@@ -40,9 +40,9 @@ static pthread_cond_t exports_released = PTHREAD_COND_INITIALIZER;
 static DLDevice device_of(const gms_runtime *rt)
 {
     if (strcmp(rt->backend_name, "cuda") == 0)
-        return (DLDevice){kDLCUDA, rt->device};
+        return (DLDevice){kDLCUDA, rt->config.device};
     if (strcmp(rt->backend_name, "hip") == 0)
-        return (DLDevice){kDLROCM, rt->device};
+        return (DLDevice){kDLROCM, rt->config.device};
     return (DLDevice){kDLCPU, 0};
 }
 

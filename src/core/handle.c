@@ -14,7 +14,7 @@
  * tenants holding few handles: one tenant cannot leave another without a
  * slot to start with.
  */
-#include "core/internal.h"
+#include "core/pool.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +37,7 @@ static inline uint64_t mix64(uint64_t x)
 
 static inline uint64_t check_bits(const gms_runtime *rt, uint32_t slot, uint64_t gen)
 {
-    return mix64(mix64(rt->key[0] ^ slot) ^ gen ^ rt->key[1]) & CHECK_MASK;
+    return mix64(mix64(rt->handles.key[0] ^ slot) ^ gen ^ rt->handles.key[1]) & CHECK_MASK;
 }
 
 uint64_t gms__handle_make(const gms_runtime *rt, uint32_t slot, uint64_t gen)
@@ -48,7 +48,7 @@ uint64_t gms__handle_make(const gms_runtime *rt, uint32_t slot, uint64_t gen)
 
 gms_slot *gms__slot_at(gms_runtime *rt, uint32_t index)
 {
-    gms_slot_page *pg = atomic_load_explicit(&rt->pages[index / GMS_SLOTS_PER_PAGE],
+    gms_slot_page *pg = atomic_load_explicit(&rt->handles.pages[index / GMS_SLOTS_PER_PAGE],
                                              memory_order_acquire);
     return pg ? &pg->slots[index % GMS_SLOTS_PER_PAGE] : NULL;
 }
@@ -66,30 +66,30 @@ gms_slot *gms__slot_lookup(gms_runtime *rt, gms_buf h, gms_pool **pool)
     return s;
 }
 
-/* Testing hook (internal.h). */
+/* Testing hook (core/pool.h). */
 uint32_t gms__handle_slots_max;
 
 int gms__handle_table_init(gms_runtime *rt)
 {
-    if (pthread_mutex_init(&rt->slots_lock, NULL) != 0)
+    if (pthread_mutex_init(&rt->handles.lock, NULL) != 0)
         return gms__fail(GMS_E_NO_MEMORY, "cannot create the handle table's lock");
     uint64_t all = (1ull << GMS_SLOT_BITS) - 1; /* slot 0 is never used */
-    rt->slots_max = gms__handle_slots_max && gms__handle_slots_max < all ? gms__handle_slots_max : all;
-    rt->slots_reserve = rt->slots_max / GMS_SLOT_RESERVE_SHARE;
+    rt->handles.slots_max = gms__handle_slots_max && gms__handle_slots_max < all ? gms__handle_slots_max : all;
+    rt->handles.slots_reserve = rt->handles.slots_max / GMS_SLOT_RESERVE_SHARE;
     return GMS_OK;
 }
 
 void gms__handle_table_destroy(gms_runtime *rt)
 {
-    for (uint32_t i = 0; i < rt->next_page; i++)
-        free(atomic_load(&rt->pages[i]));
-    pthread_mutex_destroy(&rt->slots_lock);
+    for (uint32_t i = 0; i < rt->handles.next_page; i++)
+        free(atomic_load(&rt->handles.pages[i]));
+    pthread_mutex_destroy(&rt->handles.lock);
 }
 
-/* A new page onto the runtime's free list (slots_lock held). */
+/* A new page onto the runtime's free list (rt->handles.lock held). */
 static int page_add(gms_runtime *rt)
 {
-    uint32_t n = rt->next_page;
+    uint32_t n = rt->handles.next_page;
     if (n >= GMS_SLOT_PAGES) /* cannot happen while slots_out < slots_max */
         return gms__fail(GMS_E_NO_MEMORY, "handle table full");
     gms_slot_page *pg = gms__alloc_meta(rt, sizeof *pg);
@@ -104,13 +104,13 @@ static int page_add(gms_runtime *rt)
         atomic_init(&s->handle, 0);
         atomic_init(&s->pool, NULL);
         s->gen = 1;
-        if (first + i == 0 || first + i > rt->slots_max)
+        if (first + i == 0 || first + i > rt->handles.slots_max)
             continue;
-        s->next_free = rt->free_slots;
-        rt->free_slots = first + i;
+        s->next_free = rt->handles.free_slots;
+        rt->handles.free_slots = first + i;
     }
-    atomic_store_explicit(&rt->pages[n], pg, memory_order_release);
-    rt->next_page = n + 1;
+    atomic_store_explicit(&rt->handles.pages[n], pg, memory_order_release);
+    rt->handles.next_page = n + 1;
     return GMS_OK;
 }
 
@@ -121,9 +121,9 @@ static int page_add(gms_runtime *rt)
 static int slots_refill(gms_pool *p, gms_tenant *t)
 {
     gms_runtime *rt = p->rt;
-    pthread_mutex_lock(&rt->slots_lock);
-    uint64_t left = rt->slots_max - rt->slots_out;
-    uint64_t want = left > rt->slots_reserve ? left - rt->slots_reserve : 0;
+    pthread_mutex_lock(&rt->handles.lock);
+    uint64_t left = rt->handles.slots_max - rt->handles.slots_out;
+    uint64_t want = left > rt->handles.slots_reserve ? left - rt->handles.slots_reserve : 0;
     if (want > GMS_SLOT_BATCH)
         want = GMS_SLOT_BATCH;
     int rc = GMS_OK;
@@ -139,20 +139,20 @@ static int slots_refill(gms_pool *p, gms_tenant *t)
         want = 1;
     else if (!left)
         rc = gms__fail(GMS_E_NO_MEMORY, "handle table full (%llu live handles and share ids at most)",
-                       (unsigned long long)rt->slots_max);
+                       (unsigned long long)rt->handles.slots_max);
     for (uint64_t i = 0; rc == GMS_OK && i < want; i++) {
-        if (!rt->free_slots && (rc = page_add(rt)) != GMS_OK)
+        if (!rt->handles.free_slots && (rc = page_add(rt)) != GMS_OK)
             break;
-        uint32_t index = rt->free_slots;
+        uint32_t index = rt->handles.free_slots;
         gms_slot *s = gms__slot_at(rt, index);
-        rt->free_slots = s->next_free;
-        rt->slots_out++;
+        rt->handles.free_slots = s->next_free;
+        rt->handles.slots_out++;
         atomic_store_explicit(&s->pool, p, memory_order_release);
         s->next_free = p->free_slots;
         p->free_slots = index;
         p->nfree_slots++;
     }
-    pthread_mutex_unlock(&rt->slots_lock);
+    pthread_mutex_unlock(&rt->handles.lock);
     return p->free_slots ? GMS_OK : rc; /* a part of a batch will do */
 }
 
@@ -160,18 +160,18 @@ static int slots_refill(gms_pool *p, gms_tenant *t)
 static void slots_return(gms_pool *p, uint32_t n)
 {
     gms_runtime *rt = p->rt;
-    pthread_mutex_lock(&rt->slots_lock);
+    pthread_mutex_lock(&rt->handles.lock);
     while (n-- && p->free_slots) {
         uint32_t index = p->free_slots;
         gms_slot *s = gms__slot_at(rt, index);
         p->free_slots = s->next_free;
         p->nfree_slots--;
         atomic_store_explicit(&s->pool, NULL, memory_order_release);
-        s->next_free = rt->free_slots;
-        rt->free_slots = index;
-        rt->slots_out--;
+        s->next_free = rt->handles.free_slots;
+        rt->handles.free_slots = index;
+        rt->handles.slots_out--;
     }
-    pthread_mutex_unlock(&rt->slots_lock);
+    pthread_mutex_unlock(&rt->handles.lock);
 }
 
 void gms__slots_give_back(gms_pool *p)

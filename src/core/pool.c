@@ -15,7 +15,7 @@
  * call.
  *
  * Stream order: free blocks carry the stream and ticket of the last device
- * work on them (internal.h); an allocation takes a block that its stream
+ * work on them (core/pool.h); an allocation takes a block that its stream
  * may use now, and a granule is unmapped only once the device has run the
  * work queued on it. Nothing here waits for the device.
  *
@@ -23,7 +23,7 @@
  * The pool never calls into src/safety: freed memory flows one way, from
  * the safety pipeline to gms__pool_free.
  */
-#include "core/internal.h"
+#include "core/pool.h"
 
 #include <errno.h>
 
@@ -58,6 +58,13 @@ static void node_put(gms_pool *p, gms_block *b)
     p->free_nodes = b;
 }
 
+const char *gms__user_name(const gms_pool *p, uint32_t i)
+{
+    if (i == GMS_USER_ELSEWHERE)
+        return "(a holder in another pool)";
+    return i < p->nusers ? p->users[i] : "?";
+}
+
 /* ---- device work ---- */
 
 uint64_t gms__device_done(gms_runtime *rt)
@@ -71,7 +78,7 @@ void gms__device_quiesce(gms_runtime *rt)
     gms_backend *be = rt->backend;
     if (!be->ops->quiesce)
         return;
-    atomic_fetch_add_explicit(&rt->device_waits, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt->gauges.device_waits, 1, memory_order_relaxed);
     if (be->ops->quiesce(be) != 0)
         gms__log_later(rt, GMS_LOG_WARN, "gms: waiting for the device failed; device work may be lost");
 }
@@ -96,7 +103,7 @@ static __attribute__((noinline)) int run_with_zeros(gms_pool *p, gms_scrub_item 
         }
     }
     if (!err)
-        err = be->ops->scrub(be, rest, n, p->rt->pattern, p->rt->wipe_seed);
+        err = be->ops->scrub(be, rest, n, p->rt->safety.pattern, p->rt->safety.wipe_seed);
     for (size_t i = 0; i < n; i++) {
         items[i].bad = err ? 0 : rest[i].bad;
         items[i].verify_bad = err ? 0 : rest[i].verify_bad;
@@ -110,7 +117,7 @@ static int device_run_now(gms_pool *p, gms_scrub_item *items, size_t n, void *st
 {
     gms_backend *be = p->rt->backend;
     if (be->ops->order_after) {
-        atomic_fetch_add_explicit(&p->rt->device_waits, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->rt->gauges.device_waits, 1, memory_order_relaxed);
         int err = be->ops->order_after(be, stream, 1);
         if (err)
             return err;
@@ -118,7 +125,7 @@ static int device_run_now(gms_pool *p, gms_scrub_item *items, size_t n, void *st
     for (size_t i = 0; i < n; i++)
         if (items[i].zero)
             return run_with_zeros(p, items, n);
-    return be->ops->scrub(be, items, n, p->rt->pattern, p->rt->wipe_seed); /* the host's case */
+    return be->ops->scrub(be, items, n, p->rt->safety.pattern, p->rt->safety.wipe_seed); /* the host's case */
 }
 
 int gms__device_reserve(gms_pool *p, uint64_t *ticket)
@@ -142,7 +149,7 @@ int gms__device_launch(gms_pool *p, gms_scrub_item *items, size_t n, void *strea
     gms_runtime *rt = p->rt;
     gms_backend *be = rt->backend;
     if (ticket)
-        return be->ops->scrub_async(be, items, n, rt->pattern, rt->wipe_seed,
+        return be->ops->scrub_async(be, items, n, rt->safety.pattern, rt->safety.wipe_seed,
                                     gms__queue_stream(stream), ticket);
     /* A marker has nothing to order. */
     return n ? device_run_now(p, items, n, gms__queue_stream(stream)) : 0;
@@ -188,7 +195,7 @@ static void chunk_release(gms_pool *p, gms_chunk *c)
 {
     gms_runtime *rt = p->rt;
     rt->backend->ops->release(rt->backend, c->be_chunk);
-    atomic_fetch_sub(&rt->reserved_bytes, c->size);
+    atomic_fetch_sub(&rt->gauges.reserved_bytes, c->size);
     p->reserved_bytes -= c->size;
     free(c->granules);
     free(c);
@@ -203,8 +210,8 @@ void gms__pool_destroy(gms_pool *p)
         n = c->next;
         uint64_t held = 0;
         for (uint64_t g = 0; g < c->ngranules; g++)
-            held += c->granules[g].committed ? rt->granule : 0;
-        atomic_fetch_sub(&rt->held_bytes, held);
+            held += c->granules[g].committed ? rt->config.granule : 0;
+        atomic_fetch_sub(&rt->gauges.held_bytes, held);
         chunk_release(p, c);
     }
     for (gms_node_slab *s = p->slabs, *n; s; s = n) {
@@ -230,7 +237,7 @@ static void lru_unlink(gms_pool *p, gms_granule *g)
     else
         p->lru_tail = g->lru_prev;
     g->lru_prev = g->lru_next = NULL;
-    p->cached_bytes -= p->rt->granule;
+    p->cached_bytes -= p->rt->config.granule;
 }
 
 /* How long a free keeps an empty granule mapped beyond the retain limit. */
@@ -246,7 +253,7 @@ static void lru_push(gms_pool *p, gms_granule *g, uint64_t now)
     else
         p->lru_head = g;
     p->lru_tail = g;
-    p->cached_bytes += p->rt->granule;
+    p->cached_bytes += p->rt->config.granule;
 }
 
 static bool in_lru(const gms_pool *p, const gms_granule *g)
@@ -258,31 +265,31 @@ static bool in_lru(const gms_pool *p, const gms_granule *g)
 static int held_add(gms_pool *p, uint64_t bytes)
 {
     gms_runtime *rt = p->rt;
-    uint64_t now = atomic_fetch_add(&rt->held_bytes, bytes) + bytes;
-    if (rt->max_held && now > rt->max_held) {
-        atomic_fetch_sub(&rt->held_bytes, bytes);
+    uint64_t now = atomic_fetch_add(&rt->gauges.held_bytes, bytes) + bytes;
+    if (rt->config.max_held && now > rt->config.max_held) {
+        atomic_fetch_sub(&rt->gauges.held_bytes, bytes);
         return gms__fail(GMS_E_NO_MEMORY,
                          "mapping %llu bytes would pass the runtime's limit of %llu bytes held (max_held_bytes)",
-                         (unsigned long long)bytes, (unsigned long long)rt->max_held);
+                         (unsigned long long)bytes, (unsigned long long)rt->config.max_held);
     }
     p->held_bytes += bytes;
     if (p->held_bytes > p->peak_held_recent)
         p->peak_held_recent = p->held_bytes;
-    gms__atomic_max(&rt->peak_held, now);
+    gms__atomic_max(&rt->gauges.peak_held, now);
     return GMS_OK;
 }
 
 static void held_sub(gms_pool *p, uint64_t bytes)
 {
     p->held_bytes -= bytes;
-    atomic_fetch_sub(&p->rt->held_bytes, bytes);
+    atomic_fetch_sub(&p->rt->gauges.held_bytes, bytes);
 }
 
 /* One line per map or unmap to $GMS_DEBUG_MAPS, with the marks that
  * decided it. */
 static void map_log(const gms_pool *p, const char *what, uint64_t bytes)
 {
-    FILE *f = p->rt->map_log;
+    FILE *f = p->rt->config.map_log;
     if (!f)
         return;
     fprintf(f, "%llu pool %llu %s %llu MiB: live %llu held %llu cached %llu peak %llu peak_held %llu MiB\n",
@@ -299,9 +306,9 @@ static int granules_decommit(gms_pool *p, gms_chunk *c, uint64_t first, uint64_t
                              bool for_growth)
 {
     gms_runtime *rt = p->rt;
-    uint64_t len = (last - first + 1) * rt->granule;
-    int err = rt->backend->ops->decommit(rt->backend, c->be_chunk, first * rt->granule, len);
-    atomic_fetch_add_explicit(&rt->unmaps, 1, memory_order_relaxed);
+    uint64_t len = (last - first + 1) * rt->config.granule;
+    int err = rt->backend->ops->decommit(rt->backend, c->be_chunk, first * rt->config.granule, len);
+    atomic_fetch_add_explicit(&rt->gauges.unmaps, 1, memory_order_relaxed);
     if (err) {
         gms__log_later(rt, GMS_LOG_WARN, "gms: pool %llu: returning %llu bytes to the backend failed (errno %d); kept mapped",
                  (unsigned long long)p->id, (unsigned long long)len, err);
@@ -315,20 +322,6 @@ static int granules_decommit(gms_pool *p, gms_chunk *c, uint64_t first, uint64_t
     held_sub(p, len);
     map_log(p, "unmap", len);
     return 0;
-}
-
-/* Adds device work (s, t) to a stream tag (*stream, *ticket): the work on
- * some memory, the last of it t; GMS_STREAM_MIXED once it spans streams. */
-static void tag_add(void **stream, uint64_t *ticket, void *s, uint64_t t)
-{
-    if (t == 0)
-        return;
-    if (*ticket == 0)
-        *stream = s;
-    else if (*stream != s)
-        *stream = GMS_STREAM_MIXED;
-    if (t > *ticket)
-        *ticket = t;
 }
 
 /* Whether the device has run the work a stream tag names. On one stream,
@@ -365,7 +358,7 @@ static void trim(gms_pool *p, uint64_t keep, uint64_t before, bool for_growth)
         uint64_t i = (uint64_t)(g - c->granules);
         /* Widen to the cached, idle neighbours, no further than the excess
          * over keep: one backend call per run. */
-        uint64_t excess = (p->cached_bytes - keep + p->rt->granule - 1) >> p->rt->granule_shift;
+        uint64_t excess = (p->cached_bytes - keep + p->rt->config.granule - 1) >> p->rt->config.granule_shift;
         uint64_t first = i, last = i;
         while (last - first + 1 < excess && last + 1 < c->ngranules &&
                in_lru(p, &c->granules[last + 1]) && granule_idle(p->rt, &c->granules[last + 1], &done))
@@ -425,8 +418,8 @@ static void peak_note(gms_pool *p, uint64_t now)
 /* Bytes of empty granules the pool may keep mapped now. */
 static uint64_t retain_limit(gms_pool *p, uint64_t now)
 {
-    if (p->rt->retain_bytes)
-        return p->rt->retain_bytes;
+    if (p->rt->config.retain_bytes)
+        return p->rt->config.retain_bytes;
     uint64_t in_use = p->held_bytes - p->cached_bytes; /* granules with blocks */
     if (now - p->peak_decay_ns >= PEAK_HOLD_NS &&
         (p->peak_recent > p->live_bytes || p->peak_held_recent > in_use)) {
@@ -446,7 +439,7 @@ static uint64_t retain_limit(gms_pool *p, uint64_t now)
 /* Unmaps what has aged in the cache beyond the retain limit. */
 static void trim_aged(gms_pool *p)
 {
-    uint64_t floor = p->rt->retain_bytes ? p->rt->retain_bytes : RETAIN_FLOOR;
+    uint64_t floor = p->rt->config.retain_bytes ? p->rt->config.retain_bytes : RETAIN_FLOOR;
     if (p->cached_bytes <= floor)
         return; /* the common case: no clock read */
     uint64_t now = gms__now_ns(), keep = retain_limit(p, now);
@@ -470,10 +463,10 @@ static int granules_prepare(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
 {
     gms_runtime *rt = p->rt;
     gms_chunk *c = b->chunk;
-    uint64_t lo = c->base + g * rt->granule, hi = c->base + (end + 1) * rt->granule;
+    uint64_t lo = c->base + g * rt->config.granule, hi = c->base + (end + 1) * rt->config.granule;
     uint64_t data_lo = b->addr > lo ? b->addr : lo;
     uint64_t data_hi = b->addr + b->req_size < hi ? b->addr + b->req_size : hi;
-    bool zero_all = !rt->safety, stream_ordered = rt->backend->ops->scrub_async != NULL;
+    bool zero_all = !rt->safety.on, stream_ordered = rt->backend->ops->scrub_async != NULL;
     gms_scrub_item it[2];
     memset(it, 0, sizeof it);
     size_t n = 0;
@@ -505,9 +498,9 @@ static int granules_prepare(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
     if (ticket > b->ticket)
         b->ticket = ticket;
     if (b->prev_phys && b->prev_phys->state == GMS_BLOCK_FREE)
-        tag_add(&b->prev_phys->stream, &b->prev_phys->ticket, on, ticket);
+        gms__tag_add(&b->prev_phys->stream, &b->prev_phys->ticket, on, ticket);
     if (b->next_phys && b->next_phys->state == GMS_BLOCK_FREE)
-        tag_add(&b->next_phys->stream, &b->next_phys->ticket, on, ticket);
+        gms__tag_add(&b->next_phys->stream, &b->next_phys->ticket, on, ticket);
     return GMS_OK;
 }
 
@@ -517,19 +510,19 @@ static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
 {
     gms_runtime *rt = p->rt;
     gms_chunk *c = b->chunk;
-    uint64_t len = (end - g + 1) * rt->granule;
+    uint64_t len = (end - g + 1) * rt->config.granule;
     int rc = held_add(p, len);
     if (rc)
         return rc;
-    int err = rt->backend->ops->commit(rt->backend, c->be_chunk, g * rt->granule, len);
-    atomic_fetch_add_explicit(&rt->maps, 1, memory_order_relaxed);
+    int err = rt->backend->ops->commit(rt->backend, c->be_chunk, g * rt->config.granule, len);
+    atomic_fetch_add_explicit(&rt->gauges.maps, 1, memory_order_relaxed);
     if (err) {
         held_sub(p, len);
         return gms__backend_fail(err, "commit", len);
     }
     for (uint64_t u = g; u <= end; u++) {
         if (c->granules[u].growth_trimmed)
-            p->remapped_bytes += rt->granule; /* the layout needed it after all */
+            p->remapped_bytes += rt->config.granule; /* the layout needed it after all */
         c->granules[u].growth_trimmed = false;
         c->granules[u].committed = true;
         c->granules[u].ticket = 0;
@@ -552,8 +545,8 @@ static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
  * with retain_bytes, what is in use plus need plus that fixed cache. */
 static uint64_t growth_budget(const gms_pool *p, uint64_t need)
 {
-    if (p->rt->retain_bytes)
-        return p->held_bytes - p->cached_bytes + need + p->rt->retain_bytes;
+    if (p->rt->config.retain_bytes)
+        return p->held_bytes - p->cached_bytes + need + p->rt->config.retain_bytes;
     uint64_t live = p->live_bytes + need;
     uint64_t peak = p->peak_recent > live ? p->peak_recent : live;
     uint64_t budget = peak + peak_slack(peak);
@@ -583,7 +576,7 @@ static int granules_acquire(gms_pool *p, gms_block *b)
     for (uint64_t g = first; g <= last; g++) {
         if (in_lru(p, &c->granules[g]))
             lru_unlink(p, &c->granules[g]);
-        need += c->granules[g].committed ? 0 : p->rt->granule;
+        need += c->granules[g].committed ? 0 : p->rt->config.granule;
     }
     /* Growing: first give back cached granules beyond what the recent peak
      * needs, so that what is held never passes it by more than its slack. */
@@ -620,7 +613,7 @@ static int granules_acquire(gms_pool *p, gms_block *b)
 bool gms__block_interior(const gms_pool *p, const gms_block *b, uint64_t *lo, uint64_t *hi)
 {
     /* Within the data part: the redzone after it stays mapped for its check. */
-    uint64_t mask = p->rt->granule - 1; /* chunk bases are granule-aligned */
+    uint64_t mask = p->rt->config.granule - 1; /* chunk bases are granule-aligned */
     *lo = (b->addr + mask) & ~mask;
     *hi = (b->addr + b->req_size) & ~mask;
     return *lo < *hi;
@@ -643,7 +636,7 @@ void gms__pool_hollow(gms_pool *p, gms_block *b)
 {
     gms_runtime *rt = p->rt;
     uint64_t lo, hi;
-    if (b->req_size < rt->granule || b->hollow || !(rt->backend->ops->props & GMS_BACKEND_UNMAP_WIPES) ||
+    if (b->req_size < rt->config.granule || b->hollow || !(rt->backend->ops->props & GMS_BACKEND_UNMAP_WIPES) ||
         !gms__block_interior(p, b, &lo, &hi))
         return;
     gms_chunk *c = b->chunk;
@@ -671,7 +664,7 @@ static void granules_release(gms_pool *p, gms_block *b)
         last = gms__granule_of(p->rt, c, hi[r] - 1);
         for (uint64_t g = first; g <= last; g++) {
             gms_granule *gr = &c->granules[g];
-            tag_add(&gr->stream, &gr->ticket, b->stream, b->ticket);
+            gms__tag_add(&gr->stream, &gr->ticket, b->stream, b->ticket);
             if (--gr->live == 0)
                 lru_push(p, gr, now ? now : (now = gms__now_ns()));
         }
@@ -685,12 +678,12 @@ static void granules_release(gms_pool *p, gms_block *b)
 static int chunk_add(gms_pool *p, uint64_t need, gms_block **out)
 {
     gms_runtime *rt = p->rt;
-    uint64_t size = rt->chunk_bytes;
+    uint64_t size = rt->config.chunk_bytes;
     if (need > size)
-        size = (need + rt->granule - 1) & ~(rt->granule - 1);
+        size = (need + rt->config.granule - 1) & ~(rt->config.granule - 1);
     gms_chunk *c = gms__alloc_meta(rt, sizeof *c);
     gms_block *b = node_get(p);
-    uint64_t ngr = size / rt->granule;
+    uint64_t ngr = size / rt->config.granule;
     gms_granule *gr = gms__alloc_meta(rt, ngr * sizeof *gr);
     if (!c || !b || !gr) {
         free(c);
@@ -701,7 +694,7 @@ static int chunk_add(gms_pool *p, uint64_t need, gms_block **out)
     }
     memset(c, 0, sizeof *c);
     memset(gr, 0, ngr * sizeof *gr);
-    int err = rt->backend->ops->reserve(rt->backend, size, rt->granule, &c->base, &c->be_chunk);
+    int err = rt->backend->ops->reserve(rt->backend, size, rt->config.granule, &c->base, &c->be_chunk);
     if (err) {
         free(c);
         free(gr);
@@ -719,11 +712,11 @@ static int chunk_add(gms_pool *p, uint64_t need, gms_block **out)
     b->chunk = c;
     b->state = GMS_BLOCK_FREE;
     c->first = b;
-    gms_tlsf_insert(&p->tlsf, b);
+    gms__tlsf_insert(&p->tlsf, b);
     c->next = p->chunks;
     p->chunks = c;
     p->reserved_bytes += size;
-    atomic_fetch_add(&rt->reserved_bytes, size);
+    atomic_fetch_add(&rt->gauges.reserved_bytes, size);
     *out = b;
     return GMS_OK;
 }
@@ -749,7 +742,7 @@ static bool chunk_release_free(gms_pool *p, gms_chunk *c)
             g = last;
         }
     }
-    gms_tlsf_remove(&p->tlsf, b);
+    gms__tlsf_remove(&p->tlsf, b);
     node_put(p, b);
     gms_chunk **pp = &p->chunks;
     while (*pp != c)
@@ -801,32 +794,15 @@ void gms__pool_reuse(gms_pool *p, gms_tenant *t, gms_level level, gms_language l
 
 /* ---- blocks ---- */
 
-/* Files a free block, merging it with free neighbours first. Returns the
- * merged block. */
+/* Files a free block, merging it with free neighbours first (the nodes
+ * merged away go back to the pool). Returns the merged block. */
 static gms_block *block_file_free(gms_pool *p, gms_block *b)
 {
-    b->state = GMS_BLOCK_FREE;
-    gms_block *prev = b->prev_phys, *next = b->next_phys;
-    if (next && next->state == GMS_BLOCK_FREE) {
-        gms_tlsf_remove(&p->tlsf, next);
-        tag_add(&b->stream, &b->ticket, next->stream, next->ticket);
-        b->size += next->size;
-        b->next_phys = next->next_phys;
-        if (b->next_phys)
-            b->next_phys->prev_phys = b;
-        node_put(p, next);
-    }
-    if (prev && prev->state == GMS_BLOCK_FREE) {
-        gms_tlsf_remove(&p->tlsf, prev);
-        tag_add(&prev->stream, &prev->ticket, b->stream, b->ticket);
-        prev->size += b->size;
-        prev->next_phys = b->next_phys;
-        if (prev->next_phys)
-            prev->next_phys->prev_phys = prev;
-        node_put(p, b);
-        b = prev;
-    }
-    gms_tlsf_insert(&p->tlsf, b);
+    gms_block *gone[2];
+    b = gms__tlsf_file_free(&p->tlsf, b, gone);
+    for (int i = 0; i < 2; i++)
+        if (gone[i])
+            node_put(p, gone[i]);
     return b;
 }
 
@@ -839,25 +815,6 @@ static bool range_mapped(const gms_pool *p, const gms_block *b, uint64_t size)
         if (!c->granules[g].committed)
             return false;
     return true;
-}
-
-/* Splits the free block b (out of the free lists) at addr: the part
- * before becomes a free block of its own; returns the part from addr. */
-static gms_block *split_front(gms_pool *p, gms_block *b, uint64_t addr, gms_block *front)
-{
-    *front = *b;
-    front->size = addr - b->addr;
-    front->next_phys = b;
-    if (front->prev_phys)
-        front->prev_phys->next_phys = front;
-    else
-        b->chunk->first = front;
-    b->prev_phys = front;
-    b->size -= front->size;
-    b->addr = addr;
-    front->state = GMS_BLOCK_FREE;
-    gms_tlsf_insert(&p->tlsf, front);
-    return b;
 }
 
 /* Whether a free block may serve an allocation on stream now: its last
@@ -896,9 +853,9 @@ static __attribute__((noinline)) gms_block *other_fit(gms_pool *p, gms_block *b,
             break;
         if (usable && !unmapped)
             unmapped = b; /* the best fit, should no mapped one be near */
-        gms_tlsf_remove(&p->tlsf, b);
+        gms__tlsf_remove(&p->tlsf, b);
         skipped[nskipped++] = b;
-        b = gms_tlsf_find(&p->tlsf, want);
+        b = gms__tlsf_find(&p->tlsf, want);
     }
     if (b && !(usable_on(p, b, stream, &done) && range_mapped(p, b, want)))
         b = NULL; /* the scan ended on one it may not take as it is */
@@ -911,7 +868,7 @@ static __attribute__((noinline)) gms_block *other_fit(gms_pool *p, gms_block *b,
                                                     b->size > AT_BUDGET_FIT_MAX * want))))
         b = unmapped;
     while (nskipped)
-        gms_tlsf_insert(&p->tlsf, skipped[--nskipped]);
+        gms__tlsf_insert(&p->tlsf, skipped[--nskipped]);
     return b;
 }
 
@@ -921,7 +878,7 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
     /* An alignment past the blocks' own is found by asking for the worst
      * case of padding, then splitting the padding off the front. */
     uint64_t want = size + (align > GMS_ALIGNMENT ? align - GMS_ALIGNMENT : 0);
-    gms_block *b = gms_tlsf_find(&p->tlsf, want);
+    gms_block *b = gms__tlsf_find(&p->tlsf, want);
     uint64_t done = 0;
     if (b && !(usable_on(p, b, stream, &done) && range_mapped(p, b, want)))
         b = other_fit(p, b, want, stream);
@@ -940,28 +897,15 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
             node_put(p, front);
         return gms__fail(GMS_E_NO_MEMORY, "out of host memory for block metadata");
     }
-    gms_tlsf_remove(&p->tlsf, b);
+    gms__tlsf_remove(&p->tlsf, b);
     if (front)
-        b = split_front(p, b, b->addr + pad, front);
+        b = gms__tlsf_split_front(&p->tlsf, b, b->addr + pad, front);
+    if (rest)
+        gms__tlsf_split_back(&p->tlsf, b, size, rest);
     /* From here b is the caller's, on its stream; ticket stays what its
      * memory waits for. */
     void *was = b->stream;
     b->stream = stream;
-    if (rest) {
-        rest->addr = b->addr + size;
-        rest->size = b->size - size;
-        rest->chunk = b->chunk;
-        rest->prev_phys = b;
-        rest->next_phys = b->next_phys;
-        if (rest->next_phys)
-            rest->next_phys->prev_phys = rest;
-        b->next_phys = rest;
-        b->size = size;
-        rest->state = GMS_BLOCK_FREE;
-        rest->stream = was;
-        rest->ticket = b->ticket;
-        gms_tlsf_insert(&p->tlsf, rest);
-    }
     b->req_size = req;
     int rc = granules_acquire(p, b);
     if (rc) {

@@ -28,14 +28,14 @@ int gms_on_pressure(gms_runtime *rt, gms_pressure_fn fn, void *user)
     if (!rt || !fn)
         return gms__fail(GMS_E_INVALID_ARG, "gms_on_pressure: %s is NULL", rt ? "fn" : "runtime");
     pthread_mutex_lock(&rt->lock);
-    uint32_t n = atomic_load(&rt->n_on_pressure);
+    uint32_t n = atomic_load(&rt->callbacks.n_on_pressure);
     int rc = GMS_OK;
-    if (n >= sizeof rt->on_pressure / sizeof rt->on_pressure[0]) {
+    if (n >= sizeof rt->callbacks.on_pressure / sizeof rt->callbacks.on_pressure[0]) {
         rc = gms__fail(GMS_E_BUSY, "gms_on_pressure: %u callbacks already registered, the most there can be", n);
     } else {
-        rt->on_pressure[n].fn = fn;
-        rt->on_pressure[n].user = user;
-        atomic_store(&rt->n_on_pressure, n + 1); /* publishes the entry */
+        rt->callbacks.on_pressure[n].fn = fn;
+        rt->callbacks.on_pressure[n].user = user;
+        atomic_store(&rt->callbacks.n_on_pressure, n + 1); /* publishes the entry */
     }
     pthread_mutex_unlock(&rt->lock);
     return rc;
@@ -63,13 +63,13 @@ static bool ladder_step(gms_context *ctx, uint64_t size, int rc, int step)
         gms_trim(rt);
         return true;
     }
-    uint32_t n = atomic_load(&rt->n_on_pressure);
+    uint32_t n = atomic_load(&rt->callbacks.n_on_pressure);
     if (n == 0)
         return false;
     gms_pressure info = {ctx->tenant->name, size, rc};
     in_ladder = true;
     for (uint32_t i = 0; i < n; i++)
-        rt->on_pressure[i].fn(rt->on_pressure[i].user, &info);
+        rt->callbacks.on_pressure[i].fn(rt->callbacks.on_pressure[i].user, &info);
     in_ladder = false;
     return true;
 }
@@ -104,20 +104,20 @@ int gms__alloc_under_pressure(gms_context *ctx, size_t size, uint64_t bsize, uin
         }
         if (round > 0 && !freed)
             break;
-        uint64_t live = atomic_load(&rt->live_bytes);
+        uint64_t live = atomic_load(&rt->gauges.live_bytes);
         if (!ladder_step(ctx, size, rc, 3))
             break;
         steps++;
         if (!under_pressure(rc = gms__alloc_once(ctx, size, bsize, flags, stream, out)))
             goto done;
-        freed = atomic_load(&rt->live_bytes) < live;
+        freed = atomic_load(&rt->gauges.live_bytes) < live;
     }
 done:
     if (steps) {
-        atomic_fetch_add(&rt->pressure_events, 1);
-        atomic_fetch_add(&rt->pressure_steps, steps);
+        atomic_fetch_add(&rt->gauges.pressure_events, 1);
+        atomic_fetch_add(&rt->gauges.pressure_steps, steps);
         if (rc == GMS_OK)
-            atomic_fetch_add(&rt->pressure_recovered, 1);
+            atomic_fetch_add(&rt->gauges.pressure_recovered, 1);
         else if (rc == GMS_E_NO_MEMORY || rc == GMS_E_QUOTA) {
             char why[400];
             snprintf(why, sizeof why, "%s", gms_error_last());

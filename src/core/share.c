@@ -48,7 +48,7 @@ static int block_mac(gms_pool *p, const gms_block *b, uint8_t out[GMS_SHARE_MAC_
         size_le[i] = (uint8_t)(b->req_size >> (8 * i));
     int rc = GMS_OK;
     size_t len = 0;
-    if (!buf || !c || !EVP_MAC_init(c, p->rt->share_key, sizeof p->rt->share_key, params) ||
+    if (!buf || !c || !EVP_MAC_init(c, p->rt->safety.share_key, sizeof p->rt->safety.share_key, params) ||
         !EVP_MAC_update(c, size_le, sizeof size_le))
         rc = gms__fail(GMS_E_NO_MEMORY, "out of host memory to check an immutable share");
     for (uint64_t off = 0; rc == GMS_OK && off < b->req_size; off += PIECE) {
@@ -73,7 +73,7 @@ static bool view_map(gms_pool *p, gms_block *b, gms_share_rec *sh)
 {
     gms_runtime *rt = p->rt;
     gms_backend *be = rt->backend;
-    uint64_t unit = rt->view_unit;
+    uint64_t unit = rt->config.view_unit;
     if (!b->chunk || !be->ops->map_view_readonly || unit == 0)
         return false;
     uint64_t lo = b->addr & ~(unit - 1);

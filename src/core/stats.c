@@ -33,20 +33,20 @@ int gms_stats_get(gms_runtime *rt, gms_stats *out)
         s.leaked_blocks += atomic_load(&t->leaked_blocks);
         s.leaked_bytes += atomic_load(&t->leaked_bytes);
     }
-    s.allocs += rt->retired_allocs;
-    s.frees += rt->retired_frees;
+    s.allocs += rt->gauges.retired_allocs;
+    s.frees += rt->gauges.retired_frees;
     s.pools = rt->npools;
     s.contexts = rt->ncontexts;
     s.tenants = rt->ntenants;
-    s.pressure_events = atomic_load(&rt->pressure_events);
-    s.pressure_recovered = atomic_load(&rt->pressure_recovered);
-    s.pressure_steps = atomic_load(&rt->pressure_steps);
-    s.maps = atomic_load(&rt->maps);
-    s.unmaps = atomic_load(&rt->unmaps);
-    s.device_waits = atomic_load(&rt->device_waits);
+    s.pressure_events = atomic_load(&rt->gauges.pressure_events);
+    s.pressure_recovered = atomic_load(&rt->gauges.pressure_recovered);
+    s.pressure_steps = atomic_load(&rt->gauges.pressure_steps);
+    s.maps = atomic_load(&rt->gauges.maps);
+    s.unmaps = atomic_load(&rt->gauges.unmaps);
+    s.device_waits = atomic_load(&rt->gauges.device_waits);
     pthread_mutex_unlock(&rt->lock);
-    s.peak_live_bytes = atomic_load(&rt->peak_live);
-    s.peak_held_bytes = atomic_load(&rt->peak_held);
+    s.peak_live_bytes = atomic_load(&rt->gauges.peak_live);
+    s.peak_held_bytes = atomic_load(&rt->gauges.peak_held);
     if (s.peak_live_bytes < s.live_bytes)
         s.peak_live_bytes = s.live_bytes;
     if (s.peak_held_bytes < s.held_bytes)

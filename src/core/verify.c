@@ -41,7 +41,7 @@ static void violation(vstate *v, const char *fmt, ...)
 static int tlsf_holds(const gms_tlsf *t, const gms_block *b)
 {
     unsigned fl, sl;
-    gms_tlsf_mapping(b->size, &fl, &sl);
+    gms__tlsf_mapping(b->size, &fl, &sl);
     for (const gms_block *x = t->heads[fl][sl]; x; x = x->u.free.next)
         if (x == b)
             return 1;
@@ -64,7 +64,7 @@ static void verify_tlsf(vstate *v, const gms_pool *p, uint64_t free_blocks)
             for (const gms_block *b = h; b; b = b->u.free.next) {
                 listed++;
                 unsigned f2, s2;
-                gms_tlsf_mapping(b->size, &f2, &s2);
+                gms__tlsf_mapping(b->size, &f2, &s2);
                 if (b->state != GMS_BLOCK_FREE || f2 != fl || s2 != sl)
                     violation(v, "pool %llu: block at 0x%llx in free list (%u,%u) is not a free block of that class",
                               (unsigned long long)p->id, (unsigned long long)b->addr, fl, sl);
@@ -85,7 +85,7 @@ static void verify_chunk(vstate *v, gms_pool *p, gms_chunk *c, uint64_t *live_by
 {
     gms_runtime *rt = p->rt;
     unsigned long long pid = (unsigned long long)p->id;
-    if (c->pool != p || c->base % rt->granule || c->size % rt->granule)
+    if (c->pool != p || c->base % rt->config.granule || c->size % rt->config.granule)
         violation(v, "pool %llu: chunk at 0x%llx is not a granule-aligned chunk of this pool", pid,
                   (unsigned long long)c->base);
     uint64_t at = c->base;
@@ -162,8 +162,8 @@ static void verify_granules(vstate *v, gms_pool *p, gms_chunk *c, const uint32_t
             violation(v, "pool %llu: granule %llu of chunk 0x%llx: %u live blocks counted, %u found, mapped %d, cached %d",
                       (unsigned long long)p->id, (unsigned long long)g,
                       (unsigned long long)c->base, gr->live, gcount[g], gr->committed, in_cache);
-        *held += gr->committed ? p->rt->granule : 0;
-        *cached += in_cache ? p->rt->granule : 0;
+        *held += gr->committed ? p->rt->config.granule : 0;
+        *cached += in_cache ? p->rt->config.granule : 0;
     }
 }
 
@@ -180,7 +180,7 @@ static void poison_run(vstate *v, gms_pool *p, poison_batch *pb)
     if (pb->n == 0)
         return;
     gms_runtime *rt = p->rt;
-    int err = rt->backend->ops->scrub(rt->backend, pb->items, pb->n, rt->pattern, rt->wipe_seed);
+    int err = rt->backend->ops->scrub(rt->backend, pb->items, pb->n, rt->safety.pattern, rt->safety.wipe_seed);
     if (err) {
         v->backend_err = err;
         pb->n = 0;
@@ -238,7 +238,7 @@ static void verify_poison(vstate *v, gms_pool *p)
         return;
     }
     pb->n = 0;
-    uint64_t gsize = p->rt->granule;
+    uint64_t gsize = p->rt->config.granule;
     for (gms_chunk *c = p->chunks; c; c = c->next) {
         for (gms_block *b = c->first; b; b = b->next_phys) {
             if (b->state == GMS_BLOCK_LIVE) {
@@ -308,7 +308,7 @@ static void verify_pool(vstate *v, gms_pool *p, uint64_t *tenant_bytes, uint64_t
     if (listed != retired || listed != p->quarantine_blocks)
         violation(v, "pool %llu: %llu freed blocks wait in chunks, %llu in the quarantine list",
                   pid, (unsigned long long)retired, (unsigned long long)listed);
-    if (p->rt->safety)
+    if (p->rt->safety.on)
         verify_poison(v, p);
     if (live_bytes != p->live_bytes || live_blocks != p->live_blocks)
         violation(v, "pool %llu: counts %llu live blocks / %llu bytes, chunks hold %llu / %llu", pid,
@@ -370,16 +370,16 @@ static void verify_slots(vstate *v, gms_runtime *rt)
         p->v_handles = p->v_shares = 0;
     for (gms_tenant *t = rt->tenants; t; t = t->next)
         t->v_handles = 0;
-    pthread_mutex_lock(&rt->slots_lock);
+    pthread_mutex_lock(&rt->handles.lock);
     uint64_t live = 0, cached = 0, table = 0;
-    for (uint32_t pg = 0; pg < rt->next_page; pg++) {
-        gms_slot_page *page = atomic_load(&rt->pages[pg]);
+    for (uint32_t pg = 0; pg < rt->handles.next_page; pg++) {
+        gms_slot_page *page = atomic_load(&rt->handles.pages[pg]);
         for (uint32_t i = 0; i < GMS_SLOTS_PER_PAGE; i++) {
             gms_slot *s = &page->slots[i];
             unsigned slot = pg * GMS_SLOTS_PER_PAGE + i;
             uint64_t word = atomic_load(&s->handle);
             gms_pool *p = atomic_load(&s->pool);
-            if (slot == 0 || slot > rt->slots_max)
+            if (slot == 0 || slot > rt->handles.slots_max)
                 continue;
             table++;
             if (!p) {
@@ -417,7 +417,7 @@ static void verify_slots(vstate *v, gms_runtime *rt)
             (s->holder ? s->holder->tenant : p->tenant)->v_handles++;
         }
     }
-    uint64_t listed = verify_free_slots(v, rt, rt->free_slots, NULL, table);
+    uint64_t listed = verify_free_slots(v, rt, rt->handles.free_slots, NULL, table);
     uint64_t in_pools = 0;
     for (gms_pool *p = rt->pools; p; p = p->next) {
         uint64_t n = verify_free_slots(v, rt, p->free_slots, p, table);
@@ -426,13 +426,13 @@ static void verify_slots(vstate *v, gms_runtime *rt)
                       (unsigned long long)p->id, p->nfree_slots, (unsigned long long)n);
         in_pools += n;
     }
-    if (in_pools != cached || live + cached != rt->slots_out ||
-        listed + rt->slots_out != table)
+    if (in_pools != cached || live + cached != rt->handles.slots_out ||
+        listed + rt->handles.slots_out != table)
         violation(v, "handle table: %llu slots, %llu live, %llu free in pools (%llu listed), %llu free in the runtime's list; the runtime counts %llu out",
                   (unsigned long long)table, (unsigned long long)live, (unsigned long long)cached,
                   (unsigned long long)in_pools, (unsigned long long)listed,
-                  (unsigned long long)rt->slots_out);
-    pthread_mutex_unlock(&rt->slots_lock);
+                  (unsigned long long)rt->handles.slots_out);
+    pthread_mutex_unlock(&rt->handles.lock);
     for (gms_tenant *t = rt->tenants; t; t = t->next)
         if (t->v_handles != atomic_load(&t->handles))
             violation(v, "tenant '%s': charged for %llu handles and share ids, holds %llu", t->name,

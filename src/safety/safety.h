@@ -16,7 +16,7 @@
 #ifndef GMS_SAFETY_H
 #define GMS_SAFETY_H
 
-#include "core/internal.h"
+#include "core/pool.h"
 
 /* Retires a live block whose handle is gone (pool->lock held), freed on
  * stream when ordered (gms_free_async), else with no device work pending
@@ -62,5 +62,9 @@ unsigned gms__violations_deliver(gms_runtime *rt);
  * the callbacks too: gms_sync and gms_verify report what they gathered
  * before they return. Does not wait when called from a callback. */
 void gms__violations_settle(gms_runtime *rt);
+
+/* A gms_log_fn (user: the runtime) for gms's own threads that must not
+ * call the program's log function: the line waits in rt->notes.mail. */
+void gms__log_mail(void *rt, gms_log_level level, const char *msg);
 
 #endif

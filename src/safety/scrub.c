@@ -80,7 +80,7 @@ static gms_scrub_batch *batch_keep(gms_runtime *rt, const gms_scrub_batch *from)
 
 static uint64_t quarantine_limit(const gms_pool *p)
 {
-    return gms__scaled_limit(p->rt->quarantine_max_bytes, p->live_bytes, 1ull << 20, 256);
+    return gms__scaled_limit(p->rt->safety.quarantine_max_bytes, p->live_bytes, 1ull << 20, 256);
 }
 
 /* Whether the granule holding address a is mapped. */
@@ -95,7 +95,7 @@ static bool mapped(const gms_runtime *rt, const gms_chunk *c, uint64_t a)
  * poisoning it at every free would double the work for small blocks. */
 static uint64_t watched_end(const gms_pool *p, const gms_block *b)
 {
-    uint64_t end = b->addr + b->req_size + p->rt->redzone;
+    uint64_t end = b->addr + b->req_size + p->rt->safety.redzone;
     return end < b->addr + b->size ? end : b->addr + b->size;
 }
 
@@ -124,12 +124,12 @@ void gms__safety_redzone_item(const gms_pool *p, const gms_block *b, gms_scrub_i
      * neighbour's node need not be read (it is often cold). Small blocks
      * near the chunk's start: up to the start (a guard precedes it). */
     const gms_chunk *c = b->chunk;
-    uint64_t lo = b->addr - c->base >= p->rt->redzone ? b->addr - p->rt->redzone : c->base;
+    uint64_t lo = b->addr - c->base >= p->rt->safety.redzone ? b->addr - p->rt->safety.redzone : c->base;
     /* A redzone that starts on an unmapped granule (a free neighbour's)
      * is checked from the next granule on: a write there faults or lands
      * on the mapped part. */
     if (!mapped(p->rt, c, lo)) {
-        uint64_t mask = p->rt->granule - 1; /* chunk bases are granule-aligned */
+        uint64_t mask = p->rt->config.granule - 1; /* chunk bases are granule-aligned */
         lo = (lo + mask) & ~mask;
     }
     if (lo < b->addr && mapped(p->rt, c, lo) && mapped(p->rt, c, b->addr - 1)) {
@@ -154,7 +154,7 @@ static void free_item(gms_pool *p, gms_block *b, gms_scrub_item *it)
             it->fill_lo[r] = it->fill_hi[r];
     }
     it->verify = p->level >= GMS_LEVEL_CONFIDENTIAL;
-    it->passes = p->level == GMS_LEVEL_SECRET && p->rt->secret_multipass ? GMS_SCRUB_MULTIPASS : 0;
+    it->passes = p->level == GMS_LEVEL_SECRET && p->rt->safety.secret_multipass ? GMS_SCRUB_MULTIPASS : 0;
 }
 
 /* Reports what a batch found. own: the block freed by the caller, whose
@@ -486,7 +486,7 @@ static void quarantine_evict(gms_pool *p, uint64_t max_bytes, uint64_t max_block
 static void quarantine_evict_after_pending(gms_pool *p)
 {
     const gms_pending *pd = p->pending;
-    uint64_t max_bytes = quarantine_limit(p), max_blocks = p->rt->quarantine_max_blocks;
+    uint64_t max_bytes = quarantine_limit(p), max_blocks = p->rt->safety.quarantine_max_blocks;
     while (over_limits(p, max_bytes, max_blocks, true) &&
            !(pd->ticket && p->quarantine_head->ticket == pd->ticket))
         if (!evict_batch(p, max_bytes, max_blocks, true))
@@ -516,7 +516,7 @@ static void retire_pending(gms_pool *p, gms_block *b, bool sync)
     bt->exit_check[i] = false;
     bt->blk[i] = b;
     uint64_t queued = p->quarantine_bytes; /* b's included */
-    take_exits(p, bt, pd->stream, pd->ticket, quarantine_limit(p), p->rt->quarantine_max_blocks,
+    take_exits(p, bt, pd->stream, pd->ticket, quarantine_limit(p), p->rt->safety.quarantine_max_blocks,
                true);
     pd->bytes += b->size + (queued - p->quarantine_bytes);
     /* The synchronous gms_free promises that a write after it is caught:
@@ -543,7 +543,7 @@ static int retire_now(gms_pool *p, gms_block *b)
     bt->blk[0] = b;
     bt->exit_check[0] = false;
     bt->n = 1;
-    take_exits(p, bt, b->stream, 0, quarantine_limit(p), p->rt->quarantine_max_blocks, true);
+    take_exits(p, bt, b->stream, 0, quarantine_limit(p), p->rt->safety.quarantine_max_blocks, true);
     uint32_t n = bt->n;
     uint64_t ticket;
     bool ok = batch_queue(p, bt, b->stream, &ticket, &rc, own_msg, sizeof own_msg) == 0;
@@ -562,7 +562,7 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered)
     gms_runtime *rt = p->rt;
     b->stream = ordered ? stream : NULL;
     b->ticket = 0;
-    if (!rt->safety) {
+    if (!rt->safety.on) {
         /* Reusable at once on its stream; elsewhere once the device has
          * passed this point of it (the pending batch is its marker).
          * Unordered: the device is done with it, so at once anywhere. */
@@ -588,7 +588,7 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered)
         return GMS_OK;
     }
     int rc = retire_now(p, b);
-    quarantine_evict(p, quarantine_limit(p), rt->quarantine_max_blocks, true);
+    quarantine_evict(p, quarantine_limit(p), rt->safety.quarantine_max_blocks, true);
     return rc;
 }
 

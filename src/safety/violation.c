@@ -17,7 +17,7 @@
 /* Violations found under one lock are usually few; a batch of frees or a
  * verify can find many. The queue grows on the heap as needed (up to
  * QUEUE_MAX, far more than any batch); what does not fit is counted in the
- * runtime's notes_lost and reported as a number. Log lines written under
+ * runtime's notes.lost and reported as a number. Log lines written under
  * a lock wait in the same queue, so that the log function, like the
  * callbacks, never runs with a gms lock held. */
 #define QUEUE_MAX 65536
@@ -45,20 +45,20 @@ typedef struct delivery {
 } delivery;
 static _Thread_local delivery *delivering;
 
-/* A cleared entry at the queue's end, counted in notes_queued; or NULL
- * when the queue is full: a lost violation is counted in notes_lost (and
- * still in notes_queued), a lost log line is dropped. */
+/* A cleared entry at the queue's end, counted in notes.queued; or NULL
+ * when the queue is full: a lost violation is counted in notes.lost (and
+ * still in notes.queued), a lost log line is dropped. */
 static vnote *queue_push(gms_runtime *rt, bool is_log)
 {
-    atomic_fetch_add_explicit(&rt->notes_queued, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt->notes.queued, 1, memory_order_relaxed);
     if (queued == capacity) {
         unsigned cap = capacity ? 2 * capacity : 8;
         vnote *q = cap <= QUEUE_MAX ? realloc(queue, cap * sizeof *q) : NULL;
         if (!q) {
             if (is_log)
-                atomic_fetch_sub_explicit(&rt->notes_queued, 1, memory_order_relaxed);
+                atomic_fetch_sub_explicit(&rt->notes.queued, 1, memory_order_relaxed);
             else
-                atomic_fetch_add_explicit(&rt->notes_lost, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&rt->notes.lost, 1, memory_order_relaxed);
             return NULL;
         }
         queue = q;
@@ -136,29 +136,29 @@ void gms__log_later(gms_runtime *rt, gms_log_level level, const char *fmt, ...)
 void gms__log_mail(void *user, gms_log_level level, const char *msg)
 {
     gms_runtime *rt = user;
-    pthread_mutex_lock(&rt->mail_lock);
-    if (rt->nmail < sizeof rt->mail / sizeof rt->mail[0]) {
-        struct gms_mail *m = &rt->mail[rt->nmail++];
+    pthread_mutex_lock(&rt->notes.mail_lock);
+    if (rt->notes.nmail < sizeof rt->notes.mail / sizeof rt->notes.mail[0]) {
+        struct gms_mail *m = &rt->notes.mail[rt->notes.nmail++];
         m->level = level;
         snprintf(m->msg, sizeof m->msg, "%s", msg);
-        atomic_fetch_add_explicit(&rt->notes_queued, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&rt->notes.queued, 1, memory_order_relaxed);
     } else {
-        rt->mail_dropped++; /* said with the next line that gets through */
+        rt->notes.mail_dropped++; /* said with the next line that gets through */
     }
-    pthread_mutex_unlock(&rt->mail_lock);
+    pthread_mutex_unlock(&rt->notes.mail_lock);
 }
 
 /* Writes the runtime's mail (no gms lock held); returns how many lines. */
 static unsigned mail_deliver(gms_runtime *rt)
 {
-    struct gms_mail mail[sizeof rt->mail / sizeof rt->mail[0]];
-    pthread_mutex_lock(&rt->mail_lock);
-    unsigned n = rt->nmail, dropped = rt->mail_dropped;
-    memcpy(mail, rt->mail, n * sizeof mail[0]);
-    rt->nmail = rt->mail_dropped = 0;
-    pthread_mutex_unlock(&rt->mail_lock);
+    struct gms_mail mail[sizeof rt->notes.mail / sizeof rt->notes.mail[0]];
+    pthread_mutex_lock(&rt->notes.mail_lock);
+    unsigned n = rt->notes.nmail, dropped = rt->notes.mail_dropped;
+    memcpy(mail, rt->notes.mail, n * sizeof mail[0]);
+    rt->notes.nmail = rt->notes.mail_dropped = 0;
+    pthread_mutex_unlock(&rt->notes.mail_lock);
     if (n)
-        atomic_fetch_sub_explicit(&rt->notes_queued, n, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&rt->notes.queued, n, memory_order_relaxed);
     for (unsigned i = 0; i < n; i++)
         gms__log(rt, mail[i].level, "%s", mail[i].msg);
     if (dropped)
@@ -183,9 +183,9 @@ static void deliver_one(gms_runtime *rt, vnote *n)
                              .level = -1, .language = -1, .detail = n->message};
         gms__audit_emit(rt->audit, &e);
     }
-    uint32_t cbs = atomic_load_explicit(&rt->n_on_violation, memory_order_acquire);
+    uint32_t cbs = atomic_load_explicit(&rt->callbacks.n_on_violation, memory_order_acquire);
     for (uint32_t c = 0; c < cbs; c++)
-        rt->on_violation[c].fn(rt->on_violation[c].user, &n->v);
+        rt->callbacks.on_violation[c].fn(rt->callbacks.on_violation[c].user, &n->v);
 }
 
 /* Takes this thread's queue; the notes of other runtimes go back into it
@@ -208,7 +208,7 @@ static vnote *queue_take(gms_runtime *rt, unsigned *n)
         }
         gms_runtime *other = taken[i].rt;
         vnote *back = queue_push(other, taken[i].is_log);
-        atomic_fetch_sub_explicit(&other->notes_queued, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&other->notes.queued, 1, memory_order_relaxed);
         if (back)
             *back = taken[i];
     }
@@ -218,7 +218,7 @@ static vnote *queue_take(gms_runtime *rt, unsigned *n)
 
 unsigned gms__violations_deliver(gms_runtime *rt)
 {
-    if (!atomic_load_explicit(&rt->notes_queued, memory_order_relaxed))
+    if (!atomic_load_explicit(&rt->notes.queued, memory_order_relaxed))
         return 0; /* the common case, on every alloc and free */
     for (delivery *d = delivering; d; d = d->outer)
         if (d->rt == rt)
@@ -233,28 +233,28 @@ unsigned gms__violations_deliver(gms_runtime *rt)
         unsigned mailed = mail_deliver(rt);
         unsigned n;
         vnote *taken = queue_take(rt, &n);
-        uint64_t lost = atomic_exchange_explicit(&rt->notes_lost, 0, memory_order_relaxed);
+        uint64_t lost = atomic_exchange_explicit(&rt->notes.lost, 0, memory_order_relaxed);
         /* Counted as delivering before they stop counting as queued, so
          * that a settling thread never sees both at 0 in between. */
-        atomic_fetch_add_explicit(&rt->notes_delivering, n, memory_order_seq_cst);
+        atomic_fetch_add_explicit(&rt->notes.delivering, n, memory_order_seq_cst);
         if (n)
-            atomic_fetch_sub_explicit(&rt->notes_queued, n, memory_order_seq_cst);
+            atomic_fetch_sub_explicit(&rt->notes.queued, n, memory_order_seq_cst);
         for (unsigned i = 0; i < n; i++) {
             deliver_one(rt, &taken[i]);
             if (!taken[i].is_log) {
                 count++;
-                fatal |= rt->abort_on_corruption;
+                fatal |= rt->safety.abort_on_corruption;
             }
         }
         free(taken);
-        atomic_fetch_sub_explicit(&rt->notes_delivering, n, memory_order_seq_cst);
+        atomic_fetch_sub_explicit(&rt->notes.delivering, n, memory_order_seq_cst);
         if (lost) {
-            atomic_fetch_sub_explicit(&rt->notes_queued, lost, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&rt->notes.queued, lost, memory_order_relaxed);
             gms__log(rt, GMS_LOG_WARN,
                      "gms: corruption: %llu further report%s found at once, not itemised",
                      (unsigned long long)lost, lost == 1 ? "" : "s");
             count += (unsigned)lost;
-            fatal |= rt->abort_on_corruption;
+            fatal |= rt->safety.abort_on_corruption;
         }
         if (!n && !lost && !mailed)
             break; /* nothing more: the callbacks queued nothing new */
@@ -273,14 +273,14 @@ int gms_on_violation(gms_runtime *rt, gms_violation_fn fn, void *user)
     if (!rt || !fn)
         return gms__fail(GMS_E_INVALID_ARG, "gms_on_violation: %s is NULL", rt ? "fn" : "runtime");
     pthread_mutex_lock(&rt->lock);
-    uint32_t n = atomic_load(&rt->n_on_violation);
-    if (n == sizeof rt->on_violation / sizeof rt->on_violation[0]) {
+    uint32_t n = atomic_load(&rt->callbacks.n_on_violation);
+    if (n == sizeof rt->callbacks.on_violation / sizeof rt->callbacks.on_violation[0]) {
         pthread_mutex_unlock(&rt->lock);
         return gms__fail(GMS_E_BUSY, "gms_on_violation: %u callbacks registered, the most there can be", n);
     }
-    rt->on_violation[n].fn = fn;
-    rt->on_violation[n].user = user;
-    atomic_store_explicit(&rt->n_on_violation, n + 1, memory_order_release);
+    rt->callbacks.on_violation[n].fn = fn;
+    rt->callbacks.on_violation[n].user = user;
+    atomic_store_explicit(&rt->callbacks.n_on_violation, n + 1, memory_order_release);
     pthread_mutex_unlock(&rt->lock);
     return GMS_OK;
 }
@@ -292,8 +292,8 @@ void gms__violations_settle(gms_runtime *rt)
         return; /* from a callback: the delivery it is part of may be the one waited for */
     struct timespec pause = {0, 50 * 1000};
     for (int i = 0; i < 20000; i++) { /* 20,000 pauses of 50 us: a second */
-        if (!atomic_load_explicit(&rt->notes_queued, memory_order_seq_cst) &&
-            !atomic_load_explicit(&rt->notes_delivering, memory_order_seq_cst))
+        if (!atomic_load_explicit(&rt->notes.queued, memory_order_seq_cst) &&
+            !atomic_load_explicit(&rt->notes.delivering, memory_order_seq_cst))
             return;
         nanosleep(&pause, NULL);
         gms__violations_deliver(rt);

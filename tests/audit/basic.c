@@ -105,10 +105,10 @@ int main(void)
 
     /* The wrong key is an error, not tampering. */
     uint8_t wrong[32] = "another key, not the trail's!!!";
-    CHECK_RC(gms_trail_read(dir, wrong, sizeof wrong, NULL, NULL, &s), GMS_TRAIL_ERROR);
+    CHECK_RC(gms__trail_read(dir, wrong, sizeof wrong, NULL, NULL, &s), GMS_TRAIL_ERROR);
     CHECK(strstr(s.message, "key") != NULL);
     /* Without a key the records are read but not verified. */
-    CHECK_RC(gms_trail_read(dir, NULL, 0, NULL, NULL, &s), GMS_TRAIL_OK);
+    CHECK_RC(gms__trail_read(dir, NULL, 0, NULL, NULL, &s), GMS_TRAIL_OK);
     CHECK(!s.verified);
     /* A runtime with another key refuses the trail. */
     o.audit_key_file = NULL;

@@ -145,7 +145,7 @@ int main(void)
     uint8_t k[GMS_AUDIT_KEY_MAX];
     size_t klen;
     char err[256];
-    CHECK(gms_audit_key_load(kf2, k, &klen, err, sizeof err) == 0 && klen == 64);
+    CHECK(gms__audit_key_load(kf2, k, &klen, err, sizeof err) == 0 && klen == 64);
     CHECK(run_tool(NULL, 0, 1, cli, "audit", "verify", dir, "--key-file", kf2) == 2); /* the wrong key: an error, not tampering */
 
     unlink(kf2);

@@ -1,5 +1,5 @@
 /*
- * hostile.c: the trail's readers (gms_runtime_open, gms_trail_read, the
+ * hostile.c: the trail's readers (gms_runtime_open, gms__trail_read, the
  * gms CLI) trust neither file names nor file types. A FIFO, a symbolic
  * link or a directory where a segment or the key file should be, a segment
  * named with an enormous index, a sparse segment of a terabyte: each is
@@ -88,7 +88,7 @@ static void key_file_refused(void)
     uint8_t k[GMS_AUDIT_KEY_MAX];
     size_t len;
     char err[512];
-    CHECK(gms_audit_key_load(victim, k, &len, err, sizeof err) != 0);
+    CHECK(gms__audit_key_load(victim, k, &len, err, sizeof err) != 0);
     CHECK(strstr(err, want_word) != NULL);
     printf("  key: %s\n", err);
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
@@ -137,7 +137,7 @@ int main(void)
     }
     char seg[8][PATH_MAX];
     CHECK(seg_files(base, seg, 8) == 3);
-    CHECK(gms_audit_seg_parse(strrchr(seg[2], '/') + 1, &newest_ix, &today) == 0);
+    CHECK(gms__audit_seg_parse(strrchr(seg[2], '/') + 1, &newest_ix, &today) == 0);
     CHECK(newest_ix == 3);
     gms_trail_summary s;
     CHECK_RC(trail_verify(base, &s), GMS_TRAIL_OK);

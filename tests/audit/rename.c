@@ -47,7 +47,7 @@ static void rename_day(const char *dir, uint64_t ix, uint32_t day)
     for (size_t i = 0; i < n; i++) {
         uint64_t x;
         uint32_t d;
-        gms_audit_seg_parse(strrchr(seg[i], '/') + 1, &x, &d);
+        gms__audit_seg_parse(strrchr(seg[i], '/') + 1, &x, &d);
         if (x != ix)
             continue;
         snprintf(to, sizeof to, "%s/gms-audit-%08llu-%08u.seg", dir, (unsigned long long)ix, day);
@@ -62,7 +62,7 @@ static bool has_segment(const char *dir, uint64_t ix)
     for (size_t i = 0; i < n; i++) {
         uint64_t x;
         uint32_t d;
-        if (gms_audit_seg_parse(strrchr(seg[i], '/') + 1, &x, &d) == 0 && x == ix)
+        if (gms__audit_seg_parse(strrchr(seg[i], '/') + 1, &x, &d) == 0 && x == ix)
             return true;
     }
     return false;
@@ -72,7 +72,7 @@ static uint32_t day_ago(int days)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return gms_audit_day((uint64_t)ts.tv_sec * 1000000000ull - (uint64_t)days * DAY_NS);
+    return gms__audit_day((uint64_t)ts.tv_sec * 1000000000ull - (uint64_t)days * DAY_NS);
 }
 
 int main(void)
@@ -161,7 +161,7 @@ int main(void)
     CHECK(f && fwrite(&b, sizeof b, 1, f) == 1);
     if (f)
         fclose(f);
-    CHECK_RC(gms_trail_read(dir, NULL, 0, NULL, NULL, &s), GMS_TRAIL_TAMPERED);
+    CHECK_RC(gms__trail_read(dir, NULL, 0, NULL, NULL, &s), GMS_TRAIL_TAMPERED);
     printf("forged retention record, read without the key: %s\n", s.message);
     rm_rf(dir);
 

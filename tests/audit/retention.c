@@ -36,7 +36,7 @@ static uint32_t day_of(const char *path)
 {
     uint64_t ix;
     uint32_t day = 0;
-    gms_audit_seg_parse(strrchr(path, '/') + 1, &ix, &day);
+    gms__audit_seg_parse(strrchr(path, '/') + 1, &ix, &day);
     return day;
 }
 
@@ -98,7 +98,7 @@ int main(void)
     n = seg_files(dir, seg, 64);
     CHECK(n == 2);
     if (n == 2)
-        CHECK(gms_audit_day_number(day_of(seg[1])) == gms_audit_day_number(day_of(seg[0])) + 1);
+        CHECK(gms__audit_day_number(day_of(seg[1])) == gms__audit_day_number(day_of(seg[0])) + 1);
     CHECK_RC(trail_load(dir, &rs, &s), GMS_TRAIL_OK);
     /* Every record of the first segment is before midnight, of the second after. */
     for (size_t i = 0; i < rs.n; i++)

@@ -138,12 +138,12 @@ static inline int recs_add(void *user, const gms_trail_record *r)
 static inline int trail_load(const char *dir, recs *rs, gms_trail_summary *s)
 {
     memset(rs, 0, sizeof *rs);
-    return gms_trail_read(dir, test_key, sizeof test_key, recs_add, rs, s);
+    return gms__trail_read(dir, test_key, sizeof test_key, recs_add, rs, s);
 }
 
 static inline int trail_verify(const char *dir, gms_trail_summary *s)
 {
-    return gms_trail_read(dir, test_key, sizeof test_key, NULL, NULL, s);
+    return gms__trail_read(dir, test_key, sizeof test_key, NULL, NULL, s);
 }
 
 /* The gms CLI next to the test binaries: build/gms. */
@@ -211,11 +211,11 @@ static inline size_t seg_files(const char *dir, char paths[][PATH_MAX], size_t m
     char **names;
     uint64_t *ix;
     size_t n;
-    if (gms_audit_seg_list(dir, &names, &ix, &n) != 0)
+    if (gms__audit_seg_list(dir, &names, &ix, &n) != 0)
         return 0;
     for (size_t i = 0; i < n && i < max; i++)
         snprintf(paths[i], PATH_MAX, "%.1000s/%.1000s", dir, names[i]);
-    gms_audit_seg_list_free(names, ix, n);
+    gms__audit_seg_list_free(names, ix, n);
     return n < max ? n : max;
 }
 

@@ -8,7 +8,7 @@
  */
 #include "test.h"
 
-/* Bits of a handle below the slot index (core/internal.h: generation and
+/* Bits of a handle below the slot index (core/pool.h: generation and
  * check bits); used only to recognise when a slot was reused. */
 #include "core/internal.h"
 #define SLOT_SHIFT (GMS_GEN_BITS + GMS_CHECK_BITS)

@@ -106,7 +106,7 @@ static int load_key(const args *a, uint8_t *key, size_t *len)
     if (!kf || !*kf)
         return 1;
     char err[512];
-    if (gms_audit_key_load(kf, key, len, err, sizeof err) != 0) {
+    if (gms__audit_key_load(kf, key, len, err, sizeof err) != 0) {
         fprintf(stderr, "gms audit: %s\n", err);
         return -1;
     }
@@ -174,7 +174,7 @@ static void print_jsonl(FILE *f, const gms_trail_record *r)
 {
     char t[64];
     gms_cli_time(r->time_ns, t, sizeof t, 9);
-    const char *op = gms_trail_op_name(r->op);
+    const char *op = gms__trail_op_name(r->op);
     fprintf(f, "{\"seq\":%llu,\"time\":\"%s\",\"time_ns\":%llu,\"op\":", (unsigned long long)r->seq,
             t, (unsigned long long)r->time_ns);
     if (op)
@@ -212,7 +212,7 @@ static void print_text(FILE *f, const gms_trail_record *r)
 {
     char t[64];
     gms_cli_time(r->time_ns, t, sizeof t, 6);
-    const char *op = gms_trail_op_name(r->op);
+    const char *op = gms__trail_op_name(r->op);
     fprintf(f, "%8llu %s %-14s tenant=", (unsigned long long)r->seq, t, op ? op : "?");
     put_clean(f, r->tenant[0] ? r->tenant : "-", false);
     fputs(" user=", f);
@@ -353,7 +353,7 @@ static int cmd_verify(const args *a)
         return 2;
     }
     gms_trail_summary s;
-    gms_trail_read(a->dir, key, len, NULL, NULL, &s);
+    gms__trail_read(a->dir, key, len, NULL, NULL, &s);
     OPENSSL_cleanse(key, sizeof key);
     if (s.status == GMS_TRAIL_ERROR) {
         fprintf(stderr, "gms audit verify: %s\n", s.message);
@@ -424,7 +424,7 @@ static int cmd_read(const args *a, bool query)
                 return 2;
             }
             for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-                int op = gms_trail_op_parse(t);
+                int op = gms__trail_op_parse(t);
                 if (op < 0) {
                     fprintf(stderr, "gms audit query: unknown op '%s'\n", t);
                     free(buf);
@@ -458,7 +458,7 @@ static int cmd_read(const args *a, bool query)
     if (k < 0)
         return 2;
     gms_trail_summary s;
-    gms_trail_read(a->dir, k == 0 ? key : NULL, len, query_cb, &f, &s);
+    gms__trail_read(a->dir, k == 0 ? key : NULL, len, query_cb, &f, &s);
     OPENSSL_cleanse(key, sizeof key);
     if (f.out != stdout && fclose(f.out) != 0) {
         fprintf(stderr, "gms audit: cannot write %s: %s\n", a->output, strerror(errno));

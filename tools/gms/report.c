@@ -407,7 +407,7 @@ int gms_cli_report(const char *dir, const uint8_t *key, size_t keylen, const cha
         return 2;
     }
     gms_trail_summary s;
-    gms_trail_read(dir, key, keylen, collect, r, &s);
+    gms__trail_read(dir, key, keylen, collect, r, &s);
     if (s.status == GMS_TRAIL_ERROR) {
         fprintf(stderr, "gms audit report: %s\n", s.message);
         free(r);

@@ -1,8 +1,8 @@
 /*
- * secret.c: randomness for the per-runtime secrets (the handle secret, the
+ * random.c: randomness for the per-runtime secrets (the handle secret, the
  * key of immutable shares' MACs).
  */
-#include "core/internal.h"
+#include "base/base.h"
 
 #include <errno.h>
 #include <sys/random.h>

@@ -2,7 +2,7 @@
  * error.c: error codes, their names, and the thread-local message of the
  * last failed call (gms_error_last never returns NULL).
  */
-#include "core/internal.h"
+#include "base/base.h"
 
 #include <errno.h>
 #include <stdio.h>
