@@ -23,16 +23,8 @@ fi
 PY=${PYTHON:-python3}
 VENV=$ROOT/build/pyenv
 
-if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-  echo "pytest.sh: installing python3-venv python3-pip"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv python3-pip >/dev/null
-  PY=/usr/bin/python3
-fi
-if [ ! -x "$VENV/bin/python" ]; then
-  "$PY" -m venv "$VENV"
-fi
+. "$ROOT/scripts/venv.sh"
+make_venv "$VENV"
 if ! "$VENV/bin/python" - <<'PYEOF' >/dev/null 2>&1
 import pytest, numpy
 assert tuple(int(x) for x in numpy.__version__.split(".")[:2]) >= (2, 1)

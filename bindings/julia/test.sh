@@ -24,16 +24,8 @@ VENV=$ROOT/build/jlenv
 PINS=(fatou==0.24.0 tree-sitter==0.26.1 tree-sitter-julia==0.23.1)
 
 mkdir -p "$ROOT/build"
-if [ ! -x "$VENV/bin/python" ]; then
-  if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-    echo "test.sh: installing python3-venv python3-pip"
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv python3-pip >/dev/null
-    PY=/usr/bin/python3
-  fi
-  "$PY" -m venv "$VENV"
-fi
+. "$ROOT/scripts/venv.sh"
+make_venv "$VENV"
 if ! "$VENV/bin/python" -c 'import tree_sitter, tree_sitter_julia' >/dev/null 2>&1 \
     || [ "$("$VENV/bin/fatou" --version 2>/dev/null)" != "fatou 0.24.0" ]; then
   echo "test.sh: installing ${PINS[*]}"

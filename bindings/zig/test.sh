@@ -31,16 +31,8 @@ export ZIG_DEBUG_CMD=1
 # ---- the compiler --------------------------------------------------------------
 PY=${PYTHON:-python3}
 ZIGENV=$BUILD/zigenv
-if [ ! -x "$ZIGENV/bin/python" ]; then
-  if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-    echo "test.sh: installing python3-venv python3-pip"
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv python3-pip >/dev/null
-    PY=/usr/bin/python3
-  fi
-  "$PY" -m venv "$ZIGENV"
-fi
+. "$ROOT/scripts/venv.sh"
+make_venv "$ZIGENV"
 if ! "$ZIGENV/bin/python" -m ziglang version >/dev/null 2>&1; then
   echo "test.sh: installing the ziglang package"
   "$ZIGENV/bin/python" -m pip install -q --disable-pip-version-check "ziglang>=0.17,<0.18"
