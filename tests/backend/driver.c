@@ -11,7 +11,8 @@
  *     driver: a driver call that fails under gms_alloc (a map, then the
  *     scrub kernel's launch) gives gms_error_last() the driver's name of
  *     the call, its error name and its text, and the call is counted; the
- *     next unrelated failure does not repeat that text.
+ *     next unrelated failure does not repeat that text, nor does one after
+ *     a runtime open that found no GPU driver.
  */
 #include "test.h"
 #include "backend/fake_driver.h"
@@ -127,9 +128,26 @@ static void test_through_runtime(void)
     CHECK(strstr(dump, "fake mem_map") != NULL && strstr(dump, "fakeMemMap") != NULL);
 }
 
+/* Choosing a backend asks the GPU drivers, whose absence is noted: no
+ * later message may carry that note. */
+static void test_no_stale_note(void)
+{
+    gms__backend_note("stale note");
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT; /* auto */
+    gms_runtime *rt = NULL;
+    CHECK_OK(gms_runtime_open(&rt, &o));
+    CHECK(gms__backend_why()[0] == 0);
+    gms_runtime_close(rt);
+    o.backend = GMS_BACKEND_HIP; /* refused here, or opened on an AMD GPU */
+    if (gms_runtime_open(&rt, &o) == GMS_OK)
+        gms_runtime_close(rt);
+    CHECK(gms__backend_why()[0] == 0);
+}
+
 int main(void)
 {
     test_wrapper();
     test_through_runtime();
+    test_no_stale_note();
     return test_done();
 }
