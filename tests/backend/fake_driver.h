@@ -323,13 +323,13 @@ static gms_drv fake_drv = {
 #undef F_FIELD
 };
 
-static void fake_dd_free(void *dd)
+static inline void fake_dd_free(void *dd)
 {
     free(dd);
 }
 
 /* The virtual-memory backend over the fake driver. */
-static int fake_vmm_create(gms_backend **out)
+static inline int fake_vmm_create(gms_backend **out)
 {
     void *dd = malloc(1);
     if (!dd)

@@ -605,7 +605,7 @@ int gms_backend_hip_create(int device, gms_backend **out)
         .dd_free = hip_dev_free,
         .current = (uintptr_t)device,
         /* Both powers of two, or vmm.c refuses the device. */
-        .granularity = g > HIP_MIN_GRANULE || (g & (g - 1)) ? g : HIP_MIN_GRANULE,
+        .granularity = g == 0 || g > HIP_MIN_GRANULE || (g & (g - 1)) ? g : HIP_MIN_GRANULE,
         .sms = sms,
         .cooperative = coop,
         .image = image,
