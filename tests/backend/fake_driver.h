@@ -318,7 +318,7 @@ static gms_drv fake_drv = {
     .error_name = f_error_name,
     .error_string = f_error_string,
     .errno_of = f_errno_of,
-#define F_FIELD(name, args) .name = f_##name,
+#define F_FIELD(name) .name = f_##name,
     GMS_DRV_CALLS(F_FIELD)
 #undef F_FIELD
 };

@@ -147,6 +147,14 @@ typedef struct cuda_dev {
 #define D ((cuda_dev *)dd)
 #define PTR(a) ((CUdeviceptr)(a))
 
+/* An adapter that only forwards, its arguments as driver.h names them
+ * (GMS_DRV_ARGS_<call>). */
+#define FWD(call, expr)                       \
+    static int c_##call GMS_DRV_ARGS_##call { \
+        (void)dd;                              \
+        return expr;                           \
+    }
+
 static int c_get_current(void *dd, uintptr_t *cur)
 {
     (void)dd;
@@ -155,11 +163,7 @@ static int c_get_current(void *dd, uintptr_t *cur)
     *cur = (uintptr_t)c;
     return r;
 }
-static int c_set_current(void *dd, uintptr_t cur)
-{
-    (void)dd;
-    return cu.CtxSetCurrent((CUcontext)cur);
-}
+FWD(set_current, cu.CtxSetCurrent((CUcontext)cur))
 static int c_va_reserve(void *dd, uint64_t *addr, uint64_t size, uint64_t align)
 {
     (void)dd;
@@ -168,11 +172,7 @@ static int c_va_reserve(void *dd, uint64_t *addr, uint64_t size, uint64_t align)
     *addr = a;
     return r;
 }
-static int c_va_free(void *dd, uint64_t addr, uint64_t size)
-{
-    (void)dd;
-    return cu.MemAddressFree(PTR(addr), size);
-}
+FWD(va_free, cu.MemAddressFree(PTR(addr), size))
 static int c_mem_create(void *dd, uint64_t *handle, uint64_t size)
 {
     CUmemGenericAllocationHandle h = 0;
@@ -180,96 +180,28 @@ static int c_mem_create(void *dd, uint64_t *handle, uint64_t size)
     *handle = h;
     return r;
 }
-static int c_mem_release(void *dd, uint64_t handle)
-{
-    (void)dd;
-    return cu.MemRelease(handle);
-}
-static int c_mem_map(void *dd, uint64_t addr, uint64_t size, uint64_t handle)
-{
-    (void)dd;
-    return cu.MemMap(PTR(addr), size, 0, handle, 0);
-}
-static int c_mem_unmap(void *dd, uint64_t addr, uint64_t size)
-{
-    (void)dd;
-    return cu.MemUnmap(PTR(addr), size);
-}
+FWD(mem_release, cu.MemRelease(handle))
+FWD(mem_map, cu.MemMap(PTR(addr), size, 0, handle, 0))
+FWD(mem_unmap, cu.MemUnmap(PTR(addr), size))
 static int c_set_access(void *dd, uint64_t addr, uint64_t size, int writable)
 {
     return cu.MemSetAccess(PTR(addr), size, writable ? &D->rw : &D->ro, 1);
 }
-static int c_memcpy_htod(void *dd, uint64_t dst, const void *src, size_t len, void *stream)
-{
-    (void)dd;
-    return cu.MemcpyHtoDAsync(PTR(dst), src, len, stream);
-}
-static int c_memcpy_dtoh(void *dd, void *dst, uint64_t src, size_t len, void *stream)
-{
-    (void)dd;
-    return cu.MemcpyDtoHAsync(dst, PTR(src), len, stream);
-}
-static int c_memcpy_dtod(void *dd, uint64_t dst, uint64_t src, size_t len, void *stream)
-{
-    (void)dd;
-    return cu.MemcpyDtoDAsync(PTR(dst), PTR(src), len, stream);
-}
-static int c_memset_d8(void *dd, uint64_t dst, int byte, size_t len, void *stream)
-{
-    (void)dd;
-    return cu.MemsetD8Async(PTR(dst), (unsigned char)byte, len, stream);
-}
-static int c_stream_create(void *dd, void **stream)
-{
-    (void)dd;
-    return cu.StreamCreate((CUstream *)stream, CU_STREAM_NON_BLOCKING);
-}
-static int c_stream_destroy(void *dd, void *stream)
-{
-    (void)dd;
-    return cu.StreamDestroy(stream);
-}
-static int c_stream_sync(void *dd, void *stream)
-{
-    (void)dd;
-    return cu.StreamSynchronize(stream);
-}
-static int c_event_create(void *dd, void **event)
-{
-    (void)dd;
-    return cu.EventCreate((CUevent *)event, CU_EVENT_DISABLE_TIMING);
-}
-static int c_event_record(void *dd, void *event, void *stream)
-{
-    (void)dd;
-    return cu.EventRecord(event, stream);
-}
-static int c_event_destroy(void *dd, void *event)
-{
-    (void)dd;
-    return cu.EventDestroy(event);
-}
-static int c_stream_wait_event(void *dd, void *stream, void *event)
-{
-    (void)dd;
-    return cu.StreamWaitEvent(stream, event, 0);
-}
-static int c_device_sync(void *dd)
-{
-    (void)dd;
-    return cu.CtxSynchronize();
-}
-static int c_host_alloc(void *dd, void **ptr, size_t size, int mapped)
-{
-    (void)dd;
-    return cu.MemHostAlloc(ptr, size,
-                           CU_MEMHOSTALLOC_PORTABLE | (mapped ? CU_MEMHOSTALLOC_DEVICEMAP : 0));
-}
-static int c_host_free(void *dd, void *ptr)
-{
-    (void)dd;
-    return cu.MemFreeHost(ptr);
-}
+FWD(memcpy_htod, cu.MemcpyHtoDAsync(PTR(dst), src, len, stream))
+FWD(memcpy_dtoh, cu.MemcpyDtoHAsync(dst, PTR(src), len, stream))
+FWD(memcpy_dtod, cu.MemcpyDtoDAsync(PTR(dst), PTR(src), len, stream))
+FWD(memset_d8, cu.MemsetD8Async(PTR(dst), (unsigned char)byte, len, stream))
+FWD(stream_create, cu.StreamCreate((CUstream *)stream, CU_STREAM_NON_BLOCKING))
+FWD(stream_destroy, cu.StreamDestroy(stream))
+FWD(stream_sync, cu.StreamSynchronize(stream))
+FWD(event_create, cu.EventCreate((CUevent *)event, CU_EVENT_DISABLE_TIMING))
+FWD(event_record, cu.EventRecord(event, stream))
+FWD(event_destroy, cu.EventDestroy(event))
+FWD(stream_wait_event, cu.StreamWaitEvent(stream, event, 0))
+FWD(device_sync, cu.CtxSynchronize())
+FWD(host_alloc,
+    cu.MemHostAlloc(ptr, size, CU_MEMHOSTALLOC_PORTABLE | (mapped ? CU_MEMHOSTALLOC_DEVICEMAP : 0)))
+FWD(host_free, cu.MemFreeHost(ptr))
 static int c_host_device_ptr(void *dd, uint64_t *dev, void *ptr)
 {
     (void)dd;
@@ -286,42 +218,13 @@ static int c_dev_alloc(void *dd, uint64_t *dev, size_t size)
     *dev = d;
     return r;
 }
-static int c_dev_free(void *dd, uint64_t dev)
-{
-    (void)dd;
-    return cu.MemFree(PTR(dev));
-}
-static int c_module_load(void *dd, void **module, const void *image)
-{
-    (void)dd;
-    return cu.ModuleLoadData((CUmodule *)module, image);
-}
-static int c_module_unload(void *dd, void *module)
-{
-    (void)dd;
-    return cu.ModuleUnload(module);
-}
-static int c_module_function(void *dd, void **fn, void *module, const char *name)
-{
-    (void)dd;
-    return cu.ModuleGetFunction((CUfunction *)fn, module, name);
-}
-static int c_occupancy(void *dd, int *blocks_per_sm, void *fn, unsigned block)
-{
-    (void)dd;
-    return cu.OccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_sm, fn, (int)block, 0);
-}
-static int c_launch(void *dd, void *fn, unsigned grid, unsigned block, void *stream, void **args)
-{
-    (void)dd;
-    return cu.LaunchKernel(fn, grid, 1, 1, block, 1, 1, 0, stream, args, NULL);
-}
-static int c_launch_cooperative(void *dd, void *fn, unsigned grid, unsigned block, void *stream,
-                                void **args)
-{
-    (void)dd;
-    return cu.LaunchCooperativeKernel(fn, grid, 1, 1, block, 1, 1, 0, stream, args);
-}
+FWD(dev_free, cu.MemFree(PTR(dev)))
+FWD(module_load, cu.ModuleLoadData((CUmodule *)module, image))
+FWD(module_unload, cu.ModuleUnload(module))
+FWD(module_function, cu.ModuleGetFunction((CUfunction *)fn, module, name))
+FWD(occupancy, cu.OccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_sm, fn, (int)block, 0))
+FWD(launch, cu.LaunchKernel(fn, grid, 1, 1, block, 1, 1, 0, stream, args, NULL))
+FWD(launch_cooperative, cu.LaunchCooperativeKernel(fn, grid, 1, 1, block, 1, 1, 0, stream, args))
 
 static const char *c_error_name(int rc)
 {
@@ -378,7 +281,7 @@ static gms_drv cuda_drv = {
     .error_name = c_error_name,
     .error_string = c_error_string,
     .errno_of = c_errno_of,
-#define C_FIELD(name, args) .name = c_##name,
+#define C_FIELD(name) .name = c_##name,
     GMS_DRV_CALLS(C_FIELD)
 #undef C_FIELD
 };

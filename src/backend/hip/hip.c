@@ -182,6 +182,14 @@ typedef struct hip_dev {
 #define D ((hip_dev *)dd)
 #define P(a) ((void *)(uintptr_t)(a))
 
+/* An adapter that only forwards, its arguments as driver.h names them
+ * (GMS_DRV_ARGS_<call>). */
+#define FWD(call, expr)                       \
+    static int h_##call GMS_DRV_ARGS_##call { \
+        (void)dd;                              \
+        return expr;                           \
+    }
+
 static int h_get_current(void *dd, uintptr_t *cur)
 {
     (void)dd;
@@ -190,11 +198,7 @@ static int h_get_current(void *dd, uintptr_t *cur)
     *cur = (uintptr_t)d;
     return r;
 }
-static int h_set_current(void *dd, uintptr_t cur)
-{
-    (void)dd;
-    return hip.SetDevice((int)cur);
-}
+FWD(set_current, hip.SetDevice((int)cur))
 static int h_va_reserve(void *dd, uint64_t *addr, uint64_t size, uint64_t align)
 {
     (void)dd;
@@ -203,11 +207,7 @@ static int h_va_reserve(void *dd, uint64_t *addr, uint64_t size, uint64_t align)
     *addr = (uint64_t)(uintptr_t)a;
     return r;
 }
-static int h_va_free(void *dd, uint64_t addr, uint64_t size)
-{
-    (void)dd;
-    return hip.MemAddressFree(P(addr), size);
-}
+FWD(va_free, hip.MemAddressFree(P(addr), size))
 static int h_mem_create(void *dd, uint64_t *handle, uint64_t size)
 {
     hipMemGenericAllocationHandle_t h = NULL;
@@ -215,85 +215,25 @@ static int h_mem_create(void *dd, uint64_t *handle, uint64_t size)
     *handle = (uint64_t)(uintptr_t)h;
     return r;
 }
-static int h_mem_release(void *dd, uint64_t handle)
-{
-    (void)dd;
-    return hip.MemRelease((hipMemGenericAllocationHandle_t)P(handle));
-}
-static int h_mem_map(void *dd, uint64_t addr, uint64_t size, uint64_t handle)
-{
-    (void)dd;
-    return hip.MemMap(P(addr), size, 0, (hipMemGenericAllocationHandle_t)P(handle), 0);
-}
-static int h_mem_unmap(void *dd, uint64_t addr, uint64_t size)
-{
-    (void)dd;
-    return hip.MemUnmap(P(addr), size);
-}
+FWD(mem_release, hip.MemRelease((hipMemGenericAllocationHandle_t)P(handle)))
+FWD(mem_map, hip.MemMap(P(addr), size, 0, (hipMemGenericAllocationHandle_t)P(handle), 0))
+FWD(mem_unmap, hip.MemUnmap(P(addr), size))
 static int h_set_access(void *dd, uint64_t addr, uint64_t size, int writable)
 {
     return hip.MemSetAccess(P(addr), size, writable ? &D->rw : &D->ro, 1);
 }
-static int h_memcpy_htod(void *dd, uint64_t dst, const void *src, size_t len, void *stream)
-{
-    (void)dd;
-    return hip.MemcpyHtoDAsync(P(dst), src, len, stream);
-}
-static int h_memcpy_dtoh(void *dd, void *dst, uint64_t src, size_t len, void *stream)
-{
-    (void)dd;
-    return hip.MemcpyDtoHAsync(dst, P(src), len, stream);
-}
-static int h_memcpy_dtod(void *dd, uint64_t dst, uint64_t src, size_t len, void *stream)
-{
-    (void)dd;
-    return hip.MemcpyDtoDAsync(P(dst), P(src), len, stream);
-}
-static int h_memset_d8(void *dd, uint64_t dst, int byte, size_t len, void *stream)
-{
-    (void)dd;
-    return hip.MemsetD8Async(P(dst), (unsigned char)byte, len, stream);
-}
-static int h_stream_create(void *dd, void **stream)
-{
-    (void)dd;
-    return hip.StreamCreateWithFlags((hipStream_t *)stream, hipStreamNonBlocking);
-}
-static int h_stream_destroy(void *dd, void *stream)
-{
-    (void)dd;
-    return hip.StreamDestroy(stream);
-}
-static int h_stream_sync(void *dd, void *stream)
-{
-    (void)dd;
-    return hip.StreamSynchronize(stream);
-}
-static int h_event_create(void *dd, void **event)
-{
-    (void)dd;
-    return hip.EventCreateWithFlags((hipEvent_t *)event, hipEventDisableTiming);
-}
-static int h_event_record(void *dd, void *event, void *stream)
-{
-    (void)dd;
-    return hip.EventRecord(event, stream);
-}
-static int h_event_destroy(void *dd, void *event)
-{
-    (void)dd;
-    return hip.EventDestroy(event);
-}
-static int h_stream_wait_event(void *dd, void *stream, void *event)
-{
-    (void)dd;
-    return hip.StreamWaitEvent(stream, event, 0);
-}
-static int h_device_sync(void *dd)
-{
-    (void)dd;
-    return hip.DeviceSynchronize();
-}
+FWD(memcpy_htod, hip.MemcpyHtoDAsync(P(dst), src, len, stream))
+FWD(memcpy_dtoh, hip.MemcpyDtoHAsync(dst, P(src), len, stream))
+FWD(memcpy_dtod, hip.MemcpyDtoDAsync(P(dst), P(src), len, stream))
+FWD(memset_d8, hip.MemsetD8Async(P(dst), (unsigned char)byte, len, stream))
+FWD(stream_create, hip.StreamCreateWithFlags((hipStream_t *)stream, hipStreamNonBlocking))
+FWD(stream_destroy, hip.StreamDestroy(stream))
+FWD(stream_sync, hip.StreamSynchronize(stream))
+FWD(event_create, hip.EventCreateWithFlags((hipEvent_t *)event, hipEventDisableTiming))
+FWD(event_record, hip.EventRecord(event, stream))
+FWD(event_destroy, hip.EventDestroy(event))
+FWD(stream_wait_event, hip.StreamWaitEvent(stream, event, 0))
+FWD(device_sync, hip.DeviceSynchronize())
 static int h_host_alloc(void *dd, void **ptr, size_t size, int mapped)
 {
     (void)dd;
@@ -303,11 +243,7 @@ static int h_host_alloc(void *dd, void **ptr, size_t size, int mapped)
                           hipHostMallocPortable |
                               (mapped ? hipHostMallocMapped | hipHostMallocCoherent : 0));
 }
-static int h_host_free(void *dd, void *ptr)
-{
-    (void)dd;
-    return hip.HostFree(ptr);
-}
+FWD(host_free, hip.HostFree(ptr))
 static int h_host_device_ptr(void *dd, uint64_t *dev, void *ptr)
 {
     (void)dd;
@@ -324,42 +260,15 @@ static int h_dev_alloc(void *dd, uint64_t *dev, size_t size)
     *dev = (uint64_t)(uintptr_t)d;
     return r;
 }
-static int h_dev_free(void *dd, uint64_t dev)
-{
-    (void)dd;
-    return hip.Free(P(dev));
-}
-static int h_module_load(void *dd, void **module, const void *image)
-{
-    (void)dd;
-    return hip.ModuleLoadData((hipModule_t *)module, image);
-}
-static int h_module_unload(void *dd, void *module)
-{
-    (void)dd;
-    return hip.ModuleUnload(module);
-}
-static int h_module_function(void *dd, void **fn, void *module, const char *name)
-{
-    (void)dd;
-    return hip.ModuleGetFunction((hipFunction_t *)fn, module, name);
-}
-static int h_occupancy(void *dd, int *blocks_per_sm, void *fn, unsigned block)
-{
-    (void)dd;
-    return hip.ModuleOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_sm, fn, (int)block, 0);
-}
-static int h_launch(void *dd, void *fn, unsigned grid, unsigned block, void *stream, void **args)
-{
-    (void)dd;
-    return hip.ModuleLaunchKernel(fn, grid, 1, 1, block, 1, 1, 0, stream, args, NULL);
-}
-static int h_launch_cooperative(void *dd, void *fn, unsigned grid, unsigned block, void *stream,
-                                void **args)
-{
-    (void)dd;
-    return hip.ModuleLaunchCooperativeKernel(fn, grid, 1, 1, block, 1, 1, 0, stream, args);
-}
+FWD(dev_free, hip.Free(P(dev)))
+FWD(module_load, hip.ModuleLoadData((hipModule_t *)module, image))
+FWD(module_unload, hip.ModuleUnload(module))
+FWD(module_function, hip.ModuleGetFunction((hipFunction_t *)fn, module, name))
+FWD(occupancy,
+    hip.ModuleOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_sm, fn, (int)block, 0))
+FWD(launch, hip.ModuleLaunchKernel(fn, grid, 1, 1, block, 1, 1, 0, stream, args, NULL))
+FWD(launch_cooperative,
+    hip.ModuleLaunchCooperativeKernel(fn, grid, 1, 1, block, 1, 1, 0, stream, args))
 
 static const char *h_error_name(int rc)
 {
@@ -414,7 +323,7 @@ static gms_drv hip_drv = {
     .error_name = h_error_name,
     .error_string = h_error_string,
     .errno_of = h_errno_of,
-#define H_FIELD(name, args) .name = h_##name,
+#define H_FIELD(name) .name = h_##name,
     GMS_DRV_CALLS(H_FIELD)
 #undef H_FIELD
 };

@@ -56,7 +56,7 @@ int gms_drv_check(gms_drv *d, int kind, const char *detail, int rc)
 
 const char *gms_drv_kind_name(int kind)
 {
-#define GMS_DRV_NAME(name, args) #name,
+#define GMS_DRV_NAME(name) #name,
     static const char *const names[GMS_DRV_NCALLS] = {GMS_DRV_CALLS(GMS_DRV_NAME) "setup"};
 #undef GMS_DRV_NAME
     return kind >= 0 && kind < GMS_DRV_NCALLS ? names[kind] : "?";

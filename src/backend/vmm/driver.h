@@ -25,46 +25,84 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* The calls, with their arguments after dd. Streams: NULL is the default
+/* The calls, with their arguments after dd (GMS_DRV_ARGS_<call>; the
+ * loaders' adapters are defined with them). Streams: NULL is the default
  * stream. Kernel launches are one-dimensional. */
-#define GMS_DRV_CALLS(X)                                                                     \
-    X(get_current, (void *dd, uintptr_t *cur)) /* the thread's current context/device */    \
-    X(set_current, (void *dd, uintptr_t cur))                                                \
-    X(va_reserve, (void *dd, uint64_t *addr, uint64_t size, uint64_t align))                 \
-    X(va_free, (void *dd, uint64_t addr, uint64_t size))                                     \
-    X(mem_create, (void *dd, uint64_t *handle, uint64_t size)) /* physical, on the device */ \
-    X(mem_release, (void *dd, uint64_t handle))                                              \
-    X(mem_map, (void *dd, uint64_t addr, uint64_t size, uint64_t handle))                    \
-    X(mem_unmap, (void *dd, uint64_t addr, uint64_t size))                                   \
-    X(set_access, (void *dd, uint64_t addr, uint64_t size, int writable))                    \
-    X(memcpy_htod, (void *dd, uint64_t dst, const void *src, size_t len, void *stream))      \
-    X(memcpy_dtoh, (void *dd, void *dst, uint64_t src, size_t len, void *stream))            \
-    X(memcpy_dtod, (void *dd, uint64_t dst, uint64_t src, size_t len, void *stream))         \
-    X(memset_d8, (void *dd, uint64_t dst, int byte, size_t len, void *stream))               \
-    X(stream_create, (void *dd, void **stream)) /* non-blocking */                           \
-    X(stream_destroy, (void *dd, void *stream))                                              \
-    X(stream_sync, (void *dd, void *stream))                                                 \
-    X(event_create, (void *dd, void **event)) /* without timing */                           \
-    X(event_record, (void *dd, void *event, void *stream))                                   \
-    X(event_destroy, (void *dd, void *event))                                                \
-    X(stream_wait_event, (void *dd, void *stream, void *event))                              \
-    X(device_sync, (void *dd))                                                               \
-    X(host_alloc, (void *dd, void **ptr, size_t size, int mapped)) /* pinned, portable */    \
-    X(host_free, (void *dd, void *ptr))                                                      \
-    X(host_device_ptr, (void *dd, uint64_t *dev, void *ptr)) /* of a mapped host_alloc */    \
-    X(dev_alloc, (void *dd, uint64_t *dev, size_t size))                                     \
-    X(dev_free, (void *dd, uint64_t dev))                                                    \
-    X(module_load, (void *dd, void **module, const void *image))                             \
-    X(module_unload, (void *dd, void *module))                                               \
-    X(module_function, (void *dd, void **fn, void *module, const char *name))                \
-    X(occupancy, (void *dd, int *blocks_per_sm, void *fn, unsigned block))                   \
-    X(launch, (void *dd, void *fn, unsigned grid, unsigned block, void *stream, void **args)) \
-    X(launch_cooperative,                                                                    \
-      (void *dd, void *fn, unsigned grid, unsigned block, void *stream, void **args))
+/* The thread's current context (CUDA) or device (HIP). */
+#define GMS_DRV_ARGS_get_current (void *dd, uintptr_t *cur)
+#define GMS_DRV_ARGS_set_current (void *dd, uintptr_t cur)
+#define GMS_DRV_ARGS_va_reserve (void *dd, uint64_t *addr, uint64_t size, uint64_t align)
+#define GMS_DRV_ARGS_va_free (void *dd, uint64_t addr, uint64_t size)
+/* Physical memory on the device, mapped by mem_map. */
+#define GMS_DRV_ARGS_mem_create (void *dd, uint64_t *handle, uint64_t size)
+#define GMS_DRV_ARGS_mem_release (void *dd, uint64_t handle)
+#define GMS_DRV_ARGS_mem_map (void *dd, uint64_t addr, uint64_t size, uint64_t handle)
+#define GMS_DRV_ARGS_mem_unmap (void *dd, uint64_t addr, uint64_t size)
+#define GMS_DRV_ARGS_set_access (void *dd, uint64_t addr, uint64_t size, int writable)
+#define GMS_DRV_ARGS_memcpy_htod (void *dd, uint64_t dst, const void *src, size_t len, void *stream)
+#define GMS_DRV_ARGS_memcpy_dtoh (void *dd, void *dst, uint64_t src, size_t len, void *stream)
+#define GMS_DRV_ARGS_memcpy_dtod (void *dd, uint64_t dst, uint64_t src, size_t len, void *stream)
+#define GMS_DRV_ARGS_memset_d8 (void *dd, uint64_t dst, int byte, size_t len, void *stream)
+#define GMS_DRV_ARGS_stream_create (void *dd, void **stream) /* non-blocking */
+#define GMS_DRV_ARGS_stream_destroy (void *dd, void *stream)
+#define GMS_DRV_ARGS_stream_sync (void *dd, void *stream)
+#define GMS_DRV_ARGS_event_create (void *dd, void **event) /* without timing */
+#define GMS_DRV_ARGS_event_record (void *dd, void *event, void *stream)
+#define GMS_DRV_ARGS_event_destroy (void *dd, void *event)
+#define GMS_DRV_ARGS_stream_wait_event (void *dd, void *stream, void *event)
+#define GMS_DRV_ARGS_device_sync (void *dd)
+/* Pinned, portable host memory; mapped: seen by the device (host_device_ptr). */
+#define GMS_DRV_ARGS_host_alloc (void *dd, void **ptr, size_t size, int mapped)
+#define GMS_DRV_ARGS_host_free (void *dd, void *ptr)
+#define GMS_DRV_ARGS_host_device_ptr (void *dd, uint64_t *dev, void *ptr)
+#define GMS_DRV_ARGS_dev_alloc (void *dd, uint64_t *dev, size_t size)
+#define GMS_DRV_ARGS_dev_free (void *dd, uint64_t dev)
+#define GMS_DRV_ARGS_module_load (void *dd, void **module, const void *image)
+#define GMS_DRV_ARGS_module_unload (void *dd, void *module)
+#define GMS_DRV_ARGS_module_function (void *dd, void **fn, void *module, const char *name)
+#define GMS_DRV_ARGS_occupancy (void *dd, int *blocks_per_sm, void *fn, unsigned block)
+#define GMS_DRV_ARGS_launch \
+    (void *dd, void *fn, unsigned grid, unsigned block, void *stream, void **args)
+#define GMS_DRV_ARGS_launch_cooperative \
+    (void *dd, void *fn, unsigned grid, unsigned block, void *stream, void **args)
+
+#define GMS_DRV_CALLS(X) \
+    X(get_current) \
+    X(set_current) \
+    X(va_reserve) \
+    X(va_free) \
+    X(mem_create) \
+    X(mem_release) \
+    X(mem_map) \
+    X(mem_unmap) \
+    X(set_access) \
+    X(memcpy_htod) \
+    X(memcpy_dtoh) \
+    X(memcpy_dtod) \
+    X(memset_d8) \
+    X(stream_create) \
+    X(stream_destroy) \
+    X(stream_sync) \
+    X(event_create) \
+    X(event_record) \
+    X(event_destroy) \
+    X(stream_wait_event) \
+    X(device_sync) \
+    X(host_alloc) \
+    X(host_free) \
+    X(host_device_ptr) \
+    X(dev_alloc) \
+    X(dev_free) \
+    X(module_load) \
+    X(module_unload) \
+    X(module_function) \
+    X(occupancy) \
+    X(launch) \
+    X(launch_cooperative)
 
 /* Call kinds: one per call above, then `setup` for the loaders' own calls
  * (initialisation, device queries), named by their detail. */
-#define GMS_DRV_KIND(name, args) GMS_DRV_##name,
+#define GMS_DRV_KIND(name) GMS_DRV_##name,
 enum { GMS_DRV_CALLS(GMS_DRV_KIND) GMS_DRV_setup, GMS_DRV_NCALLS };
 #undef GMS_DRV_KIND
 
@@ -78,7 +116,7 @@ typedef struct gms_drv {
     const char *(*error_name)(int rc);
     const char *(*error_string)(int rc);
     int (*errno_of)(int rc);
-#define GMS_DRV_FIELD(name, args) int(*name) args;
+#define GMS_DRV_FIELD(name) int(*name) GMS_DRV_ARGS_##name;
     GMS_DRV_CALLS(GMS_DRV_FIELD)
 #undef GMS_DRV_FIELD
     /* Per kind: calls made and calls failed (relaxed counters). */
