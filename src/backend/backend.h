@@ -176,6 +176,14 @@ static inline int gms_failpoint_hit(gms_failpoint *fp)
     return fp->nth != 0 && ++fp->calls == fp->nth;
 }
 
+/* The backends' own words for their last failure on this thread ("" when
+ * none; src/backend/vmm/driver.c): a device backend notes the driver's
+ * error there, and the core's message for the failed call ends with it
+ * (gms__backend_fail). A backend clears it when one of its ops starts. */
+const char *gms__backend_why(void);
+void gms__backend_why_clear(void);
+void gms__backend_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 int gms_backend_host_create(gms_backend **out);
 /* The HIP backend on GPU ordinal device (src/backend/hip/hip.c): ENODEV
  * when libamdhip64 or the device is absent; hip.h has the rest. */

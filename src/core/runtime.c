@@ -45,8 +45,10 @@ static int resolve_backend(gms_backend_kind kind, gms_backend_kind *out)
             return gms__fail(GMS_E_INVALID_ARG,
                              "GMS_BACKEND=%s: expected auto, host, cuda or hip", env);
     }
-    if (kind == GMS_BACKEND_AUTO) /* a GPU when the driver loads and sees one */
+    if (kind == GMS_BACKEND_AUTO) { /* a GPU when the driver loads and sees one */
         kind = gms_backend_cuda_factory.available() ? GMS_BACKEND_CUDA : GMS_BACKEND_HOST;
+        gms__backend_why_clear(); /* no driver is no failure here */
+    }
     /* HIP only when asked for: not yet run on an AMD GPU (docs/hip.md). */
     const gms_backend_factory *f = factory_of(kind);
     if (!f)
@@ -54,8 +56,11 @@ static int resolve_backend(gms_backend_kind kind, gms_backend_kind *out)
     if (!f->available()) {
         gms_backend *none = NULL;
         f->create(0, &none); /* only for its reason */
-        return gms__fail(GMS_E_UNSUPPORTED, "the %s backend was asked for but cannot run here: %s",
-                         f->name, f->why());
+        int rc = gms__fail(GMS_E_UNSUPPORTED,
+                           "the %s backend was asked for but cannot run here: %s", f->name,
+                           f->why());
+        gms__backend_why_clear(); /* said: no later message repeats it */
+        return rc;
     }
     *out = kind;
     return GMS_OK;
@@ -150,6 +155,7 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
         rc = gms__fail(err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
                        "%s backend on device %d: %s", f->name, o->device,
                        err == ENOMEM && !be ? "out of memory" : f->why());
+        gms__backend_why_clear();
         goto fail_lock;
     }
     if (rt->safety.on && be->no_scrub) {

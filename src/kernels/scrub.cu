@@ -1,7 +1,11 @@
 /*
- * scrub.cu: the CUDA backend's safety kernel, one cooperative launch per
- * batch of gms_scrub_item (backend.h), in phases separated by grid-wide
- * barriers:
+ * scrub.cu: the GPU backend's safety kernels, one source for CUDA (nvcc
+ * builds it into the fatbin embedded in libgms) and HIP (hipcc builds it
+ * into the code object named by GMS_HIP_CODE_OBJECT, docs/hip.md); what
+ * the two spell differently is in gpu_compat.h.
+ *
+ * gms_scrub_kernel is one cooperative launch per batch of gms_scrub_item
+ * (backend.h), in phases separated by grid-wide barriers:
  *
  *   1. check: every check range is compared with the poison pattern; the
  *      lowest changed address of each item is kept (atomicMin) and each
@@ -16,19 +20,18 @@
  * The pattern byte at address a is byte (a mod 8) of the 64-bit pattern
  * (little-endian), so a 16-byte aligned word holds the pattern twice.
  * Memory is moved in 16-byte words where a range covers the whole word and
- * byte by byte at its unaligned edges. Loads use ld.global.cg (L2 only):
- * a word may have been written by another multiprocessor in an earlier
- * phase. The wipe passes are volatile stores so that none is dropped as a
- * dead store; note that a write-back L2 may absorb passes over a range
- * smaller than itself (50 MB on the H100) before they reach DRAM.
+ * byte by byte at its unaligned edges. Loads stay in L2 (gms_ldcg,
+ * ld.global.cg on CUDA): a word may have been written by another
+ * multiprocessor in an earlier phase. The wipe passes are volatile stores
+ * so that none is dropped as a dead store; note that a write-back L2 may
+ * absorb passes over a range smaller than itself (50 MB on the H100)
+ * before they reach DRAM.
  * Cost: bandwidth-bound; 16 KiB tiles spread over a persistent grid.
+ *
+ * gms_scrub_async_kernel is the stream-ordered one (scrub.h).
  */
-#include <cooperative_groups.h>
-#include <stdint.h>
-
+#include "gpu_compat.h"
 #include "scrub.h"
-
-namespace cg = cooperative_groups;
 
 #define TILE (1ull << GMS_KTILE_SHIFT)
 #define WPT ((int)(TILE / 16 / GMS_KTHREADS)) /* words per thread per tile */
@@ -57,17 +60,6 @@ __device__ __forceinline__ uint64_t word_for(int op, uint64_t a8, uint64_t patte
     default:
         return pattern;
     }
-}
-
-__device__ __forceinline__ void store16_volatile(uint64_t a, uint64_t x0, uint64_t x1)
-{
-    asm volatile("st.global.cg.v2.u64 [%0], {%1, %2};" ::"l"(a), "l"(x0), "l"(x1) : "memory");
-}
-
-__device__ __forceinline__ void store8_byte_volatile(uint64_t a, uint8_t v)
-{
-    unsigned short w = v;
-    asm volatile("st.global.cg.u8 [%0], %1;" ::"l"(a), "h"(w) : "memory");
 }
 
 /* The index of the segment holding tile t: the last with tile0 <= t. */
@@ -105,7 +97,7 @@ __device__ __forceinline__ void do_tile(int op, const gms_kseg *segs, uint32_t n
             uint64_t a = w0 + ((uint64_t)threadIdx.x + (uint64_t)k * GMS_KTHREADS) * 16;
             full[k] = a >= lo && a + 16 <= hi;
             if (full[k])
-                v[k] = __ldcg((const ulonglong2 *)a);
+                v[k] = gms_ldcg((const ulonglong2 *)a);
         }
 #pragma unroll
         for (int k = 0; k < WPT; k++) {
@@ -120,18 +112,18 @@ __device__ __forceinline__ void do_tile(int op, const gms_kseg *segs, uint32_t n
                     if (bad < found)
                         found = bad;
                     if (op == OP_CHECK) /* re-arm */
-                        __stcg((ulonglong2 *)a, make_ulonglong2(p.pattern, p.pattern));
+                        gms_stcg((ulonglong2 *)a, make_ulonglong2(p.pattern, p.pattern));
                 }
             } else {
                 uint64_t b = a > lo ? a : lo, e = a + 16 < hi ? a + 16 : hi;
                 for (uint64_t c = b; c < e; c++) {
                     uint8_t want = (uint8_t)(p.pattern >> (8 * (c & 7)));
-                    uint8_t got = __ldcg((const unsigned char *)c);
+                    uint8_t got = gms_ldcg((const unsigned char *)c);
                     if (got != want) {
                         if (c < found)
                             found = c;
                         if (op == OP_CHECK)
-                            __stcg((unsigned char *)c, want);
+                            gms_stcg((unsigned char *)c, want);
                     }
                 }
             }
@@ -154,7 +146,7 @@ __device__ __forceinline__ void do_tile(int op, const gms_kseg *segs, uint32_t n
             uint64_t x0 = word_for(op, a, p.pattern, p.seed);
             uint64_t x1 = word_for(op, a + 8, p.pattern, p.seed);
             if (op == OP_PATTERN)
-                __stcg((ulonglong2 *)a, make_ulonglong2(x0, x1));
+                gms_stcg((ulonglong2 *)a, make_ulonglong2(x0, x1));
             else
                 store16_volatile(a, x0, x1);
         } else {
@@ -162,7 +154,7 @@ __device__ __forceinline__ void do_tile(int op, const gms_kseg *segs, uint32_t n
             for (uint64_t c = b; c < e; c++) {
                 uint8_t v = (uint8_t)(word_for(op, c & ~7ull, p.pattern, p.seed) >> (8 * (c & 7)));
                 if (op == OP_PATTERN)
-                    __stcg((unsigned char *)c, v);
+                    gms_stcg((unsigned char *)c, v);
                 else
                     store8_byte_volatile(c, v);
             }
@@ -218,7 +210,7 @@ __device__ __forceinline__ unsigned long long async_tile(const gms_krange &r, ui
             ulonglong2 v[WPT];
 #pragma unroll
             for (int k = 0; k < WPT; k++)
-                v[k] = __ldcg((const ulonglong2 *)(tbase + ((uint64_t)threadIdx.x + (uint64_t)k * GMS_KTHREADS) * 16));
+                v[k] = gms_ldcg((const ulonglong2 *)(tbase + ((uint64_t)threadIdx.x + (uint64_t)k * GMS_KTHREADS) * 16));
             uint64_t diff = 0;
 #pragma unroll
             for (int k = 0; k < WPT; k++)
@@ -231,7 +223,7 @@ __device__ __forceinline__ unsigned long long async_tile(const gms_krange &r, ui
             uint64_t x = r.op == GMS_KOP_ZERO ? 0 : p.pattern;
 #pragma unroll
             for (int k = 0; k < WPT; k++)
-                __stcg((ulonglong2 *)(tbase + ((uint64_t)threadIdx.x + (uint64_t)k * GMS_KTHREADS) * 16),
+                gms_stcg((ulonglong2 *)(tbase + ((uint64_t)threadIdx.x + (uint64_t)k * GMS_KTHREADS) * 16),
                        make_ulonglong2(x, x));
             return found;
         }
@@ -243,7 +235,7 @@ __device__ __forceinline__ unsigned long long async_tile(const gms_krange &r, ui
         for (int k = 0; k < WPT; k++) {
             uint64_t a = w0 + ((uint64_t)threadIdx.x + (uint64_t)k * GMS_KTHREADS) * 16;
             if (a >= lo && a + 16 <= hi)
-                v[k] = __ldcg((const ulonglong2 *)a);
+                v[k] = gms_ldcg((const ulonglong2 *)a);
         }
 #pragma unroll
         for (int k = 0; k < WPT; k++) {
@@ -256,15 +248,15 @@ __device__ __forceinline__ unsigned long long async_tile(const gms_krange &r, ui
                     uint64_t bad = x0 ? a + (uint64_t)((__ffsll((long long)x0) - 1) / 8)
                                       : a + 8 + (uint64_t)((__ffsll((long long)x1) - 1) / 8);
                     found = bad < found ? bad : found;
-                    __stcg((ulonglong2 *)a, make_ulonglong2(p.pattern, p.pattern)); /* re-arm */
+                    gms_stcg((ulonglong2 *)a, make_ulonglong2(p.pattern, p.pattern)); /* re-arm */
                 }
             } else {
                 uint64_t b = a > lo ? a : lo, e = a + 16 < hi ? a + 16 : hi;
                 for (uint64_t c = b; c < e; c++) {
                     uint8_t want = (uint8_t)(p.pattern >> (8 * (c & 7)));
-                    if (__ldcg((const unsigned char *)c) != want) {
+                    if (gms_ldcg((const unsigned char *)c) != want) {
                         found = c < found ? c : found;
-                        __stcg((unsigned char *)c, want);
+                        gms_stcg((unsigned char *)c, want);
                     }
                 }
             }
@@ -287,7 +279,7 @@ __device__ __forceinline__ unsigned long long async_tile(const gms_krange &r, ui
         for (int i = 0; i < npass; i++) {
             int op = i == npass - 1 ? last : i == 1 ? OP_ONES : i == 2 ? OP_RANDOM : OP_ZERO;
             if (full && i == npass - 1 && plain_last) {
-                __stcg((ulonglong2 *)a, make_ulonglong2(word_for(op, a, p.pattern, p.seed),
+                gms_stcg((ulonglong2 *)a, make_ulonglong2(word_for(op, a, p.pattern, p.seed),
                                                         word_for(op, a + 8, p.pattern, p.seed)));
             } else if (full) {
                 store16_volatile(a, word_for(op, a, p.pattern, p.seed),
@@ -303,13 +295,13 @@ __device__ __forceinline__ unsigned long long async_tile(const gms_krange &r, ui
              * before its loads): a word at once where it can. */
             bool same = false;
             if (full) {
-                ulonglong2 got = __ldcg((const ulonglong2 *)a);
+                ulonglong2 got = gms_ldcg((const ulonglong2 *)a);
                 same = got.x == word_for(last, a, p.pattern, p.seed) &&
                        got.y == word_for(last, a + 8, p.pattern, p.seed);
             }
             for (uint64_t c = b; c < e && !same; c++) {
                 uint8_t want = (uint8_t)(word_for(last, c & ~7ull, p.pattern, p.seed) >> (8 * (c & 7)));
-                if (__ldcg((const unsigned char *)c) != want) {
+                if (gms_ldcg((const unsigned char *)c) != want) {
                     *vfound = c < *vfound ? c : *vfound;
                     break;
                 }

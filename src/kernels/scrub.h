@@ -1,5 +1,5 @@
 /*
- * scrub.h: the layout shared by the CUDA backend (C, src/backend/cuda/cuda.c)
+ * scrub.h: the layout shared by the GPU backend (C, src/backend/vmm/vmm.c)
  * and its scrub kernel (CUDA C++, src/kernels/scrub.cu).
  *
  * The host turns a batch of gms_scrub_item into two arrays of segments (one

@@ -2,9 +2,12 @@
  * conformance.c: the backend contract (src/backend/backend.h), written once
  * and run against each backend, as one test per backend:
  *
- *   test_backend_conformance host|failing|deferred|cuda|hip
+ *   test_backend_conformance host|failing|deferred|vmm|cuda|hip
  *
- * host is the host backend; failing is the failing wrapper over it (never
+ * host is the host backend; vmm is the GPU backend's code
+ * (src/backend/vmm/vmm.c, what cuda and hip run) over the host-memory fake
+ * driver of fake_driver.h, without kernels; failing is the failing wrapper
+ * over the host backend (never
  * failing: it must pass every call through unchanged; then each fallible
  * call failed once, which must change nothing); deferred is the test
  * device with streams of backend/deferred.h over the host backend; cuda
@@ -34,6 +37,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/cuda.h"
 #include "backend/deferred.h"
+#include "backend/fake_driver.h"
 #include "backend/hip/hip.h"
 
 #include <errno.h>
@@ -60,6 +64,8 @@ static int open_backend(const char *name, gms_backend **out, const char **why)
     *why = "";
     if (strcmp(name, "host") == 0)
         return gms_backend_host_create(out);
+    if (strcmp(name, "vmm") == 0)
+        return fake_vmm_create(out);
     if (strcmp(name, "failing") == 0 || strcmp(name, "deferred") == 0) {
         if ((err = gms_backend_host_create(&inner)) != 0)
             return err;
@@ -80,7 +86,7 @@ static int open_backend(const char *name, gms_backend **out, const char **why)
         *why = gms_backend_hip_why();
         return err == ENOTSUP ? ENODEV : err;
     }
-    *why = "unknown backend (host, failing, deferred, cuda or hip)";
+    *why = "unknown backend (host, failing, deferred, vmm, cuda or hip)";
     return EINVAL;
 }
 
@@ -800,7 +806,7 @@ int main(int argc, char **argv)
     if (argc == 4 && strcmp(argv[1], "--probe") == 0)
         _exit(probe(argv[2], argv[3])); /* no leak check: the child frees nothing */
     if (argc != 2) {
-        fprintf(stderr, "usage: %s host|failing|deferred|cuda|hip\n", argv[0]);
+        fprintf(stderr, "usage: %s host|failing|deferred|vmm|cuda|hip\n", argv[0]);
         return 2;
     }
     const char *name = argv[1], *why;

@@ -1,5 +1,6 @@
 /*
- * cuda.h: the CUDA backend's entry points (src/backend/cuda/cuda.c).
+ * cuda.h: the CUDA backend's entry points (src/backend/cuda/cuda.c, a
+ * loader for the virtual-memory backend of src/backend/vmm/vmm.c).
  *
  * The backend loads the driver (libcuda.so.1) at run time, so a gms built
  * here runs on machines with no GPU and no driver; there, create returns
@@ -9,6 +10,8 @@
 #define GMS_BACKEND_CUDA_H
 
 #include "backend/backend.h"
+
+#include <stdio.h>
 
 /* 1 when the driver loads and reports at least one device. Cheap after
  * the first call (the answer is cached). */
@@ -30,5 +33,10 @@ uint64_t gms_backend_cuda_granularity(const gms_backend *be);
 
 /* Whether the scrub kernel was built in (nvcc was found at build time). */
 int gms_backend_cuda_have_kernels(void);
+
+/* Writes the driver calls made so far in this process, per kind, with
+ * how many failed (also written at each backend's destroy when the
+ * environment has GMS_DRIVER_STATS). */
+void gms_backend_cuda_dump_calls(FILE *f);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * hip.h: the HIP backend's entry points (src/backend/hip/hip.c, docs/hip.md).
+ * hip.h: the HIP backend's entry points (src/backend/hip/hip.c, a loader
+ * for the virtual-memory backend of src/backend/vmm/vmm.c; docs/hip.md).
  *
  * The backend loads the HIP runtime (libamdhip64.so) at run time, so a gms
  * built here runs on machines with no AMD GPU and no ROCm; there, create
@@ -12,6 +13,8 @@
 #define GMS_BACKEND_HIP_H
 
 #include "backend/backend.h"
+
+#include <stdio.h>
 
 /* 1 when the HIP runtime loads and reports at least one device. Cheap
  * after the first call (the answer is cached). */
@@ -31,11 +34,16 @@ const char *gms_backend_hip_why(void);
  * of it. */
 uint64_t gms_backend_hip_granularity(const gms_backend *be);
 
-/* Whether this backend loaded its scrub kernel (a code object named by
- * GMS_HIP_CODE_OBJECT). Without it, data movement works and the scrub
- * fails with ENOSYS. */
+/* Whether this backend loaded its scrub kernel (src/kernels/scrub.cu built
+ * by hipcc into the code object named by GMS_HIP_CODE_OBJECT). Without it,
+ * data movement works and the scrub fails with ENOSYS. */
 int gms_backend_hip_have_kernels(const gms_backend *be);
 /* Why the kernel is missing, in words ("" when it is loaded). */
 const char *gms_backend_hip_kernels_why(const gms_backend *be);
+
+/* Writes the runtime calls made so far in this process, per kind, with
+ * how many failed (also written at each backend's destroy when the
+ * environment has GMS_DRIVER_STATS). */
+void gms_backend_hip_dump_calls(FILE *f);
 
 #endif

@@ -1,0 +1,74 @@
+/*
+ * driver.c: the one place every GPU driver call goes through (driver.h),
+ * and the backends' thread-local note of why their last call failed
+ * (backend.h).
+ */
+#include "backend/vmm/driver.h"
+#include "backend/backend.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static _Thread_local char backend_why[512];
+
+const char *gms__backend_why(void)
+{
+    return backend_why;
+}
+
+void gms__backend_why_clear(void)
+{
+    backend_why[0] = 0;
+}
+
+void gms__backend_note(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(backend_why, sizeof backend_why, fmt, ap);
+    va_end(ap);
+}
+
+int gms_drv_quiet(gms_drv *d, int kind, int rc)
+{
+    atomic_fetch_add_explicit(&d->calls[kind], 1, memory_order_relaxed);
+    if (rc != 0)
+        atomic_fetch_add_explicit(&d->fails[kind], 1, memory_order_relaxed);
+    return rc;
+}
+
+int gms_drv_check(gms_drv *d, int kind, const char *detail, int rc)
+{
+    if (gms_drv_quiet(d, kind, rc) == 0)
+        return 0;
+    const char *call = d->call_names[kind];
+    const char *name = d->error_name ? d->error_name(rc) : NULL;
+    const char *text = d->error_string ? d->error_string(rc) : NULL;
+    if (!call) { /* a setup call: the detail names it */
+        call = detail ? detail : gms_drv_kind_name(kind);
+        detail = NULL;
+    }
+    gms__backend_note("%s: %s%s%s%s: %s: %s (%s %d)", d->name, call, detail ? " (" : "",
+                      detail ? detail : "", detail ? ")" : "", name ? name : "unknown error",
+                      text ? text : "no description", d->result_type, rc);
+    return d->errno_of(rc);
+}
+
+const char *gms_drv_kind_name(int kind)
+{
+#define GMS_DRV_NAME(name) #name,
+    static const char *const names[GMS_DRV_NCALLS] = {GMS_DRV_CALLS(GMS_DRV_NAME) "setup"};
+#undef GMS_DRV_NAME
+    return kind >= 0 && kind < GMS_DRV_NCALLS ? names[kind] : "?";
+}
+
+void gms_drv_dump(const gms_drv *d, FILE *f)
+{
+    for (int k = 0; k < GMS_DRV_NCALLS; k++) {
+        unsigned long long n = atomic_load_explicit(&d->calls[k], memory_order_relaxed);
+        unsigned long long e = atomic_load_explicit(&d->fails[k], memory_order_relaxed);
+        if (n)
+            fprintf(f, "%s %-18s %-36s %12llu calls %6llu failed\n", d->name,
+                    gms_drv_kind_name(k), d->call_names[k] ? d->call_names[k] : "", n, e);
+    }
+}

@@ -1,0 +1,836 @@
+/*
+ * vmm.c: the GPU backend over a driver's virtual memory API (vmm.h,
+ * docs/gpu.md), the same code for CUDA and HIP; the driver is a table of
+ * calls (driver.h), each made through GMS_DRV.
+ *
+ * Memory: a chunk is a reserved address range with at least 2 MiB of
+ * unmapped guard space on each side; each granule of it is its own
+ * physical allocation (mem_create + mem_map), so single granules can be
+ * returned, as PyTorch's expandable segments do; one set_access covers
+ * each commit. A read-only view maps the same physical allocations at
+ * another address with read access only, so a kernel writing through it
+ * faults.
+ *
+ * Every entry point makes the device current on the calling thread (and
+ * puts back the caller's afterwards): callers come from any thread. Data
+ * movement and the waiting scrub run on one internal non-blocking stream
+ * and return when the work is done (synchronous results). The waiting
+ * scrub is one cooperative kernel per batch (src/kernels/scrub.cu) whose
+ * work list goes up and whose results come back through one pinned
+ * buffer; the stream-ordered one (docs/stream-ordered.md) is one launch
+ * on the caller's stream whose results come back through a ring of pinned
+ * slots.
+ */
+#include "backend/vmm/vmm.h"
+#include "kernels/scrub_plan.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct vmm_backend {
+    gms_backend base;
+    gms_backend_ops ops; /* vmm_ops, less the stream-ordered ones without their kernel */
+    gms_drv *drv;
+    void *dd;
+    void (*dd_free)(void *dd);
+    uintptr_t current;
+    void *stream;
+    void *module;
+    void *scrub_fn; /* NULL: no kernels */
+    char kernel_why[256];
+    const char *kernel_hint;
+    uint64_t gran;
+    unsigned max_grid; /* co-resident blocks of the scrub kernel */
+    pthread_mutex_t scrub_lock; /* the staging buffers */
+    void *stage_host;           /* pinned */
+    uint64_t stage_dev;
+    size_t stage_cap;
+    /* Stream-ordered scrubs (scrub.h): ticket t uses slot t % ASYNC_SLOTS
+     * of a pinned ring (done word and results, which the kernel writes)
+     * and of a device ring (results being folded). A slot is taken again
+     * only once its last ticket was collected. */
+    void *async_fn;      /* NULL: stream-ordered scrubs unavailable */
+    unsigned async_grid; /* blocks per launch, at most */
+    gms_kslot_host *slots_host;
+    gms_kslot_host *slots_host_dev; /* the same, as the device sees it */
+    gms_kslot_dev *slots_dev;
+    uint64_t *slot_issued; /* ticket using each slot; 0: free (async_lock) */
+    unsigned char *slot_marker; /* nothing to report: reusable once run */
+    unsigned char *slot_failed;
+    pthread_mutex_t async_lock; /* next_ticket and slot_issued */
+    uint64_t next_ticket;
+    uint64_t _Atomic done_upto;
+} vmm_backend;
+
+#define ASYNC_SLOTS 8192u
+#define GUARD_BYTES (2ull << 20)
+
+_Static_assert(GMS_SCRUB_ASYNC_MAX_K == GMS_SCRUB_ASYNC_MAX,
+               "the kernel's result slots hold one batch");
+
+struct gms_backend_chunk {
+    uint64_t region; /* whole reservation, guards and alignment slack included */
+    uint64_t region_size;
+    uint64_t base;
+    uint64_t size;
+    uint64_t *handles; /* one per granule; 0: unmapped */
+};
+
+/* A driver call through the wrapper (driver.h); QUIET: failure ignored. */
+#define CALL(vb, call, detail, ...) GMS_DRV((vb)->drv, call, detail, (vb)->dd, __VA_ARGS__)
+#define QUIET(vb, call, ...) GMS_DRV_QUIET((vb)->drv, call, (vb)->dd, __VA_ARGS__)
+
+static vmm_backend *B(gms_backend *be)
+{
+    return (vmm_backend *)be;
+}
+
+int gms_vmm_have_kernels(const gms_backend *be)
+{
+    return ((const vmm_backend *)be)->scrub_fn != NULL;
+}
+
+/* Makes the device current; *saved is the caller's, put back by leave.
+ * Cost: one thread-local read when it is current already. Clears the
+ * thread's backend note: every op starts here or cannot fail. */
+static int enter(vmm_backend *vb, uintptr_t *saved)
+{
+    uintptr_t cur = 0;
+    gms__backend_why_clear();
+    int err = CALL(vb, get_current, NULL, &cur);
+    if (err)
+        return err;
+    *saved = cur;
+    if (cur != vb->current)
+        err = CALL(vb, set_current, NULL, vb->current);
+    return err;
+}
+
+static void leave(vmm_backend *vb, uintptr_t saved)
+{
+    if (saved != vb->current)
+        QUIET(vb, set_current, saved);
+}
+
+static int sync_stream(vmm_backend *vb, const char *what)
+{
+    return CALL(vb, stream_sync, what, vb->stream);
+}
+
+static int vmm_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t *base,
+                       gms_backend_chunk **out)
+{
+    vmm_backend *vb = B(be);
+    gms__backend_why_clear();
+    if (size == 0 || size % vb->gran || (align & (align - 1)))
+        return EINVAL;
+    if (align < vb->gran)
+        align = vb->gran;
+    gms_backend_chunk *c = calloc(1, sizeof *c);
+    if (!c)
+        return ENOMEM;
+    c->handles = calloc(size / vb->gran, sizeof *c->handles);
+    if (!c->handles) {
+        free(c);
+        return ENOMEM;
+    }
+    /* The base is aligned by hand inside slack of align - gran bytes rather
+     * than trusting the driver with the alignment (address space costs
+     * nothing); what the slack leaves above the chunk is guard space too. */
+    uint64_t slack = align - vb->gran;
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (!err) {
+        c->region_size = size + 2 * GUARD_BYTES + slack;
+        err = CALL(vb, va_reserve, NULL, &c->region, c->region_size, vb->gran);
+        leave(vb, saved);
+    }
+    if (err) {
+        free(c->handles);
+        free(c);
+        return err;
+    }
+    c->base = (c->region + GUARD_BYTES + align - 1) & ~(align - 1);
+    c->size = size;
+    *base = c->base;
+    *out = c;
+    return 0;
+}
+
+/* Unmaps and releases granules [first, last) that are mapped. */
+static void unmap_granules(vmm_backend *vb, gms_backend_chunk *c, uint64_t first, uint64_t last)
+{
+    for (uint64_t g = first; g < last; g++) {
+        if (!c->handles[g])
+            continue;
+        QUIET(vb, mem_unmap, c->base + g * vb->gran, vb->gran);
+        QUIET(vb, mem_release, c->handles[g]);
+        c->handles[g] = 0;
+    }
+}
+
+static void vmm_release(gms_backend *be, gms_backend_chunk *c)
+{
+    vmm_backend *vb = B(be);
+    if (!c)
+        return;
+    uintptr_t saved;
+    if (enter(vb, &saved) == 0) {
+        unmap_granules(vb, c, 0, c->size / vb->gran);
+        QUIET(vb, va_free, c->region, c->region_size);
+        leave(vb, saved);
+    }
+    free(c->handles);
+    free(c);
+}
+
+static int range_ok(const vmm_backend *vb, const gms_backend_chunk *c, uint64_t off, uint64_t len)
+{
+    return len != 0 && off <= c->size && len <= c->size - off && off % vb->gran == 0 &&
+           len % vb->gran == 0;
+}
+
+static int vmm_commit(gms_backend *be, gms_backend_chunk *c, uint64_t off, uint64_t len)
+{
+    vmm_backend *vb = B(be);
+    gms__backend_why_clear();
+    if (!range_ok(vb, c, off, len))
+        return EINVAL;
+    uint64_t first = off / vb->gran, last = (off + len) / vb->gran;
+    for (uint64_t g = first; g < last; g++)
+        if (c->handles[g])
+            return EINVAL; /* mapped already */
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err)
+        return err;
+    uint64_t g = first;
+    for (; g < last; g++) {
+        uint64_t h = 0;
+        if ((err = CALL(vb, mem_create, NULL, &h, vb->gran)) != 0)
+            break;
+        if ((err = CALL(vb, mem_map, NULL, c->base + g * vb->gran, vb->gran, h)) != 0) {
+            QUIET(vb, mem_release, h);
+            break;
+        }
+        c->handles[g] = h;
+    }
+    /* One access call for the whole range: it costs as much as a
+     * mem_create or more (H200, tests/gpu/vmm_sync.cu: create 21 us, set
+     * access 44 us), so never per granule. */
+    if (!err)
+        err = CALL(vb, set_access, NULL, c->base + off, len, 1);
+    /* backend.h: new memory reads as zeros; with stream-ordered scrubs the
+     * core zeroes it on the allocating stream instead, and nothing waits. */
+    if (!err && !vb->async_fn) {
+        err = CALL(vb, memset_d8, "commit", c->base + off, 0, len, vb->stream);
+        if (!err)
+            err = sync_stream(vb, "commit");
+    }
+    if (err)
+        unmap_granules(vb, c, first, g < last ? g : last);
+    leave(vb, saved);
+    return err;
+}
+
+static int vmm_decommit(gms_backend *be, gms_backend_chunk *c, uint64_t off, uint64_t len)
+{
+    vmm_backend *vb = B(be);
+    gms__backend_why_clear();
+    if (!range_ok(vb, c, off, len))
+        return EINVAL;
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err)
+        return err;
+    unmap_granules(vb, c, off / vb->gran, (off + len) / vb->gran);
+    leave(vb, saved);
+    return 0;
+}
+
+static int vmm_map_view_readonly(gms_backend *be, gms_backend_chunk *c, uint64_t off,
+                                 uint64_t len, uint64_t *view)
+{
+    vmm_backend *vb = B(be);
+    gms__backend_why_clear();
+    if (!range_ok(vb, c, off, len))
+        return EINVAL;
+    uint64_t first = off / vb->gran, last = (off + len) / vb->gran;
+    for (uint64_t g = first; g < last; g++)
+        if (!c->handles[g])
+            return EINVAL; /* not committed */
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err)
+        return err;
+    uint64_t v = 0;
+    if ((err = CALL(vb, va_reserve, "view", &v, len, vb->gran)) != 0)
+        goto out;
+    uint64_t g = first;
+    for (; g < last; g++) {
+        /* The physical allocation gains a reference per mapping: a
+         * decommit of the chunk's granule leaves the view intact. */
+        if ((err = CALL(vb, mem_map, "view", v + (g - first) * vb->gran, vb->gran,
+                        c->handles[g])) != 0)
+            break;
+    }
+    if (!err)
+        err = CALL(vb, set_access, "read-only view", v, len, 0);
+    if (err) {
+        for (uint64_t u = first; u < g; u++)
+            QUIET(vb, mem_unmap, v + (u - first) * vb->gran, vb->gran);
+        QUIET(vb, va_free, v, len);
+    } else {
+        *view = v;
+    }
+out:
+    leave(vb, saved);
+    return err;
+}
+
+static void vmm_unmap_view(gms_backend *be, uint64_t view, uint64_t len)
+{
+    vmm_backend *vb = B(be);
+    uintptr_t saved;
+    if (enter(vb, &saved) != 0)
+        return;
+    for (uint64_t o = 0; o < len; o += vb->gran)
+        QUIET(vb, mem_unmap, view + o, vb->gran);
+    QUIET(vb, va_free, view, len);
+    leave(vb, saved);
+}
+
+/* Data movement: issued on the internal stream, then waited for. */
+static int vmm_write(gms_backend *be, uint64_t dst, const void *src, size_t len)
+{
+    vmm_backend *vb = B(be);
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err)
+        return err;
+    err = CALL(vb, memcpy_htod, NULL, dst, src, len, vb->stream);
+    if (!err)
+        err = sync_stream(vb, "write");
+    leave(vb, saved);
+    return err;
+}
+
+static int vmm_read(gms_backend *be, void *dst, uint64_t src, size_t len)
+{
+    vmm_backend *vb = B(be);
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err)
+        return err;
+    err = CALL(vb, memcpy_dtoh, NULL, dst, src, len, vb->stream);
+    if (!err)
+        err = sync_stream(vb, "read");
+    leave(vb, saved);
+    return err;
+}
+
+static int vmm_copy(gms_backend *be, uint64_t dst, uint64_t src, size_t len)
+{
+    vmm_backend *vb = B(be);
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err)
+        return err;
+    /* gms_copy allows overlap; a device copy does not promise memmove
+     * semantics, so overlapping ranges go in pieces no longer than the
+     * distance, in the safe direction. */
+    uint64_t dist = dst > src ? dst - src : src - dst;
+    if (dist >= len || dist == 0) {
+        if (dist)
+            err = CALL(vb, memcpy_dtod, NULL, dst, src, len, vb->stream);
+    } else if (dst < src) {
+        for (uint64_t o = 0; o < len && !err; o += dist)
+            err = CALL(vb, memcpy_dtod, NULL, dst + o, src + o, len - o < dist ? len - o : dist,
+                       vb->stream);
+    } else {
+        for (uint64_t end = len; end > 0 && !err;) {
+            uint64_t n = end < dist ? end : dist;
+            end -= n;
+            err = CALL(vb, memcpy_dtod, NULL, dst + end, src + end, n, vb->stream);
+        }
+    }
+    if (!err)
+        err = sync_stream(vb, "copy");
+    leave(vb, saved);
+    return err;
+}
+
+static int vmm_fill(gms_backend *be, uint64_t dst, int byte, size_t len)
+{
+    vmm_backend *vb = B(be);
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err)
+        return err;
+    err = CALL(vb, memset_d8, NULL, dst, byte, len, vb->stream);
+    if (!err)
+        err = sync_stream(vb, "fill");
+    leave(vb, saved);
+    return err;
+}
+
+/* ---- the waiting scrub ---- */
+
+/* Grows the pinned and device staging buffers to at least need bytes. */
+static int stage_reserve(vmm_backend *vb, size_t need)
+{
+    if (need <= vb->stage_cap)
+        return 0;
+    size_t cap = vb->stage_cap ? vb->stage_cap : 64 * 1024;
+    while (cap < need)
+        cap *= 2;
+    void *h = NULL;
+    uint64_t d = 0;
+    int err = CALL(vb, host_alloc, "scrub staging", &h, cap, 0);
+    if (err)
+        return err;
+    if ((err = CALL(vb, dev_alloc, "scrub staging", &d, cap)) != 0) {
+        QUIET(vb, host_free, h);
+        return err;
+    }
+    if (vb->stage_host) {
+        QUIET(vb, host_free, vb->stage_host);
+        QUIET(vb, dev_free, vb->stage_dev);
+    }
+    vb->stage_host = h;
+    vb->stage_dev = d;
+    vb->stage_cap = cap;
+    return 0;
+}
+
+static int scrub_locked(vmm_backend *vb, gms_scrub_item *items, size_t n, uint64_t pattern,
+                        uint64_t seed)
+{
+    gms_scrub_plan plan = gms_scrub_plan_size(items, n);
+    if (plan.bytes == 0)
+        return 0;
+    if (!vb->scrub_fn) {
+        gms__backend_note("%s: the scrub kernel is missing (%s)%s", vb->drv->name,
+                          vb->kernel_why, vb->kernel_hint ? vb->kernel_hint : "");
+        return ENOSYS;
+    }
+    if (n > UINT32_MAX)
+        return EINVAL;
+    int err = stage_reserve(vb, plan.bytes);
+    if (err)
+        return err;
+    gms_kparams p;
+    gms_scrub_plan_build(&plan, items, n, vb->stage_host, vb->stage_dev, pattern, seed, &p);
+    uint64_t work = p.check_tiles > p.fill_tiles ? p.check_tiles : p.fill_tiles;
+    unsigned grid = work < vb->max_grid ? (unsigned)work : vb->max_grid;
+    if (grid == 0)
+        grid = 1;
+    if ((err = CALL(vb, memcpy_htod, "scrub work list", vb->stage_dev, vb->stage_host, plan.bytes,
+                    vb->stream)) != 0)
+        return err;
+    void *args[] = {&p};
+    if ((err = CALL(vb, launch_cooperative, "scrub", vb->scrub_fn, grid, GMS_KTHREADS, vb->stream,
+                    args)) != 0)
+        return err;
+    if ((err = CALL(vb, memcpy_dtoh, "scrub results", (char *)vb->stage_host + plan.seg_bytes,
+                    vb->stage_dev + plan.seg_bytes, n * sizeof(gms_kres), vb->stream)) != 0)
+        return err;
+    if ((err = sync_stream(vb, "scrub kernel")) != 0)
+        return err;
+    gms_scrub_plan_results(&plan, vb->stage_host, items, n);
+    return 0;
+}
+
+static int vmm_scrub(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
+                     uint64_t seed)
+{
+    vmm_backend *vb = B(be);
+    for (size_t i = 0; i < n; i++)
+        items[i].bad = items[i].verify_bad = 0;
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err)
+        return err;
+    pthread_mutex_lock(&vb->scrub_lock);
+    err = scrub_locked(vb, items, n, pattern, seed);
+    pthread_mutex_unlock(&vb->scrub_lock);
+    leave(vb, saved);
+    return err;
+}
+
+/* A stream-ordered free: the internal stream, where every scrub runs,
+ * waits for an event recorded on the caller's stream. */
+static int vmm_order_after(gms_backend *be, void *stream, int wait)
+{
+    vmm_backend *vb = B(be);
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err)
+        return err;
+    if (wait) {
+        err = CALL(vb, stream_sync, "the caller's stream", stream);
+    } else {
+        void *ev = NULL;
+        err = CALL(vb, event_create, "ordering after the caller's stream", &ev);
+        if (!err) {
+            err = CALL(vb, event_record, "ordering after the caller's stream", ev, stream);
+            if (!err)
+                err = CALL(vb, stream_wait_event, "ordering after the caller's stream",
+                           vb->stream, ev);
+            QUIET(vb, event_destroy, ev); /* released once the wait has passed */
+        }
+    }
+    leave(vb, saved);
+    return err;
+}
+
+/* ---- the stream-ordered scrub ---- */
+
+static uint64_t slot_done(const vmm_backend *vb, uint32_t slot)
+{
+    return atomic_load_explicit((const uint64_t _Atomic *)&vb->slots_host[slot].done,
+                                memory_order_acquire);
+}
+
+static int vmm_ticket_reserve(gms_backend *be, uint64_t *ticket)
+{
+    vmm_backend *vb = B(be);
+    pthread_mutex_lock(&vb->async_lock);
+    uint64_t t = vb->next_ticket;
+    uint32_t slot = (uint32_t)(t % ASYNC_SLOTS);
+    uint64_t prev = vb->slot_issued[slot];
+    if (prev && !(vb->slot_marker[slot] && slot_done(vb, slot) >= prev)) {
+        pthread_mutex_unlock(&vb->async_lock);
+        gms__backend_note("%s: %u stream-ordered scrubs in flight", vb->drv->name, ASYNC_SLOTS);
+        return EBUSY;
+    }
+    vb->slot_issued[slot] = t;
+    vb->slot_marker[slot] = 0;
+    vb->slot_failed[slot] = 0;
+    vb->next_ticket = t + 1;
+    pthread_mutex_unlock(&vb->async_lock);
+    *ticket = t;
+    return 0;
+}
+
+static int vmm_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
+                           uint64_t seed, void *stream, uint64_t t)
+{
+    vmm_backend *vb = B(be);
+    uint32_t slot = (uint32_t)(t % ASYNC_SLOTS);
+    int err = n > GMS_SCRUB_ASYNC_MAX ? EINVAL : 0;
+    /* The work list travels in the launch's parameters. */
+    gms_kasync p;
+    p.pattern = pattern;
+    p.seed = seed;
+    p.nranges = 0;
+    p.nitems = (uint32_t)n;
+    p.tiles = 0;
+    bool reports = false;
+    for (size_t i = 0; i < n && !err; i++) {
+        const gms_scrub_item *it = &items[i];
+        reports |= it->verify && !it->zero;
+        uint8_t flags = (uint8_t)(((it->passes & GMS_SCRUB_MULTIPASS) ? GMS_KF_MULTIPASS : 0) |
+                                  (it->verify && !it->zero ? GMS_KF_VERIFY : 0));
+        for (int r = 0; r < 4; r++) {
+            uint64_t lo = r < 2 ? it->check_lo[r] : it->fill_lo[r - 2];
+            uint64_t hi = r < 2 ? it->check_hi[r] : it->fill_hi[r - 2];
+            if (lo >= hi)
+                continue;
+            uint8_t op = r < 2 ? GMS_KOP_CHECK : it->zero ? GMS_KOP_ZERO : GMS_KOP_FILL;
+            uint64_t tiles = gms_scrub_tiles(lo, hi);
+            if (p.tiles + tiles > UINT32_MAX) { /* 64 TiB in one batch: not a device's */
+                err = EINVAL;
+                break;
+            }
+            p.r[p.nranges++] = (gms_krange){.lo = lo, .hi = hi, .item = (uint16_t)i, .op = op,
+                                            .flags = r < 2 ? 0 : flags, .tile0 = p.tiles};
+            p.tiles += (uint32_t)tiles;
+            reports |= op == GMS_KOP_CHECK;
+        }
+    }
+    vb->slot_marker[slot] = !reports; /* never collected: reusable once run */
+    p.ticket = t;
+    p.dev = vb->slots_dev + slot;
+    p.host = vb->slots_host_dev + slot;
+    /* One block at least: the last one writes the done word. */
+    unsigned grid = p.tiles < vb->async_grid ? (p.tiles ? p.tiles : 1) : vb->async_grid;
+    uintptr_t saved;
+    if (!err && (err = enter(vb, &saved)) == 0) {
+        void *args[] = {&p};
+        err = CALL(vb, launch, "stream-ordered scrub", vb->async_fn, grid, GMS_KTHREADS, stream,
+                   args);
+        leave(vb, saved);
+    }
+    if (err) {
+        /* Nothing was queued: the ticket completes now, as a failure, so
+         * that the tickets after it are not held up. */
+        vb->slot_failed[slot] = 1;
+        atomic_store_explicit((uint64_t _Atomic *)&vb->slots_host[slot].done, t,
+                              memory_order_release);
+        return err;
+    }
+    return 0;
+}
+
+static int vmm_scrub_collect(gms_backend *be, uint64_t ticket, gms_scrub_item *items, size_t n)
+{
+    vmm_backend *vb = B(be);
+    uint32_t slot = (uint32_t)(ticket % ASYNC_SLOTS);
+    if (slot_done(vb, slot) < ticket)
+        return EAGAIN;
+    const gms_kslot_host *h = &vb->slots_host[slot];
+    int failed = vb->slot_failed[slot];
+    for (size_t i = 0; i < n && i < GMS_SCRUB_ASYNC_MAX; i++) {
+        items[i].bad = failed || h->bad[i] == ~0ull ? 0 : h->bad[i];
+        items[i].verify_bad = failed || h->vbad[i] == ~0ull ? 0 : h->vbad[i];
+    }
+    pthread_mutex_lock(&vb->async_lock);
+    vb->slot_issued[slot] = 0;
+    pthread_mutex_unlock(&vb->async_lock);
+    if (failed) {
+        gms__backend_note("%s: a stream-ordered scrub could not be queued", vb->drv->name);
+        return EIO;
+    }
+    return 0;
+}
+
+static uint64_t vmm_done_upto(gms_backend *be)
+{
+    vmm_backend *vb = B(be);
+    uint64_t w = atomic_load_explicit(&vb->done_upto, memory_order_acquire), start = w;
+    /* A slot's done word only grows, and a slot is reused only once its
+     * ticket was collected, so done >= t says that ticket t has run. */
+    while (slot_done(vb, (uint32_t)((w + 1) % ASYNC_SLOTS)) >= w + 1)
+        w++;
+    while (w > start && !atomic_compare_exchange_weak(&vb->done_upto, &start, w))
+        ; /* another thread may have gone further */
+    return atomic_load_explicit(&vb->done_upto, memory_order_acquire);
+}
+
+static int vmm_ticket_done(gms_backend *be, uint64_t ticket)
+{
+    /* A slot is taken again only once its ticket ran: a later ticket's
+     * done word in it says so too. */
+    return slot_done(B(be), (uint32_t)(ticket % ASYNC_SLOTS)) >= ticket;
+}
+
+static int vmm_quiesce(gms_backend *be)
+{
+    vmm_backend *vb = B(be);
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err)
+        return err;
+    err = GMS_DRV(vb->drv, device_sync, NULL, vb->dd);
+    leave(vb, saved);
+    return err;
+}
+
+/* The rings, made once at creation (a wait is fine there). */
+static int async_init(vmm_backend *vb, int sms)
+{
+    size_t hbytes = ASYNC_SLOTS * sizeof(gms_kslot_host);
+    size_t dbytes = ASYNC_SLOTS * sizeof(gms_kslot_dev);
+    void *h = NULL;
+    uint64_t hd = 0, d = 0;
+    int err = CALL(vb, host_alloc, "scrub results", &h, hbytes, 1);
+    if (err)
+        return err;
+    memset(h, 0, hbytes);
+    if ((err = CALL(vb, host_device_ptr, "scrub results", &hd, h)) != 0 ||
+        (err = CALL(vb, dev_alloc, "scrub rings", &d, dbytes)) != 0) {
+        QUIET(vb, host_free, h);
+        return err;
+    }
+    gms_kslot_dev *init = malloc(dbytes);
+    vb->slot_issued = calloc(ASYNC_SLOTS, sizeof *vb->slot_issued);
+    vb->slot_failed = calloc(ASYNC_SLOTS, 1);
+    vb->slot_marker = calloc(ASYNC_SLOTS, 1);
+    if (!init || !vb->slot_issued || !vb->slot_failed || !vb->slot_marker) {
+        free(init);
+        QUIET(vb, dev_free, d);
+        QUIET(vb, host_free, h);
+        return ENOMEM;
+    }
+    memset(init, 0xff, dbytes);
+    for (unsigned i = 0; i < ASYNC_SLOTS; i++)
+        init[i].finished = 0;
+    err = CALL(vb, memcpy_htod, "scrub rings", d, init, dbytes, vb->stream);
+    if (!err)
+        err = sync_stream(vb, "scrub rings");
+    free(init);
+    if (err) {
+        QUIET(vb, dev_free, d);
+        QUIET(vb, host_free, h);
+        return err;
+    }
+    vb->slots_host = h;
+    vb->slots_host_dev = (gms_kslot_host *)(uintptr_t)hd;
+    vb->slots_dev = (gms_kslot_dev *)(uintptr_t)d;
+    vb->next_ticket = 1;
+    /* Enough blocks to fill the GPU on one large free: as many as fit on
+     * it at once (the replays on the H200 ran at a fraction of the memory's
+     * bandwidth with two per multiprocessor and range). */
+    int per_sm = 0;
+    if (QUIET(vb, occupancy, &per_sm, vb->async_fn, GMS_KTHREADS) != 0 || per_sm <= 0)
+        per_sm = 2;
+    vb->async_grid = (unsigned)(per_sm * (sms > 0 ? sms : 32));
+    return 0;
+}
+
+/* Loads the kernels (the device is current). Missing kernels are not an
+ * error here: the scrub reports them, so that data still moves. */
+static void load_kernels(vmm_backend *vb, const gms_vmm_config *cfg)
+{
+    const char *name = vb->drv->name;
+    if (!cfg->image) {
+        snprintf(vb->kernel_why, sizeof vb->kernel_why, "%s", cfg->no_image);
+        return;
+    }
+    if (!cfg->cooperative) {
+        snprintf(vb->kernel_why, sizeof vb->kernel_why,
+                 "%s: the device cannot run a cooperative launch", name);
+        return;
+    }
+    if (!vb->drv->launch_cooperative) {
+        snprintf(vb->kernel_why, sizeof vb->kernel_why,
+                 "%s: the driver has no cooperative launch (too old?)", name);
+        return;
+    }
+    if (CALL(vb, module_load, "scrub kernels", &vb->module, cfg->image) != 0) {
+        vb->module = NULL;
+        snprintf(vb->kernel_why, sizeof vb->kernel_why, "%s (built for another GPU?)",
+                 gms__backend_why());
+        return;
+    }
+    if (CALL(vb, module_function, "gms_scrub_kernel", &vb->scrub_fn, vb->module,
+             "gms_scrub_kernel") != 0) {
+        vb->scrub_fn = NULL;
+        snprintf(vb->kernel_why, sizeof vb->kernel_why, "%s", gms__backend_why());
+        return;
+    }
+    int per_sm = 0;
+    if (QUIET(vb, occupancy, &per_sm, vb->scrub_fn, GMS_KTHREADS) != 0 || per_sm <= 0)
+        per_sm = 1;
+    vb->max_grid = (unsigned)(per_sm * (cfg->sms > 0 ? cfg->sms : 1));
+    if (!cfg->sync_scrub &&
+        QUIET(vb, module_function, &vb->async_fn, vb->module, "gms_scrub_async_kernel") == 0 &&
+        async_init(vb, cfg->sms) != 0)
+        vb->async_fn = NULL;
+    gms__backend_why_clear(); /* no stream-ordered scrub is no failure */
+}
+
+static void vmm_destroy(gms_backend *be)
+{
+    vmm_backend *vb = B(be);
+    uintptr_t saved;
+    if (vb->stream && enter(vb, &saved) == 0) {
+        /* After a device fault the context is unusable: these fail, and
+         * the driver frees everything with the context. */
+        if (vb->stage_host) {
+            QUIET(vb, host_free, vb->stage_host);
+            QUIET(vb, dev_free, vb->stage_dev);
+        }
+        if (vb->slots_host) {
+            QUIET(vb, host_free, vb->slots_host);
+            QUIET(vb, dev_free, (uint64_t)(uintptr_t)vb->slots_dev);
+        }
+        if (vb->module)
+            QUIET(vb, module_unload, vb->module);
+        QUIET(vb, stream_destroy, vb->stream);
+        leave(vb, saved);
+    }
+    if (getenv("GMS_DRIVER_STATS"))
+        gms_drv_dump(vb->drv, stderr);
+    vb->dd_free(vb->dd);
+    pthread_mutex_destroy(&vb->scrub_lock);
+    pthread_mutex_destroy(&vb->async_lock);
+    free(vb->slot_issued);
+    free(vb->slot_failed);
+    free(vb->slot_marker);
+    free(vb);
+}
+
+static const gms_backend_ops vmm_ops = {
+    .props = GMS_BACKEND_REMAP_COSTLY, /* a fill kernel is cheap on a GPU, remapping is not */
+    .reserve = vmm_reserve,
+    .release = vmm_release,
+    .commit = vmm_commit,
+    .decommit = vmm_decommit,
+    .map_view_readonly = vmm_map_view_readonly,
+    .unmap_view = vmm_unmap_view,
+    .write = vmm_write,
+    .read = vmm_read,
+    .copy = vmm_copy,
+    .fill = vmm_fill,
+    .scrub = vmm_scrub,
+    .order_after = vmm_order_after,
+    .ticket_reserve = vmm_ticket_reserve,
+    .scrub_async = vmm_scrub_async,
+    .scrub_collect = vmm_scrub_collect,
+    .done_upto = vmm_done_upto,
+    .ticket_done = vmm_ticket_done,
+    .quiesce = vmm_quiesce,
+    .destroy = vmm_destroy,
+};
+
+int gms_vmm_create(const gms_vmm_config *cfg, gms_backend **out)
+{
+    uint64_t g = cfg->granularity;
+    if (g == 0 || (g & (g - 1))) {
+        gms__backend_note("%s: the device reports granularity %llu", cfg->drv->name,
+                          (unsigned long long)g);
+        cfg->dd_free(cfg->dd);
+        return EIO;
+    }
+    vmm_backend *vb = calloc(1, sizeof *vb);
+    if (!vb) {
+        cfg->dd_free(cfg->dd);
+        return ENOMEM;
+    }
+    vb->drv = cfg->drv;
+    vb->dd = cfg->dd;
+    vb->dd_free = cfg->dd_free;
+    vb->current = cfg->current;
+    vb->gran = g;
+    vb->kernel_hint = cfg->kernel_hint;
+    if (pthread_mutex_init(&vb->scrub_lock, NULL) != 0) {
+        cfg->dd_free(cfg->dd);
+        free(vb);
+        return ENOMEM;
+    }
+    if (pthread_mutex_init(&vb->async_lock, NULL) != 0) {
+        pthread_mutex_destroy(&vb->scrub_lock);
+        cfg->dd_free(cfg->dd);
+        free(vb);
+        return ENOMEM;
+    }
+    vb->ops = vmm_ops;
+    vb->ops.name = cfg->drv->name;
+    vb->base.ops = &vb->ops;
+    vb->base.granularity = g;
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err) {
+        vmm_destroy(&vb->base); /* no stream: nothing else is called */
+        return err;
+    }
+    if ((err = CALL(vb, stream_create, NULL, &vb->stream)) != 0) {
+        vb->stream = NULL;
+        leave(vb, saved);
+        vmm_destroy(&vb->base);
+        return err;
+    }
+    load_kernels(vb, cfg);
+    leave(vb, saved);
+    if (!vb->async_fn) /* without the stream-ordered kernel every scrub waits */
+        gms_backend_ops_without_streams(&vb->ops);
+    vb->base.no_scrub = vb->scrub_fn ? NULL : vb->kernel_why;
+    *out = &vb->base;
+    return 0;
+}

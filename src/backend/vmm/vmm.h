@@ -1,0 +1,39 @@
+/*
+ * vmm.h: the GPU backend over a driver's virtual memory API
+ * (src/backend/vmm/vmm.c, docs/gpu.md), the same for every driver.
+ *
+ * A loader (src/backend/cuda/cuda.c, src/backend/hip/hip.c) loads its
+ * driver, fills a gms_drv (driver.h), sets the device up (its context,
+ * the allocation properties behind mem_create and set_access, the mapping
+ * granularity) and hands the result to gms_vmm_create, which does the rest:
+ * chunks, granules, views, data movement, staging, and the scrub, waiting
+ * and stream-ordered.
+ */
+#ifndef GMS_BACKEND_VMM_H
+#define GMS_BACKEND_VMM_H
+
+#include "backend/backend.h"
+#include "backend/vmm/driver.h"
+
+typedef struct gms_vmm_config {
+    gms_drv *drv;
+    void *dd;                  /* the driver's state for this device: every call's first argument */
+    void (*dd_free)(void *dd); /* at destroy (or a failed create), after every other call */
+    uintptr_t current;         /* what get_current returns when the device is current */
+    uint64_t granularity;      /* a power of two: chunks, commits and views are multiples */
+    int sms;                   /* multiprocessors (compute units); 0: unknown */
+    int cooperative;           /* the device can run a cooperative launch */
+    const void *image;         /* the kernels (src/kernels/scrub.cu, built); NULL: none */
+    const char *no_image;      /* why image is NULL */
+    const char *kernel_hint;   /* how to get the kernels, for the scrub's ENOSYS message */
+    int sync_scrub;            /* 1: no stream-ordered scrub (every scrub waits) */
+} gms_vmm_config;
+
+/* A backend named cfg->drv->name. Takes ownership of cfg->dd (dd_free is
+ * called on failure too). 0 or an errno value, gms__backend_why saying why. */
+int gms_vmm_create(const gms_vmm_config *cfg, gms_backend **out);
+
+/* Whether the scrub kernel is loaded on this backend. */
+int gms_vmm_have_kernels(const gms_backend *be);
+
+#endif

@@ -1,0 +1,363 @@
+/*
+ * fake_driver.h: a driver table (src/backend/vmm/driver.h) over host
+ * memory, so that the virtual-memory backend (src/backend/vmm/vmm.c) runs
+ * on a machine without a GPU: reservations are PROT_NONE mappings,
+ * physical allocations memfds, maps MAP_FIXED, access mprotect, copies
+ * memcpy (an overlapping device copy is refused, as a device does not
+ * promise memmove: vmm.c must split it), streams and events do nothing
+ * (every call is done when it returns). It has no kernels unless asked
+ * (fake_kernels): then loading the module and finding the waiting scrub's
+ * kernel succeed (not the stream-ordered one's), and launches fail.
+ *
+ * Any call kind can be made to fail with a given code (fake_fail); the
+ * codes have names and texts of their own, as a driver's do.
+ */
+#ifndef GMS_TEST_FAKE_DRIVER_H
+#define GMS_TEST_FAKE_DRIVER_H
+
+#include "backend/vmm/vmm.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+enum { FAKE_OK = 0, FAKE_ERROR_OUT_OF_MEMORY = 2, FAKE_ERROR_REFUSED = 700 };
+#define FAKE_GRANULE (64u << 10)
+
+static int fake_fail_kind = -1, fake_fail_code; /* the kind that fails, and how */
+static int fake_kernels;                        /* 1: a module with both kernels */
+static _Thread_local uintptr_t fake_current;    /* the thread's current device */
+
+static inline void fake_fail(int kind, int code)
+{
+    fake_fail_kind = kind;
+    fake_fail_code = code;
+}
+
+#define FAKE_FAILS(kind)                  \
+    do {                                  \
+        if (fake_fail_kind == GMS_DRV_##kind) \
+            return fake_fail_code;        \
+    } while (0)
+#define A(x) ((void *)(uintptr_t)(x))
+
+static int f_get_current(void *dd, uintptr_t *cur)
+{
+    (void)dd;
+    FAKE_FAILS(get_current);
+    *cur = fake_current;
+    return 0;
+}
+static int f_set_current(void *dd, uintptr_t cur)
+{
+    (void)dd;
+    FAKE_FAILS(set_current);
+    fake_current = cur;
+    return 0;
+}
+static int f_va_reserve(void *dd, uint64_t *addr, uint64_t size, uint64_t align)
+{
+    (void)dd;
+    FAKE_FAILS(va_reserve);
+    /* Over-reserve, then trim to the alignment. */
+    char *p = mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        return FAKE_ERROR_OUT_OF_MEMORY;
+    uintptr_t a = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
+    if (a > (uintptr_t)p)
+        munmap(p, a - (uintptr_t)p);
+    if ((uintptr_t)p + size + align > a + size)
+        munmap(A(a + size), (uintptr_t)p + size + align - (a + size));
+    *addr = a;
+    return 0;
+}
+static int f_va_free(void *dd, uint64_t addr, uint64_t size)
+{
+    (void)dd;
+    FAKE_FAILS(va_free);
+    return munmap(A(addr), size) == 0 ? 0 : FAKE_ERROR_REFUSED;
+}
+static int f_mem_create(void *dd, uint64_t *handle, uint64_t size)
+{
+    (void)dd;
+    FAKE_FAILS(mem_create);
+    int fd = memfd_create("gms-fake-device", MFD_CLOEXEC);
+    if (fd < 0)
+        return FAKE_ERROR_OUT_OF_MEMORY;
+    if (ftruncate(fd, (off_t)size) != 0) {
+        close(fd);
+        return FAKE_ERROR_OUT_OF_MEMORY;
+    }
+    *handle = (uint64_t)fd + 1; /* never 0 */
+    return 0;
+}
+static int f_mem_release(void *dd, uint64_t handle)
+{
+    (void)dd;
+    FAKE_FAILS(mem_release);
+    return close((int)(handle - 1)) == 0 ? 0 : FAKE_ERROR_REFUSED;
+}
+static int f_mem_map(void *dd, uint64_t addr, uint64_t size, uint64_t handle)
+{
+    (void)dd;
+    FAKE_FAILS(mem_map);
+    void *p = mmap(A(addr), size, PROT_NONE, MAP_SHARED | MAP_FIXED, (int)(handle - 1), 0);
+    return p == MAP_FAILED ? FAKE_ERROR_REFUSED : 0;
+}
+static int f_mem_unmap(void *dd, uint64_t addr, uint64_t size)
+{
+    (void)dd;
+    FAKE_FAILS(mem_unmap);
+    void *p = mmap(A(addr), size, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? FAKE_ERROR_REFUSED : 0;
+}
+static int f_set_access(void *dd, uint64_t addr, uint64_t size, int writable)
+{
+    (void)dd;
+    FAKE_FAILS(set_access);
+    return mprotect(A(addr), size, writable ? PROT_READ | PROT_WRITE : PROT_READ) == 0
+               ? 0
+               : FAKE_ERROR_REFUSED;
+}
+static int f_memcpy_htod(void *dd, uint64_t dst, const void *src, size_t len, void *stream)
+{
+    (void)dd, (void)stream;
+    FAKE_FAILS(memcpy_htod);
+    memcpy(A(dst), src, len);
+    return 0;
+}
+static int f_memcpy_dtoh(void *dd, void *dst, uint64_t src, size_t len, void *stream)
+{
+    (void)dd, (void)stream;
+    FAKE_FAILS(memcpy_dtoh);
+    memcpy(dst, A(src), len);
+    return 0;
+}
+static int f_memcpy_dtod(void *dd, uint64_t dst, uint64_t src, size_t len, void *stream)
+{
+    (void)dd, (void)stream;
+    FAKE_FAILS(memcpy_dtod);
+    if (dst < src + len && src < dst + len)
+        return FAKE_ERROR_REFUSED; /* overlapping */
+    memcpy(A(dst), A(src), len);
+    return 0;
+}
+static int f_memset_d8(void *dd, uint64_t dst, int byte, size_t len, void *stream)
+{
+    (void)dd, (void)stream;
+    FAKE_FAILS(memset_d8);
+    memset(A(dst), byte, len);
+    return 0;
+}
+static char fake_object; /* what streams, events and modules point at */
+static int f_stream_create(void *dd, void **stream)
+{
+    (void)dd;
+    FAKE_FAILS(stream_create);
+    *stream = &fake_object;
+    return 0;
+}
+static int f_stream_destroy(void *dd, void *stream)
+{
+    (void)dd, (void)stream;
+    FAKE_FAILS(stream_destroy);
+    return 0;
+}
+static int f_stream_sync(void *dd, void *stream)
+{
+    (void)dd, (void)stream;
+    FAKE_FAILS(stream_sync);
+    return 0;
+}
+static int f_event_create(void *dd, void **event)
+{
+    (void)dd;
+    FAKE_FAILS(event_create);
+    *event = &fake_object;
+    return 0;
+}
+static int f_event_record(void *dd, void *event, void *stream)
+{
+    (void)dd, (void)event, (void)stream;
+    FAKE_FAILS(event_record);
+    return 0;
+}
+static int f_event_destroy(void *dd, void *event)
+{
+    (void)dd, (void)event;
+    FAKE_FAILS(event_destroy);
+    return 0;
+}
+static int f_stream_wait_event(void *dd, void *stream, void *event)
+{
+    (void)dd, (void)stream, (void)event;
+    FAKE_FAILS(stream_wait_event);
+    return 0;
+}
+static int f_device_sync(void *dd)
+{
+    (void)dd;
+    FAKE_FAILS(device_sync);
+    return 0;
+}
+static int f_host_alloc(void *dd, void **ptr, size_t size, int mapped)
+{
+    (void)dd, (void)mapped;
+    FAKE_FAILS(host_alloc);
+    return (*ptr = calloc(1, size)) ? 0 : FAKE_ERROR_OUT_OF_MEMORY;
+}
+static int f_host_free(void *dd, void *ptr)
+{
+    (void)dd;
+    FAKE_FAILS(host_free);
+    free(ptr);
+    return 0;
+}
+static int f_host_device_ptr(void *dd, uint64_t *dev, void *ptr)
+{
+    (void)dd;
+    FAKE_FAILS(host_device_ptr);
+    *dev = (uint64_t)(uintptr_t)ptr;
+    return 0;
+}
+static int f_dev_alloc(void *dd, uint64_t *dev, size_t size)
+{
+    (void)dd;
+    FAKE_FAILS(dev_alloc);
+    void *p = calloc(1, size);
+    *dev = (uint64_t)(uintptr_t)p;
+    return p ? 0 : FAKE_ERROR_OUT_OF_MEMORY;
+}
+static int f_dev_free(void *dd, uint64_t dev)
+{
+    (void)dd;
+    FAKE_FAILS(dev_free);
+    free(A(dev));
+    return 0;
+}
+static int f_module_load(void *dd, void **module, const void *image)
+{
+    (void)dd, (void)image;
+    FAKE_FAILS(module_load);
+    *module = &fake_object;
+    return 0;
+}
+static int f_module_unload(void *dd, void *module)
+{
+    (void)dd, (void)module;
+    FAKE_FAILS(module_unload);
+    return 0;
+}
+static int f_module_function(void *dd, void **fn, void *module, const char *name)
+{
+    (void)dd, (void)module;
+    FAKE_FAILS(module_function);
+    if (strcmp(name, "gms_scrub_async_kernel") == 0)
+        return FAKE_ERROR_REFUSED; /* the waiting scrub only */
+    *fn = &fake_object;
+    return 0;
+}
+static int f_occupancy(void *dd, int *blocks_per_sm, void *fn, unsigned block)
+{
+    (void)dd, (void)fn, (void)block;
+    FAKE_FAILS(occupancy);
+    *blocks_per_sm = 2;
+    return 0;
+}
+/* No code runs here: a launch is refused. */
+static int f_launch(void *dd, void *fn, unsigned grid, unsigned block, void *stream, void **args)
+{
+    (void)dd, (void)fn, (void)grid, (void)block, (void)stream, (void)args;
+    FAKE_FAILS(launch);
+    return FAKE_ERROR_REFUSED;
+}
+static int f_launch_cooperative(void *dd, void *fn, unsigned grid, unsigned block, void *stream,
+                                void **args)
+{
+    (void)dd, (void)fn, (void)grid, (void)block, (void)stream, (void)args;
+    FAKE_FAILS(launch_cooperative);
+    return FAKE_ERROR_REFUSED;
+}
+#undef A
+
+static const char *f_error_name(int rc)
+{
+    switch (rc) {
+    case FAKE_ERROR_OUT_OF_MEMORY: return "FAKE_ERROR_OUT_OF_MEMORY";
+    case FAKE_ERROR_REFUSED: return "FAKE_ERROR_REFUSED";
+    default: return NULL;
+    }
+}
+static const char *f_error_string(int rc)
+{
+    switch (rc) {
+    case FAKE_ERROR_OUT_OF_MEMORY: return "the fake device is full";
+    case FAKE_ERROR_REFUSED: return "the fake device refused the call";
+    default: return NULL;
+    }
+}
+static int f_errno_of(int rc)
+{
+    return rc == FAKE_ERROR_OUT_OF_MEMORY ? ENOMEM : EIO;
+}
+
+static gms_drv fake_drv = {
+    .name = "fake",
+    .result_type = "fakeResult",
+    .call_names = {
+        [GMS_DRV_mem_create] = "fakeMemCreate",
+        [GMS_DRV_mem_map] = "fakeMemMap",
+        [GMS_DRV_set_access] = "fakeMemSetAccess",
+        [GMS_DRV_launch] = "fakeLaunchKernel",
+        [GMS_DRV_launch_cooperative] = "fakeLaunchCooperativeKernel",
+    },
+    .error_name = f_error_name,
+    .error_string = f_error_string,
+    .errno_of = f_errno_of,
+#define F_FIELD(name) .name = f_##name,
+    GMS_DRV_CALLS(F_FIELD)
+#undef F_FIELD
+};
+
+static inline void fake_dd_free(void *dd)
+{
+    free(dd);
+}
+
+/* The virtual-memory backend over the fake driver. */
+static inline int fake_vmm_create(gms_backend **out)
+{
+    void *dd = malloc(1);
+    if (!dd)
+        return ENOMEM;
+    gms_vmm_config cfg = {
+        .drv = &fake_drv,
+        .dd = dd,
+        .dd_free = fake_dd_free,
+        .current = 1,
+        .granularity = FAKE_GRANULE,
+        .sms = 4,
+        .cooperative = 1,
+        .image = fake_kernels ? "fake kernels" : NULL,
+        .no_image = "the fake driver runs no kernels",
+        .kernel_hint = NULL,
+        .sync_scrub = 0,
+    };
+    return gms_vmm_create(&cfg, out);
+}
+
+static inline unsigned long long fake_calls(int kind)
+{
+    return atomic_load(&fake_drv.calls[kind]);
+}
+
+static inline unsigned long long fake_fails(int kind)
+{
+    return atomic_load(&fake_drv.fails[kind]);
+}
+
+#endif
