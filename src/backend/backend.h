@@ -182,6 +182,9 @@ static inline int gms_failpoint_hit(gms_failpoint *fp)
  * (gms__backend_fail). A backend clears it when one of its ops starts. */
 const char *gms__backend_why(void);
 void gms__backend_why_clear(void);
+/* Maps a backend errno value to a code and a message naming the operation,
+ * ending with the backend's note; clears the note. */
+int gms__backend_fail(int err, const char *what, uint64_t bytes);
 void gms__backend_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 int gms_backend_host_create(gms_backend **out);

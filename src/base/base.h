@@ -18,8 +18,6 @@
 
 /* Sets this thread's message and returns code. */
 int gms__fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Maps a backend errno value to a code and message naming the operation. */
-int gms__backend_fail(int err, const char *what, uint64_t bytes);
 /* This thread's message, kept across a call of user code (a callback's
  * own failed calls must not replace the message of the call it runs in). */
 #define GMS_ERROR_MAX 512

@@ -5,9 +5,12 @@
  */
 #include "backend/vmm/driver.h"
 #include "backend/backend.h"
+#include "base/base.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char backend_why[512];
 
@@ -19,6 +22,20 @@ const char *gms__backend_why(void)
 void gms__backend_why_clear(void)
 {
     backend_why[0] = 0;
+}
+
+int gms__backend_fail(int err, const char *what, uint64_t bytes)
+{
+    char buf[128];
+    /* strerror_r (GNU flavour) returns the string it used. */
+    const char *s = strerror_r(err, buf, sizeof buf);
+    /* A device backend's note names the driver call and the driver's error. */
+    const char *why = gms__backend_why();
+    int rc = gms__fail(err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
+                       "backend %s of %llu bytes failed: %s%s%s%s", what,
+                       (unsigned long long)bytes, s, why[0] ? " (" : "", why, why[0] ? ")" : "");
+    gms__backend_why_clear();
+    return rc;
 }
 
 void gms__backend_note(const char *fmt, ...)
