@@ -60,7 +60,15 @@ typedef struct {
     int monitored;
 } buf_res;
 
-static ErlNifResourceType *rt_type, *ctx_type, *buf_type;
+/* What an Elixir term holds: the buffer's state lives in a resource of its
+ * own, because the BEAM delays the destructor of a resource with a monitor
+ * until the monitored process has handled the demonitor. The term's
+ * destructor runs at once and releases the handle; the state follows. */
+typedef struct {
+    buf_res *b; /* kept */
+} buf_term_res;
+
+static ErlNifResourceType *rt_type, *ctx_type, *state_type, *buf_type;
 
 /* ---- process-wide state: the pressure hook and the releaser thread ---- */
 
@@ -184,11 +192,25 @@ static void ctx_dtor(ErlNifEnv *env, void *obj) {
     enif_release_resource(c->rt);
 }
 
+/* The last term of the buffer was collected. */
 static void buf_dtor(ErlNifEnv *env, void *obj) {
+    buf_res *b = ((buf_term_res *)obj)->b;
+    enif_mutex_lock(b->lock);
+    gms_buf h = b->handle;
+    b->handle = GMS_BUF_NULL;
+    if (b->monitored)
+        enif_demonitor_process(env, b, &b->mon);
+    b->monitored = 0;
+    enif_mutex_unlock(b->lock);
+    if (h != GMS_BUF_NULL)
+        release_handle(b->ctx, h, b->size);
+    enif_release_resource(b);
+}
+
+static void state_dtor(ErlNifEnv *env, void *obj) {
     (void)env;
     buf_res *b = obj;
-    /* Last reference gone: no other thread can hold b now. A monitor still
-     * set is removed by the BEAM with the resource. */
+    /* A handle is left only when no term was ever made (a failed call). */
     if (b->handle != GMS_BUF_NULL)
         release_handle(b->ctx, b->handle, b->size);
     enif_release_resource(b->ctx);
@@ -281,7 +303,11 @@ static int hook_shared_runtime(void) {
 /* ---- argument helpers ------------------------------------------------- */
 
 static int get_buf(ErlNifEnv *env, ERL_NIF_TERM t, buf_res **out) {
-    return enif_get_resource(env, t, buf_type, (void **)out);
+    buf_term_res *term;
+    if (!enif_get_resource(env, t, buf_type, (void **)&term))
+        return 0;
+    *out = term->b;
+    return 1;
 }
 
 /* A printable name as a NUL-terminated string; 0 when not a binary of at
@@ -310,17 +336,21 @@ static int owned_handle(ErlNifEnv *env, buf_res *b, gms_buf *out, ERL_NIF_TERM *
     return 1;
 }
 
-static gms_buf current_handle(buf_res *b) {
+/* The handle, or GMS_BUF_NULL once released or once its owner is dead
+ * (whose down callback may still be on its way): a buffer is unusable as
+ * soon as anyone can see its owner gone. */
+static gms_buf current_handle(ErlNifEnv *env, buf_res *b) {
     enif_mutex_lock(b->lock);
     gms_buf h = b->handle;
+    ErlNifPid owner = b->owner;
     enif_mutex_unlock(b->lock);
-    return h;
+    return h != GMS_BUF_NULL && enif_is_process_alive(env, &owner) ? h : GMS_BUF_NULL;
 }
 
 /* A new buffer resource for handle, owned by pid. 0 when pid is not alive
  * (nothing made, handle untouched). */
 static buf_res *new_buf(ErlNifEnv *env, ctx_res *ctx, const ErlNifPid *pid, uint64_t size) {
-    buf_res *b = enif_alloc_resource(buf_type, sizeof *b);
+    buf_res *b = enif_alloc_resource(state_type, sizeof *b);
     memset(b, 0, sizeof *b);
     b->lock = enif_mutex_create("gms_buf");
     b->ctx = ctx;
@@ -335,9 +365,12 @@ static buf_res *new_buf(ErlNifEnv *env, ctx_res *ctx, const ErlNifPid *pid, uint
     return b;
 }
 
+/* {:ok, term} for b, the term taking over the caller's reference to b. */
 static ERL_NIF_TERM buf_term(ErlNifEnv *env, buf_res *b) {
-    ERL_NIF_TERM t = enif_make_resource(env, b);
-    enif_release_resource(b);
+    buf_term_res *term = enif_alloc_resource(buf_type, sizeof *term);
+    term->b = b;
+    ERL_NIF_TERM t = enif_make_resource(env, term);
+    enif_release_resource(term);
     return ok_tuple(env, t);
 }
 
@@ -409,6 +442,31 @@ static ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
 #undef U
     PUT("fragmentation", enif_make_double(env, s.fragmentation));
     return ok_tuple(env, m);
+}
+
+/* tenant_stats(rt, tenant): gms_tenant_stats of the tenant of that name. */
+static ERL_NIF_TERM nif_tenant_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    rt_res *r;
+    char tenant[GMS_NAME_MAX + 1];
+    gms_stats all;
+    gms_tenant_stats s;
+    if (!enif_get_resource(env, argv[0], rt_type, (void **)&r))
+        return enif_make_badarg(env);
+    if (!get_name(env, argv[1], tenant))
+        return own_error(env, GMS_E_INVALID_ARG, "a tenant is 1..63 bytes of printable ASCII");
+    int rc = gms_stats_get(r->rt, &all);
+    for (uint64_t i = 0; rc == GMS_OK && i < all.tenants; i++) {
+        if ((rc = gms_tenant_stats_get(r->rt, i, &s)) != GMS_OK || strcmp(s.tenant, tenant) != 0)
+            continue;
+        ERL_NIF_TERM m = enif_make_new_map(env);
+#define U(field) PUT(#field, enif_make_uint64(env, s.field))
+        U(live_bytes); U(live_blocks); U(peak_live_bytes); U(held_bytes); U(max_bytes); U(max_allocs);
+        U(quota_refusals); U(leaked_blocks); U(leaked_bytes);
+#undef U
+        return ok_tuple(env, m);
+    }
+    return rc != GMS_OK ? gms_error(env, rc) : own_error(env, GMS_E_INVALID_ARG, "no such tenant");
 }
 
 static ERL_NIF_TERM nif_verify(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
@@ -525,7 +583,7 @@ static ERL_NIF_TERM do_read(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
         return own_error(env, GMS_E_OUT_OF_BOUNDS, "the read is longer than the buffer");
     if (!enif_alloc_binary((size_t)len, &out))
         return own_error(env, GMS_E_NO_MEMORY, "no memory for the binary");
-    int rc = gms_read(b->ctx->ctx, current_handle(b), off, out.data, out.size);
+    int rc = gms_read(b->ctx->ctx, current_handle(env, b), off, out.data, out.size);
     if (rc != GMS_OK) {
         ERL_NIF_TERM err = gms_error(env, rc);
         enif_release_binary(&out);
@@ -550,7 +608,7 @@ static ERL_NIF_TERM do_write(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     if (!get_buf(env, argv[0], &b) || !enif_get_uint64(env, argv[1], &off) ||
         !enif_inspect_binary(env, argv[2], &data))
         return enif_make_badarg(env);
-    return ok_or_error(env, gms_write(b->ctx->ctx, current_handle(b), off, data.data, data.size));
+    return ok_or_error(env, gms_write(b->ctx->ctx, current_handle(env, b), off, data.data, data.size));
 }
 
 static ERL_NIF_TERM nif_write(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
@@ -569,7 +627,7 @@ static ERL_NIF_TERM do_fill(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
     if (!get_buf(env, argv[0], &b) || !enif_get_uint64(env, argv[1], &off) || !enif_get_uint(env, argv[2], &byte) ||
         byte > 255 || !enif_get_uint64(env, argv[3], &len))
         return enif_make_badarg(env);
-    return ok_or_error(env, gms_fill(b->ctx->ctx, current_handle(b), off, (int)byte, (size_t)len));
+    return ok_or_error(env, gms_fill(b->ctx->ctx, current_handle(env, b), off, (int)byte, (size_t)len));
 }
 
 static ERL_NIF_TERM nif_fill(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
@@ -586,10 +644,9 @@ static ERL_NIF_TERM nif_info(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     if (!get_buf(env, argv[0], &b))
         return enif_make_badarg(env);
     enif_mutex_lock(b->lock);
-    gms_buf h = b->handle;
     ErlNifPid owner = b->owner;
     enif_mutex_unlock(b->lock);
-    int rc = gms_buf_info_get(b->ctx->ctx, h, &i);
+    int rc = gms_buf_info_get(b->ctx->ctx, current_handle(env, b), &i);
     if (rc != GMS_OK)
         return gms_error(env, rc);
     ERL_NIF_TERM m = enif_make_new_map(env);
@@ -827,8 +884,9 @@ static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {
     (void)info;
     rt_type = open_type(env, "gms_runtime", rt_dtor, NULL);
     ctx_type = open_type(env, "gms_context", ctx_dtor, NULL);
-    buf_type = open_type(env, "gms_buffer", buf_dtor, buf_down);
-    if (rt_type == NULL || ctx_type == NULL || buf_type == NULL)
+    state_type = open_type(env, "gms_buffer_state", state_dtor, buf_down);
+    buf_type = open_type(env, "gms_buffer", buf_dtor, NULL);
+    if (rt_type == NULL || ctx_type == NULL || state_type == NULL || buf_type == NULL)
         return 1;
     a_ok = enif_make_atom(env, "ok");
     a_error = enif_make_atom(env, "error");
@@ -869,6 +927,7 @@ static ErlNifFunc funcs[] = {
     {"backend_name", 1, nif_backend_name, 0},
     {"set_quota", 4, nif_set_quota, 0},
     {"stats", 1, nif_stats, 0},
+    {"tenant_stats", 2, nif_tenant_stats, 0},
     {"verify", 1, nif_verify, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"trim", 1, nif_trim, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"context_open", 4, nif_context_open, 0},

@@ -102,6 +102,14 @@ defmodule Gms do
   @spec stats(Runtime.t()) :: {:ok, map()} | error()
   def stats(%Runtime{ref: ref}), do: wrap(Nif.stats(ref), & &1)
 
+  @doc """
+  One tenant's statistics (`gms_tenant_stats`): live bytes and blocks,
+  quota, refusals, leaks. `{:error, :invalid_arg}` for a tenant gms has not
+  seen.
+  """
+  @spec tenant_stats(Runtime.t(), String.t()) :: {:ok, map()} | error()
+  def tenant_stats(%Runtime{ref: ref}, tenant) when is_binary(tenant), do: wrap(Nif.tenant_stats(ref, tenant), & &1)
+
   @doc "Checks every invariant of the runtime's state (`gms_verify`)."
   @spec verify(Runtime.t()) :: :ok | error()
   def verify(%Runtime{ref: ref}), do: ok(Nif.verify(ref))

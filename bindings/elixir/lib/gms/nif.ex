@@ -18,6 +18,7 @@ defmodule Gms.Nif do
   def backend_name(_rt), do: nif()
   def set_quota(_rt, _tenant, _max_bytes, _max_allocs), do: nif()
   def stats(_rt), do: nif()
+  def tenant_stats(_rt, _tenant), do: nif()
   def verify(_rt), do: nif()
   def trim(_rt), do: nif()
   def context_open(_rt, _tenant, _user, _level), do: nif()

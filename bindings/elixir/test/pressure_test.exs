@@ -1,0 +1,62 @@
+defmodule Gms.PressureTest do
+  # Quotas are per tenant, so these could run beside others; they are kept
+  # apart anyway because the reaper collects every process.
+  use ExUnit.Case, async: false
+  import Bitwise
+  import Gms.Test.Helpers
+
+  @size 256 <<< 10
+
+  setup do
+    %{rt: rt, tenant: tenant} = context = setup_context("pressure")
+    # Room for three buffers of @size (with their redzones), not four.
+    :ok = Gms.set_quota(rt, tenant, 4 * @size - 1)
+    context
+  end
+
+  test "memory held only by garbage in another process is recovered", %{rt: rt, ctx: ctx, tenant: tenant} do
+    me = self()
+
+    holder =
+      spawn(fn ->
+        # Three buffers made and dropped: garbage in this process's heap,
+        # which nothing makes it collect until the reaper does.
+        for _ <- 1..3, do: Gms.alloc!(ctx, @size)
+        send(me, :garbage_made)
+        Process.sleep(:infinity)
+      end)
+
+    assert_receive :garbage_made, 5_000
+    :ok = Gms.subscribe_pressure()
+    assert live_blocks(rt, tenant) == 3
+    {:ok, before} = Gms.stats(rt)
+
+    assert {:ok, buf} = Gms.alloc(ctx, @size * 2)
+    {:ok, stats} = Gms.stats(rt)
+    assert stats.pressure_recovered > before.pressure_recovered
+    assert_receive {:gms_pressure, %{tenant: ^tenant, reason: :quota, bytes_wanted: wanted}}, 1_000
+    assert wanted == @size * 2
+    assert live_blocks(rt, tenant) == 1
+    Gms.free!(buf)
+    :ok = Gms.unsubscribe_pressure()
+    kill_and_wait(holder)
+  end
+
+  test "memory held only by the allocating process's own garbage is recovered",
+       %{rt: rt, ctx: ctx, tenant: tenant} do
+    make = fn -> for _ <- 1..3, do: Gms.alloc!(ctx, @size) end
+    make.()
+    assert live_blocks(rt, tenant) == 3
+    assert {:ok, buf} = Gms.alloc(ctx, @size * 2)
+    assert live_blocks(rt, tenant) == 1
+    Gms.free!(buf)
+  end
+
+  test "memory that is really in use is not taken: the quota error stands", %{rt: rt, ctx: ctx, tenant: tenant} do
+    held = for _ <- 1..3, do: Gms.alloc!(ctx, @size)
+    assert {:error, :quota} = Gms.alloc(ctx, @size)
+    assert_raise Gms.Error, ~r/quota/, fn -> Gms.alloc!(ctx, @size) end
+    assert live_blocks(rt, tenant) == 3
+    for buf <- held, do: assert({:ok, _} = Gms.read(buf, 0, 1))
+  end
+end
