@@ -17,7 +17,8 @@ defmodule Mix.Tasks.Compile.GmsNif do
   @cflags ~w(-std=c11 -O2 -g -fPIC -shared -Wall -Wextra -Werror -fvisibility=hidden)
 
   @impl true
-  def run(_args) do
+  def run(args) do
+    force = "--force" in args
     config = Mix.Project.config()[:gms_nif] || []
     flags = gms_flags()
     headers = [Path.join(flags.include, "gms.h") | Path.wildcard(Path.join(flags.include, "gms/*.h"))]
@@ -28,14 +29,18 @@ defmodule Mix.Tasks.Compile.GmsNif do
 
     results =
       for {source, output} <- [{"c_src/gms_nif.c", "priv/gms_nif.so"} | extra] do
-        build(source, output, headers, flags)
+        build(source, output, headers, flags, force)
       end
 
+    # Links (or copies) priv/ into the build: Mix did so before this
+    # compiler ran only if priv/ already existed, as it does not in a fresh
+    # checkout.
+    Mix.Project.build_structure()
     if Enum.all?(results, &(&1 == :noop)), do: {:noop, []}, else: {:ok, []}
   end
 
-  defp build(source, output, headers, flags) do
-    if Mix.Utils.stale?([source | headers], [output]) do
+  defp build(source, output, headers, flags, force) do
+    if force or Mix.Utils.stale?([source | headers], [output]) do
       File.mkdir_p!(Path.dirname(output))
 
       args =
