@@ -182,10 +182,12 @@ defmodule GmsTest do
   end
 
   test "a buffer nobody refers to is freed by its destructor", %{rt: rt, ctx: ctx, tenant: tenant} do
-    # Made and dropped in a function, so only garbage refers to them.
+    # Made in a function whose result is dropped below.
     make = fn -> for size <- [100, 1 <<< 20], do: Gms.alloc!(ctx, size) end
-    make.()
+    bufs = make.()
     assert live_blocks(rt, tenant) == 2
+    # The last use of bufs: from here only garbage refers to the buffers.
+    assert length(bufs) == 2
     :erlang.garbage_collect()
     # The BEAM may run a destructor a moment after the collection.
     assert live_blocks_settle(rt, tenant, 0) == 0

@@ -19,21 +19,26 @@ defmodule Gms.PressureTest do
 
     holder =
       spawn(fn ->
-        # Three buffers made and dropped: garbage in this process's heap,
-        # which nothing makes it collect until the reaper does.
-        for _ <- 1..3, do: Gms.alloc!(ctx, @size)
-        send(me, :garbage_made)
+        bufs = for _ <- 1..3, do: Gms.alloc!(ctx, @size)
+
+        receive do
+          :drop -> send(me, {:dropped, length(bufs)})
+        end
+
+        # From here only garbage in this process's heap refers to the
+        # buffers, and nothing makes it collect until the reaper does.
         Process.sleep(:infinity)
       end)
 
-    assert_receive :garbage_made, 5_000
+    send(holder, :drop)
+    assert_receive {:dropped, 3}, 5_000
     :ok = Gms.subscribe_pressure()
     assert live_blocks(rt, tenant) == 3
     {:ok, before} = Gms.stats(rt)
 
     assert {:ok, buf} = Gms.alloc(ctx, @size * 2)
     {:ok, stats} = Gms.stats(rt)
-    assert stats.pressure_recovered > before.pressure_recovered
+    assert stats.pressure_recovered > before.pressure_recovered, inspect({before, stats})
     assert_receive {:gms_pressure, %{tenant: ^tenant, reason: :quota, bytes_wanted: wanted}}, 1_000
     assert wanted == @size * 2
     assert live_blocks(rt, tenant) == 1
@@ -44,9 +49,10 @@ defmodule Gms.PressureTest do
 
   test "memory held only by the allocating process's own garbage is recovered",
        %{rt: rt, ctx: ctx, tenant: tenant} do
-    make = fn -> for _ <- 1..3, do: Gms.alloc!(ctx, @size) end
-    make.()
+    bufs = for _ <- 1..3, do: Gms.alloc!(ctx, @size)
     assert live_blocks(rt, tenant) == 3
+    # The last use of bufs: from here only garbage refers to the buffers.
+    assert length(bufs) == 3
     assert {:ok, buf} = Gms.alloc(ctx, @size * 2)
     assert live_blocks(rt, tenant) == 1
     Gms.free!(buf)

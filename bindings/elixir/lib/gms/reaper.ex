@@ -74,7 +74,7 @@ defmodule Gms.Reaper do
   defp collect_all_but(caller) do
     ref = make_ref()
     pids = for pid <- Process.list(), pid != caller, pid != self(), do: pid
-    asked = Enum.count(pids, &(:erlang.garbage_collect(&1, async: ref) == :async))
+    asked = Enum.count(pids, &(:erlang.garbage_collect(&1, async: ref, type: :major) == :async))
     :erlang.garbage_collect()
     deadline = System.monotonic_time(:millisecond) + @collect_timeout
     await_collections(ref, asked, deadline)
