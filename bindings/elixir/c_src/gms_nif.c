@@ -40,6 +40,7 @@
 
 #define DIRTY_BYTES (64u * 1024u)  /* more than this: a dirty scheduler */
 #define PRESSURE_WAIT_MS 2000      /* the most a pressure callback waits */
+#define PRESSURE_QUIET_MS 5        /* ...and for destructors to stop coming */
 
 typedef struct {
     gms_runtime *rt;
@@ -85,6 +86,7 @@ static struct {
     int has_reaper;
     ErlNifPid reaper;
     uint64_t next_token, done_token;
+    uint64_t dtors; /* buffer terms collected so far */
     release_item *queue;
     int releasing, stopping;
     ErlNifTid releaser;
@@ -195,6 +197,9 @@ static void ctx_dtor(ErlNifEnv *env, void *obj) {
 /* The last term of the buffer was collected. */
 static void buf_dtor(ErlNifEnv *env, void *obj) {
     buf_res *b = ((buf_term_res *)obj)->b;
+    pthread_mutex_lock(&g.lock);
+    g.dtors++;
+    pthread_mutex_unlock(&g.lock);
     enif_mutex_lock(b->lock);
     gms_buf h = b->handle;
     b->handle = GMS_BUF_NULL;
@@ -275,13 +280,25 @@ static void on_pressure(void *user, const gms_pressure *p) {
     if (!sent)
         return; /* the reaper is gone */
 
-    /* Wait for the reaper's collections, then for the releases they queued. */
-    struct timespec deadline;
+    /* Wait for the reaper's collections, then for the releases they queued.
+     * The BEAM may call a collected term's destructor a moment after the
+     * collection has answered, so wait on while destructors keep coming,
+     * until none came for PRESSURE_QUIET_MS. */
+    struct timespec deadline, quiet;
     timespec_after_ms(&deadline, PRESSURE_WAIT_MS);
     pthread_mutex_lock(&g.lock);
-    while (g.done_token < token || g.queue != NULL || g.releasing)
-        if (pthread_cond_timedwait(&g.cond, &g.lock, &deadline) == ETIMEDOUT)
+    for (int windows = 0; windows < PRESSURE_WAIT_MS / PRESSURE_QUIET_MS; windows++) {
+        while (g.done_token < token || g.queue != NULL || g.releasing)
+            if (pthread_cond_timedwait(&g.cond, &g.lock, &deadline) == ETIMEDOUT)
+                goto out;
+        uint64_t seen = g.dtors;
+        timespec_after_ms(&quiet, PRESSURE_QUIET_MS);
+        while (g.dtors == seen && pthread_cond_timedwait(&g.cond, &g.lock, &quiet) != ETIMEDOUT)
+            ;
+        if (g.dtors == seen)
             break;
+    }
+out:
     pthread_mutex_unlock(&g.lock);
 }
 
