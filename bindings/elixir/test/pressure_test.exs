@@ -14,7 +14,9 @@ defmodule Gms.PressureTest do
     context
   end
 
-  test "memory held only by garbage in another process is recovered", %{rt: rt, ctx: ctx, tenant: tenant} do
+  # A process whose three buffers only garbage in its heap refers to, which
+  # nothing makes it collect until the reaper does.
+  defp garbage_holder(ctx) do
     me = self()
 
     holder =
@@ -25,13 +27,16 @@ defmodule Gms.PressureTest do
           :drop -> send(me, {:dropped, length(bufs)})
         end
 
-        # From here only garbage in this process's heap refers to the
-        # buffers, and nothing makes it collect until the reaper does.
         Process.sleep(:infinity)
       end)
 
     send(holder, :drop)
     assert_receive {:dropped, 3}, 5_000
+    holder
+  end
+
+  test "memory held only by garbage in another process is recovered", %{rt: rt, ctx: ctx, tenant: tenant} do
+    holder = garbage_holder(ctx)
     :ok = Gms.subscribe_pressure()
     assert live_blocks(rt, tenant) == 3
     {:ok, before} = Gms.stats(rt)
@@ -44,6 +49,7 @@ defmodule Gms.PressureTest do
     assert live_blocks(rt, tenant) == 1
     Gms.free!(buf)
     :ok = Gms.unsubscribe_pressure()
+    assert Process.alive?(holder)
     kill_and_wait(holder)
   end
 
@@ -56,6 +62,21 @@ defmodule Gms.PressureTest do
     assert {:ok, buf} = Gms.alloc(ctx, @size * 2)
     assert live_blocks(rt, tenant) == 1
     Gms.free!(buf)
+  end
+
+  test "an allocation of C code on a thread of its own recovers memory held by Elixir garbage",
+       %{rt: rt, ctx: ctx, tenant: tenant} do
+    holder = garbage_holder(ctx)
+    assert live_blocks(rt, tenant) == 3
+    # C code of the same tenant in this OS process, allocating on a thread
+    # the BEAM knows nothing of: the pressure callback reaches the reaper,
+    # which collects the holder, and C gets its memory.
+    :ok = Gms.Test.XlangPeer.open()
+    on_exit(fn -> Gms.Test.XlangPeer.close() end)
+    assert {:ok, 0} = Gms.Test.XlangPeer.alloc_in_thread(tenant, @size * 2)
+    assert live_blocks(rt, tenant) == 0
+    assert Process.alive?(holder)
+    kill_and_wait(holder)
   end
 
   test "memory that is really in use is not taken: the quota error stands", %{rt: rt, ctx: ctx, tenant: tenant} do

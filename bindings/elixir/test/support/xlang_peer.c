@@ -9,6 +9,7 @@
 #include <erl_nif.h>
 #include <gms.h>
 
+#include <pthread.h>
 #include <string.h>
 
 static gms_runtime *rt;
@@ -127,7 +128,56 @@ static ERL_NIF_TERM peer_close(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv
     return rc == GMS_OK ? enif_make_atom(env, "ok") : error(env, rc);
 }
 
+struct thread_alloc {
+    gms_context *ctx;
+    size_t size;
+    int rc;
+};
+
+static void *thread_alloc_main(void *arg) {
+    struct thread_alloc *a = arg;
+    gms_buf buf;
+    a->rc = gms_alloc(a->ctx, a->size, 0, &buf);
+    if (a->rc == GMS_OK)
+        a->rc = gms_free(a->ctx, buf);
+    return NULL;
+}
+
+/* alloc_in_thread(tenant, size) -> {:ok, 0} | {:error, code, msg}: C code
+ * of `tenant` allocates (and frees) `size` bytes on a thread of its own,
+ * one the BEAM knows nothing of, as another language's runtime would. */
+static ERL_NIF_TERM peer_alloc_in_thread(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    char tenant[GMS_NAME_MAX + 1];
+    ErlNifBinary name;
+    ErlNifUInt64 size;
+    if (!enif_inspect_binary(env, argv[0], &name) || name.size > GMS_NAME_MAX ||
+        !enif_get_uint64(env, argv[1], &size))
+        return enif_make_badarg(env);
+    memcpy(tenant, name.data, name.size);
+    tenant[name.size] = '\0';
+    gms_context_desc desc = GMS_CONTEXT_DESC_INIT;
+    desc.tenant = tenant;
+    desc.user = "c-thread";
+    desc.language = GMS_LANG_C;
+    struct thread_alloc a = {NULL, (size_t)size, GMS_OK};
+    int rc = gms_context_open(&a.ctx, rt, &desc);
+    if (rc != GMS_OK)
+        return error(env, rc);
+    pthread_t t;
+    if (pthread_create(&t, NULL, thread_alloc_main, &a) != 0) {
+        gms_context_close(a.ctx);
+        return enif_make_badarg(env);
+    }
+    pthread_join(t, NULL);
+    ERL_NIF_TERM result = a.rc == GMS_OK ? ok(env, enif_make_int(env, 0)) : error(env, a.rc);
+    gms_context_close(a.ctx);
+    return result;
+}
+
 static ErlNifFunc funcs[] = {
+    /* Dirty: it waits for its thread, which may wait for the BEAM. */
+    {"alloc_in_thread", 2, peer_alloc_in_thread, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"open", 0, peer_open, 0},
     {"share_text", 1, peer_share_text, 0},
     {"read_share", 2, peer_read_share, 0},

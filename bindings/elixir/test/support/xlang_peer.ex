@@ -15,5 +15,6 @@ defmodule Gms.Test.XlangPeer do
   def read_share(_share_id, _length), do: nif()
   def write_share(_share_id, _text), do: nif()
   def contexts, do: nif()
+  def alloc_in_thread(_tenant, _size), do: nif()
   def close, do: nif()
 end
