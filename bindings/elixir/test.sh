@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check of the Elixir binding (`make test-elixir` calls it):
 #   compile   mix compile --warnings-as-errors (the NIF builds with -Werror);
+#   format    mix format --check-formatted, the README's example too;
 #   exunit    mix test: the ExUnit tests against build/libgms.so, with C
 #             code in the same process, the README's example, and the leak
 #             check printed after the suite ("gms leak check: clean");
@@ -56,6 +57,16 @@ for env in dev test; do
     cat "$WORK/compile-$env.log"; fail "mix compile ($env)"
   fi
 done
+
+echo "== mix format --check-formatted (and the README's example)"
+if mix format --check-formatted >"$WORK/format.log" 2>&1; then ok; else cat "$WORK/format.log"; fail "mix format"; fi
+sed -n '/<!-- elixir-example:begin -->/,/<!-- elixir-example:end -->/p' "$ROOT/README.md" \
+  | sed '1,2d;$d' | sed '$d' >"$WORK/example.exs"
+if [ -s "$WORK/example.exs" ] && mix format - <"$WORK/example.exs" | cmp -s - "$WORK/example.exs"; then
+  ok
+else
+  fail "README.md's Elixir example is not as mix format writes it"
+fi
 
 echo "== mix test"
 MIX_ENV=test mix test 2>&1 | tee "$WORK/exunit.log"

@@ -67,7 +67,12 @@ defmodule Gms do
   @type language :: :c | :rust | :elixir | :julia | :zig | :nim | :python | :other | :any
   @type access :: :read | :read_write
   @type share_id :: pos_integer()
-  @type grant :: [tenant: String.t() | :owner | :any, user: String.t() | :any, language: language(), mode: access()]
+  @type grant :: [
+          tenant: String.t() | :owner | :any,
+          user: String.t() | :any,
+          language: language(),
+          mode: access()
+        ]
 
   @levels %{public: 0, internal: 1, confidential: 2, secret: 3}
   @languages %{c: 0, rust: 1, elixir: 2, julia: 3, zig: 4, nim: 5, python: 6, other: 7, any: -1}
@@ -91,7 +96,12 @@ defmodule Gms do
   @doc """
   Limits a tenant's live bytes and allocations (`:unlimited` lifts a limit).
   """
-  @spec set_quota(Runtime.t(), String.t(), non_neg_integer() | :unlimited, non_neg_integer() | :unlimited) ::
+  @spec set_quota(
+          Runtime.t(),
+          String.t(),
+          non_neg_integer() | :unlimited,
+          non_neg_integer() | :unlimited
+        ) ::
           :ok | error()
   def set_quota(%Runtime{ref: ref}, tenant, max_bytes, max_allocs \\ :unlimited)
       when is_binary(tenant) do
@@ -108,7 +118,8 @@ defmodule Gms do
   seen.
   """
   @spec tenant_stats(Runtime.t(), String.t()) :: {:ok, map()} | error()
-  def tenant_stats(%Runtime{ref: ref}, tenant) when is_binary(tenant), do: wrap(Nif.tenant_stats(ref, tenant), & &1)
+  def tenant_stats(%Runtime{ref: ref}, tenant) when is_binary(tenant),
+    do: wrap(Nif.tenant_stats(ref, tenant), & &1)
 
   @doc "Checks every invariant of the runtime's state (`gms_verify`)."
   @spec verify(Runtime.t()) :: :ok | error()
@@ -132,7 +143,10 @@ defmodule Gms do
 
     case Map.fetch(@levels, level) do
       {:ok, n} when is_binary(tenant) and is_binary(user) ->
-        wrap(Nif.context_open(rt, tenant, user, n), &%Context{ref: &1, tenant: tenant, user: user, level: level})
+        wrap(
+          Nif.context_open(rt, tenant, user, n),
+          &%Context{ref: &1, tenant: tenant, user: user, level: level}
+        )
 
       _ ->
         {:error, :invalid_arg}
@@ -158,7 +172,8 @@ defmodule Gms do
   def alloc(%Context{ref: ctx}, size, opts \\ []) when is_integer(size) and size >= 0 do
     flags = if(opts[:zero], do: 1, else: 0) + if(opts[:pages], do: 2, else: 0)
     # Large or zeroed allocations take time: a dirty scheduler.
-    first = if size > 65_536, do: Nif.alloc_dirty(ctx, size, flags), else: Nif.alloc(ctx, size, flags)
+    first =
+      if size > 65_536, do: Nif.alloc_dirty(ctx, size, flags), else: Nif.alloc(ctx, size, flags)
 
     result =
       case first do
@@ -220,7 +235,8 @@ defmodule Gms do
   @doc "Sets `length` bytes at `offset` to `byte`."
   @spec fill(Buffer.t(), non_neg_integer(), byte(), non_neg_integer()) :: :ok | error()
   def fill(%Buffer{ref: ref}, offset, byte, length)
-      when is_integer(offset) and offset >= 0 and byte in 0..255 and is_integer(length) and length >= 0 do
+      when is_integer(offset) and offset >= 0 and byte in 0..255 and is_integer(length) and
+             length >= 0 do
     ok(Nif.fill(ref, offset, byte, length))
   end
 
@@ -251,7 +267,8 @@ defmodule Gms do
   into the new tenant's pool and the original wiped.
   """
   @spec transfer_to(Buffer.t(), Context.t(), pid()) :: {:ok, Buffer.t()} | error()
-  def transfer_to(%Buffer{ref: ref, size: size}, %Context{ref: ctx}, pid \\ self()) when is_pid(pid) do
+  def transfer_to(%Buffer{ref: ref, size: size}, %Context{ref: ctx}, pid \\ self())
+      when is_pid(pid) do
     wrap(Nif.transfer_context(ref, ctx, pid), &%Buffer{ref: &1, size: size})
   end
 

@@ -58,11 +58,12 @@ defmodule GmsTest do
 
     task =
       Task.async(fn ->
-        {Gms.free(buf), Gms.transfer(buf, self()), Gms.share(buf, grants: [[]]), Gms.read(buf, 0, 5)}
+        {Gms.free(buf), Gms.transfer(buf, self()), Gms.share(buf, grants: [[]]),
+         Gms.read(buf, 0, 5)}
       end)
 
-    assert {{:error, :access_denied}, {:error, :access_denied}, {:error, :access_denied}, {:ok, "owned"}} =
-             Task.await(task)
+    assert {{:error, :access_denied}, {:error, :access_denied}, {:error, :access_denied},
+            {:ok, "owned"}} = Task.await(task)
 
     assert {:ok, %{owner: ^me}} = Gms.info(buf)
   end
@@ -113,6 +114,7 @@ defmodule GmsTest do
     assert live_blocks(rt, tenant) == 2
     [pid_a, _pid_b] = workers
     ref = Process.monitor(pid_a)
+
     ExUnit.CaptureLog.capture_log(fn ->
       send(pid_a, :crash)
       assert_receive {:DOWN, ^ref, :process, ^pid_a, _}, 5_000
@@ -148,7 +150,11 @@ defmodule GmsTest do
     assert :ok = Gms.free(buf)
   end
 
-  test "the buffer outlives the process that transferred it away", %{rt: rt, ctx: ctx, tenant: tenant} do
+  test "the buffer outlives the process that transferred it away", %{
+    rt: rt,
+    ctx: ctx,
+    tenant: tenant
+  } do
     me = self()
 
     giver =
@@ -166,7 +172,11 @@ defmodule GmsTest do
     assert :ok = Gms.free(buf)
   end
 
-  test "transfer_to moves a buffer into another tenant's context", %{rt: rt, ctx: ctx, tenant: tenant} do
+  test "transfer_to moves a buffer into another tenant's context", %{
+    rt: rt,
+    ctx: ctx,
+    tenant: tenant
+  } do
     other = unique_tenant("other")
     ctx2 = Gms.context!(rt, tenant: other, user: "bob")
     buf = Gms.alloc!(ctx, 32)
@@ -221,7 +231,11 @@ defmodule GmsTest do
       assert live_blocks(rt, tenant) == 0
     end
 
-    test "grants decide who may acquire; revoke stops new acquires", %{ctx: ctx, rt: rt, tenant: tenant} do
+    test "grants decide who may acquire; revoke stops new acquires", %{
+      ctx: ctx,
+      rt: rt,
+      tenant: tenant
+    } do
       buf = Gms.alloc!(ctx, 16)
       id = Gms.share!(buf, grants: [[user: "carol", language: :elixir]])
       assert {:error, :busy} = Gms.share(buf, grants: [[]])
@@ -242,7 +256,10 @@ defmodule GmsTest do
       buf = Gms.alloc!(ctx, 16)
       assert {:error, :invalid_arg} = Gms.share(buf, grants: [])
       assert {:error, :invalid_arg} = Gms.share(buf, grants: [[language: :cobol]])
-      assert {:error, :invalid_arg} = Gms.share(buf, grants: [[tenant: String.duplicate("x", 64)]])
+
+      assert {:error, :invalid_arg} =
+               Gms.share(buf, grants: [[tenant: String.duplicate("x", 64)]])
+
       assert {:error, :invalid_arg} = Gms.share(buf, grants: List.duplicate([], 17))
       assert {:ok, %{share_id: nil}} = Gms.info(buf)
     end

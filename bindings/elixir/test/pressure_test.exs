@@ -35,7 +35,11 @@ defmodule Gms.PressureTest do
     holder
   end
 
-  test "memory held only by garbage in another process is recovered", %{rt: rt, ctx: ctx, tenant: tenant} do
+  test "memory held only by garbage in another process is recovered", %{
+    rt: rt,
+    ctx: ctx,
+    tenant: tenant
+  } do
     holder = garbage_holder(ctx)
     :ok = Gms.subscribe_pressure()
     assert live_blocks(rt, tenant) == 3
@@ -44,7 +48,10 @@ defmodule Gms.PressureTest do
     assert {:ok, buf} = Gms.alloc(ctx, @size * 2)
     {:ok, stats} = Gms.stats(rt)
     assert stats.pressure_recovered > before.pressure_recovered, inspect({before, stats})
-    assert_receive {:gms_pressure, %{tenant: ^tenant, reason: :quota, bytes_wanted: wanted}}, 1_000
+
+    assert_receive {:gms_pressure, %{tenant: ^tenant, reason: :quota, bytes_wanted: wanted}},
+                   1_000
+
     assert wanted == @size * 2
     assert live_blocks(rt, tenant) == 1
     Gms.free!(buf)
@@ -79,7 +86,11 @@ defmodule Gms.PressureTest do
     kill_and_wait(holder)
   end
 
-  test "memory that is really in use is not taken: the quota error stands", %{rt: rt, ctx: ctx, tenant: tenant} do
+  test "memory that is really in use is not taken: the quota error stands", %{
+    rt: rt,
+    ctx: ctx,
+    tenant: tenant
+  } do
     held = for _ <- 1..3, do: Gms.alloc!(ctx, @size)
     assert {:error, :quota} = Gms.alloc(ctx, @size)
     assert_raise Gms.Error, ~r/quota/, fn -> Gms.alloc!(ctx, @size) end

@@ -7,8 +7,12 @@ defmodule Gms.ReadmeTest do
   @external_resource @readme
 
   test "the README's example runs and prints what the README says" do
-    [_, block] = Regex.run(~r/<!-- elixir-example:begin -->\n```elixir\n(.*?)```\n<!-- elixir-example:end -->/s,
-                           File.read!(@readme))
+    [_, block] =
+      Regex.run(
+        ~r/<!-- elixir-example:begin -->\n```elixir\n(.*?)```\n<!-- elixir-example:end -->/s,
+        File.read!(@readme)
+      )
+
     out = capture_io(fn -> Code.eval_string(block) end)
     assert out =~ "read back: hello, gms\n"
     assert out =~ "overflow:  out_of_bounds"

@@ -43,7 +43,12 @@ defmodule Gms.XlangTest do
 
   test "C acquires for writing once Elixir's writer is gone", %{ctx: ctx, rt: rt} do
     buf = Gms.alloc!(ctx, 16, zero: true)
-    id = Gms.share!(buf, grants: [[language: :c, mode: :read_write], [language: :elixir, mode: :read]])
+
+    id =
+      Gms.share!(buf,
+        grants: [[language: :c, mode: :read_write], [language: :elixir, mode: :read]]
+      )
+
     reader = Gms.context!(rt, tenant: "acme", user: "reader")
     mine = Gms.acquire!(reader, id, :read)
     Gms.free!(buf)

@@ -21,7 +21,10 @@ defmodule Mix.Tasks.Compile.GmsNif do
     force = "--force" in args
     config = Mix.Project.config()[:gms_nif] || []
     flags = gms_flags()
-    headers = [Path.join(flags.include, "gms.h") | Path.wildcard(Path.join(flags.include, "gms/*.h"))]
+
+    headers = [
+      Path.join(flags.include, "gms.h") | Path.wildcard(Path.join(flags.include, "gms/*.h"))
+    ]
 
     extra =
       for {source, output} <- Keyword.get(config, :extra, []),
