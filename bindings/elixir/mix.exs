@@ -12,8 +12,7 @@ defmodule Gms.MixProject do
       gms_nif: gms_nif(Mix.env()),
       elixirc_paths: elixirc_paths(Mix.env()),
       start_permanent: Mix.env() == :prod,
-      deps: [],
-      dialyzer: [plt_add_apps: [:mix]]
+      deps: []
     ]
   end
 
