@@ -7,7 +7,8 @@
 #             check printed after the suite ("gms leak check: clean");
 #   dialyzer  Dialyzer on the Gms modules (PLT cached in build/elixir);
 #   install   the README's example in a fresh Mix project against a
-#             `cmake --install` prefix, found by pkg-config.
+#             `cmake --install` prefix, found by pkg-config;
+#   asan      the ExUnit tests again with the NIFs built with ASan and UBSan.
 # ExUnit prints its own closing line; the other checks end with a plain
 # "N passed, N failed" line. Exits 1 when anything failed.
 #
@@ -106,6 +107,28 @@ if env -u MIX_BUILD_ROOT "$HERE/test/install/run.sh" "$ROOT" "$BUILD" >"$WORK/in
   grep -v '^[0-9]* passed' "$WORK/install.log"; ok
 else
   cat "$WORK/install.log"; fail "the install test"
+fi
+
+echo "== the ExUnit tests with the NIFs under ASan and UBSan"
+# The NIF and the C peer built with the sanitizers (gcc's runtimes
+# preloaded into the BEAM, which is not built with them: no leak check, the
+# BEAM's own allocations would swamp it), in a build tree of their own;
+# priv/ is rebuilt without them afterwards.
+asan=$(gcc -print-file-name=libasan.so) ubsan=$(gcc -print-file-name=libubsan.so)
+if [ -f "$asan" ] && [ -f "$ubsan" ]; then
+  if GMS_NIF_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+      MIX_BUILD_ROOT=$WORK/_build_asan MIX_ENV=test mix compile --force >"$WORK/asan.log" 2>&1 \
+      && ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1 \
+        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 LD_PRELOAD="$asan $ubsan" \
+        MIX_BUILD_ROOT=$WORK/_build_asan MIX_ENV=test mix test >>"$WORK/asan.log" 2>&1; then
+    grep -E '^[0-9]+ tests?, ' "$WORK/asan.log" | sed 's/^/asan: /'
+    ok
+  else
+    tail -40 "$WORK/asan.log"; fail "the tests under ASan/UBSan"
+  fi
+  MIX_ENV=test mix compile --force >/dev/null 2>&1 || fail "rebuilding the NIF without sanitizers"
+else
+  echo "asan: skipped (gcc's libasan/libubsan not found)"
 fi
 
 echo "$passed passed, $failed failed"

@@ -8,7 +8,8 @@ defmodule Mix.Tasks.Compile.GmsNif do
       a build tree, linked with a run path to it;
     * pkg-config's `gms` package, linked with a run path to its libdir.
 
-  Rebuilds when a source or gms.h is newer than the library. Extra C files
+  `GMS_NIF_CFLAGS` adds compiler flags (a sanitizer, say). Rebuilds when a
+  source or gms.h is newer than the library. Extra C files
   (the project's `gms_nif: [extra: [{source, output}]]`, for test peers)
   are built the same way into the build path.
   """
@@ -46,8 +47,11 @@ defmodule Mix.Tasks.Compile.GmsNif do
     if force or Mix.Utils.stale?([source | headers], [output]) do
       File.mkdir_p!(Path.dirname(output))
 
+      extra = String.split(System.get_env("GMS_NIF_CFLAGS", ""))
+
       args =
         @cflags ++
+          extra ++
           ["-I", erts_include(), "-I", flags.include, "-o", output, source] ++ flags.libs
 
       cc = System.get_env("CC", "cc")
