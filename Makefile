@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 30
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps test test-release test-python test-rust test-nim test-zig test-julia test-asan test-tsan test-fuzz demo bench clean install
+.PHONY: all build deps test test-release test-python test-rust test-nim test-zig test-julia test-elixir test-asan test-tsan test-fuzz demo bench clean install
 
 all: build
 
@@ -17,7 +17,7 @@ build: deps
 
 # Every test: the normal build, the language bindings, ASan+UBSan, TSan on
 # the threaded tests, and a short fixed-time libFuzzer run.
-test: test-release test-python test-rust test-nim test-zig test-julia test-asan test-tsan test-fuzz
+test: test-release test-python test-rust test-nim test-zig test-julia test-elixir test-asan test-tsan test-fuzz
 	@echo "make test: all suites passed"
 
 test-release: build
@@ -51,6 +51,13 @@ test-zig: build
 # second parser clean, the names the tests use defined. Takes seconds.
 test-julia: deps
 	@bindings/julia/test.sh
+
+# The Elixir binding (bindings/elixir/test.sh; installs elixir, erlang-dev
+# and erlang-dialyzer from Debian's packages): mix compile
+# --warnings-as-errors, the ExUnit tests (C code sharing buffers in the same
+# process, a leak check), Dialyzer, and an install test.
+test-elixir: build
+	@JOBS=$(JOBS) bindings/elixir/test.sh
 
 test-asan: deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
@@ -99,4 +106,5 @@ install: build
 	@cmake --install build
 
 clean:
-	@rm -rf build build-asan build-tsan build-fuzz bindings/rust/target
+	@rm -rf build build-asan build-tsan build-fuzz bindings/rust/target \
+	  bindings/elixir/_build bindings/elixir/priv
