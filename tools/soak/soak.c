@@ -1467,9 +1467,14 @@ static void close_ctx(worker *w, unsigned ci)
     for (unsigned i = 0; i < w->nholds; i++) {
         hold *x = &w->holds[i];
         texport *t = x->b->tensor;
-        if (!t || t->ctx || t->probed)
+        /* Another worker's close sets t->ctx under book. */
+        pthread_mutex_lock(&book);
+        bool probe = t && !t->ctx && !t->probed;
+        if (probe)
+            t->probed = true;
+        pthread_mutex_unlock(&book);
+        if (!probe)
             continue;
-        t->probed = true;
         uint8_t byte, tag;
         int rc = gms_read(ctx_of(w, x), x->h, 0, &byte, 1);
         if (rc != GMS_OK)
