@@ -78,8 +78,10 @@ static inline int raw_connect(const char *path)
     return -1;
 }
 
-/* Starts gmsd on a fresh directory with the policy text. */
-static inline void broker_start(broker *b, const char *policy_text)
+/* Starts gmsd on a fresh directory with the policy text; extra: one more
+ * option and its value, or NULL. */
+static inline void broker_start_with(broker *b, const char *policy_text, const char *opt,
+                                     const char *val)
 {
     snprintf(b->dir, sizeof b->dir, "/tmp/gms-broker-XXXXXX");
     if (!mkdtemp(b->dir) || chmod(b->dir, 0755) != 0) {
@@ -94,7 +96,8 @@ static inline void broker_start(broker *b, const char *policy_text)
     if (b->pid == 0) {
         int fd = open(b->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 2);
-        execl(gmsd_path(), gmsd_path(), "--policy", b->policy, "--socket", b->sock, (char *)NULL);
+        execl(gmsd_path(), gmsd_path(), "--policy", b->policy, "--socket", b->sock, opt, val,
+              (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 500; i++) { /* up to 5 s */
@@ -110,6 +113,11 @@ static inline void broker_start(broker *b, const char *policy_text)
     snprintf(cmd, sizeof cmd, "cat %s >&2", b->log);
     if (system(cmd)) {}
     exit(1);
+}
+
+static inline void broker_start(broker *b, const char *policy_text)
+{
+    broker_start_with(b, policy_text, NULL, NULL);
 }
 
 /* Stops gmsd; its exit status (0: a clean stop). */

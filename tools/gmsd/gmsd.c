@@ -11,7 +11,10 @@
  * kernel closes its socket), has every lease wiped and returned to its
  * tenant's quota in the loop turn that sees the hang-up.
  *
- *   gmsd --policy FILE --socket PATH [--check] [--verbose]
+ *   gmsd --policy FILE --socket PATH [--check] [--verbose] [--test-lease-delay-us N]
+ *
+ * --test-lease-delay-us widens the window between a lease's quota check and
+ * its charge, for the quota race test (tests/broker/quota.c).
  */
 #include "policy.h"
 #include "backend/broker/proto.h"
@@ -56,6 +59,7 @@ static client clients[MAX_CLIENTS];
 static struct pollfd pfds[MAX_CLIENTS + 1];
 static unsigned nclients;
 static int verbose;
+static unsigned lease_delay_us;
 static volatile sig_atomic_t stopping;
 
 __attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
@@ -161,6 +165,8 @@ static int lease_new(client *c, uint32_t seq, uint64_t bytes)
                       t->name, (unsigned long long)t->used_bytes,
                       (unsigned long long)t->quota_bytes, (unsigned long long)t->used_leases,
                       (unsigned long long)t->quota_leases, (unsigned long long)bytes);
+    if (lease_delay_us)
+        usleep(lease_delay_us);
     lease *l = calloc(1, sizeof *l);
     if (!l)
         return refuse(c, seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
@@ -303,7 +309,8 @@ static void client_add(int listener)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: gmsd --policy FILE --socket PATH [--check] [--verbose]\n");
+    fprintf(stderr, "usage: gmsd --policy FILE --socket PATH [--check] [--verbose] "
+                    "[--test-lease-delay-us N]\n");
     return 2;
 }
 
@@ -320,6 +327,8 @@ int main(int argc, char **argv)
             check = 1;
         else if (strcmp(argv[i], "--verbose") == 0)
             verbose = 1;
+        else if (strcmp(argv[i], "--test-lease-delay-us") == 0 && i + 1 < argc)
+            lease_delay_us = (unsigned)strtoul(argv[++i], NULL, 10);
         else
             return usage();
     }
