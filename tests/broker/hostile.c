@@ -2,12 +2,15 @@
  * hostile.c: what a client may send gmsd, and what it cannot do with it.
  * Forged, stale and other connections' lease ids are refused; garbage,
  * truncated packets, oversized lengths, replies sent as requests and
- * packets carrying descriptors get the sender disconnected (its leases
+ * packets carrying descriptors (250 at a time, 2,000 in all) get the
+ * sender disconnected (its leases
  * returned, the descriptors closed); a client that floods requests and
  * never reads is disconnected too. After each, another client is served
  * as before and gmsd holds no more descriptors than it did.
  */
 #include "util.h"
+
+#define MANY_FDS 250 /* the kernel passes at most 253 in one packet */
 
 static broker b;
 static int bystander; /* a well-behaved client's connection */
@@ -23,30 +26,31 @@ static void still_fine(const char *after)
     CHECK(t == GMS_BROKER_USED && m.b == 1);
 }
 
-/* Sends raw bytes (and an fd when >= 0) on a new connection that first
- * takes a lease; checks gmsd hangs up and returns the lease. */
-static void disconnects(const char *what, const void *bytes, size_t n, int fd)
+/* Sends raw bytes (and nfd copies of fd when >= 0) on a new connection
+ * that first takes a lease; checks gmsd hangs up and returns the lease. */
+static void disconnects_fds(const char *what, const void *bytes, size_t n, int fd, int nfd)
 {
-    int s = raw_connect(b.sock), lfd;
+    int s = raw_connect(b.sock), lfd = -1;
     gms_broker_msg m = {.type = GMS_BROKER_LEASE, .a = 1 << 20};
     CHECK(raw_call(s, &m, &lfd) == GMS_BROKER_LEASED);
     if (lfd >= 0)
         close(lfd);
     union {
         struct cmsghdr h;
-        char space[CMSG_SPACE(sizeof(int))];
+        char space[CMSG_SPACE(MANY_FDS * sizeof(int))];
     } ctl;
     memset(&ctl, 0, sizeof ctl);
     struct iovec iov = {(void *)bytes, n};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
     if (fd >= 0) {
         mh.msg_control = &ctl;
-        mh.msg_controllen = sizeof ctl;
+        mh.msg_controllen = CMSG_SPACE((size_t)nfd * sizeof(int));
         struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
         cm->cmsg_level = SOL_SOCKET;
         cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+        cm->cmsg_len = CMSG_LEN((size_t)nfd * sizeof(int));
+        for (int i = 0; i < nfd; i++)
+            memcpy(CMSG_DATA(cm) + i * sizeof(int), &fd, sizeof fd);
     }
     CHECK(sendmsg(s, &mh, MSG_NOSIGNAL) == (ssize_t)n);
     struct pollfd p = {.fd = s, .events = POLLIN};
@@ -57,6 +61,11 @@ static void disconnects(const char *what, const void *bytes, size_t n, int fd)
     CHECK(hung_up);
     close(s);
     still_fine(what);
+}
+
+static void disconnects(const char *what, const void *bytes, size_t n, int fd)
+{
+    disconnects_fds(what, bytes, n, fd, 1);
 }
 
 int main(void)
@@ -134,6 +143,8 @@ int main(void)
     disconnects("a reply sent as a request", bad, gms__broker_encode(&welcome, bad), -1);
     int devnull = open("/dev/null", O_RDONLY);
     disconnects("a request with a descriptor", good, n, devnull);
+    for (int i = 0; i < 8; i++) /* 2,000 descriptors: more than gmsd reads */
+        disconnects_fds("a request with 250 descriptors", good, n, devnull, MANY_FDS);
     close(devnull);
     CHECK(fd_count(b.pid) == baseline); /* the descriptor was closed */
 
