@@ -52,6 +52,8 @@ static void child_basic(void)
     CHECK_RC(rc, GMS_E_QUOTA);
     CHECK(strstr(gms_error_last(), "gmsd") != NULL);
     CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 4 && bytes == 8 * MIB);
+    CHECK_OK(gms_free(ctx, bufs[--n]));
+    CHECK_RC(gms_alloc(ctx, 13 * MIB, 0, &bufs[n]), GMS_E_QUOTA); /* more than the quota */
     for (unsigned i = 0; i < n; i++)
         CHECK_OK(gms_free(ctx, bufs[i]));
     gms_context_close(ctx);

@@ -154,10 +154,10 @@ static int lease_new(client *c, uint32_t seq, uint64_t bytes)
 {
     gmsd_tenant *t = c->tenant;
     long page = sysconf(_SC_PAGESIZE);
-    if (bytes == 0 || bytes % (uint64_t)page || bytes > t->quota_bytes)
+    if (bytes == 0 || bytes % (uint64_t)page)
         return refuse(c, seq, GMS_E_INVALID_ARG,
-                      "lease of %llu bytes: must be a multiple of %ld from %ld to the quota, %llu",
-                      (unsigned long long)bytes, page, page, (unsigned long long)t->quota_bytes);
+                      "lease of %llu bytes: must be a positive multiple of %ld",
+                      (unsigned long long)bytes, page);
     if (t->used_leases >= t->quota_leases || bytes > t->quota_bytes - t->used_bytes)
         return refuse(c, seq, GMS_E_QUOTA,
                       "tenant '%s': %llu of %llu bytes and %llu of %llu leases in use; "

@@ -80,8 +80,12 @@ static int call(broker_backend *bb, gms_broker_msg *req, gms_broker_msg *rep, in
             close(fds[i]);
         return EPROTO;
     }
-    if (rep->type == GMS_BROKER_ERROR)
-        return rep->code == -5 /* GMS_E_QUOTA */ ? EDQUOT : rep->err ? (int)rep->err : EIO;
+    if (rep->type == GMS_BROKER_ERROR) /* GMS_E_* codes (gms.h) to errno values */
+        return rep->code == -5   ? EDQUOT /* GMS_E_QUOTA: gms__backend_fail knows it */
+               : rep->code == -6 ? ENOMEM
+               : rep->code == -1 ? EINVAL
+               : rep->err        ? (int)rep->err
+                                 : EIO;
     if (nfds == 1)
         *fd = fds[0];
     return 0;
