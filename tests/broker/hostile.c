@@ -73,7 +73,7 @@ int main(void)
     char policy[256];
     snprintf(policy, sizeof policy,
              "{\"lease_bytes\": 2097152, \"tenants\": [{\"name\": \"self\", \"uids\": [%u], "
-             "\"quota_bytes\": 16777216, \"quota_leases\": 8}]}",
+             "\"quota_bytes\": 16777216, \"quota_leases\": 8, \"max_connections\": 16}]}",
              (unsigned)getuid());
     broker_start(&b, policy);
     bystander = raw_connect(b.sock);
@@ -171,6 +171,36 @@ int main(void)
     printf("a client flooding %u requests without reading was disconnected\n", sent);
     close(flood);
     still_fine("a flood");
+
+    /* A tenant's connections are capped (16 here), so that it cannot take
+     * the slots of others; the one past the cap is told why and closed. */
+    int conns[15];
+    for (int i = 0; i < 15; i++) {
+        conns[i] = raw_connect(b.sock);
+        m = (gms_broker_msg){.type = GMS_BROKER_HELLO};
+        CHECK(raw_call(conns[i], &m, &fd) == GMS_BROKER_WELCOME);
+    }
+    int extra = raw_connect(b.sock);
+    m = (gms_broker_msg){.type = GMS_BROKER_HELLO};
+    CHECK(raw_call(extra, &m, &fd) == GMS_BROKER_ERROR && m.code == GMS_E_QUOTA);
+    CHECK(strstr(m.text, "16 connections open") != NULL);
+    CHECK(raw_recv(extra, &m, &fd) == -1); /* closed */
+    close(extra);
+    close(conns[0]);
+    int again = -1;
+    for (int i = 0; i < 100 && again < 0; i++) { /* once gmsd has seen the close */
+        int s = raw_connect(b.sock);
+        m = (gms_broker_msg){.type = GMS_BROKER_HELLO};
+        if (raw_call(s, &m, &fd) == GMS_BROKER_WELCOME)
+            again = s;
+        else
+            close(s), usleep(10000);
+    }
+    CHECK(again >= 0);
+    close(again);
+    for (int i = 1; i < 15; i++)
+        close(conns[i]);
+    still_fine("the connection cap");
 
     /* A thousand connections opened and dropped: nothing held. */
     for (int i = 0; i < 1000; i++) {

@@ -68,6 +68,7 @@ int main(void)
     refused("{\"tenants\": [{\"name\": \"a\", \"uids\": [1], \"quota_leases\": 4}]}",
             "tenants[0] (\"a\"): \"quota_bytes\" is missing");
     refused(T(", \"level\": \"top\""), "tenants[0] (\"a\").level: expected public");
+    refused(T(", \"max_connections\": 5000"), "max_connections: expected an integer from 1 to 1024");
     refused(T(", \"languages\": [\"cobol\"]"), "tenants[0] (\"a\").languages[0]");
     refused("{\"tenants\": [{\"name\": \"a\", \"uids\": [-1], \"quota_bytes\": 1, \"quota_leases\": 1}]}",
             "uids[0]: expected an id");

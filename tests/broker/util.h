@@ -188,13 +188,16 @@ static inline int raw_recv(int s, gms_broker_msg *m, int *fd)
     return gms__broker_decode(buf, (size_t)n, nfds, 1, m);
 }
 
-/* One request and its reply; the reply's type, or -1. */
+/* One request and its reply; the reply's type, or -1. An ERROR of
+ * sequence 0 (gmsd refusing the connection as it closes it) answers any
+ * request, and may be there even when the request could not be sent. */
 static inline int raw_call(int s, gms_broker_msg *m, int *fd)
 {
     static uint32_t seq;
     m->seq = ++seq;
     uint32_t want = m->seq;
-    if (raw_send(s, m, -1) != 0 || raw_recv(s, m, fd) != 0 || m->seq != want)
+    raw_send(s, m, -1);
+    if (raw_recv(s, m, fd) != 0 || (m->seq != want && !(m->type == GMS_BROKER_ERROR && !m->seq)))
         return -1;
     return m->type;
 }

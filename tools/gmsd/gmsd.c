@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -50,7 +51,7 @@ typedef struct client {
     pid_t pid;
     uid_t uid;
     gid_t gid;
-    gmsd_tenant *tenant; /* NULL: the policy has none for it */
+    gmsd_tenant *tenant; /* never NULL: unknown peers are not kept */
     lease *leases;
 } client;
 
@@ -107,6 +108,8 @@ static void client_drop(unsigned i, const char *why)
             why ? ": " : "", why ? why : "", (unsigned long long)n, n == 1 ? "" : "s",
             (unsigned long long)bytes);
     close(c->sock);
+    if (c->tenant)
+        c->tenant->connections--;
     nclients--;
     clients[i] = clients[nclients];
     pfds[i + 1] = pfds[nclients + 1];
@@ -255,11 +258,6 @@ static int serve(unsigned i)
             gms__broker_bad_name(why));
         return -1;
     }
-    if (!c->tenant) {
-        refuse(c, m.seq, GMS_E_ACCESS_DENIED, "uid %u gid %u: no tenant in gmsd's policy",
-               (unsigned)c->uid, (unsigned)c->gid);
-        return -1;
-    }
     gmsd_tenant *t = c->tenant;
     switch (m.type) {
     case GMS_BROKER_HELLO: {
@@ -280,6 +278,10 @@ static int serve(unsigned i)
     }
 }
 
+/* Accepts one connection. A peer the policy does not name, or one of a
+ * tenant at its connection limit, gets an ERROR of sequence 0 and is
+ * closed at once: it holds nothing of gmsd's, and one tenant's
+ * connections cannot take the slots of others. */
 static void client_add(int listener)
 {
     int s = accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -287,24 +289,61 @@ static void client_add(int listener)
         return;
     struct ucred cr;
     socklen_t len = sizeof cr;
-    if (nclients == MAX_CLIENTS || getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
-        say("connection refused: %s", nclients == MAX_CLIENTS ? "too many clients" : strerror(errno));
+    if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
+        say("connection refused: SO_PEERCRED: %s", strerror(errno));
         close(s);
         return;
     }
-    client *c = &clients[nclients];
-    memset(c, 0, sizeof *c);
-    c->sock = s;
-    c->pid = cr.pid;
-    c->uid = cr.uid;
-    c->gid = cr.gid;
-    c->tenant = gmsd_policy_match(&policy, cr.uid, cr.gid);
-    if (!c->tenant || verbose)
-        say("pid %d uid %u gid %u: %s%s", (int)cr.pid, (unsigned)cr.uid, (unsigned)cr.gid,
-            c->tenant ? "tenant " : "no tenant in the policy: refused",
-            c->tenant ? c->tenant->name : "");
+    client c = {.sock = s, .pid = cr.pid, .uid = cr.uid, .gid = cr.gid};
+    c.tenant = gmsd_policy_match(&policy, cr.uid, cr.gid);
+    int code = 0;
+    char why[160];
+    if (!c.tenant) {
+        code = GMS_E_ACCESS_DENIED;
+        snprintf(why, sizeof why, "uid %u gid %u: no tenant in gmsd's policy", (unsigned)cr.uid,
+                 (unsigned)cr.gid);
+    } else if (c.tenant->connections >= c.tenant->max_connections) {
+        code = GMS_E_QUOTA;
+        snprintf(why, sizeof why, "tenant '%s': %llu connections open, its limit", c.tenant->name,
+                 (unsigned long long)c.tenant->connections);
+    } else if (nclients == MAX_CLIENTS) {
+        code = GMS_E_BUSY;
+        snprintf(why, sizeof why, "gmsd serves %d connections, its most", MAX_CLIENTS);
+    }
+    if (code) {
+        gms_broker_msg m = {.type = GMS_BROKER_ERROR, .seq = 0, .code = code};
+        snprintf(m.text, sizeof m.text, "%s", why);
+        say("pid %d: connection refused: %s", (int)cr.pid, why);
+        reply(&c, &m, -1);
+        close(s);
+        return;
+    }
+    if (verbose)
+        say("pid %d uid %u gid %u: tenant %s", (int)cr.pid, (unsigned)cr.uid, (unsigned)cr.gid,
+            c.tenant->name);
+    c.tenant->connections++;
+    clients[nclients] = c;
     pfds[nclients + 1] = (struct pollfd){.fd = s, .events = POLLIN};
     nclients++;
+}
+
+/* Raises the descriptor limit as far as allowed: gmsd holds one per lease
+ * and one per connection. Warns when the policy could grant more. */
+static void fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    uint64_t need = 64 + MAX_CLIENTS;
+    for (unsigned t = 0; t < policy.ntenants; t++)
+        need += policy.tenants[t].quota_leases;
+    if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
+        say("warning: the policy grants leases and connections needing %llu descriptors, more "
+            "than the %llu gmsd may open: raise its RLIMIT_NOFILE, or one tenant could use up "
+            "what others need", (unsigned long long)need, (unsigned long long)rl.rlim_cur);
 }
 
 static int usage(void)
@@ -365,6 +404,7 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &act, NULL);
     sigaction(SIGINT, &act, NULL);
     signal(SIGPIPE, SIG_IGN);
+    fd_limit();
     say("listening on %s: %u tenant%s", sock_path, policy.ntenants,
         policy.ntenants == 1 ? "" : "s");
     pfds[0] = (struct pollfd){.fd = listener, .events = POLLIN};

@@ -72,7 +72,7 @@ static int parse_tenant(where *w, json_t *t, size_t i, gmsd_tenant *out)
     if (!json_is_object(t))
         return bad(w, "%s: expected an object", ctx);
     static const char *keys[] = {"name", "uids", "gids", "level", "quota_bytes",
-                                 "quota_leases", "languages"};
+                                 "quota_leases", "languages", "max_connections"};
     const char *key;
     json_t *v;
     json_object_foreach(t, key, v) {
@@ -97,6 +97,10 @@ static int parse_tenant(where *w, json_t *t, size_t i, gmsd_tenant *out)
         return bad(w, "%s: names no uid and no gid: no process could be it", ctx);
     if (get_count(w, t, ctx, "quota_bytes", 1ull << 50, &out->quota_bytes) ||
         get_count(w, t, ctx, "quota_leases", 1u << 20, &out->quota_leases))
+        return -1;
+    out->max_connections = 64;
+    if (json_object_get(t, "max_connections") &&
+        get_count(w, t, ctx, "max_connections", 1024, &out->max_connections))
         return -1;
     out->level = GMS_LEVEL_INTERNAL;
     if ((v = json_object_get(t, "level"))) {

@@ -19,7 +19,9 @@ typedef struct gmsd_tenant {
     uint32_t level;     /* gms_level */
     uint32_t languages; /* bit i: gms_language i allowed */
     uint64_t quota_bytes, quota_leases;
+    uint64_t max_connections;
     uint64_t used_bytes, used_leases; /* live, all connections together */
+    uint64_t connections;             /* open now */
 } gmsd_tenant;
 
 typedef struct gmsd_policy {

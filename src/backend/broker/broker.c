@@ -43,15 +43,19 @@ static broker_backend *bb_of(gms_backend *be)
 
 /* One request and its reply (lock held). *fd: the descriptor a LEASED
  * reply carries, else -1. 0, EPROTO for a reply that does not decode or
- * answer the request, an errno for the socket, or what an ERROR says. */
+ * answer the request, an errno for the socket, or what an ERROR says.
+ * An ERROR of sequence 0 is gmsd refusing the connection as it closes it
+ * (an unknown peer, too many connections): it answers any request, and
+ * may be waiting even when the request could not be sent. */
 static int call(broker_backend *bb, gms_broker_msg *req, gms_broker_msg *rep, int *fd)
 {
     uint8_t buf[GMS_BROKER_MSG_MAX];
     *fd = -1;
     req->seq = ++bb->seq;
     size_t n = gms__broker_encode(req, buf);
+    int send_err = 0;
     if (send(bb->sock, buf, n, MSG_NOSIGNAL) != (ssize_t)n)
-        return errno ? errno : EIO;
+        send_err = errno ? errno : EIO;
     union {
         struct cmsghdr h;
         char space[CMSG_SPACE(4 * sizeof(int))];
@@ -61,10 +65,10 @@ static int call(broker_backend *bb, gms_broker_msg *req, gms_broker_msg *rep, in
                         .msg_controllen = sizeof ctl};
     ssize_t got;
     do
-        got = recvmsg(bb->sock, &mh, MSG_CMSG_CLOEXEC);
+        got = recvmsg(bb->sock, &mh, MSG_CMSG_CLOEXEC | (send_err ? MSG_DONTWAIT : 0));
     while (got < 0 && errno == EINTR);
     if (got <= 0)
-        return got == 0 ? ECONNRESET : errno;
+        return send_err ? send_err : got == 0 ? ECONNRESET : errno;
     int fds[4], nfds = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
@@ -75,10 +79,11 @@ static int call(broker_backend *bb, gms_broker_msg *req, gms_broker_msg *rep, in
     }
     int bad = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ? GMS_BROKER_BAD_TRUNCATED
               : gms__broker_decode(buf, (size_t)got, (unsigned)nfds, 1, rep);
-    if (bad || rep->seq != req->seq) {
+    int refusal = !bad && rep->type == GMS_BROKER_ERROR && rep->seq == 0;
+    if (bad || (rep->seq != req->seq && !refusal) || (send_err && !refusal)) {
         for (int i = 0; i < nfds; i++)
             close(fds[i]);
-        return EPROTO;
+        return send_err ? send_err : EPROTO;
     }
     if (rep->type == GMS_BROKER_ERROR) /* GMS_E_* codes (gms.h) to errno values */
         return rep->code == -5   ? EDQUOT /* GMS_E_QUOTA: gms__backend_fail knows it */
