@@ -48,7 +48,7 @@ int main(void)
              "\"quota_bytes\": 268435456, \"quota_leases\": 128}]}",
              (unsigned)getuid());
     broker_start(&b, policy);
-    int baseline = fd_count(b.pid);
+    int baseline = fd_baseline(b.pid);
     srand(7);
     pid_t alive[AT_ONCE] = {0};
     unsigned kills = 0;
@@ -79,7 +79,7 @@ int main(void)
            "(want 0)\n", kills, (unsigned long long)bytes, (unsigned long long)leases);
     CHECK(kills >= 100);
     CHECK(bytes == 0 && leases == 0);
-    CHECK(fd_count(b.pid) == baseline);
+    CHECK(fd_count_settles(b.pid, baseline));
     CHECK(broker_stop(&b) == 0);
     return test_done();
 }

@@ -278,21 +278,21 @@ static int serve(unsigned i)
     }
 }
 
-/* Accepts one connection. A peer the policy does not name, or one of a
+/* Accepts one connection; 0 when none was waiting. A peer the policy does not name, or one of a
  * tenant at its connection limit, gets an ERROR of sequence 0 and is
  * closed at once: it holds nothing of gmsd's, and one tenant's
  * connections cannot take the slots of others. */
-static void client_add(int listener)
+static int client_add(int listener)
 {
     int s = accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (s < 0)
-        return;
+        return 0; /* none left, or no descriptor: the next turn tries again */
     struct ucred cr;
     socklen_t len = sizeof cr;
     if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
         say("connection refused: SO_PEERCRED: %s", strerror(errno));
         close(s);
-        return;
+        return 1;
     }
     client c = {.sock = s, .pid = cr.pid, .uid = cr.uid, .gid = cr.gid};
     c.tenant = gmsd_policy_match(&policy, cr.uid, cr.gid);
@@ -316,7 +316,7 @@ static void client_add(int listener)
         say("pid %d: connection refused: %s", (int)cr.pid, why);
         reply(&c, &m, -1);
         close(s);
-        return;
+        return 1;
     }
     if (verbose)
         say("pid %d uid %u gid %u: tenant %s", (int)cr.pid, (unsigned)cr.uid, (unsigned)cr.gid,
@@ -325,6 +325,7 @@ static void client_add(int listener)
     clients[nclients] = c;
     pfds[nclients + 1] = (struct pollfd){.fd = s, .events = POLLIN};
     nclients++;
+    return 1;
 }
 
 /* Raises the descriptor limit as far as allowed: gmsd holds one per lease
@@ -409,7 +410,9 @@ int main(int argc, char **argv)
         policy.ntenants == 1 ? "" : "s");
     pfds[0] = (struct pollfd){.fd = listener, .events = POLLIN};
     while (!stopping) {
-        if (poll(pfds, nclients + 1, -1) < 0) {
+        /* A timeout, so that a stop signal arriving just before poll waits
+         * at most this long. */
+        if (poll(pfds, nclients + 1, 500) < 0) {
             if (errno == EINTR)
                 continue;
             say("poll: %s", strerror(errno));
@@ -423,8 +426,9 @@ int main(int argc, char **argv)
             if ((ev & POLLIN) ? serve(i) != 0 : (ev & (POLLHUP | POLLERR | POLLNVAL)) != 0)
                 client_drop(i, NULL);
         }
-        if (pfds[0].revents & POLLIN)
-            client_add(listener);
+        /* Pending connections, a bounded number per turn. */
+        for (int k = 0; k < 64 && (pfds[0].revents & POLLIN) && client_add(listener); k++)
+            ;
     }
     while (nclients)
         client_drop(nclients - 1, "gmsd stopping");

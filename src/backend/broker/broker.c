@@ -64,9 +64,12 @@ static int call(broker_backend *bb, gms_broker_msg *req, gms_broker_msg *rep, in
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
                         .msg_controllen = sizeof ctl};
     ssize_t got;
+    int resets = 0;
+    /* A socket gmsd closed with our request unread reports ECONNRESET
+     * once (which clears it) before the refusal queued ahead of it. */
     do
-        got = recvmsg(bb->sock, &mh, MSG_CMSG_CLOEXEC | (send_err ? MSG_DONTWAIT : 0));
-    while (got < 0 && errno == EINTR);
+        got = recvmsg(bb->sock, &mh, MSG_CMSG_CLOEXEC | (send_err || resets ? MSG_DONTWAIT : 0));
+    while (got < 0 && (errno == EINTR || (errno == ECONNRESET && resets++ == 0)));
     if (got <= 0)
         return send_err ? send_err : got == 0 ? ECONNRESET : errno;
     int fds[4], nfds = 0;
