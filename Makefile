@@ -2,6 +2,7 @@
 # Both install what they need first (scripts/deps.sh, Debian packages).
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 30
+BROKER_FUZZ_SECONDS ?= 10
 CMAKE_FLAGS ?=
 
 .PHONY: all build deps test test-release test-python test-rust test-nim test-zig test-julia test-elixir test-asan test-tsan test-fuzz demo bench clean install
@@ -78,11 +79,14 @@ test-tsan: deps
 test-fuzz: deps
 	@cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
 	  -DGMS_SANITIZE=address,undefined -DGMS_FUZZ=ON -DGMS_THREADS_ONLY=ON >/dev/null
-	@cmake --build build-fuzz -j $(JOBS) --target fuzz_api
-	@mkdir -p build-fuzz/corpus
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_api fuzz_broker
+	@mkdir -p build-fuzz/corpus build-fuzz/corpus-broker
 	@build-fuzz/fuzz_api -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  build-fuzz/corpus 2>build-fuzz/fuzz.log || (tail -50 build-fuzz/fuzz.log; exit 1)
 	@grep -E 'stat::number_of_executed_units' build-fuzz/fuzz.log
+	@build-fuzz/fuzz_broker -max_total_time=$(BROKER_FUZZ_SECONDS) -print_final_stats=1 \
+	  build-fuzz/corpus-broker 2>build-fuzz/fuzz-broker.log || (tail -50 build-fuzz/fuzz-broker.log; exit 1)
+	@grep -E 'stat::number_of_executed_units' build-fuzz/fuzz-broker.log
 
 # The demo writes an audit trail, verifies it and renders its HTML report.
 DEMO_DIR ?= build/demo

@@ -188,6 +188,19 @@ int gms__backend_fail(int err, const char *what, uint64_t bytes);
 void gms__backend_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 int gms_backend_host_create(gms_backend **out);
+/* The host backend's ops, and its chunk over a memfd made elsewhere (a
+ * broker's lease, broker/broker.c): maps the size-byte fd as the host's
+ * reserve maps its own memfd, and owns fd from then on (closing it on
+ * failure too); the chunk then works with gms_backend_host_ops. */
+extern const gms_backend_ops gms_backend_host_ops;
+int gms_backend_host_chunk_from_fd(int fd, uint64_t size, uint64_t align, uint64_t *base,
+                                   gms_backend_chunk **out);
+/* The broker client backend (broker/broker.c, docs/broker.md): connects
+ * to gmsd at the Unix socket path; each reserve is a lease from the broker.
+ * *lease_bytes: the broker's lease size (the runtime's default chunk).
+ * 0 or an errno value, with why (why_len bytes) saying why in words. */
+int gms_backend_broker_create(const char *path, uint64_t *lease_bytes, gms_backend **out,
+                              char *why, size_t why_len);
 /* The HIP backend on GPU ordinal device (src/backend/hip/hip.c): ENODEV
  * when libamdhip64 or the device is absent; hip.h has the rest. */
 int gms_backend_hip_create(int device, gms_backend **out);

@@ -96,8 +96,16 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
         return gms__fail(GMS_E_INVALID_ARG, "redzone_bytes %u: at most 4096", o->redzone_bytes);
     if (o->scrub_batch > 65536)
         return gms__fail(GMS_E_INVALID_ARG, "scrub_batch %u: at most 65536", o->scrub_batch);
+    /* GMS_BROKER: memory comes from gmsd (docs/broker.md), as host memory. */
+    const char *broker = getenv("GMS_BROKER");
+    if (broker && !*broker)
+        broker = NULL;
+    if (broker && o->backend != GMS_BACKEND_AUTO && o->backend != GMS_BACKEND_HOST)
+        return gms__fail(GMS_E_INVALID_ARG,
+                         "GMS_BROKER=%s is set, and the broker serves host memory only: backend "
+                         "%d asked for", broker, (int)o->backend);
     gms_backend_kind kind = GMS_BACKEND_HOST;
-    int rc = resolve_backend(o->backend, &kind);
+    int rc = broker ? GMS_OK : resolve_backend(o->backend, &kind);
     if (rc)
         return rc;
 
@@ -150,7 +158,32 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
     }
     const gms_backend_factory *f = factory_of(kind);
     gms_backend *be = NULL;
-    int err = gms_failpoint_hit(&rt->failpoint) ? ENOMEM : f->create(o->device, &be);
+    int err;
+    if (broker) {
+        char why[200];
+        uint64_t lease = 0;
+        err = gms_failpoint_hit(&rt->failpoint)
+                  ? ENOMEM
+                  : gms_backend_broker_create(broker, &lease, &be, why, sizeof why);
+        if (err) {
+            rc = gms__fail(err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND, "GMS_BROKER=%s: %s",
+                           broker, err == ENOMEM ? "out of memory" : why);
+            goto fail_lock;
+        }
+        /* A chunk is a lease: the broker's size unless the caller chose. */
+        if (!o->chunk_bytes)
+            chunk = rt->config.chunk_bytes = lease;
+        if (chunk % granule) {
+            rc = gms__fail(GMS_E_INVALID_ARG,
+                           "GMS_BROKER=%s: the broker's lease of %llu bytes is not a multiple of "
+                           "granule_bytes %llu",
+                           broker, (unsigned long long)chunk, (unsigned long long)granule);
+            be->ops->destroy(be);
+            goto fail_lock;
+        }
+    } else {
+        err = gms_failpoint_hit(&rt->failpoint) ? ENOMEM : f->create(o->device, &be);
+    }
     if (err) {
         rc = gms__fail(err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
                        "%s backend on device %d: %s", f->name, o->device,
@@ -161,7 +194,7 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
     if (rt->safety.on && be->no_scrub) {
         /* Poisoning runs the scrub, even for the first allocation. */
         rc = gms__fail(GMS_E_UNSUPPORTED, "%s backend: safety needs the scrub, which cannot run: %s",
-                       f->name, be->no_scrub);
+                       be->ops->name, be->no_scrub);
         be->ops->destroy(be);
         goto fail_lock;
     }

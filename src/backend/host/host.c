@@ -28,34 +28,32 @@ struct gms_backend_chunk {
     uint64_t size;
 };
 
-static int host_reserve(gms_backend *be, uint64_t size, uint64_t align,
-                        uint64_t *base, gms_backend_chunk **out)
+/* Maps the size-byte memfd fd into a fresh PROT_NONE reservation with
+ * guards, aligned to align; the chunk owns fd from then on (also on
+ * failure, when it is closed). */
+int gms_backend_host_chunk_from_fd(int fd, uint64_t size, uint64_t align, uint64_t *base,
+                                   gms_backend_chunk **out)
 {
-    (void)be;
     long page = sysconf(_SC_PAGESIZE);
     if (size == 0 || align < (uint64_t)page || (align & (align - 1)) ||
-        size % (uint64_t)page)
+        size % (uint64_t)page) {
+        close(fd);
         return EINVAL;
+    }
     gms_backend_chunk *c = calloc(1, sizeof *c);
-    if (!c)
+    if (!c) {
+        close(fd);
         return ENOMEM;
+    }
     int err = 0;
-    c->fd = memfd_create("gms-chunk", MFD_CLOEXEC);
-    if (c->fd < 0) {
-        err = errno;
-        goto fail;
-    }
-    if (ftruncate(c->fd, (off_t)size) != 0) {
-        err = errno;
-        goto fail_fd;
-    }
+    c->fd = fd;
     /* Guards on both sides plus slack to align the base. */
     c->region_size = size + 2 * HOST_GUARD_BYTES + align;
     void *r = mmap(NULL, c->region_size, PROT_NONE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (r == MAP_FAILED) {
         err = errno;
-        goto fail_fd;
+        goto fail;
     }
     c->region = r;
     uintptr_t b = ((uintptr_t)r + HOST_GUARD_BYTES + align - 1) & ~(uintptr_t)(align - 1);
@@ -63,18 +61,35 @@ static int host_reserve(gms_backend *be, uint64_t size, uint64_t align,
     if (m == MAP_FAILED) {
         err = errno;
         munmap(c->region, c->region_size);
-        goto fail_fd;
+        goto fail;
     }
     c->base = m;
     c->size = size;
     *base = (uint64_t)(uintptr_t)m;
     *out = c;
     return 0;
-fail_fd:
-    close(c->fd);
 fail:
+    close(c->fd);
     free(c);
     return err ? err : ENOMEM;
+}
+
+static int host_reserve(gms_backend *be, uint64_t size, uint64_t align,
+                        uint64_t *base, gms_backend_chunk **out)
+{
+    (void)be;
+    long page = sysconf(_SC_PAGESIZE);
+    if (size == 0 || size % (uint64_t)page)
+        return EINVAL;
+    int fd = memfd_create("gms-chunk", MFD_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    if (ftruncate(fd, (off_t)size) != 0) {
+        int err = errno;
+        close(fd);
+        return err;
+    }
+    return gms_backend_host_chunk_from_fd(fd, size, align, base, out);
 }
 
 static void host_release(gms_backend *be, gms_backend_chunk *c)
@@ -284,7 +299,7 @@ static void host_destroy(gms_backend *be)
     free(be);
 }
 
-static const gms_backend_ops host_ops = {
+const gms_backend_ops gms_backend_host_ops = {
     .name = "host",
     .props = GMS_BACKEND_UNMAP_WIPES,
     .reserve = host_reserve,
@@ -306,7 +321,7 @@ int gms_backend_host_create(gms_backend **out)
     gms_backend *be = malloc(sizeof *be);
     if (!be)
         return ENOMEM;
-    be->ops = &host_ops;
+    be->ops = &gms_backend_host_ops;
     be->granularity = (uint64_t)sysconf(_SC_PAGESIZE); /* mprotect and views work in pages */
     be->no_scrub = NULL;
     *out = be;

@@ -29,6 +29,9 @@ int gms__backend_fail(int err, const char *what, uint64_t bytes)
     char buf[128];
     /* strerror_r (GNU flavour) returns the string it used. */
     const char *s = strerror_r(err, buf, sizeof buf);
+    if (err == EDQUOT) /* the broker's quota for this tenant (docs/broker.md) */
+        return gms__fail(GMS_E_QUOTA, "backend %s of %llu bytes refused by gmsd: the tenant's "
+                         "quota (its policy) is used up", what, (unsigned long long)bytes);
     /* A device backend's note names the driver call and the driver's error. */
     const char *why = gms__backend_why();
     int rc = gms__fail(err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,

@@ -1,0 +1,198 @@
+/*
+ * proto.c: the broker's message encoder and decoder (proto.h). The decoder
+ * faces untrusted bytes in gmsd: it reads only within the packet it is
+ * given and checks every length before using it. tests/fuzz/broker_decode.c
+ * fuzzes it.
+ */
+#include "backend/broker/proto.h"
+
+#include <string.h>
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* The payload size of each type (an error's: the least), the descriptors
+ * it carries and its direction; -1 for an unknown type. */
+static int layout(uint16_t type, int *fds, int *from_broker)
+{
+    *fds = 0;
+    *from_broker = type >= 0x80;
+    switch (type) {
+    case GMS_BROKER_HELLO: return 0;
+    case GMS_BROKER_LEASE: return 8;
+    case GMS_BROKER_RELEASE: return 8;
+    case GMS_BROKER_USAGE: return 0;
+    case GMS_BROKER_WELCOME: return 32 + GMS_BROKER_TENANT_MAX;
+    case GMS_BROKER_LEASED: *fds = 1; return 16;
+    case GMS_BROKER_RELEASED: return 8;
+    case GMS_BROKER_USED: return 32;
+    case GMS_BROKER_ERROR: return 8;
+    default: return -1;
+    }
+}
+
+int gms__broker_decode(const void *buf, size_t n, unsigned nfds, int from_broker,
+                       gms_broker_msg *out)
+{
+    const uint8_t *p = buf;
+    memset(out, 0, sizeof *out);
+    if (n < GMS_BROKER_HEADER)
+        return GMS_BROKER_BAD_SHORT;
+    if (get32(p) != GMS_BROKER_MAGIC)
+        return GMS_BROKER_BAD_MAGIC;
+    if (get16(p + 4) != GMS_BROKER_PROTO)
+        return GMS_BROKER_BAD_VERSION;
+    uint16_t type = get16(p + 6);
+    uint32_t len = get32(p + 12);
+    int fds, dir;
+    int size = layout(type, &fds, &dir);
+    if (size < 0 || dir != (from_broker != 0))
+        return GMS_BROKER_BAD_TYPE;
+    uint32_t most = type == GMS_BROKER_ERROR ? 8 + GMS_BROKER_TEXT_MAX : (uint32_t)size;
+    if (len < (uint32_t)size || len > most)
+        return GMS_BROKER_BAD_LENGTH;
+    if (n != GMS_BROKER_HEADER + (size_t)len)
+        return GMS_BROKER_BAD_TRUNCATED;
+    if (nfds != (unsigned)fds)
+        return GMS_BROKER_BAD_FDS;
+    out->type = type;
+    out->seq = get32(p + 8);
+    const uint8_t *q = p + GMS_BROKER_HEADER;
+    switch (type) {
+    case GMS_BROKER_LEASE:
+    case GMS_BROKER_RELEASE:
+    case GMS_BROKER_RELEASED:
+        out->a = get64(q);
+        break;
+    case GMS_BROKER_LEASED:
+        out->a = get64(q);
+        out->b = get64(q + 8);
+        break;
+    case GMS_BROKER_USED:
+    case GMS_BROKER_WELCOME:
+        out->a = get64(q);
+        out->b = get64(q + 8);
+        out->c = get64(q + 16);
+        out->d = get64(q + 24);
+        if (type == GMS_BROKER_USED)
+            break;
+        out->level = (uint32_t)out->d;
+        out->languages = (uint32_t)(out->d >> 32);
+        out->d = 0;
+        if (!memchr(q + 32, 0, GMS_BROKER_TENANT_MAX))
+            return GMS_BROKER_BAD_FIELD;
+        memcpy(out->tenant, q + 32, GMS_BROKER_TENANT_MAX);
+        break;
+    case GMS_BROKER_ERROR:
+        out->code = (int32_t)get32(q);
+        out->err = get32(q + 4);
+        if (out->code >= 0)
+            return GMS_BROKER_BAD_FIELD;
+        memcpy(out->text, q + 8, len - 8);
+        out->text[len - 8] = 0;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+size_t gms__broker_encode(const gms_broker_msg *m, uint8_t *buf)
+{
+    int fds, dir;
+    int size = layout(m->type, &fds, &dir);
+    size_t len = size < 0 ? 0 : (size_t)size;
+    uint8_t *q = buf + GMS_BROKER_HEADER;
+    memset(buf, 0, GMS_BROKER_MSG_MAX);
+    switch (m->type) {
+    case GMS_BROKER_LEASE:
+    case GMS_BROKER_RELEASE:
+    case GMS_BROKER_RELEASED:
+        put64(q, m->a);
+        break;
+    case GMS_BROKER_LEASED:
+        put64(q, m->a);
+        put64(q + 8, m->b);
+        break;
+    case GMS_BROKER_USED:
+    case GMS_BROKER_WELCOME:
+        put64(q, m->a);
+        put64(q + 8, m->b);
+        put64(q + 16, m->c);
+        if (m->type == GMS_BROKER_USED) {
+            put64(q + 24, m->d);
+            break;
+        }
+        put64(q + 24, (uint64_t)m->languages << 32 | m->level);
+        memcpy(q + 32, m->tenant, strnlen(m->tenant, GMS_BROKER_TENANT_MAX - 1));
+        break;
+    case GMS_BROKER_ERROR: {
+        put32(q, (uint32_t)m->code);
+        put32(q + 4, m->err);
+        size_t t = strnlen(m->text, GMS_BROKER_TEXT_MAX);
+        memcpy(q + 8, m->text, t);
+        len += t;
+        break;
+    }
+    default:
+        break;
+    }
+    put32(buf, GMS_BROKER_MAGIC);
+    put16(buf + 4, GMS_BROKER_PROTO);
+    put16(buf + 6, m->type);
+    put32(buf + 8, m->seq);
+    put32(buf + 12, (uint32_t)len);
+    return GMS_BROKER_HEADER + len;
+}
+
+const char *gms__broker_bad_name(int reason)
+{
+    switch (reason) {
+    case 0: return "ok";
+    case GMS_BROKER_BAD_SHORT: return "shorter than a header";
+    case GMS_BROKER_BAD_MAGIC: return "bad magic";
+    case GMS_BROKER_BAD_VERSION: return "unknown protocol version";
+    case GMS_BROKER_BAD_TYPE: return "unknown type or wrong direction";
+    case GMS_BROKER_BAD_LENGTH: return "length out of range for the type";
+    case GMS_BROKER_BAD_TRUNCATED: return "packet size is not header + length";
+    case GMS_BROKER_BAD_FDS: return "unexpected file descriptors";
+    case GMS_BROKER_BAD_FIELD: return "a field out of range";
+    default: return "unknown reason";
+    }
+}

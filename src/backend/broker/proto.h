@@ -1,0 +1,74 @@
+/*
+ * proto.h: the broker's wire protocol (docs/broker.md, "Protocol"), shared
+ * by gmsd and the client backend (broker.c).
+ *
+ * One message is one SOCK_SEQPACKET packet: a 16-byte header (magic,
+ * protocol version, type, sequence number, payload length; little-endian)
+ * and a payload whose size the type fixes (an error's text excepted). The
+ * decoder takes a whole packet and the number of file descriptors that came
+ * with it, and accepts only a well-formed message of the expected direction
+ * carrying exactly the descriptors its type carries: anything else is
+ * refused with a reason, and nothing past the packet is ever read.
+ */
+#ifndef GMS_BROKER_PROTO_H
+#define GMS_BROKER_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GMS_BROKER_MAGIC 0x42534d47u /* "GMSB" */
+#define GMS_BROKER_PROTO 1
+#define GMS_BROKER_HEADER 16
+#define GMS_BROKER_TEXT_MAX 200      /* an error's text, bytes */
+#define GMS_BROKER_TENANT_MAX 64     /* a tenant's name, NUL included */
+#define GMS_BROKER_MSG_MAX 256       /* header and payload */
+
+typedef enum gms_broker_type {
+    /* client to broker */
+    GMS_BROKER_HELLO = 1,    /* empty */
+    GMS_BROKER_LEASE = 2,    /* a = bytes wanted */
+    GMS_BROKER_RELEASE = 3,  /* a = lease id */
+    GMS_BROKER_USAGE = 4,    /* empty: the tenant's use, for tests and tools */
+    /* broker to client */
+    GMS_BROKER_WELCOME = 0x81, /* a = lease bytes, b = quota bytes, c = quota
+                                  leases, level, languages (mask), tenant */
+    GMS_BROKER_LEASED = 0x82,  /* a = lease id, b = bytes; one fd: the memfd */
+    GMS_BROKER_RELEASED = 0x83,/* a = lease id */
+    GMS_BROKER_USED = 0x84,    /* a = bytes, b = leases, c = quota bytes,
+                                  d = quota leases (the whole tenant) */
+    GMS_BROKER_ERROR = 0xff    /* code (GMS_E_*), err (errno), text */
+} gms_broker_type;
+
+typedef struct gms_broker_msg {
+    uint16_t type;
+    uint32_t seq;                 /* a reply carries its request's */
+    uint64_t a, b, c, d;
+    uint32_t level, languages;
+    int32_t code;
+    uint32_t err;
+    char tenant[GMS_BROKER_TENANT_MAX]; /* NUL-terminated */
+    char text[GMS_BROKER_TEXT_MAX + 1]; /* NUL-terminated */
+} gms_broker_msg;
+
+/* Why a packet was refused (gms__broker_decode); 0 is accepted. */
+enum {
+    GMS_BROKER_BAD_SHORT = 1,   /* shorter than the header */
+    GMS_BROKER_BAD_MAGIC,
+    GMS_BROKER_BAD_VERSION,
+    GMS_BROKER_BAD_TYPE,        /* unknown, or of the wrong direction */
+    GMS_BROKER_BAD_LENGTH,      /* length field too large for the type */
+    GMS_BROKER_BAD_TRUNCATED,   /* the packet is not header + length */
+    GMS_BROKER_BAD_FDS,         /* descriptors the type does not carry */
+    GMS_BROKER_BAD_FIELD        /* a field out of range (a name not NUL-ended) */
+};
+
+/* Decodes the packet buf[0..n) that came with nfds descriptors; from_broker
+ * says which direction it travelled. 0, or a GMS_BROKER_BAD_* reason. */
+int gms__broker_decode(const void *buf, size_t n, unsigned nfds, int from_broker,
+                       gms_broker_msg *out);
+/* Encodes m into buf (GMS_BROKER_MSG_MAX bytes); returns the length. */
+size_t gms__broker_encode(const gms_broker_msg *m, uint8_t *buf);
+/* The reason's words. */
+const char *gms__broker_bad_name(int reason);
+
+#endif

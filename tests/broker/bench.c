@@ -1,0 +1,112 @@
+/*
+ * bench.c: the broker's costs on the host backend, printed (not asserted:
+ * a shared CI machine's timings are no contract). A lease round trip
+ * (LEASE to LEASED, the memfd passed; its RELEASE is timed apart), median
+ * of 2000, target <= 30 us; and a gms_alloc/gms_free pair of 256 bytes
+ * inside a lease against the same pair in-process on the host backend,
+ * median of 21 runs of 20000 pairs each, target within 1.2x
+ * (docs/broker.md, "Costs").
+ */
+#include "util.h"
+
+#define ROUNDS 2000
+#define PAIRS 20000
+#define RUNS 21
+
+static broker b;
+
+static int cmp(const void *x, const void *y)
+{
+    double a = *(const double *)x, c = *(const double *)y;
+    return (a > c) - (a < c);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp);
+    return v[n / 2];
+}
+
+static gms_context *open_ctx(gms_runtime **rt, int brokered)
+{
+    if (brokered)
+        setenv("GMS_BROKER", b.sock, 1);
+    else
+        unsetenv("GMS_BROKER");
+    gms_context *ctx = NULL;
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.backend = GMS_BACKEND_HOST;
+    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
+    d.tenant = "bench";
+    d.user = "u";
+    CHECK_OK(gms_runtime_open(rt, &o));
+    if (*rt)
+        CHECK_OK(gms_context_open(&ctx, *rt, &d));
+    if (ctx)
+        CHECK(strcmp(gms_runtime_backend_name(*rt), brokered ? "broker" : "host") == 0);
+    unsetenv("GMS_BROKER");
+    return ctx;
+}
+
+/* ns per alloc/free pair in ctx, one run. */
+static double pair_run(gms_context *ctx)
+{
+    gms_buf buf;
+    int bad = 0;
+    double t0 = now_s();
+    for (int i = 0; i < PAIRS; i++)
+        bad |= gms_alloc(ctx, 256, 0, &buf) | gms_free(ctx, buf);
+    CHECK(bad == 0);
+    return (now_s() - t0) * 1e9 / PAIRS;
+}
+
+int main(void)
+{
+    char policy[256];
+    snprintf(policy, sizeof policy,
+             "{\"lease_bytes\": 2097152, \"tenants\": [{\"name\": \"self\", \"uids\": [%u], "
+             "\"quota_bytes\": 1073741824, \"quota_leases\": 64}]}",
+             (unsigned)getuid());
+    broker_start(&b, policy);
+    int s = raw_connect(b.sock), fd = -1;
+    static double lease_us[ROUNDS], release_us[ROUNDS];
+    int ok = 1;
+    for (int i = 0; i < ROUNDS; i++) {
+        gms_broker_msg m = {.type = GMS_BROKER_LEASE, .a = 2u << 20};
+        double t0 = now_s();
+        ok &= raw_call(s, &m, &fd) == GMS_BROKER_LEASED;
+        double t1 = now_s();
+        if (fd >= 0)
+            close(fd);
+        m = (gms_broker_msg){.type = GMS_BROKER_RELEASE, .a = m.a};
+        ok &= raw_call(s, &m, &fd) == GMS_BROKER_RELEASED;
+        lease_us[i] = (t1 - t0) * 1e6;
+        release_us[i] = (now_s() - t1) * 1e6;
+    }
+    CHECK(ok);
+    close(s);
+    double lease = median(lease_us, ROUNDS), release = median(release_us, ROUNDS);
+    /* Runs alternate, so that the machine's other load falls on both. */
+    gms_runtime *hrt, *brt;
+    gms_context *hctx = open_ctx(&hrt, 0), *bctx = open_ctx(&brt, 1);
+    double hruns[RUNS], bruns[RUNS], host = 0, brokered = 0;
+    if (hctx && bctx) {
+        for (int r = 0; r < RUNS; r++) {
+            hruns[r] = pair_run(hctx);
+            bruns[r] = pair_run(bctx);
+        }
+        host = median(hruns, RUNS);
+        brokered = median(bruns, RUNS);
+    }
+    gms_context_close(hctx);
+    gms_context_close(bctx);
+    gms_runtime_close(hrt);
+    gms_runtime_close(brt);
+    printf("lease round trip (2 MiB memfd passed): median %.1f us (target <= 30 us); "
+           "release %.1f us\n", lease, release);
+    printf("alloc/free pair of 256 B: %.1f ns in a broker's lease, %.1f ns in-process: "
+           "%.2fx (target <= 1.2x)\n", brokered, host, host > 0 ? brokered / host : 0);
+    CHECK(lease > 0 && brokered > 0 && host > 0);
+    CHECK(broker_stop(&b) == 0);
+    return test_done();
+}

@@ -1,0 +1,440 @@
+/*
+ * gmsd: the gms broker (docs/broker.md). Owns the memory of every tenant
+ * and hands it to client processes as leases: memfds passed over a Unix
+ * socket. Who a client is comes from the kernel (SO_PEERCRED), never from
+ * the client; the policy file maps its uid or gid to a tenant and quotas.
+ *
+ * One thread, one poll loop, non-blocking sockets: a client that sends
+ * garbage is disconnected, one that never reads is disconnected when its
+ * reply does not fit in the socket, and neither can make the broker wait.
+ * A client that goes away, by close or by death (kill -9 included: the
+ * kernel closes its socket), has every lease wiped and returned to its
+ * tenant's quota in the loop turn that sees the hang-up.
+ *
+ *   gmsd --policy FILE --socket PATH [--check] [--verbose] [--test-lease-delay-us N]
+ *
+ * --test-lease-delay-us widens the window between a lease's quota check and
+ * its charge, for the quota race test (tests/broker/quota.c).
+ */
+#include "policy.h"
+#include "backend/broker/proto.h"
+#include "gms.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define MAX_CLIENTS 1024
+#define FDS_IN_MAX 16 /* descriptors read off one packet; any is refused */
+
+typedef struct lease {
+    uint64_t id;
+    uint64_t bytes;
+    int fd; /* the broker's own reference: for the wipe */
+    struct lease *next;
+} lease;
+
+typedef struct client {
+    int sock;
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+    gmsd_tenant *tenant; /* never NULL: unknown peers are not kept */
+    lease *leases;
+} client;
+
+static gmsd_policy policy;
+static client clients[MAX_CLIENTS];
+static struct pollfd pfds[MAX_CLIENTS + 1];
+static unsigned nclients;
+static int verbose;
+static unsigned lease_delay_us;
+static volatile sig_atomic_t stopping;
+
+__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "gmsd: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
+
+/* Wipes a lease's memory (the pages go back to the kernel, so nothing of
+ * it reaches the next tenant) and gives it back to the quota. */
+static void lease_drop(client *c, lease *l)
+{
+    if (fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)l->bytes) != 0)
+        say("lease 0x%016llx: wipe failed: %s", (unsigned long long)l->id, strerror(errno));
+    close(l->fd);
+    c->tenant->used_bytes -= l->bytes;
+    c->tenant->used_leases--;
+    free(l);
+}
+
+static void client_drop(unsigned i, const char *why)
+{
+    client *c = &clients[i];
+    uint64_t n = 0, bytes = 0;
+    while (c->leases) {
+        lease *l = c->leases;
+        c->leases = l->next;
+        n++;
+        bytes += l->bytes;
+        lease_drop(c, l);
+    }
+    if (n || verbose || why)
+        say("pid %d uid %u (%s) gone%s%s: %llu lease%s (%llu bytes) wiped and returned",
+            (int)c->pid, (unsigned)c->uid, c->tenant ? c->tenant->name : "no tenant",
+            why ? ": " : "", why ? why : "", (unsigned long long)n, n == 1 ? "" : "s",
+            (unsigned long long)bytes);
+    close(c->sock);
+    if (c->tenant)
+        c->tenant->connections--;
+    nclients--;
+    clients[i] = clients[nclients];
+    pfds[i + 1] = pfds[nclients + 1];
+}
+
+/* Sends a reply without waiting; -1 when it cannot go now (the client is
+ * not reading: it is dropped by the caller). */
+static int reply(client *c, const gms_broker_msg *m, int fd)
+{
+    uint8_t buf[GMS_BROKER_MSG_MAX];
+    size_t n = gms__broker_encode(m, buf);
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct iovec iov = {buf, n};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (fd >= 0) {
+        memset(&ctl, 0, sizeof ctl);
+        mh.msg_control = &ctl;
+        mh.msg_controllen = sizeof ctl;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+    }
+    return sendmsg(c->sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)n ? 0 : -1;
+}
+
+__attribute__((format(printf, 4, 5))) static int refuse(client *c, uint32_t seq, int code,
+                                                        const char *fmt, ...)
+{
+    gms_broker_msg m = {.type = GMS_BROKER_ERROR, .seq = seq, .code = code};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m.text, sizeof m.text, fmt, ap);
+    va_end(ap);
+    if (verbose)
+        say("pid %d uid %u: refused: %s", (int)c->pid, (unsigned)c->uid, m.text);
+    return reply(c, &m, -1);
+}
+
+static int lease_new(client *c, uint32_t seq, uint64_t bytes)
+{
+    gmsd_tenant *t = c->tenant;
+    long page = sysconf(_SC_PAGESIZE);
+    if (bytes == 0 || bytes % (uint64_t)page)
+        return refuse(c, seq, GMS_E_INVALID_ARG,
+                      "lease of %llu bytes: must be a positive multiple of %ld",
+                      (unsigned long long)bytes, page);
+    if (t->used_leases >= t->quota_leases || bytes > t->quota_bytes - t->used_bytes)
+        return refuse(c, seq, GMS_E_QUOTA,
+                      "tenant '%s': %llu of %llu bytes and %llu of %llu leases in use; "
+                      "%llu more bytes refused",
+                      t->name, (unsigned long long)t->used_bytes,
+                      (unsigned long long)t->quota_bytes, (unsigned long long)t->used_leases,
+                      (unsigned long long)t->quota_leases, (unsigned long long)bytes);
+    if (lease_delay_us)
+        usleep(lease_delay_us);
+    lease *l = calloc(1, sizeof *l);
+    if (!l)
+        return refuse(c, seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
+    char name[80];
+    snprintf(name, sizeof name, "gmsd-%s", t->name);
+    l->fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    int err = l->fd < 0 ? errno : 0;
+    /* The client may not resize it: its size is what the quota counts. */
+    if (!err && (ftruncate(l->fd, (off_t)bytes) != 0 ||
+                 fcntl(l->fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0))
+        err = errno;
+    while (!err && !l->id)
+        if (getrandom(&l->id, sizeof l->id, 0) != sizeof l->id)
+            err = errno;
+    if (err) {
+        if (l->fd >= 0)
+            close(l->fd);
+        free(l);
+        return refuse(c, seq, err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
+                      "memfd of %llu bytes: %s", (unsigned long long)bytes, strerror(err));
+    }
+    l->bytes = bytes;
+    t->used_bytes += bytes;
+    t->used_leases++;
+    l->next = c->leases;
+    c->leases = l;
+    if (verbose)
+        say("pid %d uid %u (%s): lease 0x%016llx of %llu bytes", (int)c->pid, (unsigned)c->uid,
+            t->name, (unsigned long long)l->id, (unsigned long long)bytes);
+    gms_broker_msg m = {.type = GMS_BROKER_LEASED, .seq = seq, .a = l->id, .b = bytes};
+    return reply(c, &m, l->fd); /* on failure the drop returns it */
+}
+
+static int lease_release(client *c, uint32_t seq, uint64_t id)
+{
+    lease **pp = &c->leases;
+    while (*pp && (*pp)->id != id)
+        pp = &(*pp)->next;
+    if (!*pp) /* forged, stale, or another connection's */
+        return refuse(c, seq, GMS_E_INVALID_HANDLE,
+                      "lease 0x%016llx: not a live lease of this connection",
+                      (unsigned long long)id);
+    lease *l = *pp;
+    *pp = l->next;
+    lease_drop(c, l);
+    gms_broker_msg m = {.type = GMS_BROKER_RELEASED, .seq = seq, .a = id};
+    return reply(c, &m, -1);
+}
+
+/* One packet from client i; -1: drop the client. */
+static int serve(unsigned i)
+{
+    client *c = &clients[i];
+    uint8_t buf[GMS_BROKER_MSG_MAX];
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(FDS_IN_MAX * sizeof(int))];
+    } ctl;
+    struct iovec iov = {buf, sizeof buf};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
+                        .msg_controllen = sizeof ctl};
+    ssize_t n = recvmsg(c->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    if (n == 0)
+        return -1; /* closed */
+    /* Descriptors are never expected from a client: close every one. */
+    unsigned nfds = 0;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t j = 0; j < k; j++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + j * sizeof(int), sizeof fd);
+            close(fd);
+            nfds++;
+        }
+    }
+    gms_broker_msg m;
+    int why = (mh.msg_flags & MSG_TRUNC) ? GMS_BROKER_BAD_LENGTH
+              : (mh.msg_flags & MSG_CTRUNC) ? GMS_BROKER_BAD_FDS
+              : gms__broker_decode(buf, (size_t)n, nfds, 0, &m);
+    if (why) {
+        say("pid %d uid %u: bad message (%s): disconnected", (int)c->pid, (unsigned)c->uid,
+            gms__broker_bad_name(why));
+        return -1;
+    }
+    gmsd_tenant *t = c->tenant;
+    switch (m.type) {
+    case GMS_BROKER_HELLO: {
+        gms_broker_msg w = {.type = GMS_BROKER_WELCOME, .seq = m.seq, .a = policy.lease_bytes,
+                            .b = t->quota_bytes, .c = t->quota_leases, .level = t->level,
+                            .languages = t->languages};
+        strcpy(w.tenant, t->name);
+        return reply(c, &w, -1);
+    }
+    case GMS_BROKER_LEASE: return lease_new(c, m.seq, m.a);
+    case GMS_BROKER_RELEASE: return lease_release(c, m.seq, m.a);
+    case GMS_BROKER_USAGE: {
+        gms_broker_msg u = {.type = GMS_BROKER_USED, .seq = m.seq, .a = t->used_bytes,
+                            .b = t->used_leases, .c = t->quota_bytes, .d = t->quota_leases};
+        return reply(c, &u, -1);
+    }
+    default: return -1; /* the decoder lets no other type through */
+    }
+}
+
+/* Accepts one connection; 0 when none was waiting. A peer the policy does not name, or one of a
+ * tenant at its connection limit, gets an ERROR of sequence 0 and is
+ * closed at once: it holds nothing of gmsd's, and one tenant's
+ * connections cannot take the slots of others. */
+static int client_add(int listener)
+{
+    int s = accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (s < 0)
+        return 0; /* none left, or no descriptor: the next turn tries again */
+    struct ucred cr;
+    socklen_t len = sizeof cr;
+    if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
+        say("connection refused: SO_PEERCRED: %s", strerror(errno));
+        close(s);
+        return 1;
+    }
+    client c = {.sock = s, .pid = cr.pid, .uid = cr.uid, .gid = cr.gid};
+    c.tenant = gmsd_policy_match(&policy, cr.uid, cr.gid);
+    int code = 0;
+    char why[160];
+    if (!c.tenant) {
+        code = GMS_E_ACCESS_DENIED;
+        snprintf(why, sizeof why, "uid %u gid %u: no tenant in gmsd's policy", (unsigned)cr.uid,
+                 (unsigned)cr.gid);
+    } else if (c.tenant->connections >= c.tenant->max_connections) {
+        code = GMS_E_QUOTA;
+        snprintf(why, sizeof why, "tenant '%s': %llu connections open, its limit", c.tenant->name,
+                 (unsigned long long)c.tenant->connections);
+    } else if (nclients == MAX_CLIENTS) {
+        code = GMS_E_BUSY;
+        snprintf(why, sizeof why, "gmsd serves %d connections, its most", MAX_CLIENTS);
+    }
+    if (code) {
+        gms_broker_msg m = {.type = GMS_BROKER_ERROR, .seq = 0, .code = code};
+        snprintf(m.text, sizeof m.text, "%s", why);
+        say("pid %d: connection refused: %s", (int)cr.pid, why);
+        reply(&c, &m, -1);
+        close(s);
+        return 1;
+    }
+    if (verbose)
+        say("pid %d uid %u gid %u: tenant %s", (int)cr.pid, (unsigned)cr.uid, (unsigned)cr.gid,
+            c.tenant->name);
+    c.tenant->connections++;
+    clients[nclients] = c;
+    pfds[nclients + 1] = (struct pollfd){.fd = s, .events = POLLIN};
+    nclients++;
+    return 1;
+}
+
+/* Raises the descriptor limit as far as allowed: gmsd holds one per lease
+ * and one per connection. Warns when the policy could grant more. */
+static void fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    uint64_t need = 64 + MAX_CLIENTS;
+    for (unsigned t = 0; t < policy.ntenants; t++)
+        need += policy.tenants[t].quota_leases;
+    if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
+        say("warning: the policy grants leases and connections needing %llu descriptors, more "
+            "than the %llu gmsd may open: raise its RLIMIT_NOFILE, or one tenant could use up "
+            "what others need", (unsigned long long)need, (unsigned long long)rl.rlim_cur);
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: gmsd --policy FILE --socket PATH [--check] [--verbose] "
+                    "[--test-lease-delay-us N]\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    const char *policy_path = NULL, *sock_path = NULL;
+    int check = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc)
+            policy_path = argv[++i];
+        else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
+            sock_path = argv[++i];
+        else if (strcmp(argv[i], "--check") == 0)
+            check = 1;
+        else if (strcmp(argv[i], "--verbose") == 0)
+            verbose = 1;
+        else if (strcmp(argv[i], "--test-lease-delay-us") == 0 && i + 1 < argc)
+            lease_delay_us = (unsigned)strtoul(argv[++i], NULL, 10);
+        else
+            return usage();
+    }
+    if (!policy_path || (!sock_path && !check))
+        return usage();
+    char err[512];
+    if (gmsd_policy_load(policy_path, &policy, err, sizeof err) != 0) {
+        say("policy refused: %s", err);
+        return 2;
+    }
+    if (check) {
+        printf("%s: %u tenant%s, leases of %llu bytes\n", policy_path, policy.ntenants,
+               policy.ntenants == 1 ? "" : "s", (unsigned long long)policy.lease_bytes);
+        gmsd_policy_free(&policy);
+        return 0;
+    }
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(sock_path) >= sizeof sa.sun_path) {
+        say("%s: socket path too long", sock_path);
+        return 2;
+    }
+    strcpy(sa.sun_path, sock_path);
+    int listener = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct stat st;
+    if (lstat(sock_path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(sock_path); /* a previous gmsd's */
+    /* Anyone may connect: the policy, not the file mode, says who is served. */
+    if (listener < 0 || bind(listener, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        chmod(sock_path, 0666) != 0 || listen(listener, 128) != 0) {
+        say("%s: %s", sock_path, strerror(errno));
+        return 1;
+    }
+    struct sigaction act = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &act, NULL);
+    sigaction(SIGINT, &act, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    fd_limit();
+    say("listening on %s: %u tenant%s", sock_path, policy.ntenants,
+        policy.ntenants == 1 ? "" : "s");
+    pfds[0] = (struct pollfd){.fd = listener, .events = POLLIN};
+    while (!stopping) {
+        /* A timeout, so that a stop signal arriving just before poll waits
+         * at most this long. */
+        if (poll(pfds, nclients + 1, 500) < 0) {
+            if (errno == EINTR)
+                continue;
+            say("poll: %s", strerror(errno));
+            break;
+        }
+        /* Backwards: a dropped client's slot takes the last one's. */
+        for (unsigned i = nclients; i-- > 0;) {
+            short ev = pfds[i + 1].revents;
+            if (!ev)
+                continue;
+            if ((ev & POLLIN) ? serve(i) != 0 : (ev & (POLLHUP | POLLERR | POLLNVAL)) != 0)
+                client_drop(i, NULL);
+        }
+        /* Pending connections, a bounded number per turn. */
+        for (int k = 0; k < 64 && (pfds[0].revents & POLLIN) && client_add(listener); k++)
+            ;
+    }
+    while (nclients)
+        client_drop(nclients - 1, "gmsd stopping");
+    close(listener);
+    unlink(sock_path);
+    gmsd_policy_free(&policy);
+    say("stopped");
+    return 0;
+}
