@@ -139,25 +139,7 @@ static inline int broker_stop(broker *b)
 /* Sends m (with fd when >= 0); -1 on failure. */
 static inline int raw_send(int s, gms_broker_msg *m, int fd)
 {
-    uint8_t buf[GMS_BROKER_MSG_MAX];
-    size_t n = gms__broker_encode(m, buf);
-    union {
-        struct cmsghdr h;
-        char space[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    memset(&ctl, 0, sizeof ctl);
-    struct iovec iov = {buf, n};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd >= 0) {
-        mh.msg_control = &ctl;
-        mh.msg_controllen = sizeof ctl;
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-    }
-    return sendmsg(s, &mh, MSG_NOSIGNAL) == (ssize_t)n ? 0 : -1;
+    return gms__broker_send(s, m, fd, 0);
 }
 
 /* Receives one reply into m; *fd its descriptor or -1. 0, -1 on a closed

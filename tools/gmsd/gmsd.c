@@ -119,25 +119,7 @@ static void client_drop(unsigned i, const char *why)
  * not reading: it is dropped by the caller). */
 static int reply(client *c, const gms_broker_msg *m, int fd)
 {
-    uint8_t buf[GMS_BROKER_MSG_MAX];
-    size_t n = gms__broker_encode(m, buf);
-    union {
-        struct cmsghdr h;
-        char space[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    struct iovec iov = {buf, n};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd >= 0) {
-        memset(&ctl, 0, sizeof ctl);
-        mh.msg_control = &ctl;
-        mh.msg_controllen = sizeof ctl;
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-    }
-    return sendmsg(c->sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)n ? 0 : -1;
+    return gms__broker_send(c->sock, m, fd, MSG_DONTWAIT);
 }
 
 __attribute__((format(printf, 4, 5))) static int refuse(client *c, uint32_t seq, int code,

@@ -6,6 +6,9 @@
  */
 #include "backend/broker/proto.h"
 
+#include <errno.h>
+#include <sys/socket.h>
+
 #include <string.h>
 
 static void put16(uint8_t *p, uint16_t v)
@@ -195,4 +198,32 @@ const char *gms__broker_bad_name(int reason)
     case GMS_BROKER_BAD_FIELD: return "a field out of range";
     default: return "unknown reason";
     }
+}
+
+int gms__broker_send(int s, const gms_broker_msg *m, int fd, int flags)
+{
+    uint8_t buf[GMS_BROKER_MSG_MAX];
+    size_t n = gms__broker_encode(m, buf);
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct iovec iov = {buf, n};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (fd >= 0) {
+        memset(&ctl, 0, sizeof ctl);
+        mh.msg_control = &ctl;
+        mh.msg_controllen = sizeof ctl;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+    }
+    ssize_t sent = sendmsg(s, &mh, flags | MSG_NOSIGNAL);
+    if (sent == (ssize_t)n)
+        return 0;
+    if (sent >= 0)
+        errno = EIO;
+    return -1;
 }

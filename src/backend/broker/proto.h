@@ -70,5 +70,9 @@ int gms__broker_decode(const void *buf, size_t n, unsigned nfds, int from_broker
 size_t gms__broker_encode(const gms_broker_msg *m, uint8_t *buf);
 /* The reason's words. */
 const char *gms__broker_bad_name(int reason);
+/* Encodes m and sends it on the socket s as one packet, with descriptor fd
+ * when fd >= 0 (SCM_RIGHTS); flags are sendmsg's (MSG_NOSIGNAL is added).
+ * 0, or -1 with errno set (a short send too). */
+int gms__broker_send(int s, const gms_broker_msg *m, int fd, int flags);
 
 #endif
