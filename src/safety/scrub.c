@@ -453,9 +453,6 @@ static void exits_done(gms_pool *p, gms_block **taken, uint32_t first, uint32_t 
 static __attribute__((noinline)) bool evict_batch(gms_pool *p, uint64_t max_bytes,
                                                   uint64_t max_blocks, bool keep_newest)
 {
-    const gms_pending *pd = p->pending;
-    if (pd && pd->ticket && p->quarantine_head->ticket == pd->ticket)
-        pending_flush(p); /* its scrub first */
     batch_build bb;
     gms_scrub_batch *bt = build_init(&bb);
     take_exits(p, bt, p->quarantine_head->stream, 0, max_bytes, max_blocks, keep_newest);
@@ -467,29 +464,19 @@ static __attribute__((noinline)) bool evict_batch(gms_pool *p, uint64_t max_byte
 }
 
 /* Lets the oldest quarantined blocks go while the quarantine is over its
- * limits, one batch per run of blocks freed on one stream. */
+ * limits, one batch per run of blocks freed on one stream. Blocks of the
+ * batch being gathered stay: they leave with a later batch, once theirs is
+ * launched, rather than launching it early and their checks apart (a
+ * launch costs about as much as moving 15 MB, so one per free of a large
+ * block cost a training step hundreds of them). The quarantine then
+ * exceeds its limits by at most that batch (pending_bytes_max). */
 static void quarantine_evict(gms_pool *p, uint64_t max_bytes, uint64_t max_blocks,
                              bool keep_newest)
 {
-    while (over_limits(p, max_bytes, max_blocks, keep_newest))
-        if (!evict_batch(p, max_bytes, max_blocks, keep_newest))
-            return;
-}
-
-/* After a free into the pending batch: blocks of that batch at the
- * quarantine's head wait for it to be launched (they leave with the next
- * batch), rather than launching it early and their checks apart. A launch
- * costs the device about as much as moving 20 MB, so one per free of a
- * large block would cost a training step hundreds of them. The quarantine
- * then exceeds its limits by at most the pending batch, which is launched
- * by pending_bytes_max. */
-static void quarantine_evict_after_pending(gms_pool *p)
-{
     const gms_pending *pd = p->pending;
-    uint64_t max_bytes = quarantine_limit(p), max_blocks = p->rt->safety.quarantine_max_blocks;
-    while (over_limits(p, max_bytes, max_blocks, true) &&
-           !(pd->ticket && p->quarantine_head->ticket == pd->ticket))
-        if (!evict_batch(p, max_bytes, max_blocks, true))
+    while (over_limits(p, max_bytes, max_blocks, keep_newest) &&
+           !(pd && pd->ticket && p->quarantine_head->ticket == pd->ticket))
+        if (!evict_batch(p, max_bytes, max_blocks, keep_newest))
             return;
 }
 
@@ -582,12 +569,11 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered)
     bool streams = rt->backend->ops->ticket_reserve != NULL;
     if (streams)
         gms__safety_collect(p, false);
-    if (streams && pending_open(p, b->stream)) {
+    int rc = GMS_OK;
+    if (streams && pending_open(p, b->stream))
         retire_pending(p, b, !ordered);
-        quarantine_evict_after_pending(p);
-        return GMS_OK;
-    }
-    int rc = retire_now(p, b);
+    else
+        rc = retire_now(p, b);
     quarantine_evict(p, quarantine_limit(p), rt->safety.quarantine_max_blocks, true);
     return rc;
 }
