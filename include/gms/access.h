@@ -80,7 +80,9 @@ GMS_API int gms_access_end(gms_context *ctx, gms_buf buf, void *stream);
  * GMS_E_OUT_OF_BOUNDS when the word is not wholly inside the buffer,
  * GMS_E_INVALID_ARG when offset is not a multiple of width (or width is
  * not 4 or 8, or op is unknown), GMS_E_READ_ONLY for a read-only holder or
- * an immutable share; a refused call changes nothing. For width 4 only
+ * an immutable share; a refused call changes nothing. A writer
+ * (READ_WRITE) or an atomic holder (GMS_ACCESS_ATOMIC, below) may call
+ * them. For width 4 only
  * the low 32 bits of operand and compare count, and the old value is
  * zero-extended. Each operation is atomic against every other gms atomic
  * and every device atomic on the word (a kernel's atomicAdd through a raw
@@ -91,6 +93,15 @@ GMS_API int gms_access_end(gms_context *ctx, gms_buf buf, void *stream);
  * it with C11 atomics before the call returns). It is not part of any
  * window: to order it with other holders' work, call it inside a
  * READ_WRITE window on the same stream. */
+
+/* A gms_acquire mode beside gms_access's two: the holder reads, and writes
+ * only through gms_atomic and gms_atomic_batch (no checked writes, no
+ * writable pointer, READ windows only). Any number of atomic holders may
+ * join the share's one writer, so holders in several languages can count,
+ * flag and claim in one buffer. It needs a READ_WRITE grant and a mutable
+ * share (GMS_E_READ_ONLY on an immutable one). gms_buf_info's access
+ * reports it. */
+#define GMS_ACCESS_ATOMIC 3
 
 typedef enum gms_atomic_op {
     GMS_ATOMIC_ADD = 1,        /* word += operand, modulo 2^(8*width) */
