@@ -17,6 +17,7 @@
  * memory itself it could change another tenant's bytes.
  */
 #include "core/internal.h"
+#include "gms/access.h"
 #include "core/version.h"
 #include "safety/safety.h"
 
