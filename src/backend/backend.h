@@ -42,6 +42,18 @@ typedef struct gms_scrub_item {
 /* The most items one scrub_async batch may hold. */
 #define GMS_SCRUB_ASYNC_MAX 32
 
+/* One checked atomic (include/gms/access.h), its address already checked:
+ * a naturally aligned word of width 4 or 8 bytes. result: where the old
+ * value goes as an 8-byte word (zero-extended), 0 for nowhere; on the
+ * host backend a host address. */
+typedef struct gms_atomic_work {
+    uint64_t addr;
+    uint64_t operand, compare;
+    uint64_t result;
+    uint32_t op;    /* gms_atomic_op */
+    uint32_t width; /* 4 or 8 */
+} gms_atomic_work;
+
 /* Backend properties. */
 enum {
     /* Unmapping memory and mapping fresh (zeroed) memory later is cheaper
@@ -125,6 +137,26 @@ typedef struct gms_backend_ops {
      * alloc/free path: by gms_verify, gms_trim, the pressure ladder's last
      * step and close, which must read or unmap memory the device may use. */
     int (*quiesce)(gms_backend *be);
+    /* Access windows' order between streams (docs/ordering.md). NULL on a
+     * backend without streams, where windows order the calls instead.
+     * An event marks a point in a stream: event_record moves it to the
+     * end of the work queued on `stream` so far (recording it again moves
+     * it; waits queued before keep the old point), stream_wait makes
+     * later work on `stream` wait for it on the device. Neither waits on
+     * the host. */
+    int (*event_create)(gms_backend *be, void **event);
+    void (*event_destroy)(gms_backend *be, void *event);
+    int (*event_record)(gms_backend *be, void *event, void *stream);
+    int (*stream_wait)(gms_backend *be, void *stream, void *event);
+    /* Checked atomics: queues n operations on `stream` after its work so
+     * far (the host: runs them now, in order, with C11 atomics). Items on
+     * one word run one after another, in any order on a device. */
+    int (*atomic)(gms_backend *be, const gms_atomic_work *w, size_t n, void *stream);
+    /* A pinned host word the device can write (its device address in
+     * *dev), for gms_atomic's old value; EBUSY when all are taken. NULL
+     * on the host backend, where a result address is a host address. */
+    int (*host_word_take)(gms_backend *be, volatile uint64_t **host, uint64_t *dev);
+    void (*host_word_put)(gms_backend *be, volatile uint64_t *host);
     void (*destroy)(gms_backend *be);
 } gms_backend_ops;
 

@@ -100,6 +100,14 @@ static int failing_fill(gms_backend *be, uint64_t dst, int byte, size_t len)
     return in->ops->fill(in, dst, byte, len);
 }
 
+static int failing_atomic(gms_backend *be, const gms_atomic_work *w, size_t n, void *stream)
+{
+    if (gms__failpoint_hit(fb(be)->fp))
+        return EIO;
+    gms_backend *in = fb(be)->inner;
+    return in->ops->atomic(in, w, n, stream);
+}
+
 static int failing_scrub(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
                          uint64_t seed)
 {
@@ -177,6 +185,7 @@ static const gms_backend_ops failing_ops = {
     .read = failing_read,
     .copy = failing_copy,
     .fill = failing_fill,
+    .atomic = failing_atomic,
     .scrub = failing_scrub,
     .order_after = failing_order_after,
     .ticket_reserve = failing_ticket_reserve,

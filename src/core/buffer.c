@@ -399,6 +399,8 @@ static int handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, void *st
     gms_block *b = s->block;
     gms_context *holder = s->holder;
     bool owns = b->u.live.owner && b->u.live.slot == index;
+    if (b->win) /* a context closing with a window open: it ends here */
+        gms__windows_forget(p, b, s);
     b->holders--;
     b->writers -= s->mode == GMS_ACCESS_READ_WRITE;
     /* Off the holder's list before the handle reads 0: a context closing
@@ -415,6 +417,9 @@ static int handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, void *st
     if (b->holders)
         return GMS_OK;
     d->died = true;
+    /* The memory's next users (its scrub first) come after every window's
+     * work, in stream order. */
+    gms__windows_retire(p, b, gms__queue_stream(stream));
     int rc = b->share ? gms__share_end(p, b) : GMS_OK;
     if (b->import) {
         import_end(p, b, d);
@@ -501,6 +506,12 @@ static int free_ordered(gms_context *ctx, gms_buf buf, void *stream, bool ordere
         return rc;
     gms_block *b = h.block;
     uint64_t size = b->req_size;
+    if (gms__window_held(b, h.slot)) {
+        gms__pool_unlock(h.pool);
+        return gms__fail(GMS_E_BUSY,
+                         "%s: handle 0x%016llx has an access window open or waiting: gms_access_end it first",
+                         op, (unsigned long long)buf);
+    }
     char msg[512];
     gms_drop d;
     rc = ordered ? gms__handle_drop_on(h.pool, h.slot, ctx, stream, &d)
@@ -708,4 +719,32 @@ int gms_copy(gms_context *ctx, gms_buf dst, uint64_t dst_off, gms_buf src, uint6
         err = be->ops->copy(be, d.block->addr + dst_off, s.block->addr + src_off, len);
     gms__pools_unlock(dp, sp);
     return err ? gms__backend_fail(err, "copy", len) : GMS_OK;
+}
+
+/* The checks above, for the other access calls (atomic.c, access.c). */
+int gms__buf_slot(gms_context *ctx, gms_buf h, const char *op, gms_pool **p, gms_slot **s)
+{
+    return buf_slot(ctx, h, op, p, s);
+}
+
+int gms__buf_check_locked(gms_context *ctx, gms_buf h, const char *op, gms_pool *p, gms_slot *s,
+                          gms_held *out)
+{
+    return buf_check_locked(ctx, h, op, false, p, s, out);
+}
+
+int gms__range_check(const gms_block *b, uint64_t off, uint64_t len, const char *op,
+                     const char *which)
+{
+    return range_check(b, off, len, op, which);
+}
+
+int gms__writable(const gms_held *h, gms_buf buf, const char *op)
+{
+    return writable(h, buf, op);
+}
+
+int gms__refused(gms_context *ctx, gms_buf h, int rc)
+{
+    return refused(ctx, h, rc);
 }

@@ -61,6 +61,30 @@ int gms__handle_move(gms_pool *p, gms_slot *s, gms_context *to, gms_buf *out);
 void gms__pools_lock(gms_pool *a, gms_pool *b);
 void gms__pools_unlock(gms_pool *a, gms_pool *b);
 
+/* The checks of the access calls, for atomic.c and access.c: the slot a
+ * handle names (no lock; errors not audited), that it is ctx's live handle
+ * (p->lock held; not audited), that [off, off+len) lies in the buffer,
+ * that the holder may write; gms__refused audits a refusal and returns
+ * rc. */
+int gms__buf_slot(gms_context *ctx, gms_buf h, const char *op, gms_pool **p, gms_slot **s);
+int gms__buf_check_locked(gms_context *ctx, gms_buf h, const char *op, gms_pool *p, gms_slot *s,
+                          gms_held *out);
+int gms__range_check(const gms_block *b, uint64_t off, uint64_t len, const char *op,
+                     const char *which);
+int gms__writable(const gms_held *h, gms_buf buf, const char *op);
+int gms__refused(gms_context *ctx, gms_buf h, int rc);
+
+/* access.c: access windows (include/gms/access.h), pool->lock held. */
+/* Whether the handle in slot s has a window, open or waiting. */
+bool gms__window_held(const gms_block *b, const gms_slot *s);
+/* Ends every window of slot s as its handle goes (a context closing). */
+void gms__windows_forget(gms_pool *p, gms_block *b, const gms_slot *s);
+/* Makes stream wait on the device for every ended window's work: before
+ * the block's memory is copied (a transfer) or retired. 0 or an errno. */
+int gms__windows_settle(gms_pool *p, gms_block *b, void *stream);
+/* The block dies: settles on stream and frees its windows' state. */
+void gms__windows_retire(gms_pool *p, gms_block *b, void *stream);
+
 /* Pool of the slot a handle names, without locking; NULL if none. */
 gms_pool *gms__handle_pool(gms_runtime *rt, gms_buf h);
 

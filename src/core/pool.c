@@ -181,6 +181,11 @@ int gms__pool_create(gms_runtime *rt, gms_tenant *t, gms_level level,
         free(p);
         return gms__fail(GMS_E_NO_MEMORY, "cannot create a pool lock");
     }
+    if (pthread_cond_init(&p->win_cond, NULL) != 0) {
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+        return gms__fail(GMS_E_NO_MEMORY, "cannot create a pool's condition variable");
+    }
     p->rt = rt;
     p->tenant = t;
     p->level = level;
@@ -220,6 +225,7 @@ void gms__pool_destroy(gms_pool *p)
     }
     free(p->users);
     free(p->pending);
+    pthread_cond_destroy(&p->win_cond);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }

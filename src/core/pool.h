@@ -169,6 +169,7 @@ struct gms_block {
     uint32_t seen; /* gms_verify's count of handles naming it */
     struct gms_share_rec *share;
     struct gms_import *import;
+    struct gms_windows *win; /* access windows (access.c); NULL: none yet */
     union {
         struct {
             gms_block *next, *prev; /* segregated free list */
@@ -266,6 +267,7 @@ typedef struct gms_node_slab {
 
 struct gms_pool {
     pthread_mutex_t lock;
+    pthread_cond_t win_cond; /* an access window of one of its blocks ended (access.c) */
     gms_runtime *rt;
     gms_tenant *tenant;
     gms_level level;

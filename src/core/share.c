@@ -17,6 +17,7 @@
  * memory itself it could change another tenant's bytes.
  */
 #include "core/internal.h"
+#include "gms/access.h"
 #include "core/version.h"
 #include "safety/safety.h"
 
@@ -312,8 +313,11 @@ int gms_acquire(gms_context *ctx, gms_share_id id, gms_access mode, gms_buf *out
     *out = GMS_BUF_NULL;
     if (!ctx)
         return gms__fail(GMS_E_INVALID_ARG, "gms_acquire: context is NULL");
-    if (mode != GMS_ACCESS_READ && mode != GMS_ACCESS_READ_WRITE)
+    if (mode != GMS_ACCESS_READ && mode != GMS_ACCESS_READ_WRITE && mode != GMS_ACCESS_ATOMIC)
         return gms__fail(GMS_E_INVALID_ARG, "gms_acquire: mode %d is not a gms_access", (int)mode);
+    /* An atomic holder writes through gms_atomic only: a grant to write
+     * lets it in, alongside the one writer (gms/access.h). */
+    gms_access need = mode == GMS_ACCESS_ATOMIC ? GMS_ACCESS_READ_WRITE : mode;
     gms_pool *p;
     gms_block *b;
     int rc = share_lock(ctx, id, "gms_acquire", &p, &b);
@@ -332,10 +336,10 @@ int gms_acquire(gms_context *ctx, gms_share_id id, gms_access mode, gms_buf *out
         rc = gms__fail(GMS_E_ACCESS_DENIED,
                        "gms_acquire: tenant '%s' user '%s' (%s) is not on the access list of share 0x%016llx",
                        who, ctx->user, gms_language_name(ctx->language), (unsigned long long)id);
-    else if (mode == GMS_ACCESS_READ_WRITE && sh->immutable)
+    else if (need == GMS_ACCESS_READ_WRITE && sh->immutable)
         rc = gms__fail(GMS_E_READ_ONLY, "gms_acquire: share 0x%016llx is immutable: read only",
                        (unsigned long long)id);
-    else if (mode > may)
+    else if (need > may)
         rc = gms__fail(GMS_E_ACCESS_DENIED,
                        "gms_acquire: tenant '%s' user '%s' (%s) may only read share 0x%016llx", who,
                        ctx->user, gms_language_name(ctx->language), (unsigned long long)id);
@@ -354,7 +358,7 @@ int gms_acquire(gms_context *ctx, gms_share_id id, gms_access mode, gms_buf *out
     }
     char detail[64];
     snprintf(detail, sizeof detail, "share 0x%016llx, %s", (unsigned long long)id,
-             mode == GMS_ACCESS_READ ? "read" : "read-write");
+             mode == GMS_ACCESS_READ ? "read" : mode == GMS_ACCESS_ATOMIC ? "atomic" : "read-write");
     gms__audit_ctx(ctx, GMS_AUDIT_ACQUIRE, h, size, GMS_OK, detail);
     *out = h;
     return GMS_OK;
@@ -398,6 +402,10 @@ static int transferable(const gms_held *h, gms_buf buf)
     if (b->holders != 1)
         return gms__fail(GMS_E_BUSY, "gms_transfer: buffer 0x%016llx has %u holders; it needs to be the only one",
                          (unsigned long long)buf, b->holders);
+    if (gms__window_held(b, h->slot))
+        return gms__fail(GMS_E_BUSY,
+                         "gms_transfer: handle 0x%016llx has an access window open: gms_access_end it first",
+                         (unsigned long long)buf);
     return GMS_OK;
 }
 
@@ -429,7 +437,12 @@ static int transfer_copy(gms_context *from, gms_buf buf, gms_context *to, uint64
         rc = gms__fail(GMS_E_BUSY, "gms_transfer: buffer 0x%016llx changed during the transfer",
                        (unsigned long long)buf);
     gms_backend *be = from->rt->backend;
-    int err = rc ? 0 : be->ops->copy(be, ds->block->addr, src.block->addr, req);
+    /* The copy comes after the work of the windows that ended on it. */
+    int err = rc ? 0 : gms__windows_settle(fp, src.block, NULL);
+    if (!err && !rc && src.block->win && be->ops->order_after)
+        err = be->ops->order_after(be, NULL, 0);
+    if (!err && !rc)
+        err = be->ops->copy(be, ds->block->addr, src.block->addr, req);
     if (err)
         rc = gms__backend_fail(err, "copy for a transfer", req);
     int drop_rc = GMS_OK;
@@ -470,8 +483,11 @@ static int transfer(gms_context *from, gms_buf buf, gms_context *to, void *strea
         return rc;
     gms_backend *be = from->rt->backend;
     if ((rc = transferable(&h, buf)) == GMS_OK && ordered && be->ops->order_after) {
-        /* The next holder's work runs on streams gms does not know: wait. */
-        int err = be->ops->order_after(be, stream, 1);
+        /* The next holder's work runs on streams gms does not know: wait,
+         * for the stream and the windows that ended on the buffer. */
+        int err = gms__windows_settle(h.pool, h.block, stream);
+        if (!err)
+            err = be->ops->order_after(be, stream, 1);
         if (err)
             rc = gms__backend_fail(err, "waiting for the stream before the transfer", h.block->req_size);
     }

@@ -360,3 +360,37 @@ extern "C" __global__ void __launch_bounds__(GMS_KTHREADS) gms_scrub_async_kerne
         *(volatile unsigned long long *)&p.host->done = p.ticket;
     }
 }
+
+/* ---- checked atomics (gms/access.h, docs/ordering.md) ----
+ * One thread per word, the word's address already checked by the host.
+ * T is the unsigned word type and S the signed one of the same width. */
+template <typename T, typename S>
+__device__ unsigned long long gms_atomic_word(const gms_katomic &w)
+{
+    T *a = (T *)(uintptr_t)w.addr;
+    T v = (T)w.operand;
+    switch (w.op) {
+    case 1: return atomicAdd(a, v);
+    case 2: return atomicAnd(a, v);
+    case 3: return atomicOr(a, v);
+    case 4: return atomicXor(a, v);
+    case 5: return atomicMin(a, v);
+    case 6: return atomicMax(a, v);
+    case 7: return (T)atomicMin((S *)a, (S)v);
+    case 8: return (T)atomicMax((S *)a, (S)v);
+    case 9: return atomicExch(a, v);
+    default: return atomicCAS(a, (T)w.compare, v);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(GMS_KTHREADS) gms_atomic_kernel(gms_katomics p)
+{
+    unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= p.n)
+        return;
+    const gms_katomic &w = p.w[i];
+    unsigned long long old = w.width == 4 ? gms_atomic_word<unsigned int, int>(w)
+                                          : gms_atomic_word<unsigned long long, long long>(w);
+    if (w.result)
+        *(unsigned long long *)(uintptr_t)w.result = old;
+}

@@ -86,6 +86,20 @@ typedef struct gms_kslot_host {
     unsigned long long vbad[GMS_SCRUB_ASYNC_MAX_K];
 } gms_kslot_host;
 
+/* Checked atomics (gms/access.h): up to GMS_KATOMIC_MAX words per launch,
+ * one thread each, in the launch's parameters; op is a gms_atomic_op. */
+#define GMS_KATOMIC_MAX 64
+typedef struct gms_katomic {
+    uint64_t addr, operand, compare;
+    uint64_t result; /* where the old value goes (8 bytes); 0: nowhere */
+    uint32_t op, width;
+} gms_katomic;
+
+typedef struct gms_katomics {
+    uint32_t n, pad;
+    gms_katomic w[GMS_KATOMIC_MAX];
+} gms_katomics;
+
 typedef struct gms_kasync {
     uint64_t pattern, seed, ticket;
     gms_kslot_dev *dev;   /* device memory */

@@ -246,9 +246,17 @@ class Checker:
                 b.notes.append("enum %s: no enum of the header matches it (not checked)" % bname)
                 continue
             prefix = _common_prefix([_words(m) for m, _ in members])
+            # A member a later header adds as a #define with the enum's
+            # prefix (gms/access.h's GMS_ACCESS_ATOMIC extends gms_access).
+            hm = list(self.h.enums[hname])
+            cprefix = "_".join(_words(hm[0])[:_common_prefix([_words(x) for x in hm])]) \
+                if len(hm) > 1 else None
             for m, value in members:
                 c = resolve_member(m, self.h.enums[hname]) or \
                     resolve_member("_".join(_words(m)[prefix:]), self.h.enums[hname])
+                if c is None and cprefix:
+                    extra = (cprefix + "_" + "_".join(_words(m)[prefix:])).upper()
+                    c = extra if extra in self.h.constants else None
                 if c is None:
                     self.problem(b, where, "enum %s: %s is not a member of the header's %s"
                                  % (bname, m, hname))

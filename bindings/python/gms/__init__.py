@@ -19,9 +19,9 @@ import os
 import threading
 
 from . import _lib
-from .core import (ANY_LANGUAGE, UNLIMITED, Access, Backend, Buffer, BufferInfo, Context,
-                   Grant, Language, Level, OnCorruption, PressureEvent, Runtime, Safety,
-                   ViolationEvent)
+from .core import (ANY_LANGUAGE, UNLIMITED, Access, AtomicOp, Backend, Buffer, BufferInfo,
+                   Context, Grant, Language, Level, OnCorruption, PressureEvent, Runtime,
+                   Safety, ViolationEvent, Window)
 from .dlpack import TensorView, parse_dtype
 from .errors import (AccessDenied, BackendError, Busy, Corruption, GmsError, InvalidArgument,
                      InvalidHandle, NoMemory, OutOfBounds, QuotaExceeded, ReadOnly,
@@ -80,7 +80,7 @@ def torch_plugin_path():
                             "(make build) or set GMS_TORCH_PLUGIN" % _lib.path)
 
 
-__all__ = ["Runtime", "Context", "Buffer", "TensorView", "Grant", "BufferInfo",
+__all__ = ["Runtime", "Context", "Buffer", "AtomicOp", "Window", "TensorView", "Grant", "BufferInfo",
            "PressureEvent", "ViolationEvent", "Backend", "Level", "Language", "Access",
            "Safety", "OnCorruption", "ANY_LANGUAGE", "UNLIMITED", "GmsError",
            "InvalidArgument", "InvalidHandle", "AccessDenied", "OutOfBounds", "QuotaExceeded",

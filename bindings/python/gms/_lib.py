@@ -253,6 +253,12 @@ class DlpackDesc(Structure):
 
 DLPACK_DESC_VERSION = 1  # GMS_DLPACK_DESC_VERSION: there is no _init function
 
+class AtomicItem(Structure):
+    """gms_atomic_item (include/gms/access.h)."""
+    _fields_ = [("offset", c_uint64), ("operand", c_uint64), ("compare", c_uint64),
+                ("op", c_uint32), ("width", c_uint32)]
+
+
 # ---- functions ---------------------------------------------------------------------
 
 _rt, _ctx, _buf = c_void_p, c_void_p, c_uint64
@@ -290,6 +296,12 @@ _PROTOTYPES = {
     "gms_transfer": (c_int, [_ctx, _buf, _ctx, _u64p]),
     "gms_transfer_async": (c_int, [_ctx, _buf, _ctx, c_void_p, _u64p]),
     "gms_revoke": (c_int, [_ctx, c_uint64]),
+    "gms_access_begin": (c_int, [_ctx, _buf, c_int, c_uint32, c_void_p]),
+    "gms_access_end": (c_int, [_ctx, _buf, c_void_p]),
+    "gms_atomic": (c_int, [_ctx, _buf, c_uint64, c_int, c_uint32, c_uint64, c_uint64, c_void_p,
+                           _u64p]),
+    "gms_atomic_batch": (c_int, [_ctx, _buf, POINTER(AtomicItem), c_size_t, _buf, c_uint64,
+                                 c_void_p]),
     "gms_on_pressure": (c_int, [_rt, pressure_fn, c_void_p]),
     "gms_on_violation": (c_int, [_rt, violation_fn, c_void_p]),
     "gms_stats_get": (c_int, [_rt, POINTER(Stats)]),

@@ -66,6 +66,24 @@ ANY_LANGUAGE = -1  # GMS_ANY_LANGUAGE, for Grant.language
 class Access(enum.IntEnum):
     READ = 1
     READ_WRITE = 2
+    ATOMIC = 3  # GMS_ACCESS_ATOMIC (gms/access.h): reads, writes through atomics only
+
+
+class AtomicOp(enum.IntEnum):
+    """gms_atomic_op: MIN and MAX compare unsigned, the _SIGNED ones signed."""
+    ADD = 1
+    AND = 2
+    OR = 3
+    XOR = 4
+    MIN = 5
+    MAX = 6
+    MIN_SIGNED = 7
+    MAX_SIGNED = 8
+    EXCHANGE = 9
+    CAS = 10
+
+
+ACCESS_NOWAIT = 1
 
 
 class Safety(enum.IntEnum):
@@ -838,6 +856,69 @@ class Buffer:
             n = min(self._size - offset, src.size - src_offset)
         self._call(_lib.gms_copy, offset, src.handle, src_offset, n)
 
+    # -- ordering between holders (docs/ordering.md)
+    def access(self, mode="r", stream=None, wait=True):
+        """An access window, for a with block: the work this holder queues
+        on `stream` (a CUDA stream as an int; None the legacy default) inside
+        the block reads ("r") or writes ("w") the buffer, and gms orders it
+        after the conflicting windows of the other holders, whatever their
+        language. wait=False raises gms.Busy instead of waiting on the host
+        for a conflicting window still open."""
+        return Window(self, mode, stream, wait)
+
+    # -- checked atomics (docs/ordering.md)
+    def atomic(self, op, offset, operand, compare=0, width=8, stream=None, fetch=True):
+        """One atomic operation (an AtomicOp or its name) on the width-byte
+        word at offset. Returns the word's old value when fetch is True (on
+        a GPU that waits for the stream to run it); None without waiting
+        when fetch is False."""
+        op = _enum(AtomicOp, op)
+        old = c_uint64() if fetch else None
+        self._call(_lib.gms_atomic, offset, int(op), width, operand & _MASK64,
+                   compare & _MASK64, _stream(stream), byref(old) if fetch else None)
+        return old.value if fetch else None
+
+    def atomic_add(self, offset, value, **kw):
+        return self.atomic(AtomicOp.ADD, offset, value, **kw)
+
+    def atomic_and(self, offset, value, **kw):
+        return self.atomic(AtomicOp.AND, offset, value, **kw)
+
+    def atomic_or(self, offset, value, **kw):
+        return self.atomic(AtomicOp.OR, offset, value, **kw)
+
+    def atomic_xor(self, offset, value, **kw):
+        return self.atomic(AtomicOp.XOR, offset, value, **kw)
+
+    def atomic_min(self, offset, value, signed=False, **kw):
+        return self.atomic(AtomicOp.MIN_SIGNED if signed else AtomicOp.MIN, offset, value, **kw)
+
+    def atomic_max(self, offset, value, signed=False, **kw):
+        return self.atomic(AtomicOp.MAX_SIGNED if signed else AtomicOp.MAX, offset, value, **kw)
+
+    def atomic_exchange(self, offset, value, **kw):
+        return self.atomic(AtomicOp.EXCHANGE, offset, value, **kw)
+
+    def atomic_cas(self, offset, expected, new, **kw):
+        """Sets the word to new if it holds expected; returns the old word
+        (equal to expected iff it swapped)."""
+        return self.atomic(AtomicOp.CAS, offset, new, compare=expected, **kw)
+
+    def atomic_batch(self, items, results=None, results_offset=0, stream=None):
+        """Many operations in one call: items are (op, offset, operand),
+        optionally with compare and width (default 0 and 8). results: a
+        Buffer of this context that receives item i's old value as the
+        8-byte word at results_offset + 8*i, in stream order."""
+        arr = (_lib.AtomicItem * max(len(items), 1))()
+        for i, item in enumerate(items):
+            op, offset, operand, *rest = item
+            compare = rest[0] if rest else 0
+            width = rest[1] if len(rest) > 1 else 8
+            arr[i] = _lib.AtomicItem(offset, operand & _MASK64, compare & _MASK64,
+                                     int(_enum(AtomicOp, op)), width)
+        res = results.handle if results is not None else 0
+        self._call(_lib.gms_atomic_batch, arr, len(items), res, results_offset, _stream(stream))
+
     # -- DLPack (the array API protocol)
     def as_tensor(self, dtype="uint8", shape=None, strides=None, offset=0):
         """A typed view for DLPack consumers: dtype a name ("float32",
@@ -855,6 +936,56 @@ class Buffer:
         return device_of(self)
 
 
-__all__ = ["Backend", "Level", "Language", "Access", "Safety", "OnCorruption", "ANY_LANGUAGE",
+_MASK64 = (1 << 64) - 1
+
+
+def _stream(stream):
+    return c_void_p(int(stream)) if stream else None
+
+
+_WINDOW_MODES = {"r": Access.READ, "read": Access.READ, "w": Access.READ_WRITE,
+                 "rw": Access.READ_WRITE, "write": Access.READ_WRITE}
+
+
+class Window:
+    """An access window on one Buffer (Buffer.access): begin on entering a
+    with block (or begin()), end on leaving it (or end())."""
+
+    __slots__ = ("buffer", "mode", "stream", "wait", "open")
+
+    def __init__(self, buffer, mode, stream, wait):
+        if isinstance(mode, str):
+            if mode not in _WINDOW_MODES:
+                raise ValueError("access mode %r: use 'r' or 'w'" % (mode,))
+            mode = _WINDOW_MODES[mode]
+        self.buffer = buffer
+        self.mode = _enum(Access, mode)
+        self.stream = stream
+        self.wait = wait
+        self.open = False
+
+    def begin(self):
+        self.buffer._call(_lib.gms_access_begin, int(self.mode),
+                          0 if self.wait else ACCESS_NOWAIT, _stream(self.stream))
+        self.open = True
+        return self
+
+    def end(self):
+        self.open = False
+        self.buffer._call(_lib.gms_access_end, _stream(self.stream))
+
+    def __enter__(self):
+        return self.begin()
+
+    def __exit__(self, *exc):
+        if self.open:
+            self.end()
+
+    def __repr__(self):
+        return "<gms.Window %s on %#x%s>" % (self.mode.name, self.buffer.handle,
+                                             " open" if self.open else "")
+
+
+__all__ = ["Backend", "Level", "Language", "Access", "AtomicOp", "Window", "Safety", "OnCorruption", "ANY_LANGUAGE",
            "UNLIMITED", "Grant", "Runtime", "Context", "Buffer", "BufferInfo", "PressureEvent",
            "ViolationEvent", "GmsError"]

@@ -10,6 +10,7 @@
  * also lets the same memory be mapped a second time read-only.
  */
 #include "backend/backend.h"
+#include "gms/access.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -294,6 +295,41 @@ static int host_scrub(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t
     return 0;
 }
 
+/* The new value of a word holding cur after op with operand v (width bits
+ * wide; the caller truncates). min and max compare as unsigned or signed. */
+static uint64_t atomic_next(uint32_t op, uint32_t width, uint64_t cur, uint64_t v)
+{
+    int64_t scur = width == 4 ? (int64_t)(int32_t)cur : (int64_t)cur;
+    int64_t sv = width == 4 ? (int64_t)(int32_t)v : (int64_t)v;
+    switch (op) {
+    case GMS_ATOMIC_MIN: return v < cur ? v : cur;
+    case GMS_ATOMIC_MAX: return v > cur ? v : cur;
+    case GMS_ATOMIC_MIN_SIGNED: return sv < scur ? v : cur;
+    case GMS_ATOMIC_MAX_SIGNED: return sv > scur ? v : cur;
+    default: return cur; /* the others have their own C11 call */
+    }
+}
+
+/* One word, 4 or 8 bytes, with C11 atomics on the mapped memory: a device
+ * atomic's counterpart, atomic against the other threads' gms_atomic. */
+#define HOST_ATOMIC(T, ptr, w, old)                                                              do {                                                                                            T _Atomic *a = (T _Atomic *)(uintptr_t)(ptr);                                               T v = (T)(w)->operand;                                                                      switch ((w)->op) {                                                                          case GMS_ATOMIC_ADD: old = atomic_fetch_add(a, v); break;                                   case GMS_ATOMIC_AND: old = atomic_fetch_and(a, v); break;                                   case GMS_ATOMIC_OR: old = atomic_fetch_or(a, v); break;                                     case GMS_ATOMIC_XOR: old = atomic_fetch_xor(a, v); break;                                   case GMS_ATOMIC_EXCHANGE: old = atomic_exchange(a, v); break;                               case GMS_ATOMIC_CAS: {                                                                          T expect = (T)(w)->compare;                                                                 atomic_compare_exchange_strong(a, &expect, v);                                              old = expect; /* the word's value: compare iff it swapped */                                break;                                                                                  }                                                                                           default: {                                                                                      T cur = atomic_load(a);                                                                     while (!atomic_compare_exchange_weak(a, &cur,                                                                                    (T)atomic_next((w)->op, (w)->width, cur, v)))                 ;                                                                                       old = cur;                                                                              }                                                                                           }                                                                                       } while (0)
+
+static int host_atomic(gms_backend *be, const gms_atomic_work *w, size_t n, void *stream)
+{
+    (void)be;
+    (void)stream;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t old;
+        if (w[i].width == 4)
+            HOST_ATOMIC(uint32_t, w[i].addr, &w[i], old);
+        else
+            HOST_ATOMIC(uint64_t, w[i].addr, &w[i], old);
+        if (w[i].result)
+            memcpy((void *)(uintptr_t)w[i].result, &old, sizeof old);
+    }
+    return 0;
+}
+
 static void host_destroy(gms_backend *be)
 {
     free(be);
@@ -313,6 +349,7 @@ const gms_backend_ops gms__backend_host_ops = {
     .copy = host_copy,
     .fill = host_fill,
     .scrub = host_scrub,
+    .atomic = host_atomic,
     .destroy = host_destroy,
 };
 

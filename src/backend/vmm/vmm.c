@@ -31,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define HOST_WORDS 512u
+
 typedef struct vmm_backend {
     gms_backend base;
     gms_backend_ops ops; /* vmm_ops, less the stream-ordered ones without their kernel */
@@ -64,6 +66,13 @@ typedef struct vmm_backend {
     pthread_mutex_t async_lock; /* next_ticket and slot_issued */
     uint64_t next_ticket;
     uint64_t _Atomic done_upto;
+    /* Checked atomics (gms/access.h): the kernel, and pinned mapped words
+     * for gms_atomic's old values, handed out under word_lock. */
+    void *atomic_fn; /* NULL: not in the kernels' image */
+    pthread_mutex_t word_lock;
+    uint64_t *words_host; /* HOST_WORDS words; NULL until first used */
+    uint64_t words_dev;
+    unsigned char words_taken[HOST_WORDS];
 } vmm_backend;
 
 #define ASYNC_SLOTS 8192u
@@ -718,11 +727,129 @@ static void load_kernels(vmm_backend *vb, const gms_vmm_config *cfg)
     if (QUIET(vb, occupancy, &per_sm, vb->scrub_fn, GMS_KTHREADS) != 0 || per_sm <= 0)
         per_sm = 1;
     vb->max_grid = (unsigned)(per_sm * (cfg->sms > 0 ? cfg->sms : 1));
+    if (QUIET(vb, module_function, &vb->atomic_fn, vb->module, "gms_atomic_kernel") != 0)
+        vb->atomic_fn = NULL; /* an image without it: atomics say so */
     if (!cfg->sync_scrub &&
         QUIET(vb, module_function, &vb->async_fn, vb->module, "gms_scrub_async_kernel") == 0 &&
         async_init(vb, cfg->sms) != 0)
         vb->async_fn = NULL;
     gms__backend_why_clear(); /* no stream-ordered scrub is no failure */
+}
+
+/* ---- access windows' events and checked atomics (docs/ordering.md) ---- */
+
+static int vmm_event_create(gms_backend *be, void **event)
+{
+    vmm_backend *vb = B(be);
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (!err) {
+        err = CALL(vb, event_create, "access window", event);
+        leave(vb, saved);
+    }
+    return err;
+}
+
+static void vmm_event_destroy(gms_backend *be, void *event)
+{
+    vmm_backend *vb = B(be);
+    uintptr_t saved;
+    if (enter(vb, &saved) == 0) {
+        QUIET(vb, event_destroy, event);
+        leave(vb, saved);
+    }
+}
+
+static int vmm_event_record(gms_backend *be, void *event, void *stream)
+{
+    vmm_backend *vb = B(be);
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (!err) {
+        err = CALL(vb, event_record, "end of an access window", event, stream);
+        leave(vb, saved);
+    }
+    return err;
+}
+
+static int vmm_stream_wait(gms_backend *be, void *stream, void *event)
+{
+    vmm_backend *vb = B(be);
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (!err) {
+        err = CALL(vb, stream_wait_event, "start of an access window", stream, event);
+        leave(vb, saved);
+    }
+    return err;
+}
+
+/* Launches of up to GMS_KATOMIC_MAX words, their list in the parameters. */
+static int vmm_atomic(gms_backend *be, const gms_atomic_work *w, size_t n, void *stream)
+{
+    vmm_backend *vb = B(be);
+    if (!vb->atomic_fn) {
+        gms__backend_note("%s: the checked-atomics kernel is not loaded (%s)", vb->drv->name,
+                          vb->kernel_why[0] ? vb->kernel_why : "an older kernels image");
+        return ENOSYS;
+    }
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err)
+        return err;
+    for (size_t at = 0; !err && at < n; at += GMS_KATOMIC_MAX) {
+        gms_katomics p;
+        p.n = (uint32_t)(n - at < GMS_KATOMIC_MAX ? n - at : GMS_KATOMIC_MAX);
+        p.pad = 0;
+        for (uint32_t i = 0; i < p.n; i++)
+            p.w[i] = (gms_katomic){w[at + i].addr, w[at + i].operand, w[at + i].compare,
+                                   w[at + i].result, w[at + i].op, w[at + i].width};
+        void *args[] = {&p};
+        unsigned grid = (p.n + GMS_KTHREADS - 1) / GMS_KTHREADS;
+        err = CALL(vb, launch, "checked atomics", vb->atomic_fn, grid, GMS_KTHREADS, stream, args);
+    }
+    leave(vb, saved);
+    return err;
+}
+
+static int vmm_host_word_take(gms_backend *be, volatile uint64_t **host, uint64_t *dev)
+{
+    vmm_backend *vb = B(be);
+    int err = 0;
+    pthread_mutex_lock(&vb->word_lock);
+    if (!vb->words_host) {
+        uintptr_t saved;
+        void *h = NULL;
+        if ((err = enter(vb, &saved)) == 0) {
+            err = CALL(vb, host_alloc, "atomic results", &h, HOST_WORDS * 8, 1);
+            if (!err && (err = CALL(vb, host_device_ptr, "atomic results", &vb->words_dev, h)) != 0)
+                QUIET(vb, host_free, h);
+            leave(vb, saved);
+        }
+        if (!err)
+            vb->words_host = h;
+    }
+    unsigned i = 0;
+    while (!err && i < HOST_WORDS && vb->words_taken[i])
+        i++;
+    if (!err && i == HOST_WORDS)
+        err = EBUSY;
+    if (!err) {
+        vb->words_taken[i] = 1;
+        vb->words_host[i] = 0;
+        *host = &vb->words_host[i];
+        *dev = vb->words_dev + 8u * i;
+    }
+    pthread_mutex_unlock(&vb->word_lock);
+    return err;
+}
+
+static void vmm_host_word_put(gms_backend *be, volatile uint64_t *host)
+{
+    vmm_backend *vb = B(be);
+    pthread_mutex_lock(&vb->word_lock);
+    vb->words_taken[host - vb->words_host] = 0;
+    pthread_mutex_unlock(&vb->word_lock);
 }
 
 static void vmm_destroy(gms_backend *be)
@@ -740,6 +867,8 @@ static void vmm_destroy(gms_backend *be)
             QUIET(vb, host_free, vb->slots_host);
             QUIET(vb, dev_free, (uint64_t)(uintptr_t)vb->slots_dev);
         }
+        if (vb->words_host)
+            QUIET(vb, host_free, vb->words_host);
         if (vb->module)
             QUIET(vb, module_unload, vb->module);
         QUIET(vb, stream_destroy, vb->stream);
@@ -750,6 +879,7 @@ static void vmm_destroy(gms_backend *be)
     vb->dd_free(vb->dd);
     pthread_mutex_destroy(&vb->scrub_lock);
     pthread_mutex_destroy(&vb->async_lock);
+    pthread_mutex_destroy(&vb->word_lock);
     free(vb->slot_issued);
     free(vb->slot_failed);
     free(vb->slot_marker);
@@ -770,6 +900,13 @@ static const gms_backend_ops vmm_ops = {
     .fill = vmm_fill,
     .scrub = vmm_scrub,
     .order_after = vmm_order_after,
+    .event_create = vmm_event_create,
+    .event_destroy = vmm_event_destroy,
+    .event_record = vmm_event_record,
+    .stream_wait = vmm_stream_wait,
+    .atomic = vmm_atomic,
+    .host_word_take = vmm_host_word_take,
+    .host_word_put = vmm_host_word_put,
     .ticket_reserve = vmm_ticket_reserve,
     .scrub_async = vmm_scrub_async,
     .scrub_collect = vmm_scrub_collect,
@@ -805,6 +942,13 @@ int gms__vmm_create(const gms_vmm_config *cfg, gms_backend **out)
         return ENOMEM;
     }
     if (pthread_mutex_init(&vb->async_lock, NULL) != 0) {
+        pthread_mutex_destroy(&vb->scrub_lock);
+        cfg->dd_free(cfg->dd);
+        free(vb);
+        return ENOMEM;
+    }
+    if (pthread_mutex_init(&vb->word_lock, NULL) != 0) {
+        pthread_mutex_destroy(&vb->async_lock);
         pthread_mutex_destroy(&vb->scrub_lock);
         cfg->dd_free(cfg->dd);
         free(vb);

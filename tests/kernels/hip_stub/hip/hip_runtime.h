@@ -75,4 +75,40 @@ __device__ inline unsigned atomicAdd(unsigned *p, unsigned v)
     return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
 }
 
+/* The atomics of the checked-atomics kernel, for both word widths. */
+#define GMS_STUB_ATOMICS(T)                                                              \
+    __device__ inline T atomicAnd(T *p, T v) { return __atomic_fetch_and(p, v, __ATOMIC_RELAXED); } \
+    __device__ inline T atomicOr(T *p, T v) { return __atomic_fetch_or(p, v, __ATOMIC_RELAXED); }   \
+    __device__ inline T atomicXor(T *p, T v) { return __atomic_fetch_xor(p, v, __ATOMIC_RELAXED); } \
+    __device__ inline T atomicMax(T *p, T v) { return __atomic_fetch_max(p, v, __ATOMIC_RELAXED); } \
+    __device__ inline T atomicCAS(T *p, T c, T v)                                        \
+    {                                                                                    \
+        __atomic_compare_exchange_n(p, &c, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);  \
+        return c;                                                                        \
+    }
+GMS_STUB_ATOMICS(unsigned)
+GMS_STUB_ATOMICS(unsigned long long)
+__device__ inline unsigned long long atomicAdd(unsigned long long *p, unsigned long long v)
+{
+    return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
+__device__ inline unsigned atomicMin(unsigned *p, unsigned v)
+{
+    return __atomic_fetch_min(p, v, __ATOMIC_RELAXED);
+}
+__device__ inline unsigned atomicExch(unsigned *p, unsigned v)
+{
+    return __atomic_exchange_n(p, v, __ATOMIC_RELAXED);
+}
+__device__ inline int atomicMin(int *p, int v) { return __atomic_fetch_min(p, v, __ATOMIC_RELAXED); }
+__device__ inline int atomicMax(int *p, int v) { return __atomic_fetch_max(p, v, __ATOMIC_RELAXED); }
+__device__ inline long long atomicMin(long long *p, long long v)
+{
+    return __atomic_fetch_min(p, v, __ATOMIC_RELAXED);
+}
+__device__ inline long long atomicMax(long long *p, long long v)
+{
+    return __atomic_fetch_max(p, v, __ATOMIC_RELAXED);
+}
+
 #endif
