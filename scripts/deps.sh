@@ -14,6 +14,7 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv pytho
 [ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
 [ -f /usr/include/openssl/hmac.h ] || need+=(libssl-dev)   # the audit trail's HMAC-SHA-256
 [ -f /usr/include/jansson.h ] || need+=(libjansson-dev)     # gmsd's policy file (JSON)
+[ -f /usr/include/microhttpd.h ] || need+=(libmicrohttpd-dev) # gmsd's metrics endpoint (HTTP)
 # Headless Chromium renders the audit report in tests/audit/report.c.
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
 ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 \

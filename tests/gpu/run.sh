@@ -45,10 +45,10 @@ nvcc --version | tail -2
 cmake --version | head -1
 uname -r
 
-# The build needs OpenSSL, zlib and jansson headers; a bare image may lack them:
+# The build needs OpenSSL, zlib, jansson and libmicrohttpd headers; a bare image may lack them:
 # then the Debian packages carried in .gpu-deps are unpacked beside us.
 CMAKE_EXTRA=()
-if [ ! -f /usr/include/openssl/hmac.h ] || [ ! -f /usr/include/zlib.h ] || [ ! -f /usr/include/jansson.h ]; then
+if [ ! -f /usr/include/openssl/hmac.h ] || [ ! -f /usr/include/zlib.h ] || [ ! -f /usr/include/jansson.h ] || [ ! -f /usr/include/microhttpd.h ]; then
     if ls .gpu-deps/*.deb >/dev/null 2>&1; then
         echo "headers missing: unpacking .gpu-deps into /tmp/gpudeps"
         for f in .gpu-deps/*.deb; do dpkg -x "$f" /tmp/gpudeps; done
@@ -56,7 +56,8 @@ if [ ! -f /usr/include/openssl/hmac.h ] || [ ! -f /usr/include/zlib.h ] || [ ! -
         CMAKE_EXTRA=(-DOPENSSL_ROOT_DIR=/tmp/gpudeps/usr -DOPENSSL_INCLUDE_DIR=/tmp/gpudeps/usr/include
                      -DOPENSSL_CRYPTO_LIBRARY=$L/libcrypto.so -DOPENSSL_SSL_LIBRARY=$L/libssl.so
                      -DZLIB_INCLUDE_DIR=/tmp/gpudeps/usr/include -DZLIB_LIBRARY=$L/libz.so
-                     -DGMS_JANSSON_INCLUDE=/tmp/gpudeps/usr/include -DGMS_JANSSON_LIB=$L/libjansson.so)
+                     -DGMS_JANSSON_INCLUDE=/tmp/gpudeps/usr/include -DGMS_JANSSON_LIB=$L/libjansson.so
+                     -DGMS_MHD_INCLUDE=/tmp/gpudeps/usr/include -DGMS_MHD_LIB=$L/libmicrohttpd.so)
         [ -e $L/libz.so ] || ln -sf "$(ls /usr/lib/x86_64-linux-gnu/libz.so.1* /lib/x86_64-linux-gnu/libz.so.1 2>/dev/null | head -1)" $L/libz.so
         export LD_LIBRARY_PATH=$L${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     else

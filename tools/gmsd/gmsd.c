@@ -11,12 +11,20 @@
  * kernel closes its socket), has every lease wiped and returned to its
  * tenant's quota in the loop turn that sees the hang-up.
  *
- *   gmsd --policy FILE --socket PATH [--check] [--verbose] [--test-lease-delay-us N]
+ *   gmsd --policy FILE --socket PATH [--metrics WHERE] [--audit-dir DIR
+ *        --audit-key-file FILE] [--check] [--verbose] [--test-lease-delay-us N]
+ *
+ * --metrics serves each tenant's use in Prometheus' text format
+ * (metrics.c); --audit-dir writes the audit trail of every tenant's
+ * connections, leases, refusals, violations and reclaimed leases
+ * (docs/audit.md's format, read by `gms audit`).
  *
  * --test-lease-delay-us widens the window between a lease's quota check and
  * its charge, for the quota race test (tests/broker/quota.c).
  */
+#include "metrics.h"
 #include "policy.h"
+#include "audit/audit.h"
 #include "backend/broker/proto.h"
 #include "gms.h"
 
@@ -48,6 +56,7 @@ typedef struct lease {
 
 typedef struct client {
     int sock;
+    uint64_t serial; /* the connection's number since gmsd started: the trail's context */
     pid_t pid;
     uid_t uid;
     gid_t gid;
@@ -57,10 +66,13 @@ typedef struct client {
 
 static gmsd_policy policy;
 static client clients[MAX_CLIENTS];
-static struct pollfd pfds[MAX_CLIENTS + 1];
+static struct pollfd pfds[MAX_CLIENTS + 2]; /* the listener, clients, metrics */
 static unsigned nclients;
 static int verbose;
 static unsigned lease_delay_us;
+static gmsd_counters totals;
+static uint64_t serials;
+static gms_audit *trail; /* NULL: no trail */
 static volatile sig_atomic_t stopping;
 
 __attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
@@ -71,6 +83,30 @@ __attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+}
+
+/* One record of the trail, for client c (NULL: none); fmt: the detail. */
+__attribute__((format(printf, 6, 7))) static void audit(gms_audit_op op, int result,
+                                                        const client *c, uint64_t id,
+                                                        uint64_t bytes, const char *fmt, ...)
+{
+    if (!trail)
+        return;
+    char user[64] = "", detail[200] = "";
+    if (c)
+        snprintf(user, sizeof user, "uid%u/pid%d", (unsigned)c->uid, (int)c->pid);
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(detail, sizeof detail, fmt, ap);
+        va_end(ap);
+    }
+    gms_audit_event e = {.op = op, .result = result, .handle = id, .size = bytes,
+                         .context_id = c ? c->serial : 0,
+                         .tenant = c && c->tenant ? c->tenant->name : NULL,
+                         .user = c ? user : NULL, .level = c && c->tenant ? (int)c->tenant->level : -1,
+                         .language = -1, .detail = fmt ? detail : NULL};
+    gms__audit_emit(trail, &e);
 }
 
 static void on_signal(int sig)
@@ -86,6 +122,7 @@ static void lease_drop(client *c, lease *l)
     if (fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)l->bytes) != 0)
         say("lease 0x%016llx: wipe failed: %s", (unsigned long long)l->id, strerror(errno));
     close(l->fd);
+    audit(GMS_AUDIT_WIPE, GMS_OK, c, l->id, l->bytes, "lease wiped (pages punched out)");
     c->tenant->used_bytes -= l->bytes;
     c->tenant->used_leases--;
     free(l);
@@ -100,16 +137,22 @@ static void client_drop(unsigned i, const char *why)
         c->leases = l->next;
         n++;
         bytes += l->bytes;
+        audit(GMS_AUDIT_LEAK, GMS_OK, c, l->id, l->bytes,
+              "connection ended (%s) holding the lease: wiped and returned to the quota",
+              why ? why : "closed or died");
         lease_drop(c, l);
     }
+    c->tenant->n.reclaimed_leases += n;
+    c->tenant->n.reclaimed_bytes += bytes;
+    audit(GMS_AUDIT_CONTEXT_CLOSE, GMS_OK, c, 0, n, "%s", why ? why : "connection closed");
     if (n || verbose || why)
         say("pid %d uid %u (%s) gone%s%s: %llu lease%s (%llu bytes) wiped and returned",
             (int)c->pid, (unsigned)c->uid, c->tenant ? c->tenant->name : "no tenant",
             why ? ": " : "", why ? why : "", (unsigned long long)n, n == 1 ? "" : "s",
             (unsigned long long)bytes);
     close(c->sock);
-    if (c->tenant)
-        c->tenant->connections--;
+    c->tenant->connections--;
+    totals.connections--;
     nclients--;
     clients[i] = clients[nclients];
     pfds[i + 1] = pfds[nclients + 1];
@@ -132,6 +175,14 @@ __attribute__((format(printf, 4, 5))) static int refuse(client *c, uint32_t seq,
     va_end(ap);
     if (verbose)
         say("pid %d uid %u: refused: %s", (int)c->pid, (unsigned)c->uid, m.text);
+    if (code == GMS_E_QUOTA)
+        c->tenant->n.quota_refusals++;
+    if (code == GMS_E_INVALID_HANDLE)
+        c->tenant->n.violations++;
+    audit(code == GMS_E_QUOTA            ? GMS_AUDIT_QUOTA_REFUSED
+          : code == GMS_E_INVALID_HANDLE ? GMS_AUDIT_VIOLATION
+                                         : GMS_AUDIT_ALLOC,
+          code, c, 0, 0, "%s", m.text);
     return reply(c, &m, -1);
 }
 
@@ -178,6 +229,8 @@ static int lease_new(client *c, uint32_t seq, uint64_t bytes)
     t->used_leases++;
     l->next = c->leases;
     c->leases = l;
+    t->n.leases_granted++;
+    audit(GMS_AUDIT_ALLOC, GMS_OK, c, l->id, bytes, "lease");
     if (verbose)
         say("pid %d uid %u (%s): lease 0x%016llx of %llu bytes", (int)c->pid, (unsigned)c->uid,
             t->name, (unsigned long long)l->id, (unsigned long long)bytes);
@@ -196,6 +249,7 @@ static int lease_release(client *c, uint32_t seq, uint64_t id)
                       (unsigned long long)id);
     lease *l = *pp;
     *pp = l->next;
+    audit(GMS_AUDIT_FREE, GMS_OK, c, l->id, l->bytes, "lease released");
     lease_drop(c, l);
     gms_broker_msg m = {.type = GMS_BROKER_RELEASED, .seq = seq, .a = id};
     return reply(c, &m, -1);
@@ -238,6 +292,9 @@ static int serve(unsigned i)
     if (why) {
         say("pid %d uid %u: bad message (%s): disconnected", (int)c->pid, (unsigned)c->uid,
             gms__broker_bad_name(why));
+        c->tenant->n.violations++;
+        audit(GMS_AUDIT_VIOLATION, GMS_E_INVALID_ARG, c, 0, (uint64_t)n,
+              "malformed message (%s): disconnected", gms__broker_bad_name(why));
         return -1;
     }
     gmsd_tenant *t = c->tenant;
@@ -296,6 +353,12 @@ static int client_add(int listener)
         gms_broker_msg m = {.type = GMS_BROKER_ERROR, .seq = 0, .code = code};
         snprintf(m.text, sizeof m.text, "%s", why);
         say("pid %d: connection refused: %s", (int)cr.pid, why);
+        if (!c.tenant)
+            totals.unknown_peers++;
+        else if (code == GMS_E_QUOTA)
+            c.tenant->n.connection_refusals++;
+        audit(code == GMS_E_QUOTA ? GMS_AUDIT_QUOTA_REFUSED : GMS_AUDIT_ACCESS_DENIED, code, &c,
+              0, 0, "connection refused: %s", why);
         reply(&c, &m, -1);
         close(s);
         return 1;
@@ -304,6 +367,9 @@ static int client_add(int listener)
         say("pid %d uid %u gid %u: tenant %s", (int)cr.pid, (unsigned)cr.uid, (unsigned)cr.gid,
             c.tenant->name);
     c.tenant->connections++;
+    totals.connections++;
+    c.serial = ++serials;
+    audit(GMS_AUDIT_CONTEXT_OPEN, GMS_OK, &c, 0, 0, "connection (gid %u)", (unsigned)cr.gid);
     clients[nclients] = c;
     pfds[nclients + 1] = (struct pollfd){.fd = s, .events = POLLIN};
     nclients++;
@@ -331,20 +397,29 @@ static void fd_limit(void)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: gmsd --policy FILE --socket PATH [--check] [--verbose] "
-                    "[--test-lease-delay-us N]\n");
+    fprintf(stderr, "usage: gmsd --policy FILE --socket PATH [--metrics PORT|IPV4:PORT|unix:PATH]\n"
+                    "            [--audit-dir DIR --audit-key-file FILE] [--check] [--verbose]\n"
+                    "            [--test-lease-delay-us N]\n");
     return 2;
 }
 
 int main(int argc, char **argv)
 {
-    const char *policy_path = NULL, *sock_path = NULL;
+    const char *policy_path = NULL, *sock_path = NULL, *metrics = NULL;
+    gms_runtime_options trail_opts;
+    gms_runtime_options_init(&trail_opts);
     int check = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc)
             policy_path = argv[++i];
         else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
             sock_path = argv[++i];
+        else if (strcmp(argv[i], "--metrics") == 0 && i + 1 < argc)
+            metrics = argv[++i];
+        else if (strcmp(argv[i], "--audit-dir") == 0 && i + 1 < argc)
+            trail_opts.audit_dir = argv[++i];
+        else if (strcmp(argv[i], "--audit-key-file") == 0 && i + 1 < argc)
+            trail_opts.audit_key_file = argv[++i];
         else if (strcmp(argv[i], "--check") == 0)
             check = 1;
         else if (strcmp(argv[i], "--verbose") == 0)
@@ -383,6 +458,26 @@ int main(int argc, char **argv)
         say("%s: %s", sock_path, strerror(errno));
         return 1;
     }
+    /* The trail (GMS_AUDIT_DIR and GMS_AUDIT_KEY_FILE when the options
+     * name none), and the metrics endpoint, both before any client. */
+    if (gms__audit_open(&trail, &trail_opts) != GMS_OK) {
+        say("audit trail: %s", gms_error_last());
+        close(listener);
+        return 1;
+    }
+    int metrics_fd = -1;
+    if (metrics) {
+        metrics_fd = gmsd_metrics_start(metrics, &policy, &totals, err, sizeof err);
+        if (metrics_fd < 0) {
+            say("%s", err);
+            gms__audit_close(trail);
+            close(listener);
+            return 1;
+        }
+    }
+    audit(GMS_AUDIT_RUNTIME_OPEN, GMS_OK, NULL, 0, policy.ntenants,
+          "gmsd started: %u tenants, leases of %llu bytes", policy.ntenants,
+          (unsigned long long)policy.lease_bytes);
     struct sigaction act = {.sa_handler = on_signal};
     sigaction(SIGTERM, &act, NULL);
     sigaction(SIGINT, &act, NULL);
@@ -392,14 +487,17 @@ int main(int argc, char **argv)
         policy.ntenants == 1 ? "" : "s");
     pfds[0] = (struct pollfd){.fd = listener, .events = POLLIN};
     while (!stopping) {
-        /* A timeout, so that a stop signal arriving just before poll waits
-         * at most this long. */
-        if (poll(pfds, nclients + 1, 500) < 0) {
+        /* The metrics' descriptor rides in the slot after the clients'. A
+         * timeout, so that a stop signal arriving just before poll waits
+         * at most this long (and libmicrohttpd's timeouts run). */
+        pfds[nclients + 1] = (struct pollfd){.fd = metrics_fd, .events = POLLIN};
+        if (poll(pfds, nclients + 2, 500) < 0) {
             if (errno == EINTR)
                 continue;
             say("poll: %s", strerror(errno));
             break;
         }
+        gmsd_metrics_run();
         /* Backwards: a dropped client's slot takes the last one's. */
         for (unsigned i = nclients; i-- > 0;) {
             short ev = pfds[i + 1].revents;
@@ -414,6 +512,9 @@ int main(int argc, char **argv)
     }
     while (nclients)
         client_drop(nclients - 1, "gmsd stopping");
+    gmsd_metrics_stop();
+    audit(GMS_AUDIT_RUNTIME_CLOSE, GMS_OK, NULL, 0, 0, "gmsd stopped");
+    gms__audit_close(trail);
     close(listener);
     unlink(sock_path);
     gmsd_policy_free(&policy);

@@ -11,6 +11,16 @@
 
 #define GMSD_ID_MAX 64 /* uids or gids per tenant */
 
+/* What happened to a tenant since gmsd started (the metrics' counters). */
+typedef struct gmsd_tenant_counts {
+    uint64_t leases_granted;
+    uint64_t quota_refusals;      /* leases refused for the quota */
+    uint64_t connection_refusals; /* connections past max_connections */
+    uint64_t violations;          /* malformed messages, forged or stale lease ids */
+    uint64_t reclaimed_leases;    /* wiped after their connection ended holding them */
+    uint64_t reclaimed_bytes;
+} gmsd_tenant_counts;
+
 typedef struct gmsd_tenant {
     char name[64];
     uid_t uids[GMSD_ID_MAX];
@@ -22,6 +32,7 @@ typedef struct gmsd_tenant {
     uint64_t max_connections;
     uint64_t used_bytes, used_leases; /* live, all connections together */
     uint64_t connections;             /* open now */
+    gmsd_tenant_counts n;
 } gmsd_tenant;
 
 typedef struct gmsd_policy {
