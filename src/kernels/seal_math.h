@@ -280,6 +280,16 @@ GMS_HDI void gms_gf128_store(uint8_t *p, gms_gf128 v)
     gms_put_be64(p + 8, v.lo);
 }
 
+/* The IV of chunk `chunk` of a sealed region (SP 800-38D section 8.2.1):
+ * the fixed field is the region id, the invocation field the seal counter
+ * and the chunk index, each 32 bits big-endian. */
+GMS_HDI void gms_seal_iv(uint32_t region, uint32_t counter, uint32_t chunk, uint8_t iv[12])
+{
+    gms_put_be32(iv, region);
+    gms_put_be32(iv + 4, counter);
+    gms_put_be32(iv + 8, chunk);
+}
+
 /* ---- AES-256-GCM of one chunk, the simple way (host tests, reference) ---- */
 
 /* The key's schedule and tables. */

@@ -313,6 +313,9 @@ const gms_backend_ops gms_backend_host_ops = {
     .copy = host_copy,
     .fill = host_fill,
     .scrub = host_scrub,
+    .seal = gms_backend_host_seal,
+    .unseal = gms_backend_host_unseal,
+    .digest_leaves = gms_backend_host_digest_leaves,
     .destroy = host_destroy,
 };
 
