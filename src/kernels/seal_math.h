@@ -30,6 +30,12 @@
 #define GMS_HD
 #endif
 #define GMS_HDI static inline GMS_HD
+/* Unrolled on the GPU, where it turns indexed arrays into registers. */
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+#define GMS_UNROLL _Pragma("unroll")
+#else
+#define GMS_UNROLL
+#endif
 
 /* ---- bytes and words ---- */
 
@@ -138,6 +144,7 @@ GMS_HDI void gms_aes256_encrypt_words(const uint32_t *rk, const uint32_t *te,
                                       const uint8_t *sbox, uint32_t s[4])
 {
     uint32_t s0 = s[0] ^ rk[0], s1 = s[1] ^ rk[1], s2 = s[2] ^ rk[2], s3 = s[3] ^ rk[3];
+    GMS_UNROLL
     for (int r = 1; r < 14; r++) {
         const uint32_t *k = rk + 4 * r;
         uint32_t t0 = te[s0 >> 24] ^ gms_ror32(te[s1 >> 16 & 0xff], 8) ^
@@ -254,6 +261,7 @@ GMS_HDI void gms_gf128_table_make(gms_gf128 h, gms_gf128_table *t)
 GMS_HDI gms_gf128 gms_gf128_mul_table(gms_gf128 x, const gms_gf128_table *t)
 {
     uint64_t zh = 0, zl = 0;
+    GMS_UNROLL
     for (int k = 31; k >= 0; k--) {
         unsigned n = (unsigned)((k < 16 ? x.hi >> (60 - 4 * k) : x.lo >> (124 - 4 * k)) & 0xf);
         if (k != 31) { /* z *= x^4 */
@@ -390,10 +398,12 @@ GMS_HDI void gms_sha256_compress(uint32_t state[8], const uint32_t w_in[16],
                                  const uint32_t *k)
 {
     uint32_t w[16];
+    GMS_UNROLL
     for (int i = 0; i < 16; i++)
         w[i] = w_in[i];
     uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
     uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
+    GMS_UNROLL
     for (int i = 0; i < 64; i++) {
         uint32_t wi;
         if (i < 16) {

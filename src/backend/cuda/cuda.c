@@ -22,6 +22,9 @@
  * when nvcc was not found). */
 extern const unsigned char gms_scrub_fatbin[];
 extern const size_t gms_scrub_fatbin_size;
+/* The sealed-region kernels (seal_fatbin.c, the same way; src/kernels/seal.cu). */
+extern const unsigned char gms_seal_fatbin[];
+extern const size_t gms_seal_fatbin_size;
 
 /* ---- the few driver API types and constants we use (cuda.h, CUDA 12/13) ---- */
 
@@ -428,6 +431,7 @@ int gms_backend_cuda_create(int device, gms_backend **out)
         .image = gms_scrub_fatbin_size > 0 ? gms_scrub_fatbin : NULL,
         .no_image = "the scrub kernel was not built in (nvcc was not found at build time)",
         .sync_scrub = sync_env && sync_env[0] == '1',
+        .seal_image = gms_seal_fatbin_size > 0 ? gms_seal_fatbin : NULL,
     };
     return gms_vmm_create(&cfg, out);
 }
