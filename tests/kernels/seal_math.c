@@ -171,8 +171,69 @@ static void check_sha(void)
     free(buf);
 }
 
+/* seal.cu's split of one chunk's GHASH over 256 threads (blocks t,
+ * t + 256, ...; Horner with H^256, then H^(n - j + 1) for the last block
+ * j), run here thread by thread: the tag is the one gms_gcm_crypt gives,
+ * for whole, short and one-block chunks. */
+static void check_ghash_split(void)
+{
+    enum { T = 256, CHUNK = 65536 };
+    uint8_t *in = malloc(CHUNK), *ct = malloc(CHUNK);
+    gms_gcm_key *k = malloc(sizeof *k);
+    unsigned lens[] = {CHUNK, CHUNK - 1, 16, 1, 4097, 17 * 16 + 3, T * 16, T * 16 + 1};
+    int same = 1;
+    for (size_t c = 0; c < sizeof lens / sizeof lens[0]; c++) {
+        uint8_t key[32], iv[12], want[16];
+        RAND_bytes(key, 32);
+        RAND_bytes(in, CHUNK);
+        gms_seal_iv(7, 3, (uint32_t)c, iv);
+        gms_gcm_key_make(k, key);
+        unsigned bytes = lens[c], nblk = (bytes + 15) / 16;
+        gms_gcm_crypt(k, iv, NULL, 0, in, ct, bytes, 1, want);
+        gms_gf128_table h256;
+        gms_gf128_table_make(gms_gf128_pow(k->h, T), &h256);
+        gms_gf128 y = {0, 0};
+        for (unsigned t = 0; t < T; t++) {
+            gms_gf128 acc = {0, 0};
+            int last = -1;
+            for (unsigned j = t; j < nblk; j += T) {
+                uint8_t b[16] = {0};
+                memcpy(b, ct + 16 * j, bytes - 16 * j < 16 ? bytes - 16 * j : 16);
+                gms_gf128 x = gms_gf128_load(b);
+                acc = gms_gf128_mul_table(acc, &h256);
+                acc.hi ^= x.hi;
+                acc.lo ^= x.lo;
+                last = (int)j;
+            }
+            if (last < 0)
+                continue;
+            gms_gf128 pw = nblk == CHUNK / 16 ? gms_gf128_pow(k->h, T + 1 - t)
+                                              : gms_gf128_pow(k->h, nblk - (unsigned)last + 1);
+            acc = gms_gf128_mul(acc, pw);
+            y.hi ^= acc.hi;
+            y.lo ^= acc.lo;
+        }
+        gms_gf128 lens_block = {0, (uint64_t)bytes * 8}, l = gms_gf128_mul(lens_block, k->h);
+        y.hi ^= l.hi;
+        y.lo ^= l.lo;
+        uint8_t j0[16], ej0[16], tag[16];
+        memcpy(j0, iv, 12);
+        gms_put_be32(j0 + 12, 1);
+        gms_aes256_encrypt(k->rk, k->te, k->sbox, j0, ej0);
+        gms_gf128_store(tag, y);
+        for (int i = 0; i < 16; i++)
+            tag[i] ^= ej0[i];
+        same &= memcmp(tag, want, 16) == 0;
+    }
+    CHECK(same);
+    free(in);
+    free(ct);
+    free(k);
+}
+
 int main(void)
 {
+    check_ghash_split();
     check_vectors();
     check_random_gcm();
     check_gf128();
