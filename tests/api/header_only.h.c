@@ -2,6 +2,7 @@
 #include "gms.h"
 #include "gms.h" /* include guard holds */
 #include "gms/dlpack.h"
+#include "gms/seal.h"
 #include "gms/testing.h"
 
 int main(void)
