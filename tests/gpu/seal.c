@@ -271,9 +271,9 @@ static void bench(gms_runtime *rt, gms_context *c)
 
 int main(int argc, char **argv)
 {
-    if (!gms_backend_cuda_available()) {
+    if (!gms__backend_cuda_available()) {
         char why[512];
-        snprintf(why, sizeof why, "no GPU (%s)", gms_backend_cuda_why());
+        snprintf(why, sizeof why, "no GPU (%s)", gms__backend_cuda_why());
         return test_skip(why);
     }
     RAND_bytes(kek, 32);
