@@ -25,7 +25,10 @@ typedef enum gms_audit_op {
     GMS_AUDIT_LEAK = 15,          /* a block reclaimed at context close */
     GMS_AUDIT_WIPE = 16,
     GMS_AUDIT_CONFIG = 17,        /* a quota or option changed */
-    GMS_AUDIT_DROPPED = 18        /* lossy mode: size = records dropped */
+    GMS_AUDIT_DROPPED = 18,       /* lossy mode: size = records dropped */
+    GMS_AUDIT_SEAL = 19,          /* gms_seal (docs/sealed.md) */
+    GMS_AUDIT_UNSEAL = 20,        /* gms_unseal; a tag that fails is a VIOLATION */
+    GMS_AUDIT_CRYPTO_ERASE = 21   /* a sealed buffer's data key destroyed at its free */
 } gms_audit_op;
 
 #endif

@@ -37,6 +37,11 @@ GMS_API void gms_testing_audit_clock_skew(int64_t ns);
  * callers meet a full ring (waits in strict mode, drops in lossy mode). */
 GMS_API int gms_testing_audit_ring_slots(uint32_t slots);
 
+/* Seals one data key makes before the next seal makes a new one, for
+ * every runtime of the process (docs/sealed.md, "IVs"): tests see the key
+ * rotate without 2^32 seals. 0 puts back GMS_SEAL_SEALS_PER_KEY. */
+GMS_API int gms_testing_seal_key_limit(uint32_t seals);
+
 #ifdef __cplusplus
 }
 #endif

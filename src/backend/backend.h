@@ -69,6 +69,20 @@ enum {
     GMS_BACKEND_REMAP_COSTLY = 2
 };
 
+/* One sealed region's work (core/seal.c, docs/sealed.md): AES-256-GCM in
+ * place over [addr, addr+len) in chunks of GMS_SEAL_CHUNK bytes (the last
+ * may be shorter), chunk i under the 96-bit IV region || counter || i (each
+ * big-endian 32-bit; gms_seal_iv in kernels/seal_math.h), no AAD. */
+typedef struct gms_seal_job {
+    uint64_t addr, len;
+    const uint8_t *key;  /* 32 bytes, in the caller's locked memory */
+    uint32_t region, counter;
+    uint8_t *tags;       /* 16 bytes a chunk: out for seal, in for unseal */
+    uint64_t bad;        /* unseal, out: the first chunk whose tag fails;
+                            GMS_SEAL_NONE_BAD when every tag holds */
+} gms_seal_job;
+#define GMS_SEAL_NONE_BAD UINT64_MAX
+
 typedef struct gms_backend_ops {
     const char *name;
     uint32_t props; /* GMS_BACKEND_* */
@@ -157,6 +171,17 @@ typedef struct gms_backend_ops {
      * on the host backend, where a result address is a host address. */
     int (*host_word_take)(gms_backend *be, volatile uint64_t **host, uint64_t *dev);
     void (*host_word_put)(gms_backend *be, volatile uint64_t *host);
+    /* Sealed regions (NULL: unsupported; gms_seal then says so). seal
+     * encrypts in place and writes the tags. unseal checks every chunk's
+     * tag before it writes anything: when one fails it sets job->bad and
+     * returns 0 with memory unchanged; else it decrypts in place.
+     * digest_leaves writes HMAC-SHA-256(key, leaf) for each
+     * GMS_DIGEST_LEAF-byte leaf of [addr, addr+len) (the last may be
+     * shorter) to out, 32 bytes a leaf. All wait for their work. */
+    int (*seal)(gms_backend *be, gms_seal_job *job);
+    int (*unseal)(gms_backend *be, gms_seal_job *job);
+    int (*digest_leaves)(gms_backend *be, uint64_t addr, uint64_t len, const uint8_t key[32],
+                         uint8_t *out);
     void (*destroy)(gms_backend *be);
 } gms_backend_ops;
 
@@ -220,6 +245,11 @@ int gms__backend_fail(int err, const char *what, uint64_t bytes);
 void gms__backend_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 int gms__backend_host_create(gms_backend **out);
+/* The host's sealed-region ops over host memory, with OpenSSL (host/seal.c). */
+int gms__backend_host_seal(gms_backend *be, gms_seal_job *job);
+int gms__backend_host_unseal(gms_backend *be, gms_seal_job *job);
+int gms__backend_host_digest_leaves(gms_backend *be, uint64_t addr, uint64_t len,
+                                   const uint8_t key[32], uint8_t *out);
 /* The host backend's ops, and its chunk over a memfd made elsewhere (a
  * broker's lease, broker/broker.c): maps the size-byte fd as the host's
  * reserve maps its own memfd, and owns fd from then on (closing it on

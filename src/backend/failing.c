@@ -165,6 +165,31 @@ static int failing_quiesce(gms_backend *be)
     return in->ops->quiesce(in);
 }
 
+static int failing_seal(gms_backend *be, gms_seal_job *job)
+{
+    if (gms__failpoint_hit(fb(be)->fp))
+        return EIO;
+    gms_backend *in = fb(be)->inner;
+    return in->ops->seal(in, job);
+}
+
+static int failing_unseal(gms_backend *be, gms_seal_job *job)
+{
+    if (gms__failpoint_hit(fb(be)->fp))
+        return EIO;
+    gms_backend *in = fb(be)->inner;
+    return in->ops->unseal(in, job);
+}
+
+static int failing_digest_leaves(gms_backend *be, uint64_t addr, uint64_t len,
+                                 const uint8_t key[32], uint8_t *out)
+{
+    if (gms__failpoint_hit(fb(be)->fp))
+        return EIO;
+    gms_backend *in = fb(be)->inner;
+    return in->ops->digest_leaves(in, addr, len, key, out);
+}
+
 static void failing_destroy(gms_backend *be)
 {
     gms_backend *in = fb(be)->inner;
@@ -194,6 +219,9 @@ static const gms_backend_ops failing_ops = {
     .done_upto = failing_done_upto,
     .ticket_done = failing_ticket_done,
     .quiesce = failing_quiesce,
+    .seal = failing_seal,
+    .unseal = failing_unseal,
+    .digest_leaves = failing_digest_leaves,
     .destroy = failing_destroy,
 };
 
@@ -212,6 +240,10 @@ int gms__backend_failing_create(gms_backend *inner, gms_failpoint *fp,
         gms__backend_ops_without_streams(&f->ops);
     if (!inner->ops->order_after)
         f->ops.order_after = NULL;
+    if (!inner->ops->seal) /* sealed regions only where the inner backend has them */
+        f->ops.seal = f->ops.unseal = NULL;
+    if (!inner->ops->digest_leaves)
+        f->ops.digest_leaves = NULL;
     f->base.ops = &f->ops;
     f->inner = inner;
     f->fp = fp;

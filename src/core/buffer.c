@@ -9,6 +9,7 @@
  */
 #include "core/internal.h"
 #include "safety/safety.h"
+#include "core/seal.h"
 #include "gms/dlpack.h"
 
 #include <stdio.h>
@@ -223,6 +224,7 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
     b->writers = 1;
     b->share = NULL;
     b->import = NULL;
+    b->seal = NULL;
     b->alloc_user = ctx->user_index;
     b->handle = slot_fill(p, slot, b, ctx, GMS_ACCESS_READ_WRITE);
     uint64_t live = atomic_fetch_add_explicit(&rt->gauges.live_bytes, bsize, memory_order_relaxed) + bsize;
@@ -420,6 +422,8 @@ static int handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, void *st
     /* The memory's next users (its scrub first) come after every window's
      * work, in stream order. */
     gms__windows_retire(p, b, gms__queue_stream(stream));
+    if (b->seal) /* crypto-erase: before the memory goes to the wipe */
+        gms__seal_erase(p, b);
     int rc = b->share ? gms__share_end(p, b) : GMS_OK;
     if (b->import) {
         import_end(p, b, d);
@@ -570,6 +574,8 @@ int gms_buf_info_get(gms_context *ctx, gms_buf buf, gms_buf_info *out)
     i.holders = b->holders;
     i.share_id = b->share ? b->share->id : 0;
     i.read_only_view = view;
+    if (b->seal && b->seal->sealed)
+        i.device_ptr = 0; /* no address to a sealed buffer (gms__seal_refuse) */
     gms__pool_unlock(p);
     *out = i;
     return GMS_OK;
@@ -609,7 +615,7 @@ static int range_check(const gms_block *b, uint64_t off, uint64_t len, const cha
 /* Orders the backend's synchronous data movement after the device work a
  * live block's memory still waits for (its preparation, queued on its
  * stream). */
-static int after_pending(gms_runtime *rt, const gms_block *b)
+int gms__after_pending(gms_runtime *rt, const gms_block *b)
 {
     gms_backend *be = rt->backend;
     if (!b->ticket || !be->ops->order_after || b->ticket <= gms__device_done(rt))
@@ -627,13 +633,14 @@ static int access_begin(gms_context *ctx, gms_buf buf, uint64_t off, size_t len,
     int rc = gms__buf_lock(ctx, buf, op, false, out);
     if (rc)
         return rc;
-    if ((rc = range_check(out->block, off, len, op, "the")) != GMS_OK ||
+    if ((rc = gms__seal_refuse(out->block, buf, op)) != GMS_OK ||
+        (rc = range_check(out->block, off, len, op, "the")) != GMS_OK ||
         (write && (rc = writable(out, buf, op)) != GMS_OK)) {
         gms__pool_unlock(out->pool);
         refused(ctx, buf, rc);
         return rc;
     }
-    int err = after_pending(ctx->rt, out->block);
+    int err = gms__after_pending(ctx->rt, out->block);
     if (err) {
         gms__pool_unlock(out->pool);
         return gms__backend_fail(err, "ordering after the buffer's stream", len);
@@ -701,10 +708,12 @@ int gms_copy(gms_context *ctx, gms_buf dst, uint64_t dst_off, gms_buf src, uint6
     gms__pools_lock(dp, sp);
     gms_buf bad = dst;
     if ((rc = buf_check_locked(ctx, dst, op, false, dp, ds, &d)) == GMS_OK &&
+        (rc = gms__seal_refuse(d.block, dst, op)) == GMS_OK &&
         (rc = range_check(d.block, dst_off, len, op, "the destination")) == GMS_OK &&
         (rc = writable(&d, dst, op)) == GMS_OK) {
         bad = src;
-        if ((rc = buf_check_locked(ctx, src, op, false, sp, ss, &s)) == GMS_OK)
+        if ((rc = buf_check_locked(ctx, src, op, false, sp, ss, &s)) == GMS_OK &&
+            (rc = gms__seal_refuse(s.block, src, op)) == GMS_OK)
             rc = range_check(s.block, src_off, len, op, "the source");
     }
     if (rc) {
@@ -712,9 +721,9 @@ int gms_copy(gms_context *ctx, gms_buf dst, uint64_t dst_off, gms_buf src, uint6
         return refused(ctx, bad, rc);
     }
     gms_backend *be = ctx->rt->backend;
-    int err = after_pending(ctx->rt, d.block);
+    int err = gms__after_pending(ctx->rt, d.block);
     if (!err)
-        err = after_pending(ctx->rt, s.block);
+        err = gms__after_pending(ctx->rt, s.block);
     if (!err && len)
         err = be->ops->copy(be, d.block->addr + dst_off, s.block->addr + src_off, len);
     gms__pools_unlock(dp, sp);

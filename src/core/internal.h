@@ -89,6 +89,10 @@ void gms__windows_retire(gms_pool *p, gms_block *b, void *stream);
 gms_pool *gms__handle_pool(gms_runtime *rt, gms_buf h);
 
 
+/* Orders the backend's synchronous work on a live block's memory after
+ * the device work it still waits for (pool->lock held); 0 or an errno. */
+int gms__after_pending(gms_runtime *rt, const gms_block *b);
+
 /* One allocation attempt, no pressure ladder, no audit record. */
 int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flags, void *stream,
                     gms_buf *out);

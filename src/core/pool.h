@@ -35,6 +35,7 @@
 #include "backend/backend.h"
 #include "audit/audit.h"
 #include "gms/dlpack.h"
+#include "gms/seal.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -170,6 +171,7 @@ struct gms_block {
     struct gms_share_rec *share;
     struct gms_import *import;
     struct gms_windows *win; /* access windows (access.c); NULL: none yet */
+    struct gms_seal_rec *seal; /* NULL: never sealed (core/seal.h) */
     union {
         struct {
             gms_block *next, *prev; /* segregated free list */
@@ -426,6 +428,16 @@ struct gms_runtime {
         } on_pressure[16];
         uint32_t _Atomic n_on_pressure;
     } callbacks;
+
+    /* Sealed regions' keys (core/seal.c): the provider and the KEKs read
+     * from key files (each in a locked page), under rt->lock; the next
+     * region id. */
+    struct {
+        gms_key_fn provider;
+        void *provider_user;
+        struct gms_kek *keks;
+        uint32_t _Atomic next_region;
+    } seal;
 
     /* What waits to be delivered to those functions (src/safety/violation.c). */
     struct {

@@ -6,6 +6,7 @@
  * Everything here runs at open/close, never on the alloc/free path.
  */
 #include "core/internal.h"
+#include "core/seal.h"
 #include "core/version.h"
 #include "gms/testing.h"
 #include "safety/safety.h"
@@ -290,6 +291,7 @@ static void runtime_destroy(gms_runtime *rt)
         free(t);
     }
     gms__handle_table_destroy(rt);
+    gms__seal_runtime_close(rt);
     if (rt->audit) {
         gms_audit_event e = {.op = GMS_AUDIT_RUNTIME_CLOSE, .level = -1, .language = -1};
         gms__audit_emit(rt->audit, &e);

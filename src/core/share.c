@@ -18,6 +18,7 @@
  */
 #include "core/internal.h"
 #include "gms/access.h"
+#include "core/seal.h"
 #include "core/version.h"
 #include "safety/safety.h"
 
@@ -108,6 +109,10 @@ uint64_t gms__holder_address(const gms_pool *p, const gms_slot *s, bool *view)
 int gms__holder_pointer(const gms_pool *p, const gms_slot *s, gms_buf h, const char *op,
                         uint64_t *out)
 {
+    *out = 0;
+    int rc = gms__seal_refuse(s->block, h, op); /* gms_buf_ptr and DLPack export */
+    if (rc)
+        return rc;
     bool view;
     *out = gms__holder_address(p, s, &view);
     if (*out)
@@ -226,6 +231,8 @@ int gms_share(gms_context *owner, gms_buf buf, const gms_share_desc *given, gms_
                        (unsigned long long)buf, (unsigned long long)b->share->id);
         goto fail;
     }
+    if ((rc = gms__seal_refuse(b, buf, "gms_share")) != GMS_OK)
+        goto fail;
     if ((rc = gms__slot_take(p, &sh->slot)) != GMS_OK)
         goto fail;
     sh->owner_ctx = owner->id;

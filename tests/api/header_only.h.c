@@ -3,6 +3,7 @@
 #include "gms.h" /* include guard holds */
 #include "gms/access.h"
 #include "gms/dlpack.h"
+#include "gms/seal.h"
 #include "gms/testing.h"
 
 int main(void)

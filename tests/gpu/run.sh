@@ -75,6 +75,11 @@ timeout 300 cmake --build "$B" -j "$JOBS" >"$B/build.log" 2>&1 \
 grep -E "nvcc|warning" "$B/build.log" | head -20
 
 run gpu-tests 180 "$B/tests/test_gpu_cuda"
+# Sealed regions (docs/sealed.md): 10,000 buffers each way against OpenSSL,
+# tampering, digests; then seal, unseal and digest of 1 GiB in GB/s beside
+# the copy bandwidth measured in the same run (targets >= 100 GB/s each).
+run seal-gpu 300 "$B/tests/test_gpu_seal"
+run seal-bench 120 "$B/tests/test_gpu_seal" bench
 # The backend contract's suite (tests/backend/conformance.c) on the GPU.
 run conformance-cuda 120 "$B/tests/test_backend_conformance" cuda
 run ctest-gpu 120 ctest --test-dir "$B" -R '^(gpu/|backend/conformance/cuda$)' --output-on-failure
@@ -89,6 +94,8 @@ CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
 echo "compute-sanitizer: ${CS:-not found}"
 run memcheck 240 env GMS_GPU_NO_FAULTS=1 "${CS:-compute-sanitizer}" --tool memcheck --error-exitcode 9 \
     --print-limit 20 "$B/tests/test_gpu_cuda"
+run memcheck-seal 240 env GMS_SEAL_GPU_BUFFERS=100 "${CS:-compute-sanitizer}" --tool memcheck --error-exitcode 9 \
+    --print-limit 20 "$B/tests/test_gpu_seal"
 
 if want anchors; then
     step "anchors build"

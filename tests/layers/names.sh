@@ -22,6 +22,6 @@ if [ -s "$tmp/global" ] && [ -s "$tmp/exported" ]; then ok; else ko "nm listed n
 bad=$(internal "$tmp/global")
 if [ -z "$bad" ]; then ok; else ko "internal symbols with the public prefix (rename to gms__): $bad"; fi
 { cat "$tmp/global"; echo gms_internal_control; } | sort -u >"$tmp/control"
-if [ "$(internal "$tmp/control")" = gms_internal_control ]; then ok; else ko "the check missed a planted internal name"; fi
+if internal "$tmp/control" | grep -qx gms_internal_control; then ok; else ko "the check missed a planted internal name"; fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -168,6 +168,7 @@ static const cls classes[] = {
     {"quota", run_quota},
     {"wild_write", run_wild_write},
     {"immutable_write", run_immutable_write},
+    {"sealed_tamper", run_sealed_tamper},
 };
 #define NCLASSES (sizeof classes / sizeof classes[0])
 

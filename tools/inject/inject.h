@@ -180,6 +180,7 @@ void run_wild_write(tally *t);
 void run_leak(tally *t);             /* accounting.c */
 void run_quota(tally *t);
 void run_immutable_write(tally *t);  /* immutable.c */
+void run_sealed_tamper(tally *t);    /* sealed.c */
 
 /* The children of run_device_children (cuda). */
 void child_wild(void);               /* raw.c */

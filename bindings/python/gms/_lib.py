@@ -185,6 +185,8 @@ class Violation(Structure):
 
 
 violation_fn = CFUNCTYPE(None, c_void_p, POINTER(Violation))
+# gms/seal.h: a key provider writes a tenant's 32-byte KEK, 0 or refuses (< 0).
+key_fn = CFUNCTYPE(c_int, c_void_p, c_char_p, POINTER(c_uint8))
 
 # ---- structs of gms/dlpack.h (the DLPack 1.x ABI) ------------------------------
 
@@ -315,6 +317,13 @@ _PROTOTYPES = {
                                          POINTER(POINTER(DLManagedTensor))]),
     "gms_dlpack_import": (c_int, [_ctx, POINTER(DLManagedTensorVersioned), _u64p]),
     "gms_dlpack_import_legacy": (c_int, [_ctx, POINTER(DLManagedTensor), _u64p]),
+    # gms/seal.h (docs/sealed.md)
+    "gms_seal": (c_int, [_ctx, _buf]),
+    "gms_unseal": (c_int, [_ctx, _buf]),
+    "gms_is_sealed": (c_int, [_ctx, _buf, POINTER(c_int)]),
+    "gms_digest": (c_int, [_ctx, _buf, c_uint64, c_uint64, POINTER(c_uint8)]),
+    "gms_on_key_request": (c_int, [_rt, key_fn, c_void_p]),
+    "gms_seal_key_file": (c_int, [_rt, c_char_p, c_char_p]),
 }
 
 

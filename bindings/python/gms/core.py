@@ -28,8 +28,8 @@ import os
 import threading
 import weakref
 from collections import namedtuple
-from ctypes import (POINTER, addressof, byref, c_char, c_char_p, c_uint64, c_void_p, cast,
-                    create_string_buffer)
+from ctypes import (POINTER, addressof, byref, c_char, c_char_p, c_int, c_uint8, c_uint64,
+                    c_void_p, cast, create_string_buffer)
 
 from . import _lib
 from .errors import GmsError, InvalidHandle, check, error_for
@@ -533,6 +533,37 @@ class Runtime:
         _callbacks.append(cfn)
         return fn
 
+    def on_key_request(self, fn):
+        """Sets the key provider of sealed regions (docs/sealed.md):
+        fn(tenant) returns the tenant's 32-byte key-encryption key (bytes),
+        or None to refuse (the gms call then raises gms.AccessDenied). It
+        replaces any earlier provider; fn=None removes it. Python keeps the
+        bytes it returns in ordinary memory: a KMS client that cares holds
+        the key no longer than the call."""
+        if fn is None:
+            self._owner.checked(_lib.gms_on_key_request, _lib.key_fn(), None)
+            return None
+
+        def call(user, tenant, out):
+            try:
+                key = fn(tenant.decode())
+            except Exception:
+                return -1
+            if key is None or len(key) != 32:
+                return -1
+            for i, b in enumerate(bytes(key)):
+                out[i] = b
+            return 0
+        cfn = _lib.key_fn(call)
+        self._owner.checked(_lib.gms_on_key_request, cfn, None)
+        _callbacks.append(cfn)
+        return fn
+
+    def seal_key_file(self, tenant, path):
+        """Reads tenant's key-encryption key from path (32 raw bytes or 64
+        hex digits) into locked memory; that tenant never asks the provider."""
+        self._owner.checked(_lib.gms_seal_key_file, _name(tenant, "tenant"), _path(path, "path"))
+
     def on_violation(self, fn):
         """Registers fn(ViolationEvent), called on every detected corruption."""
         def call(user, v):
@@ -817,6 +848,32 @@ class Buffer:
         p = c_void_p()
         self._call(_lib.gms_buf_ptr, byref(p))
         return p.value or 0
+
+    # -- sealed regions (docs/sealed.md)
+    def seal(self):
+        """Encrypts the buffer in place (AES-256-GCM under its own key);
+        until unseal() every access raises gms.AccessDenied."""
+        self._call(_lib.gms_seal)
+
+    def unseal(self):
+        """Checks every chunk's tag, then decrypts in place; a changed byte
+        raises gms.Corruption naming the first bad chunk, and the buffer
+        stays sealed, unchanged."""
+        self._call(_lib.gms_unseal)
+
+    @property
+    def sealed(self):
+        out = c_int()
+        self._call(_lib.gms_is_sealed, byref(out))
+        return bool(out.value)
+
+    def digest(self, offset=0, length=None):
+        """The keyed digest (32 bytes) of [offset, offset+length), computed
+        on the buffer's device under the tenant's digest key."""
+        offset, length = self._span(offset, length)
+        out = (c_uint8 * 32)()
+        self._call(_lib.gms_digest, offset, length, out)
+        return bytes(out)
 
     # -- checked access
     def _span(self, offset, n):

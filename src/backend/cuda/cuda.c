@@ -22,6 +22,9 @@
  * when nvcc was not found). */
 extern const unsigned char gms__scrub_fatbin[];
 extern const size_t gms__scrub_fatbin_size;
+/* The sealed-region kernels (seal_fatbin.c, the same way; src/kernels/seal.cu). */
+extern const unsigned char gms__seal_fatbin[];
+extern const size_t gms__seal_fatbin_size;
 
 /* ---- the few driver API types and constants we use (cuda.h, CUDA 12/13) ---- */
 
@@ -428,6 +431,7 @@ int gms__backend_cuda_create(int device, gms_backend **out)
         .image = gms__scrub_fatbin_size > 0 ? gms__scrub_fatbin : NULL,
         .no_image = "the scrub kernel was not built in (nvcc was not found at build time)",
         .sync_scrub = sync_env && sync_env[0] == '1',
+        .seal_image = gms__seal_fatbin_size > 0 ? gms__seal_fatbin : NULL,
     };
     return gms__vmm_create(&cfg, out);
 }

@@ -350,6 +350,9 @@ const gms_backend_ops gms__backend_host_ops = {
     .fill = host_fill,
     .scrub = host_scrub,
     .atomic = host_atomic,
+    .seal = gms__backend_host_seal,
+    .unseal = gms__backend_host_unseal,
+    .digest_leaves = gms__backend_host_digest_leaves,
     .destroy = host_destroy,
 };
 

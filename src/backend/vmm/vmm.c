@@ -23,6 +23,12 @@
  */
 #include "backend/vmm/vmm.h"
 #include "kernels/scrub_plan.h"
+#include "kernels/seal_kernels.h"
+#include "kernels/seal_math.h"
+#include "gms/seal.h"
+
+#include <openssl/crypto.h>
+#include <sys/mman.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -64,6 +70,9 @@ typedef struct vmm_backend {
     unsigned char *slot_marker; /* nothing to report: reusable once run */
     unsigned char *slot_failed;
     pthread_mutex_t async_lock; /* next_ticket and slot_issued */
+    /* Sealed regions (seal.cu): NULL without their kernels. */
+    void *seal_module, *seal_fn, *digest_fn;
+    unsigned seal_grid; /* co-resident blocks of the seal kernel */
     uint64_t next_ticket;
     uint64_t _Atomic done_upto;
     /* Checked atomics (gms/access.h): the kernel, and pinned mapped words
@@ -852,6 +861,196 @@ static void vmm_host_word_put(gms_backend *be, volatile uint64_t *host)
     pthread_mutex_unlock(&vb->word_lock);
 }
 
+/* ---- sealed regions (backend.h, docs/sealed.md) ---- */
+
+/* The launch arguments hold the key schedule: built in a locked page,
+ * wiped after the launch (the driver keeps its own copy of a launch's
+ * arguments, which gms cannot wipe: docs/sealed.md says so). */
+typedef struct seal_locked {
+    gms_gcm_key key;
+    gms_seal_kargs args;
+    gms_digest_kargs dargs;
+} seal_locked;
+
+static seal_locked *locked_page(void)
+{
+    size_t n = (sizeof(seal_locked) + 4095) & ~(size_t)4095;
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    if (mlock(p, n) != 0) {
+        munmap(p, n);
+        return NULL;
+    }
+    madvise(p, n, MADV_DONTDUMP);
+    return p;
+}
+
+static void locked_page_free(seal_locked *p)
+{
+    size_t n = (sizeof(seal_locked) + 4095) & ~(size_t)4095;
+    OPENSSL_cleanse(p, n);
+    munlock(p, n);
+    munmap(p, n);
+}
+
+/* One launch of the seal kernel in mode over the job's region, on the
+ * backend's stream; tags_dev: the device's tag array. */
+static int seal_launch(vmm_backend *vb, seal_locked *s, const gms_seal_job *j, uint32_t mode,
+                       uint64_t tags_dev)
+{
+    gms_seal_kargs *a = &s->args;
+    memcpy(a->rk, s->key.rk, sizeof a->rk);
+    a->h_hi = s->key.h.hi;
+    a->h_lo = s->key.h.lo;
+    a->addr = j->addr;
+    a->len = j->len;
+    a->tags = tags_dev;
+    a->region = j->region;
+    a->counter = j->counter;
+    a->mode = mode;
+    uint64_t chunks = (j->len + GMS_SEAL_CHUNK - 1) / GMS_SEAL_CHUNK;
+    unsigned grid = chunks < vb->seal_grid ? (unsigned)chunks : vb->seal_grid;
+    void *args[] = {a};
+    return CALL(vb, launch, "seal kernel", vb->seal_fn, grid, GMS_SEAL_KTHREADS, vb->stream, args);
+}
+
+/* Seal (unseal false) or unseal: tags computed on the device into a
+ * device array; unseal compares them on the host (CRYPTO_memcmp) and
+ * decrypts only when all hold. */
+static int seal_common(gms_backend *be, gms_seal_job *j, bool unseal)
+{
+    vmm_backend *vb = B(be);
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err)
+        return err;
+    if (!vb->seal_fn) {
+        gms__backend_note("%s: the sealed-region kernels are missing (not built in, or not loaded)",
+                          vb->drv->name);
+        leave(vb, saved);
+        return ENOSYS;
+    }
+    uint64_t chunks = (j->len + GMS_SEAL_CHUNK - 1) / GMS_SEAL_CHUNK;
+    size_t tag_bytes = (size_t)chunks * GMS_SEAL_TAG_BYTES;
+    seal_locked *s = locked_page();
+    uint8_t *got = unseal ? malloc(tag_bytes) : NULL;
+    uint64_t tags_dev = 0;
+    if (!s || (unseal && !got)) {
+        err = ENOMEM;
+        goto out;
+    }
+    gms_gcm_key_make(&s->key, j->key);
+    if ((err = CALL(vb, dev_alloc, "seal tags", &tags_dev, tag_bytes)) != 0) {
+        tags_dev = 0;
+        goto out;
+    }
+    if (!unseal) {
+        if ((err = seal_launch(vb, s, j, GMS_SEAL_K_ENCRYPT, tags_dev)) == 0 &&
+            (err = CALL(vb, memcpy_dtoh, "seal tags", j->tags, tags_dev, tag_bytes, vb->stream)) == 0)
+            err = sync_stream(vb, "seal kernel");
+        goto out;
+    }
+    j->bad = GMS_SEAL_NONE_BAD;
+    if ((err = seal_launch(vb, s, j, GMS_SEAL_K_TAGS, tags_dev)) != 0 ||
+        (err = CALL(vb, memcpy_dtoh, "unseal tags", got, tags_dev, tag_bytes, vb->stream)) != 0 ||
+        (err = sync_stream(vb, "unseal tag kernel")) != 0)
+        goto out;
+    for (uint64_t i = 0; i < chunks && j->bad == GMS_SEAL_NONE_BAD; i++)
+        if (CRYPTO_memcmp(got + 16 * i, j->tags + 16 * i, 16) != 0)
+            j->bad = i;
+    if (j->bad == GMS_SEAL_NONE_BAD &&
+        (err = seal_launch(vb, s, j, GMS_SEAL_K_DECRYPT, tags_dev)) == 0)
+        err = sync_stream(vb, "unseal kernel");
+out:
+    if (tags_dev)
+        QUIET(vb, dev_free, tags_dev);
+    if (s)
+        locked_page_free(s);
+    free(got);
+    leave(vb, saved);
+    return err;
+}
+
+static int vmm_seal(gms_backend *be, gms_seal_job *j)
+{
+    return seal_common(be, j, false);
+}
+
+static int vmm_unseal(gms_backend *be, gms_seal_job *j)
+{
+    return seal_common(be, j, true);
+}
+
+static int vmm_digest_leaves(gms_backend *be, uint64_t addr, uint64_t len, const uint8_t key[32],
+                             uint8_t *out)
+{
+    static const uint32_t sha_k[64] = {GMS_SHA256_K};
+    vmm_backend *vb = B(be);
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err)
+        return err;
+    if (!vb->digest_fn) {
+        gms__backend_note("%s: the digest kernel is missing (not built in, or not loaded)",
+                          vb->drv->name);
+        leave(vb, saved);
+        return ENOSYS;
+    }
+    uint64_t leaves = (len + GMS_DIGEST_LEAF - 1) / GMS_DIGEST_LEAF;
+    seal_locked *s = locked_page();
+    uint64_t out_dev = 0;
+    if (!s) {
+        err = ENOMEM;
+        goto out;
+    }
+    if ((err = CALL(vb, dev_alloc, "digest leaves", &out_dev, (size_t)leaves * 32)) != 0) {
+        out_dev = 0;
+        goto out;
+    }
+    gms_digest_kargs *a = &s->dargs;
+    gms_hmac_sha256_midstates(key, 32, sha_k, a->inner, a->outer);
+    a->addr = addr;
+    a->len = len;
+    a->out = out_dev;
+    uint64_t blocks = (leaves + GMS_SEAL_KTHREADS - 1) / GMS_SEAL_KTHREADS;
+    void *args[] = {a};
+    if ((err = CALL(vb, launch, "digest kernel", vb->digest_fn, (unsigned)blocks,
+                    GMS_SEAL_KTHREADS, vb->stream, args)) == 0 &&
+        (err = CALL(vb, memcpy_dtoh, "digest leaves", out, out_dev, (size_t)leaves * 32,
+                    vb->stream)) == 0)
+        err = sync_stream(vb, "digest kernel");
+out:
+    if (out_dev)
+        QUIET(vb, dev_free, out_dev);
+    if (s)
+        locked_page_free(s);
+    leave(vb, saved);
+    return err;
+}
+
+/* Loads the sealed-region kernels (the device is current); without them
+ * gms_seal and gms_digest say so. */
+static void load_seal_kernels(vmm_backend *vb, const gms_vmm_config *cfg)
+{
+    if (!cfg->seal_image ||
+        QUIET(vb, module_load, &vb->seal_module, cfg->seal_image) != 0) {
+        vb->seal_module = NULL;
+        return;
+    }
+    if (QUIET(vb, module_function, &vb->seal_fn, vb->seal_module, "gms_seal_kernel") != 0)
+        vb->seal_fn = NULL;
+    if (QUIET(vb, module_function, &vb->digest_fn, vb->seal_module, "gms_digest_kernel") != 0)
+        vb->digest_fn = NULL;
+    int per_sm = 0;
+    if (!vb->seal_fn ||
+        QUIET(vb, occupancy, &per_sm, vb->seal_fn, GMS_SEAL_KTHREADS) != 0 || per_sm <= 0)
+        per_sm = 1;
+    /* Every co-resident block; each loops over chunks, so its setup (the
+     * tables, a power of H per thread) is paid once. */
+    vb->seal_grid = (unsigned)(per_sm * (cfg->sms > 0 ? cfg->sms : 1));
+}
+
 static void vmm_destroy(gms_backend *be)
 {
     vmm_backend *vb = B(be);
@@ -871,6 +1070,8 @@ static void vmm_destroy(gms_backend *be)
             QUIET(vb, host_free, vb->words_host);
         if (vb->module)
             QUIET(vb, module_unload, vb->module);
+        if (vb->seal_module)
+            QUIET(vb, module_unload, vb->seal_module);
         QUIET(vb, stream_destroy, vb->stream);
         leave(vb, saved);
     }
@@ -913,6 +1114,9 @@ static const gms_backend_ops vmm_ops = {
     .done_upto = vmm_done_upto,
     .ticket_done = vmm_ticket_done,
     .quiesce = vmm_quiesce,
+    .seal = vmm_seal,
+    .unseal = vmm_unseal,
+    .digest_leaves = vmm_digest_leaves,
     .destroy = vmm_destroy,
 };
 
@@ -971,7 +1175,12 @@ int gms__vmm_create(const gms_vmm_config *cfg, gms_backend **out)
         return err;
     }
     load_kernels(vb, cfg);
+    load_seal_kernels(vb, cfg);
     leave(vb, saved);
+    if (!vb->seal_fn) /* gms_seal and gms_unseal: GMS_E_UNSUPPORTED */
+        vb->ops.seal = vb->ops.unseal = NULL;
+    if (!vb->digest_fn)
+        vb->ops.digest_leaves = NULL;
     if (!vb->async_fn) /* without the stream-ordered kernel every scrub waits */
         gms__backend_ops_without_streams(&vb->ops);
     vb->base.no_scrub = vb->scrub_fn ? NULL : vb->kernel_why;

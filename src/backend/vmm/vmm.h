@@ -27,6 +27,8 @@ typedef struct gms_vmm_config {
     const char *no_image;      /* why image is NULL */
     const char *kernel_hint;   /* how to get the kernels, for the scrub's ENOSYS message */
     int sync_scrub;            /* 1: no stream-ordered scrub (every scrub waits) */
+    const void *seal_image;    /* the sealed-region kernels (src/kernels/seal.cu); NULL: none,
+                                  and gms_seal is unsupported */
 } gms_vmm_config;
 
 /* A backend named cfg->drv->name. Takes ownership of cfg->dd (dd_free is
