@@ -78,10 +78,11 @@ static inline int raw_connect(const char *path)
     return -1;
 }
 
-/* Starts gmsd on a fresh directory with the policy text; extra: one more
- * option and its value, or NULL. */
-static inline void broker_start_with(broker *b, const char *policy_text, const char *opt,
-                                     const char *val)
+/* Starts gmsd on a fresh directory with the policy text; extra: more
+ * arguments (NULL-ended, at most 8), or NULL. "%d" in one is replaced by
+ * the directory. */
+static inline void broker_start_args(broker *b, const char *policy_text,
+                                     const char *const *extra)
 {
     snprintf(b->dir, sizeof b->dir, "/tmp/gms-broker-XXXXXX");
     if (!mkdtemp(b->dir) || chmod(b->dir, 0755) != 0) {
@@ -96,8 +97,18 @@ static inline void broker_start_with(broker *b, const char *policy_text, const c
     if (b->pid == 0) {
         int fd = open(b->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 2);
-        execl(gmsd_path(), gmsd_path(), "--policy", b->policy, "--socket", b->sock, opt, val,
-              (char *)NULL);
+        const char *argv[16] = {gmsd_path(), "--policy", b->policy, "--socket", b->sock};
+        static char args[8][256];
+        for (int i = 0; extra && extra[i] && i < 8; i++) {
+            const char *at = strstr(extra[i], "%d");
+            if (at)
+                snprintf(args[i], sizeof args[i], "%.*s%s%s", (int)(at - extra[i]), extra[i],
+                         b->dir, at + 2);
+            else
+                snprintf(args[i], sizeof args[i], "%s", extra[i]);
+            argv[5 + i] = args[i];
+        }
+        execv(argv[0], (char *const *)argv);
         _exit(127);
     }
     for (int i = 0; i < 500; i++) { /* up to 5 s */
@@ -113,6 +124,14 @@ static inline void broker_start_with(broker *b, const char *policy_text, const c
     snprintf(cmd, sizeof cmd, "cat %s >&2", b->log);
     if (system(cmd)) {}
     exit(1);
+}
+
+/* The same with one more option and its value (opt NULL: none). */
+static inline void broker_start_with(broker *b, const char *policy_text, const char *opt,
+                                     const char *val)
+{
+    const char *extra[] = {opt, val, NULL};
+    broker_start_args(b, policy_text, opt ? extra : NULL);
 }
 
 static inline void broker_start(broker *b, const char *policy_text)

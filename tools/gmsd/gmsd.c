@@ -442,9 +442,30 @@ int main(int argc, char **argv)
         gmsd_policy_free(&policy);
         return 0;
     }
+    /* The trail (GMS_AUDIT_DIR and GMS_AUDIT_KEY_FILE when the options
+     * name none), and the metrics endpoint, both ready before the
+     * clients' socket is, so that a client's connection is on the trail. */
+    if (gms__audit_open(&trail, &trail_opts) != GMS_OK) {
+        say("audit trail: %s", gms_error_last());
+        gmsd_policy_free(&policy);
+        return 1;
+    }
+    int metrics_fd = -1;
+    if (metrics) {
+        metrics_fd = gmsd_metrics_start(metrics, &policy, &totals, err, sizeof err);
+        if (metrics_fd < 0) {
+            say("%s", err);
+            gms__audit_close(trail);
+            gmsd_policy_free(&policy);
+            return 1;
+        }
+    }
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(sock_path) >= sizeof sa.sun_path) {
         say("%s: socket path too long", sock_path);
+        gmsd_metrics_stop();
+        gms__audit_close(trail);
+        gmsd_policy_free(&policy);
         return 2;
     }
     strcpy(sa.sun_path, sock_path);
@@ -456,24 +477,12 @@ int main(int argc, char **argv)
     if (listener < 0 || bind(listener, (struct sockaddr *)&sa, sizeof sa) != 0 ||
         chmod(sock_path, 0666) != 0 || listen(listener, 128) != 0) {
         say("%s: %s", sock_path, strerror(errno));
-        return 1;
-    }
-    /* The trail (GMS_AUDIT_DIR and GMS_AUDIT_KEY_FILE when the options
-     * name none), and the metrics endpoint, both before any client. */
-    if (gms__audit_open(&trail, &trail_opts) != GMS_OK) {
-        say("audit trail: %s", gms_error_last());
-        close(listener);
-        return 1;
-    }
-    int metrics_fd = -1;
-    if (metrics) {
-        metrics_fd = gmsd_metrics_start(metrics, &policy, &totals, err, sizeof err);
-        if (metrics_fd < 0) {
-            say("%s", err);
-            gms__audit_close(trail);
+        if (listener >= 0)
             close(listener);
-            return 1;
-        }
+        gmsd_metrics_stop();
+        gms__audit_close(trail);
+        gmsd_policy_free(&policy);
+        return 1;
     }
     audit(GMS_AUDIT_RUNTIME_OPEN, GMS_OK, NULL, 0, policy.ntenants,
           "gmsd started: %u tenants, leases of %llu bytes", policy.ntenants,
