@@ -261,8 +261,15 @@ int gms__backend_host_chunk_from_fd(int fd, uint64_t size, uint64_t align, uint6
  * to gmsd at the Unix socket path; each reserve is a lease from the broker.
  * *lease_bytes: the broker's lease size (the runtime's default chunk).
  * 0 or an errno value, with why (why_len bytes) saying why in words. */
-int gms__backend_broker_create(const char *path, uint64_t *lease_bytes, gms_backend **out,
-                              char *why, size_t why_len);
+/* Who gmsd says this process is (its WELCOME): the tenant, the least
+ * level of its contexts, the languages it may use (bit i: gms_language i). */
+typedef struct gms_broker_identity {
+    char tenant[64];
+    uint32_t level;
+    uint32_t languages;
+} gms_broker_identity;
+int gms__backend_broker_create(const char *path, uint64_t *lease_bytes, gms_broker_identity *id,
+                               gms_backend **out, char *why, size_t why_len);
 /* The HIP backend on GPU ordinal device (src/backend/hip/hip.c): ENODEV
  * when libamdhip64 or the device is absent; hip.h has the rest. */
 int gms__backend_hip_create(int device, gms_backend **out);

@@ -126,6 +126,46 @@ static int pool_get(gms_runtime *rt, gms_tenant *t, gms_level level, gms_languag
     return GMS_OK;
 }
 
+/* Under gmsd (GMS_BROKER), a context is of the tenant gmsd knows this
+ * process as, at that tenant's level or above (a higher level only wipes
+ * and isolates more), in one of its languages. The process could bypass
+ * this check, but not the broker's: it only ever holds its own tenant's
+ * memory (docs/broker.md, "Security model"). */
+static int brokered_check(gms_runtime *rt, const gms_context_desc *desc)
+{
+    const gms_broker_identity *id = &rt->broker;
+    const char *why = NULL;
+    char text[256];
+    if (strcmp(desc->tenant, id->tenant) != 0) {
+        snprintf(text, sizeof text, "gmsd serves this process as tenant '%s', not '%s'",
+                 id->tenant, desc->tenant);
+        why = text;
+    } else if ((uint32_t)desc->level < id->level) {
+        snprintf(text, sizeof text, "tenant '%s' is %s in gmsd's policy: a context of level %s "
+                 "is below it", id->tenant, gms_level_name((gms_level)id->level),
+                 gms_level_name(desc->level));
+        why = text;
+    } else if (!(id->languages & (1u << desc->language))) {
+        int n = snprintf(text, sizeof text, "tenant '%s' may not use %s (gmsd's policy allows",
+                         id->tenant, gms_language_name(desc->language));
+        for (int l = 0; l <= GMS_LANG_OTHER && n > 0 && (size_t)n < sizeof text; l++)
+            if (id->languages & (1u << l))
+                n += snprintf(text + n, sizeof text - (size_t)n, " %s", gms_language_name(l));
+        if (n > 0 && (size_t)n < sizeof text - 1)
+            snprintf(text + n, sizeof text - (size_t)n, ")");
+        why = text;
+    }
+    if (!why)
+        return GMS_OK;
+    if (rt->audit) {
+        gms_audit_event e = {.op = GMS_AUDIT_ACCESS_DENIED, .result = GMS_E_ACCESS_DENIED,
+                             .tenant = desc->tenant, .user = desc->user, .level = desc->level,
+                             .language = desc->language, .detail = why};
+        gms__audit_emit(rt->audit, &e);
+    }
+    return gms__fail(GMS_E_ACCESS_DENIED, "gms_context_open: %s", why);
+}
+
 int gms_context_open(gms_context **out, gms_runtime *rt, const gms_context_desc *given)
 {
     if (!out)
@@ -144,6 +184,8 @@ int gms_context_open(gms_context **out, gms_runtime *rt, const gms_context_desc 
         return gms__fail(GMS_E_INVALID_ARG, "level %d is not a gms_level", (int)desc->level);
     if ((unsigned)desc->language > GMS_LANG_OTHER)
         return gms__fail(GMS_E_INVALID_ARG, "language %d is not a gms_language", (int)desc->language);
+    if (rt->brokered && (rc = brokered_check(rt, desc)) != GMS_OK)
+        return rc;
 
     gms_context *ctx = gms__alloc_meta(rt, sizeof *ctx);
     if (!ctx)

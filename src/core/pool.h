@@ -377,6 +377,10 @@ struct gms_runtime {
     gms_failpoint failpoint;
     gms_audit *audit; /* NULL: no trail */
     bool shared;      /* the process-wide runtime */
+    /* GMS_BROKER: who gmsd says this process is; its contexts are of that
+     * tenant, at its level or above, in its languages (context.c). */
+    bool brokered;
+    gms_broker_identity broker;
     uint64_t refs;    /* opens of the shared runtime (its static lock) */
 
     /* Settings from the options, fixed once the runtime is open. */

@@ -165,12 +165,13 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
         uint64_t lease = 0;
         err = gms__failpoint_hit(&rt->failpoint)
                   ? ENOMEM
-                  : gms__backend_broker_create(broker, &lease, &be, why, sizeof why);
+                  : gms__backend_broker_create(broker, &lease, &rt->broker, &be, why, sizeof why);
         if (err) {
             rc = gms__fail(err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND, "GMS_BROKER=%s: %s",
                            broker, err == ENOMEM ? "out of memory" : why);
             goto fail_lock;
         }
+        rt->brokered = true;
         /* A chunk is a lease: the broker's size unless the caller chose. */
         if (!o->chunk_bytes)
             chunk = rt->config.chunk_bytes = lease;

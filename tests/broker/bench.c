@@ -37,7 +37,7 @@ static gms_context *open_ctx(gms_runtime **rt, int brokered)
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
     o.backend = GMS_BACKEND_HOST;
     gms_context_desc d = GMS_CONTEXT_DESC_INIT;
-    d.tenant = "bench";
+    d.tenant = "self"; /* gmsd's name for this uid */
     d.user = "u";
     CHECK_OK(gms_runtime_open(rt, &o));
     if (*rt)

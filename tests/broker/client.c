@@ -17,7 +17,7 @@ static gms_context *open_client(gms_runtime **rt)
     setenv("GMS_BROKER", b.sock, 1);
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
     gms_context_desc d = GMS_CONTEXT_DESC_INIT;
-    d.tenant = "t";
+    d.tenant = "self"; /* gmsd's name for this uid */
     d.user = "u";
     gms_context *ctx = NULL;
     CHECK_OK(gms_runtime_open(rt, &o));
@@ -34,6 +34,22 @@ static void child_basic(void)
     if (!ctx)
         return;
     CHECK(strcmp(gms_runtime_backend_name(rt), "broker") == 0);
+    /* Contexts are of gmsd's tenant for this uid, at its level (internal)
+     * or above, in its languages (all): anything else is refused. */
+    gms_context_desc other = GMS_CONTEXT_DESC_INIT, *o = &other;
+    gms_context *no = NULL;
+    o->tenant = "someone-else";
+    o->user = "u";
+    CHECK_RC(gms_context_open(&no, rt, o), GMS_E_ACCESS_DENIED);
+    CHECK(no == NULL && strstr(gms_error_last(), "gmsd serves this process as tenant 'self'"));
+    o->tenant = "self";
+    o->level = GMS_LEVEL_PUBLIC;
+    CHECK_RC(gms_context_open(&no, rt, o), GMS_E_ACCESS_DENIED);
+    CHECK(strstr(gms_error_last(), "a context of level public is below it") != NULL);
+    o->level = GMS_LEVEL_SECRET;
+    o->language = GMS_LANG_ZIG;
+    CHECK_OK(gms_context_open(&no, rt, o));
+    gms_context_close(no);
     gms_buf bufs[8];
     unsigned n = 0;
     uint8_t data[4096], back[4096];

@@ -21,7 +21,7 @@ static void client(unsigned seed)
     gms_runtime *rt;
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
     gms_context_desc d = GMS_CONTEXT_DESC_INIT;
-    d.tenant = "k";
+    d.tenant = "self"; /* gmsd's name for this uid */
     d.user = "u";
     gms_context *ctx;
     if (gms_runtime_open(&rt, &o) != GMS_OK || gms_context_open(&ctx, rt, &d) != GMS_OK)

@@ -68,7 +68,7 @@ static void tenant_one(int out, int hold)
     gms_context *ctx = NULL;
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
     gms_context_desc d = GMS_CONTEXT_DESC_INIT;
-    d.tenant = "one";
+    d.tenant = "t1";
     d.user = "u1";
     CHECK_OK(gms_runtime_open(&rt, &o));
     CHECK_OK(gms_context_open(&ctx, rt, &d));
@@ -147,6 +147,27 @@ static void by_gid(void)
     gms_broker_msg m = {.type = GMS_BROKER_HELLO};
     CHECK(raw_call(s, &m, &fd) == GMS_BROKER_WELCOME && strcmp(m.tenant, "t3") == 0);
     CHECK(m.level == GMS_LEVEL_SECRET && m.languages == 1u << GMS_LANG_PYTHON);
+    /* libgms holds the process to them: tenant t3, secret, Python. */
+    setenv("GMS_BROKER", b.sock, 1);
+    gms_runtime *rt = NULL;
+    gms_context *ctx = NULL;
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
+    d.tenant = "t3";
+    d.user = "u";
+    d.level = GMS_LEVEL_SECRET;
+    d.language = GMS_LANG_PYTHON;
+    CHECK_OK(gms_runtime_open(&rt, &o));
+    CHECK_OK(gms_context_open(&ctx, rt, &d));
+    gms_context_close(ctx);
+    d.language = GMS_LANG_RUST;
+    CHECK_RC(gms_context_open(&ctx, rt, &d), GMS_E_ACCESS_DENIED);
+    CHECK(ctx == NULL && strstr(gms_error_last(), "may not use rust (gmsd's policy allows python)"));
+    d.language = GMS_LANG_PYTHON;
+    d.level = GMS_LEVEL_CONFIDENTIAL;
+    CHECK_RC(gms_context_open(&ctx, rt, &d), GMS_E_ACCESS_DENIED);
+    CHECK(strstr(gms_error_last(), "is secret in gmsd's policy") != NULL);
+    gms_runtime_close(rt);
     _exit(test_failed ? 1 : 0);
 }
 

@@ -18,11 +18,11 @@ static gms_runtime *rt;
 static void *worker(void *arg)
 {
     long id = (long)arg;
-    char tenant[16];
-    snprintf(tenant, sizeof tenant, "t%ld", id);
+    char user[16];
+    snprintf(user, sizeof user, "u%ld", id);
     gms_context_desc d = GMS_CONTEXT_DESC_INIT;
-    d.tenant = tenant;
-    d.user = "u";
+    d.tenant = "self"; /* gmsd's name for this uid */
+    d.user = user;
     gms_context *ctx = NULL;
     long bad = 0;
     if (gms_context_open(&ctx, rt, &d) != GMS_OK)

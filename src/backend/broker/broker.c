@@ -177,8 +177,8 @@ static void broker_destroy(gms_backend *be)
     free(bb);
 }
 
-int gms__backend_broker_create(const char *path, uint64_t *lease_bytes, gms_backend **out,
-                              char *why, size_t why_len)
+int gms__backend_broker_create(const char *path, uint64_t *lease_bytes, gms_broker_identity *id,
+                               gms_backend **out, char *why, size_t why_len)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof sa.sun_path) {
@@ -226,6 +226,9 @@ int gms__backend_broker_create(const char *path, uint64_t *lease_bytes, gms_back
     bb->base.granularity = (uint64_t)sysconf(_SC_PAGESIZE);
     bb->base.no_scrub = NULL;
     *lease_bytes = rep.a;
+    snprintf(id->tenant, sizeof id->tenant, "%s", rep.tenant);
+    id->level = rep.level;
+    id->languages = rep.languages;
     *out = &bb->base;
     return 0;
 fail:
