@@ -4,7 +4,7 @@
 #     cross-language library;
 #   - `nimble test`: tests/tgms.nim under --mm:refc and --mm:orc, against
 #     build/libgms.so;
-#   - that Runtime, Context, Buffer and View copies do not compile;
+#   - that Runtime, Context, Buffer, View and Window copies do not compile;
 #   - the cross-language test: a Nim --app:lib library and the gms Python
 #     package in one process on one runtime (refc and orc builds);
 #   - the README's Nim example, compiled and run;
@@ -72,7 +72,7 @@ count "$WORK/nimble-test.log"
 echo "== copies must not compile"
 nim c --hints:off --errorMax:100 -d:gmsPrefix=/nonexistent --nimcache:"$WORK/nocopy-cache" \
   -o:"$WORK/nocopy" tests/nocopy.nim >"$WORK/nocopy.log" 2>&1
-for type in Runtime Context Buffer View; do
+for type in Runtime Context Buffer View Window; do
   if grep -q "'=copy' is not available for type <$type>" "$WORK/nocopy.log"; then
     ok
   else

@@ -25,12 +25,18 @@
  * seeing :quota or :no_memory, collects its own process and retries on a
  * dirty scheduler (alloc_dirty).
  *
- * This file includes gms.h, so the compiler checks every call against the
- * header: there are no hand-written declarations of the C ABI here.
+ * Access windows (gms/access.h) belong to the handle, not to a process: a
+ * buffer released with its window open (its owner died inside
+ * with_access) ends the window first, or gms would refuse the release.
+ *
+ * This file includes gms.h and gms/access.h, so the compiler checks every
+ * call against the headers: there are no hand-written declarations of the
+ * C ABI here.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <erl_nif.h>
 #include <gms.h>
+#include <gms/access.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -59,6 +65,7 @@ typedef struct {
     ErlNifPid owner;
     ErlNifMonitor mon;
     int monitored;
+    int window; /* an access window is open on handle */
 } buf_res;
 
 /* What an Elixir term holds: the buffer's state lives in a resource of its
@@ -97,7 +104,7 @@ static __thread ErlNifEnv *tls_env;
 
 static ERL_NIF_TERM a_ok, a_error, a_nil, a_true, a_false, a_gms_pressure, a_unknown;
 static ERL_NIF_TERM a_err[12]; /* by -code */
-static ERL_NIF_TERM a_level[4], a_lang[8], a_read, a_read_write;
+static ERL_NIF_TERM a_level[4], a_lang[8], a_read, a_read_write, a_atomic;
 
 static const char *const err_names[12] = {
     "ok",          "invalid_arg", "invalid_handle", "access_denied",
@@ -194,6 +201,14 @@ static void ctx_dtor(ErlNifEnv *env, void *obj) {
     enif_release_resource(c->rt);
 }
 
+/* Ends the window still open on handle h of b (b->lock held), so that its
+ * release is not refused. */
+static void end_window(buf_res *b, gms_buf h) {
+    if (b->window && h != GMS_BUF_NULL)
+        gms_access_end(b->ctx->ctx, h, NULL);
+    b->window = 0;
+}
+
 /* The last term of the buffer was collected. */
 static void buf_dtor(ErlNifEnv *env, void *obj) {
     buf_res *b = ((buf_term_res *)obj)->b;
@@ -206,6 +221,7 @@ static void buf_dtor(ErlNifEnv *env, void *obj) {
     if (b->monitored)
         enif_demonitor_process(env, b, &b->mon);
     b->monitored = 0;
+    end_window(b, h);
     enif_mutex_unlock(b->lock);
     if (h != GMS_BUF_NULL)
         release_handle(b->ctx, h, b->size);
@@ -233,6 +249,7 @@ static void buf_down(ErlNifEnv *env, void *obj, ErlNifPid *pid, ErlNifMonitor *m
         h = b->handle;
         b->handle = GMS_BUF_NULL;
         b->monitored = 0;
+        end_window(b, h);
     }
     enif_mutex_unlock(b->lock);
     if (h != GMS_BUF_NULL)
@@ -674,7 +691,7 @@ static ERL_NIF_TERM nif_info(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     PUT("language", i.language <= GMS_LANG_OTHER ? a_lang[i.language] : a_unknown);
     PUT("tenant", make_bin(env, i.tenant));
     PUT("user", make_bin(env, i.user));
-    PUT("access", i.access == GMS_ACCESS_READ ? a_read : a_read_write);
+    PUT("access", i.access == GMS_ACCESS_READ ? a_read : i.access == GMS_ACCESS_ATOMIC ? a_atomic : a_read_write);
     PUT("holders", enif_make_uint(env, i.holders));
     PUT("share_id", i.share_id ? enif_make_uint64(env, i.share_id) : a_nil);
     PUT("immutable", i.immutable ? a_true : a_false);
@@ -888,6 +905,58 @@ static ERL_NIF_TERM nif_drain_releases(ErlNifEnv *env, int argc, const ERL_NIF_T
 
 /* ---- loading ---------------------------------------------------------------- */
 
+/* ---- access windows and checked atomics (gms/access.h) ----------------
+ * Elixir has no CUDA streams: everything goes on the default stream. */
+
+/* access_begin(buf, mode, nowait): the waiting form runs on a dirty I/O
+ * scheduler, since gms waits on the host for a conflicting window. */
+static ERL_NIF_TERM nif_access_begin(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    buf_res *b;
+    int mode, nowait;
+    if (!get_buf(env, argv[0], &b) || !enif_get_int(env, argv[1], &mode) || !enif_get_int(env, argv[2], &nowait))
+        return enif_make_badarg(env);
+    gms_buf h = current_handle(env, b);
+    int rc = gms_access_begin(b->ctx->ctx, h, (gms_access)mode, nowait ? GMS_ACCESS_NOWAIT : 0, NULL);
+    if (rc == GMS_OK) {
+        enif_mutex_lock(b->lock);
+        b->window = 1;
+        enif_mutex_unlock(b->lock);
+    }
+    return ok_or_error(env, rc);
+}
+
+static ERL_NIF_TERM nif_access_end(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    buf_res *b;
+    if (!get_buf(env, argv[0], &b))
+        return enif_make_badarg(env);
+    gms_buf h = current_handle(env, b); /* takes b->lock itself */
+    enif_mutex_lock(b->lock);
+    int rc = gms_access_end(b->ctx->ctx, h, NULL);
+    if (rc == GMS_OK)
+        b->window = 0;
+    enif_mutex_unlock(b->lock);
+    return ok_or_error(env, rc);
+}
+
+/* atomic(buf, offset, op, width, operand, compare) -> {:ok, old}; on a
+ * dirty I/O scheduler: on a GPU, fetching the old value syncs the stream. */
+static ERL_NIF_TERM nif_atomic(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    buf_res *b;
+    ErlNifUInt64 off, operand, compare;
+    unsigned op, width;
+    if (!get_buf(env, argv[0], &b) || !enif_get_uint64(env, argv[1], &off) || !enif_get_uint(env, argv[2], &op) ||
+        !enif_get_uint(env, argv[3], &width) || !enif_get_uint64(env, argv[4], &operand) ||
+        !enif_get_uint64(env, argv[5], &compare))
+        return enif_make_badarg(env);
+    uint64_t old = 0;
+    int rc = gms_atomic(b->ctx->ctx, current_handle(env, b), off, (gms_atomic_op)op, width, operand, compare, NULL,
+                        &old);
+    return rc == GMS_OK ? ok_tuple(env, enif_make_uint64(env, old)) : gms_error(env, rc);
+}
+
 static ErlNifResourceType *open_type(ErlNifEnv *env, const char *name, ErlNifResourceDtor *dtor,
                                      ErlNifResourceDown *down) {
     /* members counts the callbacks given: without it the BEAM ignores them
@@ -914,6 +983,7 @@ static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {
     a_unknown = enif_make_atom(env, "unknown");
     a_read = enif_make_atom(env, "read");
     a_read_write = enif_make_atom(env, "read_write");
+    a_atomic = enif_make_atom(env, "atomic");
     for (int i = 0; i < 12; i++)
         a_err[i] = enif_make_atom(env, err_names[i]);
     for (int i = 0; i <= GMS_LEVEL_SECRET; i++)
@@ -963,6 +1033,10 @@ static ErlNifFunc funcs[] = {
     {"set_reaper", 1, nif_set_reaper, 0},
     {"pressure_done", 1, nif_pressure_done, 0},
     {"drain_releases", 0, nif_drain_releases, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"access_begin", 3, nif_access_begin, 0},
+    {"access_begin_dirty", 3, nif_access_begin, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"access_end", 1, nif_access_end, 0},
+    {"atomic", 6, nif_atomic, ERL_NIF_DIRTY_JOB_IO_BOUND},
 };
 
 ERL_NIF_INIT(Elixir.Gms.Nif, funcs, load, NULL, NULL, unload)

@@ -21,6 +21,7 @@ defmodule Gms do
   variants return the value or raise `Gms.Error` with gms's message.
   """
 
+  import Bitwise
   alias Gms.Nif
 
   defmodule Runtime do
@@ -65,7 +66,9 @@ defmodule Gms do
   @type error :: {:error, error_code()}
   @type level :: :public | :internal | :confidential | :secret
   @type language :: :c | :rust | :elixir | :julia | :zig | :nim | :python | :other | :any
-  @type access :: :read | :read_write
+  @type access :: :read | :read_write | :atomic
+  @type window_mode :: :read | :read_write
+  @type word_type :: :u32 | :s32 | :u64 | :s64
   @type share_id :: pos_integer()
   @type grant :: [
           tenant: String.t() | :owner | :any,
@@ -76,7 +79,11 @@ defmodule Gms do
 
   @levels %{public: 0, internal: 1, confidential: 2, secret: 3}
   @languages %{c: 0, rust: 1, elixir: 2, julia: 3, zig: 4, nim: 5, python: 6, other: 7, any: -1}
-  @modes %{read: 1, read_write: 2}
+  @modes %{read: 1, read_write: 2, atomic: 3}
+  @window_modes %{read: 1, read_write: 2}
+  # gms_atomic_op; min and max become the _SIGNED ops for :s32 and :s64.
+  @atomic_ops %{add: 1, and: 2, or: 3, xor: 4, min: 5, max: 6, exchange: 9, cas: 10}
+  @word_types %{u32: {4, false}, s32: {4, true}, u64: {8, false}, s64: {8, true}}
   @unlimited 0xFFFF_FFFF_FFFF_FFFF
 
   # ---- runtime --------------------------------------------------------------
@@ -298,7 +305,9 @@ defmodule Gms do
 
   @doc """
   Acquires a handle of the caller's own on a shared buffer, owned by the
-  calling process; `mode` is `:read` or `:read_write`.
+  calling process; `mode` is `:read`, `:read_write` or `:atomic` (reads,
+  and writes through the atomics only: any number of atomic holders may
+  join the share's one writer; it needs a `:read_write` grant).
   """
   @spec acquire(Context.t(), share_id(), access()) :: {:ok, Buffer.t()} | error()
   def acquire(%Context{ref: ctx}, share_id, mode \\ :read)
@@ -322,6 +331,135 @@ defmodule Gms do
   def revoke(%Context{ref: ctx}, share_id) when is_integer(share_id) and share_id >= 0 do
     ok(Nif.revoke(ctx, share_id))
   end
+
+  # ---- ordering between holders, and atomics (docs/ordering.md) -------------
+
+  @doc """
+  Opens an access window on the buffer (`gms_access_begin`): the work this
+  holder does until `access_end/1` reads (`:read`) or writes
+  (`:read_write`) the buffer, ordered after the conflicting windows of the
+  other holders in any language. Readers run together, a writer alone,
+  first come first served. A conflicting window still open makes the call
+  wait (on a dirty scheduler), or with `wait: false` return
+  `{:error, :busy}`. `{:error, :read_only}`: a write window on a handle that
+  may not write; `{:error, :invalid_arg}`: the handle has a window already.
+  A window belongs to the handle: a buffer released with one open ends it.
+  """
+  @spec access_begin(Buffer.t(), window_mode(), keyword()) :: :ok | error()
+  def access_begin(%Buffer{ref: ref}, mode, opts \\ []) when is_map_key(@window_modes, mode) do
+    code = Map.fetch!(@window_modes, mode)
+
+    if Keyword.get(opts, :wait, true),
+      do: ok(Nif.access_begin_dirty(ref, code, 0)),
+      else: ok(Nif.access_begin(ref, code, 1))
+  end
+
+  @doc "Ends the buffer's access window (`gms_access_end`)."
+  @spec access_end(Buffer.t()) :: :ok | error()
+  def access_end(%Buffer{ref: ref}), do: ok(Nif.access_end(ref))
+
+  @doc """
+  Runs `fun` inside an access window of `mode` and returns `{:ok, result}`;
+  the window ends however `fun` leaves. Options as `access_begin/3`.
+
+      {:ok, data} = Gms.with_access(buf, :read, fn -> Gms.read!(buf, 0, 16) end)
+  """
+  @spec with_access(Buffer.t(), window_mode(), (() -> result), keyword()) ::
+          {:ok, result} | error()
+        when result: term()
+  def with_access(buf, mode, fun, opts \\ []) when is_function(fun, 0) do
+    with :ok <- access_begin(buf, mode, opts) do
+      try do
+        {:ok, fun.()}
+      after
+        access_end(buf)
+      end
+    end
+  end
+
+  @doc """
+  One checked atomic operation (`gms_atomic`) on the word at `offset`:
+  `op` is `:add`, `:and`, `:or`, `:xor`, `:min`, `:max`, `:exchange` or
+  `:cas`. Options: `type:` `:u64` (default), `:s64`, `:u32` or `:s32` (the
+  word's width, and whether min and max compare signed); `compare:` for
+  `:cas`. Returns `{:ok, old}`, the word's value before, as `type`.
+  Refused with `{:error, :invalid_arg}` when `offset` is not a multiple of
+  the width or a value does not fit the type, `:out_of_bounds` when the
+  word is not wholly inside, `:read_only` for a holder that may not write
+  (the writer and `:atomic` holders may).
+  """
+  @spec atomic(Buffer.t(), atom(), non_neg_integer(), integer(), keyword()) ::
+          {:ok, integer()} | error()
+  def atomic(%Buffer{ref: ref}, op, offset, operand, opts \\ [])
+      when is_integer(offset) and offset >= 0 do
+    with {:ok, {width, signed}} <- Map.fetch(@word_types, Keyword.get(opts, :type, :u64)),
+         {:ok, code} <- Map.fetch(@atomic_ops, op),
+         {:ok, a} <- to_word(operand, width, signed),
+         {:ok, c} <- to_word(Keyword.get(opts, :compare, 0), width, signed) do
+      code = if signed and op in [:min, :max], do: code + 2, else: code
+      wrap(Nif.atomic(ref, offset, code, width, a, c), &from_word(&1, width, signed))
+    else
+      _ ->
+        error(:invalid_arg, "gms: an unknown op or type, or a value that does not fit the type")
+    end
+  end
+
+  @doc "Adds `value` (wrapping) to the word; `{:ok, old}`. Options as `atomic/5`."
+  @spec atomic_add(Buffer.t(), non_neg_integer(), integer(), keyword()) ::
+          {:ok, integer()} | error()
+  def atomic_add(buf, offset, value, opts \\ []), do: atomic(buf, :add, offset, value, opts)
+
+  @doc "Bitwise and; `{:ok, old}`."
+  @spec atomic_and(Buffer.t(), non_neg_integer(), integer(), keyword()) ::
+          {:ok, integer()} | error()
+  def atomic_and(buf, offset, value, opts \\ []), do: atomic(buf, :and, offset, value, opts)
+
+  @doc "Bitwise or; `{:ok, old}`."
+  @spec atomic_or(Buffer.t(), non_neg_integer(), integer(), keyword()) ::
+          {:ok, integer()} | error()
+  def atomic_or(buf, offset, value, opts \\ []), do: atomic(buf, :or, offset, value, opts)
+
+  @doc "Bitwise xor; `{:ok, old}`."
+  @spec atomic_xor(Buffer.t(), non_neg_integer(), integer(), keyword()) ::
+          {:ok, integer()} | error()
+  def atomic_xor(buf, offset, value, opts \\ []), do: atomic(buf, :xor, offset, value, opts)
+
+  @doc "The smaller of the word and `value` (signed for `:s32`, `:s64`); `{:ok, old}`."
+  @spec atomic_min(Buffer.t(), non_neg_integer(), integer(), keyword()) ::
+          {:ok, integer()} | error()
+  def atomic_min(buf, offset, value, opts \\ []), do: atomic(buf, :min, offset, value, opts)
+
+  @doc "The larger of the word and `value`; `{:ok, old}`."
+  @spec atomic_max(Buffer.t(), non_neg_integer(), integer(), keyword()) ::
+          {:ok, integer()} | error()
+  def atomic_max(buf, offset, value, opts \\ []), do: atomic(buf, :max, offset, value, opts)
+
+  @doc "Stores `value`; `{:ok, old}`."
+  @spec atomic_exchange(Buffer.t(), non_neg_integer(), integer(), keyword()) ::
+          {:ok, integer()} | error()
+  def atomic_exchange(buf, offset, value, opts \\ []),
+    do: atomic(buf, :exchange, offset, value, opts)
+
+  @doc "Stores `new` if the word holds `expected`; `{:ok, old}` (`old == expected` iff it swapped)."
+  @spec atomic_cas(Buffer.t(), non_neg_integer(), integer(), integer(), keyword()) ::
+          {:ok, integer()} | error()
+  def atomic_cas(buf, offset, expected, new, opts \\ []),
+    do: atomic(buf, :cas, offset, new, Keyword.put(opts, :compare, expected))
+
+  # A value of the type as the unsigned bits gms takes.
+  defp to_word(v, width, false) when is_integer(v) and v >= 0 and v < 1 <<< (8 * width),
+    do: {:ok, v}
+
+  defp to_word(v, width, true)
+       when is_integer(v) and v >= -(1 <<< (8 * width - 1)) and v < 1 <<< (8 * width - 1),
+       do: {:ok, v &&& (1 <<< (8 * width)) - 1}
+
+  defp to_word(_, _, _), do: :error
+
+  defp from_word(bits, width, true) when bits >= 1 <<< (8 * width - 1),
+    do: bits - (1 <<< (8 * width))
+
+  defp from_word(bits, _width, _signed), do: bits
 
   # ---- memory pressure --------------------------------------------------------
 

@@ -29,7 +29,9 @@ module Gms
 using Libdl
 
 export GmsError, Runtime, Context, Buffer, Grant, ShareId,
-    alloc, unsafe_free!, write!, share, acquire, revoke, transfer, info, adopt
+    alloc, unsafe_free!, write!, share, acquire, revoke, transfer, info, adopt,
+    access, atomic_add!, atomic_and!, atomic_or!, atomic_xor!, atomic_min!, atomic_max!,
+    atomic_xchg!, atomic_cas!
 
 # ---- finding libgms -------------------------------------------------------------
 
@@ -1097,6 +1099,131 @@ function __init__()
         drain()
         deliver_events()
     end
+end
+
+
+# ---- access windows and checked atomics (gms/access.h, docs/ordering.md) -----------
+
+"""
+    access_begin(b, mode = ACCESS_READ; stream = Stream(), wait = true)
+
+Opens an access window on `b`: the work this holder queues on `stream`
+until `access_end` reads (`ACCESS_READ`) or writes (`ACCESS_READ_WRITE`)
+the buffer, and gms orders it after the conflicting windows of the other
+holders, whatever their language. Readers run together, a writer alone,
+first come first served: a conflicting window still open makes it wait on
+the host, or with `wait = false` throw `BusyError`. `ReadOnlyError`: a
+write window on a handle that may not write; `InvalidArgError`: the handle
+already has a window. Prefer the do-block form, `access`.
+"""
+function access_begin(b::Buffer, mode::Access = ACCESS_READ; stream::Stream = Stream(),
+                      wait::Bool = true)
+    check(gms_access_begin(live(b.ctx), handle_of(b), mode,
+                           wait ? UInt32(0) : GMS_ACCESS_NOWAIT, stream.ptr))
+end
+
+"""    access_end(b; stream = Stream()): ends `b`'s window (`InvalidArgError` when none is open)."""
+access_end(b::Buffer; stream::Stream = Stream()) =
+    check(gms_access_end(live(b.ctx), handle_of(b), stream.ptr))
+
+"""
+    access(f, b, mode = ACCESS_READ; stream = Stream(), wait = true)
+
+Runs `f()` inside an access window of `mode` on `b` and returns its value;
+the window ends however `f` leaves:
+
+    Gms.access(buf, Gms.ACCESS_READ_WRITE) do
+        Gms.write!(buf, "round 1")
+    end
+"""
+function access(f, b::Buffer, mode::Access = ACCESS_READ; stream::Stream = Stream(),
+                wait::Bool = true)
+    access_begin(b, mode; stream, wait)
+    try
+        f()
+    finally
+        access_end(b; stream)
+    end
+end
+
+"""The words the atomics work on: naturally aligned, 4 or 8 bytes."""
+const AtomicWord = Union{Int32,UInt32,Int64,UInt64}
+
+"""
+    atomic!(b, op::AtomicOp, offset, operand::T; compare::T = zero(T), stream = Stream()) -> T
+
+One checked atomic (gms_atomic) on the `T` word at `offset` (`T` one of
+`Int32`, `UInt32`, `Int64`, `UInt64`); returns the word's old value once the
+stream ran it. `ATOMIC_MIN` and `ATOMIC_MAX` compare as `T` does (signed
+for `Int32` and `Int64`). `InvalidArgError`: `offset` not a multiple of
+`sizeof(T)`; `OutOfBoundsError`: not wholly inside; `ReadOnlyError`: a
+holder that may not write (the writer and `ACCESS_ATOMIC` holders may).
+"""
+function atomic!(b::Buffer, op::AtomicOp, offset::Integer, operand::T;
+                 compare::T = zero(T), stream::Stream = Stream()) where {T<:AtomicWord}
+    if T <: Signed
+        op == ATOMIC_MIN && (op = ATOMIC_MIN_SIGNED)
+        op == ATOMIC_MAX && (op = ATOMIC_MAX_SIGNED)
+    end
+    old = Ref{UInt64}(0)
+    check(gms_atomic(live(b.ctx), handle_of(b), checked_offset(offset), op, UInt32(sizeof(T)),
+                     word_bits(operand), word_bits(compare), stream.ptr, old))
+    old[] % T   # the low sizeof(T) bytes, as T
+end
+
+# The value as the 64 bits gms takes (it reads the low sizeof(T) bytes).
+word_bits(v::AtomicWord) = UInt64(reinterpret(unsigned(typeof(v)), v))
+
+"""    atomic_add!(b, offset, value::T) -> T: adds (wrapping); the old word."""
+atomic_add!(b::Buffer, offset::Integer, value::AtomicWord) = atomic!(b, ATOMIC_ADD, offset, value)
+"""    atomic_and!(b, offset, value::T) -> T: bitwise and; the old word."""
+atomic_and!(b::Buffer, offset::Integer, value::AtomicWord) = atomic!(b, ATOMIC_AND, offset, value)
+"""    atomic_or!(b, offset, value::T) -> T: bitwise or; the old word."""
+atomic_or!(b::Buffer, offset::Integer, value::AtomicWord) = atomic!(b, ATOMIC_OR, offset, value)
+"""    atomic_xor!(b, offset, value::T) -> T: bitwise xor; the old word."""
+atomic_xor!(b::Buffer, offset::Integer, value::AtomicWord) = atomic!(b, ATOMIC_XOR, offset, value)
+"""    atomic_min!(b, offset, value::T) -> T: the smaller, compared as T; the old word."""
+atomic_min!(b::Buffer, offset::Integer, value::AtomicWord) = atomic!(b, ATOMIC_MIN, offset, value)
+"""    atomic_max!(b, offset, value::T) -> T: the larger, compared as T; the old word."""
+atomic_max!(b::Buffer, offset::Integer, value::AtomicWord) = atomic!(b, ATOMIC_MAX, offset, value)
+"""    atomic_xchg!(b, offset, value::T) -> T: stores value; the old word."""
+atomic_xchg!(b::Buffer, offset::Integer, value::AtomicWord) =
+    atomic!(b, ATOMIC_EXCHANGE, offset, value)
+
+"""
+    atomic_cas!(b, offset, expected::T, new::T) -> T
+
+Stores `new` if the word holds `expected`; returns the old word (equal to
+`expected` iff it swapped), as `Threads.atomic_cas!`.
+"""
+atomic_cas!(b::Buffer, offset::Integer, expected::T, new::T) where {T<:AtomicWord} =
+    atomic!(b, ATOMIC_CAS, offset, new; compare = expected)
+
+"""
+    atomic_batch!(b, items; results = nothing, results_offset = 0, stream = Stream())
+
+Many operations in one call, all checked before any runs: `items` are
+`(op, offset, operand::T)` or `(op, offset, operand::T, compare::T)`.
+`results`: a Buffer of the same context that receives item i's old value
+as the 8-byte word at `results_offset + 8(i-1)`, in stream order.
+"""
+function atomic_batch!(b::Buffer, items; results::Union{Buffer,Nothing} = nothing,
+                       results_offset::Integer = 0, stream::Stream = Stream())
+    c_items = map(items) do item
+        op, offset, operand = item[1], item[2], item[3]
+        compare = length(item) > 3 ? item[4] : zero(operand)
+        T = typeof(operand)
+        if T <: Signed
+            op == ATOMIC_MIN && (op = ATOMIC_MIN_SIGNED)
+            op == ATOMIC_MAX && (op = ATOMIC_MAX_SIGNED)
+        end
+        gms_atomic_item(checked_offset(offset), word_bits(operand), word_bits(compare),
+                        UInt32(Integer(op)), UInt32(sizeof(T)))
+    end
+    res = results === nothing ? GMS_BUF_NULL : handle_of(results)
+    v = collect(gms_atomic_item, c_items)
+    GC.@preserve v check(gms_atomic_batch(live(b.ctx), handle_of(b), pointer(v), length(v), res,
+                                          checked_offset(results_offset), stream.ptr))
 end
 
 end # module

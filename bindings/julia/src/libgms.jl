@@ -58,7 +58,8 @@ end
     LANG_PYTHON = 6
     LANG_OTHER = 7
 end
-@enum Access::Cint ACCESS_READ = 1 ACCESS_READ_WRITE = 2
+# ACCESS_ATOMIC is gms/access.h's GMS_ACCESS_ATOMIC, an acquire mode.
+@enum Access::Cint ACCESS_READ = 1 ACCESS_READ_WRITE = 2 ACCESS_ATOMIC = 3
 @enum ViolationKind::Cint begin
     VIOLATION_OVERFLOW = 1
     VIOLATION_UNDERFLOW = 2
@@ -288,6 +289,31 @@ struct gms_dlpack_desc
     byte_offset::UInt64
 end
 
+# ---- access windows and checked atomics (gms/access.h) ---------------------------
+
+const GMS_ACCESS_NOWAIT = UInt32(1) << 0
+
+@enum AtomicOp::Cint begin
+    ATOMIC_ADD = 1
+    ATOMIC_AND = 2
+    ATOMIC_OR = 3
+    ATOMIC_XOR = 4
+    ATOMIC_MIN = 5
+    ATOMIC_MAX = 6
+    ATOMIC_MIN_SIGNED = 7
+    ATOMIC_MAX_SIGNED = 8
+    ATOMIC_EXCHANGE = 9
+    ATOMIC_CAS = 10
+end
+
+struct gms_atomic_item
+    offset::UInt64
+    operand::UInt64
+    compare::UInt64
+    op::UInt32
+    width::UInt32
+end
+
 # ---- testing (gms/testing.h) -----------------------------------------------------
 
 struct gms_testing_options
@@ -380,3 +406,15 @@ gms_dlpack_import(ctx, tensor, out) =
     @ccall libgms().gms_dlpack_import(ctx::Ptr{gms_context}, tensor::Ptr{DLManagedTensorVersioned},
         out::Ref{UInt64})::Cint
 gms_verify(rt, out) = @ccall libgms().gms_verify(rt::Ptr{gms_runtime}, out::Ref{gms_report})::Cint
+
+gms_access_begin(ctx, buf, mode, flags, stream) =
+    @ccall libgms().gms_access_begin(ctx::Ptr{gms_context}, buf::UInt64, mode::Access, flags::UInt32,
+        stream::Ptr{Cvoid})::Cint
+gms_access_end(ctx, buf, stream) =
+    @ccall libgms().gms_access_end(ctx::Ptr{gms_context}, buf::UInt64, stream::Ptr{Cvoid})::Cint
+gms_atomic(ctx, buf, offset, op, width, operand, compare, stream, old) =
+    @ccall libgms().gms_atomic(ctx::Ptr{gms_context}, buf::UInt64, offset::UInt64, op::AtomicOp,
+        width::UInt32, operand::UInt64, compare::UInt64, stream::Ptr{Cvoid}, old::Ref{UInt64})::Cint
+gms_atomic_batch(ctx, buf, items, n, results, results_offset, stream) =
+    @ccall libgms().gms_atomic_batch(ctx::Ptr{gms_context}, buf::UInt64, items::Ptr{gms_atomic_item},
+        n::Csize_t, results::UInt64, results_offset::UInt64, stream::Ptr{Cvoid})::Cint

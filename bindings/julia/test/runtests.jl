@@ -467,6 +467,100 @@ end
     leak_check(rt)
 end
 
+@testset "access windows: a writer keeps a second holder out until it ends" begin
+    rt = Gms.Runtime(host_options())
+    owner = Gms.Context(rt, "acme"; user = "alice")
+    py = Gms.Context(rt, "acme"; user = "bob", language = Gms.LANG_PYTHON)
+    b = Gms.alloc(owner, 4096; zero = true)
+    id = Gms.share(b, Gms.Grant(mode = Gms.ACCESS_READ_WRITE))
+    r = Gms.acquire(py, id)
+    Gms.access_begin(b, Gms.ACCESS_READ_WRITE)
+    Gms.write!(b, "round 1")
+    expect_code(() -> Gms.access_begin(r, Gms.ACCESS_READ; wait = false), Gms.BusyError, Gms.GMS_E_BUSY)
+    expect_code(() -> Gms.access_begin(b; wait = false), Gms.InvalidArgError, Gms.GMS_E_INVALID_ARG)
+    @test Gms.gms_free(Gms.live(owner), Gms.handle(b)) == Gms.GMS_E_BUSY   # no free under a window
+    Gms.access_end(b)
+    expect_code(() -> Gms.access_end(b), Gms.InvalidArgError, Gms.GMS_E_INVALID_ARG)
+    got = Gms.access(r) do
+        Gms.access(b; wait = false) do   # readers together
+            expect_code(() -> Gms.access_begin(b, Gms.ACCESS_READ_WRITE; wait = false),
+                        Gms.InvalidArgError, Gms.GMS_E_INVALID_ARG)
+        end
+        expect_code(() -> Gms.access_begin(b, Gms.ACCESS_READ_WRITE; wait = false), Gms.BusyError,
+                    Gms.GMS_E_BUSY)
+        String(read(r, 7))
+    end
+    @test got == "round 1"
+    expect_code(() -> Gms.access_begin(r, Gms.ACCESS_READ_WRITE), Gms.ReadOnlyError, Gms.GMS_E_READ_ONLY)
+    @test_throws ErrorException Gms.access(() -> error("the body fails"), b, Gms.ACCESS_READ_WRITE)
+    @test Gms.access(() -> :again, b, Gms.ACCESS_READ_WRITE; wait = false) == :again
+    Gms.unsafe_free!(r)
+    Gms.unsafe_free!(b)
+    leak_check(rt)
+end
+
+@testset "atomics: old words at both widths" begin
+    rt = Gms.Runtime(host_options())
+    ctx = Gms.Context(rt, "acme")
+    b = Gms.alloc(ctx, 64; zero = true)
+    @test Gms.atomic_add!(b, 0, UInt64(5)) === UInt64(0)
+    @test Gms.atomic_add!(b, 0, UInt64(2)) === UInt64(5)
+    @test Gms.atomic_max!(b, 0, UInt64(3)) === UInt64(7)
+    @test Gms.atomic_min!(b, 0, UInt64(3)) === UInt64(7)
+    @test Gms.atomic_cas!(b, 0, UInt64(3), UInt64(10)) === UInt64(3)
+    @test Gms.atomic_cas!(b, 0, UInt64(3), UInt64(11)) === UInt64(10)
+    @test Gms.atomic_xchg!(b, 8, Int64(-1)) === Int64(0)
+    @test Gms.atomic_min!(b, 8, Int64(4)) === Int64(-1)   # signed: -1 stays
+    @test Gms.atomic_max!(b, 8, Int64(4)) === Int64(-1)
+    @test Gms.atomic_min!(b, 8, typemax(UInt64)) === UInt64(4)
+    @test Gms.atomic_add!(b, 16, typemax(UInt32)) === UInt32(0)
+    @test Gms.atomic_add!(b, 16, UInt32(2)) === typemax(UInt32)   # wraps to 1
+    @test Gms.atomic_or!(b, 20, UInt32(0xF0)) === UInt32(0)
+    @test Gms.atomic_xor!(b, 20, UInt32(0xFF)) === UInt32(0xF0)
+    @test Gms.atomic_and!(b, 20, UInt32(0x3C)) === UInt32(0x0F)
+    @test Gms.atomic_min!(b, 24, Int32(-5)) === Int32(0)
+    @test Gms.atomic_max!(b, 24, Int32(-9)) === Int32(-5)
+    @test Gms.atomic_max!(b, 24, UInt32(3)) === UInt32(0xFFFFFFFB)
+    @test Gms.atomic_xchg!(b, 28, UInt32(9)) === UInt32(0)
+    @test Gms.atomic_cas!(b, 28, UInt32(9), UInt32(1)) === UInt32(9)
+    @test Gms.atomic_cas!(b, 28, UInt32(9), UInt32(2)) === UInt32(1)
+    words = read(b, 32)
+    @test reinterpret(UInt64, words[1:16]) == [UInt64(10), UInt64(4)]
+    @test reinterpret(UInt32, words[17:32]) == UInt32[1, 0x0C, 0xFFFFFFFB, 1]
+    res = Gms.alloc(ctx, 24; zero = true)
+    Gms.atomic_batch!(b, [(Gms.ATOMIC_ADD, 0, UInt64(1)), (Gms.ATOMIC_CAS, 8, Int64(7), Int64(4)),
+                          (Gms.ATOMIC_OR, 20, UInt32(1))]; results = res)
+    @test reinterpret(UInt64, read(res, 24)) == UInt64[10, 4, 0x0C]
+    Gms.unsafe_free!(res)
+    Gms.unsafe_free!(b)
+    leak_check(rt)
+end
+
+@testset "atomics: misaligned, out of bounds and read-only holders are refused" begin
+    rt = Gms.Runtime(host_options())
+    owner = Gms.Context(rt, "acme"; user = "alice")
+    py = Gms.Context(rt, "acme"; user = "bob", language = Gms.LANG_PYTHON)
+    b = Gms.alloc(owner, 64)
+    fill!(b, 0x01)
+    expect_code(() -> Gms.atomic_add!(b, 4, UInt64(1)), Gms.InvalidArgError, Gms.GMS_E_INVALID_ARG)
+    expect_code(() -> Gms.atomic_add!(b, 2, UInt32(1)), Gms.InvalidArgError, Gms.GMS_E_INVALID_ARG)
+    expect_code(() -> Gms.atomic_add!(b, 64, UInt32(1)), Gms.OutOfBoundsError, Gms.GMS_E_OUT_OF_BOUNDS)
+    @test all(==(0x01), read(b, 64))   # nothing changed
+    id = Gms.share(b, Gms.Grant(mode = Gms.ACCESS_READ_WRITE))
+    r = Gms.acquire(py, id)
+    expect_code(() -> Gms.atomic_add!(r, 0, UInt64(1)), Gms.ReadOnlyError, Gms.GMS_E_READ_ONLY)
+    counter = Gms.acquire(py, id; mode = Gms.ACCESS_ATOMIC)
+    @test Gms.info(counter).access == Gms.ACCESS_ATOMIC
+    @test Gms.atomic_add!(counter, 0, UInt64(1)) === 0x0101010101010101
+    expect_code(() -> Gms.write!(counter, "x"), Gms.ReadOnlyError, Gms.GMS_E_READ_ONLY)
+    expect_code(() -> Gms.access_begin(counter, Gms.ACCESS_READ_WRITE), Gms.ReadOnlyError,
+                Gms.GMS_E_READ_ONLY)
+    Gms.unsafe_free!(counter)
+    Gms.unsafe_free!(r)
+    Gms.unsafe_free!(b)
+    leak_check(rt)
+end
+
 @testset "fail_nth_call: every failure is a GmsError; nothing leaks" begin
     failures = 0
     for n in 1:500

@@ -31,7 +31,7 @@ import gms/ffi
 
 export options
 export Backend, LogLevel, Safety, OnCorruption, Level, Language, Access,
-  ViolationKind
+  ViolationKind, AtomicOp
 
 type
   GmsError* = object of CatchableError
@@ -794,6 +794,20 @@ proc acquireRead*(ctx: Context, id: ShareId): View =
     discard gms_release(c, h)
     raise
 
+proc acquireAtomic*(ctx: Context, id: ShareId): View =
+  ## An atomic holder's handle (accessAtomic, docs/ordering.md): it reads,
+  ## and writes through the atomics only, beside the share's one writer
+  ## and any number of other atomic holders. Needs a read-write grant
+  ## (AccessDeniedError) and a mutable share (ReadOnlyError).
+  var h: CBuf
+  let c = ctx.core.live
+  check gms_acquire(c, uint64(id), accessAtomic, addr h)
+  try:
+    result = View.make(ctx.core, h, bufSize(c, h))
+  except GmsError:
+    discard gms_release(c, h)
+    raise
+
 proc acquireWrite*(ctx: Context, id: ShareId): Buffer =
   ## A read-write handle on a mutable share (one writer at a time:
   ## BusyError while another holder can write; ReadOnlyError if immutable).
@@ -826,3 +840,163 @@ proc transfer*(b: var Buffer, to: Context, stream: Stream): Buffer =
   result = Buffer.make(to.core, h, b.size)
   b.h = GMS_BUF_NULL
   `=destroy`(b)
+
+# ---- access windows and checked atomics (gms/access.h, docs/ordering.md) ----------
+
+type Window* = object
+  ## An open access window on one handle: the work its holder queues on
+  ## the window's stream until it ends reads (or writes) the buffer, and
+  ## gms orders it after the conflicting windows of the other holders,
+  ## whatever their language. Ended by `endAccess` (which raises) or when
+  ## it goes out of scope (an error then goes to dropErrorHook).
+  ctx: ptr ContextCore
+  h: CBuf
+  stream: Stream
+
+proc `=destroy`(w: var Window) =
+  let ctx = w.ctx
+  if ctx != nil:
+    if w.h != GMS_BUF_NULL and ctx.p != nil:
+      let rc = gms_access_end(ctx.p, w.h, pointer(w.stream))
+      if rc != GMS_OK:
+        dropError(rc)
+    release(ctx)
+    w.ctx = nil
+    w.h = GMS_BUF_NULL
+proc `=copy`(dst: var Window, src: Window) {.error.}
+proc `=sink`(dst: var Window, src: Window) =
+  `=destroy`(dst)
+  dst.ctx = src.ctx
+  dst.h = src.h
+  dst.stream = src.stream
+
+proc isOpen*(w: Window): bool = w.h != GMS_BUF_NULL
+  ## False once ended.
+
+proc beginAccess*(b: AnyBuffer, mode: Access, stream = defaultStream,
+                  wait = true): Window =
+  ## Opens a window of mode (accessRead or accessReadWrite) for the work
+  ## this holder queues on stream. Readers run together, a writer alone,
+  ## first come first served: a conflicting window still open makes it
+  ## wait on the host, or with wait = false raise BusyError. ReadOnlyError:
+  ## a write window on a handle that may not write; InvalidArgError: this
+  ## handle already has a window.
+  check gms_access_begin(b.live, b.h, mode,
+                         if wait: 0'u32 else: GMS_ACCESS_NOWAIT, pointer(stream))
+  retain(b.ctx)
+  Window(ctx: b.ctx, h: b.h, stream: stream)
+
+proc endAccess*(w: var Window) =
+  ## Ends the window (on a GPU it records the event that later conflicting
+  ## windows wait for).
+  if w.h == GMS_BUF_NULL:
+    invalidArg("the window is not open")
+  let rc = gms_access_end(w.ctx.live, w.h, pointer(w.stream))
+  w.h = GMS_BUF_NULL # ended, or refused: either way not to be ended again
+  if rc != GMS_OK:
+    raiseCode(rc)
+
+template withAccess*(b: AnyBuffer, mode: Access, stream: Stream, body: untyped) =
+  ## Runs body inside a window of mode on b's stream; ends it however body
+  ## leaves.
+  block:
+    var window = beginAccess(b, mode, stream)
+    try:
+      body
+    finally:
+      window.endAccess()
+
+template withAccess*(b: AnyBuffer, mode: Access, body: untyped) =
+  ## withAccess on the default stream.
+  withAccess(b, mode, defaultStream, body)
+
+type
+  AtomicWord* = int32 | uint32 | int64 | uint64
+    ## The words the atomics work on: 4 or 8 bytes, naturally aligned.
+  AtomicItem* = CAtomicItem
+    ## One operation of atomicBatch.
+
+proc toBits[T: AtomicWord](v: T): uint64 =
+  when T is int32: uint64(cast[uint32](v))
+  elif T is int64: cast[uint64](v)
+  else: uint64(v)
+
+proc fromBits[T: AtomicWord](bits: uint64): T =
+  when T is int32: cast[int32](uint32(bits and 0xFFFF_FFFF'u64))
+  elif T is uint32: uint32(bits and 0xFFFF_FFFF'u64)
+  elif T is int64: cast[int64](bits)
+  else: bits
+
+proc atomic*(b: AnyBuffer, op: AtomicOp, offset: int, operand: uint64,
+             compare = 0'u64, width = 8, stream = defaultStream): uint64 =
+  ## One checked atomic on the width-byte word at offset (gms_atomic),
+  ## queued on stream; returns the word's old value once the stream ran it.
+  ## OutOfBoundsError unless wholly inside, InvalidArgError when offset is
+  ## not a multiple of width, ReadOnlyError for a holder that may not
+  ## write (a read acquire, an immutable share). Only the writer and
+  ## atomic holders (acquireAtomic) may call it.
+  check gms_atomic(b.live, b.h, checkOffset(offset), op, uint32(width), operand,
+                   compare, pointer(stream), addr result)
+
+proc atomicQueue*(b: AnyBuffer, op: AtomicOp, offset: int, operand: uint64,
+                  compare = 0'u64, width = 8, stream = defaultStream) =
+  ## `atomic` without fetching the old value: checked now, run in stream
+  ## order, never waits.
+  check gms_atomic(b.live, b.h, checkOffset(offset), op, uint32(width), operand,
+                   compare, pointer(stream), nil)
+
+proc typed[T: AtomicWord](b: AnyBuffer, op: AtomicOp, offset: int, value: T,
+                          compare: T = T(0)): T =
+  fromBits[T](b.atomic(op, offset, toBits(value), toBits(compare), sizeof(T)))
+
+proc atomicAdd*[T: AtomicWord](b: AnyBuffer, offset: int, value: T): T =
+  ## Adds value (wrapping) to the T word at offset; returns the old word.
+  b.typed(aoAdd, offset, value)
+
+proc atomicAnd*[T: AtomicWord](b: AnyBuffer, offset: int, value: T): T =
+  b.typed(aoAnd, offset, value)
+
+proc atomicOr*[T: AtomicWord](b: AnyBuffer, offset: int, value: T): T =
+  b.typed(aoOr, offset, value)
+
+proc atomicXor*[T: AtomicWord](b: AnyBuffer, offset: int, value: T): T =
+  b.typed(aoXor, offset, value)
+
+proc atomicMin*[T: AtomicWord](b: AnyBuffer, offset: int, value: T): T =
+  ## The smaller of the word and value, compared as T (signed or not).
+  b.typed(when T is int32 | int64: aoMinSigned else: aoMin, offset, value)
+
+proc atomicMax*[T: AtomicWord](b: AnyBuffer, offset: int, value: T): T =
+  b.typed(when T is int32 | int64: aoMaxSigned else: aoMax, offset, value)
+
+proc atomicExchange*[T: AtomicWord](b: AnyBuffer, offset: int, value: T): T =
+  b.typed(aoExchange, offset, value)
+
+proc atomicCas*[T: AtomicWord](b: AnyBuffer, offset: int, expected, new: T): T =
+  ## Sets the word to new if it holds expected; returns the old word
+  ## (equal to expected iff it swapped).
+  b.typed(aoCas, offset, new, expected)
+
+proc atomicItem*[T: AtomicWord](op: AtomicOp, offset: int, operand: T,
+                                compare: T = T(0)): AtomicItem =
+  AtomicItem(offset: checkOffset(offset), operand: toBits(operand),
+             compare: toBits(compare), op: uint32(ord(op)), width: uint32(sizeof(T)))
+
+proc batch(b: AnyBuffer, items: openArray[AtomicItem], results: CBuf,
+           resultsOffset: int, stream: Stream) =
+  check gms_atomic_batch(b.live, b.h, if items.len > 0: unsafeAddr items[0] else: nil,
+                         csize_t(items.len), results, checkOffset(resultsOffset),
+                         pointer(stream))
+
+proc atomicBatch*(b: AnyBuffer, items: openArray[AtomicItem],
+                  stream = defaultStream) =
+  ## Many operations in one call, all checked before any runs.
+  b.batch(items, GMS_BUF_NULL, 0, stream)
+
+proc atomicBatch*(b: AnyBuffer, items: openArray[AtomicItem], results: Buffer,
+                  resultsOffset = 0, stream = defaultStream) =
+  ## The same, item i's old value going to the 8-byte word at
+  ## resultsOffset + 8*i of results (a buffer of the same context), in
+  ## stream order.
+  discard results.live # a freed one would mean "no results"
+  b.batch(items, results.h, resultsOffset, stream)

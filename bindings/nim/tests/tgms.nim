@@ -584,6 +584,133 @@ proc workload(rt: Runtime) =
   rt.trim()
   discard rt.verify()
 
+# ---- access windows and atomics (gms/access.h) ------------------------------------
+
+proc le64(s: seq[byte], at: int): uint64 =
+  for i in countdown(7, 0):
+    result = result shl 8 or uint64(s[at + i])
+
+test "windows: a writer keeps a second holder out until it ends":
+  leakChecked rt:
+    let owner = rt.openContext("acme", "alice")
+    let py = rt.openContext("acme", "bob", language = langPython)
+    var buf = owner.alloc(4096, zero = true)
+    let id = buf.share([grant(mode = accessReadWrite)])
+    var reader = py.acquireRead(id)
+    var w = buf.beginAccess(accessReadWrite)
+    doAssert w.isOpen
+    buf.write(0, "round 1")
+    expect BusyError, GMS_E_BUSY:
+      discard reader.beginAccess(accessRead, wait = false)
+    expect InvalidArgError, GMS_E_INVALID_ARG: # one window per handle
+      discard buf.beginAccess(accessRead, wait = false)
+    expect BusyError, GMS_E_BUSY: # no free under a window
+      buf.free()
+    w.endAccess()
+    doAssert not w.isOpen
+    expect InvalidArgError, GMS_E_INVALID_ARG:
+      w.endAccess()
+    withAccess(reader, accessRead):
+      withAccess(buf, accessRead): # readers together
+        doAssert reader.text(7) == "round 1"
+      expect BusyError, GMS_E_BUSY:
+        discard buf.beginAccess(accessReadWrite, wait = false)
+    block:
+      let scoped = buf.beginAccess(accessReadWrite, wait = false)
+      doAssert scoped.isOpen # ends at the end of the block
+    expect ReadOnlyError, GMS_E_READ_ONLY:
+      discard reader.beginAccess(accessReadWrite)
+    var raised = false
+    try:
+      withAccess(buf, accessReadWrite):
+        raise newException(ValueError, "the body fails")
+    except ValueError:
+      raised = true
+    doAssert raised
+    withAccess(buf, accessReadWrite, defaultStream): # ended despite the raise
+      buf.write(0, "round 2")
+
+test "windows: a waiting reader sees the whole write":
+  leakChecked rt:
+    let owner = rt.openContext("acme", "alice")
+    var buf = owner.alloc(512, zero = true)
+    let id = buf.share([grant(mode = accessReadWrite)])
+    let other = rt.openContext("acme", "bob", language = langPython)
+    var reader = other.acquireRead(id)
+    var w = buf.beginAccess(accessReadWrite)
+    expect BusyError, GMS_E_BUSY:
+      discard reader.beginAccess(accessRead, wait = false)
+    for i in 0 ..< 8:
+      buf.fill(i * 64, 7, 64)
+    w.endAccess()
+    withAccess(reader, accessRead):
+      for b in reader.read(0, 512):
+        doAssert b == 7
+
+test "atomics: add, min, max, cas, exchange at both widths":
+  leakChecked rt:
+    let ctx = rt.openContext("acme")
+    var buf = ctx.alloc(64, zero = true)
+    doAssert buf.atomicAdd(0, 5'u64) == 0 and buf.atomicAdd(0, 2'u64) == 5
+    doAssert buf.atomicMax(0, 3'u64) == 7 and buf.atomicMin(0, 3'u64) == 7
+    doAssert buf.atomicCas(0, 3'u64, 10) == 3 and buf.atomicCas(0, 3'u64, 11) == 10
+    doAssert buf.atomicExchange(8, -1'i64) == 0
+    doAssert buf.atomicMin(8, 4'i64) == -1 and buf.atomicMax(8, 4'i64) == -1
+    doAssert buf.atomicMin(8, high(uint64)) == 4 # unsigned: 4 stays
+    doAssert buf.atomicAdd(16, high(uint32)) == 0
+    doAssert buf.atomicAdd(16, 2'u32) == high(uint32) # wraps to 1
+    doAssert buf.atomicOr(20, 0xF0'u32) == 0 and buf.atomicXor(20, 0xFF'u32) == 0xF0
+    doAssert buf.atomicAnd(20, 0x3C'u32) == 0x0F
+    doAssert buf.atomicMin(24, -5'i32) == 0 and buf.atomicMax(24, -9'i32) == -5
+    doAssert buf.atomicMax(24, 3'u32) == cast[uint32](-5'i32)
+    doAssert buf.atomicExchange(28, 9'u32) == 0
+    doAssert buf.atomicCas(28, 9'u32, 1) == 9 and buf.atomicCas(28, 9'u32, 2) == 1
+    buf.atomicQueue(aoAdd, 32, 40)
+    let words = buf.read(0, 40)
+    doAssert le64(words, 0) == 10 and le64(words, 8) == cast[uint64](4'i64)
+    doAssert le64(words, 16) == ((0x0C'u64 shl 32) or 1) and le64(words, 32) == 40
+    doAssert le64(words, 24) == ((1'u64 shl 32) or uint64(cast[uint32](-5'i32)))
+    var results = ctx.alloc(24, zero = true)
+    buf.atomicBatch([atomicItem(aoAdd, 0, 1'u64), atomicItem(aoCas, 8, 7'i64, 4'i64),
+                     atomicItem(aoOr, 20, 1'u32)], results)
+    let old = results.read(0, 24)
+    doAssert le64(old, 0) == 10 and le64(old, 8) == 4 and le64(old, 16) == 0x0C
+    doAssert buf.atomicAdd(8, 0'i64) == 7 and buf.atomicAdd(20, 0'u32) == 0x0D
+
+test "atomics: misaligned, out of bounds and read-only holders are refused":
+  leakChecked rt:
+    let owner = rt.openContext("acme", "alice")
+    var buf = owner.alloc(64, zero = true)
+    buf.fill(0, 1, 64)
+    expect InvalidArgError, GMS_E_INVALID_ARG:
+      discard buf.atomicAdd(4, 1'u64)
+    expect InvalidArgError, GMS_E_INVALID_ARG:
+      discard buf.atomicAdd(2, 1'u32)
+    expect OutOfBoundsError, GMS_E_OUT_OF_BOUNDS:
+      discard buf.atomicAdd(64, 1'u32)
+    expect InvalidArgError, GMS_E_INVALID_ARG:
+      buf.atomicBatch([atomicItem(aoAdd, 0, 1'u64), atomicItem(aoAdd, 3, 1'u32)])
+    for b in buf.read(0, 64):
+      doAssert b == 1 # nothing changed
+    let id = buf.share([grant(mode = accessReadWrite)])
+    let py = rt.openContext("acme", "bob", language = langPython)
+    var reader = py.acquireRead(id)
+    expect ReadOnlyError, GMS_E_READ_ONLY:
+      discard reader.atomicAdd(0, 1'u64)
+    var counter = py.acquireAtomic(id)
+    doAssert counter.info.access == accessAtomic
+    doAssert counter.atomicAdd(0, 1'u64) == 0x0101010101010101'u64
+    expect ReadOnlyError, GMS_E_READ_ONLY:
+      discard counter.beginAccess(accessReadWrite)
+    withAccess(counter, accessRead):
+      discard
+    var frozen = owner.alloc(64)
+    let fid = frozen.share([grant(mode = accessReadWrite)], immutable = true)
+    expect ReadOnlyError, GMS_E_READ_ONLY:
+      discard py.acquireAtomic(fid)
+    expect ReadOnlyError, GMS_E_READ_ONLY:
+      discard frozen.atomicAdd(0, 1'u64)
+
 test "failNthCall: each failure is a GmsError with a message; nothing leaks":
   var failures, n = 0
   while true:

@@ -16,8 +16,9 @@ mod sealed {
     pub trait Sealed {}
 }
 
-/// What a [`Buffer`] handle may do: [`ReadWrite`] or [`ReadOnly`]. The
-/// write calls exist only on `Buffer<ReadWrite>`, so a holder of an
+/// What a [`Buffer`] handle may do: [`ReadWrite`], [`ReadOnly`] or
+/// [`Atomic`]. The write calls exist only on `Buffer<ReadWrite>`, and the
+/// atomics only where [`AtomicAccess`] allows them, so a holder of an
 /// immutable share or of a read acquire cannot even try to write.
 pub trait Access: sealed::Sealed + Send + Sync + 'static {
     /// The `gms_access` of such a handle.
@@ -40,14 +41,44 @@ pub enum ReadWrite {}
 #[derive(Debug)]
 pub enum ReadOnly {}
 
+/// The access of an atomic holder (`GMS_ACCESS_ATOMIC`, from
+/// [`Context::acquire_atomic`]): it reads, and writes through the checked
+/// atomics only; any number of them may join a share's one writer.
+///
+/// Such a buffer has no write method either:
+///
+/// ```compile_fail,E0599
+/// fn try_to_write(counter: gms::Buffer<gms::Atomic>) {
+///     counter.write(0, b"no").unwrap();
+/// }
+/// ```
+#[derive(Debug)]
+pub enum Atomic {}
+
+/// The handles that may run checked atomics ([`Buffer::fetch_add`] and
+/// the rest): [`ReadWrite`] and [`Atomic`]. A `Buffer<ReadOnly>` has none:
+///
+/// ```compile_fail,E0599
+/// fn try_to_add(theirs: gms::Buffer<gms::ReadOnly>) {
+///     theirs.fetch_add(0, 1u64).unwrap();
+/// }
+/// ```
+pub trait AtomicAccess: Access {}
+
 impl sealed::Sealed for ReadWrite {}
 impl sealed::Sealed for ReadOnly {}
+impl sealed::Sealed for Atomic {}
 impl Access for ReadWrite {
     const MODE: Mode = Mode::ReadWrite;
 }
 impl Access for ReadOnly {
     const MODE: Mode = Mode::Read;
 }
+impl Access for Atomic {
+    const MODE: Mode = Mode::Atomic;
+}
+impl AtomicAccess for ReadWrite {}
+impl AtomicAccess for Atomic {}
 
 /// A share's id (`gms_share_id`): what another context, language or tenant
 /// needs to [`acquire`](Context::acquire) the buffer. Keyed like handles,
@@ -213,16 +244,26 @@ impl<A: Access> Buffer<A> {
     /// transfer made by another language, [`Buffer::into_raw`]): the
     /// `Buffer` frees it when dropped. Refused (`InvalidHandle`) when `ctx`
     /// does not hold a live buffer by that handle, and (`ReadOnly`) for a
-    /// `Buffer<ReadWrite>` of a handle that may only read. A handle that
+    /// `Buffer<ReadWrite>` of a handle that may only read (or run
+    /// atomics), or a `Buffer<Atomic>` of one that may only read. A handle that
     /// someone else frees meanwhile only makes later calls fail: handles
     /// are checked on every call and never reused.
     pub fn from_raw(ctx: &Context, handle: u64) -> Result<Buffer<A>> {
         let mut b = Buffer::adopt(ctx.clone(), handle, 0);
         let checked = b.info().and_then(|info| {
-            if A::MODE == Mode::ReadWrite && (info.access != Some(Mode::ReadWrite) || info.immutable) {
+            // A writer may be taken as an atomic holder, not the reverse.
+            let allowed = match A::MODE {
+                Mode::Read => true,
+                Mode::ReadWrite => info.access == Some(Mode::ReadWrite),
+                Mode::Atomic => matches!(info.access, Some(Mode::ReadWrite | Mode::Atomic)),
+            };
+            if !allowed || (A::MODE != Mode::Read && info.immutable) {
                 return Err(Error::new(
                     sys::GMS_E_READ_ONLY,
-                    format!("gms: handle {handle:#018x} may only read: take it as a Buffer<ReadOnly>"),
+                    format!(
+                        "gms: handle {handle:#018x} may not be a Buffer<{:?}>: its access is less",
+                        A::MODE
+                    ),
                 ));
             }
             usize::try_from(info.size)

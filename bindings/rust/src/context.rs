@@ -3,7 +3,7 @@
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
-use crate::buffer::{Access, Buffer, ReadOnly, ReadWrite, ShareId};
+use crate::buffer::{Access, Atomic, Buffer, ReadOnly, ReadWrite, ShareId};
 use crate::error::{Result, check};
 use crate::runtime::{Runtime, c_string};
 use crate::sys;
@@ -136,6 +136,14 @@ impl Context {
     /// immutable share, `Busy` while another holder can write,
     /// `AccessDenied` beyond what the grant allows.
     pub fn acquire_mut(&self, id: ShareId) -> Result<Buffer<ReadWrite>> {
+        self.acquire_as(id)
+    }
+
+    /// An atomic holder's handle (`GMS_ACCESS_ATOMIC`, docs/ordering.md):
+    /// it reads, and writes through the checked atomics only, beside the
+    /// share's one writer and any number of other atomic holders. Needs a
+    /// read-write grant (`AccessDenied`) and a mutable share (`ReadOnly`).
+    pub fn acquire_atomic(&self, id: ShareId) -> Result<Buffer<Atomic>> {
         self.acquire_as(id)
     }
 

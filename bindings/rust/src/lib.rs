@@ -55,6 +55,7 @@
 
 #![warn(missing_docs)]
 
+mod access;
 mod buffer;
 mod context;
 mod error;
@@ -63,7 +64,8 @@ pub mod sys;
 pub mod testing;
 mod types;
 
-pub use buffer::{Access, BufInfo, Buffer, Grant, ReadOnly, ReadWrite, ShareId};
+pub use access::{AtomicItem, AtomicOp, Window, Word};
+pub use buffer::{Access, Atomic, AtomicAccess, BufInfo, Buffer, Grant, ReadOnly, ReadWrite, ShareId};
 pub use context::{Context, ContextBuilder};
 pub use error::{Error, ErrorKind, Result, Returned, strerror};
 pub use runtime::{Pressure, Report, Runtime, RuntimeBuilder, Stats, TenantStats, Violation};

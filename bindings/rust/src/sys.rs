@@ -1,4 +1,5 @@
-//! The C API of `include/gms.h` and `include/gms/testing.h`, declared by
+//! The C API of `include/gms.h`, `include/gms/access.h` and
+//! `include/gms/testing.h`, declared by
 //! hand, name for name and field for field (no bindgen: it is not available
 //! offline). `tests/abi.rs` compares every struct's size and offsets with
 //! the C compiler's. Everything here is `unsafe` to call and follows the C
@@ -292,6 +293,32 @@ pub const GMS_AUDIT_WIPE: gms_audit_op = 16;
 pub const GMS_AUDIT_CONFIG: gms_audit_op = 17;
 pub const GMS_AUDIT_DROPPED: gms_audit_op = 18;
 
+// ---- gms/access.h: access windows and checked atomics ----
+pub const GMS_ACCESS_NOWAIT: u32 = 1 << 0;
+pub const GMS_ACCESS_ATOMIC: gms_access = 3;
+
+pub type gms_atomic_op = c_uint;
+pub const GMS_ATOMIC_ADD: gms_atomic_op = 1;
+pub const GMS_ATOMIC_AND: gms_atomic_op = 2;
+pub const GMS_ATOMIC_OR: gms_atomic_op = 3;
+pub const GMS_ATOMIC_XOR: gms_atomic_op = 4;
+pub const GMS_ATOMIC_MIN: gms_atomic_op = 5;
+pub const GMS_ATOMIC_MAX: gms_atomic_op = 6;
+pub const GMS_ATOMIC_MIN_SIGNED: gms_atomic_op = 7;
+pub const GMS_ATOMIC_MAX_SIGNED: gms_atomic_op = 8;
+pub const GMS_ATOMIC_EXCHANGE: gms_atomic_op = 9;
+pub const GMS_ATOMIC_CAS: gms_atomic_op = 10;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct gms_atomic_item {
+    pub offset: u64,
+    pub operand: u64,
+    pub compare: u64,
+    pub op: u32,
+    pub width: u32,
+}
+
 // ---- gms/testing.h (not a stable API) ----
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
@@ -388,6 +415,35 @@ unsafe extern "C" {
     pub fn gms_verify(rt: *mut gms_runtime, out: *mut gms_report) -> c_int;
 
     pub fn gms_on_violation(rt: *mut gms_runtime, fn_: gms_violation_fn, user: *mut c_void) -> c_int;
+
+    pub fn gms_access_begin(
+        ctx: *mut gms_context,
+        buf: gms_buf,
+        mode: gms_access,
+        flags: u32,
+        stream: *mut c_void,
+    ) -> c_int;
+    pub fn gms_access_end(ctx: *mut gms_context, buf: gms_buf, stream: *mut c_void) -> c_int;
+    pub fn gms_atomic(
+        ctx: *mut gms_context,
+        buf: gms_buf,
+        offset: u64,
+        op: gms_atomic_op,
+        width: u32,
+        operand: u64,
+        compare: u64,
+        stream: *mut c_void,
+        old: *mut u64,
+    ) -> c_int;
+    pub fn gms_atomic_batch(
+        ctx: *mut gms_context,
+        buf: gms_buf,
+        items: *const gms_atomic_item,
+        n: usize,
+        results: gms_buf,
+        results_offset: u64,
+        stream: *mut c_void,
+    ) -> c_int;
 
     pub fn gms_testing_runtime_open(
         out: *mut *mut gms_runtime,

@@ -85,6 +85,9 @@ c_enum! {
         Read = sys::GMS_ACCESS_READ,
         /// Read and write (one writer at a time).
         ReadWrite = sys::GMS_ACCESS_READ_WRITE,
+        /// Read, and write through atomics only (`GMS_ACCESS_ATOMIC`, an
+        /// acquire mode of `gms/access.h`): any number beside the writer.
+        Atomic = sys::GMS_ACCESS_ATOMIC,
     }
 }
 

@@ -1,4 +1,6 @@
-/* What the binding translates: the public API and the testing knobs
- * (gms/testing.h, not a stable API: only gms.testing uses it). */
+/* What the binding translates: the public API (gms.h, gms/access.h) and
+ * the testing knobs (gms/testing.h, not a stable API: only gms.testing
+ * uses it). */
 #include <gms.h>
+#include <gms/access.h>
 #include <gms/testing.h>

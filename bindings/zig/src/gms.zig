@@ -152,7 +152,22 @@ pub const Language = enum(c_uint) {
     }
 };
 
-pub const Access = enum(c_uint) { read = 1, read_write = 2 };
+/// A share's access modes; `atomic` (gms/access.h's GMS_ACCESS_ATOMIC) is
+/// an acquire mode only: reads, and writes through the atomics.
+pub const Access = enum(c_uint) { read = 1, read_write = 2, atomic = 3 };
+
+/// gms_atomic_op. `min` and `max` compare as the word type does: the
+/// binding passes GMS_ATOMIC_MIN_SIGNED/MAX_SIGNED for i32 and i64.
+pub const AtomicOp = enum(c_uint) {
+    add = 1,
+    @"and" = 2,
+    @"or" = 3,
+    xor = 4,
+    min = 5,
+    max = 6,
+    exchange = 9,
+    cas = 10,
+};
 
 /// Non-exhaustive: a newer libgms may report kinds this binding does not name.
 pub const ViolationKind = enum(c_uint) {
@@ -190,6 +205,12 @@ comptime {
         .{ Language.other, c.GMS_LANG_OTHER },
         .{ Access.read, c.GMS_ACCESS_READ },
         .{ Access.read_write, c.GMS_ACCESS_READ_WRITE },
+        .{ Access.atomic, c.GMS_ACCESS_ATOMIC },
+        .{ AtomicOp.add, c.GMS_ATOMIC_ADD },
+        .{ AtomicOp.min, c.GMS_ATOMIC_MIN },
+        .{ AtomicOp.max, c.GMS_ATOMIC_MAX },
+        .{ AtomicOp.exchange, c.GMS_ATOMIC_EXCHANGE },
+        .{ AtomicOp.cas, c.GMS_ATOMIC_CAS },
         .{ ViolationKind.overflow, c.GMS_VIOLATION_OVERFLOW },
         .{ ViolationKind.immutable_write, c.GMS_VIOLATION_IMMUTABLE_WRITE },
     };
@@ -545,6 +566,16 @@ pub const Context = struct {
         return .{ .ctx = ctx, .handle = @fromBackingInt(h) };
     }
 
+    /// An atomic holder's handle (Access.atomic, docs/ordering.md): it
+    /// reads, and writes through the atomics only, beside the share's one
+    /// writer and any number of other atomic holders. Needs a read_write
+    /// grant (error.AccessDenied) and a mutable share (error.ReadOnly).
+    pub fn acquireAtomic(ctx: Context, id: ShareId) Error!View {
+        var h: c.gms_buf = c.GMS_BUF_NULL;
+        try check(c.gms_acquire(ctx.ptr, @backingInt(id), c.GMS_ACCESS_ATOMIC, &h));
+        return .{ .ctx = ctx, .handle = @fromBackingInt(h) };
+    }
+
     /// Stops new acquires of a share this context made; holders keep theirs.
     pub fn revoke(ctx: Context, id: ShareId) Error!void {
         try check(c.gms_revoke(ctx.ptr, @backingInt(id)));
@@ -745,6 +776,18 @@ pub const Buffer = struct {
         buf.handle = .none;
         return .{ .ctx = to, .handle = @fromBackingInt(h) };
     }
+
+    pub const beginAccess = Ordered(Buffer).beginAccess;
+    pub const atomic = Ordered(Buffer).atomic;
+    pub const fetchAdd = Ordered(Buffer).fetchAdd;
+    pub const fetchAnd = Ordered(Buffer).fetchAnd;
+    pub const fetchOr = Ordered(Buffer).fetchOr;
+    pub const fetchXor = Ordered(Buffer).fetchXor;
+    pub const fetchMin = Ordered(Buffer).fetchMin;
+    pub const fetchMax = Ordered(Buffer).fetchMax;
+    pub const swap = Ordered(Buffer).swap;
+    pub const cmpxchg = Ordered(Buffer).cmpxchg;
+    pub const atomicBatch = Ordered(Buffer).atomicBatch;
 };
 
 /// What `Buffer.freeze` gives: the share's id and the owner's view.
@@ -784,7 +827,192 @@ pub const View = struct {
         const i = try view.info();
         return (try rawPtr(view.ctx, view.handle))[0..@intCast(i.size)];
     }
+
+    /// Windows: a view opens read windows (error.ReadOnly for read_write).
+    pub const beginAccess = Ordered(View).beginAccess;
+    /// The atomics, for the view of an atomic holder (acquireAtomic); a
+    /// reader's view is refused with error.ReadOnly.
+    pub const atomic = Ordered(View).atomic;
+    pub const fetchAdd = Ordered(View).fetchAdd;
+    pub const fetchAnd = Ordered(View).fetchAnd;
+    pub const fetchOr = Ordered(View).fetchOr;
+    pub const fetchXor = Ordered(View).fetchXor;
+    pub const fetchMin = Ordered(View).fetchMin;
+    pub const fetchMax = Ordered(View).fetchMax;
+    pub const swap = Ordered(View).swap;
+    pub const cmpxchg = Ordered(View).cmpxchg;
+    pub const atomicBatch = Ordered(View).atomicBatch;
 };
+
+// ---- access windows and checked atomics (gms/access.h, docs/ordering.md) ------
+
+pub const AccessOptions = struct {
+    /// The stream whose work the window covers (null: the default stream).
+    stream: Stream = null,
+    /// false: error.Busy instead of waiting on the host for a conflicting
+    /// window still open (GMS_ACCESS_NOWAIT).
+    wait: bool = true,
+};
+
+/// An open access window: the work its holder queues on `stream` until
+/// `end` reads (or writes) the buffer, and gms orders it after the
+/// conflicting windows of the other holders, whatever their language.
+///
+///     var window = try buf.beginAccess(.read_write, .{});
+///     defer window.end();
+pub const Window = struct {
+    ctx: Context,
+    handle: Handle,
+    stream: Stream,
+
+    /// Ends the window (on a GPU: records the event later conflicting
+    /// windows wait for). A refusal cannot be returned from here; it goes
+    /// to the log: use `finish` to see it.
+    pub fn end(w: Window) void {
+        w.finish() catch |err| {
+            log.warn("ending the window on handle 0x{x} refused: {t}: {s}", .{ @backingInt(w.handle), err, lastMessage() });
+        };
+    }
+
+    /// `end`, returning gms's refusal (error.InvalidArgument: not open).
+    pub fn finish(w: Window) Error!void {
+        try check(c.gms_access_end(w.ctx.ptr, @backingInt(w.handle), w.stream));
+    }
+};
+
+/// One operation of `atomicBatch` (gms_atomic_item).
+pub const AtomicItem = extern struct {
+    offset: u64,
+    operand: u64,
+    compare: u64 = 0,
+    op: u32,
+    width: u32,
+
+    /// `op` with `operand` on the T word at `offset`; `compare` is read by
+    /// .cas only.
+    pub fn init(comptime T: type, op: AtomicOp, offset: u64, operand: T, compare: T) AtomicItem {
+        return .{ .offset = offset, .operand = toBits(T, operand), .compare = toBits(T, compare), .op = opCode(T, op), .width = @sizeOf(T) };
+    }
+};
+
+pub const AtomicOptions = struct {
+    /// The stream the operation is queued on (null: the default stream).
+    stream: Stream = null,
+    /// Read by .cas only.
+    compare: u64 = 0,
+};
+
+/// Where `atomicBatch` writes item i's old value: the 8-byte word at
+/// `offset + 8*i` of `buffer` (a buffer of the same context).
+pub const BatchResults = struct { buffer: *const Buffer, offset: u64 = 0 };
+
+fn checkWord(comptime T: type) void {
+    if (T != u32 and T != i32 and T != u64 and T != i64)
+        @compileError("gms atomics work on u32, i32, u64 and i64 words, not " ++ @typeName(T));
+}
+
+fn toBits(comptime T: type, v: T) u64 {
+    comptime checkWord(T);
+    const U = @Int(.unsigned, @bitSizeOf(T));
+    return @as(U, @bitCast(v));
+}
+
+fn fromBits(comptime T: type, bits: u64) T {
+    comptime checkWord(T);
+    const U = @Int(.unsigned, @bitSizeOf(T));
+    return @bitCast(@as(U, @truncate(bits)));
+}
+
+fn opCode(comptime T: type, op: AtomicOp) u32 {
+    const signed = @typeInfo(T).int.signedness == .signed;
+    return switch (op) {
+        .min => if (signed) c.GMS_ATOMIC_MIN_SIGNED else c.GMS_ATOMIC_MIN,
+        .max => if (signed) c.GMS_ATOMIC_MAX_SIGNED else c.GMS_ATOMIC_MAX,
+        else => @backingInt(op),
+    };
+}
+
+/// Windows and atomics for a handle type (Buffer, View): every check is
+/// gms's, so a reader's View is refused at run time (error.ReadOnly).
+fn Ordered(comptime Self: type) type {
+    return struct {
+        /// Opens an access window of `mode` (.read or .read_write): readers
+        /// run together, a writer alone, first come first served; waits on
+        /// the host while a conflicting window is open (or, with .wait =
+        /// false, error.Busy). error.ReadOnly: a write window on a handle
+        /// that may not write; error.InvalidArgument: the handle already
+        /// has a window. Release and transfer are refused (error.Busy)
+        /// while it is open.
+        pub fn beginAccess(self: Self, mode: Access, options: AccessOptions) Error!Window {
+            const flags: u32 = if (options.wait) 0 else c.GMS_ACCESS_NOWAIT;
+            try check(c.gms_access_begin(self.ctx.ptr, @backingInt(self.handle), @backingInt(mode), flags, options.stream));
+            return .{ .ctx = self.ctx, .handle = self.handle, .stream = options.stream };
+        }
+
+        /// One checked atomic on the naturally aligned T word (u32, i32,
+        /// u64, i64) at `offset`, returning its old value once the stream
+        /// ran it. error.InvalidArgument: offset not a multiple of the
+        /// width; error.OutOfBounds: not wholly inside; error.ReadOnly: a
+        /// holder that may not write, or an immutable share.
+        pub fn atomic(self: Self, comptime T: type, op: AtomicOp, offset: u64, operand: T, options: AtomicOptions) Error!T {
+            var old: u64 = 0;
+            try check(c.gms_atomic(self.ctx.ptr, @backingInt(self.handle), offset, opCode(T, op), @sizeOf(T), toBits(T, operand), options.compare, options.stream, &old));
+            return fromBits(T, old);
+        }
+
+        /// Adds `value` (wrapping); returns the old word.
+        pub fn fetchAdd(self: Self, comptime T: type, offset: u64, value: T) Error!T {
+            return atomic(self, T, .add, offset, value, .{});
+        }
+
+        pub fn fetchAnd(self: Self, comptime T: type, offset: u64, value: T) Error!T {
+            return atomic(self, T, .@"and", offset, value, .{});
+        }
+
+        pub fn fetchOr(self: Self, comptime T: type, offset: u64, value: T) Error!T {
+            return atomic(self, T, .@"or", offset, value, .{});
+        }
+
+        pub fn fetchXor(self: Self, comptime T: type, offset: u64, value: T) Error!T {
+            return atomic(self, T, .xor, offset, value, .{});
+        }
+
+        /// The smaller of the word and `value`, compared as T.
+        pub fn fetchMin(self: Self, comptime T: type, offset: u64, value: T) Error!T {
+            return atomic(self, T, .min, offset, value, .{});
+        }
+
+        pub fn fetchMax(self: Self, comptime T: type, offset: u64, value: T) Error!T {
+            return atomic(self, T, .max, offset, value, .{});
+        }
+
+        /// Stores `value`; returns the old word.
+        pub fn swap(self: Self, comptime T: type, offset: u64, value: T) Error!T {
+            return atomic(self, T, .exchange, offset, value, .{});
+        }
+
+        /// Stores `new` if the word holds `expected`, as @cmpxchgStrong:
+        /// null when it swapped, else the value it held.
+        pub fn cmpxchg(self: Self, comptime T: type, offset: u64, expected: T, new: T) Error!?T {
+            const old = try atomic(self, T, .cas, offset, new, .{ .compare = toBits(T, expected) });
+            return if (old == expected) null else old;
+        }
+
+        /// Many operations in one call, all checked before any runs.
+        pub fn atomicBatch(self: Self, items: []const AtomicItem, results: ?BatchResults, stream: Stream) Error!void {
+            const res: c.gms_buf = if (results) |r| @backingInt(r.buffer.handle) else c.GMS_BUF_NULL;
+            const res_offset: u64 = if (results) |r| r.offset else 0;
+            try check(c.gms_atomic_batch(self.ctx.ptr, @backingInt(self.handle), @ptrCast(items.ptr), items.len, res, res_offset, stream));
+        }
+    };
+}
+
+comptime {
+    const C = c.gms_atomic_item;
+    if (@sizeOf(AtomicItem) != @sizeOf(C) or @offsetOf(AtomicItem, "op") != @offsetOf(C, "op") or
+        @offsetOf(AtomicItem, "width") != @offsetOf(C, "width"))
+        @compileError("gms.zig's AtomicItem disagrees with gms/access.h");
+}
 
 // ---- testing -----------------------------------------------------------------
 

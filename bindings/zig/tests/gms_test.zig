@@ -634,6 +634,185 @@ fn transferAcross(rt: gms.Runtime) !void {
     try rt.verify(null);
 }
 
+// ---- access windows and atomics (gms/access.h) ----------------------------------
+
+/// A buffer of f.ctx shared read-write, and a Python context to acquire it.
+fn sharedBuffer(f: *Fixture) !struct { buf: gms.Buffer, id: gms.ShareId, py: gms.Context } {
+    var buf = try f.ctx.alloc(4096, .{ .zero = true });
+    errdefer buf.deinit();
+    const id = try buf.share(&.{.{ .mode = .read_write }});
+    return .{ .buf = buf, .id = id, .py = try f.rt.openContext(.{ .tenant = "acme", .user = "pat", .language = .python }) };
+}
+
+test "a writer's window keeps a second holder out until it ends" {
+    var f = try Fixture.init();
+    defer f.deinit();
+    {
+        var s = try sharedBuffer(&f);
+        defer s.py.deinit();
+        defer s.buf.deinit();
+        var reader = try s.py.acquire(s.id);
+        defer reader.deinit();
+
+        const w = try s.buf.beginAccess(.read_write, .{});
+        try s.buf.write(0, "round 1");
+        try expectError(error.Busy, reader.beginAccess(.read, .{ .wait = false }));
+        try expectMessage("conflicting window");
+        try expectError(error.InvalidArgument, s.buf.beginAccess(.read, .{ .wait = false })); // one per handle
+        try expectError(error.Busy, s.buf.release()); // no release under a window
+        try w.finish();
+        try expectError(error.InvalidArgument, w.finish());
+
+        {
+            const r1 = try reader.beginAccess(.read, .{ .wait = false });
+            defer r1.end();
+            const r2 = try s.buf.beginAccess(.read, .{ .wait = false }); // readers together
+            defer r2.end();
+            var seven: [7]u8 = undefined;
+            try reader.read(0, &seven);
+            try expectEqualStrings("round 1", &seven);
+        }
+        {
+            const r = try reader.beginAccess(.read, .{});
+            defer r.end();
+            var other = try f.rt.openContext(.{ .tenant = "acme", .user = "bob" });
+            defer other.deinit();
+            try expectError(error.Busy, s.buf.beginAccess(.read_write, .{ .wait = false }));
+        }
+        const again = try s.buf.beginAccess(.read_write, .{ .wait = false }); // the reader's defer ended it
+        again.end();
+        try expectError(error.ReadOnly, reader.beginAccess(.read_write, .{}));
+        try expectError(error.InvalidArgument, s.buf.beginAccess(.atomic, .{}));
+    }
+    try f.expectNoLeaks();
+}
+
+test "a waiting reader in another thread sees the whole write" {
+    var f = try Fixture.init();
+    defer f.deinit();
+    {
+        var s = try sharedBuffer(&f);
+        defer s.py.deinit();
+        defer s.buf.deinit();
+        var reader = try s.py.acquire(s.id);
+        defer reader.deinit();
+        const w = try s.buf.beginAccess(.read_write, .{});
+        const Reader = struct {
+            fn run(v: gms.View, torn: *bool) void {
+                const r = v.beginAccess(.read, .{}) catch return; // waits for the writer's end
+                defer r.end();
+                var got: [512]u8 = undefined;
+                v.read(0, &got) catch return;
+                for (got) |b| if (b != 7) {
+                    torn.* = true;
+                };
+            }
+        };
+        var torn = false;
+        const t = try std.Thread.spawn(.{}, Reader.run, .{ reader, &torn });
+        var i: u64 = 0;
+        while (i < 8) : (i += 1) try s.buf.fill(i * 64, 7, 64);
+        w.end();
+        t.join();
+        try expect(!torn);
+    }
+    try f.expectNoLeaks();
+}
+
+test "atomics return the old word at both widths" {
+    var f = try Fixture.init();
+    defer f.deinit();
+    {
+        var buf = try f.ctx.alloc(64, .{ .zero = true });
+        defer buf.deinit();
+        try expectEqual(@as(u64, 0), try buf.fetchAdd(u64, 0, 5));
+        try expectEqual(@as(u64, 5), try buf.fetchAdd(u64, 0, 2));
+        try expectEqual(@as(u64, 7), try buf.fetchMax(u64, 0, 3));
+        try expectEqual(@as(u64, 7), try buf.fetchMin(u64, 0, 3));
+        try expectEqual(@as(?u64, null), try buf.cmpxchg(u64, 0, 3, 10));
+        try expectEqual(@as(?u64, 10), try buf.cmpxchg(u64, 0, 3, 11));
+        try expectEqual(@as(i64, 0), try buf.swap(i64, 8, -1));
+        try expectEqual(@as(i64, -1), try buf.fetchMin(i64, 8, 4)); // signed: -1 stays
+        try expectEqual(@as(i64, -1), try buf.fetchMax(i64, 8, 4));
+        try expectEqual(@as(u64, 4), try buf.fetchMin(u64, 8, std.math.maxInt(u64))); // unsigned: 4 stays
+        try expectEqual(@as(u32, 0), try buf.fetchAdd(u32, 16, std.math.maxInt(u32)));
+        try expectEqual(@as(u32, std.math.maxInt(u32)), try buf.fetchAdd(u32, 16, 2)); // wraps to 1
+        try expectEqual(@as(u32, 0), try buf.fetchOr(u32, 20, 0xF0));
+        try expectEqual(@as(u32, 0xF0), try buf.fetchXor(u32, 20, 0xFF));
+        try expectEqual(@as(u32, 0x0F), try buf.fetchAnd(u32, 20, 0x3C));
+        try expectEqual(@as(i32, 0), try buf.fetchMin(i32, 24, -5));
+        try expectEqual(@as(i32, -5), try buf.fetchMax(i32, 24, -9));
+        try expectEqual(@as(u32, 0xFFFF_FFFB), try buf.fetchMax(u32, 24, 3));
+        try expectEqual(@as(u32, 0), try buf.swap(u32, 28, 9));
+        try expectEqual(@as(?u32, null), try buf.cmpxchg(u32, 28, 9, 1));
+        try expectEqual(@as(?u32, 1), try buf.cmpxchg(u32, 28, 9, 2));
+        var words: [32]u8 = undefined;
+        try buf.read(0, &words);
+        try expectEqual(@as(u64, 10), std.mem.readInt(u64, words[0..8], .little));
+        try expectEqual(@as(i64, 4), std.mem.readInt(i64, words[8..16], .little));
+        try expectEqual(@as(u32, 1), std.mem.readInt(u32, words[16..20], .little));
+        try expectEqual(@as(u32, 0x0C), std.mem.readInt(u32, words[20..24], .little));
+        try expectEqual(@as(i32, -5), std.mem.readInt(i32, words[24..28], .little));
+        try expectEqual(@as(u32, 1), std.mem.readInt(u32, words[28..32], .little));
+
+        var results = try f.ctx.alloc(24, .{ .zero = true });
+        defer results.deinit();
+        try buf.atomicBatch(&.{
+            gms.AtomicItem.init(u64, .add, 0, 1, 0),
+            gms.AtomicItem.init(i64, .cas, 8, 7, 4),
+            gms.AtomicItem.init(u32, .@"or", 20, 1, 0),
+        }, .{ .buffer = &results }, null);
+        var old: [24]u8 = undefined;
+        try results.read(0, &old);
+        try expectEqual(@as(u64, 10), std.mem.readInt(u64, old[0..8], .little));
+        try expectEqual(@as(u64, 4), std.mem.readInt(u64, old[8..16], .little));
+        try expectEqual(@as(u64, 0x0C), std.mem.readInt(u64, old[16..24], .little));
+        try expectEqual(@as(i64, 7), try buf.fetchAdd(i64, 8, 0));
+    }
+    try f.expectNoLeaks();
+}
+
+test "atomics: misaligned, out of bounds and read-only holders are refused" {
+    var f = try Fixture.init();
+    defer f.deinit();
+    {
+        var s = try sharedBuffer(&f);
+        defer s.py.deinit();
+        defer s.buf.deinit();
+        try s.buf.fill(0, 1, 4096);
+        try expectError(error.InvalidArgument, s.buf.fetchAdd(u64, 4, 1));
+        try expectMessage("multiple");
+        try expectError(error.InvalidArgument, s.buf.fetchAdd(u32, 2, 1));
+        try expectError(error.OutOfBounds, s.buf.fetchAdd(u32, 4096, 1));
+        try expectError(error.InvalidArgument, s.buf.atomicBatch(&.{
+            gms.AtomicItem.init(u64, .add, 0, 1, 0),
+            gms.AtomicItem.init(u32, .add, 3, 1, 0),
+        }, null, null));
+        var first: [16]u8 = undefined;
+        try s.buf.read(0, &first);
+        const ones: [16]u8 = @splat(1);
+        try expectEqualStrings(&ones, &first); // nothing changed
+
+        var reader = try s.py.acquire(s.id);
+        defer reader.deinit();
+        try expectError(error.ReadOnly, reader.fetchAdd(u64, 0, 1));
+        var counter = try s.py.acquireAtomic(s.id);
+        defer counter.deinit();
+        try expectEqual(gms.Access.atomic, (try counter.info()).access);
+        try expectEqual(@as(u64, 0x0101_0101_0101_0101), try counter.fetchAdd(u64, 0, 1));
+        try expectError(error.ReadOnly, counter.beginAccess(.read_write, .{}));
+        (try counter.beginAccess(.read, .{})).end();
+
+        var frozen = try f.ctx.alloc(64, .{});
+        const fz = try frozen.freeze(&.{.{ .mode = .read_write }});
+        var view = fz.view;
+        defer view.deinit();
+        try expectError(error.ReadOnly, s.py.acquireAtomic(fz.id));
+        try expectError(error.ReadOnly, view.fetchAdd(u64, 0, 1));
+    }
+    try f.expectNoLeaks();
+}
+
 test "every failure of alloc, write and read is a clean error" {
     const needed = try gms.testing.checkAllFailures(host, allocWriteRead, .{});
     try expect(needed > 1);

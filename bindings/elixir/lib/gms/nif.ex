@@ -37,4 +37,8 @@ defmodule Gms.Nif do
   def set_reaper(_pid), do: nif()
   def pressure_done(_token), do: nif()
   def drain_releases, do: nif()
+  def access_begin(_buf, _mode, _nowait), do: nif()
+  def access_begin_dirty(_buf, _mode, _nowait), do: nif()
+  def access_end(_buf), do: nif()
+  def atomic(_buf, _offset, _op, _width, _operand, _compare), do: nif()
 end

@@ -1,4 +1,5 @@
-## The C API of include/gms.h, declared by hand for Nim, one to one.
+## The C API of include/gms.h and include/gms/access.h, declared by hand
+## for Nim, one to one.
 ##
 ## Everything is imported from the header (`header: "gms.h"`), so the C
 ## compiler lays out the structs and checks every call against the real
@@ -45,6 +46,7 @@ when libDir.len > 0:
 {.passl: "-lgms".}
 
 const gmsHeader = "gms.h"
+const gmsAccessHeader = "gms/access.h"
 
 # ---- errors ---------------------------------------------------------------
 
@@ -93,7 +95,13 @@ type
     langC = 0, langRust = 1, langElixir = 2, langJulia = 3, langZig = 4,
     langNim = 5, langPython = 6, langOther = 7
   Access* {.importc: "gms_access", header: gmsHeader, size: sizeof(cint).} = enum
-    accessRead = 1, accessReadWrite = 2
+    accessRead = 1, accessReadWrite = 2,
+    accessAtomic = 3 ## GMS_ACCESS_ATOMIC of gms/access.h: an acquire mode
+  AtomicOp* {.importc: "gms_atomic_op", header: gmsAccessHeader,
+              size: sizeof(cint).} = enum
+    ## MIN and MAX compare unsigned, the Signed ones two's complement.
+    aoAdd = 1, aoAnd = 2, aoOr = 3, aoXor = 4, aoMin = 5, aoMax = 6,
+    aoMinSigned = 7, aoMaxSigned = 8, aoExchange = 9, aoCas = 10
   ViolationKind* {.importc: "gms_violation_kind", header: gmsHeader,
                    size: sizeof(cint).} = enum
     vkOverflow = 1, vkUnderflow = 2, vkWriteAfterFree = 3, vkFreeMemory = 4,
@@ -238,6 +246,16 @@ type
     violations*: uint64
     first_violation*: array[512, char]
 
+  CAtomicItem* {.importc: "gms_atomic_item", header: gmsAccessHeader, bycopy.} = object
+    offset*: uint64
+    operand*: uint64
+    compare*: uint64
+    op*: uint32
+    width*: uint32
+
+const
+  GMS_ACCESS_NOWAIT* = 1'u32
+
 # ---- functions ------------------------------------------------------------------
 
 {.push importc, header: gmsHeader, cdecl.}
@@ -298,5 +316,19 @@ proc gms_sync*(rt: ptr CRuntime): cint
 proc gms_verify*(rt: ptr CRuntime, res: ptr CReport): cint
 
 proc gms_on_violation*(rt: ptr CRuntime, fn: CViolationFn, user: pointer): cint
+
+{.pop.}
+
+{.push importc, header: gmsAccessHeader, cdecl.}
+
+proc gms_access_begin*(ctx: ptr CContext, buf: CBuf, mode: Access, flags: uint32,
+                       stream: pointer): cint
+proc gms_access_end*(ctx: ptr CContext, buf: CBuf, stream: pointer): cint
+proc gms_atomic*(ctx: ptr CContext, buf: CBuf, offset: uint64, op: AtomicOp,
+                 width: uint32, operand: uint64, compare: uint64, stream: pointer,
+                 old: ptr uint64): cint
+proc gms_atomic_batch*(ctx: ptr CContext, buf: CBuf, items: ptr CAtomicItem,
+                       n: csize_t, results: CBuf, resultsOffset: uint64,
+                       stream: pointer): cint
 
 {.pop.}
