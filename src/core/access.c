@@ -220,15 +220,17 @@ int gms_access_end(gms_context *ctx, gms_buf buf, void *stream)
     }
     gms_backend *be = ctx->rt->backend;
     int err = device_end(be, b->win, stream, w->mode == GMS_ACCESS_READ_WRITE);
+    const char *what = "recording the window's end";
     if (err && be->ops->order_after) {
         /* No event: wait for the stream instead, so the order still holds. */
-        int again = be->ops->order_after(be, stream, 1);
-        if (again == 0)
+        if (be->ops->order_after(be, stream, 1) == 0)
             err = 0;
+        else
+            what = "recording the window's end, then waiting for its stream instead";
     }
     window_unlink(p, b->win, w);
     gms__pool_unlock(p);
-    return err ? gms__backend_fail(err, "recording the window's end", b->req_size) : GMS_OK;
+    return err ? gms__backend_fail(err, what, b->req_size) : GMS_OK;
 }
 
 void gms__windows_forget(gms_pool *p, gms_block *b, const gms_slot *s)
