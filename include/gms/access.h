@@ -125,8 +125,9 @@ GMS_API int gms_atomic(gms_context *ctx, gms_buf buf, uint64_t offset, gms_atomi
  * word's value just before the operation (for CAS: equal to compare iff
  * the swap happened); on a GPU the call then waits until `stream` has run
  * the operation (a stream synchronisation: it costs what the stream still
- * has queued). For results without a wait, use gms_atomic_batch's results
- * buffer. */
+ * has queued). If that wait fails, GMS_E_BACKEND's message says the
+ * operation was queued and may have run (it cannot be taken back). For
+ * results without a wait, use gms_atomic_batch's results buffer. */
 
 /* One item of a batch: fixed layout (32 bytes); it will not change (a new
  * field would come in a new struct). */
