@@ -51,7 +51,9 @@ extern "C" {
  * GMS_E_BUSY. The buffer's memory is wiped and reused, and a transfer's
  * copy made, only after the device has run every ended window's work (in
  * stream order, without a host wait). A context closed with windows open
- * ends them (they count as leaks). */
+ * ends them; each is a leak beside its handle's (which gms_stats' and the
+ * tenant's leaked_blocks count): a GMS_AUDIT_LEAK record of its own in the
+ * audit trail and a count in the close's leak line in the log. */
 
 enum {
     /* gms_access_begin returns GMS_E_BUSY instead of waiting on the host

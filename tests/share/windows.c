@@ -17,6 +17,51 @@ static uint64_t live_blocks(gms_runtime *rt)
     return s.live_blocks;
 }
 
+static char last_log[512];
+static void keep_log(void *user, gms_log_level level, const char *msg)
+{
+    (void)user, (void)level;
+    snprintf(last_log, sizeof last_log, "%s", msg);
+}
+
+/* A reader that closes its context with its window open: the window is a
+ * leak (the log's line counts it beside the handle), it ends, and the
+ * writer gets in at once. */
+static void leaky_holder(void)
+{
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.backend = GMS_BACKEND_HOST;
+    o.log = keep_log;
+    gms_runtime *rt = NULL;
+    CHECK_OK(gms_runtime_open(&rt, &o));
+    if (!rt)
+        return;
+    gms_context *py = open_ctx(rt, "acme", "py", GMS_LANG_PYTHON);
+    gms_context *rs = open_ctx(rt, "acme", "rs", GMS_LANG_RUST);
+    gms_buf w = GMS_BUF_NULL, r = GMS_BUF_NULL;
+    gms_share_id id = 0;
+    CHECK_OK(gms_alloc(py, 4096, 0, &w));
+    CHECK_OK(share_one(py, w, NULL, NULL, GMS_ANY_LANGUAGE, GMS_ACCESS_READ, 0, &id));
+    CHECK_OK(gms_acquire(rs, id, GMS_ACCESS_READ, &r));
+    CHECK_OK(gms_access_begin(rs, r, GMS_ACCESS_READ, 0, NULL));
+    CHECK_RC(gms_access_begin(py, w, GMS_ACCESS_READ_WRITE, GMS_ACCESS_NOWAIT, NULL), GMS_E_BUSY);
+    gms_context_close(rs);
+    printf("log: %s\n", last_log);
+    CHECK(strstr(last_log, "holding 1 buffer, ") && strstr(last_log, " bytes and 1 open access window (ended)"));
+    gms_stats st;
+    CHECK_OK(gms_stats_get(rt, &st));
+    CHECK(st.leaked_blocks == 1);
+    CHECK_OK(gms_access_begin(py, w, GMS_ACCESS_READ_WRITE, GMS_ACCESS_NOWAIT, NULL));
+    CHECK_OK(gms_access_end(py, w, NULL));
+    /* A leak without a window says nothing of windows. */
+    gms_buf k = GMS_BUF_NULL;
+    CHECK_OK(gms_alloc(py, 100, 0, &k));
+    CHECK_OK(gms_free(py, w));
+    gms_context_close(py);
+    CHECK(strstr(last_log, "holding 1 buffer") != NULL && strstr(last_log, "window") == NULL);
+    gms_runtime_close(rt);
+}
+
 int main(void)
 {
     gms_runtime *rt = open_runtime();
@@ -133,6 +178,7 @@ int main(void)
     CHECK_OK(gms_alloc(c, 256, 0, &l));
     CHECK_OK(gms_access_begin(c, l, GMS_ACCESS_READ_WRITE, 0, NULL));
     gms_context_close(c);
+    leaky_holder();
 
     CHECK_OK(gms_free(py, w));
     CHECK(live_blocks(rt) == 0);
