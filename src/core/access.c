@@ -252,6 +252,34 @@ int gms__windows_settle(gms_pool *p, gms_block *b, void *stream)
     return device_after(p->rt->backend, b->win, stream, true);
 }
 
+int gms__windows_host_access(gms_pool *p, gms_block *b, const gms_slot *s, bool write,
+                             const char *op, gms_buf buf)
+{
+    gms_windows *ws = b->win;
+    if (!ws)
+        return GMS_OK;
+    for (const gms_window *w = ws->head; w; w = w->next)
+        if (w->slot != s && (write || w->mode == GMS_ACCESS_READ_WRITE))
+            return gms__fail(GMS_E_BUSY,
+                             "%s: buffer 0x%016llx: another holder's %s window is %s (a checked %s "
+                             "does not wait: open a window, which does)",
+                             op, (unsigned long long)buf,
+                             w->mode == GMS_ACCESS_READ_WRITE ? "read-write" : "read",
+                             w->open ? "open" : "waiting", write ? "write" : "read");
+    /* The backend's data movement runs on its own stream: after the
+     * default stream, made to wait for the ended windows' events (as a
+     * transfer's copy). */
+    gms_backend *be = p->rt->backend;
+    if (!be->ops->stream_wait || !(ws->write_set || (write && ws->nreads)))
+        return GMS_OK;
+    int err = device_after(be, ws, NULL, write);
+    if (!err && be->ops->order_after)
+        err = be->ops->order_after(be, NULL, 0);
+    return err ? gms__backend_fail(err, "ordering a checked access after the ended windows",
+                                   b->req_size)
+               : GMS_OK;
+}
+
 void gms__windows_retire(gms_pool *p, gms_block *b, void *stream)
 {
     gms_windows *ws = b->win;

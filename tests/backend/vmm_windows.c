@@ -6,6 +6,8 @@
  *   - a window's end records an event on its stream; a conflicting begin
  *     on another stream queues a wait for it (none on the same stream,
  *     none between readers); a writer waits for every reader's end since;
+ *   - a checked read after a writer's end orders the backend's stream
+ *     after its event; refused (BUSY) while the writer's window is open;
  *   - a free ordered on a stream makes it wait for the ended windows'
  *     events before the stream is waited for, and their events go;
  *   - gms_atomic's old value comes back through a pinned word after the
@@ -133,6 +135,20 @@ static void test_events(void)
     CHECK(logged_kind(GMS_DRV_stream_wait_event) == 1);
     CHECK_OK(gms_access_end(py, wb, S1));
     CHECK(recorded_on(S1) == ew && fake_calls(GMS_DRV_event_create) == made);
+
+    /* A checked read after the writer's end: the default stream waits for
+     * its event, the backend's own stream for the default stream. */
+    log_reset();
+    uint64_t v = 0;
+    CHECK_OK(gms_read(jl, rb, 0, &v, 8));
+    CHECK(logged(GMS_DRV_stream_wait_event, NULL, ew) == 1);
+    CHECK(logged_kind(GMS_DRV_event_record) == 1 && recorded_on(NULL) != NULL);
+    /* Refused while the writer's window is open: nothing queued. */
+    CHECK_OK(gms_access_begin(py, wb, GMS_ACCESS_READ_WRITE, 0, S1));
+    log_reset();
+    CHECK_RC(gms_read(jl, rb, 0, &v, 8), GMS_E_BUSY);
+    CHECK(fake_nlog == 0);
+    CHECK_OK(gms_access_end(py, wb, S1));
 
     /* A reader on the writer's stream queues no wait. */
     log_reset();
