@@ -345,7 +345,10 @@ GMS_API int gms_buf_ptr(gms_context *ctx, gms_buf buf, void **out);
 
 /* Bounds-checked access. An access not wholly inside the buffer (an offset
  * plus length that overflows included) returns GMS_E_OUT_OF_BOUNDS and
- * touches nothing. A length of 0 is valid. gms_copy handles overlap. */
+ * touches nothing. A length of 0 is valid. gms_copy handles overlap.
+ * While another holder of a shared buffer has a conflicting access window
+ * open or waiting (gms/access.h: a writer's for a read, any for a write),
+ * they return GMS_E_BUSY and touch nothing. */
 GMS_API int gms_write(gms_context *ctx, gms_buf dst, uint64_t off,
                       const void *src, size_t len);
 GMS_API int gms_read(gms_context *ctx, gms_buf src, uint64_t off, void *dst,

@@ -51,7 +51,9 @@ extern "C" {
  * GMS_E_BUSY. The buffer's memory is wiped and reused, and a transfer's
  * copy made, only after the device has run every ended window's work (in
  * stream order, without a host wait). A context closed with windows open
- * ends them (they count as leaks). */
+ * ends them; each is a leak beside its handle's (which gms_stats' and the
+ * tenant's leaked_blocks count): a GMS_AUDIT_LEAK record of its own in the
+ * audit trail and a count in the close's leak line in the log. */
 
 enum {
     /* gms_access_begin returns GMS_E_BUSY instead of waiting on the host
@@ -125,8 +127,9 @@ GMS_API int gms_atomic(gms_context *ctx, gms_buf buf, uint64_t offset, gms_atomi
  * word's value just before the operation (for CAS: equal to compare iff
  * the swap happened); on a GPU the call then waits until `stream` has run
  * the operation (a stream synchronisation: it costs what the stream still
- * has queued). For results without a wait, use gms_atomic_batch's results
- * buffer. */
+ * has queued). If that wait fails, GMS_E_BACKEND's message says the
+ * operation was queued and may have run (it cannot be taken back). For
+ * results without a wait, use gms_atomic_batch's results buffer. */
 
 /* One item of a batch: fixed layout (32 bytes); it will not change (a new
  * field would come in a new struct). */

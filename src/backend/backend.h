@@ -274,8 +274,8 @@ int gms__backend_broker_create(const char *path, uint64_t *lease_bytes, gms_brok
  * when libamdhip64 or the device is absent; hip.h has the rest. */
 int gms__backend_hip_create(int device, gms_backend **out);
 /* Wraps inner: each fallible call first draws on fp and fails with ENOMEM
- * (commit, reserve) or EIO (the others) when it is the Nth. Takes ownership
- * of inner. */
+ * (commit, reserve, event_create, host_word_take) or EIO (the others)
+ * when it is the Nth. Takes ownership of inner. */
 int gms__backend_failing_create(gms_backend *inner, gms_failpoint *fp,
                                gms_backend **out);
 

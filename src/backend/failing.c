@@ -108,6 +108,50 @@ static int failing_atomic(gms_backend *be, const gms_atomic_work *w, size_t n, v
     return in->ops->atomic(in, w, n, stream);
 }
 
+static int failing_event_create(gms_backend *be, void **event)
+{
+    if (gms__failpoint_hit(fb(be)->fp))
+        return ENOMEM;
+    gms_backend *in = fb(be)->inner;
+    return in->ops->event_create(in, event);
+}
+
+static void failing_event_destroy(gms_backend *be, void *event)
+{
+    gms_backend *in = fb(be)->inner;
+    in->ops->event_destroy(in, event);
+}
+
+static int failing_event_record(gms_backend *be, void *event, void *stream)
+{
+    if (gms__failpoint_hit(fb(be)->fp))
+        return EIO;
+    gms_backend *in = fb(be)->inner;
+    return in->ops->event_record(in, event, stream);
+}
+
+static int failing_stream_wait(gms_backend *be, void *stream, void *event)
+{
+    if (gms__failpoint_hit(fb(be)->fp))
+        return EIO;
+    gms_backend *in = fb(be)->inner;
+    return in->ops->stream_wait(in, stream, event);
+}
+
+static int failing_host_word_take(gms_backend *be, volatile uint64_t **host, uint64_t *dev)
+{
+    if (gms__failpoint_hit(fb(be)->fp))
+        return ENOMEM;
+    gms_backend *in = fb(be)->inner;
+    return in->ops->host_word_take(in, host, dev);
+}
+
+static void failing_host_word_put(gms_backend *be, volatile uint64_t *host)
+{
+    gms_backend *in = fb(be)->inner;
+    in->ops->host_word_put(in, host);
+}
+
 static int failing_scrub(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
                          uint64_t seed)
 {
@@ -211,6 +255,12 @@ static const gms_backend_ops failing_ops = {
     .copy = failing_copy,
     .fill = failing_fill,
     .atomic = failing_atomic,
+    .event_create = failing_event_create,
+    .event_destroy = failing_event_destroy,
+    .event_record = failing_event_record,
+    .stream_wait = failing_stream_wait,
+    .host_word_take = failing_host_word_take,
+    .host_word_put = failing_host_word_put,
     .scrub = failing_scrub,
     .order_after = failing_order_after,
     .ticket_reserve = failing_ticket_reserve,
@@ -244,6 +294,16 @@ int gms__backend_failing_create(gms_backend *inner, gms_failpoint *fp,
         f->ops.seal = f->ops.unseal = NULL;
     if (!inner->ops->digest_leaves)
         f->ops.digest_leaves = NULL;
+    if (!inner->ops->event_create) { /* no events: windows order calls */
+        f->ops.event_create = NULL;
+        f->ops.event_destroy = NULL;
+        f->ops.event_record = NULL;
+        f->ops.stream_wait = NULL;
+    }
+    if (!inner->ops->host_word_take) {
+        f->ops.host_word_take = NULL;
+        f->ops.host_word_put = NULL;
+    }
     f->base.ops = &f->ops;
     f->inner = inner;
     f->fp = fp;

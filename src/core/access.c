@@ -220,15 +220,17 @@ int gms_access_end(gms_context *ctx, gms_buf buf, void *stream)
     }
     gms_backend *be = ctx->rt->backend;
     int err = device_end(be, b->win, stream, w->mode == GMS_ACCESS_READ_WRITE);
+    const char *what = "recording the window's end";
     if (err && be->ops->order_after) {
         /* No event: wait for the stream instead, so the order still holds. */
-        int again = be->ops->order_after(be, stream, 1);
-        if (again == 0)
+        if (be->ops->order_after(be, stream, 1) == 0)
             err = 0;
+        else
+            what = "recording the window's end, then waiting for its stream instead";
     }
     window_unlink(p, b->win, w);
     gms__pool_unlock(p);
-    return err ? gms__backend_fail(err, "recording the window's end", b->req_size) : GMS_OK;
+    return err ? gms__backend_fail(err, what, b->req_size) : GMS_OK;
 }
 
 void gms__windows_forget(gms_pool *p, gms_block *b, const gms_slot *s)
@@ -248,6 +250,34 @@ int gms__windows_settle(gms_pool *p, gms_block *b, void *stream)
     if (!b->win)
         return 0;
     return device_after(p->rt->backend, b->win, stream, true);
+}
+
+int gms__windows_host_access(gms_pool *p, gms_block *b, const gms_slot *s, bool write,
+                             const char *op, gms_buf buf)
+{
+    gms_windows *ws = b->win;
+    if (!ws)
+        return GMS_OK;
+    for (const gms_window *w = ws->head; w; w = w->next)
+        if (w->slot != s && (write || w->mode == GMS_ACCESS_READ_WRITE))
+            return gms__fail(GMS_E_BUSY,
+                             "%s: buffer 0x%016llx: another holder's %s window is %s (a checked %s "
+                             "does not wait: open a window, which does)",
+                             op, (unsigned long long)buf,
+                             w->mode == GMS_ACCESS_READ_WRITE ? "read-write" : "read",
+                             w->open ? "open" : "waiting", write ? "write" : "read");
+    /* The backend's data movement runs on its own stream: after the
+     * default stream, made to wait for the ended windows' events (as a
+     * transfer's copy). */
+    gms_backend *be = p->rt->backend;
+    if (!be->ops->stream_wait || !(ws->write_set || (write && ws->nreads)))
+        return GMS_OK;
+    int err = device_after(be, ws, NULL, write);
+    if (!err && be->ops->order_after)
+        err = be->ops->order_after(be, NULL, 0);
+    return err ? gms__backend_fail(err, "ordering a checked access after the ended windows",
+                                   b->req_size)
+               : GMS_OK;
 }
 
 void gms__windows_retire(gms_pool *p, gms_block *b, void *stream)

@@ -75,12 +75,16 @@ int gms_atomic(gms_context *ctx, gms_buf buf, uint64_t offset, gms_atomic_op op,
     if (!err)
         err = be->ops->atomic(be, &w, 1, stream);
     gms__pool_unlock(h.pool);
+    bool queued = !err;
     if (!err && word) /* the old value is on its way: wait for the stream */
         err = be->ops->order_after(be, stream, 1);
     if (word) {
         here = *word;
         be->ops->host_word_put(be, word);
     }
+    if (err && queued) /* nothing can take it back */
+        return gms__backend_fail(err, "wait for an atomic's old value (the operation was queued and may have run)",
+                                 width);
     if (err)
         return err == EBUSY ? gms__fail(GMS_E_BUSY, "%s: every result word is in use; try again", name)
                             : gms__backend_fail(err, "atomic", width);

@@ -640,6 +640,11 @@ static int access_begin(gms_context *ctx, gms_buf buf, uint64_t off, size_t len,
         refused(ctx, buf, rc);
         return rc;
     }
+    /* Ordered with the holders' access windows (docs/ordering.md). */
+    if ((rc = gms__windows_host_access(out->pool, out->block, out->slot, write, op, buf)) != GMS_OK) {
+        gms__pool_unlock(out->pool);
+        return rc;
+    }
     int err = gms__after_pending(ctx->rt, out->block);
     if (err) {
         gms__pool_unlock(out->pool);
@@ -719,6 +724,11 @@ int gms_copy(gms_context *ctx, gms_buf dst, uint64_t dst_off, gms_buf src, uint6
     if (rc) {
         gms__pools_unlock(dp, sp);
         return refused(ctx, bad, rc);
+    }
+    if ((rc = gms__windows_host_access(dp, d.block, d.slot, true, op, dst)) != GMS_OK ||
+        (rc = gms__windows_host_access(sp, s.block, s.slot, false, op, src)) != GMS_OK) {
+        gms__pools_unlock(dp, sp);
+        return rc;
     }
     gms_backend *be = ctx->rt->backend;
     int err = gms__after_pending(ctx->rt, d.block);

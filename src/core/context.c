@@ -244,6 +244,18 @@ int gms_context_open(gms_context **out, gms_runtime *rt, const gms_context_desc 
     return GMS_OK;
 }
 
+/* A leaked handle's access window, open or waiting at close, ends with it
+ * (handle_drop): a leak of its own in the audit trail and the log's count
+ * (pool lock held). */
+static void window_leak(gms_context *ctx, gms_block *b, const gms_slot *s, gms_buf h)
+{
+    if (!b->win || !gms__window_held(b, s))
+        return;
+    ctx->leaked_windows++;
+    gms__audit_ctx(ctx, GMS_AUDIT_LEAK, h, b->req_size, GMS_OK,
+                   "access window open at context close; ended");
+}
+
 /* Releases the handles ctx holds on blocks outside its live list
  * (acquired, transferred, exported, imported), each under its block's pool
  * lock; adds them to the leak counts. */
@@ -279,6 +291,7 @@ static void context_drop_holds(gms_context *ctx, uint64_t *blocks, uint64_t *byt
         *bytes += b->size;
         gms__audit_ctx(ctx, GMS_AUDIT_LEAK, h, b->req_size, GMS_OK,
                        "held handle released at context close");
+        window_leak(ctx, b, s, h);
         gms_drop d;
         gms__handle_drop(p, s, ctx, &d);
         gms__pool_unlock(p);
@@ -301,8 +314,10 @@ void gms__context_close_locked(gms_context *ctx, char *leak, size_t leak_size)
         gms_block *b = ctx->live;
         gms__audit_ctx(ctx, GMS_AUDIT_LEAK, b->handle, b->req_size, GMS_OK,
                        "reclaimed at context close");
+        gms_slot *s = gms__slot_at(rt, b->u.live.slot);
+        window_leak(ctx, b, s, b->handle);
         gms_drop d;
-        gms__handle_drop(p, gms__slot_at(rt, b->u.live.slot), ctx, &d);
+        gms__handle_drop(p, s, ctx, &d);
     }
     if (--p->contexts == 0) /* nobody uses the pool: return what it holds */
         pool_unused(rt, p);
@@ -311,11 +326,15 @@ void gms__context_close_locked(gms_context *ctx, char *leak, size_t leak_size)
     if (blocks) {
         atomic_fetch_add(&ctx->tenant->leaked_blocks, blocks);
         atomic_fetch_add(&ctx->tenant->leaked_bytes, bytes);
+        char windows[64] = "";
+        if (ctx->leaked_windows)
+            snprintf(windows, sizeof windows, " and %llu open access window%s (ended)",
+                     (unsigned long long)ctx->leaked_windows, ctx->leaked_windows == 1 ? "" : "s");
         snprintf(leak, leak_size,
-                 "gms: leak: context of tenant '%s' user '%s' (%s, %s) closed holding %llu buffer%s, %llu bytes; reclaimed",
+                 "gms: leak: context of tenant '%s' user '%s' (%s, %s) closed holding %llu buffer%s, %llu bytes%s; reclaimed",
                  ctx->tenant->name, ctx->user, gms_language_name(ctx->language),
                  gms_level_name(ctx->level), (unsigned long long)blocks, blocks == 1 ? "" : "s",
-                 (unsigned long long)bytes);
+                 (unsigned long long)bytes, windows);
     }
     gms__audit_ctx(ctx, GMS_AUDIT_CONTEXT_CLOSE, 0, blocks, GMS_OK, NULL);
     if (ctx->prev)
@@ -334,7 +353,7 @@ void gms_context_close(gms_context *ctx)
     if (!ctx)
         return;
     gms_runtime *rt = ctx->rt;
-    char leak[256];
+    char leak[320];
     /* Held handles first, with no runtime lock: dropping the last handle
      * of an imported tensor calls its framework's deleter. */
     context_drop_holds(ctx, &ctx->held_leaks, &ctx->held_leak_bytes);

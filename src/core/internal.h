@@ -84,6 +84,12 @@ void gms__windows_forget(gms_pool *p, gms_block *b, const gms_slot *s);
 int gms__windows_settle(gms_pool *p, gms_block *b, void *stream);
 /* The block dies: settles on stream and frees its windows' state. */
 void gms__windows_retire(gms_pool *p, gms_block *b, void *stream);
+/* A checked host access (gms_read, gms_write, gms_fill, gms_copy) by the
+ * handle in slot s: GMS_E_BUSY while another handle's window it conflicts
+ * with is open or waiting (a write: any; a read: a writer's); else orders
+ * the backend's own work after the ended windows' (device) work. */
+int gms__windows_host_access(gms_pool *p, gms_block *b, const gms_slot *s, bool write,
+                             const char *op, gms_buf buf);
 
 /* Pool of the slot a handle names, without locking; NULL if none. */
 gms_pool *gms__handle_pool(gms_runtime *rt, gms_buf h);

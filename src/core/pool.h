@@ -334,6 +334,7 @@ struct gms_context {
     pthread_mutex_t holds_lock;
     gms_slot *holds;
     uint64_t held_leaks, held_leak_bytes; /* holds released at close */
+    uint64_t leaked_windows; /* access windows open at close, ended there */
     gms_context *next, *prev; /* rt->lock */
 };
 

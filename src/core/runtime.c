@@ -266,7 +266,7 @@ fail:
 /* The caller holds the last reference: no other thread uses rt. */
 static void runtime_destroy(gms_runtime *rt)
 {
-    char leak[256];
+    char leak[320];
     gms__background_stop(rt);
     gms__dlpack_orphan_all(rt);
     while (rt->contexts) {

@@ -7,7 +7,13 @@
  * promise memmove: vmm.c must split it), streams and events do nothing
  * (every call is done when it returns). It has no kernels unless asked
  * (fake_kernels): then loading the module and finding the waiting scrub's
- * kernel succeed (not the stream-ordered one's), and launches fail.
+ * kernel succeed (not the stream-ordered one's), its launches fail, and
+ * the checked atomics' kernel runs on the host (its words are host
+ * memory here) when it is launched.
+ *
+ * Events are distinct objects, so a test can tell them apart; with
+ * fake_log_on, event records, stream waits and syncs and launches are
+ * logged in order (fake_log), to check what the backend queued where.
  *
  * Any call kind can be made to fail with a given code (fake_fail); the
  * codes have names and texts of their own, as a driver's do.
@@ -16,6 +22,7 @@
 #define GMS_TEST_FAKE_DRIVER_H
 
 #include "backend/vmm/vmm.h"
+#include "kernels/scrub.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -27,19 +34,27 @@ enum { FAKE_OK = 0, FAKE_ERROR_OUT_OF_MEMORY = 2, FAKE_ERROR_REFUSED = 700 };
 #define FAKE_GRANULE (64u << 10)
 
 static int fake_fail_kind = -1, fake_fail_code; /* the kind that fails, and how */
+static int fake_fail_also_kind = -1;            /* a second one, failing the same way */
 static int fake_kernels;                        /* 1: a module with both kernels */
 static _Thread_local uintptr_t fake_current;    /* the thread's current device */
 
+/* kind fails with code from now on (-1: none does; clears fake_fail_also). */
 static inline void fake_fail(int kind, int code)
 {
     fake_fail_kind = kind;
     fake_fail_code = code;
+    fake_fail_also_kind = -1;
 }
 
-#define FAKE_FAILS(kind)                  \
-    do {                                  \
-        if (fake_fail_kind == GMS_DRV_##kind) \
-            return fake_fail_code;        \
+static inline void fake_fail_also(int kind)
+{
+    fake_fail_also_kind = kind;
+}
+
+#define FAKE_FAILS(kind)                                                              \
+    do {                                                                              \
+        if (fake_fail_kind == GMS_DRV_##kind || fake_fail_also_kind == GMS_DRV_##kind) \
+            return fake_fail_code;                                                    \
     } while (0)
 #define A(x) ((void *)(uintptr_t)(x))
 
@@ -153,7 +168,27 @@ static int f_memset_d8(void *dd, uint64_t dst, int byte, size_t len, void *strea
     memset(A(dst), byte, len);
     return 0;
 }
-static char fake_object; /* what streams, events and modules point at */
+static char fake_object; /* what streams and modules point at */
+static char fake_atomic_fn; /* the checked atomics' kernel */
+#define FAKE_EVENTS 1024
+static char fake_events[FAKE_EVENTS];
+static unsigned _Atomic fake_next_event;
+
+/* The log: calls in order, a and b their stream and event (a launch: its
+ * stream and kernel). Single-threaded tests only. */
+typedef struct fake_call {
+    int kind; /* GMS_DRV_* */
+    void *a, *b;
+} fake_call;
+static fake_call fake_log[512];
+static unsigned fake_nlog;
+static int fake_log_on;
+
+static inline void fake_note(int kind, void *a, void *b)
+{
+    if (fake_log_on && fake_nlog < sizeof fake_log / sizeof *fake_log)
+        fake_log[fake_nlog++] = (fake_call){kind, a, b};
+}
 static int f_stream_create(void *dd, void **stream)
 {
     (void)dd;
@@ -171,31 +206,35 @@ static int f_stream_sync(void *dd, void *stream)
 {
     (void)dd, (void)stream;
     FAKE_FAILS(stream_sync);
+    fake_note(GMS_DRV_stream_sync, stream, NULL);
     return 0;
 }
 static int f_event_create(void *dd, void **event)
 {
     (void)dd;
     FAKE_FAILS(event_create);
-    *event = &fake_object;
+    *event = &fake_events[atomic_fetch_add(&fake_next_event, 1) % FAKE_EVENTS];
     return 0;
 }
 static int f_event_record(void *dd, void *event, void *stream)
 {
-    (void)dd, (void)event, (void)stream;
+    (void)dd;
     FAKE_FAILS(event_record);
+    fake_note(GMS_DRV_event_record, stream, event);
     return 0;
 }
 static int f_event_destroy(void *dd, void *event)
 {
-    (void)dd, (void)event;
+    (void)dd;
     FAKE_FAILS(event_destroy);
+    fake_note(GMS_DRV_event_destroy, NULL, event);
     return 0;
 }
 static int f_stream_wait_event(void *dd, void *stream, void *event)
 {
-    (void)dd, (void)stream, (void)event;
+    (void)dd;
     FAKE_FAILS(stream_wait_event);
+    fake_note(GMS_DRV_stream_wait_event, stream, event);
     return 0;
 }
 static int f_device_sync(void *dd)
@@ -258,7 +297,7 @@ static int f_module_function(void *dd, void **fn, void *module, const char *name
     FAKE_FAILS(module_function);
     if (strcmp(name, "gms_scrub_async_kernel") == 0)
         return FAKE_ERROR_REFUSED; /* the waiting scrub only */
-    *fn = &fake_object;
+    *fn = strcmp(name, "gms_atomic_kernel") == 0 ? &fake_atomic_fn : &fake_object;
     return 0;
 }
 static int f_occupancy(void *dd, int *blocks_per_sm, void *fn, unsigned block)
@@ -268,12 +307,54 @@ static int f_occupancy(void *dd, int *blocks_per_sm, void *fn, unsigned block)
     *blocks_per_sm = 2;
     return 0;
 }
-/* No code runs here: a launch is refused. */
+/* One checked atomic as gms_atomic_kernel does it, on host memory. */
+static uint64_t fake_atomic_one(const gms_katomic *w)
+{
+    uint64_t old, want, mask = w->width == 4 ? 0xffffffffull : ~0ull;
+    uint64_t x = w->operand & mask;
+    void *p = A(w->addr);
+    do {
+        old = w->width == 4 ? __atomic_load_n((uint32_t *)p, __ATOMIC_SEQ_CST)
+                            : __atomic_load_n((uint64_t *)p, __ATOMIC_SEQ_CST);
+        int64_t so = w->width == 4 ? (int64_t)(int32_t)old : (int64_t)old;
+        int64_t sx = w->width == 4 ? (int64_t)(int32_t)x : (int64_t)x;
+        switch (w->op) {
+        case 1: want = old + x; break;
+        case 2: want = old & x; break;
+        case 3: want = old | x; break;
+        case 4: want = old ^ x; break;
+        case 5: want = old < x ? old : x; break;
+        case 6: want = old > x ? old : x; break;
+        case 7: want = so < sx ? old : x; break;
+        case 8: want = so > sx ? old : x; break;
+        case 9: want = x; break;
+        default: want = old == (w->compare & mask) ? x : old; break;
+        }
+        want &= mask;
+    } while (w->width == 4 ? !__atomic_compare_exchange_n((uint32_t *)p, &(uint32_t){(uint32_t)old},
+                                                          (uint32_t)want, 0, __ATOMIC_SEQ_CST,
+                                                          __ATOMIC_SEQ_CST)
+                           : !__atomic_compare_exchange_n((uint64_t *)p, &(uint64_t){old}, want, 0,
+                                                          __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    return old;
+}
+
+/* Only the atomics' kernel runs here (on the host, at once); any other
+ * launch is refused. */
 static int f_launch(void *dd, void *fn, unsigned grid, unsigned block, void *stream, void **args)
 {
-    (void)dd, (void)fn, (void)grid, (void)block, (void)stream, (void)args;
+    (void)dd, (void)grid, (void)block;
     FAKE_FAILS(launch);
-    return FAKE_ERROR_REFUSED;
+    fake_note(GMS_DRV_launch, stream, fn);
+    if (fn != &fake_atomic_fn)
+        return FAKE_ERROR_REFUSED;
+    const gms_katomics *k = args[0];
+    for (uint32_t i = 0; i < k->n; i++) {
+        uint64_t old = fake_atomic_one(&k->w[i]);
+        if (k->w[i].result)
+            memcpy(A(k->w[i].result), &old, 8);
+    }
+    return 0;
 }
 static int f_launch_cooperative(void *dd, void *fn, unsigned grid, unsigned block, void *stream,
                                 void **args)
@@ -314,6 +395,11 @@ static gms_drv fake_drv = {
         [GMS_DRV_set_access] = "fakeMemSetAccess",
         [GMS_DRV_launch] = "fakeLaunchKernel",
         [GMS_DRV_launch_cooperative] = "fakeLaunchCooperativeKernel",
+        [GMS_DRV_event_create] = "fakeEventCreate",
+        [GMS_DRV_event_record] = "fakeEventRecord",
+        [GMS_DRV_stream_wait_event] = "fakeStreamWaitEvent",
+        [GMS_DRV_stream_sync] = "fakeStreamSynchronize",
+        [GMS_DRV_host_alloc] = "fakeMemHostAlloc",
     },
     .error_name = f_error_name,
     .error_string = f_error_string,

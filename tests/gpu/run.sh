@@ -96,6 +96,15 @@ run memcheck 240 env GMS_GPU_NO_FAULTS=1 "${CS:-compute-sanitizer}" --tool memch
     --print-limit 20 "$B/tests/test_gpu_cuda"
 run memcheck-seal 240 env GMS_SEAL_GPU_BUFFERS=100 "${CS:-compute-sanitizer}" --tool memcheck --error-exitcode 9 \
     --print-limit 20 "$B/tests/test_gpu_seal"
+# Access windows and checked atomics (tests/gpu/ordering.cu): 0 torn
+# reads in 10,000 rounds between two streams, tears without the windows,
+# 1,000,000 atomic adds from two contexts; then, smaller, under memcheck
+# (which serialises kernels: the control's tears are only reported); then
+# what a window and an atomic cost.
+run ordering-gpu 180 "$B/tests/test_gpu_ordering" test
+run ordering-memcheck 300 "${CS:-compute-sanitizer}" --tool memcheck --error-exitcode 9 \
+    --print-limit 20 "$B/tests/test_gpu_ordering" test --quick
+run ordering-bench 120 "$B/tests/test_gpu_ordering" bench
 
 if want anchors; then
     step "anchors build"
