@@ -85,7 +85,7 @@ test-fuzz: deps
 	  build-fuzz/corpus 2>build-fuzz/fuzz.log || (tail -50 build-fuzz/fuzz.log; exit 1)
 	@grep -E 'stat::number_of_executed_units' build-fuzz/fuzz.log
 	@build-fuzz/fuzz_broker -max_total_time=$(BROKER_FUZZ_SECONDS) -print_final_stats=1 \
-	  build-fuzz/corpus-broker 2>build-fuzz/fuzz-broker.log || (tail -50 build-fuzz/fuzz-broker.log; exit 1)
+	  build-fuzz/corpus-broker tests/fuzz/broker_seeds 2>build-fuzz/fuzz-broker.log || (tail -50 build-fuzz/fuzz-broker.log; exit 1)
 	@grep -E 'stat::number_of_executed_units' build-fuzz/fuzz-broker.log
 
 # The demo writes an audit trail, verifies it and renders its HTML report.

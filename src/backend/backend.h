@@ -257,6 +257,9 @@ int gms__backend_host_digest_leaves(gms_backend *be, uint64_t addr, uint64_t len
 extern const gms_backend_ops gms__backend_host_ops;
 int gms__backend_host_chunk_from_fd(int fd, uint64_t size, uint64_t align, uint64_t *base,
                                    gms_backend_chunk **out);
+/* A host chunk's memfd and first byte (the broker's shares remap a block's
+ * pages, broker/broker.c). */
+int gms__backend_host_chunk_fd(const gms_backend_chunk *c, uint64_t *base);
 /* The broker client backend (broker/broker.c, docs/broker.md): connects
  * to gmsd at the Unix socket path; each reserve is a lease from the broker.
  * *lease_bytes: the broker's lease size (the runtime's default chunk).
@@ -270,6 +273,47 @@ typedef struct gms_broker_identity {
 } gms_broker_identity;
 int gms__backend_broker_create(const char *path, uint64_t *lease_bytes, gms_broker_identity *id,
                                gms_backend **out, char *why, size_t why_len);
+
+/* Sharing across tenants through gmsd (docs/broker.md, "Sharing across
+ * tenants"). Unlike the ops above these return a GMS_E_* code (0: done),
+ * gmsd's or their own, with why (why_len bytes) saying why; be is the
+ * broker backend itself (not a wrapper of it).
+ *
+ * share: the block's pages [addr, addr+len) of a host chunk (whole pages,
+ * nothing else in them) become a share of gmsd's: gmsd makes a memfd of
+ * len bytes, the bytes are copied into it, gmsd seals it when immutable,
+ * and it is mapped over [addr, addr+len) (read-only when immutable), so
+ * the owner's buffer is the share's memory from then on; *view: a second,
+ * read-only mapping of it. The block holds req bytes at data_off in it.
+ * grants: n of them, tenant and user "" for any. *id: gmsd's share id.
+ * unshare (the block's last holder gone): the chunk's pages go back under
+ * [addr, addr+len) with the share's bytes copied in (so the block's
+ * redzones are checked and wiped as any block's), and the owner's hold
+ * on the share is released. */
+typedef struct gms_broker_share_grant {
+    const char *tenant, *user; /* "" any */
+    int language;              /* -1 any */
+    unsigned mode;             /* gms_access */
+} gms_broker_share_grant;
+int gms__broker_share(gms_backend *be, gms_backend_chunk *chunk, uint64_t addr, uint64_t len,
+                      uint64_t req, uint64_t data_off, int immutable,
+                      const gms_broker_share_grant *grants, unsigned n, uint64_t *id,
+                      uint64_t *view, char *why, size_t why_len);
+void gms__broker_unshare(gms_backend *be, uint64_t id);
+/* acquire: a hold of share id for mode (gms_access), as the context's
+ * language and user; the share's memory mapped (read-only for a reader)
+ * with guard pages around it: the buffer is req bytes at *addr; the
+ * mapping [*map, *map + *map_len) goes with release_hold, which also
+ * releases the hold. No descriptor is kept. */
+typedef struct gms_broker_hold {
+    uint64_t hold, addr, req, map, map_len;
+    int immutable;
+} gms_broker_hold;
+int gms__broker_acquire(gms_backend *be, uint64_t id, unsigned mode, int language,
+                        const char *user, gms_broker_hold *out, char *why, size_t why_len);
+void gms__broker_release_hold(gms_backend *be, uint64_t hold, uint64_t map, uint64_t map_len);
+/* revoke: no new acquires of share id (the owner's connection only). */
+int gms__broker_revoke(gms_backend *be, uint64_t id, char *why, size_t why_len);
 /* The HIP backend on GPU ordinal device (src/backend/hip/hip.c): ENODEV
  * when libamdhip64 or the device is absent; hip.h has the rest. */
 int gms__backend_hip_create(int device, gms_backend **out);

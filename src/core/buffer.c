@@ -395,7 +395,7 @@ static int handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, void *st
                        bool ordered, gms_drop *d)
 {
     d->died = false;
-    d->import.tensor = NULL;
+    d->import = (gms_import){0};
     uint32_t index = (uint32_t)(atomic_load_explicit(&s->handle, memory_order_relaxed) >>
                                 (GMS_GEN_BITS + GMS_CHECK_BITS));
     gms_block *b = s->block;
@@ -464,6 +464,11 @@ int gms__handle_drop_on(gms_pool *p, gms_slot *s, const gms_context *by, void *s
 
 void gms__drop_finish(gms_drop *d)
 {
+    if (d->import.broker_hold) {
+        gms__broker_release_hold(d->import.broker_be, d->import.broker_hold, d->import.map,
+                                 d->import.map_len);
+        d->import.broker_hold = 0;
+    }
     if (!d->import.tensor)
         return;
     if (d->import.versioned) {
@@ -572,7 +577,7 @@ int gms_buf_info_get(gms_context *ctx, gms_buf buf, gms_buf_info *out)
     i.immutable = b->share && b->share->immutable;
     i.access = i.immutable ? GMS_ACCESS_READ : h.slot->mode;
     i.holders = b->holders;
-    i.share_id = b->share ? b->share->id : 0;
+    i.share_id = !b->share ? 0 : b->share->broker_id ? b->share->broker_id : b->share->id;
     i.read_only_view = view;
     if (b->seal && b->seal->sealed)
         i.device_ptr = 0; /* no address to a sealed buffer (gms__seal_refuse) */

@@ -347,8 +347,7 @@ static int import_common(gms_context *ctx, const DLTensor *t, void *tensor, int 
         return gms__fail(GMS_E_NO_MEMORY, "out of host memory for an imported tensor");
     }
     memset(b, 0, sizeof *b);
-    imp->tensor = tensor;
-    imp->versioned = versioned;
+    *imp = (gms_import){.tensor = tensor, .versioned = versioned};
     b->addr = addr;
     b->size = b->req_size = (uint64_t)hi;
     b->state = GMS_BLOCK_LIVE;

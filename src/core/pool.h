@@ -361,14 +361,22 @@ typedef struct gms_share_rec {
      * if immutable). An immutable share without one has a MAC of its
      * bytes instead, keyed by the runtime's share key. */
     uint64_t view, view_base, view_len; /* view 0: none */
+    /* Registered with gmsd (docs/broker.md): its id there, which gms_share
+     * returns and other processes acquire by; 0: a share of this process
+     * only. Its view is then of gmsd's memfd. */
+    uint64_t broker_id;
     bool hashed;
     uint8_t mac[GMS_SHARE_MAC_BYTES];
 } gms_share_rec;
 
 /* A block imported through DLPack: its memory belongs to the tensor. */
 typedef struct gms_import {
-    void *tensor;
+    void *tensor; /* a DLPack tensor; NULL for a share acquired through gmsd */
     int versioned;
+    /* A share of another process acquired through gmsd (share.c): its
+     * hold, released with its mapping when the block dies. */
+    gms_backend *broker_be;
+    uint64_t broker_hold, map, map_len;
 } gms_import;
 
 struct gms_runtime {
@@ -382,6 +390,7 @@ struct gms_runtime {
      * tenant, at its level or above, in its languages (context.c). */
     bool brokered;
     gms_broker_identity broker;
+    gms_backend *broker_be; /* the broker backend itself, under any wrapper */
     uint64_t refs;    /* opens of the shared runtime (its static lock) */
 
     /* Settings from the options, fixed once the runtime is open. */

@@ -172,6 +172,7 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
             goto fail_lock;
         }
         rt->brokered = true;
+        rt->broker_be = be;
         /* A chunk is a lease: the broker's size unless the caller chose. */
         if (!o->chunk_bytes)
             chunk = rt->config.chunk_bytes = lease;

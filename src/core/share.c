@@ -150,6 +150,8 @@ int gms__share_end(gms_pool *p, gms_block *b)
                        (unsigned long long)sh->id, (unsigned long long)b->req_size);
     if (sh->view)
         p->rt->backend->ops->unmap_view(p->rt->backend, sh->view, sh->view_len);
+    if (sh->broker_id) /* the chunk's pages back, before the wipe */
+        gms__broker_unshare(p->rt->broker_be, sh->broker_id);
     gms_slot *s = gms__slot_at(p->rt, sh->slot);
     atomic_store_explicit(&s->handle, 0, memory_order_release);
     s->gen++;
@@ -160,6 +162,105 @@ int gms__share_end(gms_pool *p, gms_block *b)
     b->share = NULL;
     free(sh);
     return rc;
+}
+
+/* ---- sharing across processes through gmsd (docs/broker.md) ---- */
+
+/* In broker mode, a share whose block owns whole pages is registered with
+ * gmsd: its pages become a memfd of gmsd's of their own (nothing else of
+ * the tenant's in it), which gmsd hands to acquirers its grants name, in
+ * any process. *registered false: the share stays this process's (a
+ * block sharing its pages, allowed only when every grant names the
+ * owner's own tenant, whose other processes cannot reach it then). */
+static int broker_share(gms_pool *p, gms_block *b, gms_share_rec *sh, bool *registered)
+{
+    gms_runtime *rt = p->rt;
+    *registered = false;
+    uint64_t unit = rt->config.view_unit;
+    uint64_t lo = b->addr & ~(unit - 1);
+    uint64_t hi = (b->addr + b->req_size + unit - 1) & ~(unit - 1);
+    bool whole = b->chunk && !b->import && lo >= b->addr && hi <= b->addr + b->size;
+    bool others = false;
+    for (uint32_t i = 0; i < sh->ngrants; i++)
+        others |= strcmp(sh->grants[i].tenant, p->tenant->name) != 0;
+    if (!whole)
+        return !others ? GMS_OK
+                       : gms__fail(GMS_E_INVALID_ARG,
+                                   "gms_share: with GMS_BROKER, a share another tenant may acquire "
+                                   "must own whole pages, which gmsd gives it alone: allocate it "
+                                   "with GMS_ALLOC_PAGES");
+    gms_broker_share_grant g[GMS_SHARE_GRANTS_MAX];
+    for (uint32_t i = 0; i < sh->ngrants; i++)
+        g[i] = (gms_broker_share_grant){sh->grants[i].tenant, sh->grants[i].user,
+                                        sh->grants[i].language, (unsigned)sh->grants[i].mode};
+    char why[256];
+    uint64_t view = 0;
+    int rc = gms__broker_share(rt->broker_be, b->chunk->be_chunk, lo, hi - lo, b->req_size,
+                               b->addr - lo, sh->immutable, g, sh->ngrants, &sh->broker_id, &view,
+                               why, sizeof why);
+    if (rc)
+        return gms__fail(rc, "gms_share: gmsd: %s", why);
+    sh->view = view;
+    sh->view_base = lo;
+    sh->view_len = hi - lo;
+    *registered = true;
+    return GMS_OK;
+}
+
+/* gms_acquire of an id this process does not know: a share of another
+ * process, through gmsd, which checks the grants and hands over its memfd
+ * (read-only unless the holder may write); the buffer is then an import
+ * of this context's over that mapping, whose last release releases the
+ * hold. */
+static int broker_acquire(gms_context *ctx, gms_share_id id, gms_access mode, gms_buf *out)
+{
+    gms_runtime *rt = ctx->rt;
+    char why[256];
+    gms_broker_hold hold;
+    int rc = gms__broker_acquire(rt->broker_be, id, (unsigned)mode, (int)ctx->language, ctx->user,
+                                 &hold, why, sizeof why);
+    if (rc) {
+        rc = gms__fail(rc, "gms_acquire: share 0x%016llx: gmsd: %s", (unsigned long long)id, why);
+        gms__audit_ctx(ctx, rc == GMS_E_INVALID_HANDLE ? GMS_AUDIT_VIOLATION : GMS_AUDIT_ACCESS_DENIED,
+                       id, 0, rc, gms_error_last());
+        return rc;
+    }
+    gms_block *b = gms__alloc_meta(rt, sizeof *b);
+    gms_import *imp = gms__alloc_meta(rt, sizeof *imp);
+    gms_buf h = GMS_BUF_NULL;
+    rc = b && imp ? GMS_OK : gms__fail(GMS_E_NO_MEMORY, "out of host memory for an acquired share");
+    if (rc == GMS_OK) {
+        memset(b, 0, sizeof *b);
+        *imp = (gms_import){.broker_be = rt->broker_be, .broker_hold = hold.hold,
+                            .map = hold.map, .map_len = hold.map_len};
+        b->addr = hold.addr;
+        b->size = b->req_size = hold.req;
+        b->state = GMS_BLOCK_LIVE;
+        b->import = imp;
+        b->alloc_ns = gms__now_ns();
+        b->alloc_user = ctx->user_index;
+        gms_pool *p = ctx->pool;
+        gms__pool_lock(p);
+        rc = gms__handle_add(p, b, ctx, mode, &h);
+        if (rc == GMS_OK) {
+            b->handle = h;
+            gms__live_push(&p->imports, b);
+        }
+        gms__pool_unlock(p);
+    }
+    if (rc) {
+        free(b);
+        free(imp);
+        gms__broker_release_hold(rt->broker_be, hold.hold, hold.map, hold.map_len);
+        return rc;
+    }
+    char detail[96];
+    snprintf(detail, sizeof detail, "share 0x%016llx through gmsd, %s%s", (unsigned long long)id,
+             mode == GMS_ACCESS_READ ? "read" : mode == GMS_ACCESS_ATOMIC ? "atomic" : "read-write",
+             hold.immutable ? ", immutable" : "");
+    gms__audit_ctx(ctx, GMS_AUDIT_ACQUIRE, h, hold.req, GMS_OK, detail);
+    *out = h;
+    return GMS_OK;
 }
 
 /* ---- gms_share ---- */
@@ -237,7 +338,12 @@ int gms_share(gms_context *owner, gms_buf buf, const gms_share_desc *given, gms_
         goto fail;
     sh->owner_ctx = owner->id;
     sh->immutable = desc->immutable;
-    if (!view_map(p, b, sh) && sh->immutable) {
+    bool registered = false;
+    if (owner->rt->brokered && (rc = broker_share(p, b, sh, &registered)) != GMS_OK) {
+        gms__slot_put(p, sh->slot);
+        goto fail;
+    }
+    if (!registered && !view_map(p, b, sh) && sh->immutable) {
         if ((rc = block_mac(p, b, sh->mac)) != GMS_OK) {
             gms__slot_put(p, sh->slot);
             goto fail;
@@ -254,11 +360,13 @@ int gms_share(gms_context *owner, gms_buf buf, const gms_share_desc *given, gms_
     p->shares++;
     char detail[96];
     snprintf(detail, sizeof detail, "share 0x%016llx, %s, %u grant%s, %s",
-             (unsigned long long)sh->id, sh->immutable ? "immutable" : "mutable", sh->ngrants,
-             sh->ngrants == 1 ? "" : "s",
-             sh->view ? "read-only view" : sh->hashed ? "keyed MAC" : "checked calls");
+             (unsigned long long)(registered ? sh->broker_id : sh->id),
+             sh->immutable ? "immutable" : "mutable", sh->ngrants, sh->ngrants == 1 ? "" : "s",
+             registered ? "through gmsd"
+             : sh->view ? "read-only view"
+             : sh->hashed ? "keyed MAC" : "checked calls");
     uint64_t size = b->req_size;
-    *out = sh->id;
+    *out = registered ? sh->broker_id : sh->id;
     gms__pool_unlock(p);
     gms__audit_ctx(owner, GMS_AUDIT_SHARE, buf, size, GMS_OK, detail);
     return GMS_OK;
@@ -328,6 +436,8 @@ int gms_acquire(gms_context *ctx, gms_share_id id, gms_access mode, gms_buf *out
     gms_pool *p;
     gms_block *b;
     int rc = share_lock(ctx, id, "gms_acquire", &p, &b);
+    if (rc == GMS_E_INVALID_HANDLE && ctx->rt->brokered && id)
+        return broker_acquire(ctx, id, mode, out);
     if (rc) {
         gms__audit_ctx(ctx, GMS_AUDIT_VIOLATION, id, 0, rc, gms_error_last());
         return rc;
@@ -378,7 +488,13 @@ int gms_revoke(gms_context *owner, gms_share_id id)
     gms_pool *p;
     gms_block *b;
     int rc = share_lock(owner, id, "gms_revoke", &p, &b);
-    if (rc == GMS_OK) {
+    if (rc == GMS_E_INVALID_HANDLE && owner->rt->brokered && id) {
+        /* A share registered with gmsd: its owner's connection revokes. */
+        char why[256];
+        rc = gms__broker_revoke(owner->rt->broker_be, id, why, sizeof why);
+        if (rc)
+            rc = gms__fail(rc, "gms_revoke: share 0x%016llx: gmsd: %s", (unsigned long long)id, why);
+    } else if (rc == GMS_OK) {
         if (b->share->owner_ctx != owner->id)
             rc = gms__fail(GMS_E_ACCESS_DENIED,
                            "gms_revoke: share 0x%016llx was made by another context; only it may revoke",

@@ -5,7 +5,11 @@
  * of 2000, target <= 30 us; and a gms_alloc/gms_free pair of 256 bytes
  * inside a lease against the same pair in-process on the host backend,
  * median of 21 runs of 20000 pairs each, target within 1.2x
- * (docs/broker.md, "Costs").
+ * (docs/broker.md, "Costs"). And a share through gmsd: gms_share of a
+ * 64 KiB GMS_ALLOC_PAGES buffer (SHARE, the copy into gmsd's memfd,
+ * PUBLISH, the remap; mutable and immutable, where gmsd write-seals it),
+ * and gms_acquire + gms_release of it (ACQUIRE, the memfd passed, mapped;
+ * RELEASE_SHARE), medians of 500.
  */
 #include "util.h"
 
@@ -25,6 +29,41 @@ static double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp);
     return v[n / 2];
+}
+
+#define SHARES 500
+
+/* Median us of gms_share (and, acq, of an acquire; rel, of a release) of
+ * a 64 KiB buffer in ctx, immutable or not. */
+static double share_costs(gms_context *ctx, int immutable, double *acq, double *rel)
+{
+    static double share_us[SHARES], acq_us[SHARES], rel_us[SHARES];
+    gms_share_grant g[] = {{NULL, NULL, GMS_ANY_LANGUAGE, GMS_ACCESS_READ}};
+    gms_share_desc sd = GMS_SHARE_DESC_INIT;
+    sd.grants = g;
+    sd.ngrants = 1;
+    sd.immutable = immutable;
+    int bad = 0;
+    for (int i = 0; i < SHARES; i++) {
+        gms_buf buf, h = GMS_BUF_NULL;
+        gms_share_id id = 0;
+        bad |= gms_alloc(ctx, 64 << 10, GMS_ALLOC_PAGES, &buf);
+        double t0 = now_s();
+        bad |= gms_share(ctx, buf, &sd, &id);
+        double t1 = now_s();
+        bad |= gms_acquire(ctx, id, GMS_ACCESS_READ, &h); /* through gmsd: id is gmsd's */
+        double t2 = now_s();
+        bad |= gms_release(ctx, h);
+        double t3 = now_s();
+        bad |= gms_free(ctx, buf);
+        share_us[i] = (t1 - t0) * 1e6;
+        acq_us[i] = (t2 - t1) * 1e6;
+        rel_us[i] = (t3 - t2) * 1e6;
+    }
+    CHECK(bad == 0);
+    *acq = median(acq_us, SHARES);
+    *rel = median(rel_us, SHARES);
+    return median(share_us, SHARES);
 }
 
 static gms_context *open_ctx(gms_runtime **rt, int brokered)
@@ -98,6 +137,11 @@ int main(void)
         host = median(hruns, RUNS);
         brokered = median(bruns, RUNS);
     }
+    double share_mut = 0, share_imm = 0, acq = 0, rel = 0, acq_imm = 0, rel_imm = 0;
+    if (bctx) {
+        share_mut = share_costs(bctx, 0, &acq, &rel);
+        share_imm = share_costs(bctx, 1, &acq_imm, &rel_imm);
+    }
     gms_context_close(hctx);
     gms_context_close(bctx);
     gms_runtime_close(hrt);
@@ -106,7 +150,10 @@ int main(void)
            "release %.1f us\n", lease, release);
     printf("alloc/free pair of 256 B: %.1f ns in a broker's lease, %.1f ns in-process: "
            "%.2fx (target <= 1.2x)\n", brokered, host, host > 0 ? brokered / host : 0);
-    CHECK(lease > 0 && brokered > 0 && host > 0);
+    printf("share of 64 KiB through gmsd: gms_share %.1f us mutable, %.1f us immutable "
+           "(write-sealed); gms_acquire round trip %.1f us (%.1f immutable), release %.1f us\n",
+           share_mut, share_imm, acq, acq_imm, rel);
+    CHECK(lease > 0 && brokered > 0 && host > 0 && share_mut > 0 && acq > 0);
     CHECK(broker_stop(&b) == 0);
     return test_done();
 }

@@ -5,6 +5,9 @@
  * the rest is the packet. A packet the decoder accepts must re-encode to
  * the same bytes (nothing read past it, nothing made up), and its strings
  * must end within their fields; ASan and UBSan watch every read.
+ * tests/fuzz/broker_seeds holds one packet of each type (a SHARE with
+ * grants, an ACQUIRE with a user ...), so that the fuzzer starts inside
+ * every layout.
  */
 #include "backend/broker/proto.h"
 
@@ -45,8 +48,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 __builtin_trap();
             }
         }
-        if (strlen(m.tenant) >= GMS_BROKER_TENANT_MAX || strlen(m.text) > GMS_BROKER_TEXT_MAX)
+        if (strlen(m.tenant) >= GMS_BROKER_TENANT_MAX || strlen(m.text) > GMS_BROKER_TEXT_MAX ||
+            !memchr(m.user, 0, GMS_BROKER_NAME_MAX) ||
+            m.ngrants > GMS_BROKER_GRANTS_MAX)
             __builtin_trap();
+        for (uint32_t i = 0; i < m.ngrants; i++)
+            if (!memchr(m.grants[i].tenant, 0, GMS_BROKER_NAME_MAX) ||
+                !memchr(m.grants[i].user, 0, GMS_BROKER_NAME_MAX))
+                __builtin_trap();
     } else if (!gms__broker_bad_name(bad)[0]) {
         __builtin_trap();
     }

@@ -27,6 +27,7 @@
 #include "audit/audit.h"
 #include "backend/broker/proto.h"
 #include "gms.h"
+#include "gms/access.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +55,31 @@ typedef struct lease {
     struct lease *next;
 } lease;
 
+/* A share across tenants (docs/broker.md, "Sharing across tenants"): a
+ * memfd of its own holding exactly the shared buffer's pages, made by
+ * gmsd, charged to the owner's tenant, and handed to each holder. */
+typedef struct hold {
+    uint64_t id;     /* random: the holder's name for it */
+    uint64_t serial; /* the connection holding it */
+    int writer;      /* may write: the single-writer rule counts it */
+    struct hold *next;
+} hold;
+
+typedef struct share {
+    uint64_t id; /* random; what gms_share returns and others acquire by */
+    int fd;      /* gmsd's own, read-write (write-sealed when immutable) */
+    uint64_t bytes, req, off; /* the memfd; the buffer's bytes and offset in it */
+    gmsd_tenant *owner;       /* charged for it until its last hold goes */
+    uint64_t owner_serial;    /* the owner's connection; 0 once it is gone */
+    int immutable, published, revoked;
+    uint32_t ngrants;
+    gms_broker_grant grants[GMS_BROKER_GRANTS_MAX];
+    hold *holds;
+    struct share *next;
+} share;
+
+#define HOLDS_MAX 1024 /* per connection: each is a malloc and a mapping */
+
 typedef struct client {
     int sock;
     uint64_t serial; /* the connection's number since gmsd started: the trail's context */
@@ -62,6 +88,7 @@ typedef struct client {
     gid_t gid;
     gmsd_tenant *tenant; /* never NULL: unknown peers are not kept */
     lease *leases;
+    unsigned holds; /* of shares, this connection's */
 } client;
 
 static gmsd_policy policy;
@@ -74,6 +101,7 @@ static gmsd_counters totals;
 static uint64_t serials;
 static gms_audit *trail; /* NULL: no trail */
 static volatile sig_atomic_t stopping;
+static share *shares;
 
 __attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
 {
@@ -128,6 +156,8 @@ static void lease_drop(client *c, lease *l)
     free(l);
 }
 
+static void shares_drop(client *c, const char *why);
+
 static void client_drop(unsigned i, const char *why)
 {
     client *c = &clients[i];
@@ -142,6 +172,7 @@ static void client_drop(unsigned i, const char *why)
               why ? why : "closed or died");
         lease_drop(c, l);
     }
+    shares_drop(c, why);
     c->tenant->n.reclaimed_leases += n;
     c->tenant->n.reclaimed_bytes += bytes;
     audit(GMS_AUDIT_CONTEXT_CLOSE, GMS_OK, c, 0, n, "%s", why ? why : "connection closed");
@@ -165,14 +196,13 @@ static int reply(client *c, const gms_broker_msg *m, int fd)
     return gms__broker_send(c->sock, m, fd, MSG_DONTWAIT);
 }
 
-__attribute__((format(printf, 4, 5))) static int refuse(client *c, uint32_t seq, int code,
-                                                        const char *fmt, ...)
+/* Refuses request seq with code and the text, on the trail as op. */
+__attribute__((format(printf, 6, 0))) static int vrefuse(client *c, uint32_t seq, int code,
+                                                         gms_audit_op op, uint64_t id,
+                                                         const char *fmt, va_list ap)
 {
     gms_broker_msg m = {.type = GMS_BROKER_ERROR, .seq = seq, .code = code};
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(m.text, sizeof m.text, fmt, ap);
-    va_end(ap);
     if (verbose)
         say("pid %d uid %u: refused: %s", (int)c->pid, (unsigned)c->uid, m.text);
     if (code == GMS_E_QUOTA)
@@ -181,9 +211,34 @@ __attribute__((format(printf, 4, 5))) static int refuse(client *c, uint32_t seq,
         c->tenant->n.violations++;
     audit(code == GMS_E_QUOTA            ? GMS_AUDIT_QUOTA_REFUSED
           : code == GMS_E_INVALID_HANDLE ? GMS_AUDIT_VIOLATION
-                                         : GMS_AUDIT_ALLOC,
-          code, c, 0, 0, "%s", m.text);
+                                         : op,
+          code, c, id, 0, "%s", m.text);
     return reply(c, &m, -1);
+}
+
+__attribute__((format(printf, 4, 5))) static int refuse(client *c, uint32_t seq, int code,
+                                                        const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vrefuse(c, seq, code, GMS_AUDIT_ALLOC, 0, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* A refusal of a share request: access_denied on the trail (a quota or an
+ * unknown id as refuse's), counted as a share refusal. */
+__attribute__((format(printf, 5, 6))) static int refuse_share(client *c, uint32_t seq, int code,
+                                                              uint64_t id, const char *fmt, ...)
+{
+    if (code != GMS_E_QUOTA && code != GMS_E_INVALID_HANDLE && code != GMS_E_INVALID_ARG)
+        c->tenant->n.share_refusals++;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vrefuse(c, seq, code, code == GMS_E_INVALID_ARG ? GMS_AUDIT_SHARE : GMS_AUDIT_ACCESS_DENIED,
+                     id, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 static int lease_new(client *c, uint32_t seq, uint64_t bytes)
@@ -255,6 +310,312 @@ static int lease_release(client *c, uint32_t seq, uint64_t id)
     return reply(c, &m, -1);
 }
 
+/* ---- sharing across tenants ---- */
+
+static uint64_t random_id(void)
+{
+    uint64_t id = 0;
+    while (!id)
+        if (getrandom(&id, sizeof id, 0) != sizeof id)
+            id = 0;
+    return id;
+}
+
+static share *share_find(uint64_t id)
+{
+    for (share *sh = shares; sh; sh = sh->next)
+        if (sh->id == id)
+            return sh;
+    return NULL;
+}
+
+/* Frees a share whose last hold went: wiped (unless write-sealed, when
+ * the kernel refuses the punch and its pages go with the last reference),
+ * closed, and its charge returned to the owner's tenant. */
+static void share_free(client *by, share *sh)
+{
+    share **pp = &shares;
+    while (*pp != sh)
+        pp = &(*pp)->next;
+    *pp = sh->next;
+    if (!sh->immutable &&
+        fallocate(sh->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)sh->bytes) != 0)
+        say("share 0x%016llx: wipe failed: %s", (unsigned long long)sh->id, strerror(errno));
+    close(sh->fd);
+    sh->owner->used_bytes -= sh->bytes;
+    sh->owner->used_leases--;
+    sh->owner->live_shares--;
+    audit(GMS_AUDIT_WIPE, GMS_OK, by, sh->id, sh->bytes,
+          "share of tenant '%s' freed by its last release%s", sh->owner->name,
+          sh->immutable ? " (write-sealed: its pages go with the memfd)" : ": pages punched out");
+    free(sh);
+}
+
+/* Drops hold *pp of share sh, of connection c; frees the share when it
+ * was the last (then returns 1: sh is gone). */
+static int hold_drop(client *c, share *sh, hold **pp)
+{
+    hold *h = *pp;
+    *pp = h->next;
+    free(h);
+    c->holds--;
+    if (sh->holds)
+        return 0;
+    share_free(c, sh);
+    return 1;
+}
+
+static hold *hold_new(client *c, share *sh, int writer)
+{
+    hold *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->id = random_id();
+    h->serial = c->serial;
+    h->writer = writer;
+    h->next = sh->holds;
+    sh->holds = h;
+    c->holds++;
+    return h;
+}
+
+static int share_new(client *c, const gms_broker_msg *m)
+{
+    gmsd_tenant *t = c->tenant;
+    long page = sysconf(_SC_PAGESIZE);
+    if (m->a == 0 || m->a % (uint64_t)page || m->b == 0 || m->c > m->a || m->b > m->a - m->c)
+        return refuse_share(c, m->seq, GMS_E_INVALID_ARG, 0,
+                            "share of %llu bytes at %llu in %llu: must be whole pages holding "
+                            "the buffer", (unsigned long long)m->b, (unsigned long long)m->c,
+                            (unsigned long long)m->a);
+    for (uint32_t i = 0; i < m->ngrants; i++) {
+        const gms_broker_grant *g = &m->grants[i];
+        if ((g->mode != GMS_ACCESS_READ && g->mode != GMS_ACCESS_READ_WRITE) ||
+            g->language < GMS_ANY_LANGUAGE || g->language > GMS_LANG_OTHER)
+            return refuse_share(c, m->seq, GMS_E_INVALID_ARG, 0,
+                                "share: grant %u: mode %u or language %d out of range", i,
+                                g->mode, g->language);
+    }
+    if (c->holds >= HOLDS_MAX)
+        return refuse_share(c, m->seq, GMS_E_QUOTA, 0, "connection holds %u shares, the most",
+                            c->holds);
+    if (t->used_leases >= t->quota_leases || m->a > t->quota_bytes - t->used_bytes)
+        return refuse(c, m->seq, GMS_E_QUOTA,
+                      "tenant '%s': %llu of %llu bytes and %llu of %llu leases in use; a share "
+                      "of %llu bytes refused",
+                      t->name, (unsigned long long)t->used_bytes,
+                      (unsigned long long)t->quota_bytes, (unsigned long long)t->used_leases,
+                      (unsigned long long)t->quota_leases, (unsigned long long)m->a);
+    share *sh = calloc(1, sizeof *sh);
+    if (!sh)
+        return refuse(c, m->seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
+    /* Not "gmsd-<tenant>": nothing of the owner's leases is in it. */
+    char name[80];
+    snprintf(name, sizeof name, "gmsd-share:%s", t->name);
+    sh->fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    int err = sh->fd < 0 ? errno : 0;
+    if (!err && (ftruncate(sh->fd, (off_t)m->a) != 0 ||
+                 fcntl(sh->fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK) != 0))
+        err = errno;
+    if (err) {
+        if (sh->fd >= 0)
+            close(sh->fd);
+        free(sh);
+        return refuse(c, m->seq, err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
+                      "memfd of %llu bytes: %s", (unsigned long long)m->a, strerror(err));
+    }
+    hold *h = hold_new(c, sh, !m->flags);
+    if (!h) {
+        close(sh->fd);
+        free(sh);
+        return refuse(c, m->seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
+    }
+    sh->id = random_id();
+    sh->bytes = m->a;
+    sh->req = m->b;
+    sh->off = m->c;
+    sh->owner = t;
+    sh->owner_serial = c->serial;
+    sh->immutable = (int)m->flags;
+    sh->ngrants = m->ngrants;
+    memcpy(sh->grants, m->grants, sizeof sh->grants);
+    sh->next = shares;
+    shares = sh;
+    t->used_bytes += sh->bytes;
+    t->used_leases++;
+    t->live_shares++;
+    t->n.shares++;
+    audit(GMS_AUDIT_SHARE, GMS_OK, c, sh->id, sh->req, "share of %llu bytes, %s, %u grant%s",
+          (unsigned long long)sh->bytes, sh->immutable ? "immutable" : "mutable", sh->ngrants,
+          sh->ngrants == 1 ? "" : "s");
+    gms_broker_msg r = {.type = GMS_BROKER_SHARED, .seq = m->seq, .a = sh->id, .b = h->id,
+                        .c = sh->bytes};
+    return reply(c, &r, sh->fd);
+}
+
+/* The owner has filled the memfd: an immutable share is sealed against
+ * every write (which the kernel refuses while a writable mapping of it
+ * exists), and the share can be acquired from now on. */
+static int share_publish(client *c, const gms_broker_msg *m)
+{
+    share *sh = share_find(m->a);
+    if (!sh || sh->published || sh->owner_serial != c->serial)
+        return refuse_share(c, m->seq, GMS_E_INVALID_HANDLE, m->a,
+                            "share 0x%016llx: not an unpublished share of this connection",
+                            (unsigned long long)m->a);
+    int seals = F_SEAL_SEAL | (sh->immutable ? F_SEAL_WRITE : 0);
+    if (fcntl(sh->fd, F_ADD_SEALS, seals) != 0)
+        return refuse_share(c, m->seq, GMS_E_BUSY, sh->id,
+                            "share 0x%016llx: cannot seal it (%s): the owner keeps a writable "
+                            "mapping or sealed it itself", (unsigned long long)sh->id,
+                            strerror(errno));
+    sh->published = 1;
+    gms_broker_msg r = {.type = GMS_BROKER_PUBLISHED, .seq = m->seq, .a = sh->id};
+    return reply(c, &r, -1);
+}
+
+/* The most the grants let c's tenant, user and language take: 0 none. */
+static uint32_t share_granted(const share *sh, const client *c, const gms_broker_msg *m)
+{
+    uint32_t best = 0;
+    for (uint32_t i = 0; i < sh->ngrants; i++) {
+        const gms_broker_grant *g = &sh->grants[i];
+        if ((!g->tenant[0] || strcmp(g->tenant, c->tenant->name) == 0) &&
+            (!g->user[0] || strcmp(g->user, m->user) == 0) &&
+            (g->language == GMS_ANY_LANGUAGE || g->language == m->language) && g->mode > best)
+            best = g->mode;
+    }
+    return best;
+}
+
+static int share_acquire(client *c, const gms_broker_msg *m)
+{
+    share *sh = share_find(m->a);
+    if (!sh || !sh->published)
+        return refuse_share(c, m->seq, GMS_E_INVALID_HANDLE, m->a,
+                            "share 0x%016llx does not exist (never made, forged, or freed)",
+                            (unsigned long long)m->a);
+    if (m->mode != GMS_ACCESS_READ && m->mode != GMS_ACCESS_READ_WRITE &&
+        m->mode != GMS_ACCESS_ATOMIC)
+        return refuse_share(c, m->seq, GMS_E_INVALID_ARG, sh->id, "acquire: mode %u", m->mode);
+    uint32_t need = m->mode == GMS_ACCESS_ATOMIC ? GMS_ACCESS_READ_WRITE : m->mode;
+    uint32_t may = share_granted(sh, c, m);
+    int writer = 0;
+    for (hold *h = sh->holds; h; h = h->next)
+        writer |= h->writer;
+    const char *who = c->tenant->name;
+    if (sh->revoked)
+        return refuse_share(c, m->seq, GMS_E_ACCESS_DENIED, sh->id,
+                            "share 0x%016llx was revoked%s", (unsigned long long)sh->id,
+                            sh->owner_serial ? "" : " (its owner's connection ended)");
+    if (!may)
+        return refuse_share(c, m->seq, GMS_E_ACCESS_DENIED, sh->id,
+                            "tenant '%s' user '%s' language %d is not on the access list of "
+                            "share 0x%016llx", who, m->user, m->language,
+                            (unsigned long long)sh->id);
+    if (need == GMS_ACCESS_READ_WRITE && sh->immutable)
+        return refuse_share(c, m->seq, GMS_E_READ_ONLY, sh->id,
+                            "share 0x%016llx is immutable: read only", (unsigned long long)sh->id);
+    if (need > may)
+        return refuse_share(c, m->seq, GMS_E_ACCESS_DENIED, sh->id,
+                            "tenant '%s' user '%s' may only read share 0x%016llx", who, m->user,
+                            (unsigned long long)sh->id);
+    if (m->mode == GMS_ACCESS_READ_WRITE && writer)
+        return refuse_share(c, m->seq, GMS_E_BUSY, sh->id,
+                            "share 0x%016llx already has a writer (one at a time)",
+                            (unsigned long long)sh->id);
+    if (c->holds >= HOLDS_MAX)
+        return refuse_share(c, m->seq, GMS_E_QUOTA, sh->id, "connection holds %u shares, the most",
+                            c->holds);
+    /* A reader gets a descriptor of its own open file, read-only: the
+     * kernel then refuses a writable shared mapping of it and an
+     * mprotect to write. */
+    int fd = sh->fd;
+    if (need == GMS_ACCESS_READ) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", sh->fd);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return refuse(c, m->seq, GMS_E_BACKEND, "reopening share 0x%016llx read-only: %s",
+                          (unsigned long long)sh->id, strerror(errno));
+    }
+    hold *h = hold_new(c, sh, m->mode == GMS_ACCESS_READ_WRITE);
+    if (!h) {
+        if (fd != sh->fd)
+            close(fd);
+        return refuse(c, m->seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
+    }
+    c->tenant->n.acquires++;
+    audit(GMS_AUDIT_ACQUIRE, GMS_OK, c, h->id, sh->req, "share 0x%016llx of tenant '%s', %s",
+          (unsigned long long)sh->id, sh->owner->name,
+          m->mode == GMS_ACCESS_READ ? "read" : m->mode == GMS_ACCESS_ATOMIC ? "atomic" : "read-write");
+    gms_broker_msg r = {.type = GMS_BROKER_ACQUIRED, .seq = m->seq, .a = h->id, .b = sh->bytes,
+                        .c = sh->req, .d = sh->off, .mode = m->mode,
+                        .flags = (uint32_t)sh->immutable};
+    int rc = reply(c, &r, fd); /* on failure the drop releases the hold */
+    if (fd != sh->fd)
+        close(fd);
+    return rc;
+}
+
+static int share_release(client *c, const gms_broker_msg *m)
+{
+    for (share *sh = shares; sh; sh = sh->next)
+        for (hold **pp = &sh->holds; *pp; pp = &(*pp)->next)
+            if ((*pp)->id == m->a && (*pp)->serial == c->serial) {
+                audit(GMS_AUDIT_RELEASE, GMS_OK, c, m->a, sh->req, "share 0x%016llx released",
+                      (unsigned long long)sh->id);
+                hold_drop(c, sh, pp);
+                gms_broker_msg r = {.type = GMS_BROKER_SHARE_RELEASED, .seq = m->seq, .a = m->a};
+                return reply(c, &r, -1);
+            }
+    return refuse_share(c, m->seq, GMS_E_INVALID_HANDLE, m->a,
+                        "hold 0x%016llx: not a live hold of this connection",
+                        (unsigned long long)m->a);
+}
+
+static int share_revoke(client *c, const gms_broker_msg *m)
+{
+    share *sh = share_find(m->a);
+    if (!sh || !sh->published)
+        return refuse_share(c, m->seq, GMS_E_INVALID_HANDLE, m->a,
+                            "share 0x%016llx does not exist", (unsigned long long)m->a);
+    if (sh->owner_serial != c->serial)
+        return refuse_share(c, m->seq, GMS_E_ACCESS_DENIED, sh->id,
+                            "share 0x%016llx: only its owner's connection may revoke it",
+                            (unsigned long long)sh->id);
+    sh->revoked = 1;
+    audit(GMS_AUDIT_REVOKE, GMS_OK, c, sh->id, sh->req, "share revoked: no new acquires");
+    gms_broker_msg r = {.type = GMS_BROKER_REVOKED, .seq = m->seq, .a = sh->id};
+    return reply(c, &r, -1);
+}
+
+/* A connection ends: its holds go (the last hold of a share frees it,
+ * whoever's it was), and the shares it owns are revoked; those still held
+ * by others stay, charged to the owner's tenant, until their last
+ * release. */
+static void shares_drop(client *c, const char *why)
+{
+    for (share *sh = shares, *next; sh; sh = next) {
+        next = sh->next;
+        if (sh->owner_serial == c->serial) {
+            sh->owner_serial = 0;
+            sh->revoked = 1;
+        }
+        for (hold **pp = &sh->holds; *pp;) {
+            if ((*pp)->serial != c->serial) {
+                pp = &(*pp)->next;
+                continue;
+            }
+            audit(GMS_AUDIT_LEAK, GMS_OK, c, (*pp)->id, sh->req,
+                  "connection ended (%s) holding share 0x%016llx: released",
+                  why ? why : "closed or died", (unsigned long long)sh->id);
+            if (hold_drop(c, sh, pp))
+                break; /* sh is freed */
+        }
+    }
+}
+
 /* One packet from client i; -1: drop the client. */
 static int serve(unsigned i)
 {
@@ -308,6 +669,11 @@ static int serve(unsigned i)
     }
     case GMS_BROKER_LEASE: return lease_new(c, m.seq, m.a);
     case GMS_BROKER_RELEASE: return lease_release(c, m.seq, m.a);
+    case GMS_BROKER_SHARE: return share_new(c, &m);
+    case GMS_BROKER_PUBLISH: return share_publish(c, &m);
+    case GMS_BROKER_ACQUIRE: return share_acquire(c, &m);
+    case GMS_BROKER_RELEASE_SHARE: return share_release(c, &m);
+    case GMS_BROKER_REVOKE: return share_revoke(c, &m);
     case GMS_BROKER_USAGE: {
         gms_broker_msg u = {.type = GMS_BROKER_USED, .seq = m.seq, .a = t->used_bytes,
                             .b = t->used_leases, .c = t->quota_bytes, .d = t->quota_leases};

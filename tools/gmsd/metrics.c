@@ -96,6 +96,15 @@ char *gmsd_metrics_render(size_t *len)
            n.reclaimed_leases);
     TENANT("gmsd_tenant_reclaimed_bytes_total", "counter",
            "Bytes of the leases counted in gmsd_tenant_reclaimed_leases_total.", n.reclaimed_bytes);
+    TENANT("gmsd_tenant_shares", "gauge",
+           "Shares the tenant made that are alive now (counted in its bytes and leases).",
+           live_shares);
+    TENANT("gmsd_tenant_shares_total", "counter", "Shares the tenant made.", n.shares);
+    TENANT("gmsd_tenant_acquires_total", "counter",
+           "Shares (of any tenant) the tenant's processes acquired.", n.acquires);
+    TENANT("gmsd_tenant_share_refusals_total", "counter",
+           "Acquires and revokes refused to the tenant: no grant, revoked, read-only, a writer "
+           "already there.", n.share_refusals);
     put(&p, "# HELP gmsd_unknown_peer_refusals_total Connections of peers no tenant names.\n"
             "# TYPE gmsd_unknown_peer_refusals_total counter\n"
             "gmsd_unknown_peer_refusals_total %llu\n",

@@ -19,6 +19,10 @@ typedef struct gmsd_tenant_counts {
     uint64_t violations;          /* malformed messages, forged or stale lease ids */
     uint64_t reclaimed_leases;    /* wiped after their connection ended holding them */
     uint64_t reclaimed_bytes;
+    uint64_t shares;              /* shares the tenant made (docs/broker.md) */
+    uint64_t acquires;            /* holds its processes acquired */
+    uint64_t share_refusals;      /* acquires and revokes refused: no grant,
+                                     revoked, read-only, busy */
 } gmsd_tenant_counts;
 
 typedef struct gmsd_tenant {
@@ -30,7 +34,9 @@ typedef struct gmsd_tenant {
     uint32_t languages; /* bit i: gms_language i allowed */
     uint64_t quota_bytes, quota_leases;
     uint64_t max_connections;
-    uint64_t used_bytes, used_leases; /* live, all connections together */
+    uint64_t used_bytes, used_leases; /* live, all connections together;
+                                         a share counts as a lease */
+    uint64_t live_shares;             /* shares charged to it now */
     uint64_t connections;             /* open now */
     gmsd_tenant_counts n;
 } gmsd_tenant;

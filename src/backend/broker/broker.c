@@ -11,11 +11,15 @@
 #include "backend/backend.h"
 #include "backend/broker/proto.h"
 
+#include "gms.h"
+
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -27,6 +31,16 @@ typedef struct lease_entry {
     struct lease_entry *next;
 } lease_entry;
 
+/* A share this process owns: gmsd's memfd mapped over a block's pages of
+ * a chunk, until the block's last holder goes (gms__broker_unshare). */
+typedef struct share_entry {
+    uint64_t id, hold;
+    int fd;                  /* the share's memfd */
+    gms_backend_chunk *chunk;
+    uint64_t addr, len;
+    struct share_entry *next;
+} share_entry;
+
 typedef struct broker_backend {
     gms_backend base; /* first: a gms_backend * is a broker_backend * */
     gms_backend_ops ops;
@@ -34,6 +48,7 @@ typedef struct broker_backend {
     int sock;
     uint32_t seq;
     lease_entry *leases;
+    share_entry *shares;
 } broker_backend;
 
 static broker_backend *bb_of(gms_backend *be)
@@ -165,11 +180,263 @@ static void broker_release(gms_backend *be, gms_backend_chunk *chunk)
     free(e);
 }
 
+/* ---- sharing across tenants (backend.h, docs/broker.md) ---- */
+
+/* One share request (lock held): 0 when the reply is of type want, else a
+ * GMS_E_* code with why: gmsd's refusal, or what went wrong. */
+static int share_call(broker_backend *bb, gms_broker_msg *req, gms_broker_msg *rep, int *fd,
+                      uint16_t want, char *why, size_t why_len)
+{
+    int err = call(bb, req, rep, fd);
+    if (!err && rep->type == want)
+        return 0;
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+    if (rep->type == GMS_BROKER_ERROR) {
+        snprintf(why, why_len, "%s", rep->text);
+        return rep->code;
+    }
+    snprintf(why, why_len, "no answer from gmsd: %s", strerror(err ? err : EPROTO));
+    return GMS_E_BACKEND;
+}
+
+/* Releases a hold of a share (lock held); gmsd frees the share with its
+ * last hold. */
+static void hold_release(broker_backend *bb, uint64_t hold)
+{
+    gms_broker_msg req = {.type = GMS_BROKER_RELEASE_SHARE, .a = hold}, rep = {0};
+    int fd;
+    call(bb, &req, &rep, &fd); /* a broker gone away has released it already */
+    if (fd >= 0)
+        close(fd);
+}
+
+static int fd_size_is(int fd, uint64_t bytes)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && (uint64_t)st.st_size == bytes;
+}
+
+int gms__broker_share(gms_backend *be, gms_backend_chunk *chunk, uint64_t addr, uint64_t len,
+                      uint64_t req, uint64_t data_off, int immutable,
+                      const gms_broker_share_grant *grants, unsigned n, uint64_t *id,
+                      uint64_t *view, char *why, size_t why_len)
+{
+    broker_backend *bb = bb_of(be);
+    share_entry *e = calloc(1, sizeof *e);
+    gms_broker_msg *m = calloc(2, sizeof *m); /* a request and its reply: 2 KiB each */
+    if (!e || !m || n == 0 || n > GMS_BROKER_GRANTS_MAX) {
+        free(e);
+        free(m);
+        snprintf(why, why_len, n ? "out of host memory" : "no grants");
+        return n ? GMS_E_NO_MEMORY : GMS_E_INVALID_ARG;
+    }
+    gms_broker_msg *q = &m[0], *rep = &m[1];
+    q->type = GMS_BROKER_SHARE;
+    q->a = len;
+    q->b = req;
+    q->c = data_off;
+    q->flags = immutable != 0;
+    q->ngrants = n;
+    for (unsigned i = 0; i < n; i++) {
+        snprintf(q->grants[i].tenant, GMS_BROKER_NAME_MAX, "%s", grants[i].tenant);
+        snprintf(q->grants[i].user, GMS_BROKER_NAME_MAX, "%s", grants[i].user);
+        q->grants[i].language = grants[i].language;
+        q->grants[i].mode = grants[i].mode;
+    }
+    uint64_t chunk_base;
+    int chunk_fd = gms__backend_host_chunk_fd(chunk, &chunk_base);
+    int fd = -1, rc;
+    void *v = MAP_FAILED;
+    pthread_mutex_lock(&bb->lock);
+    rc = share_call(bb, q, rep, &fd, GMS_BROKER_SHARED, why, why_len);
+    if (rc)
+        goto out;
+    e->id = rep->a;
+    e->hold = rep->b;
+    if (rep->c != len || !fd_size_is(fd, len)) {
+        rc = GMS_E_BACKEND;
+        snprintf(why, why_len, "gmsd sent a share of the wrong size");
+        goto fail;
+    }
+    /* The owner's bytes into it, written (not mapped: an immutable share
+     * is write-sealed next, which a writable mapping would prevent). */
+    for (uint64_t done = 0; done < len;) {
+        ssize_t k = pwrite(fd, (const void *)(uintptr_t)(addr + done), len - done, (off_t)done);
+        if (k <= 0) {
+            rc = k < 0 && errno == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND;
+            snprintf(why, why_len, "filling the share: %s", k < 0 ? strerror(errno) : "short write");
+            goto fail;
+        }
+        done += (uint64_t)k;
+    }
+    gms_broker_msg pub = {.type = GMS_BROKER_PUBLISH, .a = e->id};
+    int none;
+    if ((rc = share_call(bb, &pub, rep, &none, GMS_BROKER_PUBLISHED, why, why_len)) != 0)
+        goto fail;
+    v = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    if (v == MAP_FAILED ||
+        mmap((void *)(uintptr_t)addr, len, immutable ? PROT_READ : PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+        rc = errno == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND;
+        snprintf(why, why_len, "mapping the share: %s", strerror(errno));
+        goto fail;
+    }
+    /* The chunk's copy is unused until the share ends: back to the kernel. */
+    fallocate(chunk_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(addr - chunk_base),
+              (off_t)len);
+    e->fd = fd;
+    e->chunk = chunk;
+    e->addr = addr;
+    e->len = len;
+    e->next = bb->shares;
+    bb->shares = e;
+    *id = e->id;
+    *view = (uint64_t)(uintptr_t)v;
+    e = NULL;
+    goto out;
+fail:
+    if (v != MAP_FAILED)
+        munmap(v, len);
+    hold_release(bb, e->hold);
+    close(fd);
+out:
+    pthread_mutex_unlock(&bb->lock);
+    free(e);
+    free(m);
+    return rc;
+}
+
+void gms__broker_unshare(gms_backend *be, uint64_t id)
+{
+    broker_backend *bb = bb_of(be);
+    pthread_mutex_lock(&bb->lock);
+    share_entry **pp = &bb->shares;
+    while (*pp && (*pp)->id != id)
+        pp = &(*pp)->next;
+    share_entry *e = *pp;
+    if (e) {
+        *pp = e->next;
+        uint64_t chunk_base;
+        int chunk_fd = gms__backend_host_chunk_fd(e->chunk, &chunk_base);
+        /* The chunk's pages back, then the share's last bytes into them.
+         * Leaving the share mapped would let the wipe that follows write
+         * into memory other holders still read: never. */
+        void *at = (void *)(uintptr_t)e->addr;
+        if (mmap(at, e->len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, chunk_fd,
+                 (off_t)(e->addr - chunk_base)) == MAP_FAILED) {
+            fprintf(stderr, "gms: cannot map a chunk back under share 0x%016llx: %s\n",
+                    (unsigned long long)id, strerror(errno));
+            abort();
+        }
+        for (uint64_t done = 0; done < e->len;) {
+            ssize_t k = pread(e->fd, (char *)at + done, e->len - done, (off_t)done);
+            if (k <= 0)
+                break; /* the chunk's pages read as zeros: the redzone check says so */
+            done += (uint64_t)k;
+        }
+        close(e->fd);
+        hold_release(bb, e->hold);
+    }
+    pthread_mutex_unlock(&bb->lock);
+    free(e);
+}
+
+int gms__broker_acquire(gms_backend *be, uint64_t id, unsigned mode, int language,
+                        const char *user, gms_broker_hold *out, char *why, size_t why_len)
+{
+    broker_backend *bb = bb_of(be);
+    gms_broker_msg *m = calloc(2, sizeof *m);
+    if (!m) {
+        snprintf(why, why_len, "out of host memory");
+        return GMS_E_NO_MEMORY;
+    }
+    gms_broker_msg *q = &m[0], *rep = &m[1];
+    q->type = GMS_BROKER_ACQUIRE;
+    q->a = id;
+    q->mode = mode;
+    q->language = language;
+    snprintf(q->user, sizeof q->user, "%s", user);
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    int fd = -1;
+    pthread_mutex_lock(&bb->lock);
+    int rc = share_call(bb, q, rep, &fd, GMS_BROKER_ACQUIRED, why, why_len);
+    if (rc)
+        goto out;
+    uint64_t bytes = rep->b;
+    if (rep->mode != mode || bytes == 0 || bytes % page || bytes > (1ull << 52) ||
+        rep->d > bytes || rep->c == 0 || rep->c > bytes - rep->d || !fd_size_is(fd, bytes)) {
+        rc = GMS_E_BACKEND;
+        snprintf(why, why_len, "gmsd's answer does not describe the share it sent");
+        goto fail;
+    }
+    /* Guard pages on both sides: a raw access past either end faults. */
+    void *r = mmap(NULL, bytes + 2 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    int prot = mode == GMS_ACCESS_READ ? PROT_READ : PROT_READ | PROT_WRITE;
+    if (r == MAP_FAILED ||
+        mmap((char *)r + page, bytes, prot, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+        rc = errno == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND;
+        snprintf(why, why_len, "mapping the share: %s", strerror(errno));
+        if (r != MAP_FAILED)
+            munmap(r, bytes + 2 * page);
+        goto fail;
+    }
+    out->hold = rep->a;
+    out->map = (uint64_t)(uintptr_t)r;
+    out->map_len = bytes + 2 * page;
+    out->addr = out->map + page + rep->d;
+    out->req = rep->c;
+    out->immutable = (int)rep->flags;
+    goto out;
+fail:
+    hold_release(bb, rep->a);
+out:
+    pthread_mutex_unlock(&bb->lock);
+    if (fd >= 0)
+        close(fd); /* the mapping keeps the memory; no descriptor stays */
+    free(m);
+    return rc;
+}
+
+void gms__broker_release_hold(gms_backend *be, uint64_t hold, uint64_t map, uint64_t map_len)
+{
+    broker_backend *bb = bb_of(be);
+    munmap((void *)(uintptr_t)map, map_len);
+    pthread_mutex_lock(&bb->lock);
+    hold_release(bb, hold);
+    pthread_mutex_unlock(&bb->lock);
+}
+
+int gms__broker_revoke(gms_backend *be, uint64_t id, char *why, size_t why_len)
+{
+    broker_backend *bb = bb_of(be);
+    gms_broker_msg req = {.type = GMS_BROKER_REVOKE, .a = id};
+    gms_broker_msg *rep = calloc(1, sizeof *rep);
+    if (!rep) {
+        snprintf(why, why_len, "out of host memory");
+        return GMS_E_NO_MEMORY;
+    }
+    int fd;
+    pthread_mutex_lock(&bb->lock);
+    int rc = share_call(bb, &req, rep, &fd, GMS_BROKER_REVOKED, why, why_len);
+    pthread_mutex_unlock(&bb->lock);
+    free(rep);
+    return rc;
+}
+
 static void broker_destroy(gms_backend *be)
 {
     broker_backend *bb = bb_of(be);
     for (lease_entry *e = bb->leases, *next; e; e = next) {
         next = e->next;
+        free(e);
+    }
+    /* Shares still mapped outlive no runtime: their blocks died first. */
+    for (share_entry *e = bb->shares, *next; e; e = next) {
+        next = e->next;
+        close(e->fd);
         free(e);
     }
     close(bb->sock); /* the broker releases whatever is left */

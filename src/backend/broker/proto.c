@@ -50,8 +50,9 @@ static uint64_t get64(const uint8_t *p)
     return v;
 }
 
-/* The payload size of each type (an error's: the least), the descriptors
- * it carries and its direction; -1 for an unknown type. */
+/* The least payload size of each type (an error's and a share's grow from
+ * it), the descriptors it carries and its direction; -1 for an unknown
+ * type. */
 static int layout(uint16_t type, int *fds, int *from_broker)
 {
     *fds = 0;
@@ -61,13 +62,46 @@ static int layout(uint16_t type, int *fds, int *from_broker)
     case GMS_BROKER_LEASE: return 8;
     case GMS_BROKER_RELEASE: return 8;
     case GMS_BROKER_USAGE: return 0;
+    case GMS_BROKER_SHARE: return 32 + GMS_BROKER_GRANT_BYTES;
+    case GMS_BROKER_PUBLISH: return 8;
+    case GMS_BROKER_ACQUIRE: return 16 + GMS_BROKER_NAME_MAX;
+    case GMS_BROKER_RELEASE_SHARE: return 8;
+    case GMS_BROKER_REVOKE: return 8;
     case GMS_BROKER_WELCOME: return 32 + GMS_BROKER_TENANT_MAX;
     case GMS_BROKER_LEASED: *fds = 1; return 16;
     case GMS_BROKER_RELEASED: return 8;
     case GMS_BROKER_USED: return 32;
+    case GMS_BROKER_SHARED: *fds = 1; return 24;
+    case GMS_BROKER_PUBLISHED: return 8;
+    case GMS_BROKER_ACQUIRED: *fds = 1; return 40;
+    case GMS_BROKER_SHARE_RELEASED: return 8;
+    case GMS_BROKER_REVOKED: return 8;
     case GMS_BROKER_ERROR: return 8;
     default: return -1;
     }
+}
+
+/* The most payload a type may have. */
+static uint32_t layout_max(uint16_t type, int size)
+{
+    if (type == GMS_BROKER_ERROR)
+        return 8 + GMS_BROKER_TEXT_MAX;
+    if (type == GMS_BROKER_SHARE)
+        return 32 + GMS_BROKER_GRANTS_MAX * GMS_BROKER_GRANT_BYTES;
+    return (uint32_t)size;
+}
+
+/* A name field: NUL-ended within its n bytes and zeros after the NUL, so
+ * that it re-encodes to itself. */
+static int name_ok(const uint8_t *p, size_t n)
+{
+    const uint8_t *end = memchr(p, 0, n);
+    if (!end)
+        return 0;
+    for (; end < p + n; end++)
+        if (*end)
+            return 0;
+    return 1;
 }
 
 int gms__broker_decode(const void *buf, size_t n, unsigned nfds, int from_broker,
@@ -87,7 +121,7 @@ int gms__broker_decode(const void *buf, size_t n, unsigned nfds, int from_broker
     int size = layout(type, &fds, &dir);
     if (size < 0 || dir != (from_broker != 0))
         return GMS_BROKER_BAD_TYPE;
-    uint32_t most = type == GMS_BROKER_ERROR ? 8 + GMS_BROKER_TEXT_MAX : (uint32_t)size;
+    uint32_t most = layout_max(type, size);
     if (len < (uint32_t)size || len > most)
         return GMS_BROKER_BAD_LENGTH;
     if (n != GMS_BROKER_HEADER + (size_t)len)
@@ -101,11 +135,61 @@ int gms__broker_decode(const void *buf, size_t n, unsigned nfds, int from_broker
     case GMS_BROKER_LEASE:
     case GMS_BROKER_RELEASE:
     case GMS_BROKER_RELEASED:
+    case GMS_BROKER_PUBLISH:
+    case GMS_BROKER_RELEASE_SHARE:
+    case GMS_BROKER_REVOKE:
+    case GMS_BROKER_PUBLISHED:
+    case GMS_BROKER_SHARE_RELEASED:
+    case GMS_BROKER_REVOKED:
         out->a = get64(q);
         break;
     case GMS_BROKER_LEASED:
         out->a = get64(q);
         out->b = get64(q + 8);
+        break;
+    case GMS_BROKER_SHARED:
+        out->a = get64(q);
+        out->b = get64(q + 8);
+        out->c = get64(q + 16);
+        break;
+    case GMS_BROKER_SHARE:
+        out->a = get64(q);
+        out->b = get64(q + 8);
+        out->c = get64(q + 16);
+        out->flags = get32(q + 24);
+        out->ngrants = get32(q + 28);
+        if (out->flags > 1 || out->ngrants == 0 || out->ngrants > GMS_BROKER_GRANTS_MAX ||
+            len != 32 + out->ngrants * GMS_BROKER_GRANT_BYTES)
+            return GMS_BROKER_BAD_FIELD;
+        for (uint32_t i = 0; i < out->ngrants; i++) {
+            const uint8_t *g = q + 32 + i * GMS_BROKER_GRANT_BYTES;
+            gms_broker_grant *r = &out->grants[i];
+            if (!name_ok(g, GMS_BROKER_NAME_MAX) ||
+                !name_ok(g + GMS_BROKER_NAME_MAX, GMS_BROKER_NAME_MAX))
+                return GMS_BROKER_BAD_FIELD;
+            memcpy(r->tenant, g, GMS_BROKER_NAME_MAX);
+            memcpy(r->user, g + GMS_BROKER_NAME_MAX, GMS_BROKER_NAME_MAX);
+            r->language = (int32_t)get32(g + 2 * GMS_BROKER_NAME_MAX);
+            r->mode = get32(g + 2 * GMS_BROKER_NAME_MAX + 4);
+        }
+        break;
+    case GMS_BROKER_ACQUIRE:
+        out->a = get64(q);
+        out->mode = get32(q + 8);
+        out->language = (int32_t)get32(q + 12);
+        if (!name_ok(q + 16, GMS_BROKER_NAME_MAX))
+            return GMS_BROKER_BAD_FIELD;
+        memcpy(out->user, q + 16, GMS_BROKER_NAME_MAX);
+        break;
+    case GMS_BROKER_ACQUIRED:
+        out->a = get64(q);
+        out->b = get64(q + 8);
+        out->c = get64(q + 16);
+        out->d = get64(q + 24);
+        out->mode = get32(q + 32);
+        out->flags = get32(q + 36);
+        if (out->flags > 1)
+            return GMS_BROKER_BAD_FIELD;
         break;
     case GMS_BROKER_USED:
     case GMS_BROKER_WELCOME:
@@ -147,11 +231,54 @@ size_t gms__broker_encode(const gms_broker_msg *m, uint8_t *buf)
     case GMS_BROKER_LEASE:
     case GMS_BROKER_RELEASE:
     case GMS_BROKER_RELEASED:
+    case GMS_BROKER_PUBLISH:
+    case GMS_BROKER_RELEASE_SHARE:
+    case GMS_BROKER_REVOKE:
+    case GMS_BROKER_PUBLISHED:
+    case GMS_BROKER_SHARE_RELEASED:
+    case GMS_BROKER_REVOKED:
         put64(q, m->a);
         break;
     case GMS_BROKER_LEASED:
         put64(q, m->a);
         put64(q + 8, m->b);
+        break;
+    case GMS_BROKER_SHARED:
+        put64(q, m->a);
+        put64(q + 8, m->b);
+        put64(q + 16, m->c);
+        break;
+    case GMS_BROKER_SHARE: {
+        uint32_t n = m->ngrants > GMS_BROKER_GRANTS_MAX ? GMS_BROKER_GRANTS_MAX : m->ngrants;
+        put64(q, m->a);
+        put64(q + 8, m->b);
+        put64(q + 16, m->c);
+        put32(q + 24, m->flags);
+        put32(q + 28, n);
+        for (uint32_t i = 0; i < n; i++) {
+            uint8_t *g = q + 32 + i * GMS_BROKER_GRANT_BYTES;
+            const gms_broker_grant *r = &m->grants[i];
+            memcpy(g, r->tenant, strnlen(r->tenant, GMS_BROKER_NAME_MAX - 1));
+            memcpy(g + GMS_BROKER_NAME_MAX, r->user, strnlen(r->user, GMS_BROKER_NAME_MAX - 1));
+            put32(g + 2 * GMS_BROKER_NAME_MAX, (uint32_t)r->language);
+            put32(g + 2 * GMS_BROKER_NAME_MAX + 4, r->mode);
+        }
+        len = 32 + (size_t)n * GMS_BROKER_GRANT_BYTES;
+        break;
+    }
+    case GMS_BROKER_ACQUIRE:
+        put64(q, m->a);
+        put32(q + 8, m->mode);
+        put32(q + 12, (uint32_t)m->language);
+        memcpy(q + 16, m->user, strnlen(m->user, GMS_BROKER_NAME_MAX - 1));
+        break;
+    case GMS_BROKER_ACQUIRED:
+        put64(q, m->a);
+        put64(q + 8, m->b);
+        put64(q + 16, m->c);
+        put64(q + 24, m->d);
+        put32(q + 32, m->mode);
+        put32(q + 36, m->flags);
         break;
     case GMS_BROKER_USED:
     case GMS_BROKER_WELCOME:

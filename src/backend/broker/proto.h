@@ -21,7 +21,10 @@
 #define GMS_BROKER_HEADER 16
 #define GMS_BROKER_TEXT_MAX 200      /* an error's text, bytes */
 #define GMS_BROKER_TENANT_MAX 64     /* a tenant's name, NUL included */
-#define GMS_BROKER_MSG_MAX 256       /* header and payload */
+#define GMS_BROKER_NAME_MAX 64       /* a grant's tenant or user, NUL included */
+#define GMS_BROKER_GRANTS_MAX 16     /* GMS_SHARE_GRANTS_MAX */
+#define GMS_BROKER_GRANT_BYTES (2 * GMS_BROKER_NAME_MAX + 8)
+#define GMS_BROKER_MSG_MAX 4096      /* header and payload */
 
 typedef enum gms_broker_type {
     /* client to broker */
@@ -29,6 +32,13 @@ typedef enum gms_broker_type {
     GMS_BROKER_LEASE = 2,    /* a = bytes wanted */
     GMS_BROKER_RELEASE = 3,  /* a = lease id */
     GMS_BROKER_USAGE = 4,    /* empty: the tenant's use, for tests and tools */
+    GMS_BROKER_SHARE = 5,    /* a = memfd bytes, b = the buffer's bytes, c = its
+                                offset in the memfd, flags = immutable,
+                                grants[ngrants] (1..16) */
+    GMS_BROKER_PUBLISH = 6,  /* a = share id: the owner has filled it */
+    GMS_BROKER_ACQUIRE = 7,  /* a = share id, mode, language, user */
+    GMS_BROKER_RELEASE_SHARE = 8, /* a = hold id */
+    GMS_BROKER_REVOKE = 9,   /* a = share id */
     /* broker to client */
     GMS_BROKER_WELCOME = 0x81, /* a = lease bytes, b = quota bytes, c = quota
                                   leases, level, languages (mask), tenant */
@@ -36,8 +46,26 @@ typedef enum gms_broker_type {
     GMS_BROKER_RELEASED = 0x83,/* a = lease id */
     GMS_BROKER_USED = 0x84,    /* a = bytes, b = leases, c = quota bytes,
                                   d = quota leases (the whole tenant) */
+    GMS_BROKER_SHARED = 0x85,  /* a = share id, b = the owner's hold id, c = bytes;
+                                  one fd: the share's memfd, writable */
+    GMS_BROKER_PUBLISHED = 0x86, /* a = share id */
+    GMS_BROKER_ACQUIRED = 0x87,/* a = hold id, b = memfd bytes, c = the buffer's
+                                  bytes, d = its offset, mode, flags = immutable;
+                                  one fd: the memfd, read-only unless mode
+                                  lets the holder write */
+    GMS_BROKER_SHARE_RELEASED = 0x88, /* a = hold id */
+    GMS_BROKER_REVOKED = 0x89, /* a = share id */
     GMS_BROKER_ERROR = 0xff    /* code (GMS_E_*), err (errno), text */
 } gms_broker_type;
+
+/* One grant of a share, as gms_share_grant with names inline: tenant ""
+ * is any tenant, user "" any user, language -1 any language. */
+typedef struct gms_broker_grant {
+    char tenant[GMS_BROKER_NAME_MAX]; /* NUL-terminated, zeros after */
+    char user[GMS_BROKER_NAME_MAX];
+    int32_t language;
+    uint32_t mode; /* gms_access */
+} gms_broker_grant;
 
 typedef struct gms_broker_msg {
     uint16_t type;
@@ -47,6 +75,11 @@ typedef struct gms_broker_msg {
     int32_t code;
     uint32_t err;
     char tenant[GMS_BROKER_TENANT_MAX]; /* NUL-terminated */
+    uint32_t mode, flags;         /* ACQUIRE, ACQUIRED; SHARE, ACQUIRED */
+    int32_t language;             /* ACQUIRE: the context's, -1 none */
+    char user[GMS_BROKER_NAME_MAX]; /* ACQUIRE: the context's user */
+    uint32_t ngrants;             /* SHARE */
+    gms_broker_grant grants[GMS_BROKER_GRANTS_MAX];
     char text[GMS_BROKER_TEXT_MAX + 1]; /* NUL-terminated */
 } gms_broker_msg;
 
@@ -59,7 +92,8 @@ enum {
     GMS_BROKER_BAD_LENGTH,      /* length field too large for the type */
     GMS_BROKER_BAD_TRUNCATED,   /* the packet is not header + length */
     GMS_BROKER_BAD_FDS,         /* descriptors the type does not carry */
-    GMS_BROKER_BAD_FIELD        /* a field out of range (a name not NUL-ended) */
+    GMS_BROKER_BAD_FIELD        /* a field out of range (a name not NUL-ended and
+                                   zero-padded, a grant count, a flag) */
 };
 
 /* Decodes the packet buf[0..n) that came with nfds descriptors; from_broker

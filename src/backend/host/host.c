@@ -75,6 +75,12 @@ fail:
     return err ? err : ENOMEM;
 }
 
+int gms__backend_host_chunk_fd(const gms_backend_chunk *c, uint64_t *base)
+{
+    *base = (uint64_t)(uintptr_t)c->base;
+    return c->fd;
+}
+
 static int host_reserve(gms_backend *be, uint64_t size, uint64_t align,
                         uint64_t *base, gms_backend_chunk **out)
 {
