@@ -184,7 +184,8 @@ static int pool_move(gms_pool *p, int device, uint64_t *bytes)
     for (; !rc && moved < n; moved++) {
         int err = move_remap(be, &m[moved], m[moved].mem, &m[moved].old, &m[moved].old_staging);
         if (err) {
-            rc = gms__backend_fail(err, "gms_pool_migrate: map the pool onto the target", 0);
+            rc = gms__backend_fail(err, "gms_pool_migrate: map the pool onto the target",
+                                   m[moved].c->size);
             break;
         }
         m[moved].mem = NULL; /* the chunk's now */

@@ -433,10 +433,11 @@ static int host_move_remap(gms_backend *be, gms_backend_chunk *c, gms_backend_me
     o->staging = st;
     o->size = c->size;
     o->device = c->device;
+    o->r = m->r; /* the same ranges are in use: for a move back */
+    o->n = m->n;
     c->fd = m->fd;
     c->device = m->device;
     munmap(m->staging, m->size);
-    free(m->r);
     free(m);
     *old = o;
     *old_staging = (uint64_t)(uintptr_t)st;
