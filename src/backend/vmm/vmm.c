@@ -1091,6 +1091,15 @@ static void load_seal_kernels(vmm_backend *vb, const gms_vmm_config *cfg)
  * likewise. The old granules stay alive (their handles) until released,
  * mapped at a staging range of their own for the wipe. */
 
+/* The end of the run of nonzero handles from g (set_access per run: it
+ * costs more than a map, vmm_commit). */
+static uint64_t run_end(const uint64_t *handles, uint64_t g, uint64_t n)
+{
+    while (g < n && handles[g])
+        g++;
+    return g;
+}
+
 /* Unmaps staging and releases the handles of m; frees m. */
 static void mem_free(vmm_backend *vb, gms_backend_mem *m)
 {
@@ -1123,9 +1132,13 @@ static int mem_stage(vmm_backend *vb, gms_backend_mem *m)
             (err = CALL(vb, mem_map, "migration staging", m->staging + mapped * vb->gran,
                         vb->gran, m->handles[mapped])) != 0)
             break;
-    for (uint64_t u = 0; u < n && !err; u++)
-        if (m->handles[u])
-            err = access_rw(vb, m->device, m->staging + u * vb->gran, vb->gran);
+    for (uint64_t u = 0; u < n && !err; u++) {
+        if (!m->handles[u])
+            continue;
+        uint64_t end = run_end(m->handles, u, n); /* one access call a run */
+        err = access_rw(vb, m->device, m->staging + u * vb->gran, (end - u) * vb->gran);
+        u = end - 1;
+    }
     if (err) {
         for (uint64_t u = 0; u < mapped; u++)
             if (m->handles[u])
@@ -1189,10 +1202,14 @@ static int map_chunk_onto(vmm_backend *vb, gms_backend_chunk *c, const uint64_t 
     for (uint64_t g = 0; g < n && !err; g++) {
         if (!handles[g])
             continue;
-        QUIET(vb, mem_unmap, c->base + g * vb->gran, vb->gran);
-        err = CALL(vb, mem_map, "migration", c->base + g * vb->gran, vb->gran, handles[g]);
+        uint64_t end = run_end(handles, g, n), u = g;
+        for (; u < end && !err; u++) {
+            QUIET(vb, mem_unmap, c->base + u * vb->gran, vb->gran);
+            err = CALL(vb, mem_map, "migration", c->base + u * vb->gran, vb->gran, handles[u]);
+        }
         if (!err)
-            err = access_rw(vb, device, c->base + g * vb->gran, vb->gran);
+            err = access_rw(vb, device, c->base + g * vb->gran, (end - g) * vb->gran);
+        g = end - 1;
     }
     for (size_t i = 0; i < nviews && !err; i++) {
         for (uint64_t o = 0; o < view_len[i] && !err; o += vb->gran) {
