@@ -233,10 +233,9 @@ static int pool_move(gms_pool *p, int device, uint64_t *bytes)
     return rc;
 }
 
-int gms_pool_migrate(gms_context *ctx, int device)
+/* gms_pool_migrate less the audit record; *from: the pool's device. */
+static int migrate(gms_context *ctx, int device, int *from, uint64_t *bytes)
 {
-    if (!ctx)
-        return gms__fail(GMS_E_INVALID_ARG, "gms_pool_migrate: context is NULL");
     gms_runtime *rt = ctx->rt;
     gms_backend *be = rt->backend;
     if (!be->ops->move_create)
@@ -253,17 +252,26 @@ int gms_pool_migrate(gms_context *ctx, int device)
                          rt->devices.why[device]);
     gms_pool *p = ctx->pool;
     gms__pool_lock(p);
-    int from = p->device;
-    uint64_t bytes = 0;
+    *from = p->device;
     gms__safety_launch(p); /* frees gathered for one launch go first */
     int rc = gms__pool_usable(p, "gms_pool_migrate");
     if (!rc)
-        rc = pool_move(p, device, &bytes);
+        rc = pool_move(p, device, bytes);
     gms__pool_unlock(p);
+    return rc;
+}
+
+int gms_pool_migrate(gms_context *ctx, int device)
+{
+    if (!ctx)
+        return gms__fail(GMS_E_INVALID_ARG, "gms_pool_migrate: context is NULL");
+    int from = -1;
+    uint64_t bytes = 0;
+    int rc = migrate(ctx, device, &from, &bytes);
     char detail[96];
     snprintf(detail, sizeof detail, "device %d -> %d", from, device);
     gms__audit_ctx(ctx, GMS_AUDIT_MIGRATE, 0, bytes, rc, rc ? gms_error_last() : detail);
-    gms__violations_deliver(rt);
+    gms__violations_deliver(ctx->rt);
     return rc;
 }
 
