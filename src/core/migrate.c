@@ -253,10 +253,11 @@ static int migrate(gms_context *ctx, int device, int *from, uint64_t *bytes)
     gms_pool *p = ctx->pool;
     gms__pool_lock(p);
     *from = p->device;
-    gms__safety_launch(p); /* frees gathered for one launch go first */
     int rc = gms__pool_usable(p, "gms_pool_migrate");
-    if (!rc)
+    if (!rc) {
+        gms__safety_launch(p); /* frees gathered for one launch go first */
         rc = pool_move(p, device, bytes);
+    }
     gms__pool_unlock(p);
     return rc;
 }

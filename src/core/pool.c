@@ -805,7 +805,8 @@ void gms__pool_reuse(gms_pool *p, gms_tenant *t, gms_level level, gms_language l
     p->nusers = 0;
     p->peak_recent = p->peak_held_recent = p->peak_decay_ns = 0;
     p->remapped_bytes = 0;
-    p->device = p->rt->config.device; /* it holds no chunk: nothing to move */
+    if (!p->chunks) /* else a chunk kept from before stays where it is */
+        p->device = p->rt->config.device;
     p->lost = false;
 }
 
