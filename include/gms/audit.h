@@ -28,7 +28,9 @@ typedef enum gms_audit_op {
     GMS_AUDIT_DROPPED = 18,       /* lossy mode: size = records dropped */
     GMS_AUDIT_SEAL = 19,          /* gms_seal (docs/sealed.md) */
     GMS_AUDIT_UNSEAL = 20,        /* gms_unseal; a tag that fails is a VIOLATION */
-    GMS_AUDIT_CRYPTO_ERASE = 21   /* a sealed buffer's data key destroyed at its free */
+    GMS_AUDIT_CRYPTO_ERASE = 21,  /* a sealed buffer's data key destroyed at its free */
+    GMS_AUDIT_MIGRATE = 22,       /* gms_pool_migrate (docs/migration.md) */
+    GMS_AUDIT_DEVICE_LOST = 23    /* a device declared lost; detail: the driver's words */
 } gms_audit_op;
 
 #endif

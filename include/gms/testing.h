@@ -42,6 +42,19 @@ GMS_API int gms_testing_audit_ring_slots(uint32_t slots);
  * rotate without 2^32 seals. 0 puts back GMS_SEAL_SEALS_PER_KEY. */
 GMS_API int gms_testing_seal_key_limit(uint32_t seals);
 
+/* Simulated devices (docs/migration.md): from now on rt has count devices
+ * (1 to 64), device i with free_bytes[i] bytes free and busy_percent[i]
+ * (0-100) of its time in use, as gms_device_pick and gms_pool_migrate see
+ * them; count 0 puts back the backend's own. On the host backend every
+ * simulated device's memory is a fresh memfd. */
+GMS_API int gms_testing_devices(gms_runtime *rt, int count, const uint64_t *free_bytes,
+                                const uint32_t *busy_percent);
+
+/* Simulates device reporting an unrecoverable error in the driver's words
+ * why: the path a device backend takes on a sticky error (the pools
+ * placed there are lost, gms_device_lost). */
+GMS_API int gms_testing_device_fail(gms_runtime *rt, int device, const char *why);
+
 #ifdef __cplusplus
 }
 #endif

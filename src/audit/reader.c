@@ -31,7 +31,8 @@
 static const char *op_names[] = {
     NULL, "runtime_open", "runtime_close", "context_open", "context_close", "alloc", "free",
     "share", "acquire", "release", "transfer", "revoke", "quota_refused", "access_denied",
-    "violation", "leak", "wipe", "config", "dropped", "seal", "unseal", "crypto_erase"};
+    "violation", "leak", "wipe", "config", "dropped", "seal", "unseal", "crypto_erase",
+    "migrate", "device_lost"};
 #define NOPS ((int)(sizeof op_names / sizeof op_names[0]))
 
 const char *gms__trail_op_name(int op)

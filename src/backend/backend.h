@@ -19,6 +19,12 @@
 
 typedef struct gms_backend gms_backend;
 typedef struct gms_backend_chunk gms_backend_chunk; /* backend-defined */
+typedef struct gms_backend_mem gms_backend_mem;     /* backend-defined */
+
+/* A range of a chunk, in bytes from its base (pool migration). */
+typedef struct gms_backend_range {
+    uint64_t off, len;
+} gms_backend_range;
 
 /* One block's safety work (docs/design.md#safety), executed in batches: check that
  * the check ranges hold the poison pattern, then run the wipe passes over
@@ -182,6 +188,28 @@ typedef struct gms_backend_ops {
     int (*unseal)(gms_backend *be, gms_seal_job *job);
     int (*digest_leaves)(gms_backend *be, uint64_t addr, uint64_t len, const uint8_t key[32],
                          uint8_t *out);
+    /* Pool migration (docs/migration.md); NULL: memory cannot move.
+     * move_create makes new physical memory on device for the chunk's
+     * ranges r (its committed ones, in address order, whole granules),
+     * mapped read-write at *staging for the copy in (staging + off is the
+     * new memory of the chunk's offset off); the chunk is unchanged.
+     * move_remap puts the chunk's ranges and the read-only views of them
+     * (views[i] maps [view_off[i], +view_len[i]) of the chunk) onto mem in
+     * place: the same addresses, read-write for the device that holds it
+     * (views read-only); later commits of the chunk make memory there.
+     * All or nothing: on failure the chunk and its views are as they were.
+     * On success *old is the memory they left, still mapped at its staging
+     * address *old_staging, for the core to wipe. move_release unmaps and
+     * frees either kind. */
+    int (*move_create)(gms_backend *be, gms_backend_chunk *chunk, int device,
+                       const gms_backend_range *r, size_t n, gms_backend_mem **mem,
+                       uint64_t *staging);
+    int (*move_remap)(gms_backend *be, gms_backend_chunk *chunk, gms_backend_mem *mem,
+                      const uint64_t *views, const uint64_t *view_off, const uint64_t *view_len,
+                      size_t nviews, gms_backend_mem **old, uint64_t *old_staging);
+    void (*move_release)(gms_backend *be, gms_backend_mem *mem);
+    /* Devices the backend can place memory on (ordinals 0..n-1). */
+    int (*device_count)(gms_backend *be);
     void (*destroy)(gms_backend *be);
 } gms_backend_ops;
 

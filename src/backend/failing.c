@@ -234,6 +234,40 @@ static int failing_digest_leaves(gms_backend *be, uint64_t addr, uint64_t len,
     return in->ops->digest_leaves(in, addr, len, key, out);
 }
 
+static int failing_move_create(gms_backend *be, gms_backend_chunk *chunk, int device,
+                               const gms_backend_range *r, size_t n, gms_backend_mem **mem,
+                               uint64_t *staging)
+{
+    if (gms__failpoint_hit(fb(be)->fp))
+        return ENOMEM;
+    gms_backend *in = fb(be)->inner;
+    return in->ops->move_create(in, chunk, device, r, n, mem, staging);
+}
+
+static int failing_move_remap(gms_backend *be, gms_backend_chunk *chunk, gms_backend_mem *mem,
+                              const uint64_t *views, const uint64_t *view_off,
+                              const uint64_t *view_len, size_t nviews, gms_backend_mem **old,
+                              uint64_t *old_staging)
+{
+    if (gms__failpoint_hit(fb(be)->fp))
+        return EIO;
+    gms_backend *in = fb(be)->inner;
+    return in->ops->move_remap(in, chunk, mem, views, view_off, view_len, nviews, old,
+                               old_staging);
+}
+
+static void failing_move_release(gms_backend *be, gms_backend_mem *mem)
+{
+    gms_backend *in = fb(be)->inner;
+    in->ops->move_release(in, mem);
+}
+
+static int failing_device_count(gms_backend *be)
+{
+    gms_backend *in = fb(be)->inner;
+    return in->ops->device_count(in);
+}
+
 static void failing_destroy(gms_backend *be)
 {
     gms_backend *in = fb(be)->inner;
@@ -272,6 +306,10 @@ static const gms_backend_ops failing_ops = {
     .seal = failing_seal,
     .unseal = failing_unseal,
     .digest_leaves = failing_digest_leaves,
+    .move_create = failing_move_create,
+    .move_remap = failing_move_remap,
+    .move_release = failing_move_release,
+    .device_count = failing_device_count,
     .destroy = failing_destroy,
 };
 
@@ -304,6 +342,13 @@ int gms__backend_failing_create(gms_backend *inner, gms_failpoint *fp,
         f->ops.host_word_take = NULL;
         f->ops.host_word_put = NULL;
     }
+    if (!inner->ops->move_create) {
+        f->ops.move_create = NULL;
+        f->ops.move_remap = NULL;
+        f->ops.move_release = NULL;
+    }
+    if (!inner->ops->device_count)
+        f->ops.device_count = NULL;
     f->base.ops = &f->ops;
     f->inner = inner;
     f->fp = fp;

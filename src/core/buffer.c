@@ -62,6 +62,9 @@ static int buf_check_locked(gms_context *ctx, gms_buf h, const char *op, bool fr
     gms_block *b = s->block;
     if (b->corrupt_at && !freeing)
         return corrupt_report(b, op);
+    int lost = freeing ? GMS_OK : gms__pool_usable(p, op);
+    if (lost)
+        return lost;
     out->pool = p;
     out->block = b;
     out->slot = s;
@@ -207,7 +210,9 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
     gms_pool *p = ctx->pool;
     gms_runtime *rt = ctx->rt;
     gms__pool_lock(p);
-    int rc = quota_take(ctx->tenant, bsize);
+    int rc = gms__pool_usable(p, "gms_alloc");
+    if (!rc)
+        rc = quota_take(ctx->tenant, bsize);
     if (rc) {
         gms__pool_unlock(p);
         return rc;

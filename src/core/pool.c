@@ -192,6 +192,7 @@ int gms__pool_create(gms_runtime *rt, gms_tenant *t, gms_level level,
     p->language = lang;
     p->inflight_tail = &p->inflight_head;
     p->quarantine_tail = &p->quarantine_head;
+    p->device = rt->config.device;
     *out = p;
     return GMS_OK;
 }
@@ -700,12 +701,20 @@ static int chunk_add(gms_pool *p, uint64_t need, gms_block **out)
     }
     memset(c, 0, sizeof *c);
     memset(gr, 0, ngr * sizeof *gr);
+    int rc_place;
     int err = rt->backend->ops->reserve(rt->backend, size, rt->config.granule, &c->base, &c->be_chunk);
     if (err) {
         free(c);
         free(gr);
         node_put(p, b);
         return gms__backend_fail(err, "reserve", size);
+    }
+    if (p->device != rt->config.device && (rc_place = gms__chunk_place(p, c)) != GMS_OK) {
+        rt->backend->ops->release(rt->backend, c->be_chunk);
+        free(c);
+        free(gr);
+        node_put(p, b);
+        return rc_place;
     }
     c->size = size;
     c->pool = p;
@@ -796,6 +805,9 @@ void gms__pool_reuse(gms_pool *p, gms_tenant *t, gms_level level, gms_language l
     p->nusers = 0;
     p->peak_recent = p->peak_held_recent = p->peak_decay_ns = 0;
     p->remapped_bytes = 0;
+    if (!p->chunks) /* else a chunk kept from before stays where it is */
+        p->device = p->rt->config.device;
+    p->lost = false;
 }
 
 /* ---- blocks ---- */

@@ -315,6 +315,12 @@ struct gms_pool {
     uint64_t live_bytes, live_blocks, allocs, frees;
     uint64_t shares;       /* live shares of its blocks */
     gms_block *imports;    /* blocks imported by its contexts (u.live list) */
+    /* Placement (core/migrate.c, docs/migration.md): the device its memory
+     * is on, and whether it was lost (a migration that could not be undone;
+     * its device's loss is in rt->devices). */
+    int device;
+    bool lost;
+    char lost_why[200];
     gms_pool *next;
 };
 
@@ -379,8 +385,21 @@ typedef struct gms_import {
     uint64_t broker_hold, map, map_len;
 } gms_import;
 
+/* Devices a runtime's pools may be placed on (core/migrate.c). */
+#define GMS_DEVICES_MAX 64
+
 struct gms_runtime {
     pthread_mutex_t lock; /* the lists below and the callback tables */
+    /* Devices (core/migrate.c): those declared lost (a flag set once, after
+     * its words), and a test's simulated devices (gms/testing.h; count 0:
+     * none, the backend's own), under lock. */
+    struct {
+        bool _Atomic lost[GMS_DEVICES_MAX];
+        char why[GMS_DEVICES_MAX][160];
+        int sim_count;
+        uint64_t sim_free[GMS_DEVICES_MAX];
+        uint32_t sim_busy[GMS_DEVICES_MAX];
+    } devices;
     gms_backend *backend;
     const char *backend_name;
     gms_failpoint failpoint;
@@ -604,6 +623,13 @@ int gms__pool_create(gms_runtime *rt, gms_tenant *t, gms_level level,
                      gms_language lang, gms_pool **out); /* rt->lock */
 void gms__pool_destroy(gms_pool *p);
 /* Makes an idle pool serve (t, level, lang) (rt->lock, pool->lock). */
+/* core/migrate.c: GMS_OK, or GMS_E_BACKEND when the pool's memory was
+ * lost (its device failed, or a migration could not be undone); its lock
+ * is held. */
+int gms__pool_usable(const gms_pool *p, const char *op);
+/* After chunk_add on a pool placed elsewhere than the backend's device:
+ * puts the new chunk's later commits there too. */
+int gms__chunk_place(gms_pool *p, gms_chunk *c);
 void gms__pool_reuse(gms_pool *p, gms_tenant *t, gms_level level, gms_language lang);
 /* Releases every wholly free chunk, the last one too, and with no chunk
  * left the block nodes (pool->lock held). True when no chunk is left. */

@@ -3,6 +3,8 @@
 #include "gms.h" /* include guard holds */
 #include "gms/access.h"
 #include "gms/dlpack.h"
+#include "gms/migrate.h"
+#include "gms/migrate.h" /* include guard holds */
 #include "gms/seal.h"
 #include "gms/testing.h"
 

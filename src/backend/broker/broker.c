@@ -489,6 +489,10 @@ int gms__backend_broker_create(const char *path, uint64_t *lease_bytes, gms_brok
     bb->ops.reserve = broker_reserve;
     bb->ops.release = broker_release;
     bb->ops.destroy = broker_destroy;
+    /* A lease is gmsd's memory, counted there: it does not move. */
+    bb->ops.move_create = NULL;
+    bb->ops.move_remap = NULL;
+    bb->ops.move_release = NULL;
     bb->base.ops = &bb->ops;
     bb->base.granularity = (uint64_t)sysconf(_SC_PAGESIZE);
     bb->base.no_scrub = NULL;

@@ -190,6 +190,37 @@ static int c_set_access(void *dd, uint64_t addr, uint64_t size, int writable)
 {
     return cu.MemSetAccess(PTR(addr), size, writable ? &D->rw : &D->ro, 1);
 }
+/* Migration: memory on, and access for, another device of the same
+ * process (peer access between the two is what makes the copy and the
+ * access work; cuMemSetAccess fails without it). */
+static int c_mem_create_on(void *dd, uint64_t *handle, uint64_t size, int device)
+{
+    cu_alloc_prop prop = D->prop;
+    CUdevice dev = 0;
+    CUresult r = cu.DeviceGet(&dev, device);
+    if (r != CUDA_SUCCESS)
+        return r;
+    prop.location.id = dev;
+    CUmemGenericAllocationHandle h = 0;
+    r = cu.MemCreate(&h, size, &prop, 0);
+    *handle = h;
+    return r;
+}
+static int c_set_access_on(void *dd, uint64_t addr, uint64_t size, int device, int writable)
+{
+    cu_access_desc a = writable ? D->rw : D->ro;
+    CUdevice dev = 0;
+    CUresult r = cu.DeviceGet(&dev, device);
+    if (r != CUDA_SUCCESS)
+        return r;
+    a.location.id = dev;
+    return cu.MemSetAccess(PTR(addr), size, &a, 1);
+}
+static int c_device_count(void *dd, int *count)
+{
+    (void)dd;
+    return cu.DeviceGetCount(count);
+}
 FWD(memcpy_htod, cu.MemcpyHtoDAsync(PTR(dst), src, len, stream))
 FWD(memcpy_dtoh, cu.MemcpyDtoHAsync(dst, PTR(src), len, stream))
 FWD(memcpy_dtod, cu.MemcpyDtoDAsync(PTR(dst), PTR(src), len, stream))
@@ -287,6 +318,9 @@ static gms_drv cuda_drv = {
 #define C_FIELD(name) .name = c_##name,
     GMS_DRV_CALLS(C_FIELD)
 #undef C_FIELD
+    .mem_create_on = c_mem_create_on,
+    .set_access_on = c_set_access_on,
+    .device_count = c_device_count,
 };
 
 /* ---- loading ---- */

@@ -27,6 +27,18 @@ struct gms_backend_chunk {
     uint64_t region_size;
     uint8_t *base;        /* first byte of the chunk proper */
     uint64_t size;
+    int device;           /* the simulated device its memory is on */
+};
+
+/* Memory of a chunk being moved (or just left by one): a memfd of the
+ * chunk's size, mapped whole at staging, and the ranges in use. */
+struct gms_backend_mem {
+    int fd;
+    uint8_t *staging;
+    uint64_t size;
+    int device;
+    gms_backend_range *r;
+    size_t n;
 };
 
 /* Maps the size-byte memfd fd into a fresh PROT_NONE reservation with
@@ -336,6 +348,127 @@ static int host_atomic(gms_backend *be, const gms_atomic_work *w, size_t n, void
     return 0;
 }
 
+/* Pool migration on the host: a fresh memfd stands for memory on another
+ * device; moving maps it over the chunk's reservation in place. */
+static int host_move_create(gms_backend *be, gms_backend_chunk *c, int device,
+                            const gms_backend_range *r, size_t n, gms_backend_mem **out,
+                            uint64_t *staging)
+{
+    (void)be;
+    for (size_t i = 0; i < n; i++)
+        if (!host_range_ok(c, r[i].off, r[i].len))
+            return EINVAL;
+    gms_backend_mem *m = calloc(1, sizeof *m);
+    if (!m)
+        return ENOMEM;
+    m->r = calloc(n ? n : 1, sizeof *r);
+    m->fd = memfd_create("gms-chunk", MFD_CLOEXEC);
+    int err = !m->r ? ENOMEM : m->fd < 0 ? errno : 0;
+    if (!err && ftruncate(m->fd, (off_t)c->size) != 0)
+        err = errno;
+    if (!err) {
+        void *st = mmap(NULL, c->size, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
+        if (st == MAP_FAILED)
+            err = errno;
+        else
+            m->staging = st;
+    }
+    if (err) {
+        if (m->fd >= 0)
+            close(m->fd);
+        free(m->r);
+        free(m);
+        return err;
+    }
+    if (n)
+        memcpy(m->r, r, n * sizeof *r);
+    m->n = n;
+    m->size = c->size;
+    m->device = device;
+    *staging = (uint64_t)(uintptr_t)m->staging;
+    *out = m;
+    return 0;
+}
+
+/* Maps fd over the chunk (PROT_NONE), its ranges read-write and the views
+ * read-only, all at their addresses. */
+static int host_map_onto(gms_backend_chunk *c, int fd, const gms_backend_range *r, size_t n,
+                         const uint64_t *views, const uint64_t *view_off,
+                         const uint64_t *view_len, size_t nviews)
+{
+    if (mmap(c->base, c->size, PROT_NONE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
+        return errno;
+    for (size_t i = 0; i < n; i++)
+        if (mprotect(c->base + r[i].off, r[i].len, PROT_READ | PROT_WRITE) != 0)
+            return errno;
+    for (size_t i = 0; i < nviews; i++)
+        if (mmap((void *)(uintptr_t)views[i], view_len[i], PROT_READ, MAP_SHARED | MAP_FIXED, fd,
+                 (off_t)view_off[i]) == MAP_FAILED)
+            return errno;
+    return 0;
+}
+
+static int host_move_remap(gms_backend *be, gms_backend_chunk *c, gms_backend_mem *m,
+                           const uint64_t *views, const uint64_t *view_off,
+                           const uint64_t *view_len, size_t nviews, gms_backend_mem **old,
+                           uint64_t *old_staging)
+{
+    (void)be;
+    if (m->size != c->size)
+        return EINVAL;
+    /* The memory the chunk leaves, described (and mapped) first: the one
+     * step that may fail before anything changes. */
+    gms_backend_mem *o = calloc(1, sizeof *o);
+    if (!o)
+        return ENOMEM;
+    void *st = mmap(NULL, c->size, PROT_READ | PROT_WRITE, MAP_SHARED, c->fd, 0);
+    if (st == MAP_FAILED) {
+        int err = errno;
+        free(o);
+        return err;
+    }
+    int err = host_map_onto(c, m->fd, m->r, m->n, views, view_off, view_len, nviews);
+    if (err) {
+        /* Back onto the old memory, which still holds everything. */
+        host_map_onto(c, c->fd, m->r, m->n, views, view_off, view_len, nviews);
+        munmap(st, c->size);
+        free(o);
+        return err;
+    }
+    o->fd = c->fd;
+    o->staging = st;
+    o->size = c->size;
+    o->device = c->device;
+    o->r = m->r; /* the same ranges are in use: for a move back */
+    o->n = m->n;
+    c->fd = m->fd;
+    c->device = m->device;
+    munmap(m->staging, m->size);
+    free(m);
+    *old = o;
+    *old_staging = (uint64_t)(uintptr_t)st;
+    return 0;
+}
+
+static void host_move_release(gms_backend *be, gms_backend_mem *m)
+{
+    (void)be;
+    if (!m)
+        return;
+    munmap(m->staging, m->size);
+    close(m->fd);
+    free(m->r);
+    free(m);
+}
+
+/* Simulated devices: the host has as many as a test declares; any ordinal
+ * the core accepts is a fresh memfd. */
+static int host_device_count(gms_backend *be)
+{
+    (void)be;
+    return 1;
+}
+
 static void host_destroy(gms_backend *be)
 {
     free(be);
@@ -359,6 +492,10 @@ const gms_backend_ops gms__backend_host_ops = {
     .seal = gms__backend_host_seal,
     .unseal = gms__backend_host_unseal,
     .digest_leaves = gms__backend_host_digest_leaves,
+    .move_create = host_move_create,
+    .move_remap = host_move_remap,
+    .move_release = host_move_release,
+    .device_count = host_device_count,
     .destroy = host_destroy,
 };
 

@@ -119,6 +119,13 @@ typedef struct gms_drv {
 #define GMS_DRV_FIELD(name) int(*name) GMS_DRV_ARGS_##name;
     GMS_DRV_CALLS(GMS_DRV_FIELD)
 #undef GMS_DRV_FIELD
+    /* Pool migration across devices (vmm.c's move ops; NULL: the driver
+     * cannot, and pools do not move). Physical memory on another device
+     * (its ordinal), access to a range for one device, and the count of
+     * devices. Counted and worded as mem_create, set_access and setup. */
+    int (*mem_create_on)(void *dd, uint64_t *handle, uint64_t size, int device);
+    int (*set_access_on)(void *dd, uint64_t addr, uint64_t size, int device, int writable);
+    int (*device_count)(void *dd, int *count);
     /* Per kind: calls made and calls failed (relaxed counters). */
     unsigned long long _Atomic calls[GMS_DRV_NCALLS];
     unsigned long long _Atomic fails[GMS_DRV_NCALLS];

@@ -96,6 +96,16 @@ struct gms_backend_chunk {
     uint64_t base;
     uint64_t size;
     uint64_t *handles; /* one per granule; 0: unmapped */
+    int device;        /* where its memory is made: -1 the backend's own
+                          device, else another one's ordinal (migration) */
+};
+
+/* Memory of a chunk being moved, or just left by one: a handle per
+ * granule of the chunk (0: none), mapped at a staging range of its own. */
+struct gms_backend_mem {
+    uint64_t staging, size;
+    uint64_t *handles;
+    int device;
 };
 
 /* A driver call through the wrapper (driver.h); QUIET: failure ignored. */
@@ -174,6 +184,7 @@ static int vmm_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t 
     }
     c->base = (c->region + GUARD_BYTES + align - 1) & ~(align - 1);
     c->size = size;
+    c->device = -1;
     *base = c->base;
     *out = c;
     return 0;
@@ -212,6 +223,27 @@ static int range_ok(const vmm_backend *vb, const gms_backend_chunk *c, uint64_t 
            len % vb->gran == 0;
 }
 
+/* Physical memory of one granule on device (-1: the backend's own). */
+static int mem_create(vmm_backend *vb, int device, uint64_t *h)
+{
+    if (device < 0)
+        return CALL(vb, mem_create, NULL, h, vb->gran);
+    return gms__drv_check(vb->drv, GMS_DRV_mem_create, "on the migration target",
+                          vb->drv->mem_create_on(vb->dd, h, vb->gran, device));
+}
+
+/* Read-write access to [addr, +len) for the backend's device, whose
+ * streams run the program's kernels, and for the device holding the
+ * memory if another. */
+static int access_rw(vmm_backend *vb, int device, uint64_t addr, uint64_t len)
+{
+    int err = CALL(vb, set_access, NULL, addr, len, 1);
+    if (!err && device >= 0)
+        err = gms__drv_check(vb->drv, GMS_DRV_set_access, "for the migration target",
+                             vb->drv->set_access_on(vb->dd, addr, len, device, 1));
+    return err;
+}
+
 static int vmm_commit(gms_backend *be, gms_backend_chunk *c, uint64_t off, uint64_t len)
 {
     vmm_backend *vb = B(be);
@@ -229,7 +261,7 @@ static int vmm_commit(gms_backend *be, gms_backend_chunk *c, uint64_t off, uint6
     uint64_t g = first;
     for (; g < last; g++) {
         uint64_t h = 0;
-        if ((err = CALL(vb, mem_create, NULL, &h, vb->gran)) != 0)
+        if ((err = mem_create(vb, c->device, &h)) != 0)
             break;
         if ((err = CALL(vb, mem_map, NULL, c->base + g * vb->gran, vb->gran, h)) != 0) {
             QUIET(vb, mem_release, h);
@@ -241,7 +273,7 @@ static int vmm_commit(gms_backend *be, gms_backend_chunk *c, uint64_t off, uint6
      * mem_create or more (H200, tests/gpu/vmm_sync.cu: create 21 us, set
      * access 44 us), so never per granule. */
     if (!err)
-        err = CALL(vb, set_access, NULL, c->base + off, len, 1);
+        err = access_rw(vb, c->device, c->base + off, len);
     /* backend.h: new memory reads as zeros; with stream-ordered scrubs the
      * core zeroes it on the allocating stream instead, and nothing waits. */
     if (!err && !vb->async_fn) {
@@ -1051,6 +1083,246 @@ static void load_seal_kernels(vmm_backend *vb, const gms_vmm_config *cfg)
     vb->seal_grid = (unsigned)(per_sm * (cfg->sms > 0 ? cfg->sms : 1));
 }
 
+/* ---- pool migration (backend.h, docs/migration.md) ----
+ * New granules are made on the target and mapped at a staging range for
+ * the copy in (a peer copy between two GPUs); the move then unmaps each
+ * range of the chunk and maps the new granules at the same addresses
+ * (with access for the backend's device and the target), and the views
+ * likewise. The old granules stay alive (their handles) until released,
+ * mapped at a staging range of their own for the wipe. */
+
+/* The end of the run of nonzero handles from g (set_access per run: it
+ * costs more than a map, vmm_commit). */
+static uint64_t run_end(const uint64_t *handles, uint64_t g, uint64_t n)
+{
+    while (g < n && handles[g])
+        g++;
+    return g;
+}
+
+/* Unmaps staging and releases the handles of m; frees m. */
+static void mem_free(vmm_backend *vb, gms_backend_mem *m)
+{
+    uint64_t n = m->size / vb->gran;
+    for (uint64_t g = 0; g < n; g++) {
+        if (!m->handles[g])
+            continue;
+        if (m->staging)
+            QUIET(vb, mem_unmap, m->staging + g * vb->gran, vb->gran);
+        QUIET(vb, mem_release, m->handles[g]);
+    }
+    if (m->staging)
+        QUIET(vb, va_free, m->staging, m->size);
+    free(m->handles);
+    free(m);
+}
+
+/* Maps each handle of m at its staging address, read-write for the
+ * backend's device (the copy and the wipe run there). */
+static int mem_stage(vmm_backend *vb, gms_backend_mem *m)
+{
+    int err = CALL(vb, va_reserve, "migration staging", &m->staging, m->size, vb->gran);
+    if (err) {
+        m->staging = 0;
+        return err;
+    }
+    uint64_t n = m->size / vb->gran, mapped = 0; /* granules below mapped are */
+    for (; mapped < n && !err; mapped++)
+        if (m->handles[mapped] &&
+            (err = CALL(vb, mem_map, "migration staging", m->staging + mapped * vb->gran,
+                        vb->gran, m->handles[mapped])) != 0)
+            break;
+    for (uint64_t u = 0; u < n && !err; u++) {
+        if (!m->handles[u])
+            continue;
+        uint64_t end = run_end(m->handles, u, n); /* one access call a run */
+        err = access_rw(vb, m->device, m->staging + u * vb->gran, (end - u) * vb->gran);
+        u = end - 1;
+    }
+    if (err) {
+        for (uint64_t u = 0; u < mapped; u++)
+            if (m->handles[u])
+                QUIET(vb, mem_unmap, m->staging + u * vb->gran, vb->gran);
+        QUIET(vb, va_free, m->staging, m->size);
+        m->staging = 0;
+    }
+    return err;
+}
+
+static int vmm_move_create(gms_backend *be, gms_backend_chunk *c, int device,
+                           const gms_backend_range *r, size_t n, gms_backend_mem **out,
+                           uint64_t *staging)
+{
+    vmm_backend *vb = B(be);
+    gms__backend_why_clear();
+    for (size_t i = 0; i < n; i++)
+        if (!range_ok(vb, c, r[i].off, r[i].len))
+            return EINVAL;
+    gms_backend_mem *m = calloc(1, sizeof *m);
+    if (!m)
+        return ENOMEM;
+    m->size = c->size;
+    m->device = device;
+    m->handles = calloc(c->size / vb->gran, sizeof *m->handles);
+    if (!m->handles) {
+        free(m);
+        return ENOMEM;
+    }
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err) {
+        free(m->handles);
+        free(m);
+        return err;
+    }
+    for (size_t i = 0; i < n && !err; i++)
+        for (uint64_t g = r[i].off / vb->gran; g < (r[i].off + r[i].len) / vb->gran && !err; g++)
+            err = mem_create(vb, device, &m->handles[g]);
+    if (!err && n)
+        err = mem_stage(vb, m);
+    if (err) {
+        mem_free(vb, m);
+    } else {
+        *out = m;
+        *staging = m->staging;
+    }
+    leave(vb, saved);
+    return err;
+}
+
+/* Maps the chunk's granules that hold a handle in `handles` onto those
+ * handles at the chunk's addresses (unmapping what is there), with
+ * access; the views onto them read-only. */
+static int map_chunk_onto(vmm_backend *vb, gms_backend_chunk *c, const uint64_t *handles,
+                          int device, const uint64_t *views, const uint64_t *view_off,
+                          const uint64_t *view_len, size_t nviews)
+{
+    int err = 0;
+    uint64_t n = c->size / vb->gran;
+    for (uint64_t g = 0; g < n && !err; g++) {
+        if (!handles[g])
+            continue;
+        uint64_t end = run_end(handles, g, n), u = g;
+        for (; u < end && !err; u++) {
+            QUIET(vb, mem_unmap, c->base + u * vb->gran, vb->gran);
+            err = CALL(vb, mem_map, "migration", c->base + u * vb->gran, vb->gran, handles[u]);
+        }
+        if (!err)
+            err = access_rw(vb, device, c->base + g * vb->gran, (end - g) * vb->gran);
+        g = end - 1;
+    }
+    for (size_t i = 0; i < nviews && !err; i++) {
+        for (uint64_t o = 0; o < view_len[i] && !err; o += vb->gran) {
+            QUIET(vb, mem_unmap, views[i] + o, vb->gran);
+            err = CALL(vb, mem_map, "migration view", views[i] + o, vb->gran,
+                       handles[(view_off[i] + o) / vb->gran]);
+        }
+        if (!err)
+            err = CALL(vb, set_access, "migration view", views[i], view_len[i], 0);
+    }
+    return err;
+}
+
+static int vmm_move_remap(gms_backend *be, gms_backend_chunk *c, gms_backend_mem *m,
+                          const uint64_t *views, const uint64_t *view_off,
+                          const uint64_t *view_len, size_t nviews, gms_backend_mem **old,
+                          uint64_t *old_staging)
+{
+    vmm_backend *vb = B(be);
+    gms__backend_why_clear();
+    if (m->size != c->size)
+        return EINVAL;
+    uint64_t n = c->size / vb->gran;
+    gms_backend_mem *o = calloc(1, sizeof *o);
+    if (!o)
+        return ENOMEM;
+    o->handles = calloc(n, sizeof *o->handles);
+    if (!o->handles) {
+        free(o);
+        return ENOMEM;
+    }
+    o->size = c->size;
+    o->device = c->device;
+    bool any = false;
+    for (uint64_t g = 0; g < n; g++) {
+        o->handles[g] = m->handles[g] ? c->handles[g] : 0;
+        any |= o->handles[g] != 0;
+    }
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err) {
+        free(o->handles);
+        free(o);
+        return err;
+    }
+    /* Everything the device did on the old memory is done (the copy
+     * waited; the core waited for the rest). The old memory's staging
+     * mapping first: the last step that may fail with nothing changed. */
+    if (any && (err = mem_stage(vb, o)) != 0) {
+        free(o->handles);
+        free(o);
+        leave(vb, saved);
+        return err;
+    }
+    err = map_chunk_onto(vb, c, m->handles, m->device, views, view_off, view_len, nviews);
+    if (err) {
+        /* Back onto the old granules, which still hold the data. */
+        map_chunk_onto(vb, c, o->handles, o->device, views, view_off, view_len, nviews);
+        if (o->staging) {
+            for (uint64_t g = 0; g < n; g++)
+                if (o->handles[g])
+                    QUIET(vb, mem_unmap, o->staging + g * vb->gran, vb->gran);
+            QUIET(vb, va_free, o->staging, o->size);
+        }
+        free(o->handles);
+        free(o);
+        leave(vb, saved);
+        return err;
+    }
+    /* The chunk's handles are the new ones; the new memory's staging
+     * mapping goes, its handles stay the chunk's. */
+    for (uint64_t g = 0; g < n; g++) {
+        if (!m->handles[g])
+            continue;
+        c->handles[g] = m->handles[g];
+        if (m->staging)
+            QUIET(vb, mem_unmap, m->staging + g * vb->gran, vb->gran);
+    }
+    if (m->staging)
+        QUIET(vb, va_free, m->staging, m->size);
+    c->device = m->device;
+    free(m->handles);
+    free(m);
+    leave(vb, saved);
+    *old = o;
+    *old_staging = o->staging;
+    return 0;
+}
+
+static void vmm_move_release(gms_backend *be, gms_backend_mem *m)
+{
+    vmm_backend *vb = B(be);
+    uintptr_t saved;
+    if (!m)
+        return;
+    if (enter(vb, &saved) != 0) {
+        free(m->handles);
+        free(m);
+        return;
+    }
+    mem_free(vb, m);
+    leave(vb, saved);
+}
+
+static int vmm_device_count(gms_backend *be)
+{
+    vmm_backend *vb = B(be);
+    int n = 1;
+    if (vb->drv->device_count && vb->drv->device_count(vb->dd, &n) != 0)
+        n = 1;
+    return n;
+}
+
 static void vmm_destroy(gms_backend *be)
 {
     vmm_backend *vb = B(be);
@@ -1117,6 +1389,10 @@ static const gms_backend_ops vmm_ops = {
     .seal = vmm_seal,
     .unseal = vmm_unseal,
     .digest_leaves = vmm_digest_leaves,
+    .move_create = vmm_move_create,
+    .move_remap = vmm_move_remap,
+    .move_release = vmm_move_release,
+    .device_count = vmm_device_count,
     .destroy = vmm_destroy,
 };
 
@@ -1181,6 +1457,8 @@ int gms__vmm_create(const gms_vmm_config *cfg, gms_backend **out)
         vb->ops.seal = vb->ops.unseal = NULL;
     if (!vb->digest_fn)
         vb->ops.digest_leaves = NULL;
+    if (!vb->drv->mem_create_on || !vb->drv->set_access_on) /* the driver cannot place memory */
+        vb->ops.move_create = NULL, vb->ops.move_remap = NULL, vb->ops.move_release = NULL;
     if (!vb->async_fn) /* without the stream-ordered kernel every scrub waits */
         gms__backend_ops_without_streams(&vb->ops);
     vb->base.no_scrub = vb->scrub_fn ? NULL : vb->kernel_why;
