@@ -118,10 +118,12 @@ if want vmm-sync; then
     nvcc -O2 -arch=sm_90 tests/gpu/vmm_sync.cu -lcuda -o "$B/vmm_sync" || fails+=(vmm-sync-build)
 fi
 run vmm-sync 60 "$B/vmm_sync"
-# Two GPUs or more (tests/gpu/migrate_2gpu.c, docs/migration.md): a 16 GiB
-# pool moved between GPUs, pointers unchanged and data checked, its GB/s
-# against cuMemcpyPeer's in the same run. Not in the default list: only
-# when GMS_GPU_STEPS names migrate-2gpu (GMS_GPU_STEPS=migrate-2gpu).
+# Migration (tests/gpu/migrate_2gpu.c, docs/migration.md). On one GPU: an
+# 8 GiB pool moved to new memory of its own device, pointers unchanged and
+# data checked. Two GPUs or more: a 16 GiB pool moved between GPUs, its
+# GB/s against cuMemcpyPeer's in the same run; not in the default list,
+# only when GMS_GPU_STEPS names migrate-2gpu.
+run migrate-1gpu 300 env GMS_MIGRATE_GIB=8 "$B/tests/test_gpu_migrate_2gpu" same
 if [[ ",${GMS_GPU_STEPS:-}," == *",migrate-2gpu,"* ]]; then
     run migrate-2gpu 300 "$B/tests/test_gpu_migrate_2gpu"
 fi
