@@ -44,9 +44,12 @@ def u32(x):
 class Goals:
     """Proves goals (valid for every value of their free variables)."""
 
-    def __init__(self, name):
+    def __init__(self, name, stop_at_refutation=False):
+        """stop_at_refutation: for a mutant, where one refuted goal is
+        the answer and the goals after it need not run."""
         self.name = name
         self.refuted = 0
+        self.stop = stop_at_refutation
 
     def prove(self, title, claim, assumptions=(), timeout_ms=120000):
         s = z3.Solver()
@@ -61,6 +64,8 @@ class Goals:
             m = " ".join(str(s.model()).split())
             print(f"  REFUTED: {title}\n    counterexample: {m[:300]}")
             self.refuted += 1
+            if self.stop:
+                self.finish()
             return False
         print(f"  UNKNOWN: {title} ({s.reason_unknown()})")
         sys.exit(2)

@@ -121,7 +121,7 @@ if __name__ == "__main__":
     # only the proofs themselves must reject it.
     if not mutant:
         check_against_c()
-    g = Goals("tlsf-arith")
+    g = Goals("tlsf-arith", stop_at_refutation=bool(mutant))
     s = z3.BitVec("s", 64)
     b = z3.BitVec("b", 64)
     fl, sl = mapping(s)
