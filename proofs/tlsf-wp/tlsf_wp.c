@@ -4,17 +4,19 @@
  * declares the contracts, then #includes src/core/tlsf.c itself, so the
  * bodies proved are the ones compiled into libgms (nothing is copied).
  *
- * Proved: the bitmap invariant (first-level bit i set iff second-level
- * bitmap i is non-zero; second-level bit (i, j) set iff list (i, j) is
- * non-empty) is kept by insert and remove; both keep the lists doubly
- * linked where they touch them (the node, its neighbours, the head), and
- * change nothing else (assigns); no run-time error in mapping, insert,
- * remove and find (-wp-rte: shifts, indices, pointers).
+ * Proved by WP (every goal Valid): mapping returns a class inside the
+ * tables; insert and remove set and clear exactly the bits of the node's
+ * list (the list's bit when it empties, the first level's when its whole
+ * second-level map is empty), keep the list doubly linked where they touch
+ * it (the node, its neighbours, the head) and change nothing else
+ * (assigns); find returns NULL or a list head; no run-time error in fls64,
+ * mapping, insert, remove and find (-wp-rte: shifts, indices, pointers).
  *
- * Admitted here (axioms), proved in Z3 over bit-vectors by
- * proofs/tlsf-wp/bit_lemmas.py: the BIT_LEMMAS block below, facts about
- * single bits of 32- and 64-bit words and the count of leading and
- * trailing zeros (the builtins' contracts).
+ * Proved by Z3 (proofs/tlsf-wp/bit_lemmas.py): that those bit updates keep
+ * the bitmap invariant (first-level bit i set iff second-level map i is
+ * non-zero; second-level bit (i, j) set iff list (i, j) is non-empty), and
+ * every fact admitted below (the builtins' axioms, the `admit lemma`s):
+ * bit-range facts WP's provers cannot do, used here as lemmas.
  */
 #include "core/pool.h"
 
@@ -40,20 +42,20 @@
   @ admit lemma linear_class: \forall uint64_t x; x < 8192 ==> (unsigned)(x >> 8) < 32;
   @ // BL5: the bits of x | (1 << k) and of x & ~(1 << k), for 32- and 64-bit words.
   @ // (Written in the form WP gives the code's `x |= 1u << k`, `x &= ~(1u << k)`.)
-  @ admit lemma bit_or64: \forall uint64_t x; \forall integer k, i; 0 <= k < 64 ==>
+  @ admit lemma bit_or64: \forall uint64_t x; \forall integer k, i; 0 <= k < 64 && 0 <= i < 64 ==>
   @     (bit((uint64_t)(1 << k) | x, i) <==> (bit(x, i) || i == k));
-  @ admit lemma bit_or32: \forall uint32_t x; \forall integer k, i; 0 <= k < 32 ==>
+  @ admit lemma bit_or32: \forall uint32_t x; \forall integer k, i; 0 <= k < 32 && 0 <= i < 64 ==>
   @     (bit((uint32_t)(1 << k) | x, i) <==> (bit(x, i) || i == k));
-  @ admit lemma bit_andnot64: \forall uint64_t x; \forall integer k, i; 0 <= k < 64 ==>
+  @ admit lemma bit_andnot64: \forall uint64_t x; \forall integer k, i; 0 <= k < 64 && 0 <= i < 64 ==>
   @     (bit((uint64_t)~(1 << k) & x, i) <==> (bit(x, i) && i != k));
-  @ admit lemma bit_andnot32: \forall uint32_t x; \forall integer k, i; 0 <= k < 32 ==>
+  @ admit lemma bit_andnot32: \forall uint32_t x; \forall integer k, i; 0 <= k < 32 && 0 <= i < 64 ==>
   @     (bit((uint32_t)~(1 << k) & x, i) <==> (bit(x, i) && i != k));
   @ // BL6: a 32-bit word is zero iff none of its 32 bits is set.
   @ admit lemma zero32: \forall uint32_t x; x == 0 <==> (\forall integer i; 0 <= i < 32 ==> !bit(x, i));
   @ // BL7: the bits of x & m are bits of x; a word below 2^n has no bit at or above n.
-  @ admit lemma bit_and: \forall uint64_t x, m; \forall integer i; bit(x & m, i) ==> bit(x, i);
-  @ admit lemma bit_below52: \forall uint64_t x; \forall integer i; x < 4503599627370496 && bit(x, i) ==> i < 52;
-  @ admit lemma bit_below32: \forall uint32_t x; \forall integer i; bit(x, i) ==> i < 32;
+  @ admit lemma bit_and: \forall uint64_t x, m; \forall integer i; 0 <= i < 64 && bit(x & m, i) ==> bit(x, i);
+  @ admit lemma bit_below52: \forall uint64_t x; \forall integer i; 0 <= i < 64 && x < 4503599627370496 && bit(x, i) ==> i < 52;
+  @ admit lemma bit_below32: \forall uint32_t x; \forall integer i; 0 <= i < 64 && bit(x, i) ==> i < 32;
   @ // BL8: setting a bit below 52 keeps a word below 2^52; clearing one keeps it below too.
   @ admit lemma or_below52: \forall uint64_t x; \forall integer k; x < 4503599627370496 && 0 <= k < 52 ==>
   @     ((uint64_t)(1 << k) | x) < 4503599627370496;
@@ -96,7 +98,7 @@ int __builtin_ctzll(unsigned long long x);
 
 /*@ requires x != 0;
   @ assigns \nothing;
-  @ ensures \result == ctz64(x);
+  @ ensures \result == ctz64(x) && 0 <= \result < 32;
   @*/
 int __builtin_ctz(unsigned int x);
 
