@@ -97,7 +97,7 @@ for m in 1 2 3 4 8 9; do
   case_run "sharing-mutant-$m" rejected $SP "-DWINDOWS=0 -DSTEPS=4 -DMUTANT=$m"
 done
 for m in 5 6; do
-  case_run "sharing-mutant-$m" rejected $SP "-DWINDOWS=1 -DSTEPS=4 -DMUTANT=$m"
+  case_run "sharing-mutant-$m" rejected $SP "-DWINDOWS=1 -DSTEPS=3 -DMUTANT=$m"
 done
 case_run sharing-mutant-7-ltl rejected $SP "-DWINDOWS=0 -DSTEPS=4 -DMUTANT=7" one_writer
 unset SPIN_BFS

@@ -35,6 +35,8 @@ if not mutant:
             z3.And(z3.ULE(clz, 50), ULT(sl, 32)), [UGE(x, 8192)])
     g.prove("ctz_bit: x != 0: ctz64(x) <= 63 and bit(x, ctz64(x))",
             z3.And(ULT(ctz(x, 64), 64), bit(x, ctz(x, 64))), [x != 0])
+    g.prove("ctz_below52: x < 2^52 and x & m != 0: ctz64(x & m) < 52",
+            ULT(ctz(x & m, 64), 52), [ULT(x, 1 << 52), x & m != 0])
     g.prove("__builtin_ctz's contract: a non-zero 32-bit word's ctz64 is below 32",
             ULT(ctz(w32, 64), 32), [x32 != 0])
     g.prove("linear_class: x < 8192 ==> (unsigned)(x >> 8) < 32", ULT(z3.LShR(x, 8), 32), [ULT(x, 8192)])

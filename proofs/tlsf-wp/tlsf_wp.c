@@ -35,6 +35,9 @@
   @   // BL3: the lowest set bit of a non-zero word is a set bit.
   @   axiom ctz_bit: \forall integer x; 0 < x < 18446744073709551616 ==>
   @       0 <= ctz64(x) <= 63 && bit(x, ctz64(x));
+  @   // BL3': the lowest set bit of a masked word below 2^52 is below 52.
+  @   axiom ctz_below52: \forall uint64_t x, m; x < 4503599627370496 && (x & m) != 0 ==>
+  @       ctz64(x & m) < 52;
   @ }
   @*/
 
