@@ -138,7 +138,7 @@ struct gms_backend {
 
 /* Clears the stream-ordered ops of a table: for a backend (or a wrapper of
  * one) that runs every scrub on the spot. */
-static inline void gms_backend_ops_without_streams(gms_backend_ops *ops)
+static inline void gms__backend_ops_without_streams(gms_backend_ops *ops)
 {
     ops->ticket_reserve = NULL;
     ops->scrub_async = NULL;
@@ -159,9 +159,9 @@ typedef struct gms_backend_factory {
     const char *(*why)(void);
 } gms_backend_factory;
 
-extern const gms_backend_factory gms_backend_host_factory;
-extern const gms_backend_factory gms_backend_cuda_factory;
-extern const gms_backend_factory gms_backend_hip_factory;
+extern const gms_backend_factory gms__backend_host_factory;
+extern const gms_backend_factory gms__backend_cuda_factory;
+extern const gms_backend_factory gms__backend_hip_factory;
 
 /* A shared counter of fallible operations; the Nth one fails (testing).
  * Lives in the runtime; the failing backend and the core's metadata
@@ -171,7 +171,7 @@ typedef struct gms_failpoint {
     unsigned long long _Atomic calls;
 } gms_failpoint;
 
-static inline int gms_failpoint_hit(gms_failpoint *fp)
+static inline int gms__failpoint_hit(gms_failpoint *fp)
 {
     return fp->nth != 0 && ++fp->calls == fp->nth;
 }
@@ -187,27 +187,27 @@ void gms__backend_why_clear(void);
 int gms__backend_fail(int err, const char *what, uint64_t bytes);
 void gms__backend_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-int gms_backend_host_create(gms_backend **out);
+int gms__backend_host_create(gms_backend **out);
 /* The host backend's ops, and its chunk over a memfd made elsewhere (a
  * broker's lease, broker/broker.c): maps the size-byte fd as the host's
  * reserve maps its own memfd, and owns fd from then on (closing it on
- * failure too); the chunk then works with gms_backend_host_ops. */
-extern const gms_backend_ops gms_backend_host_ops;
-int gms_backend_host_chunk_from_fd(int fd, uint64_t size, uint64_t align, uint64_t *base,
+ * failure too); the chunk then works with gms__backend_host_ops. */
+extern const gms_backend_ops gms__backend_host_ops;
+int gms__backend_host_chunk_from_fd(int fd, uint64_t size, uint64_t align, uint64_t *base,
                                    gms_backend_chunk **out);
 /* The broker client backend (broker/broker.c, docs/broker.md): connects
  * to gmsd at the Unix socket path; each reserve is a lease from the broker.
  * *lease_bytes: the broker's lease size (the runtime's default chunk).
  * 0 or an errno value, with why (why_len bytes) saying why in words. */
-int gms_backend_broker_create(const char *path, uint64_t *lease_bytes, gms_backend **out,
+int gms__backend_broker_create(const char *path, uint64_t *lease_bytes, gms_backend **out,
                               char *why, size_t why_len);
 /* The HIP backend on GPU ordinal device (src/backend/hip/hip.c): ENODEV
  * when libamdhip64 or the device is absent; hip.h has the rest. */
-int gms_backend_hip_create(int device, gms_backend **out);
+int gms__backend_hip_create(int device, gms_backend **out);
 /* Wraps inner: each fallible call first draws on fp and fails with ENOMEM
  * (commit, reserve) or EIO (the others) when it is the Nth. Takes ownership
  * of inner. */
-int gms_backend_failing_create(gms_backend *inner, gms_failpoint *fp,
+int gms__backend_failing_create(gms_backend *inner, gms_failpoint *fp,
                                gms_backend **out);
 
 /* Testing: when set, every runtime opened afterwards wraps its backend

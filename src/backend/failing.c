@@ -23,7 +23,7 @@ static failing_backend *fb(gms_backend *be)
 static int failing_reserve(gms_backend *be, uint64_t size, uint64_t align,
                            uint64_t *base, gms_backend_chunk **chunk)
 {
-    if (gms_failpoint_hit(fb(be)->fp))
+    if (gms__failpoint_hit(fb(be)->fp))
         return ENOMEM;
     gms_backend *in = fb(be)->inner;
     return in->ops->reserve(in, size, align, base, chunk);
@@ -38,7 +38,7 @@ static void failing_release(gms_backend *be, gms_backend_chunk *chunk)
 static int failing_commit(gms_backend *be, gms_backend_chunk *chunk,
                           uint64_t off, uint64_t len)
 {
-    if (gms_failpoint_hit(fb(be)->fp))
+    if (gms__failpoint_hit(fb(be)->fp))
         return ENOMEM;
     gms_backend *in = fb(be)->inner;
     return in->ops->commit(in, chunk, off, len);
@@ -47,7 +47,7 @@ static int failing_commit(gms_backend *be, gms_backend_chunk *chunk,
 static int failing_decommit(gms_backend *be, gms_backend_chunk *chunk,
                             uint64_t off, uint64_t len)
 {
-    if (gms_failpoint_hit(fb(be)->fp))
+    if (gms__failpoint_hit(fb(be)->fp))
         return EIO;
     gms_backend *in = fb(be)->inner;
     return in->ops->decommit(in, chunk, off, len);
@@ -56,7 +56,7 @@ static int failing_decommit(gms_backend *be, gms_backend_chunk *chunk,
 static int failing_map_view_readonly(gms_backend *be, gms_backend_chunk *chunk,
                                      uint64_t off, uint64_t len, uint64_t *view)
 {
-    if (gms_failpoint_hit(fb(be)->fp))
+    if (gms__failpoint_hit(fb(be)->fp))
         return EIO;
     gms_backend *in = fb(be)->inner;
     return in->ops->map_view_readonly(in, chunk, off, len, view);
@@ -70,7 +70,7 @@ static void failing_unmap_view(gms_backend *be, uint64_t view, uint64_t len)
 
 static int failing_write(gms_backend *be, uint64_t dst, const void *src, size_t len)
 {
-    if (gms_failpoint_hit(fb(be)->fp))
+    if (gms__failpoint_hit(fb(be)->fp))
         return EIO;
     gms_backend *in = fb(be)->inner;
     return in->ops->write(in, dst, src, len);
@@ -78,7 +78,7 @@ static int failing_write(gms_backend *be, uint64_t dst, const void *src, size_t 
 
 static int failing_read(gms_backend *be, void *dst, uint64_t src, size_t len)
 {
-    if (gms_failpoint_hit(fb(be)->fp))
+    if (gms__failpoint_hit(fb(be)->fp))
         return EIO;
     gms_backend *in = fb(be)->inner;
     return in->ops->read(in, dst, src, len);
@@ -86,7 +86,7 @@ static int failing_read(gms_backend *be, void *dst, uint64_t src, size_t len)
 
 static int failing_copy(gms_backend *be, uint64_t dst, uint64_t src, size_t len)
 {
-    if (gms_failpoint_hit(fb(be)->fp))
+    if (gms__failpoint_hit(fb(be)->fp))
         return EIO;
     gms_backend *in = fb(be)->inner;
     return in->ops->copy(in, dst, src, len);
@@ -94,7 +94,7 @@ static int failing_copy(gms_backend *be, uint64_t dst, uint64_t src, size_t len)
 
 static int failing_fill(gms_backend *be, uint64_t dst, int byte, size_t len)
 {
-    if (gms_failpoint_hit(fb(be)->fp))
+    if (gms__failpoint_hit(fb(be)->fp))
         return EIO;
     gms_backend *in = fb(be)->inner;
     return in->ops->fill(in, dst, byte, len);
@@ -103,7 +103,7 @@ static int failing_fill(gms_backend *be, uint64_t dst, int byte, size_t len)
 static int failing_scrub(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
                          uint64_t seed)
 {
-    if (gms_failpoint_hit(fb(be)->fp))
+    if (gms__failpoint_hit(fb(be)->fp))
         return EIO;
     gms_backend *in = fb(be)->inner;
     return in->ops->scrub(in, items, n, pattern, seed);
@@ -111,7 +111,7 @@ static int failing_scrub(gms_backend *be, gms_scrub_item *items, size_t n, uint6
 
 static int failing_order_after(gms_backend *be, void *stream, int wait)
 {
-    if (gms_failpoint_hit(fb(be)->fp))
+    if (gms__failpoint_hit(fb(be)->fp))
         return EIO;
     gms_backend *in = fb(be)->inner;
     return in->ops->order_after ? in->ops->order_after(in, stream, wait) : 0;
@@ -119,7 +119,7 @@ static int failing_order_after(gms_backend *be, void *stream, int wait)
 
 static int failing_ticket_reserve(gms_backend *be, uint64_t *ticket)
 {
-    if (gms_failpoint_hit(fb(be)->fp))
+    if (gms__failpoint_hit(fb(be)->fp))
         return EIO;
     gms_backend *in = fb(be)->inner;
     return in->ops->ticket_reserve(in, ticket);
@@ -188,7 +188,7 @@ static const gms_backend_ops failing_ops = {
     .destroy = failing_destroy,
 };
 
-int gms_backend_failing_create(gms_backend *inner, gms_failpoint *fp,
+int gms__backend_failing_create(gms_backend *inner, gms_failpoint *fp,
                                gms_backend **out)
 {
     failing_backend *f = malloc(sizeof *f);
@@ -200,7 +200,7 @@ int gms_backend_failing_create(gms_backend *inner, gms_failpoint *fp,
     f->ops = failing_ops;
     f->ops.props = inner->ops->props;
     if (!inner->ops->scrub_async)
-        gms_backend_ops_without_streams(&f->ops);
+        gms__backend_ops_without_streams(&f->ops);
     if (!inner->ops->order_after)
         f->ops.order_after = NULL;
     f->base.ops = &f->ops;

@@ -25,7 +25,7 @@ static int pool_user_index(gms_pool *p, const char *user, uint32_t *out)
     if (p->nusers == 0 || (p->nusers >= 4 && !(p->nusers & (p->nusers - 1)))) {
         /* grow: 4, 8, 16... */
         uint32_t cap = p->nusers ? 2 * p->nusers : 4;
-        if (gms_failpoint_hit(&p->rt->failpoint))
+        if (gms__failpoint_hit(&p->rt->failpoint))
             return gms__fail(GMS_E_NO_MEMORY, "out of host memory for a pool's user names");
         char(*u)[GMS_NAME_MAX + 1] = realloc(p->users, cap * sizeof *u);
         if (!u)

@@ -22,9 +22,9 @@ static gms_runtime *shared_rt;
 static const gms_backend_factory *factory_of(gms_backend_kind kind)
 {
     switch (kind) {
-    case GMS_BACKEND_HOST: return &gms_backend_host_factory;
-    case GMS_BACKEND_CUDA: return &gms_backend_cuda_factory;
-    case GMS_BACKEND_HIP: return &gms_backend_hip_factory;
+    case GMS_BACKEND_HOST: return &gms__backend_host_factory;
+    case GMS_BACKEND_CUDA: return &gms__backend_cuda_factory;
+    case GMS_BACKEND_HIP: return &gms__backend_hip_factory;
     default: return NULL;
     }
 }
@@ -46,7 +46,7 @@ static int resolve_backend(gms_backend_kind kind, gms_backend_kind *out)
                              "GMS_BACKEND=%s: expected auto, host, cuda or hip", env);
     }
     if (kind == GMS_BACKEND_AUTO) { /* a GPU when the driver loads and sees one */
-        kind = gms_backend_cuda_factory.available() ? GMS_BACKEND_CUDA : GMS_BACKEND_HOST;
+        kind = gms__backend_cuda_factory.available() ? GMS_BACKEND_CUDA : GMS_BACKEND_HOST;
         gms__backend_why_clear(); /* no driver is no failure here */
     }
     /* HIP only when asked for: not yet run on an AMD GPU (docs/hip.md). */
@@ -162,9 +162,9 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
     if (broker) {
         char why[200];
         uint64_t lease = 0;
-        err = gms_failpoint_hit(&rt->failpoint)
+        err = gms__failpoint_hit(&rt->failpoint)
                   ? ENOMEM
-                  : gms_backend_broker_create(broker, &lease, &be, why, sizeof why);
+                  : gms__backend_broker_create(broker, &lease, &be, why, sizeof why);
         if (err) {
             rc = gms__fail(err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND, "GMS_BROKER=%s: %s",
                            broker, err == ENOMEM ? "out of memory" : why);
@@ -182,7 +182,7 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
             goto fail_lock;
         }
     } else {
-        err = gms_failpoint_hit(&rt->failpoint) ? ENOMEM : f->create(o->device, &be);
+        err = gms__failpoint_hit(&rt->failpoint) ? ENOMEM : f->create(o->device, &be);
     }
     if (err) {
         rc = gms__fail(err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
@@ -211,7 +211,7 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
     rt->config.view_unit = be->granularity;
     if (rt->failpoint.nth) {
         gms_backend *wrapped;
-        if (gms_backend_failing_create(be, &rt->failpoint, &wrapped) != 0) {
+        if (gms__backend_failing_create(be, &rt->failpoint, &wrapped) != 0) {
             be->ops->destroy(be);
             rc = gms__fail(GMS_E_NO_MEMORY, "out of host memory for the failing backend");
             goto fail_lock;

@@ -10,7 +10,7 @@
 
 void *gms__alloc_meta(gms_runtime *rt, size_t size)
 {
-    if (gms_failpoint_hit(&rt->failpoint))
+    if (gms__failpoint_hit(&rt->failpoint))
         return NULL;
     return malloc(size);
 }

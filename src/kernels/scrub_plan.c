@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-uint64_t gms_scrub_tiles(uint64_t lo, uint64_t hi)
+uint64_t gms__scrub_tiles(uint64_t lo, uint64_t hi)
 {
     return ((hi - 1) >> GMS_KTILE_SHIFT) - (lo >> GMS_KTILE_SHIFT) + 1;
 }
@@ -20,7 +20,7 @@ static int fill_run(const gms_scrub_item *it)
     return mp ? (v ? 1 : 0) : (v ? 2 : 3);
 }
 
-gms_scrub_plan gms_scrub_plan_size(const gms_scrub_item *items, size_t n)
+gms_scrub_plan gms__scrub_plan_size(const gms_scrub_item *items, size_t n)
 {
     gms_scrub_plan plan = {0, 0, 0, 0};
     for (size_t i = 0; i < n; i++)
@@ -35,7 +35,7 @@ gms_scrub_plan gms_scrub_plan_size(const gms_scrub_item *items, size_t n)
     return plan;
 }
 
-void gms_scrub_plan_build(const gms_scrub_plan *plan, const gms_scrub_item *items, size_t n,
+void gms__scrub_plan_build(const gms_scrub_plan *plan, const gms_scrub_item *items, size_t n,
                           void *stage, uint64_t dev, uint64_t pattern, uint64_t seed,
                           gms_kparams *p)
 {
@@ -66,7 +66,7 @@ void gms_scrub_plan_build(const gms_scrub_plan *plan, const gms_scrub_item *item
     uint64_t t = 0;
     for (size_t i = 0; i < nc; i++) {
         check[i].tile0 = t;
-        t += gms_scrub_tiles(check[i].lo, check[i].hi);
+        t += gms__scrub_tiles(check[i].lo, check[i].hi);
     }
     p->check_tiles = t;
     t = 0;
@@ -78,7 +78,7 @@ void gms_scrub_plan_build(const gms_scrub_plan *plan, const gms_scrub_item *item
         if (i == run_start[3])
             p->v_hi = t;
         fill[i].tile0 = t;
-        t += gms_scrub_tiles(fill[i].lo, fill[i].hi);
+        t += gms__scrub_tiles(fill[i].lo, fill[i].hi);
     }
     /* Runs that end the array (or are empty at its end) close at the total. */
     if (run_start[2] >= nf)
@@ -97,7 +97,7 @@ void gms_scrub_plan_build(const gms_scrub_plan *plan, const gms_scrub_item *item
     p->seed = seed;
 }
 
-void gms_scrub_plan_results(const gms_scrub_plan *plan, const void *stage,
+void gms__scrub_plan_results(const gms_scrub_plan *plan, const void *stage,
                             gms_scrub_item *items, size_t n)
 {
     const gms_kres *res = (const gms_kres *)((const char *)stage + plan->seg_bytes);

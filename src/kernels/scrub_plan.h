@@ -22,20 +22,20 @@ typedef struct gms_scrub_plan {
 
 /* The GMS_KTILE tiles, aligned in absolute address, that [lo, hi) touches
  * (lo < hi). */
-uint64_t gms_scrub_tiles(uint64_t lo, uint64_t hi);
+uint64_t gms__scrub_tiles(uint64_t lo, uint64_t hi);
 
 /* Sizes the work list of a batch. */
-gms_scrub_plan gms_scrub_plan_size(const gms_scrub_item *items, size_t n);
+gms_scrub_plan gms__scrub_plan_size(const gms_scrub_item *items, size_t n);
 
 /* Writes the work list into stage (host memory of plan.bytes, to be copied
  * to the device address dev) and the kernel's parameters into p. */
-void gms_scrub_plan_build(const gms_scrub_plan *plan, const gms_scrub_item *items, size_t n,
+void gms__scrub_plan_build(const gms_scrub_plan *plan, const gms_scrub_item *items, size_t n,
                           void *stage, uint64_t dev, uint64_t pattern, uint64_t seed,
                           gms_kparams *p);
 
 /* Copies the kernel's findings (results copied back into stage) into the
  * items: range 0's finding first, as the host backend reports. */
-void gms_scrub_plan_results(const gms_scrub_plan *plan, const void *stage,
+void gms__scrub_plan_results(const gms_scrub_plan *plan, const void *stage,
                             gms_scrub_item *items, size_t n);
 
 #endif

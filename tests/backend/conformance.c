@@ -63,13 +63,13 @@ static int open_backend(const char *name, gms_backend **out, const char **why)
     *out = NULL;
     *why = "";
     if (strcmp(name, "host") == 0)
-        return gms_backend_host_create(out);
+        return gms__backend_host_create(out);
     if (strcmp(name, "vmm") == 0)
         return fake_vmm_create(out);
     if (strcmp(name, "failing") == 0 || strcmp(name, "deferred") == 0) {
-        if ((err = gms_backend_host_create(&inner)) != 0)
+        if ((err = gms__backend_host_create(&inner)) != 0)
             return err;
-        err = name[0] == 'f' ? gms_backend_failing_create(inner, &failpoint, out)
+        err = name[0] == 'f' ? gms__backend_failing_create(inner, &failpoint, out)
                              : deferred_wrap(inner, out);
         if (err)
             inner->ops->destroy(inner);
@@ -77,13 +77,13 @@ static int open_backend(const char *name, gms_backend **out, const char **why)
     }
     /* Both say ENODEV where the driver or the device is missing. */
     if (strcmp(name, "cuda") == 0) {
-        err = gms_backend_cuda_create(0, out);
-        *why = gms_backend_cuda_why();
+        err = gms__backend_cuda_create(0, out);
+        *why = gms__backend_cuda_why();
         return err == ENOTSUP ? ENODEV : err; /* a GPU without virtual memory */
     }
     if (strcmp(name, "hip") == 0) {
-        err = gms_backend_hip_create(0, out);
-        *why = gms_backend_hip_why();
+        err = gms__backend_hip_create(0, out);
+        *why = gms__backend_hip_why();
         return err == ENOTSUP ? ENODEV : err;
     }
     *why = "unknown backend (host, failing, deferred, vmm, cuda or hip)";

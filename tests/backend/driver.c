@@ -3,7 +3,7 @@
  * driver.h), without a GPU: over the host-memory fake driver of
  * fake_driver.h.
  *
- *   - gms_drv_check counts every call per kind and every failure; a
+ *   - gms__drv_check counts every call per kind and every failure; a
  *     failure notes "<driver>: <call> (<detail>): <error name>: <error
  *     text> (<result type> <code>)" and maps the code to an errno value;
  *     a success notes nothing; an unknown code still says something;
@@ -21,29 +21,29 @@ static void test_wrapper(void)
 {
     gms__backend_why_clear();
     unsigned long long calls = fake_calls(GMS_DRV_mem_map), fails = fake_fails(GMS_DRV_mem_map);
-    CHECK(gms_drv_check(&fake_drv, GMS_DRV_mem_map, NULL, 0) == 0);
+    CHECK(gms__drv_check(&fake_drv, GMS_DRV_mem_map, NULL, 0) == 0);
     CHECK(fake_calls(GMS_DRV_mem_map) == calls + 1 && fake_fails(GMS_DRV_mem_map) == fails);
     CHECK(gms__backend_why()[0] == 0);
 
-    CHECK(gms_drv_check(&fake_drv, GMS_DRV_mem_map, "view", FAKE_ERROR_REFUSED) == EIO);
+    CHECK(gms__drv_check(&fake_drv, GMS_DRV_mem_map, "view", FAKE_ERROR_REFUSED) == EIO);
     CHECK(fake_calls(GMS_DRV_mem_map) == calls + 2 && fake_fails(GMS_DRV_mem_map) == fails + 1);
     printf("noted: %s\n", gms__backend_why());
     CHECK(strcmp(gms__backend_why(), "fake: fakeMemMap (view): FAKE_ERROR_REFUSED: the fake "
                                      "device refused the call (fakeResult 700)") == 0);
-    CHECK(gms_drv_check(&fake_drv, GMS_DRV_mem_create, NULL, FAKE_ERROR_OUT_OF_MEMORY) == ENOMEM);
+    CHECK(gms__drv_check(&fake_drv, GMS_DRV_mem_create, NULL, FAKE_ERROR_OUT_OF_MEMORY) == ENOMEM);
     CHECK(strstr(gms__backend_why(), "fakeMemCreate: FAKE_ERROR_OUT_OF_MEMORY") != NULL);
     /* A code the driver has no name for; a setup call, named by its detail. */
-    CHECK(gms_drv_check(&fake_drv, GMS_DRV_mem_map, NULL, 12345) == EIO);
+    CHECK(gms__drv_check(&fake_drv, GMS_DRV_mem_map, NULL, 12345) == EIO);
     CHECK(strstr(gms__backend_why(), "unknown error") && strstr(gms__backend_why(), "12345"));
-    CHECK(gms_drv_check(&fake_drv, GMS_DRV_setup, "fakeInit", FAKE_ERROR_REFUSED) == EIO);
+    CHECK(gms__drv_check(&fake_drv, GMS_DRV_setup, "fakeInit", FAKE_ERROR_REFUSED) == EIO);
     CHECK(strncmp(gms__backend_why(), "fake: fakeInit: FAKE_ERROR_REFUSED", 34) == 0);
     CHECK(fake_fails(GMS_DRV_setup) >= 1);
     /* A failure that is ignored is counted, and notes nothing. */
     gms__backend_why_clear();
-    CHECK(gms_drv_quiet(&fake_drv, GMS_DRV_mem_unmap, FAKE_ERROR_REFUSED) == FAKE_ERROR_REFUSED);
+    CHECK(gms__drv_quiet(&fake_drv, GMS_DRV_mem_unmap, FAKE_ERROR_REFUSED) == FAKE_ERROR_REFUSED);
     CHECK(gms__backend_why()[0] == 0 && fake_fails(GMS_DRV_mem_unmap) >= 1);
-    CHECK(strcmp(gms_drv_kind_name(GMS_DRV_set_access), "set_access") == 0);
-    CHECK(strcmp(gms_drv_kind_name(GMS_DRV_setup), "setup") == 0);
+    CHECK(strcmp(gms__drv_kind_name(GMS_DRV_set_access), "set_access") == 0);
+    CHECK(strcmp(gms__drv_kind_name(GMS_DRV_setup), "setup") == 0);
 }
 
 /* The runtime's backend, whatever it opened: the fake one instead. */
@@ -121,7 +121,7 @@ static void test_through_runtime(void)
     char dump[4096] = "";
     FILE *f = fmemopen(dump, sizeof dump - 1, "w");
     if (f) {
-        gms_drv_dump(&fake_drv, f);
+        gms__drv_dump(&fake_drv, f);
         fclose(f);
     }
     printf("%s", dump);

@@ -347,7 +347,7 @@ static inline int fake_vmm_create(gms_backend **out)
         .kernel_hint = NULL,
         .sync_scrub = 0,
     };
-    return gms_vmm_create(&cfg, out);
+    return gms__vmm_create(&cfg, out);
 }
 
 static inline unsigned long long fake_calls(int kind)

@@ -2,7 +2,7 @@
  * hip.c: the HIP backend (src/backend/hip/hip.c, docs/hip.md).
  *
  * Runs on any machine. With no HIP runtime or no AMD GPU (every machine gms
- * has been built on so far): gms_backend_hip_create returns ENODEV, hands
+ * has been built on so far): gms__backend_hip_create returns ENODEV, hands
  * nothing out and leaks nothing (ASan), the reason names libamdhip64, and
  * a runtime asked for the hip backend (by option or by GMS_BACKEND=hip)
  * fails with GMS_E_UNSUPPORTED and that reason. On a machine with an AMD
@@ -24,13 +24,13 @@
 static void test_absent(void)
 {
     gms_backend *be = NULL;
-    CHECK(gms_backend_hip_create(0, &be) == ENODEV);
+    CHECK(gms__backend_hip_create(0, &be) == ENODEV);
     CHECK(be == NULL);
-    CHECK(strstr(gms_backend_hip_why(), "libamdhip64") != NULL ||
-          strstr(gms_backend_hip_why(), "no GPU") != NULL);
-    printf("reason: %s\n", gms_backend_hip_why());
+    CHECK(strstr(gms__backend_hip_why(), "libamdhip64") != NULL ||
+          strstr(gms__backend_hip_why(), "no GPU") != NULL);
+    printf("reason: %s\n", gms__backend_hip_why());
     /* A second call gives the same answer (the load is tried once). */
-    CHECK(gms_backend_hip_create(1, &be) == ENODEV);
+    CHECK(gms__backend_hip_create(1, &be) == ENODEV);
     CHECK(be == NULL);
 
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
@@ -64,17 +64,17 @@ static void test_absent(void)
 static void test_device(void)
 {
     gms_backend *be = NULL;
-    CHECK(gms_backend_hip_create(0, &be) == 0);
+    CHECK(gms__backend_hip_create(0, &be) == 0);
     if (!be) {
-        fprintf(stderr, "create: %s\n", gms_backend_hip_why());
+        fprintf(stderr, "create: %s\n", gms__backend_hip_why());
         return;
     }
     const gms_backend_ops *ops = be->ops;
     CHECK(strcmp(ops->name, "hip") == 0);
-    uint64_t g = gms_backend_hip_granularity(be);
+    uint64_t g = gms__backend_hip_granularity(be);
     CHECK(g >= (2ull << 20) && (g & (g - 1)) == 0);
     printf("granule %llu bytes, kernels %s\n", (unsigned long long)g,
-           gms_backend_hip_have_kernels(be) ? "loaded" : "missing");
+           gms__backend_hip_have_kernels(be) ? "loaded" : "missing");
 
     uint64_t base = 0;
     gms_backend_chunk *c = NULL;
@@ -118,7 +118,7 @@ static void test_device(void)
         CHECK(b[0] == 0xab);
         ops->unmap_view(be, view, g);
     } else {
-        printf("read-only view: %s\n", gms_backend_hip_why());
+        printf("read-only view: %s\n", gms__backend_hip_why());
     }
 
     /* One scrub item: check range with one corrupted byte, fill range. */
@@ -129,7 +129,7 @@ static void test_device(void)
     it.fill_hi[0] = base + g + 100000 + 3;
     it.verify = 1;
     int sr = ops->scrub(be, &it, 1, pattern, 42);
-    if (gms_backend_hip_have_kernels(be)) {
+    if (gms__backend_hip_have_kernels(be)) {
         CHECK(sr == 0);
         CHECK(it.verify_bad == 0);
         uint8_t x = 0;
@@ -146,8 +146,8 @@ static void test_device(void)
         CHECK(x == (uint8_t)(pattern >> (8 * ((base + g + 5001) & 7)))); /* re-armed */
     } else {
         CHECK(sr == ENOSYS);
-        CHECK(strstr(gms_backend_hip_why(), "GMS_HIP_CODE_OBJECT") != NULL);
-        printf("scrub: %s\n", gms_backend_hip_why());
+        CHECK(strstr(gms__backend_hip_why(), "GMS_HIP_CODE_OBJECT") != NULL);
+        printf("scrub: %s\n", gms__backend_hip_why());
     }
     CHECK(ops->decommit(be, c, g, 2 * g) == 0);
     ops->release(be, c);
@@ -191,7 +191,7 @@ static void test_device(void)
 
 int main(void)
 {
-    if (gms_backend_hip_available()) {
+    if (gms__backend_hip_available()) {
         printf("HIP runtime and GPU found: device smoke test\n");
         test_device();
     } else {

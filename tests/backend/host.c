@@ -42,7 +42,7 @@ static void peek(uint64_t addr)
 int main(void)
 {
     gms_backend *be;
-    CHECK(gms_backend_host_create(&be) == 0);
+    CHECK(gms__backend_host_create(&be) == 0);
     uint64_t base = 0;
     gms_backend_chunk *c = NULL;
     CHECK(be->ops->reserve(be, 8 * GRANULE, GRANULE, &base, &c) == 0);

@@ -56,8 +56,8 @@ static uint64_t pct(uint64_t *v, size_t n, double p)
 static void bench_wipe(void)
 {
     gms_backend *be = NULL;
-    if (gms_backend_cuda_create(0, &be) != 0) {
-        printf("wipe: cannot create the backend: %s\n", gms_backend_cuda_why());
+    if (gms__backend_cuda_create(0, &be) != 0) {
+        printf("wipe: cannot create the backend: %s\n", gms__backend_cuda_why());
         test_failed++;
         return;
     }
@@ -139,8 +139,8 @@ static void bench_wipe(void)
 static void bench_async_shapes(void)
 {
     gms_backend *be = NULL;
-    if (gms_backend_cuda_create(0, &be) != 0) {
-        printf("async shapes: cannot create the backend: %s\n", gms_backend_cuda_why());
+    if (gms__backend_cuda_create(0, &be) != 0) {
+        printf("async shapes: cannot create the backend: %s\n", gms__backend_cuda_why());
         test_failed++;
         return;
     }
@@ -312,9 +312,9 @@ static bool part(int argc, char **argv, const char *name)
 
 int main(int argc, char **argv)
 {
-    if (!gms_backend_cuda_available()) {
+    if (!gms__backend_cuda_available()) {
         char why[512];
-        snprintf(why, sizeof why, "no GPU (%s)", gms_backend_cuda_why());
+        snprintf(why, sizeof why, "no GPU (%s)", gms__backend_cuda_why());
         return test_skip(why);
     }
     if (part(argc, argv, "wipe"))

@@ -126,11 +126,11 @@ static void test_round_trips(void)
 static void test_scrub_matches_host(void)
 {
     gms_backend *cb = NULL, *hb = NULL;
-    CHECK(gms_backend_cuda_create(0, &cb) == 0);
-    CHECK(gms_backend_host_create(&hb) == 0);
+    CHECK(gms__backend_cuda_create(0, &cb) == 0);
+    CHECK(gms__backend_host_create(&hb) == 0);
     if (!cb || !hb)
         return;
-    CHECK(gms_backend_cuda_have_kernels());
+    CHECK(gms__backend_cuda_have_kernels());
     const uint64_t size = 8 * MiB;
     uint64_t cbase = 0, hbase = 0;
     gms_backend_chunk *cc = NULL, *hc = NULL;
@@ -190,7 +190,7 @@ static void test_scrub_matches_host(void)
         int err = cb->ops->scrub(cb, ci_, n, pattern, 42);
         CHECK(err == 0);
         if (err)
-            fprintf(stderr, "scrub: %s\n", gms_backend_cuda_why());
+            fprintf(stderr, "scrub: %s\n", gms__backend_cuda_why());
         size_t mism = 0;
         for (size_t i = 0; i < n; i++) {
             uint64_t hb_ = hi_[i].bad ? hi_[i].bad - hbase : 0, cb_ = ci_[i].bad ? ci_[i].bad - cbase : 0;
@@ -481,7 +481,7 @@ static int child_share_view(void)
     it.fill_hi[0] = it.fill_lo[0] + 4096;
     int err = rt->backend->ops->scrub(rt->backend, &it, 1, 0x0102030405060708ull, 0);
     printf("child share_view: scrub through the share's pointer returned %d: %s\n", err,
-           gms_backend_cuda_why());
+           gms__backend_cuda_why());
     fflush(stdout);
     return err != 0 ? 0 : 1;
 }
@@ -491,7 +491,7 @@ static int child(const char *what)
     if (strcmp(what, "share_view") == 0)
         return child_share_view();
     gms_backend *be = NULL;
-    if (gms_backend_cuda_create(0, &be) != 0)
+    if (gms__backend_cuda_create(0, &be) != 0)
         return 3;
     uint64_t base = 0;
     gms_backend_chunk *c = NULL;
@@ -516,7 +516,7 @@ static int child(const char *what)
         it.fill_hi[0] = base;
     }
     int err = be->ops->scrub(be, &it, 1, 0x0102030405060708ull, 0);
-    printf("child %s: scrub returned %d: %s\n", what, err, gms_backend_cuda_why());
+    printf("child %s: scrub returned %d: %s\n", what, err, gms__backend_cuda_why());
     fflush(stdout);
     return err != 0 ? 0 : 1; /* 0: it faulted, as it must */
 }
@@ -610,7 +610,7 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--child") == 0)
         return child(argv[2]);
-    if (!gms_backend_cuda_available()) {
+    if (!gms__backend_cuda_available()) {
         /* The explicit request is refused with a reason; auto is host. */
         gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
         o.backend = GMS_BACKEND_CUDA;
@@ -618,7 +618,7 @@ int main(int argc, char **argv)
         CHECK_RC(gms_runtime_open(&rt, &o), GMS_E_UNSUPPORTED);
         CHECK(strstr(gms_error_last(), "cuda") != NULL);
         gms_backend *be = NULL;
-        CHECK(gms_backend_cuda_create(0, &be) == ENODEV && be == NULL);
+        CHECK(gms__backend_cuda_create(0, &be) == ENODEV && be == NULL);
         o.backend = GMS_BACKEND_AUTO;
         if (!getenv("GMS_BACKEND") || strcmp(getenv("GMS_BACKEND"), "cuda") != 0) {
             CHECK_OK(gms_runtime_open(&rt, &o));
@@ -626,7 +626,7 @@ int main(int argc, char **argv)
             gms_runtime_close(rt);
         }
         char why[512];
-        snprintf(why, sizeof why, "no GPU (%s)", gms_backend_cuda_why());
+        snprintf(why, sizeof why, "no GPU (%s)", gms__backend_cuda_why());
         return test_skip(why);
     }
     test_round_trips();

@@ -116,7 +116,7 @@ static int broker_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64
     if (!err && (rep.b != size || fstat(fd, &st) != 0 || (uint64_t)st.st_size != size))
         err = EPROTO; /* not the memory asked for */
     if (!err) {
-        err = gms_backend_host_chunk_from_fd(fd, size, align, base, out);
+        err = gms__backend_host_chunk_from_fd(fd, size, align, base, out);
         fd = -1; /* the chunk's now, or closed */
     }
     if (!err) {
@@ -146,7 +146,7 @@ static void broker_release(gms_backend *be, gms_backend_chunk *chunk)
     if (!chunk)
         return;
     /* Unmapped first: once released, the broker wipes and reuses it. */
-    gms_backend_host_ops.release(be, chunk);
+    gms__backend_host_ops.release(be, chunk);
     pthread_mutex_lock(&bb->lock);
     lease_entry **pp = &bb->leases;
     while (*pp && (*pp)->chunk != chunk)
@@ -177,7 +177,7 @@ static void broker_destroy(gms_backend *be)
     free(bb);
 }
 
-int gms_backend_broker_create(const char *path, uint64_t *lease_bytes, gms_backend **out,
+int gms__backend_broker_create(const char *path, uint64_t *lease_bytes, gms_backend **out,
                               char *why, size_t why_len)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -217,7 +217,7 @@ int gms_backend_broker_create(const char *path, uint64_t *lease_bytes, gms_backe
                  rep.type == GMS_BROKER_ERROR ? rep.text : "");
         goto fail;
     }
-    bb->ops = gms_backend_host_ops;
+    bb->ops = gms__backend_host_ops;
     bb->ops.name = "broker";
     bb->ops.reserve = broker_reserve;
     bb->ops.release = broker_release;

@@ -20,8 +20,8 @@
 
 /* The embedded kernels (scrub_fatbin.c, generated at build time; empty
  * when nvcc was not found). */
-extern const unsigned char gms_scrub_fatbin[];
-extern const size_t gms_scrub_fatbin_size;
+extern const unsigned char gms__scrub_fatbin[];
+extern const size_t gms__scrub_fatbin_size;
 
 /* ---- the few driver API types and constants we use (cuda.h, CUDA 12/13) ---- */
 
@@ -293,7 +293,7 @@ static int load_err; /* errno value: 0 when the driver is usable */
 static char load_why[256];
 static int device_count;
 
-const char *gms_backend_cuda_why(void)
+const char *gms__backend_cuda_why(void)
 {
     return gms__backend_why();
 }
@@ -301,7 +301,7 @@ const char *gms_backend_cuda_why(void)
 /* A setup call through the wrapper (counted; on failure, noted). */
 static int setup(const char *call, CUresult r)
 {
-    return gms_drv_check(&cuda_drv, GMS_DRV_setup, call, r);
+    return gms__drv_check(&cuda_drv, GMS_DRV_setup, call, r);
 }
 
 static void load_driver(void)
@@ -334,7 +334,7 @@ static void load_driver(void)
     /* The library stays loaded for the life of the process. */
 }
 
-int gms_backend_cuda_available(void)
+int gms__backend_cuda_available(void)
 {
     pthread_once(&load_once, load_driver);
     if (load_err)
@@ -342,19 +342,19 @@ int gms_backend_cuda_available(void)
     return load_err == 0 && device_count > 0;
 }
 
-int gms_backend_cuda_have_kernels(void)
+int gms__backend_cuda_have_kernels(void)
 {
-    return gms_scrub_fatbin_size > 0;
+    return gms__scrub_fatbin_size > 0;
 }
 
-uint64_t gms_backend_cuda_granularity(const gms_backend *be)
+uint64_t gms__backend_cuda_granularity(const gms_backend *be)
 {
     return be->granularity;
 }
 
-void gms_backend_cuda_dump_calls(FILE *f)
+void gms__backend_cuda_dump_calls(FILE *f)
 {
-    gms_drv_dump(&cuda_drv, f);
+    gms__drv_dump(&cuda_drv, f);
 }
 
 static void cuda_dev_free(void *dd)
@@ -363,10 +363,10 @@ static void cuda_dev_free(void *dd)
     free(dd);
 }
 
-int gms_backend_cuda_create(int device, gms_backend **out)
+int gms__backend_cuda_create(int device, gms_backend **out)
 {
     gms__backend_why_clear();
-    if (!gms_backend_cuda_available())
+    if (!gms__backend_cuda_available())
         return ENODEV; /* noted by available */
     if (device < 0 || device >= device_count) {
         gms__backend_note("cuda: device %d does not exist (%d found)", device, device_count);
@@ -425,16 +425,16 @@ int gms_backend_cuda_create(int device, gms_backend **out)
         .granularity = gran,
         .sms = sms,
         .cooperative = coop,
-        .image = gms_scrub_fatbin_size > 0 ? gms_scrub_fatbin : NULL,
+        .image = gms__scrub_fatbin_size > 0 ? gms__scrub_fatbin : NULL,
         .no_image = "the scrub kernel was not built in (nvcc was not found at build time)",
         .sync_scrub = sync_env && sync_env[0] == '1',
     };
-    return gms_vmm_create(&cfg, out);
+    return gms__vmm_create(&cfg, out);
 }
 
-const gms_backend_factory gms_backend_cuda_factory = {
+const gms_backend_factory gms__backend_cuda_factory = {
     .name = "cuda",
-    .available = gms_backend_cuda_available,
-    .create = gms_backend_cuda_create,
-    .why = gms_backend_cuda_why,
+    .available = gms__backend_cuda_available,
+    .create = gms__backend_cuda_create,
+    .why = gms__backend_cuda_why,
 };

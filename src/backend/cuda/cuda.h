@@ -15,28 +15,28 @@
 
 /* 1 when the driver loads and reports at least one device. Cheap after
  * the first call (the answer is cached). */
-int gms_backend_cuda_available(void);
+int gms__backend_cuda_available(void);
 
 /* A backend on GPU ordinal `device` through its primary context. 0, or
  * ENODEV (no driver, no such device), ENOTSUP (no virtual memory
  * management), ENOMEM, EIO (another driver failure). On failure, a
- * message for the caller is in gms_backend_cuda_why(). */
-int gms_backend_cuda_create(int device, gms_backend **out);
+ * message for the caller is in gms__backend_cuda_why(). */
+int gms__backend_cuda_create(int device, gms_backend **out);
 
 /* Why the last failed create or the last failed call on this thread
  * failed, in words; "" when none. */
-const char *gms_backend_cuda_why(void);
+const char *gms__backend_cuda_why(void);
 
 /* The device's mapping granularity (bytes): chunk sizes, commits and
  * views are multiples of it. */
-uint64_t gms_backend_cuda_granularity(const gms_backend *be);
+uint64_t gms__backend_cuda_granularity(const gms_backend *be);
 
 /* Whether the scrub kernel was built in (nvcc was found at build time). */
-int gms_backend_cuda_have_kernels(void);
+int gms__backend_cuda_have_kernels(void);
 
 /* Writes the driver calls made so far in this process, per kind, with
  * how many failed (also written at each backend's destroy when the
  * environment has GMS_DRIVER_STATS). */
-void gms_backend_cuda_dump_calls(FILE *f);
+void gms__backend_cuda_dump_calls(FILE *f);
 
 #endif

@@ -343,7 +343,7 @@ static int load_err; /* errno value: 0 when the runtime is usable */
 static char load_why[320];
 static int device_count;
 
-const char *gms_backend_hip_why(void)
+const char *gms__backend_hip_why(void)
 {
     return gms__backend_why();
 }
@@ -351,7 +351,7 @@ const char *gms_backend_hip_why(void)
 /* A setup call through the wrapper (counted; on failure, noted). */
 static int setup(const char *call, hipError_t r)
 {
-    return gms_drv_check(&hip_drv, GMS_DRV_setup, call, r);
+    return gms__drv_check(&hip_drv, GMS_DRV_setup, call, r);
 }
 
 static void load_runtime(void)
@@ -398,30 +398,30 @@ static void load_runtime(void)
     /* The library stays loaded for the life of the process. */
 }
 
-int gms_backend_hip_available(void)
+int gms__backend_hip_available(void)
 {
     pthread_once(&load_once, load_runtime);
     return load_err == 0 && device_count > 0;
 }
 
-uint64_t gms_backend_hip_granularity(const gms_backend *be)
+uint64_t gms__backend_hip_granularity(const gms_backend *be)
 {
     return be->granularity;
 }
 
-int gms_backend_hip_have_kernels(const gms_backend *be)
+int gms__backend_hip_have_kernels(const gms_backend *be)
 {
-    return gms_vmm_have_kernels(be);
+    return gms__vmm_have_kernels(be);
 }
 
-const char *gms_backend_hip_kernels_why(const gms_backend *be)
+const char *gms__backend_hip_kernels_why(const gms_backend *be)
 {
     return be->no_scrub ? be->no_scrub : "";
 }
 
-void gms_backend_hip_dump_calls(FILE *f)
+void gms__backend_hip_dump_calls(FILE *f)
 {
-    gms_drv_dump(&hip_drv, f);
+    gms__drv_dump(&hip_drv, f);
 }
 
 /* Reads the code object named by GMS_HIP_CODE_OBJECT: the image, or NULL
@@ -458,10 +458,10 @@ static void hip_dev_free(void *dd)
 /* The HIP granule: at least 2 MiB (docs/design.md#memory). */
 #define HIP_MIN_GRANULE (2ull << 20)
 
-int gms_backend_hip_create(int device, gms_backend **out)
+int gms__backend_hip_create(int device, gms_backend **out)
 {
     gms__backend_why_clear();
-    if (!gms_backend_hip_available()) {
+    if (!gms__backend_hip_available()) {
         gms__backend_note("%s", load_why);
         return ENODEV;
     }
@@ -523,14 +523,14 @@ int gms_backend_hip_create(int device, gms_backend **out)
                        "GMS_HIP_CODE_OBJECT (docs/hip.md)",
         .sync_scrub = getenv("GMS_HIP_SYNC_SCRUB") && getenv("GMS_HIP_SYNC_SCRUB")[0] == '1',
     };
-    err = gms_vmm_create(&cfg, out); /* the module keeps its own copy of the image */
+    err = gms__vmm_create(&cfg, out); /* the module keeps its own copy of the image */
     free(image);
     return err;
 }
 
-const gms_backend_factory gms_backend_hip_factory = {
+const gms_backend_factory gms__backend_hip_factory = {
     .name = "hip",
-    .available = gms_backend_hip_available,
-    .create = gms_backend_hip_create,
-    .why = gms_backend_hip_why,
+    .available = gms__backend_hip_available,
+    .create = gms__backend_hip_create,
+    .why = gms__backend_hip_why,
 };

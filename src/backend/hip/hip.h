@@ -18,32 +18,32 @@
 
 /* 1 when the HIP runtime loads and reports at least one device. Cheap
  * after the first call (the answer is cached). */
-int gms_backend_hip_available(void);
+int gms__backend_hip_available(void);
 
-/* gms_backend_hip_create (backend.h): a backend on GPU ordinal `device`.
+/* gms__backend_hip_create (backend.h): a backend on GPU ordinal `device`.
  * 0, or ENODEV (no runtime, no such device), ENOTSUP (no virtual memory
  * management), ENOMEM, EIO (another runtime failure). On failure, a
- * message for the caller is in gms_backend_hip_why(). */
+ * message for the caller is in gms__backend_hip_why(). */
 
 /* Why the last failed create or the last failed call on this thread
  * failed, in words; "" when none. */
-const char *gms_backend_hip_why(void);
+const char *gms__backend_hip_why(void);
 
 /* The backend's mapping granule (bytes): max(2 MiB, the device's minimum
  * allocation granularity). Chunk sizes, commits and views are multiples
  * of it. */
-uint64_t gms_backend_hip_granularity(const gms_backend *be);
+uint64_t gms__backend_hip_granularity(const gms_backend *be);
 
 /* Whether this backend loaded its scrub kernel (src/kernels/scrub.cu built
  * by hipcc into the code object named by GMS_HIP_CODE_OBJECT). Without it,
  * data movement works and the scrub fails with ENOSYS. */
-int gms_backend_hip_have_kernels(const gms_backend *be);
+int gms__backend_hip_have_kernels(const gms_backend *be);
 /* Why the kernel is missing, in words ("" when it is loaded). */
-const char *gms_backend_hip_kernels_why(const gms_backend *be);
+const char *gms__backend_hip_kernels_why(const gms_backend *be);
 
 /* Writes the runtime calls made so far in this process, per kind, with
  * how many failed (also written at each backend's destroy when the
  * environment has GMS_DRIVER_STATS). */
-void gms_backend_hip_dump_calls(FILE *f);
+void gms__backend_hip_dump_calls(FILE *f);
 
 #endif

@@ -31,7 +31,7 @@ struct gms_backend_chunk {
 /* Maps the size-byte memfd fd into a fresh PROT_NONE reservation with
  * guards, aligned to align; the chunk owns fd from then on (also on
  * failure, when it is closed). */
-int gms_backend_host_chunk_from_fd(int fd, uint64_t size, uint64_t align, uint64_t *base,
+int gms__backend_host_chunk_from_fd(int fd, uint64_t size, uint64_t align, uint64_t *base,
                                    gms_backend_chunk **out)
 {
     long page = sysconf(_SC_PAGESIZE);
@@ -89,7 +89,7 @@ static int host_reserve(gms_backend *be, uint64_t size, uint64_t align,
         close(fd);
         return err;
     }
-    return gms_backend_host_chunk_from_fd(fd, size, align, base, out);
+    return gms__backend_host_chunk_from_fd(fd, size, align, base, out);
 }
 
 static void host_release(gms_backend *be, gms_backend_chunk *c)
@@ -299,7 +299,7 @@ static void host_destroy(gms_backend *be)
     free(be);
 }
 
-const gms_backend_ops gms_backend_host_ops = {
+const gms_backend_ops gms__backend_host_ops = {
     .name = "host",
     .props = GMS_BACKEND_UNMAP_WIPES,
     .reserve = host_reserve,
@@ -316,12 +316,12 @@ const gms_backend_ops gms_backend_host_ops = {
     .destroy = host_destroy,
 };
 
-int gms_backend_host_create(gms_backend **out)
+int gms__backend_host_create(gms_backend **out)
 {
     gms_backend *be = malloc(sizeof *be);
     if (!be)
         return ENOMEM;
-    be->ops = &gms_backend_host_ops;
+    be->ops = &gms__backend_host_ops;
     be->granularity = (uint64_t)sysconf(_SC_PAGESIZE); /* mprotect and views work in pages */
     be->no_scrub = NULL;
     *out = be;
@@ -336,7 +336,7 @@ static int host_available(void)
 static int host_create_on(int device, gms_backend **out)
 {
     (void)device;
-    return gms_backend_host_create(out);
+    return gms__backend_host_create(out);
 }
 
 static const char *host_why(void)
@@ -344,7 +344,7 @@ static const char *host_why(void)
     return "host memory could not be mapped";
 }
 
-const gms_backend_factory gms_backend_host_factory = {
+const gms_backend_factory gms__backend_host_factory = {
     .name = "host",
     .available = host_available,
     .create = host_create_on,

@@ -49,7 +49,7 @@ void gms__backend_note(const char *fmt, ...)
     va_end(ap);
 }
 
-int gms_drv_quiet(gms_drv *d, int kind, int rc)
+int gms__drv_quiet(gms_drv *d, int kind, int rc)
 {
     atomic_fetch_add_explicit(&d->calls[kind], 1, memory_order_relaxed);
     if (rc != 0)
@@ -57,15 +57,15 @@ int gms_drv_quiet(gms_drv *d, int kind, int rc)
     return rc;
 }
 
-int gms_drv_check(gms_drv *d, int kind, const char *detail, int rc)
+int gms__drv_check(gms_drv *d, int kind, const char *detail, int rc)
 {
-    if (gms_drv_quiet(d, kind, rc) == 0)
+    if (gms__drv_quiet(d, kind, rc) == 0)
         return 0;
     const char *call = d->call_names[kind];
     const char *name = d->error_name ? d->error_name(rc) : NULL;
     const char *text = d->error_string ? d->error_string(rc) : NULL;
     if (!call) { /* a setup call: the detail names it */
-        call = detail ? detail : gms_drv_kind_name(kind);
+        call = detail ? detail : gms__drv_kind_name(kind);
         detail = NULL;
     }
     gms__backend_note("%s: %s%s%s%s: %s: %s (%s %d)", d->name, call, detail ? " (" : "",
@@ -74,7 +74,7 @@ int gms_drv_check(gms_drv *d, int kind, const char *detail, int rc)
     return d->errno_of(rc);
 }
 
-const char *gms_drv_kind_name(int kind)
+const char *gms__drv_kind_name(int kind)
 {
 #define GMS_DRV_NAME(name) #name,
     static const char *const names[GMS_DRV_NCALLS] = {GMS_DRV_CALLS(GMS_DRV_NAME) "setup"};
@@ -82,13 +82,13 @@ const char *gms_drv_kind_name(int kind)
     return kind >= 0 && kind < GMS_DRV_NCALLS ? names[kind] : "?";
 }
 
-void gms_drv_dump(const gms_drv *d, FILE *f)
+void gms__drv_dump(const gms_drv *d, FILE *f)
 {
     for (int k = 0; k < GMS_DRV_NCALLS; k++) {
         unsigned long long n = atomic_load_explicit(&d->calls[k], memory_order_relaxed);
         unsigned long long e = atomic_load_explicit(&d->fails[k], memory_order_relaxed);
         if (n)
             fprintf(f, "%s %-18s %-36s %12llu calls %6llu failed\n", d->name,
-                    gms_drv_kind_name(k), d->call_names[k] ? d->call_names[k] : "", n, e);
+                    gms__drv_kind_name(k), d->call_names[k] ? d->call_names[k] : "", n, e);
     }
 }

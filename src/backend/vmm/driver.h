@@ -15,7 +15,7 @@
  * text> (<result type> <code>)" (gms__backend_why, backend.h) and returns
  * the errno value the driver maps the code to. The core adds that note to
  * the message of the failed gms_ call, so the driver's own words reach the
- * user. The counts are process-wide per driver (gms_drv_dump).
+ * user. The counts are process-wide per driver (gms__drv_dump).
  */
 #ifndef GMS_BACKEND_VMM_DRIVER_H
 #define GMS_BACKEND_VMM_DRIVER_H
@@ -127,19 +127,19 @@ typedef struct gms_drv {
 /* The wrapper: counts a call of this kind that returned rc; on failure
  * notes the driver's words (see above) and returns an errno value, else 0.
  * detail: what the call was for, or NULL. */
-int gms_drv_check(gms_drv *d, int kind, const char *detail, int rc);
+int gms__drv_check(gms_drv *d, int kind, const char *detail, int rc);
 /* The same for a call whose failure is ignored: counted, nothing noted. */
-int gms_drv_quiet(gms_drv *d, int kind, int rc);
+int gms__drv_quiet(gms_drv *d, int kind, int rc);
 
 /* GMS_DRV(d, call, detail, dd, args...): d->call(dd, args...) through
- * gms_drv_check. */
+ * gms__drv_check. */
 #define GMS_DRV(d, call, detail, ...) \
-    gms_drv_check((d), GMS_DRV_##call, (detail), (d)->call(__VA_ARGS__))
-#define GMS_DRV_QUIET(d, call, ...) gms_drv_quiet((d), GMS_DRV_##call, (d)->call(__VA_ARGS__))
+    gms__drv_check((d), GMS_DRV_##call, (detail), (d)->call(__VA_ARGS__))
+#define GMS_DRV_QUIET(d, call, ...) gms__drv_quiet((d), GMS_DRV_##call, (d)->call(__VA_ARGS__))
 
 /* The kind's name ("mem_map"), for dumps. */
-const char *gms_drv_kind_name(int kind);
+const char *gms__drv_kind_name(int kind);
 /* Writes one line per kind called so far: kind, driver name, calls, fails. */
-void gms_drv_dump(const gms_drv *d, FILE *f);
+void gms__drv_dump(const gms_drv *d, FILE *f);
 
 #endif

@@ -89,7 +89,7 @@ static vmm_backend *B(gms_backend *be)
     return (vmm_backend *)be;
 }
 
-int gms_vmm_have_kernels(const gms_backend *be)
+int gms__vmm_have_kernels(const gms_backend *be)
 {
     return ((const vmm_backend *)be)->scrub_fn != NULL;
 }
@@ -410,7 +410,7 @@ static int stage_reserve(vmm_backend *vb, size_t need)
 static int scrub_locked(vmm_backend *vb, gms_scrub_item *items, size_t n, uint64_t pattern,
                         uint64_t seed)
 {
-    gms_scrub_plan plan = gms_scrub_plan_size(items, n);
+    gms_scrub_plan plan = gms__scrub_plan_size(items, n);
     if (plan.bytes == 0)
         return 0;
     if (!vb->scrub_fn) {
@@ -424,7 +424,7 @@ static int scrub_locked(vmm_backend *vb, gms_scrub_item *items, size_t n, uint64
     if (err)
         return err;
     gms_kparams p;
-    gms_scrub_plan_build(&plan, items, n, vb->stage_host, vb->stage_dev, pattern, seed, &p);
+    gms__scrub_plan_build(&plan, items, n, vb->stage_host, vb->stage_dev, pattern, seed, &p);
     uint64_t work = p.check_tiles > p.fill_tiles ? p.check_tiles : p.fill_tiles;
     unsigned grid = work < vb->max_grid ? (unsigned)work : vb->max_grid;
     if (grid == 0)
@@ -441,7 +441,7 @@ static int scrub_locked(vmm_backend *vb, gms_scrub_item *items, size_t n, uint64
         return err;
     if ((err = sync_stream(vb, "scrub kernel")) != 0)
         return err;
-    gms_scrub_plan_results(&plan, vb->stage_host, items, n);
+    gms__scrub_plan_results(&plan, vb->stage_host, items, n);
     return 0;
 }
 
@@ -542,7 +542,7 @@ static int vmm_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, uin
             if (lo >= hi)
                 continue;
             uint8_t op = r < 2 ? GMS_KOP_CHECK : it->zero ? GMS_KOP_ZERO : GMS_KOP_FILL;
-            uint64_t tiles = gms_scrub_tiles(lo, hi);
+            uint64_t tiles = gms__scrub_tiles(lo, hi);
             if (p.tiles + tiles > UINT32_MAX) { /* 64 TiB in one batch: not a device's */
                 err = EINVAL;
                 break;
@@ -746,7 +746,7 @@ static void vmm_destroy(gms_backend *be)
         leave(vb, saved);
     }
     if (getenv("GMS_DRIVER_STATS"))
-        gms_drv_dump(vb->drv, stderr);
+        gms__drv_dump(vb->drv, stderr);
     vb->dd_free(vb->dd);
     pthread_mutex_destroy(&vb->scrub_lock);
     pthread_mutex_destroy(&vb->async_lock);
@@ -779,7 +779,7 @@ static const gms_backend_ops vmm_ops = {
     .destroy = vmm_destroy,
 };
 
-int gms_vmm_create(const gms_vmm_config *cfg, gms_backend **out)
+int gms__vmm_create(const gms_vmm_config *cfg, gms_backend **out)
 {
     uint64_t g = cfg->granularity;
     if (g == 0 || (g & (g - 1))) {
@@ -829,7 +829,7 @@ int gms_vmm_create(const gms_vmm_config *cfg, gms_backend **out)
     load_kernels(vb, cfg);
     leave(vb, saved);
     if (!vb->async_fn) /* without the stream-ordered kernel every scrub waits */
-        gms_backend_ops_without_streams(&vb->ops);
+        gms__backend_ops_without_streams(&vb->ops);
     vb->base.no_scrub = vb->scrub_fn ? NULL : vb->kernel_why;
     *out = &vb->base;
     return 0;

@@ -5,7 +5,7 @@
  * A loader (src/backend/cuda/cuda.c, src/backend/hip/hip.c) loads its
  * driver, fills a gms_drv (driver.h), sets the device up (its context,
  * the allocation properties behind mem_create and set_access, the mapping
- * granularity) and hands the result to gms_vmm_create, which does the rest:
+ * granularity) and hands the result to gms__vmm_create, which does the rest:
  * chunks, granules, views, data movement, staging, and the scrub, waiting
  * and stream-ordered.
  */
@@ -31,9 +31,9 @@ typedef struct gms_vmm_config {
 
 /* A backend named cfg->drv->name. Takes ownership of cfg->dd (dd_free is
  * called on failure too). 0 or an errno value, gms__backend_why saying why. */
-int gms_vmm_create(const gms_vmm_config *cfg, gms_backend **out);
+int gms__vmm_create(const gms_vmm_config *cfg, gms_backend **out);
 
 /* Whether the scrub kernel is loaded on this backend. */
-int gms_vmm_have_kernels(const gms_backend *be);
+int gms__vmm_have_kernels(const gms_backend *be);
 
 #endif
