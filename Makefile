@@ -5,7 +5,7 @@ FUZZ_SECONDS ?= 30
 BROKER_FUZZ_SECONDS ?= 10
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps test test-release test-python test-rust test-nim test-zig test-julia test-elixir test-asan test-tsan test-fuzz demo bench clean install
+.PHONY: all build deps test test-release test-python test-rust test-nim test-zig test-julia test-elixir test-asan test-tsan test-fuzz test-proofs demo bench clean install
 
 all: build
 
@@ -17,8 +17,8 @@ build: deps
 	@cmake --build build -j $(JOBS)
 
 # Every test: the normal build, the language bindings, ASan+UBSan, TSan on
-# the threaded tests, and a short fixed-time libFuzzer run.
-test: test-release test-python test-rust test-nim test-zig test-julia test-elixir test-asan test-tsan test-fuzz
+# the threaded tests, a short fixed-time libFuzzer run, and the proofs.
+test: test-release test-python test-rust test-nim test-zig test-julia test-elixir test-asan test-tsan test-fuzz test-proofs
 	@echo "make test: all suites passed"
 
 test-release: build
@@ -59,6 +59,14 @@ test-julia: deps
 # process, a leak check), Dialyzer, and an install test.
 test-elixir: build
 	@JOBS=$(JOBS) bindings/elixir/test.sh
+
+# The machine-checked proofs (proofs/run.sh, docs/proofs.md): Z3 on the
+# TLSF class arithmetic and the handle word, Frama-C WP on src/core/tlsf.c,
+# SPIN on the sharing protocol, each with mutants its prover must reject.
+# Installs frama-c-base, why3, cvc4, z3 and spin from Debian's packages,
+# z3-solver into build/proofenv.
+test-proofs: deps
+	@JOBS=$(JOBS) proofs/run.sh
 
 test-asan: deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
