@@ -44,6 +44,7 @@ export GMS_PROOF_ORACLE=$OUT/oracle
 cc -O1 -Wall -Wextra -Werror -I"$ROOT/include" -I"$ROOT/src" "$ROOT/proofs/lib/oracle.c" \
   "$ROOT/src/core/tlsf.c" "$ROOT/src/core/handle.c" -o "$GMS_PROOF_ORACLE" -lpthread || exit 1
 
+rm -f "$OUT"/*.count
 passed=0 failed=0
 # case NAME EXPECT COMMAND...: EXPECT is `proved` (exit 0) or `rejected`
 # (exit 1: the prover found the seeded bug; any other status is a failure).
@@ -67,6 +68,27 @@ case_run() {
   fi
 }
 
+# case_bg NAME EXPECT COMMAND...: the same, in the background, at most
+# PROOF_JOBS (default: the cores) at once; cases_wait adds up their counts.
+# For the SPIN cases, which take most of the time and each work in a
+# folder of their own.
+PROOF_JOBS=${PROOF_JOBS:-$(nproc 2>/dev/null || echo 2)}
+case_bg() {
+  while [ "$(jobs -rp | wc -l)" -ge "$PROOF_JOBS" ]; do wait -n; done
+  (passed=0 failed=0; case_run "$@"; echo "$passed $failed" >"$OUT/$1.count") &
+}
+cases_wait() {
+  wait
+  local p f c
+  for c in "$OUT"/*.count; do
+    [ -e "$c" ] || continue
+    read -r p f <"$c"
+    passed=$((passed + p))
+    failed=$((failed + f))
+    rm -f "$c"
+  done
+}
+
 Z3PY=$VENV/bin/python
 # 1. TLSF class arithmetic (Z3)
 case_run tlsf-arith proved "$Z3PY" proofs/tlsf-arith/tlsf_arith.py
@@ -87,20 +109,21 @@ case_run tlsf-wp-mutant-remove-clears-fl rejected env WP_TIMEOUT=8 proofs/tlsf-w
 case_run tlsf-wp-mutant-insert-no-prev rejected env WP_TIMEOUT=8 proofs/tlsf-wp/wp.sh insert-no-prev
 # 4. the sharing protocol (SPIN)
 SP=proofs/sharing/spin.sh
-case_run sharing-protocol proved $SP "-DWINDOWS=0 -DSTEPS=4"
-case_run sharing-windows proved $SP "-DWINDOWS=1 -DSTEPS=3"
+case_bg sharing-protocol proved $SP "-DWINDOWS=0 -DSTEPS=4"
+case_bg sharing-windows proved $SP "-DWINDOWS=1 -DSTEPS=3"
 for f in one_writer no_overlap frees_once; do
-  case_run "sharing-ltl-$f" proved $SP "-DWINDOWS=1 -DSTEPS=3" "$f"
+  case_bg "sharing-ltl-$f" proved $SP "-DWINDOWS=1 -DSTEPS=3" "$f"
 done
 # The mutants breadth-first: the shortest trail of the seeded bug comes first.
 export SPIN_BFS=1
 for m in 1 2 3 4 8 9; do
-  case_run "sharing-mutant-$m" rejected $SP "-DWINDOWS=0 -DSTEPS=4 -DMUTANT=$m"
+  case_bg "sharing-mutant-$m" rejected $SP "-DWINDOWS=0 -DSTEPS=4 -DMUTANT=$m"
 done
 for m in 5 6; do
-  case_run "sharing-mutant-$m" rejected $SP "-DWINDOWS=1 -DSTEPS=3 -DMUTANT=$m"
+  case_bg "sharing-mutant-$m" rejected $SP "-DWINDOWS=1 -DSTEPS=3 -DMUTANT=$m"
 done
-case_run sharing-mutant-7-ltl rejected $SP "-DWINDOWS=0 -DSTEPS=4 -DMUTANT=7" one_writer
+case_bg sharing-mutant-7-ltl rejected $SP "-DWINDOWS=0 -DSTEPS=4 -DMUTANT=7" one_writer
+cases_wait
 unset SPIN_BFS
 
 echo "proofs: $passed passed, $failed failed"
