@@ -224,13 +224,17 @@ int gms__broker_share(gms_backend *be, gms_backend_chunk *chunk, uint64_t addr, 
                       uint64_t *view, char *why, size_t why_len)
 {
     broker_backend *bb = bb_of(be);
+    if (n == 0 || n > GMS_BROKER_GRANTS_MAX) {
+        snprintf(why, why_len, "%u grants: gmsd takes 1 to %d", n, GMS_BROKER_GRANTS_MAX);
+        return GMS_E_INVALID_ARG;
+    }
     share_entry *e = calloc(1, sizeof *e);
     gms_broker_msg *m = calloc(2, sizeof *m); /* a request and its reply: 2 KiB each */
-    if (!e || !m || n == 0 || n > GMS_BROKER_GRANTS_MAX) {
+    if (!e || !m) {
         free(e);
         free(m);
-        snprintf(why, why_len, n ? "out of host memory" : "no grants");
-        return n ? GMS_E_NO_MEMORY : GMS_E_INVALID_ARG;
+        snprintf(why, why_len, "out of host memory");
+        return GMS_E_NO_MEMORY;
     }
     gms_broker_msg *q = &m[0], *rep = &m[1];
     q->type = GMS_BROKER_SHARE;
