@@ -97,7 +97,7 @@ for m in round-no-minus-one fl-off-by-one search-same-fl; do
 done
 # 2. the handle word (Z3)
 case_run handle proved "$Z3PY" proofs/handle/handle.py
-for m in no-generation-bump fields-overlap check-ignores-generation; do
+for m in no-generation-bump fields-overlap check-ignores-generation no-parity; do
   case_run "handle-mutant-$m" rejected "$Z3PY" proofs/handle/handle.py --mutant $m
 done
 # 3. TLSF lists (Frama-C WP on src/core/tlsf.c; its bit lemmas in Z3)

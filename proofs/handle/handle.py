@@ -10,7 +10,7 @@ checked against the compiled handle.c on random and edge inputs first
 made from the slot's current generation, or 0 while the slot is free.
 
 Assumptions (read from the code, not proved here): slots handed out are
-1 .. 2^24 - 1 (page_add never lists slot 0, slots_max <= 2^24 - 1); the
+1 .. 2^23 - 1 (page_add never lists slot 0, slots_max <= 2^23 - 1); the
 64-bit generation only grows (it starts at 1 and is never reset) and does
 not itself wrap (2^64 frees of one slot).
 
@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import z3
 from bv import Goals, bv, evaluate, oracle
 
-SLOT_BITS, GEN_BITS, CHECK_BITS = 24, 20, 20
+SLOT_BITS, GEN_BITS, CHECK_BITS = 23, 20, 20
 GEN_MASK = (1 << GEN_BITS) - 1
 CHECK_MASK = (1 << CHECK_BITS) - 1
 M1, M2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
@@ -34,6 +34,7 @@ MUTANTS = {
     "no-generation-bump": "a free clears the slot but does not bump its generation",
     "fields-overlap": "the generation shifted by CHECK_BITS - 1, into the check bits",
     "check-ignores-generation": "the check bits hash the slot alone",
+    "no-parity": "the top bit is left 0 instead of evening the word's set bits",
 }
 ap = argparse.ArgumentParser()
 ap.add_argument("--mutant", choices=sorted(MUTANTS))
@@ -54,11 +55,28 @@ def check_inner(slot, gen, k0, k1):
     return mix64(mix64(k0 ^ z3.ZeroExt(32, slot)) ^ g ^ k1)
 
 
+def parity(x):
+    """1 if the 64-bit x has an odd number of set bits (__builtin_parityll)."""
+    p = z3.Extract(0, 0, x)
+    for i in range(1, 64):
+        p = p ^ z3.Extract(i, i, x)
+    return z3.ZeroExt(63, p)
+
+
+def fields(slot, gen, check):
+    """The word below the parity bit: slot, generation field, check bits."""
+    gshift = CHECK_BITS - 1 if mutant == "fields-overlap" else CHECK_BITS
+    return (z3.ZeroExt(32, slot) << (GEN_BITS + CHECK_BITS)) | ((gen & GEN_MASK) << gshift) | (check & CHECK_MASK)
+
+
+def with_parity(word):
+    """The top bit evens the word's set bits."""
+    return word if mutant == "no-parity" else word | (parity(word) << 63)
+
+
 def make(slot, gen, k0, k1):
     """gms__handle_make (slot: 32 bits, as the C's uint32_t)."""
-    gshift = CHECK_BITS - 1 if mutant == "fields-overlap" else CHECK_BITS
-    return ((z3.ZeroExt(32, slot) << (GEN_BITS + CHECK_BITS)) | ((gen & GEN_MASK) << gshift)
-            | (check_inner(slot, gen, k0, k1) & CHECK_MASK))
+    return with_parity(fields(slot, gen, check_inner(slot, gen, k0, k1)))
 
 
 BUMP = 0 if mutant == "no-generation-bump" else 1  # buffer.c/share.c: s->gen++
@@ -69,9 +87,9 @@ def check_against_c():
     k0, k1 = z3.BitVec("k0", 64), z3.BitVec("k1", 64)
     h = make(slot, gen, k0, k1)
     rng = random.Random(19)
-    qs = [(rng.randrange(1, 1 << 24), rng.choice([1, 2, GEN_MASK, 1 << 20, rng.randrange(1 << 64)]),
+    qs = [(rng.randrange(1, 1 << SLOT_BITS), rng.choice([1, 2, GEN_MASK, 1 << 20, rng.randrange(1 << 64)]),
            rng.randrange(1 << 64), rng.randrange(1 << 64)) for _ in range(400)]
-    qs += [(1, 1, 0, 0), ((1 << 24) - 1, (1 << 64) - 1, (1 << 64) - 1, (1 << 64) - 1)]
+    qs += [(1, 1, 0, 0), ((1 << SLOT_BITS) - 1, (1 << 64) - 1, (1 << 64) - 1, (1 << 64) - 1)]
     got = oracle([f"handle {a} {b} {c} {d}" for a, b, c, d in qs])
     want = [str(evaluate(h, [(slot, z3.BitVecVal(a, 32)), (gen, bv(b)), (k0, bv(c)), (k1, bv(d))]))
             for a, b, c, d in qs]
@@ -93,16 +111,25 @@ if __name__ == "__main__":
     issued = lambda s: z3.And(z3.UGE(s, 1), z3.ULT(s, 1 << SLOT_BITS))
     h = make(slot, gen, k0, k1)
     ones = bv(2**64 - 1)
-    fs = make(bv(0, 32) | ((1 << SLOT_BITS) - 1), bv(0), bv(0), bv(0))  # slot field alone
-    gf = make(z3.BitVecVal(0, 32), bv(GEN_MASK), bv(0), bv(0)) & ~bv(CHECK_MASK)
-    g.prove("slot, generation and check fields are disjoint and cover the word",
-            z3.And(fs & ~bv(CHECK_MASK) & gf == 0, (fs & ~bv(CHECK_MASK)) | gf | CHECK_MASK == ones,
-                   gf & CHECK_MASK == 0))
+    fs = fields(z3.BitVecVal((1 << SLOT_BITS) - 1, 32), bv(0), bv(0))  # slot field alone
+    gf = fields(z3.BitVecVal(0, 32), bv(GEN_MASK), bv(0))
+    top = bv(1 << 63)
+    g.prove("parity bit, slot, generation and check fields are disjoint and cover the word",
+            z3.And(fs & gf == 0, (fs | gf) & CHECK_MASK == 0, (fs | gf | CHECK_MASK) & top == 0,
+                   fs | gf | CHECK_MASK | top == ones))
     g.prove("round trip: the lookup's slot, the generation field and the check field come back",
-            z3.And(z3.Extract(31, 0, z3.LShR(h, GEN_BITS + CHECK_BITS)) == slot,
+            z3.And(z3.Extract(31, 0, z3.LShR(h, GEN_BITS + CHECK_BITS)) & ((1 << SLOT_BITS) - 1) == slot,
                    z3.LShR(h, CHECK_BITS) & GEN_MASK == gen & GEN_MASK,
                    h & CHECK_MASK == check_inner(slot, gen, k0, k1) & CHECK_MASK),
             [issued(slot)])
+    # Every handle has an even number of set bits, whatever its check bits
+    # (c stands for them), so one flipped bit never turns a handle into
+    # another: a corrupted word is refused always, not with probability.
+    c, w, i = z3.BitVec("check", 64), z3.BitVec("word", 64), z3.BitVec("bit", 64)
+    g.prove("every handle has an even number of set bits",
+            parity(with_parity(fields(slot, gen, c))) == 0, [issued(slot)])
+    g.prove("flipping one bit of a word with an even number of set bits makes it odd",
+            z3.Implies(parity(w) == 0, parity(w ^ (bv(1) << i)) == 1), [z3.ULT(i, 64)])
     g.prove("GMS_BUF_NULL (0) is never issued, so a free slot's word (0) matches no handle",
             h != 0, [issued(slot)])
     g.prove("handles of two different slots never match, whatever the generations and key",
@@ -114,8 +141,14 @@ if __name__ == "__main__":
     g.prove("a freed slot's old handle never validates again before 2^20 more frees",
             make(slot, gen, k0, k1) != make(slot, later, k0, k1),
             [issued(slot), z3.UGE(n, 1), z3.ULT(n, 1 << GEN_BITS)] + nowrap)
+    # The parity bit is a function of the rest, so two handles are equal
+    # exactly when the words under it are: the wrap is argued on those.
+    w2 = z3.BitVec("word2", 64)
+    g.prove("the parity bit hides no difference: words under it that differ give handles that differ",
+            with_parity(w) != with_parity(w2), [w & top == 0, w2 & top == 0, w != w2])
+    ck = lambda gg: check_inner(slot, gg, k0, k1)
     g.prove("after a wrap (a multiple of 2^20 frees) the handles differ only in the check bits",
-            (make(slot, gen, k0, k1) == make(slot, later, k0, k1)) ==
+            (fields(slot, gen, ck(gen)) == fields(slot, later, ck(later))) ==
             (check_inner(slot, gen, k0, k1) & CHECK_MASK == check_inner(slot, later, k0, k1) & CHECK_MASK),
             [issued(slot), z3.UGE(n, 1), n & GEN_MASK == 0] + nowrap)
     # The check bits are the low 20 bits of a keyed bijection of the full

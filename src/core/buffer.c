@@ -79,7 +79,7 @@ static int buf_slot(gms_context *ctx, gms_buf h, const char *op, gms_pool **p, g
         return gms__fail(GMS_E_INVALID_HANDLE, "%s: null handle", op);
     *s = gms__slot_lookup(ctx->rt, h, p);
     if (!*s) {
-        uint32_t index = (uint32_t)(h >> (GMS_GEN_BITS + GMS_CHECK_BITS));
+        uint32_t index = gms__handle_slot(h);
         bool issued = index && gms__slot_at(ctx->rt, index); /* a slot no pool holds now */
         return gms__fail(GMS_E_INVALID_HANDLE, "%s: handle 0x%016llx: %s", op, (unsigned long long)h,
                          issued ? "stale, freed or forged handle"
@@ -401,8 +401,7 @@ static int handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, void *st
 {
     d->died = false;
     d->import = (gms_import){0};
-    uint32_t index = (uint32_t)(atomic_load_explicit(&s->handle, memory_order_relaxed) >>
-                                (GMS_GEN_BITS + GMS_CHECK_BITS));
+    uint32_t index = gms__handle_slot(atomic_load_explicit(&s->handle, memory_order_relaxed));
     gms_block *b = s->block;
     gms_context *holder = s->holder;
     bool owns = b->u.live.owner && b->u.live.slot == index;
@@ -501,7 +500,7 @@ int gms__handle_move(gms_pool *p, gms_slot *s, gms_context *to, gms_buf *out)
     if (to->pool == p && !b->import && !b->u.live.owner) {
         /* Within one pool the new holder owns the block like an allocation
          * of its own: off the holds list, onto the live list. */
-        uint32_t index = (uint32_t)(h >> (GMS_GEN_BITS + GMS_CHECK_BITS));
+        uint32_t index = gms__handle_slot(h);
         hold_unlink(to, gms__slot_at(p->rt, index));
         live_link(b, to, index);
         b->handle = h;

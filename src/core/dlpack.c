@@ -209,7 +209,7 @@ static int export_common(gms_context *ctx, gms_buf buf, const gms_dlpack_desc *d
     if (rc == GMS_OK)
         rc = gms__handle_add(h.pool, b, ctx, h.slot->mode, &e->handle);
     if (rc == GMS_OK) /* it outlives ctx: the consumer reads until the deleter */
-        gms__slot_at(ctx->rt, (uint32_t)(e->handle >> (GMS_GEN_BITS + GMS_CHECK_BITS)))->exported = true;
+        gms__slot_at(ctx->rt, gms__handle_slot(e->handle))->exported = true;
     if (rc) {
         gms__pool_unlock(h.pool);
         free(e);

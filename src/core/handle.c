@@ -42,8 +42,9 @@ static inline uint64_t check_bits(const gms_runtime *rt, uint32_t slot, uint64_t
 
 uint64_t gms__handle_make(const gms_runtime *rt, uint32_t slot, uint64_t gen)
 {
-    return ((uint64_t)slot << (GMS_GEN_BITS + GMS_CHECK_BITS)) |
-           ((gen & GEN_MASK) << GMS_CHECK_BITS) | check_bits(rt, slot, gen);
+    uint64_t word = ((uint64_t)slot << GMS_SLOT_SHIFT) | ((gen & GEN_MASK) << GMS_CHECK_BITS) |
+                    check_bits(rt, slot, gen);
+    return word | (uint64_t)__builtin_parityll(word) << 63;
 }
 
 gms_slot *gms__slot_at(gms_runtime *rt, uint32_t index)
@@ -55,7 +56,7 @@ gms_slot *gms__slot_at(gms_runtime *rt, uint32_t index)
 
 gms_slot *gms__slot_lookup(gms_runtime *rt, gms_buf h, gms_pool **pool)
 {
-    uint32_t index = (uint32_t)(h >> (GMS_GEN_BITS + GMS_CHECK_BITS));
+    uint32_t index = gms__handle_slot(h);
     if (index == 0)
         return NULL; /* slot 0 is never handed out: 0 is GMS_BUF_NULL */
     gms_slot *s = gms__slot_at(rt, index);
@@ -215,7 +216,7 @@ void gms__slot_put(gms_pool *p, uint32_t index)
 
 const char *gms__handle_diagnose(const gms_runtime *rt, const gms_slot *s, gms_buf h)
 {
-    uint32_t slot = (uint32_t)(h >> (GMS_GEN_BITS + GMS_CHECK_BITS));
+    uint32_t slot = gms__handle_slot(h);
     uint64_t hgen = (h >> GMS_CHECK_BITS) & GEN_MASK;
     /* The newest full generation below the slot's current one whose low
      * bits match the handle's: if the check bits agree, the handle was real

@@ -48,14 +48,18 @@
 #define GMS_MAX_ALLOC (1ull << 52)
 
 /* ---- handles (handle.c) ----
- * A handle is slot (24 bits) | generation (20 bits) | check (20 bits). The
- * check bits are a keyed hash of the slot and the slot's full 64-bit
- * generation, so a handle whose 20-bit generation wrapped around is still
- * refused except with probability 2^-20, and a random 64-bit value passes
- * only if it names a live slot, its generation and its check bits. */
-#define GMS_SLOT_BITS 24
+ * A handle is parity (1 bit) | slot (23 bits) | generation (20 bits) |
+ * check (20 bits). The check bits are a keyed hash of the slot and the
+ * slot's full 64-bit generation, so a handle whose 20-bit generation
+ * wrapped around is still refused except with probability 2^-20, and a
+ * random 64-bit value passes only if it names a live slot, its generation
+ * and its check bits. The top bit gives every handle an even number of
+ * set bits: two handles differ in at least two bits, so a handle with one
+ * bit flipped (a corrupted word) is refused always, not just probably. */
+#define GMS_SLOT_BITS 23
 #define GMS_GEN_BITS 20
 #define GMS_CHECK_BITS 20
+#define GMS_SLOT_SHIFT (GMS_GEN_BITS + GMS_CHECK_BITS)
 #define GMS_SLOTS_PER_PAGE 4096u
 #define GMS_SLOT_PAGES ((1u << GMS_SLOT_BITS) / GMS_SLOTS_PER_PAGE)
 
@@ -572,6 +576,11 @@ static inline void gms__live_unlink(gms_block **head, gms_block *b)
 int gms__handle_table_init(gms_runtime *rt);
 void gms__handle_table_destroy(gms_runtime *rt);
 uint64_t gms__handle_make(const gms_runtime *rt, uint32_t slot, uint64_t gen);
+/* The slot a handle names (whether or not the handle is valid). */
+static inline uint32_t gms__handle_slot(gms_buf h)
+{
+    return (uint32_t)(h >> GMS_SLOT_SHIFT) & ((1u << GMS_SLOT_BITS) - 1);
+}
 /* The slot a handle names and the pool owning it now; NULL if no pool
  * does. Takes no lock: once it holds the pool's lock, the caller checks
  * with gms__slot_owned that the slot is still that pool's. */

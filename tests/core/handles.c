@@ -4,14 +4,14 @@
  * after free), also once its slot is reused; a handle of another runtime is
  * refused; 0 is never valid; random 64-bit values are refused (the design
  * bound is < 2^-20 each; we require none of 2,000,000 to pass); flipping any
- * one bit of a live handle makes it invalid.
+ * one bit of a live handle makes it invalid, always (the parity bit), even
+ * where the flip lands on another live slot of the same generation.
  */
 #include "test.h"
 
-/* Bits of a handle below the slot index (core/pool.h: generation and
- * check bits); used only to recognise when a slot was reused. */
+/* The handle's layout (core/pool.h), used to recognise when a slot was
+ * reused and to aim random values at live slots. */
 #include "core/internal.h"
-#define SLOT_SHIFT (GMS_GEN_BITS + GMS_CHECK_BITS)
 
 static uint64_t splitmix64(uint64_t *s)
 {
@@ -84,7 +84,7 @@ int main(void)
         int n = 0, reused = -1;
         for (; n < 4096; n++) {
             CHECK_OK(gms_alloc(ctx, 256, 0, &keep[n]));
-            if ((keep[n] >> SLOT_SHIFT) == (a >> SLOT_SHIFT)) {
+            if (gms__handle_slot(keep[n]) == gms__handle_slot(a)) {
                 reused = n++;
                 break;
             }
@@ -163,7 +163,7 @@ int main(void)
             if (i & 1) {
                 gms_buf h = live[v % LIVE];
                 uint64_t r = splitmix64(&s);
-                v = (h & ~((1ull << SLOT_SHIFT) - 1)) | (r & ((1ull << SLOT_SHIFT) - 1));
+                v = (h & ~((1ull << GMS_SLOT_SHIFT) - 1)) | (r & ((1ull << GMS_SLOT_SHIFT) - 1));
             }
             void *q = NULL;
             int rc = gms_buf_ptr(ctx, v, &q);

@@ -598,6 +598,27 @@ static gms_context *ctx_of(worker *w, const hold *x)
     return w->ctx[x->ctx].c;
 }
 
+/* An import of another thread's export reads memory that the exporting
+ * thread may be writing at that moment. In a program that is the
+ * program's race: nothing but the program orders a tensor's producer and
+ * its consumers. The soak orders them with this lock (writes of content
+ * share it, a read of an import holds it alone), so that TSan reports the
+ * library's races, not the soak's. */
+static pthread_rwlock_t content_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+static void content_lock_for(const hold *read)
+{
+    if (read && read->b->tensor)
+        pthread_rwlock_wrlock(&content_lock);
+    else
+        pthread_rwlock_rdlock(&content_lock);
+}
+
+static void content_unlock(void)
+{
+    pthread_rwlock_unlock(&content_lock);
+}
+
 /* Before touching the memory of x: an import of one of our exports whose
  * exporting context is closing (or closed: the memory is gone) is left
  * alone. Every pin is matched by an unpin. */
@@ -643,7 +664,9 @@ static void check_bytes(worker *w, hold *x, uint64_t off, size_t len, const char
         len = sizeof buf;
     if (!pin(x))
         return;
+    content_lock_for(x);
     int rc = gms_read(ctx_of(w, x), x->h, off, buf, len);
+    content_unlock();
     uint8_t tag;
     bool known = known_tag(x, &tag);
     unpin(x);
@@ -751,7 +774,9 @@ static void op_write(worker *w)
     switch (rnd_below(r, 4)) {
     case 0: { /* all of it, a new tag */
         uint8_t tag = (uint8_t)rnd(r);
+        content_lock_for(NULL);
         x->tag_known = ok(gms_fill(c, x->h, 0, tag, size), "gms_fill");
+        content_unlock();
         x->tag = tag;
         break;
     }
@@ -761,14 +786,18 @@ static void op_write(worker *w)
         uint8_t buf[4096];
         pick_range(r, size, sizeof buf, &off, &len);
         memset(buf, x->tag, len);
+        content_lock_for(NULL);
         x->tag_known = ok(gms_write(c, x->h, off, buf, len), "gms_write");
+        content_unlock();
         break;
     }
     case 2: /* a range filled with the tag it has */
         if (!x->tag_known)
             return;
         pick_range(r, size, 1u << 20, &off, &len);
+        content_lock_for(NULL);
         x->tag_known = ok(gms_fill(c, x->h, off, x->tag, len), "gms_fill");
+        content_unlock();
         break;
     default: { /* past the end: refused, nothing written */
         uint8_t buf[64];
@@ -822,7 +851,9 @@ static void op_copy(worker *w)
         return;
     uint8_t stag, dtag;
     bool sk = known_tag(src, &stag), dk = known_tag(dst, &dtag);
+    content_lock_for(src);
     int rc = gms_copy(ctx_of(w, dst), dst->h, doff, src->h, soff, len);
+    content_unlock();
     unpin(src);
     if (!ok(rc, "gms_copy")) {
         dst->tag_known = false;
@@ -1478,7 +1509,9 @@ static void close_ctx(worker *w, unsigned ci)
         if (!probe)
             continue;
         uint8_t byte, tag;
+        content_lock_for(x);
         int rc = gms_read(ctx_of(w, x), x->h, 0, &byte, 1);
+        content_unlock();
         if (rc != GMS_OK)
             soak_problem("contract", "a checked gms_read of an imported tensor failed after the context that "
                          "exported it closed (%s): the tensor keeps its memory until its deleter runs",
