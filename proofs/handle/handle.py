@@ -10,7 +10,7 @@ checked against the compiled handle.c on random and edge inputs first
 made from the slot's current generation, or 0 while the slot is free.
 
 Assumptions (read from the code, not proved here): slots handed out are
-1 .. 2^23 - 1 (page_add never lists slot 0, slots_max <= 2^23 - 1); the
+1 .. 2^24 - 1 (page_add never lists slot 0, slots_max <= 2^24 - 1); the
 64-bit generation only grows (it starts at 1 and is never reset) and does
 not itself wrap (2^64 frees of one slot).
 
@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import z3
 from bv import Goals, bv, evaluate, oracle
 
-SLOT_BITS, GEN_BITS, CHECK_BITS = 23, 20, 20
+SLOT_BITS, GEN_BITS, CHECK_BITS = 24, 19, 20
 GEN_MASK = (1 << GEN_BITS) - 1
 CHECK_MASK = (1 << CHECK_BITS) - 1
 M1, M2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
@@ -87,7 +87,7 @@ def check_against_c():
     k0, k1 = z3.BitVec("k0", 64), z3.BitVec("k1", 64)
     h = make(slot, gen, k0, k1)
     rng = random.Random(19)
-    qs = [(rng.randrange(1, 1 << SLOT_BITS), rng.choice([1, 2, GEN_MASK, 1 << 20, rng.randrange(1 << 64)]),
+    qs = [(rng.randrange(1, 1 << SLOT_BITS), rng.choice([1, 2, GEN_MASK, 1 << GEN_BITS, rng.randrange(1 << 64)]),
            rng.randrange(1 << 64), rng.randrange(1 << 64)) for _ in range(400)]
     qs += [(1, 1, 0, 0), ((1 << SLOT_BITS) - 1, (1 << 64) - 1, (1 << 64) - 1, (1 << 64) - 1)]
     got = oracle([f"handle {a} {b} {c} {d}" for a, b, c, d in qs])
@@ -138,7 +138,7 @@ if __name__ == "__main__":
     # After `frees` frees the slot's generation is gen + frees * BUMP.
     later = gen + n * BUMP
     nowrap = [z3.BVMulNoOverflow(n, bv(BUMP), False), z3.BVAddNoOverflow(gen, n * BUMP, False)]
-    g.prove("a freed slot's old handle never validates again before 2^20 more frees",
+    g.prove(f"a freed slot's old handle never validates again before 2^{GEN_BITS} more frees",
             make(slot, gen, k0, k1) != make(slot, later, k0, k1),
             [issued(slot), z3.UGE(n, 1), z3.ULT(n, 1 << GEN_BITS)] + nowrap)
     # The parity bit is a function of the rest, so two handles are equal
@@ -147,7 +147,7 @@ if __name__ == "__main__":
     g.prove("the parity bit hides no difference: words under it that differ give handles that differ",
             with_parity(w) != with_parity(w2), [w & top == 0, w2 & top == 0, w != w2])
     ck = lambda gg: check_inner(slot, gg, k0, k1)
-    g.prove("after a wrap (a multiple of 2^20 frees) the handles differ only in the check bits",
+    g.prove(f"after a wrap (a multiple of 2^{GEN_BITS} frees) the handles differ only in the check bits",
             (fields(slot, gen, ck(gen)) == fields(slot, later, ck(later))) ==
             (check_inner(slot, gen, k0, k1) & CHECK_MASK == check_inner(slot, later, k0, k1) & CHECK_MASK),
             [issued(slot), z3.UGE(n, 1), n & GEN_MASK == 0] + nowrap)

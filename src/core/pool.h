@@ -48,16 +48,16 @@
 #define GMS_MAX_ALLOC (1ull << 52)
 
 /* ---- handles (handle.c) ----
- * A handle is parity (1 bit) | slot (23 bits) | generation (20 bits) |
+ * A handle is parity (1 bit) | slot (24 bits) | generation (19 bits) |
  * check (20 bits). The check bits are a keyed hash of the slot and the
- * slot's full 64-bit generation, so a handle whose 20-bit generation
+ * slot's full 64-bit generation, so a handle whose 19-bit generation
  * wrapped around is still refused except with probability 2^-20, and a
  * random 64-bit value passes only if it names a live slot, its generation
  * and its check bits. The top bit gives every handle an even number of
  * set bits: two handles differ in at least two bits, so a handle with one
  * bit flipped (a corrupted word) is refused always, not just probably. */
-#define GMS_SLOT_BITS 23
-#define GMS_GEN_BITS 20
+#define GMS_SLOT_BITS 24
+#define GMS_GEN_BITS 19
 #define GMS_CHECK_BITS 20
 #define GMS_SLOT_SHIFT (GMS_GEN_BITS + GMS_CHECK_BITS)
 #define GMS_SLOTS_PER_PAGE 4096u

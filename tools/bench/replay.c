@@ -238,6 +238,7 @@ out:
 typedef struct replay_result {
     uint64_t wall_ns[2];
     uint64_t peak_held[2];
+    uint64_t maps[2], unmaps[2]; /* runs mapped and unmapped by each pass */
     const char *backend;
     /* cuMemAllocAsync on the default pool (--backend cuda only). */
     uint64_t cma_wall_ns[2];
@@ -330,6 +331,7 @@ static int trace_replay(const trace *t, gms_safety_mode safety, int async, repla
         return BENCH_EXIT_FAIL;
     }
     r->backend = gms_runtime_backend_name(rt);
+    uint64_t maps = 0, unmaps = 0;
     for (int pass = 0; pass < 2 && ret == 0; pass++) {
         ret = gms_pass(t, ctx, async, h, &r->wall_ns[pass]);
         gms_stats s;
@@ -337,8 +339,13 @@ static int trace_replay(const trace *t, gms_safety_mode safety, int async, repla
             bench_report_gms("gms_stats_get", rc);
             ret = BENCH_EXIT_FAIL;
         }
-        if (ret == 0)
+        if (ret == 0) {
             r->peak_held[pass] = s.peak_held_bytes;
+            r->maps[pass] = s.maps - maps;
+            r->unmaps[pass] = s.unmaps - unmaps;
+            maps = s.maps;
+            unmaps = s.unmaps;
+        }
         if (gms_free_live(t, ctx, async, h) && ret == 0)
             ret = BENCH_EXIT_FAIL;
     }
@@ -439,6 +446,8 @@ static void print_result(const bench_args *args, int cma, const trace *t,
         bench_json_f64(&j, "ns_per_op", ns[0]);
         bench_json_f64(&j, "ns_per_op_warm", ns[1]);
         bench_json_u64(&j, "peak_held_both", r->peak_held[1]);
+        bench_json_u64(&j, "maps_warm", r->maps[1]);
+        bench_json_u64(&j, "unmaps_warm", r->unmaps[1]);
         if (cma) {
             bench_json_f64(&j, "cma_ns_per_op", cma_ns[0]);
             bench_json_f64(&j, "cma_ns_per_op_warm", cma_ns[1]);
@@ -454,9 +463,11 @@ static void print_result(const bench_args *args, int cma, const trace *t,
         return;
     }
     char live[32], held[32], res[32];
-    printf("%-24s %8zu %12s %12s %7.2f%% %9.1f %10.1f", t->name, t->n,
+    char maps[48];
+    snprintf(maps, sizeof maps, "%llu/%llu", (unsigned long long)r->maps[1], (unsigned long long)r->unmaps[1]);
+    printf("%-24s %8zu %12s %12s %7.2f%% %9.1f %10.1f %14s", t->name, t->n,
            bench_fmt_size(live, sizeof live, t->peak_live),
-           bench_fmt_size(held, sizeof held, r->peak_held[0]), frag * 100.0, ns[0], ns[1]);
+           bench_fmt_size(held, sizeof held, r->peak_held[0]), frag * 100.0, ns[0], ns[1], maps);
     if (cma)
         printf(" %9.1f %9.1f %7.3f %12.3f %12s %8.2f%%", cma_ns[0], cma_ns[1],
                ns[0] / cma_ns[0], ns[1] / cma_ns[1],
@@ -473,10 +484,12 @@ static void print_result_line(const bench_args *args, const trace *t, const repl
     double cma_ns[2] = {per_op(t, r->cma_wall_ns[0]), per_op(t, r->cma_wall_ns[1])};
     printf("RESULT replay_%s_safety_%s events=%zu gms_ns_per_op=%.1f gms_warm_ns_per_op=%.1f "
            "cma_ns_per_op=%.1f cma_warm_ns_per_op=%.1f ratio=%.3f ratio_warm=%.3f "
-           "gms_peak_held_MB=%.1f gms_frag=%.2f%% cma_peak_reserved_MB=%.1f cma_frag=%.2f%%\n",
+           "gms_peak_held_MB=%.1f gms_frag=%.2f%% gms_warm_maps=%llu gms_warm_unmaps=%llu "
+           "cma_peak_reserved_MB=%.1f cma_frag=%.2f%%\n",
            t->name, args->safety == GMS_SAFETY_ON ? "on" : "off", t->n, ns[0], ns[1], cma_ns[0],
            cma_ns[1], ns[0] / cma_ns[0], ns[1] / cma_ns[1], (double)r->peak_held[0] / 1e6,
-           100.0 * frag_of(t->peak_live, r->peak_held[0]), (double)r->cma_reserved[0] / 1e6,
+           100.0 * frag_of(t->peak_live, r->peak_held[0]), (unsigned long long)r->maps[1],
+           (unsigned long long)r->unmaps[1], (double)r->cma_reserved[0] / 1e6,
            100.0 * frag_of(t->peak_live, r->cma_reserved[0]));
 }
 
@@ -509,8 +522,8 @@ int bench_replay(const bench_args *args)
         cuda_open = ret == BENCH_EXIT_OK;
     }
     if (ret == BENCH_EXIT_OK && !args->json) {
-        printf("%-24s %8s %12s %12s %8s %9s %10s", "trace", "events", "peak live",
-               "peak held", "frag", "ns/op", "warm ns/op");
+        printf("%-24s %8s %12s %12s %8s %9s %10s %14s", "trace", "events", "peak live",
+               "peak held", "frag", "ns/op", "warm ns/op", "warm map/unmap");
         if (cuda)
             printf(" %9s %9s %7s %12s %12s %9s", "cma ns/op", "cma warm", "gms/cma",
                    "warm gms/cma", "cma reserved", "cma frag");

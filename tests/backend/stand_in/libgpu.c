@@ -96,6 +96,17 @@ API int cuMemFreeHost(void *p) { return f_host_free(NULL, p); }
 API int cuMemHostGetDevicePointer_v2(CUdeviceptr *d, void *p, unsigned f) { (void)f; return f_host_device_ptr(NULL, (uint64_t *)d, p); }
 API int cuMemAlloc_v2(CUdeviceptr *d, size_t n) { return f_dev_alloc(NULL, (uint64_t *)d, n); }
 API int cuMemFree_v2(CUdeviceptr d) { return f_dev_free(NULL, d); }
+/* The stream-ordered pool that `gms-bench replay --backend cuda` replays
+ * beside gms: plain allocations with no reuse, so its own figures mean
+ * nothing here (it reports no reserved memory); the replay's gms side runs
+ * gms's CUDA policies on this machine. */
+static char fake_pool;
+API int cuDeviceGetDefaultMemPool(void **p, int dev) { (void)dev; *p = &fake_pool; return 0; }
+API int cuMemPoolSetAttribute(void *p, int attr, void *v) { (void)p, (void)attr, (void)v; return 0; }
+API int cuMemPoolGetAttribute(void *p, int attr, uint64_t *v) { (void)p, (void)attr; *v = 0; return 0; }
+API int cuMemPoolTrimTo(void *p, size_t keep) { (void)p, (void)keep; return 0; }
+API int cuMemAllocAsync(CUdeviceptr *d, size_t n, CUstream st) { (void)st; return f_dev_alloc(NULL, (uint64_t *)d, n); }
+API int cuMemFreeAsync(CUdeviceptr d, CUstream st) { (void)st; return f_dev_free(NULL, d); }
 API int cuModuleLoadData(void **m, const void *image) { return f_module_load(NULL, m, image); }
 API int cuModuleUnload(void *m) { return f_module_unload(NULL, m); }
 API int cuModuleGetFunction(void **fn, void *m, const char *name) { return f_module_function(NULL, fn, m, name); }
