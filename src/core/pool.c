@@ -410,15 +410,6 @@ static uint64_t peak_slack(uint64_t peak)
     return gms__scaled_limit(0, peak, RETAIN_FLOOR, 32);
 }
 
-/* The most a pool holds for a peak of live bytes, whatever the marks say:
- * a twentieth over it (fragmentation, 1 - live / held, under 5%), or
- * RETAIN_FLOOR over it for a pool too small for a twentieth to cover the
- * granules its blocks straddle. */
-static uint64_t held_cap(uint64_t peak)
-{
-    return peak + (peak / 20 > RETAIN_FLOOR ? peak / 20 : RETAIN_FLOOR);
-}
-
 /* After live memory grew (pool_alloc), at now. */
 static void peak_note(gms_pool *p, uint64_t now)
 {
@@ -449,8 +440,7 @@ static uint64_t retain_limit(gms_pool *p, uint64_t now)
     uint64_t peak = p->peak_recent > p->live_bytes ? p->peak_recent : p->live_bytes;
     uint64_t by_live = peak - p->live_bytes + peak_slack(peak);
     uint64_t by_held = p->peak_held_recent > in_use ? p->peak_held_recent - in_use : 0;
-    uint64_t keep = by_live > by_held ? by_live : by_held, cap = held_cap(peak);
-    return in_use + keep <= cap ? keep : cap > in_use ? cap - in_use : 0;
+    return by_live > by_held ? by_live : by_held;
 }
 
 /* Unmaps what has aged in the cache beyond the retain limit. */
@@ -569,9 +559,7 @@ static uint64_t growth_budget(const gms_pool *p, uint64_t need)
     uint64_t budget = peak + peak_slack(peak);
     if (p->rt->backend->ops->props & GMS_BACKEND_REMAP_COSTLY)
         budget += p->remapped_bytes < peak / 8 ? p->remapped_bytes : peak / 8;
-    if (budget < p->peak_held_recent)
-        budget = p->peak_held_recent;
-    return budget < held_cap(peak) ? budget : held_cap(peak);
+    return budget > p->peak_held_recent ? budget : p->peak_held_recent;
 }
 
 /* Bytes of cached granules that may stay mapped when `need` more are to be
