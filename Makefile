@@ -62,9 +62,11 @@ test-elixir: build
 
 # The machine-checked proofs (proofs/run.sh, docs/proofs.md): Z3 on the
 # TLSF class arithmetic and the handle word, Frama-C WP on src/core/tlsf.c,
-# SPIN on the sharing protocol, each with mutants its prover must reject.
-# Installs frama-c-base, why3, cvc4, z3 and spin from Debian's packages,
-# z3-solver into build/proofenv.
+# SPIN on the sharing protocol, Z3 on share.c's access decision and on
+# tenant isolation in snapshots of random workloads (build/gms verify
+# --prove), each with mutants its prover must reject. Builds libgms and the
+# gms CLI in build/ when needed; installs frama-c-base, why3, cvc4, z3 and
+# spin from Debian's packages, z3-solver into build/proofenv.
 test-proofs: deps
 	@JOBS=$(JOBS) proofs/run.sh
 

@@ -55,6 +55,17 @@ GMS_API int gms_testing_devices(gms_runtime *rt, int count, const uint64_t *free
  * placed there are lost, gms_device_lost). */
 GMS_API int gms_testing_device_fail(gms_runtime *rt, int device, const char *why);
 
+/* Writes a snapshot of rt's memory state to fd (left open), as one JSON
+ * document: tenants and their quota counters, pools, chunks and their
+ * mapped granules, every block of every chunk, and every share with its
+ * grants. Read under the runtime's and every pool's lock, so it is one
+ * consistent state. proofs/snapshot/snapshot.py proves tenant isolation on
+ * it; docs/proofs.md (section 5) gives the format, which may change with
+ * the library. GMS_E_INVALID_ARG for a NULL rt or a negative fd,
+ * GMS_E_BACKEND when the write fails (the system's reason in the message),
+ * GMS_E_CORRUPTION when a chunk's block list loops, GMS_E_NO_MEMORY. */
+GMS_API int gms_testing_snapshot(gms_runtime *rt, int fd);
+
 #ifdef __cplusplus
 }
 #endif

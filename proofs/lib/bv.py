@@ -49,6 +49,7 @@ class Goals:
         the answer and the goals after it need not run."""
         self.name = name
         self.refuted = 0
+        self.refuted_titles = []
         self.stop = stop_at_refutation
 
     def prove(self, title, claim, assumptions=(), timeout_ms=120000):
@@ -64,6 +65,7 @@ class Goals:
             m = " ".join(str(s.model()).split())
             print(f"  REFUTED: {title}\n    counterexample: {m[:300]}")
             self.refuted += 1
+            self.refuted_titles.append(title)
             if self.stop:
                 self.finish()
             return False
@@ -78,12 +80,13 @@ class Goals:
         sys.exit(0)
 
 
-def oracle(queries):
+def oracle(queries, env="GMS_PROOF_ORACLE"):
     """Runs the compiled C (proofs/lib/oracle.c, built by proofs/run.sh
-    into $GMS_PROOF_ORACLE) on query lines; returns its answer lines."""
-    exe = os.environ.get("GMS_PROOF_ORACLE")
+    into $GMS_PROOF_ORACLE; or the program another variable names, such as
+    $GMS_ACQUIRE_ORACLE) on query lines; returns its answer lines."""
+    exe = os.environ.get(env)
     if not exe:
-        print("GMS_PROOF_ORACLE is not set (proofs/run.sh builds it)")
+        print(f"{env} is not set (proofs/run.sh builds it)")
         sys.exit(2)
     out = subprocess.run([exe], input="\n".join(queries) + "\n", check=True,
                          capture_output=True, text=True)

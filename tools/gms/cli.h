@@ -12,6 +12,8 @@
 int gms_cli_audit(int argc, char **argv);
 /* top.c: gmsd's tenants, read from its metrics endpoint. */
 int gms_cli_top(int argc, char **argv);
+/* verify_cmd.c: a random workload, gms_verify, its snapshot and proof. */
+int gms_cli_verify(int argc, char **argv);
 
 /* report.c: writes the HTML compliance report of the trail in dir. */
 int gms_cli_report(const char *dir, const uint8_t *key, size_t keylen, const char *html,

@@ -2,6 +2,7 @@
  * gms.c: the gms command-line tool's entry point. Subcommands:
  *   gms audit verify|export|query|report|keygen ...   (audit_cmd.c)
  *   gms top [--metrics WHERE] [--interval S] [--once]     (top.c)
+ *   gms verify [--seed N] [--ops N] [--snapshot FILE] [--prove]   (verify_cmd.c)
  *   gms version
  */
 #include "cli.h"
@@ -20,6 +21,9 @@ static void usage(FILE *f)
             "  audit report DIR --html FILE          the compliance report, per tenant\n"
             "  audit keygen FILE                     write a new random key file (mode 0600)\n"
             "  top [--metrics WHERE] [--once]        gmsd's tenants, live (docs/broker.md)\n"
+            "  verify [--seed N] [--ops N] [--snapshot FILE] [--prove]\n"
+            "                                        a random workload, gms_verify, and the Z3\n"
+            "                                        proof of tenant isolation (docs/proofs.md)\n"
             "  version                               print the library version\n"
             "The key comes from --key-file or GMS_AUDIT_KEY_FILE. See docs/audit.md.\n");
 }
@@ -39,6 +43,8 @@ int main(int argc, char **argv)
         return gms_cli_audit(argc - 2, argv + 2);
     if (strcmp(argv[1], "top") == 0)
         return gms_cli_top(argc - 2, argv + 2);
+    if (strcmp(argv[1], "verify") == 0)
+        return gms_cli_verify(argc - 2, argv + 2);
     fprintf(stderr, "gms: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
