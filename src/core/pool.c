@@ -299,11 +299,13 @@ static void map_log(const gms_pool *p, const char *what, uint64_t bytes)
     FILE *f = p->rt->config.map_log;
     if (!f)
         return;
-    fprintf(f, "%llu pool %llu %s %llu MiB: live %llu held %llu cached %llu peak %llu peak_held %llu MiB\n",
+    fprintf(f, "%llu pool %llu %s %llu MiB: live %llu held %llu cached %llu peak %llu peak_held %llu "
+               "quarantine %llu MiB (%llu blocks)\n",
             (unsigned long long)(gms__now_ns() / 1000000), (unsigned long long)p->id, what,
             (unsigned long long)(bytes >> 20), (unsigned long long)(p->live_bytes >> 20),
             (unsigned long long)(p->held_bytes >> 20), (unsigned long long)(p->cached_bytes >> 20),
-            (unsigned long long)(p->peak_recent >> 20), (unsigned long long)(p->peak_held_recent >> 20));
+            (unsigned long long)(p->peak_recent >> 20), (unsigned long long)(p->peak_held_recent >> 20),
+            (unsigned long long)(p->quarantine_bytes >> 20), (unsigned long long)p->quarantine_blocks);
     fflush(f);
 }
 
@@ -682,7 +684,7 @@ static void granules_release(gms_pool *p, gms_block *b)
 /* ---- chunks ---- */
 
 /* Reserves a chunk for at least need bytes; *out is its one free block. */
-static int chunk_add(gms_pool *p, uint64_t need, gms_block **out)
+static int chunk_add(gms_pool *p, unsigned heap, uint64_t need, gms_block **out)
 {
     gms_runtime *rt = p->rt;
     uint64_t size = rt->config.chunk_bytes;
@@ -717,6 +719,7 @@ static int chunk_add(gms_pool *p, uint64_t need, gms_block **out)
         return rc_place;
     }
     c->size = size;
+    c->heap = heap;
     c->pool = p;
     c->granules = gr;
     c->ngranules = ngr;
@@ -727,7 +730,7 @@ static int chunk_add(gms_pool *p, uint64_t need, gms_block **out)
     b->chunk = c;
     b->state = GMS_BLOCK_FREE;
     c->first = b;
-    gms__tlsf_insert(&p->tlsf, b);
+    gms__tlsf_insert(&p->tlsf[heap], b);
     c->next = p->chunks;
     p->chunks = c;
     p->reserved_bytes += size;
@@ -757,7 +760,7 @@ static bool chunk_release_free(gms_pool *p, gms_chunk *c)
             g = last;
         }
     }
-    gms__tlsf_remove(&p->tlsf, b);
+    gms__tlsf_remove(&p->tlsf[c->heap], b);
     node_put(p, b);
     gms_chunk **pp = &p->chunks;
     while (*pp != c)
@@ -767,14 +770,19 @@ static bool chunk_release_free(gms_pool *p, gms_chunk *c)
     return true;
 }
 
-/* Gives a chunk that became wholly free back, unless it is the pool's last
- * one (keeping one reservation while the pool is in use costs no memory
- * and saves a reserve; an idle pool gives it back too). */
+/* Gives a chunk that became wholly free back, unless it is the last one
+ * of its heap (keeping one reservation while the pool is in use costs no
+ * memory and saves a reserve; an idle pool gives it back too). */
 static void chunk_maybe_release(gms_pool *p, gms_block *b)
 {
     gms_chunk *c = b->chunk;
-    if (b->size == c->size && !(p->chunks == c && !c->next))
-        chunk_release_free(p, c);
+    if (b->size != c->size)
+        return;
+    for (const gms_chunk *o = p->chunks; o; o = o->next)
+        if (o != c && o->heap == c->heap) {
+            chunk_release_free(p, c);
+            return;
+        }
 }
 
 bool gms__pool_release_chunks(gms_pool *p)
@@ -817,7 +825,7 @@ void gms__pool_reuse(gms_pool *p, gms_tenant *t, gms_level level, gms_language l
 static gms_block *block_file_free(gms_pool *p, gms_block *b)
 {
     gms_block *gone[2];
-    b = gms__tlsf_file_free(&p->tlsf, b, gone);
+    b = gms__tlsf_file_free(&p->tlsf[b->chunk->heap], b, gone);
     for (int i = 0; i < 2; i++)
         if (gone[i])
             node_put(p, gone[i]);
@@ -859,8 +867,8 @@ static bool usable_on(gms_pool *p, const gms_block *b, void *stream, uint64_t *d
  * request (a larger one would be carved into holes that fragment the pool
  * more than mapping costs) while the pool has room to grow, any mapped one
  * once it has not, or NULL: the pool grows. */
-static __attribute__((noinline)) gms_block *other_fit(gms_pool *p, gms_block *b, uint64_t want,
-                                                       void *stream)
+static __attribute__((noinline)) gms_block *other_fit(gms_pool *p, gms_tlsf *t, gms_block *b,
+                                                       uint64_t want, void *stream)
 {
     gms_block *skipped[STREAM_SCAN], *unmapped = NULL;
     int nskipped = 0;
@@ -871,9 +879,9 @@ static __attribute__((noinline)) gms_block *other_fit(gms_pool *p, gms_block *b,
             break;
         if (usable && !unmapped)
             unmapped = b; /* the best fit, should no mapped one be near */
-        gms__tlsf_remove(&p->tlsf, b);
+        gms__tlsf_remove(t, b);
         skipped[nskipped++] = b;
-        b = gms__tlsf_find(&p->tlsf, want);
+        b = gms__tlsf_find(t, want);
     }
     if (b && !(usable_on(p, b, stream, &done) && range_mapped(p, b, want)))
         b = NULL; /* the scan ended on one it may not take as it is */
@@ -886,7 +894,7 @@ static __attribute__((noinline)) gms_block *other_fit(gms_pool *p, gms_block *b,
                                                     b->size > AT_BUDGET_FIT_MAX * want))))
         b = unmapped;
     while (nskipped)
-        gms__tlsf_insert(&p->tlsf, skipped[--nskipped]);
+        gms__tlsf_insert(t, skipped[--nskipped]);
     return b;
 }
 
@@ -896,12 +904,14 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
     /* An alignment past the blocks' own is found by asking for the worst
      * case of padding, then splitting the padding off the front. */
     uint64_t want = size + (align > GMS_ALIGNMENT ? align - GMS_ALIGNMENT : 0);
-    gms_block *b = gms__tlsf_find(&p->tlsf, want);
+    unsigned heap = want <= GMS_HEAP_SMALL_MAX ? GMS_HEAP_SMALL : GMS_HEAP_LARGE;
+    gms_tlsf *t = &p->tlsf[heap];
+    gms_block *b = gms__tlsf_find(t, want);
     uint64_t done = 0;
     if (b && !(usable_on(p, b, stream, &done) && range_mapped(p, b, want)))
-        b = other_fit(p, b, want, stream);
+        b = other_fit(p, t, b, want, stream);
     if (!b) {
-        int rc = chunk_add(p, want, &b);
+        int rc = chunk_add(p, heap, want, &b);
         if (rc)
             return rc;
     }
@@ -915,11 +925,11 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
             node_put(p, front);
         return gms__fail(GMS_E_NO_MEMORY, "out of host memory for block metadata");
     }
-    gms__tlsf_remove(&p->tlsf, b);
+    gms__tlsf_remove(t, b);
     if (front)
-        b = gms__tlsf_split_front(&p->tlsf, b, b->addr + pad, front);
+        b = gms__tlsf_split_front(t, b, b->addr + pad, front);
     if (rest)
-        gms__tlsf_split_back(&p->tlsf, b, size, rest);
+        gms__tlsf_split_back(t, b, size, rest);
     /* From here b is the caller's, on its stream; ticket stays what its
      * memory waits for. */
     void *was = b->stream;

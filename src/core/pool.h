@@ -243,8 +243,17 @@ typedef struct gms_granule {
     uint64_t ticket;
 } gms_granule;
 
+/* A pool's two heaps. Requests up to GMS_HEAP_SMALL_MAX come from chunks
+ * of the small heap, larger ones from the large heap's, so small blocks
+ * (and those waiting in quarantine) never sit in the middle of the free
+ * space that large ones need: mixed, they split it and the pool maps
+ * more than its live bytes need (a KV-cache trace held 8% over them). */
+enum { GMS_HEAP_SMALL = 0, GMS_HEAP_LARGE = 1, GMS_HEAPS = 2 };
+#define GMS_HEAP_SMALL_MAX (1ull << 20)
+
 struct gms_chunk {
     uint64_t base, size;
+    unsigned heap;      /* GMS_HEAP_*: whose free lists its free blocks are in */
     gms_backend_chunk *be_chunk;
     gms_pool *pool;
     gms_block *first;   /* lowest block; blocks tile the chunk */
@@ -285,7 +294,7 @@ struct gms_pool {
                           pool->lock to change) */
     bool orphan;       /* in use with no context open (rt->lock) */
     uint64_t contexts; /* open contexts (rt->lock) */
-    gms_tlsf tlsf;
+    gms_tlsf tlsf[GMS_HEAPS];
     gms_chunk *chunks;
     uint32_t free_slots; /* head of its free-slot list, 0 when empty */
     uint32_t nfree_slots;

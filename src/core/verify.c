@@ -48,10 +48,11 @@ static int tlsf_holds(const gms_tlsf *t, const gms_block *b)
     return 0;
 }
 
-static void verify_tlsf(vstate *v, const gms_pool *p, uint64_t free_blocks)
+/* One heap's lists: their bitmaps and blocks; counts what they list into
+ * *listed, stopping once past free_blocks (a cycle). */
+static void verify_heap(vstate *v, const gms_pool *p, const gms_tlsf *t, uint64_t free_blocks,
+                        uint64_t *listed)
 {
-    const gms_tlsf *t = &p->tlsf;
-    uint64_t listed = 0;
     for (unsigned fl = 0; fl < GMS_TLSF_FL_COUNT; fl++) {
         if (!!(t->fl_bitmap & (1ull << fl)) != !!t->sl_bitmap[fl])
             violation(v, "pool %llu: first-level bitmap bit %u disagrees with its lists",
@@ -62,17 +63,24 @@ static void verify_tlsf(vstate *v, const gms_pool *p, uint64_t free_blocks)
                 violation(v, "pool %llu: bitmap of list (%u,%u) disagrees with the list",
                           (unsigned long long)p->id, fl, sl);
             for (const gms_block *b = h; b; b = b->u.free.next) {
-                listed++;
+                ++*listed;
                 unsigned f2, s2;
                 gms__tlsf_mapping(b->size, &f2, &s2);
-                if (b->state != GMS_BLOCK_FREE || f2 != fl || s2 != sl)
-                    violation(v, "pool %llu: block at 0x%llx in free list (%u,%u) is not a free block of that class",
+                if (b->state != GMS_BLOCK_FREE || f2 != fl || s2 != sl || &p->tlsf[b->chunk->heap] != t)
+                    violation(v, "pool %llu: block at 0x%llx in free list (%u,%u) is not a free block of that class and heap",
                               (unsigned long long)p->id, (unsigned long long)b->addr, fl, sl);
-                if (listed > free_blocks + 1)
+                if (*listed > free_blocks + 1)
                     return; /* a cycle: stop walking */
             }
         }
     }
+}
+
+static void verify_tlsf(vstate *v, const gms_pool *p, uint64_t free_blocks)
+{
+    uint64_t listed = 0;
+    for (unsigned heap = 0; heap < GMS_HEAPS && listed <= free_blocks + 1; heap++)
+        verify_heap(v, p, &p->tlsf[heap], free_blocks, &listed);
     if (listed != free_blocks)
         violation(v, "pool %llu: %llu blocks in free lists, %llu free blocks in chunks",
                   (unsigned long long)p->id, (unsigned long long)listed,
@@ -104,7 +112,7 @@ static void verify_chunk(vstate *v, gms_pool *p, gms_chunk *c, uint64_t *live_by
             if (prev && prev->state == GMS_BLOCK_FREE)
                 violation(v, "pool %llu: free blocks at 0x%llx and 0x%llx touch (not merged)", pid,
                           (unsigned long long)prev->addr, (unsigned long long)b->addr);
-            if (!tlsf_holds(&p->tlsf, b))
+            if (!tlsf_holds(&p->tlsf[c->heap], b))
                 violation(v, "pool %llu: free block at 0x%llx is in no free list", pid,
                           (unsigned long long)b->addr);
             continue;
