@@ -1424,12 +1424,14 @@ int main(int argc, char **argv)
         for (int k = 0; k < 64 && (pfds[0].revents & POLLIN) && client_add(listener); k++)
             ;
     }
+    /* No new connection from here: one the kernel queued is reset, and
+     * its client takes that as gmsd not back yet. */
+    close(listener);
+    unlink(sock_path);
     stop();
     gmsd_metrics_stop();
     audit(GMS_AUDIT_RUNTIME_CLOSE, GMS_OK, NULL, 0, 0, "gmsd stopped");
     gms__audit_close(trail);
-    close(listener);
-    unlink(sock_path);
     gmsd_policy_free(&policy);
     say("stopped");
     return 0;

@@ -170,13 +170,22 @@ static int reconnect(broker_backend *bb)
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     long wait_ms = bb->waited ? 0 : reconnect_ms();
+    gms_broker_msg req = {.type = GMS_BROKER_HELLO, .a = bb->session}, rep = {0};
+    int err;
     for (;;) {
-        int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        if (s >= 0 && connect(s, (struct sockaddr *)&sa, sizeof sa) == 0) {
+        /* A gmsd that is stopping may still take the connection, then
+         * drop it unanswered: that is gmsd not back yet either. */
+        int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), fd, lost = 1;
+        err = s < 0 || connect(s, (struct sockaddr *)&sa, sizeof sa) != 0 ? errno : 0;
+        if (!err) {
             bb->sock = s;
-            break;
+            err = exchange(bb, &req, &rep, &fd, &lost);
+            if (fd >= 0)
+                close(fd);
+            if (!lost)
+                break;
+            bb->sock = -1;
         }
-        int err = errno;
         if (s >= 0)
             close(s);
         clock_gettime(CLOCK_MONOTONIC, &t);
@@ -192,11 +201,6 @@ static int reconnect(broker_backend *bb)
         nanosleep(&nap, NULL);
     }
     bb->waited = 0;
-    gms_broker_msg req = {.type = GMS_BROKER_HELLO, .a = bb->session}, rep = {0};
-    int fd, lost;
-    int err = exchange(bb, &req, &rep, &fd, &lost);
-    if (fd >= 0)
-        close(fd);
     if (err || rep.type != GMS_BROKER_WELCOME) {
         snprintf(bb->why, sizeof bb->why, "gmsd at %s, back after it went away, refused this "
                  "process: %s", bb->path, rep.type == GMS_BROKER_ERROR ? rep.text
