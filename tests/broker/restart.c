@@ -349,6 +349,61 @@ int main(void)
     snprintf(cmd, sizeof cmd, "grep -q 'resumed: ' %s", b.log);
     CHECK(system(cmd) == 0);
 
+    /* Only the very process resumes its session: R holds a lease on a raw
+     * connection; after a crash, another process of t1 that names R's
+     * session is refused (a violation), and R then resumes it. */
+    int rp[2], gp[2]; /* from R, to R */
+    CHECK(pipe(rp) == 0 && pipe(gp) == 0);
+    pid_t r = fork();
+    if (r == 0) {
+        become(T1);
+        int s = raw_connect(b.sock), fd;
+        gms_broker_msg m = {.type = GMS_BROKER_HELLO};
+        uint64_t session = raw_call(s, &m, &fd) == GMS_BROKER_WELCOME ? m.d : 0;
+        m = (gms_broker_msg){.type = GMS_BROKER_LEASE, .a = 2 * MIB};
+        if (raw_call(s, &m, &fd) != GMS_BROKER_LEASED)
+            session = 0;
+        put_bytes(rp[1], &session, sizeof session);
+        char go;
+        get_bytes(gp[0], &go, 1); /* gmsd restarted */
+        close(s);
+        s = raw_connect(b.sock);
+        m = (gms_broker_msg){.type = GMS_BROKER_HELLO, .a = session};
+        int t = raw_call(s, &m, &fd);
+        uint64_t resumed = t == GMS_BROKER_WELCOME && m.flags == 1 && m.e == 1 && m.d == session;
+        put_bytes(rp[1], &resumed, sizeof resumed);
+        get_bytes(gp[0], &go, 1);
+        _exit(0); /* its connection, and the lease, go */
+    }
+    uint64_t session = 0, resumed = 0;
+    CHECK(get_bytes(rp[0], &session, sizeof session) && session != 0);
+    CHECK(broker_end(&b, SIGKILL) == 128 + SIGKILL);
+    broker_exec(&b);
+    CHECK(use_becomes(T1, 2 * MIB, 1));
+    pid_t thief = fork();
+    if (thief == 0) {
+        become(T1);
+        int s = raw_connect(b.sock), fd;
+        gms_broker_msg m = {.type = GMS_BROKER_HELLO, .a = session};
+        int t = raw_call(s, &m, &fd);
+        _exit(t == GMS_BROKER_WELCOME && m.flags == 0 && m.e == 0 && m.d != session ? 0 : 1);
+    }
+    int st;
+    waitpid(thief, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(metric_now("violations_total", "t1") == 1);
+    CHECK(orphans_now() == 1);
+    put_bytes(gp[1], "g", 1);
+    CHECK(get_bytes(rp[0], &resumed, sizeof resumed) && resumed == 1);
+    CHECK(orphans_now() == 0);
+    put_bytes(gp[1], "g", 1);
+    waitpid(r, NULL, 0);
+    CHECK(use_becomes(T1, 0, 0));
+    for (int i = 0; i < 2; i++) {
+        close(rp[i]);
+        close(gp[i]);
+    }
+
     /* A stop (SIGTERM) wipes nothing: D's bytes stay, and D resumes. */
     worker D = start(T1, "t1", "300");
     CHECK(ok(&D, 'i'));
