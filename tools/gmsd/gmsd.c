@@ -11,8 +11,14 @@
  * kernel closes its socket), has every lease wiped and returned to its
  * tenant's quota in the loop turn that sees the hang-up.
  *
+ * Every connection (session), lease, share and hold is on record in a
+ * state file (state.c), so that the next gmsd, after a stop or a crash,
+ * charges what clients still hold as before, until each client process
+ * resumes its session or ends (docs/broker.md, "Restarts").
+ *
  *   gmsd --policy FILE --socket PATH [--metrics WHERE] [--audit-dir DIR
- *        --audit-key-file FILE] [--check] [--verbose] [--test-lease-delay-us N]
+ *        --audit-key-file FILE] [--state FILE] [--check] [--verbose]
+ *        [--test-lease-delay-us N]
  *
  * --metrics serves each tenant's use in Prometheus' text format
  * (metrics.c); --audit-dir writes the audit trail of every tenant's
@@ -1263,7 +1269,7 @@ static void fd_limit(void)
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
     getrlimit(RLIMIT_NOFILE, &rl);
-    uint64_t need = 64 + MAX_CLIENTS;
+    uint64_t need = 64 + 2 * MAX_CLIENTS; /* connections, and orphans' pidfds */
     for (unsigned t = 0; t < policy.ntenants; t++)
         need += policy.tenants[t].quota_leases;
     if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
