@@ -336,10 +336,20 @@ void gms__broker_unshare(gms_backend *be, uint64_t id);
 typedef struct gms_broker_hold {
     uint64_t hold, addr, req, map, map_len;
     int immutable;
+    int foreign; /* the share's owner is another tenant */
 } gms_broker_hold;
 int gms__broker_acquire(gms_backend *be, uint64_t id, unsigned mode, int language,
                         const char *user, gms_broker_hold *out, char *why, size_t why_len);
 void gms__broker_release_hold(gms_backend *be, uint64_t hold, uint64_t map, uint64_t map_len);
+/* transfer: the share held by *hold (this process's only hold of it, of
+ * another tenant's share, read-write; the mapping [map, map + map_len) as
+ * acquire made it) is taken over by this process's tenant: gmsd charges
+ * a new memfd of its bytes to this tenant, the bytes are copied into it,
+ * it replaces the old memory under the same addresses, and the old hold
+ * is released (which returns the first tenant's charge); *hold is the
+ * new hold. A refusal (GMS_E_QUOTA, GMS_E_BUSY ...) changes nothing. */
+int gms__broker_transfer(gms_backend *be, uint64_t *hold, uint64_t map, uint64_t map_len,
+                         char *why, size_t why_len);
 /* revoke: no new acquires of share id (the owner's connection only). */
 int gms__broker_revoke(gms_backend *be, uint64_t id, char *why, size_t why_len);
 /* The HIP backend on GPU ordinal device (src/backend/hip/hip.c): ENODEV

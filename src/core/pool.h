@@ -396,6 +396,7 @@ typedef struct gms_import {
      * hold, released with its mapping when the block dies. */
     gms_backend *broker_be;
     uint64_t broker_hold, map, map_len;
+    int broker_foreign; /* of another tenant: gms_transfer takes it over */
 } gms_import;
 
 /* Devices a runtime's pools may be placed on (core/migrate.c). */

@@ -193,7 +193,7 @@ static int broker_share(gms_pool *p, gms_block *b, gms_share_rec *sh, bool *regi
     for (uint32_t i = 0; i < sh->ngrants; i++)
         g[i] = (gms_broker_share_grant){sh->grants[i].tenant, sh->grants[i].user,
                                         sh->grants[i].language, (unsigned)sh->grants[i].mode};
-    char why[256];
+    char why[512];
     uint64_t view = 0;
     int rc = gms__broker_share(rt->broker_be, b->chunk->be_chunk, lo, hi - lo, b->req_size,
                                b->addr - lo, sh->immutable, g, sh->ngrants, &sh->broker_id, &view,
@@ -215,7 +215,7 @@ static int broker_share(gms_pool *p, gms_block *b, gms_share_rec *sh, bool *regi
 static int broker_acquire(gms_context *ctx, gms_share_id id, gms_access mode, gms_buf *out)
 {
     gms_runtime *rt = ctx->rt;
-    char why[256];
+    char why[512];
     gms_broker_hold hold;
     int rc = gms__broker_acquire(rt->broker_be, id, (unsigned)mode, (int)ctx->language, ctx->user,
                                  &hold, why, sizeof why);
@@ -232,7 +232,8 @@ static int broker_acquire(gms_context *ctx, gms_share_id id, gms_access mode, gm
     if (rc == GMS_OK) {
         memset(b, 0, sizeof *b);
         *imp = (gms_import){.broker_be = rt->broker_be, .broker_hold = hold.hold,
-                            .map = hold.map, .map_len = hold.map_len};
+                            .map = hold.map, .map_len = hold.map_len,
+                            .broker_foreign = hold.foreign};
         b->addr = hold.addr;
         b->size = b->req_size = hold.req;
         b->state = GMS_BLOCK_LIVE;
@@ -490,7 +491,7 @@ int gms_revoke(gms_context *owner, gms_share_id id)
     int rc = share_lock(owner, id, "gms_revoke", &p, &b);
     if (rc == GMS_E_INVALID_HANDLE && owner->rt->brokered && id) {
         /* A share registered with gmsd: its owner's connection revokes. */
-        char why[256];
+        char why[512];
         rc = gms__broker_revoke(owner->rt->broker_be, id, why, sizeof why);
         if (rc)
             rc = gms__fail(rc, "gms_revoke: share 0x%016llx: gmsd: %s", (unsigned long long)id, why);
@@ -587,6 +588,23 @@ static int transfer_copy(gms_context *from, gms_buf buf, gms_context *to, uint64
     return GMS_OK;
 }
 
+/* A share of another tenant acquired through gmsd: gms_transfer takes
+ * it over for this process's tenant (docs/broker.md, "Transfers"). gmsd
+ * checks that this is its only holder in any process and that the quota
+ * holds it, and charges it to this tenant from then on; the buffer stays
+ * where it is. A refusal changes nothing (pool lock held). */
+static int broker_take_over(gms_block *b, const char *op)
+{
+    gms_import *imp = b->import;
+    char why[512];
+    int rc = gms__broker_transfer(imp->broker_be, &imp->broker_hold, imp->map, imp->map_len, why,
+                                  sizeof why);
+    if (rc)
+        return gms__fail(rc, "%s: gmsd: %s", op, why);
+    imp->broker_foreign = 0;
+    return GMS_OK;
+}
+
 static int transfer(gms_context *from, gms_buf buf, gms_context *to, void *stream, bool ordered,
                     gms_buf *out)
 {
@@ -614,6 +632,9 @@ static int transfer(gms_context *from, gms_buf buf, gms_context *to, void *strea
         if (err)
             rc = gms__backend_fail(err, "waiting for the stream before the transfer", h.block->req_size);
     }
+    bool taken = false;
+    if (rc == GMS_OK && h.block->import && h.block->import->broker_foreign)
+        taken = (rc = broker_take_over(h.block, op)) == GMS_OK;
     uint64_t req = h.block->req_size;
     uint32_t flags = h.block->flags;
     /* A copy when the buffer would otherwise sit in another tenant's pool
@@ -627,9 +648,10 @@ static int transfer(gms_context *from, gms_buf buf, gms_context *to, void *strea
     gms__pool_unlock(h.pool);
     if (rc == GMS_OK && copy)
         rc = transfer_copy(from, buf, to, req, flags, out);
-    char detail[200];
-    snprintf(detail, sizeof detail, "to tenant '%s' user '%s' (%s) as 0x%016llx%s", to->tenant->name,
+    char detail[320];
+    snprintf(detail, sizeof detail, "to tenant '%s' user '%s' (%s) as 0x%016llx%s%s", to->tenant->name,
              to->user, gms_language_name(to->language), (unsigned long long)*out,
+             taken ? ", taken over from another tenant through gmsd (charged to this one)" : "",
              copy ? ", copied into its pool" : "");
     gms__audit_ctx(from, GMS_AUDIT_TRANSFER, buf, req, rc, rc ? gms_error_last() : detail);
     return rc;

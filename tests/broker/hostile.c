@@ -128,8 +128,10 @@ int main(void)
     bad[0] ^= 0xff;
     disconnects("a bad magic", bad, n, -1);
     memcpy(bad, good, n);
-    bad[4] = 2;
-    disconnects("protocol version 2", bad, n, -1);
+    bad[4] = GMS_BROKER_PROTO + 1;
+    disconnects("an unknown protocol version", bad, n, -1);
+    bad[4] = 1;
+    disconnects("protocol version 1", bad, n, -1);
     memcpy(bad, good, n);
     bad[12] = 0xff, bad[13] = 0xff, bad[14] = 0xff, bad[15] = 0x7f;
     disconnects("an oversized length", bad, n, -1);

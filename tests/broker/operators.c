@@ -22,40 +22,12 @@ static const char *cli_path(void)
 /* The body of an HTTP request to gmsd's metrics socket, and its status. */
 static char *http(const char *request, int *status)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", metrics_sock);
-    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    static char page[1 << 16];
-    size_t len = 0;
-    *status = -1;
-    if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-        send(s, request, strlen(request), MSG_NOSIGNAL) != (ssize_t)strlen(request)) {
-        if (s >= 0)
-            close(s);
-        return NULL;
-    }
-    for (;;) {
-        struct pollfd p = {.fd = s, .events = POLLIN};
-        ssize_t n = poll(&p, 1, 3000) == 1 ? recv(s, page + len, sizeof page - 1 - len, 0) : -1;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    close(s);
-    page[len] = 0;
-    if (sscanf(page, "HTTP/1.%*d %d", status) != 1)
-        return NULL;
-    char *body = strstr(page, "\r\n\r\n");
-    return body ? body + 4 : NULL;
+    return metrics_get_at(metrics_sock, request, status);
 }
 
-/* The value of a gmsd_tenant_<name> sample of tenant t; -1 when absent. */
 static long long metric(const char *page, const char *name, const char *t)
 {
-    char key[160];
-    snprintf(key, sizeof key, "\ngmsd_tenant_%s{tenant=\"%s\"} ", name, t);
-    const char *at = page ? strstr(page, key) : NULL;
-    return at ? strtoll(at + strlen(key), NULL, 10) : -1;
+    return tenant_metric(page, name, t);
 }
 
 static int lease(int s, uint64_t bytes, uint64_t *id)

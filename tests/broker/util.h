@@ -23,6 +23,8 @@
 typedef struct broker {
     char dir[64], sock[96], policy[96], log[96];
     pid_t pid;
+    char args[8][256]; /* the extra arguments, for a restart */
+    int nargs;
 } broker;
 
 static inline double now_s(void)
@@ -78,6 +80,38 @@ static inline int raw_connect(const char *path)
     return -1;
 }
 
+/* Runs gmsd in b's directory with b's arguments (its log appended to) and
+ * waits until it takes connections. */
+static inline void broker_exec(broker *b)
+{
+    b->pid = fork();
+    if (b->pid == 0) {
+        int fd = open(b->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 2);
+        const char *argv[16] = {gmsd_path(), "--policy", b->policy, "--socket", b->sock};
+        for (int i = 0; i < b->nargs; i++)
+            argv[5 + i] = b->args[i];
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 500; i++) { /* up to 5 s */
+        int s = raw_connect(b->sock);
+        if (s >= 0) {
+            close(s);
+            return;
+        }
+        int st;
+        if (waitpid(b->pid, &st, WNOHANG) == b->pid)
+            break; /* it exited */
+        usleep(10000);
+    }
+    fprintf(stderr, "gmsd (%s) did not start; its log:\n", gmsd_path());
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "cat %s >&2", b->log);
+    if (system(cmd)) {}
+    exit(1);
+}
+
 /* Starts gmsd on a fresh directory with the policy text; extra: more
  * arguments (NULL-ended, at most 8), or NULL. "%d" in one is replaced by
  * the directory. */
@@ -93,37 +127,27 @@ static inline void broker_start_args(broker *b, const char *policy_text,
     snprintf(b->policy, sizeof b->policy, "%s/policy.json", b->dir);
     snprintf(b->log, sizeof b->log, "%s/gmsd.log", b->dir);
     write_file(b->policy, policy_text);
-    b->pid = fork();
-    if (b->pid == 0) {
-        int fd = open(b->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 2);
-        const char *argv[16] = {gmsd_path(), "--policy", b->policy, "--socket", b->sock};
-        static char args[8][256];
-        for (int i = 0; extra && extra[i] && i < 8; i++) {
-            const char *at = strstr(extra[i], "%d");
-            if (at)
-                snprintf(args[i], sizeof args[i], "%.*s%s%s", (int)(at - extra[i]), extra[i],
-                         b->dir, at + 2);
-            else
-                snprintf(args[i], sizeof args[i], "%s", extra[i]);
-            argv[5 + i] = args[i];
-        }
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
+    b->nargs = 0;
+    for (int i = 0; extra && extra[i] && i < 8; i++, b->nargs++) {
+        const char *at = strstr(extra[i], "%d");
+        if (at)
+            snprintf(b->args[i], sizeof b->args[i], "%.*s%s%s", (int)(at - extra[i]), extra[i],
+                     b->dir, at + 2);
+        else
+            snprintf(b->args[i], sizeof b->args[i], "%s", extra[i]);
     }
-    for (int i = 0; i < 500; i++) { /* up to 5 s */
-        int s = raw_connect(b->sock);
-        if (s >= 0) {
-            close(s);
-            return;
-        }
-        usleep(10000);
-    }
-    fprintf(stderr, "gmsd (%s) did not start; its log:\n", gmsd_path());
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "cat %s >&2", b->log);
-    if (system(cmd)) {}
-    exit(1);
+    broker_exec(b);
+}
+
+/* Ends gmsd with sig (SIGKILL: a crash) and waits for it, keeping its
+ * directory (its socket, state file and log) for broker_exec to start
+ * the next one; its exit status. */
+static inline int broker_end(broker *b, int sig)
+{
+    kill(b->pid, sig);
+    int st;
+    waitpid(b->pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 /* The same with one more option and its value (opt NULL: none). */
@@ -153,6 +177,46 @@ static inline int broker_stop(broker *b)
     snprintf(cmd, sizeof cmd, "rm -rf %s", b->dir);
     if (system(cmd)) {}
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* The body of GET /metrics from gmsd's metrics socket at path, and the
+ * HTTP status; NULL when there is none. */
+static inline char *metrics_get_at(const char *path, const char *request, int *status)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    static char page[1 << 16];
+    size_t len = 0;
+    *status = -1;
+    if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        send(s, request, strlen(request), MSG_NOSIGNAL) != (ssize_t)strlen(request)) {
+        if (s >= 0)
+            close(s);
+        return NULL;
+    }
+    for (;;) {
+        struct pollfd p = {.fd = s, .events = POLLIN};
+        ssize_t n = poll(&p, 1, 3000) == 1 ? recv(s, page + len, sizeof page - 1 - len, 0) : -1;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(s);
+    page[len] = 0;
+    if (sscanf(page, "HTTP/1.%*d %d", status) != 1)
+        return NULL;
+    char *body = strstr(page, "\r\n\r\n");
+    return body ? body + 4 : NULL;
+}
+
+/* The value of a gmsd_tenant_<name> sample of tenant t; -1 when absent. */
+static inline long long tenant_metric(const char *page, const char *name, const char *t)
+{
+    char key[160];
+    snprintf(key, sizeof key, "\ngmsd_tenant_%s{tenant=\"%s\"} ", name, t);
+    const char *at = page ? strstr(page, key) : NULL;
+    return at ? strtoll(at + strlen(key), NULL, 10) : -1;
 }
 
 /* Sends m (with fd when >= 0); -1 on failure. */

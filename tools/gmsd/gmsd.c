@@ -11,8 +11,14 @@
  * kernel closes its socket), has every lease wiped and returned to its
  * tenant's quota in the loop turn that sees the hang-up.
  *
+ * Every connection (session), lease, share and hold is on record in a
+ * state file (state.c), so that the next gmsd, after a stop or a crash,
+ * charges what clients still hold as before, until each client process
+ * resumes its session or ends (docs/broker.md, "Restarts").
+ *
  *   gmsd --policy FILE --socket PATH [--metrics WHERE] [--audit-dir DIR
- *        --audit-key-file FILE] [--check] [--verbose] [--test-lease-delay-us N]
+ *        --audit-key-file FILE] [--state FILE] [--check] [--verbose]
+ *        [--test-lease-delay-us N]
  *
  * --metrics serves each tenant's use in Prometheus' text format
  * (metrics.c); --audit-dir writes the audit trail of every tenant's
@@ -24,6 +30,7 @@
  */
 #include "metrics.h"
 #include "policy.h"
+#include "state.h"
 #include "audit/audit.h"
 #include "backend/broker/proto.h"
 #include "gms.h"
@@ -42,6 +49,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -51,7 +59,9 @@
 typedef struct lease {
     uint64_t id;
     uint64_t bytes;
-    int fd; /* the broker's own reference: for the wipe */
+    int fd; /* the broker's own reference, for the wipe; -1 for one taken
+               over from the gmsd before (its process holds the memfd) */
+    unsigned slot; /* its record in the state file */
     struct lease *next;
 } lease;
 
@@ -62,39 +72,55 @@ typedef struct hold {
     uint64_t id;     /* random: the holder's name for it */
     uint64_t serial; /* the connection holding it */
     int writer;      /* may write: the single-writer rule counts it */
+    unsigned slot;
     struct hold *next;
 } hold;
 
 typedef struct share {
     uint64_t id; /* random; what gms_share returns and others acquire by */
-    int fd;      /* gmsd's own, read-write (write-sealed when immutable) */
+    int fd;      /* gmsd's own, read-write (write-sealed when immutable); -1
+                    for one taken over from the gmsd before */
     uint64_t bytes, req, off; /* the memfd; the buffer's bytes and offset in it */
     gmsd_tenant *owner;       /* charged for it until its last hold goes */
     uint64_t owner_serial;    /* the owner's connection; 0 once it is gone */
     int immutable, published, revoked;
+    int adopted; /* taken over from the gmsd before: no memfd to hand out */
+    uint64_t moved_to; /* TRANSFER: the share that took this one over */
     uint32_t ngrants;
     gms_broker_grant grants[GMS_BROKER_GRANTS_MAX];
     hold *holds;
+    unsigned slot;
     struct share *next;
 } share;
 
 #define HOLDS_MAX 1024 /* per connection: each is a malloc and a mapping */
 
+/* A connection, or an orphan: a connection of the gmsd before this one
+ * (docs/broker.md, "Restarts"), whose process still runs and may come
+ * back to resume it; until then, or until the process ends, what it held
+ * stays charged. */
 typedef struct client {
-    int sock;
+    int sock;        /* -1: an orphan */
     uint64_t serial; /* the connection's number since gmsd started: the trail's context */
+    uint64_t session; /* random: what the client resumes after a restart by */
+    uint64_t start;  /* its process's start time, with pid naming the process */
     pid_t pid;
     uid_t uid;
     gid_t gid;
     gmsd_tenant *tenant; /* never NULL: unknown peers are not kept */
     lease *leases;
     unsigned holds; /* of shares, this connection's */
+    unsigned slot;  /* its session record */
+    int pidfd;      /* an orphan's: readable once its process ends */
+    int ended;      /* an orphan whose process ended (this loop turn) */
 } client;
 
 static gmsd_policy policy;
 static client clients[MAX_CLIENTS];
-static struct pollfd pfds[MAX_CLIENTS + 2]; /* the listener, clients, metrics */
-static unsigned nclients;
+static client orphans[MAX_CLIENTS];
+/* The listener, clients, metrics, orphans' processes. */
+static struct pollfd pfds[2 * MAX_CLIENTS + 2];
+static unsigned nclients, norphans;
 static int verbose;
 static unsigned lease_delay_us;
 static gmsd_counters totals;
@@ -143,14 +169,32 @@ static void on_signal(int sig)
     stopping = 1;
 }
 
+/* Writes a record of the state file; its slot, or -1 with errno set. */
+static long record(uint32_t kind, uint64_t id, uint64_t session, uint64_t share_id, uint64_t bytes,
+                   uint64_t req, uint64_t off, uint32_t flags, const char *tenant)
+{
+    gmsd_rec r = {.kind = kind, .flags = flags, .id = id, .session = session, .share = share_id,
+                  .bytes = bytes, .req = req, .off = off};
+    if (tenant)
+        snprintf(r.tenant, sizeof r.tenant, "%s", tenant);
+    return gmsd_state_put(&r);
+}
+
 /* Wipes a lease's memory (the pages go back to the kernel, so nothing of
  * it reaches the next tenant) and gives it back to the quota. */
 static void lease_drop(client *c, lease *l)
 {
-    if (fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)l->bytes) != 0)
-        say("lease 0x%016llx: wipe failed: %s", (unsigned long long)l->id, strerror(errno));
-    close(l->fd);
-    audit(GMS_AUDIT_WIPE, GMS_OK, c, l->id, l->bytes, "lease wiped (pages punched out)");
+    gmsd_state_clear(l->slot);
+    if (l->fd >= 0) {
+        if (fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)l->bytes) != 0)
+            say("lease 0x%016llx: wipe failed: %s", (unsigned long long)l->id, strerror(errno));
+        close(l->fd);
+        audit(GMS_AUDIT_WIPE, GMS_OK, c, l->id, l->bytes, "lease wiped (pages punched out)");
+    } else {
+        audit(GMS_AUDIT_WIPE, GMS_OK, c, l->id, l->bytes,
+              "lease taken over from the gmsd before: not wiped (gmsd holds no descriptor of it); "
+              "its pages go with its process's last reference");
+    }
     c->tenant->used_bytes -= l->bytes;
     c->tenant->used_leases--;
     free(l);
@@ -158,9 +202,10 @@ static void lease_drop(client *c, lease *l)
 
 static void shares_drop(client *c, const char *why);
 
-static void client_drop(unsigned i, const char *why)
+/* A connection or an orphan ends: every lease wiped and returned, every
+ * hold released, its shares revoked, its session record gone. */
+static void session_end(client *c, const char *why)
 {
-    client *c = &clients[i];
     uint64_t n = 0, bytes = 0;
     while (c->leases) {
         lease *l = c->leases;
@@ -181,12 +226,31 @@ static void client_drop(unsigned i, const char *why)
             (int)c->pid, (unsigned)c->uid, c->tenant ? c->tenant->name : "no tenant",
             why ? ": " : "", why ? why : "", (unsigned long long)n, n == 1 ? "" : "s",
             (unsigned long long)bytes);
+    gmsd_state_clear(c->slot);
+}
+
+static void client_drop(unsigned i, const char *why)
+{
+    client *c = &clients[i];
+    session_end(c, why);
     close(c->sock);
     c->tenant->connections--;
     totals.connections--;
     nclients--;
     clients[i] = clients[nclients];
     pfds[i + 1] = pfds[nclients + 1];
+}
+
+/* An orphan's process ended (or the orphan cannot be kept): as a
+ * connection's end. */
+static void orphan_drop(unsigned i, const char *why)
+{
+    client *o = &orphans[i];
+    session_end(o, why);
+    if (o->pidfd >= 0)
+        close(o->pidfd);
+    orphans[i] = orphans[--norphans];
+    totals.orphans = norphans;
 }
 
 /* Sends a reply without waiting; -1 when it cannot go now (the client is
@@ -272,6 +336,10 @@ static int lease_new(client *c, uint32_t seq, uint64_t bytes)
     while (!err && !l->id)
         if (getrandom(&l->id, sizeof l->id, 0) != sizeof l->id)
             err = errno;
+    /* On record before it is granted: a gmsd started after this one knows it. */
+    long slot = err ? -1 : record(GMSD_REC_LEASE, l->id, c->session, 0, bytes, 0, 0, 0, NULL);
+    if (!err && slot < 0)
+        err = errno;
     if (err) {
         if (l->fd >= 0)
             close(l->fd);
@@ -279,6 +347,7 @@ static int lease_new(client *c, uint32_t seq, uint64_t bytes)
         return refuse(c, seq, err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
                       "memfd of %llu bytes: %s", (unsigned long long)bytes, strerror(err));
     }
+    l->slot = (unsigned)slot;
     l->bytes = bytes;
     t->used_bytes += bytes;
     t->used_leases++;
@@ -338,16 +407,20 @@ static void share_free(client *by, share *sh)
     while (*pp != sh)
         pp = &(*pp)->next;
     *pp = sh->next;
-    if (!sh->immutable &&
+    gmsd_state_clear(sh->slot);
+    if (sh->fd >= 0 && !sh->immutable &&
         fallocate(sh->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)sh->bytes) != 0)
         say("share 0x%016llx: wipe failed: %s", (unsigned long long)sh->id, strerror(errno));
-    close(sh->fd);
+    if (sh->fd >= 0)
+        close(sh->fd);
     sh->owner->used_bytes -= sh->bytes;
     sh->owner->used_leases--;
     sh->owner->live_shares--;
     audit(GMS_AUDIT_WIPE, GMS_OK, by, sh->id, sh->bytes,
           "share of tenant '%s' freed by its last release%s", sh->owner->name,
-          sh->immutable ? " (write-sealed: its pages go with the memfd)" : ": pages punched out");
+          sh->fd < 0 ? " (taken over from the gmsd before: its pages go with the last mapping)"
+          : sh->immutable ? " (write-sealed: its pages go with the memfd)"
+                          : ": pages punched out");
     free(sh);
 }
 
@@ -357,6 +430,7 @@ static int hold_drop(client *c, share *sh, hold **pp)
 {
     hold *h = *pp;
     *pp = h->next;
+    gmsd_state_clear(h->slot);
     free(h);
     c->holds--;
     if (sh->holds)
@@ -365,12 +439,20 @@ static int hold_drop(client *c, share *sh, hold **pp)
     return 1;
 }
 
+/* A new hold of c on sh, on record; NULL when out of memory or the state
+ * file cannot grow. */
 static hold *hold_new(client *c, share *sh, int writer)
 {
     hold *h = calloc(1, sizeof *h);
     if (!h)
         return NULL;
     h->id = random_id();
+    long slot = record(GMSD_REC_HOLD, h->id, c->session, sh->id, 0, 0, 0, (uint32_t)writer, NULL);
+    if (slot < 0) {
+        free(h);
+        return NULL;
+    }
+    h->slot = (unsigned)slot;
     h->serial = c->serial;
     h->writer = writer;
     h->next = sh->holds;
@@ -424,12 +506,6 @@ static int share_new(client *c, const gms_broker_msg *m)
         return refuse(c, m->seq, err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
                       "memfd of %llu bytes: %s", (unsigned long long)m->a, strerror(err));
     }
-    hold *h = hold_new(c, sh, !m->flags);
-    if (!h) {
-        close(sh->fd);
-        free(sh);
-        return refuse(c, m->seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
-    }
     sh->id = random_id();
     sh->bytes = m->a;
     sh->req = m->b;
@@ -439,6 +515,17 @@ static int share_new(client *c, const gms_broker_msg *m)
     sh->immutable = (int)m->flags;
     sh->ngrants = m->ngrants;
     memcpy(sh->grants, m->grants, sizeof sh->grants);
+    long slot = record(GMSD_REC_SHARE, sh->id, c->session, 0, sh->bytes, sh->req, sh->off,
+                       (uint32_t)sh->immutable, t->name);
+    hold *h = slot < 0 ? NULL : (sh->slot = (unsigned)slot, hold_new(c, sh, !m->flags));
+    if (!h) {
+        err = errno;
+        if (slot >= 0)
+            gmsd_state_clear((unsigned)slot);
+        close(sh->fd);
+        free(sh);
+        return refuse(c, m->seq, GMS_E_NO_MEMORY, "gmsd cannot keep the share: %s", strerror(err));
+    }
     sh->next = shares;
     shares = sh;
     t->used_bytes += sh->bytes;
@@ -507,7 +594,11 @@ static int share_acquire(client *c, const gms_broker_msg *m)
     if (sh->revoked)
         return refuse_share(c, m->seq, GMS_E_ACCESS_DENIED, sh->id,
                             "share 0x%016llx was revoked%s", (unsigned long long)sh->id,
-                            sh->owner_serial ? "" : " (its owner's connection ended)");
+                            sh->moved_to ? " (another tenant took it over)"
+                            : sh->adopted ? " (gmsd restarted since it was made: its holders keep "
+                                            "it, nobody new may acquire it)"
+                            : sh->owner_serial ? ""
+                                               : " (its owner's connection ended)");
     if (!may)
         return refuse_share(c, m->seq, GMS_E_ACCESS_DENIED, sh->id,
                             "tenant '%s' user '%s' language %d is not on the access list of "
@@ -541,9 +632,10 @@ static int share_acquire(client *c, const gms_broker_msg *m)
     }
     hold *h = hold_new(c, sh, m->mode == GMS_ACCESS_READ_WRITE);
     if (!h) {
+        int err = errno;
         if (fd != sh->fd)
             close(fd);
-        return refuse(c, m->seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
+        return refuse(c, m->seq, GMS_E_NO_MEMORY, "gmsd cannot keep the hold: %s", strerror(err));
     }
     c->tenant->n.acquires++;
     audit(GMS_AUDIT_ACQUIRE, GMS_OK, c, h->id, sh->req, "share 0x%016llx of tenant '%s', %s",
@@ -552,6 +644,7 @@ static int share_acquire(client *c, const gms_broker_msg *m)
     gms_broker_msg r = {.type = GMS_BROKER_ACQUIRED, .seq = m->seq, .a = h->id, .b = sh->bytes,
                         .c = sh->req, .d = sh->off, .mode = m->mode,
                         .flags = (uint32_t)sh->immutable};
+    snprintf(r.tenant, sizeof r.tenant, "%s", sh->owner->name);
     int rc = reply(c, &r, fd); /* on failure the drop releases the hold */
     if (fd != sh->fd)
         close(fd);
@@ -590,6 +683,116 @@ static int share_revoke(client *c, const gms_broker_msg *m)
     return reply(c, &r, -1);
 }
 
+/* TRANSFER: c's hold m->a, the only hold left of a share of another
+ * tenant, moves the share's charge to c's tenant. The bytes must not stay
+ * in a memfd the first tenant may still map (a writer keeps its mapping
+ * if it skips libgms), so the new owner gets a new memfd of its own,
+ * charged to its tenant, with a new hold; the client copies the bytes
+ * into it, maps it in place of the old one and releases the old hold,
+ * which frees the old share and returns its charge. gmsd copies nothing:
+ * a loop turn stays one short message whatever the buffer's size. The
+ * old share is revoked at once; a refusal changes nothing. */
+static int share_transfer(client *c, const gms_broker_msg *m)
+{
+    share *sh = NULL;
+    hold *mine = NULL;
+    unsigned holders = 0;
+    for (share *s = shares; s && !mine; s = s->next)
+        for (hold *h = s->holds; h; h = h->next)
+            if (h->id == m->a && h->serial == c->serial) {
+                sh = s;
+                mine = h;
+                break;
+            }
+    if (!mine) /* forged, stale (released, or transferred already), or another connection's */
+        return refuse_share(c, m->seq, GMS_E_INVALID_HANDLE, m->a,
+                            "transfer: hold 0x%016llx is not a live hold of this connection",
+                            (unsigned long long)m->a);
+    if (sh->moved_to) /* the hold's last use is its release */
+        return refuse_share(c, m->seq, GMS_E_INVALID_HANDLE, m->a,
+                            "transfer: share 0x%016llx was taken over already (as 0x%016llx): "
+                            "release hold 0x%016llx", (unsigned long long)sh->id,
+                            (unsigned long long)sh->moved_to, (unsigned long long)m->a);
+    for (hold *h = sh->holds; h; h = h->next)
+        holders++;
+    gmsd_tenant *t = c->tenant;
+    if (!mine->writer)
+        return refuse_share(c, m->seq, GMS_E_READ_ONLY, sh->id,
+                            "transfer: hold 0x%016llx of share 0x%016llx is not read-write: only "
+                            "a writer takes a buffer over", (unsigned long long)m->a,
+                            (unsigned long long)sh->id);
+    if (holders > 1)
+        return refuse_share(c, m->seq, GMS_E_BUSY, sh->id,
+                            "transfer: share 0x%016llx has %u holds: only its sole holder takes it "
+                            "over", (unsigned long long)sh->id, holders);
+    if (sh->owner == t)
+        return refuse_share(c, m->seq, GMS_E_INVALID_ARG, sh->id,
+                            "transfer: share 0x%016llx is tenant '%s''s already",
+                            (unsigned long long)sh->id, t->name);
+    if (c->holds >= HOLDS_MAX)
+        return refuse_share(c, m->seq, GMS_E_QUOTA, sh->id, "connection holds %u shares, the most",
+                            c->holds);
+    if (t->used_leases >= t->quota_leases || sh->bytes > t->quota_bytes - t->used_bytes)
+        return refuse(c, m->seq, GMS_E_QUOTA,
+                      "tenant '%s': %llu of %llu bytes and %llu of %llu leases in use; taking "
+                      "over share 0x%016llx of %llu bytes refused",
+                      t->name, (unsigned long long)t->used_bytes,
+                      (unsigned long long)t->quota_bytes, (unsigned long long)t->used_leases,
+                      (unsigned long long)t->quota_leases, (unsigned long long)sh->id,
+                      (unsigned long long)sh->bytes);
+    share *ns = calloc(1, sizeof *ns);
+    if (!ns)
+        return refuse(c, m->seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
+    char name[80];
+    snprintf(name, sizeof name, "gmsd-share:%s", t->name);
+    ns->fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    int err = ns->fd < 0 ? errno : 0;
+    if (!err && (ftruncate(ns->fd, (off_t)sh->bytes) != 0 ||
+                 fcntl(ns->fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0))
+        err = errno;
+    ns->id = random_id();
+    ns->bytes = sh->bytes;
+    ns->req = sh->req;
+    ns->off = sh->off;
+    ns->owner = t;
+    ns->owner_serial = c->serial;
+    ns->published = 1;
+    ns->revoked = 1; /* exclusive: nobody acquires it */
+    long slot = err ? -1 : record(GMSD_REC_SHARE, ns->id, c->session, 0, ns->bytes, ns->req,
+                                  ns->off, 0, t->name);
+    if (!err && slot < 0)
+        err = errno;
+    hold *h = err ? NULL : (ns->slot = (unsigned)slot, hold_new(c, ns, 1));
+    if (!err && !h)
+        err = errno ? errno : ENOMEM;
+    if (err) {
+        if (slot >= 0)
+            gmsd_state_clear((unsigned)slot);
+        if (ns->fd >= 0)
+            close(ns->fd);
+        free(ns);
+        return refuse(c, m->seq, err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
+                      "transfer: a memfd of %llu bytes: %s", (unsigned long long)sh->bytes,
+                      strerror(err));
+    }
+    ns->next = shares;
+    shares = ns;
+    sh->revoked = 1;
+    sh->moved_to = ns->id;
+    t->used_bytes += ns->bytes;
+    t->used_leases++;
+    t->live_shares++;
+    t->n.transfers_in++;
+    sh->owner->n.transfers_out++;
+    audit(GMS_AUDIT_TRANSFER, GMS_OK, c, h->id, ns->req,
+          "share 0x%016llx of tenant '%s' taken over as share 0x%016llx: %llu bytes now charged "
+          "to tenant '%s', the old share's go back with its release",
+          (unsigned long long)sh->id, sh->owner->name, (unsigned long long)ns->id,
+          (unsigned long long)ns->bytes, t->name);
+    gms_broker_msg r = {.type = GMS_BROKER_TRANSFERRED, .seq = m->seq, .a = h->id, .b = ns->bytes};
+    return reply(c, &r, ns->fd); /* on failure the drop releases both holds */
+}
+
 /* A connection ends: its holds go (the last hold of a share frees it,
  * whoever's it was), and the shares it owns are revoked; those still held
  * by others stay, charged to the owner's tenant, until their last
@@ -613,6 +816,245 @@ static void shares_drop(client *c, const char *why)
             if (hold_drop(c, sh, pp))
                 break; /* sh is freed */
         }
+    }
+}
+
+/* ---- restarts (docs/broker.md, "Restarts") ---- */
+
+/* The start time of process pid (field 22 of /proc/PID/stat, clock ticks
+ * after boot): with the pid, it names one process for the whole boot. 0
+ * when the process is gone. */
+static uint64_t proc_start(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the command's name may hold anything */
+    for (int field = 3; p && *p; field++) {
+        p = strchr(p, ' ');
+        if (p && field == 22)
+            return strtoull(p + 1, NULL, 10);
+        if (p)
+            p++;
+    }
+    return 0;
+}
+
+/* A descriptor that becomes readable when process pid, started at start,
+ * ends; -1 when it has ended (or the pid is another process's now). */
+static int pidfd_of(pid_t pid, uint64_t start)
+{
+    if (pid <= 0 || !start)
+        return -1;
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd >= 0 && proc_start(pid) != start) { /* checked after the open: no race */
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* HELLO naming session prev: a connection of the gmsd before, whose
+ * process reconnects. Only that very process (pid and start time from
+ * the kernel, the same tenant) takes it over, on a connection that holds
+ * nothing yet: its leases, holds and shares become this connection's.
+ * 1 when it did (*taken: the leases and holds), else 0. */
+static int resume(client *c, uint64_t prev, uint64_t *taken)
+{
+    unsigned k = 0;
+    while (k < norphans && orphans[k].session != prev)
+        k++;
+    if (k == norphans) {
+        say("pid %d uid %u (%s): session 0x%016llx is not one gmsd knows: not resumed", (int)c->pid,
+            (unsigned)c->uid, c->tenant->name, (unsigned long long)prev);
+        audit(GMS_AUDIT_ACCESS_DENIED, GMS_E_INVALID_HANDLE, c, prev, 0,
+              "session 0x%016llx not resumed: gmsd has no record of it", (unsigned long long)prev);
+        return 0;
+    }
+    client *o = &orphans[k];
+    if (o->pid != c->pid || !c->start || o->start != c->start || o->tenant != c->tenant) {
+        c->tenant->n.violations++;
+        audit(GMS_AUDIT_VIOLATION, GMS_E_ACCESS_DENIED, c, prev, 0,
+              "session 0x%016llx is pid %d's of tenant '%s': not resumed", (unsigned long long)prev,
+              (int)o->pid, o->tenant->name);
+        say("pid %d uid %u (%s): session 0x%016llx is another process's: not resumed", (int)c->pid,
+            (unsigned)c->uid, c->tenant->name, (unsigned long long)prev);
+        return 0;
+    }
+    if (c->leases || c->holds)
+        return 0;
+    uint64_t leases = 0, holds = o->holds;
+    c->leases = o->leases;
+    for (lease *l = c->leases; l; l = l->next)
+        leases++;
+    for (share *sh = shares; sh; sh = sh->next) {
+        if (sh->owner_serial == o->serial)
+            sh->owner_serial = c->serial;
+        for (hold *h = sh->holds; h; h = h->next)
+            if (h->serial == o->serial)
+                h->serial = c->serial;
+    }
+    c->holds = o->holds;
+    /* The connection is the session now: its own, new record goes. */
+    gmsd_state_clear(c->slot);
+    c->slot = o->slot;
+    c->session = o->session;
+    if (o->pidfd >= 0)
+        close(o->pidfd);
+    orphans[k] = orphans[--norphans];
+    totals.orphans = norphans;
+    *taken = leases + holds;
+    audit(GMS_AUDIT_CONTEXT_OPEN, GMS_OK, c, prev, *taken,
+          "session resumed after gmsd restarted: %llu leases and %llu holds taken over",
+          (unsigned long long)leases, (unsigned long long)holds);
+    say("pid %d uid %u (%s): session 0x%016llx resumed: %llu leases, %llu holds", (int)c->pid,
+        (unsigned)c->uid, c->tenant->name, (unsigned long long)prev, (unsigned long long)leases,
+        (unsigned long long)holds);
+    return 1;
+}
+
+static gmsd_tenant *tenant_named(const char *name)
+{
+    for (unsigned i = 0; i < policy.ntenants; i++)
+        if (strcmp(policy.tenants[i].name, name) == 0)
+            return &policy.tenants[i];
+    return NULL;
+}
+
+static client *orphan_of(uint64_t session)
+{
+    for (unsigned i = 0; i < norphans; i++)
+        if (orphans[i].session == session)
+            return &orphans[i];
+    return NULL;
+}
+
+/* Takes record r (slot i) of the gmsd before over; 0 when it cannot be
+ * kept (its tenant left the policy, what it names is gone, or it is not
+ * one gmsd writes). */
+static int restore_one(unsigned i, const gmsd_rec *r)
+{
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    if (!memchr(r->tenant, 0, sizeof r->tenant) || !r->id)
+        return 0;
+    int bytes_ok = r->bytes && r->bytes % page == 0 && r->bytes <= (1ull << 52);
+    switch (r->kind) {
+    case GMSD_REC_SESSION: {
+        gmsd_tenant *t = tenant_named(r->tenant);
+        if (!t || norphans == MAX_CLIENTS || orphan_of(r->id))
+            return 0;
+        orphans[norphans++] = (client){.sock = -1, .serial = ++serials, .session = r->id,
+                                       .start = r->start, .pid = r->pid, .uid = r->uid,
+                                       .tenant = t, .slot = i, .pidfd = -1};
+        return 1;
+    }
+    case GMSD_REC_SHARE: {
+        gmsd_tenant *t = tenant_named(r->tenant);
+        if (!t || !bytes_ok || r->off > r->bytes || !r->req || r->req > r->bytes - r->off ||
+            share_find(r->id))
+            return 0;
+        share *sh = calloc(1, sizeof *sh);
+        if (!sh)
+            return 0;
+        client *o = orphan_of(r->session);
+        *sh = (share){.id = r->id, .fd = -1, .bytes = r->bytes, .req = r->req, .off = r->off,
+                      .owner = t, .owner_serial = o ? o->serial : 0,
+                      .immutable = r->flags & 1, .published = 1, .revoked = 1, .adopted = 1,
+                      .slot = i, .next = shares};
+        shares = sh;
+        t->used_bytes += sh->bytes;
+        t->used_leases++;
+        t->live_shares++;
+        return 1;
+    }
+    case GMSD_REC_LEASE: {
+        client *o = orphan_of(r->session);
+        lease *l = o && bytes_ok ? calloc(1, sizeof *l) : NULL;
+        if (!l)
+            return 0;
+        *l = (lease){.id = r->id, .bytes = r->bytes, .fd = -1, .slot = i, .next = o->leases};
+        o->leases = l;
+        o->tenant->used_bytes += l->bytes;
+        o->tenant->used_leases++;
+        return 1;
+    }
+    case GMSD_REC_HOLD: {
+        client *o = orphan_of(r->session);
+        share *sh = share_find(r->share);
+        hold *h = o && sh ? calloc(1, sizeof *h) : NULL;
+        if (!h)
+            return 0;
+        *h = (hold){.id = r->id, .serial = o->serial, .writer = r->flags & 1, .slot = i,
+                    .next = sh->holds};
+        sh->holds = h;
+        o->holds++;
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* At start: what the gmsd before recorded. The sessions of processes
+ * still running become orphans, charged as before, until the process
+ * resumes its session or ends; what processes that ended meanwhile held
+ * is returned at once. */
+static void restore(void)
+{
+    unsigned n = gmsd_state_slots(), kept = 0, dropped = 0;
+    /* Sessions first, then what names them (a hold names its share too);
+     * a record of no kind gmsd writes, last, is dropped. */
+    for (uint32_t kind = GMSD_REC_SESSION; kind <= GMSD_REC_HOLD + 1; kind++)
+        for (unsigned i = 0; i < n; i++) {
+            const gmsd_rec *r = gmsd_state_at(i);
+            uint32_t k = r->kind;
+            if (k == GMSD_REC_FREE || (k != kind && !(kind > GMSD_REC_HOLD && k > GMSD_REC_HOLD)))
+                continue;
+            if (restore_one(i, r)) {
+                kept++;
+            } else {
+                gmsd_state_clear(i);
+                dropped++;
+            }
+        }
+    for (share *sh = shares, *next; sh; sh = next) {
+        next = sh->next;
+        if (!sh->holds) /* nobody holds it any more */
+            share_free(NULL, sh);
+    }
+    uint64_t alive = 0;
+    for (unsigned i = norphans; i-- > 0;) {
+        client *o = &orphans[i];
+        if (!o->leases && !o->holds) { /* nothing to keep charged */
+            gmsd_state_clear(o->slot);
+            orphans[i] = orphans[--norphans];
+            continue;
+        }
+        o->pidfd = pidfd_of(o->pid, o->start);
+        if (o->pidfd < 0)
+            orphan_drop(i, "its process ended while no gmsd ran");
+        else
+            alive++;
+    }
+    totals.orphans = norphans;
+    if (kept || dropped)
+        say("state: %u records of the gmsd before, %u dropped; %llu processes still hold memory "
+            "and may resume their sessions", kept, dropped, (unsigned long long)alive);
+    for (unsigned i = 0; i < norphans; i++) {
+        uint64_t leases = 0;
+        for (lease *l = orphans[i].leases; l; l = l->next)
+            leases++;
+        audit(GMS_AUDIT_CONTEXT_OPEN, GMS_OK, &orphans[i], orphans[i].session, leases,
+              "session 0x%016llx of the gmsd before: %llu leases and %u holds stay charged until "
+              "its process resumes it or ends", (unsigned long long)orphans[i].session,
+              (unsigned long long)leases, orphans[i].holds);
     }
 }
 
@@ -661,9 +1103,12 @@ static int serve(unsigned i)
     gmsd_tenant *t = c->tenant;
     switch (m.type) {
     case GMS_BROKER_HELLO: {
+        uint64_t taken = 0;
+        int resumed = m.a ? resume(c, m.a, &taken) : 0;
         gms_broker_msg w = {.type = GMS_BROKER_WELCOME, .seq = m.seq, .a = policy.lease_bytes,
                             .b = t->quota_bytes, .c = t->quota_leases, .level = t->level,
-                            .languages = t->languages};
+                            .languages = t->languages, .d = c->session, .e = taken,
+                            .flags = (uint32_t)resumed};
         strcpy(w.tenant, t->name);
         return reply(c, &w, -1);
     }
@@ -674,6 +1119,7 @@ static int serve(unsigned i)
     case GMS_BROKER_ACQUIRE: return share_acquire(c, &m);
     case GMS_BROKER_RELEASE_SHARE: return share_release(c, &m);
     case GMS_BROKER_REVOKE: return share_revoke(c, &m);
+    case GMS_BROKER_TRANSFER: return share_transfer(c, &m);
     case GMS_BROKER_USAGE: {
         gms_broker_msg u = {.type = GMS_BROKER_USED, .seq = m.seq, .a = t->used_bytes,
                             .b = t->used_leases, .c = t->quota_bytes, .d = t->quota_leases};
@@ -729,6 +1175,23 @@ static int client_add(int listener)
         close(s);
         return 1;
     }
+    /* The session's record: a gmsd started after this one knows the
+     * process, and lets only it resume the session. */
+    c.start = proc_start(cr.pid);
+    c.session = random_id();
+    gmsd_rec r = {.kind = GMSD_REC_SESSION, .id = c.session, .start = c.start,
+                  .pid = (int32_t)cr.pid, .uid = (uint32_t)cr.uid};
+    snprintf(r.tenant, sizeof r.tenant, "%s", c.tenant->name);
+    long slot = gmsd_state_put(&r);
+    if (slot < 0) {
+        gms_broker_msg m = {.type = GMS_BROKER_ERROR, .seq = 0, .code = GMS_E_BACKEND};
+        snprintf(m.text, sizeof m.text, "gmsd cannot record the connection: %s", strerror(errno));
+        say("pid %d: connection refused: %s", (int)cr.pid, m.text);
+        reply(&c, &m, -1);
+        close(s);
+        return 1;
+    }
+    c.slot = (unsigned)slot;
     if (verbose)
         say("pid %d uid %u gid %u: tenant %s", (int)cr.pid, (unsigned)cr.uid, (unsigned)cr.gid,
             c.tenant->name);
@@ -742,6 +1205,60 @@ static int client_add(int listener)
     return 1;
 }
 
+/* Frees what gmsd keeps of c, leaving its records and its memory to its
+ * process. */
+static void forget(client *c)
+{
+    while (c->leases) {
+        lease *l = c->leases;
+        c->leases = l->next;
+        if (l->fd >= 0)
+            close(l->fd);
+        free(l);
+    }
+}
+
+/* gmsd stops: connections that already ended end as usual; the others'
+ * memory stays with their processes, untouched (wiping it would pull it
+ * from under them), and on record for the next gmsd to take over. */
+static void stop(void)
+{
+    if (poll(pfds, nclients + 1, 0) > 0)
+        for (unsigned i = nclients; i-- > 0;)
+            if (pfds[i + 1].revents & (POLLHUP | POLLERR | POLLNVAL))
+                client_drop(i, NULL);
+    for (unsigned i = 0; i < nclients; i++) {
+        client *c = &clients[i];
+        uint64_t n = 0;
+        for (lease *l = c->leases; l; l = l->next)
+            n++;
+        audit(GMS_AUDIT_CONTEXT_CLOSE, GMS_OK, c, 0, n,
+              "gmsd stopping: the connection's %llu leases and %u holds stay with its process, on "
+              "record for the next gmsd", (unsigned long long)n, c->holds);
+        close(c->sock);
+        forget(c);
+    }
+    for (unsigned i = 0; i < norphans; i++) {
+        if (orphans[i].pidfd >= 0)
+            close(orphans[i].pidfd);
+        forget(&orphans[i]);
+    }
+    nclients = norphans = 0;
+    while (shares) {
+        share *sh = shares;
+        shares = sh->next;
+        while (sh->holds) {
+            hold *h = sh->holds;
+            sh->holds = h->next;
+            free(h);
+        }
+        if (sh->fd >= 0)
+            close(sh->fd);
+        free(sh);
+    }
+    gmsd_state_close();
+}
+
 /* Raises the descriptor limit as far as allowed: gmsd holds one per lease
  * and one per connection. Warns when the policy could grant more. */
 static void fd_limit(void)
@@ -752,7 +1269,7 @@ static void fd_limit(void)
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
     getrlimit(RLIMIT_NOFILE, &rl);
-    uint64_t need = 64 + MAX_CLIENTS;
+    uint64_t need = 64 + 2 * MAX_CLIENTS; /* connections, and orphans' pidfds */
     for (unsigned t = 0; t < policy.ntenants; t++)
         need += policy.tenants[t].quota_leases;
     if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
@@ -764,14 +1281,15 @@ static void fd_limit(void)
 static int usage(void)
 {
     fprintf(stderr, "usage: gmsd --policy FILE --socket PATH [--metrics PORT|IPV4:PORT|unix:PATH]\n"
-                    "            [--audit-dir DIR --audit-key-file FILE] [--check] [--verbose]\n"
+                    "            [--audit-dir DIR --audit-key-file FILE] [--state FILE] [--check]\n"
+                    "            [--verbose]\n"
                     "            [--test-lease-delay-us N]\n");
     return 2;
 }
 
 int main(int argc, char **argv)
 {
-    const char *policy_path = NULL, *sock_path = NULL, *metrics = NULL;
+    const char *policy_path = NULL, *sock_path = NULL, *metrics = NULL, *state_path = NULL;
     gms_runtime_options trail_opts;
     gms_runtime_options_init(&trail_opts);
     int check = 0;
@@ -782,6 +1300,8 @@ int main(int argc, char **argv)
             sock_path = argv[++i];
         else if (strcmp(argv[i], "--metrics") == 0 && i + 1 < argc)
             metrics = argv[++i];
+        else if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
+            state_path = argv[++i];
         else if (strcmp(argv[i], "--audit-dir") == 0 && i + 1 < argc)
             trail_opts.audit_dir = argv[++i];
         else if (strcmp(argv[i], "--audit-key-file") == 0 && i + 1 < argc)
@@ -827,12 +1347,26 @@ int main(int argc, char **argv)
         }
     }
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char state_default[sizeof sa.sun_path + 8];
     if (strlen(sock_path) >= sizeof sa.sun_path) {
         say("%s: socket path too long", sock_path);
         gmsd_metrics_stop();
         gms__audit_close(trail);
         gmsd_policy_free(&policy);
         return 2;
+    }
+    /* The accounting the gmsd before left, locked before the socket is
+     * touched: a second gmsd on the same state stops here. */
+    if (!state_path) {
+        snprintf(state_default, sizeof state_default, "%s.state", sock_path);
+        state_path = state_default;
+    }
+    if (gmsd_state_open(state_path, err, sizeof err) != 0) {
+        say("%s", err);
+        gmsd_metrics_stop();
+        gms__audit_close(trail);
+        gmsd_policy_free(&policy);
+        return 1;
     }
     strcpy(sa.sun_path, sock_path);
     int listener = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -845,6 +1379,7 @@ int main(int argc, char **argv)
         say("%s: %s", sock_path, strerror(errno));
         if (listener >= 0)
             close(listener);
+        gmsd_state_close();
         gmsd_metrics_stop();
         gms__audit_close(trail);
         gmsd_policy_free(&policy);
@@ -853,6 +1388,7 @@ int main(int argc, char **argv)
     audit(GMS_AUDIT_RUNTIME_OPEN, GMS_OK, NULL, 0, policy.ntenants,
           "gmsd started: %u tenants, leases of %llu bytes", policy.ntenants,
           (unsigned long long)policy.lease_bytes);
+    restore(); /* before the first connection is accepted */
     struct sigaction act = {.sa_handler = on_signal};
     sigaction(SIGTERM, &act, NULL);
     sigaction(SIGINT, &act, NULL);
@@ -866,12 +1402,17 @@ int main(int argc, char **argv)
          * timeout, so that a stop signal arriving just before poll waits
          * at most this long (and libmicrohttpd's timeouts run). */
         pfds[nclients + 1] = (struct pollfd){.fd = metrics_fd, .events = POLLIN};
-        if (poll(pfds, nclients + 2, 500) < 0) {
+        /* Then the orphans' processes: readable when one ends. */
+        for (unsigned k = 0; k < norphans; k++)
+            pfds[nclients + 2 + k] = (struct pollfd){.fd = orphans[k].pidfd, .events = POLLIN};
+        if (poll(pfds, nclients + 2 + norphans, 500) < 0) {
             if (errno == EINTR)
                 continue;
             say("poll: %s", strerror(errno));
             break;
         }
+        for (unsigned k = 0; k < norphans; k++)
+            orphans[k].ended = pfds[nclients + 2 + k].revents != 0;
         gmsd_metrics_run();
         /* Backwards: a dropped client's slot takes the last one's. */
         for (unsigned i = nclients; i-- > 0;) {
@@ -881,17 +1422,22 @@ int main(int argc, char **argv)
             if ((ev & POLLIN) ? serve(i) != 0 : (ev & (POLLHUP | POLLERR | POLLNVAL)) != 0)
                 client_drop(i, NULL);
         }
+        /* Orphans whose process ended (a resumed one is not among them). */
+        for (unsigned k = norphans; k-- > 0;)
+            if (orphans[k].ended)
+                orphan_drop(k, "its process ended before it resumed its session");
         /* Pending connections, a bounded number per turn. */
         for (int k = 0; k < 64 && (pfds[0].revents & POLLIN) && client_add(listener); k++)
             ;
     }
-    while (nclients)
-        client_drop(nclients - 1, "gmsd stopping");
+    /* No new connection from here: one the kernel queued is reset, and
+     * its client takes that as gmsd not back yet. */
+    close(listener);
+    unlink(sock_path);
+    stop();
     gmsd_metrics_stop();
     audit(GMS_AUDIT_RUNTIME_CLOSE, GMS_OK, NULL, 0, 0, "gmsd stopped");
     gms__audit_close(trail);
-    close(listener);
-    unlink(sock_path);
     gmsd_policy_free(&policy);
     say("stopped");
     return 0;

@@ -105,6 +105,11 @@ char *gmsd_metrics_render(size_t *len)
     TENANT("gmsd_tenant_share_refusals_total", "counter",
            "Acquires and revokes refused to the tenant: no grant, revoked, read-only, a writer "
            "already there.", n.share_refusals);
+    TENANT("gmsd_tenant_transfers_in_total", "counter",
+           "Shares of other tenants the tenant's processes took over (their charge moved to it).",
+           n.transfers_in);
+    TENANT("gmsd_tenant_transfers_out_total", "counter",
+           "Shares of the tenant that another tenant's process took over.", n.transfers_out);
     put(&p, "# HELP gmsd_unknown_peer_refusals_total Connections of peers no tenant names.\n"
             "# TYPE gmsd_unknown_peer_refusals_total counter\n"
             "gmsd_unknown_peer_refusals_total %llu\n",
@@ -112,6 +117,10 @@ char *gmsd_metrics_render(size_t *len)
     put(&p, "# HELP gmsd_connections Client connections open now.\n"
             "# TYPE gmsd_connections gauge\ngmsd_connections %llu\n",
         (unsigned long long)totals_->connections);
+    put(&p, "# HELP gmsd_orphaned_sessions Connections of the gmsd before this one whose "
+            "processes still run and have not resumed them (their memory stays charged).\n"
+            "# TYPE gmsd_orphaned_sessions gauge\ngmsd_orphaned_sessions %llu\n",
+        (unsigned long long)totals_->orphans);
     *len = p.len;
     return p.text;
 }

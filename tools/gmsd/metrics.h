@@ -12,6 +12,7 @@
 typedef struct gmsd_counters {
     uint64_t unknown_peers; /* connections of peers no tenant names */
     uint64_t connections;   /* open now */
+    uint64_t orphans;       /* sessions of the gmsd before, waiting for their process */
 } gmsd_counters;
 
 /* Listens on where ("PORT", "IPV4:PORT" or "unix:PATH") and returns a

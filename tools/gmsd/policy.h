@@ -23,6 +23,8 @@ typedef struct gmsd_tenant_counts {
     uint64_t acquires;            /* holds its processes acquired */
     uint64_t share_refusals;      /* acquires and revokes refused: no grant,
                                      revoked, read-only, busy */
+    uint64_t transfers_in;        /* shares of other tenants it took over (TRANSFER) */
+    uint64_t transfers_out;       /* its shares other tenants took over */
 } gmsd_tenant_counts;
 
 typedef struct gmsd_tenant {

@@ -7,6 +7,13 @@
  * so commit, decommit, views and the scrub are the host's and the
  * alloc/free fast path never talks to the broker: only reserve and release
  * do, one round trip each, serialised on the socket's lock.
+ *
+ * When gmsd goes away (it stopped, crashed, or is restarting), the next
+ * request reconnects and resumes the connection's session: the new gmsd
+ * took over the accounting of what this process holds (docs/broker.md,
+ * "Restarts"), and the request is sent again. A gmsd without that record
+ * leaves the process detached: its memory stays mapped and valid, and
+ * every later request fails saying why.
  */
 #include "backend/backend.h"
 #include "backend/broker/proto.h"
@@ -16,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +31,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct lease_entry {
@@ -44,11 +53,19 @@ typedef struct share_entry {
 typedef struct broker_backend {
     gms_backend base; /* first: a gms_backend * is a broker_backend * */
     gms_backend_ops ops;
-    pthread_mutex_t lock; /* the socket, seq and the lease list */
-    int sock;
+    pthread_mutex_t lock; /* everything below */
+    int sock;             /* -1 while gmsd is gone */
     uint32_t seq;
     lease_entry *leases;
     share_entry *shares;
+    uint64_t holds;      /* shares of others acquired and not released */
+    uint64_t session;    /* gmsd's name of the connection, to resume it by */
+    uint64_t lease_bytes;
+    char tenant[64];
+    char path[108];      /* gmsd's socket */
+    int waited;          /* gmsd went away and was waited for in vain */
+    int detached;        /* gmsd came back without this process's record */
+    char why[512];       /* why no request can go to gmsd now */
 } broker_backend;
 
 static broker_backend *bb_of(gms_backend *be)
@@ -62,10 +79,12 @@ static broker_backend *bb_of(gms_backend *be)
  * An ERROR of sequence 0 is gmsd refusing the connection as it closes it
  * (an unknown peer, too many connections): it answers any request, and
  * may be waiting even when the request could not be sent. */
-static int call(broker_backend *bb, gms_broker_msg *req, gms_broker_msg *rep, int *fd)
+static int exchange(broker_backend *bb, gms_broker_msg *req, gms_broker_msg *rep, int *fd,
+                    int *lost)
 {
     uint8_t buf[GMS_BROKER_MSG_MAX];
     *fd = -1;
+    *lost = 0;
     req->seq = ++bb->seq;
     size_t n = gms__broker_encode(req, buf);
     int send_err = 0;
@@ -85,8 +104,12 @@ static int call(broker_backend *bb, gms_broker_msg *req, gms_broker_msg *rep, in
     do
         got = recvmsg(bb->sock, &mh, MSG_CMSG_CLOEXEC | (send_err || resets ? MSG_DONTWAIT : 0));
     while (got < 0 && (errno == EINTR || (errno == ECONNRESET && resets++ == 0)));
-    if (got <= 0)
-        return send_err ? send_err : got == 0 ? ECONNRESET : errno;
+    if (got <= 0) {
+        int err = send_err ? send_err : got == 0 ? ECONNRESET : errno;
+        /* gmsd's end is closed, and no refusal came: it went away. */
+        *lost = got == 0 || err == ECONNRESET || err == EPIPE || err == ENOTCONN;
+        return err;
+    }
     int fds[4], nfds = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
@@ -112,6 +135,119 @@ static int call(broker_backend *bb, gms_broker_msg *req, gms_broker_msg *rep, in
     if (nfds == 1)
         *fd = fds[0];
     return 0;
+}
+
+static int reconnect_ms(void)
+{
+    const char *v = getenv("GMS_BROKER_RECONNECT_MS");
+    return v && *v ? atoi(v) : 10000;
+}
+
+/* No request can go to gmsd: why says why (bb->why). */
+static void detach(broker_backend *bb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void detach(broker_backend *bb, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(bb->why, sizeof bb->why, fmt, ap);
+    va_end(ap);
+    bb->detached = 1;
+    if (bb->sock >= 0)
+        close(bb->sock);
+    bb->sock = -1;
+}
+
+/* gmsd went away: connect again (waiting up to GMS_BROKER_RECONNECT_MS
+ * for it to come back, the first time) and resume the session (lock held).
+ * 0, or ENOTCONN with bb->why saying why. */
+static int reconnect(broker_backend *bb)
+{
+    if (bb->sock >= 0)
+        close(bb->sock);
+    bb->sock = -1;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", bb->path);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long wait_ms = bb->waited ? 0 : reconnect_ms();
+    gms_broker_msg req = {.type = GMS_BROKER_HELLO, .a = bb->session}, rep = {0};
+    int err;
+    for (;;) {
+        /* A gmsd that is stopping may still take the connection, then
+         * drop it unanswered: that is gmsd not back yet either. */
+        int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), fd, lost = 1;
+        err = s < 0 || connect(s, (struct sockaddr *)&sa, sizeof sa) != 0 ? errno : 0;
+        if (!err) {
+            bb->sock = s;
+            err = exchange(bb, &req, &rep, &fd, &lost);
+            if (fd >= 0)
+                close(fd);
+            if (!lost)
+                break;
+            bb->sock = -1;
+        }
+        if (s >= 0)
+            close(s);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= wait_ms) {
+            bb->waited = 1;
+            snprintf(bb->why, sizeof bb->why,
+                     "gmsd at %s went away and is not back (%s, waited %ld ms): this process's "
+                     "memory stays mapped and valid; the next request tries again", bb->path,
+                     strerror(err), wait_ms);
+            return ENOTCONN;
+        }
+        struct timespec nap = {0, 20 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+    }
+    bb->waited = 0;
+    if (err || rep.type != GMS_BROKER_WELCOME) {
+        snprintf(bb->why, sizeof bb->why, "gmsd at %s, back after it went away, refused this "
+                 "process: %s", bb->path, rep.type == GMS_BROKER_ERROR ? rep.text
+                                                                       : strerror(err ? err : EPROTO));
+        close(bb->sock);
+        bb->sock = -1;
+        return ENOTCONN;
+    }
+    if (strcmp(rep.tenant, bb->tenant) != 0 || rep.a != bb->lease_bytes) {
+        detach(bb, "gmsd at %s came back serving this process as tenant '%s' with leases of %llu "
+               "bytes, not as '%s' with %llu: close this runtime and open a new one", bb->path,
+               rep.tenant, (unsigned long long)rep.a, bb->tenant,
+               (unsigned long long)bb->lease_bytes);
+        return ENOTCONN;
+    }
+    if (!rep.flags && (bb->leases || bb->shares || bb->holds)) {
+        detach(bb, "gmsd at %s restarted without this process's accounting (session 0x%016llx "
+               "not resumed): its memory stays mapped and valid, but this runtime takes no more "
+               "from gmsd: close it and open a new one", bb->path,
+               (unsigned long long)bb->session);
+        return ENOTCONN;
+    }
+    bb->session = rep.d;
+    bb->why[0] = 0;
+    return 0;
+}
+
+/* One request and its reply (lock held), as exchange; when gmsd went
+ * away, reconnect, resume and send the request again. ENOTCONN, with the
+ * reason noted for gms__backend_fail, when no gmsd takes requests. A
+ * request gmsd took but died before answering is sent again: what it
+ * granted then stays charged to the tenant until the connection ends. */
+static int call(broker_backend *bb, gms_broker_msg *req, gms_broker_msg *rep, int *fd)
+{
+    int lost = 1, err = ENOTCONN;
+    *fd = -1;
+    if (bb->sock >= 0)
+        err = exchange(bb, req, rep, fd, &lost);
+    if (lost && !bb->detached && (err = reconnect(bb)) == 0)
+        err = exchange(bb, req, rep, fd, &lost);
+    if (lost || err == ENOTCONN) {
+        if (!bb->why[0])
+            snprintf(bb->why, sizeof bb->why, "gmsd at %s went away", bb->path);
+        gms__backend_note("%s", bb->why);
+        return ENOTCONN;
+    }
+    return err;
 }
 
 static int broker_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t *base,
@@ -193,6 +329,10 @@ static int share_call(broker_backend *bb, gms_broker_msg *req, gms_broker_msg *r
     if (*fd >= 0)
         close(*fd);
     *fd = -1;
+    if (err == ENOTCONN) {
+        snprintf(why, why_len, "%s", bb->why);
+        return GMS_E_BACKEND;
+    }
     if (rep->type == GMS_BROKER_ERROR) {
         snprintf(why, why_len, "%s", rep->text);
         return rep->code;
@@ -393,6 +533,8 @@ int gms__broker_acquire(gms_backend *be, uint64_t id, unsigned mode, int languag
     out->addr = out->map + page + rep->d;
     out->req = rep->c;
     out->immutable = (int)rep->flags;
+    out->foreign = strcmp(rep->tenant, bb->tenant) != 0;
+    bb->holds++;
     goto out;
 fail:
     hold_release(bb, rep->a);
@@ -410,7 +552,65 @@ void gms__broker_release_hold(gms_backend *be, uint64_t hold, uint64_t map, uint
     munmap((void *)(uintptr_t)map, map_len);
     pthread_mutex_lock(&bb->lock);
     hold_release(bb, hold);
+    bb->holds--;
     pthread_mutex_unlock(&bb->lock);
+}
+
+int gms__broker_transfer(gms_backend *be, uint64_t *hold, uint64_t map, uint64_t map_len,
+                         char *why, size_t why_len)
+{
+    broker_backend *bb = bb_of(be);
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t bytes = map_len - 2 * page;
+    char *at = (char *)(uintptr_t)(map + page);
+    gms_broker_msg *m = calloc(2, sizeof *m);
+    if (!m) {
+        snprintf(why, why_len, "out of host memory");
+        return GMS_E_NO_MEMORY;
+    }
+    gms_broker_msg *q = &m[0], *rep = &m[1];
+    q->type = GMS_BROKER_TRANSFER;
+    q->a = *hold;
+    int fd = -1;
+    pthread_mutex_lock(&bb->lock);
+    int rc = share_call(bb, q, rep, &fd, GMS_BROKER_TRANSFERRED, why, why_len);
+    if (rc)
+        goto out;
+    uint64_t fresh = rep->a;
+    if (rep->b != bytes || !fd_size_is(fd, bytes)) {
+        rc = GMS_E_BACKEND;
+        snprintf(why, why_len, "gmsd's new memory is not the share's size");
+        goto undo;
+    }
+    /* The bytes into the new memfd, which then replaces the old one under
+     * the same addresses: raw pointers stay valid, and nothing of the
+     * buffer stays in memory the first tenant may still map. */
+    for (uint64_t done = 0; done < bytes;) {
+        ssize_t k = pwrite(fd, at + done, bytes - done, (off_t)done);
+        if (k <= 0) {
+            rc = k < 0 && errno == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND;
+            snprintf(why, why_len, "copying into gmsd's new memory: %s",
+                     k < 0 ? strerror(errno) : "short write");
+            goto undo;
+        }
+        done += (uint64_t)k;
+    }
+    if (mmap(at, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+        rc = errno == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND;
+        snprintf(why, why_len, "mapping gmsd's new memory: %s", strerror(errno));
+        goto undo;
+    }
+    hold_release(bb, *hold); /* the old share: freed, its charge back to its owner */
+    *hold = fresh;
+    goto out;
+undo: /* the old share stays held (revoked: gmsd already stopped new acquires) */
+    hold_release(bb, fresh);
+out:
+    pthread_mutex_unlock(&bb->lock);
+    if (fd >= 0)
+        close(fd);
+    free(m);
+    return rc;
 }
 
 int gms__broker_revoke(gms_backend *be, uint64_t id, char *why, size_t why_len)
@@ -476,8 +676,8 @@ int gms__backend_broker_create(const char *path, uint64_t *lease_bytes, gms_brok
         goto fail;
     }
     gms_broker_msg req = {.type = GMS_BROKER_HELLO}, rep = {0};
-    int fd;
-    err = call(bb, &req, &rep, &fd);
+    int fd, lost;
+    err = exchange(bb, &req, &rep, &fd, &lost);
     if (fd >= 0)
         close(fd);
     if (!err && rep.type != GMS_BROKER_WELCOME)
@@ -501,6 +701,10 @@ int gms__backend_broker_create(const char *path, uint64_t *lease_bytes, gms_brok
     bb->base.granularity = (uint64_t)sysconf(_SC_PAGESIZE);
     bb->base.no_scrub = NULL;
     *lease_bytes = rep.a;
+    bb->lease_bytes = rep.a;
+    bb->session = rep.d;
+    snprintf(bb->tenant, sizeof bb->tenant, "%s", rep.tenant);
+    snprintf(bb->path, sizeof bb->path, "%s", path);
     snprintf(id->tenant, sizeof id->tenant, "%s", rep.tenant);
     id->level = rep.level;
     id->languages = rep.languages;

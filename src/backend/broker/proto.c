@@ -58,7 +58,7 @@ static int layout(uint16_t type, int *fds, int *from_broker)
     *fds = 0;
     *from_broker = type >= 0x80;
     switch (type) {
-    case GMS_BROKER_HELLO: return 0;
+    case GMS_BROKER_HELLO: return 8;
     case GMS_BROKER_LEASE: return 8;
     case GMS_BROKER_RELEASE: return 8;
     case GMS_BROKER_USAGE: return 0;
@@ -67,15 +67,17 @@ static int layout(uint16_t type, int *fds, int *from_broker)
     case GMS_BROKER_ACQUIRE: return 16 + GMS_BROKER_NAME_MAX;
     case GMS_BROKER_RELEASE_SHARE: return 8;
     case GMS_BROKER_REVOKE: return 8;
-    case GMS_BROKER_WELCOME: return 32 + GMS_BROKER_TENANT_MAX;
+    case GMS_BROKER_TRANSFER: return 8;
+    case GMS_BROKER_WELCOME: return 56 + GMS_BROKER_TENANT_MAX;
     case GMS_BROKER_LEASED: *fds = 1; return 16;
     case GMS_BROKER_RELEASED: return 8;
     case GMS_BROKER_USED: return 32;
     case GMS_BROKER_SHARED: *fds = 1; return 24;
     case GMS_BROKER_PUBLISHED: return 8;
-    case GMS_BROKER_ACQUIRED: *fds = 1; return 40;
+    case GMS_BROKER_ACQUIRED: *fds = 1; return 40 + GMS_BROKER_TENANT_MAX;
     case GMS_BROKER_SHARE_RELEASED: return 8;
     case GMS_BROKER_REVOKED: return 8;
+    case GMS_BROKER_TRANSFERRED: *fds = 1; return 16;
     case GMS_BROKER_ERROR: return 8;
     default: return -1;
     }
@@ -132,18 +134,21 @@ int gms__broker_decode(const void *buf, size_t n, unsigned nfds, int from_broker
     out->seq = get32(p + 8);
     const uint8_t *q = p + GMS_BROKER_HEADER;
     switch (type) {
+    case GMS_BROKER_HELLO:
     case GMS_BROKER_LEASE:
     case GMS_BROKER_RELEASE:
     case GMS_BROKER_RELEASED:
     case GMS_BROKER_PUBLISH:
     case GMS_BROKER_RELEASE_SHARE:
     case GMS_BROKER_REVOKE:
+    case GMS_BROKER_TRANSFER:
     case GMS_BROKER_PUBLISHED:
     case GMS_BROKER_SHARE_RELEASED:
     case GMS_BROKER_REVOKED:
         out->a = get64(q);
         break;
     case GMS_BROKER_LEASED:
+    case GMS_BROKER_TRANSFERRED:
         out->a = get64(q);
         out->b = get64(q + 8);
         break;
@@ -188,11 +193,12 @@ int gms__broker_decode(const void *buf, size_t n, unsigned nfds, int from_broker
         out->d = get64(q + 24);
         out->mode = get32(q + 32);
         out->flags = get32(q + 36);
-        if (out->flags > 1)
+        if (out->flags > 1 || !name_ok(q + 40, GMS_BROKER_TENANT_MAX))
             return GMS_BROKER_BAD_FIELD;
+        memcpy(out->tenant, q + 40, GMS_BROKER_TENANT_MAX);
         break;
     case GMS_BROKER_USED:
-    case GMS_BROKER_WELCOME:
+    case GMS_BROKER_WELCOME: {
         out->a = get64(q);
         out->b = get64(q + 8);
         out->c = get64(q + 16);
@@ -201,11 +207,15 @@ int gms__broker_decode(const void *buf, size_t n, unsigned nfds, int from_broker
             break;
         out->level = (uint32_t)out->d;
         out->languages = (uint32_t)(out->d >> 32);
-        out->d = 0;
-        if (!memchr(q + 32, 0, GMS_BROKER_TENANT_MAX))
+        out->d = get64(q + 32);
+        out->e = get64(q + 40);
+        uint64_t resumed = get64(q + 48);
+        if (resumed > 1 || !name_ok(q + 56, GMS_BROKER_TENANT_MAX))
             return GMS_BROKER_BAD_FIELD;
-        memcpy(out->tenant, q + 32, GMS_BROKER_TENANT_MAX);
+        out->flags = (uint32_t)resumed;
+        memcpy(out->tenant, q + 56, GMS_BROKER_TENANT_MAX);
         break;
+    }
     case GMS_BROKER_ERROR:
         out->code = (int32_t)get32(q);
         out->err = get32(q + 4);
@@ -228,18 +238,21 @@ size_t gms__broker_encode(const gms_broker_msg *m, uint8_t *buf)
     uint8_t *q = buf + GMS_BROKER_HEADER;
     memset(buf, 0, GMS_BROKER_MSG_MAX);
     switch (m->type) {
+    case GMS_BROKER_HELLO:
     case GMS_BROKER_LEASE:
     case GMS_BROKER_RELEASE:
     case GMS_BROKER_RELEASED:
     case GMS_BROKER_PUBLISH:
     case GMS_BROKER_RELEASE_SHARE:
     case GMS_BROKER_REVOKE:
+    case GMS_BROKER_TRANSFER:
     case GMS_BROKER_PUBLISHED:
     case GMS_BROKER_SHARE_RELEASED:
     case GMS_BROKER_REVOKED:
         put64(q, m->a);
         break;
     case GMS_BROKER_LEASED:
+    case GMS_BROKER_TRANSFERRED:
         put64(q, m->a);
         put64(q + 8, m->b);
         break;
@@ -279,6 +292,7 @@ size_t gms__broker_encode(const gms_broker_msg *m, uint8_t *buf)
         put64(q + 24, m->d);
         put32(q + 32, m->mode);
         put32(q + 36, m->flags);
+        memcpy(q + 40, m->tenant, strnlen(m->tenant, GMS_BROKER_TENANT_MAX - 1));
         break;
     case GMS_BROKER_USED:
     case GMS_BROKER_WELCOME:
@@ -290,7 +304,10 @@ size_t gms__broker_encode(const gms_broker_msg *m, uint8_t *buf)
             break;
         }
         put64(q + 24, (uint64_t)m->languages << 32 | m->level);
-        memcpy(q + 32, m->tenant, strnlen(m->tenant, GMS_BROKER_TENANT_MAX - 1));
+        put64(q + 32, m->d);
+        put64(q + 40, m->e);
+        put64(q + 48, m->flags != 0);
+        memcpy(q + 56, m->tenant, strnlen(m->tenant, GMS_BROKER_TENANT_MAX - 1));
         break;
     case GMS_BROKER_ERROR: {
         put32(q, (uint32_t)m->code);

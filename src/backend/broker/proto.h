@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #define GMS_BROKER_MAGIC 0x42534d47u /* "GMSB" */
-#define GMS_BROKER_PROTO 1
+#define GMS_BROKER_PROTO 2 /* 2: sessions (HELLO, WELCOME), ACQUIRED's owner, TRANSFER */
 #define GMS_BROKER_HEADER 16
 #define GMS_BROKER_TEXT_MAX 200      /* an error's text, bytes */
 #define GMS_BROKER_TENANT_MAX 64     /* a tenant's name, NUL included */
@@ -28,7 +28,7 @@
 
 typedef enum gms_broker_type {
     /* client to broker */
-    GMS_BROKER_HELLO = 1,    /* empty */
+    GMS_BROKER_HELLO = 1,    /* a = the session to resume (0: none) */
     GMS_BROKER_LEASE = 2,    /* a = bytes wanted */
     GMS_BROKER_RELEASE = 3,  /* a = lease id */
     GMS_BROKER_USAGE = 4,    /* empty: the tenant's use, for tests and tools */
@@ -39,9 +39,14 @@ typedef enum gms_broker_type {
     GMS_BROKER_ACQUIRE = 7,  /* a = share id, mode, language, user */
     GMS_BROKER_RELEASE_SHARE = 8, /* a = hold id */
     GMS_BROKER_REVOKE = 9,   /* a = share id */
+    GMS_BROKER_TRANSFER = 10, /* a = hold id: its share, of another tenant, is
+                                 taken over by this connection's tenant */
     /* broker to client */
     GMS_BROKER_WELCOME = 0x81, /* a = lease bytes, b = quota bytes, c = quota
-                                  leases, level, languages (mask), tenant */
+                                  leases, level, languages (mask), d = the
+                                  session, e = leases and holds taken over
+                                  from the session resumed, flags = resumed
+                                  (0 or 1), tenant */
     GMS_BROKER_LEASED = 0x82,  /* a = lease id, b = bytes; one fd: the memfd */
     GMS_BROKER_RELEASED = 0x83,/* a = lease id */
     GMS_BROKER_USED = 0x84,    /* a = bytes, b = leases, c = quota bytes,
@@ -50,11 +55,13 @@ typedef enum gms_broker_type {
                                   one fd: the share's memfd, writable */
     GMS_BROKER_PUBLISHED = 0x86, /* a = share id */
     GMS_BROKER_ACQUIRED = 0x87,/* a = hold id, b = memfd bytes, c = the buffer's
-                                  bytes, d = its offset, mode, flags = immutable;
-                                  one fd: the memfd, read-only unless mode
-                                  lets the holder write */
+                                  bytes, d = its offset, mode, flags = immutable,
+                                  tenant = the owner's; one fd: the memfd,
+                                  read-only unless mode lets the holder write */
     GMS_BROKER_SHARE_RELEASED = 0x88, /* a = hold id */
     GMS_BROKER_REVOKED = 0x89, /* a = share id */
+    GMS_BROKER_TRANSFERRED = 0x8a, /* a = the new hold id, b = bytes; one fd: the
+                                      new share's memfd, writable, empty */
     GMS_BROKER_ERROR = 0xff    /* code (GMS_E_*), err (errno), text */
 } gms_broker_type;
 
@@ -70,12 +77,13 @@ typedef struct gms_broker_grant {
 typedef struct gms_broker_msg {
     uint16_t type;
     uint32_t seq;                 /* a reply carries its request's */
-    uint64_t a, b, c, d;
+    uint64_t a, b, c, d, e;
     uint32_t level, languages;
     int32_t code;
     uint32_t err;
-    char tenant[GMS_BROKER_TENANT_MAX]; /* NUL-terminated */
-    uint32_t mode, flags;         /* ACQUIRE, ACQUIRED; SHARE, ACQUIRED */
+    char tenant[GMS_BROKER_TENANT_MAX]; /* NUL-terminated; WELCOME: the client's,
+                                          ACQUIRED: the share owner's */
+    uint32_t mode, flags;         /* ACQUIRE, ACQUIRED; SHARE, ACQUIRED, WELCOME */
     int32_t language;             /* ACQUIRE: the context's, -1 none */
     char user[GMS_BROKER_NAME_MAX]; /* ACQUIRE: the context's user */
     uint32_t ngrants;             /* SHARE */
