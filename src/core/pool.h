@@ -246,8 +246,9 @@ typedef struct gms_granule {
 /* A pool's two heaps. Requests up to GMS_HEAP_SMALL_MAX come from chunks
  * of the small heap, larger ones from the large heap's, so small blocks
  * (and those waiting in quarantine) never sit in the middle of the free
- * space that large ones need: mixed, they split it and the pool maps
- * more than its live bytes need (a KV-cache trace held 8% over them). */
+ * space that large ones need: mixed, they split it and the pool maps more
+ * than its live bytes need. PyTorch's caching allocator keeps its small
+ * and large pools apart for the same reason. */
 enum { GMS_HEAP_SMALL = 0, GMS_HEAP_LARGE = 1, GMS_HEAPS = 2 };
 #define GMS_HEAP_SMALL_MAX (1ull << 20)
 
