@@ -170,8 +170,10 @@ typedef struct gms_runtime_options {
                                     pools together (a process's share of a
                                     GPU); 0: no limit but the device's */
     /* Version 2. */
-    const char *broker;          /* gmsd's Unix socket: memory comes from
-                                    the broker (docs/broker.md); NULL: the
+    const char *broker;          /* gmsd's Unix socket (1-107 bytes, read
+                                    during the open only): memory comes
+                                    from the broker (docs/broker.md), and
+                                    GMS_BROKER is not read; NULL: the
                                     GMS_BROKER variable, else no broker */
 } gms_runtime_options;
 

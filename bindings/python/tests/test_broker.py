@@ -34,9 +34,12 @@ def gmsd(tmp_path_factory):
     policy.write_text(json.dumps({"lease_bytes": 2 << 20, "tenants": [
         {"name": "self", "uids": [os.getuid()], "quota_bytes": 8 << 20, "quota_leases": 4}]}))
     sock = d / "gmsd.sock"
+    # Not the sanitizer runtime pytest.sh --asan preloads into python: an
+    # ASan build of gmsd carries its own.
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     with open(d / "gmsd.log", "w") as log:
         proc = subprocess.Popen([exe, "--policy", str(policy), "--socket", str(sock)],
-                                stderr=log)
+                                stderr=log, env=env)
     deadline = time.monotonic() + 5
     while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
