@@ -120,7 +120,7 @@ typedef enum gms_corruption_policy {
     GMS_ON_CORRUPTION_ABORT = 1   /* report, then abort() the process */
 } gms_corruption_policy;
 
-#define GMS_RUNTIME_OPTIONS_VERSION 1
+#define GMS_RUNTIME_OPTIONS_VERSION 2
 typedef struct gms_runtime_options {
     uint32_t version;         /* GMS_RUNTIME_OPTIONS_VERSION */
     gms_backend_kind backend; /* AUTO: the GMS_BACKEND variable, else auto */
@@ -169,12 +169,18 @@ typedef struct gms_runtime_options {
     uint64_t max_held_bytes;     /* device memory this runtime may map, all
                                     pools together (a process's share of a
                                     GPU); 0: no limit but the device's */
+    /* Version 2. */
+    const char *broker;          /* gmsd's Unix socket (1-107 bytes, read
+                                    during the open only): memory comes
+                                    from the broker (docs/broker.md), and
+                                    GMS_BROKER is not read; NULL: the
+                                    GMS_BROKER variable, else no broker */
 } gms_runtime_options;
 
 #define GMS_RUNTIME_OPTIONS_INIT                                              \
     { GMS_RUNTIME_OPTIONS_VERSION, GMS_BACKEND_AUTO, 0, 0, 0, 0, NULL, NULL, \
       0, NULL, NULL, 0, NULL, 0, 0, 0, GMS_SAFETY_ON, 0, 0, 0, 0, 0,         \
-      GMS_ON_CORRUPTION_REPORT, 0, 0 }
+      GMS_ON_CORRUPTION_REPORT, 0, 0, NULL }
 /* Sets *opts to the defaults of `version` (GMS_RUNTIME_OPTIONS_VERSION),
  * as GMS_RUNTIME_OPTIONS_INIT does, writing only that version's fields.
  * GMS_E_INVALID_ARG for a NULL opts or an unknown version. In C,

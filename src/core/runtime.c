@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 /* The process-wide runtime that NULL options open. */
 static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -69,6 +70,33 @@ static int resolve_backend(gms_backend_kind kind, gms_backend_kind *out)
 
 int (*gms__backend_wrap)(gms_backend *inner, gms_backend **out);
 
+/* gmsd's socket (docs/broker.md): the option, else GMS_BROKER (empty
+ * there is unset); *path NULL for none. *from names where it came from,
+ * for messages. A path connect() cannot take, or a backend other than the
+ * host memory the broker serves, is refused here, before anything is made. */
+static int broker_socket(const gms_runtime_options *o, const char **path, const char **from)
+{
+    const char *env = getenv("GMS_BROKER");
+    *path = o->broker ? o->broker : env && *env ? env : NULL;
+    *from = o->broker ? "gms_runtime_options.broker" : "GMS_BROKER";
+    if (!*path)
+        return GMS_OK;
+    size_t len = strlen(*path), max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+    if (len == 0)
+        return gms__fail(GMS_E_INVALID_ARG,
+                         "gms_runtime_options.broker is \"\": give gmsd's socket path, or NULL "
+                         "for none");
+    if (len > max)
+        return gms__fail(GMS_E_INVALID_ARG,
+                         "%s=%.40s...: the path is %zu bytes; a Unix socket's is at most %zu",
+                         *from, *path, len, max);
+    if (o->backend != GMS_BACKEND_AUTO && o->backend != GMS_BACKEND_HOST)
+        return gms__fail(GMS_E_INVALID_ARG,
+                         "%s=%s is set, and the broker serves host memory only: backend %d asked "
+                         "for", *from, *path, (int)o->backend);
+    return GMS_OK;
+}
+
 /* o: options of the current version (gms__struct_read). */
 static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint64_t fail_nth_call)
 {
@@ -97,16 +125,12 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
         return gms__fail(GMS_E_INVALID_ARG, "redzone_bytes %u: at most 4096", o->redzone_bytes);
     if (o->scrub_batch > 65536)
         return gms__fail(GMS_E_INVALID_ARG, "scrub_batch %u: at most 65536", o->scrub_batch);
-    /* GMS_BROKER: memory comes from gmsd (docs/broker.md), as host memory. */
-    const char *broker = getenv("GMS_BROKER");
-    if (broker && !*broker)
-        broker = NULL;
-    if (broker && o->backend != GMS_BACKEND_AUTO && o->backend != GMS_BACKEND_HOST)
-        return gms__fail(GMS_E_INVALID_ARG,
-                         "GMS_BROKER=%s is set, and the broker serves host memory only: backend "
-                         "%d asked for", broker, (int)o->backend);
+    const char *broker, *broker_from;
+    int rc = broker_socket(o, &broker, &broker_from);
+    if (rc)
+        return rc;
     gms_backend_kind kind = GMS_BACKEND_HOST;
-    int rc = broker ? GMS_OK : resolve_backend(o->backend, &kind);
+    rc = broker ? GMS_OK : resolve_backend(o->backend, &kind);
     if (rc)
         return rc;
 
@@ -167,8 +191,8 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
                   ? ENOMEM
                   : gms__backend_broker_create(broker, &lease, &rt->broker, &be, why, sizeof why);
         if (err) {
-            rc = gms__fail(err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND, "GMS_BROKER=%s: %s",
-                           broker, err == ENOMEM ? "out of memory" : why);
+            rc = gms__fail(err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND, "%s=%s: %s",
+                           broker_from, broker, err == ENOMEM ? "out of memory" : why);
             goto fail_lock;
         }
         rt->brokered = true;
@@ -178,9 +202,10 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
             chunk = rt->config.chunk_bytes = lease;
         if (chunk % granule) {
             rc = gms__fail(GMS_E_INVALID_ARG,
-                           "GMS_BROKER=%s: the broker's lease of %llu bytes is not a multiple of "
+                           "%s=%s: the broker's lease of %llu bytes is not a multiple of "
                            "granule_bytes %llu",
-                           broker, (unsigned long long)chunk, (unsigned long long)granule);
+                           broker_from, broker, (unsigned long long)chunk,
+                           (unsigned long long)granule);
             be->ops->destroy(be);
             goto fail_lock;
         }

@@ -22,6 +22,7 @@ uint32_t gms_version(void)
 static const size_t runtime_options_sizes[] = {
     0,
     GMS__SIZE_UP_TO(gms_runtime_options, max_held_bytes), /* 1 */
+    GMS__SIZE_UP_TO(gms_runtime_options, broker),         /* 2 */
 };
 static const size_t context_desc_sizes[] = {
     0,

@@ -435,6 +435,40 @@ static ERL_NIF_TERM nif_runtime_open(ErlNifEnv *env, int argc, const ERL_NIF_TER
     return ok_tuple(env, t);
 }
 
+/* runtime_open_broker(path): a private runtime whose memory comes from the
+ * gmsd at path (gms_runtime_options.broker, docs/broker.md), with the
+ * pressure hook of the shared one. */
+static ERL_NIF_TERM nif_runtime_open_broker(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    ErlNifBinary bin;
+    if (!enif_inspect_binary(env, argv[0], &bin))
+        return enif_make_badarg(env);
+    if (memchr(bin.data, '\0', bin.size) != NULL)
+        return own_error(env, GMS_E_INVALID_ARG, "the broker's socket path contains a NUL byte");
+    char *path = enif_alloc(bin.size + 1);
+    if (path == NULL)
+        return own_error(env, GMS_E_NO_MEMORY, "no memory for the broker's socket path");
+    memcpy(path, bin.data, bin.size);
+    path[bin.size] = '\0';
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.broker = path;
+    gms_runtime *rt;
+    int rc = gms_runtime_open(&rt, &o);
+    enif_free(path); /* libgms keeps no pointer to it */
+    if (rc != GMS_OK)
+        return gms_error(env, rc);
+    if ((rc = gms_on_pressure(rt, on_pressure, NULL)) != GMS_OK) {
+        ERL_NIF_TERM err = gms_error(env, rc);
+        gms_runtime_close(rt);
+        return err;
+    }
+    rt_res *r = enif_alloc_resource(rt_type, sizeof *r);
+    r->rt = rt;
+    ERL_NIF_TERM t = enif_make_resource(env, r);
+    enif_release_resource(r);
+    return ok_tuple(env, t);
+}
+
 static ERL_NIF_TERM nif_backend_name(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     (void)argc;
     rt_res *r;
@@ -1011,6 +1045,7 @@ static void unload(ErlNifEnv *env, void *priv) {
 
 static ErlNifFunc funcs[] = {
     {"runtime_open", 0, nif_runtime_open, 0},
+    {"runtime_open_broker", 1, nif_runtime_open_broker, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"backend_name", 1, nif_backend_name, 0},
     {"set_quota", 4, nif_set_quota, 0},
     {"stats", 1, nif_stats, 0},

@@ -88,13 +88,28 @@ defmodule Gms do
 
   # ---- runtime --------------------------------------------------------------
 
-  @doc "Opens the process-wide runtime (`gms_runtime_open(&rt, NULL)`)."
-  @spec open() :: {:ok, Runtime.t()} | error()
-  def open, do: wrap(Nif.runtime_open(), &%Runtime{ref: &1})
+  @doc """
+  Opens the process-wide runtime (`gms_runtime_open(&rt, NULL)`), or with
+  `broker: path` a runtime of its own whose memory comes from the gmsd
+  listening at `path` (`gms_runtime_options.broker`, docs/broker.md). The
+  option wins over the `GMS_BROKER` variable, which the process-wide
+  runtime follows; a socket that cannot be reached is `{:error, :backend}`
+  (`last_error/0` names the path), never a fallback.
+  """
+  @spec open(broker: Path.t()) :: {:ok, Runtime.t()} | error()
+  def open(opts \\ []) do
+    case Keyword.validate!(opts, [:broker]) do
+      [] ->
+        wrap(Nif.runtime_open(), &%Runtime{ref: &1})
 
-  @doc "Like `open/0`, raising `Gms.Error`."
-  @spec open!() :: Runtime.t()
-  def open!, do: bang(open())
+      [broker: path] ->
+        wrap(Nif.runtime_open_broker(IO.chardata_to_string(path)), &%Runtime{ref: &1})
+    end
+  end
+
+  @doc "Like `open/1`, raising `Gms.Error`."
+  @spec open!(broker: Path.t()) :: Runtime.t()
+  def open!(opts \\ []), do: bang(open(opts))
 
   @doc "\"host\", \"cuda\" or \"hip\"."
   @spec backend(Runtime.t()) :: String.t()

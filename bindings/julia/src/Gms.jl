@@ -244,7 +244,8 @@ end
     RuntimeOptions(; kwargs...)
 
 gms_runtime_options; every field left at zero keeps libgms's default. See
-include/gms.h for each.
+include/gms.h for each. `broker`: gmsd's socket (docs/broker.md); it wins
+over the GMS_BROKER variable, which applies when it is `nothing`.
 """
 Base.@kwdef struct RuntimeOptions
     backend::Backend = BACKEND_AUTO
@@ -266,6 +267,7 @@ Base.@kwdef struct RuntimeOptions
     on_corruption::CorruptionPolicy = ON_CORRUPTION_REPORT
     secret_multipass::Bool = false
     max_held_bytes::UInt64 = 0
+    broker::Union{String,Nothing} = nothing
     log::Union{Function,Nothing} = nothing  # (level::LogLevel, message::String) -> any
 end
 
@@ -277,6 +279,7 @@ cstr(s::Union{String,Nothing}) = s === nothing ? Cstring(C_NULL) : Base.unsafe_c
 function with_c_options(f, o::RuntimeOptions, log_user::Ptr{Cvoid})
     no_nul(o.audit_dir, "audit_dir")
     no_nul(o.audit_key_file, "audit_key_file")
+    no_nul(o.broker, "broker")
     0 <= o.device <= typemax(Cint) || invalid_arg("device out of range")
     key = o.audit_key === nothing ? UInt8[] : o.audit_key
     GC.@preserve o key begin
@@ -287,7 +290,7 @@ function with_c_options(f, o::RuntimeOptions, log_user::Ptr{Cvoid})
             Csize_t(length(key)), cstr(o.audit_key_file), Cint(o.audit_lossy),
             o.audit_segment_bytes, o.audit_retention_days, o.safety, o.redzone_bytes,
             o.quarantine_bytes, o.quarantine_blocks, 0, o.verify_interval_ms,
-            o.on_corruption, Cint(o.secret_multipass), o.max_held_bytes)
+            o.on_corruption, Cint(o.secret_multipass), o.max_held_bytes, cstr(o.broker))
         r = Ref(c)
         GC.@preserve r f(Base.unsafe_convert(Ptr{gms_runtime_options}, r))
     end

@@ -26,7 +26,7 @@ const GMS_E_BUSY = Cint(-11)
 # ---- constants ------------------------------------------------------------------
 
 const GMS_NAME_MAX = 63
-const GMS_RUNTIME_OPTIONS_VERSION = UInt32(1)
+const GMS_RUNTIME_OPTIONS_VERSION = UInt32(2)
 const GMS_CONTEXT_DESC_VERSION = UInt32(1)
 const GMS_SHARE_DESC_VERSION = UInt32(1)
 const GMS_UNLIMITED = typemax(UInt64)
@@ -107,6 +107,7 @@ struct gms_runtime_options
     on_corruption::CorruptionPolicy
     secret_multipass::Cint
     max_held_bytes::UInt64
+    broker::Cstring  # version 2
 end
 
 struct gms_context_desc

@@ -127,6 +127,24 @@ end
     expect_code(Gms.UnsupportedError, Gms.GMS_E_UNSUPPORTED) do
         Gms.Runtime(Gms.RuntimeOptions(backend = Gms.BACKEND_HIP))
     end
+    # broker: the option wins over GMS_BROKER, so a socket nobody listens
+    # on is an error naming the option and the path.
+    try
+        Gms.Runtime(Gms.RuntimeOptions(broker = "/nonexistent/julia-gmsd.sock"))
+        @test false
+    catch e
+        @test e isa Gms.BackendError
+        @test occursin("gms_runtime_options.broker=/nonexistent/julia-gmsd.sock: cannot connect to gmsd", e.msg)
+    end
+    expect_code(Gms.InvalidArgError, Gms.GMS_E_INVALID_ARG) do
+        Gms.Runtime(Gms.RuntimeOptions(broker = ""))
+    end
+    expect_code(Gms.InvalidArgError, Gms.GMS_E_INVALID_ARG) do
+        Gms.Runtime(Gms.RuntimeOptions(backend = Gms.BACKEND_CUDA, broker = "/run/gms/gmsd.sock"))
+    end
+    expect_code(Gms.InvalidArgError, Gms.GMS_E_INVALID_ARG) do
+        Gms.Runtime(Gms.RuntimeOptions(broker = "a\0b"))
+    end
     rt = Gms.Runtime(host_options())
     @test Gms.backend_name(rt) == "host"
     expect_code(() -> Gms.audit_flush(rt), Gms.UnsupportedError, Gms.GMS_E_UNSUPPORTED)

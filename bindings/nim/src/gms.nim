@@ -250,6 +250,8 @@ type
     onCorruption*: OnCorruption
     secretMultipass*: bool
     maxHeldBytes*: uint64
+    broker*: string  ## gmsd's socket (docs/broker.md); wins over the
+                     ## GMS_BROKER variable, which applies when "" (unset)
     log*: LogHandler  ## diagnostics (leak reports); nil: stderr
 
 proc `=destroy`(rt: var Runtime) =
@@ -272,6 +274,7 @@ proc toC(o: RuntimeOptions, log: LogBox): CRuntimeOptions =
   check gms_runtime_options_init_version(addr result, GMS_RUNTIME_OPTIONS_VERSION)
   noNul(o.auditDir, "auditDir")
   noNul(o.auditKeyFile, "auditKeyFile")
+  noNul(o.broker, "broker")
   if o.device < 0 or o.device > high(cint):
     invalidArg("device out of range")
   result.backend = o.backend
@@ -295,6 +298,7 @@ proc toC(o: RuntimeOptions, log: LogBox): CRuntimeOptions =
   result.on_corruption = o.onCorruption
   result.secret_multipass = cint(o.secretMultipass)
   result.max_held_bytes = o.maxHeldBytes
+  result.broker = cOrNil(o.broker)
   if log != nil:
     result.log = asC(CLogFn, logTrampoline)
     result.log_user = cast[pointer](log)

@@ -67,6 +67,25 @@ test "runtime options: errors and defaults":
     rt.trim()
     rt.sync()
 
+test "runtime options: broker, gmsd's socket":
+  # The option wins over GMS_BROKER: a socket nobody listens on is an
+  # error naming the option and the path, whatever the variable says.
+  var msg = ""
+  try:
+    discard openRuntime(RuntimeOptions(broker: "/nonexistent/nim-gmsd.sock"))
+  except BackendError as e:
+    msg = e.msg
+  doAssert "gms_runtime_options.broker=/nonexistent/nim-gmsd.sock: cannot connect to gmsd" in msg, msg
+  try:
+    discard openRuntime(RuntimeOptions(backend: bkCuda, broker: "/run/gms/gmsd.sock"))
+    doAssert false, "a broker with the CUDA backend was taken"
+  except InvalidArgError as e:
+    doAssert "host memory only" in e.msg, e.msg
+  expect InvalidArgError, GMS_E_INVALID_ARG:
+    discard openRuntime(RuntimeOptions(broker: "/run/gms\0/gmsd.sock"))
+  # "" is unset, as for every string option: no broker here.
+  doAssert openRuntime(RuntimeOptions(backend: bkHost, broker: "")).backendName == "host"
+
 test "an audit trail: auditFlush writes it":
   let dir = getTempDir() / "gms-nim-audit-" & $getCurrentProcessId()
   removeDir(dir)

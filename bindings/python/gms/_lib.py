@@ -89,7 +89,11 @@ class RuntimeOptions(Structure):
         ("on_corruption", c_int),
         ("secret_multipass", c_int),
         ("max_held_bytes", c_uint64),
+        ("broker", c_char_p),  # version 2: gmsd's socket (docs/broker.md)
     ]
+
+
+RUNTIME_OPTIONS_VERSION = 2  # GMS_RUNTIME_OPTIONS_VERSION: the fields above
 
 
 class ContextDesc(Structure):
@@ -271,6 +275,7 @@ _PROTOTYPES = {
     "gms_strerror": (c_char_p, [c_int]),
     "gms_error_last": (c_char_p, []),
     "gms_runtime_options_init": (None, [POINTER(RuntimeOptions)]),
+    "gms_runtime_options_init_version": (c_int, [POINTER(RuntimeOptions), c_uint32]),
     "gms_runtime_open": (c_int, [POINTER(c_void_p), POINTER(RuntimeOptions)]),
     "gms_runtime_close": (None, [_rt]),
     "gms_runtime_backend_name": (c_char_p, [_rt]),

@@ -361,8 +361,11 @@ class Runtime:
     runtime (reference counted: every language in the process gets the same
     one); any option makes a private runtime. Options are the fields of
     gms_runtime_options by name (backend="cuda", device=0, safety="off",
-    max_held_bytes=..., audit_dir=...); enum fields take names or ints; a
-    field left out keeps gms_runtime_options_init's default. log=fn(level,
+    max_held_bytes=..., audit_dir=..., broker="/run/gms/gmsd.sock"); enum
+    fields take names or ints; paths take str, bytes or os.PathLike; a
+    field left out keeps gms_runtime_options_init's default. broker makes
+    the runtime a client of gmsd (docs/broker.md) and wins over the
+    GMS_BROKER variable, which applies when broker is left out. log=fn(level,
     message) receives the library's diagnostics (private runtimes only).
     gc_on_pressure=True registers a pressure callback that runs gc.collect()."""
 
@@ -372,7 +375,8 @@ class Runtime:
         opts = None
         if options or log is not None:
             opts = _lib.RuntimeOptions()
-            _lib.gms_runtime_options_init(byref(opts))
+            check(_lib.gms_runtime_options_init_version(byref(opts),
+                                                        _lib.RUNTIME_OPTIONS_VERSION))
             self._keep = []  # strings the options point to, alive until open returns
             for key, value in options.items():
                 if key in ("version", "log", "log_user") or not hasattr(opts, key):
@@ -390,7 +394,7 @@ class Runtime:
                     self._keep.append(key_bytes)
                     opts.audit_key_len = len(key_bytes)
                     value = cast(key_bytes, POINTER(_lib.c_uint8))
-                elif dict(opts._fields_)[key] is c_char_p:  # audit_dir, audit_key_file
+                elif dict(opts._fields_)[key] is c_char_p:  # audit_dir, audit_key_file, broker
                     value = _path(value, key)
                     self._keep.append(value)
                 setattr(opts, key, int(value) if isinstance(value, enum.IntEnum) else value)

@@ -503,6 +503,7 @@ pub struct RuntimeBuilder {
     on_corruption: Option<OnCorruption>,
     secret_multipass: Option<bool>,
     max_held_bytes: Option<u64>,
+    broker: Option<PathBuf>,
 }
 
 macro_rules! setters {
@@ -574,6 +575,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// gmsd's socket: the runtime's memory comes from the broker
+    /// (docs/broker.md). Wins over the `GMS_BROKER` variable, which applies
+    /// when this is not set; a socket that cannot be reached is an error,
+    /// never a fallback to the variable or to another backend.
+    pub fn broker(mut self, socket: impl AsRef<Path>) -> Self {
+        self.broker = Some(socket.as_ref().to_owned());
+        self
+    }
+
     /// Receives the library's diagnostics (leak reports at context close,
     /// corruption) instead of stderr, and the errors this crate cannot
     /// return (a free that failed in `Drop`). Called from any thread. Like
@@ -597,6 +607,7 @@ impl RuntimeBuilder {
         check(unsafe { sys::gms_runtime_options_init_version(&mut o, sys::GMS_RUNTIME_OPTIONS_VERSION) })?;
         let audit_dir = path_c("audit dir", &self.audit_dir)?;
         let audit_key_file = path_c("audit key file", &self.audit_key_file)?;
+        let broker = path_c("broker socket", &self.broker)?;
         if let Some(v) = self.backend {
             o.backend = v.to_raw();
         }
@@ -658,6 +669,9 @@ impl RuntimeBuilder {
         }
         if let Some(v) = self.max_held_bytes {
             o.max_held_bytes = v;
+        }
+        if let Some(b) = &broker {
+            o.broker = b.as_ptr();
         }
         let mut ptr = ptr::null_mut();
         // SAFETY: o and the strings and key it points to live until the call

@@ -63,7 +63,7 @@ pub type gms_corruption_policy = c_uint;
 pub const GMS_ON_CORRUPTION_REPORT: gms_corruption_policy = 0;
 pub const GMS_ON_CORRUPTION_ABORT: gms_corruption_policy = 1;
 
-pub const GMS_RUNTIME_OPTIONS_VERSION: u32 = 1;
+pub const GMS_RUNTIME_OPTIONS_VERSION: u32 = 2;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct gms_runtime_options {
@@ -92,6 +92,8 @@ pub struct gms_runtime_options {
     pub on_corruption: gms_corruption_policy,
     pub secret_multipass: c_int,
     pub max_held_bytes: u64,
+    /// Version 2.
+    pub broker: *const c_char,
 }
 
 // ---- contexts ----

@@ -35,7 +35,7 @@ fn layouts_and_constants_match_the_header() {
         gms_runtime_options { version, backend, device, granule_bytes, chunk_bytes, retain_bytes, log, log_user,
             reserved, audit_dir, audit_key, audit_key_len, audit_key_file, audit_lossy, audit_segment_bytes,
             audit_retention_days, safety, redzone_bytes, quarantine_bytes, quarantine_blocks, scrub_batch,
-            verify_interval_ms, on_corruption, secret_multipass, max_held_bytes }
+            verify_interval_ms, on_corruption, secret_multipass, max_held_bytes, broker }
         gms_context_desc { version, tenant, user, level, language }
         gms_buf_info { size, block_size, device_ptr, pool_id, flags, level, language, tenant, user, access,
             holders, share_id, immutable, read_only_view }

@@ -277,6 +277,9 @@ pub const Options = struct {
     on_corruption: OnCorruption = .report,
     secret_multipass: bool = false,
     max_held_bytes: u64 = 0,
+    /// gmsd's socket: memory comes from the broker (docs/broker.md). Wins
+    /// over the GMS_BROKER variable, which applies when this is null.
+    broker: ?[:0]const u8 = null,
 
     fn toC(o: Options) Error!c.gms_runtime_options {
         var out: c.gms_runtime_options = undefined;
@@ -303,6 +306,7 @@ pub const Options = struct {
         out.on_corruption = @backingInt(o.on_corruption);
         out.secret_multipass = @intFromBool(o.secret_multipass);
         out.max_held_bytes = o.max_held_bytes;
+        out.broker = try cOptionalName(o.broker);
         return out;
     }
 };

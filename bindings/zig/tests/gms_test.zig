@@ -845,3 +845,19 @@ test "checkAllFailures catches a leak and a foreign error" {
     // The knob itself: a runtime that fails its first operation never opens.
     try expectError(error.OutOfMemory, gms.testing.openRuntime(host, 1));
 }
+
+test "broker option: gmsd's socket, refused values named" {
+    // A socket nobody listens on: the error names the option and the path
+    // (the option wins over GMS_BROKER, so this holds whatever it says).
+    try expectError(error.BackendFailure, gms.Runtime.open(.{ .broker = "/nonexistent/zig-gmsd.sock" }));
+    try expect(std.mem.indexOf(u8, gms.lastMessage(), "gms_runtime_options.broker=/nonexistent/zig-gmsd.sock: cannot connect to gmsd") != null);
+    try expectError(error.InvalidArgument, gms.Runtime.open(.{ .broker = "" }));
+    try expect(std.mem.indexOf(u8, gms.lastMessage(), "gms_runtime_options.broker is \"\"") != null);
+    try expectError(error.InvalidArgument, gms.Runtime.open(.{ .broker = "/run/gms/gmsd.sock", .backend = .cuda }));
+    try expect(std.mem.indexOf(u8, gms.lastMessage(), "host memory only") != null);
+    try expectError(error.InvalidArgument, gms.Runtime.open(.{ .broker = "/run/gms\x00/gmsd.sock" }));
+    // Left null: no broker (GMS_BROKER is not set in the test run).
+    var rt = try gms.Runtime.open(.{ .backend = .host, .broker = null });
+    defer rt.deinit();
+    try expectEqualStrings("host", rt.backendName());
+}

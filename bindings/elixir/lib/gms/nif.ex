@@ -15,6 +15,7 @@ defmodule Gms.Nif do
   defp nif, do: :erlang.nif_error(:gms_nif_not_loaded)
 
   def runtime_open, do: nif()
+  def runtime_open_broker(_path), do: nif()
   def backend_name(_rt), do: nif()
   def set_quota(_rt, _tenant, _max_bytes, _max_allocs), do: nif()
   def stats(_rt), do: nif()

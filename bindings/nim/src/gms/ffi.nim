@@ -73,7 +73,7 @@ const
   GMS_ALLOC_ZERO* = 1'u32
   GMS_ALLOC_PAGES* = 2'u32
 
-  GMS_RUNTIME_OPTIONS_VERSION* = 1'u32
+  GMS_RUNTIME_OPTIONS_VERSION* = 2'u32
   GMS_CONTEXT_DESC_VERSION* = 1'u32
   GMS_SHARE_DESC_VERSION* = 1'u32
 
@@ -165,6 +165,7 @@ type
     on_corruption*: OnCorruption
     secret_multipass*: cint
     max_held_bytes*: uint64
+    broker*: cstring  # version 2
 
   CContextDesc* {.importc: "gms_context_desc", header: gmsHeader, bycopy.} = object
     version*: uint32
