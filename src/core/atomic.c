@@ -132,7 +132,7 @@ int gms_atomic_batch(gms_context *ctx, gms_buf buf, const gms_atomic_item *items
     gms__pools_lock(p, rp);
     gms_held h, r = {0};
     gms_buf bad = buf;
-    if ((rc = gms__buf_check_locked(ctx, buf, name, p, s, &h)) == GMS_OK &&
+    if ((rc = gms__buf_check_locked(ctx, buf, name, false, p, s, &h)) == GMS_OK &&
         (rc = atomic_allowed(&h, buf, name)) == GMS_OK) {
         for (size_t i = 0; i < n && !rc; i++) {
             char which[48];
@@ -143,7 +143,7 @@ int gms_atomic_batch(gms_context *ctx, gms_buf buf, const gms_atomic_item *items
     if (!rc && results != GMS_BUF_NULL) {
         bad = results;
         uint64_t len = (uint64_t)n * 8;
-        if ((rc = gms__buf_check_locked(ctx, results, name, rp, rs, &r)) == GMS_OK &&
+        if ((rc = gms__buf_check_locked(ctx, results, name, false, rp, rs, &r)) == GMS_OK &&
             (rc = gms__range_check(r.block, results_offset, len, name, "the results")) == GMS_OK &&
             (rc = gms__writable(&r, results, name)) == GMS_OK && r.block == h.block) {
             for (size_t i = 0; i < n && !rc; i++)

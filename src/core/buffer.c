@@ -32,8 +32,8 @@ static int corrupt_report(gms_block *b, const char *op)
 /* Checks that h is a live handle of ctx in slot s of pool p, whose lock is
  * held. A block the verifier flagged is reported to the calls that use it,
  * not to a free. */
-static int buf_check_locked(gms_context *ctx, gms_buf h, const char *op, bool freeing,
-                            gms_pool *p, gms_slot *s, gms_held *out)
+int gms__buf_check_locked(gms_context *ctx, gms_buf h, const char *op, bool freeing,
+                          gms_pool *p, gms_slot *s, gms_held *out)
 {
     if (!gms__slot_owned(s, p)) /* moved to another pool since the lookup: h is dead */
         return gms__fail(GMS_E_INVALID_HANDLE, "%s: handle 0x%016llx: stale, freed or forged handle",
@@ -73,7 +73,7 @@ static int buf_check_locked(gms_context *ctx, gms_buf h, const char *op, bool fr
 
 /* The slot h names and its pool, or an error: a null or forged handle, or
  * a dead one in another pool (whose lock is not worth taking for that). */
-static int buf_slot(gms_context *ctx, gms_buf h, const char *op, gms_pool **p, gms_slot **s)
+int gms__buf_slot(gms_context *ctx, gms_buf h, const char *op, gms_pool **p, gms_slot **s)
 {
     if (h == GMS_BUF_NULL)
         return gms__fail(GMS_E_INVALID_HANDLE, "%s: null handle", op);
@@ -94,7 +94,7 @@ static int buf_slot(gms_context *ctx, gms_buf h, const char *op, gms_pool **p, g
 /* Records a refused handle use: another context's buffer or a write to a
  * read-only one, or a violation (a stale, freed or forged handle, an access
  * out of bounds). */
-static int refused(gms_context *ctx, gms_buf h, int rc)
+int gms__refused(gms_context *ctx, gms_buf h, int rc)
 {
     gms__audit_ctx(ctx,
                    rc == GMS_E_ACCESS_DENIED || rc == GMS_E_READ_ONLY ? GMS_AUDIT_ACCESS_DENIED
@@ -109,13 +109,13 @@ int gms__buf_lock(gms_context *ctx, gms_buf h, const char *op, bool freeing, gms
         return gms__fail(GMS_E_INVALID_ARG, "%s: context is NULL", op);
     gms_pool *p;
     gms_slot *s;
-    int rc = buf_slot(ctx, h, op, &p, &s);
+    int rc = gms__buf_slot(ctx, h, op, &p, &s);
     if (rc == GMS_OK) {
         gms__pool_lock(p);
-        if ((rc = buf_check_locked(ctx, h, op, freeing, p, s, out)) != GMS_OK)
+        if ((rc = gms__buf_check_locked(ctx, h, op, freeing, p, s, out)) != GMS_OK)
             gms__pool_unlock(p);
     }
-    return rc ? refused(ctx, h, rc) : GMS_OK;
+    return rc ? gms__refused(ctx, h, rc) : GMS_OK;
 }
 
 gms_pool *gms__handle_pool(gms_runtime *rt, gms_buf h)
@@ -142,7 +142,7 @@ void gms__pools_unlock(gms_pool *a, gms_pool *b)
 }
 
 /* Whether the holder may write through h (pool->lock held). */
-static int writable(const gms_held *h, gms_buf buf, const char *op)
+int gms__writable(const gms_held *h, gms_buf buf, const char *op)
 {
     const gms_block *b = h->block;
     if (b->share && b->share->immutable)
@@ -603,14 +603,14 @@ int gms_buf_ptr(gms_context *ctx, gms_buf buf, void **out)
     rc = gms__holder_pointer(h.pool, h.slot, buf, "gms_buf_ptr", &addr);
     gms__pool_unlock(h.pool);
     if (rc)
-        return refused(ctx, buf, rc);
+        return gms__refused(ctx, buf, rc);
     *out = (void *)(uintptr_t)addr;
     return GMS_OK;
 }
 
 /* Whether [off, off+len) lies in the buffer; written so nothing overflows. */
-static int range_check(const gms_block *b, uint64_t off, uint64_t len, const char *op,
-                       const char *which)
+int gms__range_check(const gms_block *b, uint64_t off, uint64_t len, const char *op,
+                     const char *which)
 {
     uint64_t size = b->req_size;
     if (off > size || len > size - off)
@@ -643,10 +643,10 @@ static int access_begin(gms_context *ctx, gms_buf buf, uint64_t off, size_t len,
     if (rc)
         return rc;
     if ((rc = gms__seal_refuse(out->block, buf, op)) != GMS_OK ||
-        (rc = range_check(out->block, off, len, op, "the")) != GMS_OK ||
-        (write && (rc = writable(out, buf, op)) != GMS_OK)) {
+        (rc = gms__range_check(out->block, off, len, op, "the")) != GMS_OK ||
+        (write && (rc = gms__writable(out, buf, op)) != GMS_OK)) {
         gms__pool_unlock(out->pool);
-        refused(ctx, buf, rc);
+        gms__refused(ctx, buf, rc);
         return rc;
     }
     /* Ordered with the holders' access windows (docs/ordering.md). */
@@ -714,25 +714,25 @@ int gms_copy(gms_context *ctx, gms_buf dst, uint64_t dst_off, gms_buf src, uint6
     gms_pool *dp, *sp;
     gms_slot *ds, *ss;
     gms_held d, s;
-    int rc = buf_slot(ctx, dst, op, &dp, &ds);
+    int rc = gms__buf_slot(ctx, dst, op, &dp, &ds);
     if (rc)
-        return refused(ctx, dst, rc);
-    if ((rc = buf_slot(ctx, src, op, &sp, &ss)) != GMS_OK)
-        return refused(ctx, src, rc);
+        return gms__refused(ctx, dst, rc);
+    if ((rc = gms__buf_slot(ctx, src, op, &sp, &ss)) != GMS_OK)
+        return gms__refused(ctx, src, rc);
     gms__pools_lock(dp, sp);
     gms_buf bad = dst;
-    if ((rc = buf_check_locked(ctx, dst, op, false, dp, ds, &d)) == GMS_OK &&
+    if ((rc = gms__buf_check_locked(ctx, dst, op, false, dp, ds, &d)) == GMS_OK &&
         (rc = gms__seal_refuse(d.block, dst, op)) == GMS_OK &&
-        (rc = range_check(d.block, dst_off, len, op, "the destination")) == GMS_OK &&
-        (rc = writable(&d, dst, op)) == GMS_OK) {
+        (rc = gms__range_check(d.block, dst_off, len, op, "the destination")) == GMS_OK &&
+        (rc = gms__writable(&d, dst, op)) == GMS_OK) {
         bad = src;
-        if ((rc = buf_check_locked(ctx, src, op, false, sp, ss, &s)) == GMS_OK &&
+        if ((rc = gms__buf_check_locked(ctx, src, op, false, sp, ss, &s)) == GMS_OK &&
             (rc = gms__seal_refuse(s.block, src, op)) == GMS_OK)
-            rc = range_check(s.block, src_off, len, op, "the source");
+            rc = gms__range_check(s.block, src_off, len, op, "the source");
     }
     if (rc) {
         gms__pools_unlock(dp, sp);
-        return refused(ctx, bad, rc);
+        return gms__refused(ctx, bad, rc);
     }
     if ((rc = gms__windows_host_access(dp, d.block, d.slot, true, op, dst)) != GMS_OK ||
         (rc = gms__windows_host_access(sp, s.block, s.slot, false, op, src)) != GMS_OK) {
@@ -749,30 +749,3 @@ int gms_copy(gms_context *ctx, gms_buf dst, uint64_t dst_off, gms_buf src, uint6
     return err ? gms__backend_fail(err, "copy", len) : GMS_OK;
 }
 
-/* The checks above, for the other access calls (atomic.c, access.c). */
-int gms__buf_slot(gms_context *ctx, gms_buf h, const char *op, gms_pool **p, gms_slot **s)
-{
-    return buf_slot(ctx, h, op, p, s);
-}
-
-int gms__buf_check_locked(gms_context *ctx, gms_buf h, const char *op, gms_pool *p, gms_slot *s,
-                          gms_held *out)
-{
-    return buf_check_locked(ctx, h, op, false, p, s, out);
-}
-
-int gms__range_check(const gms_block *b, uint64_t off, uint64_t len, const char *op,
-                     const char *which)
-{
-    return range_check(b, off, len, op, which);
-}
-
-int gms__writable(const gms_held *h, gms_buf buf, const char *op)
-{
-    return writable(h, buf, op);
-}
-
-int gms__refused(gms_context *ctx, gms_buf h, int rc)
-{
-    return refused(ctx, h, rc);
-}

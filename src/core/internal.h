@@ -61,14 +61,14 @@ int gms__handle_move(gms_pool *p, gms_slot *s, gms_context *to, gms_buf *out);
 void gms__pools_lock(gms_pool *a, gms_pool *b);
 void gms__pools_unlock(gms_pool *a, gms_pool *b);
 
-/* The checks of the access calls, for atomic.c and access.c: the slot a
- * handle names (no lock; errors not audited), that it is ctx's live handle
- * (p->lock held; not audited), that [off, off+len) lies in the buffer,
- * that the holder may write; gms__refused audits a refusal and returns
- * rc. */
+/* The checks of the access calls (buffer.c), also for atomic.c and
+ * access.c: the slot a handle names (no lock; errors not audited), that it
+ * is ctx's live handle (p->lock held; not audited; `freeing` for a free
+ * or release), that [off, off+len) lies in the buffer, that the holder may
+ * write; gms__refused audits a refusal and returns rc. */
 int gms__buf_slot(gms_context *ctx, gms_buf h, const char *op, gms_pool **p, gms_slot **s);
-int gms__buf_check_locked(gms_context *ctx, gms_buf h, const char *op, gms_pool *p, gms_slot *s,
-                          gms_held *out);
+int gms__buf_check_locked(gms_context *ctx, gms_buf h, const char *op, bool freeing, gms_pool *p,
+                          gms_slot *s, gms_held *out);
 int gms__range_check(const gms_block *b, uint64_t off, uint64_t len, const char *op,
                      const char *which);
 int gms__writable(const gms_held *h, gms_buf buf, const char *op);

@@ -29,14 +29,6 @@
 static broker b;
 static char metrics_sock[100];
 
-static void become(uid_t uid)
-{
-    if (setgroups(0, NULL) != 0 || setgid(uid) != 0 || setuid(uid) != 0) {
-        perror("setuid");
-        _exit(2);
-    }
-}
-
 static void put_bytes(int fd, const void *p, size_t n)
 {
     if (write(fd, p, n) != (ssize_t)n)
@@ -70,7 +62,7 @@ typedef struct worker {
 static void work(uid_t uid, const char *tenant, int in, int out)
 {
     test_failed = 0; /* its own checks: not the parent's so far */
-    become(uid);
+    become_uid(uid);
     setenv("GMS_BROKER", b.sock, 1);
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
     gms_context_desc d = GMS_CONTEXT_DESC_INIT;
@@ -188,44 +180,6 @@ static int finish(worker *w)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-/* The tenant's bytes and leases in gmsd, asked by a process of uid. */
-static void usage_of(uid_t uid, uint64_t *bytes, uint64_t *leases)
-{
-    int p[2];
-    if (pipe(p))
-        exit(1);
-    pid_t pid = fork();
-    if (pid == 0) {
-        become(uid);
-        uint64_t u[2] = {~0ull, ~0ull};
-        raw_usage(b.sock, &u[0], &u[1]);
-        put_bytes(p[1], u, sizeof u);
-        _exit(0);
-    }
-    uint64_t u[2] = {~0ull, ~0ull};
-    if (read(p[0], u, sizeof u) != sizeof u) {}
-    waitpid(pid, NULL, 0);
-    close(p[0]);
-    close(p[1]);
-    *bytes = u[0];
-    *leases = u[1];
-}
-
-/* 1 once uid's tenant uses bytes in leases, within 2 s. */
-static int use_becomes(uid_t uid, uint64_t bytes, uint64_t leases)
-{
-    uint64_t ub = 0, ul = 0;
-    for (double t0 = now_s(); now_s() - t0 < 2; usleep(10000)) {
-        usage_of(uid, &ub, &ul);
-        if (ub == bytes && ul == leases)
-            return 1;
-    }
-    fprintf(stderr, "uid %u's tenant uses %llu bytes in %llu leases, want %llu in %llu\n",
-            (unsigned)uid, (unsigned long long)ub, (unsigned long long)ul,
-            (unsigned long long)bytes, (unsigned long long)leases);
-    return 0;
-}
-
 /* How many leases of 2 MiB a fresh connection of uid gets before the
  * quota refuses one (all released again). */
 static int leases_left(uid_t uid)
@@ -235,7 +189,7 @@ static int leases_left(uid_t uid)
         exit(1);
     pid_t pid = fork();
     if (pid == 0) {
-        become(uid);
+        become_uid(uid);
         int s = raw_connect(b.sock), n = 0, fd;
         gms_broker_msg m;
         do {
@@ -303,7 +257,7 @@ int main(void)
     CHECK(ok(&B, 'r'));
     CHECK(ok(&C, 'i'));
     uint64_t t1_bytes, t1_leases; /* A's two leases, C's, the share */
-    usage_of(T1, &t1_bytes, &t1_leases);
+    broker_usage_as(b.sock, T1, &t1_bytes, &t1_leases);
     CHECK(t1_leases == 4 && t1_bytes == 3 * 2 * MIB + SHARED);
     int left = leases_left(T1);
     CHECK(left == 5 - (int)t1_leases);
@@ -313,8 +267,8 @@ int main(void)
     CHECK(ok(&A, 'r')); /* the memory is the processes', as it was */
     CHECK(ok(&B, 'r'));
     broker_exec(&b);
-    CHECK(use_becomes(T1, t1_bytes, t1_leases));
-    CHECK(use_becomes(T2, 0, 0));
+    CHECK(broker_use_becomes(b.sock, T1, t1_bytes, t1_leases));
+    CHECK(broker_use_becomes(b.sock, T2, 0, 0));
     CHECK(leases_left(T1) == left); /* the quota holds: not one lease more */
     CHECK(orphans_now() == 3);
     CHECK(ok(&A, 'r'));
@@ -325,7 +279,7 @@ int main(void)
     waitpid(C.pid, NULL, 0);
     close(C.in);
     close(C.out);
-    CHECK(use_becomes(T1, t1_bytes - 2 * MIB, t1_leases - 1));
+    CHECK(broker_use_becomes(b.sock, T1, t1_bytes - 2 * MIB, t1_leases - 1));
     CHECK(orphans_now() == 2);
 
     /* A's next request resumes its session, then succeeds. */
@@ -342,7 +296,7 @@ int main(void)
      * of a live lease or hold of that connection (none is a violation),
      * and none is left for the hang-up to reclaim (only C's was). */
     CHECK(finish(&A) == 0);
-    CHECK(use_becomes(T1, 0, 0));
+    CHECK(broker_use_becomes(b.sock, T1, 0, 0));
     CHECK(metric_now("violations_total", "t1") == 0);
     CHECK(metric_now("reclaimed_leases_total", "t1") == reclaimed);
     char cmd[256];
@@ -356,7 +310,7 @@ int main(void)
     CHECK(pipe(rp) == 0 && pipe(gp) == 0);
     pid_t r = fork();
     if (r == 0) {
-        become(T1);
+        become_uid(T1);
         int s = raw_connect(b.sock), fd;
         gms_broker_msg m = {.type = GMS_BROKER_HELLO};
         uint64_t session = raw_call(s, &m, &fd) == GMS_BROKER_WELCOME ? m.d : 0;
@@ -379,10 +333,10 @@ int main(void)
     CHECK(get_bytes(rp[0], &session, sizeof session) && session != 0);
     CHECK(broker_end(&b, SIGKILL) == 128 + SIGKILL);
     broker_exec(&b);
-    CHECK(use_becomes(T1, 2 * MIB, 1));
+    CHECK(broker_use_becomes(b.sock, T1, 2 * MIB, 1));
     pid_t thief = fork();
     if (thief == 0) {
-        become(T1);
+        become_uid(T1);
         int s = raw_connect(b.sock), fd;
         gms_broker_msg m = {.type = GMS_BROKER_HELLO, .a = session};
         int t = raw_call(s, &m, &fd);
@@ -398,7 +352,7 @@ int main(void)
     CHECK(orphans_now() == 0);
     put_bytes(gp[1], "g", 1);
     waitpid(r, NULL, 0);
-    CHECK(use_becomes(T1, 0, 0));
+    CHECK(broker_use_becomes(b.sock, T1, 0, 0));
     for (int i = 0; i < 2; i++) {
         close(rp[i]);
         close(gp[i]);
@@ -416,7 +370,7 @@ int main(void)
         fprintf(stderr, "got: %s\n", got.msg);
     CHECK(ok(&D, 'r'));
     broker_exec(&b);
-    CHECK(use_becomes(T1, 2 * MIB, 1));
+    CHECK(broker_use_becomes(b.sock, T1, 2 * MIB, 1));
     CHECK(ok(&D, 'n')); /* resumed */
     CHECK(ok(&D, 'r'));
 
@@ -424,7 +378,7 @@ int main(void)
     CHECK(broker_end(&b, SIGKILL) == 128 + SIGKILL);
     CHECK(unlink(state) == 0);
     broker_exec(&b);
-    CHECK(use_becomes(T1, 0, 0)); /* the new gmsd knows nothing of D */
+    CHECK(broker_use_becomes(b.sock, T1, 0, 0)); /* the new gmsd knows nothing of D */
     got = ask(&D, 'n');
     CHECK(got.rc == GMS_E_BACKEND && strstr(got.msg, "restarted without this process's accounting"));
     if (!strstr(got.msg, "restarted without"))
@@ -433,7 +387,7 @@ int main(void)
     CHECK(got.rc == GMS_E_BACKEND && strstr(got.msg, "close it and open a new one"));
     CHECK(ok(&D, 'r'));
     CHECK(finish(&D) == 0);
-    CHECK(use_becomes(T1, 0, 0));
+    CHECK(broker_use_becomes(b.sock, T1, 0, 0));
 
     /* A second gmsd on the same state file does not start. */
     const char *args[] = {"--policy", b.policy, "--socket", "/tmp/gms-restart-other.sock", "--state",

@@ -24,14 +24,6 @@
 static broker b;
 static int to_owner[2], from_owner[2];
 
-static void become(uid_t uid)
-{
-    if (setgroups(0, NULL) != 0 || setgid(uid) != 0 || setuid(uid) != 0) {
-        perror("setuid");
-        _exit(2);
-    }
-}
-
 static void open_as(const char *tenant, gms_runtime **rt, gms_context **ctx)
 {
     setenv("GMS_BROKER", b.sock, 1);
@@ -61,7 +53,7 @@ static void get_bytes(int fd, void *p, size_t n)
 
 static void owner(void)
 {
-    become(T1);
+    become_uid(T1);
     gms_runtime *rt;
     gms_context *ctx;
     open_as("t1", &rt, &ctx);
@@ -194,44 +186,6 @@ static void poke(void *p)
     *(volatile char *)p = 'X';
 }
 
-/* The tenant's bytes and leases in gmsd, asked by a process of uid. */
-static void usage_of(uid_t uid, uint64_t *bytes, uint64_t *leases)
-{
-    int p[2];
-    if (pipe(p))
-        exit(1);
-    pid_t pid = fork();
-    if (pid == 0) {
-        become(uid);
-        uint64_t u[2] = {~0ull, ~0ull};
-        raw_usage(b.sock, &u[0], &u[1]);
-        put_bytes(p[1], u, sizeof u);
-        _exit(0);
-    }
-    uint64_t u[2] = {~0ull, ~0ull};
-    if (read(p[0], u, sizeof u) != sizeof u) {}
-    waitpid(pid, NULL, 0);
-    close(p[0]);
-    close(p[1]);
-    *bytes = u[0];
-    *leases = u[1];
-}
-
-/* 1 once t1's use is bytes and leases, within 2 s. */
-static int t1_use_becomes(uint64_t bytes, uint64_t leases)
-{
-    uint64_t ub = 0, ul = 0;
-    for (double t0 = now_s(); now_s() - t0 < 2; usleep(10000)) {
-        usage_of(T1, &ub, &ul);
-        if (ub == bytes && ul == leases)
-            return 1;
-    }
-    fprintf(stderr, "t1 uses %llu bytes in %llu leases, want %llu in %llu\n",
-            (unsigned long long)ub, (unsigned long long)ul, (unsigned long long)bytes,
-            (unsigned long long)leases);
-    return 0;
-}
-
 /* ---- the acquirers ---- */
 
 static gms_share_id ids[3];
@@ -239,7 +193,7 @@ static gms_share_id ids[3];
 /* Tenant t3: no grant names it. */
 static void stranger(void)
 {
-    become(T3);
+    become_uid(T3);
     gms_runtime *rt;
     gms_context *ctx;
     open_as("t3", &rt, &ctx);
@@ -255,7 +209,7 @@ static void stranger(void)
 /* Tenant t2's reader: steps on a pipe. */
 static void reader(int in, int out)
 {
-    become(T2);
+    become_uid(T2);
     gms_runtime *rt;
     gms_context *ctx;
     open_as("t2", &rt, &ctx);
@@ -321,7 +275,7 @@ static void reader(int in, int out)
 /* Tenant t2's writer, once the owner let go: one writer at a time. */
 static void writer(void)
 {
-    become(T2);
+    become_uid(T2);
     gms_runtime *rt;
     gms_context *ctx;
     open_as("t2", &rt, &ctx);
@@ -337,7 +291,7 @@ static void writer(void)
 /* Tenant t2, holding share id until killed; says 'k' once it holds it. */
 static void holder(int out, gms_share_id id)
 {
-    become(T2);
+    become_uid(T2);
     gms_runtime *rt;
     gms_context *ctx;
     open_as("t2", &rt, &ctx);
@@ -393,7 +347,7 @@ int main(void)
     CHECK(read(from_owner[0], ids, 2 * sizeof ids[0]) == 2 * sizeof ids[0]);
     CHECK(ids[0] && ids[1] && ids[0] != ids[1]);
     uint64_t leases_bytes, leases;
-    usage_of(T1, &leases_bytes, &leases);
+    broker_usage_as(b.sock, T1, &leases_bytes, &leases);
     /* The owner's leases, and its two shares: 64 KiB and 8 KiB. */
     leases_bytes -= 72 * KIB;
     leases -= 2;
@@ -418,7 +372,7 @@ int main(void)
     CHECK(owner_do('c')); /* the reader's faulting writes changed nothing */
     CHECK(owner_do('f')); /* the owner's release: the reader keeps it */
     CHECK(owner_do('r'));
-    CHECK(t1_use_becomes(leases_bytes + 72 * KIB, leases + 2));
+    CHECK(broker_use_becomes(b.sock, T1, leases_bytes + 72 * KIB, leases + 2));
     pid_t w = fork();
     if (w == 0)
         writer();
@@ -428,20 +382,20 @@ int main(void)
     CHECK(status_of(r) == 0);
     /* The mutable share's last release freed it, once: its 64 KiB went
      * back to t1's quota; the immutable one is the owner's still. */
-    CHECK(t1_use_becomes(leases_bytes + 8 * KIB, leases + 1));
+    CHECK(broker_use_becomes(b.sock, T1, leases_bytes + 8 * KIB, leases + 1));
 
     /* kill -9 of an acquirer releases its hold: the share the owner let go
      * of is freed then. */
     uint64_t now_bytes, now_leases;
-    usage_of(T1, &now_bytes, &now_leases);
+    broker_usage_as(b.sock, T1, &now_bytes, &now_leases);
     CHECK(owner_do('s'));
     CHECK(read(from_owner[0], &ids[2], sizeof ids[2]) == sizeof ids[2]);
     pid_t k = start_holder(ids[2]);
     CHECK(owner_do('g'));
-    CHECK(t1_use_becomes(now_bytes + 16 * KIB, now_leases + 1));
+    CHECK(broker_use_becomes(b.sock, T1, now_bytes + 16 * KIB, now_leases + 1));
     kill(k, SIGKILL);
     waitpid(k, NULL, 0);
-    CHECK(t1_use_becomes(now_bytes, now_leases));
+    CHECK(broker_use_becomes(b.sock, T1, now_bytes, now_leases));
 
     /* kill -9 of the owner: its leases go, its shares are revoked, and one
      * still held stays, charged to t1, until its last release. */
@@ -450,10 +404,10 @@ int main(void)
     k = start_holder(ids[2]);
     kill(own, SIGKILL);
     waitpid(own, NULL, 0);
-    CHECK(t1_use_becomes(16 * KIB, 1));
+    CHECK(broker_use_becomes(b.sock, T1, 16 * KIB, 1));
     pid_t late = fork();
     if (late == 0) {
-        become(T2);
+        become_uid(T2);
         gms_runtime *rt;
         gms_context *ctx;
         open_as("t2", &rt, &ctx);
@@ -465,7 +419,7 @@ int main(void)
     CHECK(status_of(late) == 0);
     kill(k, SIGKILL);
     waitpid(k, NULL, 0);
-    CHECK(t1_use_becomes(0, 0));
+    CHECK(broker_use_becomes(b.sock, T1, 0, 0));
     CHECK(broker_stop(&b) == 0);
     return test_done();
 }

@@ -25,14 +25,6 @@ static broker b;
 static char metrics_sock[100];
 static int to_owner[2], from_owner[2];
 
-static void become(uid_t uid)
-{
-    if (setgroups(0, NULL) != 0 || setgid(uid) != 0 || setuid(uid) != 0) {
-        perror("setuid");
-        _exit(2);
-    }
-}
-
 static void open_as(const char *tenant, gms_runtime **rt, gms_context **a, gms_context **c)
 {
     setenv("GMS_BROKER", b.sock, 1);
@@ -70,7 +62,7 @@ static int status_of(pid_t pid)
 
 static void owner(void)
 {
-    become(T1);
+    become_uid(T1);
     gms_runtime *rt;
     gms_context *ctx;
     open_as("t1", &rt, &ctx, NULL);
@@ -113,44 +105,6 @@ static int owner_do(char c, gms_share_id *id)
 
 /* ---- helpers ---- */
 
-/* The tenant's bytes and leases in gmsd, asked by a process of uid. */
-static void usage_of(uid_t uid, uint64_t *bytes, uint64_t *leases)
-{
-    int p[2];
-    if (pipe(p))
-        exit(1);
-    pid_t pid = fork();
-    if (pid == 0) {
-        become(uid);
-        uint64_t u[2] = {~0ull, ~0ull};
-        raw_usage(b.sock, &u[0], &u[1]);
-        put_bytes(p[1], u, sizeof u);
-        _exit(0);
-    }
-    uint64_t u[2] = {~0ull, ~0ull};
-    if (read(p[0], u, sizeof u) != sizeof u) {}
-    waitpid(pid, NULL, 0);
-    close(p[0]);
-    close(p[1]);
-    *bytes = u[0];
-    *leases = u[1];
-}
-
-/* 1 once uid's tenant uses bytes in leases, within 2 s. */
-static int use_becomes(uid_t uid, uint64_t bytes, uint64_t leases)
-{
-    uint64_t ub = 0, ul = 0;
-    for (double t0 = now_s(); now_s() - t0 < 2; usleep(10000)) {
-        usage_of(uid, &ub, &ul);
-        if (ub == bytes && ul == leases)
-            return 1;
-    }
-    fprintf(stderr, "uid %u's tenant uses %llu bytes in %llu leases, want %llu in %llu\n",
-            (unsigned)uid, (unsigned long long)ub, (unsigned long long)ul,
-            (unsigned long long)bytes, (unsigned long long)leases);
-    return 0;
-}
-
 /* Mappings of process pid (0: this one) whose line holds name. */
 static int maps_of(pid_t pid, const char *name)
 {
@@ -186,7 +140,7 @@ static gms_share_id shared;
 
 static void taker(int in, int out)
 {
-    become(T2);
+    become_uid(T2);
     gms_runtime *rt;
     gms_context *a, *c;
     open_as("t2", &rt, &a, &c);
@@ -256,7 +210,7 @@ static void taker(int in, int out)
 
 static void raw_refusals(gms_share_id id, int in, int out)
 {
-    become(T2);
+    become_uid(T2);
     int s = raw_connect(b.sock), other = raw_connect(b.sock), fd;
     gms_broker_msg m;
     CHECK(ask(s, GMS_BROKER_ACQUIRE, id, GMS_ACCESS_READ, &fd, &m) == GMS_BROKER_ACQUIRED);
@@ -334,7 +288,7 @@ int main(void)
         owner();
     uint64_t t1_base, t1_base_leases, t2_bytes, t2_leases;
     CHECK(owner_do('s', &shared));
-    usage_of(T1, &t1_base, &t1_base_leases);
+    broker_usage_as(b.sock, T1, &t1_base, &t1_base_leases);
     t1_base -= 64 * KIB; /* the share, then the owner's own leases */
     t1_base_leases -= 1;
 
@@ -347,19 +301,19 @@ int main(void)
     char ok = 0, go = 'g';
     CHECK(read(tout[0], &ok, 1) == 1 && ok == 'k');
     CHECK(owner_do('f', NULL)); /* t2's reader holds it alone now */
-    CHECK(use_becomes(T1, t1_base + 64 * KIB, t1_base_leases + 1));
+    CHECK(broker_use_becomes(b.sock, T1, t1_base + 64 * KIB, t1_base_leases + 1));
     put_bytes(tin[1], &go, 1);
     CHECK(read(tout[0], &ok, 1) == 1 && ok == 'k');
     /* Refused for t2's quota: the charge is t1's still, t2's unchanged. */
-    usage_of(T2, &t2_bytes, &t2_leases);
-    CHECK(use_becomes(T1, t1_base + 64 * KIB, t1_base_leases + 1));
+    broker_usage_as(b.sock, T2, &t2_bytes, &t2_leases);
+    CHECK(broker_use_becomes(b.sock, T1, t1_base + 64 * KIB, t1_base_leases + 1));
     CHECK(metric_now("transfers_in_total", "t2") == 0);
     CHECK(metric_now("quota_refusals_total", "t2") == 2); /* the raw lease and the transfer */
     put_bytes(tin[1], &go, 1);
     CHECK(read(tout[0], &ok, 1) == 1 && ok == 'k');
     /* Taken over: t1's charge went, t2's came (its raw leases released). */
-    CHECK(use_becomes(T1, t1_base, t1_base_leases));
-    CHECK(use_becomes(T2, 64 * KIB, 1));
+    CHECK(broker_use_becomes(b.sock, T1, t1_base, t1_base_leases));
+    CHECK(broker_use_becomes(b.sock, T2, 64 * KIB, 1));
     CHECK(metric_now("transfers_in_total", "t2") == 1);
     CHECK(metric_now("transfers_out_total", "t1") == 1);
     CHECK(metric_now("shares", "t2") == 1);
@@ -369,8 +323,8 @@ int main(void)
     /* kill -9 of the new holder: its memory goes back to t2's quota. */
     kill(tk, SIGKILL);
     waitpid(tk, NULL, 0);
-    CHECK(use_becomes(T2, 0, 0));
-    CHECK(use_becomes(T1, t1_base, t1_base_leases));
+    CHECK(broker_use_becomes(b.sock, T2, 0, 0));
+    CHECK(broker_use_becomes(b.sock, T1, t1_base, t1_base_leases));
 
     /* The protocol's refusals, on raw connections. */
     gms_share_id id2;
@@ -383,8 +337,8 @@ int main(void)
     CHECK(owner_do('f', NULL));
     put_bytes(tin[1], &go, 1);
     CHECK(status_of(raw) == 0);
-    CHECK(use_becomes(T2, 0, 0));
-    CHECK(use_becomes(T1, t1_base, t1_base_leases));
+    CHECK(broker_use_becomes(b.sock, T2, 0, 0));
+    CHECK(broker_use_becomes(b.sock, T1, t1_base, t1_base_leases));
     CHECK(metric_now("transfers_in_total", "t2") == 2);
 
     put_bytes(to_owner[1], "q", 1);

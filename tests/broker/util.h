@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -280,6 +281,55 @@ static inline int raw_usage(const char *sock, uint64_t *bytes, uint64_t *leases)
     *bytes = m.a;
     *leases = m.b;
     return t == GMS_BROKER_USED ? 0 : -1;
+}
+
+/* The calling process becomes user and group uid (a test's tenant). */
+static inline void become_uid(uid_t uid)
+{
+    if (setgroups(0, NULL) != 0 || setgid(uid) != 0 || setuid(uid) != 0) {
+        perror("setuid");
+        _exit(2);
+    }
+}
+
+/* The bytes and leases uid's tenant uses in the gmsd at sock, asked by a
+ * process of uid; ~0 each when it could not tell. */
+static inline void broker_usage_as(const char *sock, uid_t uid, uint64_t *bytes, uint64_t *leases)
+{
+    int p[2];
+    if (pipe(p))
+        exit(1);
+    pid_t pid = fork();
+    if (pid == 0) {
+        become_uid(uid);
+        uint64_t u[2] = {~0ull, ~0ull};
+        raw_usage(sock, &u[0], &u[1]);
+        _exit(write(p[1], u, sizeof u) == sizeof u ? 0 : 3);
+    }
+    uint64_t u[2] = {~0ull, ~0ull};
+    if (read(p[0], u, sizeof u) != sizeof u) {
+        /* the child died first: ~0 says so */
+    }
+    waitpid(pid, NULL, 0);
+    close(p[0]);
+    close(p[1]);
+    *bytes = u[0];
+    *leases = u[1];
+}
+
+/* 1 once uid's tenant uses bytes in leases, within 2 s. */
+static inline int broker_use_becomes(const char *sock, uid_t uid, uint64_t bytes, uint64_t leases)
+{
+    uint64_t ub = 0, ul = 0;
+    for (double t0 = now_s(); now_s() - t0 < 2; usleep(10000)) {
+        broker_usage_as(sock, uid, &ub, &ul);
+        if (ub == bytes && ul == leases)
+            return 1;
+    }
+    fprintf(stderr, "uid %u's tenant uses %llu bytes in %llu leases, want %llu in %llu\n",
+            (unsigned)uid, (unsigned long long)ub, (unsigned long long)ul,
+            (unsigned long long)bytes, (unsigned long long)leases);
+    return 0;
 }
 
 /* Open descriptors of process pid. */
