@@ -29,17 +29,6 @@
 static broker b;
 static char metrics_sock[100];
 
-static void put_bytes(int fd, const void *p, size_t n)
-{
-    if (write(fd, p, n) != (ssize_t)n)
-        _exit(3);
-}
-
-static int get_bytes(int fd, void *p, size_t n)
-{
-    return read(fd, p, n) == (ssize_t)n;
-}
-
 /* What a worker answers: the call's result and the library's message. */
 typedef struct answer {
     int rc;
@@ -77,7 +66,7 @@ static void work(uid_t uid, const char *tenant, int in, int out)
     for (size_t i = 0; i < sizeof pattern; i++)
         pattern[i] = (uint8_t)(i * 7 + 3);
     char c;
-    while (get_bytes(in, &c, 1) && c != 'q') {
+    while (got_bytes(in, &c, 1) && c != 'q') {
         answer a = {0};
         gms_share_id id = 0;
         switch (c) {
@@ -99,7 +88,7 @@ static void work(uid_t uid, const char *tenant, int in, int out)
             break;
         }
         case 'a':
-            get_bytes(in, &id, sizeof id);
+            got_bytes(in, &id, sizeof id);
             a.rc = gms_acquire(ctx, id, GMS_ACCESS_READ, &held);
             break;
         case 'r': {
@@ -157,7 +146,7 @@ static answer ask(worker *w, char c)
 {
     answer a = {.rc = -1};
     put_bytes(w->out, &c, 1);
-    if (!get_bytes(w->in, &a, sizeof a))
+    if (!got_bytes(w->in, &a, sizeof a))
         a.rc = -1;
     return a;
 }
@@ -249,11 +238,11 @@ int main(void)
     worker A = start(T1, "t1", NULL), B = start(T2, "t2", NULL), C = start(T1, "t1", NULL);
     gms_share_id id = 0;
     CHECK(ok(&A, 'i'));
-    CHECK(ask(&A, 's').rc == 0 && get_bytes(A.in, &id, sizeof id));
+    CHECK(ask(&A, 's').rc == 0 && got_bytes(A.in, &id, sizeof id));
     put_bytes(B.out, "a", 1);
     put_bytes(B.out, &id, sizeof id);
     answer got;
-    CHECK(get_bytes(B.in, &got, sizeof got) && got.rc == 0);
+    CHECK(got_bytes(B.in, &got, sizeof got) && got.rc == 0);
     CHECK(ok(&B, 'r'));
     CHECK(ok(&C, 'i'));
     uint64_t t1_bytes, t1_leases; /* A's two leases, C's, the share */
@@ -319,18 +308,18 @@ int main(void)
             session = 0;
         put_bytes(rp[1], &session, sizeof session);
         char go;
-        get_bytes(gp[0], &go, 1); /* gmsd restarted */
+        got_bytes(gp[0], &go, 1); /* gmsd restarted */
         close(s);
         s = raw_connect(b.sock);
         m = (gms_broker_msg){.type = GMS_BROKER_HELLO, .a = session};
         int t = raw_call(s, &m, &fd);
         uint64_t resumed = t == GMS_BROKER_WELCOME && m.flags == 1 && m.e == 1 && m.d == session;
         put_bytes(rp[1], &resumed, sizeof resumed);
-        get_bytes(gp[0], &go, 1);
+        got_bytes(gp[0], &go, 1);
         _exit(0); /* its connection, and the lease, go */
     }
     uint64_t session = 0, resumed = 0;
-    CHECK(get_bytes(rp[0], &session, sizeof session) && session != 0);
+    CHECK(got_bytes(rp[0], &session, sizeof session) && session != 0);
     CHECK(broker_end(&b, SIGKILL) == 128 + SIGKILL);
     broker_exec(&b);
     CHECK(broker_use_becomes(b.sock, T1, 2 * MIB, 1));
@@ -348,7 +337,7 @@ int main(void)
     CHECK(metric_now("violations_total", "t1") == 1);
     CHECK(orphans_now() == 1);
     put_bytes(gp[1], "g", 1);
-    CHECK(get_bytes(rp[0], &resumed, sizeof resumed) && resumed == 1);
+    CHECK(got_bytes(rp[0], &resumed, sizeof resumed) && resumed == 1);
     CHECK(orphans_now() == 0);
     put_bytes(gp[1], "g", 1);
     waitpid(r, NULL, 0);

@@ -37,18 +37,6 @@ static void open_as(const char *tenant, gms_runtime **rt, gms_context **ctx)
     CHECK_OK(gms_context_open(ctx, *rt, &d));
 }
 
-static void put_bytes(int fd, const void *p, size_t n)
-{
-    if (write(fd, p, n) != (ssize_t)n)
-        _exit(3);
-}
-
-static void get_bytes(int fd, void *p, size_t n)
-{
-    if (read(fd, p, n) != (ssize_t)n)
-        _exit(3);
-}
-
 /* ---- the owner, tenant t1: commands on a pipe ---- */
 
 static void owner(void)

@@ -283,6 +283,26 @@ static inline int raw_usage(const char *sock, uint64_t *bytes, uint64_t *leases)
     return t == GMS_BROKER_USED ? 0 : -1;
 }
 
+/* Pipes between a test and its processes: a short write, or a short read
+ * where get_bytes is used, ends the process; got_bytes says whether all n
+ * bytes came (0 once the other end is gone). */
+static inline void put_bytes(int fd, const void *p, size_t n)
+{
+    if (write(fd, p, n) != (ssize_t)n)
+        _exit(3);
+}
+
+static inline int got_bytes(int fd, void *p, size_t n)
+{
+    return read(fd, p, n) == (ssize_t)n;
+}
+
+static inline void get_bytes(int fd, void *p, size_t n)
+{
+    if (!got_bytes(fd, p, n))
+        _exit(3);
+}
+
 /* The calling process becomes user and group uid (a test's tenant). */
 static inline void become_uid(uid_t uid)
 {
