@@ -24,19 +24,6 @@
 static broker b;
 static int to_owner[2], from_owner[2];
 
-static void open_as(const char *tenant, gms_runtime **rt, gms_context **ctx)
-{
-    setenv("GMS_BROKER", b.sock, 1);
-    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
-    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
-    d.tenant = tenant;
-    d.user = "someone";
-    *rt = NULL;
-    *ctx = NULL;
-    CHECK_OK(gms_runtime_open(rt, &o));
-    CHECK_OK(gms_context_open(ctx, *rt, &d));
-}
-
 /* ---- the owner, tenant t1: commands on a pipe ---- */
 
 static void owner(void)
@@ -44,7 +31,7 @@ static void owner(void)
     become_uid(T1);
     gms_runtime *rt;
     gms_context *ctx;
-    open_as("t1", &rt, &ctx);
+    broker_open_as(b.sock, "t1", &rt, &ctx, NULL);
     gms_buf secret, data, frozen, extra = GMS_BUF_NULL;
     CHECK_OK(gms_alloc(ctx, 100, 0, &secret)); /* shares its page */
     CHECK_OK(gms_write(ctx, secret, 0, "t1's other secret", 18));
@@ -184,7 +171,7 @@ static void stranger(void)
     become_uid(T3);
     gms_runtime *rt;
     gms_context *ctx;
-    open_as("t3", &rt, &ctx);
+    broker_open_as(b.sock, "t3", &rt, &ctx, NULL);
     gms_buf h;
     CHECK_RC(gms_acquire(ctx, ids[0], GMS_ACCESS_READ, &h), GMS_E_ACCESS_DENIED);
     CHECK(h == GMS_BUF_NULL && strstr(gms_error_last(), "not on the access list") != NULL);
@@ -200,7 +187,7 @@ static void reader(int in, int out)
     become_uid(T2);
     gms_runtime *rt;
     gms_context *ctx;
-    open_as("t2", &rt, &ctx);
+    broker_open_as(b.sock, "t2", &rt, &ctx, NULL);
     char got[16] = "", step = 0, ok;
     gms_buf data, frozen, h;
     /* Forged and altered ids change nothing and get nothing. */
@@ -266,7 +253,7 @@ static void writer(void)
     become_uid(T2);
     gms_runtime *rt;
     gms_context *ctx;
-    open_as("t2", &rt, &ctx);
+    broker_open_as(b.sock, "t2", &rt, &ctx, NULL);
     gms_buf w, h;
     CHECK_OK(gms_acquire(ctx, ids[0], GMS_ACCESS_READ_WRITE, &w));
     CHECK_RC(gms_acquire(ctx, ids[0], GMS_ACCESS_READ_WRITE, &h), GMS_E_BUSY);
@@ -282,7 +269,7 @@ static void holder(int out, gms_share_id id)
     become_uid(T2);
     gms_runtime *rt;
     gms_context *ctx;
-    open_as("t2", &rt, &ctx);
+    broker_open_as(b.sock, "t2", &rt, &ctx, NULL);
     gms_buf h;
     char got[8] = "";
     CHECK_OK(gms_acquire(ctx, id, GMS_ACCESS_READ, &h));
@@ -398,7 +385,7 @@ int main(void)
         become_uid(T2);
         gms_runtime *rt;
         gms_context *ctx;
-        open_as("t2", &rt, &ctx);
+        broker_open_as(b.sock, "t2", &rt, &ctx, NULL);
         gms_buf h;
         CHECK_RC(gms_acquire(ctx, ids[2], GMS_ACCESS_READ, &h), GMS_E_ACCESS_DENIED);
         CHECK(strstr(gms_error_last(), "owner's connection ended") != NULL);

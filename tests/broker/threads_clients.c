@@ -47,13 +47,7 @@ static void *worker(void *arg)
 
 int main(void)
 {
-    char policy[256];
-    snprintf(policy, sizeof policy,
-             "{\"lease_bytes\": 2097152, \"tenants\": [{\"name\": \"self\", \"uids\": [%u], "
-             "\"quota_bytes\": 1073741824, \"quota_leases\": 256}]}",
-             (unsigned)getuid());
-    broker_start(&b, policy);
-    setenv("GMS_BROKER", b.sock, 1);
+    broker_start_self(&b);
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
     CHECK_OK(gms_runtime_open(&rt, &o));
     if (rt) {

@@ -25,19 +25,6 @@ static broker b;
 static char metrics_sock[100];
 static int to_owner[2], from_owner[2];
 
-static void open_as(const char *tenant, gms_runtime **rt, gms_context **a, gms_context **c)
-{
-    setenv("GMS_BROKER", b.sock, 1);
-    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
-    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
-    d.tenant = tenant;
-    d.user = "someone";
-    CHECK_OK(gms_runtime_open(rt, &o));
-    CHECK_OK(gms_context_open(a, *rt, &d));
-    if (c)
-        CHECK_OK(gms_context_open(c, *rt, &d));
-}
-
 static int status_of(pid_t pid)
 {
     int st;
@@ -53,7 +40,7 @@ static void owner(void)
     become_uid(T1);
     gms_runtime *rt;
     gms_context *ctx;
-    open_as("t1", &rt, &ctx, NULL);
+    broker_open_as(b.sock, "t1", &rt, &ctx, NULL);
     gms_buf buf = GMS_BUF_NULL;
     gms_share_grant rw[] = {{"t2", NULL, GMS_ANY_LANGUAGE, GMS_ACCESS_READ_WRITE}};
     gms_share_desc sd = GMS_SHARE_DESC_INIT;
@@ -131,7 +118,7 @@ static void taker(int in, int out)
     become_uid(T2);
     gms_runtime *rt;
     gms_context *a, *c;
-    open_as("t2", &rt, &a, &c);
+    broker_open_as(b.sock, "t2", &rt, &a, &c);
     char got[16] = "", step;
     gms_buf r, w, mine = GMS_BUF_NULL, h;
     /* A reader's hold keeps the share alive while the owner lets go. */

@@ -303,6 +303,37 @@ static inline void get_bytes(int fd, void *p, size_t n)
         _exit(3);
 }
 
+/* A gmsd whose one tenant, "self", is this process's uid (1 GiB, 256
+ * leases of 2 MiB), named to libgms by GMS_BROKER. */
+static inline void broker_start_self(broker *b)
+{
+    char policy[256];
+    snprintf(policy, sizeof policy,
+             "{\"lease_bytes\": 2097152, \"tenants\": [{\"name\": \"self\", \"uids\": [%u], "
+             "\"quota_bytes\": 1073741824, \"quota_leases\": 256}]}",
+             (unsigned)getuid());
+    broker_start(b, policy);
+    setenv("GMS_BROKER", b->sock, 1);
+}
+
+/* A runtime through the gmsd at sock and one context of tenant on it (a
+ * second in *c, unless c is NULL). */
+static inline void broker_open_as(const char *sock, const char *tenant, gms_runtime **rt,
+                                  gms_context **a, gms_context **c)
+{
+    setenv("GMS_BROKER", sock, 1);
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
+    d.tenant = tenant;
+    d.user = "someone";
+    *rt = NULL;
+    *a = NULL;
+    CHECK_OK(gms_runtime_open(rt, &o));
+    CHECK_OK(gms_context_open(a, *rt, &d));
+    if (c)
+        CHECK_OK(gms_context_open(c, *rt, &d));
+}
+
 /* The calling process becomes user and group uid (a test's tenant). */
 static inline void become_uid(uid_t uid)
 {

@@ -461,6 +461,23 @@ static hold *hold_new(client *c, share *sh, int writer)
     return h;
 }
 
+/* A share's own memory, charged to tenant t: a memfd of bytes that can
+ * neither grow nor shrink (plus the seals in `more`). Named "gmsd-share",
+ * not "gmsd-<tenant>": nothing of the tenant's leases is in it. 0, or the
+ * errno (*fd then -1 or a descriptor the caller closes). */
+static int share_memfd(const gmsd_tenant *t, uint64_t bytes, int more, int *fd)
+{
+    char name[80];
+    snprintf(name, sizeof name, "gmsd-share:%s", t->name);
+    *fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (*fd < 0)
+        return errno;
+    if (ftruncate(*fd, (off_t)bytes) != 0 ||
+        fcntl(*fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | more) != 0)
+        return errno;
+    return 0;
+}
+
 static int share_new(client *c, const gms_broker_msg *m)
 {
     gmsd_tenant *t = c->tenant;
@@ -491,14 +508,7 @@ static int share_new(client *c, const gms_broker_msg *m)
     share *sh = calloc(1, sizeof *sh);
     if (!sh)
         return refuse(c, m->seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
-    /* Not "gmsd-<tenant>": nothing of the owner's leases is in it. */
-    char name[80];
-    snprintf(name, sizeof name, "gmsd-share:%s", t->name);
-    sh->fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    int err = sh->fd < 0 ? errno : 0;
-    if (!err && (ftruncate(sh->fd, (off_t)m->a) != 0 ||
-                 fcntl(sh->fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK) != 0))
-        err = errno;
+    int err = share_memfd(t, m->a, 0, &sh->fd);
     if (err) {
         if (sh->fd >= 0)
             close(sh->fd);
@@ -743,13 +753,7 @@ static int share_transfer(client *c, const gms_broker_msg *m)
     share *ns = calloc(1, sizeof *ns);
     if (!ns)
         return refuse(c, m->seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
-    char name[80];
-    snprintf(name, sizeof name, "gmsd-share:%s", t->name);
-    ns->fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    int err = ns->fd < 0 ? errno : 0;
-    if (!err && (ftruncate(ns->fd, (off_t)sh->bytes) != 0 ||
-                 fcntl(ns->fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0))
-        err = errno;
+    int err = share_memfd(t, sh->bytes, F_SEAL_SEAL, &ns->fd);
     ns->id = random_id();
     ns->bytes = sh->bytes;
     ns->req = sh->req;
