@@ -290,6 +290,11 @@ int gms__backend_host_chunk_from_fd(int fd, uint64_t size, uint64_t align, uint6
 int gms__backend_host_chunk_fd(const gms_backend_chunk *c, uint64_t *base);
 /* The broker client backend (broker/broker.c, docs/broker.md): connects
  * to gmsd at the Unix socket path; each reserve is a lease from the broker.
+ * *out: the backend whose chunks are the leases: the host's over memfds,
+ * or, when gmsd serves CUDA memory, the CUDA backend on device over the
+ * memory gmsd exports (backend, a gms_backend_kind, must allow the one
+ * gmsd serves: EINVAL otherwise). *conn: the connection, for the calls
+ * below (the same as *out on host memory; destroyed with *out).
  * *lease_bytes: the broker's lease size (the runtime's default chunk).
  * 0 or an errno value, with why (why_len bytes) saying why in words. */
 /* Who gmsd says this process is (its WELCOME): the tenant, the least
@@ -298,14 +303,18 @@ typedef struct gms_broker_identity {
     char tenant[64];
     uint32_t level;
     uint32_t languages;
+    uint32_t memory; /* GMS_BROKER_MEMORY_* (broker/proto.h): 0 host memfds, 1 CUDA */
 } gms_broker_identity;
-int gms__backend_broker_create(const char *path, uint64_t *lease_bytes, gms_broker_identity *id,
-                               gms_backend **out, char *why, size_t why_len);
+int gms__backend_broker_create(const char *path, int backend, int device, uint64_t *lease_bytes,
+                               gms_broker_identity *id, gms_backend **out, gms_backend **conn,
+                               char *why, size_t why_len);
 
 /* Sharing across tenants through gmsd (docs/broker.md, "Sharing across
  * tenants"). Unlike the ops above these return a GMS_E_* code (0: done),
  * gmsd's or their own, with why (why_len bytes) saying why; be is the
- * broker backend itself (not a wrapper of it).
+ * broker's connection (*conn above, not a wrapper of it). Shares are
+ * memfds: on a gmsd serving CUDA memory, share and acquire are
+ * GMS_E_UNSUPPORTED.
  *
  * share: the block's pages [addr, addr+len) of a host chunk (whole pages,
  * nothing else in them) become a share of gmsd's: gmsd makes a memfd of

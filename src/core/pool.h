@@ -424,7 +424,7 @@ struct gms_runtime {
      * tenant, at its level or above, in its languages (context.c). */
     bool brokered;
     gms_broker_identity broker;
-    gms_backend *broker_be; /* the broker backend itself, under any wrapper */
+    gms_backend *broker_be; /* gmsd's connection (backend.h), under any wrapper */
     uint64_t refs;    /* opens of the shared runtime (its static lock) */
 
     /* Settings from the options, fixed once the runtime is open. */

@@ -72,8 +72,9 @@ int (*gms__backend_wrap)(gms_backend *inner, gms_backend **out);
 
 /* gmsd's socket (docs/broker.md): the option, else GMS_BROKER (empty
  * there is unset); *path NULL for none. *from names where it came from,
- * for messages. A path connect() cannot take, or a backend other than the
- * host memory the broker serves, is refused here, before anything is made. */
+ * for messages. A path connect() cannot take, or HIP, which gmsd never
+ * serves, is refused here, before anything is made; whether the backend
+ * asked for is the memory gmsd serves is known once gmsd answers. */
 static int broker_socket(const gms_runtime_options *o, const char **path, const char **from)
 {
     const char *env = getenv("GMS_BROKER");
@@ -90,10 +91,10 @@ static int broker_socket(const gms_runtime_options *o, const char **path, const 
         return gms__fail(GMS_E_INVALID_ARG,
                          "%s=%.40s...: the path is %zu bytes; a Unix socket's is at most %zu",
                          *from, *path, len, max);
-    if (o->backend != GMS_BACKEND_AUTO && o->backend != GMS_BACKEND_HOST)
+    if (o->backend == GMS_BACKEND_HIP)
         return gms__fail(GMS_E_INVALID_ARG,
-                         "%s=%s is set, and the broker serves host memory only: backend %d asked "
-                         "for", *from, *path, (int)o->backend);
+                         "%s=%s is set, and gmsd serves host or CUDA memory, never HIP: backend "
+                         "%d asked for", *from, *path, (int)o->backend);
     return GMS_OK;
 }
 
@@ -189,14 +190,16 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
         uint64_t lease = 0;
         err = gms__failpoint_hit(&rt->failpoint)
                   ? ENOMEM
-                  : gms__backend_broker_create(broker, &lease, &rt->broker, &be, why, sizeof why);
+                  : gms__backend_broker_create(broker, (int)o->backend, o->device, &lease,
+                                               &rt->broker, &be, &rt->broker_be, why, sizeof why);
         if (err) {
-            rc = gms__fail(err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND, "%s=%s: %s",
-                           broker_from, broker, err == ENOMEM ? "out of memory" : why);
+            rc = gms__fail(err == ENOMEM  ? GMS_E_NO_MEMORY
+                           : err == EINVAL ? GMS_E_INVALID_ARG
+                                           : GMS_E_BACKEND,
+                           "%s=%s: %s", broker_from, broker, err == ENOMEM ? "out of memory" : why);
             goto fail_lock;
         }
         rt->brokered = true;
-        rt->broker_be = be;
         /* A chunk is a lease: the broker's size unless the caller chose. */
         if (!o->chunk_bytes)
             chunk = rt->config.chunk_bytes = lease;

@@ -183,6 +183,11 @@ static int broker_share(gms_pool *p, gms_block *b, gms_share_rec *sh, bool *regi
     bool others = false;
     for (uint32_t i = 0; i < sh->ngrants; i++)
         others |= strcmp(sh->grants[i].tenant, p->tenant->name) != 0;
+    if (rt->broker.memory != 0) /* CUDA memory: gmsd makes no shares of it yet */
+        return !others ? GMS_OK
+                       : gms__fail(GMS_E_UNSUPPORTED,
+                                   "gms_share: gmsd serves CUDA memory, and a share another tenant "
+                                   "may acquire is built for host memory only (docs/broker.md)");
     if (!whole)
         return !others ? GMS_OK
                        : gms__fail(GMS_E_INVALID_ARG,

@@ -25,6 +25,7 @@
 #include "kernels/scrub.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -115,12 +116,37 @@ static int f_mem_release(void *dd, uint64_t handle)
     FAKE_FAILS(mem_release);
     return close((int)(handle - 1)) == 0 ? 0 : FAKE_ERROR_REFUSED;
 }
-static int f_mem_map(void *dd, uint64_t addr, uint64_t size, uint64_t handle)
+static int f_mem_map(void *dd, uint64_t addr, uint64_t size, uint64_t handle, uint64_t offset)
 {
     (void)dd;
     FAKE_FAILS(mem_map);
-    void *p = mmap(A(addr), size, PROT_NONE, MAP_SHARED | MAP_FIXED, (int)(handle - 1), 0);
+    void *p = mmap(A(addr), size, PROT_NONE, MAP_SHARED | MAP_FIXED, (int)(handle - 1),
+                   (off_t)offset);
     return p == MAP_FAILED ? FAKE_ERROR_REFUSED : 0;
+}
+/* Shareable memory is a memfd too; its descriptor is the export, and an
+ * import is a handle of its own over a copy of the descriptor. */
+static int f_mem_create_shareable(void *dd, uint64_t *handle, uint64_t size)
+{
+    FAKE_FAILS(mem_create_shareable);
+    return f_mem_create(dd, handle, size);
+}
+static int f_mem_export(void *dd, uint64_t handle, int *fd)
+{
+    (void)dd;
+    FAKE_FAILS(mem_export);
+    *fd = fcntl((int)(handle - 1), F_DUPFD_CLOEXEC, 0);
+    return *fd < 0 ? FAKE_ERROR_REFUSED : 0;
+}
+static int f_mem_import(void *dd, int fd, uint64_t *handle)
+{
+    (void)dd;
+    FAKE_FAILS(mem_import);
+    int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0)
+        return FAKE_ERROR_REFUSED;
+    *handle = (uint64_t)own + 1;
+    return 0;
 }
 static int f_mem_unmap(void *dd, uint64_t addr, uint64_t size)
 {

@@ -116,7 +116,7 @@ static void wrong_setups(void)
     setenv("GMS_BROKER", b.sock, 1);
     o.backend = GMS_BACKEND_CUDA;
     CHECK_RC(gms_runtime_open(&rt, &o), GMS_E_INVALID_ARG);
-    CHECK(strstr(gms_error_last(), "host memory only") != NULL);
+    CHECK(strstr(gms_error_last(), "gmsd serves host memory") != NULL);
     o.backend = GMS_BACKEND_HOST;
     o.granule_bytes = 4 * MIB; /* the lease, 2 MiB, is no multiple of it */
     CHECK_RC(gms_runtime_open(&rt, &o), GMS_E_INVALID_ARG);

@@ -16,9 +16,14 @@
  * charges what clients still hold as before, until each client process
  * resumes its session or ends (docs/broker.md, "Restarts").
  *
- *   gmsd --policy FILE --socket PATH [--metrics WHERE] [--audit-dir DIR
- *        --audit-key-file FILE] [--state FILE] [--check] [--verbose]
- *        [--test-lease-delay-us N]
+ *   gmsd --policy FILE --socket PATH [--memory host|cuda] [--device N]
+ *        [--metrics WHERE] [--audit-dir DIR --audit-key-file FILE]
+ *        [--state FILE] [--check] [--verbose] [--test-lease-delay-us N]
+ *
+ * --memory cuda serves device memory of CUDA GPU N (default 0) instead of
+ * memfds: each lease is one physical allocation, zeroed by gmsd before it
+ * is handed out and exported as a POSIX descriptor, which the client
+ * imports and maps (docs/broker.md, "CUDA memory").
  *
  * --metrics serves each tenant's use in Prometheus' text format
  * (metrics.c); --audit-dir writes the audit trail of every tenant's
@@ -33,6 +38,8 @@
 #include "state.h"
 #include "audit/audit.h"
 #include "backend/broker/proto.h"
+#include "backend/cuda/cuda.h"
+#include "backend/vmm/vmm.h"
 #include "gms.h"
 #include "gms/access.h"
 
@@ -61,6 +68,7 @@ typedef struct lease {
     uint64_t bytes;
     int fd; /* the broker's own reference, for the wipe; -1 for one taken
                over from the gmsd before (its process holds the memfd) */
+    uint64_t handle; /* CUDA memory (--memory cuda): gmsd's own handle; 0 none */
     unsigned slot; /* its record in the state file */
     struct lease *next;
 } lease;
@@ -122,6 +130,7 @@ static client orphans[MAX_CLIENTS];
 static struct pollfd pfds[2 * MAX_CLIENTS + 2];
 static unsigned nclients, norphans;
 static int verbose;
+static gms_backend *gpu; /* --memory cuda: leases are its device memory; NULL: memfds */
 static unsigned lease_delay_us;
 static gmsd_counters totals;
 static uint64_t serials;
@@ -185,7 +194,12 @@ static long record(uint32_t kind, uint64_t id, uint64_t session, uint64_t share_
 static void lease_drop(client *c, lease *l)
 {
     gmsd_state_clear(l->slot);
-    if (l->fd >= 0) {
+    if (l->handle) {
+        close(l->fd);
+        gms__vmm_lease_free(gpu, l->handle);
+        audit(GMS_AUDIT_WIPE, GMS_OK, c, l->id, l->bytes,
+              "lease freed (device memory: zeroed by gmsd before it was handed out)");
+    } else if (l->fd >= 0) {
         if (fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)l->bytes) != 0)
             say("lease 0x%016llx: wipe failed: %s", (unsigned long long)l->id, strerror(errno));
         close(l->fd);
@@ -308,7 +322,7 @@ __attribute__((format(printf, 5, 6))) static int refuse_share(client *c, uint32_
 static int lease_new(client *c, uint32_t seq, uint64_t bytes)
 {
     gmsd_tenant *t = c->tenant;
-    long page = sysconf(_SC_PAGESIZE);
+    long page = gpu ? (long)gpu->granularity : sysconf(_SC_PAGESIZE);
     if (bytes == 0 || bytes % (uint64_t)page)
         return refuse(c, seq, GMS_E_INVALID_ARG,
                       "lease of %llu bytes: must be a positive multiple of %ld",
@@ -325,14 +339,26 @@ static int lease_new(client *c, uint32_t seq, uint64_t bytes)
     lease *l = calloc(1, sizeof *l);
     if (!l)
         return refuse(c, seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
-    char name[80];
-    snprintf(name, sizeof name, "gmsd-%s", t->name);
-    l->fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    int err = l->fd < 0 ? errno : 0;
-    /* The client may not resize it: its size is what the quota counts. */
-    if (!err && (ftruncate(l->fd, (off_t)bytes) != 0 ||
-                 fcntl(l->fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0))
-        err = errno;
+    int err = 0;
+    if (gpu) {
+        err = gms__vmm_lease_make(gpu, bytes, &l->handle, &l->fd);
+        if (err) {
+            const char *why = gms__backend_cuda_why();
+            free(l);
+            return refuse(c, seq, err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
+                          "device memory of %llu bytes: %s", (unsigned long long)bytes,
+                          why[0] ? why : strerror(err));
+        }
+    } else {
+        char name[80];
+        snprintf(name, sizeof name, "gmsd-%s", t->name);
+        l->fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        err = l->fd < 0 ? errno : 0;
+        /* The client may not resize it: its size is what the quota counts. */
+        if (!err && (ftruncate(l->fd, (off_t)bytes) != 0 ||
+                     fcntl(l->fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0))
+            err = errno;
+    }
     while (!err && !l->id)
         if (getrandom(&l->id, sizeof l->id, 0) != sizeof l->id)
             err = errno;
@@ -343,6 +369,8 @@ static int lease_new(client *c, uint32_t seq, uint64_t bytes)
     if (err) {
         if (l->fd >= 0)
             close(l->fd);
+        if (l->handle)
+            gms__vmm_lease_free(gpu, l->handle);
         free(l);
         return refuse(c, seq, err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
                       "memfd of %llu bytes: %s", (unsigned long long)bytes, strerror(err));
@@ -481,6 +509,10 @@ static int share_memfd(const gmsd_tenant *t, uint64_t bytes, int more, int *fd)
 static int share_new(client *c, const gms_broker_msg *m)
 {
     gmsd_tenant *t = c->tenant;
+    if (gpu) /* shares are memfds of the owner's bytes */
+        return refuse_share(c, m->seq, GMS_E_UNSUPPORTED, 0,
+                            "share: this gmsd serves CUDA memory, and shares across processes "
+                            "are built for host memory only");
     long page = sysconf(_SC_PAGESIZE);
     if (m->a == 0 || m->a % (uint64_t)page || m->b == 0 || m->c > m->a || m->b > m->a - m->c)
         return refuse_share(c, m->seq, GMS_E_INVALID_ARG, 0,
@@ -1112,7 +1144,8 @@ static int serve(unsigned i)
         gms_broker_msg w = {.type = GMS_BROKER_WELCOME, .seq = m.seq, .a = policy.lease_bytes,
                             .b = t->quota_bytes, .c = t->quota_leases, .level = t->level,
                             .languages = t->languages, .d = c->session, .e = taken,
-                            .flags = (uint32_t)resumed};
+                            .flags = (uint32_t)resumed,
+                            .memory = gpu ? GMS_BROKER_MEMORY_CUDA : GMS_BROKER_MEMORY_HOST};
         strcpy(w.tenant, t->name);
         return reply(c, &w, -1);
     }
@@ -1284,7 +1317,8 @@ static void fd_limit(void)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: gmsd --policy FILE --socket PATH [--metrics PORT|IPV4:PORT|unix:PATH]\n"
+    fprintf(stderr, "usage: gmsd --policy FILE --socket PATH [--memory host|cuda] [--device N]\n"
+                    "            [--metrics PORT|IPV4:PORT|unix:PATH]\n"
                     "            [--audit-dir DIR --audit-key-file FILE] [--state FILE] [--check]\n"
                     "            [--verbose]\n"
                     "            [--test-lease-delay-us N]\n");
@@ -1294,6 +1328,8 @@ static int usage(void)
 int main(int argc, char **argv)
 {
     const char *policy_path = NULL, *sock_path = NULL, *metrics = NULL, *state_path = NULL;
+    const char *memory = "host";
+    int device = 0;
     gms_runtime_options trail_opts;
     gms_runtime_options_init(&trail_opts);
     int check = 0;
@@ -1304,6 +1340,10 @@ int main(int argc, char **argv)
             sock_path = argv[++i];
         else if (strcmp(argv[i], "--metrics") == 0 && i + 1 < argc)
             metrics = argv[++i];
+        else if (strcmp(argv[i], "--memory") == 0 && i + 1 < argc)
+            memory = argv[++i];
+        else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
+            device = atoi(argv[++i]);
         else if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
             state_path = argv[++i];
         else if (strcmp(argv[i], "--audit-dir") == 0 && i + 1 < argc)
@@ -1319,7 +1359,8 @@ int main(int argc, char **argv)
         else
             return usage();
     }
-    if (!policy_path || (!sock_path && !check))
+    if (!policy_path || (!sock_path && !check) ||
+        (strcmp(memory, "host") != 0 && strcmp(memory, "cuda") != 0))
         return usage();
     char err[512];
     if (gmsd_policy_load(policy_path, &policy, err, sizeof err) != 0) {
@@ -1331,6 +1372,20 @@ int main(int argc, char **argv)
                policy.ntenants == 1 ? "" : "s", (unsigned long long)policy.lease_bytes);
         gmsd_policy_free(&policy);
         return 0;
+    }
+    if (strcmp(memory, "cuda") == 0) {
+        int e = gms__backend_cuda_create(device, &gpu);
+        if (!e && policy.lease_bytes % gpu->granularity)
+            e = EINVAL, gms__backend_note("the policy's lease_bytes is not a multiple of the "
+                                          "device's granularity, %llu bytes",
+                                          (unsigned long long)gpu->granularity);
+        if (e) {
+            say("--memory cuda --device %d: %s", device, gms__backend_cuda_why());
+            if (gpu)
+                gpu->ops->destroy(gpu);
+            gmsd_policy_free(&policy);
+            return 1;
+        }
     }
     /* The trail (GMS_AUDIT_DIR and GMS_AUDIT_KEY_FILE when the options
      * name none), and the metrics endpoint, both ready before the
@@ -1443,6 +1498,8 @@ int main(int argc, char **argv)
     audit(GMS_AUDIT_RUNTIME_CLOSE, GMS_OK, NULL, 0, 0, "gmsd stopped");
     gms__audit_close(trail);
     gmsd_policy_free(&policy);
+    if (gpu)
+        gpu->ops->destroy(gpu);
     say("stopped");
     return 0;
 }

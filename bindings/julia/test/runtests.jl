@@ -140,7 +140,7 @@ end
         Gms.Runtime(Gms.RuntimeOptions(broker = ""))
     end
     expect_code(Gms.InvalidArgError, Gms.GMS_E_INVALID_ARG) do
-        Gms.Runtime(Gms.RuntimeOptions(backend = Gms.BACKEND_CUDA, broker = "/run/gms/gmsd.sock"))
+        Gms.Runtime(Gms.RuntimeOptions(backend = Gms.BACKEND_HIP, broker = "/run/gms/gmsd.sock"))
     end
     expect_code(Gms.InvalidArgError, Gms.GMS_E_INVALID_ARG) do
         Gms.Runtime(Gms.RuntimeOptions(broker = "a\0b"))

@@ -99,7 +99,7 @@ def test_broker_option_names_a_missing_socket(no_variable):
 @pytest.mark.parametrize("broker,backend,message", [
     ("", "auto", 'gms_runtime_options.broker is "": give gmsd\'s socket path'),
     ("/" + "x" * 200, "auto", "the path is 201 bytes; a Unix socket's is at most 107"),
-    ("/run/gms/gmsd.sock", "cuda", "the broker serves host memory only"),
+    ("/run/gms/gmsd.sock", "hip", "gmsd serves host or CUDA memory, never HIP"),
 ])
 def test_broker_option_refuses_wrong_values(no_variable, broker, backend, message):
     with pytest.raises(gms.InvalidArgument) as e:

@@ -17,6 +17,8 @@
  */
 #include "backend/backend.h"
 #include "backend/broker/proto.h"
+#include "backend/cuda/cuda.h"
+#include "backend/vmm/vmm.h"
 
 #include "gms.h"
 
@@ -59,6 +61,8 @@ typedef struct broker_backend {
     lease_entry *leases;
     share_entry *shares;
     uint64_t holds;      /* shares of others acquired and not released */
+    uint64_t nleases;    /* leases held, in either kind of memory */
+    uint32_t memory;     /* GMS_BROKER_MEMORY_*: what gmsd's leases are */
     uint64_t session;    /* gmsd's name of the connection, to resume it by */
     uint64_t lease_bytes;
     char tenant[64];
@@ -216,7 +220,7 @@ static int reconnect(broker_backend *bb)
                (unsigned long long)bb->lease_bytes);
         return ENOTCONN;
     }
-    if (!rep.flags && (bb->leases || bb->shares || bb->holds)) {
+    if (!rep.flags && (bb->nleases || bb->shares || bb->holds)) {
         detach(bb, "gmsd at %s restarted without this process's accounting (session 0x%016llx "
                "not resumed): its memory stays mapped and valid, but this runtime takes no more "
                "from gmsd: close it and open a new one", bb->path,
@@ -250,34 +254,25 @@ static int call(broker_backend *bb, gms_broker_msg *req, gms_broker_msg *rep, in
     return err;
 }
 
-static int broker_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t *base,
-                          gms_backend_chunk **out)
+/* A lease of size bytes from gmsd: its descriptor (a memfd, or CUDA
+ * memory's) and id. 0, EPROTO for an answer that is not one, or the
+ * refusal's errno value (EDQUOT for the quota). */
+static int lease_take(broker_backend *bb, uint64_t size, int *fd, uint64_t *id)
 {
-    broker_backend *bb = bb_of(be);
-    lease_entry *e = malloc(sizeof *e);
-    if (!e)
-        return ENOMEM;
     gms_broker_msg req = {.type = GMS_BROKER_LEASE, .a = size}, rep = {0};
-    int fd;
     pthread_mutex_lock(&bb->lock);
-    int err = call(bb, &req, &rep, &fd);
+    int err = call(bb, &req, &rep, fd);
     if (!err && rep.type != GMS_BROKER_LEASED)
         err = EPROTO;
     struct stat st;
-    if (!err && (rep.b != size || fstat(fd, &st) != 0 || (uint64_t)st.st_size != size))
+    if (!err && (rep.b != size || (bb->memory == GMS_BROKER_MEMORY_HOST &&
+                                   (fstat(*fd, &st) != 0 || (uint64_t)st.st_size != size))))
         err = EPROTO; /* not the memory asked for */
     if (!err) {
-        err = gms__backend_host_chunk_from_fd(fd, size, align, base, out);
-        fd = -1; /* the chunk's now, or closed */
-    }
-    if (!err) {
-        e->chunk = *out;
-        e->id = rep.a;
-        e->next = bb->leases;
-        bb->leases = e;
-        e = NULL;
+        bb->nleases++;
+        *id = rep.a;
     } else if (rep.type == GMS_BROKER_LEASED) {
-        /* Hand a lease that could not be used straight back. */
+        /* Hand a lease that cannot be used straight back. */
         gms_broker_msg rel = {.type = GMS_BROKER_RELEASE, .a = rep.a}, ack = {0};
         int none;
         call(bb, &rel, &ack, &none);
@@ -285,10 +280,62 @@ static int broker_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64
             close(none);
     }
     pthread_mutex_unlock(&bb->lock);
+    if (err && *fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+    return err;
+}
+
+/* Gives lease id back (its memory unmapped already: gmsd frees it). */
+static void lease_give_back(broker_backend *bb, uint64_t id)
+{
+    gms_broker_msg req = {.type = GMS_BROKER_RELEASE, .a = id}, rep = {0};
+    int fd;
+    pthread_mutex_lock(&bb->lock);
+    bb->nleases--;
+    call(bb, &req, &rep, &fd); /* a broker gone away has released everything already */
+    pthread_mutex_unlock(&bb->lock);
     if (fd >= 0)
         close(fd);
-    free(e);
-    return err;
+}
+
+/* The CUDA backend's leaser (vmm.h): its chunks are these leases. */
+static int cuda_take(void *ctx, uint64_t size, int *fd, uint64_t *id)
+{
+    return lease_take(ctx, size, fd, id);
+}
+static void cuda_give_back(void *ctx, uint64_t id)
+{
+    lease_give_back(ctx, id);
+}
+static void broker_destroy(gms_backend *be);
+static void cuda_done(void *ctx)
+{
+    broker_destroy(&((broker_backend *)ctx)->base);
+}
+
+static int broker_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t *base,
+                          gms_backend_chunk **out)
+{
+    broker_backend *bb = bb_of(be);
+    lease_entry *e = malloc(sizeof *e);
+    if (!e)
+        return ENOMEM;
+    int fd;
+    int err = lease_take(bb, size, &fd, &e->id);
+    if (!err && (err = gms__backend_host_chunk_from_fd(fd, size, align, base, out)) != 0)
+        lease_give_back(bb, e->id); /* fd is closed */
+    if (err) {
+        free(e);
+        return err;
+    }
+    e->chunk = *out;
+    pthread_mutex_lock(&bb->lock);
+    e->next = bb->leases;
+    bb->leases = e;
+    pthread_mutex_unlock(&bb->lock);
+    return 0;
 }
 
 static void broker_release(gms_backend *be, gms_backend_chunk *chunk)
@@ -303,20 +350,26 @@ static void broker_release(gms_backend *be, gms_backend_chunk *chunk)
     while (*pp && (*pp)->chunk != chunk)
         pp = &(*pp)->next;
     lease_entry *e = *pp;
-    if (e) {
+    if (e)
         *pp = e->next;
-        gms_broker_msg req = {.type = GMS_BROKER_RELEASE, .a = e->id}, rep = {0};
-        int fd;
-        /* A broker gone away has released everything already. */
-        call(bb, &req, &rep, &fd);
-        if (fd >= 0)
-            close(fd);
-    }
     pthread_mutex_unlock(&bb->lock);
+    if (e)
+        lease_give_back(bb, e->id);
     free(e);
 }
 
 /* ---- sharing across tenants (backend.h, docs/broker.md) ---- */
+
+/* Shares through gmsd are memfds: built for host memory only. 0, or
+ * code saying so. */
+static int shares_served(const broker_backend *bb, int code, char *why, size_t why_len)
+{
+    if (bb->memory == GMS_BROKER_MEMORY_HOST)
+        return 0;
+    snprintf(why, why_len, "gmsd at %s serves CUDA memory, and shares across processes through "
+             "gmsd are built for host memory only (docs/broker.md)", bb->path);
+    return code;
+}
 
 /* One share request (lock held): 0 when the reply is of type want, else a
  * GMS_E_* code with why: gmsd's refusal, or what went wrong. */
@@ -364,6 +417,9 @@ int gms__broker_share(gms_backend *be, gms_backend_chunk *chunk, uint64_t addr, 
                       uint64_t *view, char *why, size_t why_len)
 {
     broker_backend *bb = bb_of(be);
+    int unserved = shares_served(bb, GMS_E_UNSUPPORTED, why, why_len);
+    if (unserved)
+        return unserved;
     if (n == 0 || n > GMS_BROKER_GRANTS_MAX) {
         snprintf(why, why_len, "%u grants: gmsd takes 1 to %d", n, GMS_BROKER_GRANTS_MAX);
         return GMS_E_INVALID_ARG;
@@ -491,6 +547,10 @@ int gms__broker_acquire(gms_backend *be, uint64_t id, unsigned mode, int languag
                         const char *user, gms_broker_hold *out, char *why, size_t why_len)
 {
     broker_backend *bb = bb_of(be);
+    /* No process has shared anything through gmsd: the id is no share. */
+    int unserved = shares_served(bb, GMS_E_INVALID_HANDLE, why, why_len);
+    if (unserved)
+        return unserved;
     gms_broker_msg *m = calloc(2, sizeof *m);
     if (!m) {
         snprintf(why, why_len, "out of host memory");
@@ -648,8 +708,31 @@ static void broker_destroy(gms_backend *be)
     free(bb);
 }
 
-int gms__backend_broker_create(const char *path, uint64_t *lease_bytes, gms_broker_identity *id,
-                               gms_backend **out, char *why, size_t why_len)
+/* The memory backend of a gmsd that serves CUDA memory: the CUDA backend
+ * on device, whose chunks are bb's leases; it destroys bb last. */
+static int cuda_leased(broker_backend *bb, int backend, int device, gms_backend **out, char *why,
+                       size_t why_len)
+{
+    if (backend != GMS_BACKEND_AUTO && backend != GMS_BACKEND_CUDA) {
+        snprintf(why, why_len, "gmsd serves CUDA memory, and backend %d was asked (take "
+                 "GMS_BACKEND_AUTO or GMS_BACKEND_CUDA)", backend);
+        return EINVAL;
+    }
+    int err = gms__backend_cuda_create(device, out);
+    if (err) {
+        snprintf(why, why_len, "gmsd serves CUDA memory, and this process cannot use it: %s",
+                 gms__backend_cuda_why());
+        return err;
+    }
+    gms_vmm_leaser l = {.name = "broker", .ctx = bb, .take = cuda_take,
+                        .give_back = cuda_give_back, .done = cuda_done};
+    gms__vmm_set_leaser(*out, &l);
+    return 0;
+}
+
+int gms__backend_broker_create(const char *path, int backend, int device, uint64_t *lease_bytes,
+                               gms_broker_identity *id, gms_backend **out, gms_backend **conn,
+                               char *why, size_t why_len)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof sa.sun_path) {
@@ -688,6 +771,14 @@ int gms__backend_broker_create(const char *path, uint64_t *lease_bytes, gms_brok
                  rep.type == GMS_BROKER_ERROR ? rep.text : "");
         goto fail;
     }
+    if (rep.memory == GMS_BROKER_MEMORY_HOST && backend != GMS_BACKEND_AUTO &&
+        backend != GMS_BACKEND_HOST) {
+        snprintf(why, why_len, "gmsd serves host memory, and backend %d was asked (take "
+                 "GMS_BACKEND_AUTO or GMS_BACKEND_HOST)", backend);
+        err = EINVAL;
+        goto fail;
+    }
+    bb->memory = rep.memory;
     bb->ops = gms__backend_host_ops;
     bb->ops.name = "broker";
     bb->ops.reserve = broker_reserve;
@@ -708,7 +799,14 @@ int gms__backend_broker_create(const char *path, uint64_t *lease_bytes, gms_brok
     snprintf(id->tenant, sizeof id->tenant, "%s", rep.tenant);
     id->level = rep.level;
     id->languages = rep.languages;
-    *out = &bb->base;
+    id->memory = rep.memory;
+    *conn = &bb->base;
+    if (bb->memory == GMS_BROKER_MEMORY_HOST) {
+        *out = &bb->base;
+        return 0;
+    }
+    if ((err = cuda_leased(bb, backend, device, out, why, why_len)) != 0)
+        goto fail;
     return 0;
 fail:
     if (bb->sock >= 0)

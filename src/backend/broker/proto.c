@@ -209,10 +209,11 @@ int gms__broker_decode(const void *buf, size_t n, unsigned nfds, int from_broker
         out->languages = (uint32_t)(out->d >> 32);
         out->d = get64(q + 32);
         out->e = get64(q + 40);
-        uint64_t resumed = get64(q + 48);
-        if (resumed > 1 || !name_ok(q + 56, GMS_BROKER_TENANT_MAX))
+        out->flags = get32(q + 48); /* resumed */
+        out->memory = get32(q + 52);
+        if (out->flags > 1 || out->memory > GMS_BROKER_MEMORY_CUDA ||
+            !name_ok(q + 56, GMS_BROKER_TENANT_MAX))
             return GMS_BROKER_BAD_FIELD;
-        out->flags = (uint32_t)resumed;
         memcpy(out->tenant, q + 56, GMS_BROKER_TENANT_MAX);
         break;
     }
@@ -306,7 +307,8 @@ size_t gms__broker_encode(const gms_broker_msg *m, uint8_t *buf)
         put64(q + 24, (uint64_t)m->languages << 32 | m->level);
         put64(q + 32, m->d);
         put64(q + 40, m->e);
-        put64(q + 48, m->flags != 0);
+        put32(q + 48, m->flags != 0);
+        put32(q + 52, m->memory);
         memcpy(q + 56, m->tenant, strnlen(m->tenant, GMS_BROKER_TENANT_MAX - 1));
         break;
     case GMS_BROKER_ERROR: {

@@ -46,8 +46,10 @@ typedef enum gms_broker_type {
                                   leases, level, languages (mask), d = the
                                   session, e = leases and holds taken over
                                   from the session resumed, flags = resumed
-                                  (0 or 1), tenant */
-    GMS_BROKER_LEASED = 0x82,  /* a = lease id, b = bytes; one fd: the memfd */
+                                  (0 or 1), memory (GMS_BROKER_MEMORY_*),
+                                  tenant */
+    GMS_BROKER_LEASED = 0x82,  /* a = lease id, b = bytes; one fd: the memfd,
+                                  or the device memory's descriptor */
     GMS_BROKER_RELEASED = 0x83,/* a = lease id */
     GMS_BROKER_USED = 0x84,    /* a = bytes, b = leases, c = quota bytes,
                                   d = quota leases (the whole tenant) */
@@ -64,6 +66,10 @@ typedef enum gms_broker_type {
                                       new share's memfd, writable, empty */
     GMS_BROKER_ERROR = 0xff    /* code (GMS_E_*), err (errno), text */
 } gms_broker_type;
+
+/* What a lease's descriptor is (WELCOME's memory): a memfd, or a POSIX
+ * descriptor of CUDA device memory (cuMemExportToShareableHandle). */
+enum { GMS_BROKER_MEMORY_HOST = 0, GMS_BROKER_MEMORY_CUDA = 1 };
 
 /* One grant of a share, as gms_share_grant with names inline: tenant ""
  * is any tenant, user "" any user, language -1 any language. */
@@ -84,6 +90,7 @@ typedef struct gms_broker_msg {
     char tenant[GMS_BROKER_TENANT_MAX]; /* NUL-terminated; WELCOME: the client's,
                                           ACQUIRED: the share owner's */
     uint32_t mode, flags;         /* ACQUIRE, ACQUIRED; SHARE, ACQUIRED, WELCOME */
+    uint32_t memory;              /* WELCOME: GMS_BROKER_MEMORY_* */
     int32_t language;             /* ACQUIRE: the context's, -1 none */
     char user[GMS_BROKER_NAME_MAX]; /* ACQUIRE: the context's user */
     uint32_t ngrants;             /* SHARE */

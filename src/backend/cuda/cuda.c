@@ -66,6 +66,7 @@ enum {
     CUDA_ERROR_OUT_OF_MEMORY = 2,
     CUDA_ERROR_NOT_SUPPORTED = 801,
     CU_MEM_ALLOCATION_TYPE_PINNED = 1,
+    CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR = 1,
     CU_MEM_LOCATION_TYPE_DEVICE = 1,
     CU_MEM_ACCESS_FLAGS_PROT_READ = 1,
     CU_MEM_ACCESS_FLAGS_PROT_READWRITE = 3,
@@ -105,6 +106,10 @@ enum {
     X(MemMap, "cuMemMap",                                                                  \
       (CUdeviceptr, size_t, size_t, CUmemGenericAllocationHandle, unsigned long long))     \
     X(MemUnmap, "cuMemUnmap", (CUdeviceptr, size_t))                                       \
+    X(MemExportToShareableHandle, "cuMemExportToShareableHandle",                          \
+      (void *, CUmemGenericAllocationHandle, int, unsigned long long))                     \
+    X(MemImportFromShareableHandle, "cuMemImportFromShareableHandle",                      \
+      (CUmemGenericAllocationHandle *, void *, int))                                       \
     X(MemSetAccess, "cuMemSetAccess", (CUdeviceptr, size_t, const cu_access_desc *, size_t)) \
     X(MemGetAllocationGranularity, "cuMemGetAllocationGranularity",                        \
       (size_t *, const cu_alloc_prop *, int))                                              \
@@ -184,8 +189,28 @@ static int c_mem_create(void *dd, uint64_t *handle, uint64_t size)
     return r;
 }
 FWD(mem_release, cu.MemRelease(handle))
-FWD(mem_map, cu.MemMap(PTR(addr), size, 0, handle, 0))
+FWD(mem_map, cu.MemMap(PTR(addr), size, offset, handle, 0))
 FWD(mem_unmap, cu.MemUnmap(PTR(addr), size))
+static int c_mem_create_shareable(void *dd, uint64_t *handle, uint64_t size)
+{
+    cu_alloc_prop prop = D->prop;
+    prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
+    CUmemGenericAllocationHandle h = 0;
+    CUresult r = cu.MemCreate(&h, size, &prop, 0);
+    *handle = h;
+    return r;
+}
+FWD(mem_export, cu.MemExportToShareableHandle(fd, handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0))
+static int c_mem_import(void *dd, int fd, uint64_t *handle)
+{
+    (void)dd;
+    CUmemGenericAllocationHandle h = 0;
+    /* A POSIX descriptor travels as the pointer's value (the driver's ABI). */
+    CUresult r = cu.MemImportFromShareableHandle(&h, (void *)(uintptr_t)fd,
+                                                 CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
+    *handle = h;
+    return r;
+}
 static int c_set_access(void *dd, uint64_t addr, uint64_t size, int writable)
 {
     return cu.MemSetAccess(PTR(addr), size, writable ? &D->rw : &D->ro, 1);
@@ -287,6 +312,9 @@ static gms_drv cuda_drv = {
         [GMS_DRV_mem_release] = "cuMemRelease",
         [GMS_DRV_mem_map] = "cuMemMap",
         [GMS_DRV_mem_unmap] = "cuMemUnmap",
+        [GMS_DRV_mem_create_shareable] = "cuMemCreate",
+        [GMS_DRV_mem_export] = "cuMemExportToShareableHandle",
+        [GMS_DRV_mem_import] = "cuMemImportFromShareableHandle",
         [GMS_DRV_set_access] = "cuMemSetAccess",
         [GMS_DRV_memcpy_htod] = "cuMemcpyHtoDAsync",
         [GMS_DRV_memcpy_dtoh] = "cuMemcpyDtoHAsync",

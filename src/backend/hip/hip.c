@@ -100,6 +100,7 @@ enum {
     hipErrorNotSupported = 801,
     hipMemAllocationTypePinned = 1,
     hipMemHandleTypeNone = 0,
+    hipMemHandleTypePosixFileDescriptor = 1,
     hipMemLocationTypeDevice = 1,
     hipMemAccessFlagsProtRead = 1,
     hipMemAccessFlagsProtReadWrite = 3,
@@ -138,6 +139,10 @@ enum {
     X(MemMap, "hipMemMap",                                                                  \
       (void *, size_t, size_t, hipMemGenericAllocationHandle_t, unsigned long long))        \
     X(MemUnmap, "hipMemUnmap", (void *, size_t))                                            \
+    X(MemExportToShareableHandle, "hipMemExportToShareableHandle",                          \
+      (void *, hipMemGenericAllocationHandle_t, int, unsigned long long))                   \
+    X(MemImportFromShareableHandle, "hipMemImportFromShareableHandle",                      \
+      (hipMemGenericAllocationHandle_t *, void *, int))                                     \
     X(MemSetAccess, "hipMemSetAccess", (void *, size_t, const hip_access_desc *, size_t))   \
     X(MemGetAllocationGranularity, "hipMemGetAllocationGranularity",                        \
       (size_t *, const hip_alloc_prop *, int))                                              \
@@ -216,8 +221,29 @@ static int h_mem_create(void *dd, uint64_t *handle, uint64_t size)
     return r;
 }
 FWD(mem_release, hip.MemRelease((hipMemGenericAllocationHandle_t)P(handle)))
-FWD(mem_map, hip.MemMap(P(addr), size, 0, (hipMemGenericAllocationHandle_t)P(handle), 0))
+FWD(mem_map, hip.MemMap(P(addr), size, offset, (hipMemGenericAllocationHandle_t)P(handle), 0))
 FWD(mem_unmap, hip.MemUnmap(P(addr), size))
+static int h_mem_create_shareable(void *dd, uint64_t *handle, uint64_t size)
+{
+    hip_alloc_prop_padded prop = D->prop;
+    prop.p.requestedHandleType = hipMemHandleTypePosixFileDescriptor;
+    hipMemGenericAllocationHandle_t h = NULL;
+    hipError_t r = hip.MemCreate(&h, size, &prop.p, 0);
+    *handle = (uint64_t)(uintptr_t)h;
+    return r;
+}
+FWD(mem_export, hip.MemExportToShareableHandle(fd, (hipMemGenericAllocationHandle_t)P(handle),
+                                               hipMemHandleTypePosixFileDescriptor, 0))
+static int h_mem_import(void *dd, int fd, uint64_t *handle)
+{
+    (void)dd;
+    hipMemGenericAllocationHandle_t h = NULL;
+    /* A POSIX descriptor travels as the pointer's value (the runtime's ABI). */
+    hipError_t r = hip.MemImportFromShareableHandle(&h, (void *)(uintptr_t)fd,
+                                                    hipMemHandleTypePosixFileDescriptor);
+    *handle = (uint64_t)(uintptr_t)h;
+    return r;
+}
 static int h_set_access(void *dd, uint64_t addr, uint64_t size, int writable)
 {
     return hip.MemSetAccess(P(addr), size, writable ? &D->rw : &D->ro, 1);
@@ -295,6 +321,9 @@ static gms_drv hip_drv = {
         [GMS_DRV_mem_release] = "hipMemRelease",
         [GMS_DRV_mem_map] = "hipMemMap",
         [GMS_DRV_mem_unmap] = "hipMemUnmap",
+        [GMS_DRV_mem_create_shareable] = "hipMemCreate",
+        [GMS_DRV_mem_export] = "hipMemExportToShareableHandle",
+        [GMS_DRV_mem_import] = "hipMemImportFromShareableHandle",
         [GMS_DRV_set_access] = "hipMemSetAccess",
         [GMS_DRV_memcpy_htod] = "hipMemcpyHtoDAsync",
         [GMS_DRV_memcpy_dtoh] = "hipMemcpyDtoHAsync",

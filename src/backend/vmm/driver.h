@@ -33,10 +33,18 @@
 #define GMS_DRV_ARGS_set_current (void *dd, uintptr_t cur)
 #define GMS_DRV_ARGS_va_reserve (void *dd, uint64_t *addr, uint64_t size, uint64_t align)
 #define GMS_DRV_ARGS_va_free (void *dd, uint64_t addr, uint64_t size)
-/* Physical memory on the device, mapped by mem_map. */
+/* Physical memory on the device, mapped by mem_map: size bytes of it from
+ * byte offset (a multiple of the granularity) on. */
 #define GMS_DRV_ARGS_mem_create (void *dd, uint64_t *handle, uint64_t size)
 #define GMS_DRV_ARGS_mem_release (void *dd, uint64_t handle)
-#define GMS_DRV_ARGS_mem_map (void *dd, uint64_t addr, uint64_t size, uint64_t handle)
+#define GMS_DRV_ARGS_mem_map \
+    (void *dd, uint64_t addr, uint64_t size, uint64_t handle, uint64_t offset)
+/* Memory that other processes can map (gmsd's leases, docs/broker.md):
+ * made exportable, exported as a POSIX file descriptor (the caller owns
+ * it), and imported from one (the descriptor stays the caller's). */
+#define GMS_DRV_ARGS_mem_create_shareable (void *dd, uint64_t *handle, uint64_t size)
+#define GMS_DRV_ARGS_mem_export (void *dd, uint64_t handle, int *fd)
+#define GMS_DRV_ARGS_mem_import (void *dd, int fd, uint64_t *handle)
 #define GMS_DRV_ARGS_mem_unmap (void *dd, uint64_t addr, uint64_t size)
 #define GMS_DRV_ARGS_set_access (void *dd, uint64_t addr, uint64_t size, int writable)
 #define GMS_DRV_ARGS_memcpy_htod (void *dd, uint64_t dst, const void *src, size_t len, void *stream)
@@ -75,6 +83,9 @@
     X(mem_release) \
     X(mem_map) \
     X(mem_unmap) \
+    X(mem_create_shareable) \
+    X(mem_export) \
+    X(mem_import) \
     X(set_access) \
     X(memcpy_htod) \
     X(memcpy_dtoh) \

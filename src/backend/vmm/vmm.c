@@ -7,7 +7,11 @@
  * unmapped guard space on each side; each granule of it is its own
  * physical allocation (mem_create + mem_map), so single granules can be
  * returned, as PyTorch's expandable segments do; one set_access covers
- * each commit. A read-only view maps the same physical allocations at
+ * each commit. A chunk that is a lease of gmsd's (gms__vmm_set_leaser)
+ * has one physical allocation for the whole chunk instead, imported from
+ * the descriptor gmsd sent; its granules are mapped from it at their
+ * offsets, so commit and decommit still map and unmap granule by granule
+ * while the memory stays the lease's. A read-only view maps the same physical allocations at
  * another address with read access only, so a kernel writing through it
  * faults.
  *
@@ -36,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define HOST_WORDS 512u
 
@@ -82,6 +87,7 @@ typedef struct vmm_backend {
     uint64_t *words_host; /* HOST_WORDS words; NULL until first used */
     uint64_t words_dev;
     unsigned char words_taken[HOST_WORDS];
+    gms_vmm_leaser leaser; /* take NULL: chunks are the backend's own memory */
 } vmm_backend;
 
 #define ASYNC_SLOTS 8192u
@@ -98,6 +104,9 @@ struct gms_backend_chunk {
     uint64_t *handles; /* one per granule; 0: unmapped */
     int device;        /* where its memory is made: -1 the backend's own
                           device, else another one's ordinal (migration) */
+    uint64_t lease;    /* a lease's imported memory (handles[g] is it while
+                          granule g is mapped); 0: granules of their own */
+    uint64_t lease_id; /* gmsd's id of the lease */
 };
 
 /* Memory of a chunk being moved, or just left by one: a handle per
@@ -170,14 +179,29 @@ static int vmm_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t 
      * than trusting the driver with the alignment (address space costs
      * nothing); what the slack leaves above the chunk is guard space too. */
     uint64_t slack = align - vb->gran;
+    int fd = -1;
+    int err = vb->leaser.take ? vb->leaser.take(vb->leaser.ctx, size, &fd, &c->lease_id) : 0;
+    if (err) {
+        free(c->handles);
+        free(c);
+        return err;
+    }
     uintptr_t saved;
-    int err = enter(vb, &saved);
-    if (!err) {
+    if (!(err = enter(vb, &saved))) {
+        if (fd >= 0)
+            err = CALL(vb, mem_import, "gmsd's lease", fd, &c->lease);
         c->region_size = size + 2 * GUARD_BYTES + slack;
-        err = CALL(vb, va_reserve, NULL, &c->region, c->region_size, vb->gran);
+        if (!err && (err = CALL(vb, va_reserve, NULL, &c->region, c->region_size, vb->gran)))
+            c->region = 0;
+        if (err && c->lease)
+            QUIET(vb, mem_release, c->lease);
         leave(vb, saved);
     }
+    if (fd >= 0)
+        close(fd); /* the imported handle keeps the memory */
     if (err) {
+        if (vb->leaser.take)
+            vb->leaser.give_back(vb->leaser.ctx, c->lease_id);
         free(c->handles);
         free(c);
         return err;
@@ -190,16 +214,26 @@ static int vmm_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t 
     return 0;
 }
 
-/* Unmaps and releases granules [first, last) that are mapped. */
+/* Unmaps and releases granules [first, last) that are mapped (a lease's
+ * memory stays: it is released with the chunk). */
 static void unmap_granules(vmm_backend *vb, gms_backend_chunk *c, uint64_t first, uint64_t last)
 {
     for (uint64_t g = first; g < last; g++) {
         if (!c->handles[g])
             continue;
         QUIET(vb, mem_unmap, c->base + g * vb->gran, vb->gran);
-        QUIET(vb, mem_release, c->handles[g]);
+        if (!c->lease)
+            QUIET(vb, mem_release, c->handles[g]);
         c->handles[g] = 0;
     }
+}
+
+/* Maps granule g of chunk c onto physical memory h: its own, or, in a
+ * lease, the lease's memory at g's offset. */
+static int map_granule(vmm_backend *vb, gms_backend_chunk *c, uint64_t at, uint64_t g,
+                       uint64_t h, const char *what)
+{
+    return CALL(vb, mem_map, what, at, vb->gran, h, c->lease ? g * vb->gran : 0);
 }
 
 static void vmm_release(gms_backend *be, gms_backend_chunk *c)
@@ -211,8 +245,13 @@ static void vmm_release(gms_backend *be, gms_backend_chunk *c)
     if (enter(vb, &saved) == 0) {
         unmap_granules(vb, c, 0, c->size / vb->gran);
         QUIET(vb, va_free, c->region, c->region_size);
+        if (c->lease)
+            QUIET(vb, mem_release, c->lease);
         leave(vb, saved);
     }
+    /* Unmapped and released first: gmsd frees the memory once it is back. */
+    if (vb->leaser.take)
+        vb->leaser.give_back(vb->leaser.ctx, c->lease_id);
     free(c->handles);
     free(c);
 }
@@ -260,11 +299,12 @@ static int vmm_commit(gms_backend *be, gms_backend_chunk *c, uint64_t off, uint6
         return err;
     uint64_t g = first;
     for (; g < last; g++) {
-        uint64_t h = 0;
-        if ((err = mem_create(vb, c->device, &h)) != 0)
+        uint64_t h = c->lease;
+        if (!h && (err = mem_create(vb, c->device, &h)) != 0)
             break;
-        if ((err = CALL(vb, mem_map, NULL, c->base + g * vb->gran, vb->gran, h)) != 0) {
-            QUIET(vb, mem_release, h);
+        if ((err = map_granule(vb, c, c->base + g * vb->gran, g, h, NULL)) != 0) {
+            if (!c->lease)
+                QUIET(vb, mem_release, h);
             break;
         }
         c->handles[g] = h;
@@ -324,8 +364,7 @@ static int vmm_map_view_readonly(gms_backend *be, gms_backend_chunk *c, uint64_t
     for (; g < last; g++) {
         /* The physical allocation gains a reference per mapping: a
          * decommit of the chunk's granule leaves the view intact. */
-        if ((err = CALL(vb, mem_map, "view", v + (g - first) * vb->gran, vb->gran,
-                        c->handles[g])) != 0)
+        if ((err = map_granule(vb, c, v + (g - first) * vb->gran, g, c->handles[g], "view")) != 0)
             break;
     }
     if (!err)
@@ -1130,7 +1169,7 @@ static int mem_stage(vmm_backend *vb, gms_backend_mem *m)
     for (; mapped < n && !err; mapped++)
         if (m->handles[mapped] &&
             (err = CALL(vb, mem_map, "migration staging", m->staging + mapped * vb->gran,
-                        vb->gran, m->handles[mapped])) != 0)
+                        vb->gran, m->handles[mapped], 0)) != 0)
             break;
     for (uint64_t u = 0; u < n && !err; u++) {
         if (!m->handles[u])
@@ -1205,7 +1244,7 @@ static int map_chunk_onto(vmm_backend *vb, gms_backend_chunk *c, const uint64_t 
         uint64_t end = run_end(handles, g, n), u = g;
         for (; u < end && !err; u++) {
             QUIET(vb, mem_unmap, c->base + u * vb->gran, vb->gran);
-            err = CALL(vb, mem_map, "migration", c->base + u * vb->gran, vb->gran, handles[u]);
+            err = CALL(vb, mem_map, "migration", c->base + u * vb->gran, vb->gran, handles[u], 0);
         }
         if (!err)
             err = access_rw(vb, device, c->base + g * vb->gran, (end - g) * vb->gran);
@@ -1215,7 +1254,7 @@ static int map_chunk_onto(vmm_backend *vb, gms_backend_chunk *c, const uint64_t 
         for (uint64_t o = 0; o < view_len[i] && !err; o += vb->gran) {
             QUIET(vb, mem_unmap, views[i] + o, vb->gran);
             err = CALL(vb, mem_map, "migration view", views[i] + o, vb->gran,
-                       handles[(view_off[i] + o) / vb->gran]);
+                       handles[(view_off[i] + o) / vb->gran], 0);
         }
         if (!err)
             err = CALL(vb, set_access, "migration view", views[i], view_len[i], 0);
@@ -1349,6 +1388,8 @@ static void vmm_destroy(gms_backend *be)
     }
     if (getenv("GMS_DRIVER_STATS"))
         gms__drv_dump(vb->drv, stderr);
+    if (vb->leaser.done)
+        vb->leaser.done(vb->leaser.ctx);
     vb->dd_free(vb->dd);
     pthread_mutex_destroy(&vb->scrub_lock);
     pthread_mutex_destroy(&vb->async_lock);
@@ -1464,4 +1505,61 @@ int gms__vmm_create(const gms_vmm_config *cfg, gms_backend **out)
     vb->base.no_scrub = vb->scrub_fn ? NULL : vb->kernel_why;
     *out = &vb->base;
     return 0;
+}
+
+void gms__vmm_set_leaser(gms_backend *be, const gms_vmm_leaser *l)
+{
+    vmm_backend *vb = B(be);
+    vb->leaser = *l;
+    vb->ops.name = l->name;
+    /* A lease is gmsd's memory, counted there: it does not move. */
+    vb->ops.move_create = NULL, vb->ops.move_remap = NULL, vb->ops.move_release = NULL;
+}
+
+int gms__vmm_lease_make(gms_backend *be, uint64_t size, uint64_t *handle, int *fd)
+{
+    vmm_backend *vb = B(be);
+    gms__backend_why_clear();
+    if (size == 0 || size % vb->gran)
+        return EINVAL;
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err)
+        return err;
+    uint64_t h = 0, va = 0;
+    *fd = -1;
+    if ((err = CALL(vb, mem_create_shareable, "a lease", &h, size)) != 0)
+        goto out;
+    /* Zeroed here, before any tenant maps it: whatever the driver gives
+     * back to this process (a tenant's bytes included) reaches nobody. */
+    if (!(err = CALL(vb, va_reserve, "wiping a lease", &va, size, vb->gran))) {
+        if (!(err = CALL(vb, mem_map, "wiping a lease", va, size, h, 0))) {
+            if (!(err = CALL(vb, set_access, "wiping a lease", va, size, 1)) &&
+                !(err = CALL(vb, memset_d8, "wiping a lease", va, 0, size, vb->stream)))
+                err = sync_stream(vb, "wiping a lease");
+            QUIET(vb, mem_unmap, va, size);
+        }
+        QUIET(vb, va_free, va, size);
+    }
+    if (!err)
+        err = CALL(vb, mem_export, "a lease", h, fd);
+    if (err) {
+        QUIET(vb, mem_release, h);
+        *fd = -1;
+    } else {
+        *handle = h;
+    }
+out:
+    leave(vb, saved);
+    return err;
+}
+
+void gms__vmm_lease_free(gms_backend *be, uint64_t handle)
+{
+    vmm_backend *vb = B(be);
+    uintptr_t saved;
+    if (enter(vb, &saved) == 0) {
+        QUIET(vb, mem_release, handle);
+        leave(vb, saved);
+    }
 }

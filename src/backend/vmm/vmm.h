@@ -35,6 +35,26 @@ typedef struct gms_vmm_config {
  * called on failure too). 0 or an errno value, gms__backend_why saying why. */
 int gms__vmm_create(const gms_vmm_config *cfg, gms_backend **out);
 
+/* Chunks that are gmsd's leases (src/backend/broker, docs/broker.md):
+ * each reserve takes a lease of the chunk's size (take: 0 with a POSIX
+ * descriptor of shareable device memory, which the backend imports and
+ * closes, and gmsd's id of it; else an errno value), and each release
+ * gives it back once unmapped. done: at the backend's destroy, last. */
+typedef struct gms_vmm_leaser {
+    const char *name; /* the backend's name from then on */
+    void *ctx;
+    int (*take)(void *ctx, uint64_t size, int *fd, uint64_t *id);
+    void (*give_back)(void *ctx, uint64_t id);
+    void (*done)(void *ctx);
+} gms_vmm_leaser;
+void gms__vmm_set_leaser(gms_backend *be, const gms_vmm_leaser *l);
+
+/* gmsd's side of a lease: size bytes of shareable device memory, wiped
+ * (zeroed, waited for), exported as a POSIX descriptor *fd (the caller's
+ * to close); lease_free releases *handle. 0 or an errno value. */
+int gms__vmm_lease_make(gms_backend *be, uint64_t size, uint64_t *handle, int *fd);
+void gms__vmm_lease_free(gms_backend *be, uint64_t handle);
+
 /* Whether the scrub kernel is loaded on this backend. */
 int gms__vmm_have_kernels(const gms_backend *be);
 

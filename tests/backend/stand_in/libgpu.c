@@ -73,7 +73,17 @@ API int cuMemRelease(unsigned long long h) { return f_mem_release(NULL, h); }
 API int cuMemMap(CUdeviceptr p, size_t size, size_t off, unsigned long long h, unsigned long long f)
 {
     (void)f;
-    return off ? FAKE_ERROR_REFUSED : f_mem_map(NULL, p, size, h);
+    return f_mem_map(NULL, p, size, h, off);
+}
+/* A POSIX descriptor: the only handle type asked for. */
+API int cuMemExportToShareableHandle(void *out, unsigned long long h, int type, unsigned long long f)
+{
+    (void)f;
+    return type != 1 ? FAKE_ERROR_REFUSED : f_mem_export(NULL, h, (int *)out);
+}
+API int cuMemImportFromShareableHandle(unsigned long long *h, void *fd, int type)
+{
+    return type != 1 ? FAKE_ERROR_REFUSED : f_mem_import(NULL, (int)(uintptr_t)fd, (uint64_t *)h);
 }
 API int cuMemUnmap(CUdeviceptr p, size_t size) { return f_mem_unmap(NULL, p, size); }
 /* CUmemAccessDesc: location {type, id}, then flags (3: read-write, 1: read). */
@@ -172,7 +182,19 @@ API int hipMemRelease(void *h) { return f_mem_release(NULL, U(h)); }
 API int hipMemMap(void *p, size_t size, size_t off, void *h, unsigned long long f)
 {
     (void)f;
-    return off ? FAKE_ERROR_REFUSED : f_mem_map(NULL, U(p), size, U(h));
+    return f_mem_map(NULL, U(p), size, U(h), off);
+}
+API int hipMemExportToShareableHandle(void *out, void *h, int type, unsigned long long f)
+{
+    (void)f;
+    return type != 1 ? FAKE_ERROR_REFUSED : f_mem_export(NULL, U(h), (int *)out);
+}
+API int hipMemImportFromShareableHandle(void **h, void *fd, int type)
+{
+    uint64_t u = 0;
+    int r = type != 1 ? FAKE_ERROR_REFUSED : f_mem_import(NULL, (int)(uintptr_t)fd, &u);
+    *h = (void *)(uintptr_t)u;
+    return r;
 }
 API int hipMemUnmap(void *p, size_t size) { return f_mem_unmap(NULL, U(p), size); }
 API int hipMemSetAccess(void *p, size_t size, const int *desc, size_t count)
