@@ -6,15 +6,24 @@
  * Checked: data round trips, the tenant's quota, close and kill -9
  * returning every lease, what a CUDA gmsd refuses (a host backend, shares
  * across processes), and, as root, a second tenant's leases never
- * counted to the first.
+ * counted to the first; on a GPU, a kernel of the second tenant storing
+ * to the first's address faults in its own process alone.
  *
  * In CTest it runs over the stand-in libcuda (tests/backend/stand_in,
  * LD_LIBRARY_PATH; GMS_TEST_STAND_IN=1), which has no kernels, so the
  * clients run with safety off; on a GPU machine (tests/gpu/run.sh) the
  * same program runs over the real driver with safety on. Without a
  * libcuda it is skipped (77).
+ *
+ * `test_broker_cuda_memory bench` prints what it costs on a GPU (medians):
+ * a lease round trip (LEASE to LEASED: gmsd makes, zeroes and exports the
+ * memory), the first allocation of a new lease through libgms against
+ * cuMemAlloc of the same size, and a 4 KiB pair inside a lease against
+ * the in-process CUDA backend's.
  */
 #include "util.h"
+
+#include <dlfcn.h>
 
 #define MIB (1ull << 20)
 #define LEASE (4 * MIB)
@@ -143,6 +152,81 @@ static void child_other(void)
     gms_runtime_close(rt);
 }
 
+/* A kernel that stores 1 at the address it is given, as PTX the driver
+ * compiles at load time (no nvcc needed to build this test). */
+static const char poke_ptx[] =
+    ".version 7.0\n.target sm_50\n.address_size 64\n"
+    ".visible .entry poke(.param .u64 p)\n{\n"
+    "  .reg .u64 %rd<2>;\n  .reg .u32 %r<2>;\n"
+    "  ld.param.u64 %rd1, [p];\n  mov.u32 %r1, 1;\n  st.global.u32 [%rd1], %r1;\n  ret;\n}\n";
+
+/* In a child of uid 40021 (tenant "other", a client of gmsd with its own
+ * lease): a kernel storing to tenant self's address. Exits 0 when the
+ * kernel faulted (CUDA_ERROR_ILLEGAL_ADDRESS, 700) in this process. */
+static void child_poker(uint64_t addr)
+{
+    become_uid(40021);
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.broker = b.sock;
+    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
+    d.tenant = "other";
+    gms_runtime *rt = NULL;
+    gms_context *ctx = NULL;
+    gms_buf own;
+    CHECK_OK(gms_runtime_open(&rt, &o));
+    CHECK_OK(gms_context_open(&ctx, rt, &d));
+    CHECK_OK(gms_alloc(ctx, MIB, 0, &own)); /* a lease of its own, mapped */
+    void *lib = dlopen("libcuda.so.1", RTLD_NOW);
+    int (*retain)(void **, int), (*set)(void *), (*load)(void **, const void *);
+    int (*get)(void **, void *, const char *), (*sync)(void);
+    int (*launch)(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                  void *, void **, void **);
+    *(void **)&retain = dlsym(lib, "cuDevicePrimaryCtxRetain");
+    *(void **)&set = dlsym(lib, "cuCtxSetCurrent");
+    *(void **)&load = dlsym(lib, "cuModuleLoadData");
+    *(void **)&get = dlsym(lib, "cuModuleGetFunction");
+    *(void **)&sync = dlsym(lib, "cuCtxSynchronize");
+    *(void **)&launch = dlsym(lib, "cuLaunchKernel");
+    void *cx = NULL, *mod = NULL, *fn = NULL;
+    CHECK(retain(&cx, 0) == 0 && set(cx) == 0);
+    CHECK(load(&mod, poke_ptx) == 0 && get(&fn, mod, "poke") == 0);
+    void *args[] = {&addr};
+    CHECK(launch(fn, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL) == 0);
+    int rc = sync();
+    printf("tenant other's kernel storing to tenant self's 0x%llx: CUresult %d\n",
+           (unsigned long long)addr, rc);
+    _exit(!test_failed && rc == 700 ? 0 : 1);
+}
+
+/* Tenant self holds a buffer of 0x11; tenant other's kernel stores to its
+ * address and faults in its own process; self's data and context are
+ * untouched. */
+static void fault_stays_home(void)
+{
+    gms_runtime *rt;
+    gms_context *ctx = open_client(&rt, GMS_BACKEND_CUDA);
+    if (!ctx)
+        return;
+    gms_buf buf;
+    void *p = NULL;
+    CHECK_OK(gms_alloc(ctx, MIB, 0, &buf));
+    CHECK_OK(gms_fill(ctx, buf, 0, 0x11, MIB));
+    CHECK_OK(gms_buf_ptr(ctx, buf, &p));
+    pid_t pid = fork();
+    if (pid == 0)
+        child_poker((uint64_t)(uintptr_t)p);
+    int st;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    static uint8_t back[MIB];
+    CHECK_OK(gms_read(ctx, buf, 0, back, MIB));
+    CHECK(back[0] == 0x11 && memcmp(back, back + 1, MIB - 1) == 0);
+    CHECK_OK(gms_free(ctx, buf));
+    CHECK_OK(gms_verify(rt, NULL));
+    gms_context_close(ctx);
+    gms_runtime_close(rt);
+}
+
 static int run_child(void (*fn)(void))
 {
     pid_t pid = fork();
@@ -155,7 +239,131 @@ static int run_child(void (*fn)(void))
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-int main(void)
+static int cmp(const void *x, const void *y)
+{
+    double a = *(const double *)x, c = *(const double *)y;
+    return (a > c) - (a < c);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp);
+    return v[n / 2];
+}
+
+/* Median ns of a 4 KiB gms_alloc_async + gms_free_async pair on ctx. */
+static double pair_ns(gms_context *ctx)
+{
+    enum { PAIRS = 20000, RUNS = 11 };
+    double run[RUNS];
+    gms_buf buf;
+    for (int r = 0; r < RUNS; r++) {
+        double t0 = now_s();
+        for (int i = 0; i < PAIRS; i++) {
+            CHECK_OK(gms_alloc_async(ctx, 4096, 0, NULL, &buf));
+            CHECK_OK(gms_free_async(ctx, buf, NULL));
+        }
+        run[r] = (now_s() - t0) * 1e9 / PAIRS;
+    }
+    return median(run, RUNS);
+}
+
+
+/* Median us of cuMemAlloc + cuMemFree of bytes on device 0, alloc alone
+ * in *alloc_us; -1 when the driver cannot be reached. */
+static double cuda_malloc_us(uint64_t bytes, int n, double *alloc_us)
+{
+    void *lib = dlopen("libcuda.so.1", RTLD_NOW);
+    if (!lib)
+        return -1;
+    int (*init)(unsigned), (*retain)(void **, int), (*set)(void *);
+    int (*alloc)(unsigned long long *, size_t), (*release)(unsigned long long);
+    *(void **)&init = dlsym(lib, "cuInit");
+    *(void **)&retain = dlsym(lib, "cuDevicePrimaryCtxRetain");
+    *(void **)&set = dlsym(lib, "cuCtxSetCurrent");
+    *(void **)&alloc = dlsym(lib, "cuMemAlloc_v2");
+    *(void **)&release = dlsym(lib, "cuMemFree_v2");
+    void *ctx = NULL;
+    if (!init || !retain || !set || !alloc || !release || init(0) || retain(&ctx, 0) || set(ctx))
+        return -1;
+    double a[64], pair[64];
+    for (int i = 0; i < n && i < 64; i++) {
+        unsigned long long d = 0;
+        double t0 = now_s();
+        int bad = alloc(&d, (size_t)bytes);
+        double t1 = now_s();
+        bad |= release(d);
+        pair[i] = (now_s() - t0) * 1e6;
+        a[i] = (t1 - t0) * 1e6;
+        if (bad)
+            return -1;
+    }
+    *alloc_us = median(a, n);
+    return median(pair, n);
+}
+
+static void bench(void)
+{
+    enum { ROUNDS = 50 };
+    /* Raw lease round trips: gmsd's part alone. */
+    double rt[ROUNDS];
+    int s = raw_connect(b.sock), fd;
+    gms_broker_msg m = {.type = GMS_BROKER_HELLO};
+    CHECK(raw_call(s, &m, &fd) == GMS_BROKER_WELCOME);
+    for (int i = 0; i < ROUNDS; i++) {
+        gms_broker_msg q = {.type = GMS_BROKER_LEASE, .a = LEASE};
+        double t0 = now_s();
+        CHECK(raw_call(s, &q, &fd) == GMS_BROKER_LEASED);
+        rt[i] = (now_s() - t0) * 1e6;
+        close(fd);
+        gms_broker_msg r = {.type = GMS_BROKER_RELEASE, .a = q.a};
+        CHECK(raw_call(s, &r, &fd) == GMS_BROKER_RELEASED);
+    }
+    close(s);
+    /* The first allocation of each new lease, through libgms: each buffer
+     * takes more than half a lease, so each one needs a lease of its own. */
+    gms_runtime *rt_b;
+    gms_context *ctx = open_client(&rt_b, GMS_BACKEND_CUDA);
+    double first[3];
+    gms_buf bufs[3];
+    for (int i = 0; ctx && i < 3; i++) {
+        double t0 = now_s();
+        CHECK_OK(gms_alloc(ctx, LEASE * 3 / 4, 0, &bufs[i]));
+        first[i] = (now_s() - t0) * 1e6;
+    }
+    for (int i = 0; ctx && i < 3; i++)
+        CHECK_OK(gms_free(ctx, bufs[i]));
+    double in_lease = ctx ? pair_ns(ctx) : -1;
+    if (ctx) {
+        gms_context_close(ctx);
+        gms_runtime_close(rt_b);
+    }
+    /* The same pair in-process on the CUDA backend. */
+    unsetenv("GMS_BROKER");
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.backend = GMS_BACKEND_CUDA;
+    o.safety = stand_in ? GMS_SAFETY_OFF : GMS_SAFETY_ON;
+    gms_runtime *rt_c = NULL;
+    gms_context *c2 = NULL;
+    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
+    d.tenant = "self";
+    CHECK_OK(gms_runtime_open(&rt_c, &o));
+    CHECK_OK(gms_context_open(&c2, rt_c, &d));
+    double in_process = c2 ? pair_ns(c2) : -1;
+    gms_context_close(c2);
+    gms_runtime_close(rt_c);
+    double malloc_alone = 0, malloc_pair = cuda_malloc_us(LEASE * 3 / 4, ROUNDS, &malloc_alone);
+    printf("lease round trip (%llu MiB: gmsd makes, zeroes, exports): median %.1f us\n",
+           (unsigned long long)(LEASE / MIB), median(rt, ROUNDS));
+    printf("first allocation of a new lease (%llu MiB buffer): %.1f / %.1f / %.1f us; "
+           "cuMemAlloc of the same: %.1f us (with its free %.1f): ratio %.2f\n",
+           (unsigned long long)(LEASE * 3 / 4 / MIB), first[0], first[1], first[2], malloc_alone,
+           malloc_pair, first[1] / malloc_alone);
+    printf("4 KiB async pair: inside a lease %.0f ns, in-process CUDA backend %.0f ns: ratio "
+           "%.2f\n", in_lease, in_process, in_lease / in_process);
+}
+
+int main(int argc, char **argv)
 {
     stand_in = getenv("GMS_TEST_STAND_IN") != NULL;
     gms_runtime *probe = NULL;
@@ -175,6 +383,11 @@ int main(void)
              (unsigned long long)LEASE, (unsigned)getuid(), (unsigned long long)(3 * LEASE),
              (unsigned long long)LEASE);
     broker_start_with(&b, policy, "--memory", "cuda");
+    if (argc > 1 && strcmp(argv[1], "bench") == 0) {
+        bench();
+        CHECK(broker_stop(&b) == 0);
+        return test_done();
+    }
 
     CHECK(run_child(child_basic) == 0);
     CHECK(run_child(child_wrong_backend) == 0);
@@ -203,6 +416,8 @@ int main(void)
     if (geteuid() == 0) {
         CHECK(run_child(child_other) == 0);
         CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 0);
+        if (!stand_in) /* a kernel: the stand-in runs none */
+            CHECK(run_child(fault_stays_home) == 0);
     } else {
         printf("a second tenant needs root (setuid): not run\n");
     }

@@ -158,6 +158,12 @@ if want nsys-replay; then
 fi
 run latency-cuda 150 "$B/gms-bench" latency --backend cuda --iters 20000
 
+# gmsd serving CUDA memory (docs/broker.md, "CUDA memory"): its test over
+# the real driver with safety on (data, quota, kill -9, a second tenant,
+# a kernel of one tenant on the other's address), then its costs.
+run broker-cuda 120 env GMSD="$B/gmsd" "$B/tests/test_broker_cuda_memory"
+run broker-cuda-bench 120 env GMSD="$B/gmsd" "$B/tests/test_broker_cuda_memory" bench
+
 # Sharing on the GPU: the immutable_write class alone (its view trials run
 # in exec'd children), and the pressure ladder's recovery on the device.
 run inject-immutable 240 "$B/gms-inject" --backend cuda --json --class immutable_write --trials 6000
@@ -170,6 +176,21 @@ export GMS_LIBRARY="$B/libgms.so" GMS_TORCH_PLUGIN="$B/libgms_torch.so"
 export PYTHONPATH="$ROOT/bindings/python${PYTHONPATH:+:$PYTHONPATH}"
 run python-gpu 240 python3 tests/gpu/python/test_gpu.py
 run torch-bench 420 python3 tests/gpu/python/bench_torch.py --out "$OUT/torch_bench.json"
+# The training workloads with gmsd in between: the gms children's memory
+# is leases of device memory from a gmsd serving CUDA (64 MiB leases).
+if want torch-broker; then
+    step torch-broker
+    BD=$(mktemp -d)
+    printf '{"lease_bytes": 67108864, "tenants": [{"name": "trainer", "uids": [%s], "quota_bytes": 128849018880, "quota_leases": 4096}]}' \
+        "$(id -u)" >"$BD/policy.json"
+    "$B/gmsd" --policy "$BD/policy.json" --socket "$BD/gmsd.sock" --memory cuda 2>"$BD/gmsd.log" &
+    GMSD_PID=$!
+    for _ in $(seq 100); do [ -S "$BD/gmsd.sock" ] && break; sleep 0.1; done
+    timeout 420 python3 tests/gpu/python/bench_torch.py --only resnet50_train,gpt2_train \
+        --gms-env GMS_BROKER="$BD/gmsd.sock" --gms-env GMS_TENANT=trainer \
+        --out "$OUT/torch_broker.json" || fails+=(torch-broker)
+    kill "$GMSD_PID"; wait "$GMSD_PID"; tail -5 "$BD/gmsd.log"
+fi
 # Where the training steps' device time goes, kernel by kernel.
 run torch-profile 300 python3 tests/gpu/python/bench_torch.py --profile --only resnet50_train,gpt2_train \
     --out "$OUT/torch_profile.json"
