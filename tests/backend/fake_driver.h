@@ -116,12 +116,11 @@ static int f_mem_release(void *dd, uint64_t handle)
     FAKE_FAILS(mem_release);
     return close((int)(handle - 1)) == 0 ? 0 : FAKE_ERROR_REFUSED;
 }
-static int f_mem_map(void *dd, uint64_t addr, uint64_t size, uint64_t handle, uint64_t offset)
+static int f_mem_map(void *dd, uint64_t addr, uint64_t size, uint64_t handle)
 {
     (void)dd;
     FAKE_FAILS(mem_map);
-    void *p = mmap(A(addr), size, PROT_NONE, MAP_SHARED | MAP_FIXED, (int)(handle - 1),
-                   (off_t)offset);
+    void *p = mmap(A(addr), size, PROT_NONE, MAP_SHARED | MAP_FIXED, (int)(handle - 1), 0);
     return p == MAP_FAILED ? FAKE_ERROR_REFUSED : 0;
 }
 /* Shareable memory is a memfd too; its descriptor is the export, and an

@@ -170,6 +170,7 @@ static void child_poker(uint64_t addr)
     o.broker = b.sock;
     gms_context_desc d = GMS_CONTEXT_DESC_INIT;
     d.tenant = "other";
+    d.user = "v";
     gms_runtime *rt = NULL;
     gms_context *ctx = NULL;
     gms_buf own;
@@ -347,6 +348,7 @@ static void bench(void)
     gms_context *c2 = NULL;
     gms_context_desc d = GMS_CONTEXT_DESC_INIT;
     d.tenant = "self";
+    d.user = "u";
     CHECK_OK(gms_runtime_open(&rt_c, &o));
     CHECK_OK(gms_context_open(&c2, rt_c, &d));
     double in_process = c2 ? pair_ns(c2) : -1;

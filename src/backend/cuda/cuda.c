@@ -189,7 +189,7 @@ static int c_mem_create(void *dd, uint64_t *handle, uint64_t size)
     return r;
 }
 FWD(mem_release, cu.MemRelease(handle))
-FWD(mem_map, cu.MemMap(PTR(addr), size, offset, handle, 0))
+FWD(mem_map, cu.MemMap(PTR(addr), size, 0, handle, 0))
 FWD(mem_unmap, cu.MemUnmap(PTR(addr), size))
 static int c_mem_create_shareable(void *dd, uint64_t *handle, uint64_t size)
 {

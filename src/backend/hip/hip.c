@@ -221,7 +221,7 @@ static int h_mem_create(void *dd, uint64_t *handle, uint64_t size)
     return r;
 }
 FWD(mem_release, hip.MemRelease((hipMemGenericAllocationHandle_t)P(handle)))
-FWD(mem_map, hip.MemMap(P(addr), size, offset, (hipMemGenericAllocationHandle_t)P(handle), 0))
+FWD(mem_map, hip.MemMap(P(addr), size, 0, (hipMemGenericAllocationHandle_t)P(handle), 0))
 FWD(mem_unmap, hip.MemUnmap(P(addr), size))
 static int h_mem_create_shareable(void *dd, uint64_t *handle, uint64_t size)
 {

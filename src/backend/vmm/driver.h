@@ -33,12 +33,11 @@
 #define GMS_DRV_ARGS_set_current (void *dd, uintptr_t cur)
 #define GMS_DRV_ARGS_va_reserve (void *dd, uint64_t *addr, uint64_t size, uint64_t align)
 #define GMS_DRV_ARGS_va_free (void *dd, uint64_t addr, uint64_t size)
-/* Physical memory on the device, mapped by mem_map: size bytes of it from
- * byte offset (a multiple of the granularity) on. */
+/* Physical memory on the device, mapped by mem_map from its start (the
+ * drivers map no other offset). */
 #define GMS_DRV_ARGS_mem_create (void *dd, uint64_t *handle, uint64_t size)
 #define GMS_DRV_ARGS_mem_release (void *dd, uint64_t handle)
-#define GMS_DRV_ARGS_mem_map \
-    (void *dd, uint64_t addr, uint64_t size, uint64_t handle, uint64_t offset)
+#define GMS_DRV_ARGS_mem_map (void *dd, uint64_t addr, uint64_t size, uint64_t handle)
 /* Memory that other processes can map (gmsd's leases, docs/broker.md):
  * made exportable, exported as a POSIX file descriptor (the caller owns
  * it), and imported from one (the descriptor stays the caller's). */

@@ -9,9 +9,12 @@
  * returned, as PyTorch's expandable segments do; one set_access covers
  * each commit. A chunk that is a lease of gmsd's (gms__vmm_set_leaser)
  * has one physical allocation for the whole chunk instead, imported from
- * the descriptor gmsd sent; its granules are mapped from it at their
- * offsets, so commit and decommit still map and unmap granule by granule
- * while the memory stays the lease's. A read-only view maps the same physical allocations at
+ * the descriptor gmsd sent and mapped whole at reserve: the driver maps an
+ * allocation only from its start (cuMemMap's offset must be 0 on CUDA 13:
+ * CUDA_ERROR_NOT_SUPPORTED otherwise, H200) and unmaps only whole
+ * mappings, so commit and decommit of a lease's granules only mark them,
+ * and its memory is the lease's until the chunk is released. A read-only
+ * view maps the same physical allocations at
  * another address with read access only, so a kernel writing through it
  * faults.
  *
@@ -158,6 +161,8 @@ static int sync_stream(vmm_backend *vb, const char *what)
     return CALL(vb, stream_sync, what, vb->stream);
 }
 
+static int access_rw(vmm_backend *vb, int device, uint64_t addr, uint64_t len);
+
 static int vmm_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t *base,
                        gms_backend_chunk **out)
 {
@@ -193,6 +198,14 @@ static int vmm_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t 
         c->region_size = size + 2 * GUARD_BYTES + slack;
         if (!err && (err = CALL(vb, va_reserve, NULL, &c->region, c->region_size, vb->gran)))
             c->region = 0;
+        uint64_t at = (c->region + GUARD_BYTES + align - 1) & ~(align - 1);
+        if (!err && c->lease) {
+            if (!(err = CALL(vb, mem_map, "gmsd's lease", at, size, c->lease)) &&
+                (err = access_rw(vb, -1, at, size)) != 0)
+                QUIET(vb, mem_unmap, at, size);
+            if (err)
+                QUIET(vb, va_free, c->region, c->region_size);
+        }
         if (err && c->lease)
             QUIET(vb, mem_release, c->lease);
         leave(vb, saved);
@@ -215,25 +228,18 @@ static int vmm_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t 
 }
 
 /* Unmaps and releases granules [first, last) that are mapped (a lease's
- * memory stays: it is released with the chunk). */
+ * are only marked: its mapping goes with the chunk). */
 static void unmap_granules(vmm_backend *vb, gms_backend_chunk *c, uint64_t first, uint64_t last)
 {
     for (uint64_t g = first; g < last; g++) {
         if (!c->handles[g])
             continue;
-        QUIET(vb, mem_unmap, c->base + g * vb->gran, vb->gran);
-        if (!c->lease)
+        if (!c->lease) {
+            QUIET(vb, mem_unmap, c->base + g * vb->gran, vb->gran);
             QUIET(vb, mem_release, c->handles[g]);
+        }
         c->handles[g] = 0;
     }
-}
-
-/* Maps granule g of chunk c onto physical memory h: its own, or, in a
- * lease, the lease's memory at g's offset. */
-static int map_granule(vmm_backend *vb, gms_backend_chunk *c, uint64_t at, uint64_t g,
-                       uint64_t h, const char *what)
-{
-    return CALL(vb, mem_map, what, at, vb->gran, h, c->lease ? g * vb->gran : 0);
 }
 
 static void vmm_release(gms_backend *be, gms_backend_chunk *c)
@@ -244,9 +250,11 @@ static void vmm_release(gms_backend *be, gms_backend_chunk *c)
     uintptr_t saved;
     if (enter(vb, &saved) == 0) {
         unmap_granules(vb, c, 0, c->size / vb->gran);
-        QUIET(vb, va_free, c->region, c->region_size);
-        if (c->lease)
+        if (c->lease) {
+            QUIET(vb, mem_unmap, c->base, c->size);
             QUIET(vb, mem_release, c->lease);
+        }
+        QUIET(vb, va_free, c->region, c->region_size);
         leave(vb, saved);
     }
     /* Unmapped and released first: gmsd frees the memory once it is back. */
@@ -299,12 +307,11 @@ static int vmm_commit(gms_backend *be, gms_backend_chunk *c, uint64_t off, uint6
         return err;
     uint64_t g = first;
     for (; g < last; g++) {
-        uint64_t h = c->lease;
+        uint64_t h = c->lease; /* mapped at reserve */
         if (!h && (err = mem_create(vb, c->device, &h)) != 0)
             break;
-        if ((err = map_granule(vb, c, c->base + g * vb->gran, g, h, NULL)) != 0) {
-            if (!c->lease)
-                QUIET(vb, mem_release, h);
+        if (!c->lease && (err = CALL(vb, mem_map, NULL, c->base + g * vb->gran, vb->gran, h))) {
+            QUIET(vb, mem_release, h);
             break;
         }
         c->handles[g] = h;
@@ -312,7 +319,7 @@ static int vmm_commit(gms_backend *be, gms_backend_chunk *c, uint64_t off, uint6
     /* One access call for the whole range: it costs as much as a
      * mem_create or more (H200, tests/gpu/vmm_sync.cu: create 21 us, set
      * access 44 us), so never per granule. */
-    if (!err)
+    if (!err && !c->lease)
         err = access_rw(vb, c->device, c->base + off, len);
     /* backend.h: new memory reads as zeros; with stream-ordered scrubs the
      * core zeroes it on the allocating stream instead, and nothing waits. */
@@ -353,6 +360,11 @@ static int vmm_map_view_readonly(gms_backend *be, gms_backend_chunk *c, uint64_t
     for (uint64_t g = first; g < last; g++)
         if (!c->handles[g])
             return EINVAL; /* not committed */
+    if (c->lease) {
+        gms__backend_note("%s: a read-only view inside gmsd's lease: the driver maps an "
+                          "allocation only whole", vb->drv->name);
+        return ENOTSUP;
+    }
     uintptr_t saved;
     int err = enter(vb, &saved);
     if (err)
@@ -364,7 +376,8 @@ static int vmm_map_view_readonly(gms_backend *be, gms_backend_chunk *c, uint64_t
     for (; g < last; g++) {
         /* The physical allocation gains a reference per mapping: a
          * decommit of the chunk's granule leaves the view intact. */
-        if ((err = map_granule(vb, c, v + (g - first) * vb->gran, g, c->handles[g], "view")) != 0)
+        if ((err = CALL(vb, mem_map, "view", v + (g - first) * vb->gran, vb->gran,
+                        c->handles[g])) != 0)
             break;
     }
     if (!err)
@@ -1169,7 +1182,7 @@ static int mem_stage(vmm_backend *vb, gms_backend_mem *m)
     for (; mapped < n && !err; mapped++)
         if (m->handles[mapped] &&
             (err = CALL(vb, mem_map, "migration staging", m->staging + mapped * vb->gran,
-                        vb->gran, m->handles[mapped], 0)) != 0)
+                        vb->gran, m->handles[mapped])) != 0)
             break;
     for (uint64_t u = 0; u < n && !err; u++) {
         if (!m->handles[u])
@@ -1244,7 +1257,7 @@ static int map_chunk_onto(vmm_backend *vb, gms_backend_chunk *c, const uint64_t 
         uint64_t end = run_end(handles, g, n), u = g;
         for (; u < end && !err; u++) {
             QUIET(vb, mem_unmap, c->base + u * vb->gran, vb->gran);
-            err = CALL(vb, mem_map, "migration", c->base + u * vb->gran, vb->gran, handles[u], 0);
+            err = CALL(vb, mem_map, "migration", c->base + u * vb->gran, vb->gran, handles[u]);
         }
         if (!err)
             err = access_rw(vb, device, c->base + g * vb->gran, (end - g) * vb->gran);
@@ -1254,7 +1267,7 @@ static int map_chunk_onto(vmm_backend *vb, gms_backend_chunk *c, const uint64_t 
         for (uint64_t o = 0; o < view_len[i] && !err; o += vb->gran) {
             QUIET(vb, mem_unmap, views[i] + o, vb->gran);
             err = CALL(vb, mem_map, "migration view", views[i] + o, vb->gran,
-                       handles[(view_off[i] + o) / vb->gran], 0);
+                       handles[(view_off[i] + o) / vb->gran]);
         }
         if (!err)
             err = CALL(vb, set_access, "migration view", views[i], view_len[i], 0);
@@ -1533,7 +1546,7 @@ int gms__vmm_lease_make(gms_backend *be, uint64_t size, uint64_t *handle, int *f
     /* Zeroed here, before any tenant maps it: whatever the driver gives
      * back to this process (a tenant's bytes included) reaches nobody. */
     if (!(err = CALL(vb, va_reserve, "wiping a lease", &va, size, vb->gran))) {
-        if (!(err = CALL(vb, mem_map, "wiping a lease", va, size, h, 0))) {
+        if (!(err = CALL(vb, mem_map, "wiping a lease", va, size, h))) {
             if (!(err = CALL(vb, set_access, "wiping a lease", va, size, 1)) &&
                 !(err = CALL(vb, memset_d8, "wiping a lease", va, 0, size, vb->stream)))
                 err = sync_stream(vb, "wiping a lease");

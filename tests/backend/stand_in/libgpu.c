@@ -73,7 +73,7 @@ API int cuMemRelease(unsigned long long h) { return f_mem_release(NULL, h); }
 API int cuMemMap(CUdeviceptr p, size_t size, size_t off, unsigned long long h, unsigned long long f)
 {
     (void)f;
-    return f_mem_map(NULL, p, size, h, off);
+    return off ? FAKE_ERROR_REFUSED : f_mem_map(NULL, p, size, h);
 }
 /* A POSIX descriptor: the only handle type asked for. */
 API int cuMemExportToShareableHandle(void *out, unsigned long long h, int type, unsigned long long f)
@@ -182,7 +182,7 @@ API int hipMemRelease(void *h) { return f_mem_release(NULL, U(h)); }
 API int hipMemMap(void *p, size_t size, size_t off, void *h, unsigned long long f)
 {
     (void)f;
-    return f_mem_map(NULL, U(p), size, U(h), off);
+    return off ? FAKE_ERROR_REFUSED : f_mem_map(NULL, U(p), size, U(h));
 }
 API int hipMemExportToShareableHandle(void *out, void *h, int type, unsigned long long f)
 {
