@@ -17,13 +17,16 @@
  * resumes its session or ends (docs/broker.md, "Restarts").
  *
  *   gmsd --policy FILE --socket PATH [--memory host|cuda] [--device N]
+ *        [--spare-leases N]
  *        [--metrics WHERE] [--audit-dir DIR --audit-key-file FILE]
  *        [--state FILE] [--check] [--verbose] [--test-lease-delay-us N]
  *
  * --memory cuda serves device memory of CUDA GPU N (default 0) instead of
  * memfds: each lease is one physical allocation, zeroed by gmsd before it
  * is handed out and exported as a POSIX descriptor, which the client
- * imports and maps (docs/broker.md, "CUDA memory").
+ * imports and maps (docs/broker.md, "CUDA memory"). Making one costs the
+ * driver most of a millisecond, so gmsd keeps --spare-leases N (default
+ * 2) of the policy's lease size made ahead, charged to nobody.
  *
  * --metrics serves each tenant's use in Prometheus' text format
  * (metrics.c); --audit-dir writes the audit trail of every tenant's
@@ -131,6 +134,30 @@ static struct pollfd pfds[2 * MAX_CLIENTS + 2];
 static unsigned nclients, norphans;
 static int verbose;
 static gms_backend *gpu; /* --memory cuda: leases are its device memory; NULL: memfds */
+#define SPARES_MAX 16
+static struct {
+    uint64_t handle;
+    int fd;
+} spares[SPARES_MAX]; /* made, zeroed and exported ahead, charged to nobody */
+static unsigned nspares, spares_wanted = 2;
+
+/* Makes one more spare lease while fewer than wanted are ready. */
+static void spare_make(void)
+{
+    if (gpu && nspares < spares_wanted &&
+        gms__vmm_lease_make(gpu, policy.lease_bytes, &spares[nspares].handle,
+                            &spares[nspares].fd) == 0)
+        nspares++;
+}
+
+static void spares_free(void)
+{
+    while (nspares) {
+        nspares--;
+        close(spares[nspares].fd);
+        gms__vmm_lease_free(gpu, spares[nspares].handle);
+    }
+}
 static unsigned lease_delay_us;
 static gmsd_counters totals;
 static uint64_t serials;
@@ -340,7 +367,11 @@ static int lease_new(client *c, uint32_t seq, uint64_t bytes)
     if (!l)
         return refuse(c, seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
     int err = 0;
-    if (gpu) {
+    if (gpu && bytes == policy.lease_bytes && nspares) {
+        nspares--;
+        l->handle = spares[nspares].handle;
+        l->fd = spares[nspares].fd;
+    } else if (gpu) {
         err = gms__vmm_lease_make(gpu, bytes, &l->handle, &l->fd);
         if (err) {
             const char *why = gms__backend_cuda_why();
@@ -1318,6 +1349,7 @@ static void fd_limit(void)
 static int usage(void)
 {
     fprintf(stderr, "usage: gmsd --policy FILE --socket PATH [--memory host|cuda] [--device N]\n"
+                    "            [--spare-leases 0-16]\n"
                     "            [--metrics PORT|IPV4:PORT|unix:PATH]\n"
                     "            [--audit-dir DIR --audit-key-file FILE] [--state FILE] [--check]\n"
                     "            [--verbose]\n"
@@ -1344,6 +1376,9 @@ int main(int argc, char **argv)
             memory = argv[++i];
         else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
             device = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--spare-leases") == 0 && i + 1 < argc &&
+                 (unsigned)atoi(argv[i + 1]) <= SPARES_MAX)
+            spares_wanted = (unsigned)atoi(argv[++i]);
         else if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
             state_path = argv[++i];
         else if (strcmp(argv[i], "--audit-dir") == 0 && i + 1 < argc)
@@ -1485,6 +1520,7 @@ int main(int argc, char **argv)
         for (unsigned k = norphans; k-- > 0;)
             if (orphans[k].ended)
                 orphan_drop(k, "its process ended before it resumed its session");
+        spare_make(); /* at most one a turn: a client waits for no more than one */
         /* Pending connections, a bounded number per turn. */
         for (int k = 0; k < 64 && (pfds[0].revents & POLLIN) && client_add(listener); k++)
             ;
@@ -1498,8 +1534,10 @@ int main(int argc, char **argv)
     audit(GMS_AUDIT_RUNTIME_CLOSE, GMS_OK, NULL, 0, 0, "gmsd stopped");
     gms__audit_close(trail);
     gmsd_policy_free(&policy);
-    if (gpu)
+    if (gpu) {
+        spares_free();
         gpu->ops->destroy(gpu);
+    }
     say("stopped");
     return 0;
 }
