@@ -196,6 +196,7 @@ static void child_poker(uint64_t addr)
     int rc = sync();
     printf("tenant other's kernel storing to tenant self's 0x%llx: CUresult %d\n",
            (unsigned long long)addr, rc);
+    fflush(stdout);
     _exit(!test_failed && rc == 700 ? 0 : 1);
 }
 
@@ -240,6 +241,9 @@ static void fault_stays_home(void)
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     CHECK(write(done_pipe[1], "d", 1) == 1);
     waitpid(holder, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fprintf(stderr, "tenant self's process: %s %d\n", WIFEXITED(st) ? "exit" : "signal",
+                WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
@@ -265,7 +269,10 @@ static int run_child(void (*fn)(void))
     }
     int st;
     waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (rc)
+        fprintf(stderr, "child: status %d\n", rc);
+    return rc;
 }
 
 static int cmp(const void *x, const void *y)
