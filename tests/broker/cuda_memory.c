@@ -173,10 +173,10 @@ static void child_poker(uint64_t addr)
     d.user = "v";
     gms_runtime *rt = NULL;
     gms_context *ctx = NULL;
-    gms_buf own;
     CHECK_OK(gms_runtime_open(&rt, &o));
     CHECK_OK(gms_context_open(&ctx, rt, &d));
-    CHECK_OK(gms_alloc(ctx, MIB, 0, &own)); /* a lease of its own, mapped */
+    /* Nothing of its own there: each process chooses its addresses, and
+     * its own memory at the same address would take the store. */
     void *lib = dlopen("libcuda.so.1", RTLD_NOW);
     int (*retain)(void **, int), (*set)(void *), (*load)(void **, const void *);
     int (*get)(void **, void *, const char *), (*sync)(void);
@@ -189,7 +189,12 @@ static void child_poker(uint64_t addr)
     *(void **)&sync = dlsym(lib, "cuCtxSynchronize");
     *(void **)&launch = dlsym(lib, "cuLaunchKernel");
     void *cx = NULL, *mod = NULL, *fn = NULL;
+    int (*range)(unsigned long long *, size_t *, unsigned long long);
+    *(void **)&range = dlsym(lib, "cuMemGetAddressRange_v2");
     CHECK(retain(&cx, 0) == 0 && set(cx) == 0);
+    unsigned long long base = 0;
+    size_t len = 0;
+    CHECK(range(&base, &len, addr) != 0); /* not an address of this process */
     CHECK(load(&mod, poke_ptx) == 0 && get(&fn, mod, "poke") == 0);
     void *args[] = {&addr};
     CHECK(launch(fn, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL) == 0);
@@ -262,6 +267,7 @@ static void probe_cuda(void)
 
 static int run_child(void (*fn)(void))
 {
+    fflush(stdout); /* or the child writes it again */
     pid_t pid = fork();
     if (pid == 0) {
         fn();
@@ -430,6 +436,7 @@ int main(int argc, char **argv)
     int p[2];
     if (pipe(p) != 0)
         return 1;
+    fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
         close(p[0]);
