@@ -139,27 +139,10 @@ int main(void)
     wrong_setups();
 
     /* kill -9 with three leases held. */
-    int p[2];
-    if (pipe(p) != 0)
-        return 1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(p[0]);
-        child_victim(p[1]);
-    }
-    close(p[1]);
-    char c = 0;
-    CHECK(read(p[0], &c, 1) == 1 && c == 'r');
-    uint64_t bytes = 0, leases = 0;
-    CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 3 && bytes == 6 * MIB);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    double t0 = now_s(), t;
-    while ((t = now_s() - t0) < 2 && raw_usage(b.sock, &bytes, &leases) == 0 && leases)
-        usleep(200);
-    CHECK(leases == 0 && bytes == 0);
+    double ms = 0;
+    CHECK(killed_returns(b.sock, child_victim, 6 * MIB, 3, &ms));
     printf("kill -9: 3 leases (6 MiB) back in the tenant's quota %.3f ms after the child's death\n",
-           t * 1e3);
+           ms);
     /* The quota is whole again: a new client gets all four leases. */
     CHECK(run_child(child_basic) == 0);
     CHECK(broker_stop(&b) == 0);

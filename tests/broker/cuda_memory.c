@@ -281,17 +281,6 @@ static int run_child(void (*fn)(void))
     return rc;
 }
 
-static int cmp(const void *x, const void *y)
-{
-    double a = *(const double *)x, c = *(const double *)y;
-    return (a > c) - (a < c);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return v[n / 2];
-}
 
 /* Median ns of a 4 KiB gms_alloc_async + gms_free_async pair on ctx. */
 static double pair_ns(gms_context *ctx)
@@ -433,28 +422,10 @@ int main(int argc, char **argv)
     CHECK(run_child(child_basic) == 0);
     CHECK(run_child(child_wrong_backend) == 0);
 
-    int p[2];
-    if (pipe(p) != 0)
-        return 1;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(p[0]);
-        child_victim(p[1]);
-    }
-    close(p[1]);
-    char c = 0;
-    CHECK(read(p[0], &c, 1) == 1 && c == 'r');
+    double ms = 0;
+    CHECK(killed_returns(b.sock, child_victim, 2 * LEASE, 2, &ms));
+    printf("kill -9: 2 leases of device memory back in the quota %.3f ms after the death\n", ms);
     uint64_t bytes = 0, leases = 0;
-    CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 2 && bytes == 2 * LEASE);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    double t0 = now_s(), t;
-    while ((t = now_s() - t0) < 2 && raw_usage(b.sock, &bytes, &leases) == 0 && leases)
-        usleep(200);
-    CHECK(leases == 0 && bytes == 0);
-    printf("kill -9: 2 leases of device memory back in the quota %.3f ms after the death\n",
-           t * 1e3);
     if (geteuid() == 0) {
         CHECK(run_child(child_other) == 0);
         CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 0);

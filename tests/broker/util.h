@@ -383,6 +383,52 @@ static inline int broker_use_becomes(const char *sock, uid_t uid, uint64_t bytes
     return 0;
 }
 
+static inline int median_cmp(const void *x, const void *y)
+{
+    double a = *(const double *)x, c = *(const double *)y;
+    return (a > c) - (a < c);
+}
+
+/* The median of v[0..n) (sorts v). */
+static inline double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, median_cmp);
+    return v[n / 2];
+}
+
+/* Forks victim(fd), which writes 'r' to fd once it holds leases (any
+ * other byte: it failed), checks that the tenant at sock then uses bytes
+ * in leases, kills it with SIGKILL, and waits up to 2 s for gmsd to
+ * return them all. 1 when it did; *ms: how long after the death. */
+static inline int killed_returns(const char *sock, void (*victim)(int fd), uint64_t bytes,
+                                 uint64_t leases, double *ms)
+{
+    int p[2];
+    *ms = 0;
+    if (pipe(p) != 0)
+        return 0;
+    fflush(stdout); /* or the child writes it again */
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        victim(p[1]);
+        _exit(1);
+    }
+    close(p[1]);
+    char c = 0;
+    uint64_t b = 0, l = 0;
+    int held = read(p[0], &c, 1) == 1 && c == 'r' && raw_usage(sock, &b, &l) == 0 &&
+               b == bytes && l == leases;
+    close(p[0]);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    double t0 = now_s(), t;
+    while ((t = now_s() - t0) < 2 && raw_usage(sock, &b, &l) == 0 && l)
+        usleep(200);
+    *ms = t * 1e3;
+    return held && b == 0 && l == 0;
+}
+
 /* Open descriptors of process pid. */
 static inline int fd_count(pid_t pid)
 {
