@@ -426,13 +426,15 @@ int main(int argc, char **argv)
     CHECK(killed_returns(b.sock, child_victim, 2 * LEASE, 2, &ms));
     printf("kill -9: 2 leases of device memory back in the quota %.3f ms after the death\n", ms);
     uint64_t bytes = 0, leases = 0;
-    if (geteuid() == 0) {
+    /* Another uid may not reach the stand-in's directory (a private
+     * build tree): the second tenant runs where the driver is installed. */
+    if (geteuid() == 0 && !stand_in) {
         CHECK(run_child(child_other) == 0);
         CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 0);
         if (!stand_in) /* a kernel: the stand-in runs none */
             fault_stays_home();
     } else {
-        printf("a second tenant needs root (setuid): not run\n");
+        printf("a second tenant needs root (setuid) and a real driver: not run\n");
     }
     CHECK(run_child(child_basic) == 0); /* the quota is whole again */
     CHECK(broker_stop(&b) == 0);
