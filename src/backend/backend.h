@@ -299,11 +299,14 @@ int gms__backend_host_chunk_fd(const gms_backend_chunk *c, uint64_t *base);
  * 0 or an errno value, with why (why_len bytes) saying why in words. */
 /* Who gmsd says this process is (its WELCOME): the tenant, the least
  * level of its contexts, the languages it may use (bit i: gms_language i). */
+/* What a lease's descriptor is (WELCOME's memory): a memfd, or a POSIX
+ * descriptor of CUDA device memory (cuMemExportToShareableHandle). */
+enum { GMS_BROKER_MEMORY_HOST = 0, GMS_BROKER_MEMORY_CUDA = 1 };
 typedef struct gms_broker_identity {
     char tenant[64];
     uint32_t level;
     uint32_t languages;
-    uint32_t memory; /* GMS_BROKER_MEMORY_* (broker/proto.h): 0 host memfds, 1 CUDA */
+    uint32_t memory; /* GMS_BROKER_MEMORY_* */
 } gms_broker_identity;
 int gms__backend_broker_create(const char *path, int backend, int device, uint64_t *lease_bytes,
                                gms_broker_identity *id, gms_backend **out, gms_backend **conn,
@@ -313,8 +316,8 @@ int gms__backend_broker_create(const char *path, int backend, int device, uint64
  * tenants"). Unlike the ops above these return a GMS_E_* code (0: done),
  * gmsd's or their own, with why (why_len bytes) saying why; be is the
  * broker's connection (*conn above, not a wrapper of it). Shares are
- * memfds: on a gmsd serving CUDA memory, share and acquire are
- * GMS_E_UNSUPPORTED.
+ * memfds: on a gmsd serving CUDA memory the core makes none (share.c) and
+ * gmsd refuses them, so acquire is GMS_E_INVALID_HANDLE.
  *
  * share: the block's pages [addr, addr+len) of a host chunk (whole pages,
  * nothing else in them) become a share of gmsd's: gmsd makes a memfd of

@@ -183,7 +183,7 @@ static int broker_share(gms_pool *p, gms_block *b, gms_share_rec *sh, bool *regi
     bool others = false;
     for (uint32_t i = 0; i < sh->ngrants; i++)
         others |= strcmp(sh->grants[i].tenant, p->tenant->name) != 0;
-    if (rt->broker.memory != 0) /* CUDA memory: gmsd makes no shares of it yet */
+    if (rt->broker.memory != GMS_BROKER_MEMORY_HOST) /* gmsd makes no shares of CUDA memory */
         return !others ? GMS_OK
                        : gms__fail(GMS_E_UNSUPPORTED,
                                    "gms_share: gmsd serves CUDA memory, and a share another tenant "

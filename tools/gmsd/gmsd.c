@@ -243,6 +243,14 @@ static void lease_drop(client *c, lease *l)
 
 static void shares_drop(client *c, const char *why);
 
+static uint64_t lease_count(const client *c)
+{
+    uint64_t n = 0;
+    for (const lease *l = c->leases; l; l = l->next)
+        n++;
+    return n;
+}
+
 /* A connection or an orphan ends: every lease wiped and returned, every
  * hold released, its shares revoked, its session record gone. */
 static void session_end(client *c, const char *why)
@@ -346,6 +354,25 @@ __attribute__((format(printf, 5, 6))) static int refuse_share(client *c, uint32_
     return rc;
 }
 
+/* Whether tenant t may take one more lease (a share counts as one) of
+ * bytes. */
+static int quota_fits(const gmsd_tenant *t, uint64_t bytes)
+{
+    return t->used_leases < t->quota_leases && bytes <= t->quota_bytes - t->used_bytes;
+}
+
+/* Refuses request seq, whose `what` of bytes quota_fits refused. */
+static int refuse_quota(client *c, uint32_t seq, const char *what, uint64_t bytes)
+{
+    const gmsd_tenant *t = c->tenant;
+    return refuse(c, seq, GMS_E_QUOTA,
+                  "tenant '%s': %llu of %llu bytes and %llu of %llu leases in use; %s of %llu "
+                  "bytes refused",
+                  t->name, (unsigned long long)t->used_bytes, (unsigned long long)t->quota_bytes,
+                  (unsigned long long)t->used_leases, (unsigned long long)t->quota_leases, what,
+                  (unsigned long long)bytes);
+}
+
 static int lease_new(client *c, uint32_t seq, uint64_t bytes)
 {
     gmsd_tenant *t = c->tenant;
@@ -354,13 +381,8 @@ static int lease_new(client *c, uint32_t seq, uint64_t bytes)
         return refuse(c, seq, GMS_E_INVALID_ARG,
                       "lease of %llu bytes: must be a positive multiple of %ld",
                       (unsigned long long)bytes, page);
-    if (t->used_leases >= t->quota_leases || bytes > t->quota_bytes - t->used_bytes)
-        return refuse(c, seq, GMS_E_QUOTA,
-                      "tenant '%s': %llu of %llu bytes and %llu of %llu leases in use; "
-                      "%llu more bytes refused",
-                      t->name, (unsigned long long)t->used_bytes,
-                      (unsigned long long)t->quota_bytes, (unsigned long long)t->used_leases,
-                      (unsigned long long)t->quota_leases, (unsigned long long)bytes);
+    if (!quota_fits(t, bytes))
+        return refuse_quota(c, seq, "a lease", bytes);
     if (lease_delay_us)
         usleep(lease_delay_us);
     lease *l = calloc(1, sizeof *l);
@@ -373,13 +395,6 @@ static int lease_new(client *c, uint32_t seq, uint64_t bytes)
         l->fd = spares[nspares].fd;
     } else if (gpu) {
         err = gms__vmm_lease_make(gpu, bytes, &l->handle, &l->fd);
-        if (err) {
-            const char *why = gms__backend_cuda_why();
-            free(l);
-            return refuse(c, seq, err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
-                          "device memory of %llu bytes: %s", (unsigned long long)bytes,
-                          why[0] ? why : strerror(err));
-        }
     } else {
         char name[80];
         snprintf(name, sizeof name, "gmsd-%s", t->name);
@@ -398,13 +413,16 @@ static int lease_new(client *c, uint32_t seq, uint64_t bytes)
     if (!err && slot < 0)
         err = errno;
     if (err) {
+        /* The driver's words when it refused (lease_make notes them). */
+        const char *why = gpu && gms__backend_cuda_why()[0] ? gms__backend_cuda_why()
+                                                             : strerror(err);
         if (l->fd >= 0)
             close(l->fd);
         if (l->handle)
             gms__vmm_lease_free(gpu, l->handle);
         free(l);
-        return refuse(c, seq, err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
-                      "memfd of %llu bytes: %s", (unsigned long long)bytes, strerror(err));
+        return refuse(c, seq, err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND, "%s of %llu bytes: %s",
+                      gpu ? "device memory" : "memfd", (unsigned long long)bytes, why);
     }
     l->slot = (unsigned)slot;
     l->bytes = bytes;
@@ -561,13 +579,8 @@ static int share_new(client *c, const gms_broker_msg *m)
     if (c->holds >= HOLDS_MAX)
         return refuse_share(c, m->seq, GMS_E_QUOTA, 0, "connection holds %u shares, the most",
                             c->holds);
-    if (t->used_leases >= t->quota_leases || m->a > t->quota_bytes - t->used_bytes)
-        return refuse(c, m->seq, GMS_E_QUOTA,
-                      "tenant '%s': %llu of %llu bytes and %llu of %llu leases in use; a share "
-                      "of %llu bytes refused",
-                      t->name, (unsigned long long)t->used_bytes,
-                      (unsigned long long)t->quota_bytes, (unsigned long long)t->used_leases,
-                      (unsigned long long)t->quota_leases, (unsigned long long)m->a);
+    if (!quota_fits(t, m->a))
+        return refuse_quota(c, m->seq, "a share", m->a);
     share *sh = calloc(1, sizeof *sh);
     if (!sh)
         return refuse(c, m->seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
@@ -805,14 +818,11 @@ static int share_transfer(client *c, const gms_broker_msg *m)
     if (c->holds >= HOLDS_MAX)
         return refuse_share(c, m->seq, GMS_E_QUOTA, sh->id, "connection holds %u shares, the most",
                             c->holds);
-    if (t->used_leases >= t->quota_leases || sh->bytes > t->quota_bytes - t->used_bytes)
-        return refuse(c, m->seq, GMS_E_QUOTA,
-                      "tenant '%s': %llu of %llu bytes and %llu of %llu leases in use; taking "
-                      "over share 0x%016llx of %llu bytes refused",
-                      t->name, (unsigned long long)t->used_bytes,
-                      (unsigned long long)t->quota_bytes, (unsigned long long)t->used_leases,
-                      (unsigned long long)t->quota_leases, (unsigned long long)sh->id,
-                      (unsigned long long)sh->bytes);
+    if (!quota_fits(t, sh->bytes)) {
+        char what[48];
+        snprintf(what, sizeof what, "taking over share 0x%016llx", (unsigned long long)sh->id);
+        return refuse_quota(c, m->seq, what, sh->bytes);
+    }
     share *ns = calloc(1, sizeof *ns);
     if (!ns)
         return refuse(c, m->seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
@@ -957,10 +967,8 @@ static int resume(client *c, uint64_t prev, uint64_t *taken)
     }
     if (c->leases || c->holds)
         return 0;
-    uint64_t leases = 0, holds = o->holds;
+    uint64_t leases = lease_count(o), holds = o->holds;
     c->leases = o->leases;
-    for (lease *l = c->leases; l; l = l->next)
-        leases++;
     for (share *sh = shares; sh; sh = sh->next) {
         if (sh->owner_serial == o->serial)
             sh->owner_serial = c->serial;
@@ -1115,9 +1123,7 @@ static void restore(void)
         say("state: %u records of the gmsd before, %u dropped; %llu processes still hold memory "
             "and may resume their sessions", kept, dropped, (unsigned long long)alive);
     for (unsigned i = 0; i < norphans; i++) {
-        uint64_t leases = 0;
-        for (lease *l = orphans[i].leases; l; l = l->next)
-            leases++;
+        uint64_t leases = lease_count(&orphans[i]);
         audit(GMS_AUDIT_CONTEXT_OPEN, GMS_OK, &orphans[i], orphans[i].session, leases,
               "session 0x%016llx of the gmsd before: %llu leases and %u holds stay charged until "
               "its process resumes it or ends", (unsigned long long)orphans[i].session,
@@ -1297,9 +1303,7 @@ static void stop(void)
                 client_drop(i, NULL);
     for (unsigned i = 0; i < nclients; i++) {
         client *c = &clients[i];
-        uint64_t n = 0;
-        for (lease *l = c->leases; l; l = l->next)
-            n++;
+        uint64_t n = lease_count(c);
         audit(GMS_AUDIT_CONTEXT_CLOSE, GMS_OK, c, 0, n,
               "gmsd stopping: the connection's %llu leases and %u holds stay with its process, on "
               "record for the next gmsd", (unsigned long long)n, c->holds);

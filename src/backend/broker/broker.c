@@ -360,16 +360,6 @@ static void broker_release(gms_backend *be, gms_backend_chunk *chunk)
 
 /* ---- sharing across tenants (backend.h, docs/broker.md) ---- */
 
-/* Shares through gmsd are memfds: built for host memory only. 0, or
- * code saying so. */
-static int shares_served(const broker_backend *bb, int code, char *why, size_t why_len)
-{
-    if (bb->memory == GMS_BROKER_MEMORY_HOST)
-        return 0;
-    snprintf(why, why_len, "gmsd at %s serves CUDA memory, and shares across processes through "
-             "gmsd are built for host memory only (docs/broker.md)", bb->path);
-    return code;
-}
 
 /* One share request (lock held): 0 when the reply is of type want, else a
  * GMS_E_* code with why: gmsd's refusal, or what went wrong. */
@@ -417,9 +407,6 @@ int gms__broker_share(gms_backend *be, gms_backend_chunk *chunk, uint64_t addr, 
                       uint64_t *view, char *why, size_t why_len)
 {
     broker_backend *bb = bb_of(be);
-    int unserved = shares_served(bb, GMS_E_UNSUPPORTED, why, why_len);
-    if (unserved)
-        return unserved;
     if (n == 0 || n > GMS_BROKER_GRANTS_MAX) {
         snprintf(why, why_len, "%u grants: gmsd takes 1 to %d", n, GMS_BROKER_GRANTS_MAX);
         return GMS_E_INVALID_ARG;
@@ -547,10 +534,13 @@ int gms__broker_acquire(gms_backend *be, uint64_t id, unsigned mode, int languag
                         const char *user, gms_broker_hold *out, char *why, size_t why_len)
 {
     broker_backend *bb = bb_of(be);
-    /* No process has shared anything through gmsd: the id is no share. */
-    int unserved = shares_served(bb, GMS_E_INVALID_HANDLE, why, why_len);
-    if (unserved)
-        return unserved;
+    if (bb->memory != GMS_BROKER_MEMORY_HOST) {
+        /* Shares through gmsd are memfds (gmsd refuses them on CUDA
+         * memory): no process has shared anything, the id is no share. */
+        snprintf(why, why_len, "gmsd at %s serves CUDA memory, and shares across processes "
+                 "through gmsd are built for host memory only (docs/broker.md)", bb->path);
+        return GMS_E_INVALID_HANDLE;
+    }
     gms_broker_msg *m = calloc(2, sizeof *m);
     if (!m) {
         snprintf(why, why_len, "out of host memory");

@@ -13,6 +13,8 @@
 #ifndef GMS_BROKER_PROTO_H
 #define GMS_BROKER_PROTO_H
 
+#include "backend/backend.h" /* GMS_BROKER_MEMORY_* */
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -66,10 +68,6 @@ typedef enum gms_broker_type {
                                       new share's memfd, writable, empty */
     GMS_BROKER_ERROR = 0xff    /* code (GMS_E_*), err (errno), text */
 } gms_broker_type;
-
-/* What a lease's descriptor is (WELCOME's memory): a memfd, or a POSIX
- * descriptor of CUDA device memory (cuMemExportToShareableHandle). */
-enum { GMS_BROKER_MEMORY_HOST = 0, GMS_BROKER_MEMORY_CUDA = 1 };
 
 /* One grant of a share, as gms_share_grant with names inline: tenant ""
  * is any tenant, user "" any user, language -1 any language. */

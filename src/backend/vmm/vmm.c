@@ -163,6 +163,23 @@ static int sync_stream(vmm_backend *vb, const char *what)
 
 static int access_rw(vmm_backend *vb, int device, uint64_t addr, uint64_t len);
 
+/* Imports the lease gmsd sent as fd and maps it whole over chunk c (its
+ * address space reserved), read-write (device current). */
+static int lease_map(vmm_backend *vb, gms_backend_chunk *c, int fd)
+{
+    int err = CALL(vb, mem_import, "gmsd's lease", fd, &c->lease);
+    if (err)
+        return err;
+    if (!(err = CALL(vb, mem_map, "gmsd's lease", c->base, c->size, c->lease)) &&
+        (err = access_rw(vb, -1, c->base, c->size)) != 0)
+        QUIET(vb, mem_unmap, c->base, c->size);
+    if (err) {
+        QUIET(vb, mem_release, c->lease);
+        c->lease = 0;
+    }
+    return err;
+}
+
 static int vmm_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t *base,
                        gms_backend_chunk **out)
 {
@@ -180,47 +197,32 @@ static int vmm_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t 
         free(c);
         return ENOMEM;
     }
+    int fd = -1;
+    int err = vb->leaser.take ? vb->leaser.take(vb->leaser.ctx, size, &fd, &c->lease_id) : 0;
     /* The base is aligned by hand inside slack of align - gran bytes rather
      * than trusting the driver with the alignment (address space costs
      * nothing); what the slack leaves above the chunk is guard space too. */
     uint64_t slack = align - vb->gran;
-    int fd = -1;
-    int err = vb->leaser.take ? vb->leaser.take(vb->leaser.ctx, size, &fd, &c->lease_id) : 0;
-    if (err) {
-        free(c->handles);
-        free(c);
-        return err;
-    }
+    bool leased = vb->leaser.take && !err;
     uintptr_t saved;
-    if (!(err = enter(vb, &saved))) {
-        if (fd >= 0)
-            err = CALL(vb, mem_import, "gmsd's lease", fd, &c->lease);
+    if (!err && !(err = enter(vb, &saved))) {
         c->region_size = size + 2 * GUARD_BYTES + slack;
-        if (!err && (err = CALL(vb, va_reserve, NULL, &c->region, c->region_size, vb->gran)))
-            c->region = 0;
-        uint64_t at = (c->region + GUARD_BYTES + align - 1) & ~(align - 1);
-        if (!err && c->lease) {
-            if (!(err = CALL(vb, mem_map, "gmsd's lease", at, size, c->lease)) &&
-                (err = access_rw(vb, -1, at, size)) != 0)
-                QUIET(vb, mem_unmap, at, size);
-            if (err)
-                QUIET(vb, va_free, c->region, c->region_size);
-        }
-        if (err && c->lease)
-            QUIET(vb, mem_release, c->lease);
+        err = CALL(vb, va_reserve, NULL, &c->region, c->region_size, vb->gran);
+        c->base = (c->region + GUARD_BYTES + align - 1) & ~(align - 1);
+        c->size = size;
+        if (!err && fd >= 0 && (err = lease_map(vb, c, fd)) != 0)
+            QUIET(vb, va_free, c->region, c->region_size);
         leave(vb, saved);
     }
     if (fd >= 0)
         close(fd); /* the imported handle keeps the memory */
+    if (err && leased)
+        vb->leaser.give_back(vb->leaser.ctx, c->lease_id);
     if (err) {
-        if (vb->leaser.take)
-            vb->leaser.give_back(vb->leaser.ctx, c->lease_id);
         free(c->handles);
         free(c);
         return err;
     }
-    c->base = (c->region + GUARD_BYTES + align - 1) & ~(align - 1);
-    c->size = size;
     c->device = -1;
     *base = c->base;
     *out = c;
