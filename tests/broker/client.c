@@ -93,18 +93,6 @@ static void child_victim(int ready)
         pause();
 }
 
-static int run_child(void (*fn)(void))
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        fn();
-        _exit(test_done());
-    }
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 static void wrong_setups(void)
 {
     gms_runtime *rt;
@@ -128,12 +116,7 @@ static void wrong_setups(void)
 
 int main(void)
 {
-    char policy[256];
-    snprintf(policy, sizeof policy,
-             "{\"lease_bytes\": 2097152, \"tenants\": [{\"name\": \"self\", \"uids\": [%u], "
-             "\"quota_bytes\": 12582912, \"quota_leases\": 4}]}",
-             (unsigned)getuid());
-    broker_start(&b, policy);
+    broker_start_one(&b, 12 * MIB, 4, "");
 
     CHECK(run_child(child_basic) == 0);
     wrong_setups();

@@ -265,22 +265,6 @@ static void probe_cuda(void)
     _exit(0); /* no check ran, and none should count */
 }
 
-static int run_child(void (*fn)(void))
-{
-    fflush(stdout); /* or the child writes it again */
-    pid_t pid = fork();
-    if (pid == 0) {
-        fn();
-        _exit(test_done());
-    }
-    int st;
-    waitpid(pid, &st, 0);
-    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    if (rc)
-        fprintf(stderr, "child: status %d\n", rc);
-    return rc;
-}
-
 
 /* Median ns of a 4 KiB gms_alloc_async + gms_free_async pair on ctx. */
 static double pair_ns(gms_context *ctx)

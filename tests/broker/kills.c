@@ -42,12 +42,7 @@ static void client(unsigned seed)
 
 int main(void)
 {
-    char policy[256];
-    snprintf(policy, sizeof policy,
-             "{\"lease_bytes\": 2097152, \"tenants\": [{\"name\": \"self\", \"uids\": [%u], "
-             "\"quota_bytes\": 268435456, \"quota_leases\": 128}]}",
-             (unsigned)getuid());
-    broker_start(&b, policy);
+    broker_start_one(&b, 256ull << 20, 128, "");
     int baseline = fd_baseline(b.pid);
     srand(7);
     pid_t alive[AT_ONCE] = {0};

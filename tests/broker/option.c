@@ -196,12 +196,7 @@ static void wrong_values(void)
 
 int main(void)
 {
-    char policy[256];
-    snprintf(policy, sizeof policy,
-             "{\"lease_bytes\": 2097152, \"tenants\": [{\"name\": \"self\", \"uids\": [%u], "
-             "\"quota_bytes\": 12582912, \"quota_leases\": 4}]}",
-             (unsigned)getuid());
-    broker_start(&b, policy);
+    broker_start_one(&b, 12 * MIB, 4, "");
     the_option();
     precedence();
     version_1();

@@ -162,11 +162,10 @@ static int ok(worker *w, char c)
 static int finish(worker *w)
 {
     put_bytes(w->out, "q", 1);
-    int st;
-    waitpid(w->pid, &st, 0);
+    int st = status_of(w->pid);
     close(w->in);
     close(w->out);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return st;
 }
 
 /* How many leases of 2 MiB a fresh connection of uid gets before the

@@ -281,13 +281,6 @@ static void holder(int out, gms_share_id id)
         pause();
 }
 
-static int status_of(pid_t pid)
-{
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 static pid_t start_holder(gms_share_id id)
 {
     int p[2];

@@ -171,13 +171,6 @@ static void by_gid(void)
     _exit(test_failed ? 1 : 0);
 }
 
-static int status_of(pid_t pid)
-{
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 int main(void)
 {
     if (geteuid() != 0) {

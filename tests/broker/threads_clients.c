@@ -17,27 +17,12 @@ static gms_runtime *rt;
 
 static void *worker(void *arg)
 {
-    long id = (long)arg;
-    char user[16];
-    snprintf(user, sizeof user, "u%ld", id);
-    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
-    d.tenant = "self"; /* gmsd's name for this uid */
-    d.user = user;
-    gms_context *ctx = NULL;
-    long bad = 0;
-    if (gms_context_open(&ctx, rt, &d) != GMS_OK)
+    long id = (long)arg, bad = 0;
+    gms_context *ctx = thread_context(rt, id);
+    if (!ctx)
         return (void *)1;
     for (int r = 0; r < ROUNDS; r++) {
-        gms_buf buf[2];
-        uint64_t word = (uint64_t)id << 32 | (uint64_t)r, back = 0;
-        for (int k = 0; k < 2; k++) {
-            bad += gms_alloc(ctx, 1536 * 1024, 0, &buf[k]) != GMS_OK; /* a lease each */
-            bad += gms_write(ctx, buf[k], 1 << 20, &word, sizeof word) != GMS_OK;
-        }
-        for (int k = 0; k < 2; k++) {
-            bad += gms_read(ctx, buf[k], 1 << 20, &back, sizeof back) != GMS_OK || back != word;
-            bad += gms_free(ctx, buf[k]) != GMS_OK;
-        }
+        bad += lease_round(ctx, (uint64_t)id << 32 | (uint64_t)r);
         if (r % 16 == 0)
             gms_trim(rt); /* gives chunks back: releases at once with leases */
     }

@@ -22,31 +22,12 @@ static atomic_long rounds;
 
 static void *worker(void *arg)
 {
-    long id = (long)arg;
-    char user[16];
-    snprintf(user, sizeof user, "u%ld", id);
-    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
-    d.tenant = "self"; /* gmsd's name for this uid */
-    d.user = user;
-    gms_context *ctx = NULL;
-    long bad = 0;
-    if (gms_context_open(&ctx, rt, &d) != GMS_OK)
+    long id = (long)arg, bad = 0;
+    gms_context *ctx = thread_context(rt, id);
+    if (!ctx)
         return (void *)1;
-    for (uint64_t r = 0; atomic_load(&running); r++) {
-        gms_buf buf[2];
-        uint64_t word = (uint64_t)id << 32 | r, back = 0;
-        for (int k = 0; k < 2; k++) {
-            int rc = gms_alloc(ctx, 1536 * 1024, 0, &buf[k]); /* a lease each */
-            if (rc) {
-                fprintf(stderr, "thread %ld: %s\n", id, gms_error_last());
-                return (void *)1;
-            }
-            bad += gms_write(ctx, buf[k], 1 << 20, &word, sizeof word) != GMS_OK;
-        }
-        for (int k = 0; k < 2; k++) {
-            bad += gms_read(ctx, buf[k], 1 << 20, &back, sizeof back) != GMS_OK || back != word;
-            bad += gms_free(ctx, buf[k]) != GMS_OK;
-        }
+    for (uint64_t r = 0; atomic_load(&running) && !bad; r++) {
+        bad += lease_round(ctx, (uint64_t)id << 32 | r);
         if (r % 8 == 0)
             gms_trim(rt); /* gives chunks back: releases with leases */
         atomic_fetch_add(&rounds, 1);

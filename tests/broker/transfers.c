@@ -25,13 +25,6 @@ static broker b;
 static char metrics_sock[100];
 static int to_owner[2], from_owner[2];
 
-static int status_of(pid_t pid)
-{
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 /* ---- tenant t1's owner: 's' shares a new 64 KiB buffer with t2 (its id
  * follows the answer), 'f' lets go of it ---- */
 

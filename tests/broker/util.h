@@ -303,16 +303,48 @@ static inline void get_bytes(int fd, void *p, size_t n)
         _exit(3);
 }
 
-/* A gmsd whose one tenant, "self", is this process's uid (1 GiB, 256
- * leases of 2 MiB), named to libgms by GMS_BROKER. */
-static inline void broker_start_self(broker *b)
+/* The exit status of child pid, once it ends (128 + the signal that
+ * killed it). */
+static inline int status_of(pid_t pid)
 {
-    char policy[256];
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Runs fn in a child, whose checks count there; its exit status (0: every
+ * check held), said on stderr when not 0. */
+static inline int run_child(void (*fn)(void))
+{
+    fflush(stdout); /* or the child writes it again */
+    pid_t pid = fork();
+    if (pid == 0) {
+        fn();
+        _exit(test_done());
+    }
+    int rc = status_of(pid);
+    if (rc)
+        fprintf(stderr, "child: status %d\n", rc);
+    return rc;
+}
+
+/* Starts gmsd whose one tenant, "self", is this process's uid: leases of
+ * 2 MiB, the quota given; more: more keys of the tenant ("" none). */
+static inline void broker_start_one(broker *b, uint64_t quota_bytes, unsigned quota_leases,
+                                    const char *more)
+{
+    char policy[320];
     snprintf(policy, sizeof policy,
              "{\"lease_bytes\": 2097152, \"tenants\": [{\"name\": \"self\", \"uids\": [%u], "
-             "\"quota_bytes\": 1073741824, \"quota_leases\": 256}]}",
-             (unsigned)getuid());
+             "\"quota_bytes\": %llu, \"quota_leases\": %u%s}]}",
+             (unsigned)getuid(), (unsigned long long)quota_bytes, quota_leases, more);
     broker_start(b, policy);
+}
+
+/* The same with 1 GiB in 256 leases, named to libgms by GMS_BROKER. */
+static inline void broker_start_self(broker *b)
+{
+    broker_start_one(b, 1ull << 30, 256, "");
     setenv("GMS_BROKER", b->sock, 1);
 }
 
@@ -332,6 +364,43 @@ static inline void broker_open_as(const char *sock, const char *tenant, gms_runt
     CHECK_OK(gms_context_open(a, *rt, &d));
     if (c)
         CHECK_OK(gms_context_open(c, *rt, &d));
+}
+
+/* A context of tenant "self" (gmsd's name for this uid) on rt, for the
+ * client thread id (user "u<id>"); NULL when refused. */
+static inline gms_context *thread_context(gms_runtime *rt, long id)
+{
+    char user[16];
+    snprintf(user, sizeof user, "u%ld", id);
+    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
+    d.tenant = "self";
+    d.user = user;
+    gms_context *ctx = NULL;
+    return gms_context_open(&ctx, rt, &d) == GMS_OK ? ctx : NULL;
+}
+
+/* One round of a client thread (threads_*.c): two 1.5 MiB buffers, a
+ * lease each, word written into each and read back, both freed. The
+ * failures; an allocation's is said on stderr, and ends the round. */
+static inline long lease_round(gms_context *ctx, uint64_t word)
+{
+    gms_buf buf[2];
+    uint64_t back = 0;
+    long bad = 0;
+    for (int k = 0; k < 2; k++) {
+        if (gms_alloc(ctx, 1536 * 1024, 0, &buf[k]) != GMS_OK) {
+            fprintf(stderr, "word 0x%llx: %s\n", (unsigned long long)word, gms_error_last());
+            while (k--)
+                gms_free(ctx, buf[k]);
+            return bad + 1;
+        }
+        bad += gms_write(ctx, buf[k], 1 << 20, &word, sizeof word) != GMS_OK;
+    }
+    for (int k = 0; k < 2; k++) {
+        bad += gms_read(ctx, buf[k], 1 << 20, &back, sizeof back) != GMS_OK || back != word;
+        bad += gms_free(ctx, buf[k]) != GMS_OK;
+    }
+    return bad;
 }
 
 /* The calling process becomes user and group uid (a test's tenant). */
