@@ -219,6 +219,7 @@ struct gms_backend {
                               and views are multiples of it (1: none) */
     const char *no_scrub;  /* non-NULL: why the scrub cannot run here (its
                               kernel is missing); safety needs the scrub */
+    uint8_t device_uuid[16]; /* the device's UUID (CUDA); zeros: unknown */
 };
 
 /* Clears the stream-ordered ops of a table: for a backend (or a wrapper of

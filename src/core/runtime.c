@@ -186,7 +186,7 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
     gms_backend *be = NULL;
     int err;
     if (broker) {
-        char why[200];
+        char why[320];
         uint64_t lease = 0;
         err = gms__failpoint_hit(&rt->failpoint)
                   ? ENOMEM

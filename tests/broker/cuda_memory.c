@@ -5,7 +5,7 @@
  * client imports and maps them and sub-allocates with the ordinary path.
  * Checked: data round trips, the tenant's quota, close and kill -9
  * returning every lease, what a CUDA gmsd refuses (a host backend, shares
- * across processes), and, as root, a second tenant's leases never
+ * across processes, a runtime on another GPU), and, as root, a second tenant's leases never
  * counted to the first; on a GPU, a kernel of the second tenant storing
  * to the first's address faults in its own process alone.
  *
@@ -111,6 +111,21 @@ static void child_wrong_backend(void)
     o.broker = b.sock;
     CHECK_RC(gms_runtime_open(&rt, &o), GMS_E_INVALID_ARG);
     CHECK(rt == NULL && strstr(gms_error_last(), "gmsd serves CUDA memory") != NULL);
+}
+
+/* In a child, over the stand-in playing another GPU: gmsd's leases are
+ * memory of its GPU, so a runtime on any other is refused, saying which. */
+static void child_wrong_gpu(void)
+{
+    setenv("STAND_IN_GPU_UUID", "another gpu", 1);
+    gms_runtime *rt = NULL;
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.broker = b.sock;
+    o.safety = GMS_SAFETY_OFF;
+    CHECK_RC(gms_runtime_open(&rt, &o), GMS_E_INVALID_ARG);
+    CHECK(rt == NULL && strstr(gms_error_last(), "open the runtime on gmsd's GPU") != NULL);
+    uint64_t bytes, leases;
+    CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 0);
 }
 
 /* In a child: two leases with data in them, then waits to be killed. */
@@ -405,6 +420,8 @@ int main(int argc, char **argv)
 
     CHECK(run_child(child_basic) == 0);
     CHECK(run_child(child_wrong_backend) == 0);
+    if (stand_in) /* a GPU's UUID is the stand-in's to play with */
+        CHECK(run_child(child_wrong_gpu) == 0);
 
     double ms = 0;
     CHECK(killed_returns(b.sock, child_victim, 2 * LEASE, 2, &ms));

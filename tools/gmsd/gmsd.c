@@ -1184,6 +1184,8 @@ static int serve(unsigned i)
                             .flags = (uint32_t)resumed,
                             .memory = gpu ? GMS_BROKER_MEMORY_CUDA : GMS_BROKER_MEMORY_HOST};
         strcpy(w.tenant, t->name);
+        if (gpu)
+            memcpy(w.device, gpu->device_uuid, sizeof w.device);
         return reply(c, &w, -1);
     }
     case GMS_BROKER_LEASE: return lease_new(c, m.seq, m.a);

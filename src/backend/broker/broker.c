@@ -700,8 +700,16 @@ static void broker_destroy(gms_backend *be)
 
 /* The memory backend of a gmsd that serves CUDA memory: the CUDA backend
  * on device, whose chunks are bb's leases; it destroys bb last. */
-static int cuda_leased(broker_backend *bb, int backend, int device, gms_backend **out, char *why,
-                       size_t why_len)
+/* A GPU's UUID as nvidia-smi writes it. */
+static void uuid_text(const uint8_t u[16], char out[41])
+{
+    char *p = out + sprintf(out, "GPU-");
+    for (int i = 0; i < 16; i++)
+        p += sprintf(p, "%s%02x", i == 4 || i == 6 || i == 8 || i == 10 ? "-" : "", u[i]);
+}
+
+static int cuda_leased(broker_backend *bb, int backend, int device, const uint8_t gpu[16],
+                       gms_backend **out, char *why, size_t why_len)
 {
     if (backend != GMS_BACKEND_AUTO && backend != GMS_BACKEND_CUDA) {
         snprintf(why, why_len, "gmsd serves CUDA memory, and backend %d was asked (take "
@@ -713,6 +721,18 @@ static int cuda_leased(broker_backend *bb, int backend, int device, gms_backend 
         snprintf(why, why_len, "gmsd serves CUDA memory, and this process cannot use it: %s",
                  gms__backend_cuda_why());
         return err;
+    }
+    /* Its leases are memory of that GPU: mapped for another one, every
+     * access would cross the interconnect, or fail. */
+    if (memcmp((*out)->device_uuid, gpu, 16) != 0) {
+        char theirs[41], ours[41];
+        uuid_text(gpu, theirs);
+        uuid_text((*out)->device_uuid, ours);
+        snprintf(why, why_len, "gmsd serves memory of %s, and device %d of this process is %s: "
+                 "open the runtime on gmsd's GPU (gms_runtime_options.device)", theirs, device,
+                 ours);
+        (*out)->ops->destroy(*out);
+        return EINVAL;
     }
     gms_vmm_leaser l = {.name = "broker", .ctx = bb, .take = cuda_take,
                         .give_back = cuda_give_back, .done = cuda_done};
@@ -795,7 +815,7 @@ int gms__backend_broker_create(const char *path, int backend, int device, uint64
         *out = &bb->base;
         return 0;
     }
-    if ((err = cuda_leased(bb, backend, device, out, why, why_len)) != 0)
+    if ((err = cuda_leased(bb, backend, device, rep.device, out, why, why_len)) != 0)
         goto fail;
     return 0;
 fail:

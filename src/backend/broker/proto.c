@@ -68,7 +68,7 @@ static int layout(uint16_t type, int *fds, int *from_broker)
     case GMS_BROKER_RELEASE_SHARE: return 8;
     case GMS_BROKER_REVOKE: return 8;
     case GMS_BROKER_TRANSFER: return 8;
-    case GMS_BROKER_WELCOME: return 56 + GMS_BROKER_TENANT_MAX;
+    case GMS_BROKER_WELCOME: return 72 + GMS_BROKER_TENANT_MAX;
     case GMS_BROKER_LEASED: *fds = 1; return 16;
     case GMS_BROKER_RELEASED: return 8;
     case GMS_BROKER_USED: return 32;
@@ -215,6 +215,7 @@ int gms__broker_decode(const void *buf, size_t n, unsigned nfds, int from_broker
             !name_ok(q + 56, GMS_BROKER_TENANT_MAX))
             return GMS_BROKER_BAD_FIELD;
         memcpy(out->tenant, q + 56, GMS_BROKER_TENANT_MAX);
+        memcpy(out->device, q + 56 + GMS_BROKER_TENANT_MAX, sizeof out->device);
         break;
     }
     case GMS_BROKER_ERROR:
@@ -310,6 +311,7 @@ size_t gms__broker_encode(const gms_broker_msg *m, uint8_t *buf)
         put32(q + 48, m->flags != 0);
         put32(q + 52, m->memory);
         memcpy(q + 56, m->tenant, strnlen(m->tenant, GMS_BROKER_TENANT_MAX - 1));
+        memcpy(q + 56 + GMS_BROKER_TENANT_MAX, m->device, sizeof m->device);
         break;
     case GMS_BROKER_ERROR: {
         put32(q, (uint32_t)m->code);

@@ -19,7 +19,8 @@
 #include <stdint.h>
 
 #define GMS_BROKER_MAGIC 0x42534d47u /* "GMSB" */
-#define GMS_BROKER_PROTO 2 /* 2: sessions (HELLO, WELCOME), ACQUIRED's owner, TRANSFER */
+#define GMS_BROKER_PROTO 3 /* 2: sessions (HELLO, WELCOME), ACQUIRED's owner, TRANSFER;
+                              3: WELCOME's memory and device */
 #define GMS_BROKER_HEADER 16
 #define GMS_BROKER_TEXT_MAX 200      /* an error's text, bytes */
 #define GMS_BROKER_TENANT_MAX 64     /* a tenant's name, NUL included */
@@ -49,7 +50,7 @@ typedef enum gms_broker_type {
                                   session, e = leases and holds taken over
                                   from the session resumed, flags = resumed
                                   (0 or 1), memory (GMS_BROKER_MEMORY_*),
-                                  tenant */
+                                  tenant, device (the GPU's UUID) */
     GMS_BROKER_LEASED = 0x82,  /* a = lease id, b = bytes; one fd: the memfd,
                                   or the device memory's descriptor */
     GMS_BROKER_RELEASED = 0x83,/* a = lease id */
@@ -89,6 +90,7 @@ typedef struct gms_broker_msg {
                                           ACQUIRED: the share owner's */
     uint32_t mode, flags;         /* ACQUIRE, ACQUIRED; SHARE, ACQUIRED, WELCOME */
     uint32_t memory;              /* WELCOME: GMS_BROKER_MEMORY_* */
+    uint8_t device[16];           /* WELCOME: the GPU's UUID (CUDA memory); zeros */
     int32_t language;             /* ACQUIRE: the context's, -1 none */
     char user[GMS_BROKER_NAME_MAX]; /* ACQUIRE: the context's user */
     uint32_t ngrants;             /* SHARE */

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* The embedded kernels (scrub_fatbin.c, generated at build time; empty
  * when nvcc was not found). */
@@ -85,6 +86,7 @@ enum {
     X(DeviceGetCount, "cuDeviceGetCount", (int *))                                         \
     X(DeviceGet, "cuDeviceGet", (CUdevice *, int))                                         \
     X(DeviceGetAttribute, "cuDeviceGetAttribute", (int *, int, CUdevice))                  \
+    X(DeviceGetUuid, "cuDeviceGetUuid_v2", (unsigned char *, CUdevice))                    \
     X(DevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", (CUcontext *, CUdevice))         \
     X(DevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2", (CUdevice))                 \
     X(CtxGetCurrent, "cuCtxGetCurrent", (CUcontext *))                                     \
@@ -495,7 +497,16 @@ int gms__backend_cuda_create(int device, gms_backend **out)
         .sync_scrub = sync_env && sync_env[0] == '1',
         .seal_image = gms__seal_fatbin_size > 0 ? gms__seal_fatbin : NULL,
     };
-    return gms__vmm_create(&cfg, out);
+    /* Which GPU this is, whatever CUDA_VISIBLE_DEVICES numbers it: gmsd's
+     * clients must map its leases on the GPU that holds them. */
+    unsigned char uuid[16] = {0};
+    if ((err = setup("cuDeviceGetUuid", cu.DeviceGetUuid(uuid, cd->dev))) != 0) {
+        cuda_dev_free(cd);
+        return err;
+    }
+    if ((err = gms__vmm_create(&cfg, out)) == 0)
+        memcpy((*out)->device_uuid, uuid, sizeof uuid);
+    return err;
 }
 
 const gms_backend_factory gms__backend_cuda_factory = {

@@ -13,6 +13,7 @@
 #include "backend/fake_driver.h"
 
 #include <stddef.h>
+#include <stdio.h>
 
 #define API __attribute__((visibility("default")))
 #define GRANULE (2u << 20)
@@ -41,6 +42,15 @@ API int cuDeviceGetAttribute(int *v, int attr, int dev)
     (void)dev;
     *v = attr == 102 ? 1 : attr == 16 ? 4 : 0; /* VMM: yes; 4 SMs; no cooperative launch */
     return 0;
+}
+/* The GPU's UUID: STAND_IN_GPU_UUID's first 16 bytes when set (a test
+ * plays two GPUs with it), else "stand-in gpu 0". */
+API int cuDeviceGetUuid_v2(unsigned char *uuid, int dev)
+{
+    const char *env = getenv("STAND_IN_GPU_UUID");
+    memset(uuid, 0, 16);
+    snprintf((char *)uuid, 16, "%s", env ? env : "stand-in gpu 0");
+    return dev == 0 ? 0 : FAKE_ERROR_REFUSED;
 }
 API int cuDevicePrimaryCtxRetain(void **ctx, int dev) { (void)dev; *ctx = &fake_ctx; return 0; }
 API int cuDevicePrimaryCtxRelease_v2(int dev) { (void)dev; return 0; }
