@@ -17,7 +17,8 @@
  *
  * `test_broker_cuda_memory bench` prints what it costs on a GPU (medians):
  * a lease round trip (LEASE to LEASED: gmsd makes, zeroes and exports the
- * memory), the first allocation of a new lease through libgms against
+ * memory), what the client's driver calls on its descriptor cost one by
+ * one, the first allocation of a new lease through libgms against
  * cuMemAlloc of the same size, and a 4 KiB pair inside a lease against
  * the in-process CUDA backend's.
  */
@@ -299,52 +300,101 @@ static double pair_ns(gms_context *ctx)
 }
 
 
-/* Median us of cuMemAlloc + cuMemFree of bytes on device 0, alloc alone
- * in *alloc_us; -1 when the driver cannot be reached. */
-static double cuda_malloc_us(uint64_t bytes, int n, double *alloc_us)
+/* The driver calls the bench times on its own, device 0's primary
+ * context current; 0 when they could not be had. */
+static struct {
+    int (*alloc)(unsigned long long *, size_t), (*release)(unsigned long long);
+    int (*import)(unsigned long long *, void *, int), (*mem_release)(unsigned long long);
+    int (*reserve)(unsigned long long *, size_t, size_t, unsigned long long, unsigned long long);
+    int (*va_free)(unsigned long long, size_t);
+    int (*map)(unsigned long long, size_t, size_t, unsigned long long, unsigned long long);
+    int (*unmap)(unsigned long long, size_t);
+    int (*access)(unsigned long long, size_t, const int *, size_t);
+} cu;
+
+static int cu_load(void)
 {
     void *lib = dlopen("libcuda.so.1", RTLD_NOW);
-    if (!lib)
-        return -1;
     int (*init)(unsigned), (*retain)(void **, int), (*set)(void *);
-    int (*alloc)(unsigned long long *, size_t), (*release)(unsigned long long);
+    if (!lib)
+        return 0;
     *(void **)&init = dlsym(lib, "cuInit");
     *(void **)&retain = dlsym(lib, "cuDevicePrimaryCtxRetain");
     *(void **)&set = dlsym(lib, "cuCtxSetCurrent");
-    *(void **)&alloc = dlsym(lib, "cuMemAlloc_v2");
-    *(void **)&release = dlsym(lib, "cuMemFree_v2");
+    *(void **)&cu.alloc = dlsym(lib, "cuMemAlloc_v2");
+    *(void **)&cu.release = dlsym(lib, "cuMemFree_v2");
+    *(void **)&cu.import = dlsym(lib, "cuMemImportFromShareableHandle");
+    *(void **)&cu.mem_release = dlsym(lib, "cuMemRelease");
+    *(void **)&cu.reserve = dlsym(lib, "cuMemAddressReserve");
+    *(void **)&cu.va_free = dlsym(lib, "cuMemAddressFree");
+    *(void **)&cu.map = dlsym(lib, "cuMemMap");
+    *(void **)&cu.unmap = dlsym(lib, "cuMemUnmap");
+    *(void **)&cu.access = dlsym(lib, "cuMemSetAccess");
     void *ctx = NULL;
-    if (!init || !retain || !set || !alloc || !release || init(0) || retain(&ctx, 0) || set(ctx))
-        return -1;
+    return init && retain && set && cu.alloc && cu.release && cu.import && cu.mem_release &&
+           cu.reserve && cu.va_free && cu.map && cu.unmap && cu.access && !init(0) &&
+           !retain(&ctx, 0) && !set(ctx);
+}
+
+/* Median us of cuMemAlloc + cuMemFree of bytes, alloc alone in *alloc_us. */
+static double cuda_malloc_us(uint64_t bytes, int n, double *alloc_us)
+{
     double a[64], pair[64];
     for (int i = 0; i < n && i < 64; i++) {
         unsigned long long d = 0;
         double t0 = now_s();
-        int bad = alloc(&d, (size_t)bytes);
+        CHECK(cu.alloc(&d, (size_t)bytes) == 0);
         double t1 = now_s();
-        bad |= release(d);
+        CHECK(cu.release(d) == 0);
         pair[i] = (now_s() - t0) * 1e6;
         a[i] = (t1 - t0) * 1e6;
-        if (bad)
-            return -1;
     }
     *alloc_us = median(a, n);
     return median(pair, n);
+}
+
+/* What a client does with a lease's descriptor before its first use, call
+ * by call (us, added to t[0..4]): import, reserve, map, access, and
+ * unmapping it all again. */
+static void lease_phases(int fd, double t[5])
+{
+    unsigned long long h = 0, va = 0;
+    int rw[3] = {1, 0, 3}; /* device 0, read-write (CUmemAccessDesc) */
+    double t0 = now_s();
+    CHECK(cu.import(&h, (void *)(uintptr_t)fd, 1) == 0);
+    double t1 = now_s();
+    CHECK(cu.reserve(&va, LEASE, 0, 0, 0) == 0);
+    double t2 = now_s();
+    CHECK(cu.map(va, LEASE, 0, h, 0) == 0);
+    double t3 = now_s();
+    CHECK(cu.access(va, LEASE, rw, 1) == 0);
+    double t4 = now_s();
+    CHECK(cu.unmap(va, LEASE) == 0 && cu.va_free(va, LEASE) == 0 && cu.mem_release(h) == 0);
+    double t5 = now_s();
+    t[0] = (t1 - t0) * 1e6, t[1] = (t2 - t1) * 1e6, t[2] = (t3 - t2) * 1e6;
+    t[3] = (t4 - t3) * 1e6, t[4] = (t5 - t4) * 1e6;
 }
 
 static void bench(void)
 {
     enum { ROUNDS = 50 };
     /* Raw lease round trips: gmsd's part alone. */
-    double rt[ROUNDS];
+    double rt[ROUNDS], phase[5][ROUNDS];
     int s = raw_connect(b.sock), fd;
     gms_broker_msg m = {.type = GMS_BROKER_HELLO};
     CHECK(raw_call(s, &m, &fd) == GMS_BROKER_WELCOME);
+    int have_cu = cu_load();
+    CHECK(have_cu);
     for (int i = 0; i < ROUNDS; i++) {
         gms_broker_msg q = {.type = GMS_BROKER_LEASE, .a = LEASE};
         double t0 = now_s();
         CHECK(raw_call(s, &q, &fd) == GMS_BROKER_LEASED);
         rt[i] = (now_s() - t0) * 1e6;
+        double t[5] = {0};
+        if (have_cu)
+            lease_phases(fd, t);
+        for (int k = 0; k < 5; k++)
+            phase[k][i] = t[k];
         close(fd);
         gms_broker_msg r = {.type = GMS_BROKER_RELEASE, .a = q.a};
         CHECK(raw_call(s, &r, &fd) == GMS_BROKER_RELEASED);
@@ -386,6 +436,10 @@ static void bench(void)
     double malloc_alone = 0, malloc_pair = cuda_malloc_us(LEASE * 3 / 4, ROUNDS, &malloc_alone);
     printf("lease round trip (%llu MiB: gmsd makes, zeroes, exports): median %.1f us\n",
            (unsigned long long)(LEASE / MIB), median(rt, ROUNDS));
+    printf("a lease's descriptor in the client, medians: import %.1f us, reserve %.1f, map %.1f, "
+           "access %.1f; unmapping it all %.1f\n", median(phase[0], ROUNDS),
+           median(phase[1], ROUNDS), median(phase[2], ROUNDS), median(phase[3], ROUNDS),
+           median(phase[4], ROUNDS));
     printf("first allocation of a new lease (%llu MiB buffer): %.1f / %.1f / %.1f us; "
            "cuMemAlloc of the same: %.1f us (with its free %.1f): ratio %.2f\n",
            (unsigned long long)(LEASE * 3 / 4 / MIB), first[0], first[1], first[2], malloc_alone,
