@@ -25,8 +25,9 @@
  * memfds: each lease is one physical allocation, zeroed by gmsd before it
  * is handed out and exported as a POSIX descriptor, which the client
  * imports and maps (docs/broker.md, "CUDA memory"). Making one costs the
- * driver most of a millisecond, so gmsd keeps --spare-leases N (default
- * 2) of the policy's lease size made ahead, charged to nobody.
+ * driver most of a millisecond, so a thread of gmsd's keeps --spare-leases
+ * N (default 2) of the policy's lease size made ahead, charged to nobody,
+ * and the loop never waits for the driver while spares are ready.
  *
  * --metrics serves each tenant's use in Prometheus' text format
  * (metrics.c); --audit-dir writes the audit trail of every tenant's
@@ -49,6 +50,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,6 +63,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_CLIENTS 1024
@@ -135,23 +138,67 @@ static unsigned nclients, norphans;
 static int verbose;
 static gms_backend *gpu; /* --memory cuda: leases are its device memory; NULL: memfds */
 #define SPARES_MAX 16
-static struct {
+typedef struct spare {
     uint64_t handle;
     int fd;
-} spares[SPARES_MAX]; /* made, zeroed and exported ahead, charged to nobody */
+} spare;
+/* Spare leases, made by spare_maker; everything below under spare_lock. */
+static spare spares[SPARES_MAX]; /* made, zeroed and exported, charged to nobody */
 static unsigned nspares, spares_wanted = 2;
+static int spares_stop;
+static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t spare_wake = PTHREAD_COND_INITIALIZER;
+static pthread_t spare_thread;
 
-/* Makes one more spare lease while fewer than wanted are ready. */
-static void spare_make(void)
+/* The spare maker: tops the spares up to spares_wanted, then sleeps until
+ * one is taken. A failure (the device full) is tried again a second
+ * later: meanwhile leases are made on request. */
+static void *spare_maker(void *arg)
 {
-    if (gpu && nspares < spares_wanted &&
-        gms__vmm_lease_make(gpu, policy.lease_bytes, &spares[nspares].handle,
-                            &spares[nspares].fd) == 0)
-        nspares++;
+    (void)arg;
+    pthread_mutex_lock(&spare_lock);
+    while (!spares_stop) {
+        if (nspares >= spares_wanted) {
+            pthread_cond_wait(&spare_wake, &spare_lock);
+            continue;
+        }
+        pthread_mutex_unlock(&spare_lock);
+        spare s;
+        int err = gms__vmm_lease_make(gpu, policy.lease_bytes, &s.handle, &s.fd);
+        pthread_mutex_lock(&spare_lock);
+        if (!err) {
+            spares[nspares++] = s;
+        } else {
+            struct timespec t;
+            clock_gettime(CLOCK_REALTIME, &t);
+            t.tv_sec += 1;
+            pthread_cond_timedwait(&spare_wake, &spare_lock, &t);
+        }
+    }
+    pthread_mutex_unlock(&spare_lock);
+    return NULL;
 }
 
-static void spares_free(void)
+/* A spare lease of the policy's size into *s; 0 when none is ready. */
+static int spare_take(spare *s)
 {
+    pthread_mutex_lock(&spare_lock);
+    int got = nspares > 0;
+    if (got)
+        *s = spares[--nspares];
+    pthread_cond_signal(&spare_wake);
+    pthread_mutex_unlock(&spare_lock);
+    return got;
+}
+
+/* Stops the maker and frees the spares (at gmsd's stop). */
+static void spares_end(void)
+{
+    pthread_mutex_lock(&spare_lock);
+    spares_stop = 1;
+    pthread_cond_signal(&spare_wake);
+    pthread_mutex_unlock(&spare_lock);
+    pthread_join(spare_thread, NULL);
     while (nspares) {
         nspares--;
         close(spares[nspares].fd);
@@ -389,10 +436,10 @@ static int lease_new(client *c, uint32_t seq, uint64_t bytes)
     if (!l)
         return refuse(c, seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
     int err = 0;
-    if (gpu && bytes == policy.lease_bytes && nspares) {
-        nspares--;
-        l->handle = spares[nspares].handle;
-        l->fd = spares[nspares].fd;
+    spare s;
+    if (gpu && bytes == policy.lease_bytes && spare_take(&s)) {
+        l->handle = s.handle;
+        l->fd = s.fd;
     } else if (gpu) {
         err = gms__vmm_lease_make(gpu, bytes, &l->handle, &l->fd);
     } else {
@@ -1420,6 +1467,8 @@ int main(int argc, char **argv)
             e = EINVAL, gms__backend_note("the policy's lease_bytes is not a multiple of the "
                                           "device's granularity, %llu bytes",
                                           (unsigned long long)gpu->granularity);
+        if (!e && (e = pthread_create(&spare_thread, NULL, spare_maker, NULL)) != 0)
+            gms__backend_note("cannot start the thread that makes spare leases: %s", strerror(e));
         if (e) {
             say("--memory cuda --device %d: %s", device, gms__backend_cuda_why());
             if (gpu)
@@ -1526,7 +1575,6 @@ int main(int argc, char **argv)
         for (unsigned k = norphans; k-- > 0;)
             if (orphans[k].ended)
                 orphan_drop(k, "its process ended before it resumed its session");
-        spare_make(); /* at most one a turn: a client waits for no more than one */
         /* Pending connections, a bounded number per turn. */
         for (int k = 0; k < 64 && (pfds[0].revents & POLLIN) && client_add(listener); k++)
             ;
@@ -1541,7 +1589,7 @@ int main(int argc, char **argv)
     gms__audit_close(trail);
     gmsd_policy_free(&policy);
     if (gpu) {
-        spares_free();
+        spares_end();
         gpu->ops->destroy(gpu);
     }
     say("stopped");
