@@ -378,6 +378,8 @@ static void trim(gms_pool *p, uint64_t keep, uint64_t before, bool for_growth)
         if (granules_decommit(p, c, first, last, for_growth) != 0)
             return;
     }
+    if (p->cached_bytes > keep && p->lru_head && p->lru_head->cached_ns < before)
+        map_log(p, "trim stopped by device work, cached over keep", p->cached_bytes - keep);
 }
 
 void gms__pool_trim(gms_pool *p, uint64_t keep)

@@ -143,6 +143,21 @@ if ls "$TR"/*.csv.gz >/dev/null 2>&1; then
 else
     echo "no traces in $TR"; fails+=(replay-no-traces)
 fi
+# Informational, for the retain policy: chosen traces replayed with every
+# map, unmap and blocked trim logged (GMS_DEBUG_MAPS), safety off and on;
+# the logs land in $OUT/maps/.
+if want replay-maps; then
+    step replay-maps
+    mkdir -p "$OUT/maps"
+    for f in ${GMS_MAPS_TRACES:-bench/traces/bert_serve_varlen.csv.gz}; do
+        for s in off on; do
+            n=$(basename "$f" .csv.gz)-$s
+            GMS_DEBUG_MAPS="$OUT/maps/$n.log" timeout 120 "$B/gms-bench" replay --backend cuda \
+                --safety $s "$f" | grep RESULT
+            grep -c "stopped by device work" "$OUT/maps/$n.log"
+        done
+    done
+fi
 # Where a replay's time goes on the device (kernel times against the
 # wall), when Nsight Systems is installed: one trace, safety on.
 if want nsys-replay; then
