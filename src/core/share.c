@@ -169,9 +169,11 @@ int gms__share_end(gms_pool *p, gms_block *b)
 /* In broker mode, a share whose block owns whole pages is registered with
  * gmsd: its pages become a memfd of gmsd's of their own (nothing else of
  * the tenant's in it), which gmsd hands to acquirers its grants name, in
- * any process. *registered false: the share stays this process's (a
- * block sharing its pages, allowed only when every grant names the
- * owner's own tenant, whose other processes cannot reach it then). */
+ * any process. On CUDA memory gmsd copies the bytes instead (immutable
+ * shares only), and each acquirer gets a copy of its own: any block will
+ * do. *registered false: the share stays this process's (a block sharing
+ * its pages, allowed only when every grant names the owner's own tenant,
+ * whose other processes cannot reach it then). */
 static int broker_share(gms_pool *p, gms_block *b, gms_share_rec *sh, bool *registered)
 {
     gms_runtime *rt = p->rt;
@@ -183,11 +185,20 @@ static int broker_share(gms_pool *p, gms_block *b, gms_share_rec *sh, bool *regi
     bool others = false;
     for (uint32_t i = 0; i < sh->ngrants; i++)
         others |= strcmp(sh->grants[i].tenant, p->tenant->name) != 0;
-    if (rt->broker.memory != GMS_BROKER_MEMORY_HOST) /* gmsd makes no shares of CUDA memory */
+    bool copied = rt->broker.memory != GMS_BROKER_MEMORY_HOST;
+    if (copied) {
+        lo = b->addr;
+        hi = b->addr + b->req_size;
+        whole = b->chunk && !b->import;
+    }
+    /* Mutable within the tenant: the process's own, as without gmsd. */
+    if (copied && !others && !sh->immutable)
+        return GMS_OK;
+    if (copied && !whole)
         return !others ? GMS_OK
-                       : gms__fail(GMS_E_UNSUPPORTED,
-                                   "gms_share: gmsd serves CUDA memory, and a share another tenant "
-                                   "may acquire is built for host memory only (docs/broker.md)");
+                       : gms__fail(GMS_E_INVALID_ARG,
+                                   "gms_share: a share another tenant may acquire is of this "
+                                   "process's own memory, not of one it acquired");
     if (!whole)
         return !others ? GMS_OK
                        : gms__fail(GMS_E_INVALID_ARG,
@@ -349,7 +360,10 @@ int gms_share(gms_context *owner, gms_buf buf, const gms_share_desc *given, gms_
         gms__slot_put(p, sh->slot);
         goto fail;
     }
-    if (!registered && !view_map(p, b, sh) && sh->immutable) {
+    /* gmsd's memfd mapped read-only is a view; CUDA memory through gmsd
+     * (a copy for each acquirer) keeps the owner's block writable. */
+    bool viewed = registered ? sh->view != 0 : view_map(p, b, sh);
+    if (!viewed && sh->immutable) {
         if ((rc = block_mac(p, b, sh->mac)) != GMS_OK) {
             gms__slot_put(p, sh->slot);
             goto fail;

@@ -4,10 +4,13 @@
  * memory that gmsd made, zeroed and exported as POSIX descriptors; the
  * client imports and maps them and sub-allocates with the ordinary path.
  * Checked: data round trips, the tenant's quota, close and kill -9
- * returning every lease, what a CUDA gmsd refuses (a host backend, shares
- * across processes, a runtime on another GPU), and, as root, a second tenant's leases never
- * counted to the first; on a GPU, a kernel of the second tenant storing
- * to the first's address faults in its own process alone.
+ * returning every lease, what a CUDA gmsd refuses (a host backend, a
+ * mutable share across processes, a runtime on another GPU), and, as
+ * root, a second tenant's leases never counted to the first, and an
+ * immutable share crossing to it as a copy of its own, which it can make
+ * writable and scribble on without reaching the owner's bytes or any
+ * other reader's; on a GPU, a kernel of the second tenant storing to the
+ * first's address faults in its own process alone.
  *
  * In CTest it runs over the stand-in libcuda (tests/backend/stand_in,
  * LD_LIBRARY_PATH; GMS_TEST_STAND_IN=1), which has no kernels, so the
@@ -79,8 +82,9 @@ static void child_basic(void)
     CHECK_RC(rc, GMS_E_QUOTA);
     CHECK(strstr(gms_error_last(), "gmsd") != NULL);
     CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 3 && bytes == 3 * LEASE);
-    /* A share another tenant could acquire is not served on CUDA memory;
-     * one within the tenant stays the process's own. */
+    /* A mutable share another tenant could acquire is not served on CUDA
+     * memory (it would hand out the lease); one within the tenant stays
+     * the process's own. */
     gms_share_grant g = {.tenant = "someone", .language = GMS_ANY_LANGUAGE,
                          .mode = GMS_ACCESS_READ};
     gms_share_desc sd = GMS_SHARE_DESC_INIT;
@@ -88,7 +92,8 @@ static void child_basic(void)
     sd.ngrants = 1;
     gms_share_id id = 0;
     CHECK_RC(gms_share(ctx, bufs[0], &sd, &id), GMS_E_UNSUPPORTED);
-    CHECK(strstr(gms_error_last(), "gmsd serves CUDA memory") != NULL);
+    CHECK(strstr(gms_error_last(), "each reader gets a copy of its own") != NULL);
+    CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 3 && bytes == 3 * LEASE);
     g.tenant = NULL;
     CHECK_OK(gms_share(ctx, bufs[0], &sd, &id));
     gms_buf got;
@@ -166,6 +171,142 @@ static void child_other(void)
     CHECK_OK(gms_free(ctx, buf));
     gms_context_close(ctx);
     gms_runtime_close(rt);
+}
+
+/* The share crossing tenants: 2 MiB (a granule: the copy's whole size) at
+ * an offset inside the owner's lease, bytes i * 13 + 5. */
+#define SHARED_BYTES (2 * MIB)
+static uint8_t shared_pattern(size_t i)
+{
+    return (uint8_t)(i * 13 + 5);
+}
+
+/* The driver's own calls, for a reader that skips libgms. */
+static int (*cu_set_access)(unsigned long long, size_t, const int *, size_t);
+static int (*cu_memset)(unsigned long long, unsigned char, size_t, void *);
+static int (*cu_sync)(void);
+
+/* libcuda loaded before this process drops to another uid, which may not
+ * reach the stand-in's directory; libgms's dlopen then finds it loaded. */
+static void driver_preload(void)
+{
+    void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_GLOBAL);
+    CHECK(lib != NULL);
+    if (!lib)
+        _exit(1);
+    *(void **)&cu_set_access = dlsym(lib, "cuMemSetAccess");
+    *(void **)&cu_memset = dlsym(lib, "cuMemsetD8Async");
+    *(void **)&cu_sync = dlsym(lib, "cuCtxSynchronize");
+}
+
+/* Whether buf of ctx holds SHARED_BYTES of the pattern. */
+static int holds_pattern(gms_context *ctx, gms_buf buf)
+{
+    static uint8_t back[SHARED_BYTES];
+    if (gms_read(ctx, buf, 0, back, sizeof back) != GMS_OK)
+        return 0;
+    for (size_t i = 0; i < sizeof back; i++)
+        if (back[i] != shared_pattern(i))
+            return 0;
+    return 1;
+}
+
+/* In a child of uid 40021 (tenant "other"): acquires share id (a read,
+ * never a write), reads it, then does what a hostile reader can: makes
+ * its mapping writable through the driver and overwrites it. That is its
+ * own copy: a second acquire reads the owner's bytes again. Its copy is
+ * charged to its tenant; the last one it keeps, and its death returns it. */
+static void child_reader(gms_share_id id)
+{
+    driver_preload();
+    become_uid(40021);
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.broker = b.sock;
+    o.safety = stand_in ? GMS_SAFETY_OFF : GMS_SAFETY_ON;
+    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
+    d.tenant = "other";
+    d.user = "v";
+    gms_runtime *rt = NULL;
+    gms_context *ctx = NULL;
+    gms_buf got = GMS_BUF_NULL;
+    CHECK_OK(gms_runtime_open(&rt, &o));
+    CHECK_OK(gms_context_open(&ctx, rt, &d));
+    if (!ctx)
+        _exit(1);
+    CHECK_RC(gms_acquire(ctx, id, GMS_ACCESS_READ_WRITE, &got), GMS_E_READ_ONLY);
+    CHECK_OK(gms_acquire(ctx, id, GMS_ACCESS_READ, &got));
+    CHECK(holds_pattern(ctx, got));
+    uint64_t bytes, leases;
+    CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 1 && bytes == SHARED_BYTES);
+    uint8_t x = 0xee;
+    CHECK_RC(gms_write(ctx, got, 0, &x, 1), GMS_E_READ_ONLY);
+    void *p = NULL;
+    CHECK_OK(gms_buf_ptr(ctx, got, &p));
+    int rw[3] = {1, 0, 3}; /* device 0, read-write (CUmemAccessDesc) */
+    CHECK(cu_set_access((unsigned long long)(uintptr_t)p, SHARED_BYTES, rw, 1) == 0);
+    CHECK(cu_memset((unsigned long long)(uintptr_t)p, 0xee, SHARED_BYTES, NULL) == 0);
+    CHECK(cu_sync() == 0);
+    CHECK(!holds_pattern(ctx, got)); /* the copy took the bytes */
+    CHECK_OK(gms_release(ctx, got));
+    CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 0 && bytes == 0);
+    CHECK_OK(gms_acquire(ctx, id, GMS_ACCESS_READ, &got));
+    CHECK(holds_pattern(ctx, got));
+    _exit(test_done()); /* holding the copy: gmsd returns it */
+}
+
+/* Tenant self shares an immutable buffer with tenant other, whose reader
+ * (child_reader) gets a copy of its own; a mutable share to it is
+ * refused. The owner's bytes are the same after the reader's scribbling,
+ * its charge goes with its last release, and the reader's with its death. */
+static void share_crosses(void)
+{
+    int id_pipe[2], done_pipe[2];
+    if (pipe(id_pipe) || pipe(done_pipe))
+        _exit(1);
+    pid_t owner = fork();
+    if (owner == 0) {
+        gms_runtime *rt;
+        gms_context *ctx = open_client(&rt, GMS_BACKEND_CUDA);
+        gms_buf pad, buf;
+        static uint8_t data[SHARED_BYTES];
+        for (size_t i = 0; i < sizeof data; i++)
+            data[i] = shared_pattern(i);
+        /* The share is not at its lease's start; pad keeps the lease. */
+        CHECK_OK(gms_alloc(ctx, 3 * MIB / 2, 0, &pad));
+        CHECK_OK(gms_alloc(ctx, SHARED_BYTES, 0, &buf));
+        CHECK_OK(gms_write(ctx, buf, 0, data, sizeof data));
+        gms_share_grant g = {.tenant = "other", .language = GMS_ANY_LANGUAGE,
+                             .mode = GMS_ACCESS_READ};
+        gms_share_desc sd = GMS_SHARE_DESC_INIT;
+        sd.grants = &g;
+        sd.ngrants = 1;
+        gms_share_id id = 0;
+        CHECK_RC(gms_share(ctx, buf, &sd, &id), GMS_E_UNSUPPORTED);
+        sd.immutable = 1;
+        CHECK_OK(gms_share(ctx, buf, &sd, &id));
+        uint64_t bytes, leases;
+        CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 2 &&
+              bytes == LEASE + SHARED_BYTES);
+        char go;
+        if (write(id_pipe[1], &id, sizeof id) != sizeof id || read(done_pipe[0], &go, 1) != 1)
+            _exit(1);
+        CHECK(holds_pattern(ctx, buf));
+        CHECK_OK(gms_free(ctx, buf));
+        CHECK_OK(gms_free(ctx, pad));
+        CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 1 && bytes == LEASE);
+        gms_context_close(ctx);
+        gms_runtime_close(rt);
+        _exit(test_done());
+    }
+    gms_share_id id = 0;
+    CHECK(read(id_pipe[0], &id, sizeof id) == sizeof id);
+    pid_t reader = fork();
+    if (reader == 0)
+        child_reader(id);
+    CHECK(status_of(reader) == 0);
+    CHECK(broker_use_becomes(b.sock, 40021, 0, 0));
+    CHECK(write(done_pipe[1], "d", 1) == 1);
+    CHECK(status_of(owner) == 0);
 }
 
 /* A kernel that stores 1 at the address it is given, as PTX the driver
@@ -492,13 +633,15 @@ int main(int argc, char **argv)
     uint64_t bytes = 0, leases = 0;
     /* Another uid may not reach the stand-in's directory (a private
      * build tree): the second tenant runs where the driver is installed. */
-    if (geteuid() == 0 && !stand_in) {
-        CHECK(run_child(child_other) == 0);
+    if (geteuid() == 0) {
+        if (!stand_in)
+            CHECK(run_child(child_other) == 0);
         CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 0);
+        share_crosses();
         if (!stand_in) /* a kernel: the stand-in runs none */
             fault_stays_home();
     } else {
-        printf("a second tenant needs root (setuid) and a real driver: not run\n");
+        printf("a second tenant needs root (setuid): not run\n");
     }
     CHECK(run_child(child_basic) == 0); /* the quota is whole again */
     CHECK(broker_stop(&b) == 0);

@@ -93,7 +93,9 @@ typedef struct hold {
 typedef struct share {
     uint64_t id; /* random; what gms_share returns and others acquire by */
     int fd;      /* gmsd's own, read-write (write-sealed when immutable); -1
-                    for one taken over from the gmsd before */
+                    for one taken over from the gmsd before, or of CUDA memory */
+    uint64_t handle; /* CUDA memory: gmsd's copy of the buffer, which each
+                        reader gets a copy of (0: none) */
     uint64_t bytes, req, off; /* the memfd; the buffer's bytes and offset in it */
     gmsd_tenant *owner;       /* charged for it until its last hold goes */
     uint64_t owner_serial;    /* the owner's connection; 0 once it is gone */
@@ -290,6 +292,17 @@ static void lease_drop(client *c, lease *l)
 
 static void shares_drop(client *c, const char *why);
 
+/* Takes lease l off c's list and drops it: a lease made for a request that
+ * then failed. */
+static void lease_forget(client *c, lease *l)
+{
+    lease **pp = &c->leases;
+    while (*pp != l)
+        pp = &(*pp)->next;
+    *pp = l->next;
+    lease_drop(c, l);
+}
+
 static uint64_t lease_count(const client *c)
 {
     uint64_t n = 0;
@@ -420,21 +433,19 @@ static int refuse_quota(client *c, uint32_t seq, const char *what, uint64_t byte
                   (unsigned long long)bytes);
 }
 
-static int lease_new(client *c, uint32_t seq, uint64_t bytes)
+/* A new lease of bytes for c, charged to its tenant (quota checked by the
+ * caller), on record and on c's list; `what` names it in the trail. NULL
+ * when refused: the refusal of request seq is sent, *rc its result. */
+static lease *lease_add(client *c, uint32_t seq, uint64_t bytes, const char *what, int *rc)
 {
     gmsd_tenant *t = c->tenant;
-    long page = gpu ? (long)gpu->granularity : sysconf(_SC_PAGESIZE);
-    if (bytes == 0 || bytes % (uint64_t)page)
-        return refuse(c, seq, GMS_E_INVALID_ARG,
-                      "lease of %llu bytes: must be a positive multiple of %ld",
-                      (unsigned long long)bytes, page);
-    if (!quota_fits(t, bytes))
-        return refuse_quota(c, seq, "a lease", bytes);
     if (lease_delay_us)
         usleep(lease_delay_us);
     lease *l = calloc(1, sizeof *l);
-    if (!l)
-        return refuse(c, seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
+    if (!l) {
+        *rc = refuse(c, seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
+        return NULL;
+    }
     int err = 0;
     spare s;
     if (gpu && bytes == policy.lease_bytes && spare_take(&s)) {
@@ -468,8 +479,9 @@ static int lease_new(client *c, uint32_t seq, uint64_t bytes)
         if (l->handle)
             gms__vmm_lease_free(gpu, l->handle);
         free(l);
-        return refuse(c, seq, err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND, "%s of %llu bytes: %s",
-                      gpu ? "device memory" : "memfd", (unsigned long long)bytes, why);
+        *rc = refuse(c, seq, err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND, "%s of %llu bytes: %s",
+                     gpu ? "device memory" : "memfd", (unsigned long long)bytes, why);
+        return NULL;
     }
     l->slot = (unsigned)slot;
     l->bytes = bytes;
@@ -478,10 +490,26 @@ static int lease_new(client *c, uint32_t seq, uint64_t bytes)
     l->next = c->leases;
     c->leases = l;
     t->n.leases_granted++;
-    audit(GMS_AUDIT_ALLOC, GMS_OK, c, l->id, bytes, "lease");
+    audit(GMS_AUDIT_ALLOC, GMS_OK, c, l->id, bytes, "%s", what);
     if (verbose)
-        say("pid %d uid %u (%s): lease 0x%016llx of %llu bytes", (int)c->pid, (unsigned)c->uid,
-            t->name, (unsigned long long)l->id, (unsigned long long)bytes);
+        say("pid %d uid %u (%s): %s 0x%016llx of %llu bytes", (int)c->pid, (unsigned)c->uid,
+            t->name, what, (unsigned long long)l->id, (unsigned long long)bytes);
+    return l;
+}
+
+static int lease_new(client *c, uint32_t seq, uint64_t bytes)
+{
+    long page = gpu ? (long)gpu->granularity : sysconf(_SC_PAGESIZE);
+    if (bytes == 0 || bytes % (uint64_t)page)
+        return refuse(c, seq, GMS_E_INVALID_ARG,
+                      "lease of %llu bytes: must be a positive multiple of %ld",
+                      (unsigned long long)bytes, page);
+    if (!quota_fits(c->tenant, bytes))
+        return refuse_quota(c, seq, "a lease", bytes);
+    int rc = 0;
+    lease *l = lease_add(c, seq, bytes, "lease", &rc);
+    if (!l)
+        return rc;
     gms_broker_msg m = {.type = GMS_BROKER_LEASED, .seq = seq, .a = l->id, .b = bytes};
     return reply(c, &m, l->fd); /* on failure the drop returns it */
 }
@@ -537,12 +565,15 @@ static void share_free(client *by, share *sh)
         say("share 0x%016llx: wipe failed: %s", (unsigned long long)sh->id, strerror(errno));
     if (sh->fd >= 0)
         close(sh->fd);
+    if (sh->handle)
+        gms__vmm_lease_free(gpu, sh->handle);
     sh->owner->used_bytes -= sh->bytes;
     sh->owner->used_leases--;
     sh->owner->live_shares--;
     audit(GMS_AUDIT_WIPE, GMS_OK, by, sh->id, sh->bytes,
           "share of tenant '%s' freed by its last release%s", sh->owner->name,
-          sh->fd < 0 ? " (taken over from the gmsd before: its pages go with the last mapping)"
+          sh->handle ? " (device memory: gmsd's copy released)"
+          : sh->fd < 0 ? " (taken over from the gmsd before: its pages go with the last mapping)"
           : sh->immutable ? " (write-sealed: its pages go with the memfd)"
                           : ": pages punched out");
     free(sh);
@@ -602,19 +633,71 @@ static int share_memfd(const gmsd_tenant *t, uint64_t bytes, int more, int *fd)
     return 0;
 }
 
+/* A share of CUDA memory: gmsd copies the buffer's bytes (m->b at m->c
+ * in the owner's lease l) into device memory of its own, which no process
+ * maps; each reader gets a copy of that (share_acquire). 0 with
+ * sh->handle, or an errno value. */
+static int share_copy_in(const gms_broker_msg *m, const lease *l, share *sh)
+{
+    int fd = -1;
+    int err = gms__vmm_lease_make(gpu, m->a, &sh->handle, &fd);
+    if (fd >= 0)
+        close(fd); /* nobody maps gmsd's copy */
+    if (!err && (err = gms__vmm_lease_copy(gpu, sh->handle, m->a, l->handle, l->bytes, m->c,
+                                           m->b)) != 0) {
+        gms__vmm_lease_free(gpu, sh->handle);
+        sh->handle = 0;
+    }
+    return err;
+}
+
+/* The owner's lease holding a share of CUDA memory, checked: NULL when
+ * refused (the refusal sent, *rc its result). A mutable share would have
+ * to hand out the memory itself: the lease, with every other buffer of
+ * the owner's in it. */
+static const lease *share_source(client *c, const gms_broker_msg *m, int *rc)
+{
+    const lease *l = c->leases;
+    while (l && l->id != m->d)
+        l = l->next;
+    if (!m->flags)
+        *rc = refuse_share(c, m->seq, GMS_E_UNSUPPORTED, 0,
+                           "share: this gmsd serves CUDA memory, where a share across processes is "
+                           "immutable (each reader gets a copy of its own); a mutable one would "
+                           "hand out the owner's whole lease");
+    else if (!l)
+        *rc = refuse_share(c, m->seq, GMS_E_INVALID_HANDLE, 0,
+                           "share: lease 0x%016llx is not a live lease of this connection",
+                           (unsigned long long)m->d);
+    else if (!l->handle)
+        *rc = refuse_share(c, m->seq, GMS_E_UNSUPPORTED, 0,
+                           "share: lease 0x%016llx was taken over from the gmsd before, which "
+                           "kept its handle: share a buffer of a lease granted since",
+                           (unsigned long long)l->id);
+    else if (m->c > l->bytes || m->b > l->bytes - m->c)
+        *rc = refuse_share(c, m->seq, GMS_E_INVALID_ARG, 0,
+                           "share of %llu bytes at %llu: past the end of lease 0x%016llx (%llu "
+                           "bytes)", (unsigned long long)m->b, (unsigned long long)m->c,
+                           (unsigned long long)l->id, (unsigned long long)l->bytes);
+    else
+        return l;
+    return NULL;
+}
+
 static int share_new(client *c, const gms_broker_msg *m)
 {
     gmsd_tenant *t = c->tenant;
-    if (gpu) /* shares are memfds of the owner's bytes */
-        return refuse_share(c, m->seq, GMS_E_UNSUPPORTED, 0,
-                            "share: this gmsd serves CUDA memory, and shares across processes "
-                            "are built for host memory only");
-    long page = sysconf(_SC_PAGESIZE);
-    if (m->a == 0 || m->a % (uint64_t)page || m->b == 0 || m->c > m->a || m->b > m->a - m->c)
+    uint64_t unit = gpu ? gpu->granularity : (uint64_t)sysconf(_SC_PAGESIZE);
+    /* On CUDA memory the share holds the buffer at its start, in the fewest
+     * whole granules (m->c and m->d place it in the owner's lease); on the
+     * host, in the owner's block's whole pages, at offset m->c. */
+    int bad = gpu ? m->b > m->a || m->a - m->b >= unit
+                  : m->c > m->a || m->b > m->a - m->c || m->d != 0;
+    if (m->a == 0 || m->a % unit || m->b == 0 || bad)
         return refuse_share(c, m->seq, GMS_E_INVALID_ARG, 0,
-                            "share of %llu bytes at %llu in %llu: must be whole pages holding "
+                            "share of %llu bytes at %llu in %llu: must be whole %s holding "
                             "the buffer", (unsigned long long)m->b, (unsigned long long)m->c,
-                            (unsigned long long)m->a);
+                            (unsigned long long)m->a, gpu ? "granules, the fewest" : "pages");
     for (uint32_t i = 0; i < m->ngrants; i++) {
         const gms_broker_grant *g = &m->grants[i];
         if ((g->mode != GMS_ACCESS_READ && g->mode != GMS_ACCESS_READ_WRITE) ||
@@ -623,6 +706,10 @@ static int share_new(client *c, const gms_broker_msg *m)
                                 "share: grant %u: mode %u or language %d out of range", i,
                                 g->mode, g->language);
     }
+    int rc = 0;
+    const lease *from = gpu ? share_source(c, m, &rc) : NULL;
+    if (gpu && !from)
+        return rc;
     if (c->holds >= HOLDS_MAX)
         return refuse_share(c, m->seq, GMS_E_QUOTA, 0, "connection holds %u shares, the most",
                             c->holds);
@@ -631,8 +718,15 @@ static int share_new(client *c, const gms_broker_msg *m)
     share *sh = calloc(1, sizeof *sh);
     if (!sh)
         return refuse(c, m->seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
-    int err = share_memfd(t, m->a, 0, &sh->fd);
+    sh->fd = -1;
+    int err = gpu ? share_copy_in(m, from, sh) : 0;
     if (err) {
+        free(sh);
+        return refuse(c, m->seq, err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
+                      "copying the share's %llu bytes: %s", (unsigned long long)m->b,
+                      gms__backend_cuda_why()[0] ? gms__backend_cuda_why() : strerror(err));
+    }
+    if (!gpu && (err = share_memfd(t, m->a, 0, &sh->fd)) != 0) {
         if (sh->fd >= 0)
             close(sh->fd);
         free(sh);
@@ -642,7 +736,7 @@ static int share_new(client *c, const gms_broker_msg *m)
     sh->id = random_id();
     sh->bytes = m->a;
     sh->req = m->b;
-    sh->off = m->c;
+    sh->off = gpu ? 0 : m->c;
     sh->owner = t;
     sh->owner_serial = c->serial;
     sh->immutable = (int)m->flags;
@@ -655,7 +749,10 @@ static int share_new(client *c, const gms_broker_msg *m)
         err = errno;
         if (slot >= 0)
             gmsd_state_clear((unsigned)slot);
-        close(sh->fd);
+        if (sh->fd >= 0)
+            close(sh->fd);
+        if (sh->handle)
+            gms__vmm_lease_free(gpu, sh->handle);
         free(sh);
         return refuse(c, m->seq, GMS_E_NO_MEMORY, "gmsd cannot keep the share: %s", strerror(err));
     }
@@ -665,12 +762,12 @@ static int share_new(client *c, const gms_broker_msg *m)
     t->used_leases++;
     t->live_shares++;
     t->n.shares++;
-    audit(GMS_AUDIT_SHARE, GMS_OK, c, sh->id, sh->req, "share of %llu bytes, %s, %u grant%s",
+    audit(GMS_AUDIT_SHARE, GMS_OK, c, sh->id, sh->req, "share of %llu bytes, %s, %u grant%s%s",
           (unsigned long long)sh->bytes, sh->immutable ? "immutable" : "mutable", sh->ngrants,
-          sh->ngrants == 1 ? "" : "s");
+          sh->ngrants == 1 ? "" : "s", gpu ? ", device memory copied by gmsd" : "");
     gms_broker_msg r = {.type = GMS_BROKER_SHARED, .seq = m->seq, .a = sh->id, .b = h->id,
                         .c = sh->bytes};
-    return reply(c, &r, sh->fd);
+    return reply(c, &r, sh->fd); /* CUDA memory: none, gmsd filled it */
 }
 
 /* The owner has filled the memfd: an immutable share is sealed against
@@ -684,7 +781,7 @@ static int share_publish(client *c, const gms_broker_msg *m)
                             "share 0x%016llx: not an unpublished share of this connection",
                             (unsigned long long)m->a);
     int seals = F_SEAL_SEAL | (sh->immutable ? F_SEAL_WRITE : 0);
-    if (fcntl(sh->fd, F_ADD_SEALS, seals) != 0)
+    if (sh->fd >= 0 && fcntl(sh->fd, F_ADD_SEALS, seals) != 0)
         return refuse_share(c, m->seq, GMS_E_BUSY, sh->id,
                             "share 0x%016llx: cannot seal it (%s): the owner keeps a writable "
                             "mapping or sealed it itself", (unsigned long long)sh->id,
@@ -751,11 +848,34 @@ static int share_acquire(client *c, const gms_broker_msg *m)
     if (c->holds >= HOLDS_MAX)
         return refuse_share(c, m->seq, GMS_E_QUOTA, sh->id, "connection holds %u shares, the most",
                             c->holds);
+    /* CUDA memory: a reader gets device memory of its own, charged to its
+     * tenant, with the share's bytes copied in: an imported allocation can
+     * be mapped writable by whoever holds it, so what it writes reaches
+     * nobody else. A lease of c's, so that its release, c's death and a
+     * restart return it as any lease. */
+    lease *copy = NULL;
+    if (gpu) {
+        char what[48];
+        snprintf(what, sizeof what, "a copy of share 0x%016llx", (unsigned long long)sh->id);
+        if (!quota_fits(c->tenant, sh->bytes))
+            return refuse_quota(c, m->seq, what, sh->bytes);
+        int rc = 0;
+        if (!(copy = lease_add(c, m->seq, sh->bytes, what, &rc)))
+            return rc;
+        int err = gms__vmm_lease_copy(gpu, copy->handle, copy->bytes, sh->handle, sh->bytes, 0,
+                                      sh->req);
+        if (err) {
+            lease_forget(c, copy);
+            return refuse(c, m->seq, err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
+                          "copying share 0x%016llx: %s", (unsigned long long)sh->id,
+                          gms__backend_cuda_why()[0] ? gms__backend_cuda_why() : strerror(err));
+        }
+    }
     /* A reader gets a descriptor of its own open file, read-only: the
      * kernel then refuses a writable shared mapping of it and an
      * mprotect to write. */
-    int fd = sh->fd;
-    if (need == GMS_ACCESS_READ) {
+    int fd = copy ? copy->fd : sh->fd;
+    if (need == GMS_ACCESS_READ && !copy) {
         char path[64];
         snprintf(path, sizeof path, "/proc/self/fd/%d", sh->fd);
         fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -766,7 +886,9 @@ static int share_acquire(client *c, const gms_broker_msg *m)
     hold *h = hold_new(c, sh, m->mode == GMS_ACCESS_READ_WRITE);
     if (!h) {
         int err = errno;
-        if (fd != sh->fd)
+        if (copy)
+            lease_forget(c, copy);
+        else if (fd != sh->fd)
             close(fd);
         return refuse(c, m->seq, GMS_E_NO_MEMORY, "gmsd cannot keep the hold: %s", strerror(err));
     }
@@ -775,11 +897,11 @@ static int share_acquire(client *c, const gms_broker_msg *m)
           (unsigned long long)sh->id, sh->owner->name,
           m->mode == GMS_ACCESS_READ ? "read" : m->mode == GMS_ACCESS_ATOMIC ? "atomic" : "read-write");
     gms_broker_msg r = {.type = GMS_BROKER_ACQUIRED, .seq = m->seq, .a = h->id, .b = sh->bytes,
-                        .c = sh->req, .d = sh->off, .mode = m->mode,
+                        .c = sh->req, .d = sh->off, .e = copy ? copy->id : 0, .mode = m->mode,
                         .flags = (uint32_t)sh->immutable};
     snprintf(r.tenant, sizeof r.tenant, "%s", sh->owner->name);
-    int rc = reply(c, &r, fd); /* on failure the drop releases the hold */
-    if (fd != sh->fd)
+    int rc = reply(c, &r, fd); /* on failure the drop releases the hold (and the copy) */
+    if (!copy && fd != sh->fd)
         close(fd);
     return rc;
 }

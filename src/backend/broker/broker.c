@@ -52,14 +52,24 @@ typedef struct share_entry {
     struct share_entry *next;
 } share_entry;
 
+/* A share of another process acquired on CUDA memory: this process's own
+ * copy (a lease gmsd made for the hold), imported and mapped read-only. */
+typedef struct copy_entry {
+    uint64_t hold, lease;
+    gms_vmm_import imp;
+    struct copy_entry *next;
+} copy_entry;
+
 typedef struct broker_backend {
     gms_backend base; /* first: a gms_backend * is a broker_backend * */
     gms_backend_ops ops;
+    gms_backend *gpu;     /* CUDA memory: the CUDA backend over the leases */
     pthread_mutex_t lock; /* everything below */
     int sock;             /* -1 while gmsd is gone */
     uint32_t seq;
     lease_entry *leases;
     share_entry *shares;
+    copy_entry *copies;
     uint64_t holds;      /* shares of others acquired and not released */
     uint64_t nleases;    /* leases held, in either kind of memory */
     uint32_t memory;     /* GMS_BROKER_MEMORY_*: what gmsd's leases are */
@@ -287,17 +297,24 @@ static int lease_take(broker_backend *bb, uint64_t size, int *fd, uint64_t *id)
     return err;
 }
 
-/* Gives lease id back (its memory unmapped already: gmsd frees it). */
-static void lease_give_back(broker_backend *bb, uint64_t id)
+/* Sends RELEASE of lease id (lock held; its memory unmapped already:
+ * gmsd frees it). */
+static void lease_release_locked(broker_backend *bb, uint64_t id)
 {
     gms_broker_msg req = {.type = GMS_BROKER_RELEASE, .a = id}, rep = {0};
     int fd;
-    pthread_mutex_lock(&bb->lock);
-    bb->nleases--;
     call(bb, &req, &rep, &fd); /* a broker gone away has released everything already */
-    pthread_mutex_unlock(&bb->lock);
     if (fd >= 0)
         close(fd);
+}
+
+/* Gives lease id of a chunk back. */
+static void lease_give_back(broker_backend *bb, uint64_t id)
+{
+    pthread_mutex_lock(&bb->lock);
+    bb->nleases--;
+    lease_release_locked(bb, id);
+    pthread_mutex_unlock(&bb->lock);
 }
 
 /* The CUDA backend's leaser (vmm.h): its chunks are these leases. */
@@ -401,6 +418,51 @@ static int fd_size_is(int fd, uint64_t bytes)
     return fstat(fd, &st) == 0 && (uint64_t)st.st_size == bytes;
 }
 
+/* SHARE of CUDA memory (docs/broker.md): gmsd copies the req bytes at
+ * addr of lease chunk into memory of its own, so the device must be done
+ * writing them first; no descriptor comes back. e joins bb->shares. */
+static int share_copied(broker_backend *bb, gms_backend_chunk *chunk, uint64_t addr, uint64_t req,
+                        gms_broker_msg *q, gms_broker_msg *rep, share_entry *e, char *why,
+                        size_t why_len)
+{
+    uint64_t lease, base, gran = bb->gpu->granularity;
+    if (gms__vmm_chunk_lease(chunk, &lease, &base) != 0) {
+        snprintf(why, why_len, "the buffer is not in a lease of gmsd's");
+        return GMS_E_INVALID_ARG;
+    }
+    if (gms__vmm_device_sync(bb->gpu) != 0) {
+        snprintf(why, why_len, "waiting for the device before gmsd copies the buffer: %s",
+                 gms__backend_why());
+        return GMS_E_BACKEND;
+    }
+    q->a = (req + gran - 1) / gran * gran;
+    q->c = addr - base;
+    q->d = lease;
+    int fd = -1;
+    pthread_mutex_lock(&bb->lock);
+    int rc = share_call(bb, q, rep, &fd, GMS_BROKER_SHARED, why, why_len);
+    if (!rc && (fd >= 0 || rep->c != q->a)) {
+        hold_release(bb, rep->b);
+        snprintf(why, why_len, "gmsd's answer does not describe a share of CUDA memory");
+        rc = GMS_E_BACKEND;
+    }
+    if (fd >= 0)
+        close(fd);
+    uint64_t share = rep->a, hold = rep->b;
+    gms_broker_msg pub = {.type = GMS_BROKER_PUBLISH, .a = share};
+    if (!rc && (rc = share_call(bb, &pub, rep, &fd, GMS_BROKER_PUBLISHED, why, why_len)) != 0)
+        hold_release(bb, hold);
+    if (!rc) {
+        e->id = share;
+        e->hold = hold;
+        e->fd = -1;
+        e->next = bb->shares;
+        bb->shares = e;
+    }
+    pthread_mutex_unlock(&bb->lock);
+    return rc;
+}
+
 int gms__broker_share(gms_backend *be, gms_backend_chunk *chunk, uint64_t addr, uint64_t len,
                       uint64_t req, uint64_t data_off, int immutable,
                       const gms_broker_share_grant *grants, unsigned n, uint64_t *id,
@@ -432,10 +494,14 @@ int gms__broker_share(gms_backend *be, gms_backend_chunk *chunk, uint64_t addr, 
         q->grants[i].language = grants[i].language;
         q->grants[i].mode = grants[i].mode;
     }
-    uint64_t chunk_base;
-    int chunk_fd = gms__backend_host_chunk_fd(chunk, &chunk_base);
     int fd = -1, rc;
     void *v = MAP_FAILED;
+    if (bb->memory != GMS_BROKER_MEMORY_HOST) {
+        rc = share_copied(bb, chunk, addr + data_off, req, q, rep, e, why, why_len);
+        goto copied;
+    }
+    uint64_t chunk_base;
+    int chunk_fd = gms__backend_host_chunk_fd(chunk, &chunk_base);
     pthread_mutex_lock(&bb->lock);
     rc = share_call(bb, q, rep, &fd, GMS_BROKER_SHARED, why, why_len);
     if (rc)
@@ -490,6 +556,12 @@ fail:
     close(fd);
 out:
     pthread_mutex_unlock(&bb->lock);
+copied:
+    if (rc == 0 && bb->memory != GMS_BROKER_MEMORY_HOST) {
+        *id = e->id;
+        *view = 0;
+        e = NULL; /* on bb->shares */
+    }
     free(e);
     free(m);
     return rc;
@@ -503,7 +575,10 @@ void gms__broker_unshare(gms_backend *be, uint64_t id)
     while (*pp && (*pp)->id != id)
         pp = &(*pp)->next;
     share_entry *e = *pp;
-    if (e) {
+    if (e && e->fd < 0) { /* CUDA memory: the owner's buffer never moved */
+        *pp = e->next;
+        hold_release(bb, e->hold);
+    } else if (e) {
         *pp = e->next;
         uint64_t chunk_base;
         int chunk_fd = gms__backend_host_chunk_fd(e->chunk, &chunk_base);
@@ -530,17 +605,55 @@ void gms__broker_unshare(gms_backend *be, uint64_t id)
     free(e);
 }
 
+/* ACQUIRED on CUDA memory (lock held): fd is this process's copy of the
+ * share, a lease of its own (rep->e) that gmsd made for the hold; imported
+ * and mapped read-only between guard ranges. On failure the hold and the
+ * copy go back. */
+static int acquire_copy(broker_backend *bb, int fd, unsigned mode, const gms_broker_msg *rep,
+                        gms_broker_hold *out, char *why, size_t why_len)
+{
+    uint64_t bytes = rep->b, gran = bb->gpu->granularity;
+    copy_entry *c = calloc(1, sizeof *c);
+    int rc = c ? GMS_OK : GMS_E_NO_MEMORY;
+    if (!c)
+        snprintf(why, why_len, "out of host memory");
+    if (!rc && (rep->mode != mode || mode != GMS_ACCESS_READ || !rep->flags || !rep->e ||
+                bytes == 0 || bytes % gran || bytes > (1ull << 52) || rep->d != 0 || rep->c == 0 ||
+                rep->c > bytes)) {
+        rc = GMS_E_BACKEND;
+        snprintf(why, why_len, "gmsd's answer does not describe a copy of the share");
+    }
+    int err = rc ? 0 : gms__vmm_import(bb->gpu, fd, bytes, 0, &c->imp);
+    if (err) {
+        rc = err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND;
+        snprintf(why, why_len, "mapping the copy of the share: %s", gms__backend_why());
+    }
+    if (rc) {
+        free(c);
+        hold_release(bb, rep->a);
+        if (rep->e)
+            lease_release_locked(bb, rep->e);
+        return rc;
+    }
+    c->hold = rep->a;
+    c->lease = rep->e;
+    c->next = bb->copies;
+    bb->copies = c;
+    out->hold = rep->a;
+    out->map = c->imp.region;
+    out->map_len = c->imp.region_size;
+    out->addr = c->imp.base;
+    out->req = rep->c;
+    out->immutable = 1;
+    out->foreign = strcmp(rep->tenant, bb->tenant) != 0;
+    bb->holds++;
+    return GMS_OK;
+}
+
 int gms__broker_acquire(gms_backend *be, uint64_t id, unsigned mode, int language,
                         const char *user, gms_broker_hold *out, char *why, size_t why_len)
 {
     broker_backend *bb = bb_of(be);
-    if (bb->memory != GMS_BROKER_MEMORY_HOST) {
-        /* Shares through gmsd are memfds (gmsd refuses them on CUDA
-         * memory): no process has shared anything, the id is no share. */
-        snprintf(why, why_len, "gmsd at %s serves CUDA memory, and shares across processes "
-                 "through gmsd are built for host memory only (docs/broker.md)", bb->path);
-        return GMS_E_INVALID_HANDLE;
-    }
     gms_broker_msg *m = calloc(2, sizeof *m);
     if (!m) {
         snprintf(why, why_len, "out of host memory");
@@ -558,6 +671,10 @@ int gms__broker_acquire(gms_backend *be, uint64_t id, unsigned mode, int languag
     int rc = share_call(bb, q, rep, &fd, GMS_BROKER_ACQUIRED, why, why_len);
     if (rc)
         goto out;
+    if (bb->memory != GMS_BROKER_MEMORY_HOST) {
+        rc = acquire_copy(bb, fd, mode, rep, out, why, why_len);
+        goto out;
+    }
     uint64_t bytes = rep->b;
     if (rep->mode != mode || bytes == 0 || bytes % page || bytes > (1ull << 52) ||
         rep->d > bytes || rep->c == 0 || rep->c > bytes - rep->d || !fd_size_is(fd, bytes)) {
@@ -599,8 +716,20 @@ out:
 void gms__broker_release_hold(gms_backend *be, uint64_t hold, uint64_t map, uint64_t map_len)
 {
     broker_backend *bb = bb_of(be);
-    munmap((void *)(uintptr_t)map, map_len);
     pthread_mutex_lock(&bb->lock);
+    copy_entry **pp = &bb->copies;
+    while (*pp && (*pp)->hold != hold)
+        pp = &(*pp)->next;
+    copy_entry *c = *pp;
+    if (c) {
+        /* Unmapped and released before gmsd frees it. */
+        *pp = c->next;
+        gms__vmm_unimport(bb->gpu, &c->imp);
+        lease_release_locked(bb, c->lease);
+        free(c);
+    } else {
+        munmap((void *)(uintptr_t)map, map_len);
+    }
     hold_release(bb, hold);
     bb->holds--;
     pthread_mutex_unlock(&bb->lock);
@@ -690,8 +819,13 @@ static void broker_destroy(gms_backend *be)
     /* Shares still mapped outlive no runtime: their blocks died first. */
     for (share_entry *e = bb->shares, *next; e; e = next) {
         next = e->next;
-        close(e->fd);
+        if (e->fd >= 0)
+            close(e->fd);
         free(e);
+    }
+    for (copy_entry *c = bb->copies, *next; c; c = next) {
+        next = c->next;
+        free(c);
     }
     close(bb->sock); /* the broker releases whatever is left */
     pthread_mutex_destroy(&bb->lock);
@@ -737,6 +871,7 @@ static int cuda_leased(broker_backend *bb, int backend, int device, const uint8_
     gms_vmm_leaser l = {.name = "broker", .ctx = bb, .take = cuda_take,
                         .give_back = cuda_give_back, .done = cuda_done};
     gms__vmm_set_leaser(*out, &l);
+    bb->gpu = *out;
     return 0;
 }
 

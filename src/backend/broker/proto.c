@@ -62,7 +62,7 @@ static int layout(uint16_t type, int *fds, int *from_broker)
     case GMS_BROKER_LEASE: return 8;
     case GMS_BROKER_RELEASE: return 8;
     case GMS_BROKER_USAGE: return 0;
-    case GMS_BROKER_SHARE: return 32 + GMS_BROKER_GRANT_BYTES;
+    case GMS_BROKER_SHARE: return 40 + GMS_BROKER_GRANT_BYTES;
     case GMS_BROKER_PUBLISH: return 8;
     case GMS_BROKER_ACQUIRE: return 16 + GMS_BROKER_NAME_MAX;
     case GMS_BROKER_RELEASE_SHARE: return 8;
@@ -74,7 +74,7 @@ static int layout(uint16_t type, int *fds, int *from_broker)
     case GMS_BROKER_USED: return 32;
     case GMS_BROKER_SHARED: *fds = 1; return 24;
     case GMS_BROKER_PUBLISHED: return 8;
-    case GMS_BROKER_ACQUIRED: *fds = 1; return 40 + GMS_BROKER_TENANT_MAX;
+    case GMS_BROKER_ACQUIRED: *fds = 1; return 48 + GMS_BROKER_TENANT_MAX;
     case GMS_BROKER_SHARE_RELEASED: return 8;
     case GMS_BROKER_REVOKED: return 8;
     case GMS_BROKER_TRANSFERRED: *fds = 1; return 16;
@@ -89,7 +89,7 @@ static uint32_t layout_max(uint16_t type, int size)
     if (type == GMS_BROKER_ERROR)
         return 8 + GMS_BROKER_TEXT_MAX;
     if (type == GMS_BROKER_SHARE)
-        return 32 + GMS_BROKER_GRANTS_MAX * GMS_BROKER_GRANT_BYTES;
+        return 40 + GMS_BROKER_GRANTS_MAX * GMS_BROKER_GRANT_BYTES;
     return (uint32_t)size;
 }
 
@@ -128,7 +128,8 @@ int gms__broker_decode(const void *buf, size_t n, unsigned nfds, int from_broker
         return GMS_BROKER_BAD_LENGTH;
     if (n != GMS_BROKER_HEADER + (size_t)len)
         return GMS_BROKER_BAD_TRUNCATED;
-    if (nfds != (unsigned)fds)
+    /* SHARED of CUDA memory carries none: gmsd copies the bytes itself. */
+    if (nfds != (unsigned)fds && !(type == GMS_BROKER_SHARED && nfds == 0))
         return GMS_BROKER_BAD_FDS;
     out->type = type;
     out->seq = get32(p + 8);
@@ -161,13 +162,14 @@ int gms__broker_decode(const void *buf, size_t n, unsigned nfds, int from_broker
         out->a = get64(q);
         out->b = get64(q + 8);
         out->c = get64(q + 16);
-        out->flags = get32(q + 24);
-        out->ngrants = get32(q + 28);
+        out->d = get64(q + 24);
+        out->flags = get32(q + 32);
+        out->ngrants = get32(q + 36);
         if (out->flags > 1 || out->ngrants == 0 || out->ngrants > GMS_BROKER_GRANTS_MAX ||
-            len != 32 + out->ngrants * GMS_BROKER_GRANT_BYTES)
+            len != 40 + out->ngrants * GMS_BROKER_GRANT_BYTES)
             return GMS_BROKER_BAD_FIELD;
         for (uint32_t i = 0; i < out->ngrants; i++) {
-            const uint8_t *g = q + 32 + i * GMS_BROKER_GRANT_BYTES;
+            const uint8_t *g = q + 40 + i * GMS_BROKER_GRANT_BYTES;
             gms_broker_grant *r = &out->grants[i];
             if (!name_ok(g, GMS_BROKER_NAME_MAX) ||
                 !name_ok(g + GMS_BROKER_NAME_MAX, GMS_BROKER_NAME_MAX))
@@ -191,11 +193,12 @@ int gms__broker_decode(const void *buf, size_t n, unsigned nfds, int from_broker
         out->b = get64(q + 8);
         out->c = get64(q + 16);
         out->d = get64(q + 24);
-        out->mode = get32(q + 32);
-        out->flags = get32(q + 36);
-        if (out->flags > 1 || !name_ok(q + 40, GMS_BROKER_TENANT_MAX))
+        out->e = get64(q + 32);
+        out->mode = get32(q + 40);
+        out->flags = get32(q + 44);
+        if (out->flags > 1 || !name_ok(q + 48, GMS_BROKER_TENANT_MAX))
             return GMS_BROKER_BAD_FIELD;
-        memcpy(out->tenant, q + 40, GMS_BROKER_TENANT_MAX);
+        memcpy(out->tenant, q + 48, GMS_BROKER_TENANT_MAX);
         break;
     case GMS_BROKER_USED:
     case GMS_BROKER_WELCOME: {
@@ -268,17 +271,18 @@ size_t gms__broker_encode(const gms_broker_msg *m, uint8_t *buf)
         put64(q, m->a);
         put64(q + 8, m->b);
         put64(q + 16, m->c);
-        put32(q + 24, m->flags);
-        put32(q + 28, n);
+        put64(q + 24, m->d);
+        put32(q + 32, m->flags);
+        put32(q + 36, n);
         for (uint32_t i = 0; i < n; i++) {
-            uint8_t *g = q + 32 + i * GMS_BROKER_GRANT_BYTES;
+            uint8_t *g = q + 40 + i * GMS_BROKER_GRANT_BYTES;
             const gms_broker_grant *r = &m->grants[i];
             memcpy(g, r->tenant, strnlen(r->tenant, GMS_BROKER_NAME_MAX - 1));
             memcpy(g + GMS_BROKER_NAME_MAX, r->user, strnlen(r->user, GMS_BROKER_NAME_MAX - 1));
             put32(g + 2 * GMS_BROKER_NAME_MAX, (uint32_t)r->language);
             put32(g + 2 * GMS_BROKER_NAME_MAX + 4, r->mode);
         }
-        len = 32 + (size_t)n * GMS_BROKER_GRANT_BYTES;
+        len = 40 + (size_t)n * GMS_BROKER_GRANT_BYTES;
         break;
     }
     case GMS_BROKER_ACQUIRE:
@@ -292,9 +296,10 @@ size_t gms__broker_encode(const gms_broker_msg *m, uint8_t *buf)
         put64(q + 8, m->b);
         put64(q + 16, m->c);
         put64(q + 24, m->d);
-        put32(q + 32, m->mode);
-        put32(q + 36, m->flags);
-        memcpy(q + 40, m->tenant, strnlen(m->tenant, GMS_BROKER_TENANT_MAX - 1));
+        put64(q + 32, m->e);
+        put32(q + 40, m->mode);
+        put32(q + 44, m->flags);
+        memcpy(q + 48, m->tenant, strnlen(m->tenant, GMS_BROKER_TENANT_MAX - 1));
         break;
     case GMS_BROKER_USED:
     case GMS_BROKER_WELCOME:

@@ -163,21 +163,30 @@ static int sync_stream(vmm_backend *vb, const char *what)
 
 static int access_rw(vmm_backend *vb, int device, uint64_t addr, uint64_t len);
 
+/* Imports descriptor fd of gmsd's and maps it whole at base (its address
+ * space reserved), for the backend's device, read-only unless writable
+ * (device current). *handle: the imported allocation. */
+static int import_map(vmm_backend *vb, int fd, uint64_t base, uint64_t size, int writable,
+                      const char *what, uint64_t *handle)
+{
+    int err = CALL(vb, mem_import, what, fd, handle);
+    if (err)
+        return err;
+    if (!(err = CALL(vb, mem_map, what, base, size, *handle)) &&
+        (err = CALL(vb, set_access, what, base, size, writable)) != 0)
+        QUIET(vb, mem_unmap, base, size);
+    if (err) {
+        QUIET(vb, mem_release, *handle);
+        *handle = 0;
+    }
+    return err;
+}
+
 /* Imports the lease gmsd sent as fd and maps it whole over chunk c (its
  * address space reserved), read-write (device current). */
 static int lease_map(vmm_backend *vb, gms_backend_chunk *c, int fd)
 {
-    int err = CALL(vb, mem_import, "gmsd's lease", fd, &c->lease);
-    if (err)
-        return err;
-    if (!(err = CALL(vb, mem_map, "gmsd's lease", c->base, c->size, c->lease)) &&
-        (err = access_rw(vb, -1, c->base, c->size)) != 0)
-        QUIET(vb, mem_unmap, c->base, c->size);
-    if (err) {
-        QUIET(vb, mem_release, c->lease);
-        c->lease = 0;
-    }
-    return err;
+    return import_map(vb, fd, c->base, c->size, 1, "gmsd's lease", &c->lease);
 }
 
 static int vmm_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t *base,
@@ -1531,6 +1540,28 @@ void gms__vmm_set_leaser(gms_backend *be, const gms_vmm_leaser *l)
     vb->ops.move_create = NULL, vb->ops.move_remap = NULL, vb->ops.move_release = NULL;
 }
 
+/* Maps allocation h of size bytes whole at an address range of its own,
+ * read-write (device current); unmap_whole undoes it. */
+static int map_whole(vmm_backend *vb, uint64_t h, uint64_t size, const char *what, uint64_t *va)
+{
+    int err = CALL(vb, va_reserve, what, va, size, vb->gran);
+    if (err)
+        return err;
+    if (!(err = CALL(vb, mem_map, what, *va, size, h))) {
+        if (!(err = CALL(vb, set_access, what, *va, size, 1)))
+            return 0;
+        QUIET(vb, mem_unmap, *va, size);
+    }
+    QUIET(vb, va_free, *va, size);
+    return err;
+}
+
+static void unmap_whole(vmm_backend *vb, uint64_t va, uint64_t size)
+{
+    QUIET(vb, mem_unmap, va, size);
+    QUIET(vb, va_free, va, size);
+}
+
 int gms__vmm_lease_make(gms_backend *be, uint64_t size, uint64_t *handle, int *fd)
 {
     vmm_backend *vb = B(be);
@@ -1547,14 +1578,10 @@ int gms__vmm_lease_make(gms_backend *be, uint64_t size, uint64_t *handle, int *f
         goto out;
     /* Zeroed here, before any tenant maps it: whatever the driver gives
      * back to this process (a tenant's bytes included) reaches nobody. */
-    if (!(err = CALL(vb, va_reserve, "wiping a lease", &va, size, vb->gran))) {
-        if (!(err = CALL(vb, mem_map, "wiping a lease", va, size, h))) {
-            if (!(err = CALL(vb, set_access, "wiping a lease", va, size, 1)) &&
-                !(err = CALL(vb, memset_d8, "wiping a lease", va, 0, size, vb->stream)))
-                err = sync_stream(vb, "wiping a lease");
-            QUIET(vb, mem_unmap, va, size);
-        }
-        QUIET(vb, va_free, va, size);
+    if (!(err = map_whole(vb, h, size, "wiping a lease", &va))) {
+        if (!(err = CALL(vb, memset_d8, "wiping a lease", va, 0, size, vb->stream)))
+            err = sync_stream(vb, "wiping a lease");
+        unmap_whole(vb, va, size);
     }
     if (!err)
         err = CALL(vb, mem_export, "a lease", h, fd);
@@ -1567,6 +1594,79 @@ int gms__vmm_lease_make(gms_backend *be, uint64_t size, uint64_t *handle, int *f
 out:
     leave(vb, saved);
     return err;
+}
+
+int gms__vmm_lease_copy(gms_backend *be, uint64_t dst, uint64_t dst_size, uint64_t src,
+                        uint64_t src_size, uint64_t src_off, uint64_t len)
+{
+    vmm_backend *vb = B(be);
+    gms__backend_why_clear();
+    if (len == 0 || len > dst_size || src_off > src_size || len > src_size - src_off ||
+        dst_size % vb->gran || src_size % vb->gran)
+        return EINVAL;
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err)
+        return err;
+    uint64_t from, to;
+    if (!(err = map_whole(vb, src, src_size, "a share's bytes", &from))) {
+        if (!(err = map_whole(vb, dst, dst_size, "a share's copy", &to))) {
+            if (!(err = CALL(vb, memcpy_dtod, "a share's copy", to, from + src_off, len, vb->stream)))
+                err = sync_stream(vb, "a share's copy");
+            unmap_whole(vb, to, dst_size);
+        }
+        unmap_whole(vb, from, src_size);
+    }
+    leave(vb, saved);
+    return err;
+}
+
+int gms__vmm_device_sync(gms_backend *be)
+{
+    return vmm_quiesce(be);
+}
+
+int gms__vmm_chunk_lease(const gms_backend_chunk *c, uint64_t *lease_id, uint64_t *base)
+{
+    if (!c->lease)
+        return EINVAL;
+    *lease_id = c->lease_id;
+    *base = c->base;
+    return 0;
+}
+
+int gms__vmm_import(gms_backend *be, int fd, uint64_t size, int writable, gms_vmm_import *out)
+{
+    vmm_backend *vb = B(be);
+    gms__backend_why_clear();
+    if (size == 0 || size % vb->gran)
+        return EINVAL;
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err)
+        return err;
+    gms_vmm_import m = {.region_size = size + 2 * GUARD_BYTES, .size = size};
+    if (!(err = CALL(vb, va_reserve, "a share's copy", &m.region, m.region_size, vb->gran))) {
+        m.base = m.region + GUARD_BYTES;
+        if ((err = import_map(vb, fd, m.base, size, writable, "a share's copy", &m.handle)) != 0)
+            QUIET(vb, va_free, m.region, m.region_size);
+    }
+    leave(vb, saved);
+    if (!err)
+        *out = m;
+    return err;
+}
+
+void gms__vmm_unimport(gms_backend *be, const gms_vmm_import *imp)
+{
+    vmm_backend *vb = B(be);
+    uintptr_t saved;
+    if (enter(vb, &saved) == 0) {
+        QUIET(vb, mem_unmap, imp->base, imp->size);
+        QUIET(vb, mem_release, imp->handle);
+        QUIET(vb, va_free, imp->region, imp->region_size);
+        leave(vb, saved);
+    }
 }
 
 void gms__vmm_lease_free(gms_backend *be, uint64_t handle)

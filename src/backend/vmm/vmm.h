@@ -55,6 +55,30 @@ void gms__vmm_set_leaser(gms_backend *be, const gms_vmm_leaser *l);
 int gms__vmm_lease_make(gms_backend *be, uint64_t size, uint64_t *handle, int *fd);
 void gms__vmm_lease_free(gms_backend *be, uint64_t handle);
 
+/* gmsd's copy for a share of CUDA memory (docs/broker.md, "Sharing across
+ * tenants"): len bytes at src_off of allocation src (src_size bytes) to the
+ * start of allocation dst (dst_size bytes), device to device, waited for.
+ * 0 or an errno value. */
+int gms__vmm_lease_copy(gms_backend *be, uint64_t dst, uint64_t dst_size, uint64_t src,
+                        uint64_t src_size, uint64_t src_off, uint64_t len);
+
+/* Waits for all work on the backend's device: before gmsd copies a
+ * buffer that the program's kernels wrote. 0 or an errno value. */
+int gms__vmm_device_sync(gms_backend *be);
+
+/* gmsd's id of the lease chunk c is, and its base address; EINVAL for a
+ * chunk of the backend's own memory. */
+int gms__vmm_chunk_lease(const gms_backend_chunk *c, uint64_t *lease_id, uint64_t *base);
+
+/* A reader's copy of a share from gmsd: the descriptor fd (size bytes,
+ * the caller's to close) imported and mapped whole between guard ranges,
+ * read-only unless writable, for the backend's device. */
+typedef struct gms_vmm_import {
+    uint64_t handle, region, region_size, base, size;
+} gms_vmm_import;
+int gms__vmm_import(gms_backend *be, int fd, uint64_t size, int writable, gms_vmm_import *out);
+void gms__vmm_unimport(gms_backend *be, const gms_vmm_import *imp);
+
 /* Whether the scrub kernel is loaded on this backend. */
 int gms__vmm_have_kernels(const gms_backend *be);
 
