@@ -185,6 +185,7 @@ static uint8_t shared_pattern(size_t i)
 static int (*cu_set_access)(unsigned long long, size_t, const int *, size_t);
 static int (*cu_memset)(unsigned long long, unsigned char, size_t, void *);
 static int (*cu_sync)(void);
+static int (*cu_retain)(void **, int), (*cu_set_current)(void *);
 
 /* libcuda loaded before this process drops to another uid, which may not
  * reach the stand-in's directory; libgms's dlopen then finds it loaded. */
@@ -197,6 +198,8 @@ static void driver_preload(void)
     *(void **)&cu_set_access = dlsym(lib, "cuMemSetAccess");
     *(void **)&cu_memset = dlsym(lib, "cuMemsetD8Async");
     *(void **)&cu_sync = dlsym(lib, "cuCtxSynchronize");
+    *(void **)&cu_retain = dlsym(lib, "cuDevicePrimaryCtxRetain");
+    *(void **)&cu_set_current = dlsym(lib, "cuCtxSetCurrent");
 }
 
 /* Whether buf of ctx holds SHARED_BYTES of the pattern. */
@@ -243,6 +246,8 @@ static void child_reader(gms_share_id id)
     void *p = NULL;
     CHECK_OK(gms_buf_ptr(ctx, got, &p));
     int rw[3] = {1, 0, 3}; /* device 0, read-write (CUmemAccessDesc) */
+    void *cx = NULL; /* libgms leaves no context current on this thread */
+    CHECK(cu_retain(&cx, 0) == 0 && cu_set_current(cx) == 0);
     CHECK(cu_set_access((unsigned long long)(uintptr_t)p, SHARED_BYTES, rw, 1) == 0);
     CHECK(cu_memset((unsigned long long)(uintptr_t)p, 0xee, SHARED_BYTES, NULL) == 0);
     CHECK(cu_sync() == 0);
@@ -516,6 +521,89 @@ static void lease_phases(int fd, double t[5])
     t[3] = (t4 - t3) * 1e6, t[4] = (t5 - t4) * 1e6;
 }
 
+/* What an immutable share of bytes costs through gmsd on CUDA memory,
+ * medians in ms: gms_share (the device waited for, gmsd's copy made), an
+ * acquire (the reader's own copy made and mapped; acquired here by the
+ * owner's process, through gmsd as any other), its release, and the
+ * owner's last release. */
+static void share_costs(gms_context *ctx, uint64_t bytes)
+{
+    enum { N = 9 };
+    double share[N], acquire[N], release[N], end[N];
+    gms_share_grant g = {.tenant = NULL, .language = GMS_ANY_LANGUAGE, .mode = GMS_ACCESS_READ};
+    gms_share_desc sd = GMS_SHARE_DESC_INIT;
+    sd.grants = &g;
+    sd.ngrants = 1;
+    sd.immutable = 1;
+    for (int i = 0; i < N; i++) {
+        gms_buf buf, got;
+        gms_share_id id = 0;
+        CHECK_OK(gms_alloc(ctx, bytes, 0, &buf));
+        CHECK_OK(gms_fill(ctx, buf, 0, 0x5a, bytes));
+        double t0 = now_s();
+        CHECK_OK(gms_share(ctx, buf, &sd, &id));
+        double t1 = now_s();
+        CHECK_OK(gms_acquire(ctx, id, GMS_ACCESS_READ, &got));
+        double t2 = now_s();
+        CHECK_OK(gms_release(ctx, got));
+        double t3 = now_s();
+        CHECK_OK(gms_free(ctx, buf));
+        double t4 = now_s();
+        share[i] = (t1 - t0) * 1e3, acquire[i] = (t2 - t1) * 1e3;
+        release[i] = (t3 - t2) * 1e3, end[i] = (t4 - t3) * 1e3;
+    }
+    double a = median(acquire, N);
+    printf("immutable share of %llu MiB through gmsd: share %.2f ms, acquire (a copy) %.2f ms "
+           "(%.1f GB/s), its release %.2f ms, the owner's last release %.2f ms\n",
+           (unsigned long long)(bytes / MIB), median(share, N), a, bytes / (a * 1e6),
+           median(release, N), median(end, N));
+}
+
+/* gmsd's own part of a share of bytes on CUDA memory, medians in ms: the
+ * SHARE round trip (gmsd makes its memory and copies the bytes in, waited
+ * for) and an ACQUIRE's (the reader's copy made and copied), over a raw
+ * connection with a lease of its own. */
+static void share_round_trips(uint64_t bytes)
+{
+    enum { N = 9 };
+    double share[N], acquire[N];
+    int s = raw_connect(b.sock), fd;
+    gms_broker_msg m = {.type = GMS_BROKER_HELLO};
+    CHECK(raw_call(s, &m, &fd) == GMS_BROKER_WELCOME);
+    gms_broker_msg l = {.type = GMS_BROKER_LEASE, .a = bytes};
+    CHECK(raw_call(s, &l, &fd) == GMS_BROKER_LEASED);
+    close(fd);
+    uint64_t lease = l.a;
+    for (int i = 0; i < N; i++) {
+        gms_broker_msg q = {.type = GMS_BROKER_SHARE, .a = bytes, .b = bytes, .c = 0, .d = lease,
+                            .flags = 1, .ngrants = 1};
+        q.grants[0].language = GMS_ANY_LANGUAGE;
+        q.grants[0].mode = GMS_ACCESS_READ;
+        double t0 = now_s();
+        CHECK(raw_call(s, &q, &fd) == GMS_BROKER_SHARED);
+        share[i] = (now_s() - t0) * 1e3;
+        uint64_t id = q.a, owner_hold = q.b;
+        gms_broker_msg p = {.type = GMS_BROKER_PUBLISH, .a = id};
+        CHECK(raw_call(s, &p, &fd) == GMS_BROKER_PUBLISHED);
+        gms_broker_msg a = {.type = GMS_BROKER_ACQUIRE, .a = id, .mode = GMS_ACCESS_READ,
+                            .language = GMS_ANY_LANGUAGE};
+        t0 = now_s();
+        CHECK(raw_call(s, &a, &fd) == GMS_BROKER_ACQUIRED);
+        acquire[i] = (now_s() - t0) * 1e3;
+        close(fd);
+        gms_broker_msg r1 = {.type = GMS_BROKER_RELEASE_SHARE, .a = a.a};
+        gms_broker_msg r2 = {.type = GMS_BROKER_RELEASE, .a = a.e};
+        gms_broker_msg r3 = {.type = GMS_BROKER_RELEASE_SHARE, .a = owner_hold};
+        CHECK(raw_call(s, &r1, &fd) == GMS_BROKER_SHARE_RELEASED);
+        CHECK(raw_call(s, &r2, &fd) == GMS_BROKER_RELEASED);
+        CHECK(raw_call(s, &r3, &fd) == GMS_BROKER_SHARE_RELEASED);
+    }
+    close(s);
+    printf("gmsd's part of a %llu MiB share: SHARE %.2f ms (its memory made, the bytes copied), "
+           "ACQUIRE %.2f ms (the reader's copy)\n", (unsigned long long)(bytes / MIB),
+           median(share, N), median(acquire, N));
+}
+
 static void bench(void)
 {
     enum { ROUNDS = 50 };
@@ -562,6 +650,10 @@ static void bench(void)
     for (int i = 0; ctx && i < 6; i++)
         CHECK_OK(gms_free(ctx, bufs[i]));
     double in_lease = ctx ? pair_ns(ctx) : -1;
+    for (uint64_t mib = 2; ctx && mib <= 64; mib *= 32) {
+        share_costs(ctx, mib * MIB);
+        share_round_trips(mib * MIB);
+    }
     if (ctx) {
         gms_context_close(ctx);
         gms_runtime_close(rt_b);
@@ -608,13 +700,15 @@ int main(int argc, char **argv)
     }
     int benching = argc > 1 && strcmp(argv[1], "bench") == 0;
     unsigned leases_max = benching ? 64 : 3;
+    /* The bench's shares of 64 MiB take leases of their own size. */
+    uint64_t quota_bytes = benching ? 4096 * MIB : leases_max * LEASE;
     char policy[512];
     snprintf(policy, sizeof policy,
              "{\"lease_bytes\": %llu, \"tenants\": ["
              "{\"name\": \"self\", \"uids\": [%u], \"quota_bytes\": %llu, \"quota_leases\": %u},"
              "{\"name\": \"other\", \"uids\": [40021], \"quota_bytes\": %llu, \"quota_leases\": 1}]}",
              (unsigned long long)LEASE, (unsigned)getuid(),
-             (unsigned long long)(leases_max * LEASE), leases_max, (unsigned long long)LEASE);
+             (unsigned long long)quota_bytes, leases_max, (unsigned long long)LEASE);
     broker_start_with(&b, policy, "--memory", "cuda");
     if (benching) {
         bench();
