@@ -18,6 +18,7 @@
  */
 #include "core/internal.h"
 #include "gms/access.h"
+#include "gms/seal.h"
 #include "core/seal.h"
 #include "core/version.h"
 #include "safety/safety.h"
@@ -33,14 +34,22 @@
 /* ---- immutability and raw pointers ---- */
 
 /* HMAC-SHA-256, under the runtime's share key, of the block's size and
- * bytes, read through the backend in pieces (device memory is not
- * host-readable). Keyed so that a holder who can write the bytes cannot
- * also make a change that keeps the MAC. */
+ * bytes. Keyed so that a holder who can write the bytes cannot also make a
+ * change that keeps the MAC. Where the backend digests on its device
+ * (digest_leaves: a GPU's kernel), the bytes are its leaves' HMACs under
+ * the same key, so nothing crosses to the host but 32 bytes a 16 KiB leaf
+ * (a 64 MiB buffer took 94 ms read back in pieces on the H200); else they
+ * are read through the backend in pieces. */
 static int block_mac(gms_pool *p, const gms_block *b, uint8_t out[GMS_SHARE_MAC_BYTES])
 {
-    gms_backend *be = p->rt->backend;
+    gms_runtime *rt = p->rt;
+    gms_backend *be = rt->backend;
+    const uint8_t *key = rt->safety.share_key;
     enum { PIECE = 1 << 16 };
-    uint8_t *buf = malloc(PIECE);
+    bool leaves = be->ops->digest_leaves != NULL;
+    uint64_t nleaves = (b->req_size + GMS_DIGEST_LEAF - 1) / GMS_DIGEST_LEAF;
+    size_t cap = leaves ? (size_t)(nleaves ? nleaves * 32 : 1) : PIECE;
+    uint8_t *buf = malloc(cap);
     EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     EVP_MAC_CTX *c = mac ? EVP_MAC_CTX_new(mac) : NULL;
     OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
@@ -50,10 +59,19 @@ static int block_mac(gms_pool *p, const gms_block *b, uint8_t out[GMS_SHARE_MAC_
         size_le[i] = (uint8_t)(b->req_size >> (8 * i));
     int rc = GMS_OK;
     size_t len = 0;
-    if (!buf || !c || !EVP_MAC_init(c, p->rt->safety.share_key, sizeof p->rt->safety.share_key, params) ||
+    if (!buf || !c || !EVP_MAC_init(c, key, sizeof rt->safety.share_key, params) ||
         !EVP_MAC_update(c, size_le, sizeof size_le))
         rc = gms__fail(GMS_E_NO_MEMORY, "out of host memory to check an immutable share");
-    for (uint64_t off = 0; rc == GMS_OK && off < b->req_size; off += PIECE) {
+    if (rc == GMS_OK && leaves && nleaves) {
+        int err = gms__after_pending(rt, b);
+        if (!err)
+            err = be->ops->digest_leaves(be, b->addr, b->req_size, key, buf);
+        if (err)
+            rc = gms__backend_fail(err, "digesting an immutable share to check it", b->req_size);
+        else if (!EVP_MAC_update(c, buf, nleaves * 32))
+            rc = gms__fail(GMS_E_NO_MEMORY, "out of host memory to check an immutable share");
+    }
+    for (uint64_t off = 0; rc == GMS_OK && !leaves && off < b->req_size; off += PIECE) {
         size_t n = b->req_size - off < PIECE ? (size_t)(b->req_size - off) : PIECE;
         int err = be->ops->read(be, buf, b->addr + off, n);
         if (err)

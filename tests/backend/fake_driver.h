@@ -322,6 +322,8 @@ static int f_module_function(void *dd, void **fn, void *module, const char *name
     FAKE_FAILS(module_function);
     if (strcmp(name, "gms_scrub_async_kernel") == 0)
         return FAKE_ERROR_REFUSED; /* the waiting scrub only */
+    if (strcmp(name, "gms_seal_kernel") == 0 || strcmp(name, "gms_digest_kernel") == 0)
+        return FAKE_ERROR_REFUSED; /* no sealing: gms_seal and gms_digest say so */
     *fn = strcmp(name, "gms_atomic_kernel") == 0 ? &fake_atomic_fn : &fake_object;
     return 0;
 }
