@@ -1562,14 +1562,21 @@ static void unmap_whole(vmm_backend *vb, uint64_t va, uint64_t size)
     QUIET(vb, va_free, va, size);
 }
 
+/* enter, for an allocation of size bytes: EINVAL unless whole granules. */
+static int enter_sized(vmm_backend *vb, uint64_t size, uintptr_t *saved)
+{
+    if (size == 0 || size % vb->gran) {
+        gms__backend_why_clear();
+        return EINVAL;
+    }
+    return enter(vb, saved);
+}
+
 int gms__vmm_lease_make(gms_backend *be, uint64_t size, uint64_t *handle, int *fd)
 {
     vmm_backend *vb = B(be);
-    gms__backend_why_clear();
-    if (size == 0 || size % vb->gran)
-        return EINVAL;
     uintptr_t saved;
-    int err = enter(vb, &saved);
+    int err = enter_sized(vb, size, &saved);
     if (err)
         return err;
     uint64_t h = 0, va = 0;
@@ -1638,11 +1645,8 @@ int gms__vmm_chunk_lease(const gms_backend_chunk *c, uint64_t *lease_id, uint64_
 int gms__vmm_import(gms_backend *be, int fd, uint64_t size, int writable, gms_vmm_import *out)
 {
     vmm_backend *vb = B(be);
-    gms__backend_why_clear();
-    if (size == 0 || size % vb->gran)
-        return EINVAL;
     uintptr_t saved;
-    int err = enter(vb, &saved);
+    int err = enter_sized(vb, size, &saved);
     if (err)
         return err;
     gms_vmm_import m = {.region_size = size + 2 * GUARD_BYTES, .size = size};
