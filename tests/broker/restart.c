@@ -13,11 +13,15 @@
  * leaves the clients' memory as it is (not wiped). A gmsd that lost the
  * state leaves the clients detached: memory readable, every request
  * refused with a message saying why. A client whose gmsd does not come
- * back gets a clear error, and resumes once it does.
+ * back gets a clear error, and resumes once it does. A share's owner
+ * hands its memfd back when it resumes, and the share can be acquired
+ * again; gmsd takes back only that very file, and a share revoked before
+ * the restart stays revoked.
  */
 #include "util.h"
 
 #include <grp.h>
+#include <sys/mman.h>
 
 #define KIB 1024ull
 #define MIB (1024 * KIB)
@@ -120,6 +124,131 @@ static void work(uid_t uid, const char *tenant, int in, int out)
     }
     gms_runtime_close(rt);
     _exit(test_failed ? 1 : 0);
+}
+
+/* A raw client of t1 shares two 64 KiB memfds with t2, immutable, and
+ * revokes the second; after gmsd's restart (on `go`) it resumes and hands
+ * them back: first another memfd of the same size and seals in place of
+ * the first (refused), then the real ones, then the first again (refused:
+ * taken back already). Writes the share ids, the session, then the four
+ * answers' types and codes to `out`. */
+static void raw_owner(int out, int go)
+{
+    enum { BYTES = 64 << 10 };
+    become_uid(T1);
+    int s = raw_connect(b.sock), fd, fds[2];
+    gms_broker_msg m = {.type = GMS_BROKER_HELLO};
+    uint64_t session = raw_call(s, &m, &fd) == GMS_BROKER_WELCOME ? m.d : 0, ids[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        m = (gms_broker_msg){.type = GMS_BROKER_SHARE, .a = BYTES, .b = BYTES, .flags = 1,
+                             .ngrants = 1};
+        snprintf(m.grants[0].tenant, sizeof m.grants[0].tenant, "t2");
+        m.grants[0].language = GMS_ANY_LANGUAGE;
+        m.grants[0].mode = GMS_ACCESS_READ;
+        fds[i] = -1;
+        if (raw_call(s, &m, &fds[i]) != GMS_BROKER_SHARED)
+            _exit(2);
+        ids[i] = m.a;
+        m = (gms_broker_msg){.type = GMS_BROKER_PUBLISH, .a = ids[i]};
+        if (raw_call(s, &m, &fd) != GMS_BROKER_PUBLISHED)
+            _exit(3);
+    }
+    m = (gms_broker_msg){.type = GMS_BROKER_REVOKE, .a = ids[1]};
+    if (raw_call(s, &m, &fd) != GMS_BROKER_REVOKED)
+        _exit(4);
+    put_bytes(out, ids, sizeof ids);
+    put_bytes(out, &session, sizeof session);
+    char c;
+    got_bytes(go, &c, 1);
+    close(s);
+    s = raw_connect(b.sock);
+    m = (gms_broker_msg){.type = GMS_BROKER_HELLO, .a = session};
+    if (raw_call(s, &m, &fd) != GMS_BROKER_WELCOME || m.flags != 1)
+        _exit(5);
+    int other = memfd_create("not-the-share", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (other < 0 || ftruncate(other, BYTES) != 0 ||
+        fcntl(other, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
+        _exit(6);
+    int give[4] = {other, fds[0], fds[1], fds[0]};
+    uint64_t to[4] = {ids[0], ids[0], ids[1], ids[0]};
+    int32_t answers[8];
+    for (int i = 0; i < 4; i++) {
+        m = (gms_broker_msg){.type = GMS_BROKER_RESHARE, .a = BYTES, .b = BYTES, .d = to[i],
+                             .flags = 1, .ngrants = 1};
+        snprintf(m.grants[0].tenant, sizeof m.grants[0].tenant, "t2");
+        m.grants[0].language = GMS_ANY_LANGUAGE;
+        m.grants[0].mode = GMS_ACCESS_READ;
+        answers[2 * i] = raw_call_fd(s, &m, give[i], &fd);
+        answers[2 * i + 1] = m.type == GMS_BROKER_ERROR ? m.code : 0;
+    }
+    put_bytes(out, answers, sizeof answers);
+    got_bytes(go, &c, 1);
+    _exit(0);
+}
+
+/* The type of t2's raw ACQUIRE of share id (read), and its code. */
+static int t2_acquires(uint64_t id, int *code)
+{
+    int p[2];
+    if (pipe(p))
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        become_uid(T2);
+        int s = raw_connect(b.sock), fd;
+        gms_broker_msg m = {.type = GMS_BROKER_HELLO};
+        int32_t r[2] = {-1, 0};
+        if (raw_call(s, &m, &fd) == GMS_BROKER_WELCOME) {
+            m = (gms_broker_msg){.type = GMS_BROKER_ACQUIRE, .a = id, .mode = GMS_ACCESS_READ,
+                                 .language = GMS_ANY_LANGUAGE};
+            r[0] = raw_call(s, &m, &fd);
+            r[1] = m.type == GMS_BROKER_ERROR ? m.code : 0;
+        }
+        put_bytes(p[1], r, sizeof r);
+        _exit(0);
+    }
+    int32_t r[2] = {-1, 0};
+    got_bytes(p[0], r, sizeof r);
+    waitpid(pid, NULL, 0);
+    close(p[0]);
+    close(p[1]);
+    *code = r[1];
+    return r[0];
+}
+
+/* Shares after a restart: taken back from their owner, that file only. */
+static void shares_handed_back(void)
+{
+    int rp[2], gp[2];
+    if (pipe(rp) || pipe(gp))
+        _exit(1);
+    pid_t owner = fork();
+    if (owner == 0)
+        raw_owner(rp[1], gp[0]);
+    uint64_t ids[2] = {0, 0}, session = 0;
+    CHECK(got_bytes(rp[0], ids, sizeof ids) && got_bytes(rp[0], &session, sizeof session));
+    int code = 0;
+    CHECK(t2_acquires(ids[0], &code) == GMS_BROKER_ACQUIRED);
+    CHECK(broker_end(&b, SIGKILL) == 128 + SIGKILL);
+    broker_exec(&b);
+    /* Taken over without its memfd: nobody new acquires it yet. */
+    CHECK(t2_acquires(ids[0], &code) == GMS_BROKER_ERROR && code == GMS_E_ACCESS_DENIED);
+    put_bytes(gp[1], "g", 1);
+    int32_t a[8];
+    CHECK(got_bytes(rp[0], a, sizeof a));
+    CHECK(a[0] == GMS_BROKER_ERROR && a[1] == GMS_E_INVALID_ARG);    /* another memfd */
+    CHECK(a[2] == GMS_BROKER_RESHARED);                             /* the share's own */
+    CHECK(a[4] == GMS_BROKER_RESHARED);                             /* the revoked one's */
+    CHECK(a[6] == GMS_BROKER_ERROR && a[7] == GMS_E_INVALID_HANDLE); /* taken back already */
+    CHECK(t2_acquires(ids[0], &code) == GMS_BROKER_ACQUIRED);
+    CHECK(t2_acquires(ids[1], &code) == GMS_BROKER_ERROR && code == GMS_E_ACCESS_DENIED);
+    put_bytes(gp[1], "g", 1);
+    CHECK(status_of(owner) == 0);
+    CHECK(broker_use_becomes(b.sock, T1, 0, 0));
+    for (int i = 0; i < 2; i++) {
+        close(rp[i]);
+        close(gp[i]);
+    }
 }
 
 static worker start(uid_t uid, const char *tenant, const char *reconnect_ms)
@@ -270,9 +399,23 @@ int main(void)
     CHECK(broker_use_becomes(b.sock, T1, t1_bytes - 2 * MIB, t1_leases - 1));
     CHECK(orphans_now() == 2);
 
-    /* A's next request resumes its session, then succeeds. */
+    /* Until A comes back, nobody new acquires A's share: the new gmsd has
+     * no memfd of it. */
+    worker E = start(T2, "t2", NULL);
+    put_bytes(E.out, "a", 1);
+    put_bytes(E.out, &id, sizeof id);
+    CHECK(got_bytes(E.in, &got, sizeof got) && got.rc == GMS_E_ACCESS_DENIED &&
+          strstr(got.msg, "not handed its memory back"));
+
+    /* A's next request resumes its session (handing the share's memfd
+     * back), then succeeds; E may acquire the share again. */
     CHECK(ok(&A, 'n'));
     CHECK(orphans_now() == 1);
+    put_bytes(E.out, "a", 1);
+    put_bytes(E.out, &id, sizeof id);
+    CHECK(got_bytes(E.in, &got, sizeof got) && got.rc == 0);
+    CHECK(ok(&E, 'r'));
+    CHECK(finish(&E) == 0);
     CHECK(ok(&B, 'r'));
     /* B's release of its hold resumes B's session first; the share stays A's. */
     CHECK(finish(&B) == 0);
@@ -345,6 +488,8 @@ int main(void)
         close(rp[i]);
         close(gp[i]);
     }
+
+    shares_handed_back();
 
     /* A stop (SIGTERM) wipes nothing: D's bytes stay, and D resumes. */
     worker D = start(T1, "t1", "300");

@@ -256,18 +256,24 @@ static inline int raw_recv(int s, gms_broker_msg *m, int *fd)
     return gms__broker_decode(buf, (size_t)n, nfds, 1, m);
 }
 
-/* One request and its reply; the reply's type, or -1. An ERROR of
- * sequence 0 (gmsd refusing the connection as it closes it) answers any
- * request, and may be there even when the request could not be sent. */
-static inline int raw_call(int s, gms_broker_msg *m, int *fd)
+/* One request (with descriptor send_fd when >= 0) and its reply; the
+ * reply's type, or -1. An ERROR of sequence 0 (gmsd refusing the
+ * connection as it closes it) answers any request, and may be there even
+ * when the request could not be sent. */
+static inline int raw_call_fd(int s, gms_broker_msg *m, int send_fd, int *fd)
 {
     static uint32_t seq;
     m->seq = ++seq;
     uint32_t want = m->seq;
-    raw_send(s, m, -1);
+    raw_send(s, m, send_fd);
     if (raw_recv(s, m, fd) != 0 || (m->seq != want && !(m->type == GMS_BROKER_ERROR && !m->seq)))
         return -1;
     return m->type;
+}
+
+static inline int raw_call(int s, gms_broker_msg *m, int *fd)
+{
+    return raw_call_fd(s, m, -1, fd);
 }
 
 /* The tenant's bytes and leases in use (through a new connection). */

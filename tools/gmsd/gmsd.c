@@ -67,7 +67,7 @@
 #include <unistd.h>
 
 #define MAX_CLIENTS 1024
-#define FDS_IN_MAX 16 /* descriptors read off one packet; any is refused */
+#define FDS_IN_MAX 16 /* descriptors read off one packet; any but RESHARE's is refused */
 
 typedef struct lease {
     uint64_t id;
@@ -100,7 +100,9 @@ typedef struct share {
     gmsd_tenant *owner;       /* charged for it until its last hold goes */
     uint64_t owner_serial;    /* the owner's connection; 0 once it is gone */
     int immutable, published, revoked;
-    int adopted; /* taken over from the gmsd before: no memfd to hand out */
+    int adopted; /* taken over from the gmsd before: no memfd to hand out
+                    until its owner hands it back (RESHARE) */
+    uint64_t ino; /* the memfd's inode: the one file RESHARE takes back */
     uint64_t moved_to; /* TRANSFER: the share that took this one over */
     uint32_t ngrants;
     gms_broker_grant grants[GMS_BROKER_GRANTS_MAX];
@@ -263,6 +265,33 @@ static long record(uint32_t kind, uint64_t id, uint64_t session, uint64_t share_
     if (tenant)
         snprintf(r.tenant, sizeof r.tenant, "%s", tenant);
     return gmsd_state_put(&r);
+}
+
+static uint32_t share_flags(const share *sh)
+{
+    return (sh->immutable ? GMSD_SHARE_IMMUTABLE : 0) | (sh->revoked ? GMSD_SHARE_REVOKED : 0);
+}
+
+/* The state record of share sh, owned by the connection of session: with
+ * its memfd's inode, so that a gmsd started later takes back that file
+ * alone (RESHARE), and whether it was revoked. */
+static long record_share(share *sh, uint64_t session)
+{
+    struct stat st;
+    sh->ino = sh->fd >= 0 && fstat(sh->fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
+    gmsd_rec r = {.kind = GMSD_REC_SHARE, .flags = share_flags(sh), .id = sh->id,
+                  .session = session, .bytes = sh->bytes, .req = sh->req, .off = sh->off,
+                  .start = sh->ino};
+    snprintf(r.tenant, sizeof r.tenant, "%s", sh->owner->name);
+    return gmsd_state_put(&r);
+}
+
+/* No new acquires of sh from now on, on record too: a gmsd started later
+ * keeps it so even when its owner hands its memfd back. */
+static void share_withdraw(share *sh)
+{
+    sh->revoked = 1;
+    gmsd_state_set_flags(sh->slot, share_flags(sh));
 }
 
 /* Wipes a lease's memory (the pages go back to the kernel, so nothing of
@@ -684,6 +713,20 @@ static const lease *share_source(client *c, const gms_broker_msg *m, int *rc)
     return NULL;
 }
 
+/* The first of m's grants with a mode or language out of range, or
+ * m->ngrants when none is. */
+static uint32_t grant_bad(const gms_broker_msg *m)
+{
+    uint32_t i = 0;
+    for (; i < m->ngrants; i++) {
+        const gms_broker_grant *g = &m->grants[i];
+        if ((g->mode != GMS_ACCESS_READ && g->mode != GMS_ACCESS_READ_WRITE) ||
+            g->language < GMS_ANY_LANGUAGE || g->language > GMS_LANG_OTHER)
+            break;
+    }
+    return i;
+}
+
 static int share_new(client *c, const gms_broker_msg *m)
 {
     gmsd_tenant *t = c->tenant;
@@ -698,14 +741,11 @@ static int share_new(client *c, const gms_broker_msg *m)
                             "share of %llu bytes at %llu in %llu: must be whole %s holding "
                             "the buffer", (unsigned long long)m->b, (unsigned long long)m->c,
                             (unsigned long long)m->a, gpu ? "granules, the fewest" : "pages");
-    for (uint32_t i = 0; i < m->ngrants; i++) {
-        const gms_broker_grant *g = &m->grants[i];
-        if ((g->mode != GMS_ACCESS_READ && g->mode != GMS_ACCESS_READ_WRITE) ||
-            g->language < GMS_ANY_LANGUAGE || g->language > GMS_LANG_OTHER)
-            return refuse_share(c, m->seq, GMS_E_INVALID_ARG, 0,
-                                "share: grant %u: mode %u or language %d out of range", i,
-                                g->mode, g->language);
-    }
+    uint32_t bad_grant = grant_bad(m);
+    if (bad_grant < m->ngrants)
+        return refuse_share(c, m->seq, GMS_E_INVALID_ARG, 0,
+                            "share: grant %u: mode %u or language %d out of range", bad_grant,
+                            m->grants[bad_grant].mode, m->grants[bad_grant].language);
     int rc = 0;
     const lease *from = gpu ? share_source(c, m, &rc) : NULL;
     if (gpu && !from)
@@ -742,8 +782,7 @@ static int share_new(client *c, const gms_broker_msg *m)
     sh->immutable = (int)m->flags;
     sh->ngrants = m->ngrants;
     memcpy(sh->grants, m->grants, sizeof sh->grants);
-    long slot = record(GMSD_REC_SHARE, sh->id, c->session, 0, sh->bytes, sh->req, sh->off,
-                       (uint32_t)sh->immutable, t->name);
+    long slot = record_share(sh, c->session);
     hold *h = slot < 0 ? NULL : (sh->slot = (unsigned)slot, hold_new(c, sh, !m->flags));
     if (!h) {
         err = errno;
@@ -821,12 +860,15 @@ static int share_acquire(client *c, const gms_broker_msg *m)
     for (hold *h = sh->holds; h; h = h->next)
         writer |= h->writer;
     const char *who = c->tenant->name;
+    if (sh->adopted && !sh->revoked)
+        return refuse_share(c, m->seq, GMS_E_ACCESS_DENIED, sh->id,
+                            "share 0x%016llx cannot be acquired now: gmsd restarted since it was "
+                            "made, and its owner has not handed its memory back (its holders keep "
+                            "it)", (unsigned long long)sh->id);
     if (sh->revoked)
         return refuse_share(c, m->seq, GMS_E_ACCESS_DENIED, sh->id,
                             "share 0x%016llx was revoked%s", (unsigned long long)sh->id,
                             sh->moved_to ? " (another tenant took it over)"
-                            : sh->adopted ? " (gmsd restarted since it was made: its holders keep "
-                                            "it, nobody new may acquire it)"
                             : sh->owner_serial ? ""
                                                : " (its owner's connection ended)");
     if (!may)
@@ -932,9 +974,56 @@ static int share_revoke(client *c, const gms_broker_msg *m)
         return refuse_share(c, m->seq, GMS_E_ACCESS_DENIED, sh->id,
                             "share 0x%016llx: only its owner's connection may revoke it",
                             (unsigned long long)sh->id);
-    sh->revoked = 1;
+    share_withdraw(sh);
     audit(GMS_AUDIT_REVOKE, GMS_OK, c, sh->id, sh->req, "share revoked: no new acquires");
     gms_broker_msg r = {.type = GMS_BROKER_REVOKED, .seq = m->seq, .a = sh->id};
+    return reply(c, &r, -1);
+}
+
+/* RESHARE: the owner of a share taken over from the gmsd before repeats
+ * its SHARE (share id m->d) with the memfd (fd, ours to keep or close) and
+ * the grants, which the state file does not keep. Only that very file is
+ * taken: the inode on record, the size, and the seals the share had (a
+ * write seal for an immutable one), so no other bytes can pass for it;
+ * and the share as made (bytes, buffer, immutable). A share revoked before
+ * the restart stays revoked. */
+static int share_reshare(client *c, const gms_broker_msg *m, int fd)
+{
+    share *sh = share_find(m->d);
+    if (!sh || !sh->adopted || sh->fd >= 0 || sh->owner_serial != c->serial) {
+        close(fd);
+        return refuse_share(c, m->seq, GMS_E_INVALID_HANDLE, m->d,
+                            "reshare: share 0x%016llx is not this connection's, taken over from "
+                            "the gmsd before and not handed back yet", (unsigned long long)m->d);
+    }
+    if (m->a != sh->bytes || m->b != sh->req || m->c != sh->off ||
+        m->flags != (uint32_t)sh->immutable || grant_bad(m) < m->ngrants) {
+        close(fd);
+        return refuse_share(c, m->seq, GMS_E_INVALID_ARG, sh->id,
+                            "reshare: share 0x%016llx was made otherwise (%llu bytes, the buffer's "
+                            "%llu at %llu, %s), or a grant is out of range",
+                            (unsigned long long)sh->id, (unsigned long long)sh->bytes,
+                            (unsigned long long)sh->req, (unsigned long long)sh->off,
+                            sh->immutable ? "immutable" : "mutable");
+    }
+    struct stat st;
+    int want = F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL | (sh->immutable ? F_SEAL_WRITE : 0);
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !sh->ino ||
+        (uint64_t)st.st_ino != sh->ino || (uint64_t)st.st_size != sh->bytes || seals < 0 ||
+        (seals & want) != want) {
+        close(fd);
+        return refuse_share(c, m->seq, GMS_E_INVALID_ARG, sh->id,
+                            "reshare: the descriptor is not share 0x%016llx's memory",
+                            (unsigned long long)sh->id);
+    }
+    sh->fd = fd;
+    sh->adopted = 0;
+    sh->ngrants = m->ngrants;
+    memcpy(sh->grants, m->grants, sizeof sh->grants);
+    audit(GMS_AUDIT_SHARE, GMS_OK, c, sh->id, sh->req, "share handed back after a restart%s",
+          sh->revoked ? " (revoked: still no new acquires)" : ": acquirable again");
+    gms_broker_msg r = {.type = GMS_BROKER_RESHARED, .seq = m->seq, .a = sh->id};
     return reply(c, &r, -1);
 }
 
@@ -1004,8 +1093,7 @@ static int share_transfer(client *c, const gms_broker_msg *m)
     ns->owner_serial = c->serial;
     ns->published = 1;
     ns->revoked = 1; /* exclusive: nobody acquires it */
-    long slot = err ? -1 : record(GMSD_REC_SHARE, ns->id, c->session, 0, ns->bytes, ns->req,
-                                  ns->off, 0, t->name);
+    long slot = err ? -1 : record_share(ns, c->session);
     if (!err && slot < 0)
         err = errno;
     hold *h = err ? NULL : (ns->slot = (unsigned)slot, hold_new(c, ns, 1));
@@ -1023,8 +1111,8 @@ static int share_transfer(client *c, const gms_broker_msg *m)
     }
     ns->next = shares;
     shares = ns;
-    sh->revoked = 1;
     sh->moved_to = ns->id;
+    share_withdraw(sh);
     t->used_bytes += ns->bytes;
     t->used_leases++;
     t->live_shares++;
@@ -1049,7 +1137,7 @@ static void shares_drop(client *c, const char *why)
         next = sh->next;
         if (sh->owner_serial == c->serial) {
             sh->owner_serial = 0;
-            sh->revoked = 1;
+            share_withdraw(sh);
         }
         for (hold **pp = &sh->holds; *pp;) {
             if ((*pp)->serial != c->serial) {
@@ -1210,7 +1298,9 @@ static int restore_one(unsigned i, const gmsd_rec *r)
         client *o = orphan_of(r->session);
         *sh = (share){.id = r->id, .fd = -1, .bytes = r->bytes, .req = r->req, .off = r->off,
                       .owner = t, .owner_serial = o ? o->serial : 0,
-                      .immutable = r->flags & 1, .published = 1, .revoked = 1, .adopted = 1,
+                      .immutable = (r->flags & GMSD_SHARE_IMMUTABLE) != 0, .published = 1,
+                      .revoked = (r->flags & GMSD_SHARE_REVOKED) != 0, .adopted = 1,
+                      .ino = r->start,
                       .slot = i, .next = shares};
         shares = sh;
         t->used_bytes += sh->bytes;
@@ -1317,23 +1407,25 @@ static int serve(unsigned i)
         return errno == EAGAIN || errno == EINTR ? 0 : -1;
     if (n == 0)
         return -1; /* closed */
-    /* Descriptors are never expected from a client: close every one. */
+    /* Only RESHARE carries a descriptor (the decoder holds each type to
+     * its count); every other one is closed here. */
+    int fds[FDS_IN_MAX] = {-1};
     unsigned nfds = 0;
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
             continue;
         size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t j = 0; j < k; j++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(cm) + j * sizeof(int), sizeof fd);
-            close(fd);
-            nfds++;
-        }
+        for (size_t j = 0; j < k && nfds < FDS_IN_MAX; j++)
+            memcpy(&fds[nfds++], CMSG_DATA(cm) + j * sizeof(int), sizeof(int));
     }
     gms_broker_msg m;
     int why = (mh.msg_flags & MSG_TRUNC) ? GMS_BROKER_BAD_LENGTH
               : (mh.msg_flags & MSG_CTRUNC) ? GMS_BROKER_BAD_FDS
               : gms__broker_decode(buf, (size_t)n, nfds, 0, &m);
+    int given = !why && m.type == GMS_BROKER_RESHARE && nfds == 1 ? fds[0] : -1;
+    for (unsigned j = 0; j < nfds; j++)
+        if (fds[j] != given)
+            close(fds[j]);
     if (why) {
         say("pid %d uid %u: bad message (%s): disconnected", (int)c->pid, (unsigned)c->uid,
             gms__broker_bad_name(why));
@@ -1365,6 +1457,7 @@ static int serve(unsigned i)
     case GMS_BROKER_RELEASE_SHARE: return share_release(c, &m);
     case GMS_BROKER_REVOKE: return share_revoke(c, &m);
     case GMS_BROKER_TRANSFER: return share_transfer(c, &m);
+    case GMS_BROKER_RESHARE: return share_reshare(c, &m, given);
     case GMS_BROKER_USAGE: {
         gms_broker_msg u = {.type = GMS_BROKER_USED, .seq = m.seq, .a = t->used_bytes,
                             .b = t->used_leases, .c = t->quota_bytes, .d = t->quota_leases};

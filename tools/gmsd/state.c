@@ -167,6 +167,12 @@ void gmsd_state_clear(unsigned i)
     free_slots[nfree++] = i;
 }
 
+void gmsd_state_set_flags(unsigned i, uint32_t flags)
+{
+    if (i < slots && rec(i)->kind != GMSD_REC_FREE)
+        __atomic_store_n(&rec(i)->flags, flags, __ATOMIC_RELEASE);
+}
+
 void gmsd_state_close(void)
 {
     if (map)

@@ -24,17 +24,21 @@ enum {
 
 typedef struct gmsd_rec {
     uint32_t kind;     /* GMSD_REC_*: set last, cleared first */
-    uint32_t flags;    /* share: immutable; hold: writer */
+    uint32_t flags;    /* share: GMSD_SHARE_*; hold: writer */
     uint64_t id;       /* the session's, lease's, share's or hold's id */
     uint64_t session;  /* lease, hold: its connection's session; share: its owner's */
     uint64_t share;    /* hold: its share's id */
     uint64_t bytes;    /* lease, share: the memfd's bytes */
     uint64_t req, off; /* share: the buffer's bytes and offset in the memfd */
-    uint64_t start;    /* session: its process's start time (/proc/PID/stat) */
+    uint64_t start;    /* session: its process's start time (/proc/PID/stat);
+                          share: its memfd's inode (0 on CUDA memory), the one
+                          file its owner may hand back after a restart */
     int32_t pid;       /* session: its process */
     uint32_t uid;      /* session */
     char tenant[64];   /* session: its tenant; share: the tenant charged */
 } gmsd_rec;
+
+enum { GMSD_SHARE_IMMUTABLE = 1, GMSD_SHARE_REVOKED = 2 };
 
 /* Opens (creating it when missing) and locks the file at path: a file of
  * this boot keeps its records, any other is emptied. 0, or -1 with err
@@ -46,6 +50,8 @@ const gmsd_rec *gmsd_state_at(unsigned i);
 /* Writes r into a free slot, growing the file when none is left; the
  * slot, or -1 with errno set when the file cannot grow. */
 long gmsd_state_put(const gmsd_rec *r);
+/* Sets slot i's flags (one store: a share revoked). */
+void gmsd_state_set_flags(unsigned i, uint32_t flags);
 /* Frees slot i. */
 void gmsd_state_clear(unsigned i);
 void gmsd_state_close(void);

@@ -46,7 +46,8 @@ typedef struct lease_entry {
  * a chunk, until the block's last holder goes (gms__broker_unshare). */
 typedef struct share_entry {
     uint64_t id, hold;
-    int fd;                  /* the share's memfd */
+    int fd;                  /* the share's memfd; -1 on CUDA memory */
+    gms_broker_msg *made;    /* the SHARE that made it: RESHARE repeats it */
     gms_backend_chunk *chunk;
     uint64_t addr, len;
     struct share_entry *next;
@@ -87,22 +88,21 @@ static broker_backend *bb_of(gms_backend *be)
     return (broker_backend *)be;
 }
 
-/* One request and its reply (lock held). *fd: the descriptor a LEASED
- * reply carries, else -1. 0, EPROTO for a reply that does not decode or
+/* One request (with descriptor send_fd when >= 0: RESHARE's) and its reply
+ * (lock held). *fd: the descriptor a reply carries, else -1. 0, EPROTO for a reply that does not decode or
  * answer the request, an errno for the socket, or what an ERROR says.
  * An ERROR of sequence 0 is gmsd refusing the connection as it closes it
  * (an unknown peer, too many connections): it answers any request, and
  * may be waiting even when the request could not be sent. */
-static int exchange(broker_backend *bb, gms_broker_msg *req, gms_broker_msg *rep, int *fd,
-                    int *lost)
+static int exchange(broker_backend *bb, gms_broker_msg *req, int send_fd, gms_broker_msg *rep,
+                    int *fd, int *lost)
 {
     uint8_t buf[GMS_BROKER_MSG_MAX];
     *fd = -1;
     *lost = 0;
     req->seq = ++bb->seq;
-    size_t n = gms__broker_encode(req, buf);
     int send_err = 0;
-    if (send(bb->sock, buf, n, MSG_NOSIGNAL) != (ssize_t)n)
+    if (gms__broker_send(bb->sock, req, send_fd, 0) != 0)
         send_err = errno ? errno : EIO;
     union {
         struct cmsghdr h;
@@ -171,6 +171,26 @@ static void detach(broker_backend *bb, const char *fmt, ...)
     bb->sock = -1;
 }
 
+/* After resuming a session with a restarted gmsd: hands it back the memfd
+ * of each share this process owns, which it took over without one, so
+ * that others may acquire them again (RESHARE; gmsd takes back only the
+ * very file, and keeps a revoked share revoked). A refusal leaves the
+ * share as it was: its holders keep it, nobody new acquires it. */
+static void shares_hand_back(broker_backend *bb)
+{
+    for (share_entry *e = bb->shares; e; e = e->next) {
+        if (e->fd < 0)
+            continue; /* CUDA memory: the new gmsd has no copy to hand out */
+        gms_broker_msg *req = e->made, rep = {0};
+        req->type = GMS_BROKER_RESHARE;
+        req->d = e->id;
+        int fd, lost;
+        exchange(bb, req, e->fd, &rep, &fd, &lost);
+        if (fd >= 0)
+            close(fd);
+    }
+}
+
 /* gmsd went away: connect again (waiting up to GMS_BROKER_RECONNECT_MS
  * for it to come back, the first time) and resume the session (lock held).
  * 0, or ENOTCONN with bb->why saying why. */
@@ -193,7 +213,7 @@ static int reconnect(broker_backend *bb)
         err = s < 0 || connect(s, (struct sockaddr *)&sa, sizeof sa) != 0 ? errno : 0;
         if (!err) {
             bb->sock = s;
-            err = exchange(bb, &req, &rep, &fd, &lost);
+            err = exchange(bb, &req, -1, &rep, &fd, &lost);
             if (fd >= 0)
                 close(fd);
             if (!lost)
@@ -239,6 +259,7 @@ static int reconnect(broker_backend *bb)
     }
     bb->session = rep.d;
     bb->why[0] = 0;
+    shares_hand_back(bb);
     return 0;
 }
 
@@ -252,9 +273,9 @@ static int call(broker_backend *bb, gms_broker_msg *req, gms_broker_msg *rep, in
     int lost = 1, err = ENOTCONN;
     *fd = -1;
     if (bb->sock >= 0)
-        err = exchange(bb, req, rep, fd, &lost);
+        err = exchange(bb, req, -1, rep, fd, &lost);
     if (lost && !bb->detached && (err = reconnect(bb)) == 0)
-        err = exchange(bb, req, rep, fd, &lost);
+        err = exchange(bb, req, -1, rep, fd, &lost);
     if (lost || err == ENOTCONN) {
         if (!bb->why[0])
             snprintf(bb->why, sizeof bb->why, "gmsd at %s went away", bb->path);
@@ -543,6 +564,8 @@ int gms__broker_share(gms_backend *be, gms_backend_chunk *chunk, uint64_t addr, 
     e->chunk = chunk;
     e->addr = addr;
     e->len = len;
+    e->made = m;
+    m = NULL; /* kept with the entry */
     e->next = bb->shares;
     bb->shares = e;
     *id = e->id;
@@ -602,6 +625,8 @@ void gms__broker_unshare(gms_backend *be, uint64_t id)
         hold_release(bb, e->hold);
     }
     pthread_mutex_unlock(&bb->lock);
+    if (e)
+        free(e->made);
     free(e);
 }
 
@@ -821,6 +846,7 @@ static void broker_destroy(gms_backend *be)
         next = e->next;
         if (e->fd >= 0)
             close(e->fd);
+        free(e->made);
         free(e);
     }
     for (copy_entry *c = bb->copies, *next; c; c = next) {
@@ -905,7 +931,7 @@ int gms__backend_broker_create(const char *path, int backend, int device, uint64
     }
     gms_broker_msg req = {.type = GMS_BROKER_HELLO}, rep = {0};
     int fd, lost;
-    err = exchange(bb, &req, &rep, &fd, &lost);
+    err = exchange(bb, &req, -1, &rep, &fd, &lost);
     if (fd >= 0)
         close(fd);
     if (!err && rep.type != GMS_BROKER_WELCOME)

@@ -68,6 +68,7 @@ static int layout(uint16_t type, int *fds, int *from_broker)
     case GMS_BROKER_RELEASE_SHARE: return 8;
     case GMS_BROKER_REVOKE: return 8;
     case GMS_BROKER_TRANSFER: return 8;
+    case GMS_BROKER_RESHARE: *fds = 1; return 40 + GMS_BROKER_GRANT_BYTES;
     case GMS_BROKER_WELCOME: return 72 + GMS_BROKER_TENANT_MAX;
     case GMS_BROKER_LEASED: *fds = 1; return 16;
     case GMS_BROKER_RELEASED: return 8;
@@ -78,6 +79,7 @@ static int layout(uint16_t type, int *fds, int *from_broker)
     case GMS_BROKER_SHARE_RELEASED: return 8;
     case GMS_BROKER_REVOKED: return 8;
     case GMS_BROKER_TRANSFERRED: *fds = 1; return 16;
+    case GMS_BROKER_RESHARED: return 8;
     case GMS_BROKER_ERROR: return 8;
     default: return -1;
     }
@@ -88,7 +90,7 @@ static uint32_t layout_max(uint16_t type, int size)
 {
     if (type == GMS_BROKER_ERROR)
         return 8 + GMS_BROKER_TEXT_MAX;
-    if (type == GMS_BROKER_SHARE)
+    if (type == GMS_BROKER_SHARE || type == GMS_BROKER_RESHARE)
         return 40 + GMS_BROKER_GRANTS_MAX * GMS_BROKER_GRANT_BYTES;
     return (uint32_t)size;
 }
@@ -146,6 +148,7 @@ int gms__broker_decode(const void *buf, size_t n, unsigned nfds, int from_broker
     case GMS_BROKER_PUBLISHED:
     case GMS_BROKER_SHARE_RELEASED:
     case GMS_BROKER_REVOKED:
+    case GMS_BROKER_RESHARED:
         out->a = get64(q);
         break;
     case GMS_BROKER_LEASED:
@@ -159,6 +162,7 @@ int gms__broker_decode(const void *buf, size_t n, unsigned nfds, int from_broker
         out->c = get64(q + 16);
         break;
     case GMS_BROKER_SHARE:
+    case GMS_BROKER_RESHARE:
         out->a = get64(q);
         out->b = get64(q + 8);
         out->c = get64(q + 16);
@@ -254,6 +258,7 @@ size_t gms__broker_encode(const gms_broker_msg *m, uint8_t *buf)
     case GMS_BROKER_PUBLISHED:
     case GMS_BROKER_SHARE_RELEASED:
     case GMS_BROKER_REVOKED:
+    case GMS_BROKER_RESHARED:
         put64(q, m->a);
         break;
     case GMS_BROKER_LEASED:
@@ -266,7 +271,8 @@ size_t gms__broker_encode(const gms_broker_msg *m, uint8_t *buf)
         put64(q + 8, m->b);
         put64(q + 16, m->c);
         break;
-    case GMS_BROKER_SHARE: {
+    case GMS_BROKER_SHARE:
+    case GMS_BROKER_RESHARE: {
         uint32_t n = m->ngrants > GMS_BROKER_GRANTS_MAX ? GMS_BROKER_GRANTS_MAX : m->ngrants;
         put64(q, m->a);
         put64(q + 8, m->b);

@@ -21,7 +21,7 @@
 #define GMS_BROKER_MAGIC 0x42534d47u /* "GMSB" */
 #define GMS_BROKER_PROTO 4 /* 2: sessions (HELLO, WELCOME), ACQUIRED's owner, TRANSFER;
                               3: WELCOME's memory and device; 4: shares of CUDA
-                              memory (SHARE's lease, ACQUIRED's copy) */
+                              memory (SHARE's lease, ACQUIRED's copy), RESHARE */
 #define GMS_BROKER_HEADER 16
 #define GMS_BROKER_TEXT_MAX 200      /* an error's text, bytes */
 #define GMS_BROKER_TENANT_MAX 64     /* a tenant's name, NUL included */
@@ -38,13 +38,19 @@ typedef enum gms_broker_type {
     GMS_BROKER_USAGE = 4,    /* empty: the tenant's use, for tests and tools */
     GMS_BROKER_SHARE = 5,    /* a = memfd bytes, b = the buffer's bytes, c = its
                                 offset in the memfd, flags = immutable,
-                                grants[ngrants] (1..16) */
+                                grants[ngrants] (1..16); CUDA memory: a =
+                                the share's bytes, c = the buffer's offset
+                                in lease d */
     GMS_BROKER_PUBLISH = 6,  /* a = share id: the owner has filled it */
     GMS_BROKER_ACQUIRE = 7,  /* a = share id, mode, language, user */
     GMS_BROKER_RELEASE_SHARE = 8, /* a = hold id */
     GMS_BROKER_REVOKE = 9,   /* a = share id */
     GMS_BROKER_TRANSFER = 10, /* a = hold id: its share, of another tenant, is
                                  taken over by this connection's tenant */
+    GMS_BROKER_RESHARE = 11, /* SHARE's fields again, d = share id; one fd: the
+                                share's memfd, which its owner hands back to
+                                a restarted gmsd (with the grants, which
+                                gmsd's state file does not keep) */
     /* broker to client */
     GMS_BROKER_WELCOME = 0x81, /* a = lease bytes, b = quota bytes, c = quota
                                   leases, level, languages (mask), d = the
@@ -58,16 +64,20 @@ typedef enum gms_broker_type {
     GMS_BROKER_USED = 0x84,    /* a = bytes, b = leases, c = quota bytes,
                                   d = quota leases (the whole tenant) */
     GMS_BROKER_SHARED = 0x85,  /* a = share id, b = the owner's hold id, c = bytes;
-                                  one fd: the share's memfd, writable */
+                                  one fd: the share's memfd, writable (CUDA
+                                  memory: none) */
     GMS_BROKER_PUBLISHED = 0x86, /* a = share id */
     GMS_BROKER_ACQUIRED = 0x87,/* a = hold id, b = memfd bytes, c = the buffer's
-                                  bytes, d = its offset, mode, flags = immutable,
-                                  tenant = the owner's; one fd: the memfd,
-                                  read-only unless mode lets the holder write */
+                                  bytes, d = its offset, e = the lease of the
+                                  reader's copy (CUDA memory), mode, flags =
+                                  immutable, tenant = the owner's; one fd: the
+                                  memfd, read-only unless mode lets the holder
+                                  write (CUDA memory: the reader's copy) */
     GMS_BROKER_SHARE_RELEASED = 0x88, /* a = hold id */
     GMS_BROKER_REVOKED = 0x89, /* a = share id */
     GMS_BROKER_TRANSFERRED = 0x8a, /* a = the new hold id, b = bytes; one fd: the
                                       new share's memfd, writable, empty */
+    GMS_BROKER_RESHARED = 0x8b, /* a = share id: acquirable again (unless revoked) */
     GMS_BROKER_ERROR = 0xff    /* code (GMS_E_*), err (errno), text */
 } gms_broker_type;
 
