@@ -89,8 +89,9 @@ static broker_backend *bb_of(gms_backend *be)
 }
 
 /* One request (with descriptor send_fd when >= 0: RESHARE's) and its reply
- * (lock held). *fd: the descriptor a reply carries, else -1. 0, EPROTO for a reply that does not decode or
- * answer the request, an errno for the socket, or what an ERROR says.
+ * (lock held). *fd: the descriptor a reply carries, else -1. 0, EPROTO for
+ * a reply that does not decode or answer the request, an errno for the
+ * socket, or what an ERROR says.
  * An ERROR of sequence 0 is gmsd refusing the connection as it closes it
  * (an unknown peer, too many connections): it answers any request, and
  * may be waiting even when the request could not be sent. */
