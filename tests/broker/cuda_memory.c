@@ -22,7 +22,8 @@
  * a lease round trip (LEASE to LEASED: gmsd makes, zeroes and exports the
  * memory), what the client's driver calls on its descriptor cost one by
  * one, the first allocation of a new lease through libgms against
- * cuMemAlloc of the same size, and a 4 KiB pair inside a lease against
+ * cuMemAlloc of the same size (leases taken on request, then made ahead
+ * by the client's spare), and a 4 KiB pair inside a lease against
  * the in-process CUDA backend's.
  */
 #include "util.h"
@@ -103,6 +104,45 @@ static void child_basic(void)
              GMS_E_INVALID_HANDLE);
     for (unsigned i = 0; i < n; i++)
         CHECK_OK(gms_free(ctx, bufs[i]));
+    gms_context_close(ctx);
+    gms_runtime_close(rt);
+    CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 0 && bytes == 0);
+}
+
+/* In a child, with a spare lease (GMS_BROKER_SPARE unset): after the
+ * first lease a second one is made ahead, and the next lease the pool
+ * needs is that one (data through it); with the quota full none is made,
+ * a chunk of another size takes the spare's quota, and closing returns
+ * everything. */
+static void child_spare(void)
+{
+    unsetenv("GMS_BROKER_SPARE");
+    gms_runtime *rt;
+    gms_context *ctx = open_client(&rt, GMS_BACKEND_CUDA);
+    if (!ctx)
+        _exit(1);
+    static uint8_t data[MIB], back[MIB];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 11 + 1);
+    gms_buf a, c, big;
+    uint64_t bytes = 0, leases = 0;
+    CHECK_OK(gms_alloc(ctx, 3 * MIB, 0, &a));
+    for (double t0 = now_s(); now_s() - t0 < 2 && leases != 2; usleep(1000))
+        raw_usage(b.sock, &bytes, &leases);
+    CHECK(leases == 2 && bytes == 2 * LEASE); /* the first lease and the spare */
+    CHECK_OK(gms_alloc(ctx, 3 * MIB, 0, &c)); /* into the spare */
+    CHECK_OK(gms_write(ctx, c, MIB, data, sizeof data));
+    CHECK_OK(gms_read(ctx, c, MIB, back, sizeof back));
+    CHECK(memcmp(data, back, sizeof data) == 0);
+    for (double t0 = now_s(); now_s() - t0 < 2 && leases != 3; usleep(1000))
+        raw_usage(b.sock, &bytes, &leases);
+    CHECK(leases == 3 && bytes == 3 * LEASE); /* the next spare: the quota is full */
+    /* A chunk of another size (8 MiB) needs the quota the spare holds:
+     * still refused (two leases in use leave one), but only by the quota. */
+    CHECK_RC(gms_alloc(ctx, 6 * MIB, 0, &big), GMS_E_QUOTA);
+    CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 2);
+    CHECK_OK(gms_free(ctx, a));
+    CHECK_OK(gms_free(ctx, c));
     gms_context_close(ctx);
     gms_runtime_close(rt);
     CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 0 && bytes == 0);
@@ -650,6 +690,29 @@ static void bench(void)
     for (int i = 0; ctx && i < 6; i++)
         CHECK_OK(gms_free(ctx, bufs[i]));
     double in_lease = ctx ? pair_ns(ctx) : -1;
+    /* With a lease made ahead (GMS_BROKER_SPARE unset), at a pace that
+     * lets the spare be ready: 20 ms between leases, for each path. */
+    double spared[6] = {0};
+    unsetenv("GMS_BROKER_SPARE");
+    gms_runtime *rt_s;
+    gms_context *cs = open_client(&rt_s, GMS_BACKEND_CUDA);
+    gms_buf sb[7];
+    if (cs)
+        CHECK_OK(gms_alloc(cs, LEASE * 3 / 4, 0, &sb[6])); /* the first lease: no spare yet */
+    for (int i = 0; cs && i < 6; i++) {
+        usleep(20000);
+        double t0 = now_s();
+        CHECK_OK(i < 3 ? gms_alloc(cs, LEASE * 3 / 4, 0, &sb[i])
+                       : gms_alloc_async(cs, LEASE * 3 / 4, 0, NULL, &sb[i]));
+        spared[i] = (now_s() - t0) * 1e6;
+    }
+    for (int i = 0; cs && i < 7; i++)
+        CHECK_OK(gms_free(cs, sb[i]));
+    if (cs) {
+        gms_context_close(cs);
+        gms_runtime_close(rt_s);
+    }
+    setenv("GMS_BROKER_SPARE", "0", 1);
     for (uint64_t mib = 2; ctx && mib <= 64; mib *= 32) {
         share_costs(ctx, mib * MIB);
         share_round_trips(mib * MIB);
@@ -686,6 +749,10 @@ static void bench(void)
            malloc_pair, first[1] / malloc_alone);
     printf("the same through gms_alloc_async: %.1f / %.1f / %.1f us\n", first_async[0],
            first_async[1], first_async[2]);
+    printf("first allocation of a new lease made ahead (a spare; 20 ms apart): gms_alloc %.1f / "
+           "%.1f / %.1f us, gms_alloc_async %.1f / %.1f / %.1f us: ratio %.2f and %.2f\n",
+           spared[0], spared[1], spared[2], spared[3], spared[4], spared[5],
+           spared[1] / malloc_alone, spared[4] / malloc_alone);
     printf("4 KiB async pair: inside a lease %.0f ns, in-process CUDA backend %.0f ns: ratio "
            "%.2f\n", in_lease, in_process, in_lease / in_process);
 }
@@ -693,6 +760,8 @@ static void bench(void)
 int main(int argc, char **argv)
 {
     stand_in = getenv("GMS_TEST_STAND_IN") != NULL;
+    /* Exact lease counts below: no lease made ahead, but in child_spare. */
+    setenv("GMS_BROKER_SPARE", "0", 1);
     /* Probed in a child: CUDA set up before a fork is unusable after it. */
     if (run_child(probe_cuda) != 0) {
         printf("no CUDA backend here: skipped\n");
@@ -717,6 +786,7 @@ int main(int argc, char **argv)
     }
 
     CHECK(run_child(child_basic) == 0);
+    CHECK(run_child(child_spare) == 0);
     CHECK(run_child(child_wrong_backend) == 0);
     if (stand_in) /* a GPU's UUID is the stand-in's to play with */
         CHECK(run_child(child_wrong_gpu) == 0);

@@ -1802,11 +1802,11 @@ int main(int argc, char **argv)
     gmsd_metrics_stop();
     audit(GMS_AUDIT_RUNTIME_CLOSE, GMS_OK, NULL, 0, 0, "gmsd stopped");
     gms__audit_close(trail);
-    gmsd_policy_free(&policy);
-    if (gpu) {
+    if (gpu) { /* the spares' thread reads the policy: stopped first */
         spares_end();
         gpu->ops->destroy(gpu);
     }
+    gmsd_policy_free(&policy);
     say("stopped");
     return 0;
 }

@@ -91,6 +91,14 @@ typedef struct vmm_backend {
     uint64_t words_dev;
     unsigned char words_taken[HOST_WORDS];
     gms_vmm_leaser leaser; /* take NULL: chunks are the backend's own memory */
+    /* A lease of leaser.spare_size made ahead by spare_thread (taken,
+     * reserved, imported, mapped), for the next chunk of that size; all
+     * under spare_lock. */
+    pthread_mutex_t spare_lock;
+    pthread_cond_t spare_wake;
+    pthread_t spare_thread;
+    int spare_running, spare_stop, spare_wanted;
+    struct gms_backend_chunk *spare;
 } vmm_backend;
 
 #define ASYNC_SLOTS 8192u
@@ -189,15 +197,11 @@ static int lease_map(vmm_backend *vb, gms_backend_chunk *c, int fd)
     return import_map(vb, fd, c->base, c->size, 1, "gmsd's lease", &c->lease);
 }
 
-static int vmm_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t *base,
-                       gms_backend_chunk **out)
+/* A new chunk of size bytes aligned to align (at least a granule): its
+ * address space reserved between guards and, where chunks are leases, a
+ * lease taken and mapped over it. 0 or an errno value. */
+static int chunk_reserve(vmm_backend *vb, uint64_t size, uint64_t align, gms_backend_chunk **out)
 {
-    vmm_backend *vb = B(be);
-    gms__backend_why_clear();
-    if (size == 0 || size % vb->gran || (align & (align - 1)))
-        return EINVAL;
-    if (align < vb->gran)
-        align = vb->gran;
     gms_backend_chunk *c = calloc(1, sizeof *c);
     if (!c)
         return ENOMEM;
@@ -233,6 +237,90 @@ static int vmm_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t 
         return err;
     }
     c->device = -1;
+    *out = c;
+    return 0;
+}
+
+static void vmm_release(gms_backend *be, gms_backend_chunk *c);
+
+/* The spare lease's maker (gms__vmm_set_leaser): whenever one is wanted
+ * and none is ready, it makes one, off the allocating thread, so that a
+ * pool growing by a lease finds it imported and mapped. A refusal (the
+ * tenant's quota, gmsd away) waits for the next chunk taken. */
+static void *spare_maker(void *arg)
+{
+    vmm_backend *vb = arg;
+    pthread_mutex_lock(&vb->spare_lock);
+    while (!vb->spare_stop) {
+        if (!vb->spare_wanted || vb->spare) {
+            pthread_cond_wait(&vb->spare_wake, &vb->spare_lock);
+            continue;
+        }
+        vb->spare_wanted = 0;
+        pthread_mutex_unlock(&vb->spare_lock);
+        gms_backend_chunk *c = NULL;
+        chunk_reserve(vb, vb->leaser.spare_size, vb->gran, &c);
+        pthread_mutex_lock(&vb->spare_lock);
+        if (c && (vb->spare_stop || vb->spare)) {
+            pthread_mutex_unlock(&vb->spare_lock);
+            vmm_release(&vb->base, c);
+            pthread_mutex_lock(&vb->spare_lock);
+        } else if (c) {
+            vb->spare = c;
+        }
+    }
+    pthread_mutex_unlock(&vb->spare_lock);
+    return NULL;
+}
+
+/* The spare lease when it fits a chunk of size and align (NULL if none),
+ * asking for the next one; with want_only, only asks. */
+static gms_backend_chunk *spare_take(vmm_backend *vb, uint64_t size, uint64_t align, bool want_only)
+{
+    if (!vb->spare_running || size != vb->leaser.spare_size)
+        return NULL;
+    pthread_mutex_lock(&vb->spare_lock);
+    gms_backend_chunk *c = vb->spare;
+    if (want_only || (c && c->base % align))
+        c = NULL;
+    if (c)
+        vb->spare = NULL;
+    vb->spare_wanted = 1;
+    pthread_cond_signal(&vb->spare_wake);
+    pthread_mutex_unlock(&vb->spare_lock);
+    return c;
+}
+
+/* Gives the spare lease back (its quota for a chunk that needs it). */
+static bool spare_drop(vmm_backend *vb)
+{
+    if (!vb->spare_running)
+        return false;
+    pthread_mutex_lock(&vb->spare_lock);
+    gms_backend_chunk *c = vb->spare;
+    vb->spare = NULL;
+    pthread_mutex_unlock(&vb->spare_lock);
+    if (c)
+        vmm_release(&vb->base, c);
+    return c != NULL;
+}
+
+static int vmm_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t *base,
+                       gms_backend_chunk **out)
+{
+    vmm_backend *vb = B(be);
+    gms__backend_why_clear();
+    if (size == 0 || size % vb->gran || (align & (align - 1)))
+        return EINVAL;
+    if (align < vb->gran)
+        align = vb->gran;
+    gms_backend_chunk *c = spare_take(vb, size, align, false);
+    int err = c ? 0 : chunk_reserve(vb, size, align, &c);
+    if (err == EDQUOT && spare_drop(vb)) /* the spare held the quota this needs */
+        err = chunk_reserve(vb, size, align, &c);
+    if (err)
+        return err;
+    spare_take(vb, size, align, true); /* the next one, from the first lease on */
     *base = c->base;
     *out = c;
     return 0;
@@ -1389,6 +1477,17 @@ static int vmm_device_count(gms_backend *be)
 static void vmm_destroy(gms_backend *be)
 {
     vmm_backend *vb = B(be);
+    /* The spare lease first: gmsd's leaser goes last. */
+    if (vb->spare_running) {
+        pthread_mutex_lock(&vb->spare_lock);
+        vb->spare_stop = 1;
+        pthread_cond_signal(&vb->spare_wake);
+        pthread_mutex_unlock(&vb->spare_lock);
+        pthread_join(vb->spare_thread, NULL);
+        spare_drop(vb);
+        pthread_cond_destroy(&vb->spare_wake);
+        pthread_mutex_destroy(&vb->spare_lock);
+    }
     uintptr_t saved;
     if (vb->stream && enter(vb, &saved) == 0) {
         /* After a device fault the context is unusable: these fail, and
@@ -1538,6 +1637,17 @@ void gms__vmm_set_leaser(gms_backend *be, const gms_vmm_leaser *l)
     vb->ops.name = l->name;
     /* A lease is gmsd's memory, counted there: it does not move. */
     vb->ops.move_create = NULL, vb->ops.move_remap = NULL, vb->ops.move_release = NULL;
+    if (l->spare_size && l->spare_size % vb->gran == 0 &&
+        pthread_mutex_init(&vb->spare_lock, NULL) == 0) {
+        if (pthread_cond_init(&vb->spare_wake, NULL) != 0) {
+            pthread_mutex_destroy(&vb->spare_lock);
+        } else if (pthread_create(&vb->spare_thread, NULL, spare_maker, vb) != 0) {
+            pthread_cond_destroy(&vb->spare_wake);
+            pthread_mutex_destroy(&vb->spare_lock);
+        } else {
+            vb->spare_running = 1; /* without it, every lease is taken on request */
+        }
+    }
 }
 
 /* Maps allocation h of size bytes whole at an address range of its own,

@@ -38,10 +38,15 @@ int gms__vmm_create(const gms_vmm_config *cfg, gms_backend **out);
 /* Chunks that are gmsd's leases (src/backend/broker, docs/broker.md):
  * each reserve takes a lease of the chunk's size (take: 0 with a POSIX
  * descriptor of shareable device memory, which the backend imports and
- * closes, and gmsd's id of it; else an errno value), and each release
- * gives it back once unmapped. done: at the backend's destroy, last. */
+ * closes, and gmsd's id of it; else an errno value, EDQUOT for the
+ * tenant's quota), and each release gives it back once unmapped. done:
+ * at the backend's destroy, last. spare_size (0: none): once a chunk of
+ * that size is taken, a thread of the backend's keeps one more lease of
+ * it taken, imported and mapped ahead, for the next; given back when a
+ * chunk of another size needs its quota, and at the destroy. */
 typedef struct gms_vmm_leaser {
     const char *name; /* the backend's name from then on */
+    uint64_t spare_size;
     void *ctx;
     int (*take)(void *ctx, uint64_t size, int *fd, uint64_t *id);
     void (*give_back)(void *ctx, uint64_t id);

@@ -1,0 +1,96 @@
+/*
+ * threads_cuda_spare.c: a client of a gmsd serving CUDA memory whose
+ * threads allocate, fill, check and free buffers that each need a lease
+ * of their own, and trim, while the backend's spare thread makes the
+ * next lease ahead (docs/broker.md, "CUDA memory"). Run under TSan too.
+ * Over the stand-in libcuda (LD_LIBRARY_PATH; safety off: no kernels),
+ * skipped (77) without a libcuda. Every byte written is read back, and
+ * closing the runtime returns every lease, the spare's included.
+ */
+#include "util.h"
+
+#include <pthread.h>
+
+#define MIB (1ull << 20)
+#define LEASE (4 * MIB)
+#define NTHREADS 3
+#define ROUNDS 40
+
+static broker b;
+static gms_runtime *rt;
+
+static void *worker(void *arg)
+{
+    long id = (long)arg, bad = 0;
+    gms_context *ctx = thread_context(rt, id);
+    if (!ctx)
+        return (void *)1;
+    for (int r = 0; r < ROUNDS; r++) {
+        gms_buf buf;
+        uint64_t word = (uint64_t)id << 32 | (uint64_t)r, back = 0;
+        /* More than half a lease: a lease of its own each time. */
+        if (gms_alloc(ctx, 3 * MIB, 0, &buf) != GMS_OK) {
+            fprintf(stderr, "thread %ld round %d: %s\n", id, r, gms_error_last());
+            bad++;
+            continue;
+        }
+        bad += gms_write(ctx, buf, 2 * MIB, &word, sizeof word) != GMS_OK;
+        bad += gms_read(ctx, buf, 2 * MIB, &back, sizeof back) != GMS_OK || back != word;
+        bad += gms_free(ctx, buf) != GMS_OK;
+        if (r % 4 == 0)
+            gms_trim(rt); /* chunks back to gmsd: the next round leases again */
+    }
+    gms_context_close(ctx);
+    return (void *)bad;
+}
+
+/* In a child: whether the CUDA backend opens here (exit 0). */
+static void probe_cuda(void)
+{
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.backend = GMS_BACKEND_CUDA;
+    o.safety = GMS_SAFETY_OFF;
+    gms_runtime *r = NULL;
+    if (gms_runtime_open(&r, &o) != GMS_OK)
+        _exit(1);
+    gms_runtime_close(r);
+    _exit(0);
+}
+
+int main(void)
+{
+    /* Probed in a child: CUDA set up before a fork is unusable after it. */
+    if (run_child(probe_cuda) != 0) {
+        printf("no CUDA backend here: skipped\n");
+        return TEST_SKIP;
+    }
+    char policy[256];
+    snprintf(policy, sizeof policy,
+             "{\"lease_bytes\": %llu, \"tenants\": [{\"name\": \"self\", \"uids\": [%u], "
+             "\"quota_bytes\": %llu, \"quota_leases\": 64}]}",
+             (unsigned long long)LEASE, (unsigned)getuid(), (unsigned long long)(64 * LEASE));
+    broker_start_with(&b, policy, "--memory", "cuda");
+    unsetenv("GMS_BROKER_SPARE");
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.broker = b.sock;
+    o.backend = GMS_BACKEND_CUDA;
+    o.safety = GMS_SAFETY_OFF;
+    CHECK_OK(gms_runtime_open(&rt, &o));
+    if (rt) {
+        pthread_t t[NTHREADS];
+        for (long i = 0; i < NTHREADS; i++)
+            CHECK(pthread_create(&t[i], NULL, worker, (void *)i) == 0);
+        for (int i = 0; i < NTHREADS; i++) {
+            void *bad = (void *)1;
+            pthread_join(t[i], &bad);
+            CHECK(bad == NULL);
+        }
+        gms_runtime_close(rt);
+    }
+    uint64_t bytes = 1, leases = 1;
+    for (double t0 = now_s(); now_s() - t0 < 2 && raw_usage(b.sock, &bytes, &leases) == 0 && leases;)
+        usleep(1000);
+    CHECK(bytes == 0 && leases == 0);
+    CHECK(broker_stop(&b) == 0);
+    return test_done();
+}
