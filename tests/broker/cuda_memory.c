@@ -454,18 +454,6 @@ static void fault_stays_home(void)
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
-/* In a child: whether the CUDA backend opens here (exit 0). */
-static void probe_cuda(void)
-{
-    gms_runtime *rt = NULL;
-    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
-    o.backend = GMS_BACKEND_CUDA;
-    o.safety = GMS_SAFETY_OFF;
-    if (gms_runtime_open(&rt, &o) != GMS_OK)
-        _exit(1);
-    gms_runtime_close(rt);
-    _exit(0); /* no check ran, and none should count */
-}
 
 
 /* Median ns of a 4 KiB gms_alloc_async + gms_free_async pair on ctx. */
@@ -763,7 +751,7 @@ int main(int argc, char **argv)
     /* Exact lease counts below: no lease made ahead, but in child_spare. */
     setenv("GMS_BROKER_SPARE", "0", 1);
     /* Probed in a child: CUDA set up before a fork is unusable after it. */
-    if (run_child(probe_cuda) != 0) {
+    if (run_child(cuda_probe) != 0) {
         printf("no CUDA backend here: skipped\n");
         return TEST_SKIP;
     }

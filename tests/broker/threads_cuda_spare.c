@@ -9,7 +9,6 @@
  */
 #include "util.h"
 
-#include <pthread.h>
 
 #define MIB (1ull << 20)
 #define LEASE (4 * MIB)
@@ -44,23 +43,10 @@ static void *worker(void *arg)
     return (void *)bad;
 }
 
-/* In a child: whether the CUDA backend opens here (exit 0). */
-static void probe_cuda(void)
-{
-    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
-    o.backend = GMS_BACKEND_CUDA;
-    o.safety = GMS_SAFETY_OFF;
-    gms_runtime *r = NULL;
-    if (gms_runtime_open(&r, &o) != GMS_OK)
-        _exit(1);
-    gms_runtime_close(r);
-    _exit(0);
-}
-
 int main(void)
 {
     /* Probed in a child: CUDA set up before a fork is unusable after it. */
-    if (run_child(probe_cuda) != 0) {
+    if (run_child(cuda_probe) != 0) {
         printf("no CUDA backend here: skipped\n");
         return TEST_SKIP;
     }
@@ -80,17 +66,10 @@ int main(void)
         pthread_t t[NTHREADS];
         for (long i = 0; i < NTHREADS; i++)
             CHECK(pthread_create(&t[i], NULL, worker, (void *)i) == 0);
-        for (int i = 0; i < NTHREADS; i++) {
-            void *bad = (void *)1;
-            pthread_join(t[i], &bad);
-            CHECK(bad == NULL);
-        }
+        threads_join_clean(t, NTHREADS);
         gms_runtime_close(rt);
     }
-    uint64_t bytes = 1, leases = 1;
-    for (double t0 = now_s(); now_s() - t0 < 2 && raw_usage(b.sock, &bytes, &leases) == 0 && leases;)
-        usleep(1000);
-    CHECK(bytes == 0 && leases == 0);
+    CHECK(usage_empties(b.sock));
     CHECK(broker_stop(&b) == 0);
     return test_done();
 }

@@ -9,7 +9,6 @@
  */
 #include "util.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 
 #define NTHREADS 4
@@ -57,18 +56,10 @@ int main(void)
         while (atomic_load(&rounds) < before + 20)
             usleep(1000);
         atomic_store(&running, 0);
-        for (int i = 0; i < NTHREADS; i++) {
-            void *bad = (void *)1;
-            pthread_join(t[i], &bad);
-            CHECK(bad == NULL);
-        }
+        threads_join_clean(t, NTHREADS);
         gms_runtime_close(rt);
     }
-    uint64_t bytes = 1, leases = 1;
-    double t0 = now_s();
-    while (now_s() - t0 < 2 && raw_usage(b.sock, &bytes, &leases) == 0 && leases)
-        usleep(1000);
-    CHECK(bytes == 0 && leases == 0);
+    CHECK(usage_empties(b.sock));
     CHECK(broker_stop(&b) == 0);
     return test_done();
 }

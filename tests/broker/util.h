@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -456,6 +457,40 @@ static inline int broker_use_becomes(const char *sock, uid_t uid, uint64_t bytes
             (unsigned)uid, (unsigned long long)ub, (unsigned long long)ul,
             (unsigned long long)bytes, (unsigned long long)leases);
     return 0;
+}
+
+/* Joins the n threads, each of which returns NULL when all went well. */
+static inline void threads_join_clean(pthread_t *t, int n)
+{
+    for (int i = 0; i < n; i++) {
+        void *bad = (void *)1;
+        pthread_join(t[i], &bad);
+        CHECK(bad == NULL);
+    }
+}
+
+/* 1 once the calling uid's tenant holds nothing at the gmsd at sock,
+ * within 2 s. */
+static inline int usage_empties(const char *sock)
+{
+    uint64_t bytes = 1, leases = 1;
+    for (double t0 = now_s(); now_s() - t0 < 2; usleep(1000))
+        if (raw_usage(sock, &bytes, &leases) == 0 && bytes == 0 && leases == 0)
+            return 1;
+    return 0;
+}
+
+/* In a child: whether the CUDA backend opens here (exit 0). */
+static inline void cuda_probe(void)
+{
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.backend = GMS_BACKEND_CUDA;
+    o.safety = GMS_SAFETY_OFF;
+    gms_runtime *r = NULL;
+    if (gms_runtime_open(&r, &o) != GMS_OK)
+        _exit(1);
+    gms_runtime_close(r);
+    _exit(0); /* no check ran, and none should count */
 }
 
 static inline int median_cmp(const void *x, const void *y)
