@@ -1345,8 +1345,12 @@ static void op_transfer(worker *w)
         return;
     bool known = known_tag(x, &tag);
     texport *te = x->b->tensor;
+    /* A transfer of an import copies memory its exporter may be writing:
+     * a read of the import, under the content lock as one. */
+    content_lock_for(x);
     bool moved = transfer(w, ctx_of(w, x), w->ctx[x->ctx].tenant, x->h, x->b, imported, !x->write, known, tag, to,
                           tt, tl, &nh, &nb);
+    content_unlock();
     if (te && (!moved || nb == x->b))
         unpin(x); /* a copied import's tensor is gone */
     if (!moved)
