@@ -168,7 +168,7 @@ static void *spare_maker(void *arg)
         }
         pthread_mutex_unlock(&spare_lock);
         spare s;
-        int err = gms__vmm_lease_make(gpu, policy.lease_bytes, &s.handle, &s.fd);
+        int err = gms__vmm_lease_make(gpu, policy.lease_bytes, NULL, &s.handle, &s.fd);
         pthread_mutex_lock(&spare_lock);
         if (!err) {
             spares[nspares++] = s;
@@ -462,10 +462,19 @@ static int refuse_quota(client *c, uint32_t seq, const char *what, uint64_t byte
                   (unsigned long long)bytes);
 }
 
+/* The driver's words for a failure of its (gms__vmm_lease_make notes
+ * them), else errno's. */
+static const char *driver_why(int err)
+{
+    return gpu && gms__backend_cuda_why()[0] ? gms__backend_cuda_why() : strerror(err);
+}
+
 /* A new lease of bytes for c, charged to its tenant (quota checked by the
- * caller), on record and on c's list; `what` names it in the trail. NULL
+ * caller), on record and on c's list; `what` names it in the trail. On
+ * CUDA memory, `from` (NULL: none) gives the bytes it starts with. NULL
  * when refused: the refusal of request seq is sent, *rc its result. */
-static lease *lease_add(client *c, uint32_t seq, uint64_t bytes, const char *what, int *rc)
+static lease *lease_add(client *c, uint32_t seq, uint64_t bytes, const gms_vmm_source *from,
+                        const char *what, int *rc)
 {
     gmsd_tenant *t = c->tenant;
     if (lease_delay_us)
@@ -477,11 +486,11 @@ static lease *lease_add(client *c, uint32_t seq, uint64_t bytes, const char *wha
     }
     int err = 0;
     spare s;
-    if (gpu && bytes == policy.lease_bytes && spare_take(&s)) {
+    if (gpu && !from && bytes == policy.lease_bytes && spare_take(&s)) {
         l->handle = s.handle;
         l->fd = s.fd;
     } else if (gpu) {
-        err = gms__vmm_lease_make(gpu, bytes, &l->handle, &l->fd);
+        err = gms__vmm_lease_make(gpu, bytes, from, &l->handle, &l->fd);
     } else {
         char name[80];
         snprintf(name, sizeof name, "gmsd-%s", t->name);
@@ -500,9 +509,7 @@ static lease *lease_add(client *c, uint32_t seq, uint64_t bytes, const char *wha
     if (!err && slot < 0)
         err = errno;
     if (err) {
-        /* The driver's words when it refused (lease_make notes them). */
-        const char *why = gpu && gms__backend_cuda_why()[0] ? gms__backend_cuda_why()
-                                                             : strerror(err);
+        const char *why = driver_why(err);
         if (l->fd >= 0)
             close(l->fd);
         if (l->handle)
@@ -536,7 +543,7 @@ static int lease_new(client *c, uint32_t seq, uint64_t bytes)
     if (!quota_fits(c->tenant, bytes))
         return refuse_quota(c, seq, "a lease", bytes);
     int rc = 0;
-    lease *l = lease_add(c, seq, bytes, "lease", &rc);
+    lease *l = lease_add(c, seq, bytes, NULL, "lease", &rc);
     if (!l)
         return rc;
     gms_broker_msg m = {.type = GMS_BROKER_LEASED, .seq = seq, .a = l->id, .b = bytes};
@@ -668,16 +675,8 @@ static int share_memfd(const gmsd_tenant *t, uint64_t bytes, int more, int *fd)
  * sh->handle, or an errno value. */
 static int share_copy_in(const gms_broker_msg *m, const lease *l, share *sh)
 {
-    int fd = -1;
-    int err = gms__vmm_lease_make(gpu, m->a, &sh->handle, &fd);
-    if (fd >= 0)
-        close(fd); /* nobody maps gmsd's copy */
-    if (!err && (err = gms__vmm_lease_copy(gpu, sh->handle, m->a, l->handle, l->bytes, m->c,
-                                           m->b)) != 0) {
-        gms__vmm_lease_free(gpu, sh->handle);
-        sh->handle = 0;
-    }
-    return err;
+    gms_vmm_source from = {.handle = l->handle, .size = l->bytes, .off = m->c, .len = m->b};
+    return gms__vmm_lease_make(gpu, m->a, &from, &sh->handle, NULL); /* nobody maps it */
 }
 
 /* The owner's lease holding a share of CUDA memory, checked: NULL when
@@ -764,7 +763,7 @@ static int share_new(client *c, const gms_broker_msg *m)
         free(sh);
         return refuse(c, m->seq, err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
                       "copying the share's %llu bytes: %s", (unsigned long long)m->b,
-                      gms__backend_cuda_why()[0] ? gms__backend_cuda_why() : strerror(err));
+                      driver_why(err));
     }
     if (!gpu && (err = share_memfd(t, m->a, 0, &sh->fd)) != 0) {
         if (sh->fd >= 0)
@@ -901,17 +900,10 @@ static int share_acquire(client *c, const gms_broker_msg *m)
         snprintf(what, sizeof what, "a copy of share 0x%016llx", (unsigned long long)sh->id);
         if (!quota_fits(c->tenant, sh->bytes))
             return refuse_quota(c, m->seq, what, sh->bytes);
+        gms_vmm_source from = {.handle = sh->handle, .size = sh->bytes, .len = sh->req};
         int rc = 0;
-        if (!(copy = lease_add(c, m->seq, sh->bytes, what, &rc)))
+        if (!(copy = lease_add(c, m->seq, sh->bytes, &from, what, &rc)))
             return rc;
-        int err = gms__vmm_lease_copy(gpu, copy->handle, copy->bytes, sh->handle, sh->bytes, 0,
-                                      sh->req);
-        if (err) {
-            lease_forget(c, copy);
-            return refuse(c, m->seq, err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
-                          "copying share 0x%016llx: %s", (unsigned long long)sh->id,
-                          gms__backend_cuda_why()[0] ? gms__backend_cuda_why() : strerror(err));
-        }
     }
     /* A reader gets a descriptor of its own open file, read-only: the
      * kernel then refuses a writable shared mapping of it and an

@@ -399,7 +399,6 @@ static void broker_release(gms_backend *be, gms_backend_chunk *chunk)
 
 /* ---- sharing across tenants (backend.h, docs/broker.md) ---- */
 
-
 /* One share request (lock held): 0 when the reply is of type want, else a
  * GMS_E_* code with why: gmsd's refusal, or what went wrong. */
 static int share_call(broker_backend *bb, gms_broker_msg *req, gms_broker_msg *rep, int *fd,
@@ -519,8 +518,12 @@ int gms__broker_share(gms_backend *be, gms_backend_chunk *chunk, uint64_t addr, 
     int fd = -1, rc;
     void *v = MAP_FAILED;
     if (bb->memory != GMS_BROKER_MEMORY_HOST) {
-        rc = share_copied(bb, chunk, addr + data_off, req, q, rep, e, why, why_len);
-        goto copied;
+        if ((rc = share_copied(bb, chunk, addr + data_off, req, q, rep, e, why, why_len)) == 0) {
+            *id = e->id;
+            *view = 0;
+            e = NULL; /* on bb->shares */
+        }
+        goto done;
     }
     uint64_t chunk_base;
     int chunk_fd = gms__backend_host_chunk_fd(chunk, &chunk_base);
@@ -580,12 +583,7 @@ fail:
     close(fd);
 out:
     pthread_mutex_unlock(&bb->lock);
-copied:
-    if (rc == 0 && bb->memory != GMS_BROKER_MEMORY_HOST) {
-        *id = e->id;
-        *view = 0;
-        e = NULL; /* on bb->shares */
-    }
+done:
     free(e);
     free(m);
     return rc;
@@ -859,8 +857,6 @@ static void broker_destroy(gms_backend *be)
     free(bb);
 }
 
-/* The memory backend of a gmsd that serves CUDA memory: the CUDA backend
- * on device, whose chunks are bb's leases; it destroys bb last. */
 /* A GPU's UUID as nvidia-smi writes it. */
 static void uuid_text(const uint8_t u[16], char out[41])
 {
@@ -869,6 +865,8 @@ static void uuid_text(const uint8_t u[16], char out[41])
         p += sprintf(p, "%s%02x", i == 4 || i == 6 || i == 8 || i == 10 ? "-" : "", u[i]);
 }
 
+/* The memory backend of a gmsd that serves CUDA memory: the CUDA backend
+ * on device, whose chunks are bb's leases; it destroys bb last. */
 static int cuda_leased(broker_backend *bb, int backend, int device, const uint8_t gpu[16],
                        gms_backend **out, char *why, size_t why_len)
 {

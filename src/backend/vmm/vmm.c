@@ -1682,58 +1682,49 @@ static int enter_sized(vmm_backend *vb, uint64_t size, uintptr_t *saved)
     return enter(vb, saved);
 }
 
-int gms__vmm_lease_make(gms_backend *be, uint64_t size, uint64_t *handle, int *fd)
+int gms__vmm_lease_make(gms_backend *be, uint64_t size, const gms_vmm_source *from,
+                        uint64_t *handle, int *fd)
 {
     vmm_backend *vb = B(be);
+    if (from && (from->len > size || from->off > from->size || from->len > from->size - from->off ||
+                 from->size % vb->gran)) {
+        gms__backend_why_clear();
+        return EINVAL;
+    }
     uintptr_t saved;
     int err = enter_sized(vb, size, &saved);
     if (err)
         return err;
-    uint64_t h = 0, va = 0;
-    *fd = -1;
+    uint64_t h = 0, va = 0, src = 0;
+    uint64_t copied = from ? from->len : 0;
+    if (fd)
+        *fd = -1;
     if ((err = CALL(vb, mem_create_shareable, "a lease", &h, size)) != 0)
         goto out;
-    /* Zeroed here, before any tenant maps it: whatever the driver gives
-     * back to this process (a tenant's bytes included) reaches nobody. */
-    if (!(err = map_whole(vb, h, size, "wiping a lease", &va))) {
-        if (!(err = CALL(vb, memset_d8, "wiping a lease", va, 0, size, vb->stream)))
-            err = sync_stream(vb, "wiping a lease");
+    /* Filled here, before any tenant maps it: the source's bytes, zeros
+     * after them, so whatever the driver gives back to this process (a
+     * tenant's bytes included) reaches nobody. */
+    if (!(err = map_whole(vb, h, size, "filling a lease", &va))) {
+        if (from && !(err = map_whole(vb, from->handle, from->size, "a share's bytes", &src))) {
+            err = CALL(vb, memcpy_dtod, "a share's copy", va, src + from->off, copied, vb->stream);
+            unmap_whole(vb, src, from->size);
+        }
+        if (!err && copied < size)
+            err = CALL(vb, memset_d8, "wiping a lease", va + copied, 0, size - copied, vb->stream);
+        if (!err)
+            err = sync_stream(vb, "filling a lease");
         unmap_whole(vb, va, size);
     }
-    if (!err)
+    if (!err && fd)
         err = CALL(vb, mem_export, "a lease", h, fd);
     if (err) {
         QUIET(vb, mem_release, h);
-        *fd = -1;
+        if (fd)
+            *fd = -1;
     } else {
         *handle = h;
     }
 out:
-    leave(vb, saved);
-    return err;
-}
-
-int gms__vmm_lease_copy(gms_backend *be, uint64_t dst, uint64_t dst_size, uint64_t src,
-                        uint64_t src_size, uint64_t src_off, uint64_t len)
-{
-    vmm_backend *vb = B(be);
-    gms__backend_why_clear();
-    if (len == 0 || len > dst_size || src_off > src_size || len > src_size - src_off ||
-        dst_size % vb->gran || src_size % vb->gran)
-        return EINVAL;
-    uintptr_t saved;
-    int err = enter(vb, &saved);
-    if (err)
-        return err;
-    uint64_t from, to;
-    if (!(err = map_whole(vb, src, src_size, "a share's bytes", &from))) {
-        if (!(err = map_whole(vb, dst, dst_size, "a share's copy", &to))) {
-            if (!(err = CALL(vb, memcpy_dtod, "a share's copy", to, from + src_off, len, vb->stream)))
-                err = sync_stream(vb, "a share's copy");
-            unmap_whole(vb, to, dst_size);
-        }
-        unmap_whole(vb, from, src_size);
-    }
     leave(vb, saved);
     return err;
 }

@@ -54,18 +54,19 @@ typedef struct gms_vmm_leaser {
 } gms_vmm_leaser;
 void gms__vmm_set_leaser(gms_backend *be, const gms_vmm_leaser *l);
 
-/* gmsd's side of a lease: size bytes of shareable device memory, wiped
- * (zeroed, waited for), exported as a POSIX descriptor *fd (the caller's
- * to close); lease_free releases *handle. 0 or an errno value. */
-int gms__vmm_lease_make(gms_backend *be, uint64_t size, uint64_t *handle, int *fd);
+/* gmsd's side of a lease: size bytes of shareable device memory, filled
+ * (waited for) with zeros, or with `from`'s bytes at its start and zeros
+ * after them (a copy for a share of CUDA memory, docs/broker.md), and
+ * exported as a POSIX descriptor *fd (the caller's to close; fd NULL: not
+ * exported, memory only gmsd maps); lease_free releases *handle. 0 or an
+ * errno value. */
+typedef struct gms_vmm_source {
+    uint64_t handle, size; /* an allocation of gmsd's, whole granules */
+    uint64_t off, len;     /* the bytes of it to copy */
+} gms_vmm_source;
+int gms__vmm_lease_make(gms_backend *be, uint64_t size, const gms_vmm_source *from,
+                        uint64_t *handle, int *fd);
 void gms__vmm_lease_free(gms_backend *be, uint64_t handle);
-
-/* gmsd's copy for a share of CUDA memory (docs/broker.md, "Sharing across
- * tenants"): len bytes at src_off of allocation src (src_size bytes) to the
- * start of allocation dst (dst_size bytes), device to device, waited for.
- * 0 or an errno value. */
-int gms__vmm_lease_copy(gms_backend *be, uint64_t dst, uint64_t dst_size, uint64_t src,
-                        uint64_t src_size, uint64_t src_off, uint64_t len);
 
 /* Waits for all work on the backend's device: before gmsd copies a
  * buffer that the program's kernels wrote. 0 or an errno value. */
