@@ -221,8 +221,16 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
     gms_block *b = NULL;
     if ((rc = gms__slot_take(p, &slot)) != GMS_OK)
         goto fail_quota;
-    if ((rc = gms__pool_alloc(p, ctx, bsize, size, flags & GMS_ALLOC_PAGES ? rt->config.view_unit : GMS_ALIGNMENT,
-                               flags, stream, &b)) != GMS_OK)
+    uint64_t align = flags & GMS_ALLOC_PAGES ? rt->config.view_unit : GMS_ALIGNMENT;
+    /* Memory the quarantine holds past its limits goes back to the pool
+     * before the pool maps more for this allocation. */
+    bool over = gms__safety_over_limits(p);
+    rc = gms__pool_alloc(p, ctx, bsize, size, align, flags, stream, !over, &b);
+    if (rc == GMS__WOULD_MAP) {
+        gms__safety_yield(p);
+        rc = gms__pool_alloc(p, ctx, bsize, size, align, flags, stream, true, &b);
+    }
+    if (rc != GMS_OK)
         goto fail_slot;
     b->u.live.slot = slot;
     b->holders = 1;

@@ -901,7 +901,7 @@ static __attribute__((noinline)) gms_block *other_fit(gms_pool *p, gms_tlsf *t, 
 }
 
 int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, uint64_t align,
-                    uint32_t flags, void *stream, gms_block **out)
+                    uint32_t flags, void *stream, bool may_map, gms_block **out)
 {
     /* An alignment past the blocks' own is found by asking for the worst
      * case of padding, then splitting the padding off the front. */
@@ -912,6 +912,8 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
     uint64_t done = 0;
     if (b && !(usable_on(p, b, stream, &done) && range_mapped(p, b, want)))
         b = other_fit(p, t, b, want, stream);
+    if (!may_map && (!b || !range_mapped(p, b, want)))
+        return GMS__WOULD_MAP;
     if (!b) {
         int rc = chunk_add(p, heap, want, &b);
         if (rc)

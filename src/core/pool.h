@@ -655,9 +655,12 @@ void gms__pool_reuse(gms_pool *p, gms_tenant *t, gms_level level, gms_language l
  * left the block nodes (pool->lock held). True when no chunk is left. */
 bool gms__pool_release_chunks(gms_pool *p);
 /* A block of size bytes (a multiple of the alignment) for req bytes, used
- * in stream order on `stream`. */
+ * in stream order on `stream`. Unless may_map, returns GMS__WOULD_MAP
+ * (and changes nothing) where it would have to map memory. */
+#define GMS__WOULD_MAP 1
 int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req,
-                    uint64_t align, uint32_t flags, void *stream, gms_block **out);
+                    uint64_t align, uint32_t flags, void *stream, bool may_map,
+                    gms_block **out);
 /* Returns a retired block's memory to the free lists, tagged with its
  * stream and ticket (pool->lock held). */
 void gms__pool_free(gms_pool *p, gms_block *b);

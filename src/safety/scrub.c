@@ -578,6 +578,17 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered)
     return rc;
 }
 
+bool gms__safety_over_limits(const gms_pool *p)
+{
+    return over_limits(p, quarantine_limit(p), p->rt->safety.quarantine_max_blocks, false);
+}
+
+void gms__safety_yield(gms_pool *p)
+{
+    pending_flush(p); /* its blocks leave only with a later launch */
+    quarantine_evict(p, quarantine_limit(p), p->rt->safety.quarantine_max_blocks, false);
+}
+
 void gms__safety_drain(gms_pool *p)
 {
     pending_flush(p);

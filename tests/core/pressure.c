@@ -28,9 +28,10 @@ static void quiet_log(void *user, gms_log_level level, const char *msg)
     (void)user, (void)level, (void)msg;
 }
 
-static gms_runtime *open_rt(uint64_t max_held)
+static gms_runtime *open_rt_with(uint64_t max_held, uint64_t quarantine_bytes)
 {
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.quarantine_bytes = quarantine_bytes;
     o.backend = GMS_BACKEND_HOST;
     o.log = quiet_log;
     o.granule_bytes = GRANULE;
@@ -41,6 +42,11 @@ static gms_runtime *open_rt(uint64_t max_held)
         exit(1);
     }
     return rt;
+}
+
+static gms_runtime *open_rt(uint64_t max_held)
+{
+    return open_rt_with(max_held, 0);
 }
 
 static gms_context *open_ctx(gms_runtime *rt, const char *tenant, gms_language lang)
@@ -405,30 +411,56 @@ static void drain_and_trim(void)
     CHECK(s1.held_bytes <= 4 * GRANULE);
     CHECK(never_calls == 0);
 
-    /* Step 1: the allocating pool's own quarantine. Python frees a whole
-     * granule's buffer (it waits in quarantine, its granule mapped) with
-     * the limit otherwise full. */
+    /* Before any step: a block past the quarantine's byte limit (a whole
+     * granule's buffer) goes back to the pool when an allocation would
+     * otherwise map memory, so the ladder never runs for it. */
     CHECK_OK(gms_alloc(py, WHOLE, 0, &p2));
     gms_stats s2 = stats(rt);
     CHECK(s2.held_bytes == 4 * GRANULE); /* 2 for p1, 1 for p2, 1 quarantined in Julia */
     CHECK_OK(gms_free(py, p2));
-    gms_stats s3 = stats(rt);
-    CHECK(s3.held_bytes == 4 * GRANULE);
-    /* Draining Python's quarantine frees p2's granule for reuse: step 1
-     * alone recovers (no trim, no callback). */
+    CHECK(stats(rt).held_bytes == 4 * GRANULE);
     CHECK_OK(gms_alloc(py, MIB, 0, &p3));
-    gms_stats s4 = stats(rt);
-    CHECK(s4.pressure_events == s3.pressure_events + 1);
-    CHECK(s4.pressure_recovered == s3.pressure_recovered + 1);
-    CHECK(s4.pressure_steps == s3.pressure_steps + 1);
-    CHECK(s4.held_bytes <= 4 * GRANULE);
+    gms_stats s3 = stats(rt);
+    CHECK(s3.pressure_events == s2.pressure_events);
+    CHECK(s3.held_bytes == 4 * GRANULE);
+    CHECK_OK(gms_free(py, p3));
+
     CHECK(never_calls == 0);
     CHECK_OK(gms_verify(rt, NULL));
 
     CHECK_OK(gms_free(py, p1));
-    CHECK_OK(gms_free(py, p3));
     gms_context_close(py);
     gms_context_close(jl);
+    gms_runtime_close(rt);
+}
+
+/* Step 1: the allocating pool's own quarantine, within its limits (4 MiB
+ * here), holding a whole granule's buffer; the next allocation does not
+ * fit beside the live one. Draining the quarantine frees the granule, and
+ * step 1 alone recovers (no trim, no callback). */
+static void drain_alone(void)
+{
+    gms_runtime *rt = open_rt_with(3 * GRANULE, 4 * MIB);
+    CHECK_OK(gms_on_pressure(rt, never, NULL));
+    gms_context *py = open_ctx(rt, "dq", GMS_LANG_PYTHON);
+    gms_buf p1, p2, p3;
+    CHECK_OK(gms_alloc(py, 2 * GRANULE - 64, 0, &p1));
+    CHECK_OK(gms_alloc(py, WHOLE, 0, &p2));
+    CHECK_OK(gms_free(py, p2));
+    gms_stats s0 = stats(rt);
+    CHECK(s0.held_bytes == 3 * GRANULE && s0.live_bytes == 2 * GRANULE);
+    int calls = never_calls;
+    CHECK_OK(gms_alloc(py, MIB, 0, &p3));
+    gms_stats s1 = stats(rt);
+    CHECK(s1.pressure_events == s0.pressure_events + 1);
+    CHECK(s1.pressure_recovered == s0.pressure_recovered + 1);
+    CHECK(s1.pressure_steps == s0.pressure_steps + 1);
+    CHECK(s1.held_bytes == 3 * GRANULE);
+    CHECK(never_calls == calls);
+    CHECK_OK(gms_verify(rt, NULL));
+    CHECK_OK(gms_free(py, p1));
+    CHECK_OK(gms_free(py, p3));
+    gms_context_close(py);
     gms_runtime_close(rt);
 }
 
@@ -465,6 +497,7 @@ int main(void)
     quota_without_callbacks();
     callback_allocates();
     drain_and_trim();
+    drain_alone();
     registration();
     return test_done();
 }
