@@ -65,7 +65,8 @@ if [ ! -f /usr/include/openssl/hmac.h ] || [ ! -f /usr/include/zlib.h ] || [ ! -
     fi
 fi
 
-rm -rf "$B"
+# GMS_GPU_KEEP_BUILD=1 builds over the last call's build-gpu (a warm machine).
+[ -n "${GMS_GPU_KEEP_BUILD:-}" ] || rm -rf "$B"
 step configure
 timeout 120 cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${CMAKE_EXTRA[@]}" >/dev/null \
     || { echo "configure failed"; exit 1; }
