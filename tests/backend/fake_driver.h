@@ -17,6 +17,13 @@
  *
  * Any call kind can be made to fail with a given code (fake_fail); the
  * codes have names and texts of their own, as a driver's do.
+ *
+ * A device runs copies and fills after the call that queues them, and a
+ * driver unmaps at once: memory unmapped before its queued work ran is an
+ * illegal address on a GPU. So the fake remembers the device ranges of
+ * queued copies and fills until a stream or device synchronisation, and
+ * aborts the process that unmaps any of them: callers unmap quietly, so a
+ * refusal would go unseen, where the GPU's fault does not.
  */
 #ifndef GMS_TEST_FAKE_DRIVER_H
 #define GMS_TEST_FAKE_DRIVER_H
@@ -26,6 +33,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -58,6 +67,38 @@ static inline void fake_fail_also(int kind)
             return fake_fail_code;                                                    \
     } while (0)
 #define A(x) ((void *)(uintptr_t)(x))
+
+/* Device ranges of copies and fills queued since the last synchronisation
+ * (the oldest forgotten past FAKE_UNSYNCED: a lenient check, never a
+ * false one). */
+#define FAKE_UNSYNCED 64
+static struct { uint64_t lo, hi; } fake_unsynced[FAKE_UNSYNCED];
+static unsigned fake_nunsynced;
+static pthread_mutex_t fake_unsynced_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static inline void fake_queued(uint64_t addr, size_t len)
+{
+    pthread_mutex_lock(&fake_unsynced_lock);
+    fake_unsynced[fake_nunsynced++ % FAKE_UNSYNCED].lo = addr;
+    fake_unsynced[(fake_nunsynced - 1) % FAKE_UNSYNCED].hi = addr + len;
+    pthread_mutex_unlock(&fake_unsynced_lock);
+}
+static inline void fake_synced(void)
+{
+    pthread_mutex_lock(&fake_unsynced_lock);
+    fake_nunsynced = 0;
+    pthread_mutex_unlock(&fake_unsynced_lock);
+}
+static inline int fake_in_use(uint64_t addr, uint64_t size)
+{
+    int used = 0;
+    pthread_mutex_lock(&fake_unsynced_lock);
+    unsigned n = fake_nunsynced < FAKE_UNSYNCED ? fake_nunsynced : FAKE_UNSYNCED;
+    for (unsigned i = 0; i < n && !used; i++)
+        used = fake_unsynced[i].lo < addr + size && addr < fake_unsynced[i].hi;
+    pthread_mutex_unlock(&fake_unsynced_lock);
+    return used;
+}
 
 static int f_get_current(void *dd, uintptr_t *cur)
 {
@@ -151,6 +192,11 @@ static int f_mem_unmap(void *dd, uint64_t addr, uint64_t size)
 {
     (void)dd;
     FAKE_FAILS(mem_unmap);
+    if (fake_in_use(addr, size)) {
+        fprintf(stderr, "fake driver: unmapping %#llx (%llu bytes) while queued copies or fills "
+                        "still use it\n", (unsigned long long)addr, (unsigned long long)size);
+        abort();
+    }
     void *p = mmap(A(addr), size, PROT_NONE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
     return p == MAP_FAILED ? FAKE_ERROR_REFUSED : 0;
@@ -168,6 +214,7 @@ static int f_memcpy_htod(void *dd, uint64_t dst, const void *src, size_t len, vo
     (void)dd, (void)stream;
     FAKE_FAILS(memcpy_htod);
     memcpy(A(dst), src, len);
+    fake_queued(dst, len);
     return 0;
 }
 static int f_memcpy_dtoh(void *dd, void *dst, uint64_t src, size_t len, void *stream)
@@ -175,6 +222,7 @@ static int f_memcpy_dtoh(void *dd, void *dst, uint64_t src, size_t len, void *st
     (void)dd, (void)stream;
     FAKE_FAILS(memcpy_dtoh);
     memcpy(dst, A(src), len);
+    fake_queued(src, len);
     return 0;
 }
 static int f_memcpy_dtod(void *dd, uint64_t dst, uint64_t src, size_t len, void *stream)
@@ -184,6 +232,8 @@ static int f_memcpy_dtod(void *dd, uint64_t dst, uint64_t src, size_t len, void 
     if (dst < src + len && src < dst + len)
         return FAKE_ERROR_REFUSED; /* overlapping */
     memcpy(A(dst), A(src), len);
+    fake_queued(dst, len);
+    fake_queued(src, len);
     return 0;
 }
 static int f_memset_d8(void *dd, uint64_t dst, int byte, size_t len, void *stream)
@@ -191,6 +241,7 @@ static int f_memset_d8(void *dd, uint64_t dst, int byte, size_t len, void *strea
     (void)dd, (void)stream;
     FAKE_FAILS(memset_d8);
     memset(A(dst), byte, len);
+    fake_queued(dst, len);
     return 0;
 }
 static char fake_object; /* what streams and modules point at */
@@ -232,6 +283,7 @@ static int f_stream_sync(void *dd, void *stream)
     (void)dd, (void)stream;
     FAKE_FAILS(stream_sync);
     fake_note(GMS_DRV_stream_sync, stream, NULL);
+    fake_synced();
     return 0;
 }
 static int f_event_create(void *dd, void **event)
@@ -266,6 +318,7 @@ static int f_device_sync(void *dd)
 {
     (void)dd;
     FAKE_FAILS(device_sync);
+    fake_synced();
     return 0;
 }
 static int f_host_alloc(void *dd, void **ptr, size_t size, int mapped)

@@ -1705,14 +1705,17 @@ int gms__vmm_lease_make(gms_backend *be, uint64_t size, const gms_vmm_source *fr
      * after them, so whatever the driver gives back to this process (a
      * tenant's bytes included) reaches nobody. */
     if (!(err = map_whole(vb, h, size, "filling a lease", &va))) {
-        if (from && !(err = map_whole(vb, from->handle, from->size, "a share's bytes", &src))) {
+        if (from && !(err = map_whole(vb, from->handle, from->size, "a share's bytes", &src)))
             err = CALL(vb, memcpy_dtod, "a share's copy", va, src + from->off, copied, vb->stream);
-            unmap_whole(vb, src, from->size);
-        }
         if (!err && copied < size)
             err = CALL(vb, memset_d8, "wiping a lease", va + copied, 0, size - copied, vb->stream);
+        /* Both stay mapped until the copy has run: the driver unmaps at
+         * once, not in stream order. */
+        int done = sync_stream(vb, "filling a lease");
         if (!err)
-            err = sync_stream(vb, "filling a lease");
+            err = done;
+        if (src)
+            unmap_whole(vb, src, from->size);
         unmap_whole(vb, va, size);
     }
     if (!err && fd)
