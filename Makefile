@@ -5,7 +5,7 @@ FUZZ_SECONDS ?= 30
 BROKER_FUZZ_SECONDS ?= 10
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps test test-release test-python test-rust test-nim test-zig test-julia test-elixir test-asan test-tsan test-fuzz test-proofs demo bench clean install
+.PHONY: all build deps test test-release test-o3 test-python test-rust test-nim test-zig test-julia test-elixir test-asan test-tsan test-fuzz test-proofs demo bench clean install
 
 all: build
 
@@ -18,11 +18,19 @@ build: deps
 
 # Every test: the normal build, the language bindings, ASan+UBSan, TSan on
 # the threaded tests, a short fixed-time libFuzzer run, and the proofs.
-test: test-release test-python test-rust test-nim test-zig test-julia test-elixir test-asan test-tsan test-fuzz test-proofs
+test: test-release test-o3 test-python test-rust test-nim test-zig test-julia test-elixir test-asan test-tsan test-fuzz test-proofs
 	@echo "make test: all suites passed"
 
 test-release: build
 	@cd build && ctest --output-on-failure -j $(JOBS)
+
+# The library and gmsd built as CMAKE_BUILD_TYPE=Release (-O3) with
+# -Werror: the optimiser's flow analysis warns where RelWithDebInfo's -O2
+# does not, and a user's release build must not fail.
+test-o3: deps
+	@cmake -S . -B build-o3 -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build-o3 -j $(JOBS) --target gms gmsd >/dev/null
+	@echo "release build (-O3 -Werror): built"
 
 # The Python bindings' tests (bindings/python/tests) on the host backend,
 # against build/libgms.so, in a virtual environment under build/pyenv.
@@ -120,5 +128,5 @@ install: build
 	@cmake --install build
 
 clean:
-	@rm -rf build build-asan build-tsan build-fuzz bindings/rust/target \
+	@rm -rf build build-o3 build-asan build-tsan build-fuzz bindings/rust/target \
 	  bindings/elixir/_build bindings/elixir/priv

@@ -75,6 +75,7 @@ int gms__buf_check_locked(gms_context *ctx, gms_buf h, const char *op, bool free
  * a dead one in another pool (whose lock is not worth taking for that). */
 int gms__buf_slot(gms_context *ctx, gms_buf h, const char *op, gms_pool **p, gms_slot **s)
 {
+    *s = NULL;
     if (h == GMS_BUF_NULL)
         return gms__fail(GMS_E_INVALID_HANDLE, "%s: null handle", op);
     *s = gms__slot_lookup(ctx->rt, h, p);
@@ -678,7 +679,7 @@ static int access_end(gms_pool *p, int err, const char *op, size_t len)
 
 int gms_write(gms_context *ctx, gms_buf dst, uint64_t off, const void *src, size_t len)
 {
-    gms_held h;
+    gms_held h = {0}; /* -O3 cannot see access_begin set it before a success */
     int rc = access_begin(ctx, dst, off, len, src, true, "gms_write", &h);
     if (rc)
         return rc;
@@ -689,7 +690,7 @@ int gms_write(gms_context *ctx, gms_buf dst, uint64_t off, const void *src, size
 
 int gms_read(gms_context *ctx, gms_buf src, uint64_t off, void *dst, size_t len)
 {
-    gms_held h;
+    gms_held h = {0}; /* -O3 cannot see access_begin set it before a success */
     int rc = access_begin(ctx, src, off, len, dst, false, "gms_read", &h);
     if (rc)
         return rc;

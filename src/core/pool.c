@@ -910,11 +910,14 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
     gms_tlsf *t = &p->tlsf[heap];
     gms_block *b = gms__tlsf_find(t, want);
     uint64_t done = 0;
-    if (b && !(usable_on(p, b, stream, &done) && range_mapped(p, b, want)))
+    if (b && !(usable_on(p, b, stream, &done) && range_mapped(p, b, want))) {
         b = other_fit(p, t, b, want, stream);
-    if (!may_map && (!b || !range_mapped(p, b, want)))
-        return GMS__WOULD_MAP;
+        if (b && !may_map && !range_mapped(p, b, want))
+            return GMS__WOULD_MAP;
+    }
     if (!b) {
+        if (!may_map)
+            return GMS__WOULD_MAP;
         int rc = chunk_add(p, heap, want, &b);
         if (rc)
             return rc;

@@ -471,8 +471,8 @@ int gms_acquire(gms_context *ctx, gms_share_id id, gms_access mode, gms_buf *out
     /* An atomic holder writes through gms_atomic only: a grant to write
      * lets it in, alongside the one writer (gms/access.h). */
     gms_access need = mode == GMS_ACCESS_ATOMIC ? GMS_ACCESS_READ_WRITE : mode;
-    gms_pool *p;
-    gms_block *b;
+    gms_pool *p = NULL; /* set by share_lock before a success (-O3 cannot tell) */
+    gms_block *b = NULL;
     int rc = share_lock(ctx, id, "gms_acquire", &p, &b);
     if (rc == GMS_E_INVALID_HANDLE && ctx->rt->brokered && id)
         return broker_acquire(ctx, id, mode, out);
@@ -523,8 +523,8 @@ int gms_revoke(gms_context *owner, gms_share_id id)
 {
     if (!owner)
         return gms__fail(GMS_E_INVALID_ARG, "gms_revoke: context is NULL");
-    gms_pool *p;
-    gms_block *b;
+    gms_pool *p = NULL; /* set by share_lock before a success (-O3 cannot tell) */
+    gms_block *b = NULL;
     int rc = share_lock(owner, id, "gms_revoke", &p, &b);
     if (rc == GMS_E_INVALID_HANDLE && owner->rt->brokered && id) {
         /* A share registered with gmsd: its owner's connection revokes. */

@@ -38,7 +38,14 @@ void gms__safety_launch(gms_pool *p);
 /* Whether the quarantine holds more than its limits (pool->lock held):
  * its newest block, which stays past them until the next free, and the
  * blocks of the batch being gathered, which leave with a later launch. */
-bool gms__safety_over_limits(const gms_pool *p);
+bool gms__quarantine_over_bytes(const gms_pool *p);
+static inline bool gms__safety_over_limits(const gms_pool *p)
+{
+    /* On every allocation: the byte limit's arithmetic only when it can
+     * matter. */
+    return p->quarantine_head && (p->quarantine_blocks > p->rt->safety.quarantine_max_blocks ||
+                                  gms__quarantine_over_bytes(p));
+}
 
 /* Lets go what the quarantine holds beyond its limits (pool->lock held),
  * launching the batch being gathered: called when an allocation would

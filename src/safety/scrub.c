@@ -578,9 +578,9 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered)
     return rc;
 }
 
-bool gms__safety_over_limits(const gms_pool *p)
+bool gms__quarantine_over_bytes(const gms_pool *p)
 {
-    return over_limits(p, quarantine_limit(p), p->rt->safety.quarantine_max_blocks, false);
+    return p->quarantine_bytes > quarantine_limit(p);
 }
 
 void gms__safety_yield(gms_pool *p)
