@@ -220,8 +220,12 @@ def run_child(workload, alloc, timeout, gms_env=()):
             res = json.loads(line[7:])
             res["child_s"] = round(time.time() - t0, 1)
             return res
-    return {"workload": workload, "alloc": alloc,
-            "error": "exit %d: %s" % (r.returncode, r.stderr.strip()[-1500:])}
+    # The first lines say what went wrong first (a device fault makes every
+    # later call fail too); the last, where it stopped.
+    err = r.stderr.strip()
+    if len(err) > 3000:
+        err = err[:1500] + "\n[...]\n" + err[-1500:]
+    return {"workload": workload, "alloc": alloc, "error": "exit %d: %s" % (r.returncode, err)}
 
 
 def machine():
