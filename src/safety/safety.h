@@ -35,14 +35,16 @@ unsigned gms__safety_collect(gms_pool *p, bool all);
  * waiting for the device, so that the wait covers it. */
 void gms__safety_launch(gms_pool *p);
 
+/* Whether the quarantine holds more bytes than its limit. */
+bool gms__quarantine_over_bytes(const gms_pool *p);
+
 /* Whether the quarantine holds more than its limits (pool->lock held):
  * its newest block, which stays past them until the next free, and the
- * blocks of the batch being gathered, which leave with a later launch. */
-bool gms__quarantine_over_bytes(const gms_pool *p);
+ * blocks of the batch being gathered, which leave with a later launch.
+ * Asked on every allocation: the byte limit's arithmetic only when the
+ * quarantine holds anything. */
 static inline bool gms__safety_over_limits(const gms_pool *p)
 {
-    /* On every allocation: the byte limit's arithmetic only when it can
-     * matter. */
     return p->quarantine_head && (p->quarantine_blocks > p->rt->safety.quarantine_max_blocks ||
                                   gms__quarantine_over_bytes(p));
 }

@@ -79,8 +79,9 @@ static pthread_mutex_t fake_unsynced_lock = PTHREAD_MUTEX_INITIALIZER;
 static inline void fake_queued(uint64_t addr, size_t len)
 {
     pthread_mutex_lock(&fake_unsynced_lock);
-    fake_unsynced[fake_nunsynced++ % FAKE_UNSYNCED].lo = addr;
-    fake_unsynced[(fake_nunsynced - 1) % FAKE_UNSYNCED].hi = addr + len;
+    unsigned i = fake_nunsynced++ % FAKE_UNSYNCED;
+    fake_unsynced[i].lo = addr;
+    fake_unsynced[i].hi = addr + len;
     pthread_mutex_unlock(&fake_unsynced_lock);
 }
 static inline void fake_synced(void)
