@@ -126,6 +126,17 @@ static void work(uid_t uid, const char *tenant, int in, int out)
     _exit(test_failed ? 1 : 0);
 }
 
+/* A SHARE (or RESHARE of share id) of an immutable memfd of bytes, the
+ * whole of it the buffer, granted to t2 for reading. */
+static gms_broker_msg share_to_t2(uint16_t type, uint64_t bytes, uint64_t id)
+{
+    gms_broker_msg m = {.type = type, .a = bytes, .b = bytes, .d = id, .flags = 1, .ngrants = 1};
+    snprintf(m.grants[0].tenant, sizeof m.grants[0].tenant, "t2");
+    m.grants[0].language = GMS_ANY_LANGUAGE;
+    m.grants[0].mode = GMS_ACCESS_READ;
+    return m;
+}
+
 /* A raw client of t1 shares two 64 KiB memfds with t2, immutable, and
  * revokes the second; after gmsd's restart (on `go`) it resumes and hands
  * them back: first another memfd of the same size and seals in place of
@@ -140,11 +151,7 @@ static void raw_owner(int out, int go)
     gms_broker_msg m = {.type = GMS_BROKER_HELLO};
     uint64_t session = raw_call(s, &m, &fd) == GMS_BROKER_WELCOME ? m.d : 0, ids[2] = {0, 0};
     for (int i = 0; i < 2; i++) {
-        m = (gms_broker_msg){.type = GMS_BROKER_SHARE, .a = BYTES, .b = BYTES, .flags = 1,
-                             .ngrants = 1};
-        snprintf(m.grants[0].tenant, sizeof m.grants[0].tenant, "t2");
-        m.grants[0].language = GMS_ANY_LANGUAGE;
-        m.grants[0].mode = GMS_ACCESS_READ;
+        m = share_to_t2(GMS_BROKER_SHARE, BYTES, 0);
         fds[i] = -1;
         if (raw_call(s, &m, &fds[i]) != GMS_BROKER_SHARED)
             _exit(2);
@@ -173,11 +180,7 @@ static void raw_owner(int out, int go)
     uint64_t to[4] = {ids[0], ids[0], ids[1], ids[0]};
     int32_t answers[8];
     for (int i = 0; i < 4; i++) {
-        m = (gms_broker_msg){.type = GMS_BROKER_RESHARE, .a = BYTES, .b = BYTES, .d = to[i],
-                             .flags = 1, .ngrants = 1};
-        snprintf(m.grants[0].tenant, sizeof m.grants[0].tenant, "t2");
-        m.grants[0].language = GMS_ANY_LANGUAGE;
-        m.grants[0].mode = GMS_ACCESS_READ;
+        m = share_to_t2(GMS_BROKER_RESHARE, BYTES, to[i]);
         answers[2 * i] = raw_call_fd(s, &m, give[i], &fd);
         answers[2 * i + 1] = m.type == GMS_BROKER_ERROR ? m.code : 0;
     }

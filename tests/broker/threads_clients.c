@@ -21,7 +21,7 @@ static void *worker(void *arg)
     if (!ctx)
         return (void *)1;
     for (int r = 0; r < ROUNDS; r++) {
-        bad += lease_round(ctx, (uint64_t)id << 32 | (uint64_t)r);
+        bad += lease_round(ctx, (uint64_t)id << 32 | (uint64_t)r, 1536 * 1024, 2);
         if (r % 16 == 0)
             gms_trim(rt); /* gives chunks back: releases at once with leases */
     }

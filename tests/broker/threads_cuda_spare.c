@@ -25,17 +25,8 @@ static void *worker(void *arg)
     if (!ctx)
         return (void *)1;
     for (int r = 0; r < ROUNDS; r++) {
-        gms_buf buf;
-        uint64_t word = (uint64_t)id << 32 | (uint64_t)r, back = 0;
         /* More than half a lease: a lease of its own each time. */
-        if (gms_alloc(ctx, 3 * MIB, 0, &buf) != GMS_OK) {
-            fprintf(stderr, "thread %ld round %d: %s\n", id, r, gms_error_last());
-            bad++;
-            continue;
-        }
-        bad += gms_write(ctx, buf, 2 * MIB, &word, sizeof word) != GMS_OK;
-        bad += gms_read(ctx, buf, 2 * MIB, &back, sizeof back) != GMS_OK || back != word;
-        bad += gms_free(ctx, buf) != GMS_OK;
+        bad += lease_round(ctx, (uint64_t)id << 32 | (uint64_t)r, 3 * MIB, 1);
         if (r % 4 == 0)
             gms_trim(rt); /* chunks back to gmsd: the next round leases again */
     }

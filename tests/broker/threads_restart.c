@@ -26,7 +26,7 @@ static void *worker(void *arg)
     if (!ctx)
         return (void *)1;
     for (uint64_t r = 0; atomic_load(&running) && !bad; r++) {
-        bad += lease_round(ctx, (uint64_t)id << 32 | r);
+        bad += lease_round(ctx, (uint64_t)id << 32 | r, 1536 * 1024, 2);
         if (r % 8 == 0)
             gms_trim(rt); /* gives chunks back: releases with leases */
         atomic_fetch_add(&rounds, 1);

@@ -386,25 +386,26 @@ static inline gms_context *thread_context(gms_runtime *rt, long id)
     return gms_context_open(&ctx, rt, &d) == GMS_OK ? ctx : NULL;
 }
 
-/* One round of a client thread (threads_*.c): two 1.5 MiB buffers, a
- * lease each, word written into each and read back, both freed. The
- * failures; an allocation's is said on stderr, and ends the round. */
-static inline long lease_round(gms_context *ctx, uint64_t word)
+/* One round of a client thread (threads_*.c): n buffers (1 or 2) of size
+ * bytes, word written into each at two thirds of it and read back, all
+ * freed. The failures; an allocation's is said on stderr, and ends the
+ * round. */
+static inline long lease_round(gms_context *ctx, uint64_t word, size_t size, int n)
 {
     gms_buf buf[2];
-    uint64_t back = 0;
+    uint64_t back = 0, at = size / 3 * 2;
     long bad = 0;
-    for (int k = 0; k < 2; k++) {
-        if (gms_alloc(ctx, 1536 * 1024, 0, &buf[k]) != GMS_OK) {
+    for (int k = 0; k < n; k++) {
+        if (gms_alloc(ctx, size, 0, &buf[k]) != GMS_OK) {
             fprintf(stderr, "word 0x%llx: %s\n", (unsigned long long)word, gms_error_last());
             while (k--)
                 gms_free(ctx, buf[k]);
             return bad + 1;
         }
-        bad += gms_write(ctx, buf[k], 1 << 20, &word, sizeof word) != GMS_OK;
+        bad += gms_write(ctx, buf[k], at, &word, sizeof word) != GMS_OK;
     }
-    for (int k = 0; k < 2; k++) {
-        bad += gms_read(ctx, buf[k], 1 << 20, &back, sizeof back) != GMS_OK || back != word;
+    for (int k = 0; k < n; k++) {
+        bad += gms_read(ctx, buf[k], at, &back, sizeof back) != GMS_OK || back != word;
         bad += gms_free(ctx, buf[k]) != GMS_OK;
     }
     return bad;

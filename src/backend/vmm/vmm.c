@@ -261,7 +261,7 @@ static void *spare_maker(void *arg)
         gms_backend_chunk *c = NULL;
         chunk_reserve(vb, vb->leaser.spare_size, vb->gran, &c);
         pthread_mutex_lock(&vb->spare_lock);
-        if (c && (vb->spare_stop || vb->spare)) {
+        if (c && vb->spare_stop) {
             pthread_mutex_unlock(&vb->spare_lock);
             vmm_release(&vb->base, c);
             pthread_mutex_lock(&vb->spare_lock);
@@ -274,14 +274,15 @@ static void *spare_maker(void *arg)
 }
 
 /* The spare lease when it fits a chunk of size and align (NULL if none),
- * asking for the next one; with want_only, only asks. */
-static gms_backend_chunk *spare_take(vmm_backend *vb, uint64_t size, uint64_t align, bool want_only)
+ * asking for the next one: from the first chunk of that size on, one is
+ * made ahead. */
+static gms_backend_chunk *spare_take(vmm_backend *vb, uint64_t size, uint64_t align)
 {
     if (!vb->spare_running || size != vb->leaser.spare_size)
         return NULL;
     pthread_mutex_lock(&vb->spare_lock);
     gms_backend_chunk *c = vb->spare;
-    if (want_only || (c && c->base % align))
+    if (c && c->base % align)
         c = NULL;
     if (c)
         vb->spare = NULL;
@@ -314,13 +315,12 @@ static int vmm_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t 
         return EINVAL;
     if (align < vb->gran)
         align = vb->gran;
-    gms_backend_chunk *c = spare_take(vb, size, align, false);
+    gms_backend_chunk *c = spare_take(vb, size, align);
     int err = c ? 0 : chunk_reserve(vb, size, align, &c);
     if (err == EDQUOT && spare_drop(vb)) /* the spare held the quota this needs */
         err = chunk_reserve(vb, size, align, &c);
     if (err)
         return err;
-    spare_take(vb, size, align, true); /* the next one, from the first lease on */
     *base = c->base;
     *out = c;
     return 0;
@@ -1630,6 +1630,20 @@ int gms__vmm_create(const gms_vmm_config *cfg, gms_backend **out)
     return 0;
 }
 
+/* The spare lease's lock, wake-up and thread; false if any cannot be made. */
+static bool spare_start(vmm_backend *vb)
+{
+    if (pthread_mutex_init(&vb->spare_lock, NULL) != 0)
+        return false;
+    if (pthread_cond_init(&vb->spare_wake, NULL) == 0) {
+        if (pthread_create(&vb->spare_thread, NULL, spare_maker, vb) == 0)
+            return true;
+        pthread_cond_destroy(&vb->spare_wake);
+    }
+    pthread_mutex_destroy(&vb->spare_lock);
+    return false;
+}
+
 void gms__vmm_set_leaser(gms_backend *be, const gms_vmm_leaser *l)
 {
     vmm_backend *vb = B(be);
@@ -1637,17 +1651,8 @@ void gms__vmm_set_leaser(gms_backend *be, const gms_vmm_leaser *l)
     vb->ops.name = l->name;
     /* A lease is gmsd's memory, counted there: it does not move. */
     vb->ops.move_create = NULL, vb->ops.move_remap = NULL, vb->ops.move_release = NULL;
-    if (l->spare_size && l->spare_size % vb->gran == 0 &&
-        pthread_mutex_init(&vb->spare_lock, NULL) == 0) {
-        if (pthread_cond_init(&vb->spare_wake, NULL) != 0) {
-            pthread_mutex_destroy(&vb->spare_lock);
-        } else if (pthread_create(&vb->spare_thread, NULL, spare_maker, vb) != 0) {
-            pthread_cond_destroy(&vb->spare_wake);
-            pthread_mutex_destroy(&vb->spare_lock);
-        } else {
-            vb->spare_running = 1; /* without it, every lease is taken on request */
-        }
-    }
+    if (l->spare_size && l->spare_size % vb->gran == 0)
+        vb->spare_running = spare_start(vb); /* without it, every lease is taken on request */
 }
 
 /* Maps allocation h of size bytes whole at an address range of its own,
