@@ -72,7 +72,12 @@ enum {
      * costs tens of microseconds of driver time and disturbs the work in
      * flight): a pool that keeps unmapping what it maps again soon after
      * may hold up to an eighth more than its peak instead (pool.c). */
-    GMS_BACKEND_REMAP_COSTLY = 2
+    GMS_BACKEND_REMAP_COSTLY = 2,
+    /* A chunk's memory reads as zeros until its granules are first
+     * committed (gmsd fills each lease with zeros, and waits for the fill,
+     * before any tenant maps it): the core zeroes only granules committed
+     * again. */
+    GMS_BACKEND_FRESH_ZEROED = 4
 };
 
 /* One sealed region's work (core/seal.c, docs/sealed.md): AES-256-GCM in

@@ -469,7 +469,10 @@ static void granule_span(const gms_pool *p, const gms_block *b, uint64_t *first,
  * zeroed (new memory reads as zeros), the rest poisoned with safety on
  * (free memory holds the pattern) or zeroed. One batch; on a backend
  * without streams, the host backend's fresh pages read as zeros already
- * and only the poison is written. */
+ * and only the poison is written, and granules never committed before on
+ * a backend whose fresh memory is zeroed need no zeros either (so that
+ * gms_alloc's first buffer in a gmsd lease waits for no device work with
+ * safety off, and for the poison alone with it on). */
 static int granules_prepare(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
 {
     gms_runtime *rt = p->rt;
@@ -478,10 +481,13 @@ static int granules_prepare(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
     uint64_t data_lo = b->addr > lo ? b->addr : lo;
     uint64_t data_hi = b->addr + b->req_size < hi ? b->addr + b->req_size : hi;
     bool zero_all = !rt->safety.on, stream_ordered = rt->backend->ops->scrub_async != NULL;
+    bool zeroed = true;
+    for (uint64_t u = g; u <= end; u++)
+        zeroed &= c->granules[u].zeroed;
     gms_scrub_item it[2];
     memset(it, 0, sizeof it);
     size_t n = 0;
-    if (stream_ordered && (zero_all || data_lo < data_hi)) {
+    if (stream_ordered && !zeroed && (zero_all || data_lo < data_hi)) {
         it[n].zero = 1;
         it[n].fill_lo[0] = zero_all ? lo : data_lo;
         it[n].fill_hi[0] = zero_all ? hi : data_hi;
@@ -541,6 +547,8 @@ static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
     }
     map_log(p, "map", len);
     rc = granules_prepare(p, b, g, end);
+    for (uint64_t u = g; u <= end; u++)
+        c->granules[u].zeroed = false; /* its next owner's bytes, or the poison, from now on */
     if (rc != GMS_OK) {
         /* Mapped but not prepared: give it straight back. */
         for (uint64_t u = g; u <= end; u++)
@@ -725,8 +733,11 @@ static int chunk_add(gms_pool *p, unsigned heap, uint64_t need, gms_block **out)
     c->pool = p;
     c->granules = gr;
     c->ngranules = ngr;
-    for (uint64_t i = 0; i < ngr; i++)
+    bool zeroed = rt->backend->ops->props & GMS_BACKEND_FRESH_ZEROED;
+    for (uint64_t i = 0; i < ngr; i++) {
         gr[i].chunk = c;
+        gr[i].zeroed = zeroed;
+    }
     b->addr = c->base;
     b->size = size;
     b->chunk = c;

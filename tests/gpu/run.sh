@@ -215,6 +215,9 @@ torch_broker() { # torch_broker STEP OUTFILE BENCH_ARGS...
 torch_broker torch-broker torch_broker.json --only resnet50_train,gpt2_train
 torch_broker torch-broker-blocking torch_broker_blocking.json --only resnet50_train \
     --gms-env CUDA_LAUNCH_BLOCKING=1
+# The same without the client's spare lease (GMS_BROKER_SPARE=0).
+torch_broker torch-broker-nospare torch_broker_nospare.json --only resnet50_train \
+    --gms-env GMS_BROKER_SPARE=0
 # Where the training steps' device time goes, kernel by kernel.
 run torch-profile 300 python3 tests/gpu/python/bench_torch.py --profile --only resnet50_train,gpt2_train \
     --out "$OUT/torch_profile.json"

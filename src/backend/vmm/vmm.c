@@ -1651,6 +1651,7 @@ void gms__vmm_set_leaser(gms_backend *be, const gms_vmm_leaser *l)
     vb->ops.name = l->name;
     /* A lease is gmsd's memory, counted there: it does not move. */
     vb->ops.move_create = NULL, vb->ops.move_remap = NULL, vb->ops.move_release = NULL;
+    vb->ops.props |= GMS_BACKEND_FRESH_ZEROED; /* gms__vmm_lease_make zeroes every lease */
     if (l->spare_size && l->spare_size % vb->gran == 0)
         vb->spare_running = spare_start(vb); /* without it, every lease is taken on request */
 }
