@@ -218,6 +218,9 @@ torch_broker torch-broker-blocking torch_broker_blocking.json --only resnet50_tr
 # The same without the client's spare lease (GMS_BROKER_SPARE=0).
 torch_broker torch-broker-nospare torch_broker_nospare.json --only resnet50_train \
     --gms-env GMS_BROKER_SPARE=0
+# Whether the scrub's traffic would hide behind a training step's kernels
+# on a stream of its own (docs/stream-ordered.md, "What is still open").
+run overlap-probe 300 python3 tests/gpu/python/overlap_probe.py resnet50 gpt2
 # Where the training steps' device time goes, kernel by kernel.
 run torch-profile 300 python3 tests/gpu/python/bench_torch.py --profile --only resnet50_train,gpt2_train \
     --out "$OUT/torch_profile.json"
