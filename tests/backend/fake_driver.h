@@ -18,6 +18,15 @@
  * Any call kind can be made to fail with a given code (fake_fail); the
  * codes have names and texts of their own, as a driver's do.
  *
+ * With fake_kernels = 2 the scrub kernels run too, on the host, on a
+ * device that runs behind the host: a stream-ordered scrub waits in one
+ * queue (all streams in the order queued) until more than fake_lag
+ * launches wait behind it, or until a synchronisation, a copy or a fill
+ * (which run after everything queued before them); the waiting scrub runs
+ * when launched, after the queue. fake_device_use(addr, len) queues a
+ * stand-in for a program's kernel using that memory (a training step's).
+ * Unmapping memory that queued work still uses aborts, as below.
+ *
  * A device runs copies and fills after the call that queues them, and a
  * driver unmaps at once: memory unmapped before its queued work ran is an
  * illegal address on a GPU. So the fake remembers the device ranges of
@@ -90,8 +99,149 @@ static inline void fake_synced(void)
     fake_nunsynced = 0;
     pthread_mutex_unlock(&fake_unsynced_lock);
 }
+/* ---- the device's queue (fake_kernels == 2) ---- */
+static char fake_scrub_fn, fake_async_fn; /* the two scrub kernels */
+static unsigned fake_lag;                 /* launches left waiting */
+
+typedef struct fake_work {
+    struct fake_work *next;
+    int user;          /* a program's kernel: uses [lo, hi) */
+    uint64_t lo, hi;
+    gms_kasync k;      /* else a stream-ordered scrub */
+} fake_work;
+static fake_work *fake_queue, **fake_queue_tail = &fake_queue;
+static unsigned fake_queued_launches;
+static pthread_mutex_t fake_queue_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The poison's byte at address a: the pattern is laid out by address. */
+static inline uint8_t fake_pattern_byte(uint64_t pattern, uint64_t a)
+{
+    return (uint8_t)(pattern >> (8 * (a & 7)));
+}
+
+/* The first byte of [lo, hi) that is not the poison, or UINT64_MAX. */
+static uint64_t fake_check(uint64_t lo, uint64_t hi, uint64_t pattern)
+{
+    uint64_t a = lo;
+    for (; a < hi && (a & 7); a++)
+        if (*(uint8_t *)(uintptr_t)a != fake_pattern_byte(pattern, a))
+            return a;
+    for (; a + 8 <= hi; a += 8)
+        if (*(uint64_t *)(uintptr_t)a != pattern)
+            break;
+    for (; a < hi; a++)
+        if (*(uint8_t *)(uintptr_t)a != fake_pattern_byte(pattern, a))
+            return a;
+    return UINT64_MAX;
+}
+
+static void fake_fill(uint64_t lo, uint64_t hi, uint64_t pattern)
+{
+    for (uint64_t a = lo; a < hi; a++)
+        *(uint8_t *)(uintptr_t)a = fake_pattern_byte(pattern, a);
+}
+
+/* One stream-ordered scrub, as gms_scrub_async_kernel does it: checks
+ * (which re-arm what they find changed), fills (a multipass wipe ends in the poison too), zeros, then the
+ * results and the done word in the slot's pinned memory. */
+static void fake_run_async(const gms_kasync *k)
+{
+    unsigned long long bad[GMS_SCRUB_ASYNC_MAX_K];
+    for (uint32_t i = 0; i < k->nitems && i < GMS_SCRUB_ASYNC_MAX_K; i++)
+        bad[i] = ~0ull;
+    for (uint32_t r = 0; r < k->nranges; r++) {
+        const gms_krange *g = &k->r[r];
+        if (g->op == GMS_KOP_CHECK) {
+            uint64_t at = fake_check(g->lo, g->hi, k->pattern);
+            if (at < bad[g->item])
+                bad[g->item] = at;
+            if (at != UINT64_MAX)
+                fake_fill(at, g->hi, k->pattern); /* re-armed */
+        } else if (g->op == GMS_KOP_FILL) {
+            fake_fill(g->lo, g->hi, k->pattern);
+        } else {
+            memset((void *)(uintptr_t)g->lo, 0, g->hi - g->lo);
+        }
+    }
+    gms_kslot_host *h = (gms_kslot_host *)(uintptr_t)k->host;
+    for (uint32_t i = 0; i < k->nitems && i < GMS_SCRUB_ASYNC_MAX_K; i++) {
+        h->bad[i] = bad[i];
+        h->vbad[i] = ~0ull;
+    }
+    __atomic_store_n(&h->done, k->ticket, __ATOMIC_RELEASE);
+}
+
+/* Runs the oldest queued work (queue lock held). */
+static void fake_run_one(void)
+{
+    fake_work *w = fake_queue;
+    if (!(fake_queue = w->next))
+        fake_queue_tail = &fake_queue;
+    if (w->user) {
+        memset((void *)(uintptr_t)w->lo, 0x77, w->hi - w->lo); /* the kernel's output */
+    } else {
+        fake_run_async(&w->k);
+        fake_queued_launches--;
+    }
+    free(w);
+}
+
+/* The device catches up: everything queued runs. */
+static inline void fake_run_all(void)
+{
+    pthread_mutex_lock(&fake_queue_lock);
+    while (fake_queue)
+        fake_run_one();
+    pthread_mutex_unlock(&fake_queue_lock);
+}
+
+static void fake_enqueue(fake_work *w)
+{
+    pthread_mutex_lock(&fake_queue_lock);
+    *fake_queue_tail = w;
+    fake_queue_tail = &w->next;
+    if (!w->user)
+        fake_queued_launches++;
+    while (fake_queued_launches > fake_lag)
+        fake_run_one();
+    pthread_mutex_unlock(&fake_queue_lock);
+}
+
+/* A program's kernel writing [addr, addr+len), queued behind what is
+ * there; 0, or -1 without memory for it. */
+static inline int fake_device_use(uint64_t addr, uint64_t len)
+{
+    fake_work *w = calloc(1, sizeof *w);
+    if (!w)
+        return -1;
+    w->user = 1;
+    w->lo = addr;
+    w->hi = addr + len;
+    fake_enqueue(w);
+    return 0;
+}
+
+/* Whether queued work still uses memory of [addr, addr+size). */
+static int fake_queue_uses(uint64_t addr, uint64_t size)
+{
+    int used = 0;
+    pthread_mutex_lock(&fake_queue_lock);
+    for (const fake_work *w = fake_queue; w && !used; w = w->next) {
+        if (w->user) {
+            used = w->lo < addr + size && addr < w->hi;
+            continue;
+        }
+        for (uint32_t r = 0; r < w->k.nranges && !used; r++)
+            used = w->k.r[r].lo < addr + size && addr < w->k.r[r].hi;
+    }
+    pthread_mutex_unlock(&fake_queue_lock);
+    return used;
+}
+
 static inline int fake_in_use(uint64_t addr, uint64_t size)
 {
+    if (fake_queue_uses(addr, size))
+        return 1;
     int used = 0;
     pthread_mutex_lock(&fake_unsynced_lock);
     unsigned n = fake_nunsynced < FAKE_UNSYNCED ? fake_nunsynced : FAKE_UNSYNCED;
@@ -194,8 +344,8 @@ static int f_mem_unmap(void *dd, uint64_t addr, uint64_t size)
     (void)dd;
     FAKE_FAILS(mem_unmap);
     if (fake_in_use(addr, size)) {
-        fprintf(stderr, "fake driver: unmapping %#llx (%llu bytes) while queued copies or fills "
-                        "still use it\n", (unsigned long long)addr, (unsigned long long)size);
+        fprintf(stderr, "fake driver: unmapping %#llx (%llu bytes) while queued device work "
+                        "still uses it\n", (unsigned long long)addr, (unsigned long long)size);
         abort();
     }
     void *p = mmap(A(addr), size, PROT_NONE,
@@ -214,6 +364,7 @@ static int f_memcpy_htod(void *dd, uint64_t dst, const void *src, size_t len, vo
 {
     (void)dd, (void)stream;
     FAKE_FAILS(memcpy_htod);
+    fake_run_all(); /* after what was queued before it */
     memcpy(A(dst), src, len);
     fake_queued(dst, len);
     return 0;
@@ -222,6 +373,7 @@ static int f_memcpy_dtoh(void *dd, void *dst, uint64_t src, size_t len, void *st
 {
     (void)dd, (void)stream;
     FAKE_FAILS(memcpy_dtoh);
+    fake_run_all(); /* after what was queued before it */
     memcpy(dst, A(src), len);
     fake_queued(src, len);
     return 0;
@@ -230,6 +382,7 @@ static int f_memcpy_dtod(void *dd, uint64_t dst, uint64_t src, size_t len, void 
 {
     (void)dd, (void)stream;
     FAKE_FAILS(memcpy_dtod);
+    fake_run_all(); /* after what was queued before it */
     if (dst < src + len && src < dst + len)
         return FAKE_ERROR_REFUSED; /* overlapping */
     memcpy(A(dst), A(src), len);
@@ -241,6 +394,7 @@ static int f_memset_d8(void *dd, uint64_t dst, int byte, size_t len, void *strea
 {
     (void)dd, (void)stream;
     FAKE_FAILS(memset_d8);
+    fake_run_all(); /* after what was queued before it */
     memset(A(dst), byte, len);
     fake_queued(dst, len);
     return 0;
@@ -284,6 +438,7 @@ static int f_stream_sync(void *dd, void *stream)
     (void)dd, (void)stream;
     FAKE_FAILS(stream_sync);
     fake_note(GMS_DRV_stream_sync, stream, NULL);
+    fake_run_all();
     fake_synced();
     return 0;
 }
@@ -319,6 +474,7 @@ static int f_device_sync(void *dd)
 {
     (void)dd;
     FAKE_FAILS(device_sync);
+    fake_run_all();
     fake_synced();
     return 0;
 }
@@ -374,8 +530,16 @@ static int f_module_function(void *dd, void **fn, void *module, const char *name
 {
     (void)dd, (void)module;
     FAKE_FAILS(module_function);
-    if (strcmp(name, "gms_scrub_async_kernel") == 0)
+    if (strcmp(name, "gms_scrub_async_kernel") == 0 && fake_kernels < 2)
         return FAKE_ERROR_REFUSED; /* the waiting scrub only */
+    if (fake_kernels == 2 && strcmp(name, "gms_scrub_async_kernel") == 0) {
+        *fn = &fake_async_fn;
+        return 0;
+    }
+    if (fake_kernels == 2 && strcmp(name, "gms_scrub_kernel") == 0) {
+        *fn = &fake_scrub_fn;
+        return 0;
+    }
     if (strcmp(name, "gms_seal_kernel") == 0 || strcmp(name, "gms_digest_kernel") == 0)
         return FAKE_ERROR_REFUSED; /* no sealing: gms_seal and gms_digest say so */
     *fn = strcmp(name, "gms_atomic_kernel") == 0 ? &fake_atomic_fn : &fake_object;
@@ -427,8 +591,19 @@ static int f_launch(void *dd, void *fn, unsigned grid, unsigned block, void *str
     (void)dd, (void)grid, (void)block;
     FAKE_FAILS(launch);
     fake_note(GMS_DRV_launch, stream, fn);
+    if (fn == &fake_async_fn) {
+        fake_work *w = malloc(sizeof *w);
+        if (!w)
+            return FAKE_ERROR_OUT_OF_MEMORY;
+        w->next = NULL;
+        w->user = 0;
+        w->k = *(const gms_kasync *)args[0];
+        fake_enqueue(w);
+        return 0;
+    }
     if (fn != &fake_atomic_fn)
         return FAKE_ERROR_REFUSED;
+    fake_run_all(); /* after what was queued before it */
     const gms_katomics *k = args[0];
     for (uint32_t i = 0; i < k->n; i++) {
         uint64_t old = fake_atomic_one(&k->w[i]);
@@ -440,9 +615,24 @@ static int f_launch(void *dd, void *fn, unsigned grid, unsigned block, void *str
 static int f_launch_cooperative(void *dd, void *fn, unsigned grid, unsigned block, void *stream,
                                 void **args)
 {
-    (void)dd, (void)fn, (void)grid, (void)block, (void)stream, (void)args;
+    (void)dd, (void)grid, (void)block, (void)stream;
     FAKE_FAILS(launch_cooperative);
-    return FAKE_ERROR_REFUSED;
+    if (fn != &fake_scrub_fn)
+        return FAKE_ERROR_REFUSED;
+    /* The waiting scrub, as gms_scrub_kernel does it, after the queue. */
+    fake_run_all();
+    const gms_kparams *p = args[0];
+    for (uint32_t i = 0; i < p->ncheck; i++) {
+        const gms_kseg *g = &p->check[i];
+        uint64_t at = fake_check(g->lo, g->hi, p->pattern);
+        if (at < p->res[g->item].bad[g->range])
+            p->res[g->item].bad[g->range] = at;
+        if (at != UINT64_MAX)
+            fake_fill(at, g->hi, p->pattern); /* re-armed */
+    }
+    for (uint32_t i = 0; i < p->nfill; i++)
+        fake_fill(p->fill[i].lo, p->fill[i].hi, p->pattern);
+    return 0;
 }
 #undef A
 
