@@ -44,6 +44,16 @@ static int test_passed, test_failed;
 
 #define CHECK_OK(expr) CHECK_RC((expr), GMS_OK)
 
+/* A fixed xorshift sequence: inputs that vary, the same on every run. */
+static inline uint64_t test_random(void)
+{
+    static uint64_t state = 0x9e3779b97f4a7c15ull;
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+}
+
 /* CTest's code for "this test did not run" (SKIP_RETURN_CODE). */
 #define TEST_SKIP 77
 

@@ -89,20 +89,11 @@ static void on_violation(void *user, const gms_violation *v)
 }
 
 /* ---- the program ---- */
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint64_t next_random(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
 /* 256 B to 8 MiB, log-uniform: small blocks among large ones. */
 static size_t random_size(void)
 {
-    unsigned shift = 8 + (unsigned)(next_random() % 16);
-    return (size_t)(1ull << shift) + (size_t)(next_random() % (1ull << shift));
+    unsigned shift = 8 + (unsigned)(test_random() % 16);
+    return (size_t)(1ull << shift) + (size_t)(test_random() % (1ull << shift));
 }
 
 typedef struct live {
@@ -139,10 +130,10 @@ static void run(int safety, int with_leases, unsigned lag)
     live bufs[48];
     unsigned n = 0, failures = 0;
     for (unsigned op = 0; op < 2500; op++) {
-        if (n < 48 && (n == 0 || next_random() % 2)) {
+        if (n < 48 && (n == 0 || test_random() % 2)) {
             live *l = &bufs[n];
             size_t size = random_size();
-            l->stream = streams[next_random() % 2];
+            l->stream = streams[test_random() % 2];
             void *p = NULL;
             if (gms_alloc_async(ctx, size, 0, l->stream, &l->buf) != GMS_OK ||
                 gms_buf_ptr(ctx, l->buf, &p) != GMS_OK) {
@@ -154,7 +145,7 @@ static void run(int safety, int with_leases, unsigned lag)
             if (fake_device_use((uint64_t)(uintptr_t)p, size) != 0)
                 failures++;
         } else {
-            unsigned i = (unsigned)(next_random() % n);
+            unsigned i = (unsigned)(test_random() % n);
             if (gms_free_async(ctx, bufs[i].buf, bufs[i].stream) != GMS_OK)
                 failures++;
             bufs[i] = bufs[--n];

@@ -51,15 +51,6 @@ static gms_context *open_ctx(gms_runtime *rt, const char *tenant, gms_level leve
     return ctx;
 }
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint64_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
 static void test_round_trips(void)
 {
     gms_runtime *rt = open_cuda();
@@ -73,7 +64,7 @@ static void test_round_trips(void)
         size_t n = sizes[s];
         uint8_t *a = malloc(n), *b = malloc(n);
         for (size_t i = 0; i < n; i++)
-            a[i] = (uint8_t)rnd();
+            a[i] = (uint8_t)test_random();
         gms_buf x, y, z;
         CHECK_OK(gms_alloc(ctx, n, 0, &x));
         CHECK_OK(gms_alloc(ctx, n, 0, &y));
@@ -142,7 +133,7 @@ static void test_scrub_matches_host(void)
     CHECK(cb->ops->commit(cb, cc, 0, size) == 0);
     CHECK(hb->ops->commit(hb, hc, 0, size) == 0);
     uint8_t *img = malloc(size), *back = malloc(size);
-    const uint64_t pattern = 0x1122334455667788ull ^ rnd();
+    const uint64_t pattern = 0x1122334455667788ull ^ test_random();
     enum { N = 200 };
     gms_scrub_item hi_[N], ci_[N];
     for (int round = 0; round < 12; round++) {
@@ -150,10 +141,10 @@ static void test_scrub_matches_host(void)
         for (uint64_t i = 0; i < size; i++)
             img[i] = (uint8_t)(pattern >> (8 * (i & 7)));
         for (int k = 0; k < 64; k++)
-            img[rnd() % size] ^= (uint8_t)(1 + rnd() % 255);
+            img[test_random() % size] ^= (uint8_t)(1 + test_random() % 255);
         memcpy((void *)(uintptr_t)hbase, img, size);
         CHECK(cb->ops->write(cb, cbase, img, size) == 0);
-        size_t n = 1 + rnd() % N;
+        size_t n = 1 + test_random() % N;
         for (size_t i = 0; i < n; i++) {
             gms_scrub_item *it = &hi_[i];
             memset(it, 0, sizeof *it);
@@ -161,23 +152,23 @@ static void test_scrub_matches_host(void)
             uint64_t slot = size / N, s0 = i * slot;
             uint64_t big = round % 3 == 0 ? slot : 600;
             for (int r = 0; r < 2; r++) {
-                if (rnd() % 4) {
-                    uint64_t lo = s0 + rnd() % (slot / 2);
-                    uint64_t len = rnd() % big;
+                if (test_random() % 4) {
+                    uint64_t lo = s0 + test_random() % (slot / 2);
+                    uint64_t len = test_random() % big;
                     it->check_lo[r] = lo;
                     it->check_hi[r] = lo + (len < slot - (lo - s0) ? len : slot - (lo - s0));
                 }
-                if (rnd() % 4) {
-                    uint64_t lo = s0 + rnd() % (slot / 2);
-                    uint64_t len = rnd() % big;
+                if (test_random() % 4) {
+                    uint64_t lo = s0 + test_random() % (slot / 2);
+                    uint64_t len = test_random() % big;
                     it->fill_lo[r] = lo;
                     it->fill_hi[r] = lo + (len < slot - (lo - s0) ? len : slot - (lo - s0));
                 }
             }
             /* One fill range may overlap a check range of the same item:
              * the check must see the memory before the fill. */
-            it->passes = rnd() % 3 == 0 ? GMS_SCRUB_MULTIPASS : 0;
-            it->verify = rnd() % 2;
+            it->passes = test_random() % 3 == 0 ? GMS_SCRUB_MULTIPASS : 0;
+            it->verify = test_random() % 2;
             ci_[i] = *it;
             for (int r = 0; r < 2; r++) {
                 ci_[i].check_lo[r] += cbase, ci_[i].check_hi[r] += cbase;
