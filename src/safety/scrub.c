@@ -455,7 +455,12 @@ static __attribute__((noinline)) bool evict_batch(gms_pool *p, uint64_t max_byte
 {
     batch_build bb;
     gms_scrub_batch *bt = build_init(&bb);
-    take_exits(p, bt, p->quarantine_head->stream, 0, max_bytes, max_blocks, keep_newest);
+    /* Not past a block whose own scrub waits in the batch being gathered:
+     * its check would run before its poison, and the batch's launch would
+     * hand it to the pool a second time. */
+    const gms_pending *pd = p->pending;
+    take_exits(p, bt, p->quarantine_head->stream, pd && pd->ticket ? pd->ticket : 0, max_bytes,
+               max_blocks, keep_newest);
     uint32_t n = bt->n;
     uint64_t ticket;
     bool ok = batch_queue(p, bt, bt->blk[0]->stream, &ticket, NULL, NULL, 0) == 0;
