@@ -43,6 +43,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,7 @@ enum { FAKE_OK = 0, FAKE_ERROR_OUT_OF_MEMORY = 2, FAKE_ERROR_REFUSED = 700 };
 
 static int fake_fail_kind = -1, fake_fail_code; /* the kind that fails, and how */
 static int fake_fail_also_kind = -1;            /* a second one, failing the same way */
-static int fake_kernels;                        /* 1: a module with both kernels */
+static int fake_kernels; /* 1: a module whose scrub kernels do not run; 2: they run (the queue below) */
 static _Thread_local uintptr_t fake_current;    /* the thread's current device */
 
 /* kind fails with code from now on (-1: none does; clears fake_fail_also). */
@@ -142,8 +143,9 @@ static void fake_fill(uint64_t lo, uint64_t hi, uint64_t pattern)
 }
 
 /* One stream-ordered scrub, as gms_scrub_async_kernel does it: checks
- * (which re-arm what they find changed), fills (a multipass wipe ends in the poison too), zeros, then the
- * results and the done word in the slot's pinned memory. */
+ * (which re-arm what they find changed), fills (a multipass wipe ends in
+ * the poison too) and zeros, then the results and the done word in the
+ * slot's pinned memory. */
 static void fake_run_async(const gms_kasync *k)
 {
     unsigned long long bad[GMS_SCRUB_ASYNC_MAX_K];
@@ -530,16 +532,13 @@ static int f_module_function(void *dd, void **fn, void *module, const char *name
 {
     (void)dd, (void)module;
     FAKE_FAILS(module_function);
-    if (strcmp(name, "gms_scrub_async_kernel") == 0 && fake_kernels < 2)
+    bool async = strcmp(name, "gms_scrub_async_kernel") == 0;
+    if (fake_kernels == 2 && (async || strcmp(name, "gms_scrub_kernel") == 0)) {
+        *fn = async ? &fake_async_fn : &fake_scrub_fn;
+        return 0;
+    }
+    if (async)
         return FAKE_ERROR_REFUSED; /* the waiting scrub only */
-    if (fake_kernels == 2 && strcmp(name, "gms_scrub_async_kernel") == 0) {
-        *fn = &fake_async_fn;
-        return 0;
-    }
-    if (fake_kernels == 2 && strcmp(name, "gms_scrub_kernel") == 0) {
-        *fn = &fake_scrub_fn;
-        return 0;
-    }
     if (strcmp(name, "gms_seal_kernel") == 0 || strcmp(name, "gms_digest_kernel") == 0)
         return FAKE_ERROR_REFUSED; /* no sealing: gms_seal and gms_digest say so */
     *fn = strcmp(name, "gms_atomic_kernel") == 0 ? &fake_atomic_fn : &fake_object;
