@@ -399,17 +399,25 @@ static bool over_limits(const gms_pool *p, uint64_t max_bytes, uint64_t max_bloc
            (p->quarantine_bytes > max_bytes || p->quarantine_blocks > max_blocks);
 }
 
+/* Whether quarantined block b's own scrub waits in the batch being
+ * gathered. Such a block leaves the quarantine only after that launch:
+ * checked before it, it would be checked before its poison, and the
+ * launch would hand it to the pool a second time. */
+static bool gathered(const gms_pool *p, const gms_block *b)
+{
+    const gms_pending *pd = p->pending;
+    return pd && pd->ticket && b->ticket == pd->ticket;
+}
+
 /* Moves the oldest quarantined blocks of `stream` into bt (up to
  * GMS_SCRUB_ASYNC_MAX items in all) while the quarantine is over its
- * limits, but none whose own scrub waits in batch `unlaunched` (the two
- * would race in one launch); they are unlinked, returned to the pool by
- * exits_done. */
-static void take_exits(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t unlaunched,
-                       uint64_t max_bytes, uint64_t max_blocks, bool keep_newest)
+ * limits, up to the first one gathered; they are unlinked, returned to
+ * the pool by exits_done. */
+static void take_exits(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t max_bytes,
+                       uint64_t max_blocks, bool keep_newest)
 {
     while (bt->n < GMS_SCRUB_ASYNC_MAX && over_limits(p, max_bytes, max_blocks, keep_newest) &&
-           p->quarantine_head->stream == stream &&
-           !(unlaunched && p->quarantine_head->ticket == unlaunched)) {
+           p->quarantine_head->stream == stream && !gathered(p, p->quarantine_head)) {
         gms_block *b = p->quarantine_head;
         p->quarantine_head = b->u.retired.next;
         if (!p->quarantine_head)
@@ -455,12 +463,7 @@ static __attribute__((noinline)) bool evict_batch(gms_pool *p, uint64_t max_byte
 {
     batch_build bb;
     gms_scrub_batch *bt = build_init(&bb);
-    /* Not past a block whose own scrub waits in the batch being gathered:
-     * its check would run before its poison, and the batch's launch would
-     * hand it to the pool a second time. */
-    const gms_pending *pd = p->pending;
-    take_exits(p, bt, p->quarantine_head->stream, pd && pd->ticket ? pd->ticket : 0, max_bytes,
-               max_blocks, keep_newest);
+    take_exits(p, bt, p->quarantine_head->stream, max_bytes, max_blocks, keep_newest);
     uint32_t n = bt->n;
     uint64_t ticket;
     bool ok = batch_queue(p, bt, bt->blk[0]->stream, &ticket, NULL, NULL, 0) == 0;
@@ -478,9 +481,7 @@ static __attribute__((noinline)) bool evict_batch(gms_pool *p, uint64_t max_byte
 static void quarantine_evict(gms_pool *p, uint64_t max_bytes, uint64_t max_blocks,
                              bool keep_newest)
 {
-    const gms_pending *pd = p->pending;
-    while (over_limits(p, max_bytes, max_blocks, keep_newest) &&
-           !(pd && pd->ticket && p->quarantine_head->ticket == pd->ticket))
+    while (over_limits(p, max_bytes, max_blocks, keep_newest) && !gathered(p, p->quarantine_head))
         if (!evict_batch(p, max_bytes, max_blocks, keep_newest))
             return;
 }
@@ -508,7 +509,7 @@ static void retire_pending(gms_pool *p, gms_block *b, bool sync)
     bt->exit_check[i] = false;
     bt->blk[i] = b;
     uint64_t queued = p->quarantine_bytes; /* b's included */
-    take_exits(p, bt, pd->stream, pd->ticket, quarantine_limit(p), p->rt->safety.quarantine_max_blocks,
+    take_exits(p, bt, pd->stream, quarantine_limit(p), p->rt->safety.quarantine_max_blocks,
                true);
     pd->bytes += b->size + (queued - p->quarantine_bytes);
     /* The synchronous gms_free promises that a write after it is caught:
@@ -535,7 +536,7 @@ static int retire_now(gms_pool *p, gms_block *b)
     bt->blk[0] = b;
     bt->exit_check[0] = false;
     bt->n = 1;
-    take_exits(p, bt, b->stream, 0, quarantine_limit(p), p->rt->safety.quarantine_max_blocks, true);
+    take_exits(p, bt, b->stream, quarantine_limit(p), p->rt->safety.quarantine_max_blocks, true);
     uint32_t n = bt->n;
     uint64_t ticket;
     bool ok = batch_queue(p, bt, b->stream, &ticket, &rc, own_msg, sizeof own_msg) == 0;

@@ -591,11 +591,9 @@ static int f_launch(void *dd, void *fn, unsigned grid, unsigned block, void *str
     FAKE_FAILS(launch);
     fake_note(GMS_DRV_launch, stream, fn);
     if (fn == &fake_async_fn) {
-        fake_work *w = malloc(sizeof *w);
+        fake_work *w = calloc(1, sizeof *w);
         if (!w)
             return FAKE_ERROR_OUT_OF_MEMORY;
-        w->next = NULL;
-        w->user = 0;
         w->k = *(const gms_kasync *)args[0];
         fake_enqueue(w);
         return 0;

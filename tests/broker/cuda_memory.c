@@ -38,7 +38,8 @@ static int stand_in;
 
 /* A client of gmsd with safety as asked (the stand-in runs no kernels:
  * always off there). */
-static gms_context *open_client_with(gms_runtime **rt, gms_backend_kind kind, gms_safety_mode safety)
+static gms_context *open_client_with(gms_runtime **rt, gms_backend_kind kind,
+                                     gms_safety_mode safety)
 {
     setenv("GMS_BROKER", b.sock, 1);
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
