@@ -72,13 +72,18 @@ enum {
      * costs tens of microseconds of driver time and disturbs the work in
      * flight): a pool that keeps unmapping what it maps again soon after
      * may hold up to an eighth more than its peak instead (pool.c). */
-    GMS_BACKEND_REMAP_COSTLY = 2,
-    /* A chunk's memory reads as zeros until its granules are first
-     * committed (gmsd fills each lease with zeros, and waits for the fill,
-     * before any tenant maps it): the core zeroes only granules committed
-     * again. */
-    GMS_BACKEND_FRESH_ZEROED = 4
+    GMS_BACKEND_REMAP_COSTLY = 2
 };
+
+/* What a chunk's memory reads as until its granules are first committed
+ * (the backend's `fresh`): the core prepares only what does not already
+ * read as it should. */
+typedef enum gms_fresh {
+    GMS_FRESH_UNKNOWN = 0,
+    GMS_FRESH_ZEROS,  /* gmsd fills each lease with zeros, and waits for the
+                         fill, before any tenant maps it */
+    GMS_FRESH_POISON  /* the pattern given to poison_ahead, every byte */
+} gms_fresh;
 
 /* One sealed region's work (core/seal.c, docs/sealed.md): AES-256-GCM in
  * place over [addr, addr+len) in chunks of GMS_SEAL_CHUNK bytes (the last
@@ -215,6 +220,13 @@ typedef struct gms_backend_ops {
     void (*move_release)(gms_backend *be, gms_backend_mem *mem);
     /* Devices the backend can place memory on (ordinals 0..n-1). */
     int (*device_count)(gms_backend *be);
+    /* What chunk's memory reads as until first committed. NULL: unknown. */
+    gms_fresh (*fresh)(gms_backend *be, const gms_backend_chunk *chunk);
+    /* With safety on: memory the backend makes ahead of need (gmsd's spare
+     * lease) is filled with the poison pattern there, off the allocating
+     * thread, so that the first buffer a pool places in it needs no device
+     * work. NULL: nothing is made ahead. */
+    void (*poison_ahead)(gms_backend *be, uint64_t pattern);
     void (*destroy)(gms_backend *be);
 } gms_backend_ops;
 

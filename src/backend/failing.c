@@ -268,6 +268,18 @@ static int failing_device_count(gms_backend *be)
     return in->ops->device_count(in);
 }
 
+static gms_fresh failing_fresh(gms_backend *be, const gms_backend_chunk *chunk)
+{
+    gms_backend *in = fb(be)->inner;
+    return in->ops->fresh(in, chunk);
+}
+
+static void failing_poison_ahead(gms_backend *be, uint64_t pattern)
+{
+    gms_backend *in = fb(be)->inner;
+    in->ops->poison_ahead(in, pattern);
+}
+
 static void failing_destroy(gms_backend *be)
 {
     gms_backend *in = fb(be)->inner;
@@ -349,6 +361,8 @@ int gms__backend_failing_create(gms_backend *inner, gms_failpoint *fp,
     }
     if (!inner->ops->device_count)
         f->ops.device_count = NULL;
+    f->ops.fresh = inner->ops->fresh ? failing_fresh : NULL;
+    f->ops.poison_ahead = inner->ops->poison_ahead ? failing_poison_ahead : NULL;
     f->base.ops = &f->ops;
     f->inner = inner;
     f->fp = fp;

@@ -469,10 +469,12 @@ static void granule_span(const gms_pool *p, const gms_block *b, uint64_t *first,
  * zeroed (new memory reads as zeros), the rest poisoned with safety on
  * (free memory holds the pattern) or zeroed. One batch; on a backend
  * without streams, the host backend's fresh pages read as zeros already
- * and only the poison is written, and granules never committed before on
- * a backend whose fresh memory is zeroed need no zeros either (so that
- * gms_alloc's first buffer in a gmsd lease waits for no device work with
- * safety off, and for the poison alone with it on). */
+ * and only the poison is written. Granules never committed before skip
+ * what they already read as (the backend's `fresh`): a gmsd lease's
+ * zeros, or the poison a spare lease was filled with ahead, where its data
+ * reads as the pattern, as reused memory's does with safety on. So
+ * gms_alloc's first buffer in a lease waits for no device work with
+ * safety off, nor in a spare lease with it on. */
 static int granules_prepare(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
 {
     gms_runtime *rt = p->rt;
@@ -481,19 +483,22 @@ static int granules_prepare(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
     uint64_t data_lo = b->addr > lo ? b->addr : lo;
     uint64_t data_hi = b->addr + b->req_size < hi ? b->addr + b->req_size : hi;
     bool zero_all = !rt->safety.on, stream_ordered = rt->backend->ops->scrub_async != NULL;
-    bool zeroed = true;
-    for (uint64_t u = g; u <= end; u++)
-        zeroed &= c->granules[u].zeroed;
+    bool zeros = true, poison = true;
+    for (uint64_t u = g; u <= end; u++) {
+        zeros &= c->granules[u].fresh == GMS_FRESH_ZEROS;
+        poison &= c->granules[u].fresh == GMS_FRESH_POISON;
+    }
+    bool data_ready = zeros || (poison && !zero_all);
     gms_scrub_item it[2];
     memset(it, 0, sizeof it);
     size_t n = 0;
-    if (stream_ordered && !zeroed && (zero_all || data_lo < data_hi)) {
+    if (stream_ordered && !data_ready && (zero_all || data_lo < data_hi)) {
         it[n].zero = 1;
         it[n].fill_lo[0] = zero_all ? lo : data_lo;
         it[n].fill_hi[0] = zero_all ? hi : data_hi;
         n++;
     }
-    if (!zero_all) {
+    if (!zero_all && !poison) {
         it[n].fill_lo[0] = lo;
         it[n].fill_hi[0] = data_lo > lo ? data_lo : lo;
         it[n].fill_lo[1] = data_hi > lo ? data_hi : lo;
@@ -548,7 +553,7 @@ static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
     map_log(p, "map", len);
     rc = granules_prepare(p, b, g, end);
     for (uint64_t u = g; u <= end; u++)
-        c->granules[u].zeroed = false; /* its next owner's bytes, or the poison, from now on */
+        c->granules[u].fresh = GMS_FRESH_UNKNOWN; /* its next owner's bytes, or the poison */
     if (rc != GMS_OK) {
         /* Mapped but not prepared: give it straight back. */
         for (uint64_t u = g; u <= end; u++)
@@ -733,10 +738,11 @@ static int chunk_add(gms_pool *p, unsigned heap, uint64_t need, gms_block **out)
     c->pool = p;
     c->granules = gr;
     c->ngranules = ngr;
-    bool zeroed = rt->backend->ops->props & GMS_BACKEND_FRESH_ZEROED;
+    gms_backend *be = rt->backend;
+    uint8_t fresh = be->ops->fresh ? (uint8_t)be->ops->fresh(be, c->be_chunk) : GMS_FRESH_UNKNOWN;
     for (uint64_t i = 0; i < ngr; i++) {
         gr[i].chunk = c;
-        gr[i].zeroed = zeroed;
+        gr[i].fresh = fresh;
     }
     b->addr = c->base;
     b->size = size;

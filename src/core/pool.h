@@ -232,8 +232,8 @@ typedef struct gms_granule {
     uint32_t live;   /* live blocks overlapping this granule */
     bool committed;  /* mapped from the backend */
     bool growth_trimmed; /* unmapped to make room for another block */
-    bool zeroed;     /* never committed, on a backend whose fresh memory
-                        reads as zeros (GMS_BACKEND_FRESH_ZEROED) */
+    uint8_t fresh;   /* gms_fresh: what it reads as while never committed
+                        (the backend's `fresh`); GMS_FRESH_UNKNOWN after */
     gms_chunk *chunk;
     /* The pool's cache of committed granules with no live block, oldest
      * first; trimmed back to the retain limit by decommitting. */

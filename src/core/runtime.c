@@ -259,6 +259,8 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
         be = wrapped;
     }
     rt->backend = be;
+    if (rt->safety.on && be->ops->poison_ahead)
+        be->ops->poison_ahead(be, rt->safety.pattern);
     /* The writer's thread logs through the runtime's mail: a log function
      * that calls gms could otherwise wait there for the writer itself. */
     gms_runtime_options audit_opts = *o;

@@ -82,7 +82,7 @@ static int use_fake(gms_backend *inner, gms_backend **out)
 }
 
 /* ---- violations ---- */
-static unsigned violations, write_after_free;
+static unsigned violations, write_after_free, overflows;
 static uint64_t waf_lo, waf_hi;
 
 static void on_violation(void *user, const gms_violation *v)
@@ -91,6 +91,8 @@ static void on_violation(void *user, const gms_violation *v)
     __atomic_add_fetch(&violations, 1, __ATOMIC_SEQ_CST);
     if (v->kind == GMS_VIOLATION_WRITE_AFTER_FREE && v->address >= waf_lo && v->address < waf_hi)
         __atomic_add_fetch(&write_after_free, 1, __ATOMIC_SEQ_CST);
+    if (v->kind == GMS_VIOLATION_OVERFLOW)
+        __atomic_add_fetch(&overflows, 1, __ATOMIC_SEQ_CST);
 }
 
 /* ---- the program ---- */
@@ -246,6 +248,67 @@ static void fresh_leases(void)
     fake_lag = 0;
 }
 
+/* With leases and safety on: the spare lease is filled with the poison
+ * on its own thread, so the first buffer in it needs no device work
+ * either (gms_alloc does not wait), reads as the pattern (as reused
+ * memory does with safety on), and the poison there is the pool's own: a
+ * write past the buffer's end is found at its free, and nothing else. */
+static void poisoned_spare(void)
+{
+    leased = 1;
+    fake_kernels = 2;
+    fake_lag = 4;
+    violations = overflows = 0;
+    gms__backend_wrap = use_fake;
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.backend = GMS_BACKEND_HOST; /* replaced by the fake device's */
+    o.safety = GMS_SAFETY_ON;
+    o.chunk_bytes = LEASE; /* a chunk is a lease, as with gmsd */
+    gms_runtime *rt = NULL;
+    CHECK_OK(gms_runtime_open(&rt, &o));
+    gms__backend_wrap = NULL;
+    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
+    d.tenant = "t";
+    d.user = "lagging";
+    gms_context *ctx = NULL;
+    if (rt) {
+        CHECK_OK(gms_on_violation(rt, on_violation, NULL));
+        CHECK_OK(gms_context_open(&ctx, rt, &d));
+    }
+    if (ctx) {
+        static uint8_t back[6 * MIB];
+        gms_buf first, x;
+        void *p = NULL;
+        CHECK_OK(gms_alloc(ctx, sizeof back, 0, &first)); /* the first lease, asked for now */
+        for (unsigned i = 0; i < 10000 && __atomic_load_n(&leases_out, __ATOMIC_SEQ_CST) < 2; i++)
+            usleep(1000); /* until the spare is being made; the next chunk waits for it */
+        CHECK(__atomic_load_n(&leases_out, __ATOMIC_SEQ_CST) == 2);
+        gms_stats before, after;
+        CHECK_OK(gms_stats_get(rt, &before));
+        CHECK_OK(gms_alloc(ctx, sizeof back, 0, &x)); /* does not fit the first: the spare */
+        CHECK_OK(gms_stats_get(rt, &after));
+        CHECK(after.device_waits == before.device_waits && after.maps > before.maps);
+        CHECK(__atomic_load_n(&leases_out, __ATOMIC_SEQ_CST) >= 2);
+        CHECK_OK(gms_read(ctx, x, 0, back, sizeof back));
+        uint64_t word;
+        memcpy(&word, back, sizeof word);
+        CHECK(word != 0 && memcmp(back, back + 8, sizeof back - 8) == 0);
+        CHECK_OK(gms_buf_ptr(ctx, x, &p));
+        CHECK(overflows == 0);
+        CHECK(p && fake_device_use((uint64_t)(uintptr_t)p + sizeof back, 1) == 0); /* one byte past */
+        CHECK_OK(gms_free(ctx, x));
+        CHECK_OK(gms_free(ctx, first));
+        CHECK_OK(gms_sync(rt));
+        CHECK_OK(gms_trim(rt));
+        CHECK(overflows == 1 && violations == 1);
+        gms_context_close(ctx);
+    }
+    gms_runtime_close(rt);
+    CHECK(leases_out == 0);
+    fake_kernels = 0;
+    fake_lag = 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4) { /* one run: safety (0 on, 1 off), leases (0 or 1), lag */
@@ -258,5 +321,6 @@ int main(int argc, char **argv)
             run(GMS_SAFETY_ON, leases, lag);
         }
     fresh_leases();
+    poisoned_spare();
     return test_done();
 }

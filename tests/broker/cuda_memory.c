@@ -155,7 +155,8 @@ static void child_fresh_zeroed(void)
 
 /* In a child, with a spare lease (GMS_BROKER_SPARE unset): after the
  * first lease a second one is made ahead, and the next lease the pool
- * needs is that one (data through it); with the quota full none is made,
+ * needs is that one (data through it; on a GPU, with safety on, it was
+ * poisoned ahead and nothing waits); with the quota full none is made,
  * a chunk of another size takes the spare's quota, and closing returns
  * everything. */
 static void child_spare(void)
@@ -174,7 +175,20 @@ static void child_spare(void)
     for (double t0 = now_s(); now_s() - t0 < 2 && leases != 2; usleep(1000))
         raw_usage(b.sock, &bytes, &leases);
     CHECK(leases == 2 && bytes == 2 * LEASE); /* the first lease and the spare */
+    gms_stats before, after;
+    CHECK_OK(gms_stats_get(rt, &before));
     CHECK_OK(gms_alloc(ctx, 3 * MIB, 0, &c)); /* into the spare */
+    CHECK_OK(gms_stats_get(rt, &after));
+    if (!stand_in) {
+        /* Safety on: the spare was filled with the poison on its own
+         * thread, so this buffer needed no device work (gms_alloc did not
+         * wait) and reads as the pattern, as reused memory does. */
+        CHECK(after.device_waits == before.device_waits);
+        CHECK_OK(gms_read(ctx, c, 0, back, sizeof back));
+        uint64_t word;
+        memcpy(&word, back, sizeof word);
+        CHECK(word != 0 && memcmp(back, back + 8, sizeof back - 8) == 0);
+    }
     CHECK_OK(gms_write(ctx, c, MIB, data, sizeof data));
     CHECK_OK(gms_read(ctx, c, MIB, back, sizeof back));
     CHECK(memcmp(data, back, sizeof data) == 0);

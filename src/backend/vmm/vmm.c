@@ -92,12 +92,15 @@ typedef struct vmm_backend {
     unsigned char words_taken[HOST_WORDS];
     gms_vmm_leaser leaser; /* take NULL: chunks are the backend's own memory */
     /* A lease of leaser.spare_size made ahead by spare_thread (taken,
-     * reserved, imported, mapped), for the next chunk of that size; all
-     * under spare_lock. */
+     * reserved, imported, mapped, and with safety on filled with the
+     * poison), for the next chunk of that size; all under spare_lock.
+     * spare_made wakes an allocation waiting for the one being made. */
     pthread_mutex_t spare_lock;
-    pthread_cond_t spare_wake;
+    pthread_cond_t spare_wake, spare_made;
     pthread_t spare_thread;
-    int spare_running, spare_stop, spare_wanted;
+    int spare_running, spare_stop, spare_wanted, spare_making, spare_poison;
+    uint64_t spare_align; /* the last chunk's of that size asked for */
+    uint64_t spare_pattern;
     struct gms_backend_chunk *spare;
 } vmm_backend;
 
@@ -118,6 +121,7 @@ struct gms_backend_chunk {
     uint64_t lease;    /* a lease's imported memory (handles[g] is it while
                           granule g is mapped); 0: granules of their own */
     uint64_t lease_id; /* gmsd's id of the lease */
+    gms_fresh fresh;   /* what it reads as until first committed */
 };
 
 /* Memory of a chunk being moved, or just left by one: a handle per
@@ -237,11 +241,26 @@ static int chunk_reserve(vmm_backend *vb, uint64_t size, uint64_t align, gms_bac
         return err;
     }
     c->device = -1;
+    c->fresh = leased ? GMS_FRESH_ZEROS : GMS_FRESH_UNKNOWN; /* gms__vmm_lease_make's zeros */
     *out = c;
     return 0;
 }
 
 static void vmm_release(gms_backend *be, gms_backend_chunk *c);
+static int vmm_scrub(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
+                     uint64_t seed);
+
+/* Fills lease c with the poison pattern and waits: on the spare's thread,
+ * so that no allocation waits for it. Left as zeros if it fails. */
+static void lease_poison(vmm_backend *vb, gms_backend_chunk *c, uint64_t pattern)
+{
+    gms_scrub_item it;
+    memset(&it, 0, sizeof it);
+    it.fill_lo[0] = c->base;
+    it.fill_hi[0] = c->base + c->size;
+    if (vmm_scrub(&vb->base, &it, 1, pattern, 0) == 0)
+        c->fresh = GMS_FRESH_POISON;
+}
 
 /* The spare lease's maker (gms__vmm_set_leaser): whenever one is wanted
  * and none is ready, it makes one, off the allocating thread, so that a
@@ -257,10 +276,17 @@ static void *spare_maker(void *arg)
             continue;
         }
         vb->spare_wanted = 0;
+        vb->spare_making = 1;
+        int poison = vb->spare_poison;
+        uint64_t pattern = vb->spare_pattern, align = vb->spare_align;
         pthread_mutex_unlock(&vb->spare_lock);
         gms_backend_chunk *c = NULL;
-        chunk_reserve(vb, vb->leaser.spare_size, vb->gran, &c);
+        chunk_reserve(vb, vb->leaser.spare_size, align, &c);
+        if (c && poison)
+            lease_poison(vb, c, pattern);
         pthread_mutex_lock(&vb->spare_lock);
+        vb->spare_making = 0;
+        pthread_cond_broadcast(&vb->spare_made);
         if (c && vb->spare_stop) {
             pthread_mutex_unlock(&vb->spare_lock);
             vmm_release(&vb->base, c);
@@ -275,18 +301,22 @@ static void *spare_maker(void *arg)
 
 /* The spare lease when it fits a chunk of size and align (NULL if none),
  * asking for the next one: from the first chunk of that size on, one is
- * made ahead. */
+ * made ahead. One being made is waited for: it is nearer done than a
+ * lease taken now would be, and takes no second lease of the quota. */
 static gms_backend_chunk *spare_take(vmm_backend *vb, uint64_t size, uint64_t align)
 {
     if (!vb->spare_running || size != vb->leaser.spare_size)
         return NULL;
     pthread_mutex_lock(&vb->spare_lock);
+    while (vb->spare_making)
+        pthread_cond_wait(&vb->spare_made, &vb->spare_lock);
     gms_backend_chunk *c = vb->spare;
     if (c && c->base % align)
         c = NULL;
     if (c)
         vb->spare = NULL;
     vb->spare_wanted = 1;
+    vb->spare_align = align;
     pthread_cond_signal(&vb->spare_wake);
     pthread_mutex_unlock(&vb->spare_lock);
     return c;
@@ -1474,6 +1504,23 @@ static int vmm_device_count(gms_backend *be)
     return n;
 }
 
+static gms_fresh vmm_fresh(gms_backend *be, const gms_backend_chunk *c)
+{
+    (void)be;
+    return c->fresh;
+}
+
+static void vmm_poison_ahead(gms_backend *be, uint64_t pattern)
+{
+    vmm_backend *vb = B(be);
+    if (!vb->spare_running)
+        return;
+    pthread_mutex_lock(&vb->spare_lock);
+    vb->spare_poison = 1;
+    vb->spare_pattern = pattern;
+    pthread_mutex_unlock(&vb->spare_lock);
+}
+
 static void vmm_destroy(gms_backend *be)
 {
     vmm_backend *vb = B(be);
@@ -1485,6 +1532,7 @@ static void vmm_destroy(gms_backend *be)
         pthread_mutex_unlock(&vb->spare_lock);
         pthread_join(vb->spare_thread, NULL);
         spare_drop(vb);
+        pthread_cond_destroy(&vb->spare_made);
         pthread_cond_destroy(&vb->spare_wake);
         pthread_mutex_destroy(&vb->spare_lock);
     }
@@ -1557,6 +1605,8 @@ static const gms_backend_ops vmm_ops = {
     .move_remap = vmm_move_remap,
     .move_release = vmm_move_release,
     .device_count = vmm_device_count,
+    .fresh = vmm_fresh,
+    .poison_ahead = vmm_poison_ahead,
     .destroy = vmm_destroy,
 };
 
@@ -1636,8 +1686,11 @@ static bool spare_start(vmm_backend *vb)
     if (pthread_mutex_init(&vb->spare_lock, NULL) != 0)
         return false;
     if (pthread_cond_init(&vb->spare_wake, NULL) == 0) {
-        if (pthread_create(&vb->spare_thread, NULL, spare_maker, vb) == 0)
-            return true;
+        if (pthread_cond_init(&vb->spare_made, NULL) == 0) {
+            if (pthread_create(&vb->spare_thread, NULL, spare_maker, vb) == 0)
+                return true;
+            pthread_cond_destroy(&vb->spare_made);
+        }
         pthread_cond_destroy(&vb->spare_wake);
     }
     pthread_mutex_destroy(&vb->spare_lock);
@@ -1651,7 +1704,6 @@ void gms__vmm_set_leaser(gms_backend *be, const gms_vmm_leaser *l)
     vb->ops.name = l->name;
     /* A lease is gmsd's memory, counted there: it does not move. */
     vb->ops.move_create = NULL, vb->ops.move_remap = NULL, vb->ops.move_release = NULL;
-    vb->ops.props |= GMS_BACKEND_FRESH_ZEROED; /* gms__vmm_lease_make zeroes every lease */
     if (l->spare_size && l->spare_size % vb->gran == 0)
         vb->spare_running = spare_start(vb); /* without it, every lease is taken on request */
 }
