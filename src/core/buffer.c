@@ -223,10 +223,11 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
     if ((rc = gms__slot_take(p, &slot)) != GMS_OK)
         goto fail_quota;
     uint64_t align = flags & GMS_ALLOC_PAGES ? rt->config.view_unit : GMS_ALIGNMENT;
-    /* Memory the quarantine holds past its limits goes back to the pool
-     * before the pool maps more for this allocation. */
-    bool over = gms__safety_over_limits(p);
-    rc = gms__pool_alloc(p, ctx, bsize, size, align, flags, stream, !over, &b);
+    /* Before the pool maps more for this allocation, memory the quarantine
+     * holds past its limits goes back to it, and the pending batch is
+     * launched: new memory's preparation is launched at once, after it
+     * (gms__device_queue). */
+    rc = gms__pool_alloc(p, ctx, bsize, size, align, flags, stream, false, &b);
     if (rc == GMS__WOULD_MAP) {
         gms__safety_yield(p);
         rc = gms__pool_alloc(p, ctx, bsize, size, align, flags, stream, true, &b);
@@ -249,6 +250,7 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
         /* Under the lock: the handle is not out yet, but a racing forged
          * free of it must not see a half-made buffer. Queued on the
          * stream like the rest of the block's preparation. */
+        gms__safety_launch(p); /* first: see gms__device_queue */
         gms_scrub_item z;
         memset(&z, 0, sizeof z);
         z.zero = 1;

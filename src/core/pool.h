@@ -627,7 +627,13 @@ const char *gms__handle_diagnose(const gms_runtime *rt, const gms_slot *s,
  * ran, and then the results are in items already. Never waits for the
  * device but where the backend has too much in flight. 0 or an errno.
  * The same in two steps: reserve a ticket (0: the batch will run at once;
- * 0 and EBUSY leave *ticket 0), then launch the batch under it. */
+ * 0 and EBUSY leave *ticket 0), then launch the batch under it.
+ * A pool's batches on one stream must launch in the order of their
+ * tickets: a stream tag keeps the larger ticket as the later one, so a
+ * ticket that has run vouches for every smaller one on its stream. The
+ * pending batch (safety/scrub.c) holds a ticket reserved early and
+ * launched late: whoever queues a batch at once on its stream launches
+ * the pending batch first (gms__safety_launch). */
 int gms__device_queue(gms_pool *p, gms_scrub_item *items, size_t n, void *stream,
                       uint64_t *ticket);
 int gms__device_reserve(gms_pool *p, uint64_t *ticket);

@@ -35,24 +35,11 @@ unsigned gms__safety_collect(gms_pool *p, bool all);
  * waiting for the device, so that the wait covers it. */
 void gms__safety_launch(gms_pool *p);
 
-/* Whether the quarantine holds more bytes than its limit. */
-bool gms__quarantine_over_bytes(const gms_pool *p);
-
-/* Whether the quarantine holds more than its limits (pool->lock held):
- * its newest block, which stays past them until the next free, and the
- * blocks of the batch being gathered, which leave with a later launch.
- * Asked on every allocation: the byte limit's arithmetic only when the
- * quarantine holds anything. */
-static inline bool gms__safety_over_limits(const gms_pool *p)
-{
-    return p->quarantine_head && (p->quarantine_blocks > p->rt->safety.quarantine_max_blocks ||
-                                  gms__quarantine_over_bytes(p));
-}
-
 /* Lets go what the quarantine holds beyond its limits (pool->lock held),
  * launching the batch being gathered: called when an allocation would
  * otherwise map memory, so that memory held back for detection never
- * makes a pool grow. The newest block's window for catching a write after
+ * makes a pool grow, and the new memory's preparation launches after the
+ * gathered batch (gms__device_queue). The newest block's window for catching a write after
  * free then ends at that allocation instead of at the next free. Queues
  * device work; never waits for it. */
 void gms__safety_yield(gms_pool *p);

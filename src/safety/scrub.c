@@ -363,6 +363,9 @@ unsigned gms__safety_collect(gms_pool *p, bool all)
 static int batch_queue(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t *ticket,
                        int *own_rc, char *own_msg, size_t own_size)
 {
+    gms_pending *pd = p->pending;
+    if (pd && pd->ticket && pd->stream == stream)
+        pending_flush(p); /* launched first: its ticket is the smaller (gms__device_queue) */
     int err = batch_sent(p, bt, gms__device_queue(p, bt->items, bt->n, stream, &bt->ticket));
     *ticket = bt->ticket;
     if (err || bt->ticket)
@@ -582,11 +585,6 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered)
         rc = retire_now(p, b);
     quarantine_evict(p, quarantine_limit(p), rt->safety.quarantine_max_blocks, true);
     return rc;
-}
-
-bool gms__quarantine_over_bytes(const gms_pool *p)
-{
-    return p->quarantine_bytes > quarantine_limit(p);
 }
 
 void gms__safety_yield(gms_pool *p)

@@ -25,7 +25,11 @@
  * (which run after everything queued before them); the waiting scrub runs
  * when launched, after the queue. fake_device_use(addr, len) queues a
  * stand-in for a program's kernel using that memory (a training step's).
- * Unmapping memory that queued work still uses aborts, as below.
+ * Unmapping memory that queued work still uses aborts, as below. With
+ * fake_ticket_order (a test with one pool), a stream-ordered scrub
+ * launched on a stream after one with a larger ticket aborts too: a
+ * pool's stream tags take the larger ticket on a stream as the later one,
+ * so out of order, a ticket that has run would vouch for one that has not.
  *
  * A device runs copies and fills after the call that queues them, and a
  * driver unmaps at once: memory unmapped before its queued work ran is an
@@ -111,6 +115,11 @@ typedef struct fake_work {
     gms_kasync k;      /* else a stream-ordered scrub */
 } fake_work;
 static fake_work *fake_queue, **fake_queue_tail = &fake_queue;
+static int fake_ticket_order;
+static struct {
+    void *stream;
+    uint64_t ticket;
+} fake_last_launch[16]; /* per stream (fake_ticket_order), under fake_queue_lock */
 static unsigned fake_queued_launches;
 static pthread_mutex_t fake_queue_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -197,9 +206,40 @@ static inline void fake_run_all(void)
     pthread_mutex_unlock(&fake_queue_lock);
 }
 
-static void fake_enqueue(fake_work *w)
+/* Aborts when a stream-ordered scrub on stream comes after a larger
+ * ticket there (fake_ticket_order; queue lock held). */
+static void fake_check_order(void *stream, uint64_t ticket)
+{
+    for (size_t i = 0; fake_ticket_order && i < sizeof fake_last_launch / sizeof fake_last_launch[0]; i++) {
+        if (fake_last_launch[i].stream && fake_last_launch[i].stream != stream)
+            continue;
+        if (fake_last_launch[i].ticket > ticket) {
+            fprintf(stderr, "fake driver: ticket %llu launched on stream %p after ticket %llu\n",
+                    (unsigned long long)ticket, stream,
+                    (unsigned long long)fake_last_launch[i].ticket);
+            abort();
+        }
+        fake_last_launch[i].stream = stream;
+        fake_last_launch[i].ticket = ticket;
+        return;
+    }
+}
+
+/* Checks the launch order from now on (on: a new runtime, one pool), or
+ * no more. */
+static inline void fake_order_checked(int on)
 {
     pthread_mutex_lock(&fake_queue_lock);
+    fake_ticket_order = on;
+    memset(fake_last_launch, 0, sizeof fake_last_launch);
+    pthread_mutex_unlock(&fake_queue_lock);
+}
+
+static void fake_enqueue(fake_work *w, void *stream)
+{
+    pthread_mutex_lock(&fake_queue_lock);
+    if (!w->user)
+        fake_check_order(stream, w->k.ticket);
     *fake_queue_tail = w;
     fake_queue_tail = &w->next;
     if (!w->user)
@@ -219,7 +259,7 @@ static inline int fake_device_use(uint64_t addr, uint64_t len)
     w->user = 1;
     w->lo = addr;
     w->hi = addr + len;
-    fake_enqueue(w);
+    fake_enqueue(w, NULL);
     return 0;
 }
 
@@ -595,7 +635,7 @@ static int f_launch(void *dd, void *fn, unsigned grid, unsigned block, void *str
         if (!w)
             return FAKE_ERROR_OUT_OF_MEMORY;
         w->k = *(const gms_kasync *)args[0];
-        fake_enqueue(w);
+        fake_enqueue(w, stream);
         return 0;
     }
     if (fn != &fake_atomic_fn)

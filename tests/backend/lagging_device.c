@@ -114,6 +114,7 @@ static void run(int safety, int with_leases, unsigned lag)
     leased = with_leases;
     fake_kernels = 2;
     fake_lag = lag;
+    fake_order_checked(1);
     violations = write_after_free = 0;
     gms__backend_wrap = use_fake;
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
@@ -198,6 +199,7 @@ static void run(int safety, int with_leases, unsigned lag)
         CHECK(leases_out == 0);
     fake_kernels = 0;
     fake_lag = 0;
+    fake_order_checked(0);
 }
 
 /* With leases, safety off: a lease reads as zeros, so the first buffer in
@@ -208,6 +210,7 @@ static void fresh_leases(void)
     leased = 1;
     fake_kernels = 2;
     fake_lag = 4;
+    fake_order_checked(1);
     gms__backend_wrap = use_fake;
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
     o.backend = GMS_BACKEND_HOST; /* replaced by the fake device's */
@@ -246,6 +249,7 @@ static void fresh_leases(void)
     CHECK(leases_out == 0);
     fake_kernels = 0;
     fake_lag = 0;
+    fake_order_checked(0);
 }
 
 /* With leases and safety on: the spare lease is filled with the poison
@@ -258,6 +262,7 @@ static void poisoned_spare(void)
     leased = 1;
     fake_kernels = 2;
     fake_lag = 4;
+    fake_order_checked(1);
     violations = overflows = 0;
     gms__backend_wrap = use_fake;
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
@@ -307,6 +312,7 @@ static void poisoned_spare(void)
     CHECK(leases_out == 0);
     fake_kernels = 0;
     fake_lag = 0;
+    fake_order_checked(0);
 }
 
 int main(int argc, char **argv)
