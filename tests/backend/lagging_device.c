@@ -109,32 +109,57 @@ typedef struct live {
     uint64_t addr, size;
 } live;
 
-static void run(int safety, int with_leases, unsigned lag)
+/* A runtime on the fake device (lagging by lag launches, its launch
+ * order checked), leasing or not, chunks of chunk_bytes (0: the default),
+ * its violations counted, and a context of it; NULL (nothing left open)
+ * if either fails. */
+static gms_context *open_on_fake(gms_runtime **rt, int safety, int with_leases, unsigned lag,
+                                 uint64_t chunk_bytes)
 {
     leased = with_leases;
     fake_kernels = 2;
     fake_lag = lag;
     fake_order_checked(1);
-    violations = write_after_free = 0;
+    violations = write_after_free = overflows = 0;
     gms__backend_wrap = use_fake;
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
     o.backend = GMS_BACKEND_HOST; /* replaced by the fake device's */
     o.safety = safety;
-    gms_runtime *rt = NULL;
-    CHECK_OK(gms_runtime_open(&rt, &o));
+    o.chunk_bytes = chunk_bytes;
+    *rt = NULL;
+    CHECK_OK(gms_runtime_open(rt, &o));
     gms__backend_wrap = NULL;
-    if (!rt)
-        return;
-    CHECK_OK(gms_on_violation(rt, on_violation, NULL));
+    if (!*rt)
+        return NULL;
+    CHECK_OK(gms_on_violation(*rt, on_violation, NULL));
     gms_context_desc d = GMS_CONTEXT_DESC_INIT;
     d.tenant = "t";
     d.user = "lagging";
     gms_context *ctx = NULL;
-    CHECK_OK(gms_context_open(&ctx, rt, &d));
-    if (!ctx) {
-        gms_runtime_close(rt);
+    CHECK_OK(gms_context_open(&ctx, *rt, &d));
+    if (!ctx)
+        gms_runtime_close(*rt);
+    return ctx;
+}
+
+/* Closes what open_on_fake opened; with leases, every one is back. */
+static void close_on_fake(gms_runtime *rt, gms_context *ctx)
+{
+    gms_context_close(ctx);
+    gms_runtime_close(rt);
+    if (leased)
+        CHECK(leases_out == 0);
+    fake_kernels = 0;
+    fake_lag = 0;
+    fake_order_checked(0);
+}
+
+static void run(int safety, int with_leases, unsigned lag)
+{
+    gms_runtime *rt;
+    gms_context *ctx = open_on_fake(&rt, safety, with_leases, lag, 0);
+    if (!ctx)
         return;
-    }
     void *streams[2] = {(void *)(uintptr_t)0x5100, (void *)(uintptr_t)0x5200};
     live bufs[48];
     unsigned n = 0, failures = 0, overlaps = 0;
@@ -185,8 +210,7 @@ static void run(int safety, int with_leases, unsigned lag)
         CHECK_OK(gms_free_async(ctx, bufs[n - 1].buf, bufs[n - 1].stream));
     CHECK_OK(gms_sync(rt));
     CHECK_OK(gms_trim(rt));
-    gms_context_close(ctx);
-    gms_runtime_close(rt);
+    close_on_fake(rt, ctx);
     printf("safety %s, %s, lag %u: %u violations%s\n", safety == GMS_SAFETY_ON ? "on" : "off",
            with_leases ? "leases" : "chunks", lag, violations,
            safety != GMS_SAFETY_ON ? "" : write_after_free ? ", the write after free found"
@@ -195,11 +219,6 @@ static void run(int safety, int with_leases, unsigned lag)
         CHECK(violations == write_after_free && write_after_free >= 1);
     else
         CHECK(violations == 0);
-    if (with_leases)
-        CHECK(leases_out == 0);
-    fake_kernels = 0;
-    fake_lag = 0;
-    fake_order_checked(0);
 }
 
 /* With leases, safety off: a lease reads as zeros, so the first buffer in
@@ -207,23 +226,8 @@ static void run(int safety, int with_leases, unsigned lag)
  * unmapped and maps again is zeroed before its next buffer sees it. */
 static void fresh_leases(void)
 {
-    leased = 1;
-    fake_kernels = 2;
-    fake_lag = 4;
-    fake_order_checked(1);
-    gms__backend_wrap = use_fake;
-    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
-    o.backend = GMS_BACKEND_HOST; /* replaced by the fake device's */
-    o.safety = GMS_SAFETY_OFF;
-    gms_runtime *rt = NULL;
-    CHECK_OK(gms_runtime_open(&rt, &o));
-    gms__backend_wrap = NULL;
-    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
-    d.tenant = "t";
-    d.user = "lagging";
-    gms_context *ctx = NULL;
-    if (rt)
-        CHECK_OK(gms_context_open(&ctx, rt, &d));
+    gms_runtime *rt;
+    gms_context *ctx = open_on_fake(&rt, GMS_SAFETY_OFF, 1, 4, 0);
     if (ctx) {
         static uint8_t back[3 * MIB];
         gms_stats before, after;
@@ -243,13 +247,8 @@ static void fresh_leases(void)
         CHECK_OK(gms_read(ctx, x, 0, back, sizeof back));
         CHECK(back[0] == 0 && memcmp(back, back + 1, sizeof back - 1) == 0);
         CHECK_OK(gms_free(ctx, x));
-        gms_context_close(ctx);
+        close_on_fake(rt, ctx);
     }
-    gms_runtime_close(rt);
-    CHECK(leases_out == 0);
-    fake_kernels = 0;
-    fake_lag = 0;
-    fake_order_checked(0);
 }
 
 /* With leases and safety on: the spare lease is filled with the poison
@@ -259,27 +258,8 @@ static void fresh_leases(void)
  * write past the buffer's end is found at its free, and nothing else. */
 static void poisoned_spare(void)
 {
-    leased = 1;
-    fake_kernels = 2;
-    fake_lag = 4;
-    fake_order_checked(1);
-    violations = overflows = 0;
-    gms__backend_wrap = use_fake;
-    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
-    o.backend = GMS_BACKEND_HOST; /* replaced by the fake device's */
-    o.safety = GMS_SAFETY_ON;
-    o.chunk_bytes = LEASE; /* a chunk is a lease, as with gmsd */
-    gms_runtime *rt = NULL;
-    CHECK_OK(gms_runtime_open(&rt, &o));
-    gms__backend_wrap = NULL;
-    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
-    d.tenant = "t";
-    d.user = "lagging";
-    gms_context *ctx = NULL;
-    if (rt) {
-        CHECK_OK(gms_on_violation(rt, on_violation, NULL));
-        CHECK_OK(gms_context_open(&ctx, rt, &d));
-    }
+    gms_runtime *rt;
+    gms_context *ctx = open_on_fake(&rt, GMS_SAFETY_ON, 1, 4, LEASE); /* a chunk is a lease */
     if (ctx) {
         static uint8_t back[6 * MIB];
         gms_buf first, x;
@@ -306,13 +286,8 @@ static void poisoned_spare(void)
         CHECK_OK(gms_sync(rt));
         CHECK_OK(gms_trim(rt));
         CHECK(overflows == 1 && violations == 1);
-        gms_context_close(ctx);
+        close_on_fake(rt, ctx);
     }
-    gms_runtime_close(rt);
-    CHECK(leases_out == 0);
-    fake_kernels = 0;
-    fake_lag = 0;
-    fake_order_checked(0);
 }
 
 int main(int argc, char **argv)
