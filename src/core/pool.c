@@ -333,11 +333,7 @@ static int granules_decommit(gms_pool *p, gms_chunk *c, uint64_t first, uint64_t
     return 0;
 }
 
-/* Whether the device has run the work a stream tag names. On one stream,
- * its last ticket having run says so (stream order); across streams every
- * ticket up to it must have run. *done caches the backend's watermark (0:
- * not asked yet). A query, never a wait. */
-static bool tag_ran(gms_runtime *rt, void *stream, uint64_t ticket, uint64_t *done)
+bool gms__tag_ran(gms_runtime *rt, void *stream, uint64_t ticket, uint64_t *done)
 {
     if (ticket == 0 || ticket <= *done)
         return true;
@@ -350,7 +346,7 @@ static bool tag_ran(gms_runtime *rt, void *stream, uint64_t ticket, uint64_t *do
 
 static bool granule_idle(gms_runtime *rt, const gms_granule *g, uint64_t *done)
 {
-    return tag_ran(rt, g->stream, g->ticket, done);
+    return gms__tag_ran(rt, g->stream, g->ticket, done);
 }
 
 /* Unmaps cached granules, oldest first, while more than keep bytes are
@@ -867,7 +863,7 @@ static bool range_mapped(const gms_pool *p, const gms_block *b, uint64_t size)
  * backend's answer (0: not asked yet). */
 static bool usable_on(gms_pool *p, const gms_block *b, void *stream, uint64_t *done)
 {
-    return b->ticket == 0 || b->stream == stream || tag_ran(p->rt, b->stream, b->ticket, done);
+    return b->ticket == 0 || b->stream == stream || gms__tag_ran(p->rt, b->stream, b->ticket, done);
 }
 
 /* How many free blocks another stream still uses are passed over, at

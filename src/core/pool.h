@@ -148,6 +148,12 @@ static inline void gms__tag_add(void **stream, uint64_t *ticket, void *s, uint64
         *ticket = t;
 }
 
+/* Whether the device has run the work a stream tag names. On one stream,
+ * its last ticket having run says so (stream order); across streams every
+ * ticket up to it must have run. *done caches the backend's watermark (0:
+ * not asked yet). A query, never a wait. */
+bool gms__tag_ran(gms_runtime *rt, void *stream, uint64_t ticket, uint64_t *done);
+
 typedef struct gms_chunk gms_chunk;
 
 struct gms_block {

@@ -290,6 +290,38 @@ static void poisoned_spare(void)
     }
 }
 
+/* gms_free (not the async call) of a buffer whose new memory's
+ * preparation, queued on its stream, has not run: the caller's own work is
+ * done, gms's is not, so another stream must not get the memory yet (its
+ * kernel could run before the preparation's zeros land on its data). */
+static void sync_free_before_preparation(int safety)
+{
+    gms_runtime *rt;
+    gms_context *ctx = open_on_fake(&rt, safety, 0, 64, 0);
+    if (!ctx)
+        return;
+    void *a = (void *)(uintptr_t)0x5100, *b = (void *)(uintptr_t)0x5200;
+    gms_buf before, x, after, y;
+    void *px = NULL, *py = NULL;
+    /* Three buffers in one new granule, prepared on a, later; x between
+     * two live ones, so that its free block merges with no neighbour. */
+    CHECK_OK(gms_alloc_async(ctx, 512 * KIB, 0, a, &before));
+    CHECK_OK(gms_alloc_async(ctx, 512 * KIB, 0, a, &x));
+    CHECK_OK(gms_alloc_async(ctx, 512 * KIB, 0, a, &after));
+    CHECK_OK(gms_buf_ptr(ctx, x, &px));
+    CHECK_OK(gms_free(ctx, x));
+    CHECK_OK(gms_alloc_async(ctx, 512 * KIB, 0, b, &y)); /* x's place fits best */
+    CHECK_OK(gms_buf_ptr(ctx, y, &py));
+    CHECK(px && py && px != py);
+    fake_run_all();
+    CHECK_OK(gms_free_async(ctx, before, a));
+    CHECK_OK(gms_free_async(ctx, after, a));
+    CHECK_OK(gms_free_async(ctx, y, b));
+    CHECK_OK(gms_sync(rt));
+    CHECK(violations == 0);
+    close_on_fake(rt, ctx);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4) { /* one run: safety (0 on, 1 off), leases (0 or 1), lag */
@@ -303,5 +335,7 @@ int main(int argc, char **argv)
         }
     fresh_leases();
     poisoned_spare();
+    sync_free_before_preparation(GMS_SAFETY_OFF);
+    sync_free_before_preparation(GMS_SAFETY_ON);
     return test_done();
 }
