@@ -23,8 +23,12 @@
  * queue (all streams in the order queued) until more than fake_lag
  * launches wait behind it, or until a synchronisation, a copy or a fill
  * (which run after everything queued before them); the waiting scrub runs
- * when launched, after the queue. fake_device_use(addr, len) queues a
- * stand-in for a program's kernel using that memory (a training step's).
+ * when launched, after the queue. fake_device_use(stream, addr, len)
+ * queues a stand-in for a program's kernel using that memory (a training
+ * step's). With fake_streams_apart, the device runs the streams' work in
+ * any order between streams (each stream's in its own order, a stream
+ * wait after the event's recorded work), as a GPU may: what is queued on
+ * one stream is no promise about another's.
  * Unmapping memory that queued work still uses aborts, as below. With
  * fake_ticket_order (a test with one pool), a stream-ordered scrub
  * launched on a stream after one with a larger ticket aborts too: a
@@ -110,11 +114,19 @@ static unsigned fake_lag;                 /* launches left waiting */
 
 typedef struct fake_work {
     struct fake_work *next;
+    void *stream;
+    uint64_t seq;      /* the order queued, over all streams */
     int user;          /* a program's kernel: uses [lo, hi) */
     uint64_t lo, hi;
+    int wait;          /* a stream wait: done once no work of wait_stream */
+    void *wait_stream; /* up to wait_seq is queued */
+    uint64_t wait_seq;
     gms_kasync k;      /* else a stream-ordered scrub */
 } fake_work;
 static fake_work *fake_queue, **fake_queue_tail = &fake_queue;
+static uint64_t fake_seq;
+static int fake_streams_apart;
+static uint64_t fake_pick = 0x2545f4914f6cdd1dull; /* which stream runs next */
 static int fake_ticket_order;
 static struct {
     void *stream;
@@ -183,12 +195,53 @@ static void fake_run_async(const gms_kasync *k)
 }
 
 /* Runs the oldest queued work (queue lock held). */
+/* Whether w, the oldest work of its stream, may run (queue lock held):
+ * a stream wait only once its event's work has run. */
+static bool fake_runnable(const fake_work *w)
+{
+    if (!w->wait)
+        return true;
+    for (const fake_work *o = fake_queue; o && o->seq <= w->wait_seq; o = o->next)
+        if (o->stream == w->wait_stream)
+            return false;
+    return true;
+}
+
+/* The work the device runs next: the oldest queued, or with
+ * fake_streams_apart the oldest of a stream picked at random among those
+ * whose oldest may run. Its link in the queue (queue lock held). */
+static fake_work **fake_next(void)
+{
+    if (!fake_streams_apart)
+        return &fake_queue;
+    fake_work **cand[16];
+    unsigned n = 0;
+    void *seen[16];
+    unsigned nseen = 0;
+    for (fake_work **pp = &fake_queue; *pp && nseen < 16; pp = &(*pp)->next) {
+        unsigned i = 0;
+        while (i < nseen && seen[i] != (*pp)->stream)
+            i++;
+        if (i < nseen)
+            continue; /* not its stream's oldest */
+        seen[nseen++] = (*pp)->stream;
+        if (fake_runnable(*pp))
+            cand[n++] = pp;
+    }
+    fake_pick ^= fake_pick << 13;
+    fake_pick ^= fake_pick >> 7;
+    fake_pick ^= fake_pick << 17;
+    return n ? cand[fake_pick % n] : &fake_queue;
+}
+
 static void fake_run_one(void)
 {
-    fake_work *w = fake_queue;
-    if (!(fake_queue = w->next))
-        fake_queue_tail = &fake_queue;
-    if (w->user) {
+    fake_work **pp = fake_next(), *w = *pp;
+    if (!(*pp = w->next))
+        fake_queue_tail = pp;
+    if (w->wait) {
+        /* passed */
+    } else if (w->user) {
         memset((void *)(uintptr_t)w->lo, 0x77, w->hi - w->lo); /* the kernel's output */
     } else {
         fake_run_async(&w->k);
@@ -238,20 +291,22 @@ static inline void fake_order_checked(int on)
 static void fake_enqueue(fake_work *w, void *stream)
 {
     pthread_mutex_lock(&fake_queue_lock);
-    if (!w->user)
+    if (!w->user && !w->wait)
         fake_check_order(stream, w->k.ticket);
+    w->stream = stream;
+    w->seq = ++fake_seq;
     *fake_queue_tail = w;
     fake_queue_tail = &w->next;
-    if (!w->user)
+    if (!w->user && !w->wait)
         fake_queued_launches++;
     while (fake_queued_launches > fake_lag)
         fake_run_one();
     pthread_mutex_unlock(&fake_queue_lock);
 }
 
-/* A program's kernel writing [addr, addr+len), queued behind what is
- * there; 0, or -1 without memory for it. */
-static inline int fake_device_use(uint64_t addr, uint64_t len)
+/* A program's kernel writing [addr, addr+len), queued on stream behind
+ * what is there; 0, or -1 without memory for it. */
+static inline int fake_device_use(void *stream, uint64_t addr, uint64_t len)
 {
     fake_work *w = calloc(1, sizeof *w);
     if (!w)
@@ -259,7 +314,7 @@ static inline int fake_device_use(uint64_t addr, uint64_t len)
     w->user = 1;
     w->lo = addr;
     w->hi = addr + len;
-    fake_enqueue(w, NULL);
+    fake_enqueue(w, stream);
     return 0;
 }
 
@@ -445,6 +500,10 @@ static char fake_object; /* what streams and modules point at */
 static char fake_atomic_fn; /* the checked atomics' kernel */
 #define FAKE_EVENTS 1024
 static char fake_events[FAKE_EVENTS];
+/* Where each event was last recorded: its stream, and the work queued
+ * until then (fake_streams_apart; queue lock). */
+static void *fake_event_stream[FAKE_EVENTS];
+static uint64_t fake_event_seq[FAKE_EVENTS];
 static unsigned _Atomic fake_next_event;
 
 /* The log: calls in order, a and b their stream and event (a launch: its
@@ -496,6 +555,11 @@ static int f_event_record(void *dd, void *event, void *stream)
     (void)dd;
     FAKE_FAILS(event_record);
     fake_note(GMS_DRV_event_record, stream, event);
+    size_t i = (size_t)((char *)event - fake_events);
+    pthread_mutex_lock(&fake_queue_lock);
+    fake_event_stream[i] = stream;
+    fake_event_seq[i] = fake_seq;
+    pthread_mutex_unlock(&fake_queue_lock);
     return 0;
 }
 static int f_event_destroy(void *dd, void *event)
@@ -510,6 +574,18 @@ static int f_stream_wait_event(void *dd, void *stream, void *event)
     (void)dd;
     FAKE_FAILS(stream_wait_event);
     fake_note(GMS_DRV_stream_wait_event, stream, event);
+    if (fake_kernels != 2)
+        return 0;
+    fake_work *w = calloc(1, sizeof *w);
+    if (!w)
+        return FAKE_ERROR_OUT_OF_MEMORY;
+    size_t i = (size_t)((char *)event - fake_events);
+    pthread_mutex_lock(&fake_queue_lock);
+    w->wait = 1;
+    w->wait_stream = fake_event_stream[i];
+    w->wait_seq = fake_event_seq[i];
+    pthread_mutex_unlock(&fake_queue_lock);
+    fake_enqueue(w, stream);
     return 0;
 }
 static int f_device_sync(void *dd)

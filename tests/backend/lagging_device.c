@@ -1,9 +1,12 @@
 /*
  * lagging_device.c: the virtual-memory backend's stream-ordered path on a
  * device that runs behind the host (fake_driver.h with fake_kernels 2: the
- * scrub kernels run on the host, late). A program allocates on two
- * streams, its kernels write its buffers (queued on the fake device, run
- * later), and it frees them stream-ordered, behind those kernels; the
+ * scrub kernels run on the host, late, each stream's work in its order
+ * but the streams' in any order between them, and every stream-ordered
+ * launch checked to come in ticket order on its stream). A program
+ * allocates on two streams, its kernels write its buffers (queued on the
+ * fake device, run later), and it frees them stream-ordered, behind those
+ * kernels; the
  * pools grow, trim and give chunks back meanwhile. On a GPU, memory
  * unmapped while queued work still uses it faults the context, so the
  * fake driver aborts the process then; and a kernel writing a buffer
@@ -120,6 +123,7 @@ static gms_context *open_on_fake(gms_runtime **rt, int safety, int with_leases, 
     fake_kernels = 2;
     fake_lag = lag;
     fake_order_checked(1);
+    fake_streams_apart = 1;
     violations = write_after_free = overflows = 0;
     gms__backend_wrap = use_fake;
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
@@ -152,6 +156,7 @@ static void close_on_fake(gms_runtime *rt, gms_context *ctx)
     fake_kernels = 0;
     fake_lag = 0;
     fake_order_checked(0);
+    fake_streams_apart = 0;
 }
 
 static void run(int safety, int with_leases, unsigned lag)
@@ -180,7 +185,7 @@ static void run(int safety, int with_leases, unsigned lag)
                 overlaps += bufs[j].addr < l->addr + size && l->addr < bufs[j].addr + bufs[j].size;
             n++;
             /* The program's kernel writes the buffer, later. */
-            if (fake_device_use((uint64_t)(uintptr_t)p, size) != 0)
+            if (fake_device_use(l->stream, (uint64_t)(uintptr_t)p, size) != 0)
                 failures++;
         } else {
             unsigned i = (unsigned)(test_random() % n);
@@ -238,7 +243,7 @@ static void fresh_leases(void)
         CHECK_OK(gms_stats_get(rt, &after));
         CHECK(after.device_waits == before.device_waits && after.maps > before.maps);
         CHECK_OK(gms_buf_ptr(ctx, x, &p));
-        CHECK(p && fake_device_use((uint64_t)(uintptr_t)p, sizeof back) == 0); /* writes 0x77 */
+        CHECK(p && fake_device_use(NULL, (uint64_t)(uintptr_t)p, sizeof back) == 0); /* 0x77 */
         CHECK_OK(gms_free(ctx, x));
         CHECK_OK(gms_trim(rt)); /* unmaps its granules; the lease stays */
         CHECK_OK(gms_stats_get(rt, &before));
@@ -280,7 +285,7 @@ static void poisoned_spare(void)
         CHECK(word != 0 && memcmp(back, back + 8, sizeof back - 8) == 0);
         CHECK_OK(gms_buf_ptr(ctx, x, &p));
         CHECK(overflows == 0);
-        CHECK(p && fake_device_use((uint64_t)(uintptr_t)p + sizeof back, 1) == 0); /* one byte past */
+        CHECK(p && fake_device_use(NULL, (uint64_t)(uintptr_t)p + sizeof back, 1) == 0); /* past it */
         CHECK_OK(gms_free(ctx, x));
         CHECK_OK(gms_free(ctx, first));
         CHECK_OK(gms_sync(rt));
