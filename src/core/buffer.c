@@ -434,6 +434,17 @@ static int handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, void *st
     if (b->holders)
         return GMS_OK;
     d->died = true;
+    /* gms_free says the caller's work on the buffer is done, not gms's:
+     * memory mapped for it may still wait for its preparation on the
+     * stream it was allocated on. Then the free is ordered there, as
+     * gms_free_async on that stream would be, so that neither its next
+     * owner elsewhere nor its scrub can run before that preparation. */
+    bool sync = !ordered;
+    uint64_t done = 0;
+    if (sync && !gms__tag_ran(p->rt, b->stream, b->ticket, &done)) {
+        stream = b->stream;
+        ordered = true;
+    }
     /* The memory's next users (its scrub first) come after every window's
      * work, in stream order. */
     gms__windows_retire(p, b, gms__queue_stream(stream));
@@ -451,7 +462,7 @@ static int handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, void *st
     atomic_fetch_sub_explicit(&p->rt->gauges.live_bytes, b->size, memory_order_relaxed);
     b->free_ns = gms__now_ns();
     b->free_user = by && by->pool == p ? by->user_index : GMS_USER_ELSEWHERE;
-    int safety = gms__safety_retire(p, b, stream, ordered);
+    int safety = gms__safety_retire(p, b, stream, ordered, sync);
     return rc ? rc : safety;
 }
 

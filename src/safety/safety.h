@@ -21,10 +21,11 @@
 /* Retires a live block whose handle is gone (pool->lock held), freed on
  * stream when ordered (gms_free_async), else with no device work pending
  * on it: with safety off its memory is free at once (on that stream); with
- * safety on its scrub is queued and it waits in quarantine. Returns
- * GMS_E_CORRUPTION if this block's own redzones were found overwritten at
- * once (the host backend; its memory is retired all the same), else GMS_OK. */
-int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered);
+ * safety on its scrub is queued and it waits in quarantine, launched
+ * before the call returns when sync (gms_free). Returns GMS_E_CORRUPTION
+ * if this block's own redzones were found overwritten at once (the host
+ * backend; its memory is retired all the same), else GMS_OK. */
+int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered, bool sync);
 
 /* Gathers the results of device work that has run (pool->lock held), all
  * of it (launching the pending batch first) or until the first batch still

@@ -553,20 +553,9 @@ static int retire_now(gms_pool *p, gms_block *b)
     return rc;
 }
 
-int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered)
+int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered, bool sync)
 {
     gms_runtime *rt = p->rt;
-    bool sync = !ordered;
-    /* gms_free says the caller's work on the buffer is done, not gms's:
-     * memory mapped for it may still wait for its preparation on the
-     * stream it was allocated on. Then the free is ordered there, as
-     * gms_free_async on that stream would be, so that neither its next
-     * owner elsewhere nor its scrub can run before that preparation. */
-    uint64_t done = 0;
-    if (sync && !gms__tag_ran(rt, b->stream, b->ticket, &done)) {
-        stream = b->stream;
-        ordered = true;
-    }
     b->stream = ordered ? stream : NULL;
     b->ticket = 0;
     if (!rt->safety.on) {
