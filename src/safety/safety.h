@@ -40,9 +40,9 @@ void gms__safety_launch(gms_pool *p);
  * launching the batch being gathered: called when an allocation would
  * otherwise map memory, so that memory held back for detection never
  * makes a pool grow, and the new memory's preparation launches after the
- * gathered batch (gms__device_queue). The newest block's window for catching a write after
- * free then ends at that allocation instead of at the next free. Queues
- * device work; never waits for it. */
+ * gathered batch (gms__device_queue). The newest block's window for
+ * catching a write after free then ends at that allocation instead of at
+ * the next free. Queues device work; never waits for it. */
 void gms__safety_yield(gms_pool *p);
 
 /* Empties the quarantine and waits for the results of all device work
