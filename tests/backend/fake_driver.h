@@ -194,7 +194,6 @@ static void fake_run_async(const gms_kasync *k)
     __atomic_store_n(&h->done, k->ticket, __ATOMIC_RELEASE);
 }
 
-/* Runs the oldest queued work (queue lock held). */
 /* Whether w, the oldest work of its stream, may run (queue lock held):
  * a stream wait only once its event's work has run. */
 static bool fake_runnable(const fake_work *w)
@@ -234,6 +233,7 @@ static fake_work **fake_next(void)
     return n ? cand[fake_pick % n] : &fake_queue;
 }
 
+/* Runs the work fake_next picks (queue lock held). */
 static void fake_run_one(void)
 {
     fake_work **pp = fake_next(), *w = *pp;
@@ -263,7 +263,8 @@ static inline void fake_run_all(void)
  * ticket there (fake_ticket_order; queue lock held). */
 static void fake_check_order(void *stream, uint64_t ticket)
 {
-    for (size_t i = 0; fake_ticket_order && i < sizeof fake_last_launch / sizeof fake_last_launch[0]; i++) {
+    size_t n = sizeof fake_last_launch / sizeof fake_last_launch[0];
+    for (size_t i = 0; fake_ticket_order && i < n; i++) {
         if (fake_last_launch[i].stream && fake_last_launch[i].stream != stream)
             continue;
         if (fake_last_launch[i].ticket > ticket) {

@@ -285,7 +285,8 @@ static void poisoned_spare(void)
         CHECK(word != 0 && memcmp(back, back + 8, sizeof back - 8) == 0);
         CHECK_OK(gms_buf_ptr(ctx, x, &p));
         CHECK(overflows == 0);
-        CHECK(p && fake_device_use(NULL, (uint64_t)(uintptr_t)p + sizeof back, 1) == 0); /* past it */
+        uint64_t past = (uint64_t)(uintptr_t)p + sizeof back; /* one byte past the end */
+        CHECK(p && fake_device_use(NULL, past, 1) == 0);
         CHECK_OK(gms_free(ctx, x));
         CHECK_OK(gms_free(ctx, first));
         CHECK_OK(gms_sync(rt));
