@@ -502,10 +502,12 @@ static char fake_atomic_fn; /* the checked atomics' kernel */
 #define FAKE_EVENTS 1024
 static char fake_events[FAKE_EVENTS];
 /* Where each event was last recorded: its stream, and the work queued
- * until then (fake_streams_apart; queue lock). */
+ * until then (fake_streams_apart); which are in use. Under the queue lock:
+ * an event is never handed out again while it lives, as a driver's. */
 static void *fake_event_stream[FAKE_EVENTS];
 static uint64_t fake_event_seq[FAKE_EVENTS];
-static unsigned _Atomic fake_next_event;
+static unsigned char fake_event_live[FAKE_EVENTS];
+static unsigned fake_next_event;
 
 /* The log: calls in order, a and b their stream and event (a launch: its
  * stream and kernel). Single-threaded tests only. */
@@ -548,8 +550,20 @@ static int f_event_create(void *dd, void **event)
 {
     (void)dd;
     FAKE_FAILS(event_create);
-    *event = &fake_events[atomic_fetch_add(&fake_next_event, 1) % FAKE_EVENTS];
-    return 0;
+    pthread_mutex_lock(&fake_queue_lock);
+    unsigned i = 0;
+    while (i < FAKE_EVENTS && fake_event_live[(fake_next_event + i) % FAKE_EVENTS])
+        i++;
+    if (i < FAKE_EVENTS) {
+        i = (fake_next_event + i) % FAKE_EVENTS;
+        fake_event_live[i] = 1;
+        fake_event_stream[i] = NULL;
+        fake_event_seq[i] = 0;
+        fake_next_event = i + 1;
+        *event = &fake_events[i];
+    }
+    pthread_mutex_unlock(&fake_queue_lock);
+    return i < FAKE_EVENTS ? 0 : FAKE_ERROR_OUT_OF_MEMORY;
 }
 static int f_event_record(void *dd, void *event, void *stream)
 {
@@ -568,6 +582,9 @@ static int f_event_destroy(void *dd, void *event)
     (void)dd;
     FAKE_FAILS(event_destroy);
     fake_note(GMS_DRV_event_destroy, NULL, event);
+    pthread_mutex_lock(&fake_queue_lock);
+    fake_event_live[(char *)event - fake_events] = 0;
+    pthread_mutex_unlock(&fake_queue_lock);
     return 0;
 }
 static int f_stream_wait_event(void *dd, void *stream, void *event)

@@ -14,6 +14,9 @@
  *
  *   - nothing is unmapped (no chunk given back, no lease returned) while
  *     the device still uses it: the process lives;
+ *   - a buffer also written on the other stream, in access windows, is
+ *     wiped and reused only after that work (its free waits for the
+ *     window's end on the device);
  *   - no two live buffers overlap;
  *   - with safety on, no violation is reported for this correct program,
  *     and a write through a raw pointer after gms_free is found; with it
@@ -32,6 +35,7 @@
  */
 #include "test.h"
 #include "backend/fake_driver.h"
+#include "gms/access.h"
 
 #include <sys/mman.h>
 
@@ -184,9 +188,22 @@ static void run(int safety, int with_leases, unsigned lag)
             for (unsigned j = 0; j < n; j++)
                 overlaps += bufs[j].addr < l->addr + size && l->addr < bufs[j].addr + bufs[j].size;
             n++;
-            /* The program's kernel writes the buffer, later. */
-            if (fake_device_use(l->stream, (uint64_t)(uintptr_t)p, size) != 0)
+            /* The program's kernel writes the buffer, later. One buffer in
+             * four is written in access windows: on its own stream, then
+             * on the other, which waits for the first on the device; its
+             * free on its own stream must wait for the second. */
+            if (test_random() % 4 == 0) {
+                void *other = l->stream == streams[0] ? streams[1] : streams[0];
+                for (int w = 0; w < 2; w++) {
+                    void *on = w ? other : l->stream;
+                    if (gms_access_begin(ctx, l->buf, GMS_ACCESS_READ_WRITE, 0, on) != GMS_OK ||
+                        fake_device_use(on, (uint64_t)(uintptr_t)p, size) != 0 ||
+                        gms_access_end(ctx, l->buf, on) != GMS_OK)
+                        failures++;
+                }
+            } else if (fake_device_use(l->stream, (uint64_t)(uintptr_t)p, size) != 0) {
                 failures++;
+            }
         } else {
             unsigned i = (unsigned)(test_random() % n);
             if (gms_free_async(ctx, bufs[i].buf, bufs[i].stream) != GMS_OK)
