@@ -41,7 +41,10 @@ extern "C" {
  *   - once open, its stream waits on the device for the work of the
  *     windows it conflicts with that have ended (an event recorded at each
  *     end): a reader waits for the last writer, a writer for the last
- *     writer and every reader since. Begin and end never wait for the
+ *     writer and every reader since; on a stream other than the one the
+ *     buffer was allocated on, also for gms's own work on its memory that
+ *     has not run yet (its preparation, its last owner's scrub: an event
+ *     recorded on that stream at begin). Begin and end never wait for the
  *     device.
  *
  * Work queued outside any window is not ordered by gms (raw pointers stay

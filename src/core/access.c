@@ -99,6 +99,22 @@ static int device_after(gms_backend *be, gms_windows *ws, void *stream, bool wri
     return err;
 }
 
+/* Orders later work on stream after the work queued on `after` so far,
+ * on the device (0 or an errno). */
+static int stream_after_stream(gms_backend *be, void *stream, void *after)
+{
+    if (!be->ops->event_create)
+        return 0;
+    void *ev = NULL;
+    int err = be->ops->event_create(be, &ev);
+    if (err)
+        return err;
+    if (!(err = be->ops->event_record(be, ev, after)))
+        err = be->ops->stream_wait(be, stream, ev);
+    be->ops->event_destroy(be, ev); /* released once the wait has passed */
+    return err;
+}
+
 /* Records the end of a window on stream (0 or an errno). */
 static int device_end(gms_backend *be, gms_windows *ws, void *stream, bool write)
 {
@@ -193,6 +209,12 @@ int gms_access_begin(gms_context *ctx, gms_buf buf, gms_access mode, uint32_t fl
     }
     gms_backend *be = ctx->rt->backend;
     int err = device_after(be, ws, stream, mode == GMS_ACCESS_READ_WRITE);
+    /* The buffer's memory may still wait for gms's own work on the stream
+     * it was allocated on (its preparation, or its last owner's scrub): a
+     * window on another stream comes after that too. */
+    uint64_t done = 0;
+    if (!err && stream != b->stream && !gms__tag_ran(ctx->rt, b->stream, b->ticket, &done))
+        err = stream_after_stream(be, stream, gms__queue_stream(b->stream));
     if (err) {
         window_unlink(p, ws, w);
         gms__pool_unlock(p);

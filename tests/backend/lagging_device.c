@@ -189,20 +189,21 @@ static void run(int safety, int with_leases, unsigned lag)
                 overlaps += bufs[j].addr < l->addr + size && l->addr < bufs[j].addr + bufs[j].size;
             n++;
             /* The program's kernel writes the buffer, later. One buffer in
-             * four is written in access windows: on its own stream, then
-             * on the other, which waits for the first on the device; its
-             * free on its own stream must wait for the second. */
-            if (test_random() % 4 == 0) {
-                void *other = l->stream == streams[0] ? streams[1] : streams[0];
-                for (int w = 0; w < 2; w++) {
-                    void *on = w ? other : l->stream;
-                    if (gms_access_begin(ctx, l->buf, GMS_ACCESS_READ_WRITE, 0, on) != GMS_OK ||
-                        fake_device_use(on, (uint64_t)(uintptr_t)p, size) != 0 ||
-                        gms_access_end(ctx, l->buf, on) != GMS_OK)
-                        failures++;
-                }
-            } else if (fake_device_use(l->stream, (uint64_t)(uintptr_t)p, size) != 0) {
-                failures++;
+             * four is then written on the other stream too, in an access
+             * window (half of them after a window on its own stream):
+             * that window waits on the device for gms's own work on the
+             * memory (its preparation, its last owner's scrub), and the
+             * buffer's free on its own stream for the window. */
+            uint32_t how = (uint32_t)(test_random() % 8);
+            void *other = l->stream == streams[0] ? streams[1] : streams[0];
+            for (int w = 0; w < (how < 2 ? 2 : 1); w++) {
+                void *on = w ? other : l->stream;
+                bool windowed = w == 1 || how == 0;
+                if ((windowed &&
+                     gms_access_begin(ctx, l->buf, GMS_ACCESS_READ_WRITE, 0, on) != GMS_OK) ||
+                    fake_device_use(on, (uint64_t)(uintptr_t)p, size) != 0 ||
+                    (windowed && gms_access_end(ctx, l->buf, on) != GMS_OK))
+                    failures++;
             }
         } else {
             unsigned i = (unsigned)(test_random() % n);
