@@ -6,11 +6,11 @@
  * launch checked to come in ticket order on its stream). A program
  * allocates on two streams, its kernels write its buffers (queued on the
  * fake device, run later), and it frees them stream-ordered, behind those
- * kernels; the
- * pools grow, trim and give chunks back meanwhile. On a GPU, memory
- * unmapped while queued work still uses it faults the context, so the
- * fake driver aborts the process then; and a kernel writing a buffer
- * after its scrub had run would be reported as a write after free. So:
+ * kernels; the pools grow, trim and give chunks back meanwhile. On a
+ * GPU, memory unmapped while queued work still uses it faults the
+ * context, so the fake driver aborts the process then; and a kernel
+ * writing a buffer after its scrub had run would be reported as a write
+ * after free. So:
  *
  *   - nothing is unmapped (no chunk given back, no lease returned) while
  *     the device still uses it: the process lives;
