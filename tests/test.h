@@ -54,6 +54,21 @@ static inline uint64_t test_random(void)
     return state;
 }
 
+/* Whether the n bytes at p are all zero. */
+static inline int test_zeros(const uint8_t *p, size_t n)
+{
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* Whether the n bytes at p (n >= 8) repeat one non-zero 64-bit word, as
+ * the poison does. */
+static inline int test_one_word(const uint8_t *p, size_t n)
+{
+    uint64_t word;
+    memcpy(&word, p, sizeof word);
+    return word != 0 && memcmp(p, p + 8, n - 8) == 0;
+}
+
 /* CTest's code for "this test did not run" (SKIP_RETURN_CODE). */
 #define TEST_SKIP 77
 

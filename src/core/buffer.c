@@ -250,7 +250,7 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
         /* Under the lock: the handle is not out yet, but a racing forged
          * free of it must not see a half-made buffer. Queued on the
          * stream like the rest of the block's preparation. */
-        gms__safety_launch(p); /* first: see gms__device_queue */
+        gms__safety_launch_before(p, stream);
         gms_scrub_item z;
         memset(&z, 0, sizeof z);
         z.zero = 1;

@@ -639,7 +639,7 @@ const char *gms__handle_diagnose(const gms_runtime *rt, const gms_slot *s,
  * ticket that has run vouches for every smaller one on its stream. The
  * pending batch (safety/scrub.c) holds a ticket reserved early and
  * launched late: whoever queues a batch at once on its stream launches
- * the pending batch first (gms__safety_launch). */
+ * the pending batch first (gms__safety_launch_before). */
 int gms__device_queue(gms_pool *p, gms_scrub_item *items, size_t n, void *stream,
                       uint64_t *ticket);
 int gms__device_reserve(gms_pool *p, uint64_t *ticket);

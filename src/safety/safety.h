@@ -36,6 +36,11 @@ unsigned gms__safety_collect(gms_pool *p, bool all);
  * waiting for the device, so that the wait covers it. */
 void gms__safety_launch(gms_pool *p);
 
+/* Launches the batch being gathered if it is on stream's queue (pool->lock
+ * held): before a batch is queued at once there, whose ticket is larger
+ * (gms__device_queue). */
+void gms__safety_launch_before(gms_pool *p, void *stream);
+
 /* Lets go what the quarantine holds beyond its limits (pool->lock held),
  * launching the batch being gathered: called when an allocation would
  * otherwise map memory, so that memory held back for detection never

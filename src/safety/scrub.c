@@ -333,6 +333,13 @@ void gms__safety_launch(gms_pool *p)
     pending_flush(p);
 }
 
+void gms__safety_launch_before(gms_pool *p, void *stream)
+{
+    const gms_pending *pd = p->pending;
+    if (pd && pd->ticket && gms__queue_stream(pd->stream) == gms__queue_stream(stream))
+        pending_flush(p);
+}
+
 unsigned gms__safety_collect(gms_pool *p, bool all)
 {
     if (all)
@@ -363,9 +370,7 @@ unsigned gms__safety_collect(gms_pool *p, bool all)
 static int batch_queue(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t *ticket,
                        int *own_rc, char *own_msg, size_t own_size)
 {
-    gms_pending *pd = p->pending;
-    if (pd && pd->ticket && pd->stream == stream)
-        pending_flush(p); /* launched first: its ticket is the smaller (gms__device_queue) */
+    gms__safety_launch_before(p, stream);
     int err = batch_sent(p, bt, gms__device_queue(p, bt->items, bt->n, stream, &bt->ticket));
     *ticket = bt->ticket;
     if (err || bt->ticket)

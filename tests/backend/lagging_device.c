@@ -268,7 +268,7 @@ static void fresh_leases(void)
         CHECK(before.unmaps > after.unmaps);
         CHECK_OK(gms_alloc(ctx, sizeof back, 0, &x));
         CHECK_OK(gms_read(ctx, x, 0, back, sizeof back));
-        CHECK(back[0] == 0 && memcmp(back, back + 1, sizeof back - 1) == 0);
+        CHECK(test_zeros(back, sizeof back));
         CHECK_OK(gms_free(ctx, x));
         close_on_fake(rt, ctx);
     }
@@ -298,9 +298,7 @@ static void poisoned_spare(void)
         CHECK(after.device_waits == before.device_waits && after.maps > before.maps);
         CHECK(__atomic_load_n(&leases_out, __ATOMIC_SEQ_CST) >= 2);
         CHECK_OK(gms_read(ctx, x, 0, back, sizeof back));
-        uint64_t word;
-        memcpy(&word, back, sizeof word);
-        CHECK(word != 0 && memcmp(back, back + 8, sizeof back - 8) == 0);
+        CHECK(test_one_word(back, sizeof back));
         CHECK_OK(gms_buf_ptr(ctx, x, &p));
         CHECK(overflows == 0);
         uint64_t past = (uint64_t)(uintptr_t)p + sizeof back; /* one byte past the end */

@@ -98,9 +98,9 @@ typedef struct vmm_backend {
     pthread_mutex_t spare_lock;
     pthread_cond_t spare_wake, spare_made;
     pthread_t spare_thread;
-    int spare_running, spare_stop, spare_wanted, spare_making, spare_poison;
-    uint64_t spare_align; /* the last chunk's of that size asked for */
-    uint64_t spare_pattern;
+    int spare_running, spare_stop, spare_wanted, spare_making;
+    uint64_t spare_align;   /* the last chunk's of that size asked for */
+    uint64_t spare_pattern; /* the poison (never 0: no zero byte), or 0 */
     struct gms_backend_chunk *spare;
 } vmm_backend;
 
@@ -277,12 +277,11 @@ static void *spare_maker(void *arg)
         }
         vb->spare_wanted = 0;
         vb->spare_making = 1;
-        int poison = vb->spare_poison;
         uint64_t pattern = vb->spare_pattern, align = vb->spare_align;
         pthread_mutex_unlock(&vb->spare_lock);
         gms_backend_chunk *c = NULL;
         chunk_reserve(vb, vb->leaser.spare_size, align, &c);
-        if (c && poison)
+        if (c && pattern)
             lease_poison(vb, c, pattern);
         pthread_mutex_lock(&vb->spare_lock);
         vb->spare_making = 0;
@@ -1516,7 +1515,6 @@ static void vmm_poison_ahead(gms_backend *be, uint64_t pattern)
     if (!vb->spare_running)
         return;
     pthread_mutex_lock(&vb->spare_lock);
-    vb->spare_poison = 1;
     vb->spare_pattern = pattern;
     pthread_mutex_unlock(&vb->spare_lock);
 }
