@@ -50,6 +50,8 @@ def plugin():
         p.gms_torch_live_pointers.argtypes = []
         p.gms_torch_lookup.restype = c_int
         p.gms_torch_lookup.argtypes = [c_void_p, POINTER(c_uint64), POINTER(c_int)]
+        p.gms_torch_timing.restype = None
+        p.gms_torch_timing.argtypes = [POINTER(c_uint64)]
         _plugin = p
     return _plugin
 

@@ -101,3 +101,32 @@ def test_bad_settings_are_refused(name, value):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "None"  # no memory handed out
     assert "$%s=\"%s\"" % (name, value) in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("timing", ["1", None])
+def test_host_timing(timing):
+    """GMS_TORCH_TIMING=1 counts every alloc and free and the time spent in
+    them (the benchmark's split of a step); unset, it counts nothing."""
+    import subprocess
+    import sys
+    code = ("import ctypes, gms.torch as gt\n"
+            "p = gt.plugin()\n"
+            "ptrs = [p.gms_torch_alloc(4096 * (i + 1), 0, None) for i in range(50)]\n"
+            "for q in ptrs[:30]: p.gms_torch_free(q, 0, 0, None)\n"
+            "t = (ctypes.c_uint64 * 6)()\n"
+            "p.gms_torch_timing(t)\n"
+            "print(*t)\n")
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), ".."),
+               GMS_TORCH_BACKEND="host")
+    env.pop("GMS_TORCH_TIMING", None)
+    if timing:
+        env["GMS_TORCH_TIMING"] = timing
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    alloc_ns, allocs, alloc_max, free_ns, frees, free_max = map(int, r.stdout.split())
+    if timing:
+        assert (allocs, frees) == (50, 30)
+        assert 0 < alloc_max <= alloc_ns and 0 < free_max <= free_ns
+    else:
+        assert (alloc_ns, allocs, alloc_max, free_ns, frees, free_max) == (0,) * 6

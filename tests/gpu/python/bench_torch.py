@@ -11,6 +11,13 @@ Workloads (models built from their configurations, nothing downloaded):
   of batch 1-8 and prompt length 16-512 (random, seeded), each a prefill and
   32 greedy decode steps.
 
+With --extra, four workloads outside those three instead, to check that
+gms is not tuned to them: vit_train (torchvision vit_b_16, batch 64),
+bert_train_varlen (BERT-base masked LM, batch 16, a new length of 64-512
+tokens each step), llama_train_checkpointed (a small Llama, 4 x 1024
+tokens, gradient checkpointing) and resnet50_infer_varbatch (bf16
+inference on batches of 1-128, a new size each request).
+
 Each (workload, allocator) pair runs in a fresh child process, since the
 allocator must be chosen before the first CUDA allocation; the order of
 the two allocators alternates from one workload to the next. Same seeds,
@@ -46,6 +53,15 @@ WORKLOADS = {  # name: (warm-up steps, timed steps)
     "resnet50_train": (5, 20),
     "gpt2_train": (3, 15),
     "gpt2_serve": (3, 24),
+}
+# Workloads outside the issue's three (--extra), to check that gms is not
+# tuned to them: other layouts of live memory, shapes that change from one
+# step to the next, recomputation.
+EXTRA = {
+    "vit_train": (3, 12),
+    "bert_train_varlen": (4, 16),
+    "llama_train_checkpointed": (3, 12),
+    "resnet50_infer_varbatch": (5, 30),
 }
 
 
@@ -112,6 +128,88 @@ def build_gpt2_serve(torch):
     return step
 
 
+def build_vit_train(torch):
+    """torchvision vit_b_16, batch 64, bf16 autocast, AdamW."""
+    import torch.nn.functional as F
+    import torchvision
+    model = torchvision.models.vit_b_16(weights=None).cuda()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(64, 3, 224, 224, device="cuda", generator=g)
+    y = torch.randint(0, 1000, (64,), device="cuda", generator=g)
+
+    def step(i):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def build_bert_train_varlen(torch):
+    """BERT-base masked-LM training, batch 16, a new sequence length (64-512)
+    every step: every activation changes size from one step to the next."""
+    import random
+    from transformers import BertConfig, BertForMaskedLM
+    cfg = BertConfig()
+    model = BertForMaskedLM(cfg).cuda().train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    rng = random.Random(0)
+    warm, timed = EXTRA["bert_train_varlen"]
+    g = torch.Generator(device="cuda").manual_seed(0)
+    batches = [torch.randint(0, cfg.vocab_size, (16, rng.randint(64, 512)), device="cuda",
+                             generator=g) for _ in range(warm + timed)]
+
+    def step(i):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(input_ids=batches[i], labels=batches[i]).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def build_llama_train_checkpointed(torch):
+    """A small Llama (8 layers, 1024 wide) trained on 4 x 1024 tokens with
+    gradient checkpointing: activations freed in the forward pass and made
+    again in the backward."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    cfg = LlamaConfig(hidden_size=1024, intermediate_size=2816, num_hidden_layers=8,
+                      num_attention_heads=16, num_key_value_heads=16, vocab_size=32000,
+                      max_position_embeddings=1024)
+    model = LlamaForCausalLM(cfg).cuda().train()
+    model.gradient_checkpointing_enable()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    ids = torch.randint(0, cfg.vocab_size, (4, 1024), device="cuda", generator=g)
+
+    def step(i):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def build_resnet50_infer_varbatch(torch):
+    """ResNet-50 inference in bf16 on batches of 1-128 images, a new size each
+    request: a serving loop whose every tensor size varies."""
+    import random
+    import torchvision
+    model = torchvision.models.resnet50(weights=None).cuda().to(torch.bfloat16).eval()
+    rng = random.Random(0)
+    warm, timed = EXTRA["resnet50_infer_varbatch"]
+    sizes = [rng.randint(1, 128) for _ in range(warm + timed)]
+
+    def step(i):
+        with torch.no_grad():
+            x = torch.randn(sizes[i], 3, 224, 224, device="cuda", dtype=torch.bfloat16)
+            model(x).argmax(-1)
+    return step
+
+
 def child(workload, alloc):
     sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
     import torch
@@ -122,16 +220,23 @@ def child(workload, alloc):
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     step = {"resnet50_train": build_resnet50, "gpt2_train": build_gpt2_train,
-            "gpt2_serve": build_gpt2_serve}[workload](torch)
-    warm, timed = WORKLOADS[workload]
+            "gpt2_serve": build_gpt2_serve, "vit_train": build_vit_train,
+            "bert_train_varlen": build_bert_train_varlen,
+            "llama_train_checkpointed": build_llama_train_checkpointed,
+            "resnet50_infer_varbatch": build_resnet50_infer_varbatch}[workload](torch)
+    warm, timed = {**WORKLOADS, **EXTRA}[workload]
     times = []
+    before = None
     for i in range(warm + timed):
         torch.cuda.synchronize()
+        if i == warm and alloc.startswith("gms"):
+            before = gms_counters(gms)
         t0 = time.perf_counter()
         step(i)
         torch.cuda.synchronize()
         if i >= warm:
             times.append(time.perf_counter() - t0)
+    after = gms_counters(gms) if before else None
     free, total = torch.cuda.mem_get_info()
     prof = profile_steps(torch, step, warm) if os.environ.get("GMS_BENCH_PROFILE") else None
     res = {
@@ -149,6 +254,11 @@ def child(workload, alloc):
                    pressure_events=s["pressure_events"], maps=s["maps"], unmaps=s["unmaps"],
                    device_waits=s["device_waits"])
         res["peak_bytes"] = s["peak_held_bytes"]
+        # What the timed steps alone cost the allocator: maps and unmaps,
+        # and (GMS_TORCH_TIMING=1) the host's time in its calls, per step.
+        res["timed_steps"] = {k: (after[k] - before[k]) / timed for k in after
+                              if not k.endswith("max_us")}
+        res["timed_steps"].update({k: after[k] for k in after if k.endswith("max_us")})
         report = gms.torch.runtime().verify(raise_on_violation=False)
         res["violations"] = report["violations"]
     else:
@@ -158,6 +268,17 @@ def child(workload, alloc):
     if prof:
         res["profile"] = prof
     print("RESULT " + json.dumps(res), flush=True)
+
+
+def gms_counters(gms):
+    """The plug-in's counters that the timed steps are judged by."""
+    import ctypes
+    s = gms.torch.stats()
+    t = (ctypes.c_uint64 * 6)()
+    gms.torch.plugin().gms_torch_timing(t)
+    return {"maps": s["maps"], "unmaps": s["unmaps"], "device_waits": s["device_waits"],
+            "allocs": s["allocs"], "host_alloc_us": t[0] / 1e3, "host_free_us": t[3] / 1e3,
+            "host_alloc_max_us": t[2] / 1e3, "host_free_max_us": t[5] / 1e3}
 
 
 def profile_steps(torch, step, first, steps=3):
@@ -209,6 +330,8 @@ def run_child(workload, alloc, timeout, gms_env=()):
         env.update(kv.split("=", 1) for kv in gms_env)
     if alloc == "gms_off":  # ... and gms_off without it: the core path's own cost
         env["GMS_TORCH_SAFETY"] = "off"
+    if alloc.startswith("gms") and os.environ.get("GMS_BENCH_TIMING"):
+        env["GMS_TORCH_TIMING"] = "1"
     t0 = time.time()
     try:
         r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", workload, alloc],
@@ -271,24 +394,34 @@ def main():
     ap.add_argument("--child", nargs=2, metavar=("WORKLOAD", "ALLOC"), help=argparse.SUPPRESS)
     ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--markdown", action="store_true", help="also print a Markdown table")
-    ap.add_argument("--only", help="comma-separated workloads (default: all)")
+    ap.add_argument("--only", help="comma-separated workloads (default: the issue's three)")
+    ap.add_argument("--extra", action="store_true",
+                    help="run the workloads outside the issue's three instead (%s)" % ", ".join(EXTRA))
     ap.add_argument("--budget", type=float, default=400.0,
                     help="seconds after which no new child is started")
     ap.add_argument("--timeout", type=int, default=150, help="seconds per child")
     ap.add_argument("--gms-env", action="append", default=[], metavar="KEY=VALUE",
                     help="environment of the gms children, e.g. "
                          "GMS_TORCH_QUARANTINE_BYTES=268435456 (repeatable)")
+    ap.add_argument("--timing", action="store_true",
+                    help="time the gms children's allocator calls on the host (timed_steps: "
+                         "host_alloc_us and host_free_us per step, the longest call)")
     ap.add_argument("--profile", action="store_true",
                     help="after the timed steps, profile a few more: kernel time by name, "
                          "device busy time, gms's kernels apart")
     args = ap.parse_args()
     if args.profile:
         os.environ["GMS_BENCH_PROFILE"] = "1"
+    if args.timing:
+        os.environ["GMS_BENCH_TIMING"] = "1"
     if args.child:
         child(*args.child)
         return 0
     start = time.time()
-    names = args.only.split(",") if args.only else list(WORKLOADS)
+    names = args.only.split(",") if args.only else list(EXTRA if args.extra else WORKLOADS)
+    unknown = [n for n in names if n not in WORKLOADS and n not in EXTRA]
+    if unknown:
+        ap.error("unknown workload(s): %s" % ", ".join(unknown))
     summary = {"machine": machine(), "gms_env": args.gms_env, "workloads": []}
     for n, workload in enumerate(names):
         # Alternate which allocator goes first, so warm caches (files,
