@@ -270,7 +270,7 @@ static uint64_t pending_bytes_max(const gms_pool *p)
     return q < (8ull << 20) ? 8 * q : (64ull << 20);
 }
 
-static void pending_flush(gms_pool *p);
+static void pending_flush(gms_pool *p, const char *why);
 static void exits_done(gms_pool *p, gms_block **taken, uint32_t first, uint32_t n, bool ok,
                        uint64_t ticket);
 
@@ -282,7 +282,7 @@ static bool pending_open(gms_pool *p, void *stream)
     if (pd && pd->ticket && pd->stream == stream)
         return true;
     if (pd && pd->ticket)
-        pending_flush(p);
+        pending_flush(p, "another stream");
     if (!p->rt->backend->ops->ticket_reserve)
         return false;
     if (!pd && !(pd = p->pending = gms__alloc_meta(p->rt, sizeof *pd)))
@@ -303,12 +303,24 @@ static bool pending_open(gms_pool *p, void *stream)
     return true;
 }
 
-static void pending_flush(gms_pool *p)
+/* One line per launch to $GMS_DEBUG_MAPS (beside the maps): why it was
+ * launched, so that a workload's launches can be told apart. */
+static void launch_log(const gms_pool *p, const char *why, uint32_t items, uint64_t bytes)
+{
+    FILE *f = p->rt->config.map_log;
+    if (f)
+        fprintf(f, "%llu pool %llu launch %s: %u items, %llu MiB\n",
+                (unsigned long long)(gms__now_ns() / 1000000), (unsigned long long)p->id, why,
+                items, (unsigned long long)(bytes >> 20));
+}
+
+static void pending_flush(gms_pool *p, const char *why)
 {
     gms_pending *pd = p->pending;
     if (!pd || !pd->ticket)
         return;
     gms_scrub_batch *bt = &pd->bb.b;
+    launch_log(p, why, bt->n, pd->bytes);
     uint64_t ticket = pd->ticket;
     pd->ticket = 0;
     atomic_store_explicit(&p->pending_open, false, memory_order_relaxed);
@@ -330,20 +342,20 @@ static void pending_flush(gms_pool *p)
 
 void gms__safety_launch(gms_pool *p)
 {
-    pending_flush(p);
+    pending_flush(p, "asked for");
 }
 
 void gms__safety_launch_before(gms_pool *p, void *stream)
 {
     const gms_pending *pd = p->pending;
     if (pd && pd->ticket && gms__queue_stream(pd->stream) == gms__queue_stream(stream))
-        pending_flush(p);
+        pending_flush(p, "device work queued after it");
 }
 
 unsigned gms__safety_collect(gms_pool *p, bool all)
 {
     if (all)
-        pending_flush(p);
+        pending_flush(p, "collector");
     unsigned n = 0;
     gms_scrub_batch **pp = &p->inflight_head;
     while (*pp) {
@@ -368,9 +380,10 @@ unsigned gms__safety_collect(gms_pool *p, bool all)
  * in-flight list, or, on a backend that ran it at once, to the reports
  * (own_msg as in batch_report; its code in *own_rc). *ticket: its ticket. */
 static int batch_queue(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t *ticket,
-                       int *own_rc, char *own_msg, size_t own_size)
+                       int *own_rc, char *own_msg, size_t own_size, const char *why)
 {
     gms__safety_launch_before(p, stream);
+    launch_log(p, why, bt->n, 0);
     int err = batch_sent(p, bt, gms__device_queue(p, bt->items, bt->n, stream, &bt->ticket));
     *ticket = bt->ticket;
     if (err || bt->ticket)
@@ -474,7 +487,8 @@ static __attribute__((noinline)) bool evict_batch(gms_pool *p, uint64_t max_byte
     take_exits(p, bt, p->quarantine_head->stream, max_bytes, max_blocks, keep_newest);
     uint32_t n = bt->n;
     uint64_t ticket;
-    bool ok = batch_queue(p, bt, bt->blk[0]->stream, &ticket, NULL, NULL, 0) == 0;
+    bool ok = batch_queue(p, bt, bt->blk[0]->stream, &ticket, NULL, NULL, 0,
+                          "quarantine exits") == 0;
     exits_done(p, bt->blk, 0, n, ok, ticket);
     return ok;
 }
@@ -485,11 +499,15 @@ static __attribute__((noinline)) bool evict_batch(gms_pool *p, uint64_t max_byte
  * launched, rather than launching it early and their checks apart (a
  * launch costs about as much as moving 15 MB, so one per free of a large
  * block cost a training step hundreds of them). The quarantine then
- * exceeds its limits by at most that batch (pending_bytes_max). */
+ * exceeds its limits by at most that batch (pending_bytes_max). So do
+ * blocks of stream `defer` (NULL: none) at the head: the next free there
+ * takes them into its batch (take_exits), and an allocation lets them go
+ * before the pool maps (gms__safety_yield). */
 static void quarantine_evict(gms_pool *p, uint64_t max_bytes, uint64_t max_blocks,
-                             bool keep_newest)
+                             bool keep_newest, const void *defer)
 {
-    while (over_limits(p, max_bytes, max_blocks, keep_newest) && !gathered(p, p->quarantine_head))
+    while (over_limits(p, max_bytes, max_blocks, keep_newest) &&
+           !gathered(p, p->quarantine_head) && !(defer && p->quarantine_head->stream == defer))
         if (!evict_batch(p, max_bytes, max_blocks, keep_newest))
             return;
 }
@@ -522,8 +540,12 @@ static void retire_pending(gms_pool *p, gms_block *b, bool sync)
     pd->bytes += b->size + (queued - p->quarantine_bytes);
     /* The synchronous gms_free promises that a write after it is caught:
      * its scrub is queued before it returns. */
-    if (sync || bt->n + 2 > GMS_SCRUB_ASYNC_MAX || pd->bytes >= pending_bytes_max(p))
-        pending_flush(p);
+    if (sync)
+        pending_flush(p, "gms_free");
+    else if (bt->n + 2 > GMS_SCRUB_ASYNC_MAX)
+        pending_flush(p, "full");
+    else if (pd->bytes >= pending_bytes_max(p))
+        pending_flush(p, "bytes");
 }
 
 /* A free with safety on, its batch queued at once (the host backend, or a
@@ -547,7 +569,7 @@ static int retire_now(gms_pool *p, gms_block *b)
     take_exits(p, bt, b->stream, quarantine_limit(p), p->rt->safety.quarantine_max_blocks, true);
     uint32_t n = bt->n;
     uint64_t ticket;
-    bool ok = batch_queue(p, bt, b->stream, &ticket, &rc, own_msg, sizeof own_msg) == 0;
+    bool ok = batch_queue(p, bt, b->stream, &ticket, &rc, own_msg, sizeof own_msg, "free") == 0;
     if (ok) {
         b->unscrubbed = false;
         b->ticket = ticket;
@@ -570,7 +592,7 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered, bo
         if (ordered && pending_open(p, stream)) {
             b->ticket = p->pending->ticket;
             if (++p->pending->frees == GMS_SCRUB_ASYNC_MAX)
-                pending_flush(p);
+                pending_flush(p, "full");
         } else if (ordered && rt->backend->ops->order_after &&
                    rt->backend->ops->order_after(rt->backend, gms__queue_stream(stream), 1)) {
             gms__log_later(rt, GMS_LOG_WARN, "gms: pool %llu: waiting for a stream failed",
@@ -584,24 +606,31 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered, bo
     if (streams)
         gms__safety_collect(p, false);
     int rc = GMS_OK;
-    if (streams && pending_open(p, b->stream))
+    const void *defer = NULL;
+    if (streams && pending_open(p, b->stream)) {
         retire_pending(p, b, sync);
-    else
+        /* What it left past the limits on its stream (after a launch
+         * that the batch's size forced, its own blocks) leaves with the
+         * stream's next batch: a launch of its own here would double the
+         * launches of a workload whose frees are large. */
+        defer = b->stream;
+    } else {
         rc = retire_now(p, b);
-    quarantine_evict(p, quarantine_limit(p), rt->safety.quarantine_max_blocks, true);
+    }
+    quarantine_evict(p, quarantine_limit(p), rt->safety.quarantine_max_blocks, true, defer);
     return rc;
 }
 
 void gms__safety_yield(gms_pool *p)
 {
-    pending_flush(p); /* its blocks leave only with a later launch */
-    quarantine_evict(p, quarantine_limit(p), p->rt->safety.quarantine_max_blocks, false);
+    pending_flush(p, "before mapping"); /* its blocks leave only with a later launch */
+    quarantine_evict(p, quarantine_limit(p), p->rt->safety.quarantine_max_blocks, false, NULL);
 }
 
 void gms__safety_drain(gms_pool *p)
 {
-    pending_flush(p);
-    quarantine_evict(p, 0, 0, false);
+    pending_flush(p, "drain");
+    quarantine_evict(p, 0, 0, false, NULL);
     if (p->inflight_head) {
         gms__device_quiesce(p->rt);
         gms__safety_collect(p, true);

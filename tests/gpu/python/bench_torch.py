@@ -13,10 +13,10 @@ Workloads (models built from their configurations, nothing downloaded):
 
 With --extra, four workloads outside those three instead, to check that
 gms is not tuned to them: vit_train (torchvision vit_b_16, batch 64),
-bert_train_varlen (BERT-base masked LM, batch 16, a new length of 64-512
-tokens each step), llama_train_checkpointed (a small Llama, 4 x 1024
+bert_train_varlen (BERT-base masked LM, batch 16, lengths of 128-512
+tokens in seven buckets, a random one each step), llama_train_checkpointed (a small Llama, 4 x 1024
 tokens, gradient checkpointing) and resnet50_infer_varbatch (bf16
-inference on batches of 1-128, a new size each request).
+inference on batches of 1-128 in nine sizes, a random one each request).
 
 Each (workload, allocator) pair runs in a fresh child process, since the
 allocator must be chosen before the first CUDA allocation; the order of
@@ -59,9 +59,9 @@ WORKLOADS = {  # name: (warm-up steps, timed steps)
 # step to the next, recomputation.
 EXTRA = {
     "vit_train": (3, 12),
-    "bert_train_varlen": (4, 16),
+    "bert_train_varlen": (7, 21),  # warm-up: one step per length bucket
     "llama_train_checkpointed": (3, 12),
-    "resnet50_infer_varbatch": (5, 30),
+    "resnet50_infer_varbatch": (9, 36),  # warm-up: one request per batch size
 }
 
 
@@ -148,18 +148,23 @@ def build_vit_train(torch):
 
 
 def build_bert_train_varlen(torch):
-    """BERT-base masked-LM training, batch 16, a new sequence length (64-512)
-    every step: every activation changes size from one step to the next."""
+    """BERT-base masked-LM training, batch 16, on sequences bucketed by
+    length (128-512 tokens in steps of 64), a random bucket each step: the
+    activations change size from one step to the next. The warm-up visits
+    every bucket once, so the timed steps measure the allocator, not the
+    first run of a shape (kernel selection)."""
     import random
     from transformers import BertConfig, BertForMaskedLM
     cfg = BertConfig()
     model = BertForMaskedLM(cfg).cuda().train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     rng = random.Random(0)
+    buckets = list(range(128, 513, 64))
     warm, timed = EXTRA["bert_train_varlen"]
+    lengths = buckets + [rng.choice(buckets) for _ in range(warm + timed - len(buckets))]
     g = torch.Generator(device="cuda").manual_seed(0)
-    batches = [torch.randint(0, cfg.vocab_size, (16, rng.randint(64, 512)), device="cuda",
-                             generator=g) for _ in range(warm + timed)]
+    batches = [torch.randint(0, cfg.vocab_size, (16, n), device="cuda", generator=g)
+               for n in lengths]
 
     def step(i):
         with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -194,14 +199,16 @@ def build_llama_train_checkpointed(torch):
 
 
 def build_resnet50_infer_varbatch(torch):
-    """ResNet-50 inference in bf16 on batches of 1-128 images, a new size each
-    request: a serving loop whose every tensor size varies."""
+    """ResNet-50 inference in bf16 on batches of 1-128 images (nine sizes),
+    a random size each request: a serving loop whose every tensor size
+    varies. The warm-up visits every size once (see bert_train_varlen)."""
     import random
     import torchvision
     model = torchvision.models.resnet50(weights=None).cuda().to(torch.bfloat16).eval()
     rng = random.Random(0)
+    buckets = [1, 2, 4, 8, 16, 32, 64, 96, 128]
     warm, timed = EXTRA["resnet50_infer_varbatch"]
-    sizes = [rng.randint(1, 128) for _ in range(warm + timed)]
+    sizes = buckets + [rng.choice(buckets) for _ in range(warm + timed - len(buckets))]
 
     def step(i):
         with torch.no_grad():
