@@ -305,15 +305,19 @@ static bool pending_open(gms_pool *p, void *stream)
     return true;
 }
 
-/* One line per launch to $GMS_DEBUG_MAPS (beside the maps): why it was
- * launched, so that a workload's launches can be told apart. */
-static void launch_log(const gms_pool *p, const char *why, uint32_t items, uint64_t bytes)
+/* One line per launch of a batch to $GMS_DEBUG_MAPS (beside the maps):
+ * why it was launched, so that a workload's launches can be told apart. */
+static void launch_log(const gms_pool *p, const char *why, const gms_scrub_batch *bt)
 {
     FILE *f = p->rt->config.map_log;
-    if (f)
-        fprintf(f, "%llu pool %llu launch %s: %u items, %llu MiB\n",
-                (unsigned long long)(gms__now_ns() / 1000000), (unsigned long long)p->id, why,
-                items, (unsigned long long)(bytes >> 20));
+    if (!f)
+        return;
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < bt->n; i++)
+        bytes += bt->blk[i]->size;
+    fprintf(f, "%llu pool %llu launch %s: %u blocks, %llu MiB\n",
+            (unsigned long long)(gms__now_ns() / 1000000), (unsigned long long)p->id, why, bt->n,
+            (unsigned long long)(bytes >> 20));
 }
 
 static void pending_flush(gms_pool *p, const char *why)
@@ -322,7 +326,7 @@ static void pending_flush(gms_pool *p, const char *why)
     if (!pd || !pd->ticket)
         return;
     gms_scrub_batch *bt = &pd->bb.b;
-    launch_log(p, why, bt->n, pd->bytes);
+    launch_log(p, why, bt);
     uint64_t ticket = pd->ticket;
     pd->ticket = 0;
     atomic_store_explicit(&p->pending_open, false, memory_order_relaxed);
@@ -385,7 +389,7 @@ static int batch_queue(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t 
                        int *own_rc, char *own_msg, size_t own_size, const char *why)
 {
     gms__safety_launch_before(p, stream);
-    launch_log(p, why, bt->n, 0);
+    launch_log(p, why, bt);
     int err = batch_sent(p, bt, gms__device_queue(p, bt->items, bt->n, stream, &bt->ticket));
     *ticket = bt->ticket;
     if (err || bt->ticket)
