@@ -67,6 +67,26 @@ EXTRA = {
 
 # ---- the child: one workload on one allocator --------------------------------------------
 
+def training_step(torch, opt, loss_of):
+    """A step of training in bf16 autocast: loss_of(i) is step i's loss."""
+    def step(i):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = loss_of(i)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def lm_training_step(torch, model, vocab_size, shape):
+    """A language model's training step with AdamW on one batch of random
+    tokens of that shape (batch, length), its labels the tokens."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    ids = torch.randint(0, vocab_size, shape, device="cuda", generator=g)
+    return training_step(torch, opt, lambda i: model(input_ids=ids, labels=ids).loss)
+
+
 def build_resnet50(torch):
     import torch.nn.functional as F
     import torchvision
@@ -75,14 +95,7 @@ def build_resnet50(torch):
     g = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(64, 3, 224, 224, device="cuda", generator=g)
     y = torch.randint(0, 1000, (64,), device="cuda", generator=g)
-
-    def step(i):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return step
+    return training_step(torch, opt, lambda i: F.cross_entropy(model(x), y))
 
 
 def _gpt2(torch, **kw):
@@ -94,17 +107,7 @@ def _gpt2(torch, **kw):
 def build_gpt2_train(torch):
     cfg, model = _gpt2(torch)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    g = torch.Generator(device="cuda").manual_seed(0)
-    ids = torch.randint(0, cfg.vocab_size, (8, 512), device="cuda", generator=g)
-
-    def step(i):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(input_ids=ids, labels=ids).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return step
+    return lm_training_step(torch, model, cfg.vocab_size, (8, 512))
 
 
 def build_gpt2_serve(torch):
@@ -137,14 +140,7 @@ def build_vit_train(torch):
     g = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(64, 3, 224, 224, device="cuda", generator=g)
     y = torch.randint(0, 1000, (64,), device="cuda", generator=g)
-
-    def step(i):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return step
+    return training_step(torch, opt, lambda i: F.cross_entropy(model(x), y))
 
 
 def build_bert_train_varlen(torch):
@@ -165,14 +161,7 @@ def build_bert_train_varlen(torch):
     g = torch.Generator(device="cuda").manual_seed(0)
     batches = [torch.randint(0, cfg.vocab_size, (16, n), device="cuda", generator=g)
                for n in lengths]
-
-    def step(i):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(input_ids=batches[i], labels=batches[i]).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return step
+    return training_step(torch, opt, lambda i: model(input_ids=batches[i], labels=batches[i]).loss)
 
 
 def build_llama_train_checkpointed(torch):
@@ -185,17 +174,7 @@ def build_llama_train_checkpointed(torch):
                       max_position_embeddings=1024)
     model = LlamaForCausalLM(cfg).cuda().train()
     model.gradient_checkpointing_enable()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    g = torch.Generator(device="cuda").manual_seed(0)
-    ids = torch.randint(0, cfg.vocab_size, (4, 1024), device="cuda", generator=g)
-
-    def step(i):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(input_ids=ids, labels=ids).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return step
+    return lm_training_step(torch, model, cfg.vocab_size, (4, 1024))
 
 
 def build_resnet50_infer_varbatch(torch):
