@@ -251,21 +251,19 @@ struct gms_pending {
     void *stream;
     uint64_t ticket; /* 0: none open */
     uint32_t frees;
-    uint64_t bytes; /* freed into it: what it keeps from reuse until it is launched */
+    uint64_t bytes; /* freed and leaving: what the launch will read or write */
     batch_build bb; /* the blocks freed into it carry its ticket, those
                        leaving the quarantine an older one */
 };
 
-/* A pending batch is launched once this many bytes were freed into it (or
- * it holds GMS_SCRUB_ASYNC_MAX items, or at the collector's tick): eight
- * times the quarantine's byte limit (by default a thirty-second of what the
- * pool has live), at most 64 MiB. Enough that a launch's fixed cost (about
- * 4 us of the host's time on an H200, as long as the device takes to move
- * 15 MB) stays small on a pool whose frees are large; little enough that
- * what waits in quarantine for the launch stays small beside what the pool
- * holds. The checks of the blocks leaving the quarantine ride along and are
- * not counted: those blocks wait in quarantine whether or not they are in
- * the batch, and counting them launched a batch for every 32 MiB freed. */
+/* A pending batch is launched once it moves this many bytes (or holds
+ * GMS_SCRUB_ASYNC_MAX items, or at the collector's tick): eight times the
+ * quarantine's byte limit (by default a thirty-second of what the pool has
+ * live), at most 64 MiB. Enough that a launch's fixed cost (about 4 us of
+ * the host's time on an H200, as long as the device takes to move 15 MB)
+ * stays small on a pool whose frees are large; little enough that what
+ * waits in quarantine for the launch stays small beside what the pool
+ * holds. */
 static uint64_t pending_bytes_max(const gms_pool *p)
 {
     uint64_t q = quarantine_limit(p);
@@ -505,16 +503,11 @@ static __attribute__((noinline)) bool evict_batch(gms_pool *p, uint64_t max_byte
  * launched, rather than launching it early and their checks apart (a
  * launch costs about as much as moving 15 MB, so one per free of a large
  * block cost a training step hundreds of them). The quarantine then
- * exceeds its limits by at most that batch (pending_bytes_max). With
- * defer, so do blocks of `stream` at the head (NULL is a stream here, the
- * default one): the next free there takes them into its batch
- * (take_exits), and an allocation lets them go before the pool maps
- * (gms__safety_yield). */
+ * exceeds its limits by at most that batch (pending_bytes_max). */
 static void quarantine_evict(gms_pool *p, uint64_t max_bytes, uint64_t max_blocks,
-                             bool keep_newest, bool defer, const void *stream)
+                             bool keep_newest)
 {
-    while (over_limits(p, max_bytes, max_blocks, keep_newest) &&
-           !gathered(p, p->quarantine_head) && !(defer && p->quarantine_head->stream == stream))
+    while (over_limits(p, max_bytes, max_blocks, keep_newest) && !gathered(p, p->quarantine_head))
         if (!evict_batch(p, max_bytes, max_blocks, keep_newest))
             return;
 }
@@ -541,9 +534,10 @@ static void retire_pending(gms_pool *p, gms_block *b, bool sync)
     quarantine_push(p, b);
     bt->exit_check[i] = false;
     bt->blk[i] = b;
+    uint64_t queued = p->quarantine_bytes; /* b's included */
     take_exits(p, bt, pd->stream, quarantine_limit(p), p->rt->safety.quarantine_max_blocks,
                true);
-    pd->bytes += b->size;
+    pd->bytes += b->size + (queued - p->quarantine_bytes);
     /* The synchronous gms_free promises that a write after it is caught:
      * its scrub is queued before it returns. */
     if (sync)
@@ -612,32 +606,24 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered, bo
     if (streams)
         gms__safety_collect(p, false);
     int rc = GMS_OK;
-    bool defer = false;
-    if (streams && pending_open(p, b->stream)) {
+    if (streams && pending_open(p, b->stream))
         retire_pending(p, b, sync);
-        /* What it left past the limits on its stream (after a launch
-         * that the batch's size forced, its own blocks) leaves with the
-         * stream's next batch: a launch of its own here would double the
-         * launches of a workload whose frees are large. */
-        defer = true;
-    } else {
+    else
         rc = retire_now(p, b);
-    }
-    quarantine_evict(p, quarantine_limit(p), rt->safety.quarantine_max_blocks, true, defer,
-                     b->stream);
+    quarantine_evict(p, quarantine_limit(p), rt->safety.quarantine_max_blocks, true);
     return rc;
 }
 
 void gms__safety_yield(gms_pool *p)
 {
     pending_flush(p, "before mapping"); /* its blocks leave only with a later launch */
-    quarantine_evict(p, quarantine_limit(p), p->rt->safety.quarantine_max_blocks, false, false, NULL);
+    quarantine_evict(p, quarantine_limit(p), p->rt->safety.quarantine_max_blocks, false);
 }
 
 void gms__safety_drain(gms_pool *p)
 {
     pending_flush(p, "drain");
-    quarantine_evict(p, 0, 0, false, false, NULL);
+    quarantine_evict(p, 0, 0, false);
     if (p->inflight_head) {
         gms__device_quiesce(p->rt);
         gms__safety_collect(p, true);

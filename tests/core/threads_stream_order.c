@@ -276,58 +276,39 @@ static void checkpoints_cover_gathered_frees(void)
  * gathered wait in quarantine for its launch instead of launching it early
  * (then their exit checks apart), which cost a training step hundreds of
  * launches on a GPU. A batch is launched once it moves eight times the
- * quarantine's byte limit, at most 64 MiB; the blocks it leaves past the
- * limits leave with the stream's next batch, not in a launch of their own.
- * Returns the launches N frees took on stream with that byte limit. */
-enum { SHARE_N = 96 };
-static unsigned large_frees_launches(void *stream, uint64_t quarantine_bytes)
+ * quarantine's byte limit, at most 64 MiB. On a stream and on the default
+ * one (NULL, PyTorch's, often). */
+static void large_frees_share_launches(void *stream)
 {
     gms_runtime_options o = safety_opts();
-    o.quarantine_bytes = quarantine_bytes;
+    o.quarantine_bytes = 8u << 20; /* a pool of about 2 GiB live, by default */
     gms_runtime *rt = safety_open(&o);
     gms_context *c = ctx_of(rt, "t", "u", GMS_LEVEL_INTERNAL);
     rec_reset();
-    gms_buf b[SHARE_N];
-    for (int i = 0; i < SHARE_N; i++) /* under a granule: no unmapping at the free */
+    enum { N = 96 };
+    gms_buf b[N];
+    for (int i = 0; i < N; i++) /* under a granule: no unmapping at the free */
         b[i] = alloc_on(c, 3u << 19, stream);
     device_catch_up(NULL, true);
     pthread_mutex_lock(&the->lock);
     unsigned before = the->launches;
     pthread_mutex_unlock(&the->lock);
-    for (int i = 0; i < SHARE_N; i++)
+    for (int i = 0; i < N; i++)
         CHECK_OK(gms_free_async(c, b[i], stream));
     wait_queued();
     pthread_mutex_lock(&the->lock);
     unsigned used = the->launches - before;
     pthread_mutex_unlock(&the->lock);
-    printf("%d frees of 1.5 MiB on %s, quarantine limit %llu KiB: %u launches\n", SHARE_N,
-           stream ? "a stream" : "the default stream", (unsigned long long)(quarantine_bytes >> 10),
+    /* About 15 frees and the checks of 16 earlier blocks per launch, and
+     * one per collector tick that came between; two per free before. */
+    printf("%d frees of 1.5 MiB on %s: %u launches\n", N, stream ? "a stream" : "the default stream",
            used);
+    CHECK(used >= 3 && used <= N / 4);
     device_catch_up(NULL, true);
     CHECK_OK(gms_verify(rt, NULL));
     CHECK(rec_count() == 0);
     gms_context_close(c);
     gms_runtime_close(rt);
-    return used;
-}
-
-static void large_frees_share_launches(void)
-{
-    /* NULL is a stream too: the default one (PyTorch's, often). */
-    void *streams[] = {S1, NULL};
-    for (int s = 0; s < 2; s++) {
-        /* About 15 frees and the checks of 16 earlier blocks per launch,
-         * and one per collector tick that came between; two per free
-         * before batches. */
-        unsigned used = large_frees_launches(streams[s], 8u << 20);
-        CHECK(used >= 3 && used <= SHARE_N / 4);
-        /* A 256 KiB limit: every second free fills a batch (2 MiB). Each
-         * such launch carries the checks of the blocks the last one left
-         * past the limits: one launch per two frees, not two (and a few
-         * collector ticks). */
-        used = large_frees_launches(streams[s], 256u << 10);
-        CHECK(used >= SHARE_N / 2 && used <= SHARE_N / 2 + 8);
-    }
 }
 
 static void safety_off_marks_frees(void)
@@ -369,6 +350,7 @@ int main(void)
     checkpoints_cover_gathered_frees();
     one_stream_needs_only_its_own_work();
     safety_off_marks_frees();
-    large_frees_share_launches();
+    large_frees_share_launches(S1);
+    large_frees_share_launches(NULL);
     return test_done();
 }

@@ -119,6 +119,11 @@ if want vmm-sync; then
     nvcc -O2 -arch=sm_90 tests/gpu/vmm_sync.cu -lcuda -o "$B/vmm_sync" || fails+=(vmm-sync-build)
 fi
 run vmm-sync 60 "$B/vmm_sync"
+if want launch-cost; then
+    step "launch-cost build"
+    nvcc -O2 -arch=sm_90 tests/gpu/launch_cost.cu -o "$B/launch_cost" || fails+=(launch-cost-build)
+fi
+run launch-cost 60 "$B/launch_cost"
 # Migration (tests/gpu/migrate_2gpu.c, docs/migration.md). On one GPU: an
 # 8 GiB pool moved to new memory of its own device, pointers unchanged and
 # data checked. Two GPUs or more: a 16 GiB pool moved between GPUs, its
