@@ -18,7 +18,8 @@
  * $GMS_TORCH_SAFETY=off for measuring what safety costs, and
  * $GMS_TORCH_QUARANTINE_BYTES, $GMS_TORCH_RETAIN_BYTES and
  * $GMS_TORCH_MAX_HELD_BYTES set the runtime options of those names
- * (unset: the library's defaults). The runtimes are
+ * (unset: the library's defaults); $GMS_TORCH_TIMING=1 times the two calls
+ * for the benchmark (gms_torch_timing). The runtimes are
  * never closed: tensors may be freed during interpreter exit, after any
  * atexit hook, and the process's exit returns the memory.
  *
@@ -279,8 +280,8 @@ static gms_context *context_for(int device)
  * For the benchmark: nanoseconds spent inside the two calls below, their
  * counts and the longest call of each, so that a step that is slower on
  * gms can be split into the allocator's own host time and the rest. Off
- * unless the variable is set when the plug-in loads its first runtime (a
- * clock read costs about 20 ns a call). */
+ * unless the variable is set at the first allocation or free (it reads no
+ * clock then; on, a clock read costs about 20 ns a call). */
 enum { T_ALLOC, T_FREE };
 static _Atomic int g_timing = -1; /* -1: not yet read from the environment */
 static _Atomic uint64_t g_time_ns[2], g_time_calls[2], g_time_max_ns[2];
@@ -319,6 +320,8 @@ static void timing_add(int which, uint64_t t0)
  * same for gms_torch_free; all zero unless GMS_TORCH_TIMING=1. */
 GMS_TORCH_API void gms_torch_timing(uint64_t out[6])
 {
+    if (!out)
+        return;
     for (int w = 0; w < 2; w++) {
         out[3 * w] = atomic_load(&g_time_ns[w]);
         out[3 * w + 1] = atomic_load(&g_time_calls[w]);

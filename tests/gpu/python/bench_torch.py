@@ -14,9 +14,10 @@ Workloads (models built from their configurations, nothing downloaded):
 With --extra, four workloads outside those three instead, to check that
 gms is not tuned to them: vit_train (torchvision vit_b_16, batch 64),
 bert_train_varlen (BERT-base masked LM, batch 16, lengths of 128-512
-tokens in seven buckets, a random one each step), llama_train_checkpointed (a small Llama, 4 x 1024
-tokens, gradient checkpointing) and resnet50_infer_varbatch (bf16
-inference on batches of 1-128 in nine sizes, a random one each request).
+tokens in seven buckets, a random one each step),
+llama_train_checkpointed (a small Llama, 4 x 1024 tokens, gradient
+checkpointing) and resnet50_infer_varbatch (bf16 inference on batches of
+1-128 in nine sizes, a random one each request).
 
 Each (workload, allocator) pair runs in a fresh child process, since the
 allocator must be chosen before the first CUDA allocation; the order of
@@ -241,7 +242,8 @@ def child(workload, alloc):
                    device_waits=s["device_waits"])
         res["peak_bytes"] = s["peak_held_bytes"]
         # What the timed steps alone cost the allocator: maps and unmaps,
-        # and (GMS_TORCH_TIMING=1) the host's time in its calls, per step.
+        # and (GMS_TORCH_TIMING=1) the host's time in its calls, per step;
+        # the longest single call is since the child started.
         res["timed_steps"] = {k: (after[k] - before[k]) / timed for k in after
                               if not k.endswith("max_us")}
         res["timed_steps"].update({k: after[k] for k in after if k.endswith("max_us")})
@@ -382,7 +384,8 @@ def main():
     ap.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     ap.add_argument("--only", help="comma-separated workloads (default: the issue's three)")
     ap.add_argument("--extra", action="store_true",
-                    help="run the workloads outside the issue's three instead (%s)" % ", ".join(EXTRA))
+                    help="run the workloads outside the issue's three instead (%s)"
+                         % ", ".join(EXTRA))
     ap.add_argument("--budget", type=float, default=400.0,
                     help="seconds after which no new child is started")
     ap.add_argument("--timeout", type=int, default=150, help="seconds per child")
@@ -391,7 +394,7 @@ def main():
                          "GMS_TORCH_QUARANTINE_BYTES=268435456 (repeatable)")
     ap.add_argument("--timing", action="store_true",
                     help="time the gms children's allocator calls on the host (timed_steps: "
-                         "host_alloc_us and host_free_us per step, the longest call)")
+                         "host_alloc_us and host_free_us per step, and the longest call)")
     ap.add_argument("--profile", action="store_true",
                     help="after the timed steps, profile a few more: kernel time by name, "
                          "device busy time, gms's kernels apart")
