@@ -270,7 +270,7 @@ static uint64_t pending_bytes_max(const gms_pool *p)
     return q < (8ull << 20) ? 8 * q : (64ull << 20);
 }
 
-static void pending_flush(gms_pool *p, const char *why);
+static uint64_t pending_flush(gms_pool *p, const char *why);
 static void exits_done(gms_pool *p, gms_block **taken, uint32_t first, uint32_t n, bool ok,
                        uint64_t ticket);
 
@@ -318,11 +318,12 @@ static void launch_log(const gms_pool *p, const char *why, const gms_scrub_batch
             (unsigned long long)(bytes >> 20));
 }
 
-static void pending_flush(gms_pool *p, const char *why)
+/* Launches the pending batch; returns its ticket (0: none was open). */
+static uint64_t pending_flush(gms_pool *p, const char *why)
 {
     gms_pending *pd = p->pending;
     if (!pd || !pd->ticket)
-        return;
+        return 0;
     gms_scrub_batch *bt = &pd->bb.b;
     launch_log(p, why, bt);
     uint64_t ticket = pd->ticket;
@@ -342,6 +343,7 @@ static void pending_flush(gms_pool *p, const char *why)
     }
     exits_done(p, taken, 0, n, err == 0, ticket);
     build_init(&pd->bb);
+    return ticket;
 }
 
 void gms__safety_launch(gms_pool *p)
@@ -437,9 +439,14 @@ static bool gathered(const gms_pool *p, const gms_block *b)
 /* Moves the oldest quarantined blocks of `stream` into bt (up to
  * GMS_SCRUB_ASYNC_MAX items in all) while the quarantine is over its
  * limits, up to the first one gathered; they are unlinked, returned to
- * the pool by exits_done. */
+ * the pool by exits_done. A block whose own scrub is the launch `fresh`
+ * (0: none), made in this call and the last on its stream, goes to the
+ * pool at once, unchecked: its check would run right after that scrub
+ * with nothing between them on the stream, so it could find nothing, and
+ * it would read the whole block again (a block larger than the
+ * quarantine's limit leaves this way at every free). */
 static void take_exits(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t max_bytes,
-                       uint64_t max_blocks, bool keep_newest)
+                       uint64_t max_blocks, bool keep_newest, uint64_t fresh)
 {
     while (bt->n < GMS_SCRUB_ASYNC_MAX && over_limits(p, max_bytes, max_blocks, keep_newest) &&
            p->quarantine_head->stream == stream && !gathered(p, p->quarantine_head)) {
@@ -449,7 +456,10 @@ static void take_exits(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t 
             p->quarantine_tail = &p->quarantine_head;
         p->quarantine_bytes -= b->size;
         p->quarantine_blocks--;
-        batch_add_exit(p, bt, b);
+        if (fresh && b->ticket == fresh && !b->unscrubbed)
+            gms__pool_free(p, b);
+        else
+            batch_add_exit(p, bt, b);
     }
 }
 
@@ -484,12 +494,15 @@ static void exits_done(gms_pool *p, gms_block **taken, uint32_t first, uint32_t 
  * queued. (Its own function: its batch is a large stack frame that the
  * common call, under the limits, need not pay for.) */
 static __attribute__((noinline)) bool evict_batch(gms_pool *p, uint64_t max_bytes,
-                                                  uint64_t max_blocks, bool keep_newest)
+                                                  uint64_t max_blocks, bool keep_newest,
+                                                  uint64_t fresh)
 {
     batch_build bb;
     gms_scrub_batch *bt = build_init(&bb);
-    take_exits(p, bt, p->quarantine_head->stream, max_bytes, max_blocks, keep_newest);
+    take_exits(p, bt, p->quarantine_head->stream, max_bytes, max_blocks, keep_newest, fresh);
     uint32_t n = bt->n;
+    if (n == 0)
+        return true; /* all of them were fresh */
     uint64_t ticket;
     bool ok = batch_queue(p, bt, bt->blk[0]->stream, &ticket, NULL, NULL, 0,
                           "quarantine exits") == 0;
@@ -505,10 +518,10 @@ static __attribute__((noinline)) bool evict_batch(gms_pool *p, uint64_t max_byte
  * block cost a training step hundreds of them). The quarantine then
  * exceeds its limits by at most that batch (pending_bytes_max). */
 static void quarantine_evict(gms_pool *p, uint64_t max_bytes, uint64_t max_blocks,
-                             bool keep_newest)
+                             bool keep_newest, uint64_t fresh)
 {
     while (over_limits(p, max_bytes, max_blocks, keep_newest) && !gathered(p, p->quarantine_head))
-        if (!evict_batch(p, max_bytes, max_blocks, keep_newest))
+        if (!evict_batch(p, max_bytes, max_blocks, keep_newest, fresh))
             return;
 }
 
@@ -522,8 +535,9 @@ static void quarantine_push(gms_pool *p, gms_block *b)
     p->quarantine_blocks++;
 }
 
-/* A free with safety on, on a backend with streams: into the pending batch. */
-static void retire_pending(gms_pool *p, gms_block *b, bool sync)
+/* A free with safety on, on a backend with streams: into the pending
+ * batch. Returns the ticket of the batch it launched (0: none). */
+static uint64_t retire_pending(gms_pool *p, gms_block *b, bool sync)
 {
     gms_pending *pd = p->pending;
     gms_scrub_batch *bt = &pd->bb.b;
@@ -536,16 +550,17 @@ static void retire_pending(gms_pool *p, gms_block *b, bool sync)
     bt->blk[i] = b;
     uint64_t queued = p->quarantine_bytes; /* b's included */
     take_exits(p, bt, pd->stream, quarantine_limit(p), p->rt->safety.quarantine_max_blocks,
-               true);
+               true, 0);
     pd->bytes += b->size + (queued - p->quarantine_bytes);
     /* The synchronous gms_free promises that a write after it is caught:
      * its scrub is queued before it returns. */
     if (sync)
-        pending_flush(p, "gms_free");
-    else if (bt->n + 2 > GMS_SCRUB_ASYNC_MAX)
-        pending_flush(p, "full");
-    else if (pd->bytes >= pending_bytes_max(p))
-        pending_flush(p, "bytes");
+        return pending_flush(p, "gms_free");
+    if (bt->n + 2 > GMS_SCRUB_ASYNC_MAX)
+        return pending_flush(p, "full");
+    if (pd->bytes >= pending_bytes_max(p))
+        return pending_flush(p, "bytes");
+    return 0;
 }
 
 /* A free with safety on, its batch queued at once (the host backend, or a
@@ -566,7 +581,8 @@ static int retire_now(gms_pool *p, gms_block *b)
     bt->blk[0] = b;
     bt->exit_check[0] = false;
     bt->n = 1;
-    take_exits(p, bt, b->stream, quarantine_limit(p), p->rt->safety.quarantine_max_blocks, true);
+    take_exits(p, bt, b->stream, quarantine_limit(p), p->rt->safety.quarantine_max_blocks, true,
+               0);
     uint32_t n = bt->n;
     uint64_t ticket;
     bool ok = batch_queue(p, bt, b->stream, &ticket, &rc, own_msg, sizeof own_msg, "free") == 0;
@@ -606,24 +622,25 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered, bo
     if (streams)
         gms__safety_collect(p, false);
     int rc = GMS_OK;
+    uint64_t fresh = 0;
     if (streams && pending_open(p, b->stream))
-        retire_pending(p, b, sync);
+        fresh = retire_pending(p, b, sync);
     else
         rc = retire_now(p, b);
-    quarantine_evict(p, quarantine_limit(p), rt->safety.quarantine_max_blocks, true);
+    quarantine_evict(p, quarantine_limit(p), rt->safety.quarantine_max_blocks, true, fresh);
     return rc;
 }
 
 void gms__safety_yield(gms_pool *p)
 {
-    pending_flush(p, "before mapping"); /* its blocks leave only with a later launch */
-    quarantine_evict(p, quarantine_limit(p), p->rt->safety.quarantine_max_blocks, false);
+    uint64_t fresh = pending_flush(p, "before mapping");
+    quarantine_evict(p, quarantine_limit(p), p->rt->safety.quarantine_max_blocks, false, fresh);
 }
 
 void gms__safety_drain(gms_pool *p)
 {
-    pending_flush(p, "drain");
-    quarantine_evict(p, 0, 0, false);
+    uint64_t fresh = pending_flush(p, "drain");
+    quarantine_evict(p, 0, 0, false, fresh);
     if (p->inflight_head) {
         gms__device_quiesce(p->rt);
         gms__safety_collect(p, true);

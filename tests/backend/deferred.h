@@ -40,6 +40,7 @@ typedef struct deferred {
     uint64_t next_ticket;
     unsigned waits;    /* quiesce, or order_after with wait */
     unsigned launches; /* batches queued with scrub_async */
+    uint64_t checked;  /* bytes of their check ranges */
 } deferred;
 
 static deferred *the; /* the last one made: one at a time in a test */
@@ -80,9 +81,13 @@ static int d_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, uint6
         j->seed = seed;
         j->queued = true;
         d->launches++;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             j->reports |= items[i].check_lo[0] < items[i].check_hi[0] ||
                           items[i].check_lo[1] < items[i].check_hi[1] || items[i].verify;
+            for (int r = 0; r < 2; r++)
+                if (items[i].check_lo[r] < items[i].check_hi[r])
+                    d->checked += items[i].check_hi[r] - items[i].check_lo[r];
+        }
     }
     pthread_mutex_unlock(&d->lock);
     return err;
