@@ -301,8 +301,8 @@ static void large_frees_share_launches(void *stream)
     pthread_mutex_unlock(&the->lock);
     /* About 15 frees and the checks of 16 earlier blocks per launch, and
      * one per collector tick that came between; two per free before. */
-    printf("%d frees of 1.5 MiB on %s: %u launches\n", N, stream ? "a stream" : "the default stream",
-           used);
+    printf("%d frees of 1.5 MiB on %s: %u launches\n", N,
+           stream ? "a stream" : "the default stream", used);
     CHECK(used >= 3 && used <= N / 4);
     device_catch_up(NULL, true);
     CHECK_OK(gms_verify(rt, NULL));
