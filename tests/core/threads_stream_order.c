@@ -299,8 +299,10 @@ static void large_frees_share_launches(void *stream)
     pthread_mutex_lock(&the->lock);
     unsigned used = the->launches - before;
     pthread_mutex_unlock(&the->lock);
-    /* About 15 frees and the checks of 16 earlier blocks per launch, and
-     * one per collector tick that came between; two per free before. */
+    /* Frees up to the batch's 64 MiB (or 31 items) per launch, with the
+     * checks of the earlier blocks that waited (those past the limits as
+     * soon as their own batch goes leave unchecked: see below), and one
+     * per collector tick that came between; two per free before. */
     printf("%d frees of 1.5 MiB on %s: %u launches\n", N,
            stream ? "a stream" : "the default stream", used);
     CHECK(used >= 3 && used <= N / 4);
