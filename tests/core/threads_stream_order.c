@@ -272,6 +272,41 @@ static void checkpoints_cover_gathered_frees(void)
     gms_runtime_close(rt);
 }
 
+/* What the device was asked for while 96 blocks of 1.5 MiB (under a
+ * granule: no unmapping at the free), allocated on stream, were freed
+ * there under a quarantine of quarantine_bytes: its launches and the
+ * bytes its checks read. The program is correct: nothing is reported. */
+enum { FREES = 96, FREE_SIZE = 3u << 19 };
+static void count_large_frees(void *stream, uint64_t quarantine_bytes, unsigned *launches,
+                              uint64_t *checked)
+{
+    gms_runtime_options o = safety_opts();
+    o.quarantine_bytes = quarantine_bytes;
+    gms_runtime *rt = safety_open(&o);
+    gms_context *c = ctx_of(rt, "t", "u", GMS_LEVEL_INTERNAL);
+    rec_reset();
+    gms_buf b[FREES];
+    for (int i = 0; i < FREES; i++)
+        b[i] = alloc_on(c, FREE_SIZE, stream);
+    device_catch_up(NULL, true);
+    pthread_mutex_lock(&the->lock);
+    unsigned launched = the->launches;
+    uint64_t read = the->checked;
+    pthread_mutex_unlock(&the->lock);
+    for (int i = 0; i < FREES; i++)
+        CHECK_OK(gms_free_async(c, b[i], stream));
+    wait_queued();
+    pthread_mutex_lock(&the->lock);
+    *launches = the->launches - launched;
+    *checked = the->checked - read;
+    pthread_mutex_unlock(&the->lock);
+    device_catch_up(NULL, true);
+    CHECK_OK(gms_verify(rt, NULL));
+    CHECK(rec_count() == 0);
+    gms_context_close(c);
+    gms_runtime_close(rt);
+}
+
 /* Frees of large blocks share launches: the blocks of the batch being
  * gathered wait in quarantine for its launch instead of launching it early
  * (then their exit checks apart), which cost a training step hundreds of
@@ -280,37 +315,17 @@ static void checkpoints_cover_gathered_frees(void)
  * one (NULL, PyTorch's, often). */
 static void large_frees_share_launches(void *stream)
 {
-    gms_runtime_options o = safety_opts();
-    o.quarantine_bytes = 8u << 20; /* a pool of about 2 GiB live, by default */
-    gms_runtime *rt = safety_open(&o);
-    gms_context *c = ctx_of(rt, "t", "u", GMS_LEVEL_INTERNAL);
-    rec_reset();
-    enum { N = 96 };
-    gms_buf b[N];
-    for (int i = 0; i < N; i++) /* under a granule: no unmapping at the free */
-        b[i] = alloc_on(c, 3u << 19, stream);
-    device_catch_up(NULL, true);
-    pthread_mutex_lock(&the->lock);
-    unsigned before = the->launches;
-    pthread_mutex_unlock(&the->lock);
-    for (int i = 0; i < N; i++)
-        CHECK_OK(gms_free_async(c, b[i], stream));
-    wait_queued();
-    pthread_mutex_lock(&the->lock);
-    unsigned used = the->launches - before;
-    pthread_mutex_unlock(&the->lock);
+    unsigned used;
+    uint64_t checked;
+    count_large_frees(stream, 8u << 20 /* a pool of about 2 GiB live, by default */, &used,
+                      &checked);
     /* Frees up to the batch's 64 MiB (or 31 items) per launch, with the
      * checks of the earlier blocks that waited (those past the limits as
      * soon as their own batch goes leave unchecked: see below), and one
      * per collector tick that came between; two per free before. */
-    printf("%d frees of 1.5 MiB on %s: %u launches\n", N,
+    printf("%d frees of 1.5 MiB on %s: %u launches\n", FREES,
            stream ? "a stream" : "the default stream", used);
-    CHECK(used >= 3 && used <= N / 4);
-    device_catch_up(NULL, true);
-    CHECK_OK(gms_verify(rt, NULL));
-    CHECK(rec_count() == 0);
-    gms_context_close(c);
-    gms_runtime_close(rt);
+    CHECK(used >= 3 && used <= FREES / 4);
 }
 
 /* A block that leaves the quarantine in the same call that launched its
@@ -320,37 +335,18 @@ static void large_frees_share_launches(void *stream)
  * nothing. Blocks that waited are checked as before. */
 static void fresh_blocks_leave_unchecked(void)
 {
-    gms_runtime_options o = safety_opts();
-    o.quarantine_bytes = 1u << 20; /* below each block: all but the newest leave */
-    gms_runtime *rt = safety_open(&o);
-    gms_context *c = ctx_of(rt, "t", "u", GMS_LEVEL_INTERNAL);
-    rec_reset();
-    enum { N = 96, SIZE = 3u << 19 };
-    gms_buf b[N];
-    for (int i = 0; i < N; i++)
-        b[i] = alloc_on(c, SIZE, S1);
-    device_catch_up(NULL, true);
-    pthread_mutex_lock(&the->lock);
-    uint64_t before = the->checked;
-    pthread_mutex_unlock(&the->lock);
-    for (int i = 0; i < N; i++)
-        CHECK_OK(gms_free_async(c, b[i], S1));
-    wait_queued();
-    pthread_mutex_lock(&the->lock);
-    uint64_t checked = the->checked - before;
-    pthread_mutex_unlock(&the->lock);
+    unsigned launches;
+    uint64_t checked;
+    /* A limit below each block: all but the newest leave at once. */
+    count_large_frees(S1, 1u << 20, &launches, &checked);
     /* Each batch of about five frees launches at 8 MiB; the last of them
      * stays (the newest waits for the next free) and is checked when it
      * leaves, the others leave unchecked: about one block in five read
      * again, where every one was. */
-    printf("%d frees of 1.5 MiB over a 1 MiB quarantine: %llu MiB checked\n", N,
+    printf("%d frees of 1.5 MiB over a 1 MiB quarantine: %llu MiB checked\n", FREES,
            (unsigned long long)(checked >> 20));
-    CHECK(checked >= (uint64_t)SIZE * (N / 10) && checked <= (uint64_t)SIZE * (N / 3));
-    device_catch_up(NULL, true);
-    CHECK_OK(gms_verify(rt, NULL));
-    CHECK(rec_count() == 0);
-    gms_context_close(c);
-    gms_runtime_close(rt);
+    CHECK(checked >= (uint64_t)FREE_SIZE * (FREES / 10) &&
+          checked <= (uint64_t)FREE_SIZE * (FREES / 3));
 }
 
 static void safety_off_marks_frees(void)

@@ -168,6 +168,7 @@ static gms_runtime *g_rt[MAX_DEVICES];
 static _Atomic(gms_context *) g_ctx[MAX_DEVICES];
 static int g_open_failed[MAX_DEVICES];
 static atomic_int g_first_device = -1;
+static _Atomic bool g_timing; /* $GMS_TORCH_TIMING=1 (see gms_torch_timing) */
 
 static const char *env_or(const char *name, const char *dflt)
 {
@@ -267,6 +268,7 @@ static gms_context *context_for(int device)
             g_open_failed[device] = 1;
         } else {
             g_rt[device] = rt;
+            atomic_store(&g_timing, strcmp(env_or("GMS_TORCH_TIMING", "0"), "1") == 0);
             int none = -1;
             atomic_compare_exchange_strong(&g_first_device, &none, device);
             atomic_store_explicit(&g_ctx[device], ctx, memory_order_release);
@@ -280,21 +282,14 @@ static gms_context *context_for(int device)
  * For the benchmark: nanoseconds spent inside the two calls below, their
  * counts and the longest call of each, so that a step that is slower on
  * gms can be split into the allocator's own host time and the rest. Off
- * unless the variable is set at the first allocation or free (it reads no
+ * unless the variable is set when the first runtime opens (it reads no
  * clock then; on, a clock read costs about 20 ns a call). */
 enum { T_ALLOC, T_FREE };
-static _Atomic int g_timing = -1; /* -1: not yet read from the environment */
 static _Atomic uint64_t g_time_ns[2], g_time_calls[2], g_time_max_ns[2];
 
 static bool timing_on(void)
 {
-    int on = atomic_load_explicit(&g_timing, memory_order_relaxed);
-    if (on < 0) {
-        const char *v = getenv("GMS_TORCH_TIMING");
-        on = v && strcmp(v, "1") == 0;
-        atomic_store_explicit(&g_timing, on, memory_order_relaxed);
-    }
-    return on;
+    return atomic_load_explicit(&g_timing, memory_order_relaxed);
 }
 
 static uint64_t now_ns(void)
@@ -338,10 +333,10 @@ GMS_TORCH_API void *gms_torch_alloc(ssize_t size, int device, void *stream)
 {
     if (size <= 0)
         return NULL; /* an empty tensor: PyTorch never dereferences it */
-    uint64_t t0 = timing_on() ? now_ns() : 0;
     gms_context *ctx = context_for(device);
     if (!ctx)
         return NULL;
+    uint64_t t0 = timing_on() ? now_ns() : 0;
     gms_buf buf;
     void *ptr = NULL;
     /* Stream-ordered, as PyTorch's own allocator: a block this stream freed
