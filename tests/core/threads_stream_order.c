@@ -25,6 +25,9 @@
 #include "backend/deferred.h"
 
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 /* ---- the device: the deferred backend (backend/deferred.h) ---- */
 
@@ -349,6 +352,37 @@ static void fresh_blocks_leave_unchecked(void)
           checked <= (uint64_t)FREE_SIZE * (FREES / 3));
 }
 
+/* $GMS_DEBUG_MAPS gets a line per launch of the free path, with why it
+ * was launched (the log that told a Llama step's 9,387 launches apart). */
+static void launches_are_logged(void)
+{
+    char path[] = "/tmp/gms-launches-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    close(fd);
+    setenv("GMS_DEBUG_MAPS", path, 1);
+    unsigned launches;
+    uint64_t checked;
+    count_large_frees(S1, 1u << 20, &launches, &checked);
+    unsetenv("GMS_DEBUG_MAPS");
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    unsigned logged = 0, by_bytes = 0;
+    char line[256];
+    while (f && fgets(line, sizeof line, f)) {
+        logged += strstr(line, " launch ") != NULL;
+        by_bytes += strstr(line, " launch bytes: ") != NULL;
+    }
+    if (f)
+        fclose(f);
+    unlink(path);
+    /* Every launch while the blocks were freed (all batches of frees,
+     * with safety on), and those at the context's close. */
+    CHECK(launches > 0 && logged >= launches && by_bytes > 0);
+}
+
 static void safety_off_marks_frees(void)
 {
     gms_runtime *rt = open_deferred(GMS_SAFETY_OFF);
@@ -391,5 +425,6 @@ int main(void)
     large_frees_share_launches(S1);
     large_frees_share_launches(NULL);
     fresh_blocks_leave_unchecked();
+    launches_are_logged();
     return test_done();
 }
