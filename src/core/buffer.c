@@ -223,14 +223,16 @@ int gms__alloc_once(gms_context *ctx, size_t size, uint64_t bsize, uint32_t flag
     if ((rc = gms__slot_take(p, &slot)) != GMS_OK)
         goto fail_quota;
     uint64_t align = flags & GMS_ALLOC_PAGES ? rt->config.view_unit : GMS_ALIGNMENT;
-    /* Before the pool maps more for this allocation, memory the quarantine
-     * holds past its limits goes back to it, and the pending batch is
-     * launched: new memory's preparation is launched at once, after it
-     * (gms__device_queue). */
-    rc = gms__pool_alloc(p, ctx, bsize, size, align, flags, stream, false, &b);
-    if (rc == GMS__WOULD_MAP) {
-        gms__safety_yield(p);
-        rc = gms__pool_alloc(p, ctx, bsize, size, align, flags, stream, true, &b);
+    /* Before the pool maps more for this allocation, or takes a fit larger
+     * than one that the batch being gathered would hand back, memory the
+     * quarantine holds past its limits goes back to it, and the pending
+     * batch is launched: new memory's preparation is launched at once,
+     * after it (gms__device_queue). */
+    uint64_t closer = gms__safety_held_fit(p, stream, gms__pool_want(bsize, align));
+    rc = gms__pool_alloc(p, ctx, bsize, size, align, flags, stream, false, closer, &b);
+    if (rc == GMS__WOULD_MAP || rc == GMS__CLOSER_HELD) {
+        gms__safety_yield(p, rc == GMS__CLOSER_HELD);
+        rc = gms__pool_alloc(p, ctx, bsize, size, align, flags, stream, true, 0, &b);
     }
     if (rc != GMS_OK)
         goto fail_slot;

@@ -914,11 +914,12 @@ static __attribute__((noinline)) gms_block *other_fit(gms_pool *p, gms_tlsf *t, 
 }
 
 int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, uint64_t align,
-                    uint32_t flags, void *stream, bool may_map, gms_block **out)
+                    uint32_t flags, void *stream, bool may_map, uint64_t closer,
+                    gms_block **out)
 {
     /* An alignment past the blocks' own is found by asking for the worst
      * case of padding, then splitting the padding off the front. */
-    uint64_t want = size + (align > GMS_ALIGNMENT ? align - GMS_ALIGNMENT : 0);
+    uint64_t want = gms__pool_want(size, align);
     unsigned heap = want <= GMS_HEAP_SMALL_MAX ? GMS_HEAP_SMALL : GMS_HEAP_LARGE;
     gms_tlsf *t = &p->tlsf[heap];
     gms_block *b = gms__tlsf_find(t, want);
@@ -928,9 +929,11 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
         if (b && !may_map && !range_mapped(p, b, want))
             return GMS__WOULD_MAP;
     }
+    if (!may_map && !b)
+        return GMS__WOULD_MAP;
+    if (!may_map && closer && b->size > closer)
+        return GMS__CLOSER_HELD;
     if (!b) {
-        if (!may_map)
-            return GMS__WOULD_MAP;
         int rc = chunk_add(p, heap, want, &b);
         if (rc)
             return rc;

@@ -670,11 +670,20 @@ void gms__pool_reuse(gms_pool *p, gms_tenant *t, gms_level level, gms_language l
 bool gms__pool_release_chunks(gms_pool *p);
 /* A block of size bytes (a multiple of the alignment) for req bytes, used
  * in stream order on `stream`. Unless may_map, returns GMS__WOULD_MAP
- * (and changes nothing) where it would have to map memory. */
+ * (and changes nothing) where it would have to map memory, and
+ * GMS__CLOSER_HELD where its fit is larger than `closer` (nonzero: the
+ * size of a block that the caller can bring back to the free lists
+ * first). */
 #define GMS__WOULD_MAP 1
+#define GMS__CLOSER_HELD 2
 int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req,
                     uint64_t align, uint32_t flags, void *stream, bool may_map,
-                    gms_block **out);
+                    uint64_t closer, gms_block **out);
+/* What gms__pool_alloc looks for: size bytes at alignment align. */
+static inline uint64_t gms__pool_want(uint64_t size, uint64_t align)
+{
+    return size + (align > GMS_ALIGNMENT ? align - GMS_ALIGNMENT : 0);
+}
 /* Returns a retired block's memory to the free lists, tagged with its
  * stream and ticket (pool->lock held). */
 void gms__pool_free(gms_pool *p, gms_block *b);

@@ -43,12 +43,21 @@ void gms__safety_launch_before(gms_pool *p, void *stream);
 
 /* Lets go what the quarantine holds beyond its limits (pool->lock held),
  * launching the batch being gathered: called when an allocation would
- * otherwise map memory, so that memory held back for detection never
- * makes a pool grow, and the new memory's preparation launches after the
+ * otherwise map memory (or, `closer`, take a larger fit than the batch
+ * would hand back), so that memory held back for detection never makes a
+ * pool grow, and the new memory's preparation launches after the
  * gathered batch (gms__device_queue). The newest block's window for
  * catching a write after free then ends at that allocation instead of at
  * the next free. Queues device work; never waits for it. */
-void gms__safety_yield(gms_pool *p);
+void gms__safety_yield(gms_pool *p, bool closer);
+
+/* The closest fit for `want` bytes among the blocks that the batch being
+ * gathered on `stream` hands back to the pool when it is launched (its
+ * exit checks, and freed blocks then past the quarantine's limits), or 0
+ * (pool->lock held). An allocation on that stream whose fit in the pool is
+ * larger than this yields first (gms__safety_yield), so that it lands
+ * where it would have if the batch had been launched at each free. */
+uint64_t gms__safety_held_fit(const gms_pool *p, void *stream, uint64_t want);
 
 /* Empties the quarantine and waits for the results of all device work
  * (pool->lock held): before a pool is trimmed to nothing, and for the

@@ -252,6 +252,7 @@ struct gms_pending {
     uint64_t ticket; /* 0: none open */
     uint32_t frees;
     uint64_t bytes; /* freed and leaving: what the launch will read or write */
+    uint64_t largest; /* its largest block */
     batch_build bb; /* the blocks freed into it carry its ticket, those
                        leaving the quarantine an older one */
 };
@@ -298,6 +299,7 @@ static bool pending_open(gms_pool *p, void *stream)
     pd->ticket = t;
     pd->frees = 0;
     pd->bytes = 0;
+    pd->largest = 0;
     build_init(&pd->bb);
     atomic_store_explicit(&p->pending_open, true, memory_order_relaxed);
     return true;
@@ -552,6 +554,9 @@ static uint64_t retire_pending(gms_pool *p, gms_block *b, bool sync)
     take_exits(p, bt, pd->stream, quarantine_limit(p), p->rt->safety.quarantine_max_blocks,
                true, 0);
     pd->bytes += b->size + (queued - p->quarantine_bytes);
+    for (uint32_t k = i; k < bt->n; k++)
+        if (bt->blk[k]->size > pd->largest)
+            pd->largest = bt->blk[k]->size;
     /* The synchronous gms_free promises that a write after it is caught:
      * its scrub is queued before it returns. */
     if (sync)
@@ -631,10 +636,35 @@ int gms__safety_retire(gms_pool *p, gms_block *b, void *stream, bool ordered, bo
     return rc;
 }
 
-void gms__safety_yield(gms_pool *p)
+void gms__safety_yield(gms_pool *p, bool closer)
 {
-    uint64_t fresh = pending_flush(p, "before mapping");
+    uint64_t fresh = pending_flush(p, closer ? "closer fit" : "before mapping");
     quarantine_evict(p, quarantine_limit(p), p->rt->safety.quarantine_max_blocks, false, fresh);
+}
+
+uint64_t gms__safety_held_fit(const gms_pool *p, void *stream, uint64_t want)
+{
+    const gms_pending *pd = p->pending;
+    if (!pd || !pd->ticket || pd->stream != stream || pd->largest < want)
+        return 0;
+    const gms_scrub_batch *bt = &pd->bb.b;
+    uint64_t q = quarantine_limit(p), best = 0, newer = 0;
+    bool newest = true;
+    /* Its freed blocks are the newest in the quarantine, in this order: one
+     * leaves at the launch when the bytes from it to the newest pass the
+     * limit, unless it is the newest (over_limits). */
+    for (uint32_t i = bt->n; i-- > 0;) {
+        const gms_block *b = bt->blk[i];
+        bool leaves = bt->exit_check[i];
+        if (!leaves) {
+            newer += b->size;
+            leaves = !newest && newer > q;
+            newest = false;
+        }
+        if (leaves && b->size >= want && (!best || b->size < best))
+            best = b->size;
+    }
+    return best;
 }
 
 void gms__safety_drain(gms_pool *p)

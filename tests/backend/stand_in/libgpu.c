@@ -9,6 +9,15 @@
  * management and without cooperative launch, so no kernels: the loaders'
  * paths without kernels. Names and signatures are the drivers' (only what
  * the loaders look up); what it says of itself is not.
+ *
+ * STAND_IN_DEVICE_LAG=N gives it a device: cooperative launch, and the
+ * scrub kernels run on the host, N launches behind (fake_kernels 2), so
+ * that `gms-bench replay --backend cuda` runs the stream-ordered safety
+ * pipeline (batches, quarantine, launches and their log) on a real trace
+ * without a GPU. Its kernels touch no data: a replay writes none, and a
+ * pass must take about as long as on a GPU, since the retain policy's
+ * peak marks decay with time. Its times mean nothing; its counts of
+ * launches, maps and unmaps, and its fragmentation, are the pipeline's.
  */
 #include "backend/fake_driver.h"
 
@@ -18,6 +27,16 @@
 #define API __attribute__((visibility("default")))
 #define GRANULE (2u << 20)
 static char fake_ctx;
+
+__attribute__((constructor)) static void stand_in_device(void)
+{
+    const char *lag = getenv("STAND_IN_DEVICE_LAG");
+    if (lag && *lag) {
+        fake_kernels = 2;
+        fake_dataless = 1;
+        fake_lag = (unsigned)strtoul(lag, NULL, 10);
+    }
+}
 
 /* The driver's error names and texts, as cuGetErrorName/String give them
  * (a pointer through an out-parameter) and hipGetErrorName/String (the
@@ -40,7 +59,8 @@ API int cuDeviceGet(int *d, int ordinal) { *d = ordinal; return ordinal == 0 ? 0
 API int cuDeviceGetAttribute(int *v, int attr, int dev)
 {
     (void)dev;
-    *v = attr == 102 ? 1 : attr == 16 ? 4 : 0; /* VMM: yes; 4 SMs; no cooperative launch */
+    /* VMM: yes; 4 SMs; cooperative launch only with a device (above) */
+    *v = attr == 102 ? 1 : attr == 16 ? 4 : attr == 95 ? fake_kernels == 2 : 0;
     return 0;
 }
 /* The GPU's UUID: STAND_IN_GPU_UUID's first 16 bytes when set (a test
