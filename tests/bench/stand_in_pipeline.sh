@@ -1,0 +1,33 @@
+#!/bin/sh
+# tests/bench/stand_in_pipeline.sh GMS_BENCH TRACE: replays TRACE through
+# the CUDA backend over the stand-in libcuda with a device
+# (STAND_IN_DEVICE_LAG: its scrub kernels run on the host, behind), safety
+# on, so that the stream-ordered safety pipeline (batches gathered on the
+# stream, launched, collected) runs on a machine without a GPU. Checks
+# that the replay runs through, that the pipeline launched batches (the
+# launch log of $GMS_DEBUG_MAPS), and that the warm pass is steady: the
+# layout the first pass made serves the second without mapping or
+# unmapping more than a run or two. LD_LIBRARY_PATH must name the
+# stand-in's folder.
+set -eu
+bench=$1
+trace=$2
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+passed=0
+failed=0
+check() { # check WHAT CONDITION-EXIT-STATUS
+    if [ "$2" -eq 0 ]; then passed=$((passed + 1)); else echo "FAILED: $1"; failed=$((failed + 1)); fi
+}
+out=$(STAND_IN_DEVICE_LAG=64 GMS_DEBUG_MAPS=$log "$bench" replay --backend cuda --safety on "$trace") &&
+    rc=0 || rc=$?
+echo "$out"
+check "the replay runs through (exit $rc)" "$rc"
+launches=$(grep -c ' launch ' "$log" || true)
+echo "launches logged: $launches"
+[ "$launches" -gt 0 ]; check "the pipeline launched batches" $?
+warm=$(echo "$out" | sed -n 's/.*gms_warm_maps=\([0-9]*\) gms_warm_unmaps=\([0-9]*\).*/\1 \2/p')
+set -- $warm
+[ $# -eq 2 ] && [ "$1" -le 2 ] && [ "$2" -le 2 ]; check "a steady warm pass (maps/unmaps: ${warm:-none})" $?
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
