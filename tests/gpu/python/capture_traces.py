@@ -408,11 +408,37 @@ def wl_unet_train_bf16(torch, rec):
     return train_steps(torch, rec, model, batch, F.binary_cross_entropy_with_logits)
 
 
+def bench_steps(name):
+    """A workload of bench_torch.py (its --extra ones), recorded as the
+    bench runs it: its warm-up steps first, then steps while they fit."""
+    def workload(torch, rec):
+        import bench_torch
+        step = getattr(bench_torch, "build_" + name)(torch)
+        warm, timed = bench_torch.EXTRA[name]
+        for i in range(warm):
+            step(i)
+        torch.cuda.synchronize()
+        a0 = torch.cuda.memory_stats()["allocation.all.allocated"]
+        step(warm)
+        per_step = torch.cuda.memory_stats()["allocation.all.allocated"] - a0
+        n = 0
+        with rec:
+            for i in range(warm + 1, warm + timed):
+                if n and not rec.room(per_step * 1.1):
+                    break
+                step(i)
+                n += 1
+        return "%d steps" % n
+    return workload
+
+
 WORKLOADS = {
     "gpt2_generate_kv": wl_gpt2_generate_kv,
     "bert_serve_varlen": wl_bert_serve_varlen,
     "vit_train_bf16": wl_vit_train_bf16,
     "unet_train_bf16": wl_unet_train_bf16,
+    "bert_train_varlen": bench_steps("bert_train_varlen"),
+    "llama_train_checkpointed": bench_steps("llama_train_checkpointed"),
 }
 
 
