@@ -1,9 +1,10 @@
 #!/bin/sh
-# tests/bench/stand_in_pipeline.sh GMS_BENCH TRACE: replays TRACE through
-# the CUDA backend over the stand-in libcuda with a device
-# (STAND_IN_DEVICE_LAG: its scrub kernels run on the host, behind), safety
-# on, so that the stream-ordered safety pipeline (batches gathered on the
-# stream, launched, collected) runs on a machine without a GPU. Checks
+# tests/bench/stand_in_pipeline.sh GMS_BENCH TRACE SAFETY LAG: replays
+# TRACE through the CUDA backend over the stand-in libcuda with a device
+# (STAND_IN_DEVICE_LAG=LAG: its scrub kernels run on the host, LAG
+# launches behind), safety on or off, so that the stream-ordered pipeline
+# (batches gathered on the stream, launched, collected) and the CUDA
+# retain policy run on a machine without a GPU. Checks
 # that the replay runs through, that the pipeline launched batches (the
 # launch log of $GMS_DEBUG_MAPS), and that the warm pass is steady: the
 # layout the first pass made serves the second without mapping or
@@ -12,6 +13,8 @@
 set -eu
 bench=$1
 trace=$2
+safety=$3
+lag=$4
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 passed=0
@@ -19,7 +22,7 @@ failed=0
 check() { # check WHAT CONDITION-EXIT-STATUS
     if [ "$2" -eq 0 ]; then passed=$((passed + 1)); else echo "FAILED: $1"; failed=$((failed + 1)); fi
 }
-out=$(STAND_IN_DEVICE_LAG=64 GMS_DEBUG_MAPS=$log "$bench" replay --backend cuda --safety on "$trace") &&
+out=$(STAND_IN_DEVICE_LAG=$lag GMS_DEBUG_MAPS=$log "$bench" replay --backend cuda --safety "$safety" "$trace") &&
     rc=0 || rc=$?
 echo "$out"
 check "the replay runs through (exit $rc)" "$rc"
