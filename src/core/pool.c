@@ -875,7 +875,9 @@ static bool usable_on(gms_pool *p, const gms_block *b, void *stream, uint64_t *d
 #define AT_BUDGET_FIT_MAX 256
 
 /* Where in free block b a run of mapped granules holds `want` bytes: the
- * address (granule-aligned, or b's own), or 0 if none does. */
+ * address (granule-aligned, or b's own), or 0 if none does. (A walk over
+ * b's granules: other_fit asks only of blocks up to AT_BUDGET_FIT_MAX
+ * times the request, when the alternative is unmapping and mapping.) */
 static uint64_t mapped_run_in(const gms_pool *p, const gms_block *b, uint64_t want)
 {
     const gms_chunk *c = b->chunk;
@@ -920,7 +922,8 @@ static __attribute__((noinline)) gms_block *other_fit(gms_pool *p, gms_tlsf *t, 
             break;
         if (usable && !unmapped)
             unmapped = b; /* the best fit, should no mapped one be near */
-        if (usable && at_budget && !inner && (inner_at = mapped_run_in(p, b, want)))
+        if (usable && at_budget && !inner && b->size <= AT_BUDGET_FIT_MAX * want &&
+            (inner_at = mapped_run_in(p, b, want)))
             inner = b;
         gms__tlsf_remove(t, b);
         skipped[nskipped++] = b;
