@@ -874,30 +874,6 @@ static bool usable_on(gms_pool *p, const gms_block *b, void *stream, uint64_t *d
  * pool is at its growth budget (other_fit). */
 #define AT_BUDGET_FIT_MAX 256
 
-/* Where in free block b a run of mapped granules holds `want` bytes: the
- * address (granule-aligned, or b's own), or 0 if none does. (A walk over
- * b's granules: other_fit asks only of blocks up to AT_BUDGET_FIT_MAX
- * times the request, when the alternative is unmapping and mapping.) */
-static uint64_t mapped_run_in(const gms_pool *p, const gms_block *b, uint64_t want)
-{
-    const gms_chunk *c = b->chunk;
-    uint64_t end = b->addr + b->size, gran = p->rt->config.granule;
-    uint64_t first = gms__granule_of(p->rt, c, b->addr), last = gms__granule_of(p->rt, c, end - 1);
-    uint64_t run = 0; /* start address of the current run of mapped granules, 0: none */
-    for (uint64_t g = first; g <= last; g++) {
-        if (!c->granules[g].committed) {
-            run = 0;
-            continue;
-        }
-        if (!run)
-            run = g == first ? b->addr : c->base + g * gran;
-        uint64_t run_end = c->base + (g + 1) * gran;
-        if ((run_end < end ? run_end : end) - run >= want)
-            return run;
-    }
-    return 0;
-}
-
 /* When the best fit b is not one the allocation should take: another
  * stream's device work still uses it, or it would need memory mapped (tens
  * of microseconds a granule, and memory held beyond the peak). Passed-over
@@ -905,26 +881,19 @@ static uint64_t mapped_run_in(const gms_pool *p, const gms_block *b, uint64_t wa
  * Returns a usable block, preferring a mapped one at most twice the
  * request (a larger one would be carved into holes that fragment the pool
  * more than mapping costs) while the pool has room to grow, any mapped one
- * once it has not, or NULL: the pool grows. Once it has not, a run of
- * mapped granules inside a free block whose start is not mapped also beats
- * mapping: *at is then where the allocation goes (else 0, its start). */
+ * once it has not, or NULL: the pool grows. */
 static __attribute__((noinline)) gms_block *other_fit(gms_pool *p, gms_tlsf *t, gms_block *b,
-                                                       uint64_t want, void *stream, uint64_t *at)
+                                                       uint64_t want, void *stream)
 {
-    gms_block *skipped[STREAM_SCAN], *unmapped = NULL, *inner = NULL;
+    gms_block *skipped[STREAM_SCAN], *unmapped = NULL;
     int nskipped = 0;
-    uint64_t done = 0, inner_at = 0;
-    bool at_budget = p->held_bytes + want > growth_budget(p, want);
-    *at = 0;
+    uint64_t done = 0;
     while (b && nskipped < STREAM_SCAN) {
         bool usable = usable_on(p, b, stream, &done);
         if (usable && range_mapped(p, b, want))
             break;
         if (usable && !unmapped)
             unmapped = b; /* the best fit, should no mapped one be near */
-        if (usable && at_budget && !inner && b->size <= AT_BUDGET_FIT_MAX * want &&
-            (inner_at = mapped_run_in(p, b, want)))
-            inner = b;
         gms__tlsf_remove(t, b);
         skipped[nskipped++] = b;
         b = gms__tlsf_find(t, want);
@@ -936,17 +905,9 @@ static __attribute__((noinline)) gms_block *other_fit(gms_pool *p, gms_tlsf *t, 
      * and a training loop would pay for both in every step. Not a vast
      * one, though: a small block in the middle of a hole a thousand times
      * its size splits what a large one needs next. */
-    if (unmapped && (!b || (b->size > 2 * want && (!at_budget || b->size > AT_BUDGET_FIT_MAX * want))))
+    if (unmapped && (!b || (b->size > 2 * want && (p->held_bytes + want <= growth_budget(p, want) ||
+                                                    b->size > AT_BUDGET_FIT_MAX * want))))
         b = unmapped;
-    /* At the budget, mapping b would first unmap as much cached memory
-     * elsewhere, and the next step's layout would need that back: a cycle
-     * of unmapping and mapping every step (a checkpointed Llama's replay,
-     * 54 runs a pass on the H200), where a mapped run waits inside a free
-     * block. */
-    if (inner && b == unmapped) {
-        b = inner;
-        *at = inner_at;
-    }
     while (nskipped)
         gms__tlsf_insert(t, skipped[--nskipped]);
     return b;
@@ -962,10 +923,10 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
     unsigned heap = want <= GMS_HEAP_SMALL_MAX ? GMS_HEAP_SMALL : GMS_HEAP_LARGE;
     gms_tlsf *t = &p->tlsf[heap];
     gms_block *b = gms__tlsf_find(t, want);
-    uint64_t done = 0, at = 0;
+    uint64_t done = 0;
     if (b && !(usable_on(p, b, stream, &done) && range_mapped(p, b, want))) {
-        b = other_fit(p, t, b, want, stream, &at);
-        if (b && !at && !may_map && !range_mapped(p, b, want))
+        b = other_fit(p, t, b, want, stream);
+        if (b && !may_map && !range_mapped(p, b, want))
             return GMS__WOULD_MAP;
     }
     if (!may_map && !b)
@@ -977,8 +938,7 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
         if (rc)
             return rc;
     }
-    uint64_t start = at ? at : b->addr;
-    uint64_t pad = (align > GMS_ALIGNMENT ? (start + align - 1) & ~(align - 1) : start) - b->addr;
+    uint64_t pad = align > GMS_ALIGNMENT ? ((b->addr + align - 1) & ~(align - 1)) - b->addr : 0;
     /* Nodes for the padding and the remainder, taken before anything
      * changes. */
     gms_block *front = NULL, *rest = NULL;
