@@ -393,9 +393,6 @@ static void closer_fit_is_brought_back(void)
     pthread_mutex_lock(&the->lock);
     CHECK(the->launches > launched); /* the gathered batch went first */
     pthread_mutex_unlock(&the->lock);
-    /* (The host memory under this device model is unmapped at a large
-     * free, its queued work or not: the device catches up first.) */
-    device_catch_up(NULL, true);
     CHECK_OK(gms_free_async(c, again, S1));
     CHECK_OK(gms_free_async(c, wall, S1));
     device_catch_up(NULL, true);
