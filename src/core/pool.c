@@ -920,7 +920,7 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
     /* An alignment past the blocks' own is found by asking for the worst
      * case of padding, then splitting the padding off the front. */
     uint64_t want = gms__pool_want(size, align);
-    unsigned heap = want <= GMS_HEAP_SMALL_MAX ? GMS_HEAP_SMALL : GMS_HEAP_LARGE;
+    unsigned heap = gms__pool_heap(want);
     gms_tlsf *t = &p->tlsf[heap];
     gms_block *b = gms__tlsf_find(t, want);
     uint64_t done = 0;

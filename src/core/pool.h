@@ -684,6 +684,11 @@ static inline uint64_t gms__pool_want(uint64_t size, uint64_t align)
 {
     return size + (align > GMS_ALIGNMENT ? align - GMS_ALIGNMENT : 0);
 }
+/* The heap whose free lists serve a search for `want` bytes. */
+static inline unsigned gms__pool_heap(uint64_t want)
+{
+    return want <= GMS_HEAP_SMALL_MAX ? GMS_HEAP_SMALL : GMS_HEAP_LARGE;
+}
 /* Returns a retired block's memory to the free lists, tagged with its
  * stream and ticket (pool->lock held). */
 void gms__pool_free(gms_pool *p, gms_block *b);

@@ -51,9 +51,10 @@ void gms__safety_launch_before(gms_pool *p, void *stream);
  * the next free. Queues device work; never waits for it. */
 void gms__safety_yield(gms_pool *p, bool closer);
 
-/* The closest fit for `want` bytes among the blocks that the batch being
- * gathered on `stream` hands back to the pool when it is launched (its
- * exit checks, and freed blocks then past the quarantine's limits), or 0
+/* The closest fit for `want` bytes among the blocks of its heap that the
+ * batch being gathered on `stream` hands back to the pool when it is
+ * launched (its exit checks, and freed blocks then past the quarantine's
+ * limits), or 0
  * (pool->lock held). An allocation on that stream whose fit in the pool is
  * larger than this yields first (gms__safety_yield), so that it lands
  * where it would have if the batch had been launched at each free. */

@@ -649,6 +649,7 @@ uint64_t gms__safety_held_fit(const gms_pool *p, void *stream, uint64_t want)
         return 0;
     const gms_scrub_batch *bt = &pd->bb.b;
     uint64_t q = quarantine_limit(p), best = 0, newer = 0;
+    unsigned heap = gms__pool_heap(want); /* the other heap's blocks cannot serve it */
     bool newest = true;
     /* Its freed blocks are the newest in the quarantine, in this order: one
      * leaves at the launch when the bytes from it to the newest pass the
@@ -661,7 +662,7 @@ uint64_t gms__safety_held_fit(const gms_pool *p, void *stream, uint64_t want)
             leaves = !newest && newer > q;
             newest = false;
         }
-        if (leaves && b->size >= want && (!best || b->size < best))
+        if (leaves && b->chunk->heap == heap && b->size >= want && (!best || b->size < best))
             best = b->size;
     }
     return best;
