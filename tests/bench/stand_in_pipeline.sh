@@ -19,18 +19,19 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 passed=0
 failed=0
-check() { # check WHAT CONDITION-EXIT-STATUS
-    if [ "$2" -eq 0 ]; then passed=$((passed + 1)); else echo "FAILED: $1"; failed=$((failed + 1)); fi
+check() { # check WHAT CONDITION: CONDITION is evaluated (set -e must not end the script on it)
+    if eval "$2"; then passed=$((passed + 1)); else echo "FAILED: $1"; failed=$((failed + 1)); fi
 }
 out=$(STAND_IN_DEVICE_LAG=$lag GMS_DEBUG_MAPS=$log "$bench" replay --backend cuda --safety "$safety" "$trace") &&
     rc=0 || rc=$?
 echo "$out"
-check "the replay runs through (exit $rc)" "$rc"
+check "the replay runs through (exit $rc)" '[ "$rc" -eq 0 ]'
 launches=$(grep -c ' launch ' "$log" || true)
 echo "launches logged: $launches"
-[ "$launches" -gt 0 ]; check "the pipeline launched batches" $?
-warm=$(echo "$out" | sed -n 's/.*gms_warm_maps=\([0-9]*\) gms_warm_unmaps=\([0-9]*\).*/\1 \2/p')
-set -- $warm
-[ $# -eq 2 ] && [ "$1" -le 2 ] && [ "$2" -le 2 ]; check "a steady warm pass (maps/unmaps: ${warm:-none})" $?
+check "the pipeline launched batches" '[ "$launches" -gt 0 ]'
+maps=$(echo "$out" | sed -n 's/.*gms_warm_maps=\([0-9]*\).*/\1/p')
+unmaps=$(echo "$out" | sed -n 's/.*gms_warm_unmaps=\([0-9]*\).*/\1/p')
+check "a steady warm pass (maps/unmaps: ${maps:-none}/${unmaps:-none})" \
+    '[ -n "$maps" ] && [ -n "$unmaps" ] && [ "$maps" -le 2 ] && [ "$unmaps" -le 2 ]'
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
