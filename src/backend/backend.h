@@ -72,7 +72,12 @@ enum {
      * costs tens of microseconds of driver time and disturbs the work in
      * flight): a pool that keeps unmapping what it maps again soon after
      * may hold up to an eighth more than its peak instead (pool.c). */
-    GMS_BACKEND_REMAP_COSTLY = 2
+    GMS_BACKEND_REMAP_COSTLY = 2,
+    /* Each commit is one allocation of the device's (an extent), given
+     * back only whole: a decommit must cover whole commits (EINVAL, and
+     * nothing changed, otherwise), and a read-only view too (ENOTSUP).
+     * The driver's calls cost per allocation, not per byte (vmm.c). */
+    GMS_BACKEND_WHOLE_COMMITS = 4
 };
 
 /* What a chunk's memory reads as until its granules are first committed
@@ -114,7 +119,8 @@ typedef struct gms_backend_ops {
      * zeroes it in stream order (so that commit never waits). */
     int (*commit)(gms_backend *be, gms_backend_chunk *chunk, uint64_t off,
                   uint64_t len);
-    /* Unmaps [off, off+len) and returns its memory to the system. */
+    /* Unmaps [off, off+len) and returns its memory to the system (whole
+     * commits where the backend says GMS_BACKEND_WHOLE_COMMITS). */
     int (*decommit)(gms_backend *be, gms_backend_chunk *chunk, uint64_t off,
                     uint64_t len);
     /* Maps a second, read-only view of committed [off, off+len). */

@@ -327,10 +327,18 @@ static int granules_decommit(gms_pool *p, gms_chunk *c, uint64_t first, uint64_t
         lru_unlink(p, &c->granules[g]);
         c->granules[g].committed = false;
         c->granules[g].growth_trimmed = for_growth;
+        c->granules[g].ext_len = c->granules[g].ext_back = 0;
     }
     held_sub(p, len);
     map_log(p, "unmap", len);
     return 0;
+}
+
+/* The extent of committed granule i of chunk c: [*first, *last]. */
+static void extent_span(const gms_chunk *c, uint64_t i, uint64_t *first, uint64_t *last)
+{
+    *first = i - c->granules[i].ext_back;
+    *last = *first + c->granules[*first].ext_len - 1;
 }
 
 bool gms__tag_ran(gms_runtime *rt, void *stream, uint64_t ticket, uint64_t *done)
@@ -349,32 +357,58 @@ static bool granule_idle(gms_runtime *rt, const gms_granule *g, uint64_t *done)
     return gms__tag_ran(rt, g->stream, g->ticket, done);
 }
 
+/* Whether granule i of chunk c is cached, idle, and so is the rest of its
+ * extent, which can then be unmapped; its span in [*first, *last]. */
+static bool extent_free(gms_pool *p, gms_chunk *c, uint64_t i, uint64_t *first, uint64_t *last,
+                        uint64_t *done)
+{
+    if (!in_lru(p, &c->granules[i]))
+        return false;
+    extent_span(c, i, first, last);
+    for (uint64_t u = *first; u <= *last; u++)
+        if (!in_lru(p, &c->granules[u]) || !granule_idle(p->rt, &c->granules[u], done))
+            return false;
+    return true;
+}
+
+/* How many cached granules a trim passes over, at most, whose extent
+ * still has a block on it. */
+#define TRIM_PASS_MAX 1024
+
 /* Unmaps cached granules, oldest first, while more than keep bytes are
- * cached and the oldest was cached before `before`. A granule that device
- * work still uses stops the walk: unmapping it would fault that work, and
- * waiting is not allowed here; a later call takes it. */
+ * cached and the oldest was cached before `before`, each with the rest of
+ * its extent (a granule whose extent still has a block on it is passed
+ * over). A granule that device work still uses stops the walk: unmapping
+ * it would fault that work, and waiting is not allowed here; a later call
+ * takes it. */
 static void trim(gms_pool *p, uint64_t keep, uint64_t before, bool for_growth)
 {
     uint64_t done = 0;
-    while (p->cached_bytes > keep && p->lru_head->cached_ns < before &&
-           granule_idle(p->rt, p->lru_head, &done)) {
-        gms_granule *g = p->lru_head;
+    unsigned passed = 0;
+    gms_granule *g = p->lru_head, *kept = NULL; /* kept: the last passed over */
+    while (g && p->cached_bytes > keep && g->cached_ns < before && granule_idle(p->rt, g, &done)) {
         gms_chunk *c = g->chunk;
-        uint64_t i = (uint64_t)(g - c->granules);
-        /* Widen to the cached, idle neighbours, no further than the excess
-         * over keep: one backend call per run. */
+        uint64_t first, last, f, l;
+        if (!extent_free(p, c, (uint64_t)(g - c->granules), &first, &last, &done)) {
+            if (++passed == TRIM_PASS_MAX)
+                break;
+            kept = g;
+            g = g->lru_next;
+            continue;
+        }
+        /* Widen to the neighbouring extents that are free too, no further
+         * than the excess over keep: one backend call per run. */
         uint64_t excess = (p->cached_bytes - keep + p->rt->config.granule - 1) >> p->rt->config.granule_shift;
-        uint64_t first = i, last = i;
         while (last - first + 1 < excess && last + 1 < c->ngranules &&
-               in_lru(p, &c->granules[last + 1]) && granule_idle(p->rt, &c->granules[last + 1], &done))
-            last++;
-        while (last - first + 1 < excess && first > 0 && in_lru(p, &c->granules[first - 1]) &&
-               granule_idle(p->rt, &c->granules[first - 1], &done))
-            first--;
+               extent_free(p, c, last + 1, &f, &l, &done))
+            last = l;
+        while (last - first + 1 < excess && first > 0 && extent_free(p, c, first - 1, &f, &l, &done))
+            first = f;
         if (granules_decommit(p, c, first, last, for_growth) != 0)
             return;
+        g = kept ? kept->lru_next : p->lru_head; /* kept's extent stays */
     }
-    if (p->cached_bytes > keep && p->lru_head && p->lru_head->cached_ns < before)
+    if (p->cached_bytes > keep && g && g->cached_ns < before)
         map_log(p, "trim stopped by device work, cached over keep", p->cached_bytes - keep);
 }
 
@@ -522,25 +556,41 @@ static int granules_prepare(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
     return GMS_OK;
 }
 
-/* Maps the unmapped granules [g, end] for block b: one backend call, then
- * their preparation, queued on b's stream. */
+/* Maps the unmapped granules [g, end] for block b: one backend call an
+ * extent, then their preparation, queued on b's stream. */
 static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
 {
     gms_runtime *rt = p->rt;
     gms_chunk *c = b->chunk;
-    uint64_t len = (end - g + 1) * rt->config.granule;
+    uint64_t len = (end - g + 1) * rt->config.granule, gran = rt->config.granule;
     int rc = held_add(p, len);
     if (rc)
         return rc;
-    int err = rt->backend->ops->commit(rt->backend, c->be_chunk, g * rt->config.granule, len);
+    bool whole = rt->backend->ops->props & GMS_BACKEND_WHOLE_COMMITS;
     atomic_fetch_add_explicit(&rt->gauges.maps, 1, memory_order_relaxed);
-    if (err) {
-        held_sub(p, len);
-        return gms__backend_fail(err, "commit", len);
+    for (uint64_t u = g; u <= end;) {
+        uint64_t n = whole ? end - u + 1 : end - g + 1;
+        if (whole && n > GMS_EXTENT_MAX)
+            n = n < 2 * GMS_EXTENT_MAX ? (n + 1) / 2 : GMS_EXTENT_MAX; /* no sliver at the end */
+        int err = rt->backend->ops->commit(rt->backend, c->be_chunk, u * gran, n * gran);
+        if (err) {
+            if (u > g && rt->backend->ops->decommit(rt->backend, c->be_chunk, g * gran, (u - g) * gran))
+                gms__log_later(rt, GMS_LOG_WARN, "gms: pool %llu: a failed map left %llu bytes mapped",
+                               (unsigned long long)p->id, (unsigned long long)((u - g) * gran));
+            held_sub(p, len);
+            for (uint64_t v = g; v < u; v++)
+                c->granules[v].ext_len = c->granules[v].ext_back = 0;
+            return gms__backend_fail(err, "commit", n * gran);
+        }
+        for (uint64_t v = u; v < u + n; v++) {
+            c->granules[v].ext_len = whole ? (v == u ? (uint32_t)n : 0) : 1;
+            c->granules[v].ext_back = whole ? (uint32_t)(v - u) : 0;
+        }
+        u += n;
     }
     for (uint64_t u = g; u <= end; u++) {
         if (c->granules[u].growth_trimmed)
-            p->remapped_bytes += rt->config.granule; /* the layout needed it after all */
+            p->remapped_bytes += gran; /* the layout needed it after all */
         c->granules[u].growth_trimmed = false;
         c->granules[u].committed = true;
         c->granules[u].ticket = 0;
@@ -667,6 +717,7 @@ void gms__pool_hollow(gms_pool *p, gms_block *b)
     for (uint64_t g = first; g <= last; g++) {
         c->granules[g].live--; /* wholly inside b: it was b's alone */
         c->granules[g].committed = false;
+        c->granules[g].ext_len = c->granules[g].ext_back = 0;
     }
     held_sub(p, hi - lo);
     b->hollow = true;

@@ -234,8 +234,20 @@ gms_block *gms__tlsf_file_free(gms_tlsf *t, gms_block *b, gms_block *gone[2]);
 
 /* ---- pools, chunks and granules (pool.c) ---- */
 
+/* The most granules one commit maps where commits go back only whole
+ * (GMS_BACKEND_WHOLE_COMMITS): the driver's calls cost per allocation
+ * (H200: 50 us a granule mapped, accessed and unmapped alone, about 70 us
+ * an allocation of any size, tests/gpu/vmm_costs.cu), but an extent with
+ * one live block on it cannot go back, so a long run is mapped in pieces. */
+#define GMS_EXTENT_MAX 16u
+
 typedef struct gms_granule {
     uint32_t live;   /* live blocks overlapping this granule */
+    /* Its extent while committed: the run of granules committed at once,
+     * which a backend with GMS_BACKEND_WHOLE_COMMITS takes back only whole
+     * (one granule each elsewhere). ext_len at the extent's first granule,
+     * ext_back: how far that one is before this. */
+    uint32_t ext_len, ext_back;
     bool committed;  /* mapped from the backend */
     bool growth_trimmed; /* unmapped to make room for another block */
     uint8_t fresh;   /* gms_fresh: what it reads as while never committed

@@ -16,7 +16,8 @@
  *   - the ops table: every required op, the stream-ordered ones all or none;
  *   - reserve: aligned, disjoint chunks; nonsense sizes and alignments refused;
  *   - commit gives memory that reads as zeros (not promised with scrub_async),
- *     again after a decommit; decommit leaves the other granules alone;
+ *     again after a decommit; decommit leaves the other granules alone, and
+ *     half a commit is refused where commits go back whole;
  *     ranges outside the chunk refused;
  *   - write, read, copy (overlapping both ways at many distances) and fill,
  *     at unaligned edges and across granules, against a host mirror;
@@ -201,7 +202,8 @@ static gms_scrub_item item_check(uint64_t lo, uint64_t hi)
 static void test_table(void)
 {
     CHECK(ops->name && ops->name[0]);
-    CHECK((ops->props & ~(uint32_t)(GMS_BACKEND_UNMAP_WIPES | GMS_BACKEND_REMAP_COSTLY)) == 0);
+    CHECK((ops->props & ~(uint32_t)(GMS_BACKEND_UNMAP_WIPES | GMS_BACKEND_REMAP_COSTLY |
+                                    GMS_BACKEND_WHOLE_COMMITS)) == 0);
     CHECK(ops->reserve && ops->release && ops->commit && ops->decommit);
     CHECK(ops->map_view_readonly && ops->unmap_view);
     CHECK(ops->write && ops->read && ops->copy && ops->fill && ops->scrub && ops->destroy);
@@ -260,7 +262,19 @@ static void test_commit(void)
     CHECK(reads_all(base + unit, 2 * unit, 0xa5));
 
     /* Decommit one granule run: the next one keeps its data; committed
-     * again, the first reads as zeros. */
+     * again, the first reads as zeros. Where commits go back only whole,
+     * half of one is refused and changes nothing, and the granules are
+     * committed one by one first. */
+    if (ops->props & GMS_BACKEND_WHOLE_COMMITS) {
+        CHECK(ops->decommit(backend, c, unit, unit) > 0);
+        CHECK(ops->decommit(backend, c, 2 * unit, unit) > 0);
+        CHECK(ops->decommit(backend, c, 0, 2 * unit) > 0);
+        CHECK(reads_all(base + unit, 2 * unit, 0xa5));
+        CHECK(ops->decommit(backend, c, unit, 2 * unit) == 0);
+        CHECK(ops->commit(backend, c, unit, unit) == 0);
+        CHECK(ops->commit(backend, c, 2 * unit, unit) == 0);
+        CHECK(ops->fill(backend, base + 2 * unit, 0xa5, unit) == 0);
+    }
     CHECK(ops->decommit(backend, c, unit, unit) == 0);
     CHECK(reads_all(base + 2 * unit, unit, 0xa5));
     CHECK(ops->commit(backend, c, unit, unit) == 0);
@@ -360,7 +374,11 @@ static void test_views(void)
     gms_backend_chunk *c = reserve_chunk(8 * unit, &base);
     if (!c)
         return;
-    CHECK(ops->commit(backend, c, 0, 4 * unit) == 0);
+    /* The viewed range [unit, 3 * unit) is one commit of its own: where
+     * commits go back only whole, a view must cover whole ones too. */
+    CHECK(ops->commit(backend, c, 0, unit) == 0);
+    CHECK(ops->commit(backend, c, unit, 2 * unit) == 0);
+    CHECK(ops->commit(backend, c, 3 * unit, unit) == 0);
     size_t n = 2 * unit;
     uint8_t *data = xmalloc(n);
     random_bytes(data, n, 7);
@@ -401,6 +419,10 @@ static void test_views(void)
     uint64_t v3 = 0;
     CHECK(ops->map_view_readonly(backend, c, 7 * unit, 2 * unit, &v3) > 0);
     CHECK(ops->map_view_readonly(backend, c, 0, 0, &v3) > 0);
+    if (ops->props & GMS_BACKEND_WHOLE_COMMITS) {
+        CHECK(ops->map_view_readonly(backend, c, unit, unit, &v3) == ENOTSUP);
+        CHECK(ops->map_view_readonly(backend, c, 0, 2 * unit, &v3) == ENOTSUP);
+    }
     ops->unmap_view(backend, v1, n);
     ops->unmap_view(backend, v2, n);
     CHECK(reads_all(base + 2 * unit + 7, 4096, 0xee)); /* the chunk unchanged */
@@ -742,8 +764,10 @@ static int probe(const char *name, const char *what)
     signal(SIGBUS, SIG_DFL);
     uint64_t base = 0, view = 0;
     gms_backend_chunk *c = NULL;
+    /* Two commits: where commits go back only whole, the view and the
+     * decommit below each take one. */
     if (ops->reserve(backend, 8 * unit, unit, &base, &c) ||
-        ops->commit(backend, c, 2 * unit, 2 * unit))
+        ops->commit(backend, c, 2 * unit, unit) || ops->commit(backend, c, 3 * unit, unit))
         return PROBE_SETUP;
     uint8_t b[64] = {1};
     if (strncmp(what, "view_", 5) == 0 &&

@@ -119,6 +119,11 @@ if want vmm-sync; then
     nvcc -O2 -arch=sm_90 tests/gpu/vmm_sync.cu -lcuda -o "$B/vmm_sync" || fails+=(vmm-sync-build)
 fi
 run vmm-sync 60 "$B/vmm_sync"
+if want vmm-costs; then
+    step "vmm-costs build"
+    nvcc -O2 -arch=sm_90 tests/gpu/vmm_costs.cu -lcuda -o "$B/vmm_costs" || fails+=(vmm-costs-build)
+fi
+run vmm-costs 60 "$B/vmm_costs"
 if want launch-cost; then
     step "launch-cost build"
     nvcc -O2 -arch=sm_90 tests/gpu/launch_cost.cu -o "$B/launch_cost" || fails+=(launch-cost-build)

@@ -4,6 +4,8 @@
  * (backend.h).
  */
 #include "backend/vmm/driver.h"
+
+#include <time.h>
 #include "backend/backend.h"
 #include "base/base.h"
 
@@ -11,6 +13,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static _Thread_local char backend_why[512];
 
@@ -49,9 +52,22 @@ void gms__backend_note(const char *fmt, ...)
     va_end(ap);
 }
 
+_Thread_local uint64_t gms__drv_began;
+
+uint64_t gms__drv_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 int gms__drv_quiet(gms_drv *d, int kind, int rc)
 {
     atomic_fetch_add_explicit(&d->calls[kind], 1, memory_order_relaxed);
+    if (gms__drv_began) {
+        atomic_fetch_add_explicit(&d->ns[kind], gms__drv_clock() - gms__drv_began, memory_order_relaxed);
+        gms__drv_began = 0;
+    }
     if (rc != 0)
         atomic_fetch_add_explicit(&d->fails[kind], 1, memory_order_relaxed);
     return rc;
@@ -87,7 +103,12 @@ void gms__drv_dump(const gms_drv *d, FILE *f)
     for (int k = 0; k < GMS_DRV_NCALLS; k++) {
         unsigned long long n = atomic_load_explicit(&d->calls[k], memory_order_relaxed);
         unsigned long long e = atomic_load_explicit(&d->fails[k], memory_order_relaxed);
-        if (n)
+        unsigned long long ns = atomic_load_explicit(&d->ns[k], memory_order_relaxed);
+        if (n && d->timed)
+            fprintf(f, "%s %-18s %-36s %12llu calls %6llu failed %12.0f us %9.2f us/call\n",
+                    d->name, gms__drv_kind_name(k), d->call_names[k] ? d->call_names[k] : "", n,
+                    e, ns / 1e3, ns / 1e3 / (double)n);
+        else if (n)
             fprintf(f, "%s %-18s %-36s %12llu calls %6llu failed\n", d->name,
                     gms__drv_kind_name(k), d->call_names[k] ? d->call_names[k] : "", n, e);
     }

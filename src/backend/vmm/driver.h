@@ -21,6 +21,7 @@
 #define GMS_BACKEND_VMM_DRIVER_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -136,10 +137,22 @@ typedef struct gms_drv {
     int (*mem_create_on)(void *dd, uint64_t *handle, uint64_t size, int device);
     int (*set_access_on)(void *dd, uint64_t addr, uint64_t size, int device, int writable);
     int (*device_count)(void *dd, int *count);
-    /* Per kind: calls made and calls failed (relaxed counters). */
+    /* Per kind: calls made and calls failed (relaxed counters), and with
+     * `timed` (GMS_DRIVER_STATS set) the nanoseconds they took. */
     unsigned long long _Atomic calls[GMS_DRV_NCALLS];
     unsigned long long _Atomic fails[GMS_DRV_NCALLS];
+    unsigned long long _Atomic ns[GMS_DRV_NCALLS];
+    bool timed;
 } gms_drv;
+
+/* When this thread's driver call began, for `timed` (0: not timed). */
+extern _Thread_local uint64_t gms__drv_began;
+uint64_t gms__drv_clock(void);
+static inline void gms__drv_begin(const gms_drv *d)
+{
+    if (d->timed)
+        gms__drv_began = gms__drv_clock();
+}
 
 /* The wrapper: counts a call of this kind that returned rc; on failure
  * notes the driver's words (see above) and returns an errno value, else 0.
@@ -151,12 +164,14 @@ int gms__drv_quiet(gms_drv *d, int kind, int rc);
 /* GMS_DRV(d, call, detail, dd, args...): d->call(dd, args...) through
  * gms__drv_check. */
 #define GMS_DRV(d, call, detail, ...) \
-    gms__drv_check((d), GMS_DRV_##call, (detail), (d)->call(__VA_ARGS__))
-#define GMS_DRV_QUIET(d, call, ...) gms__drv_quiet((d), GMS_DRV_##call, (d)->call(__VA_ARGS__))
+    (gms__drv_begin(d), gms__drv_check((d), GMS_DRV_##call, (detail), (d)->call(__VA_ARGS__)))
+#define GMS_DRV_QUIET(d, call, ...) \
+    (gms__drv_begin(d), gms__drv_quiet((d), GMS_DRV_##call, (d)->call(__VA_ARGS__)))
 
 /* The kind's name ("mem_map"), for dumps. */
 const char *gms__drv_kind_name(int kind);
-/* Writes one line per kind called so far: kind, driver name, calls, fails. */
+/* Writes one line per kind called so far: kind, driver name, calls, fails
+ * and, when timed, the microseconds they took in all and per call. */
 void gms__drv_dump(const gms_drv *d, FILE *f);
 
 #endif

@@ -4,10 +4,13 @@
  * calls (driver.h), each made through GMS_DRV.
  *
  * Memory: a chunk is a reserved address range with at least 2 MiB of
- * unmapped guard space on each side; each granule of it is its own
- * physical allocation (mem_create + mem_map), so single granules can be
- * returned, as PyTorch's expandable segments do; one set_access covers
- * each commit. A chunk that is a lease of gmsd's (gms__vmm_set_leaser)
+ * unmapped guard space on each side; each commit is one physical
+ * allocation (an extent: mem_create + mem_map + one set_access), which
+ * the core decommits whole. The driver's map, access and unmap calls cost
+ * per allocation, not per byte (H200, tests/gpu/vmm_costs.cu: 50 us a 2
+ * MiB granule made one by one, 2 us a granule in an allocation of 64), so
+ * the core commits runs of granules at once, in extents of a bounded size
+ * that it can still give back one by one (pool.c, GMS_EXTENT_MAX). A chunk that is a lease of gmsd's (gms__vmm_set_leaser)
  * has one physical allocation for the whole chunk instead, imported from
  * the descriptor gmsd sent and mapped whole at reserve: the driver maps an
  * allocation only from its start (cuMemMap's offset must be 0 on CUDA 13:
@@ -102,7 +105,18 @@ typedef struct vmm_backend {
     uint64_t spare_align;   /* the last chunk's of that size asked for */
     uint64_t spare_pattern; /* the poison (never 0: no zero byte), or 0 */
     struct gms_backend_chunk *spare;
+    /* Read-only views (map_view_readonly), each with its extents: unmapped
+     * whole at unmap_view, whatever the chunk commits there since. */
+    pthread_mutex_t views_lock;
+    struct vmm_view *views;
 } vmm_backend;
+
+typedef struct vmm_view {
+    uint64_t va, len;
+    struct vmm_view *next;
+    uint64_t *handles; /* per granule of the view, as a chunk's */
+    uint32_t *ext;
+} vmm_view;
 
 #define ASYNC_SLOTS 8192u
 #define GUARD_BYTES (2ull << 20)
@@ -115,7 +129,9 @@ struct gms_backend_chunk {
     uint64_t region_size;
     uint64_t base;
     uint64_t size;
-    uint64_t *handles; /* one per granule; 0: unmapped */
+    uint64_t *handles; /* one per granule (its extent's); 0: unmapped */
+    uint32_t *ext;     /* per granule: at an extent's first granule its
+                          length in granules, else 0 */
     int device;        /* where its memory is made: -1 the backend's own
                           device, else another one's ordinal (migration) */
     uint64_t lease;    /* a lease's imported memory (handles[g] is it while
@@ -129,6 +145,7 @@ struct gms_backend_chunk {
 struct gms_backend_mem {
     uint64_t staging, size;
     uint64_t *handles;
+    uint32_t *ext; /* as a chunk's */
     int device;
 };
 
@@ -210,7 +227,10 @@ static int chunk_reserve(vmm_backend *vb, uint64_t size, uint64_t align, gms_bac
     if (!c)
         return ENOMEM;
     c->handles = calloc(size / vb->gran, sizeof *c->handles);
-    if (!c->handles) {
+    c->ext = calloc(size / vb->gran, sizeof *c->ext);
+    if (!c->handles || !c->ext) {
+        free(c->handles);
+        free(c->ext);
         free(c);
         return ENOMEM;
     }
@@ -237,6 +257,7 @@ static int chunk_reserve(vmm_backend *vb, uint64_t size, uint64_t align, gms_bac
         vb->leaser.give_back(vb->leaser.ctx, c->lease_id);
     if (err) {
         free(c->handles);
+        free(c->ext);
         free(c);
         return err;
     }
@@ -355,19 +376,81 @@ static int vmm_reserve(gms_backend *be, uint64_t size, uint64_t align, uint64_t 
     return 0;
 }
 
-/* Unmaps and releases granules [first, last) that are mapped (a lease's
+/* Unmaps from base + granule g * gran the extents of handles that begin in
+ * [first, last), each whole. */
+static void extents_unmap(vmm_backend *vb, uint64_t base, const uint64_t *handles,
+                          const uint32_t *ext, uint64_t first, uint64_t last)
+{
+    for (uint64_t g = first; g < last; g++)
+        if (handles[g] && ext[g]) {
+            QUIET(vb, mem_unmap, base + g * vb->gran, ext[g] * vb->gran);
+            g += ext[g] - 1;
+        }
+}
+
+/* Releases the handles of the extents that begin in [first, last) and
+ * clears them. */
+static void extents_release(vmm_backend *vb, uint64_t *handles, uint32_t *ext, uint64_t first,
+                            uint64_t last)
+{
+    for (uint64_t g = first; g < last; g++) {
+        if (handles[g] && ext[g])
+            QUIET(vb, mem_release, handles[g]);
+        handles[g] = 0, ext[g] = 0;
+    }
+}
+
+/* Maps the extents of handles that begin in [first, last) from base +
+ * granule g * gran; on failure unmaps what it mapped. */
+static int extents_map(vmm_backend *vb, const char *what, uint64_t base, const uint64_t *handles,
+                       const uint32_t *ext, uint64_t first, uint64_t last)
+{
+    int err = 0;
+    uint64_t g = first;
+    for (; g < last && !err; g++)
+        if (handles[g] && ext[g]) {
+            err = CALL(vb, mem_map, what, base + g * vb->gran, ext[g] * vb->gran, handles[g]);
+            g += err ? 0 : ext[g] - 1;
+        }
+    if (err)
+        for (uint64_t u = first; u + 1 < g; u++)
+            if (handles[u] && ext[u]) {
+                QUIET(vb, mem_unmap, base + u * vb->gran, ext[u] * vb->gran);
+                u += ext[u] - 1;
+            }
+    return err;
+}
+
+/* Whether granules [first, last) are whole extents (or unmapped). */
+static bool whole_extents_of(const uint64_t *handles, const uint32_t *ext, uint64_t first,
+                             uint64_t last)
+{
+    for (uint64_t g = first; g < last; g++) {
+        if (!handles[g])
+            continue;
+        if (!ext[g] || g + ext[g] > last)
+            return false;
+        g += ext[g] - 1;
+    }
+    return true;
+}
+
+static bool whole_extents(const gms_backend_chunk *c, uint64_t first, uint64_t last)
+{
+    return whole_extents_of(c->handles, c->ext, first, last);
+}
+
+/* Unmaps and releases the extents of granules [first, last) (a lease's
  * are only marked: its mapping goes with the chunk). */
 static void unmap_granules(vmm_backend *vb, gms_backend_chunk *c, uint64_t first, uint64_t last)
 {
-    for (uint64_t g = first; g < last; g++) {
-        if (!c->handles[g])
-            continue;
-        if (!c->lease) {
-            QUIET(vb, mem_unmap, c->base + g * vb->gran, vb->gran);
-            QUIET(vb, mem_release, c->handles[g]);
-        }
-        c->handles[g] = 0;
+    if (c->lease) {
+        for (uint64_t g = first; g < last; g++)
+            c->handles[g] = 0, c->ext[g] = 0;
+        return;
     }
+    extents_unmap(vb, c->base, c->handles, c->ext, first, last);
+    extents_release(vb, c->handles, c->ext, first, last);
 }
 
 static void vmm_release(gms_backend *be, gms_backend_chunk *c)
@@ -389,6 +472,7 @@ static void vmm_release(gms_backend *be, gms_backend_chunk *c)
     if (vb->leaser.take)
         vb->leaser.give_back(vb->leaser.ctx, c->lease_id);
     free(c->handles);
+    free(c->ext);
     free(c);
 }
 
@@ -398,13 +482,13 @@ static int range_ok(const vmm_backend *vb, const gms_backend_chunk *c, uint64_t 
            len % vb->gran == 0;
 }
 
-/* Physical memory of one granule on device (-1: the backend's own). */
-static int mem_create(vmm_backend *vb, int device, uint64_t *h)
+/* Physical memory of size bytes on device (-1: the backend's own). */
+static int mem_create(vmm_backend *vb, int device, uint64_t size, uint64_t *h)
 {
     if (device < 0)
-        return CALL(vb, mem_create, NULL, h, vb->gran);
+        return CALL(vb, mem_create, NULL, h, size);
     return gms__drv_check(vb->drv, GMS_DRV_mem_create, "on the migration target",
-                          vb->drv->mem_create_on(vb->dd, h, vb->gran, device));
+                          vb->drv->mem_create_on(vb->dd, h, size, device));
 }
 
 /* Read-write access to [addr, +len) for the backend's device, whose
@@ -433,20 +517,16 @@ static int vmm_commit(gms_backend *be, gms_backend_chunk *c, uint64_t off, uint6
     int err = enter(vb, &saved);
     if (err)
         return err;
-    uint64_t g = first;
-    for (; g < last; g++) {
-        uint64_t h = c->lease; /* mapped at reserve */
-        if (!h && (err = mem_create(vb, c->device, &h)) != 0)
-            break;
-        if (!c->lease && (err = CALL(vb, mem_map, NULL, c->base + g * vb->gran, vb->gran, h))) {
-            QUIET(vb, mem_release, h);
-            break;
-        }
+    /* One allocation, one map and one access call for the whole range: a
+     * lease's is mapped at reserve already. */
+    uint64_t h = c->lease;
+    if (!h && !(err = mem_create(vb, c->device, len, &h)) &&
+        (err = CALL(vb, mem_map, NULL, c->base + off, len, h)) != 0)
+        QUIET(vb, mem_release, h);
+    for (uint64_t g = first; g < last && !err; g++) {
         c->handles[g] = h;
+        c->ext[g] = c->lease ? 1 : g == first ? (uint32_t)(last - first) : 0;
     }
-    /* One access call for the whole range: it costs as much as a
-     * mem_create or more (H200, tests/gpu/vmm_sync.cu: create 21 us, set
-     * access 44 us), so never per granule. */
     if (!err && !c->lease)
         err = access_rw(vb, c->device, c->base + off, len);
     /* backend.h: new memory reads as zeros; with stream-ordered scrubs the
@@ -457,7 +537,7 @@ static int vmm_commit(gms_backend *be, gms_backend_chunk *c, uint64_t off, uint6
             err = sync_stream(vb, "commit");
     }
     if (err)
-        unmap_granules(vb, c, first, g < last ? g : last);
+        unmap_granules(vb, c, first, last);
     leave(vb, saved);
     return err;
 }
@@ -466,7 +546,7 @@ static int vmm_decommit(gms_backend *be, gms_backend_chunk *c, uint64_t off, uin
 {
     vmm_backend *vb = B(be);
     gms__backend_why_clear();
-    if (!range_ok(vb, c, off, len))
+    if (!range_ok(vb, c, off, len) || !whole_extents(c, off / vb->gran, (off + len) / vb->gran))
         return EINVAL;
     uintptr_t saved;
     int err = enter(vb, &saved);
@@ -484,54 +564,81 @@ static int vmm_map_view_readonly(gms_backend *be, gms_backend_chunk *c, uint64_t
     gms__backend_why_clear();
     if (!range_ok(vb, c, off, len))
         return EINVAL;
-    uint64_t first = off / vb->gran, last = (off + len) / vb->gran;
+    uint64_t first = off / vb->gran, last = (off + len) / vb->gran, n = last - first;
     for (uint64_t g = first; g < last; g++)
         if (!c->handles[g])
             return EINVAL; /* not committed */
-    if (c->lease) {
-        gms__backend_note("%s: a read-only view inside gmsd's lease: the driver maps an "
-                          "allocation only whole", vb->drv->name);
+    if (c->lease || !whole_extents(c, first, last)) {
+        gms__backend_note("%s: a read-only view of part of %s: the driver maps an allocation "
+                          "only whole", vb->drv->name, c->lease ? "gmsd's lease" : "an extent");
         return ENOTSUP;
     }
+    vmm_view *w = calloc(1, sizeof *w);
+    if (w) {
+        w->handles = malloc(n * sizeof *w->handles);
+        w->ext = malloc(n * sizeof *w->ext);
+    }
+    if (!w || !w->handles || !w->ext) {
+        if (w)
+            free(w->handles), free(w->ext);
+        free(w);
+        return ENOMEM;
+    }
+    /* The physical allocations gain a reference per mapping: a decommit
+     * of the chunk's extents leaves the view intact. */
+    memcpy(w->handles, c->handles + first, n * sizeof *w->handles);
+    memcpy(w->ext, c->ext + first, n * sizeof *w->ext);
+    w->len = len;
     uintptr_t saved;
     int err = enter(vb, &saved);
     if (err)
-        return err;
-    uint64_t v = 0;
-    if ((err = CALL(vb, va_reserve, "view", &v, len, vb->gran)) != 0)
         goto out;
-    uint64_t g = first;
-    for (; g < last; g++) {
-        /* The physical allocation gains a reference per mapping: a
-         * decommit of the chunk's granule leaves the view intact. */
-        if ((err = CALL(vb, mem_map, "view", v + (g - first) * vb->gran, vb->gran,
-                        c->handles[g])) != 0)
-            break;
-    }
-    if (!err)
-        err = CALL(vb, set_access, "read-only view", v, len, 0);
-    if (err) {
-        for (uint64_t u = first; u < g; u++)
-            QUIET(vb, mem_unmap, v + (u - first) * vb->gran, vb->gran);
-        QUIET(vb, va_free, v, len);
-    } else {
-        *view = v;
-    }
-out:
+    if ((err = CALL(vb, va_reserve, "view", &w->va, len, vb->gran)) != 0)
+        goto left;
+    if (!(err = extents_map(vb, "view", w->va, w->handles, w->ext, 0, n)) &&
+        (err = CALL(vb, set_access, "read-only view", w->va, len, 0)) != 0)
+        extents_unmap(vb, w->va, w->handles, w->ext, 0, n);
+    if (err)
+        QUIET(vb, va_free, w->va, len);
+left:
     leave(vb, saved);
-    return err;
+out:
+    if (err) {
+        free(w->handles);
+        free(w->ext);
+        free(w);
+        return err;
+    }
+    pthread_mutex_lock(&vb->views_lock);
+    w->next = vb->views;
+    vb->views = w;
+    pthread_mutex_unlock(&vb->views_lock);
+    *view = w->va;
+    return 0;
 }
 
 static void vmm_unmap_view(gms_backend *be, uint64_t view, uint64_t len)
 {
     vmm_backend *vb = B(be);
+    pthread_mutex_lock(&vb->views_lock);
+    vmm_view **pw = &vb->views;
+    while (*pw && (*pw)->va != view)
+        pw = &(*pw)->next;
+    vmm_view *w = *pw;
+    if (w)
+        *pw = w->next;
+    pthread_mutex_unlock(&vb->views_lock);
+    if (!w || w->len != len)
+        return; /* not a view of ours: the core never asks that */
     uintptr_t saved;
-    if (enter(vb, &saved) != 0)
-        return;
-    for (uint64_t o = 0; o < len; o += vb->gran)
-        QUIET(vb, mem_unmap, view + o, vb->gran);
-    QUIET(vb, va_free, view, len);
-    leave(vb, saved);
+    if (enter(vb, &saved) == 0) {
+        extents_unmap(vb, view, w->handles, w->ext, 0, len / vb->gran);
+        QUIET(vb, va_free, view, len);
+        leave(vb, saved);
+    }
+    free(w->handles);
+    free(w->ext);
+    free(w);
 }
 
 /* Data movement: issued on the internal stream, then waited for. */
@@ -1280,21 +1387,43 @@ static uint64_t run_end(const uint64_t *handles, uint64_t g, uint64_t n)
     return g;
 }
 
+/* Frees the record m, not its handles (which are a chunk's). */
+static void mem_drop(gms_backend_mem *m)
+{
+    free(m->handles);
+    free(m->ext);
+    free(m);
+}
+
 /* Unmaps staging and releases the handles of m; frees m. */
 static void mem_free(vmm_backend *vb, gms_backend_mem *m)
 {
     uint64_t n = m->size / vb->gran;
-    for (uint64_t g = 0; g < n; g++) {
-        if (!m->handles[g])
-            continue;
-        if (m->staging)
-            QUIET(vb, mem_unmap, m->staging + g * vb->gran, vb->gran);
-        QUIET(vb, mem_release, m->handles[g]);
-    }
-    if (m->staging)
+    if (m->staging) {
+        extents_unmap(vb, m->staging, m->handles, m->ext, 0, n);
         QUIET(vb, va_free, m->staging, m->size);
-    free(m->handles);
-    free(m);
+    }
+    extents_release(vb, m->handles, m->ext, 0, n);
+    mem_drop(m);
+}
+
+/* A record of memory for a chunk of size bytes, no handle yet. */
+static gms_backend_mem *mem_new(vmm_backend *vb, uint64_t size, int device)
+{
+    gms_backend_mem *m = calloc(1, sizeof *m);
+    if (m) {
+        m->handles = calloc(size / vb->gran, sizeof *m->handles);
+        m->ext = calloc(size / vb->gran, sizeof *m->ext);
+    }
+    if (!m || !m->handles || !m->ext) {
+        if (m)
+            free(m->handles), free(m->ext);
+        free(m);
+        return NULL;
+    }
+    m->size = size;
+    m->device = device;
+    return m;
 }
 
 /* Maps each handle of m at its staging address, read-write for the
@@ -1306,12 +1435,8 @@ static int mem_stage(vmm_backend *vb, gms_backend_mem *m)
         m->staging = 0;
         return err;
     }
-    uint64_t n = m->size / vb->gran, mapped = 0; /* granules below mapped are */
-    for (; mapped < n && !err; mapped++)
-        if (m->handles[mapped] &&
-            (err = CALL(vb, mem_map, "migration staging", m->staging + mapped * vb->gran,
-                        vb->gran, m->handles[mapped])) != 0)
-            break;
+    uint64_t n = m->size / vb->gran;
+    err = extents_map(vb, "migration staging", m->staging, m->handles, m->ext, 0, n);
     for (uint64_t u = 0; u < n && !err; u++) {
         if (!m->handles[u])
             continue;
@@ -1320,9 +1445,7 @@ static int mem_stage(vmm_backend *vb, gms_backend_mem *m)
         u = end - 1;
     }
     if (err) {
-        for (uint64_t u = 0; u < mapped; u++)
-            if (m->handles[u])
-                QUIET(vb, mem_unmap, m->staging + u * vb->gran, vb->gran);
+        extents_unmap(vb, m->staging, m->handles, m->ext, 0, n);
         QUIET(vb, va_free, m->staging, m->size);
         m->staging = 0;
     }
@@ -1338,26 +1461,22 @@ static int vmm_move_create(gms_backend *be, gms_backend_chunk *c, int device,
     for (size_t i = 0; i < n; i++)
         if (!range_ok(vb, c, r[i].off, r[i].len))
             return EINVAL;
-    gms_backend_mem *m = calloc(1, sizeof *m);
+    gms_backend_mem *m = mem_new(vb, c->size, device);
     if (!m)
         return ENOMEM;
-    m->size = c->size;
-    m->device = device;
-    m->handles = calloc(c->size / vb->gran, sizeof *m->handles);
-    if (!m->handles) {
-        free(m);
-        return ENOMEM;
-    }
     uintptr_t saved;
     int err = enter(vb, &saved);
     if (err) {
-        free(m->handles);
-        free(m);
+        mem_free(vb, m);
         return err;
     }
+    /* A granule an allocation, as the core's commits were before: its
+     * extents are rebuilt by later commits only. */
     for (size_t i = 0; i < n && !err; i++)
-        for (uint64_t g = r[i].off / vb->gran; g < (r[i].off + r[i].len) / vb->gran && !err; g++)
-            err = mem_create(vb, device, &m->handles[g]);
+        for (uint64_t g = r[i].off / vb->gran; g < (r[i].off + r[i].len) / vb->gran && !err; g++) {
+            err = mem_create(vb, device, vb->gran, &m->handles[g]);
+            m->ext[g] = err ? 0 : 1;
+        }
     if (!err && n)
         err = mem_stage(vb, m);
     if (err) {
@@ -1371,9 +1490,11 @@ static int vmm_move_create(gms_backend *be, gms_backend_chunk *c, int device,
 }
 
 /* Maps the chunk's granules that hold a handle in `handles` onto those
- * handles at the chunk's addresses (unmapping what is there), with
- * access; the views onto them read-only. */
-static int map_chunk_onto(vmm_backend *vb, gms_backend_chunk *c, const uint64_t *handles,
+ * extents (`ext`) at the chunk's addresses, unmapping what is there (the
+ * extents cur_handles and cur_ext say), with access; the views onto them
+ * read-only, their records following. */
+static int map_chunk_onto(vmm_backend *vb, gms_backend_chunk *c, const uint64_t *cur_handles,
+                          const uint32_t *cur_ext, const uint64_t *handles, const uint32_t *ext,
                           int device, const uint64_t *views, const uint64_t *view_off,
                           const uint64_t *view_len, size_t nviews)
 {
@@ -1382,21 +1503,28 @@ static int map_chunk_onto(vmm_backend *vb, gms_backend_chunk *c, const uint64_t 
     for (uint64_t g = 0; g < n && !err; g++) {
         if (!handles[g])
             continue;
-        uint64_t end = run_end(handles, g, n), u = g;
-        for (; u < end && !err; u++) {
-            QUIET(vb, mem_unmap, c->base + u * vb->gran, vb->gran);
-            err = CALL(vb, mem_map, "migration", c->base + u * vb->gran, vb->gran, handles[u]);
-        }
+        uint64_t end = run_end(handles, g, n);
+        extents_unmap(vb, c->base, cur_handles, cur_ext, g, end);
+        err = extents_map(vb, "migration", c->base, handles, ext, g, end);
         if (!err)
             err = access_rw(vb, device, c->base + g * vb->gran, (end - g) * vb->gran);
         g = end - 1;
     }
     for (size_t i = 0; i < nviews && !err; i++) {
-        for (uint64_t o = 0; o < view_len[i] && !err; o += vb->gran) {
-            QUIET(vb, mem_unmap, views[i] + o, vb->gran);
-            err = CALL(vb, mem_map, "migration view", views[i] + o, vb->gran,
-                       handles[(view_off[i] + o) / vb->gran]);
+        pthread_mutex_lock(&vb->views_lock);
+        vmm_view *w = vb->views;
+        while (w && w->va != views[i])
+            w = w->next;
+        pthread_mutex_unlock(&vb->views_lock);
+        uint64_t vn = view_len[i] / vb->gran, first = view_off[i] / vb->gran;
+        if (!w || w->len != view_len[i] || !whole_extents_of(handles, ext, first, first + vn)) {
+            err = EINVAL;
+            break;
         }
+        extents_unmap(vb, views[i], w->handles, w->ext, 0, vn);
+        memcpy(w->handles, handles + first, vn * sizeof *w->handles);
+        memcpy(w->ext, ext + first, vn * sizeof *w->ext);
+        err = extents_map(vb, "migration view", views[i], w->handles, w->ext, 0, vn);
         if (!err)
             err = CALL(vb, set_access, "migration view", views[i], view_len[i], 0);
     }
@@ -1413,66 +1541,54 @@ static int vmm_move_remap(gms_backend *be, gms_backend_chunk *c, gms_backend_mem
     if (m->size != c->size)
         return EINVAL;
     uint64_t n = c->size / vb->gran;
-    gms_backend_mem *o = calloc(1, sizeof *o);
+    gms_backend_mem *o = mem_new(vb, c->size, c->device);
     if (!o)
         return ENOMEM;
-    o->handles = calloc(n, sizeof *o->handles);
-    if (!o->handles) {
-        free(o);
-        return ENOMEM;
-    }
-    o->size = c->size;
-    o->device = c->device;
     bool any = false;
     for (uint64_t g = 0; g < n; g++) {
-        o->handles[g] = m->handles[g] ? c->handles[g] : 0;
+        if (m->handles[g])
+            o->handles[g] = c->handles[g], o->ext[g] = c->ext[g];
         any |= o->handles[g] != 0;
     }
     uintptr_t saved;
     int err = enter(vb, &saved);
     if (err) {
-        free(o->handles);
-        free(o);
+        mem_drop(o);
         return err;
     }
     /* Everything the device did on the old memory is done (the copy
      * waited; the core waited for the rest). The old memory's staging
      * mapping first: the last step that may fail with nothing changed. */
     if (any && (err = mem_stage(vb, o)) != 0) {
-        free(o->handles);
-        free(o);
+        mem_drop(o);
         leave(vb, saved);
         return err;
     }
-    err = map_chunk_onto(vb, c, m->handles, m->device, views, view_off, view_len, nviews);
+    err = map_chunk_onto(vb, c, c->handles, c->ext, m->handles, m->ext, m->device, views,
+                         view_off, view_len, nviews);
     if (err) {
-        /* Back onto the old granules, which still hold the data. */
-        map_chunk_onto(vb, c, o->handles, o->device, views, view_off, view_len, nviews);
+        /* Back onto the old extents, which still hold the data. */
+        map_chunk_onto(vb, c, m->handles, m->ext, o->handles, o->ext, o->device, views, view_off,
+                       view_len, nviews);
         if (o->staging) {
-            for (uint64_t g = 0; g < n; g++)
-                if (o->handles[g])
-                    QUIET(vb, mem_unmap, o->staging + g * vb->gran, vb->gran);
+            extents_unmap(vb, o->staging, o->handles, o->ext, 0, n);
             QUIET(vb, va_free, o->staging, o->size);
         }
-        free(o->handles);
-        free(o);
+        mem_drop(o);
         leave(vb, saved);
         return err;
     }
     /* The chunk's handles are the new ones; the new memory's staging
      * mapping goes, its handles stay the chunk's. */
-    for (uint64_t g = 0; g < n; g++) {
-        if (!m->handles[g])
-            continue;
-        c->handles[g] = m->handles[g];
-        if (m->staging)
-            QUIET(vb, mem_unmap, m->staging + g * vb->gran, vb->gran);
-    }
-    if (m->staging)
+    for (uint64_t g = 0; g < n; g++)
+        if (m->handles[g])
+            c->handles[g] = m->handles[g], c->ext[g] = m->ext[g];
+    if (m->staging) {
+        extents_unmap(vb, m->staging, m->handles, m->ext, 0, n);
         QUIET(vb, va_free, m->staging, m->size);
+    }
     c->device = m->device;
-    free(m->handles);
-    free(m);
+    mem_drop(m);
     leave(vb, saved);
     *old = o;
     *old_staging = o->staging;
@@ -1486,8 +1602,7 @@ static void vmm_move_release(gms_backend *be, gms_backend_mem *m)
     if (!m)
         return;
     if (enter(vb, &saved) != 0) {
-        free(m->handles);
-        free(m);
+        mem_drop(m);
         return;
     }
     mem_free(vb, m);
@@ -1563,6 +1678,13 @@ static void vmm_destroy(gms_backend *be)
     pthread_mutex_destroy(&vb->scrub_lock);
     pthread_mutex_destroy(&vb->async_lock);
     pthread_mutex_destroy(&vb->word_lock);
+    pthread_mutex_destroy(&vb->views_lock);
+    for (vmm_view *w = vb->views, *next; w; w = next) { /* the core unmaps every view first */
+        next = w->next;
+        free(w->handles);
+        free(w->ext);
+        free(w);
+    }
     free(vb->slot_issued);
     free(vb->slot_failed);
     free(vb->slot_marker);
@@ -1570,7 +1692,8 @@ static void vmm_destroy(gms_backend *be)
 }
 
 static const gms_backend_ops vmm_ops = {
-    .props = GMS_BACKEND_REMAP_COSTLY, /* a fill kernel is cheap on a GPU, remapping is not */
+    /* A fill kernel is cheap on a GPU, remapping is not; commits are extents. */
+    .props = GMS_BACKEND_REMAP_COSTLY | GMS_BACKEND_WHOLE_COMMITS,
     .reserve = vmm_reserve,
     .release = vmm_release,
     .commit = vmm_commit,
@@ -1623,6 +1746,7 @@ int gms__vmm_create(const gms_vmm_config *cfg, gms_backend **out)
         return ENOMEM;
     }
     vb->drv = cfg->drv;
+    vb->drv->timed = getenv("GMS_DRIVER_STATS") != NULL;
     vb->dd = cfg->dd;
     vb->dd_free = cfg->dd_free;
     vb->current = cfg->current;
@@ -1640,6 +1764,14 @@ int gms__vmm_create(const gms_vmm_config *cfg, gms_backend **out)
         return ENOMEM;
     }
     if (pthread_mutex_init(&vb->word_lock, NULL) != 0) {
+        pthread_mutex_destroy(&vb->async_lock);
+        pthread_mutex_destroy(&vb->scrub_lock);
+        cfg->dd_free(cfg->dd);
+        free(vb);
+        return ENOMEM;
+    }
+    if (pthread_mutex_init(&vb->views_lock, NULL) != 0) {
+        pthread_mutex_destroy(&vb->word_lock);
         pthread_mutex_destroy(&vb->async_lock);
         pthread_mutex_destroy(&vb->scrub_lock);
         cfg->dd_free(cfg->dd);
