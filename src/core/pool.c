@@ -567,9 +567,20 @@ static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
     if (rc)
         return rc;
     bool whole = rt->backend->ops->props & GMS_BACKEND_WHOLE_COMMITS;
+    /* Extents end where b's own granules begin and end, and where its
+     * data does: what is b's alone can go back when b does, whatever its
+     * neighbours hold, and a read-only view of its pages maps whole
+     * extents. */
+    uint64_t mask = gran - 1, cut[3] = {
+        gms__granule_of(rt, c, (b->addr + mask) & ~mask),
+        gms__granule_of(rt, c, (b->addr + b->req_size + mask) & ~mask),
+        gms__granule_of(rt, c, (b->addr + b->size) & ~mask)};
     atomic_fetch_add_explicit(&rt->gauges.maps, 1, memory_order_relaxed);
     for (uint64_t u = g; u <= end;) {
         uint64_t n = whole ? end - u + 1 : end - g + 1;
+        for (int k = 0; whole && k < 3; k++)
+            if (cut[k] > u && cut[k] - u < n)
+                n = cut[k] - u;
         if (whole && n > GMS_EXTENT_MAX)
             n = n < 2 * GMS_EXTENT_MAX ? (n + 1) / 2 : GMS_EXTENT_MAX; /* no sliver at the end */
         int err = rt->backend->ops->commit(rt->backend, c->be_chunk, u * gran, n * gran);

@@ -239,7 +239,7 @@ gms_block *gms__tlsf_file_free(gms_tlsf *t, gms_block *b, gms_block *gone[2]);
  * (H200: 50 us a granule mapped, accessed and unmapped alone, about 70 us
  * an allocation of any size, tests/gpu/vmm_costs.cu), but an extent with
  * one live block on it cannot go back, so a long run is mapped in pieces. */
-#define GMS_EXTENT_MAX 16u
+#define GMS_EXTENT_MAX 8u
 
 typedef struct gms_granule {
     uint32_t live;   /* live blocks overlapping this granule */
