@@ -4,7 +4,7 @@
  *
  * A pool serves one (tenant, level, language). It reserves address space in
  * large chunks (reserving costs no memory) and carves blocks out of it with
- * the TLSF lists. Memory is mapped granule by granule (2 MiB by default, the
+ * the TLSF lists. Memory is mapped by granules (2 MiB by default, the
  * GPU's granule) where blocks are. What stays mapped follows the recent
  * peak of live memory, not live memory itself (the retain policy below): a
  * training step frees and re-allocates gigabytes, and remapping them every
