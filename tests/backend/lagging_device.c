@@ -24,7 +24,9 @@
  *   - with leases (gmsd's, faked here by memfds), every lease taken is
  *     given back at the end, the spare included; a lease's first buffer
  *     needs no device work (it reads as zeros already), and memory mapped
- *     again is zeroed again.
+ *     again is zeroed again;
+ *   - a run of granules is mapped as extents, each given back whole, and
+ *     only once no block is left on it.
  *
  * Safety off and on, each with plain chunks and with leases, at two lags
  * (`lagging_device SAFETY LEASES LAG` runs one: 0 is safety on). With
@@ -35,6 +37,7 @@
  */
 #include "test.h"
 #include "backend/fake_driver.h"
+#include "core/pool.h" /* GMS_EXTENT_MAX */
 #include "gms/access.h"
 
 #include <sys/mman.h>
@@ -344,6 +347,49 @@ static void sync_free_before_preparation(int safety)
     close_on_fake(rt, ctx);
 }
 
+/* A run of granules is mapped as extents, one device allocation each, of
+ * at most GMS_EXTENT_MAX granules, cut where a block's own granules end:
+ * what a block holds alone goes back with it whatever its neighbours hold,
+ * and an extent with a block left on it stays mapped whole. */
+static void extents(void)
+{
+    gms_runtime *rt;
+    gms_context *ctx = open_on_fake(&rt, GMS_SAFETY_OFF, 0, 4, 0);
+    if (!ctx)
+        return;
+    const uint64_t gran = 2 * MIB;
+    gms_stats st;
+    gms_buf big, next, x, y;
+    unsigned long long made = fake_calls(GMS_DRV_mem_create);
+    CHECK_OK(gms_alloc(ctx, 41 * MIB, 0, &big)); /* 21 granules, the last shared */
+    made = fake_calls(GMS_DRV_mem_create) - made;
+    unsigned long long least = (21 + GMS_EXTENT_MAX - 1) / GMS_EXTENT_MAX;
+    CHECK(made >= least && made <= least + 2); /* not one a granule */
+    CHECK_OK(gms_alloc(ctx, 2 * MIB, 0, &next)); /* big's last granule and one more */
+    CHECK_OK(gms_free(ctx, big));
+    CHECK_OK(gms_trim(rt));
+    CHECK_OK(gms_stats_get(rt, &st));
+    CHECK(st.held_bytes == 2 * gran); /* next's two granules; big's own went */
+    CHECK_OK(gms_free(ctx, next));
+    CHECK_OK(gms_trim(rt));
+    CHECK_OK(gms_stats_get(rt, &st));
+    CHECK(st.held_bytes == 0);
+    /* x maps [0, 3) as one extent; y, in x's first granule after x is
+     * freed, keeps it mapped, whole. */
+    CHECK_OK(gms_alloc(ctx, 6 * MIB, 0, &x));
+    CHECK_OK(gms_free(ctx, x));
+    CHECK_OK(gms_alloc(ctx, 3 * MIB / 2, 0, &y));
+    CHECK_OK(gms_trim(rt));
+    CHECK_OK(gms_stats_get(rt, &st));
+    CHECK(st.held_bytes == 3 * gran);
+    uint8_t b[16] = {1};
+    CHECK_OK(gms_write(ctx, y, 3 * MIB / 2 - sizeof b, b, sizeof b)); /* still mapped */
+    CHECK_OK(gms_free(ctx, y));
+    CHECK_OK(gms_sync(rt));
+    CHECK(violations == 0);
+    close_on_fake(rt, ctx);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4) { /* one run: safety (0 on, 1 off), leases (0 or 1), lag */
@@ -359,5 +405,6 @@ int main(int argc, char **argv)
     poisoned_spare();
     sync_free_before_preparation(GMS_SAFETY_OFF);
     sync_free_before_preparation(GMS_SAFETY_ON);
+    extents();
     return test_done();
 }
