@@ -238,8 +238,9 @@ gms_block *gms__tlsf_file_free(gms_tlsf *t, gms_block *b, gms_block *gone[2]);
  * (GMS_BACKEND_WHOLE_COMMITS): the driver's calls cost per allocation
  * (H200: 50 us a granule mapped, accessed and unmapped alone, about 70 us
  * an allocation of any size, tests/gpu/vmm_costs.cu), but an extent with
- * one live block on it cannot go back, so a long run is mapped in pieces. */
-#define GMS_EXTENT_MAX 8u
+ * one live block on it cannot go back, so a long run is mapped in pieces
+ * of at most 64 MiB. */
+#define GMS_EXTENT_MAX 32u
 
 typedef struct gms_granule {
     uint32_t live;   /* live blocks overlapping this granule */
