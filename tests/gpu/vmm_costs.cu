@@ -1,38 +1,12 @@
 // vmm_costs.cu: what mapping a run of granules costs the host, call by
 // call, by the run's length and by how its physical memory is made: one
-// allocation per 2 MiB granule (what a pool does, so that single granules
-// can go back) or one allocation for the whole run; and what moving a
+// allocation per 2 MiB granule (what a pool did before extents, so that
+// single granules could go back) or one allocation for the whole run; and what moving a
 // run's memory to another address costs (its handles mapped there, the old
 // mapping left for later). Medians of 7, idle device and while a kernel
 // runs on another stream. Informational (docs/stream-ordered.md); run by
 // tests/gpu/run.sh's vmm-costs step.
-#include <cuda.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-
-__global__ void spin(unsigned long long cycles)
-{
-    unsigned long long t0 = clock64();
-    while (clock64() - t0 < cycles) {
-    }
-}
-
-static double now_us()
-{
-    timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
-
-#define CK(x)                                                                 \
-    do {                                                                      \
-        CUresult r_ = (x);                                                    \
-        if (r_ != CUDA_SUCCESS) {                                             \
-            printf("%s failed: %d\n", #x, (int)r_);                           \
-            exit(1);                                                          \
-        }                                                                     \
-    } while (0)
+#include "vmm_timing.h"
 
 enum { CREATE, MAP, ACCESS, UNMAP, RELEASE, NCOST };
 static const size_t gran = 2 << 20;

@@ -2,32 +2,7 @@
 // timed on the host while a kernel of about 50 ms runs on another stream of
 // the same context, so a call that waits shows the kernel's remaining time.
 // Informational (docs/gpu.md); run by tests/gpu/run.sh's vmm-sync step.
-#include <cuda.h>
-#include <stdio.h>
-#include <time.h>
-
-__global__ void spin(unsigned long long ns)
-{
-    unsigned long long t0 = clock64();
-    while (clock64() - t0 < ns) {
-    }
-}
-
-static double now_us()
-{
-    timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
-
-#define CK(x)                                                                 \
-    do {                                                                      \
-        CUresult r_ = (x);                                                    \
-        if (r_ != CUDA_SUCCESS) {                                             \
-            printf("%s failed: %d\n", #x, (int)r_);                           \
-            return 1;                                                         \
-        }                                                                     \
-    } while (0)
+#include "vmm_timing.h"
 
 int main()
 {
