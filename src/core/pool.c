@@ -432,7 +432,8 @@ void gms__pool_trim(gms_pool *p, uint64_t keep)
  * budget by their size, up to a thirty-second of the peak: a training step
  * whose layout needs more than the slack moves less memory each step, and
  * extents (GMS_EXTENT_MAX) make what it still moves cheap (on the host,
- * where remapping costs next to nothing, the budget stays tight). retain_bytes, when set, fixes the cache instead. */
+ * where remapping costs next to nothing, the budget stays tight).
+ * retain_bytes, when set, fixes the cache instead. */
 #define PEAK_HOLD_NS (2000ull * 1000 * 1000)
 /* The least a pool keeps cached, and the least slack over its peak. */
 #define RETAIN_FLOOR (8ull << 20)
@@ -585,12 +586,19 @@ static int granules_map(gms_pool *p, gms_block *b, uint64_t g, uint64_t end)
             n = n < 2 * GMS_EXTENT_MAX ? (n + 1) / 2 : GMS_EXTENT_MAX; /* no sliver at the end */
         int err = rt->backend->ops->commit(rt->backend, c->be_chunk, u * gran, n * gran);
         if (err) {
-            if (u > g && rt->backend->ops->decommit(rt->backend, c->be_chunk, g * gran, (u - g) * gran))
-                gms__log_later(rt, GMS_LOG_WARN, "gms: pool %llu: a failed map left %llu bytes mapped",
-                               (unsigned long long)p->id, (unsigned long long)((u - g) * gran));
-            held_sub(p, len);
-            for (uint64_t v = g; v < u; v++)
-                c->granules[v].ext_len = c->granules[v].ext_back = 0;
+            /* The extents mapped so far go back, unprepared; should that
+             * fail too, they stay mapped, counted, and go to the cache
+             * (granules_acquire), as unprepared memory does below. */
+            bool back = u == g || rt->backend->ops->decommit(rt->backend, c->be_chunk, g * gran,
+                                                             (u - g) * gran) == 0;
+            held_sub(p, back ? len : len - (u - g) * gran);
+            for (uint64_t v = g; v < u; v++) {
+                if (back)
+                    c->granules[v].ext_len = c->granules[v].ext_back = 0;
+                c->granules[v].committed = !back;
+                c->granules[v].ticket = 0;
+                c->granules[v].stream = NULL;
+            }
             return gms__backend_fail(err, "commit", n * gran);
         }
         for (uint64_t v = u; v < u + n; v++) {

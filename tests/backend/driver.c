@@ -12,7 +12,8 @@
  *     scrub kernel's launch) gives gms_error_last() the driver's name of
  *     the call, its error name and its text, and the call is counted; the
  *     next unrelated failure does not repeat that text, nor does one after
- *     a runtime open that found no GPU driver.
+ *     a runtime open that found no GPU driver; a map of several extents
+ *     whose second fails gives the first back.
  */
 #include "test.h"
 #include "backend/fake_driver.h"
@@ -91,6 +92,22 @@ static void test_through_runtime(void)
         /* A later failure of another kind carries no stale driver text. */
         CHECK_RC(gms_write(ctx, b, 4000, "0123456789abcdef0123456789", 200), GMS_E_OUT_OF_BOUNDS);
         CHECK(strstr(gms_error_last(), "fake") == NULL);
+        CHECK_OK(gms_free(ctx, b));
+        /* A run of granules maps as several extents (a device allocation
+         * each): when a later one fails, those made already go back, and
+         * nothing is counted as held. */
+        gms_stats st;
+        CHECK_OK(gms_trim(rt));
+        fake_fail(GMS_DRV_mem_create, FAKE_ERROR_OUT_OF_MEMORY);
+        fake_fail_skip = 1;
+        unsigned long long made = fake_calls(GMS_DRV_mem_create);
+        CHECK_RC(gms_alloc(ctx, 80ull << 20, 0, &b), GMS_E_NO_MEMORY); /* 40 granules; the device full */
+        CHECK(fake_calls(GMS_DRV_mem_create) >= made + 2);
+        fake_fail(-1, 0);
+        CHECK_OK(gms_stats_get(rt, &st));
+        CHECK(st.held_bytes == 0);
+        CHECK_OK(gms_alloc(ctx, 80ull << 20, GMS_ALLOC_ZERO, &b));
+        CHECK_OK(gms_verify(rt, NULL));
         CHECK_OK(gms_free(ctx, b));
         gms_context_close(ctx);
     }

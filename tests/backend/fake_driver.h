@@ -63,6 +63,7 @@ enum { FAKE_OK = 0, FAKE_ERROR_OUT_OF_MEMORY = 2, FAKE_ERROR_REFUSED = 700 };
 
 static int fake_fail_kind = -1, fake_fail_code; /* the kind that fails, and how */
 static int fake_fail_also_kind = -1;            /* a second one, failing the same way */
+static int fake_fail_skip;                      /* calls of them that still succeed first */
 static int fake_kernels; /* 1: a module whose scrub kernels do not run; 2: they run (the queue below) */
 static _Thread_local uintptr_t fake_current;    /* the thread's current device */
 
@@ -72,6 +73,7 @@ static inline void fake_fail(int kind, int code)
     fake_fail_kind = kind;
     fake_fail_code = code;
     fake_fail_also_kind = -1;
+    fake_fail_skip = 0;
 }
 
 static inline void fake_fail_also(int kind)
@@ -81,7 +83,8 @@ static inline void fake_fail_also(int kind)
 
 #define FAKE_FAILS(kind)                                                              \
     do {                                                                              \
-        if (fake_fail_kind == GMS_DRV_##kind || fake_fail_also_kind == GMS_DRV_##kind) \
+        if ((fake_fail_kind == GMS_DRV_##kind || fake_fail_also_kind == GMS_DRV_##kind) && \
+            fake_fail_skip-- <= 0)                                                    \
             return fake_fail_code;                                                    \
     } while (0)
 #define A(x) ((void *)(uintptr_t)(x))
