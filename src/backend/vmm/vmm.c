@@ -10,7 +10,8 @@
  * per allocation, not per byte (H200, tests/gpu/vmm_costs.cu: 50 us a 2
  * MiB granule made one by one, 2 us a granule in an allocation of 64), so
  * the core commits runs of granules at once, in extents of a bounded size
- * that it can still give back one by one (pool.c, GMS_EXTENT_MAX). A chunk that is a lease of gmsd's (gms__vmm_set_leaser)
+ * that it can still give back one by one (pool.c, GMS_EXTENT_MAX). A
+ * chunk that is a lease of gmsd's (gms__vmm_set_leaser)
  * has one physical allocation for the whole chunk instead, imported from
  * the descriptor gmsd sent and mapped whole at reserve: the driver maps an
  * allocation only from its start (cuMemMap's offset must be 0 on CUDA 13:
