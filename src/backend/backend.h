@@ -71,7 +71,7 @@ enum {
     /* A map or an unmap costs the device time (a GPU, where each one
      * costs tens of microseconds of driver time and disturbs the work in
      * flight): a pool that keeps unmapping what it maps again soon after
-     * may hold up to a thirty-second more than its peak instead (pool.c). */
+     * may hold up to an eighth more than its peak instead (pool.c). */
     GMS_BACKEND_REMAP_COSTLY = 2,
     /* Each commit is one allocation of the device's (an extent), given
      * back only whole: a decommit must cover whole commits (EINVAL, and

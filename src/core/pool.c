@@ -429,7 +429,7 @@ void gms__pool_trim(gms_pool *p, uint64_t keep)
  * the workload shrinks (at once on gms_trim, under pressure, or past
  * max_held_bytes). Where remapping is costly (a GPU), granules that the
  * growth trim unmapped and a later block mapped again raise the growth
- * budget by their size, up to a thirty-second of the peak: a training step
+ * budget by their size, up to an eighth of the peak: a training step
  * whose layout needs more than the slack moves less memory each step, and
  * extents (GMS_EXTENT_MAX) make what it still moves cheap (on the host,
  * where remapping costs next to nothing, the budget stays tight).
@@ -640,7 +640,7 @@ static uint64_t growth_budget(const gms_pool *p, uint64_t need)
     uint64_t peak = p->peak_recent > live ? p->peak_recent : live;
     uint64_t budget = peak + peak_slack(peak);
     if (p->rt->backend->ops->props & GMS_BACKEND_REMAP_COSTLY)
-        budget += p->remapped_bytes < peak / 32 ? p->remapped_bytes : peak / 32;
+        budget += p->remapped_bytes < peak / 8 ? p->remapped_bytes : peak / 8;
     return budget > p->peak_held_recent ? budget : p->peak_held_recent;
 }
 

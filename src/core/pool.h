@@ -239,8 +239,8 @@ gms_block *gms__tlsf_file_free(gms_tlsf *t, gms_block *b, gms_block *gone[2]);
  * (H200: 50 us a granule mapped, accessed and unmapped alone, about 70 us
  * an allocation of any size, tests/gpu/vmm_costs.cu), but an extent with
  * one live block on it cannot go back, so a long run is mapped in pieces
- * of at most 64 MiB. */
-#define GMS_EXTENT_MAX 32u
+ * of at most 16 MiB. */
+#define GMS_EXTENT_MAX 8u
 
 typedef struct gms_granule {
     uint32_t live;   /* live blocks overlapping this granule */
