@@ -1,6 +1,6 @@
 // vmm_timing.h: what the driver-call probes (vmm_sync.cu, vmm_costs.cu)
-// share: a kernel that keeps the device busy, a host clock, and a check
-// that ends the probe on a failed call.
+// share: a kernel that keeps the device busy, a host clock, a check that
+// ends the probe on a failed call, and the device's setup.
 #ifndef GMS_TESTS_GPU_VMM_TIMING_H
 #define GMS_TESTS_GPU_VMM_TIMING_H
 
@@ -32,5 +32,19 @@ static double now_us()
             exit(1);                                                          \
         }                                                                     \
     } while (0)
+
+// Makes device 0's primary context current; a non-blocking stream of it.
+static CUstream device_open()
+{
+    CK(cuInit(0));
+    CUdevice dev;
+    CK(cuDeviceGet(&dev, 0));
+    CUcontext ctx;
+    CK(cuDevicePrimaryCtxRetain(&ctx, dev));
+    CK(cuCtxSetCurrent(ctx));
+    CUstream s;
+    CK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+    return s;
+}
 
 #endif
