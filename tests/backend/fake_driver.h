@@ -84,7 +84,7 @@ static inline void fake_fail_also(int kind)
 #define FAKE_FAILS(kind)                                                              \
     do {                                                                              \
         if ((fake_fail_kind == GMS_DRV_##kind || fake_fail_also_kind == GMS_DRV_##kind) && \
-            fake_fail_skip-- <= 0)                                                    \
+            (fake_fail_skip > 0 ? (fake_fail_skip--, 0) : 1))                         \
             return fake_fail_code;                                                    \
     } while (0)
 #define A(x) ((void *)(uintptr_t)(x))

@@ -4,8 +4,6 @@
  * (backend.h).
  */
 #include "backend/vmm/driver.h"
-
-#include <time.h>
 #include "backend/backend.h"
 #include "base/base.h"
 
