@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 
 #define WORDS 512
@@ -18,7 +19,7 @@
 
 static gms_runtime *rt;
 static gms_share_id id;
-static atomic_int writers_in, readers_in, overlaps, torn, done;
+static atomic_int writers_in, readers_in, overlaps, torn, done, readers_started;
 
 typedef struct {
     gms_context *ctx;
@@ -32,6 +33,8 @@ static void *writer(void *arg)
     holder *h = arg;
     uint64_t *p = NULL;
     gms_buf_ptr(h->ctx, h->buf, (void **)&p);
+    while (atomic_load(&readers_started) < 2) /* on a busy machine they start late */
+        sched_yield();
     for (uint64_t round = 1; round <= ROUNDS; round++) {
         uint32_t flags = rand_r(&h->seed) % 4 == 0 ? GMS_ACCESS_NOWAIT : 0;
         int rc;
@@ -60,10 +63,15 @@ static void *reader(void *arg)
     const uint64_t *p = NULL;
     gms_buf_ptr(h->ctx, h->buf, (void **)&p);
     uint64_t last = 0;
-    while (!atomic_load(&done)) {
+    atomic_fetch_add(&readers_started, 1);
+    /* Until the writer is done, and once more after: the last read sees
+     * its last round however late this thread ran. */
+    for (bool finished = false; !finished;) {
+        finished = atomic_load(&done);
         uint32_t flags = rand_r(&h->seed) % 2 ? GMS_ACCESS_NOWAIT : 0;
         int rc = gms_access_begin(h->ctx, h->buf, GMS_ACCESS_READ, flags, NULL);
         if (rc == GMS_E_BUSY) {
+            finished = false; /* not read yet */
             sched_yield();
             continue;
         }
