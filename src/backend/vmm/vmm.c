@@ -623,13 +623,13 @@ static void vmm_unmap_view(gms_backend *be, uint64_t view, uint64_t len)
     vmm_backend *vb = B(be);
     pthread_mutex_lock(&vb->views_lock);
     vmm_view **pw = &vb->views;
-    while (*pw && (*pw)->va != view)
+    while (*pw && ((*pw)->va != view || (*pw)->len != len))
         pw = &(*pw)->next;
     vmm_view *w = *pw;
     if (w)
         *pw = w->next;
     pthread_mutex_unlock(&vb->views_lock);
-    if (!w || w->len != len)
+    if (!w)
         return; /* not a view of ours: the core never asks that */
     uintptr_t saved;
     if (enter(vb, &saved) == 0) {
