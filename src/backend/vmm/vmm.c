@@ -109,15 +109,8 @@ typedef struct vmm_backend {
     /* Read-only views (map_view_readonly), each with its extents: unmapped
      * whole at unmap_view, whatever the chunk commits there since. */
     pthread_mutex_t views_lock;
-    struct vmm_view *views;
+    struct gms_backend_mem *views;
 } vmm_backend;
-
-typedef struct vmm_view {
-    uint64_t va, len;
-    struct vmm_view *next;
-    uint64_t *handles; /* per granule of the view, as a chunk's */
-    uint32_t *ext;
-} vmm_view;
 
 #define ASYNC_SLOTS 8192u
 #define GUARD_BYTES (2ull << 20)
@@ -142,12 +135,15 @@ struct gms_backend_chunk {
 };
 
 /* Memory of a chunk being moved, or just left by one: a handle per
- * granule of the chunk (0: none), mapped at a staging range of its own. */
+ * granule of the chunk (0: none), mapped at a staging range of its own.
+ * A read-only view is one too, its handles the chunk's, mapped at the
+ * view's address (staging), on the backend's list of views (next). */
 struct gms_backend_mem {
     uint64_t staging, size;
     uint64_t *handles;
     uint32_t *ext; /* as a chunk's */
     int device;
+    struct gms_backend_mem *next;
 };
 
 /* A driver call through the wrapper (driver.h); QUIET: failure ignored. */
@@ -483,6 +479,33 @@ static int range_ok(const vmm_backend *vb, const gms_backend_chunk *c, uint64_t 
            len % vb->gran == 0;
 }
 
+/* Frees the record m, not its handles (which are a chunk's). */
+static void mem_drop(gms_backend_mem *m)
+{
+    free(m->handles);
+    free(m->ext);
+    free(m);
+}
+
+/* A record of memory for a chunk of size bytes, no handle yet. */
+static gms_backend_mem *mem_new(vmm_backend *vb, uint64_t size, int device)
+{
+    gms_backend_mem *m = calloc(1, sizeof *m);
+    if (m) {
+        m->handles = calloc(size / vb->gran, sizeof *m->handles);
+        m->ext = calloc(size / vb->gran, sizeof *m->ext);
+    }
+    if (!m || !m->handles || !m->ext) {
+        if (m)
+            free(m->handles), free(m->ext);
+        free(m);
+        return NULL;
+    }
+    m->size = size;
+    m->device = device;
+    return m;
+}
+
 /* Physical memory of size bytes on device (-1: the backend's own). */
 static int mem_create(vmm_backend *vb, int device, uint64_t size, uint64_t *h)
 {
@@ -574,58 +597,54 @@ static int vmm_map_view_readonly(gms_backend *be, gms_backend_chunk *c, uint64_t
                           "only whole", vb->drv->name, c->lease ? "gmsd's lease" : "an extent");
         return ENOTSUP;
     }
-    vmm_view *w = calloc(1, sizeof *w);
-    if (w) {
-        w->handles = malloc(n * sizeof *w->handles);
-        w->ext = malloc(n * sizeof *w->ext);
-    }
-    if (!w || !w->handles || !w->ext) {
-        if (w)
-            free(w->handles), free(w->ext);
-        free(w);
+    gms_backend_mem *w = mem_new(vb, len, c->device);
+    if (!w)
         return ENOMEM;
-    }
     /* The physical allocations gain a reference per mapping: a decommit
      * of the chunk's extents leaves the view intact. */
     memcpy(w->handles, c->handles + first, n * sizeof *w->handles);
     memcpy(w->ext, c->ext + first, n * sizeof *w->ext);
-    w->len = len;
     uintptr_t saved;
     int err = enter(vb, &saved);
     if (err)
         goto out;
-    if ((err = CALL(vb, va_reserve, "view", &w->va, len, vb->gran)) != 0)
+    if ((err = CALL(vb, va_reserve, "view", &w->staging, len, vb->gran)) != 0)
         goto left;
-    if (!(err = extents_map(vb, "view", w->va, w->handles, w->ext, 0, n)) &&
-        (err = CALL(vb, set_access, "read-only view", w->va, len, 0)) != 0)
-        extents_unmap(vb, w->va, w->handles, w->ext, 0, n);
+    if (!(err = extents_map(vb, "view", w->staging, w->handles, w->ext, 0, n)) &&
+        (err = CALL(vb, set_access, "read-only view", w->staging, len, 0)) != 0)
+        extents_unmap(vb, w->staging, w->handles, w->ext, 0, n);
     if (err)
-        QUIET(vb, va_free, w->va, len);
+        QUIET(vb, va_free, w->staging, len);
 left:
     leave(vb, saved);
 out:
     if (err) {
-        free(w->handles);
-        free(w->ext);
-        free(w);
+        mem_drop(w);
         return err;
     }
     pthread_mutex_lock(&vb->views_lock);
     w->next = vb->views;
     vb->views = w;
     pthread_mutex_unlock(&vb->views_lock);
-    *view = w->va;
+    *view = w->staging;
     return 0;
+}
+
+/* The link to the record of view [view, +len) on the backend's list (at
+ * NULL if none); views_lock held. */
+static gms_backend_mem **view_link(vmm_backend *vb, uint64_t view, uint64_t len)
+{
+    gms_backend_mem **pw = &vb->views;
+    while (*pw && ((*pw)->staging != view || (*pw)->size != len))
+        pw = &(*pw)->next;
+    return pw;
 }
 
 static void vmm_unmap_view(gms_backend *be, uint64_t view, uint64_t len)
 {
     vmm_backend *vb = B(be);
     pthread_mutex_lock(&vb->views_lock);
-    vmm_view **pw = &vb->views;
-    while (*pw && ((*pw)->va != view || (*pw)->len != len))
-        pw = &(*pw)->next;
-    vmm_view *w = *pw;
+    gms_backend_mem **pw = view_link(vb, view, len), *w = *pw;
     if (w)
         *pw = w->next;
     pthread_mutex_unlock(&vb->views_lock);
@@ -637,9 +656,7 @@ static void vmm_unmap_view(gms_backend *be, uint64_t view, uint64_t len)
         QUIET(vb, va_free, view, len);
         leave(vb, saved);
     }
-    free(w->handles);
-    free(w->ext);
-    free(w);
+    mem_drop(w);
 }
 
 /* Data movement: issued on the internal stream, then waited for. */
@@ -1388,14 +1405,6 @@ static uint64_t run_end(const uint64_t *handles, uint64_t g, uint64_t n)
     return g;
 }
 
-/* Frees the record m, not its handles (which are a chunk's). */
-static void mem_drop(gms_backend_mem *m)
-{
-    free(m->handles);
-    free(m->ext);
-    free(m);
-}
-
 /* Unmaps staging and releases the handles of m; frees m. */
 static void mem_free(vmm_backend *vb, gms_backend_mem *m)
 {
@@ -1406,25 +1415,6 @@ static void mem_free(vmm_backend *vb, gms_backend_mem *m)
     }
     extents_release(vb, m->handles, m->ext, 0, n);
     mem_drop(m);
-}
-
-/* A record of memory for a chunk of size bytes, no handle yet. */
-static gms_backend_mem *mem_new(vmm_backend *vb, uint64_t size, int device)
-{
-    gms_backend_mem *m = calloc(1, sizeof *m);
-    if (m) {
-        m->handles = calloc(size / vb->gran, sizeof *m->handles);
-        m->ext = calloc(size / vb->gran, sizeof *m->ext);
-    }
-    if (!m || !m->handles || !m->ext) {
-        if (m)
-            free(m->handles), free(m->ext);
-        free(m);
-        return NULL;
-    }
-    m->size = size;
-    m->device = device;
-    return m;
 }
 
 /* Maps each handle of m at its staging address, read-write for the
@@ -1513,12 +1503,10 @@ static int map_chunk_onto(vmm_backend *vb, gms_backend_chunk *c, const uint64_t 
     }
     for (size_t i = 0; i < nviews && !err; i++) {
         pthread_mutex_lock(&vb->views_lock);
-        vmm_view *w = vb->views;
-        while (w && w->va != views[i])
-            w = w->next;
+        gms_backend_mem *w = *view_link(vb, views[i], view_len[i]);
         pthread_mutex_unlock(&vb->views_lock);
         uint64_t vn = view_len[i] / vb->gran, first = view_off[i] / vb->gran;
-        if (!w || w->len != view_len[i] || !whole_extents_of(handles, ext, first, first + vn)) {
+        if (!w || !whole_extents_of(handles, ext, first, first + vn)) {
             err = EINVAL;
             break;
         }
@@ -1671,7 +1659,7 @@ static void vmm_destroy(gms_backend *be)
         QUIET(vb, stream_destroy, vb->stream);
         leave(vb, saved);
     }
-    if (getenv("GMS_DRIVER_STATS"))
+    if (vb->drv->timed)
         gms__drv_dump(vb->drv, stderr);
     if (vb->leaser.done)
         vb->leaser.done(vb->leaser.ctx);
@@ -1680,11 +1668,9 @@ static void vmm_destroy(gms_backend *be)
     pthread_mutex_destroy(&vb->async_lock);
     pthread_mutex_destroy(&vb->word_lock);
     pthread_mutex_destroy(&vb->views_lock);
-    for (vmm_view *w = vb->views, *next; w; w = next) { /* the core unmaps every view first */
+    for (gms_backend_mem *w = vb->views, *next; w; w = next) { /* the core unmaps every view first */
         next = w->next;
-        free(w->handles);
-        free(w->ext);
-        free(w);
+        mem_drop(w);
     }
     free(vb->slot_issued);
     free(vb->slot_failed);
