@@ -13,7 +13,8 @@
  *     the call, its error name and its text, and the call is counted; the
  *     next unrelated failure does not repeat that text, nor does one after
  *     a runtime open that found no GPU driver; a map of several extents
- *     whose second fails gives the first back.
+ *     whose second fails gives the first back;
+ *   - with `timed`, each call's time is summed per kind and dumped.
  */
 #include "test.h"
 #include "backend/fake_driver.h"
@@ -161,9 +162,34 @@ static void test_no_stale_note(void)
     CHECK(gms__backend_why()[0] == 0);
 }
 
+/* With `timed` (GMS_DRIVER_STATS), each call's time is added to its kind
+ * and the dump says it; untimed, calls are counted only. */
+static void test_timing(void)
+{
+    fake_drv.timed = true;
+    unsigned long long before = atomic_load(&fake_drv.ns[GMS_DRV_va_reserve]);
+    uint64_t va = 0;
+    CHECK(GMS_DRV(&fake_drv, va_reserve, NULL, NULL, &va, 1ull << 20, 1ull << 20) == 0);
+    CHECK(GMS_DRV_QUIET(&fake_drv, va_free, NULL, va, 1ull << 20) == 0);
+    CHECK(atomic_load(&fake_drv.ns[GMS_DRV_va_reserve]) > before);
+    char dump[4096] = "";
+    FILE *f = fmemopen(dump, sizeof dump - 1, "w");
+    if (f) {
+        gms__drv_dump(&fake_drv, f);
+        fclose(f);
+    }
+    CHECK(strstr(dump, "us/call") != NULL);
+    fake_drv.timed = false;
+    before = atomic_load(&fake_drv.ns[GMS_DRV_va_reserve]);
+    CHECK(GMS_DRV(&fake_drv, va_reserve, NULL, NULL, &va, 1ull << 20, 1ull << 20) == 0);
+    CHECK(GMS_DRV_QUIET(&fake_drv, va_free, NULL, va, 1ull << 20) == 0);
+    CHECK(atomic_load(&fake_drv.ns[GMS_DRV_va_reserve]) == before);
+}
+
 int main(void)
 {
     test_wrapper();
+    test_timing();
     test_through_runtime();
     test_no_stale_note();
     return test_done();
