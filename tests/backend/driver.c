@@ -162,15 +162,20 @@ static void test_no_stale_note(void)
     CHECK(gms__backend_why()[0] == 0);
 }
 
+static void reserve_and_free(void)
+{
+    uint64_t va = 0;
+    CHECK(GMS_DRV(&fake_drv, va_reserve, NULL, NULL, &va, 1ull << 20, 1ull << 20) == 0);
+    CHECK(GMS_DRV_QUIET(&fake_drv, va_free, NULL, va, 1ull << 20) == 0);
+}
+
 /* With `timed` (GMS_DRIVER_STATS), each call's time is added to its kind
  * and the dump says it; untimed, calls are counted only. */
 static void test_timing(void)
 {
     fake_drv.timed = true;
     unsigned long long before = atomic_load(&fake_drv.ns[GMS_DRV_va_reserve]);
-    uint64_t va = 0;
-    CHECK(GMS_DRV(&fake_drv, va_reserve, NULL, NULL, &va, 1ull << 20, 1ull << 20) == 0);
-    CHECK(GMS_DRV_QUIET(&fake_drv, va_free, NULL, va, 1ull << 20) == 0);
+    reserve_and_free();
     CHECK(atomic_load(&fake_drv.ns[GMS_DRV_va_reserve]) > before);
     char dump[4096] = "";
     FILE *f = fmemopen(dump, sizeof dump - 1, "w");
@@ -181,8 +186,7 @@ static void test_timing(void)
     CHECK(strstr(dump, "us/call") != NULL);
     fake_drv.timed = false;
     before = atomic_load(&fake_drv.ns[GMS_DRV_va_reserve]);
-    CHECK(GMS_DRV(&fake_drv, va_reserve, NULL, NULL, &va, 1ull << 20, 1ull << 20) == 0);
-    CHECK(GMS_DRV_QUIET(&fake_drv, va_free, NULL, va, 1ull << 20) == 0);
+    reserve_and_free();
     CHECK(atomic_load(&fake_drv.ns[GMS_DRV_va_reserve]) == before);
 }
 
