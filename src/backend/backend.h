@@ -339,9 +339,8 @@ int gms__backend_broker_create(const char *path, int backend, int device, uint64
 /* Sharing across tenants through gmsd (docs/broker.md, "Sharing across
  * tenants"). Unlike the ops above these return a GMS_E_* code (0: done),
  * gmsd's or their own, with why (why_len bytes) saying why; be is the
- * broker's connection (*conn above, not a wrapper of it). Shares are
- * memfds: on a gmsd serving CUDA memory the core makes none (share.c) and
- * gmsd refuses them, so acquire is GMS_E_INVALID_HANDLE.
+ * broker's connection (*conn above, not a wrapper of it). On the host
+ * shares are memfds; on CUDA memory, see below.
  *
  * share: the block's pages [addr, addr+len) of a host chunk (whole pages,
  * nothing else in them) become a share of gmsd's: gmsd makes a memfd of
@@ -353,7 +352,14 @@ int gms__backend_broker_create(const char *path, int backend, int device, uint64
  * unshare (the block's last holder gone): the chunk's pages go back under
  * [addr, addr+len) with the share's bytes copied in (so the block's
  * redzones are checked and wiped as any block's), and the owner's hold
- * on the share is released. */
+ * on the share is released; it returns 0.
+ * On CUDA memory (docs/broker.md, "CUDA memory") an immutable share is
+ * gmsd's copy of the req bytes at addr + data_off; a mutable one is the
+ * chunk's whole lease ([addr, addr+len) is all of it, the block alone in
+ * it), which other processes then import and map themselves; *view is 0.
+ * Unsharing a mutable one returns 1 after waiting for the device: the
+ * chunk's memory went with the share, and the caller gives the chunk up
+ * whole rather than wipe or reuse what others still map. */
 typedef struct gms_broker_share_grant {
     const char *tenant, *user; /* "" any */
     int language;              /* -1 any */
@@ -363,7 +369,7 @@ int gms__broker_share(gms_backend *be, gms_backend_chunk *chunk, uint64_t addr, 
                       uint64_t req, uint64_t data_off, int immutable,
                       const gms_broker_share_grant *grants, unsigned n, uint64_t *id,
                       uint64_t *view, char *why, size_t why_len);
-void gms__broker_unshare(gms_backend *be, uint64_t id);
+int gms__broker_unshare(gms_backend *be, uint64_t id);
 /* acquire: a hold of share id for mode (gms_access), as the context's
  * language and user; the share's memory mapped (read-only for a reader)
  * with guard pages around it: the buffer is req bytes at *addr; the

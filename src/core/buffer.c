@@ -452,7 +452,8 @@ static int handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, void *st
     gms__windows_retire(p, b, gms__queue_stream(stream));
     if (b->seal) /* crypto-erase: before the memory goes to the wipe */
         gms__seal_erase(p, b);
-    int rc = b->share ? gms__share_end(p, b) : GMS_OK;
+    bool given = false;
+    int rc = b->share ? gms__share_end(p, b, &given) : GMS_OK;
     if (b->import) {
         import_end(p, b, d);
         return rc;
@@ -464,6 +465,10 @@ static int handle_drop(gms_pool *p, gms_slot *s, const gms_context *by, void *st
     atomic_fetch_sub_explicit(&p->rt->gauges.live_bytes, b->size, memory_order_relaxed);
     b->free_ns = gms__now_ns();
     b->free_user = by && by->pool == p ? by->user_index : GMS_USER_ELSEWHERE;
+    if (given) { /* other processes' memory now: no scrub, no reuse */
+        gms__pool_give_away(p, b);
+        return rc;
+    }
     int safety = gms__safety_retire(p, b, stream, ordered, sync);
     return rc ? rc : safety;
 }

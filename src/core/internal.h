@@ -115,8 +115,11 @@ uint64_t gms__holder_address(const gms_pool *p, const gms_slot *s, bool *view);
 int gms__holder_pointer(const gms_pool *p, const gms_slot *s, gms_buf h, const char *op,
                         uint64_t *out);
 /* Called as block b dies: unmaps its view, checks its hash, frees the
- * share. GMS_E_CORRUPTION when an immutable share's bytes changed. */
-int gms__share_end(gms_pool *p, gms_block *b);
+ * share. GMS_E_CORRUPTION when an immutable share's bytes changed.
+ * *given: the block's memory went with the share to other processes (a
+ * mutable share of gmsd's CUDA memory), so its chunk is given up
+ * (gms__pool_give_away) rather than scrubbed and reused. */
+int gms__share_end(gms_pool *p, gms_block *b, bool *given);
 /* Whether an immutable share's bytes changed since it was made (noting the
  * violation if so). */
 bool gms__share_hash_broken(gms_pool *p, gms_block *b, const char *when);

@@ -764,12 +764,13 @@ static void granules_release(gms_pool *p, gms_block *b)
 
 /* ---- chunks ---- */
 
-/* Reserves a chunk for at least need bytes; *out is its one free block. */
-static int chunk_add(gms_pool *p, unsigned heap, uint64_t need, gms_block **out)
+/* Reserves a chunk for at least need bytes (just that, rounded to whole
+ * granules, when alone); *out is its one free block. */
+static int chunk_add(gms_pool *p, unsigned heap, uint64_t need, bool alone, gms_block **out)
 {
     gms_runtime *rt = p->rt;
     uint64_t size = rt->config.chunk_bytes;
-    if (need > size)
+    if (need > size || alone)
         size = (need + rt->config.granule - 1) & ~(rt->config.granule - 1);
     gms_chunk *c = gms__alloc_meta(rt, sizeof *c);
     gms_block *b = node_get(p);
@@ -824,6 +825,17 @@ static int chunk_add(gms_pool *p, unsigned heap, uint64_t need, gms_block **out)
     return GMS_OK;
 }
 
+/* Takes chunk c, its granules unmapped, off the pool and gives it back. */
+static void chunk_forget(gms_pool *p, gms_chunk *c)
+{
+    node_put(p, c->first);
+    gms_chunk **pp = &p->chunks;
+    while (*pp != c)
+        pp = &(*pp)->next;
+    *pp = c->next;
+    chunk_release(p, c);
+}
+
 /* Gives chunk c back if it is wholly free and no device work runs on it;
  * true if it went. */
 static bool chunk_release_free(gms_pool *p, gms_chunk *c)
@@ -846,13 +858,29 @@ static bool chunk_release_free(gms_pool *p, gms_chunk *c)
         }
     }
     gms__tlsf_remove(&p->tlsf[c->heap], b);
-    node_put(p, b);
-    gms_chunk **pp = &p->chunks;
-    while (*pp != c)
-        pp = &(*pp)->next;
-    *pp = c->next;
-    chunk_release(p, c);
+    chunk_forget(p, c);
     return true;
+}
+
+void gms__pool_give_away(gms_pool *p, gms_block *b)
+{
+    gms_chunk *c = b->chunk;
+    granules_release(p, b);
+    b->state = GMS_BLOCK_FREE;
+    /* No decommit: releasing the chunk unmaps all of it, and nothing may
+     * stop it going (the free lists must never see it). */
+    uint64_t held = 0;
+    for (uint64_t g = 0; g < c->ngranules; g++) {
+        gms_granule *gr = &c->granules[g];
+        if (!gr->committed)
+            continue;
+        if (in_lru(p, gr))
+            lru_unlink(p, gr);
+        gr->committed = false;
+        held += p->rt->config.granule;
+    }
+    held_sub(p, held);
+    chunk_forget(p, c);
 }
 
 /* Gives a chunk that became wholly free back, unless it is the last one
@@ -992,7 +1020,8 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
     uint64_t want = gms__pool_want(size, align);
     unsigned heap = gms__pool_heap(want);
     gms_tlsf *t = &p->tlsf[heap];
-    gms_block *b = gms__tlsf_find(t, want);
+    bool alone = (flags & GMS_ALLOC_PAGES) && p->rt->config.pages_alone;
+    gms_block *b = alone ? NULL : gms__tlsf_find(t, want);
     uint64_t done = 0;
     if (b && !(usable_on(p, b, stream, &done) && range_mapped(p, b, want))) {
         b = other_fit(p, t, b, want, stream);
@@ -1004,7 +1033,7 @@ int gms__pool_alloc(gms_pool *p, gms_context *ctx, uint64_t size, uint64_t req, 
     if (!may_map && closer && b->size > closer)
         return GMS__CLOSER_HELD;
     if (!b) {
-        int rc = chunk_add(p, heap, want, &b);
+        int rc = chunk_add(p, heap, alone ? size : want, alone, &b);
         if (rc)
             return rc;
     }

@@ -455,6 +455,9 @@ struct gms_runtime {
         uint64_t max_held;      /* 0: no limit */
         int device;             /* the GPU ordinal asked for */
         uint64_t view_unit;     /* a read-only view maps whole units of this size */
+        /* A GMS_ALLOC_PAGES block gets a chunk of its own: on gmsd's CUDA
+         * memory, a lease that a mutable share can hand out whole. */
+        bool pages_alone;
         FILE *map_log; /* $GMS_DEBUG_MAPS: every map and unmap, for tuning the retain policy */
     } config;
 
@@ -705,6 +708,10 @@ static inline unsigned gms__pool_heap(uint64_t want)
 /* Returns a retired block's memory to the free lists, tagged with its
  * stream and ticket (pool->lock held). */
 void gms__pool_free(gms_pool *p, gms_block *b);
+/* Gives back the chunk of a dead block alone in it whose memory went with
+ * a share to other processes (gms__share_end's *given), unscrubbed and
+ * never reused; the device is done with it (pool->lock held). */
+void gms__pool_give_away(gms_pool *p, gms_block *b);
 /* The granules wholly inside a block's data, as addresses [lo, hi); false if none. */
 bool gms__block_interior(const gms_pool *p, const gms_block *b, uint64_t *lo, uint64_t *hi);
 /* The parts of a retired block still mapped: up to two ranges, lo == hi

@@ -240,6 +240,7 @@ static int runtime_create(gms_runtime **out, const gms_runtime_options *o, uint6
     }
     rt->backend_name = be->ops->name;
     rt->config.view_unit = be->granularity;
+    rt->config.pages_alone = rt->brokered && rt->broker.memory != GMS_BROKER_MEMORY_HOST;
     if (rt->failpoint.nth) {
         gms_backend *wrapped;
         if (gms__backend_failing_create(be, &rt->failpoint, &wrapped) != 0) {

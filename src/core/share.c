@@ -158,8 +158,9 @@ bool gms__share_hash_broken(gms_pool *p, gms_block *b, const char *when)
     return true;
 }
 
-int gms__share_end(gms_pool *p, gms_block *b)
+int gms__share_end(gms_pool *p, gms_block *b, bool *given)
 {
+    *given = false;
     gms_share_rec *sh = b->share;
     int rc = GMS_OK;
     if (gms__share_hash_broken(p, b, "at its last release"))
@@ -169,7 +170,7 @@ int gms__share_end(gms_pool *p, gms_block *b)
     if (sh->view)
         p->rt->backend->ops->unmap_view(p->rt->backend, sh->view, sh->view_len);
     if (sh->broker_id) /* the chunk's pages back, before the wipe */
-        gms__broker_unshare(p->rt->broker_be, sh->broker_id);
+        *given = gms__broker_unshare(p->rt->broker_be, sh->broker_id) != 0;
     gms_slot *s = gms__slot_at(p->rt, sh->slot);
     atomic_store_explicit(&s->handle, 0, memory_order_release);
     s->gen++;
@@ -187,11 +188,13 @@ int gms__share_end(gms_pool *p, gms_block *b)
 /* In broker mode, a share whose block owns whole pages is registered with
  * gmsd: its pages become a memfd of gmsd's of their own (nothing else of
  * the tenant's in it), which gmsd hands to acquirers its grants name, in
- * any process. On CUDA memory gmsd copies the bytes instead (immutable
- * shares only), and each acquirer gets a copy of its own: any block will
- * do. *registered false: the share stays this process's (a block sharing
- * its pages, allowed only when every grant names the owner's own tenant,
- * whose other processes cannot reach it then). */
+ * any process. On CUDA memory an immutable share's bytes are copied by
+ * gmsd, and each acquirer gets a copy of its own: any block will do; a
+ * mutable one is its block's lease itself, which acquirers map: the block
+ * must be alone in its chunk (GMS_ALLOC_PAGES gives it a lease of its own
+ * there). *registered false: the share stays this process's (a block
+ * sharing its pages, allowed only when every grant names the owner's own
+ * tenant, whose other processes cannot reach it then). */
 static int broker_share(gms_pool *p, gms_block *b, gms_share_rec *sh, bool *registered)
 {
     gms_runtime *rt = p->rt;
@@ -203,15 +206,25 @@ static int broker_share(gms_pool *p, gms_block *b, gms_share_rec *sh, bool *regi
     bool others = false;
     for (uint32_t i = 0; i < sh->ngrants; i++)
         others |= strcmp(sh->grants[i].tenant, p->tenant->name) != 0;
-    bool copied = rt->broker.memory != GMS_BROKER_MEMORY_HOST;
+    bool device = rt->broker.memory != GMS_BROKER_MEMORY_HOST;
+    bool copied = device && sh->immutable;
     if (copied) {
         lo = b->addr;
         hi = b->addr + b->req_size;
         whole = b->chunk && !b->import;
     }
     /* Mutable within the tenant: the process's own, as without gmsd. */
-    if (copied && !others && !sh->immutable)
+    if (device && !others && !sh->immutable)
         return GMS_OK;
+    if (device && !sh->immutable) {
+        lo = b->addr;
+        hi = b->addr + b->size;
+        if (!b->chunk || b->import || b->addr != b->chunk->base || b->size != b->chunk->size)
+            return gms__fail(GMS_E_INVALID_ARG,
+                             "gms_share: on gmsd's CUDA memory, a mutable share another tenant "
+                             "may acquire is the buffer's memory itself, which must be a lease "
+                             "of its own: allocate it with GMS_ALLOC_PAGES");
+    }
     if (copied && !whole)
         return !others ? GMS_OK
                        : gms__fail(GMS_E_INVALID_ARG,

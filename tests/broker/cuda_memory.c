@@ -28,6 +28,8 @@
  */
 #include "util.h"
 
+#include "gms/access.h"
+
 #include <dlfcn.h>
 
 #define MIB (1ull << 20)
@@ -91,17 +93,17 @@ static void child_basic(void)
     CHECK_RC(rc, GMS_E_QUOTA);
     CHECK(strstr(gms_error_last(), "gmsd") != NULL);
     CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 3 && bytes == 3 * LEASE);
-    /* A mutable share another tenant could acquire is not served on CUDA
-     * memory (it would hand out the lease); one within the tenant stays
-     * the process's own. */
+    /* A mutable share another tenant could acquire is the buffer's lease
+     * itself, so a buffer sharing its lease is refused (and nothing is
+     * charged); one within the tenant stays the process's own. */
     gms_share_grant g = {.tenant = "someone", .language = GMS_ANY_LANGUAGE,
                          .mode = GMS_ACCESS_READ};
     gms_share_desc sd = GMS_SHARE_DESC_INIT;
     sd.grants = &g;
     sd.ngrants = 1;
     gms_share_id id = 0;
-    CHECK_RC(gms_share(ctx, bufs[0], &sd, &id), GMS_E_UNSUPPORTED);
-    CHECK(strstr(gms_error_last(), "each reader gets a copy of its own") != NULL);
+    CHECK_RC(gms_share(ctx, bufs[0], &sd, &id), GMS_E_INVALID_ARG);
+    CHECK(strstr(gms_error_last(), "GMS_ALLOC_PAGES") != NULL);
     CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 3 && bytes == 3 * LEASE);
     g.tenant = NULL;
     CHECK_OK(gms_share(ctx, bufs[0], &sd, &id));
@@ -356,9 +358,10 @@ static void child_reader(gms_share_id id)
 }
 
 /* Tenant self shares an immutable buffer with tenant other, whose reader
- * (child_reader) gets a copy of its own; a mutable share to it is
- * refused. The owner's bytes are the same after the reader's scribbling,
- * its charge goes with its last release, and the reader's with its death. */
+ * (child_reader) gets a copy of its own; a mutable share of a buffer that
+ * is not a lease of its own is refused. The owner's bytes are the same
+ * after the reader's scribbling, its charge goes with its last release,
+ * and the reader's with its death. */
 static void share_crosses(void)
 {
     int id_pipe[2], done_pipe[2];
@@ -382,7 +385,8 @@ static void share_crosses(void)
         sd.grants = &g;
         sd.ngrants = 1;
         gms_share_id id = 0;
-        CHECK_RC(gms_share(ctx, buf, &sd, &id), GMS_E_UNSUPPORTED);
+        CHECK_RC(gms_share(ctx, buf, &sd, &id), GMS_E_INVALID_ARG);
+        CHECK(strstr(gms_error_last(), "GMS_ALLOC_PAGES") != NULL);
         sd.immutable = 1;
         CHECK_OK(gms_share(ctx, buf, &sd, &id));
         uint64_t bytes, leases;
@@ -407,6 +411,158 @@ static void share_crosses(void)
     CHECK(status_of(reader) == 0);
     CHECK(broker_use_becomes(b.sock, 40021, 0, 0));
     CHECK(write(done_pipe[1], "d", 1) == 1);
+    CHECK(status_of(owner) == 0);
+}
+
+/* Whether buf of ctx holds SHARED_BYTES of byte v. */
+static int holds_byte(gms_context *ctx, gms_buf buf, uint8_t v)
+{
+    static uint8_t back[SHARED_BYTES];
+    if (gms_read(ctx, buf, 0, back, sizeof back) != GMS_OK)
+        return 0;
+    for (size_t i = 0; i < sizeof back; i++)
+        if (back[i] != v)
+            return 0;
+    return 1;
+}
+
+/* Writes n bytes of v (at most SHARED_BYTES) at the start of buf. */
+static void fill_byte(gms_context *ctx, gms_buf buf, uint8_t v, size_t n)
+{
+    static uint8_t data[SHARED_BYTES];
+    memset(data, v, n);
+    CHECK_OK(gms_write(ctx, buf, 0, data, n));
+}
+
+/* The mutable share's owner (tenant self): a GMS_ALLOC_PAGES buffer gets
+ * a lease of its own, which the share is, charged once. Step 1 it writes
+ * 0x5a; step 2 it frees the buffer, whose lease goes with the share (its
+ * charge stays until the share's last release), and fills what it
+ * allocates next, which must not be that memory; step 3 it ends. */
+static void mutable_owner(int in, int out)
+{
+    gms_runtime *rt;
+    gms_context *ctx = open_client(&rt, GMS_BACKEND_CUDA);
+    if (!ctx)
+        _exit(1);
+    gms_buf plain, buf;
+    gms_share_grant g = {.tenant = "other", .language = GMS_ANY_LANGUAGE,
+                         .mode = GMS_ACCESS_READ_WRITE};
+    gms_share_desc sd = GMS_SHARE_DESC_INIT;
+    sd.grants = &g;
+    sd.ngrants = 1;
+    gms_share_id id = 0;
+    /* A small buffer: its lease serves the small heap, so the shared one's
+     * is the large heap's only chunk, which a pool would keep. */
+    CHECK_OK(gms_alloc(ctx, 64 << 10, 0, &plain));
+    CHECK_RC(gms_share(ctx, plain, &sd, &id), GMS_E_INVALID_ARG);
+    CHECK_OK(gms_alloc(ctx, SHARED_BYTES, GMS_ALLOC_PAGES, &buf));
+    uint64_t bytes, leases, shared_bytes, shared_leases;
+    CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 2 && bytes > LEASE);
+    fill_byte(ctx, buf, 0x11, SHARED_BYTES);
+    CHECK_OK(gms_share(ctx, buf, &sd, &id));
+    CHECK(raw_usage(b.sock, &shared_bytes, &shared_leases) == 0 && shared_bytes == bytes &&
+          shared_leases == leases); /* the lease is the share: charged once */
+    put_bytes(out, &id, sizeof id);
+    char step;
+    get_bytes(in, &step, 1);
+    fill_byte(ctx, buf, 0x5a, SHARED_BYTES);
+    put_bytes(out, "1", 1);
+    get_bytes(in, &step, 1);
+    CHECK_OK(gms_free(ctx, buf));
+    /* Its lease went back; the share keeps the memory and the charge. */
+    CHECK(raw_usage(b.sock, &shared_bytes, &shared_leases) == 0 && shared_bytes == bytes &&
+          shared_leases == leases);
+    gms_buf next[2];
+    for (int i = 0; i < 2; i++) {
+        CHECK_OK(gms_alloc(ctx, 3 * MIB / 2, 0, &next[i]));
+        fill_byte(ctx, next[i], 0x77, 3 * MIB / 2);
+    }
+    put_bytes(out, "2", 1);
+    get_bytes(in, &step, 1);
+    for (int i = 0; i < 2; i++)
+        CHECK_OK(gms_free(ctx, next[i]));
+    CHECK_OK(gms_free(ctx, plain));
+    gms_context_close(ctx);
+    gms_runtime_close(rt);
+    _exit(test_done());
+}
+
+/* The mutable share's holder (uid 40021, tenant other): no read-only hold
+ * (a CUDA importer can map anything writable), no second writer while the
+ * owner holds it; atomic, it sees the owner's writes, and the memory
+ * after the owner freed its buffer; then read-write, what it writes is
+ * what its other hold of the same memory reads. */
+static void mutable_holder(int in, int out, gms_share_id id)
+{
+    driver_preload();
+    become_uid(40021);
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.broker = b.sock;
+    o.safety = stand_in ? GMS_SAFETY_OFF : GMS_SAFETY_ON;
+    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
+    d.tenant = "other";
+    d.user = "v";
+    gms_runtime *rt = NULL;
+    gms_context *ctx = NULL;
+    gms_buf shared = GMS_BUF_NULL, writer = GMS_BUF_NULL;
+    CHECK_OK(gms_runtime_open(&rt, &o));
+    CHECK_OK(gms_context_open(&ctx, rt, &d));
+    if (!ctx)
+        _exit(1);
+    CHECK_RC(gms_acquire(ctx, id, GMS_ACCESS_READ, &shared), GMS_E_UNSUPPORTED);
+    CHECK_RC(gms_acquire(ctx, id, GMS_ACCESS_READ_WRITE, &shared), GMS_E_BUSY);
+    CHECK_OK(gms_acquire(ctx, id, GMS_ACCESS_ATOMIC, &shared));
+    CHECK(holds_byte(ctx, shared, 0x11));
+    uint64_t bytes, leases;
+    CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 0 && bytes == 0);
+    char step;
+    put_bytes(out, "r", 1);
+    get_bytes(in, &step, 1); /* the owner wrote 0x5a */
+    CHECK(holds_byte(ctx, shared, 0x5a));
+    put_bytes(out, "r", 1);
+    get_bytes(in, &step, 1); /* the owner freed its buffer */
+    CHECK(holds_byte(ctx, shared, 0x5a));
+    CHECK_OK(gms_acquire(ctx, id, GMS_ACCESS_READ_WRITE, &writer));
+    fill_byte(ctx, writer, 0xc3, SHARED_BYTES);
+    CHECK(holds_byte(ctx, shared, 0xc3));
+    CHECK_OK(gms_release(ctx, writer));
+    CHECK_OK(gms_release(ctx, shared)); /* the last hold: the share goes */
+    gms_context_close(ctx);
+    gms_runtime_close(rt);
+    _exit(test_done());
+}
+
+/* A mutable share of device memory crossing tenants: the very memory,
+ * written by either side, outliving the owner's buffer, and its charge
+ * the owner's tenant's until the last hold goes. */
+static void mutable_share_crosses(void)
+{
+    int to_owner[2], from_owner[2], to_holder[2], from_holder[2];
+    if (pipe(to_owner) || pipe(from_owner) || pipe(to_holder) || pipe(from_holder))
+        _exit(1);
+    fflush(stdout);
+    pid_t owner = fork();
+    if (owner == 0)
+        mutable_owner(to_owner[0], from_owner[1]);
+    gms_share_id id = 0;
+    char step;
+    get_bytes(from_owner[0], &id, sizeof id);
+    pid_t holder = fork();
+    if (holder == 0)
+        mutable_holder(to_holder[0], from_holder[1], id);
+    get_bytes(from_holder[0], &step, 1);
+    put_bytes(to_owner[1], "w", 1);
+    get_bytes(from_owner[0], &step, 1);
+    put_bytes(to_holder[1], "s", 1);
+    get_bytes(from_holder[0], &step, 1);
+    put_bytes(to_owner[1], "f", 1);
+    get_bytes(from_owner[0], &step, 1);
+    put_bytes(to_holder[1], "s", 1);
+    CHECK(status_of(holder) == 0);
+    /* The share went: the owner holds its two leases of plain buffers. */
+    CHECK(broker_use_becomes(b.sock, getuid(), 2 * LEASE, 2));
+    put_bytes(to_owner[1], "e", 1);
     CHECK(status_of(owner) == 0);
 }
 
@@ -858,6 +1014,7 @@ int main(int argc, char **argv)
             CHECK(run_child(child_other) == 0);
         CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 0);
         share_crosses();
+        mutable_share_crosses();
         if (!stand_in) /* a kernel: the stand-in runs none */
             fault_stays_home();
     } else {

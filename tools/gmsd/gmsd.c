@@ -75,6 +75,7 @@ typedef struct lease {
     int fd; /* the broker's own reference, for the wipe; -1 for one taken
                over from the gmsd before (its process holds the memfd) */
     uint64_t handle; /* CUDA memory (--memory cuda): gmsd's own handle; 0 none */
+    struct share *share; /* CUDA memory: the mutable share whose memory this is */
     unsigned slot; /* its record in the state file */
     struct lease *next;
 } lease;
@@ -96,6 +97,9 @@ typedef struct share {
                     for one taken over from the gmsd before, or of CUDA memory */
     uint64_t handle; /* CUDA memory: gmsd's copy of the buffer, which each
                         reader gets a copy of (0: none) */
+    lease *lease; /* CUDA memory, mutable: the owner's lease whose memory
+                     this is (fd: a descriptor of it), which charges it while
+                     it lives; NULL: the share is charged itself */
     uint64_t bytes, req, off; /* the memfd; the buffer's bytes and offset in it */
     gmsd_tenant *owner;       /* charged for it until its last hold goes */
     uint64_t owner_serial;    /* the owner's connection; 0 once it is gone */
@@ -299,6 +303,18 @@ static void share_withdraw(share *sh)
 static void lease_drop(client *c, lease *l)
 {
     gmsd_state_clear(l->slot);
+    if (l->share) {
+        /* Its memory is a mutable share's, which other processes map: it
+         * stays theirs, and charged, until the share's last release. */
+        l->share->lease = NULL;
+        close(l->fd);
+        gms__vmm_lease_free(gpu, l->handle);
+        audit(GMS_AUDIT_FREE, GMS_OK, c, l->id, l->bytes,
+              "lease released; its memory stays with share 0x%016llx, charged to it until its "
+              "last release", (unsigned long long)l->share->id);
+        free(l);
+        return;
+    }
     if (l->handle) {
         close(l->fd);
         gms__vmm_lease_free(gpu, l->handle);
@@ -596,19 +612,25 @@ static void share_free(client *by, share *sh)
         pp = &(*pp)->next;
     *pp = sh->next;
     gmsd_state_clear(sh->slot);
-    if (sh->fd >= 0 && !sh->immutable &&
+    if (sh->fd >= 0 && !sh->immutable && !gpu &&
         fallocate(sh->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)sh->bytes) != 0)
         say("share 0x%016llx: wipe failed: %s", (unsigned long long)sh->id, strerror(errno));
     if (sh->fd >= 0)
         close(sh->fd);
     if (sh->handle)
         gms__vmm_lease_free(gpu, sh->handle);
-    sh->owner->used_bytes -= sh->bytes;
-    sh->owner->used_leases--;
+    if (sh->lease) { /* the lease still charges its memory */
+        sh->lease->share = NULL;
+    } else {
+        sh->owner->used_bytes -= sh->bytes;
+        sh->owner->used_leases--;
+    }
     sh->owner->live_shares--;
     audit(GMS_AUDIT_WIPE, GMS_OK, by, sh->id, sh->bytes,
           "share of tenant '%s' freed by its last release%s", sh->owner->name,
           sh->handle ? " (device memory: gmsd's copy released)"
+          : gpu && sh->fd >= 0 ? " (device memory: the owner's lease's, which gmsd zeroed before "
+                                 "it was handed out; the driver frees it with its last mapping)"
           : sh->fd < 0 ? " (taken over from the gmsd before: its pages go with the last mapping)"
           : sh->immutable ? " (write-sealed: its pages go with the memfd)"
                           : ": pages punched out");
@@ -680,20 +702,16 @@ static int share_copy_in(const gms_broker_msg *m, const lease *l, share *sh)
 }
 
 /* The owner's lease holding a share of CUDA memory, checked: NULL when
- * refused (the refusal sent, *rc its result). A mutable share would have
- * to hand out the memory itself: the lease, with every other buffer of
- * the owner's in it. */
-static const lease *share_source(client *c, const gms_broker_msg *m, int *rc)
+ * refused (the refusal sent, *rc its result). A mutable share hands out
+ * the memory itself, so it must be a whole lease, which then holds the
+ * shared buffer alone (the client gives a GMS_ALLOC_PAGES buffer a lease
+ * of its own); an immutable one is copied from anywhere in a lease. */
+static lease *share_source(client *c, const gms_broker_msg *m, int *rc)
 {
-    const lease *l = c->leases;
+    lease *l = c->leases;
     while (l && l->id != m->d)
         l = l->next;
-    if (!m->flags)
-        *rc = refuse_share(c, m->seq, GMS_E_UNSUPPORTED, 0,
-                           "share: this gmsd serves CUDA memory, where a share across processes is "
-                           "immutable (each reader gets a copy of its own); a mutable one would "
-                           "hand out the owner's whole lease");
-    else if (!l)
+    if (!l)
         *rc = refuse_share(c, m->seq, GMS_E_INVALID_HANDLE, 0,
                            "share: lease 0x%016llx is not a live lease of this connection",
                            (unsigned long long)m->d);
@@ -707,6 +725,16 @@ static const lease *share_source(client *c, const gms_broker_msg *m, int *rc)
                            "share of %llu bytes at %llu: past the end of lease 0x%016llx (%llu "
                            "bytes)", (unsigned long long)m->b, (unsigned long long)m->c,
                            (unsigned long long)l->id, (unsigned long long)l->bytes);
+    else if (!m->flags && (m->c != 0 || m->a != l->bytes))
+        *rc = refuse_share(c, m->seq, GMS_E_INVALID_ARG, 0,
+                           "share: a mutable share of CUDA memory hands out the memory itself, "
+                           "so it is a whole lease (%llu bytes of lease 0x%016llx asked for, of "
+                           "%llu): allocate the buffer with GMS_ALLOC_PAGES, which gets a lease "
+                           "of its own", (unsigned long long)m->a, (unsigned long long)l->id,
+                           (unsigned long long)l->bytes);
+    else if (!m->flags && l->share)
+        *rc = refuse_share(c, m->seq, GMS_E_BUSY, 0, "share: lease 0x%016llx is shared already",
+                           (unsigned long long)l->id);
     else
         return l;
     return NULL;
@@ -730,10 +758,11 @@ static int share_new(client *c, const gms_broker_msg *m)
 {
     gmsd_tenant *t = c->tenant;
     uint64_t unit = gpu ? gpu->granularity : (uint64_t)sysconf(_SC_PAGESIZE);
-    /* On CUDA memory the share holds the buffer at its start, in the fewest
-     * whole granules (m->c and m->d place it in the owner's lease); on the
-     * host, in the owner's block's whole pages, at offset m->c. */
-    int bad = gpu ? m->b > m->a || m->a - m->b >= unit
+    /* On CUDA memory an immutable share holds the buffer at its start, in
+     * the fewest whole granules (m->c and m->d place it in the owner's
+     * lease), and a mutable one is lease m->d (share_source); on the host,
+     * in the owner's block's whole pages, at offset m->c. */
+    int bad = gpu ? m->b > m->a || (m->flags && m->a - m->b >= unit)
                   : m->c > m->a || m->b > m->a - m->c || m->d != 0;
     if (m->a == 0 || m->a % unit || m->b == 0 || bad)
         return refuse_share(c, m->seq, GMS_E_INVALID_ARG, 0,
@@ -746,24 +775,28 @@ static int share_new(client *c, const gms_broker_msg *m)
                             "share: grant %u: mode %u or language %d out of range", bad_grant,
                             m->grants[bad_grant].mode, m->grants[bad_grant].language);
     int rc = 0;
-    const lease *from = gpu ? share_source(c, m, &rc) : NULL;
+    lease *from = gpu ? share_source(c, m, &rc) : NULL;
     if (gpu && !from)
         return rc;
+    /* A mutable share of CUDA memory is the owner's lease itself, which
+     * already charges it. */
+    lease *of = gpu && !m->flags ? from : NULL;
     if (c->holds >= HOLDS_MAX)
         return refuse_share(c, m->seq, GMS_E_QUOTA, 0, "connection holds %u shares, the most",
                             c->holds);
-    if (!quota_fits(t, m->a))
+    if (!of && !quota_fits(t, m->a))
         return refuse_quota(c, m->seq, "a share", m->a);
     share *sh = calloc(1, sizeof *sh);
     if (!sh)
         return refuse(c, m->seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
     sh->fd = -1;
-    int err = gpu ? share_copy_in(m, from, sh) : 0;
+    int err = of ? ((sh->fd = fcntl(of->fd, F_DUPFD_CLOEXEC, 0)) < 0 ? errno : 0)
+              : gpu ? share_copy_in(m, from, sh) : 0;
     if (err) {
         free(sh);
         return refuse(c, m->seq, err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
-                      "copying the share's %llu bytes: %s", (unsigned long long)m->b,
-                      driver_why(err));
+                      "%s the share's %llu bytes: %s", of ? "a descriptor of" : "copying",
+                      (unsigned long long)m->b, of ? strerror(err) : driver_why(err));
     }
     if (!gpu && (err = share_memfd(t, m->a, 0, &sh->fd)) != 0) {
         if (sh->fd >= 0)
@@ -781,6 +814,7 @@ static int share_new(client *c, const gms_broker_msg *m)
     sh->immutable = (int)m->flags;
     sh->ngrants = m->ngrants;
     memcpy(sh->grants, m->grants, sizeof sh->grants);
+    sh->lease = of;
     long slot = record_share(sh, c->session);
     hold *h = slot < 0 ? NULL : (sh->slot = (unsigned)slot, hold_new(c, sh, !m->flags));
     if (!h) {
@@ -796,16 +830,22 @@ static int share_new(client *c, const gms_broker_msg *m)
     }
     sh->next = shares;
     shares = sh;
-    t->used_bytes += sh->bytes;
-    t->used_leases++;
+    if (of) {
+        of->share = sh;
+    } else {
+        t->used_bytes += sh->bytes;
+        t->used_leases++;
+    }
     t->live_shares++;
     t->n.shares++;
     audit(GMS_AUDIT_SHARE, GMS_OK, c, sh->id, sh->req, "share of %llu bytes, %s, %u grant%s%s",
           (unsigned long long)sh->bytes, sh->immutable ? "immutable" : "mutable", sh->ngrants,
-          sh->ngrants == 1 ? "" : "s", gpu ? ", device memory copied by gmsd" : "");
+          sh->ngrants == 1 ? "" : "s",
+          of ? ", device memory: the owner's lease itself"
+          : gpu ? ", device memory copied by gmsd" : "");
     gms_broker_msg r = {.type = GMS_BROKER_SHARED, .seq = m->seq, .a = sh->id, .b = h->id,
                         .c = sh->bytes};
-    return reply(c, &r, sh->fd); /* CUDA memory: none, gmsd filled it */
+    return reply(c, &r, gpu ? -1 : sh->fd); /* CUDA memory: none, the owner has it */
 }
 
 /* The owner has filled the memfd: an immutable share is sealed against
@@ -819,7 +859,7 @@ static int share_publish(client *c, const gms_broker_msg *m)
                             "share 0x%016llx: not an unpublished share of this connection",
                             (unsigned long long)m->a);
     int seals = F_SEAL_SEAL | (sh->immutable ? F_SEAL_WRITE : 0);
-    if (sh->fd >= 0 && fcntl(sh->fd, F_ADD_SEALS, seals) != 0)
+    if (sh->fd >= 0 && !gpu && fcntl(sh->fd, F_ADD_SEALS, seals) != 0)
         return refuse_share(c, m->seq, GMS_E_BUSY, sh->id,
                             "share 0x%016llx: cannot seal it (%s): the owner keeps a writable "
                             "mapping or sealed it itself", (unsigned long long)sh->id,
@@ -882,6 +922,12 @@ static int share_acquire(client *c, const gms_broker_msg *m)
         return refuse_share(c, m->seq, GMS_E_ACCESS_DENIED, sh->id,
                             "tenant '%s' user '%s' may only read share 0x%016llx", who, m->user,
                             (unsigned long long)sh->id);
+    if (gpu && !sh->immutable && m->mode == GMS_ACCESS_READ)
+        return refuse_share(c, m->seq, GMS_E_UNSUPPORTED, sh->id,
+                            "share 0x%016llx is mutable device memory, which whoever imports it "
+                            "can map writable: a read-only hold cannot be kept to, so acquire it "
+                            "read-write or atomic (if its grants allow), or have it shared "
+                            "immutable (each reader then gets a copy)", (unsigned long long)sh->id);
     if (m->mode == GMS_ACCESS_READ_WRITE && writer)
         return refuse_share(c, m->seq, GMS_E_BUSY, sh->id,
                             "share 0x%016llx already has a writer (one at a time)",
@@ -889,13 +935,14 @@ static int share_acquire(client *c, const gms_broker_msg *m)
     if (c->holds >= HOLDS_MAX)
         return refuse_share(c, m->seq, GMS_E_QUOTA, sh->id, "connection holds %u shares, the most",
                             c->holds);
-    /* CUDA memory: a reader gets device memory of its own, charged to its
-     * tenant, with the share's bytes copied in: an imported allocation can
-     * be mapped writable by whoever holds it, so what it writes reaches
-     * nobody else. A lease of c's, so that its release, c's death and a
-     * restart return it as any lease. */
+    /* CUDA memory, immutable: a reader gets device memory of its own,
+     * charged to its tenant, with the share's bytes copied in: an imported
+     * allocation can be mapped writable by whoever holds it, so what it
+     * writes reaches nobody else. A lease of c's, so that its release, c's
+     * death and a restart return it as any lease. Mutable: every holder
+     * gets a descriptor of the owner's lease itself (sh->fd). */
     lease *copy = NULL;
-    if (gpu) {
+    if (gpu && sh->immutable) {
         char what[48];
         snprintf(what, sizeof what, "a copy of share 0x%016llx", (unsigned long long)sh->id);
         if (!quota_fits(c->tenant, sh->bytes))
@@ -1044,6 +1091,10 @@ static int share_transfer(client *c, const gms_broker_msg *m)
         return refuse_share(c, m->seq, GMS_E_INVALID_HANDLE, m->a,
                             "transfer: hold 0x%016llx is not a live hold of this connection",
                             (unsigned long long)m->a);
+    if (gpu)
+        return refuse_share(c, m->seq, GMS_E_UNSUPPORTED, sh->id,
+                            "transfer: share 0x%016llx is device memory, whose transfer between "
+                            "tenants gmsd does not make", (unsigned long long)sh->id);
     if (sh->moved_to) /* the hold's last use is its release */
         return refuse_share(c, m->seq, GMS_E_INVALID_HANDLE, m->a,
                             "transfer: share 0x%016llx was taken over already (as 0x%016llx): "

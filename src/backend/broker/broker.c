@@ -50,13 +50,16 @@ typedef struct share_entry {
     gms_broker_msg *made;    /* the SHARE that made it: RESHARE repeats it */
     gms_backend_chunk *chunk;
     uint64_t addr, len;
+    int lease_given; /* CUDA memory, mutable: the share is chunk's lease itself */
     struct share_entry *next;
 } share_entry;
 
-/* A share of another process acquired on CUDA memory: this process's own
- * copy (a lease gmsd made for the hold), imported and mapped read-only. */
+/* A share of another process acquired on CUDA memory, imported and
+ * mapped: an immutable one's copy of this process's own (a lease gmsd made
+ * for the hold), read-only, or a mutable one's memory itself (the owner's
+ * lease; no lease of this process's), read-write. */
 typedef struct copy_entry {
-    uint64_t hold, lease;
+    uint64_t hold, lease; /* lease 0: a mutable share's */
     gms_vmm_import imp;
     struct copy_entry *next;
 } copy_entry;
@@ -484,6 +487,44 @@ static int share_copied(broker_backend *bb, gms_backend_chunk *chunk, uint64_t a
     return rc;
 }
 
+/* SHARE of CUDA memory, mutable: chunk [addr, addr+len) is a whole lease,
+ * which holds the one buffer (req bytes) and becomes the share itself:
+ * other processes import the very memory. No descriptor comes back (this
+ * process maps it already). e joins bb->shares. */
+static int share_lease(broker_backend *bb, gms_backend_chunk *chunk, uint64_t addr, uint64_t len,
+                       gms_broker_msg *q, gms_broker_msg *rep, share_entry *e, char *why,
+                       size_t why_len)
+{
+    uint64_t lease, base;
+    if (gms__vmm_chunk_lease(chunk, &lease, &base) != 0 || base != addr) {
+        snprintf(why, why_len, "the buffer is not a whole lease of gmsd's");
+        return GMS_E_INVALID_ARG;
+    }
+    q->c = 0;
+    q->d = lease;
+    int fd = -1;
+    pthread_mutex_lock(&bb->lock);
+    int rc = share_call(bb, q, rep, &fd, GMS_BROKER_SHARED, why, why_len);
+    if (!rc && (fd >= 0 || rep->c != len)) {
+        hold_release(bb, rep->b);
+        snprintf(why, why_len, "gmsd's answer does not describe a share of this lease");
+        rc = GMS_E_BACKEND;
+    }
+    if (fd >= 0)
+        close(fd);
+    uint64_t share = rep->a, hold = rep->b;
+    gms_broker_msg pub = {.type = GMS_BROKER_PUBLISH, .a = share};
+    if (!rc && (rc = share_call(bb, &pub, rep, &fd, GMS_BROKER_PUBLISHED, why, why_len)) != 0)
+        hold_release(bb, hold);
+    if (!rc) {
+        *e = (share_entry){.id = share, .hold = hold, .fd = -1, .chunk = chunk, .addr = addr,
+                           .len = len, .lease_given = 1, .next = bb->shares};
+        bb->shares = e;
+    }
+    pthread_mutex_unlock(&bb->lock);
+    return rc;
+}
+
 int gms__broker_share(gms_backend *be, gms_backend_chunk *chunk, uint64_t addr, uint64_t len,
                       uint64_t req, uint64_t data_off, int immutable,
                       const gms_broker_share_grant *grants, unsigned n, uint64_t *id,
@@ -518,7 +559,9 @@ int gms__broker_share(gms_backend *be, gms_backend_chunk *chunk, uint64_t addr, 
     int fd = -1, rc;
     void *v = MAP_FAILED;
     if (bb->memory != GMS_BROKER_MEMORY_HOST) {
-        if ((rc = share_copied(bb, chunk, addr + data_off, req, q, rep, e, why, why_len)) == 0) {
+        rc = immutable ? share_copied(bb, chunk, addr + data_off, req, q, rep, e, why, why_len)
+                       : share_lease(bb, chunk, addr, len, q, rep, e, why, why_len);
+        if (rc == 0) {
             *id = e->id;
             *view = 0;
             e = NULL; /* on bb->shares */
@@ -589,7 +632,7 @@ done:
     return rc;
 }
 
-void gms__broker_unshare(gms_backend *be, uint64_t id)
+int gms__broker_unshare(gms_backend *be, uint64_t id)
 {
     broker_backend *bb = bb_of(be);
     pthread_mutex_lock(&bb->lock);
@@ -597,6 +640,7 @@ void gms__broker_unshare(gms_backend *be, uint64_t id)
     while (*pp && (*pp)->id != id)
         pp = &(*pp)->next;
     share_entry *e = *pp;
+    int given = e && e->lease_given;
     if (e && e->fd < 0) { /* CUDA memory: the owner's buffer never moved */
         *pp = e->next;
         hold_release(bb, e->hold);
@@ -627,30 +671,39 @@ void gms__broker_unshare(gms_backend *be, uint64_t id)
     if (e)
         free(e->made);
     free(e);
+    /* The lease goes with the share: this process's work on it must be
+     * done before the chunk is unmapped. A failed wait (a device fault)
+     * leaves nothing of ours running on it. */
+    if (given)
+        gms__vmm_device_sync(bb->gpu);
+    return given;
 }
 
-/* ACQUIRED on CUDA memory (lock held): fd is this process's copy of the
- * share, a lease of its own (rep->e) that gmsd made for the hold; imported
- * and mapped read-only between guard ranges. On failure the hold and the
+/* ACQUIRED on CUDA memory (lock held), imported and mapped between guard
+ * ranges: of an immutable share, fd is this process's copy, a lease of its
+ * own (rep->e) that gmsd made for the hold, mapped read-only; of a mutable
+ * one, the owner's lease itself, mapped read-write (gmsd refuses a reader:
+ * an importer can map anything writable). On failure the hold and the
  * copy go back. */
-static int acquire_copy(broker_backend *bb, int fd, unsigned mode, const gms_broker_msg *rep,
-                        gms_broker_hold *out, char *why, size_t why_len)
+static int acquire_import(broker_backend *bb, int fd, unsigned mode, const gms_broker_msg *rep,
+                          gms_broker_hold *out, char *why, size_t why_len)
 {
     uint64_t bytes = rep->b, gran = bb->gpu->granularity;
+    int immutable = rep->flags != 0;
     copy_entry *c = calloc(1, sizeof *c);
     int rc = c ? GMS_OK : GMS_E_NO_MEMORY;
     if (!c)
         snprintf(why, why_len, "out of host memory");
-    if (!rc && (rep->mode != mode || mode != GMS_ACCESS_READ || !rep->flags || !rep->e ||
-                bytes == 0 || bytes % gran || bytes > (1ull << 52) || rep->d != 0 || rep->c == 0 ||
-                rep->c > bytes)) {
+    if (!rc && (rep->mode != mode || (mode == GMS_ACCESS_READ) != immutable ||
+                (rep->e != 0) != immutable || fd < 0 || bytes == 0 || bytes % gran ||
+                bytes > (1ull << 52) || rep->d != 0 || rep->c == 0 || rep->c > bytes)) {
         rc = GMS_E_BACKEND;
-        snprintf(why, why_len, "gmsd's answer does not describe a copy of the share");
+        snprintf(why, why_len, "gmsd's answer does not describe the share's memory");
     }
-    int err = rc ? 0 : gms__vmm_import(bb->gpu, fd, bytes, 0, &c->imp);
+    int err = rc ? 0 : gms__vmm_import(bb->gpu, fd, bytes, !immutable, &c->imp);
     if (err) {
         rc = err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND;
-        snprintf(why, why_len, "mapping the copy of the share: %s", gms__backend_why());
+        snprintf(why, why_len, "mapping the share's memory: %s", gms__backend_why());
     }
     if (rc) {
         free(c);
@@ -668,7 +721,7 @@ static int acquire_copy(broker_backend *bb, int fd, unsigned mode, const gms_bro
     out->map_len = c->imp.region_size;
     out->addr = c->imp.base;
     out->req = rep->c;
-    out->immutable = 1;
+    out->immutable = immutable;
     out->foreign = strcmp(rep->tenant, bb->tenant) != 0;
     bb->holds++;
     return GMS_OK;
@@ -696,7 +749,7 @@ int gms__broker_acquire(gms_backend *be, uint64_t id, unsigned mode, int languag
     if (rc)
         goto out;
     if (bb->memory != GMS_BROKER_MEMORY_HOST) {
-        rc = acquire_copy(bb, fd, mode, rep, out, why, why_len);
+        rc = acquire_import(bb, fd, mode, rep, out, why, why_len);
         goto out;
     }
     uint64_t bytes = rep->b;
@@ -749,7 +802,8 @@ void gms__broker_release_hold(gms_backend *be, uint64_t hold, uint64_t map, uint
         /* Unmapped and released before gmsd frees it. */
         *pp = c->next;
         gms__vmm_unimport(bb->gpu, &c->imp);
-        lease_release_locked(bb, c->lease);
+        if (c->lease)
+            lease_release_locked(bb, c->lease);
         free(c);
     } else {
         munmap((void *)(uintptr_t)map, map_len);
