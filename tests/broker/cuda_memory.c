@@ -761,29 +761,31 @@ static void lease_phases(int fd, double t[5])
     t[3] = (t4 - t3) * 1e6, t[4] = (t5 - t4) * 1e6;
 }
 
-/* What an immutable share of bytes costs through gmsd on CUDA memory,
- * medians in ms: gms_share (the device waited for, gmsd's copy made), an
- * acquire (the reader's own copy made and mapped; acquired here by the
- * owner's process, through gmsd as any other), its release, and the
- * owner's last release. */
-static void share_costs(gms_context *ctx, uint64_t bytes)
+/* What a share of bytes costs through gmsd on CUDA memory, medians in ms:
+ * gms_share (immutable: the device waited for, gmsd's copy made; mutable:
+ * the buffer's own lease named), an acquire (immutable: the reader's own
+ * copy made and mapped; mutable: the owner's lease imported and mapped;
+ * acquired here by the owner's process, through gmsd as any other), its
+ * release, and the owner's last release (mutable: its lease given up). */
+static void share_costs(gms_context *ctx, uint64_t bytes, int immutable)
 {
     enum { N = 9 };
     double share[N], acquire[N], release[N], end[N];
-    gms_share_grant g = {.tenant = NULL, .language = GMS_ANY_LANGUAGE, .mode = GMS_ACCESS_READ};
+    gms_share_grant g = {.tenant = immutable ? NULL : "*", .language = GMS_ANY_LANGUAGE,
+                         .mode = immutable ? GMS_ACCESS_READ : GMS_ACCESS_READ_WRITE};
     gms_share_desc sd = GMS_SHARE_DESC_INIT;
     sd.grants = &g;
     sd.ngrants = 1;
-    sd.immutable = 1;
+    sd.immutable = immutable;
     for (int i = 0; i < N; i++) {
         gms_buf buf, got;
         gms_share_id id = 0;
-        CHECK_OK(gms_alloc(ctx, bytes, 0, &buf));
+        CHECK_OK(gms_alloc(ctx, bytes, immutable ? 0 : GMS_ALLOC_PAGES, &buf));
         CHECK_OK(gms_fill(ctx, buf, 0, 0x5a, bytes));
         double t0 = now_s();
         CHECK_OK(gms_share(ctx, buf, &sd, &id));
         double t1 = now_s();
-        CHECK_OK(gms_acquire(ctx, id, GMS_ACCESS_READ, &got));
+        CHECK_OK(gms_acquire(ctx, id, immutable ? GMS_ACCESS_READ : GMS_ACCESS_ATOMIC, &got));
         double t2 = now_s();
         CHECK_OK(gms_release(ctx, got));
         double t3 = now_s();
@@ -793,10 +795,16 @@ static void share_costs(gms_context *ctx, uint64_t bytes)
         release[i] = (t3 - t2) * 1e3, end[i] = (t4 - t3) * 1e3;
     }
     double a = median(acquire, N);
-    printf("immutable share of %llu MiB through gmsd: share %.2f ms, acquire (a copy) %.2f ms "
-           "(%.1f GB/s), its release %.2f ms, the owner's last release %.2f ms\n",
-           (unsigned long long)(bytes / MIB), median(share, N), a, bytes / (a * 1e6),
-           median(release, N), median(end, N));
+    if (immutable)
+        printf("immutable share of %llu MiB through gmsd: share %.2f ms, acquire (a copy) %.2f ms "
+               "(%.1f GB/s), its release %.2f ms, the owner's last release %.2f ms\n",
+               (unsigned long long)(bytes / MIB), median(share, N), a, bytes / (a * 1e6),
+               median(release, N), median(end, N));
+    else
+        printf("mutable share of %llu MiB through gmsd: share %.2f ms, acquire (the lease "
+               "imported) %.2f ms, its release %.2f ms, the owner's last release %.2f ms\n",
+               (unsigned long long)(bytes / MIB), median(share, N), a, median(release, N),
+               median(end, N));
 }
 
 /* gmsd's own part of a share of bytes on CUDA memory, medians in ms: the
@@ -921,7 +929,8 @@ static void bench(void)
     spared_first(GMS_SAFETY_ON, spared);
     spared_first(GMS_SAFETY_OFF, spared_off);
     for (uint64_t mib = 2; ctx && mib <= 64; mib *= 32) {
-        share_costs(ctx, mib * MIB);
+        share_costs(ctx, mib * MIB, 1);
+        share_costs(ctx, mib * MIB, 0);
         share_round_trips(mib * MIB);
     }
     if (ctx) {
