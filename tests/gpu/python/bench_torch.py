@@ -21,7 +21,11 @@ checkpointing) and resnet50_infer_varbatch (bf16 inference on batches of
 
 Each (workload, allocator) pair runs in a fresh child process, since the
 allocator must be chosen before the first CUDA allocation; the order of
-the two allocators alternates from one workload to the next. Same seeds,
+the allocators alternates from one workload (and round) to the next.
+A process's host speed varies by several percent from one process to the
+next, which a step bound by the host shows in full: --rounds N runs N
+children per allocator, in turn, and reports the median of their medians
+(round_medians_ms lists them) and each round's ratio beside it. Same seeds,
 same inputs, warm-up steps first, then timed steps each bracketed by
 torch.cuda.synchronize(); the median step (request) time is reported, and
 the ratio gms / torch. Memory: PyTorch's torch.cuda.max_memory_reserved()
@@ -371,10 +375,26 @@ def markdown(summary):
         o = w.get("gms_off", {})
         off = ("%.1f | %.3f" % (o["median_ms"], w["time_ratio_safety_off"])
                if "median_ms" in o else "- | -")
-        lines.append("| %s | %.1f | %.1f | %.3f | %s | %.0f | %.0f | %.3f |" % (
-            w["workload"], t["median_ms"], g["median_ms"], w["time_ratio"], off,
+        ratio = "%.3f" % w["time_ratio"]
+        if "time_ratio_rounds" in w:  # --rounds: each round's, least to most
+            ratio += " (%.3f-%.3f)" % (min(w["time_ratio_rounds"]), max(w["time_ratio_rounds"]))
+        lines.append("| %s | %.1f | %.1f | %s | %s | %.0f | %.0f | %.3f |" % (
+            w["workload"], t["median_ms"], g["median_ms"], ratio, off,
             t["peak_bytes"] / mib, g["peak_bytes"] / mib, w["memory_ratio"]))
     return "\n".join(lines)
+
+
+def median_child(results):
+    """The child whose median step is the median of the rounds' (the lower
+    middle one of an even count), listing every round's; a failed round
+    stands for all, so that no failure hides behind the others."""
+    failed = [r for r in results if "median_ms" not in r]
+    if failed:
+        return failed[0]
+    mid = dict(sorted(results, key=lambda r: r["median_ms"])[(len(results) - 1) // 2])
+    if len(results) > 1:
+        mid["round_medians_ms"] = [round(r["median_ms"], 3) for r in results]
+    return mid
 
 
 def main():
@@ -389,6 +409,9 @@ def main():
     ap.add_argument("--budget", type=float, default=400.0,
                     help="seconds after which no new child is started")
     ap.add_argument("--timeout", type=int, default=150, help="seconds per child")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="children per (workload, allocator), run in turn; the median of "
+                         "their medians is reported")
     ap.add_argument("--gms-env", action="append", default=[], metavar="KEY=VALUE",
                     help="environment of the gms children, e.g. "
                          "GMS_TORCH_QUARANTINE_BYTES=268435456 (repeatable)")
@@ -412,20 +435,30 @@ def main():
     if unknown:
         ap.error("unknown workload(s): %s" % ", ".join(unknown))
     summary = {"machine": machine(), "gms_env": args.gms_env, "workloads": []}
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
+    allocs = ["torch", "gms", "gms_off"]
     for n, workload in enumerate(names):
-        # Alternate which allocator goes first, so warm caches (files,
-        # clocks) favour neither.
-        order = ["torch", "gms", "gms_off"] if n % 2 == 0 else ["gms_off", "gms", "torch"]
         entry = {"workload": workload}
-        for alloc in order:
-            left = args.budget - (time.time() - start)
-            if left <= 0:
-                entry[alloc] = {"error": "skipped: over the time budget"}
-                continue
-            entry[alloc] = run_child(workload, alloc, min(args.timeout, int(left) + 30),
-                                     args.gms_env)
-            print("%s/%s: %s" % (workload, alloc, json.dumps(entry[alloc])), file=sys.stderr,
-                  flush=True)
+        runs = {alloc: [] for alloc in allocs}
+        for r in range(args.rounds):
+            # Alternate which allocator goes first, so warm caches (files,
+            # clocks) favour none.
+            for alloc in allocs if (n + r) % 2 == 0 else allocs[::-1]:
+                left = args.budget - (time.time() - start)
+                if left <= 0:
+                    res = {"error": "skipped: over the time budget"}
+                else:
+                    res = run_child(workload, alloc, min(args.timeout, int(left) + 30),
+                                    args.gms_env)
+                runs[alloc].append(res)
+                print("%s/%s round %d/%d: %s" % (workload, alloc, r + 1, args.rounds,
+                                                 json.dumps(res)), file=sys.stderr, flush=True)
+        for alloc in allocs:
+            entry[alloc] = median_child(runs[alloc])
+        if args.rounds > 1 and all("median_ms" in x for a in ("torch", "gms") for x in runs[a]):
+            entry["time_ratio_rounds"] = [round(g["median_ms"] / t["median_ms"], 4)
+                                          for t, g in zip(runs["torch"], runs["gms"])]
         t, g = entry.get("torch", {}), entry.get("gms", {})
         if "median_ms" in t and "median_ms" in g:
             entry["time_ratio"] = g["median_ms"] / t["median_ms"]
@@ -436,6 +469,11 @@ def main():
         o = entry.get("gms_off", {})
         if "median_ms" in t and "median_ms" in o:
             entry["time_ratio_safety_off"] = o["median_ms"] / t["median_ms"]
+        if args.rounds > 1 and all("median_ms" in x for a in ("torch", "gms_off")
+                                   for x in runs[a]):
+            entry["time_ratio_safety_off_rounds"] = [
+                round(o["median_ms"] / t["median_ms"], 4)
+                for t, o in zip(runs["torch"], runs["gms_off"])]
         summary["workloads"].append(entry)
     summary["seconds"] = round(time.time() - start, 1)
     text = json.dumps(summary, indent=2)
