@@ -533,6 +533,55 @@ static void mutable_holder(int in, int out, gms_share_id id)
     _exit(test_done());
 }
 
+/* A mutable SHARE of CUDA memory asked for by a client that skips libgms:
+ * gmsd itself hands out nothing but a whole lease of the connection's, and
+ * a lease once; each refusal leaves the usage as it was. */
+static void child_raw_mutable(void)
+{
+    int s = raw_connect(b.sock), fd;
+    gms_broker_msg m = {.type = GMS_BROKER_HELLO};
+    CHECK(raw_call(s, &m, &fd) == GMS_BROKER_WELCOME);
+    gms_broker_msg l = {.type = GMS_BROKER_LEASE, .a = LEASE};
+    CHECK(raw_call(s, &l, &fd) == GMS_BROKER_LEASED);
+    if (fd >= 0)
+        close(fd);
+    uint64_t lease = l.a, bytes, leases;
+    struct {
+        uint64_t bytes, req, off, lease;
+        int code;
+    } bad[] = {
+        {LEASE / 2, MIB, 0, lease, GMS_E_INVALID_ARG},        /* half of it */
+        {LEASE / 2, MIB, LEASE / 2, lease, GMS_E_INVALID_ARG}, /* its second half */
+        {LEASE, LEASE, 0, lease ^ 1, GMS_E_INVALID_HANDLE},    /* a forged lease */
+        {LEASE, LEASE + 1, 0, lease, GMS_E_INVALID_ARG},       /* more than it holds */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        gms_broker_msg q = {.type = GMS_BROKER_SHARE, .a = bad[i].bytes, .b = bad[i].req,
+                            .c = bad[i].off, .d = bad[i].lease, .ngrants = 1};
+        q.grants[0].language = GMS_ANY_LANGUAGE;
+        q.grants[0].mode = GMS_ACCESS_READ_WRITE;
+        CHECK(raw_call(s, &q, &fd) == GMS_BROKER_ERROR && q.code == bad[i].code);
+        CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 1 && bytes == LEASE);
+    }
+    gms_broker_msg q = {.type = GMS_BROKER_SHARE, .a = LEASE, .b = LEASE, .d = lease,
+                        .ngrants = 1};
+    q.grants[0].language = GMS_ANY_LANGUAGE;
+    q.grants[0].mode = GMS_ACCESS_READ_WRITE;
+    gms_broker_msg again = q;
+    CHECK(raw_call(s, &q, &fd) == GMS_BROKER_SHARED && fd < 0);
+    CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 1 && bytes == LEASE);
+    CHECK(raw_call(s, &again, &fd) == GMS_BROKER_ERROR && again.code == GMS_E_BUSY);
+    /* The lease released first: the share keeps its memory and charge. */
+    gms_broker_msg r = {.type = GMS_BROKER_RELEASE, .a = lease};
+    CHECK(raw_call(s, &r, &fd) == GMS_BROKER_RELEASED);
+    CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 1 && bytes == LEASE);
+    gms_broker_msg h = {.type = GMS_BROKER_RELEASE_SHARE, .a = q.b};
+    CHECK(raw_call(s, &h, &fd) == GMS_BROKER_SHARE_RELEASED);
+    CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 0 && bytes == 0);
+    close(s);
+    _exit(test_done());
+}
+
 /* A mutable share of device memory crossing tenants: the very memory,
  * written by either side, outliving the owner's buffer, and its charge
  * the owner's tenant's until the last hold goes. */
@@ -1009,6 +1058,7 @@ int main(int argc, char **argv)
     CHECK(run_child(child_fresh_zeroed) == 0);
     CHECK(run_child(child_spare) == 0);
     CHECK(run_child(child_wrong_backend) == 0);
+    CHECK(run_child(child_raw_mutable) == 0);
     if (stand_in) /* a GPU's UUID is the stand-in's to play with */
         CHECK(run_child(child_wrong_gpu) == 0);
 
