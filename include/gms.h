@@ -281,7 +281,10 @@ enum {
     /* Start on a page boundary and own whole pages (granules on a GPU: 2
      * MiB), at the cost of rounding the block up to them: an immutable
      * share of the buffer is then a read-only mapping, enforced by the
-     * MMU, rather than a hash checked after the fact. */
+     * MMU, rather than a hash checked after the fact. Under a gmsd
+     * serving CUDA memory the buffer gets a lease of its own (a round
+     * trip to gmsd and an import, about 0.1 ms), which a mutable share
+     * to another tenant hands out whole (docs/broker.md). */
     GMS_ALLOC_PAGES = 1u << 1
 };
 

@@ -660,7 +660,9 @@ class Context:
     def alloc(self, size, zero=False, pages=False, stream=None):
         """A new Buffer of size bytes. zero=True fills it with zeros;
         pages=True gives it whole pages (2 MiB granules on a GPU), so that an
-        immutable share of it is a read-only mapping the MMU enforces.
+        immutable share of it is a read-only mapping the MMU enforces (and,
+        through a gmsd serving CUDA memory, a memory of its own that a
+        mutable share can hand to another tenant).
         stream (a CUDA stream handle, as an int) makes it stream-ordered like
         cudaMallocAsync: usable by work queued on that stream, and freed on
         it too unless free_stream says otherwise."""
