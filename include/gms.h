@@ -283,8 +283,8 @@ enum {
      * share of the buffer is then a read-only mapping, enforced by the
      * MMU, rather than a hash checked after the fact. Under a gmsd
      * serving CUDA memory the buffer gets a lease of its own (a round
-     * trip to gmsd and an import, about 0.1 ms), which a mutable share
-     * to another tenant hands out whole (docs/broker.md). */
+     * trip to gmsd and an import: see docs/broker.md, "Costs"), which a
+     * mutable share to another tenant hands out whole. */
     GMS_ALLOC_PAGES = 1u << 1
 };
 
