@@ -300,6 +300,27 @@ static void driver_preload(void)
     *(void **)&cu_set_current = dlsym(lib, "cuCtxSetCurrent");
 }
 
+/* In a child: becomes uid 40021 and opens a runtime and context of
+ * tenant other, with libcuda loaded first; ends the child if it cannot. */
+static gms_context *open_other(gms_runtime **rt)
+{
+    driver_preload();
+    become_uid(40021);
+    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
+    o.broker = b.sock;
+    o.safety = stand_in ? GMS_SAFETY_OFF : GMS_SAFETY_ON;
+    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
+    d.tenant = "other";
+    d.user = "v";
+    gms_context *ctx = NULL;
+    *rt = NULL;
+    CHECK_OK(gms_runtime_open(rt, &o));
+    CHECK_OK(gms_context_open(&ctx, *rt, &d));
+    if (!ctx)
+        _exit(1);
+    return ctx;
+}
+
 /* Whether buf of ctx holds SHARED_BYTES of the pattern. */
 static int holds_pattern(gms_context *ctx, gms_buf buf)
 {
@@ -319,21 +340,9 @@ static int holds_pattern(gms_context *ctx, gms_buf buf)
  * charged to its tenant; the last one it keeps, and its death returns it. */
 static void child_reader(gms_share_id id)
 {
-    driver_preload();
-    become_uid(40021);
-    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
-    o.broker = b.sock;
-    o.safety = stand_in ? GMS_SAFETY_OFF : GMS_SAFETY_ON;
-    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
-    d.tenant = "other";
-    d.user = "v";
-    gms_runtime *rt = NULL;
-    gms_context *ctx = NULL;
+    gms_runtime *rt;
+    gms_context *ctx = open_other(&rt);
     gms_buf got = GMS_BUF_NULL;
-    CHECK_OK(gms_runtime_open(&rt, &o));
-    CHECK_OK(gms_context_open(&ctx, rt, &d));
-    if (!ctx)
-        _exit(1);
     CHECK_RC(gms_acquire(ctx, id, GMS_ACCESS_READ_WRITE, &got), GMS_E_READ_ONLY);
     CHECK_OK(gms_acquire(ctx, id, GMS_ACCESS_READ, &got));
     CHECK(holds_pattern(ctx, got));
@@ -495,21 +504,9 @@ static void mutable_owner(int in, int out)
  * what its other hold of the same memory reads. */
 static void mutable_holder(int in, int out, gms_share_id id)
 {
-    driver_preload();
-    become_uid(40021);
-    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
-    o.broker = b.sock;
-    o.safety = stand_in ? GMS_SAFETY_OFF : GMS_SAFETY_ON;
-    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
-    d.tenant = "other";
-    d.user = "v";
-    gms_runtime *rt = NULL;
-    gms_context *ctx = NULL;
+    gms_runtime *rt;
+    gms_context *ctx = open_other(&rt);
     gms_buf shared = GMS_BUF_NULL, writer = GMS_BUF_NULL;
-    CHECK_OK(gms_runtime_open(&rt, &o));
-    CHECK_OK(gms_context_open(&ctx, rt, &d));
-    if (!ctx)
-        _exit(1);
     CHECK_RC(gms_acquire(ctx, id, GMS_ACCESS_READ, &shared), GMS_E_UNSUPPORTED);
     CHECK_RC(gms_acquire(ctx, id, GMS_ACCESS_READ_WRITE, &shared), GMS_E_BUSY);
     CHECK_OK(gms_acquire(ctx, id, GMS_ACCESS_ATOMIC, &shared));

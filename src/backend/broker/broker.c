@@ -442,24 +442,27 @@ static int fd_size_is(int fd, uint64_t bytes)
     return fstat(fd, &st) == 0 && (uint64_t)st.st_size == bytes;
 }
 
-/* SHARE of CUDA memory (docs/broker.md): gmsd copies the req bytes at
- * addr of lease chunk into memory of its own, so the device must be done
- * writing them first; no descriptor comes back. e joins bb->shares. */
-static int share_copied(broker_backend *bb, gms_backend_chunk *chunk, uint64_t addr, uint64_t req,
-                        gms_broker_msg *q, gms_broker_msg *rep, share_entry *e, char *why,
-                        size_t why_len)
+/* SHARE of CUDA memory (docs/broker.md, "CUDA memory"); no descriptor
+ * comes back. Immutable: gmsd copies the req bytes at addr of lease chunk
+ * into memory of its own, so the device must be done writing them first.
+ * Mutable: chunk [addr, addr+len) is a whole lease holding the one buffer,
+ * and becomes the share itself, which other processes import (this one
+ * maps it already). e joins bb->shares. */
+static int share_device(broker_backend *bb, gms_backend_chunk *chunk, uint64_t addr, uint64_t len,
+                        uint64_t req, int immutable, gms_broker_msg *q, gms_broker_msg *rep,
+                        share_entry *e, char *why, size_t why_len)
 {
     uint64_t lease, base, gran = bb->gpu->granularity;
-    if (gms__vmm_chunk_lease(chunk, &lease, &base) != 0) {
-        snprintf(why, why_len, "the buffer is not in a lease of gmsd's");
+    if (gms__vmm_chunk_lease(chunk, &lease, &base) != 0 || (!immutable && base != addr)) {
+        snprintf(why, why_len, "the buffer is not %s lease of gmsd's", immutable ? "in a" : "a whole");
         return GMS_E_INVALID_ARG;
     }
-    if (gms__vmm_device_sync(bb->gpu) != 0) {
+    if (immutable && gms__vmm_device_sync(bb->gpu) != 0) {
         snprintf(why, why_len, "waiting for the device before gmsd copies the buffer: %s",
                  gms__backend_why());
         return GMS_E_BACKEND;
     }
-    q->a = (req + gran - 1) / gran * gran;
+    q->a = immutable ? (req + gran - 1) / gran * gran : len;
     q->c = addr - base;
     q->d = lease;
     int fd = -1;
@@ -477,48 +480,8 @@ static int share_copied(broker_backend *bb, gms_backend_chunk *chunk, uint64_t a
     if (!rc && (rc = share_call(bb, &pub, rep, &fd, GMS_BROKER_PUBLISHED, why, why_len)) != 0)
         hold_release(bb, hold);
     if (!rc) {
-        e->id = share;
-        e->hold = hold;
-        e->fd = -1;
-        e->next = bb->shares;
-        bb->shares = e;
-    }
-    pthread_mutex_unlock(&bb->lock);
-    return rc;
-}
-
-/* SHARE of CUDA memory, mutable: chunk [addr, addr+len) is a whole lease,
- * which holds the one buffer (req bytes) and becomes the share itself:
- * other processes import the very memory. No descriptor comes back (this
- * process maps it already). e joins bb->shares. */
-static int share_lease(broker_backend *bb, gms_backend_chunk *chunk, uint64_t addr, uint64_t len,
-                       gms_broker_msg *q, gms_broker_msg *rep, share_entry *e, char *why,
-                       size_t why_len)
-{
-    uint64_t lease, base;
-    if (gms__vmm_chunk_lease(chunk, &lease, &base) != 0 || base != addr) {
-        snprintf(why, why_len, "the buffer is not a whole lease of gmsd's");
-        return GMS_E_INVALID_ARG;
-    }
-    q->c = 0;
-    q->d = lease;
-    int fd = -1;
-    pthread_mutex_lock(&bb->lock);
-    int rc = share_call(bb, q, rep, &fd, GMS_BROKER_SHARED, why, why_len);
-    if (!rc && (fd >= 0 || rep->c != len)) {
-        hold_release(bb, rep->b);
-        snprintf(why, why_len, "gmsd's answer does not describe a share of this lease");
-        rc = GMS_E_BACKEND;
-    }
-    if (fd >= 0)
-        close(fd);
-    uint64_t share = rep->a, hold = rep->b;
-    gms_broker_msg pub = {.type = GMS_BROKER_PUBLISH, .a = share};
-    if (!rc && (rc = share_call(bb, &pub, rep, &fd, GMS_BROKER_PUBLISHED, why, why_len)) != 0)
-        hold_release(bb, hold);
-    if (!rc) {
         *e = (share_entry){.id = share, .hold = hold, .fd = -1, .chunk = chunk, .addr = addr,
-                           .len = len, .lease_given = 1, .next = bb->shares};
+                           .len = q->a, .lease_given = !immutable, .next = bb->shares};
         bb->shares = e;
     }
     pthread_mutex_unlock(&bb->lock);
@@ -559,8 +522,8 @@ int gms__broker_share(gms_backend *be, gms_backend_chunk *chunk, uint64_t addr, 
     int fd = -1, rc;
     void *v = MAP_FAILED;
     if (bb->memory != GMS_BROKER_MEMORY_HOST) {
-        rc = immutable ? share_copied(bb, chunk, addr + data_off, req, q, rep, e, why, why_len)
-                       : share_lease(bb, chunk, addr, len, q, rep, e, why, why_len);
+        rc = share_device(bb, chunk, immutable ? addr + data_off : addr, len, req, immutable, q,
+                          rep, e, why, why_len);
         if (rc == 0) {
             *id = e->id;
             *view = 0;
