@@ -376,7 +376,7 @@ def markdown(summary):
         off = ("%.1f | %.3f" % (o["median_ms"], w["time_ratio_safety_off"])
                if "median_ms" in o else "- | -")
         ratio = "%.3f" % w["time_ratio"]
-        if "time_ratio_rounds" in w:  # --rounds: each round's, least to most
+        if w.get("time_ratio_rounds"):  # --rounds: each round's, least to most
             ratio += " (%.3f-%.3f)" % (min(w["time_ratio_rounds"]), max(w["time_ratio_rounds"]))
         lines.append("| %s | %.1f | %.1f | %s | %s | %.0f | %.0f | %.3f |" % (
             w["workload"], t["median_ms"], g["median_ms"], ratio, off,
@@ -384,17 +384,28 @@ def markdown(summary):
     return "\n".join(lines)
 
 
+SKIPPED = "skipped: over the time budget"
+
+
 def median_child(results):
     """The child whose median step is the median of the rounds' (the lower
     middle one of an even count), listing every round's; a failed round
-    stands for all, so that no failure hides behind the others."""
-    failed = [r for r in results if "median_ms" not in r]
+    stands for all, so that no failure hides behind the others. Rounds
+    the time budget skipped are left out, unless no round ran."""
+    ran = [r for r in results if r.get("error") != SKIPPED] or results
+    failed = [r for r in ran if "median_ms" not in r]
     if failed:
         return failed[0]
+    results = ran
     mid = dict(sorted(results, key=lambda r: r["median_ms"])[(len(results) - 1) // 2])
     if len(results) > 1:
         mid["round_medians_ms"] = [round(r["median_ms"], 3) for r in results]
     return mid
+
+
+def paired_ratios(base, other):
+    return [round(o["median_ms"] / b["median_ms"], 4) for b, o in zip(base, other)
+            if "median_ms" in b and "median_ms" in o]
 
 
 def main():
@@ -447,7 +458,7 @@ def main():
             for alloc in allocs if (n + r) % 2 == 0 else allocs[::-1]:
                 left = args.budget - (time.time() - start)
                 if left <= 0:
-                    res = {"error": "skipped: over the time budget"}
+                    res = {"error": SKIPPED}
                 else:
                     res = run_child(workload, alloc, min(args.timeout, int(left) + 30),
                                     args.gms_env)
@@ -456,9 +467,8 @@ def main():
                                                  json.dumps(res)), file=sys.stderr, flush=True)
         for alloc in allocs:
             entry[alloc] = median_child(runs[alloc])
-        if args.rounds > 1 and all("median_ms" in x for a in ("torch", "gms") for x in runs[a]):
-            entry["time_ratio_rounds"] = [round(g["median_ms"] / t["median_ms"], 4)
-                                          for t, g in zip(runs["torch"], runs["gms"])]
+        if args.rounds > 1:  # each round's ratio, of the rounds both sides ran
+            entry["time_ratio_rounds"] = paired_ratios(runs["torch"], runs["gms"])
         t, g = entry.get("torch", {}), entry.get("gms", {})
         if "median_ms" in t and "median_ms" in g:
             entry["time_ratio"] = g["median_ms"] / t["median_ms"]
@@ -469,11 +479,8 @@ def main():
         o = entry.get("gms_off", {})
         if "median_ms" in t and "median_ms" in o:
             entry["time_ratio_safety_off"] = o["median_ms"] / t["median_ms"]
-        if args.rounds > 1 and all("median_ms" in x for a in ("torch", "gms_off")
-                                   for x in runs[a]):
-            entry["time_ratio_safety_off_rounds"] = [
-                round(o["median_ms"] / t["median_ms"], 4)
-                for t, o in zip(runs["torch"], runs["gms_off"])]
+        if args.rounds > 1:
+            entry["time_ratio_safety_off_rounds"] = paired_ratios(runs["torch"], runs["gms_off"])
         summary["workloads"].append(entry)
     summary["seconds"] = round(time.time() - start, 1)
     text = json.dumps(summary, indent=2)
