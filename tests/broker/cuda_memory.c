@@ -5,11 +5,12 @@
  * client imports and maps them and sub-allocates with the ordinary path.
  * Checked: data round trips, the tenant's quota, close and kill -9
  * returning every lease, what a CUDA gmsd refuses (a host backend, a
- * mutable share across processes, a runtime on another GPU), and, as
- * root, a second tenant's leases never counted to the first, and an
- * immutable share crossing to it as a copy of its own, which it can make
- * writable and scribble on without reaching the owner's bytes or any
- * other reader's; on a GPU, a kernel of the second tenant storing to the
+ * mutable share across processes of a buffer that is not a lease of its
+ * own, a runtime on another GPU), and, as root, a second tenant's leases
+ * never counted to the first, an immutable share crossing to it as a copy
+ * of its own, which it can make writable and scribble on without reaching
+ * the owner's bytes or any other reader's, and a mutable one crossing as
+ * the very memory; on a GPU, a kernel of the second tenant storing to the
  * first's address faults in its own process alone.
  *
  * In CTest it runs over the stand-in libcuda (tests/backend/stand_in,
