@@ -865,20 +865,13 @@ static bool chunk_release_free(gms_pool *p, gms_chunk *c)
 void gms__pool_give_away(gms_pool *p, gms_block *b)
 {
     gms_chunk *c = b->chunk;
-    granules_release(p, b);
     b->state = GMS_BLOCK_FREE;
     /* No decommit: releasing the chunk unmaps all of it, and nothing may
-     * stop it going (the free lists must never see it). */
+     * stop it going (the free lists must never see it). Its granules were
+     * the block's alone, so none is in the cache. */
     uint64_t held = 0;
-    for (uint64_t g = 0; g < c->ngranules; g++) {
-        gms_granule *gr = &c->granules[g];
-        if (!gr->committed)
-            continue;
-        if (in_lru(p, gr))
-            lru_unlink(p, gr);
-        gr->committed = false;
-        held += p->rt->config.granule;
-    }
+    for (uint64_t g = 0; g < c->ngranules; g++)
+        held += c->granules[g].committed ? p->rt->config.granule : 0;
     held_sub(p, held);
     chunk_forget(p, c);
 }

@@ -39,24 +39,30 @@
 static broker b;
 static int stand_in;
 
-/* A client of gmsd with safety as asked (the stand-in runs no kernels:
- * always off there). */
-static gms_context *open_client_with(gms_runtime **rt, gms_backend_kind kind,
-                                     gms_safety_mode safety)
+/* A client of gmsd as tenant/user, with safety as asked (the stand-in
+ * runs no kernels: always off there). */
+static gms_context *open_tenant(gms_runtime **rt, gms_backend_kind kind, gms_safety_mode safety,
+                                const char *tenant, const char *user)
 {
     setenv("GMS_BROKER", b.sock, 1);
     gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
     o.backend = kind;
     o.safety = stand_in ? GMS_SAFETY_OFF : safety;
     gms_context_desc d = GMS_CONTEXT_DESC_INIT;
-    d.tenant = "self";
-    d.user = "u";
+    d.tenant = tenant;
+    d.user = user;
     gms_context *ctx = NULL;
     *rt = NULL;
     CHECK_OK(gms_runtime_open(rt, &o));
     if (*rt)
         CHECK_OK(gms_context_open(&ctx, *rt, &d));
     return ctx;
+}
+
+static gms_context *open_client_with(gms_runtime **rt, gms_backend_kind kind,
+                                     gms_safety_mode safety)
+{
+    return open_tenant(rt, kind, safety, "self", "u");
 }
 
 static gms_context *open_client(gms_runtime **rt, gms_backend_kind kind)
@@ -307,16 +313,7 @@ static gms_context *open_other(gms_runtime **rt)
 {
     driver_preload();
     become_uid(40021);
-    gms_runtime_options o = GMS_RUNTIME_OPTIONS_INIT;
-    o.broker = b.sock;
-    o.safety = stand_in ? GMS_SAFETY_OFF : GMS_SAFETY_ON;
-    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
-    d.tenant = "other";
-    d.user = "v";
-    gms_context *ctx = NULL;
-    *rt = NULL;
-    CHECK_OK(gms_runtime_open(rt, &o));
-    CHECK_OK(gms_context_open(&ctx, *rt, &d));
+    gms_context *ctx = open_tenant(rt, GMS_BACKEND_AUTO, GMS_SAFETY_ON, "other", "v");
     if (!ctx)
         _exit(1);
     return ctx;

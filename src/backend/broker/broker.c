@@ -480,8 +480,8 @@ static int share_device(broker_backend *bb, gms_backend_chunk *chunk, uint64_t a
     if (!rc && (rc = share_call(bb, &pub, rep, &fd, GMS_BROKER_PUBLISHED, why, why_len)) != 0)
         hold_release(bb, hold);
     if (!rc) {
-        *e = (share_entry){.id = share, .hold = hold, .fd = -1, .chunk = chunk, .addr = addr,
-                           .len = q->a, .lease_given = !immutable, .next = bb->shares};
+        *e = (share_entry){.id = share, .hold = hold, .fd = -1, .lease_given = !immutable,
+                           .next = bb->shares};
         bb->shares = e;
     }
     pthread_mutex_unlock(&bb->lock);
