@@ -1,0 +1,136 @@
+"""graph_probe.py: CUDA graphs captured by PyTorch on gms memory.
+
+Inference servers capture their decode step as a CUDA graph
+(torch.cuda.graph, torch.compile(mode="reduce-overhead")) and replay it.
+A graph keeps using the addresses it was captured with, so an allocator
+must keep the memory of a capture away from other tensors until the graph
+is released, and must not queue its own work into a stream being
+captured. Each case runs in a fresh child per allocator (torch, gms, gms
+with safety off), within a timeout, and prints one line:
+
+    python tests/gpu/python/graph_probe.py [--only CASE,...] [--timeout S]
+
+Cases:
+- capture: an MLP's forward captured, replayed on new inputs; its output
+  must equal the eager forward's;
+- isolation: after the capture, eager tensors filled with a constant are
+  made (they may take memory the capture freed); replays must leave them
+  unchanged, and the graph's output must stay right;
+- release: the graph and its tensors dropped; the memory must come back
+  (gms: live pointers back to the count before the capture);
+- reduce_overhead: torch.compile(mode="reduce-overhead") on the MLP, output
+  against eager.
+The last line is "N passed, N failed".
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+
+CASES = ("capture", "isolation", "release", "reduce_overhead")
+
+
+def mlp(torch):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(1024, 4096), torch.nn.GELU(), torch.nn.Linear(4096, 4096), torch.nn.GELU(),
+        torch.nn.Linear(4096, 1024)).cuda().eval()
+
+
+def capture(torch, model, x):
+    """The forward captured as PyTorch's documentation shows: warm-up on a
+    side stream, then the capture."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s), torch.no_grad():
+        for _ in range(3):
+            model(x)
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g), torch.no_grad():
+        y = model(x)
+    return g, y
+
+
+def run_case(case, alloc):
+    import torch
+    if alloc != "torch":
+        import gms.torch
+        gms.torch.use_gms()
+    live = (lambda: gms.torch.live_pointers()) if alloc != "torch" else (lambda: 0)
+    model = mlp(torch)
+    x = torch.randn(256, 1024, device="cuda")
+    if case == "reduce_overhead":
+        f = torch.compile(model, mode="reduce-overhead")
+        with torch.no_grad():
+            for i in range(6):
+                xi = torch.randn(256, 1024, device="cuda")
+                got, want = f(xi).clone(), model(xi)
+                if not torch.allclose(got, want, rtol=1e-3, atol=1e-3):
+                    return f"step {i}: max diff {(got - want).abs().max().item():.3g}"
+        return None
+    before = live()
+    g, y = capture(torch, model, x)
+    if case == "release":
+        g.replay()
+        del g, y
+        torch.cuda.synchronize()
+        import gc
+        gc.collect()
+        after = live()
+        return None if after <= before else f"live pointers {before} before the capture, {after} after release"
+    # Eager tensors made after the capture: any that took memory the graph
+    # still uses would change when it replays.
+    fills = [torch.full((n,), 7.0, device="cuda") for n in (1 << 16, 1 << 18, 1 << 20, 1 << 22) for _ in range(8)]
+    with torch.no_grad():
+        for i in range(5):
+            x.copy_(torch.randn(256, 1024, device="cuda"))
+            g.replay()
+            want = model(x)
+            if not torch.allclose(y, want, rtol=1e-3, atol=1e-3):
+                return f"replay {i}: output differs from eager by {(y - want).abs().max().item():.3g}"
+            if case == "isolation":
+                bad = sum(int((t != 7.0).any().item()) for t in fills)
+                if bad:
+                    return f"replay {i}: {bad} of {len(fills)} eager tensors changed"
+    torch.cuda.synchronize()
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", default=",".join(CASES))
+    ap.add_argument("--alloc", default="torch,gms,gms-off")
+    ap.add_argument("--timeout", type=float, default=180)
+    ap.add_argument("--child", nargs=2)
+    a = ap.parse_args()
+    if a.child:
+        why = run_case(*a.child)
+        print("ok" if why is None else "FAIL " + why, flush=True)
+        sys.exit(0 if why is None else 1)
+    passed = failed = 0
+    for case in a.only.split(","):
+        for alloc in a.alloc.split(","):
+            env = dict(os.environ)
+            env.pop("GMS_TORCH_SAFETY", None)
+            if alloc == "gms-off":
+                env["GMS_TORCH_SAFETY"] = "off"
+            try:
+                r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", case, alloc],
+                                   env=env, capture_output=True, text=True, timeout=a.timeout)
+                ok = r.returncode == 0
+                tail = (r.stdout.strip().splitlines() or [""])[-1]
+                if not ok and not tail.startswith("FAIL"):
+                    tail = "exit %d: %s" % (r.returncode, " | ".join(r.stderr.strip().splitlines()[-3:]))
+            except subprocess.TimeoutExpired:
+                ok, tail = False, "timed out after %.0f s (hung)" % a.timeout
+            passed += ok
+            failed += not ok
+            print(f"{case:16} {alloc:8} {tail}", flush=True)
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
