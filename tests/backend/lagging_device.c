@@ -306,6 +306,11 @@ static void poisoned_spare(void)
         CHECK(overflows == 0);
         uint64_t past = (uint64_t)(uintptr_t)p + sizeof back; /* one byte past the end */
         CHECK(p && fake_device_use(NULL, past, 1) == 0);
+        /* gms_free's promise: the program's work on x is done. Its scrub
+         * may run on another stream, which this device runs in any order
+         * against stream NULL: without this, the write could land after
+         * the check (CI saw it once under load). */
+        fake_run_all();
         CHECK_OK(gms_free(ctx, x));
         CHECK_OK(gms_free(ctx, first));
         CHECK_OK(gms_sync(rt));
