@@ -506,7 +506,7 @@ static int f_memset_d8(void *dd, uint64_t dst, int byte, size_t len, void *strea
     fake_queued(dst, len);
     return 0;
 }
-static char fake_object; /* what streams and modules point at */
+static char fake_object; /* what modules point at */
 static char fake_atomic_fn; /* the checked atomics' kernel */
 #define FAKE_EVENTS 1024
 static char fake_events[FAKE_EVENTS];
@@ -537,7 +537,11 @@ static int f_stream_create(void *dd, void **stream)
 {
     (void)dd;
     FAKE_FAILS(stream_create);
-    *stream = &fake_object;
+    /* Distinct, as a driver's are (the first 64): a test may tell streams
+     * apart by their handle. */
+    static char streams[64];
+    static unsigned made;
+    *stream = &streams[__atomic_fetch_add(&made, 1, __ATOMIC_RELAXED) % sizeof streams];
     return 0;
 }
 static int f_stream_destroy(void *dd, void *stream)

@@ -12,7 +12,10 @@ use_gms() is the two lines of the README in one call:
 
 From then on every CUDA tensor lives in gms memory (one private runtime per
 device, CUDA backend, safety on; tenant $GMS_TENANT, default "torch"), and
-is freed in stream order. PyTorch's own memory counters
+is freed in stream order. use_gms() also gives PyTorch the plug-in's hooks
+where this PyTorch has them: CUDA graphs (torch.cuda.graph) keep their
+memory apart until they are released, Tensor.record_stream orders a free
+after the other streams' work, and torch.cuda.empty_cache() trims. PyTorch's own memory counters
 (torch.cuda.memory_allocated, max_memory_reserved...) do not apply to a
 pluggable allocator: stats() gives gms's. Importing this module does not
 import torch; use_gms() does.
@@ -52,6 +55,17 @@ def plugin():
         p.gms_torch_lookup.argtypes = [c_void_p, POINTER(c_uint64), POINTER(c_int)]
         p.gms_torch_timing.restype = None
         p.gms_torch_timing.argtypes = [POINTER(c_uint64)]
+        p.gms_torch_record_stream.restype = None
+        p.gms_torch_record_stream.argtypes = [c_void_p, c_void_p]
+        p.gms_torch_empty_cache.restype = None
+        p.gms_torch_empty_cache.argtypes = []
+        # PyTorch's graph hooks: (device, pool id as two words[, filter])
+        p.gms_torch_begin_allocate_to_pool.restype = None
+        p.gms_torch_begin_allocate_to_pool.argtypes = [c_int, c_uint64, c_uint64, c_void_p]
+        p.gms_torch_end_allocate_to_pool.restype = None
+        p.gms_torch_end_allocate_to_pool.argtypes = [c_int, c_uint64, c_uint64]
+        p.gms_torch_release_pool.restype = None
+        p.gms_torch_release_pool.argtypes = [c_int, c_uint64, c_uint64]
         _plugin = p
     return _plugin
 
@@ -65,9 +79,36 @@ def use_gms():
     if _allocator is None:
         alloc = torch.cuda.memory.CUDAPluggableAllocator(
             torch_plugin_path(), "gms_torch_alloc", "gms_torch_free")
+        _set_hooks(alloc._allocator)
         torch.cuda.memory.change_current_allocator(alloc)
         _allocator = alloc
     return _allocator
+
+
+# PyTorch's setter of each hook, and the plug-in's function for it. A
+# MempoolId_t (a pair of 64-bit words) passes as two words, and the
+# capture's filter (a std::function) as a pointer the plug-in ignores.
+_HOOKS = (("set_begin_allocate_to_pool", "gms_torch_begin_allocate_to_pool"),
+          ("set_end_allocate_to_pool_fn", "gms_torch_end_allocate_to_pool"),
+          ("set_release_pool", "gms_torch_release_pool"),
+          ("set_record_stream_fn", "gms_torch_record_stream"),
+          ("set_reset_fn", "gms_torch_empty_cache"))
+
+
+def _set_hooks(hooks):
+    """Gives PyTorch's pluggable allocator the plug-in's hooks it has
+    setters for (PyTorch 2.3 and newer have all five). Without the graph
+    hooks, a CUDA graph's memory would go back to other tensors while the
+    graph still replays into it: use_gms() then says so."""
+    p = plugin()
+    missing = [setter for setter, _ in _HOOKS[:3] if not hasattr(hooks, setter)]
+    for setter, name in _HOOKS:
+        if hasattr(hooks, setter):
+            getattr(hooks, setter)(ctypes.cast(getattr(p, name), c_void_p).value)
+    if missing:
+        import warnings
+        warnings.warn("gms.torch: this PyTorch has no %s: do not capture CUDA graphs on gms memory"
+                      % ", ".join(missing), RuntimeWarning, stacklevel=3)
 
 
 def stats(device=-1):

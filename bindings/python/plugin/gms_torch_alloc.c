@@ -23,12 +23,19 @@
  * never closed: tensors may be freed during interpreter exit, after any
  * atexit hook, and the process's exit returns the memory.
  *
+ * CUDA graphs (torch.cuda.graph, torch.compile's "reduce-overhead") and
+ * Tensor.record_stream reach the plug-in through PyTorch's hooks, which
+ * gms.torch.use_gms() sets: see "Graphs" and "Other streams" below.
+ *
  * Only the public API (gms.h) is used. No CUDA header is needed: streams are
- * opaque pointers handed to gms. Thread-safe: the table has one lock, held
- * for a probe only, never across a gms call.
+ * opaque pointers handed to gms, and the few driver calls that graphs and
+ * record_stream need are looked up in the libcuda.so.1 the process already
+ * has. Thread-safe: the table has one lock, held for a probe only, never
+ * across a gms call; the graph pools have another, held the same way.
  */
 #include <gms.h>
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -47,10 +54,16 @@
  * Linear probing with backward-shift deletion (no tombstones), grown at 70%
  * load. A key is a device address, never 0, so 0 marks an empty slot. */
 
+struct graph_pool;
+
 typedef struct {
     uint64_t key;
     gms_buf buf;
     int device;
+    unsigned nuses;          /* streams Tensor.record_stream added */
+    uint64_t size;           /* as PyTorch asked for it */
+    struct graph_pool *pool; /* the graph pool it belongs to, or NULL */
+    void **uses;             /* those streams (malloc'd), or NULL */
 } slot;
 
 static pthread_mutex_t g_table_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -89,9 +102,9 @@ static int grow(void)
     return 0;
 }
 
-static int table_put(void *ptr, gms_buf buf, int device)
+static int table_put(void *ptr, gms_buf buf, int device, uint64_t size, struct graph_pool *pool)
 {
-    slot s = {(uint64_t)(uintptr_t)ptr, buf, device};
+    slot s = {(uint64_t)(uintptr_t)ptr, buf, device, 0, size, pool, NULL};
     int rc = 0;
     pthread_mutex_lock(&g_table_lock);
     if ((g_count + 1) * 10 > g_cap * 7)
@@ -159,6 +172,38 @@ static int table_find(const void *ptr, slot *out)
     }
     pthread_mutex_unlock(&g_table_lock);
     return found;
+}
+
+/* Adds stream to the streams ptr's block is used on (Tensor.record_stream):
+ * 0, or -1 when ptr is not there or memory ran out. */
+static int table_add_use(const void *ptr, void *stream)
+{
+    uint64_t key = (uint64_t)(uintptr_t)ptr;
+    int rc = -1;
+    pthread_mutex_lock(&g_table_lock);
+    if (g_cap) {
+        size_t i = home(key, g_cap);
+        while (g_slots[i].key != 0 && g_slots[i].key != key)
+            i = (i + 1) & (g_cap - 1);
+        slot *s = &g_slots[i];
+        if (s->key == key) {
+            rc = 0;
+            unsigned k = 0;
+            while (k < s->nuses && s->uses[k] != stream)
+                k++;
+            if (k == s->nuses) {
+                void **uses = realloc(s->uses, (s->nuses + 1) * sizeof *uses);
+                if (uses) {
+                    uses[s->nuses++] = stream;
+                    s->uses = uses;
+                } else {
+                    rc = -1;
+                }
+            }
+        }
+    }
+    pthread_mutex_unlock(&g_table_lock);
+    return rc;
 }
 
 /* ---- one runtime and context per device ------------------------------------ */
@@ -324,11 +369,392 @@ GMS_TORCH_API void gms_torch_timing(uint64_t out[6])
     }
 }
 
+/* ---- the driver calls that graphs and other streams need ------------------------
+ * Looked up in the libcuda.so.1 already loaded (PyTorch's; gms's CUDA
+ * backend opens the same one). On the host backend there is none, and
+ * nothing to capture or order: every stream then reads as not capturing. */
+enum { CAPTURE_STATUS_NONE = 0, CAPTURE_MODE_RELAXED = 2 };
+
+static struct {
+    int (*is_capturing)(void *stream, int *status);
+    int (*exchange_capture_mode)(int *mode);
+    int (*event_create)(void **event, unsigned flags);
+    int (*event_record)(void *event, void *stream);
+    int (*stream_wait_event)(void *stream, void *event, unsigned flags);
+    int (*event_destroy)(void *event);
+    int (*ctx_synchronize)(void);
+} cu;
+static pthread_once_t cu_once = PTHREAD_ONCE_INIT;
+
+static void cu_resolve(void)
+{
+    void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+    if (!h)
+        return;
+    /* dlsym gives a void *; the driver's entry points are functions. */
+    *(void **)&cu.is_capturing = dlsym(h, "cuStreamIsCapturing");
+    *(void **)&cu.exchange_capture_mode = dlsym(h, "cuThreadExchangeStreamCaptureMode");
+    *(void **)&cu.event_create = dlsym(h, "cuEventCreate");
+    *(void **)&cu.event_record = dlsym(h, "cuEventRecord");
+    *(void **)&cu.stream_wait_event = dlsym(h, "cuStreamWaitEvent");
+    *(void **)&cu.event_destroy = dlsym(h, "cuEventDestroy_v2");
+    *(void **)&cu.ctx_synchronize = dlsym(h, "cuCtxSynchronize");
+}
+
+static void cu_load(void)
+{
+    pthread_once(&cu_once, cu_resolve);
+}
+
+/* Whether a capture into a CUDA graph is under way on stream. A query: it
+ * waits for nothing, and is allowed during a capture. */
+static bool stream_capturing(void *stream)
+{
+    cu_load();
+    int status = CAPTURE_STATUS_NONE;
+    return cu.is_capturing && cu.is_capturing(stream, &status) == 0 && status != CAPTURE_STATUS_NONE;
+}
+
+/* While a capture in the default (global) mode is under way anywhere, a
+ * thread may not make calls that could wait for the device; gms's calls
+ * outside the captured stream may. Relaxed lifts that for this thread
+ * until it is restored; returns the mode to restore, or -1. */
+static int capture_mode_relaxed(void)
+{
+    cu_load();
+    int mode = CAPTURE_MODE_RELAXED;
+    return cu.exchange_capture_mode && cu.exchange_capture_mode(&mode) == 0 ? mode : -1;
+}
+
+static void capture_mode_restore(int mode)
+{
+    if (mode >= 0)
+        cu.exchange_capture_mode(&mode);
+}
+
+/* ---- other streams (Tensor.record_stream) ------------------------------------------
+ * PyTorch frees a block on the stream it was allocated on. A tensor also
+ * used on other streams is marked with record_stream, and its memory must
+ * not be reused before their work is done either. The free is then
+ * ordered after that work: each such stream gets an event, and the
+ * freeing stream waits for it (on the device, not the host) before
+ * gms_free_async puts the block's scrub and reuse behind it. */
+static void order_after_uses(void *stream, void *const *uses, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (uses[i] == stream)
+            continue;
+        cu_load();
+        void *ev = NULL;
+        bool ok = cu.event_create && cu.event_create(&ev, 2 /* disable timing */) == 0;
+        if (ok) {
+            ok = cu.event_record(ev, uses[i]) == 0 && cu.stream_wait_event(stream, ev, 0) == 0;
+            cu.event_destroy(ev); /* released once its record has run */
+        }
+        if (!ok && cu.ctx_synchronize) {
+            /* Not ordered on the device: wait on the host instead, rather
+             * than reuse memory another stream may still read. */
+            fprintf(stderr, "gms_torch: cannot order a free after stream %p; waiting for the device\n",
+                    uses[i]);
+            cu.ctx_synchronize();
+            return;
+        }
+    }
+}
+
+/* ---- graphs (torch.cuda.graph, torch.compile's "reduce-overhead") -----------------
+ * A captured graph replays its kernels at the addresses they were captured
+ * with, again and again, until it is released. PyTorch tells the
+ * allocator: begin_allocate_to_pool before a capture into a memory pool
+ * starts, end_allocate_to_pool after it ends, release_pool when a graph
+ * using the pool is destroyed. Then, as PyTorch's own allocator does:
+ *
+ * - a block allocated on a capturing stream belongs to the pool. When it
+ *   is freed (during the capture, or after it: a graph's output) it is
+ *   kept for the pool (parked), not freed to gms, since replays still
+ *   write it; later allocations into the pool take it again (on the same
+ *   stream while its capture lasts). The pool's blocks go back to gms,
+ *   scrubbed as any free, once every graph using it is released;
+ * - nothing of gms's is queued into a capture: new memory for the pool is
+ *   made ready before the call returns (gms_alloc, off the captured
+ *   stream), and a block of another owner freed on a capturing stream is
+ *   freed once that capture ends (its scrub would be captured otherwise);
+ *   the pool's start flushes gms's pending scrubs, so that none of them is
+ *   launched into the capture afterwards.
+ *
+ * PyTorch's hooks also pass a filter (a C++ std::function) naming the
+ * capture's streams; C cannot call it, so "the stream is capturing" stands
+ * for it. With captures into two pools at once on one device, the pool
+ * begun last takes the allocations of both. */
+typedef struct parked {
+    gms_buf buf;
+    void *ptr;
+    uint64_t size;
+    void *stream;     /* freed on */
+    uint64_t capture; /* freed during the pool's capture number capture, or 0 */
+    struct parked *next;
+} parked;
+
+typedef struct graph_pool {
+    uint64_t id[2];
+    int device;
+    unsigned refs;      /* captures begun into it whose graph is not released */
+    unsigned capturing; /* captures into it under way */
+    uint64_t captures;  /* captures begun into it so far */
+    uint64_t live;      /* its blocks PyTorch holds */
+    parked *free;       /* its blocks PyTorch freed */
+    struct graph_pool *next;
+} graph_pool;
+
+typedef struct deferred {
+    int device;
+    gms_buf buf;
+    void *stream;
+    unsigned nuses;
+    void **uses;
+    struct deferred *next;
+} deferred;
+
+static pthread_mutex_t g_graph_lock = PTHREAD_MUTEX_INITIALIZER;
+static graph_pool *g_pools;        /* the pool begun last first */
+static deferred *g_deferred;       /* frees that wait for their capture's end */
+static atomic_uint g_capturing[MAX_DEVICES]; /* captures under way: read on every alloc */
+
+static bool device_capturing(int device)
+{
+    return device >= 0 && device < MAX_DEVICES &&
+           atomic_load_explicit(&g_capturing[device], memory_order_relaxed) != 0;
+}
+
+/* The pool of (device, id), made when make is set; g_graph_lock held. */
+static graph_pool *pool_find(int device, const uint64_t id[2], bool make)
+{
+    for (graph_pool *p = g_pools; p; p = p->next)
+        if (p->device == device && p->id[0] == id[0] && p->id[1] == id[1])
+            return p;
+    graph_pool *p = make ? calloc(1, sizeof *p) : NULL;
+    if (p) {
+        p->id[0] = id[0];
+        p->id[1] = id[1];
+        p->device = device;
+        p->next = g_pools;
+        g_pools = p;
+    }
+    return p;
+}
+
+/* Forgets a pool that is released and holds nothing; g_graph_lock held. */
+static void pool_forget_if_done(graph_pool *p)
+{
+    if (p->refs || p->live || p->free)
+        return;
+    for (graph_pool **pp = &g_pools; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            free(p);
+            return;
+        }
+}
+
+GMS_TORCH_API void gms_torch_begin_allocate_to_pool(int device, uint64_t id0, uint64_t id1,
+                                                    const void *filter)
+{
+    (void)filter; /* a std::function: see above */
+    gms_context *ctx = context_for(device);
+    if (!ctx)
+        return;
+    /* Scrubs gathered but not launched would be launched by the collector
+     * on their stream, which may be the one about to be captured. */
+    if (gms_sync(g_rt[device]) != GMS_OK)
+        fprintf(stderr, "gms_torch: before a capture: %s\n", gms_error_last());
+    const uint64_t id[2] = {id0, id1};
+    pthread_mutex_lock(&g_graph_lock);
+    graph_pool *p = pool_find(device, id, true);
+    if (p) {
+        p->refs++;
+        p->capturing++;
+        p->captures++;
+        atomic_fetch_add(&g_capturing[device], 1);
+    }
+    pthread_mutex_unlock(&g_graph_lock);
+    if (!p)
+        fprintf(stderr, "gms_torch: no memory for a graph pool: the capture's memory is not kept apart\n");
+}
+
+GMS_TORCH_API void gms_torch_end_allocate_to_pool(int device, uint64_t id0, uint64_t id1)
+{
+    if (device < 0 || device >= MAX_DEVICES)
+        return;
+    const uint64_t id[2] = {id0, id1};
+    deferred *ready = NULL, **keep;
+    pthread_mutex_lock(&g_graph_lock);
+    graph_pool *p = pool_find(device, id, false);
+    if (p && p->capturing) {
+        p->capturing--;
+        atomic_fetch_sub(&g_capturing[device], 1);
+    }
+    /* The frees that waited for a capture that has ended. */
+    keep = &g_deferred;
+    while (*keep) {
+        deferred *d = *keep;
+        if (!stream_capturing(d->stream)) {
+            *keep = d->next;
+            d->next = ready;
+            ready = d;
+        } else {
+            keep = &d->next;
+        }
+    }
+    pthread_mutex_unlock(&g_graph_lock);
+    while (ready) {
+        deferred *d = ready;
+        ready = d->next;
+        order_after_uses(d->stream, d->uses, d->nuses);
+        if (gms_free_async(atomic_load(&g_ctx[d->device]), d->buf, d->stream) != GMS_OK)
+            fprintf(stderr, "gms_torch: free: %s\n", gms_error_last());
+        free(d->uses);
+        free(d);
+    }
+}
+
+GMS_TORCH_API void gms_torch_release_pool(int device, uint64_t id0, uint64_t id1)
+{
+    if (device < 0 || device >= MAX_DEVICES)
+        return;
+    const uint64_t id[2] = {id0, id1};
+    parked *blocks = NULL;
+    pthread_mutex_lock(&g_graph_lock);
+    graph_pool *p = pool_find(device, id, false);
+    if (p && p->refs && --p->refs == 0) {
+        blocks = p->free;
+        p->free = NULL;
+        pool_forget_if_done(p);
+    }
+    pthread_mutex_unlock(&g_graph_lock);
+    if (!blocks)
+        return;
+    /* The graph may still be running a replay that writes them; PyTorch
+     * destroys it without waiting. Rare: once per graph. */
+    cu_load();
+    if (cu.ctx_synchronize)
+        cu.ctx_synchronize();
+    gms_context *ctx = atomic_load(&g_ctx[device]);
+    while (blocks) {
+        parked *b = blocks;
+        blocks = b->next;
+        if (gms_free(ctx, b->buf) != GMS_OK)
+            fprintf(stderr, "gms_torch: free: %s\n", gms_error_last());
+        free(b);
+    }
+}
+
+/* An allocation on a capturing stream: a block the pool holds, or new
+ * memory made ready off the captured stream. NULL on failure. */
+static void *graph_alloc(gms_context *ctx, int device, uint64_t size, void *stream)
+{
+    parked *got = NULL;
+    graph_pool *pool = NULL;
+    pthread_mutex_lock(&g_graph_lock);
+    for (graph_pool *p = g_pools; p && !pool; p = p->next)
+        if (p->device == device && p->capturing)
+            pool = p;
+    if (pool) {
+        /* The smallest that fits, at most twice the request; one freed in
+         * this capture only on its own stream (the capture orders nothing
+         * else after its free). */
+        parked **best = NULL;
+        for (parked **b = &pool->free; *b; b = &(*b)->next) {
+            parked *c = *b;
+            if (c->size < size || c->size > 2 * size ||
+                (c->capture == pool->captures && c->stream != stream))
+                continue;
+            if (!best || c->size < (*best)->size)
+                best = b;
+        }
+        if (best) {
+            got = *best;
+            *best = got->next;
+        }
+        pool->live++; /* counted now: the pool stays while this call runs */
+    }
+    pthread_mutex_unlock(&g_graph_lock);
+    gms_buf buf;
+    void *ptr = NULL;
+    int rc = GMS_OK;
+    if (got) {
+        buf = got->buf;
+        ptr = got->ptr;
+        free(got);
+    } else {
+        rc = gms_alloc(ctx, size, 0, &buf); /* ready when it returns: nothing queued */
+        if (rc == GMS_OK && (rc = gms_buf_ptr(ctx, buf, &ptr)) != GMS_OK)
+            gms_free(ctx, buf);
+    }
+    if (rc == GMS_OK && table_put(ptr, buf, device, size, pool) != 0) {
+        gms_free(ctx, buf);
+        rc = GMS_E_NO_MEMORY;
+    }
+    if (rc != GMS_OK) {
+        fprintf(stderr, "gms_torch: allocating %llu bytes for a graph on device %d failed: %s\n",
+                (unsigned long long)size, device, gms_error_last());
+        ptr = NULL;
+        if (pool) {
+            pthread_mutex_lock(&g_graph_lock);
+            pool->live--;
+            pool_forget_if_done(pool);
+            pthread_mutex_unlock(&g_graph_lock);
+        }
+    }
+    return ptr;
+}
+
+/* The free of a pool's block: kept for the pool while a graph uses it (1),
+ * or 0 once every graph is released (then it is freed as any block). */
+static int graph_free(const slot *s, void *stream)
+{
+    graph_pool *p = s->pool;
+    parked *b = NULL;
+    pthread_mutex_lock(&g_graph_lock);
+    if (p->refs && (b = malloc(sizeof *b)) != NULL) {
+        b->buf = s->buf;
+        b->ptr = (void *)(uintptr_t)s->key;
+        b->size = s->size;
+        b->stream = stream;
+        b->capture = p->capturing ? p->captures : 0;
+        b->next = p->free;
+        p->free = b;
+    }
+    /* Out of memory for the note: the block stays allocated, as it must
+     * while a graph may write it, and is not reused. */
+    int kept = p->refs != 0;
+    p->live--;
+    pool_forget_if_done(p);
+    pthread_mutex_unlock(&g_graph_lock);
+    return kept;
+}
+
+/* The free of another block on a capturing stream: kept until the capture
+ * ends (1), or 0 when there is no memory to keep it (freed then). */
+static int defer_free(const slot *s, void *stream)
+{
+    deferred *d = malloc(sizeof *d);
+    if (!d)
+        return 0;
+    *d = (deferred){s->device, s->buf, stream, s->nuses, s->uses, NULL};
+    pthread_mutex_lock(&g_graph_lock);
+    d->next = g_deferred;
+    g_deferred = d;
+    pthread_mutex_unlock(&g_graph_lock);
+    return 1;
+}
+
 /* ---- the two functions PyTorch calls ------------------------------------------ */
 
 /* PyTorch does not check the result: a NULL for a non-empty tensor surfaces
  * as a CUDA error at the first kernel that touches it, so a failure is
  * always reported here, with gms's reason. */
+static void *alloc_ordered(gms_context *ctx, ssize_t size, int device, void *stream);
+
 GMS_TORCH_API void *gms_torch_alloc(ssize_t size, int device, void *stream)
 {
     if (size <= 0)
@@ -336,6 +762,20 @@ GMS_TORCH_API void *gms_torch_alloc(ssize_t size, int device, void *stream)
     gms_context *ctx = context_for(device);
     if (!ctx)
         return NULL;
+    if (!device_capturing(device))
+        return alloc_ordered(ctx, size, device, stream);
+    /* A capture is under way: mapping memory is a call it forbids on every
+     * thread not relaxed, whatever the stream (PyTorch's own allocator
+     * relaxes around cudaMalloc in the same way). */
+    int mode = capture_mode_relaxed();
+    void *ptr = stream_capturing(stream) ? graph_alloc(ctx, device, (uint64_t)size, stream)
+                                         : alloc_ordered(ctx, size, device, stream);
+    capture_mode_restore(mode);
+    return ptr;
+}
+
+static void *alloc_ordered(gms_context *ctx, ssize_t size, int device, void *stream)
+{
     uint64_t t0 = timing_on() ? now_ns() : 0;
     gms_buf buf;
     void *ptr = NULL;
@@ -344,7 +784,7 @@ GMS_TORCH_API void *gms_torch_alloc(ssize_t size, int device, void *stream)
     int rc = gms_alloc_async(ctx, (size_t)size, 0, stream, &buf);
     if (rc == GMS_OK) {
         rc = gms_buf_ptr(ctx, buf, &ptr);
-        if (rc == GMS_OK && table_put(ptr, buf, device) != 0)
+        if (rc == GMS_OK && table_put(ptr, buf, device, (uint64_t)size, NULL) != 0)
             rc = GMS_E_NO_MEMORY;
         if (rc != GMS_OK) {
             gms_free(ctx, buf);
@@ -371,15 +811,35 @@ GMS_TORCH_API void gms_torch_free(void *ptr, ssize_t size, int device, void *str
         fprintf(stderr, "gms_torch: free of %p, which gms_torch did not allocate\n", ptr);
         return;
     }
+    if (s.pool && graph_free(&s, stream)) {
+        free(s.uses);
+        return;
+    }
+    if (device_capturing(s.device) && stream_capturing(stream) && defer_free(&s, stream))
+        return; /* its uses go with it */
     gms_context *ctx = atomic_load_explicit(&g_ctx[s.device], memory_order_acquire);
+    int mode = device_capturing(s.device) ? capture_mode_relaxed() : -1; /* as in alloc */
+    order_after_uses(stream, s.uses, s.nuses);
+    free(s.uses);
     /* On a GPU the free's checks run on the stream later and what they
      * find goes to the log, the audit trail and the callbacks; the host
      * backend (tests) checks at once: GMS_E_CORRUPTION, the block freed. */
     if (gms_free_async(ctx, s.buf, stream) != GMS_OK)
         fprintf(stderr, "gms_torch: free: %s\n", gms_error_last());
+    capture_mode_restore(mode);
     if (t0)
         timing_add(T_FREE, t0);
 }
+
+/* Tensor.record_stream(stream): the block is used on stream too, so its
+ * free waits for the work queued there (see "Other streams"). */
+GMS_TORCH_API void gms_torch_record_stream(void *ptr, void *stream)
+{
+    if (ptr && table_add_use(ptr, stream) != 0)
+        fprintf(stderr, "gms_torch: record_stream of %p, which gms_torch did not allocate "
+                        "(or no memory to note it)\n", ptr);
+}
+
 
 /* ---- for Python (gms.torch) and the benchmark ----------------------------------- */
 
@@ -428,6 +888,13 @@ GMS_TORCH_API int gms_torch_trim(void)
                 rc = r;
         }
     return rc;
+}
+
+/* torch.cuda.empty_cache(): gms_trim of every device. */
+GMS_TORCH_API void gms_torch_empty_cache(void)
+{
+    if (gms_torch_trim() != GMS_OK)
+        fprintf(stderr, "gms_torch: empty_cache: %s\n", gms_error_last());
 }
 
 /* The gms handle (and device) of a pointer gms_torch_alloc returned and

@@ -18,6 +18,18 @@
  * pass must take about as long as on a GPU, since the retain policy's
  * peak marks decay with time. Its times mean nothing; its counts of
  * launches, maps and unmaps, and its fragmentation, are the pipeline's.
+ *
+ * Stream capture, for the PyTorch plug-in's graph hooks: a test marks a
+ * stream as capturing (stand_in_capture), cuStreamIsCapturing says so,
+ * and the rules of a capture in the default (global) mode are checked
+ * rather than enforced by a graph: work queued into a capturing stream
+ * (a launch, copy, fill or event record) is counted as captured
+ * (stand_in_captured), and a call that may wait for the device (a
+ * synchronisation, a map or unmap) from a thread not in relaxed mode
+ * while a capture is under way fails with the driver's
+ * CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED and is counted
+ * (stand_in_unsafe). cuStreamWaitEvent calls are counted too
+ * (stand_in_waits).
  */
 #include "backend/fake_driver.h"
 
@@ -53,6 +65,67 @@ static const char *err_text(int rc)
 #ifdef STAND_IN_CUDA
 typedef unsigned long long CUdeviceptr;
 typedef void *CUstream;
+
+/* ---- stream capture (see the top) ---- */
+#define CAPTURE_UNSUPPORTED 900 /* CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED */
+static void *capturing[8];
+static unsigned long captured_work, unsafe_calls, stream_waits;
+static __thread int capture_mode; /* 0 global, 1 thread-local, 2 relaxed */
+
+static bool is_capturing(const void *st)
+{
+    for (size_t i = 0; i < sizeof capturing / sizeof *capturing; i++)
+        if (__atomic_load_n(&capturing[i], __ATOMIC_SEQ_CST) == st && st)
+            return true;
+    return false;
+}
+static bool any_capturing(void)
+{
+    for (size_t i = 0; i < sizeof capturing / sizeof *capturing; i++)
+        if (__atomic_load_n(&capturing[i], __ATOMIC_SEQ_CST))
+            return true;
+    return false;
+}
+/* Work queued on st: counted when st is capturing. */
+static void queued_on(const void *st)
+{
+    if (is_capturing(st))
+        __atomic_add_fetch(&captured_work, 1, __ATOMIC_SEQ_CST);
+}
+/* A call that may wait for the device: refused during a capture unless
+ * this thread is relaxed, or when it waits for a capturing stream. */
+static bool unsafe_now(const void *waits_for)
+{
+    if ((any_capturing() && capture_mode != 2) || (waits_for && is_capturing(waits_for))) {
+        __atomic_add_fetch(&unsafe_calls, 1, __ATOMIC_SEQ_CST);
+        return true;
+    }
+    return false;
+}
+API void stand_in_capture(void *st, int on)
+{
+    for (size_t i = 0; i < sizeof capturing / sizeof *capturing; i++) {
+        void *want = on ? NULL : st;
+        if (__atomic_compare_exchange_n(&capturing[i], &want, on ? st : NULL, false,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            return;
+    }
+}
+API unsigned long stand_in_captured(void) { return __atomic_load_n(&captured_work, __ATOMIC_SEQ_CST); }
+API unsigned long stand_in_unsafe(void) { return __atomic_load_n(&unsafe_calls, __ATOMIC_SEQ_CST); }
+API unsigned long stand_in_waits(void) { return __atomic_load_n(&stream_waits, __ATOMIC_SEQ_CST); }
+API int cuStreamIsCapturing(void *st, int *status)
+{
+    *status = is_capturing(st) ? 1 : 0;
+    return 0;
+}
+API int cuThreadExchangeStreamCaptureMode(int *mode)
+{
+    int old = capture_mode;
+    capture_mode = *mode;
+    *mode = old;
+    return 0;
+}
 API int cuInit(unsigned f) { (void)f; return 0; }
 API int cuDeviceGetCount(int *n) { *n = 1; return 0; }
 API int cuDeviceGet(int *d, int ordinal) { *d = ordinal; return ordinal == 0 ? 0 : FAKE_ERROR_REFUSED; }
@@ -76,13 +149,19 @@ API int cuDevicePrimaryCtxRetain(void **ctx, int dev) { (void)dev; *ctx = &fake_
 API int cuDevicePrimaryCtxRelease_v2(int dev) { (void)dev; return 0; }
 API int cuCtxGetCurrent(void **c) { uintptr_t u; int r = f_get_current(NULL, &u); *c = (void *)u; return r; }
 API int cuCtxSetCurrent(void *c) { return f_set_current(NULL, (uintptr_t)c); }
-API int cuCtxSynchronize(void) { return f_device_sync(NULL); }
+API int cuCtxSynchronize(void) { return unsafe_now(NULL) ? CAPTURE_UNSUPPORTED : f_device_sync(NULL); }
 API int cuStreamCreate(void **s, unsigned f) { (void)f; return f_stream_create(NULL, s); }
 API int cuStreamDestroy_v2(void *s) { return f_stream_destroy(NULL, s); }
-API int cuStreamSynchronize(void *s) { return f_stream_sync(NULL, s); }
-API int cuStreamWaitEvent(void *s, void *e, unsigned f) { (void)f; return f_stream_wait_event(NULL, s, e); }
+API int cuStreamSynchronize(void *s) { return unsafe_now(s) ? CAPTURE_UNSUPPORTED : f_stream_sync(NULL, s); }
+API int cuStreamWaitEvent(void *s, void *e, unsigned f)
+{
+    (void)f;
+    __atomic_add_fetch(&stream_waits, 1, __ATOMIC_SEQ_CST);
+    queued_on(s);
+    return f_stream_wait_event(NULL, s, e);
+}
 API int cuEventCreate(void **e, unsigned f) { (void)f; return f_event_create(NULL, e); }
-API int cuEventRecord(void *e, void *s) { return f_event_record(NULL, e, s); }
+API int cuEventRecord(void *e, void *s) { queued_on(s); return f_event_record(NULL, e, s); }
 API int cuEventDestroy_v2(void *e) { return f_event_destroy(NULL, e); }
 API int cuMemAddressReserve(CUdeviceptr *p, size_t size, size_t align, CUdeviceptr addr,
                             unsigned long long flags)
@@ -97,12 +176,14 @@ API int cuMemAddressFree(CUdeviceptr p, size_t size) { return f_va_free(NULL, p,
 API int cuMemCreate(unsigned long long *h, size_t size, const void *prop, unsigned long long f)
 {
     (void)prop, (void)f;
-    return f_mem_create(NULL, (uint64_t *)h, size);
+    return unsafe_now(NULL) ? CAPTURE_UNSUPPORTED : f_mem_create(NULL, (uint64_t *)h, size);
 }
-API int cuMemRelease(unsigned long long h) { return f_mem_release(NULL, h); }
+API int cuMemRelease(unsigned long long h) { return unsafe_now(NULL) ? CAPTURE_UNSUPPORTED : f_mem_release(NULL, h); }
 API int cuMemMap(CUdeviceptr p, size_t size, size_t off, unsigned long long h, unsigned long long f)
 {
     (void)f;
+    if (unsafe_now(NULL))
+        return CAPTURE_UNSUPPORTED;
     return off ? FAKE_ERROR_REFUSED : f_mem_map(NULL, p, size, h);
 }
 /* A POSIX descriptor: the only handle type asked for. */
@@ -115,7 +196,7 @@ API int cuMemImportFromShareableHandle(unsigned long long *h, void *fd, int type
 {
     return type != 1 ? FAKE_ERROR_REFUSED : f_mem_import(NULL, (int)(uintptr_t)fd, (uint64_t *)h);
 }
-API int cuMemUnmap(CUdeviceptr p, size_t size) { return f_mem_unmap(NULL, p, size); }
+API int cuMemUnmap(CUdeviceptr p, size_t size) { return unsafe_now(NULL) ? CAPTURE_UNSUPPORTED : f_mem_unmap(NULL, p, size); }
 /* CUmemAccessDesc: location {type, id}, then flags (3: read-write, 1: read). */
 API int cuMemSetAccess(CUdeviceptr p, size_t size, const int *desc, size_t count)
 {
@@ -127,10 +208,10 @@ API int cuMemGetAllocationGranularity(size_t *g, const void *prop, int option)
     *g = GRANULE;
     return 0;
 }
-API int cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void *s, size_t n, CUstream st) { return f_memcpy_htod(NULL, d, s, n, st); }
-API int cuMemcpyDtoHAsync_v2(void *d, CUdeviceptr s, size_t n, CUstream st) { return f_memcpy_dtoh(NULL, d, s, n, st); }
-API int cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream st) { return f_memcpy_dtod(NULL, d, s, n, st); }
-API int cuMemsetD8Async(CUdeviceptr d, unsigned char b, size_t n, CUstream st) { return f_memset_d8(NULL, d, b, n, st); }
+API int cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void *s, size_t n, CUstream st) { queued_on(st); return f_memcpy_htod(NULL, d, s, n, st); }
+API int cuMemcpyDtoHAsync_v2(void *d, CUdeviceptr s, size_t n, CUstream st) { queued_on(st); return f_memcpy_dtoh(NULL, d, s, n, st); }
+API int cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream st) { queued_on(st); return f_memcpy_dtod(NULL, d, s, n, st); }
+API int cuMemsetD8Async(CUdeviceptr d, unsigned char b, size_t n, CUstream st) { queued_on(st); return f_memset_d8(NULL, d, b, n, st); }
 API int cuMemHostAlloc(void **p, size_t n, unsigned f) { return f_host_alloc(NULL, p, n, (f & 2) != 0); }
 API int cuMemFreeHost(void *p) { return f_host_free(NULL, p); }
 API int cuMemHostGetDevicePointer_v2(CUdeviceptr *d, void *p, unsigned f) { (void)f; return f_host_device_ptr(NULL, (uint64_t *)d, p); }
@@ -159,12 +240,14 @@ API int cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned
                        unsigned bz, unsigned shm, void *st, void **args, void **extra)
 {
     (void)gy, (void)gz, (void)by, (void)bz, (void)shm, (void)extra;
+    queued_on(st);
     return f_launch(NULL, fn, gx, bx, st, args);
 }
 API int cuLaunchCooperativeKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                                   unsigned by, unsigned bz, unsigned shm, void *st, void **args)
 {
     (void)gy, (void)gz, (void)by, (void)bz, (void)shm;
+    queued_on(st);
     return f_launch_cooperative(NULL, fn, gx, bx, st, args);
 }
 API int cuGetErrorName(int rc, const char **s) { *s = err_name(rc); return 0; }

@@ -1,0 +1,163 @@
+"""The allocator plug-in's hooks for CUDA graphs and Tensor.record_stream,
+called as PyTorch calls them, on the CUDA backend over the stand-in driver
+(tests/backend/stand_in: host memory, a device that runs scrubs on the
+host, streams that a test marks as capturing). The stand-in counts work
+queued into a capturing stream and calls that a capture in the default
+mode forbids: gms must make neither. A GPU runs the same through PyTorch
+in tests/gpu/python/graph_probe.py."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import gms
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def stand_in_dir():
+    try:
+        plugin = gms.torch_plugin_path()
+    except FileNotFoundError:
+        return None
+    d = os.path.join(os.path.dirname(os.path.realpath(plugin)), "stand-in", "cuda")
+    return d if os.path.exists(os.path.join(d, "libcuda.so.1")) else None
+
+
+def run_child(code):
+    d = stand_in_dir()
+    if not d:
+        pytest.skip("no stand-in driver beside the plug-in (a build tree has one)")
+    env = dict(os.environ, PYTHONPATH=os.path.join(HERE, ".."), GMS_TORCH_BACKEND="cuda",
+               STAND_IN_DEVICE_LAG="4",
+               LD_LIBRARY_PATH=d + os.pathsep + os.environ.get("LD_LIBRARY_PATH", ""))
+    env.pop("GMS_TORCH_SAFETY", None)
+    r = subprocess.run([sys.executable, "-c", PRELUDE + code], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+PRELUDE = """
+import ctypes
+import gms.torch as gt
+p = gt.plugin()
+cuda = ctypes.CDLL("libcuda.so.1")  # the stand-in
+for name in ("stand_in_captured", "stand_in_unsafe", "stand_in_waits"):
+    getattr(cuda, name).restype = ctypes.c_ulong
+cuda.stand_in_capture.argtypes = [ctypes.c_void_p, ctypes.c_int]
+MiB = 1 << 20
+
+def stream():
+    s = ctypes.c_void_p()
+    assert cuda.cuStreamCreate(ctypes.byref(s), 1) == 0
+    return s.value
+
+def alloc(n, s):
+    ptr = p.gms_torch_alloc(n, 0, s)
+    assert ptr, "allocation failed"
+    return ptr
+
+def free(ptr, n, s):
+    p.gms_torch_free(ptr, n, 0, s)
+
+def live():
+    gt.runtime(0).sync()
+    return gt.stats(0)["live_bytes"]
+
+S, S2 = stream(), stream()
+"""
+
+
+def test_graph_memory_stays_apart_until_released():
+    """A capture's blocks are the graph's: freed during or after the capture
+    they are kept for its pool (reused by its later allocations), never
+    handed to other tensors, and go back to gms once every graph using the
+    pool is released. Nothing of gms's is queued into the capture, and
+    nothing a capture forbids is called."""
+    run_child("""
+warm = alloc(MiB, S)                       # an eager tensor before the capture
+p.gms_torch_begin_allocate_to_pool(0, 0, 7, None)
+cuda.stand_in_capture(S, 1)
+a = alloc(3 * MiB, S)                      # the graph's
+b = alloc(MiB, S)
+free(a, 3 * MiB, S)                        # an intermediate: kept for the pool
+c = alloc(3 * MiB, S)
+assert c == a, "the pool's freed block is reused on its stream"
+side = alloc(3 * MiB, S2)                  # another stream, not capturing: not the graph's
+assert side != a
+free(warm, MiB, S)                         # an eager block freed during the capture: after it
+cuda.stand_in_capture(S, 0)
+p.gms_torch_end_allocate_to_pool(0, 0, 7)
+assert cuda.stand_in_captured() == 0, "gms queued work into the capture"
+assert cuda.stand_in_unsafe() == 0, "gms made a call the capture forbids"
+
+eager = [alloc(n, S) for n in (MiB, 3 * MiB) for _ in range(6)]
+assert a not in eager and b not in eager, "another tensor got the graph's memory"
+free(b, MiB, S)                            # the graph's output, dropped after the capture
+assert alloc(MiB, S) != b
+held = live()
+
+# A second graph captured into the same pool takes the block back.
+p.gms_torch_begin_allocate_to_pool(0, 0, 7, None)
+cuda.stand_in_capture(S, 1)
+e = alloc(MiB, S)
+assert e == b, "a later capture into the pool reuses its freed block"
+free(e, MiB, S)
+cuda.stand_in_capture(S, 0)
+p.gms_torch_end_allocate_to_pool(0, 0, 7)
+assert live() == held
+
+p.gms_torch_release_pool(0, 0, 7)          # the first graph: the second still uses the pool
+assert live() == held
+p.gms_torch_release_pool(0, 0, 7)          # the last: its freed blocks go back
+after = live()
+assert held - after >= MiB, (held, after)
+free(c, 3 * MiB, S)                        # still PyTorch's after the release: freed as any
+assert held - live() >= 4 * MiB
+assert cuda.stand_in_captured() == 0 and cuda.stand_in_unsafe() == 0
+p.gms_torch_empty_cache()
+print("ok")
+""")
+
+
+def test_record_stream_orders_the_free_after_the_other_stream():
+    """Tensor.record_stream(S2) on a block allocated on S: its free on S
+    waits, on the device, for the work queued on S2 (one event wait, made
+    once however often the stream was recorded); a block used on its own
+    stream only makes none."""
+    run_child("""
+x = alloc(MiB, S)
+p.gms_torch_record_stream(x, S2)
+p.gms_torch_record_stream(x, S2)
+p.gms_torch_record_stream(x, S)            # its own stream: nothing to wait for
+w = cuda.stand_in_waits()
+free(x, MiB, S)
+assert cuda.stand_in_waits() - w == 1, cuda.stand_in_waits() - w
+y = alloc(MiB, S)
+w = cuda.stand_in_waits()
+free(y, MiB, S)
+assert cuda.stand_in_waits() == w
+assert p.gms_torch_live_pointers() == 0
+print("ok")
+""")
+
+
+def test_hooks_refuse_what_is_not_theirs():
+    """A release or end of a pool that was never begun, a device out of
+    range and a record_stream of a pointer the plug-in did not allocate
+    change nothing (the last says so)."""
+    r = run_child("""
+p.gms_torch_end_allocate_to_pool(0, 5, 5)
+p.gms_torch_release_pool(0, 5, 5)
+p.gms_torch_release_pool(-1, 0, 1)
+p.gms_torch_begin_allocate_to_pool(9999, 0, 1, None)
+p.gms_torch_record_stream(0x1234000, S)
+x = alloc(MiB, S)
+free(x, MiB, S)
+assert p.gms_torch_live_pointers() == 0
+print("ok")
+""")
+    assert "record_stream of 0x1234000" in r.stderr
