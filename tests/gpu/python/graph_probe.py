@@ -19,7 +19,11 @@ Cases:
 - release: the graph and its tensors dropped; the memory must come back
   (gms: live pointers back to the count before the capture);
 - reduce_overhead: torch.compile(mode="reduce-overhead") on the MLP, output
-  against eager.
+  against eager;
+- record_stream: a tensor read on a second stream behind a long sleep,
+  marked with record_stream and freed on its own stream, whose memory the
+  next allocation there overwrites at once: the second stream must still
+  read the old values.
 The last line is "N passed, N failed".
 """
 
@@ -28,7 +32,7 @@ import os
 import subprocess
 import sys
 
-CASES = ("capture", "isolation", "release", "reduce_overhead")
+CASES = ("capture", "isolation", "release", "reduce_overhead", "record_stream")
 
 
 def mlp(torch):
@@ -61,6 +65,20 @@ def run_case(case, alloc):
     live = (lambda: gms.torch.live_pointers()) if alloc != "torch" else (lambda: 0)
     model = mlp(torch)
     x = torch.randn(256, 1024, device="cuda")
+    if case == "record_stream":
+        side = torch.cuda.Stream()
+        n = 1 << 24
+        x = torch.full((n,), 3.0, device="cuda")
+        torch.cuda.synchronize()
+        with torch.cuda.stream(side):
+            torch.cuda._sleep(200_000_000)  # about 0.1 s of the side stream
+            total = x.sum()
+        x.record_stream(side)
+        del x  # freed on the current stream, which is not waiting for the side one
+        y = torch.zeros(n, device="cuda")  # may take x's memory: only after the side stream's read
+        torch.cuda.synchronize()
+        want = 3.0 * n
+        return None if total.item() == want else f"the side stream read {total.item():.6g}, not {want:.6g}"
     if case == "reduce_overhead":
         f = torch.compile(model, mode="reduce-overhead")
         with torch.no_grad():
