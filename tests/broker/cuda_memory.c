@@ -612,6 +612,82 @@ static void mutable_share_crosses(void)
 
 /* A kernel that stores 1 at the address it is given, as PTX the driver
  * compiles at load time (no nvcc needed to build this test). */
+/* A mutable share across a gmsd restart (SIGKILL): the next gmsd charges
+ * the owner's tenant as the one before did, the lease once and not the
+ * share beside it; the owner's free moves the charge to the share, and
+ * the holder's last release returns it. */
+static void restart_owner(int in, int out)
+{
+    gms_runtime *rt;
+    gms_context *ctx = open_client(&rt, GMS_BACKEND_CUDA);
+    if (!ctx)
+        _exit(1);
+    gms_buf buf;
+    gms_share_grant g = {.tenant = "other", .language = GMS_ANY_LANGUAGE,
+                         .mode = GMS_ACCESS_READ_WRITE};
+    gms_share_desc sd = GMS_SHARE_DESC_INIT;
+    sd.grants = &g;
+    sd.ngrants = 1;
+    gms_share_id id = 0;
+    CHECK_OK(gms_alloc(ctx, SHARED_BYTES, GMS_ALLOC_PAGES, &buf));
+    CHECK_OK(gms_share(ctx, buf, &sd, &id));
+    put_bytes(out, &id, sizeof id);
+    char step;
+    get_bytes(in, &step, 1); /* gmsd was killed and started again */
+    CHECK_OK(gms_free(ctx, buf)); /* through the resumed session */
+    gms_context_close(ctx);
+    gms_runtime_close(rt);
+    _exit(test_done());
+}
+
+static void restart_holder(int in, int out, gms_share_id id)
+{
+    gms_runtime *rt;
+    gms_context *ctx = open_other(&rt);
+    gms_buf shared = GMS_BUF_NULL;
+    CHECK_OK(gms_acquire(ctx, id, GMS_ACCESS_ATOMIC, &shared));
+    put_bytes(out, "r", 1);
+    char step;
+    get_bytes(in, &step, 1);
+    CHECK_OK(gms_release(ctx, shared)); /* the last hold: the share goes */
+    gms_context_close(ctx);
+    gms_runtime_close(rt);
+    _exit(test_done());
+}
+
+static void mutable_share_restart(void)
+{
+    int to_owner[2], from_owner[2], to_holder[2], from_holder[2];
+    if (pipe(to_owner) || pipe(from_owner) || pipe(to_holder) || pipe(from_holder))
+        _exit(1);
+    fflush(stdout);
+    pid_t owner = fork();
+    if (owner == 0)
+        restart_owner(to_owner[0], from_owner[1]);
+    gms_share_id id = 0;
+    char step;
+    get_bytes(from_owner[0], &id, sizeof id);
+    pid_t holder = fork();
+    if (holder == 0)
+        restart_holder(to_holder[0], from_holder[1], id);
+    get_bytes(from_holder[0], &step, 1);
+    uint64_t bytes = 0, leases = 0, after_bytes = 0, after_leases = 0;
+    CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 1);
+    CHECK(broker_end(&b, SIGKILL) == 128 + SIGKILL);
+    broker_exec(&b);
+    CHECK(raw_usage(b.sock, &after_bytes, &after_leases) == 0);
+    CHECK(after_bytes == bytes && after_leases == leases); /* not the share again */
+    printf("restart: a mutable share's lease charged %llu bytes, %llu leases after, %llu and "
+           "%llu before\n", (unsigned long long)after_bytes, (unsigned long long)after_leases,
+           (unsigned long long)bytes, (unsigned long long)leases);
+    put_bytes(to_owner[1], "k", 1);
+    CHECK(status_of(owner) == 0);
+    CHECK(broker_use_becomes(b.sock, getuid(), bytes, leases)); /* the share keeps the charge */
+    put_bytes(to_holder[1], "k", 1);
+    CHECK(status_of(holder) == 0);
+    CHECK(broker_use_becomes(b.sock, getuid(), 0, 0));
+}
+
 static const char poke_ptx[] =
     ".version 7.0\n.target sm_50\n.address_size 64\n"
     ".visible .entry poke(.param .u64 p)\n{\n"
@@ -1072,6 +1148,7 @@ int main(int argc, char **argv)
         CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 0);
         share_crosses();
         mutable_share_crosses();
+        mutable_share_restart();
         if (!stand_in) /* a kernel: the stand-in runs none */
             fault_stays_home();
     } else {

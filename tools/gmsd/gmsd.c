@@ -278,14 +278,16 @@ static uint32_t share_flags(const share *sh)
 
 /* The state record of share sh, owned by the connection of session: with
  * its memfd's inode, so that a gmsd started later takes back that file
- * alone (RESHARE), and whether it was revoked. */
+ * alone (RESHARE), whether it was revoked, and the lease whose memory it
+ * is (a mutable share of CUDA memory: while that lease is on record, it
+ * charges the memory, not the share). */
 static long record_share(share *sh, uint64_t session)
 {
     struct stat st;
     sh->ino = sh->fd >= 0 && fstat(sh->fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
     gmsd_rec r = {.kind = GMSD_REC_SHARE, .flags = share_flags(sh), .id = sh->id,
-                  .session = session, .bytes = sh->bytes, .req = sh->req, .off = sh->off,
-                  .start = sh->ino};
+                  .session = session, .share = sh->lease ? sh->lease->id : 0,
+                  .bytes = sh->bytes, .req = sh->req, .off = sh->off, .start = sh->ino};
     snprintf(r.tenant, sizeof r.tenant, "%s", sh->owner->name);
     return gmsd_state_put(&r);
 }
@@ -308,7 +310,8 @@ static void lease_drop(client *c, lease *l)
          * stays theirs, and charged, until the share's last release. */
         l->share->lease = NULL;
         close(l->fd);
-        gms__vmm_lease_free(gpu, l->handle);
+        if (l->handle) /* none when taken over from the gmsd before */
+            gms__vmm_lease_free(gpu, l->handle);
         audit(GMS_AUDIT_FREE, GMS_OK, c, l->id, l->bytes,
               "lease released; its memory stays with share 0x%016llx, charged to it until its "
               "last release", (unsigned long long)l->share->id);
@@ -1346,8 +1349,18 @@ static int restore_one(unsigned i, const gmsd_rec *r)
                       .ino = r->start,
                       .slot = i, .next = shares};
         shares = sh;
-        t->used_bytes += sh->bytes;
-        t->used_leases++;
+        /* A mutable share of CUDA memory is its owner's lease: while that
+         * lease is on record (restored before the shares), the lease
+         * charges it, as before the restart. */
+        for (lease *l = o && r->share ? o->leases : NULL; l && !sh->lease; l = l->next)
+            if (l->id == r->share && !l->share && l->bytes == sh->bytes) {
+                sh->lease = l;
+                l->share = sh;
+            }
+        if (!sh->lease) {
+            t->used_bytes += sh->bytes;
+            t->used_leases++;
+        }
         t->live_shares++;
         return 1;
     }

@@ -27,7 +27,8 @@ typedef struct gmsd_rec {
     uint32_t flags;    /* share: GMSD_SHARE_*; hold: writer */
     uint64_t id;       /* the session's, lease's, share's or hold's id */
     uint64_t session;  /* lease, hold: its connection's session; share: its owner's */
-    uint64_t share;    /* hold: its share's id */
+    uint64_t share;    /* hold: its share's id; share: the lease whose memory
+                          it is (a mutable share of CUDA memory), or 0 */
     uint64_t bytes;    /* lease, share: the memfd's bytes */
     uint64_t req, off; /* share: the buffer's bytes and offset in the memfd */
     uint64_t start;    /* session: its process's start time (/proc/PID/stat);
