@@ -15,7 +15,10 @@ device, CUDA backend, safety on; tenant $GMS_TENANT, default "torch"), and
 is freed in stream order. use_gms() also gives PyTorch the plug-in's hooks
 where this PyTorch has them: CUDA graphs (torch.cuda.graph) keep their
 memory apart until they are released, Tensor.record_stream orders a free
-after the other streams' work, and torch.cuda.empty_cache() trims. PyTorch's own memory counters
+after the other streams' work, and torch.cuda.empty_cache() trims. PyTorch
+has no memory counters for a pluggable allocator (torch.cuda.memory_allocated
+and its kin raise): use_gms() makes them answer from gms (see
+memory_functions). PyTorch's own memory counters
 (torch.cuda.memory_allocated, max_memory_reserved...) do not apply to a
 pluggable allocator: stats() gives gms's. Importing this module does not
 import torch; use_gms() does.
@@ -25,7 +28,7 @@ import ctypes
 from ctypes import POINTER, byref, c_int, c_ssize_t, c_uint64, c_void_p
 
 from . import _lib, torch_plugin_path
-from .errors import check
+from .errors import InvalidArgument, check
 
 _plugin = None
 _allocator = None
@@ -55,6 +58,10 @@ def plugin():
         p.gms_torch_lookup.argtypes = [c_void_p, POINTER(c_uint64), POINTER(c_int)]
         p.gms_torch_timing.restype = None
         p.gms_torch_timing.argtypes = [POINTER(c_uint64)]
+        p.gms_torch_memory.restype = c_int
+        p.gms_torch_memory.argtypes = [c_int, POINTER(c_uint64)]
+        p.gms_torch_reset_peak.restype = c_int
+        p.gms_torch_reset_peak.argtypes = [c_int]
         p.gms_torch_record_stream.restype = None
         p.gms_torch_record_stream.argtypes = [c_void_p, c_void_p]
         p.gms_torch_empty_cache.restype = None
@@ -82,6 +89,10 @@ def use_gms():
         _set_hooks(alloc._allocator)
         torch.cuda.memory.change_current_allocator(alloc)
         _allocator = alloc
+        index = lambda device: torch.cuda._get_device_index(device, optional=True)  # noqa: E731
+        for name, fn in memory_functions(index).items():
+            for module in (torch.cuda, torch.cuda.memory):
+                setattr(module, name, fn)
     return _allocator
 
 
@@ -109,6 +120,80 @@ def _set_hooks(hooks):
         import warnings
         warnings.warn("gms.torch: this PyTorch has no %s: do not capture CUDA graphs on gms memory"
                       % ", ".join(missing), RuntimeWarning, stacklevel=3)
+
+
+def memory(device=-1):
+    """What PyTorch holds through the plug-in on a device (-1: the first
+    used): allocated_bytes (its tensors' bytes, as PyTorch asked for them),
+    peak_allocated_bytes (since the last reset_peak) and tensors."""
+    out = (c_uint64 * 3)()
+    check(plugin().gms_torch_memory(device, out))
+    return {"allocated_bytes": out[0], "peak_allocated_bytes": out[1], "tensors": out[2]}
+
+
+def reset_peak(device=-1):
+    """The allocated peak starts again from what is allocated now."""
+    check(plugin().gms_torch_reset_peak(device))
+
+
+def memory_functions(device_index):
+    """torch.cuda's memory counters answered from gms, by name, for
+    use_gms() to put in place of PyTorch's (which raise for a pluggable
+    allocator). device_index maps their device argument to an index.
+    Allocated bytes are what PyTorch's tensors hold (their peak resets with
+    reset_peak_memory_stats); reserved bytes are what gms has mapped on the
+    device, and their peak is the runtime's since it opened (gms keeps no
+    other)."""
+    def mapped(device):
+        try:
+            return stats(device)
+        except InvalidArgument:  # no allocation on the device yet
+            return {"held_bytes": 0, "peak_held_bytes": 0, "maps": 0, "unmaps": 0}
+
+    def memory_stats(device=None):
+        d = device_index(device)
+        m, s = memory(d), mapped(d)
+        return {"allocated_bytes.all.current": m["allocated_bytes"],
+                "allocated_bytes.all.peak": m["peak_allocated_bytes"],
+                "active_bytes.all.current": m["allocated_bytes"],
+                "active_bytes.all.peak": m["peak_allocated_bytes"],
+                "allocation.all.current": m["tensors"],
+                "reserved_bytes.all.current": s["held_bytes"],
+                "reserved_bytes.all.peak": s["peak_held_bytes"],
+                "num_device_alloc": s["maps"], "num_device_free": s["unmaps"],
+                "num_alloc_retries": 0, "num_ooms": 0}
+
+    def memory_allocated(device=None):
+        return memory(device_index(device))["allocated_bytes"]
+
+    def max_memory_allocated(device=None):
+        return memory(device_index(device))["peak_allocated_bytes"]
+
+    def memory_reserved(device=None):
+        return mapped(device_index(device))["held_bytes"]
+
+    def max_memory_reserved(device=None):
+        return mapped(device_index(device))["peak_held_bytes"]
+
+    def reset_peak_memory_stats(device=None):
+        reset_peak(device_index(device))
+
+    def memory_summary(device=None, abbreviated=False):
+        st = memory_stats(device)
+        mib = lambda n: "%.1f MiB" % (n / 2**20)  # noqa: E731
+        return ("gms memory summary, device %d\n"
+                "  allocated: %s now, %s peak, %d tensors\n"
+                "  mapped:    %s now, %s peak\n" % (
+                    device_index(device), mib(st["allocated_bytes.all.current"]),
+                    mib(st["allocated_bytes.all.peak"]), st["allocation.all.current"],
+                    mib(st["reserved_bytes.all.current"]), mib(st["reserved_bytes.all.peak"])))
+
+    return {"memory_stats": memory_stats, "memory_allocated": memory_allocated,
+            "max_memory_allocated": max_memory_allocated, "memory_reserved": memory_reserved,
+            "max_memory_reserved": max_memory_reserved,
+            "reset_peak_memory_stats": reset_peak_memory_stats,
+            "reset_max_memory_allocated": reset_peak_memory_stats,
+            "memory_summary": memory_summary}
 
 
 def stats(device=-1):

@@ -753,6 +753,62 @@ static int defer_free(const slot *s, void *stream)
 /* PyTorch does not check the result: a NULL for a non-empty tensor surfaces
  * as a CUDA error at the first kernel that touches it, so a failure is
  * always reported here, with gms's reason. */
+/* ---- PyTorch's memory counters ------------------------------------------------------
+ * torch.cuda.memory_allocated() and its kin ask the allocator for
+ * counters a pluggable one does not have (PyTorch raises). gms.torch
+ * answers them from these: the bytes and tensors PyTorch holds now on a
+ * device, and the bytes' peak since the last reset; what is mapped comes
+ * from gms_stats. Two atomic operations a call. */
+static _Atomic uint64_t g_bytes[MAX_DEVICES], g_peak[MAX_DEVICES], g_tensors[MAX_DEVICES];
+
+static void counted_alloc(int device, uint64_t size)
+{
+    uint64_t now = atomic_fetch_add_explicit(&g_bytes[device], size, memory_order_relaxed) + size;
+    atomic_fetch_add_explicit(&g_tensors[device], 1, memory_order_relaxed);
+    uint64_t peak = atomic_load_explicit(&g_peak[device], memory_order_relaxed);
+    while (now > peak && !atomic_compare_exchange_weak_explicit(&g_peak[device], &peak, now,
+                                                                memory_order_relaxed,
+                                                                memory_order_relaxed))
+        ;
+}
+
+static void counted_free(int device, uint64_t size)
+{
+    atomic_fetch_sub_explicit(&g_bytes[device], size, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&g_tensors[device], 1, memory_order_relaxed);
+}
+
+/* out[3]: the bytes PyTorch holds on device (< 0: the first used; all 0
+ * before any allocation), their peak since the last reset, and its
+ * tensors; GMS_E_INVALID_ARG for a device out of range. */
+GMS_TORCH_API int gms_torch_memory(int device, uint64_t out[3])
+{
+    if (!out)
+        return GMS_E_INVALID_ARG;
+    out[0] = out[1] = out[2] = 0;
+    device = device < 0 ? atomic_load(&g_first_device) : device;
+    if (device >= MAX_DEVICES)
+        return GMS_E_INVALID_ARG;
+    if (device >= 0) {
+        out[0] = atomic_load(&g_bytes[device]);
+        out[1] = atomic_load(&g_peak[device]);
+        out[2] = atomic_load(&g_tensors[device]);
+    }
+    return GMS_OK;
+}
+
+/* torch.cuda.reset_peak_memory_stats: the peak starts again from now. */
+GMS_TORCH_API int gms_torch_reset_peak(int device)
+{
+    device = device < 0 ? atomic_load(&g_first_device) : device;
+    if (device < 0)
+        return GMS_OK; /* nothing allocated yet */
+    if (device >= MAX_DEVICES)
+        return GMS_E_INVALID_ARG;
+    atomic_store(&g_peak[device], atomic_load(&g_bytes[device]));
+    return GMS_OK;
+}
+
 static void *alloc_ordered(gms_context *ctx, ssize_t size, int device, void *stream);
 
 GMS_TORCH_API void *gms_torch_alloc(ssize_t size, int device, void *stream)
@@ -762,15 +818,20 @@ GMS_TORCH_API void *gms_torch_alloc(ssize_t size, int device, void *stream)
     gms_context *ctx = context_for(device);
     if (!ctx)
         return NULL;
-    if (!device_capturing(device))
-        return alloc_ordered(ctx, size, device, stream);
-    /* A capture is under way: mapping memory is a call it forbids on every
-     * thread not relaxed, whatever the stream (PyTorch's own allocator
-     * relaxes around cudaMalloc in the same way). */
-    int mode = capture_mode_relaxed();
-    void *ptr = stream_capturing(stream) ? graph_alloc(ctx, device, (uint64_t)size, stream)
-                                         : alloc_ordered(ctx, size, device, stream);
-    capture_mode_restore(mode);
+    void *ptr;
+    if (!device_capturing(device)) {
+        ptr = alloc_ordered(ctx, size, device, stream);
+    } else {
+        /* A capture is under way: mapping memory is a call it forbids on
+         * every thread not relaxed, whatever the stream (PyTorch's own
+         * allocator relaxes around cudaMalloc in the same way). */
+        int mode = capture_mode_relaxed();
+        ptr = stream_capturing(stream) ? graph_alloc(ctx, device, (uint64_t)size, stream)
+                                       : alloc_ordered(ctx, size, device, stream);
+        capture_mode_restore(mode);
+    }
+    if (ptr)
+        counted_alloc(device, (uint64_t)size);
     return ptr;
 }
 
@@ -811,6 +872,7 @@ GMS_TORCH_API void gms_torch_free(void *ptr, ssize_t size, int device, void *str
         fprintf(stderr, "gms_torch: free of %p, which gms_torch did not allocate\n", ptr);
         return;
     }
+    counted_free(s.device, s.size); /* PyTorch's no more, whatever happens to the block */
     if (s.pool && graph_free(&s, stream)) {
         free(s.uses);
         return;

@@ -130,3 +130,31 @@ def test_host_timing(timing):
         assert 0 < alloc_max <= alloc_ns and 0 < free_max <= free_ns
     else:
         assert (alloc_ns, allocs, alloc_max, free_ns, frees, free_max) == (0,) * 6
+
+
+def test_memory_counters():
+    """torch.cuda.memory_allocated and its kin, which PyTorch cannot answer
+    for a pluggable allocator, answered from the plug-in: the bytes its
+    tensors hold, their peak until reset_peak_memory_stats, what gms maps;
+    memory_stats has the keys programs read."""
+    p = gt.plugin()
+    fns = gt.memory_functions(lambda device: 0 if device is None else device)
+    base = fns["memory_allocated"]()
+    a = p.gms_torch_alloc(3000, 0, None)
+    b = p.gms_torch_alloc(1 << 20, 0, None)
+    assert fns["memory_allocated"](0) == base + 3000 + (1 << 20)
+    p.gms_torch_free(b, 1 << 20, 0, None)
+    assert fns["memory_allocated"]() == base + 3000
+    assert fns["max_memory_allocated"]() >= base + 3000 + (1 << 20)
+    fns["reset_peak_memory_stats"]()
+    assert fns["max_memory_allocated"]() == base + 3000
+    st = fns["memory_stats"]()
+    assert st["allocated_bytes.all.current"] == base + 3000
+    assert st["allocation.all.current"] >= 1
+    assert st["reserved_bytes.all.current"] >= st["allocated_bytes.all.current"]
+    assert fns["max_memory_reserved"]() >= fns["memory_reserved"]() > 0
+    assert "gms memory summary" in fns["memory_summary"]()
+    p.gms_torch_free(a, 3000, 0, None)
+    assert fns["memory_allocated"]() == base
+    with pytest.raises(gms.InvalidArgument):
+        gt.memory(1 << 20)  # no such device

@@ -20,6 +20,10 @@ Cases:
   (gms: live pointers back to the count before the capture);
 - reduce_overhead: torch.compile(mode="reduce-overhead") on the MLP, output
   against eager;
+- counters: torch.cuda.memory_allocated, max_memory_allocated,
+  reset_peak_memory_stats, memory_reserved, memory_stats and
+  memory_summary answer (PyTorch raises for a pluggable allocator unless
+  gms.torch answers them) and follow a 64 MiB tensor;
 - record_stream: a tensor read on a second stream behind a long sleep,
   marked with record_stream and freed on its own stream, whose memory the
   next allocation there overwrites at once: the second stream must still
@@ -32,7 +36,7 @@ import os
 import subprocess
 import sys
 
-CASES = ("capture", "isolation", "release", "reduce_overhead", "record_stream")
+CASES = ("capture", "isolation", "release", "reduce_overhead", "counters", "record_stream")
 
 
 def mlp(torch):
@@ -65,6 +69,18 @@ def run_case(case, alloc):
     live = (lambda: gms.torch.live_pointers()) if alloc != "torch" else (lambda: 0)
     model = mlp(torch)
     x = torch.randn(256, 1024, device="cuda")
+    if case == "counters":
+        before = torch.cuda.memory_allocated()
+        t = torch.empty(1 << 24, device="cuda")  # 64 MiB
+        grown = torch.cuda.memory_allocated() - before
+        torch.cuda.reset_peak_memory_stats()
+        del t
+        peak = torch.cuda.max_memory_allocated()
+        st = torch.cuda.memory_stats()
+        torch.cuda.memory_summary()
+        if grown != 1 << 26 or peak < before + (1 << 26) or torch.cuda.memory_reserved() <= 0:
+            return f"allocated grew by {grown}, peak {peak}, reserved {torch.cuda.memory_reserved()}"
+        return None if "allocated_bytes.all.current" in st else "memory_stats lacks allocated_bytes"
     if case == "record_stream":
         side = torch.cuda.Stream()
         n = 1 << 24
