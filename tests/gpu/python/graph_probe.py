@@ -24,6 +24,9 @@ Cases:
   reset_peak_memory_stats, memory_reserved, memory_stats and
   memory_summary answer (PyTorch raises for a pluggable allocator unless
   gms.torch answers them) and follow a 64 MiB tensor;
+- cudnn_benchmark: a convolution with torch.backends.cudnn.benchmark on
+  (cuDNN's plan search asks the allocator for its largest cached block,
+  which PyTorch's pluggable allocator may not answer);
 - record_stream: a tensor read on a second stream behind a long sleep,
   marked with record_stream and freed on its own stream, whose memory the
   next allocation there overwrites at once: the second stream must still
@@ -36,7 +39,7 @@ import os
 import subprocess
 import sys
 
-CASES = ("capture", "isolation", "release", "reduce_overhead", "counters", "record_stream")
+CASES = ("capture", "isolation", "release", "reduce_overhead", "counters", "cudnn_benchmark", "record_stream")
 
 
 def mlp(torch):
@@ -81,6 +84,15 @@ def run_case(case, alloc):
         if grown != 1 << 26 or peak < before + (1 << 26) or torch.cuda.memory_reserved() <= 0:
             return f"allocated grew by {grown}, peak {peak}, reserved {torch.cuda.memory_reserved()}"
         return None if "allocated_bytes.all.current" in st else "memory_stats lacks allocated_bytes"
+    if case == "cudnn_benchmark":
+        torch.backends.cudnn.benchmark = True
+        conv = torch.nn.Conv2d(64, 64, 3, padding=1).cuda()
+        img = torch.randn(8, 64, 56, 56, device="cuda")
+        got = conv(img)
+        torch.backends.cudnn.benchmark = False
+        want = conv(img)
+        ok = torch.allclose(got, want, rtol=1e-2, atol=1e-2)
+        return None if ok else f"differs from the plain convolution by {(got - want).abs().max().item():.3g}"
     if case == "record_stream":
         side = torch.cuda.Stream()
         n = 1 << 24
