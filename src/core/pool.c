@@ -745,7 +745,9 @@ void gms__pool_hollow(gms_pool *p, gms_block *b)
 static void granules_release(gms_pool *p, gms_block *b)
 {
     gms_chunk *c = b->chunk;
-    uint64_t first, last, lo[2], hi[2], now = 0;
+    /* A granule left empty ages from its block's free (a block waits in
+     * quarantine a few milliseconds at most): no second clock read. */
+    uint64_t first, last, lo[2], hi[2], now = b->free_ns;
     gms__block_mapped(p, b, lo, hi);
     for (int r = 0; r < 2; r++) {
         if (lo[r] >= hi[r])
