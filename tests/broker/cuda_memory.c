@@ -446,6 +446,26 @@ static void fill_byte(gms_context *ctx, gms_buf buf, uint8_t v, size_t n)
  * 0x5a; step 2 it frees the buffer, whose lease goes with the share (its
  * charge stays until the share's last release), and fills what it
  * allocates next, which must not be that memory; step 3 it ends. */
+/* Shares buf of ctx with tenant other, read-write. */
+static int share_with_other(gms_context *ctx, gms_buf buf, gms_share_id *id)
+{
+    gms_share_grant g = {.tenant = "other", .language = GMS_ANY_LANGUAGE,
+                         .mode = GMS_ACCESS_READ_WRITE};
+    gms_share_desc sd = GMS_SHARE_DESC_INIT;
+    sd.grants = &g;
+    sd.ngrants = 1;
+    return gms_share(ctx, buf, &sd, id);
+}
+
+/* A child's end: its context and runtime closed, and what its checks
+ * found as its exit status. */
+__attribute__((noreturn)) static void child_exit(gms_runtime *rt, gms_context *ctx)
+{
+    gms_context_close(ctx);
+    gms_runtime_close(rt);
+    _exit(test_done());
+}
+
 static void mutable_owner(int in, int out)
 {
     gms_runtime *rt;
@@ -453,21 +473,16 @@ static void mutable_owner(int in, int out)
     if (!ctx)
         _exit(1);
     gms_buf plain, buf;
-    gms_share_grant g = {.tenant = "other", .language = GMS_ANY_LANGUAGE,
-                         .mode = GMS_ACCESS_READ_WRITE};
-    gms_share_desc sd = GMS_SHARE_DESC_INIT;
-    sd.grants = &g;
-    sd.ngrants = 1;
     gms_share_id id = 0;
     /* A small buffer: its lease serves the small heap, so the shared one's
      * is the large heap's only chunk, which a pool would keep. */
     CHECK_OK(gms_alloc(ctx, 64 << 10, 0, &plain));
-    CHECK_RC(gms_share(ctx, plain, &sd, &id), GMS_E_INVALID_ARG);
+    CHECK_RC(share_with_other(ctx, plain, &id), GMS_E_INVALID_ARG);
     CHECK_OK(gms_alloc(ctx, SHARED_BYTES, GMS_ALLOC_PAGES, &buf));
     uint64_t bytes, leases, shared_bytes, shared_leases;
     CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 2 && bytes > LEASE);
     fill_byte(ctx, buf, 0x11, SHARED_BYTES);
-    CHECK_OK(gms_share(ctx, buf, &sd, &id));
+    CHECK_OK(share_with_other(ctx, buf, &id));
     CHECK(raw_usage(b.sock, &shared_bytes, &shared_leases) == 0 && shared_bytes == bytes &&
           shared_leases == leases); /* the lease is the share: charged once */
     put_bytes(out, &id, sizeof id);
@@ -490,9 +505,7 @@ static void mutable_owner(int in, int out)
     for (int i = 0; i < 2; i++)
         CHECK_OK(gms_free(ctx, next[i]));
     CHECK_OK(gms_free(ctx, plain));
-    gms_context_close(ctx);
-    gms_runtime_close(rt);
-    _exit(test_done());
+    child_exit(rt, ctx);
 }
 
 /* The mutable share's holder (uid 40021, tenant other): no read-only hold
@@ -523,9 +536,7 @@ static void mutable_holder(int in, int out, gms_share_id id)
     CHECK(holds_byte(ctx, shared, 0xc3));
     CHECK_OK(gms_release(ctx, writer));
     CHECK_OK(gms_release(ctx, shared)); /* the last hold: the share goes */
-    gms_context_close(ctx);
-    gms_runtime_close(rt);
-    _exit(test_done());
+    child_exit(rt, ctx);
 }
 
 /* A mutable SHARE of CUDA memory asked for by a client that skips libgms:
@@ -577,37 +588,56 @@ static void child_raw_mutable(void)
     _exit(test_done());
 }
 
-/* A mutable share of device memory crossing tenants: the very memory,
- * written by either side, outliving the owner's buffer, and its charge
- * the owner's tenant's until the last hold goes. */
-static void mutable_share_crosses(void)
+/* An owner and a holder of its share, each in a child that talks to this
+ * process over two pipes: the owner sends the share's id first, then the
+ * holder starts with it. */
+typedef struct {
+    pid_t owner, holder;
+    int to_owner, from_owner, to_holder, from_holder;
+} share_pair;
+
+static void share_pair_start(share_pair *x, void (*owner)(int in, int out),
+                             void (*holder)(int in, int out, gms_share_id id))
 {
     int to_owner[2], from_owner[2], to_holder[2], from_holder[2];
     if (pipe(to_owner) || pipe(from_owner) || pipe(to_holder) || pipe(from_holder))
         _exit(1);
     fflush(stdout);
-    pid_t owner = fork();
-    if (owner == 0)
-        mutable_owner(to_owner[0], from_owner[1]);
+    x->owner = fork();
+    if (x->owner == 0)
+        owner(to_owner[0], from_owner[1]);
     gms_share_id id = 0;
-    char step;
     get_bytes(from_owner[0], &id, sizeof id);
-    pid_t holder = fork();
-    if (holder == 0)
-        mutable_holder(to_holder[0], from_holder[1], id);
-    get_bytes(from_holder[0], &step, 1);
-    put_bytes(to_owner[1], "w", 1);
-    get_bytes(from_owner[0], &step, 1);
-    put_bytes(to_holder[1], "s", 1);
-    get_bytes(from_holder[0], &step, 1);
-    put_bytes(to_owner[1], "f", 1);
-    get_bytes(from_owner[0], &step, 1);
-    put_bytes(to_holder[1], "s", 1);
-    CHECK(status_of(holder) == 0);
+    x->holder = fork();
+    if (x->holder == 0)
+        holder(to_holder[0], from_holder[1], id);
+    x->to_owner = to_owner[1];
+    x->from_owner = from_owner[0];
+    x->to_holder = to_holder[1];
+    x->from_holder = from_holder[0];
+}
+
+/* A mutable share of device memory crossing tenants: the very memory,
+ * written by either side, outliving the owner's buffer, and its charge
+ * the owner's tenant's until the last hold goes. */
+static void mutable_share_crosses(void)
+{
+    share_pair x;
+    share_pair_start(&x, mutable_owner, mutable_holder);
+    char step;
+    get_bytes(x.from_holder, &step, 1);
+    put_bytes(x.to_owner, "w", 1);
+    get_bytes(x.from_owner, &step, 1);
+    put_bytes(x.to_holder, "s", 1);
+    get_bytes(x.from_holder, &step, 1);
+    put_bytes(x.to_owner, "f", 1);
+    get_bytes(x.from_owner, &step, 1);
+    put_bytes(x.to_holder, "s", 1);
+    CHECK(status_of(x.holder) == 0);
     /* The share went: the owner holds its two leases of plain buffers. */
     CHECK(broker_use_becomes(b.sock, getuid(), 2 * LEASE, 2));
-    put_bytes(to_owner[1], "e", 1);
-    CHECK(status_of(owner) == 0);
+    put_bytes(x.to_owner, "e", 1);
+    CHECK(status_of(x.owner) == 0);
 }
 
 /* A kernel that stores 1 at the address it is given, as PTX the driver
@@ -623,21 +653,14 @@ static void restart_owner(int in, int out)
     if (!ctx)
         _exit(1);
     gms_buf buf;
-    gms_share_grant g = {.tenant = "other", .language = GMS_ANY_LANGUAGE,
-                         .mode = GMS_ACCESS_READ_WRITE};
-    gms_share_desc sd = GMS_SHARE_DESC_INIT;
-    sd.grants = &g;
-    sd.ngrants = 1;
     gms_share_id id = 0;
     CHECK_OK(gms_alloc(ctx, SHARED_BYTES, GMS_ALLOC_PAGES, &buf));
-    CHECK_OK(gms_share(ctx, buf, &sd, &id));
+    CHECK_OK(share_with_other(ctx, buf, &id));
     put_bytes(out, &id, sizeof id);
     char step;
     get_bytes(in, &step, 1); /* gmsd was killed and started again */
     CHECK_OK(gms_free(ctx, buf)); /* through the resumed session */
-    gms_context_close(ctx);
-    gms_runtime_close(rt);
-    _exit(test_done());
+    child_exit(rt, ctx);
 }
 
 static void restart_holder(int in, int out, gms_share_id id)
@@ -650,27 +673,15 @@ static void restart_holder(int in, int out, gms_share_id id)
     char step;
     get_bytes(in, &step, 1);
     CHECK_OK(gms_release(ctx, shared)); /* the last hold: the share goes */
-    gms_context_close(ctx);
-    gms_runtime_close(rt);
-    _exit(test_done());
+    child_exit(rt, ctx);
 }
 
 static void mutable_share_restart(void)
 {
-    int to_owner[2], from_owner[2], to_holder[2], from_holder[2];
-    if (pipe(to_owner) || pipe(from_owner) || pipe(to_holder) || pipe(from_holder))
-        _exit(1);
-    fflush(stdout);
-    pid_t owner = fork();
-    if (owner == 0)
-        restart_owner(to_owner[0], from_owner[1]);
-    gms_share_id id = 0;
+    share_pair x;
+    share_pair_start(&x, restart_owner, restart_holder);
     char step;
-    get_bytes(from_owner[0], &id, sizeof id);
-    pid_t holder = fork();
-    if (holder == 0)
-        restart_holder(to_holder[0], from_holder[1], id);
-    get_bytes(from_holder[0], &step, 1);
+    get_bytes(x.from_holder, &step, 1);
     uint64_t bytes = 0, leases = 0, after_bytes = 0, after_leases = 0;
     CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 1);
     CHECK(broker_end(&b, SIGKILL) == 128 + SIGKILL);
@@ -680,11 +691,11 @@ static void mutable_share_restart(void)
     printf("restart: a mutable share's lease charged %llu bytes, %llu leases after, %llu and "
            "%llu before\n", (unsigned long long)after_bytes, (unsigned long long)after_leases,
            (unsigned long long)bytes, (unsigned long long)leases);
-    put_bytes(to_owner[1], "k", 1);
-    CHECK(status_of(owner) == 0);
+    put_bytes(x.to_owner, "k", 1);
+    CHECK(status_of(x.owner) == 0);
     CHECK(broker_use_becomes(b.sock, getuid(), bytes, leases)); /* the share keeps the charge */
-    put_bytes(to_holder[1], "k", 1);
-    CHECK(status_of(holder) == 0);
+    put_bytes(x.to_holder, "k", 1);
+    CHECK(status_of(x.holder) == 0);
     CHECK(broker_use_becomes(b.sock, getuid(), 0, 0));
 }
 
