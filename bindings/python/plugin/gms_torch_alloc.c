@@ -526,13 +526,22 @@ static bool device_capturing(int device)
            atomic_load_explicit(&g_capturing[device], memory_order_relaxed) != 0;
 }
 
-/* The pool of (device, id), made when make is set; g_graph_lock held. */
-static graph_pool *pool_find(int device, const uint64_t id[2], bool make)
+/* The pool of (device, id); with begin set, made when missing and put
+ * first (the pool begun last); g_graph_lock held. */
+static graph_pool *pool_find(int device, const uint64_t id[2], bool begin)
 {
-    for (graph_pool *p = g_pools; p; p = p->next)
-        if (p->device == device && p->id[0] == id[0] && p->id[1] == id[1])
+    for (graph_pool **pp = &g_pools; *pp; pp = &(*pp)->next) {
+        graph_pool *p = *pp;
+        if (p->device == device && p->id[0] == id[0] && p->id[1] == id[1]) {
+            if (begin) {
+                *pp = p->next;
+                p->next = g_pools;
+                g_pools = p;
+            }
             return p;
-    graph_pool *p = make ? calloc(1, sizeof *p) : NULL;
+        }
+    }
+    graph_pool *p = begin ? calloc(1, sizeof *p) : NULL;
     if (p) {
         p->id[0] = id[0];
         p->id[1] = id[1];
@@ -606,6 +615,7 @@ GMS_TORCH_API void gms_torch_end_allocate_to_pool(int device, uint64_t id0, uint
         }
     }
     pthread_mutex_unlock(&g_graph_lock);
+    int mode = ready ? capture_mode_relaxed() : -1; /* another capture may be under way */
     while (ready) {
         deferred *d = ready;
         ready = d->next;
@@ -615,6 +625,7 @@ GMS_TORCH_API void gms_torch_end_allocate_to_pool(int device, uint64_t id0, uint
         free(d->uses);
         free(d);
     }
+    capture_mode_restore(mode);
 }
 
 GMS_TORCH_API void gms_torch_release_pool(int device, uint64_t id0, uint64_t id1)
@@ -635,7 +646,7 @@ GMS_TORCH_API void gms_torch_release_pool(int device, uint64_t id0, uint64_t id1
         return;
     /* The graph may still be running a replay that writes them; PyTorch
      * destroys it without waiting. Rare: once per graph. */
-    cu_load();
+    int mode = capture_mode_relaxed(); /* another capture may be under way */
     if (cu.ctx_synchronize)
         cu.ctx_synchronize();
     gms_context *ctx = atomic_load(&g_ctx[device]);
@@ -646,6 +657,7 @@ GMS_TORCH_API void gms_torch_release_pool(int device, uint64_t id0, uint64_t id1
             fprintf(stderr, "gms_torch: free: %s\n", gms_error_last());
         free(b);
     }
+    capture_mode_restore(mode);
 }
 
 /* An allocation on a capturing stream: a block the pool holds, or new
