@@ -18,10 +18,8 @@ memory apart until they are released, Tensor.record_stream orders a free
 after the other streams' work, and torch.cuda.empty_cache() trims. PyTorch
 has no memory counters for a pluggable allocator (torch.cuda.memory_allocated
 and its kin raise): use_gms() makes them answer from gms (see
-memory_functions). PyTorch's own memory counters
-(torch.cuda.memory_allocated, max_memory_reserved...) do not apply to a
-pluggable allocator: stats() gives gms's. Importing this module does not
-import torch; use_gms() does.
+memory_functions), and stats() gives the whole of gms's. Importing this
+module does not import torch; use_gms() does.
 """
 
 import ctypes
