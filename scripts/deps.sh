@@ -5,6 +5,7 @@ set -eu
 need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v cc >/dev/null || need+=(gcc)
+command -v c++ >/dev/null || need+=(g++) # the PyTorch plug-in's one C++ file
 command -v make >/dev/null || need+=(make)
 command -v clang >/dev/null || need+=(clang)
 command -v pkg-config >/dev/null || need+=(pkg-config)

@@ -39,7 +39,7 @@ if [ -n "$ASAN" ]; then
   BUILD=$ROOT/build-asan
   if [ ! -f "$BUILD/CMakeCache.txt" ]; then
     cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
-      -DGMS_SANITIZE=address,undefined >/dev/null
+      -DCMAKE_CXX_COMPILER=clang++ -DGMS_SANITIZE=address,undefined >/dev/null
   fi
   cmake --build "$BUILD" -j "${JOBS:-2}" --target gms gms_torch >/dev/null
   # The runtime of the compiler that built it: clang's or gcc's.

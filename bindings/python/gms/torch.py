@@ -60,6 +60,8 @@ def plugin():
         p.gms_torch_memory.argtypes = [c_int, POINTER(c_uint64)]
         p.gms_torch_reset_peak.restype = c_int
         p.gms_torch_reset_peak.argtypes = [c_int]
+        p.gms_torch_raise_on_failure.restype = None
+        p.gms_torch_raise_on_failure.argtypes = [c_int]
         p.gms_torch_record_stream.restype = None
         p.gms_torch_record_stream.argtypes = [c_void_p, c_void_p]
         p.gms_torch_empty_cache.restype = None
@@ -85,6 +87,9 @@ def use_gms():
         alloc = torch.cuda.memory.CUDAPluggableAllocator(
             torch_plugin_path(), "gms_torch_alloc", "gms_torch_free")
         _set_hooks(alloc._allocator)
+        # PyTorch does not check for NULL: a refused allocation is thrown,
+        # and PyTorch raises it as a RuntimeError carrying gms's reason.
+        plugin().gms_torch_raise_on_failure(1)
         torch.cuda.memory.change_current_allocator(alloc)
         _allocator = alloc
         index = lambda device: torch.cuda._get_device_index(device, optional=True)  # noqa: E731

@@ -823,13 +823,40 @@ GMS_TORCH_API int gms_torch_reset_peak(int device)
 
 static void *alloc_ordered(gms_context *ctx, ssize_t size, int device, void *stream);
 
+/* gms_torch_raise.cpp: throws why to the caller, as PyTorch's own
+ * allocator throws when it runs out of memory. */
+__attribute__((noreturn)) void gms_torch_raise(const char *why);
+
+/* Whether a refused allocation is thrown (gms.torch.use_gms() turns it on:
+ * PyTorch does not check for NULL) or returned as NULL (a C or ctypes
+ * caller, which cannot catch a C++ exception). */
+static atomic_bool g_raise;
+
+GMS_TORCH_API void gms_torch_raise_on_failure(int on)
+{
+    atomic_store(&g_raise, on != 0);
+}
+
+/* NULL, or thrown when the plug-in raises (reason NULL: gms's last
+ * error); no lock is held here. */
+static void *refused(ssize_t size, int device, const char *reason)
+{
+    if (atomic_load(&g_raise)) {
+        char why[512];
+        snprintf(why, sizeof why, "gms: allocating %zd bytes on device %d failed: %s", size,
+                 device, reason ? reason : gms_error_last());
+        gms_torch_raise(why);
+    }
+    return NULL;
+}
+
 GMS_TORCH_API void *gms_torch_alloc(ssize_t size, int device, void *stream)
 {
     if (size <= 0)
         return NULL; /* an empty tensor: PyTorch never dereferences it */
     gms_context *ctx = context_for(device);
     if (!ctx)
-        return NULL;
+        return refused(size, device, "gms is not open on this device (the first try said why)");
     void *ptr;
     if (!device_capturing(device)) {
         ptr = alloc_ordered(ctx, size, device, stream);
@@ -842,8 +869,9 @@ GMS_TORCH_API void *gms_torch_alloc(ssize_t size, int device, void *stream)
                                        : alloc_ordered(ctx, size, device, stream);
         capture_mode_restore(mode);
     }
-    if (ptr)
-        counted_alloc(device, (uint64_t)size);
+    if (!ptr)
+        return refused(size, device, NULL);
+    counted_alloc(device, (uint64_t)size);
     return ptr;
 }
 
