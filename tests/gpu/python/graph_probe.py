@@ -27,6 +27,9 @@ Cases:
 - cudnn_benchmark: a convolution with torch.backends.cudnn.benchmark on
   (cuDNN's plan search asks the allocator for its largest cached block,
   which PyTorch's pluggable allocator may not answer);
+- oom: a tensor larger than the device raises (RuntimeError, of which
+  PyTorch's OutOfMemoryError is one) and the process goes on using the GPU
+  (a NULL from the allocator would have killed the CUDA context);
 - record_stream: a tensor read on a second stream behind a long sleep,
   marked with record_stream and freed on its own stream, whose memory the
   next allocation there overwrites at once: the second stream must still
@@ -39,7 +42,7 @@ import os
 import subprocess
 import sys
 
-CASES = ("capture", "isolation", "release", "reduce_overhead", "counters", "cudnn_benchmark", "record_stream")
+CASES = ("capture", "isolation", "release", "reduce_overhead", "counters", "cudnn_benchmark", "oom", "record_stream")
 
 
 def mlp(torch):
@@ -93,6 +96,14 @@ def run_case(case, alloc):
         want = conv(img)
         ok = torch.allclose(got, want, rtol=1e-2, atol=1e-2)
         return None if ok else f"differs from the plain convolution by {(got - want).abs().max().item():.3g}"
+    if case == "oom":
+        try:
+            torch.empty(1 << 40, dtype=torch.uint8, device="cuda")  # 1 TiB
+            return "a 1 TiB tensor was allocated"
+        except RuntimeError as e:
+            said = str(e).splitlines()[0][:120]
+        ok = torch.ones(1000, device="cuda").sum().item() == 1000.0
+        return None if ok else f"the GPU is unusable after the refusal ({said})"
     if case == "record_stream":
         side = torch.cuda.Stream()
         n = 1 << 24
