@@ -62,6 +62,8 @@ def plugin():
         p.gms_torch_reset_peak.argtypes = [c_int]
         p.gms_torch_raise_on_failure.restype = None
         p.gms_torch_raise_on_failure.argtypes = [c_int]
+        p.gms_torch_set_memory_fraction.restype = None
+        p.gms_torch_set_memory_fraction.argtypes = [ctypes.c_double, c_int]
         p.gms_torch_record_stream.restype = None
         p.gms_torch_record_stream.argtypes = [c_void_p, c_void_p]
         p.gms_torch_empty_cache.restype = None
@@ -106,12 +108,13 @@ _HOOKS = (("set_begin_allocate_to_pool", "gms_torch_begin_allocate_to_pool"),
           ("set_end_allocate_to_pool_fn", "gms_torch_end_allocate_to_pool"),
           ("set_release_pool", "gms_torch_release_pool"),
           ("set_record_stream_fn", "gms_torch_record_stream"),
+          ("set_memory_fraction_fn", "gms_torch_set_memory_fraction"),
           ("set_reset_fn", "gms_torch_empty_cache"))
 
 
 def _set_hooks(hooks):
     """Gives PyTorch's pluggable allocator the plug-in's hooks it has
-    setters for (PyTorch 2.3 and newer have all five). Without the graph
+    setters for (PyTorch 2.3 and newer have them all). Without the graph
     hooks, a CUDA graph's memory would go back to other tensors while the
     graph still replays into it: use_gms() then says so."""
     p = plugin()

@@ -383,6 +383,8 @@ static struct {
     int (*stream_wait_event)(void *stream, void *event, unsigned flags);
     int (*event_destroy)(void *event);
     int (*ctx_synchronize)(void);
+    int (*device_get)(int *device, int ordinal);
+    int (*device_total_mem)(size_t *bytes, int device);
 } cu;
 static pthread_once_t cu_once = PTHREAD_ONCE_INIT;
 
@@ -399,6 +401,8 @@ static void cu_resolve(void)
     *(void **)&cu.stream_wait_event = dlsym(h, "cuStreamWaitEvent");
     *(void **)&cu.event_destroy = dlsym(h, "cuEventDestroy_v2");
     *(void **)&cu.ctx_synchronize = dlsym(h, "cuCtxSynchronize");
+    *(void **)&cu.device_get = dlsym(h, "cuDeviceGet");
+    *(void **)&cu.device_total_mem = dlsym(h, "cuDeviceTotalMem_v2");
 }
 
 static void cu_load(void)
@@ -990,6 +994,30 @@ GMS_TORCH_API int gms_torch_trim(void)
                 rc = r;
         }
     return rc;
+}
+
+/* torch.cuda.set_per_process_memory_fraction(fraction, device): the
+ * plug-in's tenant may hold at most that fraction of the device's memory
+ * in live blocks on it (a gms quota: past it an allocation is refused, and
+ * raised to PyTorch as its own allocator's limit is). Said and ignored
+ * when the device's size is not known (the host backend). */
+GMS_TORCH_API void gms_torch_set_memory_fraction(double fraction, int device)
+{
+    gms_context *ctx = context_for(device);
+    cu_load();
+    int dev = 0;
+    size_t total = 0;
+    if (!ctx || !cu.device_get || !cu.device_total_mem || cu.device_get(&dev, device) != 0 ||
+        cu.device_total_mem(&total, dev) != 0 || !(fraction >= 0 && fraction <= 1)) {
+        fprintf(stderr, "gms_torch: set_per_process_memory_fraction(%g) on device %d: not "
+                        "applied (no CUDA device size known, or a fraction outside [0, 1])\n",
+                fraction, device);
+        return;
+    }
+    uint64_t limit = (uint64_t)(fraction * (double)total);
+    if (gms_tenant_set_quota(g_rt[device], env_or("GMS_TENANT", "torch"), limit, GMS_UNLIMITED) !=
+        GMS_OK)
+        fprintf(stderr, "gms_torch: set_per_process_memory_fraction: %s\n", gms_error_last());
 }
 
 /* torch.cuda.empty_cache(): gms_trim of every device. */

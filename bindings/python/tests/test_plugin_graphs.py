@@ -161,3 +161,20 @@ assert p.gms_torch_live_pointers() == 0
 print("ok")
 """)
     assert "record_stream of 0x1234000" in r.stderr
+
+
+def test_memory_fraction_is_a_quota():
+    """torch.cuda.set_per_process_memory_fraction(f) through the plug-in's
+    hook: the tenant may keep at most f of the device's memory (the stand-in
+    says 16 GiB) in live blocks; past it an allocation is refused."""
+    run_child("""
+p.gms_torch_set_memory_fraction(1 / 1024, 0)  # 16 MiB of 16 GiB
+a = alloc(8 * MiB, S)
+assert p.gms_torch_alloc(16 * MiB, 0, S) is None, "past the fraction"
+free(a, 8 * MiB, S)
+b = alloc(15 * MiB, S)
+free(b, 15 * MiB, S)
+p.gms_torch_set_memory_fraction(1.5, 0)  # not a fraction: said, and nothing changes
+assert p.gms_torch_alloc(16 * MiB, 0, S) is None
+print("ok")
+""")

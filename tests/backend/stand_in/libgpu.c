@@ -129,6 +129,7 @@ API int cuThreadExchangeStreamCaptureMode(int *mode)
 API int cuInit(unsigned f) { (void)f; return 0; }
 API int cuDeviceGetCount(int *n) { *n = 1; return 0; }
 API int cuDeviceGet(int *d, int ordinal) { *d = ordinal; return ordinal == 0 ? 0 : FAKE_ERROR_REFUSED; }
+API int cuDeviceTotalMem_v2(size_t *bytes, int dev) { *bytes = 16ull << 30; return dev == 0 ? 0 : FAKE_ERROR_REFUSED; }
 API int cuDeviceGetAttribute(int *v, int attr, int dev)
 {
     (void)dev;
