@@ -30,6 +30,8 @@ Cases:
 - oom: a tensor larger than the device raises (RuntimeError, of which
   PyTorch's OutOfMemoryError is one) and the process goes on using the GPU
   (a NULL from the allocator would have killed the CUDA context);
+- fraction: torch.cuda.set_per_process_memory_fraction(0.01) refuses a
+  tensor of 2% of the device and serves one of 0.5%;
 - record_stream: a tensor read on a second stream behind a long sleep,
   marked with record_stream and freed on its own stream, whose memory the
   next allocation there overwrites at once: the second stream must still
@@ -42,7 +44,7 @@ import os
 import subprocess
 import sys
 
-CASES = ("capture", "isolation", "release", "reduce_overhead", "counters", "cudnn_benchmark", "oom", "record_stream")
+CASES = ("capture", "isolation", "release", "reduce_overhead", "counters", "cudnn_benchmark", "oom", "fraction", "record_stream")
 
 
 def mlp(torch):
@@ -104,6 +106,16 @@ def run_case(case, alloc):
             said = str(e).splitlines()[0][:120]
         ok = torch.ones(1000, device="cuda").sum().item() == 1000.0
         return None if ok else f"the GPU is unusable after the refusal ({said})"
+    if case == "fraction":
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(0.01)
+        try:
+            torch.empty(total // 50, dtype=torch.uint8, device="cuda")
+            return "2% of the device was allocated under a 1% fraction"
+        except RuntimeError:
+            pass
+        t = torch.ones(total // 200 // 4, device="cuda")
+        return None if t.sum().item() == total // 200 // 4 else "a tensor within the fraction failed"
     if case == "record_stream":
         side = torch.cuda.Stream()
         n = 1 << 24
