@@ -745,9 +745,10 @@ void gms__pool_hollow(gms_pool *p, gms_block *b)
 static void granules_release(gms_pool *p, gms_block *b)
 {
     gms_chunk *c = b->chunk;
-    /* A granule left empty ages from its block's free (a block waits in
-     * quarantine a few milliseconds at most): no second clock read. */
-    uint64_t first, last, lo[2], hi[2], now = b->free_ns;
+    /* With safety off a block comes here from its free, whose time it
+     * carries: a granule it leaves empty ages from then, without a second
+     * clock read. With safety on it comes from the quarantine, later. */
+    uint64_t first, last, lo[2], hi[2], now = p->rt->safety.on ? 0 : b->free_ns;
     gms__block_mapped(p, b, lo, hi);
     for (int r = 0; r < 2; r++) {
         if (lo[r] >= hi[r])
