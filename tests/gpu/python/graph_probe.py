@@ -55,10 +55,10 @@ def mlp(torch):
         torch.nn.Linear(4096, 1024)).cuda().eval()
 
 
-def capture(torch, model, x):
-    """The forward captured as PyTorch's documentation shows: warm-up on a
-    side stream, then the capture."""
-    s = torch.cuda.Stream()
+def capture(torch, model, x, s):
+    """The forward captured as PyTorch's documentation shows: warm-up on
+    side stream s, then the capture. (One s for the process: cuBLAS keeps
+    a workspace per stream.)"""
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s), torch.no_grad():
         for _ in range(3):
@@ -81,6 +81,7 @@ def run_case(case, alloc):
             else torch.cuda.memory_allocated)
     model = mlp(torch)
     x = torch.randn(256, 1024, device="cuda")
+    side = torch.cuda.Stream()
     if case == "counters":
         before = torch.cuda.memory_allocated()
         t = torch.empty(1 << 24, device="cuda")  # 64 MiB
@@ -147,7 +148,7 @@ def run_case(case, alloc):
         import gc
 
         def cycle():  # a graph captured, replayed and released
-            g, y = capture(torch, model, x)
+            g, y = capture(torch, model, x, side)
             g.replay()
             del g, y
             torch.cuda.synchronize()
@@ -158,7 +159,7 @@ def run_case(case, alloc):
             cycle()
         after = live()
         return None if after <= before else f"{after - before} bytes more held after 3 graphs released"
-    g, y = capture(torch, model, x)
+    g, y = capture(torch, model, x, side)
     # Eager tensors made after the capture: any that took memory the graph
     # still uses would change when it replays.
     fills = [torch.full((n,), 7.0, device="cuda") for n in (1 << 16, 1 << 18, 1 << 20, 1 << 22) for _ in range(8)]
