@@ -41,7 +41,7 @@ if [ -n "$ASAN" ]; then
     cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
       -DCMAKE_CXX_COMPILER=clang++ -DGMS_SANITIZE=address,undefined >/dev/null
   fi
-  cmake --build "$BUILD" -j "${JOBS:-2}" --target gms gms_torch >/dev/null
+  cmake --build "$BUILD" -j "${JOBS:-2}" --target gms gms_torch stand_in_cuda >/dev/null
   # The runtime of the compiler that built it: clang's or gcc's.
   CC=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt")
   for name in "libclang_rt.asan-$(uname -m).so" libasan.so; do

@@ -178,3 +178,50 @@ p.gms_torch_set_memory_fraction(1.5, 0)  # not a fraction: said, and nothing cha
 assert p.gms_torch_alloc(16 * MiB, 0, S) is None
 print("ok")
 """)
+
+
+def test_captures_beside_other_threads():
+    """Captures begun, filled and ended on one stream while four threads
+    allocate, record streams and free on their own streams (ctypes drops
+    the GIL: the plug-in's calls run at once). Every thread's blocks are
+    its own, nothing leaks, and the graphs' memory goes back when their
+    pool is released."""
+    run_child("""
+import threading
+streams = [stream() for _ in range(4)]
+errors = []
+
+def worker(i):
+    try:
+        s, other = streams[i], streams[(i + 1) % 4]
+        for n in range(400):
+            ptrs = [alloc((n % 7 + 1) * 4096, s) for _ in range(4)]
+            assert len(set(ptrs)) == 4
+            p.gms_torch_record_stream(ptrs[0], other)
+            for q in ptrs:
+                free(q, 0, s)
+    except BaseException as e:  # reported by the main thread
+        errors.append(repr(e))
+
+threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+for t in threads:
+    t.start()
+base = None
+for k in range(20):
+    p.gms_torch_begin_allocate_to_pool(0, 1, 100 + k, None)
+    cuda.stand_in_capture(S, 1)
+    kept = [alloc(MiB, S) for _ in range(3)]
+    free(kept[1], MiB, S)
+    cuda.stand_in_capture(S, 0)
+    p.gms_torch_end_allocate_to_pool(0, 1, 100 + k)
+    for q in (kept[0], kept[2]):
+        free(q, MiB, S)
+    p.gms_torch_release_pool(0, 1, 100 + k)
+for t in threads:
+    t.join()
+assert not errors, errors
+assert p.gms_torch_live_pointers() == 0
+assert live() == 0, live()
+assert cuda.stand_in_captured() == 0 and cuda.stand_in_unsafe() == 0
+print("ok")
+""")
