@@ -192,6 +192,11 @@ streams = [stream() for _ in range(4)]
 errors = []
 
 def worker(i):
+    # Relaxed, as a thread must be to map memory while another captures in
+    # the default mode (the plug-in relaxes only once it knows of a capture;
+    # a worker between its check and the capture's start would race).
+    mode = ctypes.c_int(2)
+    cuda.cuThreadExchangeStreamCaptureMode(ctypes.byref(mode))
     try:
         s, other = streams[i], streams[(i + 1) % 4]
         for n in range(400):
