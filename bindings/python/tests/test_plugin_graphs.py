@@ -1,5 +1,6 @@
-"""The allocator plug-in's hooks for CUDA graphs and Tensor.record_stream,
-called as PyTorch calls them, on the CUDA backend over the stand-in driver
+"""The allocator plug-in's hooks for CUDA graphs, Tensor.record_stream and
+the memory fraction, called as PyTorch calls them (beside other threads'
+allocations too), on the CUDA backend over the stand-in driver
 (tests/backend/stand_in: host memory, a device that runs scrubs on the
 host, streams that a test marks as capturing). The stand-in counts work
 queued into a capturing stream and calls that a capture in the default
