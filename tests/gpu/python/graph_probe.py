@@ -133,8 +133,9 @@ def run_case(case, alloc):
         del x  # freed on the current stream, which is not waiting for the side one
         y = torch.zeros(n, device="cuda")  # may take x's memory: only after the side stream's read
         torch.cuda.synchronize()
-        want = 3.0 * n
-        return None if total.item() == want else f"the side stream read {total.item():.6g}, not {want:.6g}"
+        want = 3.0 * n  # a float sum: close, not exact; zeros read would take it far off
+        got = total.item()
+        return None if abs(got - want) <= 1e-3 * want else f"the side stream read {got:.6g}, not {want:.6g}"
     if case == "reduce_overhead":
         f = torch.compile(model, mode="reduce-overhead")
         with torch.no_grad():
