@@ -218,15 +218,23 @@ def child(workload, alloc):
     warm, timed = {**WORKLOADS, **EXTRA}[workload]
     times = []
     before = None
+    # Each timed step's maps and unmaps (gms): the same seed gives every
+    # child the same steps, so step i of two children can be set side by
+    # side, and a slow step matched with what the allocator did in it.
+    step_maps = []
     for i in range(warm + timed):
         torch.cuda.synchronize()
         if i == warm and alloc.startswith("gms"):
             before = gms_counters(gms)
+        m0 = gms.torch.stats() if before else None
         t0 = time.perf_counter()
         step(i)
         torch.cuda.synchronize()
         if i >= warm:
             times.append(time.perf_counter() - t0)
+        if m0:
+            m1 = gms.torch.stats()
+            step_maps.append([m1["maps"] - m0["maps"], m1["unmaps"] - m0["unmaps"]])
     after = gms_counters(gms) if before else None
     free, total = torch.cuda.mem_get_info()
     prof = profile_steps(torch, step, warm) if os.environ.get("GMS_BENCH_PROFILE") else None
@@ -236,8 +244,11 @@ def child(workload, alloc):
         "mean_ms": statistics.fmean(times) * 1e3,
         "min_ms": min(times) * 1e3,
         "total_ms": sum(times) * 1e3,
+        "step_ms": [round(t * 1e3, 3) for t in times],
         "device_used_end": total - free,
     }
+    if step_maps:
+        res["step_maps_unmaps"] = step_maps
     if alloc.startswith("gms"):
         s = gms.torch.stats()
         res.update(peak_held_bytes=s["peak_held_bytes"], peak_live_bytes=s["peak_live_bytes"],
