@@ -315,6 +315,8 @@ GMS_API int gms_free(gms_context *ctx, gms_buf buf);
  * states): a corruption found then is reported through the violation
  * callbacks, the audit trail and the log. gms_free is gms_free_async on
  * the default stream for a buffer the device no longer uses.
+ * Not a stream under CUDA-graph capture: gms's own work queued there would
+ * be captured instead of run (docs/stream-ordered.md says what to do).
  * On the host backend, which has no streams, both are gms_alloc/gms_free. */
 GMS_API int gms_alloc_async(gms_context *ctx, size_t size, uint32_t flags,
                             void *stream, gms_buf *out);
