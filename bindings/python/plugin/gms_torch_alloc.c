@@ -121,88 +121,78 @@ static int table_put(void *ptr, gms_buf buf, int device, uint64_t size, struct g
     return rc;
 }
 
+/* The entry of ptr, or NULL; g_table_lock held. */
+static slot *table_slot(const void *ptr)
+{
+    uint64_t key = (uint64_t)(uintptr_t)ptr;
+    if (!g_cap)
+        return NULL;
+    size_t i = home(key, g_cap);
+    while (g_slots[i].key != 0 && g_slots[i].key != key)
+        i = (i + 1) & (g_cap - 1);
+    return g_slots[i].key == key ? &g_slots[i] : NULL;
+}
+
 /* Removes ptr's entry into *out; 0 when ptr was not there. */
 static int table_take(void *ptr, slot *out)
 {
-    uint64_t key = (uint64_t)(uintptr_t)ptr;
-    int found = 0;
     pthread_mutex_lock(&g_table_lock);
-    if (g_cap) {
-        size_t mask = g_cap - 1, i = home(key, g_cap);
-        while (g_slots[i].key != 0 && g_slots[i].key != key)
-            i = (i + 1) & mask;
-        if (g_slots[i].key == key) {
-            *out = g_slots[i];
-            found = 1;
-            g_count--;
-            /* Backward shift: pull later entries of the run into the hole
-             * when their home position allows it, so probes never need
-             * tombstones. */
-            size_t hole = i, j = i;
-            for (;;) {
-                j = (j + 1) & mask;
-                if (g_slots[j].key == 0)
-                    break;
-                size_t h = home(g_slots[j].key, g_cap);
-                /* j's entry may move to the hole unless its home lies
-                 * cyclically in (hole, j]. */
-                int stays = hole <= j ? (h > hole && h <= j) : (h > hole || h <= j);
-                if (!stays) {
-                    g_slots[hole] = g_slots[j];
-                    hole = j;
-                }
+    slot *at = table_slot(ptr);
+    if (at) {
+        *out = *at;
+        g_count--;
+        /* Backward shift: pull later entries of the run into the hole when
+         * their home position allows it, so probes never need tombstones. */
+        size_t mask = g_cap - 1, hole = (size_t)(at - g_slots), j = hole;
+        for (;;) {
+            j = (j + 1) & mask;
+            if (g_slots[j].key == 0)
+                break;
+            size_t h = home(g_slots[j].key, g_cap);
+            /* j's entry may move to the hole unless its home lies
+             * cyclically in (hole, j]. */
+            int stays = hole <= j ? (h > hole && h <= j) : (h > hole || h <= j);
+            if (!stays) {
+                g_slots[hole] = g_slots[j];
+                hole = j;
             }
-            g_slots[hole].key = 0;
         }
+        g_slots[hole].key = 0;
     }
     pthread_mutex_unlock(&g_table_lock);
-    return found;
+    return at != NULL;
 }
 
 /* Looks ptr up without removing it; 0 when it is not there. */
 static int table_find(const void *ptr, slot *out)
 {
-    uint64_t key = (uint64_t)(uintptr_t)ptr;
-    int found = 0;
     pthread_mutex_lock(&g_table_lock);
-    if (g_cap) {
-        size_t i = home(key, g_cap);
-        while (g_slots[i].key != 0 && g_slots[i].key != key)
-            i = (i + 1) & (g_cap - 1);
-        if (g_slots[i].key == key) {
-            *out = g_slots[i];
-            found = 1;
-        }
-    }
+    slot *at = table_slot(ptr);
+    if (at)
+        *out = *at;
     pthread_mutex_unlock(&g_table_lock);
-    return found;
+    return at != NULL;
 }
 
 /* Adds stream to the streams ptr's block is used on (Tensor.record_stream):
  * 0, or -1 when ptr is not there or memory ran out. */
 static int table_add_use(const void *ptr, void *stream)
 {
-    uint64_t key = (uint64_t)(uintptr_t)ptr;
     int rc = -1;
     pthread_mutex_lock(&g_table_lock);
-    if (g_cap) {
-        size_t i = home(key, g_cap);
-        while (g_slots[i].key != 0 && g_slots[i].key != key)
-            i = (i + 1) & (g_cap - 1);
-        slot *s = &g_slots[i];
-        if (s->key == key) {
-            rc = 0;
-            unsigned k = 0;
-            while (k < s->nuses && s->uses[k] != stream)
-                k++;
-            if (k == s->nuses) {
-                void **uses = realloc(s->uses, (s->nuses + 1) * sizeof *uses);
-                if (uses) {
-                    uses[s->nuses++] = stream;
-                    s->uses = uses;
-                } else {
-                    rc = -1;
-                }
+    slot *s = table_slot(ptr);
+    if (s) {
+        rc = 0;
+        unsigned k = 0;
+        while (k < s->nuses && s->uses[k] != stream)
+            k++;
+        if (k == s->nuses) {
+            void **uses = realloc(s->uses, (s->nuses + 1) * sizeof *uses);
+            if (uses) {
+                uses[s->nuses++] = stream;
+                s->uses = uses;
+            } else {
+                rc = -1;
             }
         }
     }
@@ -217,12 +207,24 @@ static gms_runtime *g_rt[MAX_DEVICES];
 static _Atomic(gms_context *) g_ctx[MAX_DEVICES];
 static int g_open_failed[MAX_DEVICES];
 static atomic_int g_first_device = -1;
+
+/* device, or the first one used for device < 0 (-1 before any). */
+static int pick_device(int device)
+{
+    return device < 0 ? atomic_load(&g_first_device) : device;
+}
 static _Atomic bool g_timing; /* $GMS_TORCH_TIMING=1 (see gms_torch_timing) */
 
 static const char *env_or(const char *name, const char *dflt)
 {
     const char *v = getenv(name);
     return v && *v ? v : dflt;
+}
+
+/* The tenant the plug-in's contexts belong to. */
+static const char *tenant_name(void)
+{
+    return env_or("GMS_TENANT", "torch");
 }
 
 /* A byte count from the environment into *out, left alone when unset (0:
@@ -299,7 +301,7 @@ static gms_context *context_for(int device)
         const char *bad = options_from_env(&o);
         gms_context_desc d;
         gms_context_desc_init(&d);
-        d.tenant = env_or("GMS_TENANT", "torch");
+        d.tenant = tenant_name();
         d.user = env_or("GMS_USER", "torch");
         d.language = GMS_LANG_PYTHON;
         gms_runtime *rt = NULL;
@@ -449,10 +451,11 @@ static void capture_mode_restore(int mode)
  * gms_free_async puts the block's scrub and reuse behind it. */
 static void order_after_uses(void *stream, void *const *uses, unsigned n)
 {
+    if (n)
+        cu_load();
     for (unsigned i = 0; i < n; i++) {
         if (uses[i] == stream)
             continue;
-        cu_load();
         void *ev = NULL;
         bool ok = cu.event_create && cu.event_create(&ev, 2 /* disable timing */) == 0;
         if (ok) {
@@ -806,7 +809,7 @@ GMS_TORCH_API int gms_torch_memory(int device, uint64_t out[3])
     if (!out)
         return GMS_E_INVALID_ARG;
     out[0] = out[1] = out[2] = 0;
-    device = device < 0 ? atomic_load(&g_first_device) : device;
+    device = pick_device(device);
     if (device >= MAX_DEVICES)
         return GMS_E_INVALID_ARG;
     if (device >= 0) {
@@ -820,7 +823,7 @@ GMS_TORCH_API int gms_torch_memory(int device, uint64_t out[3])
 /* torch.cuda.reset_peak_memory_stats: the peak starts again from now. */
 GMS_TORCH_API int gms_torch_reset_peak(int device)
 {
-    device = device < 0 ? atomic_load(&g_first_device) : device;
+    device = pick_device(device);
     if (device < 0)
         return GMS_OK; /* nothing allocated yet */
     if (device >= MAX_DEVICES)
@@ -925,10 +928,11 @@ GMS_TORCH_API void gms_torch_free(void *ptr, ssize_t size, int device, void *str
         free(s.uses);
         return;
     }
-    if (device_capturing(s.device) && stream_capturing(stream) && defer_free(&s, stream))
+    bool capturing = device_capturing(s.device);
+    if (capturing && stream_capturing(stream) && defer_free(&s, stream))
         return; /* its uses go with it */
     gms_context *ctx = atomic_load_explicit(&g_ctx[s.device], memory_order_acquire);
-    int mode = device_capturing(s.device) ? capture_mode_relaxed() : -1; /* as in alloc */
+    int mode = capturing ? capture_mode_relaxed() : -1; /* as in alloc */
     order_after_uses(stream, s.uses, s.nuses);
     free(s.uses);
     /* On a GPU the free's checks run on the stream later and what they
@@ -952,11 +956,6 @@ GMS_TORCH_API void gms_torch_record_stream(void *ptr, void *stream)
 
 
 /* ---- for Python (gms.torch) and the benchmark ----------------------------------- */
-
-static int pick_device(int device)
-{
-    return device < 0 ? atomic_load(&g_first_device) : device;
-}
 
 /* The runtime of a device (device < 0: the first one used), or NULL before
  * its first allocation. It stays the plug-in's: never close it. */
@@ -1019,7 +1018,7 @@ GMS_TORCH_API void gms_torch_set_memory_fraction(double fraction, int device)
         return;
     }
     uint64_t limit = (uint64_t)(fraction * (double)total);
-    if (gms_tenant_set_quota(g_rt[device], env_or("GMS_TENANT", "torch"), limit, GMS_UNLIMITED) !=
+    if (gms_tenant_set_quota(g_rt[device], tenant_name(), limit, GMS_UNLIMITED) !=
         GMS_OK)
         fprintf(stderr, "gms_torch: set_per_process_memory_fraction: %s\n", gms_error_last());
 }
