@@ -601,7 +601,8 @@ static void evict_sync(gms_pool *p, uint64_t max_bytes, uint64_t max_blocks, boo
         p->quarantine_bytes -= b->size;
         p->quarantine_blocks--;
         b->unscrubbed = false;
-        item_report(p, &it, b, check, NULL, 0);
+        if (it.bad || it.verify_bad)
+            item_report(p, &it, b, check, NULL, 0);
         gms__pool_free(p, b);
     }
 }
@@ -617,7 +618,9 @@ static int retire_sync(gms_pool *p, gms_block *b)
      * exit then scrubs it instead of checking it. */
     b->unscrubbed = !run_sync(p, &it, b->stream, "scrub");
     quarantine_push(p, b);
-    int rc = b->unscrubbed ? GMS_OK : item_report(p, &it, b, false, own_msg, sizeof own_msg);
+    int rc = b->unscrubbed || !(it.bad || it.verify_bad)
+                 ? GMS_OK
+                 : item_report(p, &it, b, false, own_msg, sizeof own_msg);
     evict_sync(p, quarantine_limit(p), p->rt->safety.quarantine_max_blocks, true);
     if (rc)
         gms__fail(rc, "%s", own_msg);
