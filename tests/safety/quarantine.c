@@ -3,9 +3,13 @@
  * leaves quarantine (evicted by later frees, drained when the pool's last
  * context closes) or by gms_verify while it waits; the callback gets the
  * kind, the dead handle, the offset and size, and a message saying who
- * allocated and who freed the buffer.
+ * allocated and who freed the buffer. A free whose scrub the backend
+ * fails leaves its block unpoisoned in quarantine; the block is scrubbed
+ * when it leaves, so its overflow is still reported and its bytes never
+ * reach the next user.
  */
 #include "util.h"
+#include "gms/testing.h"
 
 static bool found(gms_violation_kind kind, gms_buf h, int64_t off, uint64_t size)
 {
@@ -124,11 +128,75 @@ static void several(void)
     gms_runtime_close(rt);
 }
 
+/* A backend failure at the scrub of a free (found by failing the Nth
+ * backend call, N = 1, 2, ..., until one free's own scrub fails). */
+static void failed_scrub(void)
+{
+    bool hit = false;
+    for (uint64_t n = 1; n < 400 && !hit; n++) {
+        gms_runtime_options o = safety_opts();
+        o.quarantine_blocks = 1;
+        gms_testing_options t = {.fail_nth_call = n};
+        gms_runtime *rt = NULL;
+        if (gms_testing_runtime_open(&rt, &o, &t) != GMS_OK)
+            continue;
+        CHECK_OK(gms_on_violation(rt, rec_violation, NULL));
+        gms_context_desc d = GMS_CONTEXT_DESC_INIT;
+        d.tenant = "acme";
+        d.user = "erin";
+        gms_context *c = NULL;
+        gms_buf a = GMS_BUF_NULL;
+        uint8_t *p = NULL;
+        if (gms_context_open(&c, rt, &d) != GMS_OK || gms_alloc(c, 1000, 0, &a) != GMS_OK ||
+            gms_buf_ptr(c, a, (void **)&p) != GMS_OK) {
+            if (c)
+                gms_context_close(c);
+            gms_runtime_close(rt);
+            continue;
+        }
+        for (int i = 0; i < 1000; i++)
+            p[i] = (uint8_t)(7 * i + 1); /* data no poison looks like */
+        p[1000] ^= 0x5a; /* an overflow, to be found at the free */
+        rec_reset();
+        rec.logs = 0;
+        int rc = gms_free(c, a);
+        hit = rc == GMS_OK && rec.logs > 0 && strstr(rec.last_log, "scrub of a freed block failed");
+        if (hit) {
+            CHECK(rec_count() == 0); /* nothing checked yet */
+            /* The next free pushes it out of quarantine: scrubbed then. */
+            CHECK_OK(gms_free(c, alloc_or_die(c, 500)));
+            CHECK(rec_count() == 1 && rec.e[0].kind == GMS_VIOLATION_OVERFLOW &&
+                  rec.e[0].handle == a && rec.e[0].offset == 1000);
+            /* Its memory comes back holding the poison (a pattern of 8
+             * bytes), not the data. */
+            gms_buf again[4];
+            bool same = false;
+            for (int k = 0; k < 4; k++) {
+                again[k] = alloc_or_die(c, 1000);
+                if (raw(c, again[k]) != p)
+                    continue;
+                same = true;
+                bool poison = true;
+                for (int i = 8; i < 1000; i++)
+                    poison &= p[i] == p[i - 8];
+                CHECK(poison);
+            }
+            CHECK(same);
+            for (int k = 0; k < 4; k++)
+                CHECK_OK(gms_free(c, again[k]));
+        }
+        gms_context_close(c);
+        gms_runtime_close(rt);
+    }
+    CHECK(hit);
+}
+
 int main(void)
 {
     evicted();
     drained_at_close();
     by_verify();
     several();
+    failed_scrub();
     return test_done();
 }
