@@ -53,8 +53,11 @@ if [ ! -f /usr/include/openssl/hmac.h ] || [ ! -f /usr/include/zlib.h ] || [ ! -
         echo "headers missing: unpacking .gpu-deps into /tmp/gpudeps"
         for f in .gpu-deps/*.deb; do dpkg -x "$f" /tmp/gpudeps; done
         L=/tmp/gpudeps/usr/lib/x86_64-linux-gnu
+        # The libraries themselves (libssl3): CMake 4 makes no OpenSSL::Crypto
+        # target from a link that leads nowhere.
+        crypto=$(readlink -f $L/libcrypto.so) ssl=$(readlink -f $L/libssl.so)
         CMAKE_EXTRA=(-DOPENSSL_ROOT_DIR=/tmp/gpudeps/usr -DOPENSSL_INCLUDE_DIR=/tmp/gpudeps/usr/include
-                     -DOPENSSL_CRYPTO_LIBRARY=$L/libcrypto.so -DOPENSSL_SSL_LIBRARY=$L/libssl.so
+                     -DOPENSSL_CRYPTO_LIBRARY=$crypto -DOPENSSL_SSL_LIBRARY=$ssl
                      -DZLIB_INCLUDE_DIR=/tmp/gpudeps/usr/include -DZLIB_LIBRARY=$L/libz.so
                      -DGMS_JANSSON_INCLUDE=/tmp/gpudeps/usr/include -DGMS_JANSSON_LIB=$L/libjansson.so
                      -DGMS_MHD_INCLUDE=/tmp/gpudeps/usr/include -DGMS_MHD_LIB=$L/libmicrohttpd.so)

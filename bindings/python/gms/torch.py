@@ -18,8 +18,12 @@ memory apart until they are released, Tensor.record_stream orders a free
 after the other streams' work, and torch.cuda.empty_cache() trims. PyTorch
 has no memory counters for a pluggable allocator (torch.cuda.memory_allocated
 and its kin raise): use_gms() makes them answer from gms (see
-memory_functions), and stats() gives the whole of gms's. Importing this
-module does not import torch; use_gms() does.
+memory_functions), and stats() gives the whole of gms's. Two features of
+PyTorch need what only its own allocator gives, so use_gms() sets them
+aside: torch.backends.cudnn.benchmark stays off (with a warning when a
+program asks for it), and torch.compile(mode="reduce-overhead") records
+plain CUDA graphs rather than "trees". Importing this module does not
+import torch; use_gms() does.
 """
 
 import ctypes
@@ -98,7 +102,41 @@ def use_gms():
         for name, fn in memory_functions(index).items():
             for module in (torch.cuda, torch.cuda.memory):
                 setattr(module, name, fn)
+        keep_cudnn_benchmark_off(torch._C, type(torch.backends.cudnn))
+        import torch._inductor.config as inductor
+        # torch.compile(mode="reduce-overhead") records its CUDA graphs in
+        # "trees" that check and checkpoint the allocator's pools
+        # (checkPoolLiveAllocations, setCheckpointPoolState), which only
+        # PyTorch's own allocator answers. Its plain graphs, one pool each
+        # through the hooks above, do the same work.
+        inductor.triton.cudagraph_trees = False
     return _allocator
+
+
+def keep_cudnn_benchmark_off(C, cudnn_class):
+    """torch.backends.cudnn.benchmark makes cuDNN's plan search ask the
+    allocator for its largest free block (cacheInfo), which PyTorch's
+    pluggable allocators cannot answer: the first convolution would raise.
+    Under gms it stays off (cuDNN's heuristics pick the algorithms), and
+    asking for it warns. C is torch._C; cudnn_class the class of
+    torch.backends.cudnn, whose `benchmark` property is rebuilt on the
+    guarded setter (the property keeps the setter it was made with)."""
+    import warnings
+    set_benchmark = C._set_cudnn_benchmark
+
+    def guarded(on):
+        if on:
+            warnings.warn("gms.torch: torch.backends.cudnn.benchmark stays off under gms: cuDNN's "
+                          "plan search needs the allocator's largest free block, which PyTorch's "
+                          "pluggable allocators cannot give", RuntimeWarning, stacklevel=3)
+        set_benchmark(False)
+
+    if C._get_cudnn_benchmark():
+        guarded(True)
+    C._set_cudnn_benchmark = guarded
+    prop = cudnn_class.__dict__.get("benchmark")
+    if prop is not None:
+        cudnn_class.benchmark = type(prop)(C._get_cudnn_benchmark, guarded)
 
 
 # PyTorch's setter of each hook, and the plug-in's function for it. A

@@ -158,3 +158,42 @@ def test_memory_counters():
     assert fns["memory_allocated"]() == base
     with pytest.raises(gms.InvalidArgument):
         gt.memory(1 << 20)  # no such device
+
+
+def test_cudnn_benchmark_stays_off():
+    """cudnn.benchmark, which a pluggable allocator cannot serve, is
+    turned off when asked for, through the property and through torch._C
+    (what torch.backends.cudnn.flags() calls), with a warning; asking for
+    it off is quiet. Over stand-ins for torch._C and the cudnn module's
+    class (CI has no torch)."""
+    import types
+    import warnings
+
+    class Prop:  # the shape of torch.backends.ContextProp
+        def __init__(self, getter, setter):
+            self.getter, self.setter = getter, setter
+
+        def __get__(self, obj, objtype):
+            return self.getter()
+
+        def __set__(self, obj, value):
+            self.setter(value)
+
+    flag = [True]  # a program that turned it on before use_gms()
+    C = types.SimpleNamespace(_get_cudnn_benchmark=lambda: flag[0],
+                              _set_cudnn_benchmark=lambda on: flag.__setitem__(0, on))
+    Cudnn = type("Cudnn", (), {"benchmark": Prop(C._get_cudnn_benchmark, C._set_cudnn_benchmark)})
+    cudnn = Cudnn()
+    with pytest.warns(RuntimeWarning, match="benchmark stays off"):
+        gt.keep_cudnn_benchmark_off(C, Cudnn)
+    assert flag[0] is False
+    with pytest.warns(RuntimeWarning, match="benchmark stays off"):
+        cudnn.benchmark = True
+    assert cudnn.benchmark is False
+    with pytest.warns(RuntimeWarning):
+        C._set_cudnn_benchmark(True)
+    assert flag[0] is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cudnn.benchmark = False
+    assert flag[0] is False

@@ -25,9 +25,10 @@ Cases:
   reset_peak_memory_stats, memory_reserved, memory_stats and
   memory_summary answer (PyTorch raises for a pluggable allocator unless
   gms.torch answers them) and follow a 64 MiB tensor;
-- cudnn_benchmark: a convolution with torch.backends.cudnn.benchmark on
-  (cuDNN's plan search asks the allocator for its largest cached block,
-  which PyTorch's pluggable allocator may not answer);
+- cudnn_benchmark: a convolution with torch.backends.cudnn.benchmark
+  asked for (cuDNN's plan search asks the allocator for its largest cached
+  block, which PyTorch's pluggable allocator cannot answer: under gms it
+  must stay off, with a warning, and the convolution must run);
 - oom: a tensor larger than the device raises (RuntimeError, of which
   PyTorch's OutOfMemoryError is one) and the process goes on using the GPU
   (a NULL from the allocator would have killed the CUDA context);
@@ -95,7 +96,12 @@ def run_case(case, alloc):
             return f"allocated grew by {grown}, peak {peak}, reserved {torch.cuda.memory_reserved()}"
         return None if "allocated_bytes.all.current" in st else "memory_stats lacks allocated_bytes"
     if case == "cudnn_benchmark":
-        torch.backends.cudnn.benchmark = True
+        import warnings
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            torch.backends.cudnn.benchmark = True
+        if alloc != "torch" and (torch.backends.cudnn.benchmark or not said):
+            return "under gms, cudnn.benchmark was turned on without a warning"
         conv = torch.nn.Conv2d(64, 64, 3, padding=1).cuda()
         img = torch.randn(8, 64, 56, 56, device="cuda")
         got = conv(img)
