@@ -71,6 +71,9 @@ def capture(torch, model, x, s):
     return g, y
 
 
+SEEN = []  # the messages of the violations gms reported in this child
+
+
 def run_case(case, alloc):
     import torch
     if alloc != "torch":
@@ -81,6 +84,8 @@ def run_case(case, alloc):
     live = ((lambda: gms.torch.stats()["live_bytes"]) if alloc != "torch"
             else torch.cuda.memory_allocated)
     model = mlp(torch)
+    if alloc != "torch":  # a failure then says what gms saw
+        gms.torch.runtime().on_violation(lambda v: SEEN.append(v.message))
     x = torch.randn(256, 1024, device="cuda")
     side = torch.cuda.Stream()
     if case == "counters":
@@ -194,6 +199,8 @@ def main():
     a = ap.parse_args()
     if a.child:
         why = run_case(*a.child)
+        if why and SEEN:
+            why += " (gms reported %d violations; the first: %s)" % (len(SEEN), SEEN[0][:400])
         print("ok" if why is None else "FAIL " + why, flush=True)
         sys.exit(0 if why is None else 1)
     passed = failed = 0
