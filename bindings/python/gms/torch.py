@@ -18,12 +18,12 @@ memory apart until they are released, Tensor.record_stream orders a free
 after the other streams' work, and torch.cuda.empty_cache() trims. PyTorch
 has no memory counters for a pluggable allocator (torch.cuda.memory_allocated
 and its kin raise): use_gms() makes them answer from gms (see
-memory_functions), and stats() gives the whole of gms's. Two features of
-PyTorch need what only its own allocator gives, so use_gms() sets them
-aside: torch.backends.cudnn.benchmark stays off (with a warning when a
-program asks for it), and torch.compile(mode="reduce-overhead") records
-plain CUDA graphs rather than "trees". Importing this module does not
-import torch; use_gms() does.
+memory_functions), and stats() gives the whole of gms's.
+torch.backends.cudnn.benchmark needs what only PyTorch's own allocator
+gives (its largest free block): under gms it stays off, with a warning when
+a program asks for it. torch.compile(mode="reduce-overhead") is not
+supported yet (docs/python.md). Importing this module does not import
+torch; use_gms() does.
 """
 
 import ctypes
@@ -103,13 +103,6 @@ def use_gms():
             for module in (torch.cuda, torch.cuda.memory):
                 setattr(module, name, fn)
         keep_cudnn_benchmark_off(torch._C, type(torch.backends.cudnn))
-        import torch._inductor.config as inductor
-        # torch.compile(mode="reduce-overhead") records its CUDA graphs in
-        # "trees" that check and checkpoint the allocator's pools
-        # (checkPoolLiveAllocations, setCheckpointPoolState), which only
-        # PyTorch's own allocator answers. Its plain graphs, one pool each
-        # through the hooks above, do the same work.
-        inductor.triton.cudagraph_trees = False
     return _allocator
 
 
