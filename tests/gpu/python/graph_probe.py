@@ -20,7 +20,9 @@ Cases:
   more after three of them than after the first (gms: its live bytes,
   a graph's kept blocks included);
 - reduce_overhead: torch.compile(mode="reduce-overhead") on the MLP, output
-  against eager;
+  against eager; under gms PyTorch's refusal of its graph trees
+  (checkPoolLiveAllocations) is the expected answer (not supported yet),
+  a wrong output never is;
 - counters: torch.cuda.memory_allocated, max_memory_allocated,
   reset_peak_memory_stats, memory_reserved, memory_stats and
   memory_summary answer (PyTorch raises for a pluggable allocator unless
@@ -152,7 +154,16 @@ def run_case(case, alloc):
         with torch.no_grad():
             for i in range(6):
                 xi = torch.randn(256, 1024, device="cuda")
-                got, want = f(xi).clone(), model(xi)
+                try:
+                    got = f(xi).clone()
+                except RuntimeError as e:
+                    # Not supported under gms yet (docs/python.md): PyTorch's
+                    # refusal is the expected answer, a wrong result never is.
+                    if alloc != "torch" and "checkPoolLiveAllocations" in str(e):
+                        print("refused by PyTorch (graph trees need its own allocator)")
+                        return None
+                    raise
+                want = model(xi)
                 if not torch.allclose(got, want, rtol=1e-3, atol=1e-3):
                     return f"step {i}: max diff {(got - want).abs().max().item():.3g}"
         return None
@@ -214,7 +225,8 @@ def main():
                 r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", case, alloc],
                                    env=env, capture_output=True, text=True, timeout=a.timeout)
                 ok = r.returncode == 0
-                tail = (r.stdout.strip().splitlines() or [""])[-1]
+                lines = r.stdout.strip().splitlines() or [""]
+                tail = lines[-1] if len(lines) < 2 or not ok else "ok: " + lines[-2]
                 if not ok and not tail.startswith("FAIL"):
                     tail = "exit %d: %s" % (r.returncode, " | ".join(r.stderr.strip().splitlines()[-3:]))
             except subprocess.TimeoutExpired:
