@@ -152,8 +152,10 @@ typedef struct gms_backend_ops {
      * after the work queued there so far, and returns at once; every
      * reserved ticket must be queued once. n may be 0: a marker of that
      * point in the stream. Fill ranges must not overlap check ranges (no
-     * order between them is promised). If it fails, the ticket counts as
-     * run and its collect fails. Neither waits for the device. */
+     * order between them is promised). EBUSY: the stream is being
+     * captured into a graph, where the batch would run again at every
+     * replay; nothing is queued. If it fails, the ticket counts as run and
+     * its collect fails. Neither waits for the device. */
     int (*ticket_reserve)(gms_backend *be, uint64_t *ticket);
     int (*scrub_async)(gms_backend *be, gms_scrub_item *items, size_t n, uint64_t pattern,
                        uint64_t seed, void *stream, uint64_t ticket);

@@ -242,6 +242,8 @@ static void keep_in_flight(gms_pool *p, const gms_scrub_batch *made)
  * logged (its blocks wait in quarantine). Returns err. */
 static int batch_sent(gms_pool *p, const gms_scrub_batch *bt, int err)
 {
+    if (err == EBUSY)
+        return err; /* its stream is being captured (backend.h): a later launch takes them */
     if (err)
         gms__log_later(p->rt, GMS_LOG_WARN,
                  "gms: pool %llu: queuing safety work for %u blocks failed (backend errno %d); they wait in quarantine",

@@ -550,6 +550,15 @@ static int f_stream_destroy(void *dd, void *stream)
     FAKE_FAILS(stream_destroy);
     return 0;
 }
+/* The fake device captures nothing (the stand-in driver, which plays
+ * captures, answers cuStreamIsCapturing itself). */
+static int f_stream_capturing(void *dd, void *stream, int *capturing)
+{
+    (void)dd, (void)stream;
+    FAKE_FAILS(stream_capturing);
+    *capturing = 0;
+    return 0;
+}
 static int f_stream_sync(void *dd, void *stream)
 {
     (void)dd, (void)stream;

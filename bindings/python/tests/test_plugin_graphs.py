@@ -231,3 +231,28 @@ assert live() == 0, live()
 assert cuda.stand_in_captured() == 0 and cuda.stand_in_unsafe() == 0
 print("ok")
 """)
+
+
+def test_quarantine_exits_stay_out_of_a_capture():
+    """Blocks freed on a stream before its capture (a warm-up run, as
+    torch.compile's plain graphs make on the stream they then capture) wait
+    in gms's quarantine. Allocations during the capture that make the pool
+    grow push them out, and their checks run on the stream they were freed
+    on: none of those may be queued into the capture, where every replay
+    would check and poison memory that other tensors use by then."""
+    run_child("""
+warm = [alloc(n, S) for n in (MiB, 2 * MiB, 4 * MiB, 8 * MiB) for _ in range(4)]
+for ptr, n in zip(warm, [n for n in (MiB, 2 * MiB, 4 * MiB, 8 * MiB) for _ in range(4)]):
+    free(ptr, n, S)                        # the warm-up's blocks: into quarantine, on S
+p.gms_torch_begin_allocate_to_pool(0, 0, 9, None)
+cuda.stand_in_capture(S, 1)
+graph = [alloc(16 * MiB, S) for _ in range(8)]   # the pool grows: mapping lets the quarantine go
+cuda.stand_in_capture(S, 0)
+p.gms_torch_end_allocate_to_pool(0, 0, 9)
+assert cuda.stand_in_captured() == 0, "gms queued %d launches into the capture" % cuda.stand_in_captured()
+assert cuda.stand_in_unsafe() == 0
+for g in graph:
+    free(g, 16 * MiB, S)
+p.gms_torch_release_pool(0, 0, 9)
+print("ok")
+""")

@@ -95,6 +95,7 @@ enum {
     X(StreamCreate, "cuStreamCreate", (CUstream *, unsigned))                              \
     X(StreamDestroy, "cuStreamDestroy_v2", (CUstream))                                     \
     X(StreamSynchronize, "cuStreamSynchronize", (CUstream))                                \
+    X(StreamIsCapturing, "cuStreamIsCapturing", (CUstream, int *))                         \
     X(StreamWaitEvent, "cuStreamWaitEvent", (CUstream, CUevent, unsigned))                 \
     X(EventCreate, "cuEventCreate", (CUevent *, unsigned))                                 \
     X(EventRecord, "cuEventRecord", (CUevent, CUstream))                                   \
@@ -255,6 +256,15 @@ FWD(memset_d8, cu.MemsetD8Async(PTR(dst), (unsigned char)byte, len, stream))
 FWD(stream_create, cu.StreamCreate((CUstream *)stream, CU_STREAM_NON_BLOCKING))
 FWD(stream_destroy, cu.StreamDestroy(stream))
 FWD(stream_sync, cu.StreamSynchronize(stream))
+
+static int c_stream_capturing(void *dd, void *stream, int *capturing)
+{
+    (void)dd;
+    int status = 0; /* CU_STREAM_CAPTURE_STATUS_NONE; ACTIVE or INVALIDATED else */
+    CUresult r = cu.StreamIsCapturing(stream, &status);
+    *capturing = status != 0;
+    return r;
+}
 FWD(event_create, cu.EventCreate((CUevent *)event, CU_EVENT_DISABLE_TIMING))
 FWD(event_record, cu.EventRecord(event, stream))
 FWD(event_destroy, cu.EventDestroy(event))
@@ -325,6 +335,7 @@ static gms_drv cuda_drv = {
         [GMS_DRV_stream_create] = "cuStreamCreate",
         [GMS_DRV_stream_destroy] = "cuStreamDestroy",
         [GMS_DRV_stream_sync] = "cuStreamSynchronize",
+        [GMS_DRV_stream_capturing] = "cuStreamIsCapturing",
         [GMS_DRV_event_create] = "cuEventCreate",
         [GMS_DRV_event_record] = "cuEventRecord",
         [GMS_DRV_event_destroy] = "cuEventDestroy",

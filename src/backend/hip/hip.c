@@ -126,6 +126,7 @@ enum {
     X(StreamCreateWithFlags, "hipStreamCreateWithFlags", (hipStream_t *, unsigned))         \
     X(StreamDestroy, "hipStreamDestroy", (hipStream_t))                                     \
     X(StreamSynchronize, "hipStreamSynchronize", (hipStream_t))                             \
+    X(StreamIsCapturing, "hipStreamIsCapturing", (hipStream_t, int *))                      \
     X(StreamWaitEvent, "hipStreamWaitEvent", (hipStream_t, hipEvent_t, unsigned))           \
     X(EventCreateWithFlags, "hipEventCreateWithFlags", (hipEvent_t *, unsigned))            \
     X(EventRecord, "hipEventRecord", (hipEvent_t, hipStream_t))                             \
@@ -255,6 +256,15 @@ FWD(memset_d8, hip.MemsetD8Async(P(dst), (unsigned char)byte, len, stream))
 FWD(stream_create, hip.StreamCreateWithFlags((hipStream_t *)stream, hipStreamNonBlocking))
 FWD(stream_destroy, hip.StreamDestroy(stream))
 FWD(stream_sync, hip.StreamSynchronize(stream))
+
+static int h_stream_capturing(void *dd, void *stream, int *capturing)
+{
+    (void)dd;
+    int status = 0; /* hipStreamCaptureStatusNone; Active or Invalidated else */
+    int r = hip.StreamIsCapturing(stream, &status);
+    *capturing = status != 0;
+    return r;
+}
 FWD(event_create, hip.EventCreateWithFlags((hipEvent_t *)event, hipEventDisableTiming))
 FWD(event_record, hip.EventRecord(event, stream))
 FWD(event_destroy, hip.EventDestroy(event))
@@ -332,6 +342,7 @@ static gms_drv hip_drv = {
         [GMS_DRV_stream_create] = "hipStreamCreateWithFlags",
         [GMS_DRV_stream_destroy] = "hipStreamDestroy",
         [GMS_DRV_stream_sync] = "hipStreamSynchronize",
+        [GMS_DRV_stream_capturing] = "hipStreamIsCapturing",
         [GMS_DRV_event_create] = "hipEventCreateWithFlags",
         [GMS_DRV_event_record] = "hipEventRecord",
         [GMS_DRV_event_destroy] = "hipEventDestroy",

@@ -54,6 +54,9 @@
 #define GMS_DRV_ARGS_stream_create (void *dd, void **stream) /* non-blocking */
 #define GMS_DRV_ARGS_stream_destroy (void *dd, void *stream)
 #define GMS_DRV_ARGS_stream_sync (void *dd, void *stream)
+/* Whether work queued on stream now would be captured into a graph (or
+ * the stream's capture has failed) rather than run: *capturing 1, else 0. */
+#define GMS_DRV_ARGS_stream_capturing (void *dd, void *stream, int *capturing)
 #define GMS_DRV_ARGS_event_create (void *dd, void **event) /* without timing */
 #define GMS_DRV_ARGS_event_record (void *dd, void *event, void *stream)
 #define GMS_DRV_ARGS_event_destroy (void *dd, void *event)
@@ -94,6 +97,7 @@
     X(stream_create) \
     X(stream_destroy) \
     X(stream_sync) \
+    X(stream_capturing) \
     X(event_create) \
     X(event_record) \
     X(event_destroy) \

@@ -916,9 +916,17 @@ static int vmm_scrub_async(gms_backend *be, gms_scrub_item *items, size_t n, uin
     unsigned grid = p.tiles < vb->async_grid ? (p.tiles ? p.tiles : 1) : vb->async_grid;
     uintptr_t saved;
     if (!err && (err = enter(vb, &saved)) == 0) {
+        /* A launch into a stream being captured would become part of the
+         * graph, and check and poison its ranges again at every replay,
+         * long after the blocks went back to use. */
+        int capturing = 0;
+        err = CALL(vb, stream_capturing, "before a stream-ordered scrub", stream, &capturing);
+        if (!err && capturing)
+            err = EBUSY;
         void *args[] = {&p};
-        err = CALL(vb, launch, "stream-ordered scrub", vb->async_fn, grid, GMS_KTHREADS, stream,
-                   args);
+        if (!err)
+            err = CALL(vb, launch, "stream-ordered scrub", vb->async_fn, grid, GMS_KTHREADS,
+                       stream, args);
         leave(vb, saved);
     }
     if (err) {

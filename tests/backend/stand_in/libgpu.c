@@ -271,6 +271,12 @@ API int hipDeviceSynchronize(void) { return f_device_sync(NULL); }
 API int hipStreamCreateWithFlags(void **s, unsigned f) { (void)f; return f_stream_create(NULL, s); }
 API int hipStreamDestroy(void *s) { return f_stream_destroy(NULL, s); }
 API int hipStreamSynchronize(void *s) { return f_stream_sync(NULL, s); }
+API int hipStreamIsCapturing(void *s, int *status) /* no captures played here */
+{
+    (void)s;
+    *status = 0;
+    return 0;
+}
 API int hipStreamWaitEvent(void *s, void *e, unsigned f) { (void)f; return f_stream_wait_event(NULL, s, e); }
 API int hipEventCreateWithFlags(void **e, unsigned f) { (void)f; return f_event_create(NULL, e); }
 API int hipEventRecord(void *e, void *s) { return f_event_record(NULL, e, s); }
