@@ -241,8 +241,9 @@ def test_quarantine_exits_stay_out_of_a_capture():
     on: none of those may be queued into the capture, where every replay
     would check and poison memory that other tensors use by then."""
     run_child("""
-warm = [alloc(n, S) for n in (MiB, 2 * MiB, 4 * MiB, 8 * MiB) for _ in range(4)]
-for ptr, n in zip(warm, [n for n in (MiB, 2 * MiB, 4 * MiB, 8 * MiB) for _ in range(4)]):
+sizes = [n for n in (MiB, 2 * MiB, 4 * MiB, 8 * MiB) for _ in range(4)]
+warm = [alloc(n, S) for n in sizes]
+for ptr, n in zip(warm, sizes):
     free(ptr, n, S)                        # the warm-up's blocks: into quarantine, on S
 p.gms_torch_begin_allocate_to_pool(0, 0, 9, None)
 cuda.stand_in_capture(S, 1)
