@@ -418,18 +418,26 @@ static int batch_queue(gms_pool *p, gms_scrub_batch *bt, void *stream, uint64_t 
     return 0;
 }
 
-/* Adds quarantined block b to bt as it leaves: its poison checked, or,
- * if its scrub could not be queued at its free, that scrub. */
+/* The work of quarantined block b as it leaves: its poison checked, or,
+ * if its scrub could not be queued at its free, that scrub. Returns
+ * whether it is a check. */
+static bool exit_item(gms_pool *p, gms_block *b, gms_scrub_item *it)
+{
+    if (b->unscrubbed) {
+        free_item(p, b, it);
+        return false;
+    }
+    memset(it, 0, sizeof *it);
+    gms__safety_retired_ranges(p, b, it->check_lo, it->check_hi);
+    return true;
+}
+
+/* Adds quarantined block b to bt as it leaves. */
 static void batch_add_exit(gms_pool *p, gms_scrub_batch *bt, gms_block *b)
 {
     uint32_t i = bt->n++;
     bt->blk[i] = b;
-    bt->exit_check[i] = !b->unscrubbed;
-    memset(&bt->items[i], 0, sizeof bt->items[i]);
-    if (b->unscrubbed)
-        free_item(p, b, &bt->items[i]);
-    else
-        gms__safety_retired_ranges(p, b, bt->items[i].check_lo, bt->items[i].check_hi);
+    bt->exit_check[i] = exit_item(p, b, &bt->items[i]);
 }
 
 /* Whether the quarantine must let its oldest block go. With keep_newest,
@@ -589,13 +597,7 @@ static void evict_sync(gms_pool *p, uint64_t max_bytes, uint64_t max_blocks, boo
     while (over_limits(p, max_bytes, max_blocks, keep_newest)) {
         gms_block *b = p->quarantine_head;
         gms_scrub_item it;
-        bool check = !b->unscrubbed;
-        if (check) {
-            memset(&it, 0, sizeof it);
-            gms__safety_retired_ranges(p, b, it.check_lo, it.check_hi);
-        } else {
-            free_item(p, b, &it);
-        }
+        bool check = exit_item(p, b, &it);
         if (!run_sync(p, &it, b->stream, check ? "quarantine check" : "scrub"))
             return;
         p->quarantine_head = b->u.retired.next;

@@ -23,19 +23,19 @@
  * never closed: tensors may be freed during interpreter exit, after any
  * atexit hook, and the process's exit returns the memory.
  *
- * CUDA graphs (torch.cuda.graph, torch.compile's "reduce-overhead"),
- * Tensor.record_stream, torch.cuda.empty_cache and
- * set_per_process_memory_fraction reach the plug-in through PyTorch's
- * hooks, which gms.torch.use_gms() sets: see "graphs", "other streams"
- * and "PyTorch's memory counters" below. use_gms() also has a refused
- * allocation thrown to PyTorch (gms_torch_raise.cpp), which does not check
- * for NULL.
+ * CUDA graphs (torch.cuda.graph), Tensor.record_stream,
+ * torch.cuda.empty_cache and set_per_process_memory_fraction reach the
+ * plug-in through PyTorch's hooks, which gms.torch.use_gms() sets: see
+ * "graphs", "other streams" and "PyTorch's memory counters" below.
+ * use_gms() also has a refused allocation thrown to PyTorch
+ * (gms_torch_raise.cpp), which does not check for NULL.
  *
  * Only the public API (gms.h) is used. No CUDA header is needed: streams are
  * opaque pointers handed to gms, and the few driver calls that graphs,
  * record_stream and the memory fraction need are looked up in the
- * libcuda.so.1 the process already has. Thread-safe: the table has one lock, held for a probe only, never
- * across a gms call; the graph pools have another, held the same way.
+ * libcuda.so.1 the process already has. Thread-safe: the table has one
+ * lock, held for a probe only, never across a gms call; the graph pools
+ * have another, held the same way.
  */
 #include <gms.h>
 
