@@ -21,9 +21,10 @@ and its kin raise): use_gms() makes them answer from gms (see
 memory_functions), and stats() gives the whole of gms's.
 torch.backends.cudnn.benchmark needs what only PyTorch's own allocator
 gives (its largest free block): under gms it stays off, with a warning when
-a program asks for it. torch.compile(mode="reduce-overhead") is not
-supported yet (docs/python.md). Importing this module does not import
-torch; use_gms() does.
+a program asks for it. torch.compile(mode="reduce-overhead") captures
+inductor's plain CUDA graphs (its graph trees need what only PyTorch's own
+allocator gives). Importing this module does not import torch; use_gms()
+does.
 """
 
 import ctypes
@@ -103,7 +104,57 @@ def use_gms():
             for module in (torch.cuda, torch.cuda.memory):
                 setattr(module, name, fn)
         keep_cudnn_benchmark_off(torch._C, type(torch.backends.cudnn))
+        when_imported("torch._inductor.config", plain_cuda_graphs)
     return _allocator
+
+
+def plain_cuda_graphs(inductor_config):
+    """torch.compile(mode="reduce-overhead") keeps its CUDA graphs'
+    memory in graph trees, which ask the allocator which blocks of a pool
+    are live (checkPoolLiveAllocations): PyTorch raises for a pluggable
+    allocator. Inductor's plain graphs, each with its own private pool,
+    run on gms, so the trees go off."""
+    inductor_config.triton.cudagraph_trees = False
+
+
+def when_imported(name, then):
+    """Calls then(module) once the module name is imported: at once if it
+    is, else right after its import (torch._inductor.config costs seconds
+    to import, which a program that never compiles should not pay)."""
+    import sys
+    module = sys.modules.get(name)
+    if module is not None:
+        then(module)
+    elif not any(isinstance(f, _AfterImport) and f.name == name for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport(name, then))
+
+
+class _AfterImport:
+    """A finder that answers for one module only, once: it finds the
+    module through the other finders and runs then(module) after the
+    module's own code."""
+
+    def __init__(self, name, then):
+        self.name, self.then = name, then
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name:
+            return None
+        import importlib.util
+        import sys
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        loader, then = spec.loader, self.then
+
+        def exec_module(module):
+            del loader.exec_module  # the loader's own again
+            loader.exec_module(module)
+            then(module)
+
+        loader.exec_module = exec_module
+        return spec
 
 
 def keep_cudnn_benchmark_off(C, cudnn_class):

@@ -197,3 +197,30 @@ def test_cudnn_benchmark_stays_off():
         warnings.simplefilter("error")
         cudnn.benchmark = False
     assert flag[0] is False
+
+
+def test_inductor_gets_plain_cuda_graphs(tmp_path, monkeypatch):
+    """use_gms() turns inductor's CUDA-graph trees off (they need an
+    allocator call PyTorch keeps for its own) when inductor's config is
+    imported, not before: a stand-in package plays torch._inductor."""
+    import importlib
+    import sys
+    pkg = tmp_path / "standin_inductor"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "config.py").write_text("class triton:\n    cudagraph_trees = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    name = "standin_inductor.config"
+    gt.when_imported(name, gt.plain_cuda_graphs)
+    gt.when_imported(name, gt.plain_cuda_graphs)  # a second use_gms(): one finder
+    assert name not in sys.modules  # nothing imported ahead
+    assert sum(type(f).__name__ == "_AfterImport" for f in sys.meta_path) == 1
+    config = importlib.import_module(name)
+    assert config.triton.cudagraph_trees is False
+    assert not any(type(f).__name__ == "_AfterImport" for f in sys.meta_path)
+    assert "exec_module" not in vars(config.__spec__.loader)  # the loader is its own again
+    config.triton.cudagraph_trees = True  # already imported: turned off at once
+    gt.when_imported(name, gt.plain_cuda_graphs)
+    assert config.triton.cudagraph_trees is False
+    del sys.modules[name], sys.modules["standin_inductor"]

@@ -20,9 +20,8 @@ Cases:
   more after three of them than after the first (gms: its live bytes,
   a graph's kept blocks included);
 - reduce_overhead: torch.compile(mode="reduce-overhead") on the MLP, output
-  against eager; under gms PyTorch's refusal of its graph trees
-  (checkPoolLiveAllocations) is the expected answer (not supported yet),
-  a wrong output never is;
+  against eager at each of six calls (under gms, inductor's plain graphs:
+  use_gms() turns its graph trees off);
 - counters: torch.cuda.memory_allocated, max_memory_allocated,
   reset_peak_memory_stats, memory_reserved, memory_stats and
   memory_summary answer (PyTorch raises for a pluggable allocator unless
@@ -154,15 +153,7 @@ def run_case(case, alloc):
         with torch.no_grad():
             for i in range(6):
                 xi = torch.randn(256, 1024, device="cuda")
-                try:
-                    got = f(xi).clone()
-                except RuntimeError as e:
-                    # Not supported under gms yet (docs/python.md): PyTorch's
-                    # refusal is the expected answer, a wrong result never is.
-                    if alloc != "torch" and "checkPoolLiveAllocations" in str(e):
-                        print("refused by PyTorch (graph trees need its own allocator)")
-                        return None
-                    raise
+                got = f(xi).clone()
                 want = model(xi)
                 if not torch.allclose(got, want, rtol=1e-3, atol=1e-3):
                     return f"step {i}: max diff {(got - want).abs().max().item():.3g}"
