@@ -209,9 +209,10 @@ run torch-bench 420 python3 tests/gpu/python/bench_torch.py --out "$OUT/torch_be
 # torch.compile(mode="reduce-overhead")): outputs, isolation, release.
 run graph-probe 500 python3 tests/gpu/python/graph_probe.py --timeout 120
 # torch.compile(mode="reduce-overhead") with inductor's plain graphs (its
-# trees off) on gms, safety on then off: exact at every call?
-run compiled-graphs 400 bash -c "python3 tests/gpu/python/compiled_graphs_probe.py && \
-    GMS_TORCH_SAFETY=off python3 tests/gpu/python/compiled_graphs_probe.py && \
+# trees off) on gms, inference and training, safety on and off: exact at
+# every call?
+run compiled-graphs 560 bash -c "for mode in '' --train; do for safety in on off; do \
+    GMS_TORCH_SAFETY=\$safety python3 tests/gpu/python/compiled_graphs_probe.py \$mode || exit 1; done; done && \
     python3 tests/gpu/python/graph_probe.py --only reduce_overhead --timeout 120"
 # Workloads outside the three above (bench_torch.py --extra), so that gms is
 # judged on more than what it was measured on while it was built.
