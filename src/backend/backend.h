@@ -388,9 +388,9 @@ void gms__broker_release_hold(gms_backend *be, uint64_t hold, uint64_t map, uint
 /* transfer: the share held by *hold (this process's only hold of it, of
  * another tenant's share, read-write; the mapping [map, map + map_len) as
  * acquire made it) is taken over by this process's tenant: gmsd charges
- * a new memfd of its bytes to this tenant, the bytes are copied into it,
- * it replaces the old memory under the same addresses, and the old hold
- * is released (which returns the first tenant's charge); *hold is the
+ * new memory of its bytes to this tenant (a memfd; a lease on CUDA
+ * memory), the bytes are copied into it, it replaces the old memory under
+ * the same addresses, and the old hold is released (which returns the first tenant's charge); *hold is the
  * new hold. A refusal (GMS_E_QUOTA, GMS_E_BUSY ...) changes nothing. */
 int gms__broker_transfer(gms_backend *be, uint64_t *hold, uint64_t map, uint64_t map_len,
                          char *why, size_t why_len);

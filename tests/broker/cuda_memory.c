@@ -512,7 +512,8 @@ static void mutable_owner(int in, int out)
  * (a CUDA importer can map anything writable), no second writer while the
  * owner holds it; atomic, it sees the owner's writes, and the memory
  * after the owner freed its buffer; then read-write, what it writes is
- * what its other hold of the same memory reads. */
+ * what its other hold of the same memory reads; last, it takes the
+ * buffer over (gms_transfer), which its tenant is then charged for. */
 static void mutable_holder(int in, int out, gms_share_id id)
 {
     gms_runtime *rt;
@@ -534,8 +535,34 @@ static void mutable_holder(int in, int out, gms_share_id id)
     CHECK_OK(gms_acquire(ctx, id, GMS_ACCESS_READ_WRITE, &writer));
     fill_byte(ctx, writer, 0xc3, SHARED_BYTES);
     CHECK(holds_byte(ctx, shared, 0xc3));
-    CHECK_OK(gms_release(ctx, writer));
-    CHECK_OK(gms_release(ctx, shared)); /* the last hold: the share goes */
+    /* Taken over by this tenant (docs/broker.md, "Transfers"): refused
+     * while another hold is left, changing nothing; then the bytes move
+     * into a lease of this tenant's, under the same address. */
+    gms_context *mine_ctx = NULL;
+    gms_context_desc d = GMS_CONTEXT_DESC_INIT;
+    d.tenant = "other";
+    d.user = "w";
+    CHECK_OK(gms_context_open(&mine_ctx, rt, &d));
+    gms_buf mine = GMS_BUF_NULL;
+    gms_buf_info before, after;
+    CHECK_OK(gms_buf_info(ctx, writer, &before));
+    CHECK_RC(gms_transfer(ctx, writer, mine_ctx, &mine), GMS_E_BUSY);
+    CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 0 && bytes == 0);
+    CHECK(holds_byte(ctx, writer, 0xc3));
+    CHECK_OK(gms_release(ctx, shared));
+    CHECK_OK(gms_transfer(ctx, writer, mine_ctx, &mine));
+    CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 1 && bytes >= before.size);
+    CHECK(holds_byte(mine_ctx, mine, 0xc3));
+    CHECK_OK(gms_buf_info(mine_ctx, mine, &after));
+    CHECK(after.device_ptr == before.device_ptr && !strcmp(after.tenant, "other"));
+    CHECK_RC(gms_read(ctx, writer, 0, &step, 1), GMS_E_INVALID_HANDLE);
+    fill_byte(mine_ctx, mine, 0x3c, SHARED_BYTES);
+    CHECK(holds_byte(mine_ctx, mine, 0x3c));
+    put_bytes(out, "t", 1);
+    get_bytes(in, &step, 1); /* the owner's tenant was checked: the old share is gone */
+    CHECK_OK(gms_release(mine_ctx, mine)); /* the lease goes back */
+    CHECK(raw_usage(b.sock, &bytes, &leases) == 0 && leases == 0 && bytes == 0);
+    gms_context_close(mine_ctx);
     child_exit(rt, ctx);
 }
 
@@ -633,9 +660,12 @@ static void mutable_share_crosses(void)
     put_bytes(x.to_owner, "f", 1);
     get_bytes(x.from_owner, &step, 1);
     put_bytes(x.to_holder, "s", 1);
-    CHECK(status_of(x.holder) == 0);
-    /* The share went: the owner holds its two leases of plain buffers. */
+    get_bytes(x.from_holder, &step, 1); /* taken over by the holder's tenant */
+    /* The share went with it: the owner holds its two leases of plain
+     * buffers, the holder's tenant the one of the buffer it took over. */
     CHECK(broker_use_becomes(b.sock, getuid(), 2 * LEASE, 2));
+    put_bytes(x.to_holder, "s", 1);
+    CHECK(status_of(x.holder) == 0);
     put_bytes(x.to_owner, "e", 1);
     CHECK(status_of(x.owner) == 0);
 }

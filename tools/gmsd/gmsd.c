@@ -1071,13 +1071,14 @@ static int share_reshare(client *c, const gms_broker_msg *m, int fd)
 
 /* TRANSFER: c's hold m->a, the only hold left of a share of another
  * tenant, moves the share's charge to c's tenant. The bytes must not stay
- * in a memfd the first tenant may still map (a writer keeps its mapping
- * if it skips libgms), so the new owner gets a new memfd of its own,
- * charged to its tenant, with a new hold; the client copies the bytes
- * into it, maps it in place of the old one and releases the old hold,
- * which frees the old share and returns its charge. gmsd copies nothing:
- * a loop turn stays one short message whatever the buffer's size. The
- * old share is revoked at once; a refusal changes nothing. */
+ * in memory the first tenant may still map (a writer keeps its mapping
+ * if it skips libgms), so the new owner gets new memory of its own (a
+ * memfd; on CUDA, a lease of its connection's), charged to its tenant,
+ * with a new hold; the client copies the bytes into it, maps it in place
+ * of the old one and releases the old hold, which frees the old share and
+ * returns its charge. gmsd copies nothing: a loop turn stays one short
+ * message whatever the buffer's size. The old share is revoked at once; a
+ * refusal changes nothing. */
 static int share_transfer(client *c, const gms_broker_msg *m)
 {
     share *sh = NULL;
@@ -1094,10 +1095,6 @@ static int share_transfer(client *c, const gms_broker_msg *m)
         return refuse_share(c, m->seq, GMS_E_INVALID_HANDLE, m->a,
                             "transfer: hold 0x%016llx is not a live hold of this connection",
                             (unsigned long long)m->a);
-    if (gpu)
-        return refuse_share(c, m->seq, GMS_E_UNSUPPORTED, sh->id,
-                            "transfer: share 0x%016llx is device memory, whose transfer between "
-                            "tenants gmsd does not make", (unsigned long long)sh->id);
     if (sh->moved_to) /* the hold's last use is its release */
         return refuse_share(c, m->seq, GMS_E_INVALID_HANDLE, m->a,
                             "transfer: share 0x%016llx was taken over already (as 0x%016llx): "
@@ -1130,7 +1127,22 @@ static int share_transfer(client *c, const gms_broker_msg *m)
     share *ns = calloc(1, sizeof *ns);
     if (!ns)
         return refuse(c, m->seq, GMS_E_NO_MEMORY, "gmsd is out of memory");
-    int err = share_memfd(t, sh->bytes, F_SEAL_SEAL, &ns->fd);
+    /* CUDA memory: the new memory is a lease of c's (zeroed, charged to
+     * its tenant), and the new share's memory, as a mutable share's is its
+     * owner's lease. */
+    int err = 0;
+    if (gpu) {
+        char what[48];
+        snprintf(what, sizeof what, "taking over share 0x%016llx", (unsigned long long)sh->id);
+        int rc = 0;
+        if (!(ns->lease = lease_add(c, m->seq, sh->bytes, NULL, what, &rc))) {
+            free(ns);
+            return rc;
+        }
+        ns->fd = -1;
+    } else {
+        err = share_memfd(t, sh->bytes, F_SEAL_SEAL, &ns->fd);
+    }
     ns->id = random_id();
     ns->bytes = sh->bytes;
     ns->req = sh->req;
@@ -1150,17 +1162,23 @@ static int share_transfer(client *c, const gms_broker_msg *m)
             gmsd_state_clear((unsigned)slot);
         if (ns->fd >= 0)
             close(ns->fd);
+        if (ns->lease)
+            lease_forget(c, ns->lease);
         free(ns);
         return refuse(c, m->seq, err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND,
-                      "transfer: a memfd of %llu bytes: %s", (unsigned long long)sh->bytes,
-                      strerror(err));
+                      "transfer: %s of %llu bytes: %s", gpu ? "the share's record" : "a memfd",
+                      (unsigned long long)sh->bytes, strerror(err));
     }
     ns->next = shares;
     shares = ns;
     sh->moved_to = ns->id;
     share_withdraw(sh);
-    t->used_bytes += ns->bytes;
-    t->used_leases++;
+    if (ns->lease) {
+        ns->lease->share = ns;
+    } else {
+        t->used_bytes += ns->bytes;
+        t->used_leases++;
+    }
     t->live_shares++;
     t->n.transfers_in++;
     sh->owner->n.transfers_out++;
@@ -1169,8 +1187,10 @@ static int share_transfer(client *c, const gms_broker_msg *m)
           "to tenant '%s', the old share's go back with its release",
           (unsigned long long)sh->id, sh->owner->name, (unsigned long long)ns->id,
           (unsigned long long)ns->bytes, t->name);
-    gms_broker_msg r = {.type = GMS_BROKER_TRANSFERRED, .seq = m->seq, .a = h->id, .b = ns->bytes};
-    return reply(c, &r, ns->fd); /* on failure the drop releases both holds */
+    gms_broker_msg r = {.type = GMS_BROKER_TRANSFERRED, .seq = m->seq, .a = h->id, .b = ns->bytes,
+                        .c = ns->lease ? ns->lease->id : 0};
+    /* on failure the drop releases both holds (and the lease) */
+    return reply(c, &r, ns->lease ? ns->lease->fd : ns->fd);
 }
 
 /* A connection ends: its holds go (the last hold of a share frees it,

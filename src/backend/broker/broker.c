@@ -776,13 +776,63 @@ void gms__broker_release_hold(gms_backend *be, uint64_t hold, uint64_t map, uint
     pthread_mutex_unlock(&bb->lock);
 }
 
+/* TRANSFERRED on host memory: the buffer's bytes into gmsd's new memfd,
+ * which then replaces the old one under the same addresses: raw pointers
+ * stay valid, and nothing of the buffer stays in memory the first tenant
+ * may still map. */
+static int transfer_memfd(int fd, uint64_t map, uint64_t map_len, const gms_broker_msg *rep,
+                          char *why, size_t why_len)
+{
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t bytes = map_len - 2 * page;
+    char *at = (char *)(uintptr_t)(map + page);
+    if (rep->b != bytes || rep->c != 0 || !fd_size_is(fd, bytes)) {
+        snprintf(why, why_len, "gmsd's new memory is not the share's size");
+        return GMS_E_BACKEND;
+    }
+    for (uint64_t done = 0; done < bytes;) {
+        ssize_t k = pwrite(fd, at + done, bytes - done, (off_t)done);
+        if (k <= 0) {
+            snprintf(why, why_len, "copying into gmsd's new memory: %s",
+                     k < 0 ? strerror(errno) : "short write");
+            return k < 0 && errno == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND;
+        }
+        done += (uint64_t)k;
+    }
+    if (mmap(at, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+        snprintf(why, why_len, "mapping gmsd's new memory: %s", strerror(errno));
+        return errno == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND;
+    }
+    return GMS_OK;
+}
+
+/* TRANSFERRED on CUDA memory (lock held): the bytes of the import that
+ * hold names move into the lease gmsd made for this tenant (fd, rep->c),
+ * which takes the import's place under the same addresses. */
+static int transfer_import(broker_backend *bb, uint64_t hold, int fd, const gms_broker_msg *rep,
+                           char *why, size_t why_len)
+{
+    copy_entry *c = bb->copies;
+    while (c && c->hold != hold)
+        c = c->next;
+    if (!c || c->lease || fd < 0 || rep->c == 0 || rep->b != c->imp.size) {
+        snprintf(why, why_len, "gmsd's new memory is not the share's");
+        return GMS_E_BACKEND;
+    }
+    int err = gms__vmm_import_move(bb->gpu, &c->imp, fd);
+    if (err) {
+        snprintf(why, why_len, "moving the buffer into gmsd's new memory: %s", gms__backend_why());
+        return err == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND;
+    }
+    c->hold = rep->a;
+    c->lease = rep->c;
+    return GMS_OK;
+}
+
 int gms__broker_transfer(gms_backend *be, uint64_t *hold, uint64_t map, uint64_t map_len,
                          char *why, size_t why_len)
 {
     broker_backend *bb = bb_of(be);
-    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-    uint64_t bytes = map_len - 2 * page;
-    char *at = (char *)(uintptr_t)(map + page);
     gms_broker_msg *m = calloc(2, sizeof *m);
     if (!m) {
         snprintf(why, why_len, "out of host memory");
@@ -796,35 +846,17 @@ int gms__broker_transfer(gms_backend *be, uint64_t *hold, uint64_t map, uint64_t
     int rc = share_call(bb, q, rep, &fd, GMS_BROKER_TRANSFERRED, why, why_len);
     if (rc)
         goto out;
-    uint64_t fresh = rep->a;
-    if (rep->b != bytes || !fd_size_is(fd, bytes)) {
-        rc = GMS_E_BACKEND;
-        snprintf(why, why_len, "gmsd's new memory is not the share's size");
-        goto undo;
-    }
-    /* The bytes into the new memfd, which then replaces the old one under
-     * the same addresses: raw pointers stay valid, and nothing of the
-     * buffer stays in memory the first tenant may still map. */
-    for (uint64_t done = 0; done < bytes;) {
-        ssize_t k = pwrite(fd, at + done, bytes - done, (off_t)done);
-        if (k <= 0) {
-            rc = k < 0 && errno == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND;
-            snprintf(why, why_len, "copying into gmsd's new memory: %s",
-                     k < 0 ? strerror(errno) : "short write");
-            goto undo;
-        }
-        done += (uint64_t)k;
-    }
-    if (mmap(at, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
-        rc = errno == ENOMEM ? GMS_E_NO_MEMORY : GMS_E_BACKEND;
-        snprintf(why, why_len, "mapping gmsd's new memory: %s", strerror(errno));
-        goto undo;
+    rc = bb->memory == GMS_BROKER_MEMORY_HOST
+             ? transfer_memfd(fd, map, map_len, rep, why, why_len)
+             : transfer_import(bb, *hold, fd, rep, why, why_len);
+    if (rc) { /* the old share stays held (revoked: gmsd already stopped new acquires) */
+        hold_release(bb, rep->a);
+        if (rep->c)
+            lease_release_locked(bb, rep->c);
+        goto out;
     }
     hold_release(bb, *hold); /* the old share: freed, its charge back to its owner */
-    *hold = fresh;
-    goto out;
-undo: /* the old share stays held (revoked: gmsd already stopped new acquires) */
-    hold_release(bb, fresh);
+    *hold = rep->a;
 out:
     pthread_mutex_unlock(&bb->lock);
     if (fd >= 0)

@@ -78,7 +78,7 @@ static int layout(uint16_t type, int *fds, int *from_broker)
     case GMS_BROKER_ACQUIRED: *fds = 1; return 48 + GMS_BROKER_TENANT_MAX;
     case GMS_BROKER_SHARE_RELEASED: return 8;
     case GMS_BROKER_REVOKED: return 8;
-    case GMS_BROKER_TRANSFERRED: *fds = 1; return 16;
+    case GMS_BROKER_TRANSFERRED: *fds = 1; return 24;
     case GMS_BROKER_RESHARED: return 8;
     case GMS_BROKER_ERROR: return 8;
     default: return -1;
@@ -152,11 +152,11 @@ int gms__broker_decode(const void *buf, size_t n, unsigned nfds, int from_broker
         out->a = get64(q);
         break;
     case GMS_BROKER_LEASED:
-    case GMS_BROKER_TRANSFERRED:
         out->a = get64(q);
         out->b = get64(q + 8);
         break;
     case GMS_BROKER_SHARED:
+    case GMS_BROKER_TRANSFERRED:
         out->a = get64(q);
         out->b = get64(q + 8);
         out->c = get64(q + 16);
@@ -262,11 +262,11 @@ size_t gms__broker_encode(const gms_broker_msg *m, uint8_t *buf)
         put64(q, m->a);
         break;
     case GMS_BROKER_LEASED:
-    case GMS_BROKER_TRANSFERRED:
         put64(q, m->a);
         put64(q + 8, m->b);
         break;
     case GMS_BROKER_SHARED:
+    case GMS_BROKER_TRANSFERRED:
         put64(q, m->a);
         put64(q + 8, m->b);
         put64(q + 16, m->c);

@@ -19,9 +19,10 @@
 #include <stdint.h>
 
 #define GMS_BROKER_MAGIC 0x42534d47u /* "GMSB" */
-#define GMS_BROKER_PROTO 4 /* 2: sessions (HELLO, WELCOME), ACQUIRED's owner, TRANSFER;
+#define GMS_BROKER_PROTO 5 /* 2: sessions (HELLO, WELCOME), ACQUIRED's owner, TRANSFER;
                               3: WELCOME's memory and device; 4: shares of CUDA
-                              memory (SHARE's lease, ACQUIRED's copy), RESHARE */
+                              memory (SHARE's lease, ACQUIRED's copy), RESHARE;
+                              5: TRANSFERRED's lease (transfers of CUDA memory) */
 #define GMS_BROKER_HEADER 16
 #define GMS_BROKER_TEXT_MAX 200      /* an error's text, bytes */
 #define GMS_BROKER_TENANT_MAX 64     /* a tenant's name, NUL included */

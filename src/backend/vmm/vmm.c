@@ -1960,6 +1960,49 @@ void gms__vmm_unimport(gms_backend *be, const gms_vmm_import *imp)
     }
 }
 
+int gms__vmm_import_move(gms_backend *be, gms_vmm_import *imp, int fd)
+{
+    vmm_backend *vb = B(be);
+    uintptr_t saved;
+    int err = enter(vb, &saved);
+    if (err)
+        return err;
+    uint64_t h = 0, va = 0, size = imp->size;
+    /* The program's kernels are done with the buffer before its bytes move. */
+    if ((err = GMS_DRV(vb->drv, device_sync, "before moving a buffer", vb->dd)) != 0 ||
+        (err = CALL(vb, mem_import, "a buffer's new memory", fd, &h)) != 0)
+        goto out;
+    if ((err = map_whole(vb, h, size, "a buffer's new memory", &va)) == 0) {
+        err = CALL(vb, memcpy_dtod, "moving a buffer", va, imp->base, size, vb->stream);
+        /* Both stay mapped until the copy has run: the driver unmaps at
+         * once, not in stream order. */
+        int done = sync_stream(vb, "moving a buffer");
+        if (!err)
+            err = done;
+        unmap_whole(vb, va, size);
+    }
+    /* The new memory under the old addresses; on failure the old again. */
+    if (!err && !(err = CALL(vb, mem_unmap, "moving a buffer", imp->base, size))) {
+        if (!(err = CALL(vb, mem_map, "moving a buffer", imp->base, size, h)) &&
+            (err = CALL(vb, set_access, "moving a buffer", imp->base, size, 1)) != 0)
+            QUIET(vb, mem_unmap, imp->base, size);
+        if (err && (QUIET(vb, mem_map, imp->base, size, imp->handle) ||
+                    QUIET(vb, set_access, imp->base, size, 1))) {
+            fprintf(stderr, "gms: a buffer lost its memory while moving it: aborting\n");
+            abort(); /* raw pointers into it would fault or reach nothing */
+        }
+    }
+    if (err) {
+        QUIET(vb, mem_release, h);
+    } else {
+        QUIET(vb, mem_release, imp->handle);
+        imp->handle = h;
+    }
+out:
+    leave(vb, saved);
+    return err;
+}
+
 void gms__vmm_lease_free(gms_backend *be, uint64_t handle)
 {
     vmm_backend *vb = B(be);

@@ -84,6 +84,13 @@ typedef struct gms_vmm_import {
 } gms_vmm_import;
 int gms__vmm_import(gms_backend *be, int fd, uint64_t size, int writable, gms_vmm_import *out);
 void gms__vmm_unimport(gms_backend *be, const gms_vmm_import *imp);
+/* A writable import's bytes moved into the allocation gmsd sent as fd (as
+ * large), which then takes the import's place under the same addresses:
+ * raw pointers stay valid, and nothing of the buffer stays in memory
+ * another process may map. The device is waited for first (the program's
+ * kernels may still write the buffer). 0 with imp naming the new
+ * allocation, or an errno value with imp unchanged. */
+int gms__vmm_import_move(gms_backend *be, gms_vmm_import *imp, int fd);
 
 /* Whether the scrub kernel is loaded on this backend. */
 int gms__vmm_have_kernels(const gms_backend *be);
