@@ -390,8 +390,9 @@ void gms__broker_release_hold(gms_backend *be, uint64_t hold, uint64_t map, uint
  * acquire made it) is taken over by this process's tenant: gmsd charges
  * new memory of its bytes to this tenant (a memfd; a lease on CUDA
  * memory), the bytes are copied into it, it replaces the old memory under
- * the same addresses, and the old hold is released (which returns the first tenant's charge); *hold is the
- * new hold. A refusal (GMS_E_QUOTA, GMS_E_BUSY ...) changes nothing. */
+ * the same addresses, and the old hold is released (which returns the
+ * first tenant's charge); *hold is the new hold. A refusal (GMS_E_QUOTA,
+ * GMS_E_BUSY ...) changes nothing. */
 int gms__broker_transfer(gms_backend *be, uint64_t *hold, uint64_t map, uint64_t map_len,
                          char *why, size_t why_len);
 /* revoke: no new acquires of share id (the owner's connection only). */
