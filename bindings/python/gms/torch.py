@@ -130,28 +130,34 @@ def when_imported(name, then):
 
 
 class _AfterImport:
-    """A finder that answers for one module only, once: it finds the
-    module through the other finders and runs then(module) after the
-    module's own code."""
+    """A finder that answers for one module only: it finds the module
+    through the other finders and runs then(module) after the module's
+    own code, then leaves. A lookup that imports nothing
+    (importlib.util.find_spec) leaves it in place."""
 
     def __init__(self, name, then):
-        self.name, self.then = name, then
+        self.name, self.then, self.finding = name, then, False
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != self.name:
+        if fullname != self.name or self.finding:
             return None
         import importlib.util
         import sys
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
+        self.finding = True  # the other finders' answer, not ours again
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self.finding = False
         if spec is None or spec.loader is None:
             return spec
-        loader, then = spec.loader, self.then
+        loader = spec.loader
 
         def exec_module(module):
             del loader.exec_module  # the loader's own again
             loader.exec_module(module)
-            then(module)
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            self.then(module)
 
         loader.exec_module = exec_module
         return spec

@@ -204,6 +204,7 @@ def test_inductor_gets_plain_cuda_graphs(tmp_path, monkeypatch):
     allocator call PyTorch keeps for its own) when inductor's config is
     imported, not before: a stand-in package plays torch._inductor."""
     import importlib
+    import importlib.util
     import sys
     pkg = tmp_path / "standin_inductor"
     pkg.mkdir()
@@ -215,6 +216,8 @@ def test_inductor_gets_plain_cuda_graphs(tmp_path, monkeypatch):
     gt.when_imported(name, gt.plain_cuda_graphs)
     gt.when_imported(name, gt.plain_cuda_graphs)  # a second use_gms(): one finder
     assert name not in sys.modules  # nothing imported ahead
+    assert sum(type(f).__name__ == "_AfterImport" for f in sys.meta_path) == 1
+    assert importlib.util.find_spec(name) is not None  # a probe, no import: the finder stays
     assert sum(type(f).__name__ == "_AfterImport" for f in sys.meta_path) == 1
     config = importlib.import_module(name)
     assert config.triton.cudagraph_trees is False
