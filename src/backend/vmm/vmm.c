@@ -189,6 +189,18 @@ static int sync_stream(vmm_backend *vb, const char *what)
 
 static int access_rw(vmm_backend *vb, int device, uint64_t addr, uint64_t len);
 
+/* Maps allocation h whole at base (its address space reserved) for the
+ * backend's device, read-only unless writable; nothing stays mapped if
+ * that fails (device current). */
+static int map_at(vmm_backend *vb, uint64_t h, uint64_t base, uint64_t size, int writable,
+                  const char *what)
+{
+    int err = CALL(vb, mem_map, what, base, size, h);
+    if (!err && (err = CALL(vb, set_access, what, base, size, writable)) != 0)
+        QUIET(vb, mem_unmap, base, size);
+    return err;
+}
+
 /* Imports descriptor fd of gmsd's and maps it whole at base (its address
  * space reserved), for the backend's device, read-only unless writable
  * (device current). *handle: the imported allocation. */
@@ -198,10 +210,7 @@ static int import_map(vmm_backend *vb, int fd, uint64_t base, uint64_t size, int
     int err = CALL(vb, mem_import, what, fd, handle);
     if (err)
         return err;
-    if (!(err = CALL(vb, mem_map, what, base, size, *handle)) &&
-        (err = CALL(vb, set_access, what, base, size, writable)) != 0)
-        QUIET(vb, mem_unmap, base, size);
-    if (err) {
+    if ((err = map_at(vb, *handle, base, size, writable, what)) != 0) {
         QUIET(vb, mem_release, *handle);
         *handle = 0;
     }
@@ -1840,12 +1849,8 @@ static int map_whole(vmm_backend *vb, uint64_t h, uint64_t size, const char *wha
     int err = CALL(vb, va_reserve, what, va, size, vb->gran);
     if (err)
         return err;
-    if (!(err = CALL(vb, mem_map, what, *va, size, h))) {
-        if (!(err = CALL(vb, set_access, what, *va, size, 1)))
-            return 0;
-        QUIET(vb, mem_unmap, *va, size);
-    }
-    QUIET(vb, va_free, *va, size);
+    if ((err = map_at(vb, h, *va, size, 1, what)) != 0)
+        QUIET(vb, va_free, *va, size);
     return err;
 }
 
@@ -1982,15 +1987,11 @@ int gms__vmm_import_move(gms_backend *be, gms_vmm_import *imp, int fd)
         unmap_whole(vb, va, size);
     }
     /* The new memory under the old addresses; on failure the old again. */
-    if (!err && !(err = CALL(vb, mem_unmap, "moving a buffer", imp->base, size))) {
-        if (!(err = CALL(vb, mem_map, "moving a buffer", imp->base, size, h)) &&
-            (err = CALL(vb, set_access, "moving a buffer", imp->base, size, 1)) != 0)
-            QUIET(vb, mem_unmap, imp->base, size);
-        if (err && (QUIET(vb, mem_map, imp->base, size, imp->handle) ||
-                    QUIET(vb, set_access, imp->base, size, 1))) {
-            fprintf(stderr, "gms: a buffer lost its memory while moving it: aborting\n");
-            abort(); /* raw pointers into it would fault or reach nothing */
-        }
+    if (!err && !(err = CALL(vb, mem_unmap, "moving a buffer", imp->base, size)) &&
+        (err = map_at(vb, h, imp->base, size, 1, "moving a buffer")) != 0 &&
+        map_at(vb, imp->handle, imp->base, size, 1, "moving a buffer back")) {
+        fprintf(stderr, "gms: a buffer lost its memory while moving it: aborting\n");
+        abort(); /* raw pointers into it would fault or reach nothing */
     }
     if (err) {
         QUIET(vb, mem_release, h);
