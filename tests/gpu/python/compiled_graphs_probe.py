@@ -19,6 +19,8 @@ the cause. Run it under gms (GMS_TORCH_SAFETY=on|off) or with --torch.
 import argparse
 import sys
 
+from graph_probe import mlp
+
 
 def inference_step(torch, model, f, x):
     """The compiled forward against eager: the largest difference."""
@@ -53,11 +55,7 @@ def main():
         gms.torch.use_gms()
     import torch._inductor.config as inductor
     print("inductor's graph trees:", "on" if inductor.triton.cudagraph_trees else "off (use_gms)")
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(1024, 4096), torch.nn.GELU(), torch.nn.Linear(4096, 4096), torch.nn.GELU(),
-        torch.nn.Linear(4096, 1024)).cuda()
-    model.train(a.train)
+    model = mlp(torch).train(a.train)  # graph_probe.py's, seeded
     ref = copy.deepcopy(model)
     opts = [torch.optim.SGD(m.parameters(), lr=0.01) for m in (model, ref)]
     if not a.torch:
